@@ -1,0 +1,21 @@
+"""``python -m cli batch | emulator``: the user commands (see README)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cli import batch, emulator
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cli", description="Bedrock batch inference and gateway tools")
+    commands = parser.add_subparsers(dest="command", required=True)
+    batch.add_parser(commands)
+    emulator.add_parser(commands)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

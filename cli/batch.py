@@ -1,0 +1,89 @@
+"""``python -m cli batch``: run a batch inference job locally (moto + emulator) and write the results to a folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def add_parser(commands: Any) -> None:
+    p = commands.add_parser("batch", help="run a batch inference over a file or a Hugging Face dataset")
+    p.add_argument("--target", choices=["local"], default="local", help="local: moto + the Bedrock emulator")
+    p.add_argument("--input", required=True, help="a local CSV/Parquet file, or hf:ORG/NAME for a Hugging Face dataset")
+    p.add_argument("--split", default="train", help="dataset split for hf: inputs (default: train)")
+    p.add_argument("--model-id", required=True, help="Bedrock model id, e.g. anthropic.claude-3-haiku-20240307-v1:0")
+    p.add_argument("--prompt-id", help="a key of prompt_id_to_template in prompt_templates.py (text models)")
+    p.add_argument("--max-records-per-job", type=int, help="records per Bedrock job (100-50000)")
+    p.add_argument("--max-num-jobs", type=int, help="refuse to run if more jobs than this would be needed")
+    p.add_argument("--max-concurrent-jobs", type=int, help="override maxConcurrentJobs from cdk.json")
+    p.add_argument("--job-name-prefix", default="local", help="prefix of the Bedrock job names")
+    p.add_argument("--inference-params", help='JSON, e.g. \'{"max_tokens": 512, "temperature": 0.2}\'')
+    p.add_argument("--step-seconds", type=float, default=0.2, help="emulator: seconds a job spends in each status")
+    p.add_argument("--output", required=True, type=Path, help="folder for the output Parquet files and summary.json")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(func=run)
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def execution_input(args: argparse.Namespace, source: dict[str, str]) -> dict[str, Any]:
+    payload: dict[str, Any] = {"model_id": args.model_id, "job_name_prefix": args.job_name_prefix, **source}
+    if args.prompt_id:
+        payload["prompt_id"] = args.prompt_id
+    if args.max_records_per_job is not None:
+        payload["max_records_per_job"] = args.max_records_per_job
+    if args.max_num_jobs is not None:
+        payload["max_num_jobs"] = args.max_num_jobs
+    if args.inference_params:
+        payload["inference_params"] = json.loads(args.inference_params)
+    return payload
+
+
+def run(args: argparse.Namespace) -> int:
+    from local.runner import LocalRuntime, RuntimeOptions
+
+    if args.inference_params:
+        try:
+            json.loads(args.inference_params)
+        except ValueError as exc:
+            return fail(f"--inference-params is not valid JSON ({exc}); e.g. '{{\"max_tokens\": 512}}'")
+    local_path: Path | None = None
+    if args.input.startswith("hf:"):
+        source = {"dataset_id": args.input.removeprefix("hf:"), "split": args.split}
+    elif args.input.startswith("s3://"):
+        return fail(f"--input {args.input}: the local target has no S3 data yet; give a local file path instead")
+    else:
+        local_path = Path(args.input)
+        if not local_path.is_file():
+            return fail(f"--input {args.input} is not a file; give a CSV or Parquet file path or hf:ORG/NAME")
+
+    options = RuntimeOptions(max_concurrent_jobs=args.max_concurrent_jobs, step_seconds=args.step_seconds)
+    from cli.progress import BatchProgress
+
+    with LocalRuntime(options) as runtime:
+        if local_path is not None:
+            source = {"s3_uri": runtime.upload_input(local_path)}
+        execution_arn = runtime.start(execution_input(args, source))
+        with BatchProgress(runtime, execution_arn, enabled=not args.quiet) as progress:
+            outcome = runtime.wait(execution_arn, on_tick=progress.update)
+        if outcome.status != "SUCCEEDED":
+            code = EXIT_BAD_INPUT if outcome.error == "InputValidationError" else EXIT_FAILED
+            return fail(outcome.error_message, code)
+        run_id = runtime.run_id(execution_arn)
+        files = runtime.download_outputs(run_id, args.output)
+    summary = json.loads((args.output / "summary.json").read_text())
+    print(
+        f"run {run_id}: {summary['total_records']} rows in {summary['jobs_planned']} jobs -> "
+        f"{summary['succeeded']} with a result, {summary['failed']} with an error "
+        f"(input tokens {summary['input_tokens']}, output tokens {summary['output_tokens']})"
+    )
+    print(f"output: {len(files) - 1} Parquet file(s) and summary.json in {args.output.resolve()}")
+    return EXIT_OK

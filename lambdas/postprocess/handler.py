@@ -1,0 +1,28 @@
+"""Postprocess handler: thin."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from lambdas.postprocess import logic
+from lambdas.shared import aws
+from lambdas.shared.models import JobState
+from lambdas.shared.observability import logger, metrics, tracer
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    state = JobState.model_validate(event)
+    logger.append_keys(run_id=state.run.run_id, job_index=state.job.index)
+    with tempfile.TemporaryDirectory(prefix="postprocess-") as workdir:
+        result = logic.postprocess(state, s3=aws.s3(), workdir=Path(workdir))
+    logger.info("job results written", status=result.status, succeeded=result.succeeded, failed=result.failed)
+    metrics.add_metric(name="RecordsSucceeded", unit="Count", value=result.succeeded)
+    metrics.add_metric(name="RecordsFailed", unit="Count", value=result.failed)
+    return result.model_dump(mode="json")

@@ -1,0 +1,35 @@
+"""Preprocess handler: thin. Parse the event, call the logic, return the run context for the state machine."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
+
+from lambdas.preprocess import logic
+from lambdas.shared import aws
+from lambdas.shared.observability import logger, metrics, tracer
+from lambdas.shared.settings import Settings
+
+
+class PreprocessEvent(BaseModel):
+    input: Any
+    execution_name: str
+
+
+@logger.inject_lambda_context(correlation_id_path="execution_name")
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = PreprocessEvent.model_validate(event)
+    with tempfile.TemporaryDirectory(prefix="preprocess-") as workdir:
+        run = logic.preprocess(
+            request.input, request.execution_name, s3=aws.s3(), settings=Settings.from_env(), workdir=Path(workdir)
+        )
+    logger.info("run prepared", run_id=run.run_id, records=run.total_records, jobs=run.num_jobs)
+    metrics.add_metric(name="RecordsPrepared", unit="Count", value=run.total_records)
+    metrics.add_metric(name="JobsPlanned", unit="Count", value=run.num_jobs)
+    return run.model_dump(mode="json")

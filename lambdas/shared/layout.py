@@ -1,0 +1,73 @@
+"""The S3 layout of a run (a contract, see ARCHITECTURE.md) and the names derived from run ids."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+_NOT_ALNUM = re.compile(r"[^A-Za-z0-9]+")
+
+
+def run_id_from_execution_name(execution_name: str) -> str:
+    """A run id safe in S3 keys, in Bedrock's s3Uri pattern and in job names: [a-z0-9-], at most 64 chars."""
+    cleaned = _NOT_ALNUM.sub("-", execution_name).strip("-").lower()
+    if not cleaned:
+        cleaned = "run"
+    if len(cleaned) > 64 or cleaned != execution_name:
+        # Keep it unique even when sanitising or truncating merged two names.
+        digest = hashlib.sha256(execution_name.encode()).hexdigest()[:8]
+        cleaned = f"{cleaned[:55].rstrip('-')}-{digest}"
+    return cleaned
+
+
+def run_prefix(run_id: str) -> str:
+    return f"runs/{run_id}"
+
+
+def records_key(run_id: str) -> str:
+    return f"runs/{run_id}/records.parquet"
+
+
+def job_input_key(run_id: str, index: int) -> str:
+    return f"runs/{run_id}/jobs/{index:04d}.jsonl"
+
+
+def manifest_key(run_id: str) -> str:
+    return f"runs/{run_id}/jobs.json"
+
+
+def bedrock_output_prefix(run_id: str) -> str:
+    return f"runs/{run_id}/bedrock-output/"
+
+
+def output_key(run_id: str, index: int) -> str:
+    return f"runs/{run_id}/output/{index:04d}.parquet"
+
+
+def result_key(run_id: str, index: int) -> str:
+    return f"runs/{run_id}/results/{index:04d}.json"
+
+
+def results_prefix(run_id: str) -> str:
+    return f"runs/{run_id}/results/"
+
+
+def summary_key(run_id: str) -> str:
+    return f"runs/{run_id}/summary.json"
+
+
+def job_name(prefix: str, run_id: str, index: int) -> str:
+    """A Bedrock job name matching [a-zA-Z0-9]{1,63}(-*[a-zA-Z0-9+\\-.]){0,63}, at most 63 chars, unique per job."""
+    head = _NOT_ALNUM.sub("-", prefix).strip("-") or "batch"
+    tail = f"{index:04d}"
+    run = run_id[: 63 - len(tail) - 2 - min(len(head), 20)].strip("-")
+    return f"{head[:20].strip('-')}-{run}-{tail}"
+
+
+def client_request_token(run_id: str, index: int) -> str:
+    """Deterministic per run and job: a retried Submit can never create a second billed job."""
+    return hashlib.sha256(f"{run_id}/{index}".encode()).hexdigest()[:64]
+
+
+def job_id_from_arn(job_arn: str) -> str:
+    return job_arn.rsplit("/", 1)[-1]

@@ -1,0 +1,185 @@
+"""Pydantic payloads: the execution input (a public contract) and the small objects the state machine carries."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lambdas.shared.errors import InputValidationError
+from lambdas.shared.model_families import InferenceSettings
+
+TERMINAL_STATUSES = frozenset({"Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired"})
+MIN_RECORDS_PER_JOB = 100
+MAX_RECORDS_PER_JOB = 50_000
+_S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][-.a-z0-9]{1,61}[a-z0-9])/(?P<key>.+)$")
+
+# Example fixes shown next to validation errors, by field.
+_FIXES: dict[str, str] = {
+    "model_id": 'e.g. "anthropic.claude-3-haiku-20240307-v1:0"',
+    "s3_uri": 'e.g. "s3://<bucket>/inputs/topics.csv"',
+    "dataset_id": 'e.g. "w601sxs/simpleCoT"',
+    "max_records_per_job": f"use an integer from {MIN_RECORDS_PER_JOB} to {MAX_RECORDS_PER_JOB}",
+    "max_num_jobs": "use a positive integer or null",
+    "inference_params": 'e.g. {"max_tokens": 1024, "temperature": 0.2}',
+}
+
+
+class InferenceParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_tokens: int = Field(default=1024, ge=1, le=200_000)
+    temperature: float | None = Field(default=None, ge=0.0, le=1.0)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    system: str | None = Field(default=None, max_length=100_000)
+
+    def settings(self) -> InferenceSettings:
+        return InferenceSettings(
+            max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p, system=self.system
+        )
+
+
+class ExecutionInput(BaseModel):
+    """What a user passes to StartExecution. The keys of the public aws-samples orchestrator are accepted as is."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    model_id: str = Field(min_length=1, max_length=2048)
+    prompt_id: str | None = None
+    s3_uri: str | None = None
+    dataset_id: str | None = None
+    split: str = "train"
+    job_name_prefix: str = Field(default="batch", max_length=40)
+    max_records_per_job: int | None = Field(default=None, ge=MIN_RECORDS_PER_JOB, le=MAX_RECORDS_PER_JOB)
+    max_num_jobs: int | None = Field(default=None, ge=1)
+    inference_params: InferenceParams = Field(default_factory=InferenceParams)
+
+    @field_validator("s3_uri")
+    @classmethod
+    def _s3_uri_shape(cls, value: str | None) -> str | None:
+        if value is not None and not _S3_URI.match(value):
+            raise ValueError("must look like s3://<bucket>/<key>")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ExecutionInput:
+        if (self.s3_uri is None) == (self.dataset_id is None):
+            got = "both" if self.s3_uri else "neither"
+            raise ValueError(
+                f"give exactly one input source, s3_uri or dataset_id (with split), got {got}; "
+                'e.g. "s3_uri": "s3://<bucket>/inputs/data.csv" or "dataset_id": "w601sxs/simpleCoT", "split": "train"'
+            )
+        return self
+
+    @property
+    def s3_location(self) -> tuple[str, str]:
+        match = _S3_URI.match(self.s3_uri or "")
+        if not match:
+            raise InputValidationError(f"s3_uri '{self.s3_uri}' is not an S3 object URI")
+        return match.group("bucket"), match.group("key")
+
+    @classmethod
+    def parse(cls, raw: Any) -> ExecutionInput:
+        """Validate raw execution input; every problem becomes one InputValidationError naming field, value, fix."""
+        if not isinstance(raw, dict):
+            raise InputValidationError(
+                f"execution input must be a JSON object, got {type(raw).__name__}; "
+                'e.g. {"model_id": "...", "prompt_id": "...", "s3_uri": "s3://..."}'
+            )
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            raise InputValidationError(describe_validation_error(exc, "execution input")) from None
+
+
+def describe_validation_error(exc: ValidationError, what: str) -> str:
+    problems = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(input)"
+        top = str(err["loc"][0]) if err["loc"] else ""
+        if err["type"] == "extra_forbidden":
+            known = ", ".join(ExecutionInput.model_fields) if what == "execution input" else ""
+            problems.append(f"unknown field '{field}'; remove it (known fields: {known})")
+            continue
+        value = err.get("input")
+        shown = repr(value) if not isinstance(value, dict) else "{...}"
+        fix = _FIXES.get(top, "")
+        message = err["msg"].removeprefix("Value error, ")
+        problems.append(f"field '{field}' = {shown[:80]}: {message}" + (f"; {fix}" if fix and fix not in message else ""))
+    return f"invalid {what}: " + " | ".join(problems)
+
+
+class RunContext(BaseModel):
+    """Everything about a run the later states need. Small: it travels in every state payload."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    bucket: str
+    model_id: str
+    family: str
+    output_kind: Literal["text", "embedding"]
+    job_name_prefix: str
+    total_records: int
+    num_jobs: int
+    records_key: str
+    manifest_key: str
+
+
+class JobSpec(BaseModel):
+    """One line of the job manifest (``runs/<run>/jobs.json``) the Distributed Map reads."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    input_key: str
+    first_row: int
+    record_count: int
+    size_bytes: int
+
+
+class JobState(BaseModel):
+    """The state of one job as it moves through Submit -> Wait -> Poll -> Postprocess."""
+
+    run: RunContext
+    job: JobSpec
+    job_arn: str | None = None
+    job_name: str | None = None
+    status: str | None = None
+    message: str | None = None
+    terminal: bool = False
+    submitted_at: str | None = None
+    polls: int = 0
+    counters: dict[str, int] = Field(default_factory=dict)
+    failure: dict[str, Any] | None = None  # set by a Catch: {"Error": ..., "Cause": ...}
+
+
+class JobResult(BaseModel):
+    """What postprocess reports for one job; also stored as ``runs/<run>/results/<NNNN>.json``."""
+
+    index: int
+    job_arn: str | None
+    status: str
+    message: str | None = None
+    record_count: int
+    succeeded: int
+    failed: int
+    input_tokens: int = 0
+    output_tokens: int = 0
+    output_key: str
+    error_counts: dict[str, int] = Field(default_factory=dict)
+
+
+class FinalizeRequest(BaseModel):
+    run: RunContext
+
+
+class FinalizeResult(BaseModel):
+    complete: bool
+    message: str
+    summary_key: str
+    total_records: int
+    records_out: int
+    succeeded: int
+    failed: int

@@ -1,0 +1,28 @@
+"""Submit handler: thin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from lambdas.shared import aws
+from lambdas.shared.models import JobState
+from lambdas.shared.observability import logger, metrics, tracer
+from lambdas.shared.settings import Settings
+from lambdas.submit_job import logic
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    state = JobState.model_validate(event)
+    settings = Settings.from_env()
+    logger.append_keys(run_id=state.run.run_id, job_index=state.job.index)
+    out = logic.submit(
+        state, bedrock=aws.bedrock(), role_arn=settings.bedrock_role_arn, timeout_hours=settings.job_timeout_hours
+    )
+    logger.info("job submitted", job_arn=out.job_arn, job_name=out.job_name)
+    metrics.add_metric(name="JobsSubmitted", unit="Count", value=1)
+    return out.model_dump(mode="json")

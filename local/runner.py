@@ -1,0 +1,376 @@
+"""The local runtime: the synthesized state machine, run by moto's Step Functions interpreter on one machine.
+
+What is real: the CloudFormation template our CDK app synthesizes (its state machine definition is executed as is),
+our Lambda handlers (dispatched in-process), S3 (moto), and the Bedrock control-plane wire protocol (boto3 talks HTTP
+to the emulator in ``local.emulator``). What is local: nothing is deployed, no AWS account is touched.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import re
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+LOCAL_BUCKET_SUFFIX = "local"
+
+_LOCAL_ENV = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+}
+
+
+@dataclass(frozen=True)
+class LocalFunction:
+    logical_id: str
+    name: str
+    handler: str
+    environment: dict[str, str]
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self.name}"
+
+
+@dataclass
+class ExecutionOutcome:
+    execution_arn: str
+    status: str
+    output: dict[str, Any] | None
+    error: str | None
+    cause: str | None
+
+    @property
+    def error_message(self) -> str:
+        """The most useful single line: the Lambda's errorMessage when the cause is a Lambda error payload."""
+        if not self.cause:
+            return self.error or self.status
+        try:
+            payload = json.loads(self.cause)
+            return str(payload.get("errorMessage", self.cause))
+        except (ValueError, AttributeError):
+            return self.cause
+
+
+@dataclass
+class RuntimeOptions:
+    max_concurrent_jobs: int | None = None
+    poll_interval_seconds: int = 1
+    step_seconds: float = 0.2  # how long the emulator keeps a job in each status
+    faults: dict[str, Any] = field(default_factory=dict)
+
+
+def _bucket_name(logical_id: str) -> str:
+    name = re.sub(r"[^a-z0-9-]", "-", logical_id.lower()).strip("-")
+    return f"{name[:50]}-{LOCAL_BUCKET_SUFFIX}"
+
+
+def _resources(template: dict[str, Any]) -> tuple[dict[str, str], dict[tuple[str, str], str]]:
+    refs: dict[str, str] = {}
+    attributes: dict[tuple[str, str], str] = {}
+    for logical_id, resource in template["Resources"].items():
+        kind = resource["Type"]
+        if kind == "AWS::S3::Bucket":
+            name = _bucket_name(logical_id)
+            refs[logical_id] = name
+            attributes[(logical_id, "Arn")] = f"arn:aws:s3:::{name}"
+        elif kind == "AWS::Lambda::Function":
+            name = logical_id[:64]
+            refs[logical_id] = name
+            attributes[(logical_id, "Arn")] = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+        elif kind == "AWS::IAM::Role":
+            refs[logical_id] = logical_id
+            attributes[(logical_id, "Arn")] = f"arn:aws:iam::{ACCOUNT}:role/{logical_id}"
+        elif kind == "AWS::Logs::LogGroup":
+            refs[logical_id] = logical_id
+            attributes[(logical_id, "Arn")] = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{logical_id}:*"
+        elif kind == "AWS::StepFunctions::StateMachine":
+            arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{logical_id}"
+            refs[logical_id] = arn
+            attributes[(logical_id, "Arn")] = arn
+            attributes[(logical_id, "Name")] = logical_id
+        else:
+            refs[logical_id] = logical_id
+            attributes[(logical_id, "Arn")] = f"arn:aws:local:{REGION}:{ACCOUNT}:{logical_id}"
+    return refs, attributes
+
+
+def _functions(template: dict[str, Any], resolve: Callable[[Any], Any]) -> list[LocalFunction]:
+    out = []
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::Lambda::Function":
+            continue
+        props = resource["Properties"]
+        handler = props.get("Handler") or props.get("ImageConfig", {}).get("Command", [None])[0]
+        if not handler or not str(handler).startswith("lambdas."):
+            continue  # CDK's own helper functions (e.g. auto-delete objects) have no local counterpart
+        env = resolve(props.get("Environment", {}).get("Variables", {}))
+        out.append(LocalFunction(logical_id, logical_id[:64], str(handler), {k: str(v) for k, v in env.items()}))
+    return out
+
+
+class _FakeContext:
+    def __init__(self, function: LocalFunction) -> None:
+        self.function_name = function.name
+        self.memory_limit_in_mb = 1024
+        self.invoked_function_arn = function.arn
+        self.aws_request_id = str(uuid.uuid4())
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 900_000
+
+
+class InProcessLambdas:
+    """Replaces moto's echoing Lambda backend: each invoke calls our handler in this process."""
+
+    def __init__(self, functions: list[LocalFunction]) -> None:
+        self.by_name = {f.name: f for f in functions}
+        self.invocations: dict[str, int] = {f.name: 0 for f in functions}
+        self._lock = threading.Lock()
+        self._original: Any = None
+
+    def invoke(self, function_name: str, body: Any, response_headers: dict[str, str]) -> bytes:
+        function = self.by_name[function_name.rsplit(":", 1)[-1] if ":" in function_name else function_name]
+        with self._lock:
+            self.invocations[function.name] += 1
+        module_name, attr = function.handler.rsplit(".", 1)
+        handler = getattr(importlib.import_module(module_name), attr)
+        event = json.loads(body) if body else {}
+        try:
+            result = handler(event, _FakeContext(function))
+        except Exception as exc:  # a Lambda function error, as the real service reports it
+            response_headers["x-amz-function-error"] = "Unhandled"
+            payload = {
+                "errorType": type(exc).__name__,
+                "errorMessage": str(exc),
+                "stackTrace": traceback.format_exception(exc)[-5:],
+            }
+            return json.dumps(payload).encode()
+        return json.dumps(result).encode()
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        from moto.awslambda_simple.models import LambdaSimpleBackend
+
+        original = LambdaSimpleBackend.invoke
+        runtime = self
+
+        def invoke(self: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: Any) -> Any:
+            return runtime.invoke(function_name, body, response_headers)
+
+        LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            LambdaSimpleBackend.invoke = original  # type: ignore[method-assign]
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+class LocalRuntime:
+    """Context manager: moto + emulator + the synthesized state machine, ready to start executions."""
+
+    def __init__(self, options: RuntimeOptions | None = None, template: dict[str, Any] | None = None) -> None:
+        self.options = options or RuntimeOptions()
+        self._template = template
+
+    # -- lifecycle -------------------------------------------------------------------------------------------------
+    def __enter__(self) -> LocalRuntime:
+        from contextlib import ExitStack
+
+        from local.cfn import LocalResources, resolve
+
+        self._exit = ExitStack()
+        try:
+            self._exit.enter_context(_environment(_LOCAL_ENV))
+            template = self._template or synth_template(self.options)
+            self.template = template
+            refs, attributes = _resources(template)
+            self.resources = LocalResources(refs=refs, attributes=attributes, region=REGION, account=ACCOUNT)
+
+            def res(value: Any) -> Any:
+                return resolve(value, self.resources)
+
+            self.functions = _functions(template, res)
+            self._start_moto()
+            self._start_emulator()
+            env: dict[str, str] = {}
+            for function in self.functions:
+                env.update(function.environment)
+            env["AWS_ENDPOINT_URL_BEDROCK"] = self.emulator.endpoint_url
+            self._exit.enter_context(_environment(env))
+            self.bucket = env["DATA_BUCKET"]
+            self._reset_clients()
+            self.lambdas = InProcessLambdas(self.functions)
+            self._exit.enter_context(self.lambdas.installed())
+            self._deploy(res)
+        except BaseException:
+            self._exit.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._exit.close()
+        self._reset_clients()
+
+    def _start_moto(self) -> None:
+        from moto import mock_aws
+
+        for noisy in ("moto", "botocore.credentials", "werkzeug"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+        mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}})
+        mock.start()
+        self._exit.callback(mock.stop)
+
+    def _start_emulator(self) -> None:
+        import boto3
+
+        from local.emulator import BedrockEmulator
+
+        self.emulator = BedrockEmulator(
+            s3_client=boto3.client("s3", region_name=REGION),
+            step_seconds=self.options.step_seconds,
+            faults=self.options.faults,
+        )
+        self.emulator.start()
+        self._exit.callback(self.emulator.stop)
+
+    @staticmethod
+    def _reset_clients() -> None:
+        from lambdas.shared import aws
+
+        aws.reset()
+
+    def _deploy(self, res: Callable[[Any], Any]) -> None:
+        import boto3
+
+        self.s3 = boto3.client("s3", region_name=REGION)
+        for logical_id, resource in self.template["Resources"].items():
+            if resource["Type"] == "AWS::S3::Bucket":
+                self.s3.create_bucket(Bucket=self.resources.refs[logical_id])
+        iam = boto3.client("iam", region_name=REGION)
+        role_arn = iam.create_role(RoleName="local-runtime", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        lam = boto3.client("lambda", region_name=REGION)
+        for function in self.functions:
+            lam.create_function(
+                FunctionName=function.name,
+                Runtime="python3.13",
+                Role=role_arn,
+                Handler=function.handler,
+                Code={"ZipFile": _empty_zip()},
+                Environment={"Variables": function.environment},
+            )
+        machines = [
+            (lid, r) for lid, r in self.template["Resources"].items() if r["Type"] == "AWS::StepFunctions::StateMachine"
+        ]
+        if len(machines) != 1:
+            raise RuntimeError(f"expected one state machine in the template, found {len(machines)}")
+        _logical_id, machine = machines[0]
+        definition = res(machine["Properties"]["DefinitionString"])
+        substitutions = res(machine["Properties"].get("DefinitionSubstitutions", {}))
+        for key, value in substitutions.items():
+            definition = definition.replace("${" + key + "}", str(value))
+        self.sfn = boto3.client("stepfunctions", region_name=REGION)
+        self.state_machine_arn = self.sfn.create_state_machine(
+            name="BatchInference", definition=definition, roleArn=role_arn, type="STANDARD"
+        )["stateMachineArn"]
+
+    # -- use -------------------------------------------------------------------------------------------------------
+    def upload_input(self, path: Path) -> str:
+        key = f"inputs/{path.name}"
+        self.s3.upload_file(str(path), self.bucket, key)
+        return f"s3://{self.bucket}/{key}"
+
+    def start(self, execution_input: dict[str, Any], name: str | None = None) -> str:
+        name = name or f"local-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        return str(
+            self.sfn.start_execution(
+                stateMachineArn=self.state_machine_arn, name=name, input=json.dumps(execution_input)
+            )["executionArn"]
+        )
+
+    def describe(self, execution_arn: str) -> ExecutionOutcome:
+        d = self.sfn.describe_execution(executionArn=execution_arn)
+        output = json.loads(d["output"]) if d.get("output") else None
+        return ExecutionOutcome(execution_arn, d["status"], output, d.get("error"), d.get("cause"))
+
+    def wait(
+        self, execution_arn: str, on_tick: Callable[[], None] | None = None, interval: float = 0.2
+    ) -> ExecutionOutcome:
+        while True:
+            outcome = self.describe(execution_arn)
+            if on_tick:
+                on_tick()
+            if outcome.status != "RUNNING":
+                return outcome
+            time.sleep(interval)
+
+    def run_id(self, execution_arn: str) -> str:
+        from lambdas.shared.layout import run_id_from_execution_name
+
+        return run_id_from_execution_name(execution_arn.rsplit(":", 1)[-1])
+
+    def download_outputs(self, run_id: str, output_dir: Path) -> list[Path]:
+        from lambdas.shared.s3io import list_keys
+
+        output_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for key, _size in list_keys(self.s3, self.bucket, f"runs/{run_id}/output/"):
+            target = output_dir / Path(key).name
+            self.s3.download_file(self.bucket, key, str(target))
+            written.append(target)
+        summary = output_dir / "summary.json"
+        self.s3.download_file(self.bucket, f"runs/{run_id}/summary.json", str(summary))
+        written.append(summary)
+        return written
+
+
+def synth_template(options: RuntimeOptions) -> dict[str, Any]:
+    """Synthesize the batch stack in-process (bundling skipped) with the local runtime's context overrides."""
+    from stacks.synth import synth_batch_template
+
+    context: dict[str, Any] = {"pollIntervalSeconds": options.poll_interval_seconds}
+    if options.max_concurrent_jobs is not None:
+        context["maxConcurrentJobs"] = options.max_concurrent_jobs
+    result = synth_batch_template(context)
+    return result if isinstance(result, dict) else result.template
+
+
+def _empty_zip() -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("README", "handlers are dispatched in-process by local.runner")
+    return buffer.getvalue()

@@ -1,0 +1,62 @@
+"""Shared fixtures: fake AWS credentials, a Lambda context, event loading and a clean metrics state per test."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Before anything imports boto3: never reach a real account, never send traces.
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_NAMESPACE": "BedrockBatchTests",
+        "POWERTOOLS_SERVICE_NAME": "tests",
+        "POWERTOOLS_DEV": "false",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+    }
+)
+os.environ.pop("AWS_PROFILE", None)
+
+EVENTS = Path(__file__).parent / "events"
+DATA = Path(__file__).parent / "data"
+
+
+@dataclass
+class FakeLambdaContext:
+    function_name: str = "test-function"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
+    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 60_000
+
+
+@pytest.fixture
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext()
+
+
+def load_event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text())  # type: ignore[no-any-return]
+
+
+@pytest.fixture(autouse=True)
+def _reset_metrics() -> Any:
+    from lambdas.shared.observability import metrics
+
+    yield
+    metrics.clear_metrics()

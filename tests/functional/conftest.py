@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+BUCKET = "test-data-bucket"
+
+
+@pytest.fixture
+def s3() -> Iterator[Any]:
+    """A moto S3 with the deployment's data bucket, and the function environment the stack would set."""
+    from lambdas.shared import aws
+
+    env = {
+        "DATA_BUCKET": BUCKET,
+        "BEDROCK_ROLE_ARN": "arn:aws:iam::123456789012:role/bedrock-batch",
+        "JOB_TIMEOUT_HOURS": "72",
+        "MAX_RECORDS_PER_JOB": "50000",
+        "ALLOWED_MODEL_IDS": "",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    with mock_aws():
+        aws.reset()
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+    aws.reset()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

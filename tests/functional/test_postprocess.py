@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import io
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from lambdas.postprocess import handler
+from tests.functional.conftest import BUCKET
+
+RUN = "run-1"
+JOB_ARN = "arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/abcdefghijkl"
+
+
+def stage_records(s3, n: int) -> None:
+    table = pa.table({"id": list(range(n)), "topic": [f"t{i}" for i in range(n)],
+                      "record_id": [f"{i:011d}" for i in range(n)]})
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, row_group_size=64)
+    s3.put_object(Bucket=BUCKET, Key=f"runs/{RUN}/records.parquet", Body=buffer.getvalue())
+
+
+def state(first_row: int, count: int, *, status="Completed", job_arn=JOB_ARN, kind="text", failure=None):
+    return {
+        "run": {"run_id": RUN, "bucket": BUCKET, "model_id": "anthropic.claude-3-haiku-20240307-v1:0",
+                "family": "anthropic" if kind == "text" else "titan-embed-text-v2", "output_kind": kind,
+                "job_name_prefix": "t", "total_records": 300, "num_jobs": 2,
+                "records_key": f"runs/{RUN}/records.parquet", "manifest_key": f"runs/{RUN}/jobs.json"},
+        "job": {"index": 1, "input_key": f"runs/{RUN}/jobs/0001.jsonl", "first_row": first_row,
+                "record_count": count, "size_bytes": 1},
+        "job_arn": job_arn, "status": status, "terminal": True, "failure": failure,
+    }
+
+
+def put_output(s3, lines: list[bytes], name="0001.jsonl.out", manifest=None):
+    prefix = f"runs/{RUN}/bedrock-output/abcdefghijkl/"
+    s3.put_object(Bucket=BUCKET, Key=prefix + name, Body=b"\n".join(lines) + b"\n")
+    if manifest:
+        s3.put_object(Bucket=BUCKET, Key=prefix + "manifest.json.out", Body=json.dumps(manifest).encode())
+
+
+def ok(i: int, text: str) -> bytes:
+    return json.dumps({"recordId": f"{i:011d}", "modelInput": {},
+                       "modelOutput": {"content": [{"type": "text", "text": text}]}}).encode()
+
+
+def read_output(s3, index=1) -> pa.Table:
+    body = s3.get_object(Bucket=BUCKET, Key=f"runs/{RUN}/output/{index:04d}.parquet")["Body"].read()
+    return pq.read_table(io.BytesIO(body))
+
+
+def test_left_join_keeps_every_row_whatever_the_output_order(s3, lambda_context):
+    # GIVEN job 1 covering rows 150..299, whose output is shuffled, has one record error, one corrupt line,
+    # a line for a row outside the job, and no line for row 299
+    stage_records(s3, 300)
+    lines = [ok(i, f"answer {i}") for i in reversed(range(150, 297))]
+    lines.append(json.dumps({"recordId": f"{297:011d}", "modelInput": {},
+                             "error": {"errorCode": 400, "errorMessage": "bad request"}}).encode())
+    lines.append(b'{"recordId": "00000000298", "modelOutput": {"conte')
+    lines.append(ok(5, "belongs to another job"))
+    put_output(s3, lines, manifest={"inputTokenCount": 11, "outputTokenCount": 22})
+    # WHEN postprocess runs for a PartiallyCompleted job
+    result = handler.lambda_handler(state(150, 150, status="PartiallyCompleted"), lambda_context)
+    # THEN every one of the 150 rows is there once, in input order, with its own answer or an error
+    table = read_output(s3)
+    assert table.column_names == ["id", "topic", "response", "error_code", "error_message"]
+    assert table.column("id").to_pylist() == list(range(150, 300))
+    rows = table.to_pylist()
+    assert all(r["response"] == f"answer {r['id']}" and r["error_code"] is None for r in rows[:147])
+    assert (rows[147]["error_code"], rows[147]["error_message"]) == ("400", "bad request")
+    assert rows[148]["error_code"] == "NOT_PROCESSED" and rows[148]["response"] is None  # corrupt line
+    assert rows[149]["error_code"] == "NOT_PROCESSED"
+    assert result["succeeded"] == 147 and result["failed"] == 3
+    assert (result["input_tokens"], result["output_tokens"]) == (11, 22)
+    stored = json.loads(s3.get_object(Bucket=BUCKET, Key=f"runs/{RUN}/results/0001.json")["Body"].read())
+    assert stored == result
+
+
+@pytest.mark.parametrize(
+    ("status", "code"), [("Failed", "JOB_FAILED"), ("Expired", "JOB_EXPIRED"), ("Stopped", "JOB_STOPPED")]
+)
+def test_jobs_that_ended_badly_still_yield_every_row(s3, lambda_context, status, code):
+    # GIVEN a job that wrote no output at all
+    stage_records(s3, 300)
+    # WHEN postprocess runs THEN all rows come out with the job-level error
+    result = handler.lambda_handler(state(0, 150, status=status), lambda_context)
+    table = read_output(s3)
+    assert table.num_rows == 150 and set(table.column("error_code").to_pylist()) == {code}
+    assert result["failed"] == 150 and result["status"] == status
+
+
+def test_submit_failure_caught_by_the_state_machine_marks_rows(s3, lambda_context):
+    stage_records(s3, 300)
+    failure = {"Error": "ValidationException", "Cause": "model not enabled"}
+    result = handler.lambda_handler(state(0, 150, status=None, job_arn=None, failure=failure), lambda_context)
+    table = read_output(s3)
+    assert set(table.column("error_code").to_pylist()) == {"SUBMIT_FAILED"}
+    assert "model not enabled" in table.column("error_message")[0].as_py()
+    assert result["status"] == "SubmitFailed"
+
+
+def test_embeddings_are_float32_lists(s3, lambda_context):
+    stage_records(s3, 300)
+    lines = [json.dumps({"recordId": f"{i:011d}", "modelOutput": {"embedding": [0.5] * 4}}).encode()
+             for i in range(150)]
+    put_output(s3, lines)
+    handler.lambda_handler(state(0, 150, kind="embedding"), lambda_context)
+    table = read_output(s3)
+    assert table.schema.field("embedding").type == pa.list_(pa.float32())
+    assert table.column("embedding")[3].as_py() == [0.5] * 4
