@@ -255,13 +255,17 @@ class LocalRuntime:
     def _start_emulator(self) -> None:
         import boto3
 
-        from local.emulator import BedrockEmulator
+        from local.emulator.jobs import EmulatorState
+        from local.emulator.server import BedrockEmulator
 
-        self.emulator = BedrockEmulator(
-            s3_client=boto3.client("s3", region_name=REGION),
+        state = EmulatorState(
+            s3=boto3.client("s3", region_name=REGION),
+            region=REGION,
+            account_id=ACCOUNT,
             step_seconds=self.options.step_seconds,
             faults=self.options.faults,
         )
+        self.emulator = BedrockEmulator(state)
         self.emulator.start()
         self._exit.callback(self.emulator.stop)
 

@@ -36,3 +36,18 @@ def s3() -> Iterator[Any]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture
+def emulator(s3: Any) -> Iterator[Any]:
+    """The Bedrock emulator over HTTP; the handlers' boto3 ``bedrock`` client reaches it via AWS_ENDPOINT_URL_BEDROCK."""
+    from lambdas.shared import aws
+    from local.emulator.jobs import EmulatorState
+    from local.emulator.server import BedrockEmulator
+
+    with BedrockEmulator(EmulatorState(s3=s3, step_seconds=0)) as server:
+        os.environ["AWS_ENDPOINT_URL_BEDROCK"] = server.endpoint_url
+        aws.reset()
+        yield server
+        os.environ.pop("AWS_ENDPOINT_URL_BEDROCK", None)
+        aws.reset()

@@ -1,0 +1,72 @@
+# Every target installs what it needs first: a fresh machine needs only Python 3.11, Node 20 and make.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PY_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+CDK := npx --no-install cdk
+export CDK_DISABLE_VERSION_CHECK := 1
+export CDK_DISABLE_CLI_TELEMETRY := 1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+MODEL ?= anthropic.claude-3-haiku-20240307-v1:0
+
+.PHONY: install demo test test-fast lint format typecheck synth bench deploy destroy emulator clean
+
+install: $(PY_STAMP) $(NODE_STAMP)
+
+$(PY_STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip==26.3
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+## demo: run the batch pipeline locally on 300 sample rows (2 Bedrock jobs, emulated)
+demo: install
+	rm -rf demo-output
+	$(PY) -m cli batch --input samples/topics.csv --model-id $(MODEL) --prompt-id joke_about_topic \
+		--max-records-per-job 150 --output demo-output
+	$(PY) -c "import pyarrow.parquet as pq; t = pq.read_table('demo-output'); \
+		print('first rows:'); [print(' ', r['topic'], '->', r['response'][:70]) for r in t.slice(0, 3).to_pylist()]"
+
+## test: every test layer (unit, functional, infra, e2e), offline and Docker-free
+test: install
+	$(PY) -m pytest -n 2 --dist loadfile
+
+## test-fast: the quick loop (skips the slow end-to-end runs)
+test-fast: install
+	$(PY) -m pytest -n 2 --dist loadfile -m "not slow"
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy .
+
+format: install
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+synth: install
+	$(CDK) synth --no-notices -q
+	$(PY) -m cfnlint --ignore-checks W3005 -- cdk.out/*.template.json
+
+bench: install
+	$(PY) -m bench
+
+deploy: install
+	$(CDK) deploy --no-notices --all
+
+destroy: install
+	$(CDK) destroy --no-notices --all
+
+emulator: install
+	$(PY) -m cli emulator --port 4010
+
+clean:
+	rm -rf cdk.out demo-output .pytest_cache .mypy_cache .ruff_cache

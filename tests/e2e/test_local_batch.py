@@ -1,0 +1,87 @@
+"""The synthesized state machine, end to end: moto Step Functions + S3, in-process Lambdas, the Bedrock emulator."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from cli.__main__ import main
+from prompt_templates import get_template
+
+pytestmark = pytest.mark.slow
+
+CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
+TITAN = "amazon.titan-embed-text-v2:0"
+
+
+def sample_table(n: int) -> pa.Table:
+    return pa.table(
+        {
+            "id": pa.array(range(n), pa.int32()),
+            "topic": [f"topic {i} with {{braces}} and \"quotes\"" for i in range(n)],
+            "score": pa.array([i / 7 for i in range(n)], pa.float64()),
+            "flag": [i % 3 == 0 for i in range(n)],
+        }
+    )
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_text_run_returns_every_row_once_with_its_own_prompt(tmp_path: Path, suffix: str, capsys):
+    # GIVEN 330 rows in a CSV or Parquet file
+    table = sample_table(330)
+    path = tmp_path / f"input{suffix}"
+    if suffix == ".csv":
+        pacsv.write_csv(table, path)
+        table = pacsv.read_csv(path)  # the types CSV reading infers are the input types
+    else:
+        pq.write_table(table, path)
+    out = tmp_path / "out"
+    # WHEN the local runtime runs it with at most 150 records per job
+    code = main(["batch", "--input", str(path), "--model-id", CLAUDE, "--prompt-id", "joke_about_topic",
+                 "--max-records-per-job", "150", "--output", str(out), "--quiet", "--step-seconds", "0.05"])
+    # THEN it succeeds with ceil(330/150) = 3 job outputs
+    assert code == 0, capsys.readouterr().err
+    files = sorted(out.glob("*.parquet"))
+    assert len(files) == math.ceil(330 / 150)
+    result = pq.read_table(files)
+    # AND every input column is unchanged (names, types, values, row count) ...
+    assert result.select(table.column_names).equals(table)
+    # ... followed by the response (this row's own rendered prompt, echoed) and empty error columns
+    assert result.column_names == [*table.column_names, "response", "error_code", "error_message"]
+    template = get_template("joke_about_topic")
+    assert result.column("response").to_pylist() == [template.render(r) for r in table.to_pylist()]
+    assert result.column("error_code").null_count == 330
+
+
+def test_embedding_run_returns_1024_dimension_vectors(tmp_path: Path, capsys):
+    # GIVEN 150 texts in an input_text column
+    path = tmp_path / "texts.parquet"
+    pq.write_table(pa.table({"input_text": [f"sentence number {i}" for i in range(150)]}), path)
+    out = tmp_path / "out"
+    # WHEN embedded with Titan Text Embeddings v2
+    code = main(["batch", "--input", str(path), "--model-id", TITAN, "--output", str(out), "--quiet",
+                 "--step-seconds", "0.05"])
+    # THEN each row has its own 1,024-float vector
+    assert code == 0, capsys.readouterr().err
+    result = pq.read_table(sorted(out.glob("*.parquet")))
+    assert result.num_rows == 150
+    vectors = result.column("embedding").to_pylist()
+    assert {len(v) for v in vectors} == {1024}
+    assert len({tuple(v[:4]) for v in vectors}) == 150  # distinct texts, distinct vectors
+
+
+def test_bad_input_exits_non_zero_with_one_clear_line(tmp_path: Path, capsys):
+    # GIVEN a CSV without the column the template needs
+    path = tmp_path / "bad.csv"
+    path.write_text("subject\n" + "\n".join(f"s{i}" for i in range(150)) + "\n")
+    # WHEN run THEN the exit code is 2 and stderr names the missing column and the fix, before any job exists
+    code = main(["batch", "--input", str(path), "--model-id", CLAUDE, "--prompt-id", "joke_about_topic",
+                 "--output", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and "'topic'" in err[0] and "rename" in err[0]
