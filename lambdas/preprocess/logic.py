@@ -210,7 +210,7 @@ def write_shards(
                         f"max_records_per_job (now {plan.max_per_job}) so each job stays under 1 GB"
                     )
         upload(path, key)
-        path.unlink()
+        path.unlink(missing_ok=True)  # the uploader may have moved it
         jobs.append(JobSpec(index=index, input_key=key, first_row=first, record_count=size, size_bytes=written))
         first += size
     return jobs

@@ -1,0 +1,94 @@
+"""The preprocess variants the benchmark compares; each runs in its own process so peak RSS is its own.
+
+``python -m bench.preprocess_variants VARIANT INPUT OUTDIR MAX_PER_JOB`` prints a JSON line with seconds and rows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lambdas.preprocess import logic
+from lambdas.shared.model_families import InferenceSettings, resolve
+from prompt_templates import get_template, prompt_id_to_template
+
+MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
+PROMPT = "question_answering"
+
+
+@dataclass
+class LocalParquet:
+    path: Path
+    description: str = "bench input"
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        yield from pq.ParquetFile(self.path).iter_batches(batch_size=16_384)
+
+
+def ours(source: Path, out: Path, max_per_job: int) -> int:
+    """The project's preprocess: two streaming passes, shards written as they fill."""
+    plan = logic.Plan(model=resolve(MODEL), template=get_template(PROMPT), max_per_job=max_per_job)
+    records = out / "records.parquet"
+    total = logic.write_records(LocalParquet(source), plan, records)
+    sizes = logic.plan_job_sizes(total, max_per_job)
+    shards = out / "shards"
+    shards.mkdir()
+    logic.write_shards(records, plan, InferenceSettings(), sizes, "bench", out, lambda p, key: p.rename(shards / p.name))
+    return total
+
+
+def anchor(source: Path, out: Path, max_per_job: int) -> int:
+    """The approach of the public samples: pandas reads everything, per-row dict, str.format, json.dumps."""
+    import pandas as pd
+
+    frame = pd.read_parquet(source)
+    template = prompt_id_to_template[PROMPT]
+    adapter = resolve(MODEL).adapter
+    settings = InferenceSettings()
+    rows = frame.to_dict("records")
+    count = math.ceil(len(rows) / max_per_job)
+    size = math.ceil(len(rows) / count)
+    for index in range(count):
+        lines = []
+        for offset, row in enumerate(rows[index * size : (index + 1) * size]):
+            record = {"recordId": f"{index * size + offset:011d}", "modelInput": adapter.build_model_input(
+                template.format(**row), settings)}
+            lines.append(json.dumps(record))
+        (out / f"{index:04d}.jsonl").write_text("\n".join(lines) + "\n")
+    return len(rows)
+
+
+def floor(source: Path, out: Path, max_per_job: int, reference: Path) -> int:
+    """What cannot be avoided: read the Parquet input with pyarrow and write the same JSONL bytes (a file copy)."""
+    rows = sum(batch.num_rows for batch in pq.ParquetFile(source).iter_batches(batch_size=65_536))
+    for shard in sorted(reference.glob("*.jsonl")):
+        shutil.copyfile(shard, out / shard.name)
+    return rows
+
+
+def main() -> None:
+    variant, source, out, max_per_job = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    if variant == "floor":
+        rows = floor(source, out, max_per_job, Path(sys.argv[5]))
+    else:
+        rows = {"ours": ours, "anchor": anchor}[variant](source, out, max_per_job)
+    seconds = time.perf_counter() - started
+    import resource
+
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"variant": variant, "rows": rows, "seconds": seconds, "peak_rss_mb": peak_mb}))
+
+
+if __name__ == "__main__":
+    main()
