@@ -32,8 +32,9 @@ demo: install
 	rm -rf demo-output
 	$(PY) -m cli batch --input samples/topics.csv --model-id $(MODEL) --prompt-id joke_about_topic \
 		--max-records-per-job 150 --output demo-output
-	$(PY) -c "import pyarrow.parquet as pq; t = pq.read_table('demo-output'); \
-		print('first rows:'); [print(' ', r['topic'], '->', r['response'][:70]) for r in t.slice(0, 3).to_pylist()]"
+	$(PY) -c "import glob, pyarrow.parquet as pq; t = pq.read_table(sorted(glob.glob('demo-output/*.parquet'))); \
+		print('first rows of', t.num_rows, '(the emulator echoes each prompt):'); \
+		[print('  ', r['topic'], '->', r['response']) for r in t.slice(0, 3).to_pylist()]"
 
 ## test: every test layer (unit, functional, infra, e2e), offline and Docker-free
 test: install

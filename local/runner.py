@@ -34,6 +34,8 @@ _LOCAL_ENV = {
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_METRICS_DISABLED": "true",
     "POWERTOOLS_LOG_LEVEL": "WARNING",
+    "POWERTOOLS_SERVICE_NAME": "local-runtime",
+    "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
 }
 
 
@@ -227,9 +229,12 @@ class LocalRuntime:
             env: dict[str, str] = {}
             for function in self.functions:
                 env.update(function.environment)
+            for per_function in ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL"):
+                env.pop(per_function, None)  # one process serves every function: keep the runtime's own values
             env["AWS_ENDPOINT_URL_BEDROCK"] = self.emulator.endpoint_url
             self._exit.enter_context(_environment(env))
             self.bucket = env["DATA_BUCKET"]
+            _quiet_function_logs()
             self._reset_clients()
             self.lambdas = InProcessLambdas(self.functions)
             self._exit.enter_context(self.lambdas.installed())
@@ -368,6 +373,13 @@ def synth_template(options: RuntimeOptions) -> dict[str, Any]:
         context["maxConcurrentJobs"] = options.max_concurrent_jobs
     result = synth_batch_template(context)
     return result if isinstance(result, dict) else result.template
+
+
+def _quiet_function_logs() -> None:
+    """The handlers' Powertools logger may exist already (imported earlier in this process): apply our level."""
+    from lambdas.shared.observability import logger
+
+    logger.setLevel(os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"))
 
 
 def _empty_zip() -> bytes:

@@ -25,6 +25,8 @@ os.environ.update(
         "POWERTOOLS_DEV": "false",
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+        "CDK_DISABLE_VERSION_CHECK": "1",
     }
 )
 os.environ.pop("AWS_PROFILE", None)

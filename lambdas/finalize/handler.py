@@ -17,7 +17,7 @@ from lambdas.shared.observability import logger, metrics, tracer
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = FinalizeRequest.model_validate(event)
-    logger.append_keys(run_id=request.run.run_id)
+    logger.thread_safe_append_keys(run_id=request.run.run_id)
     result = logic.finalize(request.run, s3=aws.s3())
     logger.info("run finalized", complete=result.complete, succeeded=result.succeeded, failed=result.failed)
     metrics.add_metric(name="RunsFinalized", unit="Count", value=1)

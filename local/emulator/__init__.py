@@ -1,0 +1,12 @@
+"""Bedrock emulator: the real wire protocol, strict like the service, on localhost.
+
+Public API: ``EmulatorState`` (jobs, clock, speed, quotas, faults), ``BedrockEmulator`` (the HTTP server),
+``ManualClock``, ``Quotas``, ``serve``/``standalone`` (on its own, with a moto S3 server).
+"""
+
+from local.emulator.batch_io import Quotas
+from local.emulator.jobs import EmulatorState, ManualClock
+from local.emulator.server import BedrockEmulator
+from local.emulator.standalone import serve, standalone
+
+__all__ = ["BedrockEmulator", "EmulatorState", "ManualClock", "Quotas", "serve", "standalone"]

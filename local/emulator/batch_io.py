@@ -1,0 +1,241 @@
+"""What a batch job does to S3: find and validate its input, answer every record, write the outputs and manifest.
+
+Everything streams: input is read line by line, answers go through a bounded shuffle buffer into a temporary file that
+``upload_fileobj`` sends (multipart when large), so memory stays bounded whatever the job size. The S3 client is
+passed in (a plain boto3 client: moto in-process, a moto server, or real S3).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from botocore.exceptions import ClientError
+
+from local.emulator.families import Invocation, RecordError
+
+T = TypeVar("T")
+
+INPUT_SUFFIX = ".jsonl"
+OUTPUT_SUFFIX = ".out"
+MANIFEST_NAME = "manifest.json.out"
+SHUFFLE_BUFFER = 1024
+
+
+class JobFailure(Exception):
+    """The job ends ``Failed`` with this message."""
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """Per-job limits (Bedrock defaults) and the per-model cap on jobs in flight."""
+
+    min_records_per_job: int = 100
+    max_records_per_file: int = 50_000
+    max_records_per_job: int = 50_000
+    max_file_bytes: int = 1024**3
+    max_job_bytes: int = 5 * 1024**3
+    max_active_jobs_per_model: int = 20
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    key: str
+
+    @classmethod
+    def parse(cls, uri: str) -> S3Location:
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        return cls(bucket, key)
+
+    def child(self, *parts: str) -> S3Location:
+        return S3Location(self.bucket, "/".join([p for p in [self.key.rstrip("/"), *parts] if p]))
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+@dataclass(frozen=True)
+class InputFile:
+    key: str
+    name: str  # path relative to the input prefix, used to name the output file
+    size: int
+    records: int = 0
+
+
+@dataclass
+class Tally:
+    total: int = 0
+    success: int = 0
+    error: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def processed(self) -> int:
+        return self.success + self.error
+
+    def add(self, other: Tally) -> None:
+        self.success += other.success
+        self.error += other.error
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+
+    def manifest(self) -> dict[str, int]:
+        return {
+            "totalRecordCount": self.total,
+            "processedRecordCount": self.processed,
+            "successRecordCount": self.success,
+            "errorRecordCount": self.error,
+            "inputTokenCount": self.input_tokens,
+            "outputTokenCount": self.output_tokens,
+        }
+
+
+# ---------------------------------------------------------------- pure record handling
+
+
+def parse_record(line: bytes, where: str, default_id: str) -> dict[str, Any] | None:
+    """One input line -> ``{"recordId", "modelInput"}``; None for a blank line; JobFailure for a malformed one."""
+    if not line.strip():
+        return None
+    try:
+        record = json.loads(line)
+    except ValueError as error:
+        raise JobFailure(f"{where} is not valid JSON ({error}); every line must be one JSON record") from None
+    if not isinstance(record, dict) or not isinstance(record.get("modelInput"), dict):
+        raise JobFailure(f'{where} has no \'modelInput\' object; expected {{"recordId": ..., "modelInput": {{...}}}}')
+    record_id = record.get("recordId", default_id)
+    if not isinstance(record_id, str) or not record_id:
+        raise JobFailure(f"{where} has a recordId that is not a non-empty string")
+    return {"recordId": record_id, "modelInput": record["modelInput"]}
+
+
+def generated_record_id(key: str, line_number: int) -> str:
+    """The id Bedrock assigns to a record without one: 11 characters, stable for the same file and line."""
+    return hashlib.sha256(f"{key}:{line_number}".encode()).hexdigest()[:11].upper()
+
+
+def answer_record(record: dict[str, Any], answer: Callable[[dict[str, Any]], Invocation]) -> tuple[dict, Tally]:
+    """The output line for one record and its contribution to the job's counts."""
+    try:
+        result = answer(record)
+    except RecordError as error:
+        line = {**record, "error": {"errorCode": 400, "errorMessage": str(error)}}
+        return line, Tally(error=1)
+    line = {**record, "modelOutput": result.output}
+    return line, Tally(success=1, input_tokens=result.input_tokens, output_tokens=result.output_tokens)
+
+
+def shuffled(items: Iterable[T], rng: random.Random, buffer_size: int = SHUFFLE_BUFFER) -> Iterator[T]:
+    """Yield ``items`` in a scrambled order with at most ``buffer_size`` held at once (fully shuffled below it)."""
+    buffer: list[T] = []
+    for item in items:
+        buffer.append(item)
+        if len(buffer) >= buffer_size:
+            index = rng.randrange(len(buffer))
+            buffer[index], buffer[-1] = buffer[-1], buffer[index]
+            yield buffer.pop()
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+# ---------------------------------------------------------------- S3
+
+
+def _lines(s3: Any, bucket: str, key: str) -> Iterator[bytes]:
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].iter_lines()
+
+
+def _records(s3: Any, bucket: str, key: str) -> Iterator[dict[str, Any]]:
+    for number, line in enumerate(_lines(s3, bucket, key), start=1):
+        record = parse_record(line, f"Line {number} of s3://{bucket}/{key}", generated_record_id(key, number))
+        if record is not None:
+            yield record
+
+
+def list_input_files(s3: Any, uri: str) -> list[InputFile]:
+    """The ``.jsonl`` objects a job reads: the object ``uri`` names, or every one under the folder it names."""
+    location = S3Location.parse(uri)
+    if location.key.endswith(INPUT_SUFFIX):
+        try:
+            head = s3.head_object(Bucket=location.bucket, Key=location.key)
+        except ClientError:
+            return []
+        return [InputFile(location.key, location.key.rsplit("/", 1)[-1], head["ContentLength"])]
+    prefix = location.key if not location.key or location.key.endswith("/") else location.key + "/"
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=prefix)
+    return [
+        InputFile(item["Key"], item["Key"][len(prefix) :], item["Size"])
+        for page in pages
+        for item in page.get("Contents", [])
+        if item["Key"].endswith(INPUT_SUFFIX)
+    ]
+
+
+def scan_input(s3: Any, uri: str, quotas: Quotas) -> tuple[InputFile, ...]:
+    """What the Validating step checks: files found, sizes, record format and counts. Raises JobFailure."""
+    bucket = S3Location.parse(uri).bucket
+    files = list_input_files(s3, uri)
+    if not files:
+        raise JobFailure(f"No {INPUT_SUFFIX} input file found at {uri}")
+    for file in files:
+        if file.size > quotas.max_file_bytes:
+            raise JobFailure(
+                f"Input file s3://{bucket}/{file.key} is {file.size} bytes, over the limit of "
+                f"{quotas.max_file_bytes} bytes per file"
+            )
+    if sum(file.size for file in files) > quotas.max_job_bytes:
+        raise JobFailure(f"The job input is over the limit of {quotas.max_job_bytes} bytes per job")
+    counted = tuple(_count_records(s3, bucket, file, quotas) for file in files)
+    total = sum(file.records for file in counted)
+    if total < quotas.min_records_per_job:
+        raise JobFailure(f"The job has {total} records, below the minimum of {quotas.min_records_per_job} per job")
+    if total > quotas.max_records_per_job:
+        raise JobFailure(f"The job has {total} records, over the limit of {quotas.max_records_per_job} per job")
+    return counted
+
+
+def _count_records(s3: Any, bucket: str, file: InputFile, quotas: Quotas) -> InputFile:
+    count = sum(1 for _ in _records(s3, bucket, file.key))
+    if count > quotas.max_records_per_file:
+        raise JobFailure(
+            f"s3://{bucket}/{file.key} has {count} records, over the limit of {quotas.max_records_per_file} per file"
+        )
+    return InputFile(file.key, file.name, file.size, count)
+
+
+def process_file(
+    s3: Any,
+    bucket: str,
+    file: InputFile,
+    output: S3Location,
+    answer: Callable[[dict[str, Any]], Invocation],
+    rng: random.Random,
+) -> Tally:
+    """Answer every record of ``file`` and upload ``<output>/<name>.out`` in scrambled order."""
+    tally = Tally()
+
+    def lines() -> Iterator[bytes]:
+        for record in _records(s3, bucket, file.key):
+            line, counts = answer_record(record, answer)
+            tally.add(counts)
+            yield json.dumps(line).encode() + b"\n"
+
+    target = output.child(file.name + OUTPUT_SUFFIX)
+    with tempfile.TemporaryFile() as spool:
+        spool.writelines(shuffled(lines(), rng))
+        spool.seek(0)
+        s3.upload_fileobj(spool, target.bucket, target.key)
+    return tally
+
+
+def write_manifest(s3: Any, output: S3Location, tally: Tally) -> None:
+    target = output.child(MANIFEST_NAME)
+    s3.put_object(Bucket=target.bucket, Key=target.key, Body=json.dumps(tally.manifest()).encode())

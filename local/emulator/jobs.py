@@ -1,0 +1,402 @@
+"""Batch inference jobs: the emulator's control-plane logic and state, with no HTTP in sight.
+
+Statuses follow the clock: ``Submitted -> Validating -> Scheduled -> InProgress -> Completed`` (and ``Stopping ->
+Stopped``), each lasting ``step_seconds`` (0 allowed). They are computed lazily, under one lock, whenever anything
+reads the state, so every read is consistent and no thread ticks in the background. The S3 work happens on the way
+out of a status: leaving ``Validating`` reads and checks the input (or fails the job), leaving ``InProgress`` writes
+the outputs and the manifest, leaving ``Stopping`` writes the manifest. A job nobody looks at does not progress.
+
+The operation methods take and return the wire dicts of botocore's model (camelCase members, ``datetime`` values);
+``local.emulator.server`` puts them on HTTP.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import random
+import secrets
+import string
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from local.emulator.batch_io import (
+    InputFile,
+    JobFailure,
+    Quotas,
+    S3Location,
+    Tally,
+    process_file,
+    scan_input,
+    write_manifest,
+)
+from local.emulator.errors import ApiError, conflict, not_found, validation_error
+from local.emulator.families import Invocation, RecordError, base_model_id, family_for_model, invoke
+
+Clock = Callable[[], datetime]
+
+IN_FLIGHT_STATUSES = frozenset({"Submitted", "Validating", "Scheduled", "InProgress", "Stopping"})
+TERMINAL_STATUSES = frozenset({"Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired"})
+NEXT_STATUS = {
+    "Submitted": "Validating",
+    "Validating": "Scheduled",
+    "Scheduled": "InProgress",
+    "InProgress": "Completed",
+    "Stopping": "Stopped",
+}
+DEFAULT_TIMEOUT_HOURS = 24
+DEFAULT_MAX_RESULTS = 1000
+KNOWN_FAULTS = frozenset({"record_error_rate", "record_error_seed"})
+_JOB_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ManualClock:
+    """A clock tests move by hand: ``clock.advance(5)``."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime(2025, 1, 1, tzinfo=UTC)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += timedelta(seconds=seconds)
+
+
+def fault_hits(record_id: str, rate: float, seed: str = "") -> bool:
+    """Whether a record falls in the ``rate`` fraction of faulty records; fixed per (seed, recordId)."""
+    digest = hashlib.sha256(f"{seed}:{record_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < rate
+
+
+@dataclass
+class Job:
+    seq: int
+    job_id: str
+    arn: str
+    request: dict[str, Any]  # the create request as received (wire names)
+    submit_time: datetime
+    status: str
+    status_since: datetime
+    end_time: datetime | None = None
+    message: str | None = None
+    held: bool = False  # set_job_status(hold=True): the clock no longer moves this job
+    input_files: tuple[InputFile, ...] = ()
+    tally: Tally | None = None  # None until the input has been counted
+
+    @property
+    def name(self) -> str:
+        return self.request["jobName"]
+
+    @property
+    def model_id(self) -> str:
+        return self.request["modelId"]
+
+    @property
+    def output(self) -> S3Location:
+        """Where Bedrock writes this job's files: ``<outputS3Uri>/<jobId>/``."""
+        uri = self.request["outputDataConfig"]["s3OutputDataConfig"]["s3Uri"]
+        return S3Location.parse(uri).child(self.job_id)
+
+    def move(self, status: str, at: datetime, message: str | None = None) -> None:
+        self.status, self.status_since = status, at
+        if message is not None:
+            self.message = message
+        self.end_time = at if status in TERMINAL_STATUSES else None
+
+    def describe(self) -> dict[str, Any]:
+        """The GetModelInvocationJob answer (a superset: the protocol keeps what the installed model declares)."""
+        timeout = self.request.get("timeoutDurationInHours", DEFAULT_TIMEOUT_HOURS)
+        counts = (
+            {}
+            if self.tally is None
+            else {
+                "totalRecordCount": self.tally.total,
+                "processedRecordCount": self.tally.processed,
+                "successRecordCount": self.tally.success,
+                "errorRecordCount": self.tally.error,
+            }
+        )
+        return {
+            **self.request,
+            "jobArn": self.arn,
+            "status": self.status,
+            "message": self.message,
+            "submitTime": self.submit_time,
+            "lastModifiedTime": self.status_since,
+            "endTime": self.end_time,
+            "timeoutDurationInHours": timeout,
+            "jobExpirationTime": self.submit_time + timedelta(hours=timeout),
+            **counts,
+        }
+
+
+class EmulatorState:
+    """All batch jobs of one emulated account and region.
+
+    ``s3`` is a boto3 S3 client (moto in-process, a moto server, or real S3). ``step_seconds`` is how long each
+    status lasts; ``clock`` returns an aware ``datetime`` (inject a ``ManualClock`` in tests). ``faults`` is read when
+    a job runs, and may be changed at any time: ``record_error_rate`` (0-1) fails that fraction of records, chosen by
+    a hash of ``record_error_seed`` (default "") and the recordId.
+    """
+
+    def __init__(
+        self,
+        *,
+        s3: Any,
+        region: str = "us-east-1",
+        account_id: str = "123456789012",
+        step_seconds: float = 1.0,
+        clock: Clock = utc_now,
+        quotas: Quotas | None = None,
+        faults: dict[str, Any] | None = None,
+    ) -> None:
+        if step_seconds < 0:
+            raise ValueError(f"step_seconds must be >= 0, got {step_seconds}")
+        unknown = set(faults or {}) - KNOWN_FAULTS
+        if unknown:
+            raise ValueError(f"unknown faults {sorted(unknown)}; known: {sorted(KNOWN_FAULTS)}")
+        if not 0 <= float((faults or {}).get("record_error_rate", 0)) <= 1:
+            raise ValueError("faults['record_error_rate'] must be between 0 and 1")
+        self.s3 = s3
+        self.region = region
+        self.account_id = account_id
+        self.step_seconds = step_seconds
+        self.clock = clock
+        self.quotas = quotas or Quotas()
+        self.faults: dict[str, Any] = faults if faults is not None else {}
+        self._jobs: dict[str, Job] = {}  # by job id, in creation order
+        self._tokens: dict[str, str] = {}  # clientRequestToken -> job id
+        self._created: Counter[str] = Counter()
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------ operations (botocore wire dicts)
+
+    def create_model_invocation_job(self, params: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            token = params.get("clientRequestToken")
+            if token in self._tokens:  # a retry of a request already served: same job, nothing created
+                return {"jobArn": self._jobs[self._tokens[token]].arn}
+            now = self._now()
+            self._advance_all(now)
+            self._check_name_is_free(params["jobName"])
+            self._check_quota(params["modelId"])
+            job = self._new_job(params, now)
+            if token is not None:
+                self._tokens[token] = job.job_id
+            return {"jobArn": job.arn}
+
+    def get_model_invocation_job(self, params: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            job = self._find(params["jobIdentifier"])
+            self._advance(job, self._now())
+            return job.describe()
+
+    def list_model_invocation_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            self._advance_all(self._now())
+            descending = params.get("sortOrder", "Descending") == "Descending"
+            jobs = sorted(
+                (job for job in self._jobs.values() if _matches(job, params)), key=_sort_key, reverse=descending
+            )
+            if "nextToken" in params:
+                after = _decode_token(params["nextToken"])
+                jobs = [job for job in jobs if (_sort_key(job) < after if descending else _sort_key(job) > after)]
+            page = jobs[: params.get("maxResults", DEFAULT_MAX_RESULTS)]
+            return {
+                "invocationJobSummaries": [job.describe() for job in page],
+                "nextToken": _encode_token(_sort_key(page[-1])) if len(jobs) > len(page) else None,
+            }
+
+    def stop_model_invocation_job(self, params: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            job = self._find(params["jobIdentifier"])
+            now = self._now()
+            self._advance(job, now)
+            if job.status not in IN_FLIGHT_STATUSES or job.status == "Stopping":
+                raise validation_error(f"Job {job.arn} is {job.status} and cannot be stopped")
+            job.held = False
+            job.move("Stopping", now)
+            return {}
+
+    # ------------------------------------------------------------ test and display hooks
+
+    def set_job_status(
+        self,
+        job: str,
+        status: str,
+        *,
+        message: str | None = None,
+        hold: bool = True,
+        total_records: int | None = None,
+        success_records: int | None = None,
+        error_records: int | None = None,
+    ) -> None:
+        """Force a job (ARN or id) into ``status`` now, without S3 side effects.
+
+        With ``hold`` (the default) the clock no longer moves it; otherwise it carries on from ``status``. Record
+        counts given are set on the job (processed = success + error; total defaults to at least that).
+        """
+        if status not in IN_FLIGHT_STATUSES | TERMINAL_STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        with self._lock:
+            found = self._find(job)
+            found.held = hold
+            found.move(status, self._now(), message)
+            counts = {"total": total_records, "success": success_records, "error": error_records}
+            given = {name: value for name, value in counts.items() if value is not None}
+            if given:
+                tally = replace(found.tally or Tally(), **given)
+                tally.total = max(tally.total, tally.processed) if total_records is None else tally.total
+                found.tally = tally
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every job as GetModelInvocationJob describes it, oldest first (advanced to now)."""
+        with self._lock:
+            self._advance_all(self._now())
+            return [job.describe() | {"jobId": job.job_id} for job in self._jobs.values()]
+
+    def jobs_created_per_model(self) -> dict[str, int]:
+        """How many jobs were ever created, per ``modelId`` as submitted (idempotent retries not counted)."""
+        with self._lock:
+            return dict(self._created)
+
+    def advance(self) -> None:
+        """Bring every job up to the clock now (reads do this too)."""
+        with self._lock:
+            self._advance_all(self._now())
+
+    # ------------------------------------------------------------ internals (called with the lock held)
+
+    def _now(self) -> datetime:
+        """The clock, at the millisecond precision of the wire (so filters on returned times are exact)."""
+        now = self.clock()
+        return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+    def _new_job(self, params: dict[str, Any], now: datetime) -> Job:
+        job_id = "".join(secrets.choice(_JOB_ID_ALPHABET) for _ in range(12))
+        arn = f"arn:aws:bedrock:{self.region}:{self.account_id}:model-invocation-job/{job_id}"
+        job = Job(len(self._jobs), job_id, arn, dict(params), now, "Submitted", now)
+        self._jobs[job_id] = job
+        self._created[job.model_id] += 1
+        return job
+
+    def _check_name_is_free(self, name: str) -> None:
+        if any(job.name == name for job in self._jobs.values()):
+            raise conflict(f"A model invocation job named '{name}' already exists; job names must be unique")
+
+    def _check_quota(self, model_id: str) -> None:
+        base = base_model_id(model_id)
+        limit = self.quotas.max_active_jobs_per_model
+        active = sum(
+            1 for job in self._jobs.values() if job.status in IN_FLIGHT_STATUSES and base_model_id(job.model_id) == base
+        )
+        if active >= limit:
+            raise ApiError(
+                "ServiceQuotaExceededException",
+                f"{active} batch inference jobs are already submitted or in progress for {base}; the quota is {limit}",
+            )
+
+    def _find(self, identifier: str) -> Job:
+        job = self._jobs.get(identifier.rsplit("/", 1)[-1])
+        if job is None or ("/" in identifier and identifier != job.arn):
+            raise not_found(f"Model invocation job {identifier} was not found")
+        return job
+
+    def _advance_all(self, now: datetime) -> None:
+        for job in self._jobs.values():
+            self._advance(job, now)
+
+    def _advance(self, job: Job, now: datetime) -> None:
+        step = timedelta(seconds=self.step_seconds)
+        while job.status in NEXT_STATUS and not job.held and now >= job.status_since + step:
+            at = job.status_since + step
+            try:
+                _ON_LEAVE.get(job.status, _nothing)(self, job)
+            except (JobFailure, ClientError) as error:
+                job.move("Failed", at, str(error))
+            else:
+                job.move(NEXT_STATUS[job.status], at)
+
+    def _validate_input(self, job: Job) -> None:
+        uri = job.request["inputDataConfig"]["s3InputDataConfig"]["s3Uri"]
+        job.input_files = scan_input(self.s3, uri, self.quotas)
+        job.tally = Tally(total=sum(file.records for file in job.input_files))
+
+    def _run(self, job: Job) -> None:
+        bucket = S3Location.parse(job.request["inputDataConfig"]["s3InputDataConfig"]["s3Uri"]).bucket
+        answer = self._answerer(job)
+        tally = job.tally or Tally()
+        for file in job.input_files:
+            rng = random.Random(f"{job.name}/{file.name}")  # scrambled output order, the same on every run
+            tally.add(process_file(self.s3, bucket, file, job.output, answer, rng))
+        job.tally = tally
+        write_manifest(self.s3, job.output, tally)
+
+    def _finish_stop(self, job: Job) -> None:
+        job.tally = Tally(total=job.tally.total if job.tally else 0)  # nothing processed: nothing billed
+        write_manifest(self.s3, job.output, job.tally)
+
+    def _answerer(self, job: Job) -> Callable[[dict[str, Any]], Invocation]:
+        family = family_for_model(job.model_id, job.request.get("modelInvocationType", "InvokeModel"))
+        rate = float(self.faults.get("record_error_rate", 0.0))
+        seed = str(self.faults.get("record_error_seed", ""))
+
+        def answer(record: dict[str, Any]) -> Invocation:
+            if rate and fault_hits(record["recordId"], rate, seed):
+                raise RecordError("Emulated fault: record_error_rate")
+            return invoke(family, job.model_id, record["modelInput"])
+
+        return answer
+
+
+def _nothing(state: EmulatorState, job: Job) -> None:
+    return None
+
+
+# The S3 work done when a job leaves a status.
+_ON_LEAVE: dict[str, Callable[[EmulatorState, Job], None]] = {
+    "Validating": EmulatorState._validate_input,
+    "InProgress": EmulatorState._run,
+    "Stopping": EmulatorState._finish_stop,
+}
+
+
+def _matches(job: Job, params: dict[str, Any]) -> bool:
+    return (
+        params.get("statusEquals") in (None, job.status)
+        and params.get("nameContains", "") in job.name
+        and ("submitTimeAfter" not in params or job.submit_time > params["submitTimeAfter"])
+        and ("submitTimeBefore" not in params or job.submit_time < params["submitTimeBefore"])
+    )
+
+
+def _sort_key(job: Job) -> tuple[datetime, int]:
+    return job.submit_time, job.seq
+
+
+def _encode_token(key: tuple[datetime, int]) -> str:
+    return base64.urlsafe_b64encode(json.dumps([key[0].isoformat(), key[1]]).encode()).decode()
+
+
+def _decode_token(token: str) -> tuple[datetime, int]:
+    try:
+        when, seq = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return datetime.fromisoformat(when), int(seq)
+    except (ValueError, TypeError, binascii.Error):
+        raise validation_error("The nextToken is invalid") from None

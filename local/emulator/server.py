@@ -1,0 +1,144 @@
+"""The HTTP side of the emulator: a threaded stdlib server that feeds a ``RouteTable``.
+
+    state = EmulatorState(s3=boto3.client("s3"), step_seconds=0)
+    with BedrockEmulator(state) as emulator:
+        bedrock = boto3.client("bedrock", endpoint_url=emulator.endpoint_url, region_name="us-east-1")
+
+Under moto's ``mock_aws`` the boto3 client above reaches this server for real: moto only intercepts URLs that match
+an AWS hostname pattern (``bedrock.<region>.amazonaws.com`` ...), and ``http://127.0.0.1:<port>`` matches none.
+(Do not list the emulator's host in ``MOTO_S3_CUSTOM_ENDPOINTS``: moto would then treat it as S3.)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+from local.emulator.jobs import EmulatorState
+from local.emulator.protocol import HttpRequest, HttpResponse, RouteTable
+
+logger = logging.getLogger(__name__)
+
+
+def control_plane_routes(state: EmulatorState) -> RouteTable:
+    """The ``bedrock`` batch operations, served by ``state``. Other services add their operations to the table."""
+    routes = RouteTable()
+    routes.add_service(
+        "bedrock",
+        {
+            "CreateModelInvocationJob": state.create_model_invocation_job,
+            "GetModelInvocationJob": state.get_model_invocation_job,
+            "ListModelInvocationJobs": state.list_model_invocation_jobs,
+            "StopModelInvocationJob": state.stop_model_invocation_job,
+        },
+    )
+    return routes
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as botocore's connection pool expects
+    disable_nagle_algorithm = True  # headers and body are separate writes: avoid the 40 ms delayed-ACK stall
+    server: _Server
+
+    def _handle(self) -> None:
+        url = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        request = HttpRequest(
+            method=self.command,
+            path=url.path,
+            query=url.query,
+            headers={name.lower(): value for name, value in self.headers.items()},
+            body=self.rfile.read(length) if length else b"",
+        )
+        self._send(self.server.routes.dispatch(request))
+
+    def _send(self, response: HttpResponse) -> None:
+        self.send_response(response.status)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        if isinstance(response.body, bytes):
+            self.send_header("Content-Length", str(len(response.body)))
+            self.end_headers()
+            self.wfile.write(response.body)
+            return
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for chunk in response.body:
+            if chunk:
+                self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+        logger.debug("%s - " + format, self.address_string(), *args)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], routes: RouteTable) -> None:
+        super().__init__(address, _Handler)
+        self.routes = routes
+
+
+class BedrockEmulator:
+    """Serves ``state`` over HTTP on ``host:port`` (port 0: any free port) from a background thread."""
+
+    def __init__(self, state: EmulatorState, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.state = state
+        self.routes = control_plane_routes(state)
+        self._address = (host, port)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> BedrockEmulator:
+        if self._server is not None:
+            raise RuntimeError("the emulator is already running")
+        self._server = _Server(self._address, self.routes)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="bedrock-emulator", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+        self._server, self._thread = None, None
+
+    def __enter__(self) -> BedrockEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def endpoint_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("start() the emulator first")
+        return f"http://{self._address[0]}:{self._server.server_port}"
+
+    # Hooks for tests and progress displays.
+
+    def set_job_status(self, job: str, status: str, **kwargs: Any) -> None:
+        """See ``EmulatorState.set_job_status``."""
+        self.state.set_job_status(job, status, **kwargs)
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return self.state.jobs()
+
+    def jobs_created_per_model(self) -> dict[str, int]:
+        return self.state.jobs_created_per_model()
+
+    def calls(self) -> dict[str, int]:
+        """Requests received per operation name (e.g. ``{"GetModelInvocationJob": 12}``)."""
+        return self.routes.call_counts()

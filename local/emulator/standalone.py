@@ -1,0 +1,82 @@
+"""The emulator on its own, with a moto S3 server beside it, for any boto3 client or SDK.
+
+``serve()`` is what ``python -m local.emulator`` (and the project CLI) runs; ``standalone()`` is the same as a
+context manager, for code and tests that need the endpoints.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+import boto3
+from botocore.config import Config
+
+from local.emulator.jobs import EmulatorState
+from local.emulator.server import BedrockEmulator
+
+FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+def _start_moto_s3(stack: ExitStack, host: str, port: int) -> str:
+    if port:
+        os.environ.setdefault("MOTO_PORT", str(port))  # read by moto at import time, for its own loopback calls
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server.start()
+    stack.callback(server.stop)
+    actual_host, actual_port = server.get_host_and_port()
+    return f"http://{actual_host}:{actual_port}"
+
+
+@contextmanager
+def standalone(
+    port: int = 8090,
+    *,
+    host: str = "127.0.0.1",
+    s3_port: int = 5000,
+    s3_endpoint_url: str | None = None,
+    region: str = "us-east-1",
+    step_seconds: float = 5.0,
+) -> Iterator[BedrockEmulator]:
+    """A running emulator whose S3 is a moto server on ``s3_port`` (0: any free port), or ``s3_endpoint_url``.
+
+    The S3 endpoint in use is ``emulator.state.s3.meta.endpoint_url``.
+    """
+    with ExitStack() as stack:
+        endpoint = s3_endpoint_url or _start_moto_s3(stack, host, s3_port)
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name=region,
+            config=Config(s3={"addressing_style": "path"}),
+            **FAKE_CREDENTIALS,
+        )
+        state = EmulatorState(s3=s3, region=region, step_seconds=step_seconds)
+        yield stack.enter_context(BedrockEmulator(state, host=host, port=port))
+
+
+def serve(
+    port: int = 8090,
+    *,
+    host: str = "127.0.0.1",
+    s3_port: int = 5000,
+    s3_endpoint_url: str | None = None,
+    region: str = "us-east-1",
+    step_seconds: float = 5.0,
+) -> None:
+    """Serve the emulator (and a moto S3 server unless ``s3_endpoint_url`` is given) until Ctrl-C."""
+    with standalone(
+        port, host=host, s3_port=s3_port, s3_endpoint_url=s3_endpoint_url, region=region, step_seconds=step_seconds
+    ) as emulator:
+        s3_url = emulator.state.s3.meta.endpoint_url
+        print(f"Bedrock emulator: {emulator.endpoint_url}  (each job status lasts {step_seconds} s)")
+        print(f"S3:               {s3_url}")
+        print(f"  export AWS_ENDPOINT_URL_BEDROCK={emulator.endpoint_url} AWS_ENDPOINT_URL_S3={s3_url}")
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            print("stopped")
