@@ -55,7 +55,7 @@ format: install
 
 synth: install
 	$(CDK) synth --no-notices -q
-	$(PY) -m cfnlint --ignore-checks W3005 -- cdk.out/*.template.json
+	$(VENV)/bin/cfn-lint --ignore-checks W3005 -- cdk.out/*.template.json
 
 bench: install
 	$(PY) -m bench

@@ -1,0 +1,88 @@
+"""The batch inference stack: the data bucket, the Bedrock service role and the workflow, wired together."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from stacks.config import AppConfig
+from stacks.constructs.batch_workflow import BatchWorkflow
+from stacks.constructs.bedrock_batch_role import BedrockBatchRole
+from stacks.constructs.data_bucket import INPUTS_PREFIX, RUNS_PREFIX, DataBucket, grant_objects
+from stacks.constructs.nag import acknowledge_wildcard_resource
+
+# Who may touch which keys of the data bucket (S3 key patterns; list_prefixes limit s3:ListBucket by s3:prefix).
+DATA_ACCESS: dict[str, dict[str, list[str]]] = {
+    "preprocess": {
+        "read": [f"{INPUTS_PREFIX}*", f"{RUNS_PREFIX}*"],
+        "write": [f"{RUNS_PREFIX}*"],
+        "list_prefixes": [INPUTS_PREFIX, RUNS_PREFIX],
+    },
+    "postprocess": {
+        "read": [f"{RUNS_PREFIX}*"],
+        "write": [f"{RUNS_PREFIX}*/output/*", f"{RUNS_PREFIX}*/results/*"],
+        "list_prefixes": [RUNS_PREFIX],
+    },
+    "finalize": {
+        "read": [f"{RUNS_PREFIX}*"],
+        "write": [f"{RUNS_PREFIX}*/summary.json"],
+        "list_prefixes": [RUNS_PREFIX],
+    },
+}
+
+
+class BatchInferenceStack(cdk.Stack):
+    """``data_bucket``, ``bedrock_role`` and ``workflow``; outputs ``BucketName`` and ``StateMachineArn``."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        cfg: AppConfig,
+        existing_bucket: s3.IBucket | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, id_, **kwargs)
+        self.data_bucket = DataBucket(self, "DataBucket", settings=cfg.storage, existing_bucket=existing_bucket)
+        bucket = self.data_bucket.bucket
+        self.bedrock_role = BedrockBatchRole(self, "BedrockBatchRole", bucket=bucket, cfg=cfg.batch)
+        self.workflow = BatchWorkflow(
+            self,
+            "BatchWorkflow",
+            bucket=bucket,
+            bedrock_role=self.bedrock_role.role,
+            cfg=cfg.batch,
+            function_settings=cfg.functions,
+        )
+
+        for key, access in DATA_ACCESS.items():
+            fn = self.workflow.functions[key]
+            grant_objects(bucket, fn.role, **access)
+            for pattern in dict.fromkeys(access["read"] + access["write"]):
+                acknowledge_wildcard_resource(
+                    fn.role,
+                    bucket.arn_for_objects(pattern),
+                    f"{key} works on the files of runs (and uploads) whose ids are only known at run time; "
+                    "access is limited to this key pattern of the data bucket.",
+                )
+        # Submit passes the Bedrock role to CreateModelInvocationJob, and may pass it to nothing else.
+        self.workflow.functions["submit"].role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[self.bedrock_role.role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "bedrock.amazonaws.com"}},
+            )
+        )
+
+        cdk.CfnOutput(self, "BucketName", value=bucket.bucket_name, description="Upload inputs under inputs/")
+        cdk.CfnOutput(
+            self,
+            "StateMachineArn",
+            value=self.workflow.state_machine.state_machine_arn,
+            description="Start a batch run here",
+        )

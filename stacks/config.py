@@ -1,0 +1,282 @@
+"""Deployment settings, read once from the CDK context (``cdk.json`` plus ``-c key=value``) into frozen dataclasses.
+
+``-c`` values arrive as strings, so every reader casts ("7" -> 7, "true" -> True, '["a", "b"]' or "a,b" -> a tuple)
+and a bad value fails with the key, the value and the fix. Nothing else under ``stacks/`` reads context, environment
+variables or AWS, so synth stays offline and deterministic. This module imports no CDK code: it is cheap to test.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+ARCHITECTURES = ("arm64", "x86_64")
+INFERENCE_PROFILE_PREFIXES = ("us.", "eu.", "apac.", "global.")
+# CloudWatch Logs retention periods CDK's RetentionDays offers (INFINITE left out on purpose), by day count.
+LOG_RETENTION_DAYS: dict[int, str] = {
+    1: "ONE_DAY",
+    3: "THREE_DAYS",
+    5: "FIVE_DAYS",
+    7: "ONE_WEEK",
+    14: "TWO_WEEKS",
+    30: "ONE_MONTH",
+    60: "TWO_MONTHS",
+    90: "THREE_MONTHS",
+    120: "FOUR_MONTHS",
+    150: "FIVE_MONTHS",
+    180: "SIX_MONTHS",
+    365: "ONE_YEAR",
+    400: "THIRTEEN_MONTHS",
+    545: "EIGHTEEN_MONTHS",
+    731: "TWO_YEARS",
+    1096: "THREE_YEARS",
+    1827: "FIVE_YEARS",
+    2192: "SIX_YEARS",
+    2557: "SEVEN_YEARS",
+    2922: "EIGHT_YEARS",
+    3288: "NINE_YEARS",
+    3653: "TEN_YEARS",
+}
+DEFAULT_ALLOWED_MODEL_IDS = (
+    "anthropic.claude-3-haiku-20240307-v1:0",
+    "anthropic.claude-3-5-haiku-20241022-v1:0",
+    "us.anthropic.claude-3-5-haiku-20241022-v1:0",
+    "amazon.titan-embed-text-v2:0",
+)
+DEFAULT_BEDROCK_REGIONS = ("us-east-1", "us-east-2", "us-west-2")
+MAX_EXECUTION_TIMEOUT_HOURS = 365 * 24  # a Standard workflow runs for at most one year
+
+_MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)+(:[a-z0-9-]+)?$", re.IGNORECASE)
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_BOOLEANS = {"true": True, "false": False}
+
+
+class _HasNode(Protocol):
+    """Anything with a construct node, such as ``cdk.App``; typed loosely so this module needs no CDK import."""
+
+    @property
+    def node(self) -> Any: ...
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """The batch workflow: concurrency cap, polling, timeouts and which Bedrock models a run may use."""
+
+    max_concurrent_jobs: int = 20
+    poll_interval_seconds: int = 60
+    job_timeout_hours: int = 72
+    execution_timeout_hours: int = 96
+    max_records_per_job: int = 50_000
+    allowed_model_ids: tuple[str, ...] = DEFAULT_ALLOWED_MODEL_IDS
+    bedrock_regions: tuple[str, ...] = DEFAULT_BEDROCK_REGIONS
+
+
+@dataclass(frozen=True)
+class FunctionConfig:
+    """Settings every Lambda function shares, plus the sizes of the control-plane and data-plane functions."""
+
+    architecture: str = "arm64"
+    control_plane_memory_mb: int = 256
+    data_plane_memory_mb: int = 3008
+    data_plane_ephemeral_storage_mb: int = 10240
+    log_retention_days: int = 30
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """The data bucket: how long run files live and whether `cdk destroy` empties and deletes it."""
+
+    run_data_expiration_days: int = 30
+    auto_delete_objects: bool = False
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    batch: BatchConfig
+    functions: FunctionConfig
+    storage: StorageConfig
+
+    @classmethod
+    def from_app(cls, app: _HasNode) -> AppConfig:
+        """Read and validate the app's context (cdk.json and ``-c``); raises ValueError naming key, value and fix."""
+        return cls.from_context(app.node.get_all_context())
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, object]) -> AppConfig:
+        """Same as ``from_app`` for a plain mapping of context keys (tests, the local runtime)."""
+        _reject_typos(context)
+        ctx = _Context(context)
+        b, f, s = BatchConfig(), FunctionConfig(), StorageConfig()  # the defaults
+        job_timeout = ctx.integer("jobTimeoutHours", b.job_timeout_hours, 24, 168)
+        batch = BatchConfig(
+            max_concurrent_jobs=ctx.integer("maxConcurrentJobs", b.max_concurrent_jobs, 1, 1000),
+            poll_interval_seconds=ctx.integer("pollIntervalSeconds", b.poll_interval_seconds, 1, 3600),
+            job_timeout_hours=job_timeout,
+            execution_timeout_hours=ctx.integer(
+                "executionTimeoutHours",
+                job_timeout + 24,
+                job_timeout + 1,
+                MAX_EXECUTION_TIMEOUT_HOURS,
+                why=f" (more than jobTimeoutHours={job_timeout}, at most one year)",
+            ),
+            max_records_per_job=ctx.integer("maxRecordsPerJob", b.max_records_per_job, 100, 50_000),
+            allowed_model_ids=ctx.strings("allowedModelIds", b.allowed_model_ids, _check_model_id),
+            bedrock_regions=ctx.strings("bedrockRegions", b.bedrock_regions, _check_region),
+        )
+        functions = FunctionConfig(
+            architecture=ctx.choice("lambdaArchitecture", f.architecture, ARCHITECTURES),
+            control_plane_memory_mb=ctx.integer("controlPlaneMemoryMb", f.control_plane_memory_mb, 128, 10240),
+            data_plane_memory_mb=ctx.integer("dataPlaneMemoryMb", f.data_plane_memory_mb, 128, 10240),
+            data_plane_ephemeral_storage_mb=ctx.integer(
+                "dataPlaneEphemeralStorageMb", f.data_plane_ephemeral_storage_mb, 512, 10240
+            ),
+            log_retention_days=ctx.log_retention("logRetentionDays", f.log_retention_days),
+        )
+        storage = StorageConfig(
+            run_data_expiration_days=ctx.integer("runDataExpirationDays", s.run_data_expiration_days, 1, None),
+            auto_delete_objects=ctx.boolean("autoDeleteObjects", s.auto_delete_objects),
+        )
+        return cls(batch=batch, functions=functions, storage=storage)
+
+
+# The context keys this module reads, i.e. the ones `cdk.json` and `-c` may set.
+KNOWN_KEYS = (
+    "maxConcurrentJobs",
+    "pollIntervalSeconds",
+    "jobTimeoutHours",
+    "executionTimeoutHours",
+    "maxRecordsPerJob",
+    "allowedModelIds",
+    "bedrockRegions",
+    "lambdaArchitecture",
+    "controlPlaneMemoryMb",
+    "dataPlaneMemoryMb",
+    "dataPlaneEphemeralStorageMb",
+    "logRetentionDays",
+    "runDataExpirationDays",
+    "autoDeleteObjects",
+)
+
+
+def is_inference_profile(model_id: str) -> bool:
+    """System inference-profile ids carry a geography prefix: ``us.anthropic.claude-3-5-haiku-20241022-v1:0``."""
+    return model_id.startswith(INFERENCE_PROFILE_PREFIXES)
+
+
+def base_model_id(model_id: str) -> str:
+    """The foundation model behind an inference-profile id (the id itself for a foundation model)."""
+    for prefix in INFERENCE_PROFILE_PREFIXES:
+        if model_id.startswith(prefix):
+            return model_id.removeprefix(prefix)
+    return model_id
+
+
+class _Context:
+    """Typed readers over the raw context; each names the key and the fix when a value does not fit."""
+
+    def __init__(self, raw: Mapping[str, object]) -> None:
+        self._raw = raw
+
+    def integer(self, key: str, default: int, low: int, high: int | None, why: str = "") -> int:
+        value = self._raw.get(key, default)
+        need = (f"an integer between {low} and {high}" if high is not None else f"an integer >= {low}") + why
+        number = _as_int(value)
+        if number is None or number < low or (high is not None and number > high):
+            raise _error(key, need, value, default)
+        return number
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self._raw.get(key, default)
+        if isinstance(value, bool):
+            return value
+        parsed = _BOOLEANS.get(str(value).strip().lower())
+        if parsed is not None:
+            return parsed
+        raise _error(key, "true or false", value, str(default).lower())
+
+    def choice(self, key: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = self._raw.get(key, default)
+        if value not in allowed:
+            raise _error(key, "one of " + ", ".join(allowed), value, default)
+        return str(value)
+
+    def log_retention(self, key: str, default: int) -> int:
+        value = self._raw.get(key, default)
+        days = _as_int(value)
+        if days not in LOG_RETENTION_DAYS:
+            allowed = ", ".join(str(d) for d in LOG_RETENTION_DAYS)
+            raise _error(key, f"a CloudWatch Logs retention in days ({allowed})", value, default)
+        return days
+
+    def strings(self, key: str, default: tuple[str, ...], check: Callable[[str], str | None]) -> tuple[str, ...]:
+        value = self._raw.get(key, default)
+        example = ",".join(default)
+        items = _as_string_list(value)
+        if not items:
+            raise _error(key, "a non-empty JSON list of strings (or a comma-separated string)", value, example)
+        for item in items:
+            problem = check(item)
+            if problem:
+                raise _error(key, f"a list whose items are {problem}; {item!r} is not", value, example)
+        return tuple(dict.fromkeys(items))  # drop duplicates, keep order
+
+
+def _check_model_id(item: str) -> str | None:
+    if item.lower().startswith("arn:") or not _MODEL_ID.match(item):
+        return "Bedrock model or inference-profile ids (not ARNs) such as 'anthropic.claude-3-haiku-20240307-v1:0'"
+    return None
+
+
+def _check_region(item: str) -> str | None:
+    return None if _REGION.match(item) else "AWS region names such as 'us-east-1'"
+
+
+def _as_int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+        return int(value)
+    return None
+
+
+def _as_string_list(value: object) -> list[str] | None:
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                return None
+        else:
+            return [part.strip() for part in text.split(",") if part.strip()]
+    if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
+        return [item.strip() for item in value]
+    return None
+
+
+def _error(key: str, need: str, value: object, example: object) -> ValueError:
+    return ValueError(f"{key} must be {need}, got {value!r}; set it in cdk.json or pass -c {key}={example}")
+
+
+def _normalise(key: str) -> str:
+    return key.replace("_", "").replace("-", "").lower()
+
+
+def _reject_typos(context: Mapping[str, object]) -> None:
+    """Fail on a key that is not ours but nearly is (``maxConcurentJobs``), which would otherwise be ignored."""
+    ours = {_normalise(key): key for key in KNOWN_KEYS}
+    for key in context:
+        if key in KNOWN_KEYS or ":" in key or "/" in key:  # CDK's own keys: feature flags, aws:cdk:..., lookups
+            continue
+        match = difflib.get_close_matches(_normalise(key), ours, n=1, cutoff=0.85)
+        if match:
+            raise ValueError(
+                f"unknown context key {key!r}; did you mean {ours[match[0]]!r}? "
+                f"Rename it in cdk.json or pass -c {ours[match[0]]}=..."
+            )

@@ -1,0 +1,292 @@
+"""The batch workflow: five functions and the Standard state machine that runs them.
+
+```
+Preprocess input ─(any error)─> Input rejected (Fail)
+  └─> Run jobs: Distributed Map over runs/<run>/jobs.json, MaxConcurrency = maxConcurrentJobs; per job:
+        Submit job ─> Wait for job ─> Check job status ─> Job finished? ─(no)─> Wait for job
+                                                                      └(yes)─> Process job results
+        (Submit and Check errors go to Process job results with $.failure; its own errors to Job results missing)
+  └─> Finalize run ─> Every row accounted for? ─> Run succeeded | Rows unaccounted for (Fail)
+```
+The payload of every state is a contract with the handlers in ``lambdas/``: see ``ARCHITECTURE.md``.
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from stacks.config import BatchConfig, FunctionConfig
+from stacks.constructs.bedrock_batch_role import model_arns, model_invocation_job_arn
+from stacks.constructs.data_bucket import RUNS_PREFIX
+from stacks.constructs.nag import acknowledge, acknowledge_wildcard_resource
+from stacks.constructs.python_function import MIN_EPHEMERAL_STORAGE_MB, Packaging, PythonFunction, retention
+
+LAMBDA_SERVICE_ERRORS = [
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+]
+DATA_PLANE_TIMEOUT = cdk.Duration.minutes(15)
+CONTROL_PLANE_TIMEOUT = cdk.Duration.minutes(1)
+FINALIZE_TIMEOUT = cdk.Duration.minutes(2)
+
+
+class BatchWorkflow(Construct):
+    """``functions`` (keyed preprocess, submit, poll, postprocess, finalize), ``state_machine`` and ``log_group``.
+
+    Grants the functions their Bedrock permissions; access to the bucket and to the Bedrock role is the stack's.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        bucket: s3.IBucket,
+        bedrock_role: iam.IRole,
+        cfg: BatchConfig,
+        function_settings: FunctionConfig,
+    ) -> None:
+        super().__init__(scope, id_)
+        environment = {
+            "DATA_BUCKET": bucket.bucket_name,
+            "BEDROCK_ROLE_ARN": bedrock_role.role_arn,
+            "JOB_TIMEOUT_HOURS": str(cfg.job_timeout_hours),
+            "MAX_RECORDS_PER_JOB": str(cfg.max_records_per_job),
+            "ALLOWED_MODEL_IDS": ",".join(cfg.allowed_model_ids),
+            "POLL_INTERVAL_SECONDS": str(cfg.poll_interval_seconds),
+        }
+
+        def function(id_: str, name: str, *, timeout: cdk.Duration, data_plane: bool = False) -> PythonFunction:
+            settings = function_settings
+            if data_plane:
+                packaging, memory_mb, storage_mb = (
+                    Packaging.IMAGE,
+                    settings.data_plane_memory_mb,
+                    settings.data_plane_ephemeral_storage_mb,
+                )
+            else:
+                packaging, memory_mb, storage_mb = (
+                    Packaging.ZIP,
+                    settings.control_plane_memory_mb,
+                    MIN_EPHEMERAL_STORAGE_MB,
+                )
+            return PythonFunction(
+                self,
+                id_,
+                handler=f"lambdas.{name}.handler.lambda_handler",
+                service=f"batch-{name.replace('_', '-')}",
+                settings=settings,
+                packaging=packaging,
+                memory_mb=memory_mb,
+                ephemeral_storage_mb=storage_mb,
+                timeout=timeout,
+                environment=environment,
+            )
+
+        self.functions = {
+            "preprocess": function("Preprocess", "preprocess", data_plane=True, timeout=DATA_PLANE_TIMEOUT),
+            "submit": function("SubmitJob", "submit_job", timeout=CONTROL_PLANE_TIMEOUT),
+            "poll": function("PollJob", "poll_job", timeout=CONTROL_PLANE_TIMEOUT),
+            "postprocess": function("Postprocess", "postprocess", data_plane=True, timeout=DATA_PLANE_TIMEOUT),
+            "finalize": function("Finalize", "finalize", timeout=FINALIZE_TIMEOUT),
+        }
+        self._grant_bedrock(cfg)
+
+        self.log_group = logs.LogGroup(self, "StateMachineLogs", retention=retention(function_settings))
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            definition_body=sfn.DefinitionBody.from_chainable(self._definition(bucket, cfg)),
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            timeout=cdk.Duration.hours(cfg.execution_timeout_hours),
+            tracing_enabled=True,
+            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+        )
+        self._acknowledge_state_machine_grants(bucket)
+
+    def _invoke(
+        self, id_: str, key: str, *, result_path: str, payload: sfn.TaskInput | None = None
+    ) -> tasks.LambdaInvoke:
+        """Invoke a function with the project's conventions: the handler's return value is the result, Lambda
+        service errors are retried. ``payload`` defaults to the whole state."""
+        task = tasks.LambdaInvoke(
+            self,
+            id_,
+            lambda_function=self.functions[key].function,
+            payload=payload,
+            payload_response_only=True,
+            result_path=result_path,
+            retry_on_service_exceptions=False,  # replaced by the retry below, which adds TooManyRequestsException
+        )
+        task.add_retry(
+            errors=LAMBDA_SERVICE_ERRORS,
+            interval=cdk.Duration.seconds(2),
+            backoff_rate=2,
+            max_attempts=6,
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        return task
+
+    def _definition(self, bucket: s3.IBucket, cfg: BatchConfig) -> sfn.IChainable:
+        preprocess = self._invoke(
+            "Preprocess input",
+            "preprocess",
+            payload=sfn.TaskInput.from_object(
+                {
+                    "input": sfn.JsonPath.entire_payload,
+                    "execution_name": sfn.JsonPath.string_at("$$.Execution.Name"),
+                    "execution_id": sfn.JsonPath.string_at("$$.Execution.Id"),
+                }
+            ),
+            result_path="$.run",
+        )
+        preprocess.add_catch(
+            sfn.Fail(self, "Input rejected", error_path="$.error.Error", cause_path="$.error.Cause"),
+            errors=["States.ALL"],
+            result_path="$.error",
+        )
+
+        # One iteration per job: the state is {"run": {...}, "job": {...}} and each handler returns the next state.
+        process = self._invoke("Process job results", "postprocess", result_path="$")
+        process.add_catch(sfn.Pass(self, "Job results missing"), errors=["States.ALL"], result_path="$.failure")
+        submit = self._invoke("Submit job", "submit", result_path="$")
+        submit.add_retry(
+            errors=["ThrottlingException", "ServiceQuotaExceededException"],
+            interval=cdk.Duration.seconds(30),
+            backoff_rate=2,
+            max_attempts=8,
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        submit.add_catch(process, errors=["States.ALL"], result_path="$.failure")
+        wait = sfn.Wait(
+            self, "Wait for job", time=sfn.WaitTime.duration(cdk.Duration.seconds(cfg.poll_interval_seconds))
+        )
+        check = self._invoke("Check job status", "poll", result_path="$")
+        check.add_retry(
+            errors=["ThrottlingException"],
+            interval=cdk.Duration.seconds(10),
+            backoff_rate=2,
+            max_attempts=6,
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        check.add_catch(process, errors=["States.ALL"], result_path="$.failure")
+        finished = (
+            sfn.Choice(self, "Job finished?")
+            .when(sfn.Condition.boolean_equals("$.terminal", True), process)
+            .otherwise(wait)
+        )
+        run_jobs = sfn.DistributedMap(
+            self,
+            "Run jobs",
+            item_reader=_RunsJsonItemReader(bucket=bucket, key=sfn.JsonPath.string_at("$.run.manifest_key")),
+            item_selector={
+                "run": sfn.JsonPath.object_at("$.run"),
+                "job": sfn.JsonPath.object_at("$$.Map.Item.Value"),
+            },
+            max_concurrency=cfg.max_concurrent_jobs,
+            map_execution_type=sfn.StateMachineType.STANDARD,
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        run_jobs.item_processor(submit.next(wait).next(check).next(finished))
+
+        finalize = self._invoke(
+            "Finalize run",
+            "finalize",
+            payload=sfn.TaskInput.from_object({"run": sfn.JsonPath.object_at("$.run")}),
+            result_path="$.summary",
+        )
+        complete = (
+            sfn.Choice(self, "Every row accounted for?")
+            .when(sfn.Condition.boolean_equals("$.summary.complete", True), sfn.Succeed(self, "Run succeeded"))
+            .otherwise(sfn.Fail(self, "Rows unaccounted for", error="RowsUnaccounted", cause_path="$.summary.message"))
+        )
+        return preprocess.next(run_jobs).next(finalize).next(complete)
+
+    def _acknowledge_state_machine_grants(self, bucket: s3.IBucket) -> None:
+        role = self.state_machine.role
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "X-Ray tracing (xray:PutTraceSegments, PutTelemetryRecords, GetSamplingRules, GetSamplingTargets) and "
+            "CloudWatch Logs delivery (logs:CreateLogDelivery, DescribeLogGroups, ...) support no resource-level "
+            "permissions.",
+        )
+        for fn in self.functions.values():
+            acknowledge_wildcard_resource(
+                role,
+                f"{fn.function.function_arn}:*",
+                "CDK's LambdaInvoke grant also covers versions and aliases of this function (ARN suffix ':*').",
+            )
+        acknowledge_wildcard_resource(
+            role,
+            bucket.arn_for_objects(f"{RUNS_PREFIX}*"),
+            "The Distributed Map reads the job manifest runs/<run>/jobs.json of any run; run ids come at run time.",
+        )
+        # The Distributed Map starts, describes, stops and redrives child executions of this state machine.
+        stack = cdk.Stack.of(self)
+        name = cdk.Arn.split(self.state_machine.state_machine_arn, cdk.ArnFormat.COLON_RESOURCE_NAME).resource_name
+        map_policy = self.state_machine.node.find_child("DistributedMapPolicy")
+        for resource_name in (f"{name}:*", f"{name}/*:*"):
+            acknowledge_wildcard_resource(
+                map_policy,
+                stack.format_arn(
+                    service="states",
+                    resource="execution",
+                    resource_name=resource_name,
+                    arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+                ),
+                "Child executions of this state machine's Distributed Map (names generated by Step Functions).",
+            )
+
+    def _grant_bedrock(self, cfg: BatchConfig) -> None:
+        jobs = model_invocation_job_arn(self)
+        submit, poll = self.functions["submit"], self.functions["poll"]
+        submit.function.add_to_role_policy(
+            iam.PolicyStatement(actions=["bedrock:CreateModelInvocationJob"], resources=[jobs, *model_arns(self, cfg)])
+        )
+        # The job is created with tags (its run id), which needs tag-on-create permission on the job.
+        submit.function.add_to_role_policy(iam.PolicyStatement(actions=["bedrock:TagResource"], resources=[jobs]))
+        poll.function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["bedrock:GetModelInvocationJob", "bedrock:StopModelInvocationJob"], resources=[jobs]
+            )
+        )
+        for fn in (submit, poll):
+            acknowledge_wildcard_resource(
+                fn.role,
+                jobs,
+                "Invocation job ids are assigned by Bedrock at submit time; the ARN keeps account and region.",
+            )
+        # ListModelInvocationJobs has no resource type: it takes '*'. Kept in its own policy so that this finding is
+        # acknowledged for this statement alone.
+        list_jobs = iam.Policy(
+            self,
+            "ListJobsPolicy",
+            roles=[submit.role],
+            statements=[iam.PolicyStatement(actions=["bedrock:ListModelInvocationJobs"], resources=["*"])],
+        )
+        acknowledge(
+            list_jobs,
+            "AwsSolutions-IAM5[Resource::*]",
+            "bedrock:ListModelInvocationJobs supports no resource-level permissions. Submit may list its jobs for "
+            "the design's job-slot check (bedrock-batch.md section 3, row 7); it reads job metadata only.",
+        )
+
+
+class _RunsJsonItemReader(sfn.S3JsonItemReader):
+    """The S3 JSON item reader, granting s3:GetObject on ``runs/*`` only (CDK's reader grants the whole bucket)."""
+
+    def __init__(self, *, bucket: s3.IBucket, key: str) -> None:
+        super().__init__(bucket=bucket, key=key)
+        self._runs = bucket.arn_for_objects(f"{RUNS_PREFIX}*")
+
+    def provide_policy_statements(self) -> list[iam.PolicyStatement]:
+        return [iam.PolicyStatement(actions=["s3:GetObject"], resources=[self._runs])]

@@ -1,0 +1,57 @@
+"""Docker-free bundling for the zip Lambda asset: pip installs Linux wheels, then the handler sources are staged.
+
+CDK calls ``try_bundle`` instead of running the bundling image when it returns True, so synth needs no Docker. pip
+runs with ``--python-version`` of the Lambda runtime and both manylinux tags of the target architecture: recent wheels
+are ``manylinux_2_28`` only, and with ``manylinux2014`` alone pip would quietly backtrack to old releases.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import jsii
+
+# Top-level entries of the project that every Lambda asset (zip and image) needs, relative to the project root.
+HANDLER_SOURCES = ("lambdas", "prompt_templates.py")
+_SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "Dockerfile")
+_PLATFORM_TAGS = {
+    "arm64": ("manylinux2014_aarch64", "manylinux_2_28_aarch64"),
+    "x86_64": ("manylinux2014_x86_64", "manylinux_2_28_x86_64"),
+}
+
+
+@jsii.implements(cdk.ILocalBundling)
+class PipLocalBundling:
+    """Install ``requirements`` for the Lambda runtime and architecture into the asset, then copy the sources."""
+
+    def __init__(self, *, project_root: Path, requirements: str, python_version: str, architecture: str) -> None:
+        self.project_root = project_root
+        self.requirements = project_root / requirements
+        self.python_version = python_version
+        self.platform_tags = _PLATFORM_TAGS[architecture]
+
+    def try_bundle(self, output_dir: str, *, image: cdk.DockerImage, **_options: Any) -> bool:
+        platforms = [arg for tag in self.platform_tags for arg in ("--platform", tag)]
+        subprocess.run(
+            [
+                sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                "--requirement", str(self.requirements), "--target", output_dir,
+                "--implementation", "cp", "--python-version", self.python_version, *platforms,
+                "--only-binary=:all:", "--no-compile", "--upgrade",
+            ],
+            check=True,
+        )  # fmt: skip
+        for name in HANDLER_SOURCES:
+            source, target = self.project_root / name, Path(output_dir) / name
+            if not source.exists():
+                raise FileNotFoundError(f"{source} is missing: every Lambda asset stages {', '.join(HANDLER_SOURCES)}")
+            if source.is_dir():
+                shutil.copytree(source, target, ignore=_SKIP, dirs_exist_ok=True)
+            else:
+                shutil.copy2(source, target)
+        return True

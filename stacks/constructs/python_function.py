@@ -1,0 +1,166 @@
+"""The one function factory: every Lambda of the project is a ``PythonFunction``.
+
+It fixes what all functions share: the Python runtime, JSON logs into an explicit log group with retention, active
+X-Ray tracing, the Powertools settings and a role of its own. Two kinds of code:
+
+- ``Packaging.ZIP`` (control plane): a zip asset bundled without Docker (see ``local_bundling.py``) from
+  ``requirements-lambda.txt``, ``lambdas/`` and ``prompt_templates.py``.
+- ``Packaging.IMAGE`` (data plane, whose ``datasets`` + ``pyarrow`` exceed the 250 MB zip limit): a container image
+  built from ``lambdas/Dockerfile``. Synth only stages the build context; ``cdk deploy`` builds the image (Docker).
+
+Both stage the sources at the asset root, so handler strings read ``lambdas.submit_job.handler.lambda_handler``.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from stacks.config import LOG_RETENTION_DAYS, FunctionConfig
+from stacks.constructs.local_bundling import PipLocalBundling
+from stacks.constructs.nag import acknowledge
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# Allow-list for both asset kinds (Docker ignore syntax): only the handler sources and the Lambda requirements, never
+# .venv, node_modules, cdk.out, tests or .git. It keeps the image build context and the source fingerprint small.
+ASSET_EXCLUDE = (
+    "*",
+    "!lambdas",
+    "!prompt_templates.py",
+    "!requirements-lambda.txt",
+    "!requirements-lambda-data.txt",
+    "**/__pycache__",
+    "**/*.pyc",
+)
+
+
+MIN_EPHEMERAL_STORAGE_MB = 512  # what Lambda gives when nothing is asked for
+
+
+def retention(settings: FunctionConfig) -> logs.RetentionDays:
+    """The log retention of ``logRetentionDays`` as CDK's enum (config holds the day count)."""
+    return logs.RetentionDays[LOG_RETENTION_DAYS[settings.log_retention_days]]
+
+
+class Packaging(enum.Enum):
+    ZIP = "zip"
+    IMAGE = "image"
+
+
+class PythonFunction(Construct):
+    """A Lambda function with its role (``role``), log group (``log_group``) and the function itself (``function``)."""
+
+    RUNTIME = lambda_.Runtime.PYTHON_3_13  # lambdas/Dockerfile uses the same version: public.ecr.aws/lambda/python:3.13
+    ARCHITECTURES = {"arm64": lambda_.Architecture.ARM_64, "x86_64": lambda_.Architecture.X86_64}
+    IMAGE_PLATFORMS = {"arm64": ecr_assets.Platform.LINUX_ARM64, "x86_64": ecr_assets.Platform.LINUX_AMD64}
+    BUNDLING_PLATFORMS = {"arm64": "linux/arm64", "x86_64": "linux/amd64"}
+    METRICS_NAMESPACE = "BedrockBatch"
+    LOG_LEVEL = "INFO"
+    ZIP_REQUIREMENTS = "requirements-lambda.txt"
+    DOCKERFILE = "lambdas/Dockerfile"
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        handler: str,
+        service: str,
+        settings: FunctionConfig,
+        memory_mb: int,
+        timeout: cdk.Duration,
+        packaging: Packaging = Packaging.ZIP,
+        ephemeral_storage_mb: int = MIN_EPHEMERAL_STORAGE_MB,
+        environment: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(scope, id_)
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Execution role of the {service} function",
+        )
+        self.log_group = logs.LogGroup(self, "LogGroup", retention=retention(settings))
+        self.log_group.grant_write(self.role)
+        options: dict[str, Any] = {
+            "architecture": self.ARCHITECTURES[settings.architecture],
+            "role": self.role,
+            "memory_size": memory_mb,
+            "ephemeral_storage_size": cdk.Size.mebibytes(ephemeral_storage_mb),
+            "timeout": timeout,
+            "tracing": lambda_.Tracing.ACTIVE,
+            "logging_format": lambda_.LoggingFormat.JSON,
+            "application_log_level_v2": lambda_.ApplicationLogLevel[self.LOG_LEVEL],
+            "system_log_level_v2": lambda_.SystemLogLevel.INFO,
+            "log_group": self.log_group,
+            "environment": {
+                "POWERTOOLS_SERVICE_NAME": service,
+                "POWERTOOLS_METRICS_NAMESPACE": self.METRICS_NAMESPACE,
+                "POWERTOOLS_LOG_LEVEL": self.LOG_LEVEL,
+                **(environment or {}),
+            },
+        }
+        self.function: lambda_.Function
+        if packaging is Packaging.IMAGE:
+            image = lambda_.DockerImageCode.from_image_asset(
+                str(PROJECT_ROOT),
+                file=self.DOCKERFILE,
+                cmd=[handler],
+                platform=self.IMAGE_PLATFORMS[settings.architecture],
+                exclude=list(ASSET_EXCLUDE),
+                ignore_mode=cdk.IgnoreMode.DOCKER,
+            )
+            self.function = lambda_.DockerImageFunction(self, "Function", code=image, **options)
+        else:
+            code = self._zip_code(settings.architecture)
+            self.function = lambda_.Function(
+                self, "Function", runtime=self.RUNTIME, handler=handler, code=code, **options
+            )
+            acknowledge(
+                self.function,
+                "AwsSolutions-L1",
+                f"{self.RUNTIME.name} is a supported Lambda runtime, pinned so that the zip functions and the "
+                "container-image functions (public.ecr.aws/lambda/python:3.13) run the same Python and wheels. "
+                "Upgrade RUNTIME and lambdas/Dockerfile together.",
+            )
+
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "Tracing.ACTIVE grants xray:PutTraceSegments and xray:PutTelemetryRecords, which support no resource-level "
+            "permissions. Function-specific grants on '*' go into a separate policy with their own acknowledgement.",
+        )
+
+    @classmethod
+    def _zip_code(cls, architecture: str) -> lambda_.Code:
+        # The source hash covers lambdas/, prompt_templates.py, the requirements and these options (platform included),
+        # so a change of any of them, or of the architecture, rebundles; nothing else does.
+        return lambda_.Code.from_asset(
+            str(PROJECT_ROOT),
+            exclude=list(ASSET_EXCLUDE),
+            ignore_mode=cdk.IgnoreMode.DOCKER,
+            bundling=cdk.BundlingOptions(
+                image=cls.RUNTIME.bundling_image,
+                platform=cls.BUNDLING_PLATFORMS[architecture],
+                command=["false"],  # never runs: the local bundler always bundles or raises
+                local=_local_bundler(architecture, cls.RUNTIME.name.removeprefix("python"), cls.ZIP_REQUIREMENTS),
+            ),
+        )
+
+
+@functools.cache
+def _local_bundler(architecture: str, python_version: str, requirements: str) -> PipLocalBundling:
+    # One bundler object per architecture, so CDK's asset cache bundles the shared zip once per synth, not per function.
+    return PipLocalBundling(
+        project_root=PROJECT_ROOT, requirements=requirements, python_version=python_version, architecture=architecture
+    )

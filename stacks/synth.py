@@ -1,0 +1,73 @@
+"""Build the CDK app in-process: used by ``app.py``, the infra tests and the local runtime.
+
+``synth_batch_template()`` returns the CloudFormation template of ``BatchInferenceStack`` with the logical ids the
+local runtime needs (the five functions, the bucket, the state machine), without Docker, network or ``cdk.out``.
+Bundling is skipped there (the handler code is dispatched in-process), and cdk-nag runs as in ``cdk synth``: a
+template that fails the checks raises rather than being returned.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
+
+from stacks.batch_inference_stack import BatchInferenceStack
+from stacks.config import AppConfig
+
+STACK_NAME = "BedrockBatchInference"
+CDK_JSON = Path(__file__).resolve().parents[1] / "cdk.json"
+FUNCTION_KEYS = ("preprocess", "submit", "poll", "postprocess", "finalize")
+
+
+@dataclass(frozen=True)
+class BatchTemplate:
+    template: dict[str, Any]
+    function_logical_ids: dict[str, str]  # keyed preprocess, submit, poll, postprocess, finalize
+    bucket_logical_id: str
+    state_machine_logical_id: str
+
+
+def build_app(
+    context: Mapping[str, object] | None = None, *, skip_bundling: bool = False, outdir: str | None = None
+) -> tuple[cdk.App, BatchInferenceStack]:
+    """The app ``cdk synth`` runs: cdk.json context, then ``context``, then (CLI) ``-c``; cdk-nag registered.
+
+    ``skip_bundling`` stages no Lambda code (no pip, no Docker), even when the CDK CLI asks for bundling.
+    """
+    defaults = json.loads(CDK_JSON.read_text()).get("context", {})
+    app = cdk.App(
+        context={**defaults, **(context or {})},
+        post_cli_context={"aws:cdk:bundling-stacks": []} if skip_bundling else None,
+        outdir=outdir,
+    )
+    stack = BatchInferenceStack(
+        app,
+        STACK_NAME,
+        cfg=AppConfig.from_app(app),
+        description="Amazon Bedrock batch inference orchestrator (Step Functions Distributed Map)",
+    )
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    return app, stack
+
+
+def synth_batch_template(context: Mapping[str, object] | None = None) -> BatchTemplate:
+    """Synthesize in-process with bundling skipped; ``context`` takes cdk.json keys (``{"pollIntervalSeconds": 1}``)."""
+    app, stack = build_app(context, skip_bundling=True)
+    template = app.synth().get_stack_by_name(stack.stack_name).template
+    workflow = stack.workflow
+    return BatchTemplate(
+        template=template,
+        function_logical_ids={key: _logical_id(stack, workflow.functions[key].function) for key in FUNCTION_KEYS},
+        bucket_logical_id=_logical_id(stack, stack.data_bucket.bucket),
+        state_machine_logical_id=_logical_id(stack, workflow.state_machine),
+    )
+
+
+def _logical_id(stack: cdk.Stack, construct: Any) -> str:
+    return stack.get_logical_id(construct.node.default_child)

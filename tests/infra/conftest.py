@@ -1,0 +1,88 @@
+"""One synthesized app for the whole infra suite: bundling skipped, cdk-nag registered, maxConcurrentJobs as a string.
+
+Synth starts jsii (Node) and takes seconds, so every test reads the same assembly and template.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import cx_api
+from aws_cdk.assertions import Capture, Template
+
+from stacks.batch_inference_stack import BatchInferenceStack
+from stacks.synth import build_app
+
+# -c values arrive as strings: the shared app proves the cast ("7" -> 7).
+CONTEXT = {"maxConcurrentJobs": "7"}
+
+
+@dataclass(frozen=True)
+class Synthesized:
+    app: cdk.App
+    stack: BatchInferenceStack
+    assembly: cx_api.CloudAssembly
+    template: Template
+
+    def logical_id(self, construct: Any) -> str:
+        return self.stack.get_logical_id(construct.node.default_child)
+
+    def resource(self, construct: Any) -> dict[str, Any]:
+        return self.template.to_json()["Resources"][self.logical_id(construct)]
+
+
+@pytest.fixture(scope="session")
+def synthesized() -> Synthesized:
+    app, stack = build_app(CONTEXT, skip_bundling=True)  # == App(context={"aws:cdk:bundling-stacks": [], ...})
+    assembly = app.synth()  # runs cdk-nag: raises on an unacknowledged finding
+    return Synthesized(app=app, stack=stack, assembly=assembly, template=Template.from_stack(stack))
+
+
+@pytest.fixture(scope="session")
+def template(synthesized: Synthesized) -> Template:
+    return synthesized.template
+
+
+@pytest.fixture(scope="session")
+def definition(template: Template) -> dict[str, Any]:
+    """The state machine definition as a dict; CloudFormation references become "<LogicalId.Attr>" strings."""
+    parts = Capture()
+    template.has_resource_properties(
+        "AWS::StepFunctions::StateMachine", {"DefinitionString": {"Fn::Join": ["", parts]}}
+    )
+    return json.loads("".join(part if isinstance(part, str) else _reference(part) for part in parts.as_array()))
+
+
+@pytest.fixture(scope="session")
+def states(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every state by name, the Distributed Map's item processor included."""
+    found = dict(definition["States"])
+    for state in definition["States"].values():
+        found.update(state.get("ItemProcessor", {}).get("States", {}))
+    return found
+
+
+def policy_statements(template: Template, role_logical_id: str) -> list[dict[str, Any]]:
+    """Every statement of every AWS::IAM::Policy attached to the role."""
+    policies = template.find_resources("AWS::IAM::Policy")
+    return [
+        statement
+        for policy in policies.values()
+        if {"Ref": role_logical_id} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _reference(node: dict[str, Any]) -> str:
+    if "Ref" in node:
+        return f"<{node['Ref']}>"
+    logical_id, attribute = node["Fn::GetAtt"]
+    return f"<{logical_id}.{attribute}>"

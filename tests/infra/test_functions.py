@@ -1,0 +1,158 @@
+"""The five functions: packaging, runtime, observability settings, environment and their own permissions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from aws_cdk import aws_logs as logs
+from aws_cdk.assertions import Template
+
+from stacks.config import LOG_RETENTION_DAYS
+from tests.infra.conftest import Synthesized, as_list, policy_statements
+
+HANDLERS = {
+    "preprocess": "lambdas.preprocess.handler.lambda_handler",
+    "submit": "lambdas.submit_job.handler.lambda_handler",
+    "poll": "lambdas.poll_job.handler.lambda_handler",
+    "postprocess": "lambdas.postprocess.handler.lambda_handler",
+    "finalize": "lambdas.finalize.handler.lambda_handler",
+}
+DATA_PLANE = ("preprocess", "postprocess")
+CONTROL_PLANE = ("submit", "poll", "finalize")
+ENVIRONMENT_KEYS = {
+    "DATA_BUCKET",
+    "BEDROCK_ROLE_ARN",
+    "JOB_TIMEOUT_HOURS",
+    "MAX_RECORDS_PER_JOB",
+    "ALLOWED_MODEL_IDS",
+    "POLL_INTERVAL_SECONDS",
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "POWERTOOLS_LOG_LEVEL",
+}
+
+
+def _function(synthesized: Synthesized, key: str) -> dict:
+    return synthesized.resource(synthesized.stack.workflow.functions[key].function)["Properties"]
+
+
+@pytest.mark.parametrize("key", DATA_PLANE)
+def test_data_plane_functions_are_container_images(synthesized: Synthesized, key: str) -> None:
+    # GIVEN a data-plane function (datasets + pyarrow exceed the zip limit)
+    props = _function(synthesized, key)
+    # WHEN / THEN it is an arm64 image whose command is the handler, with the large memory and /tmp of the config
+    assert props["PackageType"] == "Image"
+    assert props["ImageConfig"] == {"Command": [HANDLERS[key]]}
+    assert props["Architectures"] == ["arm64"]
+    assert props["MemorySize"] == 3008
+    assert props["EphemeralStorage"] == {"Size": 10240}
+    assert props["Timeout"] == 900
+
+
+@pytest.mark.parametrize("key", CONTROL_PLANE)
+def test_control_plane_functions_are_arm64_zips(synthesized: Synthesized, key: str) -> None:
+    # GIVEN a control-plane function
+    props = _function(synthesized, key)
+    # WHEN / THEN it is a zip on the pinned Python runtime, arm64, with the handler path staged at the asset root
+    assert "PackageType" not in props
+    assert props["Runtime"] == "python3.13"
+    assert props["Handler"] == HANDLERS[key]
+    assert props["Architectures"] == ["arm64"]
+    assert props["MemorySize"] == 256
+    assert props["Timeout"] <= 120
+
+
+@pytest.mark.parametrize("key", HANDLERS)
+def test_every_function_traces_logs_json_and_gets_the_contract_environment(synthesized: Synthesized, key: str) -> None:
+    # GIVEN any function
+    fn = synthesized.stack.workflow.functions[key]
+    props = _function(synthesized, key)
+    # WHEN reading its settings
+    variables = props["Environment"]["Variables"]
+    # THEN X-Ray is active, logs are JSON in its own log group with retention, and the environment is complete
+    assert props["TracingConfig"] == {"Mode": "Active"}
+    assert props["LoggingConfig"]["LogFormat"] == "JSON"
+    assert props["LoggingConfig"]["LogGroup"] == {"Ref": synthesized.logical_id(fn.log_group)}
+    assert synthesized.resource(fn.log_group)["Properties"]["RetentionInDays"] == 30
+    assert set(variables) == ENVIRONMENT_KEYS
+    assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "BedrockBatch"
+    assert variables["ALLOWED_MODEL_IDS"].split(",")[0] == "anthropic.claude-3-haiku-20240307-v1:0"
+    assert props["Role"] == {"Fn::GetAtt": [synthesized.logical_id(fn.role), "Arn"]}
+
+
+def test_each_function_has_a_role_of_its_own(synthesized: Synthesized) -> None:
+    # GIVEN the five functions
+    roles = {_function(synthesized, key)["Role"]["Fn::GetAtt"][0] for key in HANDLERS}
+    # WHEN / THEN no two share a role
+    assert len(roles) == len(HANDLERS)
+
+
+def test_only_submit_passes_the_bedrock_role_and_only_to_bedrock(synthesized: Synthesized, template: Template) -> None:
+    # GIVEN the roles of the five functions
+    bedrock_role = {"Fn::GetAtt": [synthesized.logical_id(synthesized.stack.bedrock_role.role), "Arn"]}
+    functions = synthesized.stack.workflow.functions
+    # WHEN collecting their iam:PassRole statements
+    passing = {
+        key: [s for s in policy_statements(template, synthesized.logical_id(fn.role)) if s["Action"] == "iam:PassRole"]
+        for key, fn in functions.items()
+    }
+    # THEN submit alone may pass the Bedrock role, and only to bedrock.amazonaws.com
+    assert passing["submit"] == [
+        {
+            "Action": "iam:PassRole",
+            "Effect": "Allow",
+            "Resource": bedrock_role,
+            "Condition": {"StringEquals": {"iam:PassedToService": "bedrock.amazonaws.com"}},
+        }
+    ]
+    assert all(not statements for key, statements in passing.items() if key != "submit")
+
+
+def test_bedrock_job_actions_are_scoped_to_invocation_jobs(synthesized: Synthesized, template: Template) -> None:
+    # GIVEN the submit and poll roles
+    functions = synthesized.stack.workflow.functions
+    actions = {
+        key: {
+            action: as_list(s["Resource"])
+            for s in policy_statements(template, synthesized.logical_id(functions[key].role))
+            for action in as_list(s["Action"])
+            if action.startswith("bedrock:")
+        }
+        for key in ("submit", "poll")
+    }
+    # WHEN / THEN poll gets and stops jobs, submit creates them on the allowed models, and nothing gets bedrock:*
+    jobs_arn = json.dumps(actions["poll"]["bedrock:GetModelInvocationJob"])
+    assert "model-invocation-job/*" in jobs_arn
+    assert set(actions["poll"]) == {"bedrock:GetModelInvocationJob", "bedrock:StopModelInvocationJob"}
+    assert set(actions["submit"]) == {
+        "bedrock:CreateModelInvocationJob",
+        "bedrock:TagResource",
+        "bedrock:ListModelInvocationJobs",
+    }
+    create = json.dumps(actions["submit"]["bedrock:CreateModelInvocationJob"])
+    assert "model-invocation-job/*" in create
+    assert "inference-profile/us.anthropic.claude-3-5-haiku-20241022-v1:0" in create
+    assert actions["submit"]["bedrock:ListModelInvocationJobs"] == ["*"]
+
+
+def test_image_build_context_holds_only_the_handler_sources(synthesized: Synthesized) -> None:
+    # GIVEN the staged container-image asset (synth copies the build context, Docker builds it at deploy)
+    manifest = json.loads((Path(synthesized.assembly.directory) / "BedrockBatchInference.assets.json").read_text())
+    (image,) = manifest["dockerImages"].values()
+    context = Path(synthesized.assembly.directory) / image["source"]["directory"]
+    # WHEN listing it
+    top_level = {path.name for path in context.iterdir()}
+    size = sum(path.stat().st_size for path in context.rglob("*") if path.is_file())
+    # THEN only the allow-listed entries are there (no .venv, node_modules, tests, cdk.out), and it is small
+    assert top_level <= {"lambdas", "prompt_templates.py", "requirements-lambda.txt", "requirements-lambda-data.txt"}
+    assert {"lambdas", "requirements-lambda-data.txt"} <= top_level
+    assert image["source"]["dockerFile"] == "lambdas/Dockerfile"
+    assert not list(context.rglob("__pycache__"))
+    assert size < 5_000_000
+
+
+def test_every_configurable_log_retention_is_a_cdk_retention() -> None:
+    # GIVEN the retention periods config accepts / WHEN mapping them / THEN each names a RetentionDays member
+    assert all(logs.RetentionDays[name] for name in LOG_RETENTION_DAYS.values())

@@ -1,0 +1,141 @@
+"""The state machine: logging, tracing, timeout, the Distributed Map, and the data contract the handlers rely on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk.assertions import Template
+
+from tests.infra.conftest import Synthesized, as_list, policy_statements
+
+LAMBDA_SERVICE_ERRORS = [
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+]
+
+
+def test_state_machine_logs_everything_traces_and_times_out(synthesized: Synthesized, definition: dict) -> None:
+    # GIVEN the state machine resource
+    props = synthesized.resource(synthesized.stack.workflow.state_machine)["Properties"]
+    # WHEN / THEN it is Standard, logs ALL with execution data, traces, and times out jobTimeoutHours + 24 h later
+    assert props["StateMachineType"] == "STANDARD"
+    assert props["LoggingConfiguration"]["Level"] == "ALL"
+    assert props["LoggingConfiguration"]["IncludeExecutionData"] is True
+    assert props["TracingConfiguration"] == {"Enabled": True}
+    assert definition["TimeoutSeconds"] == (72 + 24) * 3600
+
+
+def test_max_concurrency_comes_from_the_string_context_value(states: dict[str, dict[str, Any]]) -> None:
+    # GIVEN the app synthesized with maxConcurrentJobs="7" (as -c passes it) / WHEN reading the Map
+    # THEN MaxConcurrency is the integer 7
+    assert states["Run jobs"]["MaxConcurrency"] == 7
+
+
+def test_map_reads_the_job_manifest_from_s3_and_runs_standard_children(
+    synthesized: Synthesized, states: dict[str, dict[str, Any]]
+) -> None:
+    # GIVEN the "Run jobs" state
+    run_jobs = states["Run jobs"]
+    bucket = synthesized.logical_id(synthesized.stack.data_bucket.bucket)
+    # WHEN / THEN it is a Distributed Map over the JSON manifest named by preprocess, one Standard child per job
+    assert run_jobs["ItemReader"] == {
+        "Resource": "arn:<AWS::Partition>:states:::s3:getObject",
+        "ReaderConfig": {"InputType": "JSON"},
+        "Parameters": {"Bucket": f"<{bucket}>", "Key.$": "$.run.manifest_key"},
+    }
+    assert run_jobs["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+    assert run_jobs["ItemSelector"] == {"run.$": "$.run", "job.$": "$$.Map.Item.Value"}
+    assert run_jobs["ResultPath"] is None
+    assert run_jobs["Next"] == "Finalize run"
+
+
+def test_rejected_input_fails_the_execution_with_the_handlers_error(states: dict[str, dict[str, Any]]) -> None:
+    # GIVEN the first state
+    preprocess = states["Preprocess input"]
+    # WHEN its handler raises anything / THEN the error goes to $.error and "Input rejected" fails with it
+    assert preprocess["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Input rejected"}]
+    assert states["Input rejected"] == {"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"}
+    assert preprocess["Parameters"] == {
+        "input.$": "$",
+        "execution_name.$": "$$.Execution.Name",
+        "execution_id.$": "$$.Execution.Id",
+    }
+    assert preprocess["ResultPath"] == "$.run"
+
+
+def test_every_lambda_task_returns_the_payload_and_retries_lambda_errors(
+    definition: dict, states: dict[str, dict[str, Any]]
+) -> None:
+    # GIVEN every Task state
+    tasks = {name: state for name, state in states.items() if state["Type"] == "Task"}
+    # WHEN / THEN each calls its function directly (payload_response_only) and retries Lambda service errors first
+    assert set(tasks) == {"Preprocess input", "Submit job", "Check job status", "Process job results", "Finalize run"}
+    for state in tasks.values():
+        assert state["Resource"].startswith("<") and state["Resource"].endswith(".Arn>")
+        assert state["Retry"][0]["ErrorEquals"] == LAMBDA_SERVICE_ERRORS
+    assert definition["StartAt"] == "Preprocess input"
+
+
+def test_job_loop_contract(states: dict[str, dict[str, Any]]) -> None:
+    # GIVEN the per-job states / WHEN following the loop
+    submit, check, process = states["Submit job"], states["Check job status"], states["Process job results"]
+    # THEN each handler gets and returns the whole state, failures are routed to postprocessing with $.failure
+    for state in (submit, check, process):
+        assert state["ResultPath"] == "$"
+        assert "Parameters" not in state and "InputPath" not in state
+    to_process = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "Process job results"}]
+    assert submit["Catch"] == check["Catch"] == to_process
+    assert process["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "Job results missing"}
+    ]
+    assert states["Job results missing"] == {"Type": "Pass", "End": True}
+    assert process["End"] is True
+    assert submit["Retry"][1] == {
+        "ErrorEquals": ["ThrottlingException", "ServiceQuotaExceededException"],
+        "IntervalSeconds": 30,
+        "MaxAttempts": 8,
+        "BackoffRate": 2,
+        "JitterStrategy": "FULL",
+    }
+    assert check["Retry"][1]["ErrorEquals"] == ["ThrottlingException"]
+    assert (submit["Next"], states["Wait for job"]["Next"], check["Next"]) == (
+        "Wait for job",
+        "Check job status",
+        "Job finished?",
+    )
+    assert states["Wait for job"]["Seconds"] == 60
+    assert states["Job finished?"]["Choices"] == [
+        {"Variable": "$.terminal", "BooleanEquals": True, "Next": "Process job results"}
+    ]
+    assert states["Job finished?"]["Default"] == "Wait for job"
+
+
+def test_run_ends_on_whether_every_row_is_accounted_for(states: dict[str, dict[str, Any]]) -> None:
+    # GIVEN the final states
+    finalize, choice = states["Finalize run"], states["Every row accounted for?"]
+    # WHEN / THEN finalize sees only the run, its summary decides success, otherwise RowsUnaccounted with its message
+    assert finalize["Parameters"] == {"run.$": "$.run"}
+    assert finalize["ResultPath"] == "$.summary"
+    assert choice["Choices"] == [{"Variable": "$.summary.complete", "BooleanEquals": True, "Next": "Run succeeded"}]
+    assert choice["Default"] == "Rows unaccounted for"
+    assert states["Run succeeded"] == {"Type": "Succeed"}
+    assert states["Rows unaccounted for"] == {
+        "Type": "Fail",
+        "Error": "RowsUnaccounted",
+        "CausePath": "$.summary.message",
+    }
+
+
+def test_state_machine_reads_only_run_files(synthesized: Synthesized, template: Template) -> None:
+    # GIVEN the state machine role's statements
+    role = synthesized.stack.workflow.state_machine.role
+    statements = policy_statements(template, synthesized.logical_id(role))
+    bucket_arn = {"Fn::GetAtt": [synthesized.logical_id(synthesized.stack.data_bucket.bucket), "Arn"]}
+    # WHEN picking its S3 statements
+    s3 = [s for s in statements if any(a.startswith("s3:") for a in as_list(s["Action"]))]
+    # THEN the item reader may get objects under runs/ and nothing else of the bucket
+    assert s3 == [
+        {"Action": "s3:GetObject", "Effect": "Allow", "Resource": {"Fn::Join": ["", [bucket_arn, "/runs/*"]]}}
+    ]
