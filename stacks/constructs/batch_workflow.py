@@ -159,10 +159,20 @@ class BatchWorkflow(Construct):
         process.add_catch(sfn.Pass(self, "Job results missing"), errors=["States.ALL"], result_path="$.failure")
         submit = self._invoke("Submit job", "submit", result_path="$")
         submit.add_retry(
-            errors=["ThrottlingException", "ServiceQuotaExceededException"],
-            interval=cdk.Duration.seconds(30),
+            errors=["ThrottlingException"],
+            interval=cdk.Duration.seconds(5),
             backoff_rate=2,
             max_attempts=8,
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        # A full quota (20 submitted + in-progress jobs per model) frees up only when other jobs end, which can take
+        # as long as a job may run: keep trying every <= 15 minutes for the whole job timeout, never give up early.
+        submit.add_retry(
+            errors=["ServiceQuotaExceededException"],
+            interval=cdk.Duration.seconds(60),
+            backoff_rate=2,
+            max_delay=cdk.Duration.minutes(15),
+            max_attempts=cfg.job_timeout_hours * 4 + 6,
             jitter_strategy=sfn.JitterType.FULL,
         )
         submit.add_catch(process, errors=["States.ALL"], result_path="$.failure")

@@ -93,9 +93,18 @@ def test_job_loop_contract(states: dict[str, dict[str, Any]]) -> None:
     assert states["Job results missing"] == {"Type": "Pass", "End": True}
     assert process["End"] is True
     assert submit["Retry"][1] == {
-        "ErrorEquals": ["ThrottlingException", "ServiceQuotaExceededException"],
-        "IntervalSeconds": 30,
+        "ErrorEquals": ["ThrottlingException"],
+        "IntervalSeconds": 5,
         "MaxAttempts": 8,
+        "BackoffRate": 2,
+        "JitterStrategy": "FULL",
+    }
+    # a full quota is waited out for as long as a job may run (72 h default): 15-minute steps, 4 per hour
+    assert submit["Retry"][2] == {
+        "ErrorEquals": ["ServiceQuotaExceededException"],
+        "IntervalSeconds": 60,
+        "MaxDelaySeconds": 900,
+        "MaxAttempts": 72 * 4 + 6,
         "BackoffRate": 2,
         "JitterStrategy": "FULL",
     }
