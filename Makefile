@@ -38,6 +38,8 @@ demo: install
 
 ## test: every test layer (unit, functional, infra, e2e), offline and Docker-free
 test: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest -n 2 --dist loadfile
 
 ## test-fast: the quick loop (skips the slow end-to-end runs)

@@ -8,11 +8,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-_WORDS = (
-    "the of and to in is was for that with as on by be at from this which or an are it not have has had were but "
-    "question answer number value total reason because therefore step first then next finally compute result each "
-    "people city river year country water energy price market model data system group example between during"
-).split()
+_VOCABULARY = (
+    "the of and to in is was for that with as on by be at from this which or an are it not have has had "
+    "were but question answer number value total reason because therefore step first then next finally "
+    "compute result each people city river year country water energy price market model data system group "
+    "example between during"
+)
+_WORDS = tuple(_VOCABULARY.split())
 
 
 def _text(rng: random.Random, mean_words: int) -> str:

@@ -42,7 +42,9 @@ def ours(source: Path, out: Path, max_per_job: int) -> int:
     sizes = logic.plan_job_sizes(total, max_per_job)
     shards = out / "shards"
     shards.mkdir()
-    logic.write_shards(records, plan, InferenceSettings(), sizes, "bench", out, lambda p, key: p.rename(shards / p.name))
+    logic.write_shards(
+        records, plan, InferenceSettings(), sizes, "bench", out, lambda p, key: p.rename(shards / p.name)
+    )
     return total
 
 
@@ -60,8 +62,10 @@ def anchor(source: Path, out: Path, max_per_job: int) -> int:
     for index in range(count):
         lines = []
         for offset, row in enumerate(rows[index * size : (index + 1) * size]):
-            record = {"recordId": f"{index * size + offset:011d}", "modelInput": adapter.build_model_input(
-                template.format(**row), settings)}
+            record = {
+                "recordId": f"{index * size + offset:011d}",
+                "modelInput": adapter.build_model_input(template.format(**row), settings),
+            }
             lines.append(json.dumps(record))
         (out / f"{index:04d}.jsonl").write_text("\n".join(lines) + "\n")
     return len(rows)

@@ -61,7 +61,9 @@ class BatchProgress:
             f"jobs: {sum(statuses.values())} submitted, {running} running, {len(results)} done | "
             f"records: {self.total_records}"
         )
-        self._progress.update(self._task, description="jobs", total=self.total_jobs, completed=len(results), detail=detail)
+        self._progress.update(
+            self._task, description="jobs", total=self.total_jobs, completed=len(results), detail=detail
+        )
 
     def _result_keys(self) -> Any:
         from lambdas.shared.s3io import list_keys

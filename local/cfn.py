@@ -37,7 +37,7 @@ def resolve(value: Any, resources: LocalResources) -> Any:
     if not isinstance(value, dict):
         return value
     if len(value) == 1:
-        (key, arg), = value.items()
+        ((key, arg),) = value.items()
         if key == "Ref":
             return resources.pseudo(arg) if arg.startswith("AWS::") else resources.refs[arg]
         if key == "Fn::GetAtt":

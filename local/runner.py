@@ -175,7 +175,9 @@ class InProcessLambdas:
         original = LambdaSimpleBackend.invoke
         runtime = self
 
-        def invoke(self: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: Any) -> Any:
+        def invoke(
+            self: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: Any
+        ) -> Any:
             return runtime.invoke(function_name, body, response_headers)
 
         LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]

@@ -53,7 +53,7 @@ def lambda_context() -> FakeLambdaContext:
 
 
 def load_event(name: str) -> dict[str, Any]:
-    return json.loads((EVENTS / name).read_text())  # type: ignore[no-any-return]
+    return json.loads((EVENTS / name).read_text())
 
 
 @pytest.fixture(autouse=True)

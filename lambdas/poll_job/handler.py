@@ -20,5 +20,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     state = JobState.model_validate(event)
     logger.thread_safe_append_keys(run_id=state.run.run_id, job_index=state.job.index)
     out = logic.poll(state, bedrock=aws.bedrock(), timeout_hours=Settings.from_env().job_timeout_hours)
-    logger.info("job polled", job_arn=out.job_arn, status=out.status, **out.counters)
+    logger.info("job polled", job_arn=out.job_arn, status=out.status, counters=out.counters)
     return out.model_dump(mode="json")

@@ -85,7 +85,9 @@ class JoinedOutput:
             return
         error = line.get("error")
         if error is not None:
-            self.codes[index] = str(error.get("errorCode", "RECORD_ERROR")) if isinstance(error, dict) else "RECORD_ERROR"
+            self.codes[index] = (
+                str(error.get("errorCode", "RECORD_ERROR")) if isinstance(error, dict) else "RECORD_ERROR"
+            )
             self.messages[index] = str(error.get("errorMessage", error) if isinstance(error, dict) else error)
             return
         try:

@@ -75,7 +75,7 @@ class Plan:
 
     def texts(self, batch: pa.RecordBatch) -> list[str]:
         if self.template is None:
-            return batch.column(EMBEDDING_INPUT_COLUMN).to_pylist()  # type: ignore[no-any-return]
+            return batch.column(EMBEDDING_INPUT_COLUMN).to_pylist()
         columns = {name: batch.column(name).to_pylist() for name in self.template.columns}
         return self.template.render_columns(columns, batch.num_rows)
 
@@ -101,7 +101,7 @@ def make_plan(inp: ExecutionInput, settings: Settings) -> Plan:
         if inp.prompt_id is None:
             raise InputValidationError(
                 f"field 'prompt_id' is missing: text model '{inp.model_id}' needs a prompt template; "
-                "set prompt_id to one of the ids in prompt_templates.py, e.g. \"joke_about_topic\""
+                'set prompt_id to one of the ids in prompt_templates.py, e.g. "joke_about_topic"'
             )
         try:
             template = get_template(inp.prompt_id)
@@ -128,13 +128,13 @@ def check_schema(schema: pa.Schema, plan: Plan, source: str) -> None:
             f"input {source} has no '{EMBEDDING_INPUT_COLUMN}' column (columns: {names}); embedding models embed "
             f"the '{EMBEDDING_INPUT_COLUMN}' column: rename the text column to '{EMBEDDING_INPUT_COLUMN}'"
         )
-    elif not pa.types.is_string(schema.field(EMBEDDING_INPUT_COLUMN).type) and not pa.types.is_large_string(
-        schema.field(EMBEDDING_INPUT_COLUMN).type
-    ):
-        raise InputValidationError(
-            f"column '{EMBEDDING_INPUT_COLUMN}' of input {source} has type {schema.field(EMBEDDING_INPUT_COLUMN).type}, "
-            "expected text; convert it to strings"
-        )
+    else:
+        kind = schema.field(EMBEDDING_INPUT_COLUMN).type
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            raise InputValidationError(
+                f"column '{EMBEDDING_INPUT_COLUMN}' of input {source} has type {kind}, expected text; "
+                "convert it to strings"
+            )
 
 
 def check_nulls(batch: pa.RecordBatch, columns: tuple[str, ...], first_row: int, source: str) -> None:

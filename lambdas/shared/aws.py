@@ -20,7 +20,7 @@ _RETRIES = Config(retries={"mode": "adaptive", "max_attempts": 8}, connect_timeo
 @cache
 def _client(service: str) -> Any:
     with _lock:  # boto3's default session is not thread-safe while creating clients
-        return boto3.session.Session().client(service, config=_RETRIES)  # type: ignore[call-overload]
+        return boto3.session.Session().client(service, config=_RETRIES)
 
 
 def s3() -> Any:

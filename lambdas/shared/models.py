@@ -106,7 +106,9 @@ def describe_validation_error(exc: ValidationError, what: str) -> str:
         shown = repr(value) if not isinstance(value, dict) else "{...}"
         fix = _FIXES.get(top, "")
         message = err["msg"].removeprefix("Value error, ")
-        problems.append(f"field '{field}' = {shown[:80]}: {message}" + (f"; {fix}" if fix and fix not in message else ""))
+        problems.append(
+            f"field '{field}' = {shown[:80]}: {message}" + (f"; {fix}" if fix and fix not in message else "")
+        )
     return f"invalid {what}: " + " | ".join(problems)
 
 

@@ -25,8 +25,12 @@ def build_request(state: JobState, *, role_arn: str, timeout_hours: int) -> dict
         "roleArn": role_arn,
         "modelId": run.model_id,
         "clientRequestToken": layout.client_request_token(run.run_id, job.index),
-        "inputDataConfig": {"s3InputDataConfig": {"s3Uri": f"s3://{run.bucket}/{job.input_key}", "s3InputFormat": "JSONL"}},
-        "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": f"s3://{run.bucket}/{layout.bedrock_output_prefix(run.run_id)}"}},
+        "inputDataConfig": {
+            "s3InputDataConfig": {"s3Uri": f"s3://{run.bucket}/{job.input_key}", "s3InputFormat": "JSONL"}
+        },
+        "outputDataConfig": {
+            "s3OutputDataConfig": {"s3Uri": f"s3://{run.bucket}/{layout.bedrock_output_prefix(run.run_id)}"}
+        },
         "timeoutDurationInHours": timeout_hours,
         "tags": [{"key": "bedrock-batch-run", "value": run.run_id}],
     }

@@ -23,7 +23,7 @@ def sample_table(n: int) -> pa.Table:
     return pa.table(
         {
             "id": pa.array(range(n), pa.int32()),
-            "topic": [f"topic {i} with {{braces}} and \"quotes\"" for i in range(n)],
+            "topic": [f'topic {i} with {{braces}} and "quotes"' for i in range(n)],
             "score": pa.array([i / 7 for i in range(n)], pa.float64()),
             "flag": [i % 3 == 0 for i in range(n)],
         }
@@ -42,8 +42,24 @@ def test_text_run_returns_every_row_once_with_its_own_prompt(tmp_path: Path, suf
         pq.write_table(table, path)
     out = tmp_path / "out"
     # WHEN the local runtime runs it with at most 150 records per job
-    code = main(["batch", "--input", str(path), "--model-id", CLAUDE, "--prompt-id", "joke_about_topic",
-                 "--max-records-per-job", "150", "--output", str(out), "--quiet", "--step-seconds", "0.05"])
+    code = main(
+        [
+            "batch",
+            "--input",
+            str(path),
+            "--model-id",
+            CLAUDE,
+            "--prompt-id",
+            "joke_about_topic",
+            "--max-records-per-job",
+            "150",
+            "--output",
+            str(out),
+            "--quiet",
+            "--step-seconds",
+            "0.05",
+        ]
+    )
     # THEN it succeeds with ceil(330/150) = 3 job outputs
     assert code == 0, capsys.readouterr().err
     files = sorted(out.glob("*.parquet"))
@@ -64,8 +80,9 @@ def test_embedding_run_returns_1024_dimension_vectors(tmp_path: Path, capsys):
     pq.write_table(pa.table({"input_text": [f"sentence number {i}" for i in range(150)]}), path)
     out = tmp_path / "out"
     # WHEN embedded with Titan Text Embeddings v2
-    code = main(["batch", "--input", str(path), "--model-id", TITAN, "--output", str(out), "--quiet",
-                 "--step-seconds", "0.05"])
+    code = main(
+        ["batch", "--input", str(path), "--model-id", TITAN, "--output", str(out), "--quiet", "--step-seconds", "0.05"]
+    )
     # THEN each row has its own 1,024-float vector
     assert code == 0, capsys.readouterr().err
     result = pq.read_table(sorted(out.glob("*.parquet")))
@@ -80,8 +97,20 @@ def test_bad_input_exits_non_zero_with_one_clear_line(tmp_path: Path, capsys):
     path = tmp_path / "bad.csv"
     path.write_text("subject\n" + "\n".join(f"s{i}" for i in range(150)) + "\n")
     # WHEN run THEN the exit code is 2 and stderr names the missing column and the fix, before any job exists
-    code = main(["batch", "--input", str(path), "--model-id", CLAUDE, "--prompt-id", "joke_about_topic",
-                 "--output", str(tmp_path / "out"), "--quiet"])
+    code = main(
+        [
+            "batch",
+            "--input",
+            str(path),
+            "--model-id",
+            CLAUDE,
+            "--prompt-id",
+            "joke_about_topic",
+            "--output",
+            str(tmp_path / "out"),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and "'topic'" in err[0] and "rename" in err[0]

@@ -40,7 +40,7 @@ def s3() -> Iterator[Any]:
 
 @pytest.fixture
 def emulator(s3: Any) -> Iterator[Any]:
-    """The Bedrock emulator over HTTP; the handlers' boto3 ``bedrock`` client reaches it via AWS_ENDPOINT_URL_BEDROCK."""
+    """The Bedrock emulator over HTTP; the handlers' ``bedrock`` client reaches it via AWS_ENDPOINT_URL_BEDROCK."""
     from lambdas.shared import aws
     from local.emulator.jobs import EmulatorState
     from local.emulator.server import BedrockEmulator

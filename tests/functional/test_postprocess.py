@@ -15,8 +15,9 @@ JOB_ARN = "arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/abcdefghi
 
 
 def stage_records(s3, n: int) -> None:
-    table = pa.table({"id": list(range(n)), "topic": [f"t{i}" for i in range(n)],
-                      "record_id": [f"{i:011d}" for i in range(n)]})
+    table = pa.table(
+        {"id": list(range(n)), "topic": [f"t{i}" for i in range(n)], "record_id": [f"{i:011d}" for i in range(n)]}
+    )
     buffer = io.BytesIO()
     pq.write_table(table, buffer, row_group_size=64)
     s3.put_object(Bucket=BUCKET, Key=f"runs/{RUN}/records.parquet", Body=buffer.getvalue())
@@ -24,13 +25,29 @@ def stage_records(s3, n: int) -> None:
 
 def state(first_row: int, count: int, *, status="Completed", job_arn=JOB_ARN, kind="text", failure=None):
     return {
-        "run": {"run_id": RUN, "bucket": BUCKET, "model_id": "anthropic.claude-3-haiku-20240307-v1:0",
-                "family": "anthropic" if kind == "text" else "titan-embed-text-v2", "output_kind": kind,
-                "job_name_prefix": "t", "total_records": 300, "num_jobs": 2,
-                "records_key": f"runs/{RUN}/records.parquet", "manifest_key": f"runs/{RUN}/jobs.json"},
-        "job": {"index": 1, "input_key": f"runs/{RUN}/jobs/0001.jsonl", "first_row": first_row,
-                "record_count": count, "size_bytes": 1},
-        "job_arn": job_arn, "status": status, "terminal": True, "failure": failure,
+        "run": {
+            "run_id": RUN,
+            "bucket": BUCKET,
+            "model_id": "anthropic.claude-3-haiku-20240307-v1:0",
+            "family": "anthropic" if kind == "text" else "titan-embed-text-v2",
+            "output_kind": kind,
+            "job_name_prefix": "t",
+            "total_records": 300,
+            "num_jobs": 2,
+            "records_key": f"runs/{RUN}/records.parquet",
+            "manifest_key": f"runs/{RUN}/jobs.json",
+        },
+        "job": {
+            "index": 1,
+            "input_key": f"runs/{RUN}/jobs/0001.jsonl",
+            "first_row": first_row,
+            "record_count": count,
+            "size_bytes": 1,
+        },
+        "job_arn": job_arn,
+        "status": status,
+        "terminal": True,
+        "failure": failure,
     }
 
 
@@ -42,8 +59,9 @@ def put_output(s3, lines: list[bytes], name="0001.jsonl.out", manifest=None):
 
 
 def ok(i: int, text: str) -> bytes:
-    return json.dumps({"recordId": f"{i:011d}", "modelInput": {},
-                       "modelOutput": {"content": [{"type": "text", "text": text}]}}).encode()
+    return json.dumps(
+        {"recordId": f"{i:011d}", "modelInput": {}, "modelOutput": {"content": [{"type": "text", "text": text}]}}
+    ).encode()
 
 
 def read_output(s3, index=1) -> pa.Table:
@@ -56,8 +74,11 @@ def test_left_join_keeps_every_row_whatever_the_output_order(s3, lambda_context)
     # a line for a row outside the job, and no line for row 299
     stage_records(s3, 300)
     lines = [ok(i, f"answer {i}") for i in reversed(range(150, 297))]
-    lines.append(json.dumps({"recordId": f"{297:011d}", "modelInput": {},
-                             "error": {"errorCode": 400, "errorMessage": "bad request"}}).encode())
+    lines.append(
+        json.dumps(
+            {"recordId": f"{297:011d}", "modelInput": {}, "error": {"errorCode": 400, "errorMessage": "bad request"}}
+        ).encode()
+    )
     lines.append(b'{"recordId": "00000000298", "modelOutput": {"conte')
     lines.append(ok(5, "belongs to another job"))
     put_output(s3, lines, manifest={"inputTokenCount": 11, "outputTokenCount": 22})
@@ -103,8 +124,9 @@ def test_submit_failure_caught_by_the_state_machine_marks_rows(s3, lambda_contex
 
 def test_embeddings_are_float32_lists(s3, lambda_context):
     stage_records(s3, 300)
-    lines = [json.dumps({"recordId": f"{i:011d}", "modelOutput": {"embedding": [0.5] * 4}}).encode()
-             for i in range(150)]
+    lines = [
+        json.dumps({"recordId": f"{i:011d}", "modelOutput": {"embedding": [0.5] * 4}}).encode() for i in range(150)
+    ]
     put_output(s3, lines)
     handler.lambda_handler(state(0, 150, kind="embedding"), lambda_context)
     table = read_output(s3)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import json
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -43,8 +44,9 @@ def test_rows_are_numbered_rendered_and_split_into_balanced_jobs(s3, lambda_cont
     # GIVEN 301 topics in S3 and a limit of 150 records per job
     uri = put_table(s3, f"inputs/topics{suffix}", topics(301))
     # WHEN preprocess runs
-    run_ctx = run(lambda_context, {"model_id": CLAUDE, "prompt_id": "joke_about_topic", "s3_uri": uri,
-                                   "max_records_per_job": 150})
+    run_ctx = run(
+        lambda_context, {"model_id": CLAUDE, "prompt_id": "joke_about_topic", "s3_uri": uri, "max_records_per_job": 150}
+    )
     # THEN 3 jobs of 101/100/100 records hold every row once, each with its own rendered prompt
     manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=run_ctx["manifest_key"])["Body"].read())
     assert [job["record_count"] for job in manifest] == [101, 100, 100]
@@ -71,27 +73,39 @@ def test_embedding_input_uses_input_text_as_is(s3, lambda_context):
 def test_inference_params_reach_the_model_input(s3, lambda_context):
     uri = put_table(s3, "inputs/t.csv", topics(100))
     params = {"max_tokens": 77, "temperature": 0.3, "system": "be short"}
-    run_ctx = run(lambda_context, {"model_id": CLAUDE, "prompt_id": "joke_about_topic", "s3_uri": uri,
-                                   "inference_params": params})
+    run_ctx = run(
+        lambda_context, {"model_id": CLAUDE, "prompt_id": "joke_about_topic", "s3_uri": uri, "inference_params": params}
+    )
     body = read_jsonl(s3, f"runs/{run_ctx['run_id']}/jobs/0000.jsonl")[0]["modelInput"]
     assert (body["max_tokens"], body["temperature"], body["system"]) == (77, 0.3, "be short")
 
 
-BAD_INPUTS = {
+BAD_INPUTS: dict[str, tuple[dict[str, Any], pa.Table, str]] = {
     "unknown prompt_id": ({"prompt_id": "joke_about_topics"}, topics(200), r"prompt_id 'joke_about_topics' is unknown"),
     "template key missing": (
-        {"prompt_id": "joke_about_topic"}, pa.table({"subject": ["a"] * 200}), r"needs column\(s\) 'topic'"),
+        {"prompt_id": "joke_about_topic"},
+        pa.table({"subject": ["a"] * 200}),
+        r"needs column\(s\) 'topic'",
+    ),
     "embedding without input_text": ({"model_id": TITAN}, pa.table({"text": ["a"] * 200}), r"no 'input_text' column"),
     "unknown model family": ({"model_id": "acme.llm-v1"}, topics(200), r"no supported model family"),
     "reserved column": (
-        {"prompt_id": "joke_about_topic"}, topics(200).append_column("response", pa.array(["x"] * 200)),
-        r"reserved for the output"),
+        {"prompt_id": "joke_about_topic"},
+        topics(200).append_column("response", pa.array(["x"] * 200)),
+        r"reserved for the output",
+    ),
     "too few rows": ({"prompt_id": "joke_about_topic"}, topics(99), r"at least 100 records"),
     "null template value": (
-        {"prompt_id": "joke_about_topic"}, pa.table({"topic": ["a"] * 150 + [None] * 50}), r"null in row 150"),
+        {"prompt_id": "joke_about_topic"},
+        pa.table({"topic": ["a"] * 150 + [None] * 50}),
+        r"null in row 150",
+    ),
     "unknown field": ({"prompt_id": "joke_about_topic", "max_records": 5}, topics(200), r"unknown field 'max_records'"),
     "records per job out of range": (
-        {"prompt_id": "joke_about_topic", "max_records_per_job": 60_000}, topics(200), r"max_records_per_job"),
+        {"prompt_id": "joke_about_topic", "max_records_per_job": 60_000},
+        topics(200),
+        r"max_records_per_job",
+    ),
     "prompt_id missing for text model": ({}, topics(200), r"field 'prompt_id' is missing"),
 }
 

@@ -15,16 +15,32 @@ CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
 def staged_job(s3, run_id="run-1", index=0, records=120) -> dict:
     key = f"runs/{run_id}/jobs/{index:04d}.jsonl"
     lines = [
-        json.dumps({"recordId": f"{i:011d}", "modelInput": {
-            "anthropic_version": "bedrock-2023-05-31", "max_tokens": 10,
-            "messages": [{"role": "user", "content": [{"type": "text", "text": f"prompt {i}"}]}]}})
+        json.dumps(
+            {
+                "recordId": f"{i:011d}",
+                "modelInput": {
+                    "anthropic_version": "bedrock-2023-05-31",
+                    "max_tokens": 10,
+                    "messages": [{"role": "user", "content": [{"type": "text", "text": f"prompt {i}"}]}],
+                },
+            }
+        )
         for i in range(records)
     ]
     s3.put_object(Bucket=BUCKET, Key=key, Body="\n".join(lines).encode())
     return {
-        "run": {"run_id": run_id, "bucket": BUCKET, "model_id": CLAUDE, "family": "anthropic", "output_kind": "text",
-                "job_name_prefix": "jokes", "total_records": records, "num_jobs": 1,
-                "records_key": f"runs/{run_id}/records.parquet", "manifest_key": f"runs/{run_id}/jobs.json"},
+        "run": {
+            "run_id": run_id,
+            "bucket": BUCKET,
+            "model_id": CLAUDE,
+            "family": "anthropic",
+            "output_kind": "text",
+            "job_name_prefix": "jokes",
+            "total_records": records,
+            "num_jobs": 1,
+            "records_key": f"runs/{run_id}/records.parquet",
+            "manifest_key": f"runs/{run_id}/jobs.json",
+        },
         "job": {"index": index, "input_key": key, "first_row": 0, "record_count": records, "size_bytes": 1},
     }
 

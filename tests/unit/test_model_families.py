@@ -17,7 +17,10 @@ from lambdas.shared.model_families import (
         ("us.anthropic.claude-3-5-haiku-20241022-v1:0", "anthropic"),
         ("global.anthropic.claude-sonnet-4-20250514-v1:0", "anthropic"),
         ("arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0", "anthropic"),
-        ("arn:aws:bedrock:us-east-1:123456789012:inference-profile/eu.anthropic.claude-3-haiku-20240307-v1:0", "anthropic"),
+        (
+            "arn:aws:bedrock:us-east-1:123456789012:inference-profile/eu.anthropic.claude-3-haiku-20240307-v1:0",
+            "anthropic",
+        ),
         ("amazon.titan-embed-text-v2:0", "titan-embed-text-v2"),
     ],
 )
@@ -57,7 +60,9 @@ def test_anthropic_model_input_has_the_messages_shape_and_params():
 
 def test_anthropic_output_joins_text_blocks_and_allows_empty_content():
     adapter = adapter_for_family("anthropic")
-    assert adapter.parse_model_output({"content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}) == "ab"
+    assert (
+        adapter.parse_model_output({"content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}) == "ab"
+    )
     assert adapter.parse_model_output({"content": []}) == ""
     with pytest.raises(ValueError, match="content"):
         adapter.parse_model_output({"error": "x"})
