@@ -79,12 +79,21 @@ class HuggingFaceSource:
 
         try:
             dataset = datasets.load_dataset(self.dataset_id, split=self.split, streaming=True)
-            for table in dataset.with_format("arrow").iter(batch_size=BATCH_ROWS):
-                yield from table.to_batches()
-        except (FileNotFoundError, ValueError, ConnectionError) as exc:
+        except (FileNotFoundError, ValueError, RuntimeError) as exc:
+            # FileNotFoundError: unknown or empty repo; ValueError: unknown split; RuntimeError: a script dataset.
+            # ConnectionError (hub unreachable) is not the user's input: it propagates as itself.
             raise InputValidationError(
                 f"dataset_id '{self.dataset_id}' with split '{self.split}' could not be loaded: {exc}; check the id "
-                "and split on the Hugging Face hub (private datasets need a token)"
+                "and split on the Hugging Face hub (private datasets need a token; script datasets are unsupported)"
+            ) from None
+        try:
+            for table in dataset.with_format("arrow").iter(batch_size=BATCH_ROWS):
+                yield from table.to_batches()
+        except pa.ArrowInvalid as exc:
+            if "BatchSize must be greater than 0" in str(exc):
+                return  # an empty split: the caller reports "no rows"
+            raise InputValidationError(
+                f"dataset_id '{self.dataset_id}' split '{self.split}' has unreadable data: {exc}"
             ) from None
 
 

@@ -1,0 +1,139 @@
+"""Preprocess reading a Hugging Face dataset through the real ``datasets`` library, from a fake hub on 127.0.0.1."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from lambdas.preprocess import handler
+from lambdas.shared.errors import InputValidationError
+from tests.fakehub import FakeHub, HubEscapeError, fake_hub
+from tests.functional.conftest import BUCKET
+
+CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
+DATASET = "w601sxs/simpleCoT"
+SCRIPTED = "w601sxs/scriptedCoT"  # an old-style repo with a loading script next to its data
+TRAIN_FILE = "data/train-00000-of-00001.parquet"
+TEST_FILE = "data/test-00000-of-00001.parquet"
+# question_answering from prompt_templates.py, written out so the test does not reuse the renderer it checks
+QA_PREFIX = (
+    "Answer the following question. Think step by step, then give the final answer on the last line.\n\nQuestion: "
+)
+
+
+def simple_cot(split: str, rows: int) -> pa.Table:
+    """simpleCoT-like rows; sources carry quotes, braces and non-ASCII to check they reach the prompt unchanged."""
+    return pa.table(
+        {
+            "source": [f'[{split} {i}] What is {i} + {i}? Say "{{answer}}" — é' for i in range(rows)],
+            "rationale": [f"{i} plus {i} is {2 * i}." for i in range(rows)],
+            "target": [str(2 * i) for i in range(rows)],
+        }
+    )
+
+
+TRAIN, TEST = simple_cot("train", 250), simple_cot("test", 120)
+
+
+@pytest.fixture
+def hub(tmp_path: Any) -> Iterator[FakeHub]:
+    repos = {DATASET: {"train": TRAIN, "test": TEST}, SCRIPTED: {"train": TRAIN}}
+    with fake_hub(tmp_path, datasets=repos, extra_files={SCRIPTED: {"scriptedCoT.py": b"import datasets\n"}}) as h:
+        yield h
+
+
+def run(lambda_context: Any, **execution_input: Any) -> dict[str, Any]:
+    event = {
+        "input": {"model_id": CLAUDE, "prompt_id": "question_answering", **execution_input},
+        "execution_name": "hf-run",
+    }
+    return handler.lambda_handler(event, lambda_context)
+
+
+def read_jsonl(s3: Any, key: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().splitlines()]
+
+
+def test_train_split_is_read_from_the_hub_rendered_and_split_into_jobs(s3, lambda_context, hub):
+    # GIVEN a hub dataset with 250 train and 120 test rows (source, rationale, target)
+    # WHEN preprocess runs on its train split with at most 125 records per job
+    run_ctx = run(lambda_context, dataset_id=DATASET, split="train", max_records_per_job=125)
+    # THEN every train row is a record, in 2 jobs
+    assert run_ctx["total_records"] == 250 and run_ctx["num_jobs"] == 2
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=run_ctx["manifest_key"])["Body"].read())
+    assert [job["input_key"] for job in manifest] == ["runs/hf-run/jobs/0000.jsonl", "runs/hf-run/jobs/0001.jsonl"]
+    assert [job["record_count"] for job in manifest] == [125, 125]
+    # AND the shards hold every row once, in order, with the question_answering prompt of that row's source
+    lines = [line for job in manifest for line in read_jsonl(s3, job["input_key"])]
+    assert [line["recordId"] for line in lines] == [f"{i:011d}" for i in range(250)]
+    prompts = [line["modelInput"]["messages"][0]["content"][0]["text"] for line in lines]
+    assert prompts == [QA_PREFIX + source for source in TRAIN.column("source").to_pylist()]
+    # AND records.parquet keeps the dataset's columns, types and values, plus record_id
+    body = s3.get_object(Bucket=BUCKET, Key=run_ctx["records_key"])["Body"].read()
+    records = pq.read_table(io.BytesIO(body))
+    assert records.column_names == ["source", "rationale", "target", "record_id"]
+    assert all(records.schema.field(name).type == pa.string() for name in records.column_names)
+    assert records.select(["source", "rationale", "target"]).equals(TRAIN)
+    # AND the rows came through the hub: the train file was downloaded, the test file was not needed
+    downloaded = hub.downloaded(DATASET)
+    assert TRAIN_FILE in downloaded and TEST_FILE not in downloaded
+    assert hub.unrouted == [] and hub.blocked == []
+
+
+def test_test_split_gives_its_own_rows(s3, lambda_context, hub):
+    # GIVEN the same hub dataset
+    # WHEN preprocess runs on the test split
+    run_ctx = run(lambda_context, dataset_id=DATASET, split="test")
+    # THEN the run has the 120 test rows, in one job
+    assert run_ctx["total_records"] == 120 and run_ctx["num_jobs"] == 1
+    lines = read_jsonl(s3, "runs/hf-run/jobs/0000.jsonl")
+    prompts = [line["modelInput"]["messages"][0]["content"][0]["text"] for line in lines]
+    assert prompts == [QA_PREFIX + source for source in TEST.column("source").to_pylist()]
+    # AND the test file was downloaded (datasets also reads the first split's file, to infer the features)
+    assert TEST_FILE in hub.downloaded(DATASET)
+
+
+@pytest.mark.parametrize(
+    ("dataset_id", "split", "message"),
+    [
+        pytest.param(
+            "nobody/missing", "train", r"dataset_id 'nobody/missing' with split 'train'", id="unknown dataset"
+        ),
+        pytest.param(
+            DATASET, "validation", r"dataset_id 'w601sxs/simpleCoT' with split 'validation'", id="unknown split"
+        ),
+        pytest.param(
+            SCRIPTED,
+            "train",
+            r"dataset_id 'w601sxs/scriptedCoT'",
+            id="script-based dataset",
+        ),
+    ],
+)
+def test_unknown_dataset_or_split_is_rejected_naming_it(s3, lambda_context, hub, dataset_id, split, message):
+    # GIVEN a hub that does not have this dataset or split
+    # WHEN preprocess runs THEN it raises InputValidationError naming them, and no job file exists
+    with pytest.raises(InputValidationError, match=message):
+        run(lambda_context, dataset_id=dataset_id, split=split)
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/hf-run/")
+    # AND the answer came from the hub (not from offline mode)
+    assert any(dataset_id in request.path for request in hub.requests)
+
+
+def test_fake_hub_refuses_any_other_host(tmp_path):
+    # GIVEN a fake hub
+    from huggingface_hub.utils import get_session
+
+    with pytest.raises(HubEscapeError, match="requests left the fake hub"):  # noqa: SIM117 - the exit is checked
+        with fake_hub(tmp_path, datasets={}) as h:
+            # WHEN a request goes to huggingface.co
+            with pytest.raises(HubEscapeError, match="huggingface.co"):
+                get_session().get("https://huggingface.co/api/datasets/w601sxs/simpleCoT")
+            # THEN it is refused and recorded, and leaving the fake hub fails even if the error was swallowed
+            assert h.blocked == ["GET https://huggingface.co/api/datasets/w601sxs/simpleCoT"]
