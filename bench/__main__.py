@@ -36,10 +36,11 @@ def main() -> int:
     results = {}
     results["ours"] = run_variant("ours", source, scratch / "ours", max_per_job)
     results["anchor"] = run_variant("anchor", source, scratch / "anchor", max_per_job)
-    results["floor"] = run_variant("floor", source, scratch / "floor", max_per_job, str(scratch / "ours" / "shards"))
+    # the floor writes the bytes the anchor wrote (the same JSONL, the same total size)
+    results["floor"] = run_variant("floor", source, scratch / "floor", max_per_job, str(scratch / "anchor"))
 
     ours = results["ours"]["seconds"]
-    print(f"\npreprocess: {rows:,} rows -> {len(list((scratch / 'ours' / 'shards').glob('*.jsonl')))} shards")
+    print(f"\npreprocess: {rows:,} rows -> {len(list((scratch / 'anchor').glob('*.jsonl')))} shards")
     print(f"{'variant':<8} {'seconds':>9} {'peak RSS MB':>12} {'ours/x':>8}")
     for name, result in results.items():
         print(f"{name:<8} {result['seconds']:>9.2f} {result['peak_rss_mb']:>12.0f} {ours / result['seconds']:>8.2f}")

@@ -1,35 +1,42 @@
 """Preprocess: validate everything, number the rows, render model inputs and split them into Bedrock batch jobs.
 
-Two streaming passes, so memory stays bounded whatever the input size:
-1. source batches -> checks (columns, nulls) -> ``records.parquet`` (input rows + ``record_id``) in a local work dir;
-2. with the row count known, plan balanced jobs, then read ``records.parquet`` back batch by batch, render each row
-   through the model's adapter and write one JSONL shard per job, uploading each shard as soon as it is complete.
-Nothing is submitted here: every error is raised before any job exists.
+One streaming pass, so memory stays bounded whatever the input size: each source batch is checked (columns, nulls),
+written to ``records.parquet`` (the input rows as they are; a Parquet input is copied instead) and rendered into
+JSONL lines (vectorized, see ``jsonl.py``) appended to one local file. A row's record id is its row number, so
+postprocess places results without a hash join. Then, with the row count known, the rows are split into balanced
+jobs and each job's byte range of the JSONL file is uploaded. Every error is raised before anything is uploaded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from queue import Empty, Queue
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from lambdas.preprocess import jsonl
 from lambdas.preprocess.sources import Source, open_source
 from lambdas.shared import layout
 from lambdas.shared.errors import InputValidationError
-from lambdas.shared.model_families import InferenceSettings, ResolvedModel, UnknownModelError, resolve
+from lambdas.shared.model_families import InferenceSettings, ModelFamilyError, ResolvedModel, resolve
 from lambdas.shared.models import MIN_RECORDS_PER_JOB, ExecutionInput, JobSpec, RunContext
+from lambdas.shared.s3io import FileRange
 from lambdas.shared.settings import Settings
 from prompt_templates import PromptTemplate, TemplateError, get_template
 
-RECORD_ID = "record_id"
-RESERVED_COLUMNS = ("response", "embedding", "error_code", "error_message", RECORD_ID)
+RESERVED_COLUMNS = ("response", "embedding", "error_code", "error_message")
 EMBEDDING_INPUT_COLUMN = "input_text"
 MAX_FILE_BYTES = 1 << 30  # Bedrock: 1 GB per input file (one file per job here, so also under 5 GB per job)
 
@@ -37,6 +44,12 @@ MAX_FILE_BYTES = 1 << 30  # Bedrock: 1 GB per input file (one file per job here,
 def record_id(row: int) -> str:
     """11-character alphanumeric record id; the row number, so postprocess can place results without a hash join."""
     return f"{row:011d}"
+
+
+def record_ids(first: int, count: int) -> pa.Array:
+    """``record_id`` for rows first .. first + count - 1, vectorized."""
+    numbers = pa.array(np.arange(first, first + count, dtype=np.int64)).cast(pa.string())
+    return pc.ascii_lpad(numbers, width=11, padding="0")
 
 
 def plan_job_sizes(total: int, max_per_job: int, max_num_jobs: int | None = None) -> list[int]:
@@ -74,22 +87,40 @@ class Plan:
         return self.template.columns if self.template else (EMBEDDING_INPUT_COLUMN,)
 
     def texts(self, batch: pa.RecordBatch) -> list[str]:
+        """The text sent to the model for each row: the rendered template, or ``input_text`` for embeddings."""
         if self.template is None:
-            return batch.column(EMBEDDING_INPUT_COLUMN).to_pylist()
+            return batch.column(EMBEDDING_INPUT_COLUMN).to_pylist()  # type: ignore[no-any-return]
         columns = {name: batch.column(name).to_pylist() for name in self.template.columns}
         return self.template.render_columns(columns, batch.num_rows)
+
+    def escaped_texts(self, batch: pa.RecordBatch) -> list[str | pa.Array]:
+        """``texts`` JSON-escaped, as pieces to concatenate, computed with Arrow kernels (the fast path)."""
+        if self.template is None:
+            return [jsonl.escape(jsonl.as_text(batch.column(EMBEDDING_INPUT_COLUMN)))]
+        return jsonl.escaped_parts(self.template, batch)
 
 
 def make_plan(inp: ExecutionInput, settings: Settings) -> Plan:
     try:
-        model = resolve(inp.model_id)
-    except UnknownModelError as exc:
-        raise InputValidationError(f"field 'model_id': {exc}") from None
-    if settings.allowed_model_ids and inp.model_id not in settings.allowed_model_ids:
+        model = resolve(inp.model_id, model_family=inp.model_family, invocation_type=inp.invocation_type)
+    except ModelFamilyError as exc:
+        raise InputValidationError(exc.describe()) from None
+    # An ARN of an allowed model or profile is allowed too (allowedModelIds holds ids, not ARNs).
+    ids = {inp.model_id, model.ref.resource_id} if model.ref.names_a_model else {inp.model_id}
+    if settings.allowed_model_ids and not ids & set(settings.allowed_model_ids):
+        unreadable = (
+            ""
+            if model.ref.names_a_model
+            else f" (allowedModelIds takes model and inference-profile ids, not {model.ref.arn_kind} ARNs)"
+        )
         raise InputValidationError(
-            f"field 'model_id' = '{inp.model_id}' is not enabled in this deployment (enabled: "
+            f"field 'model_id' = '{inp.model_id}' is not enabled in this deployment{unreadable} (enabled: "
             f"{list(settings.allowed_model_ids)}); add it to allowedModelIds in cdk.json and redeploy"
         )
+    try:
+        model.adapter.check_settings(inp.inference_params.settings())
+    except ModelFamilyError as exc:
+        raise InputValidationError(exc.describe()) from None
     template: PromptTemplate | None = None
     if model.output_kind == "embedding":
         if inp.prompt_id is not None:
@@ -148,70 +179,164 @@ def check_nulls(batch: pa.RecordBatch, columns: tuple[str, ...], first_row: int,
             )
 
 
-def write_records(source: Source, plan: Plan, path: Path) -> int:
-    """Pass 1: stream the source into a local Parquet file with a ``record_id`` column; return the row count."""
+@dataclass(frozen=True)
+class Staged:
+    """The input after one pass: ``records.parquet``, every JSONL line back to back, and where each row's line ends."""
+
+    records_path: Path
+    lines_path: Path
+    line_ends: np.ndarray  # int64, byte offset just past row i's line
+
+    @property
+    def rows(self) -> int:
+        return len(self.line_ends)
+
+    def byte_range(self, first_row: int, count: int) -> tuple[int, int]:
+        start = int(self.line_ends[first_row - 1]) if first_row else 0
+        return start, int(self.line_ends[first_row + count - 1])
+
+
+def batch_lines(batch: pa.RecordBatch, ids: pa.Array, plan: Plan, inference: InferenceSettings) -> pa.Array:
+    """The JSONL lines of one batch of records, vectorized where the adapter's JSON allows it."""
+
+    def build(text: str) -> dict[str, Any]:
+        return plan.model.adapter.build_model_input(text, inference)
+
+    shape = jsonl.LineShape.of(build)
+    if shape is not None:
+        return jsonl.build_lines(ids, plan.escaped_texts(batch), shape)
+    return pa.array(  # an adapter that places the text more than once: row by row
+        [
+            json.dumps({"recordId": rid, "modelInput": build(text)}, ensure_ascii=False) + "\n"
+            for rid, text in zip(ids.to_pylist(), plan.texts(batch), strict=True)
+        ],
+        pa.string(),
+    )
+
+
+class _Background:
+    """Runs writes in order on one worker thread, at most one behind the caller (bounded memory).
+
+    pyarrow releases the GIL while encoding Parquet and file writes release it too, so writing batch N overlaps
+    with building the JSONL lines of batch N + 1.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="preprocess-writer")
+        self._pending: Future[None] | None = None
+
+    def submit(self, work: Callable[[], None]) -> None:
+        self.wait()
+        self._pending = self._pool.submit(work)
+
+    def wait(self) -> None:
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+def prefetched(batches: Iterator[pa.RecordBatch], depth: int = 1) -> Iterator[pa.RecordBatch]:
+    """Read the next batch on a worker thread while the caller processes this one (bounded: ``depth`` ahead)."""
+    queue: Queue[tuple[str, Any]] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                if stop.is_set():
+                    return
+                queue.put(("batch", batch))
+            queue.put(("end", None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            queue.put(("error", exc))
+
+    worker = threading.Thread(target=produce, name="preprocess-reader", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, item = queue.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(Empty):
+                queue.get(timeout=0.05)
+        worker.join()
+
+
+def stage(
+    source: Source, plan: Plan, inference: InferenceSettings, workdir: Path, *, write_records: bool = True
+) -> Staged:
+    """One streaming pass: check each batch, number its rows, append it to ``records.parquet`` (unless the source
+    file can serve as the records as it is) and its JSONL lines to one local file. Memory holds two batches at a
+    time plus 8 bytes per row for the line offsets."""
+    records_path, lines_path = workdir / "records.parquet", workdir / "records.jsonl"
     writer: pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
-    rows = 0
+    ends: list[np.ndarray] = []
+    rows = written = 0
+    background = _Background()
     try:
-        for batch in source.batches():
-            if schema is None:
-                check_schema(batch.schema, plan, source.description)
-                schema = batch.schema.append(pa.field(RECORD_ID, pa.string(), nullable=False))
-                writer = pq.ParquetWriter(path, schema, compression="zstd")
-            elif not batch.schema.equals(schema.remove(schema.get_field_index(RECORD_ID))):
-                raise InputValidationError(
-                    f"input {source.description} changes its columns or types after row {rows}; "
-                    "make every file and block share one schema"
-                )
-            if batch.num_rows == 0:
-                continue
-            check_nulls(batch, plan.text_columns, rows, source.description)
-            ids = pa.array([record_id(i) for i in range(rows, rows + batch.num_rows)], pa.string())
-            assert writer is not None
-            writer.write_batch(pa.RecordBatch.from_arrays([*batch.columns, ids], schema=schema))
-            rows += batch.num_rows
+        with lines_path.open("wb") as lines_file:
+            for batch in prefetched(source.batches()):
+                if schema is None:
+                    check_schema(batch.schema, plan, source.description)
+                    schema = batch.schema
+                    if write_records:
+                        writer = pq.ParquetWriter(records_path, schema, compression="snappy")
+                elif not batch.schema.equals(schema):
+                    raise InputValidationError(
+                        f"input {source.description} changes its columns or types after row {rows}; "
+                        "make every file and block share one schema"
+                    )
+                if batch.num_rows == 0:
+                    continue
+                check_nulls(batch, plan.text_columns, rows, source.description)
+                lines = batch_lines(batch, record_ids(rows, batch.num_rows), plan, inference)
+                data, offsets = jsonl.line_bytes(lines)
+                ends.append(offsets[1:].astype(np.int64) - int(offsets[0]) + written)
+                written += int(offsets[-1] - offsets[0])
+                rows += batch.num_rows
+                background.submit(partial(_write_batch, writer, batch, lines_file, lines))
+            background.wait()
     finally:
+        background.close()
         if writer is not None:
             writer.close()
     if rows == 0:
         raise InputValidationError(f"input {source.description} has no rows; give a file or split with data")
-    return rows
+    return Staged(records_path, lines_path, np.concatenate(ends))
 
 
-def iter_lines(records: Path, plan: Plan, inference: InferenceSettings) -> Iterator[bytes]:
-    """Pass 2 rows: one JSONL line per record, in record order."""
-    build = plan.model.adapter.build_model_input
-    dumps = json.dumps
-    for batch in pq.ParquetFile(records).iter_batches(batch_size=8192):
-        ids = batch.column(RECORD_ID).to_pylist()
-        for rid, text in zip(ids, plan.texts(batch), strict=True):
-            line = dumps({"recordId": rid, "modelInput": build(text, inference)}, ensure_ascii=False)
-            yield line.encode() + b"\n"
+def _write_batch(writer: pq.ParquetWriter | None, records: pa.RecordBatch, lines_file: Any, lines: pa.Array) -> None:
+    if writer is not None:
+        writer.write_batch(records)
+    data, offsets = jsonl.line_bytes(lines)
+    lines_file.write(data[offsets[0] : offsets[-1]])
 
 
-def write_shards(
-    records: Path, plan: Plan, inference: InferenceSettings, sizes: list[int], run_id: str, workdir: Path, upload: Any
-) -> list[JobSpec]:
-    """Write one JSONL file per job and hand each to ``upload(path, key)`` as soon as it is complete."""
-    lines = iter_lines(records, plan, inference)
-    jobs: list[JobSpec] = []
-    first = 0
+def plan_jobs(staged: Staged, sizes: list[int], run_id: str, max_per_job: int) -> list[JobSpec]:
+    """Job specs with their byte sizes; every file must stay under Bedrock's 1 GB limit (checked before uploads)."""
+    jobs, first = [], 0
     for index, size in enumerate(sizes):
+        start, end = staged.byte_range(first, size)
+        if end - start > MAX_FILE_BYTES:
+            raise InputValidationError(
+                f"job {index} would be {(end - start) / 2**30:.2f} GB, over Bedrock's 1 GB input file limit "
+                f"({size} records); lower max_records_per_job (now {max_per_job}) so each job stays under 1 GB"
+            )
         key = layout.job_input_key(run_id, index)
-        path = workdir / f"{index:04d}.jsonl"
-        written = 0
-        with path.open("wb") as out:
-            for _ in range(size):
-                written += out.write(next(lines))
-                if written > MAX_FILE_BYTES:
-                    raise InputValidationError(
-                        f"job {index} would exceed Bedrock's 1 GB input file limit ({size} records); lower "
-                        f"max_records_per_job (now {plan.max_per_job}) so each job stays under 1 GB"
-                    )
-        upload(path, key)
-        path.unlink(missing_ok=True)  # the uploader may have moved it
-        jobs.append(JobSpec(index=index, input_key=key, first_row=first, record_count=size, size_bytes=written))
+        jobs.append(JobSpec(index=index, input_key=key, first_row=first, record_count=size, size_bytes=end - start))
         first += size
     return jobs
 
@@ -222,15 +347,21 @@ def preprocess(raw_input: Any, execution_name: str, *, s3: Any, settings: Settin
     plan = make_plan(inp, settings)
     run_id = layout.run_id_from_execution_name(execution_name)
     source = open_source(inp, s3, settings.data_bucket)
-    records_path = workdir / "records.parquet"
-    total = write_records(source, plan, records_path)
+    copy_from = source.records_object  # a Parquet input is already the records (ids are row numbers)
+    staged = stage(source, plan, inp.inference_params.settings(), workdir, write_records=copy_from is None)
+    total = staged.rows
     sizes = plan_job_sizes(total, plan.max_per_job, inp.max_num_jobs)
-
-    def upload(path: Path, key: str) -> None:
-        s3.upload_file(str(path), settings.data_bucket, key)
-
-    jobs = write_shards(records_path, plan, inp.inference_params.settings(), sizes, run_id, workdir, upload)
-    upload(records_path, layout.records_key(run_id))
+    jobs = plan_jobs(staged, sizes, run_id, plan.max_per_job)
+    # Validation is over: only now does anything go to S3.
+    with staged.lines_path.open("rb") as lines:
+        for job in jobs:
+            start, end = staged.byte_range(job.first_row, job.record_count)
+            s3.upload_fileobj(FileRange(lines, start, end), settings.data_bucket, job.input_key)
+    if copy_from is None:
+        s3.upload_file(str(staged.records_path), settings.data_bucket, layout.records_key(run_id))
+    else:  # server-side copy: no re-encoding, and the run keeps its own copy if the input is overwritten later
+        source_bucket, source_key = copy_from
+        s3.copy({"Bucket": source_bucket, "Key": source_key}, settings.data_bucket, layout.records_key(run_id))
     manifest = [job.model_dump() for job in jobs]
     s3.put_object(
         Bucket=settings.data_bucket,
@@ -244,6 +375,7 @@ def preprocess(raw_input: Any, execution_name: str, *, s3: Any, settings: Settin
         model_id=inp.model_id,
         family=plan.model.family,
         output_kind=plan.model.output_kind,
+        invocation_type=plan.model.invocation_type,
         job_name_prefix=inp.job_name_prefix,
         total_records=total,
         num_jobs=len(jobs),

@@ -20,7 +20,7 @@ from lambdas.shared.errors import InputValidationError
 from lambdas.shared.models import ExecutionInput
 from lambdas.shared.s3io import S3RangeReader
 
-BATCH_ROWS = 16_384
+BATCH_ROWS = 65_536
 CSV_BLOCK_BYTES = 16 << 20
 SUPPORTED_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -30,6 +30,11 @@ class Source(Protocol):
 
     def batches(self) -> Iterator[pa.RecordBatch]: ...
 
+    @property
+    def records_object(self) -> tuple[str, str] | None:
+        """(bucket, key) of an S3 Parquet object that can serve as the run's records as it is (no re-encoding)."""
+        ...
+
 
 @dataclass
 class CsvSource:
@@ -37,6 +42,8 @@ class CsvSource:
     bucket: str
     key: str
     description: str
+
+    records_object = None
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         body = self.s3.get_object(Bucket=self.bucket, Key=self.key)["Body"]
@@ -58,6 +65,10 @@ class ParquetSource:
     size: int
     description: str
 
+    @property
+    def records_object(self) -> tuple[str, str]:
+        return self.bucket, self.key
+
     def batches(self) -> Iterator[pa.RecordBatch]:
         try:
             parquet = pq.ParquetFile(S3RangeReader(self.s3, self.bucket, self.key, self.size))
@@ -73,6 +84,8 @@ class HuggingFaceSource:
     dataset_id: str
     split: str
     description: str
+
+    records_object = None
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         import datasets  # heavy import, only needed for this source

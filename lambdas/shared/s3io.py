@@ -69,3 +69,30 @@ class S3RangeReader(io.RawIOBase):
         data = self.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
+
+
+class FileRange(io.RawIOBase):
+    """Bytes ``[start, end)`` of an open binary file, as a readable stream (for uploading part of a file)."""
+
+    def __init__(self, file: Any, start: int, end: int) -> None:
+        super().__init__()
+        self._file, self._start, self._end = file, start, end
+        self._pos = start
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        left = self._end - self._pos
+        if left <= 0:
+            return b""
+        size = left if size is None or size < 0 else min(size, left)
+        self._file.seek(self._pos)
+        data: bytes = self._file.read(size)
+        self._pos += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)

@@ -56,10 +56,11 @@ def test_rows_are_numbered_rendered_and_split_into_balanced_jobs(s3, lambda_cont
     assert lines[7]["modelInput"]["messages"][0]["content"][0]["text"] == (
         "Tell me a joke about topic number 7 in less than 50 words."
     )
-    # AND records.parquet keeps the input columns and types plus record_id
+    # AND records.parquet holds the input rows as they are (a row's record id is its row number)
     records = pq.read_table(io.BytesIO(s3.get_object(Bucket=BUCKET, Key=run_ctx["records_key"])["Body"].read()))
-    assert records.column_names == ["id", "topic", "record_id"] and records.num_rows == 301
+    assert records.column_names == ["id", "topic"] and records.num_rows == 301
     assert records.schema.field("id").type == pa.int64()
+    assert records.column("topic").to_pylist() == [f"topic number {i}" for i in range(301)]
 
 
 def test_embedding_input_uses_input_text_as_is(s3, lambda_context):

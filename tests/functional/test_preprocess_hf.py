@@ -74,10 +74,10 @@ def test_train_split_is_read_from_the_hub_rendered_and_split_into_jobs(s3, lambd
     assert [line["recordId"] for line in lines] == [f"{i:011d}" for i in range(250)]
     prompts = [line["modelInput"]["messages"][0]["content"][0]["text"] for line in lines]
     assert prompts == [QA_PREFIX + source for source in TRAIN.column("source").to_pylist()]
-    # AND records.parquet keeps the dataset's columns, types and values, plus record_id
+    # AND records.parquet keeps the dataset's columns, types and values (a row's record id is its row number)
     body = s3.get_object(Bucket=BUCKET, Key=run_ctx["records_key"])["Body"].read()
     records = pq.read_table(io.BytesIO(body))
-    assert records.column_names == ["source", "rationale", "target", "record_id"]
+    assert records.column_names == ["source", "rationale", "target"]
     assert all(records.schema.field(name).type == pa.string() for name in records.column_names)
     assert records.select(["source", "rationale", "target"]).equals(TRAIN)
     # AND the rows came through the hub: the train file was downloaded, the test file was not needed
