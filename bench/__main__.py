@@ -19,10 +19,46 @@ from bench.data import simplecot_like
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_variant(variant: str, source: Path, out: Path, max_per_job: int, *extra: str) -> dict:
-    cmd = [sys.executable, "-m", "bench.preprocess_variants", variant, str(source), str(out), str(max_per_job), *extra]
-    done = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
+def run(module: str, *args: str) -> dict:
+    """One variant in a fresh process, so its peak RSS is its own."""
+    done = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def table(title: str, results: dict[str, dict]) -> None:
+    ours = results["ours"]["seconds"]
+    print(f"\n{title}")
+    print(f"{'variant':<8} {'seconds':>9} {'peak RSS MB':>12} {'ours/x time':>12}")
+    for name, result in results.items():
+        print(f"{name:<8} {result['seconds']:>9.2f} {result['peak_rss_mb']:>12.0f} {ours / result['seconds']:>12.2f}")
+    print(
+        f"=> ours is {results['anchor']['seconds'] / ours:.2f}x faster than the anchor (target >= 3x) and takes "
+        f"{ours / results['floor']['seconds']:.2f}x the floor's time (target <= 2x)"
+    )
+
+
+def preprocess_bench(scratch: Path, rows: int, max_per_job: int) -> dict[str, dict]:
+    source = simplecot_like(scratch / f"simplecot-{rows}.parquet", rows)
+    module, args = "bench.preprocess_variants", (str(source), str(max_per_job))
+    results = {
+        "ours": run(module, "ours", args[0], str(scratch / "ours"), args[1]),
+        "anchor": run(module, "anchor", args[0], str(scratch / "anchor"), args[1]),
+    }
+    # the floor writes the bytes the anchor wrote (the same JSONL, the same total size)
+    results["floor"] = run(module, "floor", args[0], str(scratch / "floor"), args[1], str(scratch / "anchor"))
+    shards = len(list((scratch / "anchor").glob("*.jsonl")))
+    table(f"preprocess: {rows:,} SimpleCoT-shaped rows -> {shards} job files", results)
+    return results
+
+
+def postprocess_bench(scratch: Path, rows: int) -> dict[str, dict]:
+    from bench.postprocess_variants import prepare
+
+    workdir = scratch / "postprocess"
+    prepare(workdir, rows)
+    results = {name: run("bench.postprocess_variants", name, str(workdir)) for name in ("ours", "anchor", "floor")}
+    table(f"postprocess: one job of {rows:,} records (shuffled output) -> joined Parquet", results)
+    return results
 
 
 def main() -> int:
@@ -30,28 +66,15 @@ def main() -> int:
     max_per_job = int(os.environ.get("BENCH_MAX_PER_JOB", str(max(100, rows // 45 + 1))))
     scratch = Path(os.environ.get("BENCH_DIR") or tempfile.mkdtemp(prefix="bench-"))
     scratch.mkdir(parents=True, exist_ok=True)
-    print(f"generating {rows:,} SimpleCoT-shaped rows in {scratch} ...", flush=True)
-    source = simplecot_like(scratch / f"simplecot-{rows}.parquet", rows)
-
-    results = {}
-    results["ours"] = run_variant("ours", source, scratch / "ours", max_per_job)
-    results["anchor"] = run_variant("anchor", source, scratch / "anchor", max_per_job)
-    # the floor writes the bytes the anchor wrote (the same JSONL, the same total size)
-    results["floor"] = run_variant("floor", source, scratch / "floor", max_per_job, str(scratch / "anchor"))
-
-    ours = results["ours"]["seconds"]
-    print(f"\npreprocess: {rows:,} rows -> {len(list((scratch / 'anchor').glob('*.jsonl')))} shards")
-    print(f"{'variant':<8} {'seconds':>9} {'peak RSS MB':>12} {'ours/x':>8}")
-    for name, result in results.items():
-        print(f"{name:<8} {result['seconds']:>9.2f} {result['peak_rss_mb']:>12.0f} {ours / result['seconds']:>8.2f}")
-    print(
-        f"\nours is {results['anchor']['seconds'] / ours:.2f}x faster than the anchor (target >= 3x) and takes "
-        f"{ours / results['floor']['seconds']:.2f}x the floor's time (target <= 2x)"
-    )
+    print(f"scratch: {scratch}", flush=True)
+    results = {
+        "preprocess": preprocess_bench(scratch, rows, max_per_job),
+        "postprocess": postprocess_bench(scratch, int(os.environ.get("BENCH_JOB_RECORDS", "50000"))),
+    }
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    (out_dir / f"preprocess-{stamp}.json").write_text(json.dumps({"rows": rows, "results": results}, indent=1))
+    (out_dir / f"bench-{stamp}.json").write_text(json.dumps({"rows": rows, "results": results}, indent=1))
     return 0
 
 

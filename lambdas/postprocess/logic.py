@@ -10,16 +10,18 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from lambdas.shared import layout
 from lambdas.shared.model_families import ModelAdapter, adapter_for_family
 from lambdas.shared.models import JobResult, JobState
-from lambdas.shared.s3io import S3RangeReader, iter_lines, list_keys, put_json
+from lambdas.shared.s3io import S3RangeReader, list_keys, put_json
 
 RECORD_ID = "record_id"
 
@@ -74,16 +76,11 @@ class JoinedOutput:
             return index
         return None
 
-    def add_line(self, raw: bytes, adapter: ModelAdapter) -> None:
-        try:
-            line = json.loads(raw)
-            index = self.slot(line.get("recordId"))
-        except (ValueError, AttributeError):
-            index = None
+    def add_record(self, record_id: Any, error: Any, model_output: Any, adapter: ModelAdapter) -> None:
+        index = self.slot(record_id)
         if index is None:
             self.unmatched_lines += 1
             return
-        error = line.get("error")
         if error is not None:
             self.codes[index] = (
                 str(error.get("errorCode", "RECORD_ERROR")) if isinstance(error, dict) else "RECORD_ERROR"
@@ -91,10 +88,39 @@ class JoinedOutput:
             self.messages[index] = str(error.get("errorMessage", error) if isinstance(error, dict) else error)
             return
         try:
-            self.values[index] = adapter.parse_model_output(line["modelOutput"])
+            self.values[index] = adapter.parse_model_output(model_output)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             self.codes[index] = "UNPARSABLE_OUTPUT"
             self.messages[index] = f"could not read modelOutput: {exc}"
+
+    def add_line(self, raw: bytes, adapter: ModelAdapter) -> None:
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            line = None
+        if not isinstance(line, dict):
+            self.unmatched_lines += 1  # a corrupt line: its record stays missing and gets the job-level code
+            return
+        self.add_record(line.get("recordId"), line.get("error"), line.get("modelOutput"), adapter)
+
+    def add_file(self, path: Path, adapter: ModelAdapter) -> None:
+        """Read a whole ``.jsonl.out`` with Arrow's multithreaded JSON parser; line by line if any line is bad."""
+        try:
+            table = pajson.read_json(path)
+        except pa.ArrowInvalid:
+            with path.open("rb") as lines:
+                for raw in lines:
+                    if raw.strip():
+                        self.add_line(raw, adapter)
+            return
+
+        def column(name: str) -> Any:
+            return table.column(name).to_pylist() if name in table.column_names else repeat(None)
+
+        for record_id, error, model_output in zip(
+            column("recordId"), column("error"), column("modelOutput"), strict=False
+        ):
+            self.add_record(record_id, error, model_output, adapter)
 
     def fill_missing(self, code: str, message: str) -> None:
         for index in range(self.count):
@@ -128,14 +154,17 @@ def build_table(records: pa.Table, kind: str, joined: JoinedOutput) -> pa.Table:
     return table.append_column("error_message", pa.array(joined.messages, pa.string()))
 
 
-def read_outputs(s3: Any, bucket: str, prefix: str, joined: JoinedOutput, adapter: ModelAdapter) -> dict[str, int]:
+def read_outputs(
+    s3: Any, bucket: str, prefix: str, joined: JoinedOutput, adapter: ModelAdapter, workdir: Path
+) -> dict[str, int]:
     """Feed every ``*.jsonl.out`` under the job's output prefix into ``joined``; return the manifest's token counts."""
     tokens = {"inputTokenCount": 0, "outputTokenCount": 0}
     for key, _size in list_keys(s3, bucket, prefix):
         if key.endswith(".jsonl.out"):
-            for raw in iter_lines(s3, bucket, key):
-                if raw.strip():
-                    joined.add_line(raw, adapter)
+            local = workdir / "output.jsonl"
+            s3.download_file(bucket, key, str(local))
+            joined.add_file(local, adapter)
+            local.unlink()
         elif key.endswith("manifest.json.out"):
             manifest = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
             tokens = {name: int(manifest.get(name) or 0) for name in tokens}
@@ -150,7 +179,7 @@ def postprocess(state: JobState, *, s3: Any, workdir: Path) -> JobResult:
     tokens = {"inputTokenCount": 0, "outputTokenCount": 0}
     if state.job_arn:
         prefix = f"{layout.bedrock_output_prefix(run.run_id)}{layout.job_id_from_arn(state.job_arn)}/"
-        tokens = read_outputs(s3, run.bucket, prefix, joined, adapter)
+        tokens = read_outputs(s3, run.bucket, prefix, joined, adapter, workdir)
     code, message = missing_reason(state)
     joined.fill_missing(code, message)
 
