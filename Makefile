@@ -40,6 +40,7 @@ demo: install
 test: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy .
 	$(PY) -m pytest -n 2 --dist loadfile
 
 ## test-fast: the quick loop (skips the slow end-to-end runs)

@@ -30,6 +30,7 @@ PROMPT = "question_answering"
 class LocalParquet:
     path: Path
     description: str = "bench input"
+    records_object: tuple[str, str] | None = None
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         yield from pq.ParquetFile(self.path).iter_batches(batch_size=65_536)

@@ -14,8 +14,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+# The runtime's model registry is the one list of inference-profile prefixes: IAM (bedrock_batch_role.py) must grant
+# exactly the profiles the Lambdas accept. model_families imports the standard library only, so synth stays cheap and
+# offline (tests/unit/test_model_families.py guards that).
+from lambdas.shared.model_families import PROFILE_PREFIXES
+
 ARCHITECTURES = ("arm64", "x86_64")
-INFERENCE_PROFILE_PREFIXES = ("us.", "eu.", "apac.", "global.")
+INFERENCE_PROFILE_PREFIXES = tuple(f"{geo}." for geo in PROFILE_PREFIXES)  # us., us-gov., eu., apac., ..., global.
 # CloudWatch Logs retention periods CDK's RetentionDays offers (INFINITE left out on purpose), by day count.
 LOG_RETENTION_DAYS: dict[int, str] = {
     1: "ONE_DAY",

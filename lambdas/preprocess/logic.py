@@ -89,7 +89,7 @@ class Plan:
     def texts(self, batch: pa.RecordBatch) -> list[str]:
         """The text sent to the model for each row: the rendered template, or ``input_text`` for embeddings."""
         if self.template is None:
-            return batch.column(EMBEDDING_INPUT_COLUMN).to_pylist()  # type: ignore[no-any-return]
+            return batch.column(EMBEDDING_INPUT_COLUMN).to_pylist()
         columns = {name: batch.column(name).to_pylist() for name in self.template.columns}
         return self.template.render_columns(columns, batch.num_rows)
 

@@ -1,92 +1,227 @@
-"""One registry of model families: how to build a batch ``modelInput`` and read a ``modelOutput``.
+"""One registry of model families: how to build a batch ``modelInput``, read a ``modelOutput``, and which inference
+parameters a family takes.
 
 A model id is resolved to a family by the registry below, never with ``if "anthropic" in model_id``. Accepted ids:
 foundation-model ids (``anthropic.claude-3-haiku-20240307-v1:0``), system inference-profile ids
-(``us.anthropic...``, ``eu.``, ``apac.``, ``global.``...), and ARNs of either.
+(``us.anthropic...``, ``eu.``, ``apac.``, ``global.``...), and ARNs of either. Any other ARN (application inference
+profile, custom model) names no model in its text: the execution input's ``model_family`` then says which family to
+use, and overrides the lookup for any id.
+
+Formats (Bedrock docs, by page title):
+
+=====================  ===================================================  =========================================
+family                 ``modelInput``                                       read from ``modelOutput``
+=====================  ===================================================  =========================================
+anthropic              Anthropic Claude Messages API                        ``content[*].text`` (may be empty)
+nova                   Amazon Nova "Complete request schema": messages-v1,  ``output.message.content[*].text``
+                       ``inferenceConfig`` {maxTokens, temperature, topP,
+                       topK} (the first Nova docs spelled max_new_tokens)
+llama3 / llama4        Meta Llama models: ``prompt`` (the model's chat      ``generation``
+                       template), ``max_gen_len``, temperature, top_p
+mistral-text           Mistral AI text completion (Small/Large 24.02):      ``outputs[0].text``
+                       ``<s>[INST] ... [/INST]`` prompt, max_tokens, top_k
+mistral-chat           Mistral AI chat completion (Large 2, 24.07):         ``choices[0].message.content``
+                       ``messages`` with string content, max_tokens
+converse               Converse request (job ``modelInvocationType``        ``output.message.content[*].text``
+                       ``Converse``): messages, system, inferenceConfig
+                       {maxTokens, temperature, topP}; any text model
+titan-embed-text-v2    Titan Text Embeddings V2: inputText, dimensions      ``embedding``
+                       (256/512/1024), normalize
+titan-embed-image-v1   Titan Multimodal Embeddings G1: inputText,           ``embedding``
+                       embeddingConfig.outputEmbeddingLength (256/384/1024)
+cohere-embed           Cohere Embed v3: texts, input_type                   ``embeddings[0]`` or ``embeddings.float[0]``
+=====================  ===================================================  =========================================
+
+This module imports the standard library only: ``stacks/`` imports ``PROFILE_PREFIXES`` from it at synth time.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Protocol
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Literal
 
 OutputKind = Literal["text", "embedding"]
+InvocationType = Literal["InvokeModel", "Converse"]
 
-# Geographic prefixes of system-defined cross-region inference profiles.
+# Geographic prefixes of system-defined cross-region inference profiles (also used by stacks/ for IAM).
 PROFILE_PREFIXES = ("us", "us-gov", "eu", "apac", "jp", "au", "ca", "global")
+# ARN resource types whose resource id is a model id (foundation model or system inference profile).
+READABLE_ARN_KINDS = ("foundation-model", "inference-profile")
 _ARN = re.compile(r"^arn:aws(?:-[a-z-]+)?:bedrock:[a-z0-9-]*:\d{0,12}:(?P<kind>[a-z-]+)/(?P<id>.+)$")
 _PROFILE = re.compile(rf"^(?P<geo>{'|'.join(re.escape(p) for p in PROFILE_PREFIXES)})\.(?P<base>[a-z0-9-]+\..+)$")
 
 
-class UnknownModelError(ValueError):
+class ModelFamilyError(ValueError):
+    """A model id, family, invocation type or parameter the registry cannot serve; ``field`` names the input field."""
+
+    def __init__(self, message: str, *, field: str = "model_id") -> None:
+        super().__init__(message)
+        self.field = field
+
+    def describe(self) -> str:
+        """The message prefixed with the execution-input field, as InputValidationError shows it."""
+        return f"field '{self.field}': {self}"
+
+
+class UnknownModelError(ModelFamilyError):
     """The model id belongs to no family this project knows how to format."""
+
+
+class InvalidParameterError(ModelFamilyError):
+    """An inference parameter the family does not take, or a value it does not accept."""
 
 
 @dataclass(frozen=True)
 class InferenceSettings:
-    """Per-run inference parameters, already validated (see ``lambdas.shared.models.InferenceParams``)."""
+    """Per-run inference parameters, already validated (see ``lambdas.shared.models.InferenceParams``).
+
+    None means "not set": the adapter leaves the key out and the model uses its default.
+    """
 
     max_tokens: int = 1024
     temperature: float | None = None
     top_p: float | None = None
+    top_k: int | None = None
     system: str | None = None
+    dimensions: int | None = None  # embedding length (Titan embeddings)
+    normalize: bool | None = None  # Titan Text Embeddings V2
+    input_type: str | None = None  # Cohere Embed
+
+    def changed(self) -> dict[str, Any]:
+        """The settings that differ from their defaults, i.e. the ones a run asked for."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
 
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A model id taken apart: what the user gave, the underlying foundation-model id, and the profile prefix."""
+    """A model id taken apart: what the user gave, the underlying foundation-model id, the profile prefix and, for
+    an ARN, its resource type."""
 
     model_id: str
     base_model_id: str
     profile_geo: str | None  # "us", "eu", ... for system inference profiles
+    arn_kind: str | None = None  # "foundation-model", "inference-profile", "application-inference-profile", ...
+
+    @property
+    def resource_id(self) -> str:
+        """The id without its ARN: ``us.anthropic.claude-...`` for a profile, the foundation-model id otherwise."""
+        return f"{self.profile_geo}.{self.base_model_id}" if self.profile_geo else self.base_model_id
+
+    @property
+    def names_a_model(self) -> bool:
+        """Whether the id's text says which model it is (not so for application profiles and custom models)."""
+        return self.arn_kind is None or self.arn_kind in READABLE_ARN_KINDS
 
     @classmethod
     def parse(cls, model_id: str) -> ModelRef:
-        ident = model_id.strip()
+        ident, kind = model_id.strip(), None
         arn = _ARN.match(ident)
         if arn:
-            if arn.group("kind") not in ("foundation-model", "inference-profile"):
-                raise UnknownModelError(
-                    f"model_id '{model_id}' is a {arn.group('kind')} ARN whose model family cannot be read from it; "
-                    "pass the foundation-model id or the system inference-profile id instead"
-                )
-            ident = arn.group("id")
+            ident, kind = arn.group("id"), arn.group("kind")
         profile = _PROFILE.match(ident)
-        if profile:
-            return cls(model_id=model_id, base_model_id=profile.group("base"), profile_geo=profile.group("geo"))
-        return cls(model_id=model_id, base_model_id=ident, profile_geo=None)
+        if profile and (kind is None or kind in READABLE_ARN_KINDS):
+            return cls(model_id, base_model_id=profile.group("base"), profile_geo=profile.group("geo"), arn_kind=kind)
+        return cls(model_id, base_model_id=ident, profile_geo=None, arn_kind=kind)
 
 
-class ModelAdapter(Protocol):
+# ---------------------------------------------------------------- adapters
+
+
+class ModelAdapter:
+    """One request/response format. Subclasses set the class variables and the two methods.
+
+    ``build_model_input`` ignores settings the family does not take; ``check_settings`` (run once per run, before
+    any record is built) rejects them with the field, the value and the fix.
+    """
+
     family: ClassVar[str]
+    title: ClassVar[str]
     output_kind: ClassVar[OutputKind]
+    parameters: ClassVar[frozenset[str]]  # the InferenceSettings fields this family takes
+    choices: ClassVar[dict[str, tuple[Any, ...]]] = {}  # allowed values, by parameter
+    maxima: ClassVar[dict[str, int]] = {}  # upper bounds stricter than InferenceParams', by parameter
 
-    def build_model_input(self, text: str, settings: InferenceSettings) -> dict[str, Any]: ...
-
-    def parse_model_output(self, model_output: dict[str, Any]) -> Any: ...
-
-
-class AnthropicMessages:
-    """Anthropic Claude 3+ Messages API (InvokeModel type)."""
-
-    family: ClassVar[str] = "anthropic"
-    output_kind: ClassVar[OutputKind] = "text"
+    def check_settings(self, settings: InferenceSettings) -> None:
+        for name, value in settings.changed().items():
+            field = f"inference_params.{name}"
+            if name not in self.parameters:
+                takes = ", ".join(sorted(self.parameters)) or "none"
+                raise InvalidParameterError(
+                    f"{value!r} makes no sense for family '{self.family}' ({self.title}, {self.output_kind} output), "
+                    f"which takes these inference_params: {takes}; remove '{name}'",
+                    field=field,
+                )
+            allowed = self.choices.get(name)
+            if allowed is not None and value not in allowed:
+                raise InvalidParameterError(
+                    f"{value!r} is not accepted by {self.title}; use one of {', '.join(map(repr, allowed))}",
+                    field=field,
+                )
+            maximum = self.maxima.get(name)
+            if maximum is not None and value > maximum:
+                raise InvalidParameterError(
+                    f"{value!r} is over {self.title}'s maximum of {maximum}; use at most {maximum}", field=field
+                )
 
     def build_model_input(self, text: str, settings: InferenceSettings) -> dict[str, Any]:
-        body: dict[str, Any] = {
+        raise NotImplementedError
+
+    def parse_model_output(self, model_output: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+
+_CHAT_PARAMETERS = frozenset({"max_tokens", "temperature", "top_p", "system"})
+
+
+def _optional(**values: Any) -> dict[str, Any]:
+    """The keyword arguments whose value is set (not None)."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _block_texts(content: Any, where: str) -> str:
+    """The text of a list of content blocks (``{"text": ...}``), other block kinds skipped."""
+    if not isinstance(content, list):
+        raise ValueError(f"modelOutput has no '{where}' list")
+    return "".join(block["text"] for block in content if isinstance(block, dict) and isinstance(block.get("text"), str))
+
+
+def _converse_text(model_output: dict[str, Any]) -> str:
+    """``output.message.content[*].text`` of a Converse or Nova response."""
+    output = model_output.get("output")
+    message = output.get("message") if isinstance(output, dict) else None
+    if not isinstance(message, dict):
+        raise ValueError("modelOutput has no 'output.message' object")
+    return _block_texts(message.get("content"), "output.message.content")
+
+
+def _vector(value: Any, where: str) -> list[float]:
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"modelOutput has no '{where}' list")
+    return [float(x) for x in value]
+
+
+class AnthropicMessages(ModelAdapter):
+    """Anthropic Claude 3, 3.5, 3.7 and 4.x: the Messages API (InvokeModel type)."""
+
+    family = "anthropic"
+    title = "Anthropic Claude Messages API"
+    output_kind = "text"
+    parameters = _CHAT_PARAMETERS | {"top_k"}
+
+    def build_model_input(self, text: str, settings: InferenceSettings) -> dict[str, Any]:
+        return {
             "anthropic_version": "bedrock-2023-05-31",
             "max_tokens": settings.max_tokens,
             "messages": [{"role": "user", "content": [{"type": "text", "text": text}]}],
+            **_optional(
+                system=settings.system or None,
+                temperature=settings.temperature,
+                top_p=settings.top_p,
+                top_k=settings.top_k,
+            ),
         }
-        if settings.system:
-            body["system"] = settings.system
-        if settings.temperature is not None:
-            body["temperature"] = settings.temperature
-        if settings.top_p is not None:
-            body["top_p"] = settings.top_p
-        return body
 
     def parse_model_output(self, model_output: dict[str, Any]) -> str:
         content = model_output.get("content")
@@ -95,41 +230,270 @@ class AnthropicMessages:
         return "".join(block.get("text", "") for block in content if block.get("type") == "text")
 
 
-class TitanTextEmbeddingsV2:
-    """Amazon Titan Text Embeddings V2: ``{"inputText"}`` in, ``{"embedding"}`` out (1,024 dimensions by default)."""
+class NovaMessages(ModelAdapter):
+    """Amazon Nova Micro, Lite, Pro, Premier: ``messages-v1`` with Invoke parameter names in ``inferenceConfig``."""
 
-    family: ClassVar[str] = "titan-embed-text-v2"
-    output_kind: ClassVar[OutputKind] = "embedding"
+    family = "nova"
+    title = "Amazon Nova (messages-v1)"
+    output_kind = "text"
+    parameters = _CHAT_PARAMETERS | {"top_k"}
 
     def build_model_input(self, text: str, settings: InferenceSettings) -> dict[str, Any]:
-        return {"inputText": text}
+        body: dict[str, Any] = {
+            "schemaVersion": "messages-v1",
+            "messages": [{"role": "user", "content": [{"text": text}]}],
+        }
+        if settings.system:
+            body["system"] = [{"text": settings.system}]
+        body["inferenceConfig"] = {
+            "maxTokens": settings.max_tokens,
+            **_optional(temperature=settings.temperature, topP=settings.top_p, topK=settings.top_k),
+        }
+        return body
+
+    def parse_model_output(self, model_output: dict[str, Any]) -> str:
+        return _converse_text(model_output)
+
+
+class Llama3Chat(ModelAdapter):
+    """Meta Llama 3, 3.1, 3.2, 3.3 Instruct: one ``prompt`` in the Llama 3 chat template, system turn included."""
+
+    family = "llama3"
+    title = "Meta Llama 3.x Instruct"
+    output_kind = "text"
+    parameters = _CHAT_PARAMETERS
+    maxima = {"max_tokens": 2048}  # max_gen_len
+    BEGIN: ClassVar[str] = "<|begin_of_text|>"
+    HEADER: ClassVar[str] = "<|start_header_id|>{role}<|end_header_id|>\n\n"
+    END_OF_TURN: ClassVar[str] = "<|eot_id|>"
+
+    def prompt(self, text: str, system: str | None) -> str:
+        turns = [("system", system)] if system else []
+        turns.append(("user", text))
+        body = "".join(self.HEADER.format(role=role) + content + self.END_OF_TURN for role, content in turns)
+        return self.BEGIN + body + self.HEADER.format(role="assistant")
+
+    def build_model_input(self, text: str, settings: InferenceSettings) -> dict[str, Any]:
+        return {
+            "prompt": self.prompt(text, settings.system),
+            "max_gen_len": settings.max_tokens,
+            **_optional(temperature=settings.temperature, top_p=settings.top_p),
+        }
+
+    def parse_model_output(self, model_output: dict[str, Any]) -> str:
+        generation = model_output.get("generation")
+        if not isinstance(generation, str):
+            raise ValueError("modelOutput has no 'generation' string")
+        return generation
+
+
+class Llama4Chat(Llama3Chat):
+    """Meta Llama 4 Scout and Maverick: the same request body, Llama 4's own chat template."""
+
+    family = "llama4"
+    title = "Meta Llama 4 Instruct"
+    maxima = {}
+    HEADER = "<|header_start|>{role}<|header_end|>\n\n"
+    END_OF_TURN = "<|eot|>"
+
+
+class MistralInstruct(ModelAdapter):
+    """Mistral AI text completion (Mistral Small 24.02, Large 24.02, 7B, Mixtral): ``<s>[INST] ... [/INST]``.
+
+    The format has no system turn: a system prompt opens the instruction, separated by a blank line.
+    """
+
+    family = "mistral-text"
+    title = "Mistral AI text completion"
+    output_kind = "text"
+    parameters = _CHAT_PARAMETERS | {"top_k"}
+
+    def build_model_input(self, text: str, settings: InferenceSettings) -> dict[str, Any]:
+        instruction = f"{settings.system}\n\n{text}" if settings.system else text
+        return {
+            "prompt": f"<s>[INST] {instruction} [/INST]",
+            "max_tokens": settings.max_tokens,
+            **_optional(temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k),
+        }
+
+    def parse_model_output(self, model_output: dict[str, Any]) -> str:
+        outputs = model_output.get("outputs")
+        first = outputs[0] if isinstance(outputs, list) and outputs else None
+        if not isinstance(first, dict) or not isinstance(first.get("text"), str):
+            raise ValueError("modelOutput has no 'outputs[0].text' string")
+        return str(first["text"])
+
+
+class MistralChat(ModelAdapter):
+    """Mistral AI chat completion (Mistral Large 2, 24.07): ``messages`` whose content is a string."""
+
+    family = "mistral-chat"
+    title = "Mistral AI chat completion"
+    output_kind = "text"
+    parameters = _CHAT_PARAMETERS
+
+    def build_model_input(self, text: str, settings: InferenceSettings) -> dict[str, Any]:
+        messages = [{"role": "system", "content": settings.system}] if settings.system else []
+        messages.append({"role": "user", "content": text})
+        return {
+            "messages": messages,
+            "max_tokens": settings.max_tokens,
+            **_optional(temperature=settings.temperature, top_p=settings.top_p),
+        }
+
+    def parse_model_output(self, model_output: dict[str, Any]) -> str:
+        choices = model_output.get("choices")
+        first = choices[0] if isinstance(choices, list) and choices else None
+        message = first.get("message") if isinstance(first, dict) else None
+        if not isinstance(message, dict):
+            raise ValueError("modelOutput has no 'choices[0].message' object")
+        content = message.get("content")
+        if content is not None and not isinstance(content, str):
+            raise ValueError("modelOutput 'choices[0].message.content' is not a string")
+        return content or ""
+
+
+class ConverseRequest(ModelAdapter):
+    """The Converse invocation type: one record format for every text model (job ``modelInvocationType=Converse``).
+
+    Batch Converse jobs take no ``toolConfig`` (records with one fail with a 400), so none is sent.
+    """
+
+    family = "converse"
+    title = "the Converse invocation type"
+    output_kind = "text"
+    parameters = _CHAT_PARAMETERS
+
+    def build_model_input(self, text: str, settings: InferenceSettings) -> dict[str, Any]:
+        body: dict[str, Any] = {"messages": [{"role": "user", "content": [{"text": text}]}]}
+        if settings.system:
+            body["system"] = [{"text": settings.system}]
+        body["inferenceConfig"] = {
+            "maxTokens": settings.max_tokens,
+            **_optional(temperature=settings.temperature, topP=settings.top_p),
+        }
+        return body
+
+    def parse_model_output(self, model_output: dict[str, Any]) -> str:
+        return _converse_text(model_output)
+
+
+class TitanTextEmbeddingsV2(ModelAdapter):
+    """Amazon Titan Text Embeddings V2: ``{"inputText"}`` in, ``{"embedding"}`` out (1,024 dimensions by default)."""
+
+    family = "titan-embed-text-v2"
+    title = "Amazon Titan Text Embeddings V2"
+    output_kind = "embedding"
+    parameters = frozenset({"dimensions", "normalize"})
+    choices = {"dimensions": (256, 512, 1024)}
+
+    def build_model_input(self, text: str, settings: InferenceSettings) -> dict[str, Any]:
+        return {"inputText": text, **_optional(dimensions=settings.dimensions, normalize=settings.normalize)}
 
     def parse_model_output(self, model_output: dict[str, Any]) -> list[float]:
-        embedding = model_output.get("embedding")
-        if not isinstance(embedding, list) or not embedding:
-            raise ValueError("modelOutput has no 'embedding' list")
-        return [float(x) for x in embedding]
+        return _vector(model_output.get("embedding"), "embedding")
+
+
+class TitanMultimodalEmbeddings(ModelAdapter):
+    """Amazon Titan Multimodal Embeddings G1, text input only: ``inputText`` (+ ``embeddingConfig``)."""
+
+    family = "titan-embed-image-v1"
+    title = "Amazon Titan Multimodal Embeddings G1"
+    output_kind = "embedding"
+    parameters = frozenset({"dimensions"})
+    choices = {"dimensions": (256, 384, 1024)}
+
+    def build_model_input(self, text: str, settings: InferenceSettings) -> dict[str, Any]:
+        body: dict[str, Any] = {"inputText": text}
+        if settings.dimensions is not None:
+            body["embeddingConfig"] = {"outputEmbeddingLength": settings.dimensions}
+        return body
+
+    def parse_model_output(self, model_output: dict[str, Any]) -> list[float]:
+        return _vector(model_output.get("embedding"), "embedding")
+
+
+COHERE_INPUT_TYPES = ("search_document", "search_query", "classification", "clustering")
+
+
+class CohereEmbed(ModelAdapter):
+    """Cohere Embed English/Multilingual v3: one text per record in ``texts``; ``input_type`` search_document by
+    default. The answer is ``embeddings`` (a list of vectors) or, when embedding types were asked for,
+    ``embeddings.float``."""
+
+    family = "cohere-embed"
+    title = "Cohere Embed v3"
+    output_kind = "embedding"
+    parameters = frozenset({"input_type"})
+    choices = {"input_type": COHERE_INPUT_TYPES}
+
+    def build_model_input(self, text: str, settings: InferenceSettings) -> dict[str, Any]:
+        return {"texts": [text], "input_type": settings.input_type or "search_document"}
+
+    def parse_model_output(self, model_output: dict[str, Any]) -> list[float]:
+        embeddings = model_output.get("embeddings")
+        if isinstance(embeddings, dict):
+            embeddings = embeddings.get("float")
+        if not isinstance(embeddings, list) or not embeddings:
+            raise ValueError("modelOutput has no 'embeddings' list (nor 'embeddings.float')")
+        return _vector(embeddings[0], "embeddings[0]")
 
 
 ADAPTERS: dict[str, type[ModelAdapter]] = {
-    AnthropicMessages.family: AnthropicMessages,
-    TitanTextEmbeddingsV2.family: TitanTextEmbeddingsV2,
+    adapter.family: adapter
+    for adapter in (
+        AnthropicMessages,
+        NovaMessages,
+        Llama3Chat,
+        Llama4Chat,
+        MistralInstruct,
+        MistralChat,
+        ConverseRequest,
+        TitanTextEmbeddingsV2,
+        TitanMultimodalEmbeddings,
+        CohereEmbed,
+    )
 }
 
 # Foundation-model id prefixes -> family. Longest prefix wins; add a line to onboard a model id pattern.
 MODEL_ID_PREFIXES: dict[str, str] = {
-    "anthropic.claude-3": "anthropic",
-    "anthropic.claude-sonnet-4": "anthropic",
+    "anthropic.claude-3": "anthropic",  # Claude 3, 3.5, 3.7
+    "anthropic.claude-sonnet-4": "anthropic",  # 4, 4.5, ...
     "anthropic.claude-opus-4": "anthropic",
     "anthropic.claude-haiku-4": "anthropic",
+    "amazon.nova-micro": "nova",
+    "amazon.nova-lite": "nova",
+    "amazon.nova-pro": "nova",
+    "amazon.nova-premier": "nova",
+    "meta.llama3": "llama3",  # 3, 3.1, 3.2, 3.3
+    "meta.llama4": "llama4",
+    "mistral.mistral-small-2402": "mistral-text",
+    "mistral.mistral-large-2402": "mistral-text",
+    "mistral.mistral-7b-instruct": "mistral-text",
+    "mistral.mixtral-8x7b-instruct": "mistral-text",
+    "mistral.mistral-large-2407": "mistral-chat",
     "amazon.titan-embed-text-v2": "titan-embed-text-v2",
+    "amazon.titan-embed-image-v1": "titan-embed-image-v1",
+    "cohere.embed-english-v3": "cohere-embed",
+    "cohere.embed-multilingual-v3": "cohere-embed",
 }
+# Foundation models that batch serves only through a system inference profile.
+PROFILE_ONLY_PREFIXES = ("amazon.nova-premier",)
+# The families a model can belong to (valid values of the execution input's model_family).
+MODEL_FAMILIES: tuple[str, ...] = tuple(sorted(set(MODEL_ID_PREFIXES.values())))
+# Invocation types and the adapter that formats their records; None: the model's own family.
+INVOCATION_TYPE_FAMILIES: dict[str, str | None] = {"InvokeModel": None, "Converse": ConverseRequest.family}
 
 
 @dataclass(frozen=True)
 class ResolvedModel:
+    """A model id resolved for a run: ``family`` keys the adapter that formats the records (``converse`` for
+    Converse jobs), ``model_family`` is the model's own family."""
+
     ref: ModelRef
     family: str
+    model_family: str
+    invocation_type: InvocationType
     adapter: ModelAdapter
 
     @property
@@ -138,22 +502,68 @@ class ResolvedModel:
 
 
 def family_of(model_id: str) -> str:
+    """The family of a model id by the registry (longest matching prefix), or UnknownModelError with the fix."""
     ref = ModelRef.parse(model_id)
+    if not ref.names_a_model:
+        raise UnknownModelError(
+            f"model_id '{model_id}' is an ARN of type {ref.arn_kind}, whose model family cannot be read from it; set "
+            f"model_family to the family of the model behind it (one of {list(MODEL_FAMILIES)}), or pass the "
+            "foundation-model id or the system inference-profile id instead"
+        )
     matches = [prefix for prefix in MODEL_ID_PREFIXES if ref.base_model_id.startswith(prefix)]
     if not matches:
         close = difflib.get_close_matches(ref.base_model_id, list(MODEL_ID_PREFIXES), n=1, cutoff=0.4)
         hint = f" (closest known: '{close[0]}...')" if close else ""
         raise UnknownModelError(
             f"model_id '{model_id}' belongs to no supported model family{hint}; supported id prefixes: "
-            f"{sorted(MODEL_ID_PREFIXES)}; use one of those or add the family to lambdas/shared/model_families.py"
+            f"{sorted(MODEL_ID_PREFIXES)}; use one of those, set model_family to one of {list(MODEL_FAMILIES)} if "
+            "the model uses one of their formats, or add the family to lambdas/shared/model_families.py"
         )
     return MODEL_ID_PREFIXES[max(matches, key=len)]
 
 
-def resolve(model_id: str) -> ResolvedModel:
-    """Resolve a model id to its adapter, or raise UnknownModelError with the fix."""
-    family = family_of(model_id)
-    return ResolvedModel(ref=ModelRef.parse(model_id), family=family, adapter=ADAPTERS[family]())
+def _check_profile_only(ref: ModelRef) -> None:
+    if ref.profile_geo is None and ref.names_a_model and ref.base_model_id.startswith(PROFILE_ONLY_PREFIXES):
+        raise UnknownModelError(
+            f"model_id '{ref.model_id}' is served only through a system inference profile; use the profile id, "
+            f"e.g. 'us.{ref.base_model_id}'"
+        )
+
+
+def resolve(model_id: str, *, model_family: str | None = None, invocation_type: str = "InvokeModel") -> ResolvedModel:
+    """Resolve a model id (and the execution input's ``model_family`` and ``invocation_type``) to the adapter that
+    formats its records, or raise a ModelFamilyError naming the field and the fix."""
+    if invocation_type not in INVOCATION_TYPE_FAMILIES:
+        raise ModelFamilyError(
+            f"'{invocation_type}' is not a batch invocation type; use one of {list(INVOCATION_TYPE_FAMILIES)}",
+            field="invocation_type",
+        )
+    ref = ModelRef.parse(model_id)
+    if model_family is None:
+        family = family_of(model_id)
+    elif model_family in MODEL_FAMILIES:
+        family = model_family
+    else:
+        close = difflib.get_close_matches(model_family, MODEL_FAMILIES, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise UnknownModelError(
+            f"'{model_family}' is not a model family{hint}; use one of {list(MODEL_FAMILIES)}", field="model_family"
+        )
+    _check_profile_only(ref)
+    records_family = INVOCATION_TYPE_FAMILIES[invocation_type] or family
+    if ADAPTERS[records_family].output_kind != ADAPTERS[family].output_kind:
+        raise ModelFamilyError(
+            f"'{invocation_type}' jobs serve text models, but '{model_id}' is an embedding model "
+            f"({ADAPTERS[family].title}); remove invocation_type (embedding records use the model's own format)",
+            field="invocation_type",
+        )
+    return ResolvedModel(
+        ref=ref,
+        family=records_family,
+        model_family=family,
+        invocation_type="Converse" if invocation_type == "Converse" else "InvokeModel",
+        adapter=ADAPTERS[records_family](),
+    )
 
 
 def adapter_for_family(family: str) -> ModelAdapter:

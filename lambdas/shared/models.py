@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lambdas.shared.errors import InputValidationError
-from lambdas.shared.model_families import InferenceSettings
+from lambdas.shared.model_families import MODEL_FAMILIES, InferenceSettings
 
 TERMINAL_STATUSES = frozenset({"Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired"})
 MIN_RECORDS_PER_JOB = 100
@@ -23,6 +23,8 @@ _FIXES: dict[str, str] = {
     "max_records_per_job": f"use an integer from {MIN_RECORDS_PER_JOB} to {MAX_RECORDS_PER_JOB}",
     "max_num_jobs": "use a positive integer or null",
     "inference_params": 'e.g. {"max_tokens": 1024, "temperature": 0.2}',
+    "invocation_type": 'use "InvokeModel" (the model\'s own format, default) or "Converse" (any text model)',
+    "model_family": f"use one of {list(MODEL_FAMILIES)}",
 }
 
 
@@ -33,10 +35,22 @@ class InferenceParams(BaseModel):
     temperature: float | None = Field(default=None, ge=0.0, le=1.0)
     top_p: float | None = Field(default=None, ge=0.0, le=1.0)
     system: str | None = Field(default=None, max_length=100_000)
+    # Family-specific: the model's adapter rejects those its family does not take (see model_families.py).
+    top_k: int | None = Field(default=None, ge=0, le=500)
+    dimensions: int | None = Field(default=None, ge=1)  # embedding length: Titan Text v2, Titan Multimodal
+    normalize: bool | None = None  # Titan Text Embeddings v2
+    input_type: str | None = Field(default=None, max_length=64)  # Cohere Embed: search_document, search_query...
 
     def settings(self) -> InferenceSettings:
         return InferenceSettings(
-            max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p, system=self.system
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            system=self.system,
+            dimensions=self.dimensions,
+            normalize=self.normalize,
+            input_type=self.input_type,
         )
 
 
@@ -54,6 +68,17 @@ class ExecutionInput(BaseModel):
     max_records_per_job: int | None = Field(default=None, ge=MIN_RECORDS_PER_JOB, le=MAX_RECORDS_PER_JOB)
     max_num_jobs: int | None = Field(default=None, ge=1)
     inference_params: InferenceParams = Field(default_factory=InferenceParams)
+    # "Converse": one Converse-shaped record format for any text model (the job's modelInvocationType).
+    invocation_type: Literal["InvokeModel", "Converse"] = "InvokeModel"
+    # Overrides the family looked up from model_id; needed for ids that name no model (application profile ARNs).
+    model_family: str | None = None
+
+    @field_validator("model_family")
+    @classmethod
+    def _known_family(cls, value: str | None) -> str | None:
+        if value is not None and value not in MODEL_FAMILIES:
+            raise ValueError("is not a model family")
+        return value
 
     @field_validator("s3_uri")
     @classmethod
@@ -122,6 +147,7 @@ class RunContext(BaseModel):
     model_id: str
     family: str
     output_kind: Literal["text", "embedding"]
+    invocation_type: Literal["InvokeModel", "Converse"] = "InvokeModel"
     job_name_prefix: str
     total_records: int
     num_jobs: int

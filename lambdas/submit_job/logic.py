@@ -32,6 +32,7 @@ def build_request(state: JobState, *, role_arn: str, timeout_hours: int) -> dict
             "s3OutputDataConfig": {"s3Uri": f"s3://{run.bucket}/{layout.bedrock_output_prefix(run.run_id)}"}
         },
         "timeoutDurationInHours": timeout_hours,
+        "modelInvocationType": run.invocation_type,
         "tags": [{"key": "bedrock-batch-run", "value": run.run_id}],
     }
 

@@ -1,8 +1,10 @@
 """Emulated model answers, one function per request family, chosen through small registries.
 
-Text families echo the last user text exactly as sent (so a wrong join shows downstream); embeddings are
-deterministic per input text. A ``modelInput`` that does not fit its family raises ``RecordError``, which the batch
-job turns into a record-level ``error`` (errorCode 400), with the real service's wording.
+Text families answer in the family's real response shape and echo the user text exactly as sent (so a wrong join
+shows downstream): the last user message, or the user turn of a Llama / Mistral chat-template prompt. Embeddings are
+deterministic unit-norm vectors per input text, of the requested length. A ``modelInput`` that does not fit its family
+raises ``RecordError``, which the batch job turns into a record-level ``error`` (errorCode 400), with the real
+service's wording.
 
 This module does not import the project's own model registry on purpose: the emulator stands in for AWS and must not
 share the code it tests.
@@ -37,7 +39,12 @@ Invoke = Callable[[str, dict[str, Any]], Invocation]
 
 _GEO_PREFIX = re.compile(r"^(us|us-gov|eu|apac|jp|au|ca|global)\.")
 _ARN_RESOURCE = re.compile(r"^arn:aws[-a-z]*:bedrock:[^:]*:[0-9]*:(foundation-model|inference-profile)/(?P<id>.+)$")
-EMBEDDING_DIMENSIONS = (256, 512, 1024)
+EMBEDDING_DIMENSIONS = (256, 512, 1024)  # Titan Text Embeddings V2
+MULTIMODAL_EMBEDDING_LENGTHS = (256, 384, 1024)  # Titan Multimodal Embeddings G1
+COHERE_DIMENSIONS = 1024  # Cohere Embed v3
+COHERE_INPUT_TYPES = ("search_document", "search_query", "classification", "clustering", "image")
+COHERE_EMBEDDING_TYPES = ("float", "int8", "uint8", "binary", "ubinary")
+COHERE_MAX_TEXTS, COHERE_MAX_CHARS = 96, 2048
 
 
 def base_model_id(model_id: str) -> str:
@@ -70,20 +77,36 @@ def _typed(value: Any, where: str, kind: type | tuple[type, ...], kind_name: str
     return value
 
 
-def _no_extra_keys(model_input: dict[str, Any], allowed: Iterable[str]) -> None:
+def _optional_typed(model_input: dict[str, Any], key: str, kind: type | tuple[type, ...], kind_name: str) -> Any:
+    return _typed(model_input[key], f"#/{key}", kind, kind_name) if key in model_input else None
+
+
+def _no_extra_keys(model_input: dict[str, Any], allowed: Iterable[str], where: str = "#") -> None:
     extra = sorted(set(model_input) - set(allowed))
     if extra:
-        raise _malformed(f"#: extraneous key [{extra[0]}] is not permitted")
+        raise _malformed(f"{where}: extraneous key [{extra[0]}] is not permitted")
 
 
-def _messages(model_input: dict[str, Any]) -> list[dict[str, Any]]:
+def _enum(value: Any, where: str, allowed: Iterable[Any]) -> Any:
+    if value not in tuple(allowed):
+        raise _malformed(f"{where}: {value} is not a valid enum value")
+    return value
+
+
+def _max_tokens(model_input: dict[str, Any], key: str, required: bool) -> None:
+    if key not in model_input and not required:
+        return
+    if _require(model_input, key, int, "Integer") < 1:
+        raise _malformed(f"#/{key}: {model_input[key]} is not greater or equal to 1")
+
+
+def _messages(model_input: dict[str, Any], roles: tuple[str, ...] = ("user", "assistant")) -> list[dict[str, Any]]:
     messages = _require(model_input, "messages", list, "JSONArray")
     if not messages:
         raise _malformed("#/messages: expected minimum item count: 1, found: 0")
     for index, message in enumerate(messages):
         _typed(message, f"#/messages/{index}", dict, "JSONObject")
-        if message.get("role") not in ("user", "assistant"):
-            raise _malformed(f"#/messages/{index}/role: {message.get('role')} is not a valid enum value")
+        _enum(message.get("role"), f"#/messages/{index}/role", roles)
         _typed(message.get("content"), f"#/messages/{index}/content", (str, list), "JSONArray")
     return messages
 
@@ -110,7 +133,7 @@ def _prompt_tokens(messages: list[dict[str, Any]], system: Any) -> int:
     return max(1, sum(estimate_tokens(text) for text in texts))
 
 
-# ---------------------------------------------------------------- families
+# ---------------------------------------------------------------- text families
 
 _ANTHROPIC_KEYS = (
     "anthropic_version",
@@ -132,8 +155,7 @@ _ANTHROPIC_KEYS = (
 def invoke_anthropic(model_id: str, model_input: dict[str, Any]) -> Invocation:
     """Anthropic Messages API (InvokeModel type)."""
     _require(model_input, "anthropic_version", str, "String")
-    if _require(model_input, "max_tokens", int, "Integer") < 1:
-        raise _malformed("#/max_tokens: 0 is not greater or equal to 1")
+    _max_tokens(model_input, "max_tokens", required=True)
     messages = _messages(model_input)
     _no_extra_keys(model_input, _ANTHROPIC_KEYS)
     echo = _last_user_text(messages)
@@ -154,6 +176,53 @@ def invoke_anthropic(model_id: str, model_input: dict[str, Any]) -> Invocation:
     return Invocation(output, usage["input_tokens"], usage["output_tokens"])
 
 
+# Content block kinds of Converse / Nova messages (one key per block).
+_BLOCK_KINDS = ("text", "image", "video", "document", "toolUse", "toolResult", "reasoningContent", "cachePoint")
+_NOVA_INFERENCE_KEYS = ("maxTokens", "max_new_tokens", "temperature", "topP", "top_p", "topK", "top_k", "stopSequences")
+_CONVERSE_INFERENCE_KEYS = ("maxTokens", "temperature", "topP", "stopSequences")
+_CONVERSE_KEYS = (
+    "messages",
+    "system",
+    "inferenceConfig",
+    "additionalModelRequestFields",
+    "additionalModelResponseFieldPaths",
+    "guardrailConfig",
+    "outputConfig",
+    "performanceConfig",
+    "promptVariables",
+    "requestMetadata",
+)
+
+
+def _check_blocks(model_input: dict[str, Any], block_kinds: tuple[str, ...]) -> None:
+    """Converse-style content: every message's content and the system prompt are lists of one-key blocks."""
+    for index, message in enumerate(model_input["messages"]):
+        content = _typed(message["content"], f"#/messages/{index}/content", list, "JSONArray")
+        _no_extra_keys(message, ("role", "content"), f"#/messages/{index}")
+        for number, block in enumerate(content):
+            where = f"#/messages/{index}/content/{number}"
+            _no_extra_keys(_typed(block, where, dict, "JSONObject"), block_kinds, where)
+            if "text" in block:
+                _typed(block["text"], f"{where}/text", str, "String")
+    if "system" in model_input:
+        for number, block in enumerate(_require(model_input, "system", list, "JSONArray")):
+            where = f"#/system/{number}"
+            _no_extra_keys(_typed(block, where, dict, "JSONObject"), ("text", "guardContent", "cachePoint"), where)
+
+
+def _check_inference_config(model_input: dict[str, Any], keys: tuple[str, ...]) -> None:
+    config = _optional_typed(model_input, "inferenceConfig", dict, "JSONObject")
+    if config is None:
+        return
+    _no_extra_keys(config, keys, "#/inferenceConfig")
+    for key in ("maxTokens", "max_new_tokens", "topK", "top_k"):
+        if key in config and _typed(config[key], f"#/inferenceConfig/{key}", int, "Integer") < 0:
+            raise _malformed(f"#/inferenceConfig/{key}: {config[key]} is not greater or equal to 0")
+    for key in ("temperature", "topP", "top_p"):
+        if key in config:
+            _typed(config[key], f"#/inferenceConfig/{key}", (int, float), "Number")
+
+
 def _converse_like(model_input: dict[str, Any]) -> tuple[dict[str, Any], int, int]:
     """Shared by Nova (messages-v1) and the Converse type: ``{"text"}`` content blocks in, the same shape out."""
     messages = _messages(model_input)
@@ -172,29 +241,99 @@ def _converse_like(model_input: dict[str, Any]) -> tuple[dict[str, Any], int, in
 
 
 def invoke_nova(model_id: str, model_input: dict[str, Any]) -> Invocation:
-    """Amazon Nova text (``schemaVersion`` ``messages-v1``)."""
+    """Amazon Nova text (``schemaVersion`` ``messages-v1``); inferenceConfig in camelCase or the first docs' names."""
     _no_extra_keys(model_input, ("schemaVersion", "system", "messages", "inferenceConfig", "toolConfig"))
+    if "schemaVersion" in model_input:
+        _enum(model_input["schemaVersion"], "#/schemaVersion", ("messages-v1",))
+    _messages(model_input)
+    _check_blocks(model_input, tuple(kind for kind in _BLOCK_KINDS if kind != "document"))
+    _check_inference_config(model_input, _NOVA_INFERENCE_KEYS)
     return Invocation(*_converse_like(model_input))
 
 
 def invoke_converse(model_id: str, model_input: dict[str, Any]) -> Invocation:
-    """Jobs of ``modelInvocationType`` ``Converse``: the Converse request body in, a Converse response out."""
+    """Jobs of ``modelInvocationType`` ``Converse``: the Converse request body in, a Converse response out.
+
+    Batch Converse jobs do not support tool use: a record with ``toolConfig`` fails with a 400.
+    """
+    if "toolConfig" in model_input:
+        raise RecordError("Batch inference doesn't support tool calling for jobs that use the Converse invocation type")
+    _no_extra_keys(model_input, _CONVERSE_KEYS)
+    _messages(model_input)
+    _check_blocks(model_input, _BLOCK_KINDS)
+    _check_inference_config(model_input, _CONVERSE_INFERENCE_KEYS)
     output, input_tokens, output_tokens = _converse_like(model_input)
     return Invocation({**output, "metrics": {"latencyMs": 1}}, input_tokens, output_tokens)
 
 
+# The user turn of a chat-template prompt, by template (Llama 3, Llama 4, Mistral [INST]); the last one is echoed.
+_USER_TURNS = (
+    re.compile(r"<\|start_header_id\|>user<\|end_header_id\|>\n\n(.*?)<\|eot_id\|>", re.DOTALL),
+    re.compile(r"<\|header_start\|>user<\|header_end\|>\n\n(.*?)<\|eot\|>", re.DOTALL),
+    re.compile(r"\[INST\] ?(.*?) ?\[/INST\]", re.DOTALL),
+)
+
+
+def _prompt_echo(prompt: str) -> str:
+    """The last user turn of a chat-template prompt, or the whole prompt when it follows no known template."""
+    for pattern in _USER_TURNS:
+        turns = pattern.findall(prompt)
+        if turns:
+            return str(turns[-1])
+    return prompt
+
+
 def invoke_llama(model_id: str, model_input: dict[str, Any]) -> Invocation:
-    """Meta Llama: ``prompt`` in, ``generation`` (the prompt echoed) out."""
+    """Meta Llama: ``prompt`` in, ``generation`` (the prompt's user turn echoed) out."""
     prompt = _require(model_input, "prompt", str, "String")
     _no_extra_keys(model_input, ("prompt", "max_gen_len", "temperature", "top_p", "images"))
-    input_tokens, output_tokens = max(1, estimate_tokens(prompt)), estimate_tokens(prompt)
+    _max_tokens(model_input, "max_gen_len", required=False)
+    echo = _prompt_echo(prompt)
+    input_tokens, output_tokens = max(1, estimate_tokens(prompt)), estimate_tokens(echo)
     output = {
-        "generation": prompt,
+        "generation": echo,
         "prompt_token_count": input_tokens,
         "generation_token_count": output_tokens,
         "stop_reason": "stop",
     }
     return Invocation(output, input_tokens, output_tokens)
+
+
+def invoke_mistral_text(model_id: str, model_input: dict[str, Any]) -> Invocation:
+    """Mistral AI text completion: ``prompt`` (``<s>[INST] ... [/INST]``) in, ``outputs[0].text`` out."""
+    prompt = _require(model_input, "prompt", str, "String")
+    _no_extra_keys(model_input, ("prompt", "max_tokens", "stop", "temperature", "top_p", "top_k"))
+    _max_tokens(model_input, "max_tokens", required=False)
+    echo = _prompt_echo(prompt)
+    input_tokens, output_tokens = max(1, estimate_tokens(prompt)), estimate_tokens(echo)
+    return Invocation({"outputs": [{"text": echo, "stop_reason": "stop"}]}, input_tokens, output_tokens)
+
+
+def invoke_mistral_chat(model_id: str, model_input: dict[str, Any]) -> Invocation:
+    """Mistral AI chat completion (Large 2): ``messages`` with string content in, ``choices[0].message`` out."""
+    _no_extra_keys(model_input, ("messages", "max_tokens", "temperature", "top_p", "tools", "tool_choice"))
+    messages = _messages(model_input, roles=("system", "user", "assistant", "tool"))
+    for index, message in enumerate(messages):
+        if message["role"] != "assistant":
+            _typed(message["content"], f"#/messages/{index}/content", str, "String")
+    _max_tokens(model_input, "max_tokens", required=False)
+    echo = _last_user_text(messages)
+    input_tokens, output_tokens = _prompt_tokens(messages, None), estimate_tokens(echo)
+    output = {
+        "id": hashlib.sha256(echo.encode()).hexdigest()[:32],
+        "object": "chat.completion",
+        "model": base_model_id(model_id),
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": echo}, "stop_reason": "stop"}],
+        "usage": {
+            "prompt_tokens": input_tokens,
+            "completion_tokens": output_tokens,
+            "total_tokens": input_tokens + output_tokens,
+        },
+    }
+    return Invocation(output, input_tokens, output_tokens)
+
+
+# ---------------------------------------------------------------- embedding families
 
 
 def embed(text: str, dimensions: int, normalize: bool = True) -> list[float]:
@@ -211,19 +350,86 @@ def invoke_titan_embed_v2(model_id: str, model_input: dict[str, Any]) -> Invocat
     if not text:
         raise _malformed("#/inputText: expected minLength: 1, actual: 0")
     dimensions = _typed(model_input.get("dimensions", 1024), "#/dimensions", int, "Integer")
-    if dimensions not in EMBEDDING_DIMENSIONS:
-        raise _malformed(f"#/dimensions: {dimensions} is not a valid enum value")
+    _enum(dimensions, "#/dimensions", EMBEDDING_DIMENSIONS)
     normalize = _typed(model_input.get("normalize", True), "#/normalize", bool, "Boolean")
     _no_extra_keys(model_input, ("inputText", "dimensions", "normalize", "embeddingTypes"))
     tokens = max(1, estimate_tokens(text))
-    return Invocation({"embedding": embed(text, dimensions, normalize), "inputTextTokenCount": tokens}, tokens, 0)
+    vector = embed(text, dimensions, normalize)
+    output = {"embedding": vector, "inputTextTokenCount": tokens, "embeddingsByType": {"float": vector}}
+    return Invocation(output, tokens, 0)
 
+
+def invoke_titan_embed_image(model_id: str, model_input: dict[str, Any]) -> Invocation:
+    """Amazon Titan Multimodal Embeddings G1: ``inputText`` and/or ``inputImage`` (+ ``embeddingConfig``) in,
+    ``embedding`` out. An image is embedded from its base64 text (the emulator sees no pixels)."""
+    _no_extra_keys(model_input, ("inputText", "inputImage", "embeddingConfig"))
+    text = _optional_typed(model_input, "inputText", str, "String")
+    image = _optional_typed(model_input, "inputImage", str, "String")
+    if not text and not image:
+        raise _malformed("#: at least one of [inputText, inputImage] is required")
+    length = 1024
+    config = _optional_typed(model_input, "embeddingConfig", dict, "JSONObject")
+    if config is not None:
+        _no_extra_keys(config, ("outputEmbeddingLength",), "#/embeddingConfig")
+        where = "#/embeddingConfig/outputEmbeddingLength"
+        length = _typed(config.get("outputEmbeddingLength", 1024), where, int, "Integer")
+        _enum(length, where, MULTIMODAL_EMBEDDING_LENGTHS)
+    tokens = estimate_tokens(text or "")
+    vector = embed(text if image is None else f"{text or ''}\0{image}", length)
+    return Invocation({"embedding": vector, "inputTextTokenCount": tokens}, tokens, 0)
+
+
+def _quantized(vector: list[float], kind: str) -> list[float] | list[int]:
+    """Cohere's non-float embedding types, derived deterministically from the float vector."""
+    if kind == "float":
+        return vector
+    if kind in ("int8", "uint8"):
+        signed = [max(-128, min(127, round(x * 127 * math.sqrt(len(vector))))) for x in vector]
+        return signed if kind == "int8" else [x + 128 for x in signed]
+    packed = [sum(1 << (7 - bit) for bit in range(8) if vector[start + bit] > 0) for start in range(0, len(vector), 8)]
+    return [x - 128 for x in packed] if kind == "binary" else packed
+
+
+def invoke_cohere_embed(model_id: str, model_input: dict[str, Any]) -> Invocation:
+    """Cohere Embed v3: ``texts`` + ``input_type`` in; ``embeddings`` (a list of vectors) out, or, when
+    ``embedding_types`` is given, ``embeddings`` by type."""
+    _no_extra_keys(model_input, ("texts", "images", "input_type", "truncate", "embedding_types"))
+    _enum(_require(model_input, "input_type", str, "String"), "#/input_type", COHERE_INPUT_TYPES)
+    if "truncate" in model_input:
+        _enum(model_input["truncate"], "#/truncate", ("NONE", "START", "END"))
+    if "images" in model_input:
+        raise _malformed("#: only text input is emulated; give 'texts'")
+    texts = _require(model_input, "texts", list, "JSONArray")
+    if len(texts) > COHERE_MAX_TEXTS:
+        raise _malformed(f"#/texts: expected maximum item count: {COHERE_MAX_TEXTS}, found: {len(texts)}")
+    for index, text in enumerate(texts):
+        if len(_typed(text, f"#/texts/{index}", str, "String")) > COHERE_MAX_CHARS:
+            raise _malformed(f"#/texts/{index}: expected maxLength: {COHERE_MAX_CHARS}, actual: {len(text)}")
+    vectors = [embed(text, COHERE_DIMENSIONS) for text in texts]
+    output: dict[str, Any] = {"id": hashlib.sha256("\0".join(texts).encode()).hexdigest()[:36], "texts": texts}
+    kinds = _optional_typed(model_input, "embedding_types", list, "JSONArray")
+    if kinds is None:
+        output |= {"embeddings": vectors, "response_type": "embeddings_floats"}
+    else:
+        for index, kind in enumerate(kinds):
+            _enum(kind, f"#/embedding_types/{index}", COHERE_EMBEDDING_TYPES)
+        by_type = {kind: [_quantized(vector, kind) for vector in vectors] for kind in kinds}
+        output |= {"embeddings": by_type, "response_type": "embeddings_by_type"}
+    tokens = max(1, sum(estimate_tokens(text) for text in texts))
+    return Invocation(output, tokens, 0)
+
+
+# ---------------------------------------------------------------- registries
 
 FAMILIES: dict[str, Invoke] = {
     "anthropic-messages": invoke_anthropic,
     "nova-messages": invoke_nova,
     "llama": invoke_llama,
+    "mistral-text": invoke_mistral_text,
+    "mistral-chat": invoke_mistral_chat,
     "titan-embed-text-v2": invoke_titan_embed_v2,
+    "titan-embed-image-v1": invoke_titan_embed_image,
+    "cohere-embed": invoke_cohere_embed,
     "converse": invoke_converse,
 }
 
@@ -232,16 +438,30 @@ MODEL_ID_PREFIXES: dict[str, str] = {
     "anthropic.claude": "anthropic-messages",
     "amazon.nova": "nova-messages",
     "meta.llama": "llama",
+    "mistral.mistral-7b-instruct": "mistral-text",
+    "mistral.mixtral-8x7b-instruct": "mistral-text",
+    "mistral.mistral-small-2402": "mistral-text",
+    "mistral.mistral-large-2402": "mistral-text",
+    "mistral.mistral-large-2407": "mistral-chat",
     "amazon.titan-embed-text-v2": "titan-embed-text-v2",
+    "amazon.titan-embed-image-v1": "titan-embed-image-v1",
+    "cohere.embed-english-v3": "cohere-embed",
+    "cohere.embed-multilingual-v3": "cohere-embed",
 }
 
-# For ids that name no model (custom models, application inference profiles): a telltale modelInput key -> family.
-SHAPE_KEYS: dict[str, str] = {
-    "anthropic_version": "anthropic-messages",
-    "inputText": "titan-embed-text-v2",
-    "prompt": "llama",
-    "messages": "nova-messages",
-}
+# For ids that name no model (custom models, application inference profiles): telltale modelInput keys -> family.
+# The first line whose keys are all present wins, so the more specific lines come first.
+SHAPE_KEYS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("anthropic_version",), "anthropic-messages"),
+    (("texts",), "cohere-embed"),
+    (("embeddingConfig",), "titan-embed-image-v1"),
+    (("inputImage",), "titan-embed-image-v1"),
+    (("inputText",), "titan-embed-text-v2"),
+    (("prompt", "max_tokens"), "mistral-text"),
+    (("prompt",), "llama"),
+    (("messages", "max_tokens"), "mistral-chat"),
+    (("messages",), "nova-messages"),
+)
 
 # Invocation types whose records have one format whatever the model.
 INVOCATION_TYPE_FAMILIES: dict[str, str] = {"Converse": "converse"}
@@ -257,8 +477,8 @@ def family_for_model(model_id: str, invocation_type: str = "InvokeModel") -> str
 
 
 def family_for_input(model_input: dict[str, Any]) -> str:
-    for key, family in SHAPE_KEYS.items():
-        if key in model_input:
+    for keys, family in SHAPE_KEYS:
+        if all(key in model_input for key in keys):
             return family
     raise RecordError("The emulator cannot tell this model's request format from the modelInput keys")
 

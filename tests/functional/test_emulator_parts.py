@@ -12,9 +12,10 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from lambdas.shared.model_families import ADAPTERS, MODEL_ID_PREFIXES, InferenceSettings, resolve
 from local.emulator import standalone
 from local.emulator.batch_io import JobFailure, answer_record, parse_record, shuffled
-from local.emulator.families import RecordError, base_model_id, embed, family_for_model, invoke
+from local.emulator.families import FAMILIES, RecordError, base_model_id, embed, family_for_model, invoke
 from local.emulator.protocol import compile_request_uri, serialize_output, service_model
 
 CLAUDE_INPUT = {
@@ -89,6 +90,9 @@ def test_nova_llama_and_shape_detection() -> None:
     # AND with no family from the model id, the input's telltale key decides
     custom = "arn:aws:bedrock:us-east-1:123456789012:custom-model/m/abcdefabcdef"
     assert "embedding" in invoke(None, custom, {"inputText": "hello"}).output
+    assert "outputs" in invoke(None, custom, {"prompt": "<s>[INST] x [/INST]", "max_tokens": 5}).output
+    assert "choices" in invoke(None, custom, {"messages": [{"role": "user", "content": "x"}], "max_tokens": 5}).output
+    assert "embeddings" in invoke(None, custom, {"texts": ["x"], "input_type": "clustering"}).output
     with pytest.raises(RecordError):
         invoke(None, custom, {"unknown": 1})
 
@@ -106,6 +110,154 @@ def test_embeddings_are_deterministic_and_normalised_on_request() -> None:
     assert embed("same", 256) == embed("same", 256) != embed("other", 256)
     assert abs(sum(x * x for x in embed("same", 512)) - 1.0) < 1e-9
     assert abs(sum(x * x for x in embed("same", 512, normalize=False)) - 1.0) > 1e-3
+
+
+# ---------------------------------------------------------------- every family: adapter -> emulator -> adapter
+
+ECHO = '  exact   spacing\n kept: ✓ {braces} "quotes" \\ [INST] '
+SYSTEM = InferenceSettings(max_tokens=64, temperature=0.1, system="answer briefly")
+# (model id, invocation type, settings, vector length or None for text)
+ROUND_TRIPS = [
+    ("anthropic.claude-3-7-sonnet-20250219-v1:0", "InvokeModel", SYSTEM, None),
+    ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", "InvokeModel", SYSTEM, None),
+    ("amazon.nova-micro-v1:0", "InvokeModel", InferenceSettings(top_k=20, system="answer briefly"), None),
+    ("us.amazon.nova-premier-v1:0", "InvokeModel", SYSTEM, None),
+    ("meta.llama3-3-70b-instruct-v1:0", "InvokeModel", SYSTEM, None),
+    ("meta.llama4-maverick-17b-instruct-v1:0", "InvokeModel", SYSTEM, None),
+    ("mistral.mistral-small-2402-v1:0", "InvokeModel", InferenceSettings(top_k=10), None),  # system joins the text
+    ("mistral.mistral-large-2407-v1:0", "InvokeModel", SYSTEM, None),
+    ("meta.llama3-1-8b-instruct-v1:0", "Converse", SYSTEM, None),
+    ("amazon.nova-lite-v1:0", "Converse", SYSTEM, None),
+    ("amazon.titan-embed-text-v2:0", "InvokeModel", InferenceSettings(dimensions=512), 512),
+    ("amazon.titan-embed-text-v2:0", "InvokeModel", InferenceSettings(), 1024),
+    ("amazon.titan-embed-image-v1", "InvokeModel", InferenceSettings(dimensions=384), 384),
+    ("cohere.embed-multilingual-v3", "InvokeModel", InferenceSettings(input_type="search_query"), 1024),
+]
+
+
+def test_round_trips_cover_every_family() -> None:
+    covered = {resolve(model_id, invocation_type=kind).family for model_id, kind, _, _ in ROUND_TRIPS}
+    assert covered == set(ADAPTERS)
+
+
+@pytest.mark.parametrize(("model_id", "invocation_type", "settings", "length"), ROUND_TRIPS)
+def test_each_family_round_trips_through_the_emulator(
+    model_id: str, invocation_type: str, settings: InferenceSettings, length: int | None
+) -> None:
+    # GIVEN the project's adapter for the model and a record built by it
+    model = resolve(model_id, invocation_type=invocation_type)
+    model.adapter.check_settings(settings)
+    model_input = model.adapter.build_model_input(ECHO, settings)
+    # WHEN the emulator answers it as the job would (family from the invocation type, else the model id)
+    result = invoke(family_for_model(model_id, invocation_type), model_id, model_input)
+    parsed = model.adapter.parse_model_output(result.output)
+    # THEN text families get the user text back exactly, embeddings a unit vector of the requested length
+    if length is None:
+        assert parsed == ECHO and result.output_tokens == len(ECHO.split())
+    else:
+        assert len(parsed) == length and abs(sum(x * x for x in parsed) - 1.0) < 1e-9
+        assert parsed == model.adapter.parse_model_output(invoke(None, model_id, model_input).output)  # deterministic
+
+
+def test_the_emulator_knows_every_model_the_project_supports() -> None:
+    for prefix in MODEL_ID_PREFIXES:
+        assert family_for_model(f"us.{prefix}-v1:0") is not None, prefix
+
+
+ANTHROPIC_INPUT: dict[str, Any] = {
+    "anthropic_version": "bedrock-2023-05-31",
+    "max_tokens": 5,
+    "messages": [{"role": "user", "content": "x"}],
+}
+NOVA_INPUT: dict[str, Any] = {
+    "schemaVersion": "messages-v1",
+    "messages": [{"role": "user", "content": [{"text": "x"}]}],
+}
+LLAMA_INPUT: dict[str, Any] = {"prompt": "x", "max_gen_len": 5}
+MISTRAL_CHAT_INPUT: dict[str, Any] = {"messages": [{"role": "user", "content": "x"}], "max_tokens": 5}
+TITAN_INPUT: dict[str, Any] = {"inputText": "x"}
+COHERE_INPUT: dict[str, Any] = {"texts": ["x"], "input_type": "search_document"}
+# For each emulated family, inputs of other families: each is a record-level 400, as the real service answers.
+WRONG_SHAPES: dict[str, list[dict[str, Any]]] = {
+    "anthropic-messages": [NOVA_INPUT, LLAMA_INPUT, TITAN_INPUT],
+    "nova-messages": [ANTHROPIC_INPUT, MISTRAL_CHAT_INPUT, LLAMA_INPUT],
+    "llama": [NOVA_INPUT, {"prompt": "x", "max_tokens": 5}, COHERE_INPUT],
+    "mistral-text": [LLAMA_INPUT, MISTRAL_CHAT_INPUT],
+    "mistral-chat": [NOVA_INPUT, ANTHROPIC_INPUT, {"prompt": "x"}],
+    "titan-embed-text-v2": [COHERE_INPUT, {"inputText": "x", "embeddingConfig": {"outputEmbeddingLength": 256}}],
+    "titan-embed-image-v1": [{"inputText": "x", "dimensions": 256}, COHERE_INPUT, {"embeddingConfig": {}}],
+    "cohere-embed": [TITAN_INPUT, {"texts": ["x"]}, {"texts": "x", "input_type": "search_document"}],
+    "converse": [NOVA_INPUT, ANTHROPIC_INPUT, MISTRAL_CHAT_INPUT],
+}
+
+
+def test_wrong_shapes_cover_every_emulated_family() -> None:
+    assert set(WRONG_SHAPES) == set(FAMILIES)
+
+
+@pytest.mark.parametrize(("family", "model_input"), [(f, i) for f, inputs in WRONG_SHAPES.items() for i in inputs])
+def test_a_model_input_of_another_family_is_a_record_level_400(family: str, model_input: dict[str, Any]) -> None:
+    # GIVEN a record whose modelInput fits another family WHEN the emulator answers it for this family
+    line, tally = answer_record(
+        {"recordId": "R1", "modelInput": model_input}, lambda r: invoke(family, "m", r["modelInput"])
+    )
+    # THEN the record fails alone, with a 400 in the service's words
+    assert line["error"]["errorCode"] == 400 and "modelOutput" not in line and tally.error == 1
+
+
+@pytest.mark.parametrize(
+    ("family", "model_input", "message"),
+    [
+        ("converse", {**NOVA_INPUT, "schemaVersion": None, "toolConfig": {"tools": []}}, "tool calling"),
+        ("converse", {"messages": NOVA_INPUT["messages"], "inferenceConfig": {"topK": 5}}, "extraneous key [topK]"),
+        (
+            "converse",
+            {"messages": NOVA_INPUT["messages"], "inferenceConfig": {"max_new_tokens": 5}},
+            "[max_new_tokens]",
+        ),
+        ("converse", {"messages": [{"role": "user", "content": "x"}]}, "expected type: JSONArray"),
+        ("nova-messages", {"messages": [{"role": "user", "content": [{"type": "text", "text": "x"}]}]}, "key [type]"),
+        ("nova-messages", {**NOVA_INPUT, "schemaVersion": "messages-v2"}, "messages-v2 is not a valid enum"),
+        ("nova-messages", {**NOVA_INPUT, "inferenceConfig": {"maxTokens": "5"}}, "expected type: Integer"),
+        ("llama", {"prompt": "x", "max_gen_len": 0}, "0 is not greater or equal to 1"),
+        ("mistral-chat", {"messages": [{"role": "user", "content": [{"text": "x"}]}]}, "expected type: String"),
+        ("titan-embed-image-v1", {"inputText": "x", "embeddingConfig": {"outputEmbeddingLength": 512}}, "512 is not"),
+        ("cohere-embed", {"texts": ["x"] * 97, "input_type": "clustering"}, "maximum item count: 96"),
+        ("cohere-embed", {"texts": ["x" * 2049], "input_type": "clustering"}, "maxLength: 2048"),
+        ("cohere-embed", {**COHERE_INPUT, "embedding_types": ["float16"]}, "float16 is not a valid enum"),
+    ],
+)
+def test_family_checks_read_like_the_service(family: str, model_input: dict[str, Any], message: str) -> None:
+    model_input = {key: value for key, value in model_input.items() if value is not None}
+    with pytest.raises(RecordError) as error:
+        invoke(family, "m", model_input)
+    assert message in str(error.value)
+
+
+def test_family_answers_have_the_real_shapes() -> None:
+    # GIVEN one record per family WHEN answered THEN each output has the keys the real model returns
+    nova = invoke("nova-messages", "amazon.nova-lite-v1:0", {**NOVA_INPUT, "inferenceConfig": {"max_new_tokens": 5}})
+    assert set(nova.output) == {"output", "stopReason", "usage"}  # the first docs' key names are accepted too
+    converse = invoke("converse", "m", {"messages": NOVA_INPUT["messages"], "inferenceConfig": {"maxTokens": 5}})
+    assert set(converse.output) == {"output", "stopReason", "usage", "metrics"}
+    llama = invoke("llama", "meta.llama3-1-8b-instruct-v1:0", LLAMA_INPUT)
+    assert set(llama.output) == {"generation", "prompt_token_count", "generation_token_count", "stop_reason"}
+    mistral = invoke("mistral-text", "m", {"prompt": "<s>[INST] x [/INST]"})
+    assert mistral.output == {"outputs": [{"text": "x", "stop_reason": "stop"}]}
+    chat = invoke(
+        "mistral-chat", "m", {"messages": [{"role": "system", "content": "s"}, *MISTRAL_CHAT_INPUT["messages"]]}
+    )
+    assert chat.output["choices"] == [
+        {"index": 0, "message": {"role": "assistant", "content": "x"}, "stop_reason": "stop"}
+    ]
+    titan = invoke("titan-embed-text-v2", "m", TITAN_INPUT).output
+    assert set(titan) == {"embedding", "inputTextTokenCount", "embeddingsByType"}
+    cohere = invoke("cohere-embed", "m", COHERE_INPUT).output
+    assert cohere["response_type"] == "embeddings_floats" and len(cohere["embeddings"]) == 1
+    # AND Cohere with embedding types answers by type, float equal to the plain answer
+    typed = invoke("cohere-embed", "m", {**COHERE_INPUT, "embedding_types": ["float", "int8", "binary"]}).output
+    assert typed["response_type"] == "embeddings_by_type" and typed["embeddings"]["float"] == cohere["embeddings"]
+    assert len(typed["embeddings"]["int8"][0]) == 1024 and len(typed["embeddings"]["binary"][0]) == 128
 
 
 def test_shuffle_keeps_every_item_with_a_bounded_buffer() -> None:
