@@ -9,6 +9,12 @@ from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+# Static (the emulator package is imported only when a command runs); a test checks it names every fault.
+FAULTS_HELP = (
+    "emulator faults, comma-separated name=value: record_error_rate=F (0-1), record_error_seed=TEXT, job_partial=N, "
+    "job_failed=N, job_expired=N (jobs), submit_throttle=N, submit_quota=N, poll_throttle=N (calls), "
+    "corrupt_output_lines=N (lines); e.g. record_error_rate=0.05,job_failed=1 (see local/emulator/faults.py)"
+)
 
 
 def add_parser(commands: Any) -> None:
@@ -24,6 +30,7 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--job-name-prefix", default="local", help="prefix of the Bedrock job names")
     p.add_argument("--inference-params", help='JSON, e.g. \'{"max_tokens": 512, "temperature": 0.2}\'')
     p.add_argument("--step-seconds", type=float, default=0.2, help="emulator: seconds a job spends in each status")
+    p.add_argument("--faults", default="", metavar="SPEC", help=FAULTS_HELP)
     p.add_argument("--output", required=True, type=Path, help="folder for the output Parquet files and summary.json")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=run)
@@ -48,8 +55,13 @@ def execution_input(args: argparse.Namespace, source: dict[str, str]) -> dict[st
 
 
 def run(args: argparse.Namespace) -> int:
+    from local.emulator.faults import FaultSpecError, parse_faults
     from local.runner import LocalRuntime, RuntimeOptions
 
+    try:
+        faults = parse_faults(args.faults)
+    except FaultSpecError as exc:
+        return fail(f"--faults: {exc}")
     if args.inference_params:
         try:
             json.loads(args.inference_params)
@@ -65,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
         if not local_path.is_file():
             return fail(f"--input {args.input} is not a file; give a CSV or Parquet file path or hf:ORG/NAME")
 
-    options = RuntimeOptions(max_concurrent_jobs=args.max_concurrent_jobs, step_seconds=args.step_seconds)
+    options = RuntimeOptions(
+        max_concurrent_jobs=args.max_concurrent_jobs, step_seconds=args.step_seconds, faults=faults
+    )
     from cli.progress import BatchProgress
 
     with LocalRuntime(options) as runtime:

@@ -76,7 +76,32 @@ class RuntimeOptions:
     max_concurrent_jobs: int | None = None
     poll_interval_seconds: int = 1
     step_seconds: float = 0.2  # how long the emulator keeps a job in each status
-    faults: dict[str, Any] = field(default_factory=dict)
+    faults: dict[str, Any] = field(default_factory=dict)  # emulator faults: see local.emulator.faults
+    # Local-only speed-up: moto sleeps every Retry interval for real (the synthesized ones are 2 s to 15 min), so each
+    # Retry's IntervalSeconds and MaxDelaySeconds are capped at this many seconds (1 is the ASL minimum). Error names,
+    # MaxAttempts, BackoffRate and JitterStrategy stay as synthesized. None runs the definition unchanged.
+    retry_max_seconds: int | None = 1
+
+
+def cap_retry_intervals(definition: str, max_seconds: int) -> str:
+    """The state machine definition with every Retry's IntervalSeconds and MaxDelaySeconds at most ``max_seconds``."""
+    if max_seconds < 1:
+        raise ValueError(f"retry_max_seconds must be >= 1 (the ASL minimum), got {max_seconds}")
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            for retrier in node.get("Retry", []):
+                retrier["IntervalSeconds"] = min(int(retrier.get("IntervalSeconds", 1)), max_seconds)
+                retrier["MaxDelaySeconds"] = min(int(retrier.get("MaxDelaySeconds", max_seconds)), max_seconds)
+            for child in node.values():
+                visit(child)
+        elif isinstance(node, list):
+            for child in node:
+                visit(child)
+
+    parsed = json.loads(definition)
+    visit(parsed)
+    return json.dumps(parsed)
 
 
 def _bucket_name(logical_id: str) -> str:
@@ -311,6 +336,9 @@ class LocalRuntime:
         substitutions = res(machine["Properties"].get("DefinitionSubstitutions", {}))
         for key, value in substitutions.items():
             definition = definition.replace("${" + key + "}", str(value))
+        if self.options.retry_max_seconds is not None:
+            definition = cap_retry_intervals(definition, self.options.retry_max_seconds)
+        self.definition = definition
         self.sfn = boto3.client("stepfunctions", region_name=REGION)
         self.state_machine_arn = self.sfn.create_state_machine(
             name="BatchInference", definition=definition, roleArn=role_arn, type="STANDARD"

@@ -1,7 +1,8 @@
 """Bedrock emulator: the real wire protocol, strict like the service, on localhost.
 
 Public API: ``EmulatorState`` (jobs, clock, speed, quotas, faults), ``BedrockEmulator`` (the HTTP server),
-``ManualClock``, ``Quotas``, ``serve``/``standalone`` (on its own, with a moto S3 server).
+``ManualClock``, ``Quotas``, ``serve``/``standalone`` (on its own, with a moto S3 server). Injectable faults and the
+``--faults`` spec: ``local.emulator.faults``.
 """
 
 from local.emulator.batch_io import Quotas

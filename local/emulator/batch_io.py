@@ -8,6 +8,7 @@ passed in (a plain boto3 client: moto in-process, a moto server, or real S3).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import random
 import tempfile
@@ -211,6 +212,11 @@ def _count_records(s3: Any, bucket: str, file: InputFile, quotas: Quotas) -> Inp
     return InputFile(file.key, file.name, file.size, count)
 
 
+def corrupted(line: bytes) -> bytes:
+    """A JSON object line cut in half: never valid JSON (its closing brace is gone)."""
+    return line[: len(line) // 2]
+
+
 def process_file(
     s3: Any,
     bucket: str,
@@ -218,15 +224,23 @@ def process_file(
     output: S3Location,
     answer: Callable[[dict[str, Any]], Invocation],
     rng: random.Random,
+    *,
+    limit: int | None = None,
+    corrupt: frozenset[int] = frozenset(),
 ) -> Tally:
-    """Answer every record of ``file`` and upload ``<output>/<name>.out`` in scrambled order."""
+    """Answer the records of ``file`` and upload ``<output>/<name>.out`` in scrambled order.
+
+    Faults: only the first ``limit`` records are processed (None: all), and the lines of the records at positions
+    ``corrupt`` (0-based, input order) are written truncated. The tally counts every record processed.
+    """
     tally = Tally()
 
     def lines() -> Iterator[bytes]:
-        for record in _records(s3, bucket, file.key):
+        for position, record in enumerate(itertools.islice(_records(s3, bucket, file.key), limit)):
             line, counts = answer_record(record, answer)
             tally.add(counts)
-            yield json.dumps(line).encode() + b"\n"
+            data = json.dumps(line).encode()
+            yield (corrupted(data) if position in corrupt else data) + b"\n"
 
     target = output.child(file.name + OUTPUT_SUFFIX)
     with tempfile.TemporaryFile() as spool:

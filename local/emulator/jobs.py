@@ -5,6 +5,8 @@ Stopped``), each lasting ``step_seconds`` (0 allowed). They are computed lazily,
 reads the state, so every read is consistent and no thread ticks in the background. The S3 work happens on the way
 out of a status: leaving ``Validating`` reads and checks the input (or fails the job), leaving ``InProgress`` writes
 the outputs and the manifest, leaving ``Stopping`` writes the manifest. A job nobody looks at does not progress.
+Injected faults (``local.emulator.faults``) bend this: a job may fail, expire after ``Scheduled``, or end
+``PartiallyCompleted``; calls may be throttled or refused for quota.
 
 The operation methods take and return the wire dicts of botocore's model (camelCase members, ``datetime`` values);
 ``local.emulator.server`` puts them on HTTP.
@@ -16,6 +18,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 import random
 import secrets
 import string
@@ -40,6 +43,7 @@ from local.emulator.batch_io import (
 )
 from local.emulator.errors import ApiError, conflict, not_found, validation_error
 from local.emulator.families import Invocation, RecordError, base_model_id, family_for_model, invoke
+from local.emulator.faults import FAULTS, JOB_FAULTS, normalize_faults
 
 Clock = Callable[[], datetime]
 
@@ -54,7 +58,23 @@ NEXT_STATUS = {
 }
 DEFAULT_TIMEOUT_HOURS = 24
 DEFAULT_MAX_RESULTS = 1000
-KNOWN_FAULTS = frozenset({"record_error_rate", "record_error_seed"})
+KNOWN_FAULTS = frozenset(FAULTS)
+# Call faults, checked in this order before an operation does anything: (fault name, error code, message).
+CALL_FAULTS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "CreateModelInvocationJob": (
+        ("submit_throttle", "ThrottlingException", "Too many requests, please wait before trying again."),
+        (
+            "submit_quota",
+            "ServiceQuotaExceededException",
+            "The number of submitted and in-progress batch inference jobs for this model exceeds your quota.",
+        ),
+    ),
+    "GetModelInvocationJob": (
+        ("poll_throttle", "ThrottlingException", "Too many requests, please wait before trying again."),
+    ),
+}
+PARTIAL_PROCESSED_FRACTION = 0.5  # job_partial: the share of records (first in input order) that get processed
+LINES_PER_CORRUPT_LINE = 100  # corrupt_output_lines: a job takes at most one per started 100 lines it writes
 _JOB_ID_ALPHABET = string.ascii_lowercase + string.digits
 
 
@@ -98,6 +118,9 @@ class Job:
     held: bool = False  # set_job_status(hold=True): the clock no longer moves this job
     input_files: tuple[InputFile, ...] = ()
     tally: Tally | None = None  # None until the input has been counted
+    fault: str | None = None  # the job fault that hit it at creation: job_partial, job_failed or job_expired
+    fails_while: str | None = None  # job_failed: the status it fails in (Validating or InProgress)
+    corrupt_lines: int = 0  # corrupt_output_lines injected into its output
 
     @property
     def name(self) -> str:
@@ -150,9 +173,9 @@ class EmulatorState:
     """All batch jobs of one emulated account and region.
 
     ``s3`` is a boto3 S3 client (moto in-process, a moto server, or real S3). ``step_seconds`` is how long each
-    status lasts; ``clock`` returns an aware ``datetime`` (inject a ``ManualClock`` in tests). ``faults`` is read when
-    a job runs, and may be changed at any time: ``record_error_rate`` (0-1) fails that fraction of records, chosen by
-    a hash of ``record_error_seed`` (default "") and the recordId.
+    status lasts; ``clock`` returns an aware ``datetime`` (inject a ``ManualClock`` in tests). ``faults`` (see
+    ``local.emulator.faults`` for names and effects) is checked here and read whenever a fault may strike, so it may
+    be changed at any time; ``faults_injected()`` counts what was injected.
     """
 
     def __init__(
@@ -168,11 +191,8 @@ class EmulatorState:
     ) -> None:
         if step_seconds < 0:
             raise ValueError(f"step_seconds must be >= 0, got {step_seconds}")
-        unknown = set(faults or {}) - KNOWN_FAULTS
-        if unknown:
-            raise ValueError(f"unknown faults {sorted(unknown)}; known: {sorted(KNOWN_FAULTS)}")
-        if not 0 <= float((faults or {}).get("record_error_rate", 0)) <= 1:
-            raise ValueError("faults['record_error_rate'] must be between 0 and 1")
+        if faults is not None:
+            normalize_faults(faults)  # FaultSpecError (a ValueError) names a bad fault and what is expected
         self.s3 = s3
         self.region = region
         self.account_id = account_id
@@ -183,12 +203,14 @@ class EmulatorState:
         self._jobs: dict[str, Job] = {}  # by job id, in creation order
         self._tokens: dict[str, str] = {}  # clientRequestToken -> job id
         self._created: Counter[str] = Counter()
+        self._injected: Counter[str] = Counter()  # fault name -> records, jobs, calls or lines hit so far
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------ operations (botocore wire dicts)
 
     def create_model_invocation_job(self, params: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
+            self._inject_call_fault("CreateModelInvocationJob")
             token = params.get("clientRequestToken")
             if token in self._tokens:  # a retry of a request already served: same job, nothing created
                 return {"jobArn": self._jobs[self._tokens[token]].arn}
@@ -203,6 +225,7 @@ class EmulatorState:
 
     def get_model_invocation_job(self, params: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
+            self._inject_call_fault("GetModelInvocationJob")
             job = self._find(params["jobIdentifier"])
             self._advance(job, self._now())
             return job.describe()
@@ -266,10 +289,19 @@ class EmulatorState:
                 found.tally = tally
 
     def jobs(self) -> list[dict[str, Any]]:
-        """Every job as GetModelInvocationJob describes it, oldest first (advanced to now)."""
+        """Every job as GetModelInvocationJob describes it, oldest first (advanced to now), plus its ``jobId``, the
+        job ``fault`` that hit it (or None) and the ``corruptOutputLines`` written into its output."""
         with self._lock:
             self._advance_all(self._now())
-            return [job.describe() | {"jobId": job.job_id} for job in self._jobs.values()]
+            return [
+                job.describe() | {"jobId": job.job_id, "fault": job.fault, "corruptOutputLines": job.corrupt_lines}
+                for job in self._jobs.values()
+            ]
+
+    def faults_injected(self) -> dict[str, int]:
+        """How many times each fault struck so far: records, jobs, calls or lines, by fault name."""
+        with self._lock:
+            return dict(self._injected)
 
     def jobs_created_per_model(self) -> dict[str, int]:
         """How many jobs were ever created, per ``modelId`` as submitted (idempotent retries not counted)."""
@@ -294,7 +326,36 @@ class EmulatorState:
         job = Job(len(self._jobs), job_id, arn, dict(params), now, "Submitted", now)
         self._jobs[job_id] = job
         self._created[job.model_id] += 1
+        self._assign_job_fault(job)
         return job
+
+    def _fault_count(self, name: str) -> int:
+        return int(self.faults.get(name, 0))
+
+    def _take_fault(self, name: str, amount: int = 1) -> int:
+        """Inject up to ``amount`` of fault ``name`` if its count allows; return how many were injected."""
+        taken = max(0, min(amount, self._fault_count(name) - self._injected[name]))
+        if taken:
+            self._injected[name] += taken
+        return taken
+
+    def _inject_call_fault(self, operation: str) -> None:
+        for name, code, message in CALL_FAULTS[operation]:
+            if self._take_fault(name):
+                injected = f"{self._injected[name]} of {self.faults[name]}"
+                raise ApiError(code, f"{message} (emulated fault {name}: {injected})")
+
+    def _assign_job_fault(self, job: Job) -> None:
+        for name in JOB_FAULTS:
+            if self._take_fault(name):
+                job.fault = name
+                if name == "job_failed":
+                    job.fails_while = "Validating" if self._injected[name] % 2 == 1 else "InProgress"
+                return
+
+    def _fail_if_faulty(self, job: Job, status: str) -> None:
+        if job.fault == "job_failed" and job.fails_while == status:
+            raise JobFailure(f"Emulated fault (job_failed): the job failed while {status}; no output was written")
 
     def _check_name_is_free(self, name: str) -> None:
         if any(job.name == name for job in self._jobs.values()):
@@ -327,26 +388,60 @@ class EmulatorState:
         while job.status in NEXT_STATUS and not job.held and now >= job.status_since + step:
             at = job.status_since + step
             try:
-                _ON_LEAVE.get(job.status, _nothing)(self, job)
+                ends_as = _ON_LEAVE.get(job.status, _nothing)(self, job)
             except (JobFailure, ClientError) as error:
                 job.move("Failed", at, str(error))
             else:
-                job.move(NEXT_STATUS[job.status], at)
+                job.move(ends_as or NEXT_STATUS[job.status], at)
 
     def _validate_input(self, job: Job) -> None:
+        self._fail_if_faulty(job, "Validating")
         uri = job.request["inputDataConfig"]["s3InputDataConfig"]["s3Uri"]
         job.input_files = scan_input(self.s3, uri, self.quotas)
         job.tally = Tally(total=sum(file.records for file in job.input_files))
 
-    def _run(self, job: Job) -> None:
+    def _start(self, job: Job) -> str | None:
+        if job.fault != "job_expired":
+            return None
+        timeout = job.request.get("timeoutDurationInHours", DEFAULT_TIMEOUT_HOURS)
+        job.message = (
+            f"Emulated fault (job_expired): the job was not started within its timeout of {timeout} hours; "
+            "no output was written"
+        )
+        return "Expired"
+
+    def _run(self, job: Job) -> str | None:
+        """Answer the records and write the outputs and the manifest; the status to end in if not Completed."""
+        self._fail_if_faulty(job, "InProgress")
         bucket = S3Location.parse(job.request["inputDataConfig"]["s3InputDataConfig"]["s3Uri"]).bucket
         answer = self._answerer(job)
         tally = job.tally or Tally()
+        total = sum(file.records for file in job.input_files)
+        to_process = int(total * PARTIAL_PROCESSED_FRACTION) if job.fault == "job_partial" else total
+        corrupt = self._corrupt_positions(job, to_process)
+        start = 0  # position of the file's first record among the job's processed records
         for file in job.input_files:
+            count = min(file.records, to_process - start)
+            if count <= 0:
+                break  # not reached before the (emulated) timeout: no output file
             rng = random.Random(f"{job.name}/{file.name}")  # scrambled output order, the same on every run
-            tally.add(process_file(self.s3, bucket, file, job.output, answer, rng))
+            in_file = frozenset(p - start for p in corrupt if start <= p < start + count)
+            tally.add(process_file(self.s3, bucket, file, job.output, answer, rng, limit=count, corrupt=in_file))
+            start += count
         job.tally = tally
         write_manifest(self.s3, job.output, tally)
+        if to_process < total:
+            job.message = (
+                f"Emulated fault (job_partial): {total - to_process} of {total} records were not processed "
+                "before the job timed out"
+            )
+            return "PartiallyCompleted"
+        return None
+
+    def _corrupt_positions(self, job: Job, lines: int) -> frozenset[int]:
+        """Which of the job's ``lines`` output lines (by processing position) to write corrupt, spread evenly."""
+        job.corrupt_lines = self._take_fault("corrupt_output_lines", math.ceil(lines / LINES_PER_CORRUPT_LINE))
+        return frozenset(index * lines // job.corrupt_lines for index in range(job.corrupt_lines))
 
     def _finish_stop(self, job: Job) -> None:
         job.tally = Tally(total=job.tally.total if job.tally else 0)  # nothing processed: nothing billed
@@ -359,6 +454,7 @@ class EmulatorState:
 
         def answer(record: dict[str, Any]) -> Invocation:
             if rate and fault_hits(record["recordId"], rate, seed):
+                self._injected["record_error_rate"] += 1
                 raise RecordError("Emulated fault: record_error_rate")
             return invoke(family, job.model_id, record["modelInput"])
 
@@ -369,9 +465,11 @@ def _nothing(state: EmulatorState, job: Job) -> None:
     return None
 
 
-# The S3 work done when a job leaves a status.
-_ON_LEAVE: dict[str, Callable[[EmulatorState, Job], None]] = {
+# The work done when a job leaves a status (S3 mostly). A hook that returns a status ends the job in it instead of
+# the next one in NEXT_STATUS; JobFailure (or an S3 ClientError) ends it Failed with that message.
+_ON_LEAVE: dict[str, Callable[[EmulatorState, Job], str | None]] = {
     "Validating": EmulatorState._validate_input,
+    "Scheduled": EmulatorState._start,
     "InProgress": EmulatorState._run,
     "Stopping": EmulatorState._finish_stop,
 }

@@ -140,5 +140,9 @@ class BedrockEmulator:
         return self.state.jobs_created_per_model()
 
     def calls(self) -> dict[str, int]:
-        """Requests received per operation name (e.g. ``{"GetModelInvocationJob": 12}``)."""
+        """Requests received per operation name (e.g. ``{"GetModelInvocationJob": 12}``), faulted ones included."""
         return self.routes.call_counts()
+
+    def faults_injected(self) -> dict[str, int]:
+        """See ``EmulatorState.faults_injected``."""
+        return self.state.faults_injected()

@@ -10,10 +10,12 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from typing import Any
 
 import boto3
 from botocore.config import Config
 
+from local.emulator.faults import describe_faults
 from local.emulator.jobs import EmulatorState
 from local.emulator.server import BedrockEmulator
 
@@ -41,10 +43,11 @@ def standalone(
     s3_endpoint_url: str | None = None,
     region: str = "us-east-1",
     step_seconds: float = 5.0,
+    faults: dict[str, Any] | None = None,
 ) -> Iterator[BedrockEmulator]:
     """A running emulator whose S3 is a moto server on ``s3_port`` (0: any free port), or ``s3_endpoint_url``.
 
-    The S3 endpoint in use is ``emulator.state.s3.meta.endpoint_url``.
+    The S3 endpoint in use is ``emulator.state.s3.meta.endpoint_url``. ``faults``: see ``local.emulator.faults``.
     """
     with ExitStack() as stack:
         endpoint = s3_endpoint_url or _start_moto_s3(stack, host, s3_port)
@@ -55,7 +58,7 @@ def standalone(
             config=Config(s3={"addressing_style": "path"}),
             **FAKE_CREDENTIALS,
         )
-        state = EmulatorState(s3=s3, region=region, step_seconds=step_seconds)
+        state = EmulatorState(s3=s3, region=region, step_seconds=step_seconds, faults=faults)
         yield stack.enter_context(BedrockEmulator(state, host=host, port=port))
 
 
@@ -67,14 +70,22 @@ def serve(
     s3_endpoint_url: str | None = None,
     region: str = "us-east-1",
     step_seconds: float = 5.0,
+    faults: dict[str, Any] | None = None,
 ) -> None:
     """Serve the emulator (and a moto S3 server unless ``s3_endpoint_url`` is given) until Ctrl-C."""
     with standalone(
-        port, host=host, s3_port=s3_port, s3_endpoint_url=s3_endpoint_url, region=region, step_seconds=step_seconds
+        port,
+        host=host,
+        s3_port=s3_port,
+        s3_endpoint_url=s3_endpoint_url,
+        region=region,
+        step_seconds=step_seconds,
+        faults=faults,
     ) as emulator:
         s3_url = emulator.state.s3.meta.endpoint_url
         print(f"Bedrock emulator: {emulator.endpoint_url}  (each job status lasts {step_seconds} s)")
         print(f"S3:               {s3_url}")
+        print(f"Faults:           {describe_faults(emulator.state.faults)}")
         print(f"  export AWS_ENDPOINT_URL_BEDROCK={emulator.endpoint_url} AWS_ENDPOINT_URL_S3={s3_url}")
         try:
             threading.Event().wait()

@@ -1,0 +1,133 @@
+"""Injectable faults: what each one does, and the ``--faults`` spec that sets them.
+
+A spec is comma-separated ``name=value`` pairs, e.g. ``record_error_rate=0.05,job_failed=1,submit_throttle=3``.
+``EmulatorState.faults`` holds the parsed dict; it may be changed at any time (counts are compared with how many
+faults were already injected, so raising a count injects more). What each fault does:
+
+- ``record_error_rate`` (fraction 0-1): that fraction of records gets an ``error`` line (errorCode 400) instead of
+  ``modelOutput``, chosen by a hash of ``record_error_seed`` (any text, default empty) and the recordId, so the same
+  records fail on every run.
+- ``job_partial``, ``job_failed``, ``job_expired`` (jobs): the first N jobs created that no other job fault has hit
+  (checked in this order when each job is created):
+  ``job_partial`` ends ``PartiallyCompleted``: only the first half of its records (input order) is processed, the
+  others get no output line; the manifest counts what was processed.
+  ``job_failed`` ends ``Failed`` with a ``message`` and no output file nor manifest, alternately while
+  ``Validating`` (1st, 3rd, ... job hit) and ``InProgress`` (2nd, 4th, ...).
+  ``job_expired`` ends ``Expired`` after ``Scheduled`` (never started), with a ``message`` and no output.
+- ``submit_throttle``, ``submit_quota`` (calls): the next N ``CreateModelInvocationJob`` calls fail with
+  ``ThrottlingException`` (HTTP 429), then the next N with ``ServiceQuotaExceededException`` (400), and create
+  nothing (not even for a repeated clientRequestToken).
+- ``poll_throttle`` (calls): the next N ``GetModelInvocationJob`` calls fail with ``ThrottlingException``.
+- ``corrupt_output_lines`` (lines): N output lines in total are written truncated (invalid JSON). Each job that writes
+  output takes at most one per started 100 lines it writes, so the lines spread over jobs; each is spread evenly over
+  its job's lines. The record still counts as processed in the manifest (the line was written, garbled).
+
+Job faults, call faults and corrupt lines are counted when injected (``EmulatorState.faults_injected()``); a job or
+call served while a count is exhausted is served normally.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+FaultValue = float | int | str
+
+
+class FaultSpecError(ValueError):
+    """A ``--faults`` spec or a ``faults`` dict the emulator cannot use; the message says what is expected."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    expected: str  # what a valid value looks like, for error messages
+    convert: Callable[[Any], FaultValue]
+
+
+def _rate(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(value)
+    rate = float(value)
+    if not 0 <= rate <= 1:
+        raise ValueError(value)
+    return rate
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(value)
+    count = int(value)
+    if count < 0:
+        raise ValueError(value)
+    return count
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str | int):
+        raise ValueError(value)
+    return str(value)
+
+
+def _counted(name: str, unit: str) -> Fault:
+    return Fault(name, f"a whole number of {unit} >= 0, e.g. {name}=1", _count)
+
+
+FAULTS: dict[str, Fault] = {
+    fault.name: fault
+    for fault in (
+        Fault("record_error_rate", "a fraction from 0 to 1, e.g. record_error_rate=0.05", _rate),
+        Fault("record_error_seed", "any text, e.g. record_error_seed=run2", _text),
+        _counted("job_partial", "jobs"),
+        _counted("job_failed", "jobs"),
+        _counted("job_expired", "jobs"),
+        _counted("submit_throttle", "calls"),
+        _counted("submit_quota", "calls"),
+        _counted("poll_throttle", "calls"),
+        _counted("corrupt_output_lines", "lines"),
+    )
+}
+JOB_FAULTS = ("job_partial", "job_failed", "job_expired")  # the order in which a new job is checked against them
+EXAMPLE = "record_error_rate=0.05,job_failed=1,submit_throttle=3"
+
+
+def fault_value(name: str, value: Any) -> FaultValue:
+    """``value`` converted for fault ``name``; FaultSpecError if the name is unknown or the value does not fit."""
+    fault = FAULTS.get(name)
+    if fault is None:
+        raise FaultSpecError(f"unknown fault '{name}'; known faults: {', '.join(FAULTS)}")
+    try:
+        return fault.convert(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise FaultSpecError(f"fault {name}={value!r} is invalid: expected {fault.expected}") from None
+
+
+def parse_faults(spec: str) -> dict[str, FaultValue]:
+    """``"job_failed=1,record_error_rate=0.05"`` -> ``{"job_failed": 1, "record_error_rate": 0.05}``.
+
+    An empty spec means no faults. Raises FaultSpecError with one line saying what is wrong and what is expected.
+    """
+    faults: dict[str, FaultValue] = {}
+    for item in spec.split(","):
+        if not item.strip():
+            continue
+        name, equals, raw = item.partition("=")
+        name = name.strip()
+        if not equals or not name:
+            raise FaultSpecError(f"'{item.strip()}' is not name=value; e.g. {EXAMPLE}")
+        if name in faults:
+            raise FaultSpecError(f"fault '{name}' is given twice; give each fault once")
+        faults[name] = fault_value(name, raw)
+    return faults
+
+
+def normalize_faults(faults: MutableMapping[str, Any]) -> None:
+    """Check every fault of ``faults`` and convert its value in place (``"3"`` -> ``3``); FaultSpecError if bad."""
+    for name, value in list(faults.items()):
+        faults[name] = fault_value(name, value)
+
+
+def describe_faults(faults: Mapping[str, Any]) -> str:
+    """``name=value, ...`` for display, or ``none``."""
+    return ", ".join(f"{name}={value}" for name, value in faults.items()) or "none"

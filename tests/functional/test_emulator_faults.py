@@ -1,0 +1,353 @@
+"""Injected faults in the Bedrock emulator (through a real boto3 client over HTTP, moto S3), and the pipeline's
+handlers surviving them: a job held past its deadline is stopped by Poll and its rows end ``JOB_STOPPED``."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from botocore.client import BaseClient
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from lambdas.poll_job import logic as poll_logic
+from lambdas.postprocess import handler as postprocess_handler
+from lambdas.shared import aws
+from lambdas.shared.models import JobState
+from lambdas.submit_job import handler as submit_handler
+from local.emulator import BedrockEmulator, EmulatorState, ManualClock
+from local.emulator.faults import FAULTS, FaultSpecError, parse_faults
+from tests.functional.conftest import BUCKET
+
+CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
+ROLE = "arn:aws:iam::123456789012:role/BedrockBatch"
+TIMEOUT_HOURS = 72  # JOB_TIMEOUT_HOURS in the functional conftest
+
+
+# ---------------------------------------------------------------- fixtures and helpers
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def state(s3: BaseClient, clock: ManualClock) -> EmulatorState:
+    return EmulatorState(s3=s3, clock=clock, step_seconds=1)
+
+
+@pytest.fixture
+def emulator(state: EmulatorState, monkeypatch: pytest.MonkeyPatch) -> Iterator[BedrockEmulator]:
+    """The emulator on a manual clock; the handlers' ``bedrock`` client reaches it via AWS_ENDPOINT_URL_BEDROCK."""
+    with BedrockEmulator(state) as server:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK", server.endpoint_url)
+        aws.reset()
+        yield server
+    aws.reset()
+
+
+@pytest.fixture
+def bedrock(emulator: BedrockEmulator) -> BaseClient:
+    """A client without SDK retries, so each injected error reaches the test."""
+    return boto3.client(
+        "bedrock",
+        endpoint_url=emulator.endpoint_url,
+        region_name="us-east-1",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+
+
+def claude_input(index: int) -> dict[str, Any]:
+    content = [{"type": "text", "text": f"prompt {index}"}]
+    return {
+        "anthropic_version": "bedrock-2023-05-31",
+        "max_tokens": 10,
+        "messages": [{"role": "user", "content": content}],
+    }
+
+
+def put_records(s3: BaseClient, key: str, count: int) -> str:
+    lines = [json.dumps({"recordId": f"{i:011d}", "modelInput": claude_input(i)}) for i in range(count)]
+    s3.put_object(Bucket=BUCKET, Key=key, Body="\n".join(lines).encode())
+    return f"s3://{BUCKET}/{key}"
+
+
+def create_job(bedrock: BaseClient, name: str, uri: str, **extra: Any) -> str:
+    return bedrock.create_model_invocation_job(
+        jobName=name,
+        roleArn=ROLE,
+        modelId=CLAUDE,
+        inputDataConfig={"s3InputDataConfig": {"s3Uri": uri}},
+        outputDataConfig={"s3OutputDataConfig": {"s3Uri": f"s3://{BUCKET}/out/"}},
+        **extra,
+    )["jobArn"]
+
+
+def output_objects(s3: BaseClient, arn: str) -> dict[str, bytes]:
+    prefix = f"out/{arn.rsplit('/', 1)[-1]}/"
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
+    return {
+        item["Key"].removeprefix(prefix): s3.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read()
+        for item in listed
+    }
+
+
+def parsed_lines(body: bytes) -> tuple[list[dict[str, Any]], int]:
+    """(valid JSON lines, number of invalid ones)."""
+    valid, invalid = [], 0
+    for line in body.splitlines():
+        try:
+            valid.append(json.loads(line))
+        except ValueError:
+            invalid += 1
+    return valid, invalid
+
+
+def error_code(error: pytest.ExceptionInfo[ClientError]) -> str:
+    return str(error.value.response["Error"]["Code"])
+
+
+# ---------------------------------------------------------------- the --faults spec
+
+
+def test_a_fault_spec_parses_to_typed_values() -> None:
+    # GIVEN a spec with every kind of value, spaces and a trailing comma
+    spec = "record_error_rate=0.05, job_partial=1,job_failed=2,record_error_seed=abc,corrupt_output_lines=5,"
+    # WHEN parsed THEN each value has its type; an empty spec is no faults
+    assert parse_faults(spec) == {
+        "record_error_rate": 0.05,
+        "job_partial": 1,
+        "job_failed": 2,
+        "record_error_seed": "abc",
+        "corrupt_output_lines": 5,
+    }
+    assert parse_faults("") == {}
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("job_exploded=1", "unknown fault 'job_exploded'; known faults: " + ", ".join(FAULTS)),
+        ("record_error_rate=1.5", "expected a fraction from 0 to 1"),
+        ("record_error_rate=lots", "expected a fraction from 0 to 1"),
+        ("job_failed=-1", "expected a whole number of jobs >= 0"),
+        ("submit_throttle=2.5", "expected a whole number of calls >= 0"),
+        ("corrupt_output_lines=", "expected a whole number of lines >= 0"),
+        ("job_failed", "'job_failed' is not name=value"),
+        ("job_failed=1,job_failed=2", "given twice"),
+    ],
+)
+def test_a_bad_fault_spec_says_what_is_expected(spec: str, expected: str) -> None:
+    # GIVEN a spec with one mistake WHEN parsed THEN one line says what is wrong and what is expected
+    with pytest.raises(FaultSpecError) as error:
+        parse_faults(spec)
+    assert expected in str(error.value) and "\n" not in str(error.value)
+
+
+def test_the_emulator_refuses_a_bad_faults_dict(s3: BaseClient) -> None:
+    # GIVEN faults given in code WHEN one is unknown or out of range THEN the emulator refuses to start
+    with pytest.raises(ValueError, match="known faults"):
+        EmulatorState(s3=s3, faults={"poll_throttel": 1})
+    with pytest.raises(ValueError, match="between|fraction"):
+        EmulatorState(s3=s3, faults={"record_error_rate": 2})
+    # AND valid values given as text are converted
+    faults: dict[str, Any] = {"job_failed": "2"}
+    EmulatorState(s3=s3, faults=faults)
+    assert faults == {"job_failed": 2}
+
+
+# ---------------------------------------------------------------- call faults
+
+
+def test_submit_faults_fail_the_next_calls_and_create_nothing(
+    bedrock: BaseClient, s3: BaseClient, state: EmulatorState, emulator: BedrockEmulator
+) -> None:
+    # GIVEN two throttled and one quota-refused create calls to come
+    state.faults.update(submit_throttle=2, submit_quota=1)
+    uri = put_records(s3, "in/calls.jsonl", 100)
+    # WHEN the same request (same token) is sent four times
+    errors = []
+    for _ in range(3):
+        with pytest.raises(ClientError) as error:
+            create_job(bedrock, "faulty-submit", uri, clientRequestToken="token1")
+        errors.append((error_code(error), error.value.response["ResponseMetadata"]["HTTPStatusCode"]))
+    arn = create_job(bedrock, "faulty-submit", uri, clientRequestToken="token1")
+    # THEN the first two are throttled (429), the third refused for quota (400), the fourth creates the only job
+    assert errors == [
+        ("ThrottlingException", 429),
+        ("ThrottlingException", 429),
+        ("ServiceQuotaExceededException", 400),
+    ]
+    assert [job["jobArn"] for job in emulator.jobs()] == [arn]
+    assert emulator.jobs_created_per_model() == {CLAUDE: 1}
+    assert emulator.calls() == {"CreateModelInvocationJob": 4}
+    assert emulator.faults_injected() == {"submit_throttle": 2, "submit_quota": 1}
+
+
+def test_poll_throttle_fails_the_next_get_calls(bedrock: BaseClient, s3: BaseClient, state: EmulatorState) -> None:
+    # GIVEN a job and two throttled GetModelInvocationJob calls to come
+    arn = create_job(bedrock, "polled", put_records(s3, "in/poll.jsonl", 100))
+    state.faults["poll_throttle"] = 2
+    # WHEN the job is read three times
+    codes = []
+    for _ in range(2):
+        with pytest.raises(ClientError) as error:
+            bedrock.get_model_invocation_job(jobIdentifier=arn)
+        codes.append(error_code(error))
+    # THEN two are throttled and the third answers
+    assert codes == ["ThrottlingException", "ThrottlingException"]
+    assert bedrock.get_model_invocation_job(jobIdentifier=arn)["status"] == "Submitted"
+
+
+# ---------------------------------------------------------------- job faults
+
+
+def test_job_faults_hit_the_first_jobs_created_one_fault_each(
+    bedrock: BaseClient, s3: BaseClient, clock: ManualClock, state: EmulatorState, emulator: BedrockEmulator
+) -> None:
+    # GIVEN one partial, two failed and one expired job fault, and five jobs of 150 records
+    state.faults.update(job_partial=1, job_failed=2, job_expired=1)
+    uri = put_records(s3, "in/jobs.jsonl", 150)
+    arns = [create_job(bedrock, f"job-{n}", uri) for n in range(5)]
+    # WHEN the clock moves one status step at a time
+    seen: list[list[str]] = [[] for _ in arns]
+    for _ in range(5):
+        for history, arn in zip(seen, arns, strict=True):
+            status = bedrock.get_model_invocation_job(jobIdentifier=arn)["status"]
+            if not history or history[-1] != status:
+                history.append(status)
+        clock.advance(1)
+    jobs = [bedrock.get_model_invocation_job(jobIdentifier=arn) for arn in arns]
+    # THEN the jobs are hit in creation order: partial, failed (Validating), failed (InProgress), expired, none
+    assert seen == [
+        ["Submitted", "Validating", "Scheduled", "InProgress", "PartiallyCompleted"],
+        ["Submitted", "Validating", "Failed"],
+        ["Submitted", "Validating", "Scheduled", "InProgress", "Failed"],
+        ["Submitted", "Validating", "Scheduled", "Expired"],
+        ["Submitted", "Validating", "Scheduled", "InProgress", "Completed"],
+    ]
+    assert [job["fault"] for job in emulator.jobs()] == ["job_partial", "job_failed", "job_failed", "job_expired", None]
+    assert emulator.faults_injected() == {"job_partial": 1, "job_failed": 2, "job_expired": 1}
+    # AND each job that did not complete says why
+    assert "75 of 150 records were not processed" in jobs[0]["message"]
+    assert "failed while Validating" in jobs[1]["message"] and "failed while InProgress" in jobs[2]["message"]
+    assert "not started within its timeout" in jobs[3]["message"]
+    assert jobs[4].get("message") is None
+    # AND failed and expired jobs wrote nothing, not even a manifest
+    assert [output_objects(s3, arn) for arn in arns[1:4]] == [{}, {}, {}]
+
+
+def test_a_partial_job_writes_lines_for_processed_records_only_and_a_matching_manifest(
+    bedrock: BaseClient, s3: BaseClient, clock: ManualClock, state: EmulatorState
+) -> None:
+    # GIVEN a partial job fault and a job of 150 records
+    state.faults["job_partial"] = 1
+    arn = create_job(bedrock, "partial", put_records(s3, "in/partial.jsonl", 150))
+    # WHEN it ends
+    clock.advance(10)
+    job = bedrock.get_model_invocation_job(jobIdentifier=arn)
+    # THEN it is PartiallyCompleted: the first 75 records have a line, the others none
+    files = output_objects(s3, arn)
+    lines, invalid = parsed_lines(files["partial.jsonl.out"])
+    assert job["status"] == "PartiallyCompleted" and invalid == 0
+    assert sorted(line["recordId"] for line in lines) == [f"{i:011d}" for i in range(75)]
+    # AND the manifest and the job's counters say the same
+    manifest = json.loads(files["manifest.json.out"])
+    assert (manifest["totalRecordCount"], manifest["processedRecordCount"], manifest["successRecordCount"]) == (
+        150,
+        75,
+        75,
+    )
+    assert (job["totalRecordCount"], job["processedRecordCount"]) == (150, 75)
+
+
+def test_corrupt_lines_spread_over_jobs_up_to_the_total(
+    bedrock: BaseClient, s3: BaseClient, clock: ManualClock, state: EmulatorState, emulator: BedrockEmulator
+) -> None:
+    # GIVEN 3 corrupt lines to write and three jobs of 150 records (each may take one per started 100 lines)
+    state.faults["corrupt_output_lines"] = 3
+    uri = put_records(s3, "in/corrupt.jsonl", 150)
+    arns = [create_job(bedrock, f"corrupt-{n}", uri) for n in range(3)]
+    # WHEN the jobs run, one after the other
+    invalid_per_job, valid_per_job = [], []
+    for arn in arns:
+        clock.advance(10)
+        assert bedrock.get_model_invocation_job(jobIdentifier=arn)["status"] == "Completed"
+        lines, invalid = parsed_lines(output_objects(s3, arn)["corrupt.jsonl.out"])
+        invalid_per_job.append(invalid)
+        valid_per_job.append(len(lines))
+    # THEN the 3 lines are spread 2 + 1 + 0, each job still has one line per record
+    assert invalid_per_job == [2, 1, 0]
+    assert valid_per_job == [148, 149, 150]
+    assert [job["corruptOutputLines"] for job in emulator.jobs()] == [2, 1, 0]
+    # AND the manifest counts the records processed (their lines were written, garbled)
+    manifest = json.loads(output_objects(s3, arns[0])["manifest.json.out"])
+    assert manifest["processedRecordCount"] == manifest["successRecordCount"] == 150
+
+
+# ---------------------------------------------------------------- surviving: a job held past its deadline
+
+
+def stage_run(s3: BaseClient, count: int) -> dict[str, Any]:
+    """records.parquet, the job's JSONL and the state Submit receives, for one job of ``count`` rows."""
+    run_id = "run-deadline"
+    table = pa.table({"id": list(range(count)), "record_id": [f"{i:011d}" for i in range(count)]})
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    s3.put_object(Bucket=BUCKET, Key=f"runs/{run_id}/records.parquet", Body=buffer.getvalue())
+    input_key = f"runs/{run_id}/jobs/0000.jsonl"
+    put_records(s3, input_key, count)
+    run = {
+        "run_id": run_id,
+        "bucket": BUCKET,
+        "model_id": CLAUDE,
+        "family": "anthropic",
+        "output_kind": "text",
+        "job_name_prefix": "deadline",
+        "total_records": count,
+        "num_jobs": 1,
+        "records_key": f"runs/{run_id}/records.parquet",
+        "manifest_key": f"runs/{run_id}/jobs.json",
+    }
+    job = {"index": 0, "input_key": input_key, "first_row": 0, "record_count": count, "size_bytes": 1}
+    return {"run": run, "job": job}
+
+
+def test_poll_stops_a_job_held_past_its_deadline_and_its_rows_end_job_stopped(
+    s3: BaseClient, clock: ManualClock, emulator: BedrockEmulator, lambda_context: Any
+) -> None:
+    # GIVEN a job submitted by the Submit handler and held InProgress by the emulator, however long we wait
+    submitted = JobState.model_validate(submit_handler.lambda_handler(stage_run(s3, 120), lambda_context))
+    assert submitted.job_arn and submitted.submitted_at
+    emulator.set_job_status(submitted.job_arn, "InProgress", hold=True)
+    clock.advance(100 * 3600)
+    deadline = (
+        datetime.fromisoformat(submitted.submitted_at) + timedelta(hours=TIMEOUT_HOURS) + poll_logic.DEADLINE_MARGIN
+    )
+    # WHEN Poll runs at the deadline and just after it
+    at_deadline = poll_logic.poll(submitted, bedrock=aws.bedrock(), timeout_hours=TIMEOUT_HOURS, now=deadline)
+    after = poll_logic.poll(
+        at_deadline, bedrock=aws.bedrock(), timeout_hours=TIMEOUT_HOURS, now=deadline + timedelta(seconds=1)
+    )
+    # THEN at the deadline the job is left running; after it, Poll stops it and reports it terminal, Stopped
+    assert (at_deadline.status, at_deadline.terminal) == ("InProgress", False)
+    assert (after.status, after.terminal, after.polls) == ("Stopped", True, 2)
+    assert after.message and "stopped by the orchestrator" in after.message
+    clock.advance(1)
+    assert emulator.jobs()[0]["status"] == "Stopped"
+    # AND Postprocess gives every one of its rows JOB_STOPPED
+    result = postprocess_handler.lambda_handler(after.model_dump(mode="json"), lambda_context)
+    body = s3.get_object(Bucket=BUCKET, Key=result["output_key"])["Body"].read()
+    table = pq.read_table(io.BytesIO(body))
+    assert table.column("id").to_pylist() == list(range(120))
+    assert set(table.column("error_code").to_pylist()) == {"JOB_STOPPED"}
+    assert table.column("response").null_count == 120
+    assert (result["status"], result["failed"], result["succeeded"]) == ("Stopped", 120, 0)
