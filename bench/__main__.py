@@ -45,8 +45,9 @@ def preprocess_bench(scratch: Path, rows: int, max_per_job: int) -> dict[str, di
         "anchor": run(module, "anchor", args[0], str(scratch / "anchor"), args[1]),
     }
     # the floor writes the bytes the anchor wrote (the same JSONL, the same total size)
-    results["floor"] = run(module, "floor", args[0], str(scratch / "floor"), args[1], str(scratch / "anchor"))
-    shards = len(list((scratch / "anchor").glob("*.jsonl")))
+    reference = scratch / "anchor" / "last"
+    results["floor"] = run(module, "floor", args[0], str(scratch / "floor"), args[1], str(reference))
+    shards = len(list(reference.glob("*.jsonl")))
     table(f"preprocess: {rows:,} SimpleCoT-shaped rows -> {shards} job files", results)
     return results
 

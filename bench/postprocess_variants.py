@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import random
 import sys
-import time
 from pathlib import Path
 
-import pyarrow as pa
+import pandas as pd  # imported before timing starts, like every variant's imports
+import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from bench.data import simplecot_like
+from bench.timing import report
 from lambdas.postprocess import logic
 from lambdas.shared.model_families import adapter_for_family
 
@@ -49,51 +50,40 @@ def prepare(workdir: Path, rows: int) -> None:
             out.write(json.dumps(line) + "\n")
 
 
-def ours(workdir: Path) -> int:
+def ours(workdir: Path, target: Path) -> int:
     """The project's postprocess join (as in the Lambda, after the download): every output record into its row's
     slot, a left join by construction, then Parquet out."""
     records = pq.read_table(workdir / "records.parquet")
-    joined = logic.JoinedOutput(first_row=0, count=records.num_rows)
-    adapter = adapter_for_family("anthropic")
-    joined.add_file(workdir / "output.jsonl.out", adapter)
+    joined = logic.JoinedOutput(first_row=0, count=records.num_rows, kind="text")
+    joined.add_file(workdir / "output.jsonl.out", "anthropic", adapter_for_family("anthropic"))
     joined.fill_missing("MISSING_OUTPUT", "no output")
-    pq.write_table(logic.build_table(records, "text", joined), workdir / "ours.parquet", compression="zstd")
+    pq.write_table(logic.build_table(records, joined), target / "ours.parquet", compression="zstd")
     return records.num_rows
 
 
-def anchor(workdir: Path) -> int:
+def anchor(workdir: Path, target: Path) -> int:
     """The public samples' approach: pandas reads both, extracts the text per row, inner-merges on record id."""
-    import pandas as pd
-
     records = pd.read_parquet(workdir / "records.parquet")
     records["record_id"] = [f"{i:011d}" for i in range(len(records))]
     output = pd.read_json(workdir / "output.jsonl.out", lines=True, dtype={"recordId": str})
     output["response"] = output["modelOutput"].apply(lambda o: o["content"][0]["text"])
     merged = records.merge(output[["recordId", "response"]], left_on="record_id", right_on="recordId", how="inner")
-    merged.drop(columns=["record_id", "recordId"]).to_parquet(workdir / "anchor.parquet")
+    merged.drop(columns=["record_id", "recordId"]).to_parquet(target / "anchor.parquet")
     return len(merged)
 
 
-def floor(workdir: Path) -> int:
+def floor(workdir: Path, target: Path) -> int:
     """What cannot be avoided: parse the JSONL with pyarrow and write Parquet (no join, no extraction)."""
-    import pyarrow.json as pajson
-
     table = pajson.read_json(workdir / "output.jsonl.out")
-    pq.write_table(table, workdir / "floor.parquet", compression="zstd")
+    pq.write_table(table, target / "floor.parquet", compression="zstd")
     return table.num_rows
 
 
 def main() -> None:
     variant, workdir = sys.argv[1], Path(sys.argv[2])
-    started = time.perf_counter()
-    rows = {"ours": ours, "anchor": anchor, "floor": floor}[variant](workdir)
-    seconds = time.perf_counter() - started
-    import resource
-
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"variant": variant, "rows": rows, "seconds": seconds, "peak_rss_mb": peak_mb}))
+    chosen = {"ours": ours, "anchor": anchor, "floor": floor}[variant]
+    report(variant, lambda target: chosen(workdir, target), workdir / variant)
 
 
 if __name__ == "__main__":
-    assert pa  # imported for the variants' shared environment
     main()

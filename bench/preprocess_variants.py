@@ -9,14 +9,15 @@ import json
 import math
 import shutil
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd  # imported before timing starts, like every variant's imports
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bench.timing import report
 from lambdas.preprocess import logic
 from lambdas.shared.model_families import InferenceSettings, resolve
 from lambdas.shared.s3io import FileRange
@@ -55,8 +56,6 @@ def ours(source: Path, out: Path, max_per_job: int) -> int:
 
 def anchor(source: Path, out: Path, max_per_job: int) -> int:
     """The approach of the public samples: pandas reads everything, per-row dict, str.format, json.dumps."""
-    import pandas as pd
-
     frame = pd.read_parquet(source)
     template = prompt_id_to_template[PROMPT]
     adapter = resolve(MODEL).adapter
@@ -86,17 +85,12 @@ def floor(source: Path, out: Path, max_per_job: int, reference: Path) -> int:
 
 def main() -> None:
     variant, source, out, max_per_job = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
     if variant == "floor":
-        rows = floor(source, out, max_per_job, Path(sys.argv[5]))
+        reference = Path(sys.argv[5])
+        report(variant, lambda target: floor(source, target, max_per_job, reference), out)
     else:
-        rows = {"ours": ours, "anchor": anchor}[variant](source, out, max_per_job)
-    seconds = time.perf_counter() - started
-    import resource
-
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"variant": variant, "rows": rows, "seconds": seconds, "peak_rss_mb": peak_mb}))
+        chosen = {"ours": ours, "anchor": anchor}[variant]
+        report(variant, lambda target: chosen(source, target, max_per_job), out)
 
 
 if __name__ == "__main__":

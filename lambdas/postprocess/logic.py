@@ -14,10 +14,14 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from lambdas.postprocess import columnar
+from lambdas.postprocess.columnar import EMBEDDING_TYPE
 from lambdas.shared import layout
 from lambdas.shared.model_families import ModelAdapter, adapter_for_family
 from lambdas.shared.models import JobResult, JobState
@@ -50,83 +54,163 @@ def read_rows(s3: Any, bucket: str, key: str, first_row: int, count: int) -> pa.
 
 
 @dataclass
+class _Chunk:
+    """Parsed output lines: one value, error code and message per line (value null where code is set)."""
+
+    values: pa.Array
+    codes: pa.Array
+    messages: pa.Array
+
+
+@dataclass
 class JoinedOutput:
-    """Per-row results of one job, filled from output lines in any order."""
+    """Per-row results of one job, filled from output lines in any order, kept as Arrow columns.
+
+    Every parsed line is stored once in a chunk; ``line_of[row]`` says which line holds the row's result (-1: none
+    yet). The first line for a record wins; lines for records outside the job, duplicates and corrupt lines count
+    as ``unmatched_lines``. ``fill_missing`` adds one shared line for every row still without one.
+    """
 
     first_row: int
     count: int
-    values: list[Any] = field(init=False)
-    codes: list[str | None] = field(init=False)
-    messages: list[str | None] = field(init=False)
+    kind: str = "text"
     unmatched_lines: int = 0
+    line_of: np.ndarray = field(init=False)
+    _chunks: list[_Chunk] = field(init=False, default_factory=list)
+    _lines: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
-        self.values = [None] * self.count
-        self.codes = [None] * self.count
-        self.messages = [None] * self.count
-        self._seen = [False] * self.count
+        self.line_of = np.full(self.count, -1, dtype=np.int64)
 
-    def slot(self, record_id: Any) -> int | None:
-        try:
-            index = int(record_id) - self.first_row
-        except (TypeError, ValueError):
-            return None
-        if 0 <= index < self.count and not self._seen[index]:
-            self._seen[index] = True
-            return index
-        return None
+    @property
+    def value_type(self) -> pa.DataType:
+        return EMBEDDING_TYPE if self.kind == "embedding" else pa.string()
 
-    def add_record(self, record_id: Any, error: Any, model_output: Any, adapter: ModelAdapter) -> None:
-        index = self.slot(record_id)
-        if index is None:
-            self.unmatched_lines += 1
-            return
-        if error is not None:
-            self.codes[index] = (
-                str(error.get("errorCode", "RECORD_ERROR")) if isinstance(error, dict) else "RECORD_ERROR"
-            )
-            self.messages[index] = str(error.get("errorMessage", error) if isinstance(error, dict) else error)
-            return
-        try:
-            self.values[index] = adapter.parse_model_output(model_output)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            self.codes[index] = "UNPARSABLE_OUTPUT"
-            self.messages[index] = f"could not read modelOutput: {exc}"
+    def _place(self, record_ids: np.ndarray, chunk: _Chunk) -> None:
+        """Point each record's row at its line in ``chunk``; ``record_ids`` is -1 where a line had no usable id."""
+        slots = record_ids - self.first_row
+        lines = np.arange(len(record_ids), dtype=np.int64) + self._lines
+        inside = (record_ids >= 0) & (slots >= 0) & (slots < self.count)
+        slots, lines = slots[inside], lines[inside]
+        unique_slots, first = np.unique(slots, return_index=True)  # the first line of a record wins
+        fresh = self.line_of[unique_slots] < 0
+        self.line_of[unique_slots[fresh]] = lines[first[fresh]]
+        self.unmatched_lines += len(record_ids) - int(fresh.sum())
+        self._chunks.append(chunk)
+        self._lines += len(record_ids)
 
-    def add_line(self, raw: bytes, adapter: ModelAdapter) -> None:
-        try:
-            line = json.loads(raw)
-        except ValueError:
-            line = None
-        if not isinstance(line, dict):
-            self.unmatched_lines += 1  # a corrupt line: its record stays missing and gets the job-level code
-            return
-        self.add_record(line.get("recordId"), line.get("error"), line.get("modelOutput"), adapter)
+    def add_rows(self, rows: list[tuple[Any, Any, Any]], adapter: ModelAdapter) -> None:
+        """Row-by-row path: (recordId, error, modelOutput) tuples parsed with the adapter."""
+        ids, values, codes, messages = [], [], [], []
+        for record_id, error, model_output in rows:
+            ids.append(_record_number(record_id))
+            value = code = message = None
+            if error is not None:
+                details = error if isinstance(error, dict) else {"errorMessage": error}
+                code = str(details.get("errorCode") or "RECORD_ERROR")
+                message = str(details.get("errorMessage") or error)
+            else:
+                try:
+                    value = adapter.parse_model_output(model_output)
+                except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                    code, message = "UNPARSABLE_OUTPUT", f"could not read modelOutput: {exc}"
+            values.append(value)
+            codes.append(code)
+            messages.append(message)
+        chunk = _Chunk(pa.array(values, self.value_type), pa.array(codes, pa.string()), pa.array(messages, pa.string()))
+        self._place(np.array(ids, dtype=np.int64), chunk)
 
-    def add_file(self, path: Path, adapter: ModelAdapter) -> None:
-        """Read a whole ``.jsonl.out`` with Arrow's multithreaded JSON parser; line by line if any line is bad."""
+    def add_lines(self, lines: Any, adapter: ModelAdapter) -> None:
+        """Raw JSONL lines; a corrupt line is unmatched (its record gets the job-level code)."""
+        rows = []
+        for raw in lines:
+            if not raw.strip():
+                continue
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                line = None
+            if isinstance(line, dict):
+                rows.append((line.get("recordId"), line.get("error"), line.get("modelOutput")))
+            else:
+                rows.append((None, None, None))
+        self.add_rows(rows, adapter)
+
+    def add_file(self, path: Path, family: str, adapter: ModelAdapter) -> None:
+        """A whole ``.jsonl.out``: Arrow's multithreaded JSON reader and a vectorized reader for the family when one
+        exists; the row-by-row path when any line is corrupt or the output has an unexpected shape."""
         try:
             table = pajson.read_json(path)
         except pa.ArrowInvalid:
             with path.open("rb") as lines:
-                for raw in lines:
-                    if raw.strip():
-                        self.add_line(raw, adapter)
+                self.add_lines(lines, adapter)
             return
+        reader = columnar.READERS.get(family)
+        if reader is not None and "modelOutput" in table.column_names and "recordId" in table.column_names:
+            try:
+                self._add_columns(table, reader)
+                return
+            except (KeyError, TypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                pass  # an unexpected shape: the adapter decides row by row
 
         def column(name: str) -> Any:
             return table.column(name).to_pylist() if name in table.column_names else repeat(None)
 
-        for record_id, error, model_output in zip(
-            column("recordId"), column("error"), column("modelOutput"), strict=False
-        ):
-            self.add_record(record_id, error, model_output, adapter)
+        self.add_rows(list(zip(column("recordId"), column("error"), column("modelOutput"), strict=False)), adapter)
+
+    def _add_columns(self, table: pa.Table, reader: columnar.ColumnReader) -> None:
+        ids = pc.cast(table.column("recordId").combine_chunks(), pa.int64())  # raises on a non-numeric id
+        outputs = table.column("modelOutput").combine_chunks()
+        values = reader(outputs).cast(self.value_type)
+        codes = pa.nulls(table.num_rows, pa.string())
+        messages = pa.nulls(table.num_rows, pa.string())
+        if "error" in table.column_names:
+            error = table.column("error").combine_chunks()
+            has_error = pc.fill_null(error.is_valid(), False)
+            codes = pc.if_else(has_error, _error_text(error, "errorCode", "RECORD_ERROR"), codes)
+            messages = pc.if_else(has_error, _error_text(error, "errorMessage", ""), messages)
+            values = pc.if_else(has_error, pa.nulls(len(values), self.value_type), values)
+        unreadable = pc.and_(pc.is_null(values), pc.is_null(codes))
+        codes = pc.if_else(unreadable, "UNPARSABLE_OUTPUT", codes)
+        messages = pc.if_else(unreadable, "could not read modelOutput", messages)
+        numbers = pc.fill_null(ids, -1).to_numpy(zero_copy_only=False)
+        self._place(numbers, _Chunk(values, codes.cast(pa.string()), messages.cast(pa.string())))
 
     def fill_missing(self, code: str, message: str) -> None:
-        for index in range(self.count):
-            if not self._seen[index]:
-                self.codes[index] = code
-                self.messages[index] = message
+        missing = self.line_of < 0
+        if missing.any():
+            chunk = _Chunk(pa.nulls(1, self.value_type), pa.array([code]), pa.array([message]))
+            self.line_of[missing] = self._lines
+            self._chunks.append(chunk)
+            self._lines += 1
+
+    def columns(self) -> tuple[pa.Array, pa.Array, pa.Array]:
+        """(values, error codes, error messages) in row order; rows still without a line are all null."""
+        if not self._chunks:
+            return pa.nulls(self.count, self.value_type), pa.nulls(self.count, pa.string()), pa.nulls(self.count)
+        indices = pa.array(self.line_of, mask=self.line_of < 0)
+        values = pa.concat_arrays([chunk.values for chunk in self._chunks]).take(indices)
+        codes = pa.concat_arrays([chunk.codes for chunk in self._chunks]).take(indices)
+        messages = pa.concat_arrays([chunk.messages for chunk in self._chunks]).take(indices)
+        return values, codes, messages
+
+    @property
+    def error_counts(self) -> Counter[str]:
+        counts = pc.value_counts(self.columns()[1].drop_null()).to_pylist()
+        return Counter({item["values"]: item["counts"] for item in counts})
+
+
+def _record_number(record_id: Any) -> int:
+    try:
+        return int(record_id)
+    except (TypeError, ValueError):
+        return -1
+
+
+def _error_text(error: pa.Array, name: str, default: str) -> pa.Array:
+    if error.type.get_field_index(name) < 0:
+        return pa.array([default] * len(error), pa.string())
+    return pc.fill_null(pc.struct_field(error, name).cast(pa.string()), default)
 
 
 def missing_reason(state: JobState) -> tuple[str, str]:
@@ -140,30 +224,22 @@ def missing_reason(state: JobState) -> tuple[str, str]:
     return code, f"no output for this record; job {state.job_arn} ended {status}{detail}"
 
 
-def output_column(kind: str, values: list[Any]) -> tuple[str, pa.Array]:
-    if kind == "embedding":
-        return "embedding", pa.array(values, pa.list_(pa.float32()))
-    return "response", pa.array(values, pa.string())
-
-
-def build_table(records: pa.Table, kind: str, joined: JoinedOutput) -> pa.Table:
+def build_table(records: pa.Table, joined: JoinedOutput) -> pa.Table:
     table = records.drop_columns([RECORD_ID]) if RECORD_ID in records.column_names else records
-    name, values = output_column(kind, joined.values)
-    table = table.append_column(name, values)
-    table = table.append_column("error_code", pa.array(joined.codes, pa.string()))
-    return table.append_column("error_message", pa.array(joined.messages, pa.string()))
+    values, codes, messages = joined.columns()
+    table = table.append_column("embedding" if joined.kind == "embedding" else "response", values)
+    table = table.append_column("error_code", codes)
+    return table.append_column("error_message", messages)
 
 
-def read_outputs(
-    s3: Any, bucket: str, prefix: str, joined: JoinedOutput, adapter: ModelAdapter, workdir: Path
-) -> dict[str, int]:
+def read_outputs(s3: Any, bucket: str, prefix: str, joined: JoinedOutput, family: str, workdir: Path) -> dict[str, int]:
     """Feed every ``*.jsonl.out`` under the job's output prefix into ``joined``; return the manifest's token counts."""
     tokens = {"inputTokenCount": 0, "outputTokenCount": 0}
     for key, _size in list_keys(s3, bucket, prefix):
         if key.endswith(".jsonl.out"):
             local = workdir / "output.jsonl"
             s3.download_file(bucket, key, str(local))
-            joined.add_file(local, adapter)
+            joined.add_file(local, family, adapter_for_family(family))
             local.unlink()
         elif key.endswith("manifest.json.out"):
             manifest = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
@@ -173,24 +249,23 @@ def read_outputs(
 
 def postprocess(state: JobState, *, s3: Any, workdir: Path) -> JobResult:
     run, job = state.run, state.job
-    adapter = adapter_for_family(run.family)
     records = read_rows(s3, run.bucket, run.records_key, job.first_row, job.record_count)
-    joined = JoinedOutput(first_row=job.first_row, count=job.record_count)
+    joined = JoinedOutput(first_row=job.first_row, count=job.record_count, kind=run.output_kind)
     tokens = {"inputTokenCount": 0, "outputTokenCount": 0}
     if state.job_arn:
         prefix = f"{layout.bedrock_output_prefix(run.run_id)}{layout.job_id_from_arn(state.job_arn)}/"
-        tokens = read_outputs(s3, run.bucket, prefix, joined, adapter, workdir)
+        tokens = read_outputs(s3, run.bucket, prefix, joined, run.family, workdir)
     code, message = missing_reason(state)
     joined.fill_missing(code, message)
 
-    table = build_table(records, run.output_kind, joined)
+    table = build_table(records, joined)
     out_key = layout.output_key(run.run_id, job.index)
     path = workdir / f"{job.index:04d}.parquet"
     pq.write_table(table, path, compression="zstd")
     s3.upload_file(str(path), run.bucket, out_key)
     path.unlink()
 
-    errors = Counter(c for c in joined.codes if c is not None)
+    errors = joined.error_counts
     failed = sum(errors.values())
     result = JobResult(
         index=job.index,

@@ -1,0 +1,82 @@
+"""The vectorized output readers and the row-by-row adapters must agree on every kind of output line."""
+
+import json
+
+import pyarrow as pa
+import pytest
+
+from lambdas.postprocess.columnar import READERS
+from lambdas.postprocess.logic import JoinedOutput
+from lambdas.shared.model_families import adapter_for_family
+
+TEXT_OUTPUTS = {
+    "anthropic": lambda text: {"content": [{"type": "text", "text": text[:3]}, {"type": "text", "text": text[3:]}]},
+    "nova": lambda text: {"output": {"message": {"role": "assistant", "content": [{"text": text}]}}},
+    "converse": lambda text: {"output": {"message": {"role": "assistant", "content": [{"text": text}]}}},
+}
+
+
+def output_lines(family: str) -> list[dict]:
+    """Good lines in shuffled order, a record error, a duplicate, an id outside the job, an unreadable output."""
+    if family in TEXT_OUTPUTS:
+        make = TEXT_OUTPUTS[family]
+        good = [make(f'answer "{i}"\n✓') for i in range(10)]
+    else:
+        good = [{"embedding": [i / 10, 1.0, -0.5]} for i in range(10)]
+    lines = [{"recordId": f"{100 + i:011d}", "modelOutput": good[i]} for i in (3, 1, 0, 2, 4, 6, 5)]
+    lines.append({"recordId": f"{107:011d}", "error": {"errorCode": 400, "errorMessage": "Malformed input"}})
+    lines.append({"recordId": f"{101:011d}", "modelOutput": good[9]})  # duplicate: the first line wins
+    lines.append({"recordId": f"{999:011d}", "modelOutput": good[9]})  # not this job's record
+    lines.append({"recordId": f"{108:011d}", "modelOutput": {"unexpected": True}})
+    return lines  # record 109 has no line at all
+
+
+def join(tmp_path, family: str, lines: list[dict], *, vectorized: bool) -> JoinedOutput:
+    kind = "text" if family in TEXT_OUTPUTS else "embedding"
+    joined = JoinedOutput(first_row=100, count=10, kind=kind)
+    path = tmp_path / "out.jsonl.out"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    if vectorized:
+        joined.add_file(path, family, adapter_for_family(family))
+    else:
+        joined.add_rows(
+            [(line.get("recordId"), line.get("error"), line.get("modelOutput")) for line in lines],
+            adapter_for_family(family),
+        )
+    joined.fill_missing("MISSING_OUTPUT", "no line")
+    return joined
+
+
+@pytest.mark.parametrize("family", sorted(READERS))
+def test_vectorized_reader_agrees_with_the_adapter(tmp_path, family):
+    # GIVEN the same output lines read both ways
+    lines = output_lines(family)
+    fast = join(tmp_path, family, lines, vectorized=True)
+    slow = join(tmp_path, family, lines, vectorized=False)
+    # WHEN the columns are assembled THEN values and codes agree row by row
+    fast_values, fast_codes, _ = fast.columns()
+    slow_values, slow_codes, _ = slow.columns()
+    assert fast_codes.to_pylist() == slow_codes.to_pylist()
+    assert fast_values.equals(slow_values)
+    # AND the expected rows got results, the error, the unreadable output and the missing code
+    assert fast_codes.to_pylist() == [None] * 7 + ["400", "UNPARSABLE_OUTPUT", "MISSING_OUTPUT"]
+    assert fast.unmatched_lines == slow.unmatched_lines == 2
+    if family in TEXT_OUTPUTS:
+        assert fast_values.to_pylist()[1] == 'answer "1"\n✓'
+
+
+def test_a_corrupt_line_sends_the_file_down_the_line_by_line_path(tmp_path):
+    path = tmp_path / "out.jsonl.out"
+    good = json.dumps({"recordId": f"{100:011d}", "modelOutput": {"content": [{"type": "text", "text": "ok"}]}})
+    path.write_text(good + "\n" + '{"recordId": "00000000101", "modelOut' + "\n")
+    joined = JoinedOutput(first_row=100, count=2, kind="text")
+    joined.add_file(path, "anthropic", adapter_for_family("anthropic"))
+    joined.fill_missing("NOT_PROCESSED", "job partially completed")
+    values, codes, _ = joined.columns()
+    assert values.to_pylist() == ["ok", None] and codes.to_pylist() == [None, "NOT_PROCESSED"]
+    assert joined.unmatched_lines == 1
+
+
+def test_embeddings_come_out_as_float32_lists(tmp_path):
+    joined = join(tmp_path, "titan-embed-text-v2", output_lines("titan-embed-text-v2"), vectorized=True)
+    assert joined.columns()[0].type == pa.list_(pa.float32())
