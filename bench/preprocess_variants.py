@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from bench.timing import report
 from lambdas.preprocess import logic
+from lambdas.preprocess.sources import parquet_batches
 from lambdas.shared.model_families import InferenceSettings, resolve
 from lambdas.shared.s3io import FileRange
 from prompt_templates import get_template, prompt_id_to_template
@@ -34,7 +35,7 @@ class LocalParquet:
     records_object: tuple[str, str] | None = None
 
     def batches(self) -> Iterator[pa.RecordBatch]:
-        yield from pq.ParquetFile(self.path).iter_batches(batch_size=65_536)
+        yield from parquet_batches(pq.ParquetFile(self.path, pre_buffer=False))
 
 
 def ours(source: Path, out: Path, max_per_job: int) -> int:

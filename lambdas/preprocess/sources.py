@@ -25,6 +25,13 @@ CSV_BLOCK_BYTES = 16 << 20
 SUPPORTED_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
+def parquet_batches(parquet: pq.ParquetFile) -> Iterator[pa.RecordBatch]:
+    """Batches of at most BATCH_ROWS, one row group at a time. Open the file with ``pre_buffer=False``: with
+    pre-buffering, pyarrow keeps every row group's buffers while iterating (memory grew with the file's size)."""
+    for group in range(parquet.num_row_groups):
+        yield from parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=[group])
+
+
 class Source(Protocol):
     description: str
 
@@ -71,12 +78,12 @@ class ParquetSource:
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         try:
-            parquet = pq.ParquetFile(S3RangeReader(self.s3, self.bucket, self.key, self.size))
+            parquet = pq.ParquetFile(S3RangeReader(self.s3, self.bucket, self.key, self.size), pre_buffer=False)
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputValidationError(
                 f"s3_uri '{self.description}' could not be read as Parquet: {exc}; check the file is valid Parquet"
             ) from None
-        yield from parquet.iter_batches(batch_size=BATCH_ROWS)
+        yield from parquet_batches(parquet)
 
 
 @dataclass
