@@ -44,7 +44,7 @@ def ours(source: Path, out: Path, max_per_job: int) -> int:
     range read back as boto3's uploader reads it (the network transfer itself is not part of any variant)."""
     plan = logic.Plan(model=resolve(MODEL), template=get_template(PROMPT), max_per_job=max_per_job)
     staged = logic.stage(LocalParquet(source), plan, InferenceSettings(), out, write_records=False)
-    jobs = logic.plan_jobs(staged, logic.plan_job_sizes(staged.rows, max_per_job), "bench", max_per_job)
+    jobs = logic.plan_jobs(staged, logic.fit_job_sizes(staged, max_per_job), "bench")
     shutil.copyfile(source, out / "records.parquet")
     with staged.lines_path.open("rb") as lines:
         for job in jobs:

@@ -38,7 +38,7 @@ from prompt_templates import PromptTemplate, TemplateError, get_template
 
 RESERVED_COLUMNS = ("response", "embedding", "error_code", "error_message")
 EMBEDDING_INPUT_COLUMN = "input_text"
-MAX_FILE_BYTES = 1 << 30  # Bedrock: 1 GB per input file (one file per job here, so also under 5 GB per job)
+MAX_FILE_BYTES = 1_000_000_000  # Bedrock: 1 GB per input file (one file per job here, so also under 5 GB per job)
 
 
 def record_id(row: int) -> str:
@@ -52,23 +52,25 @@ def record_ids(first: int, count: int) -> pa.Array:
     return pc.ascii_lpad(numbers, width=11, padding="0")
 
 
-def plan_job_sizes(total: int, max_per_job: int, max_num_jobs: int | None = None) -> list[int]:
-    """Balanced split: n = ceil(total / max) jobs whose sizes differ by at most one, each >= 100 records."""
+def plan_job_sizes(
+    total: int, max_per_job: int, max_num_jobs: int | None = None, *, min_jobs: int = 1, why: str = ""
+) -> list[int]:
+    """Balanced split: n = max(ceil(total / max), min_jobs) jobs whose sizes differ by at most one, each >= 100."""
     if total < MIN_RECORDS_PER_JOB:
         raise InputValidationError(
             f"the input has {total} rows, but a Bedrock batch job needs at least {MIN_RECORDS_PER_JOB} records; "
             f"add rows (or use on-demand inference for fewer than {MIN_RECORDS_PER_JOB})"
         )
-    count = math.ceil(total / max_per_job)
+    count = max(math.ceil(total / max_per_job), min_jobs)
     if total // count < MIN_RECORDS_PER_JOB:
         raise InputValidationError(
-            f"max_records_per_job={max_per_job} splits {total} rows into {count} jobs of fewer than "
+            f"max_records_per_job={max_per_job} splits {total} rows into {count} jobs{why} of fewer than "
             f"{MIN_RECORDS_PER_JOB} records; raise max_records_per_job to at least {total} or add rows"
         )
     if max_num_jobs is not None and count > max_num_jobs:
         raise InputValidationError(
             f"max_num_jobs={max_num_jobs} is too small: {total} rows with max_records_per_job={max_per_job} need "
-            f"{count} jobs; raise max_num_jobs to {count} or raise max_records_per_job (no row is ever dropped)"
+            f"{count} jobs{why}; raise max_num_jobs to {count} or raise max_records_per_job (no row is ever dropped)"
         )
     base, extra = divmod(total, count)
     return [base + 1 if i < extra else base for i in range(count)]
@@ -154,6 +156,12 @@ def check_schema(schema: pa.Schema, plan: Plan, source: str) -> None:
             plan.template.check_columns(names)
         except TemplateError as exc:
             raise InputValidationError(str(exc)) from None
+        for name in plan.template.columns:
+            if pa.types.is_binary(schema.field(name).type) or pa.types.is_large_binary(schema.field(name).type):
+                raise InputValidationError(
+                    f"column '{name}' of input {source} is not valid UTF-8 text; convert the file to UTF-8 "
+                    "first (e.g. iconv -f latin1 -t utf-8)"
+                )
     elif EMBEDDING_INPUT_COLUMN not in names:
         raise InputValidationError(
             f"input {source} has no '{EMBEDDING_INPUT_COLUMN}' column (columns: {names}); embedding models embed "
@@ -234,9 +242,16 @@ class _Background:
             self._pending.result()
             self._pending = None
 
-    def close(self) -> None:
+    def __enter__(self) -> _Background:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        """Finish the pending write before the files close; on an error already raised, do not mask it."""
         try:
-            self.wait()
+            if kind is None:
+                self.wait()
+            elif self._pending is not None:
+                self._pending.exception()  # wait for it, but keep the original error
         finally:
             self._pool.shutdown(wait=True)
 
@@ -285,9 +300,8 @@ def stage(
     schema: pa.Schema | None = None
     ends: list[np.ndarray] = []
     rows = written = 0
-    background = _Background()
     try:
-        with lines_path.open("wb") as lines_file:
+        with lines_path.open("wb") as lines_file, _Background() as background:
             for batch in prefetched(source.batches()):
                 if schema is None:
                     check_schema(batch.schema, plan, source.description)
@@ -308,9 +322,7 @@ def stage(
                 written += int(offsets[-1] - offsets[0])
                 rows += batch.num_rows
                 background.submit(partial(_write_batch, writer, batch, lines_file, lines))
-            background.wait()
     finally:
-        background.close()
         if writer is not None:
             writer.close()
     if rows == 0:
@@ -325,16 +337,31 @@ def _write_batch(writer: pq.ParquetWriter | None, records: pa.RecordBatch, lines
     lines_file.write(data[offsets[0] : offsets[-1]])
 
 
-def plan_jobs(staged: Staged, sizes: list[int], run_id: str, max_per_job: int) -> list[JobSpec]:
-    """Job specs with their byte sizes; every file must stay under Bedrock's 1 GB limit (checked before uploads)."""
+def fit_job_sizes(staged: Staged, max_per_job: int, max_num_jobs: int | None = None) -> list[int]:
+    """Balanced sizes that also keep every job file under Bedrock's 1 GB limit: more jobs when the bytes need it."""
+    total_bytes = int(staged.line_ends[-1])
+    biggest_row = int(np.max(np.diff(staged.line_ends, prepend=0)))
+    if biggest_row > MAX_FILE_BYTES:
+        row = int(np.argmax(np.diff(staged.line_ends, prepend=0)))
+        raise InputValidationError(
+            f"row {row} alone makes a {biggest_row / 1e9:.2f} GB record, over Bedrock's 1 GB input file limit; "
+            "shorten that row's text"
+        )
+    min_jobs = math.ceil(total_bytes / MAX_FILE_BYTES)
+    while True:
+        why = f" (needed to keep each job file under 1 GB: {total_bytes / 1e9:.2f} GB in all)" if min_jobs > 1 else ""
+        sizes = plan_job_sizes(staged.rows, max_per_job, max_num_jobs, min_jobs=min_jobs, why=why)
+        bounds = np.cumsum([0, *sizes])
+        starts = np.concatenate([[0], staged.line_ends[bounds[1:-1] - 1]])
+        if int(np.max(staged.line_ends[bounds[1:] - 1] - starts)) <= MAX_FILE_BYTES:
+            return sizes
+        min_jobs = len(sizes) + 1
+
+
+def plan_jobs(staged: Staged, sizes: list[int], run_id: str) -> list[JobSpec]:
     jobs, first = [], 0
     for index, size in enumerate(sizes):
         start, end = staged.byte_range(first, size)
-        if end - start > MAX_FILE_BYTES:
-            raise InputValidationError(
-                f"job {index} would be {(end - start) / 2**30:.2f} GB, over Bedrock's 1 GB input file limit "
-                f"({size} records); lower max_records_per_job (now {max_per_job}) so each job stays under 1 GB"
-            )
         key = layout.job_input_key(run_id, index)
         jobs.append(JobSpec(index=index, input_key=key, first_row=first, record_count=size, size_bytes=end - start))
         first += size
@@ -350,8 +377,7 @@ def preprocess(raw_input: Any, execution_name: str, *, s3: Any, settings: Settin
     copy_from = source.records_object  # a Parquet input is already the records (ids are row numbers)
     staged = stage(source, plan, inp.inference_params.settings(), workdir, write_records=copy_from is None)
     total = staged.rows
-    sizes = plan_job_sizes(total, plan.max_per_job, inp.max_num_jobs)
-    jobs = plan_jobs(staged, sizes, run_id, plan.max_per_job)
+    jobs = plan_jobs(staged, fit_job_sizes(staged, plan.max_per_job, inp.max_num_jobs), run_id)
     # Validation is over: only now does anything go to S3.
     with staged.lines_path.open("rb") as lines:
         for job in jobs:

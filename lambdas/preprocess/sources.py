@@ -1,7 +1,8 @@
-"""Input sources read as streams of Arrow record batches: S3 CSV and Parquet, and Hugging Face datasets.
+"""Input sources read as streams of Arrow record batches: S3 CSV, JSONL and Parquet files (one object, or every
+supported file under a prefix), and Hugging Face datasets.
 
-Memory stays bounded whatever the input size: CSV is read in blocks, Parquet by row groups through ranged GETs,
-Hugging Face datasets with ``streaming=True``.
+Memory stays bounded whatever the input size: CSV and JSONL are read in blocks, Parquet by row groups through
+ranged GETs, Hugging Face datasets with ``streaming=True``.
 """
 
 from __future__ import annotations
@@ -13,16 +14,18 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.json as pajson
 import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
 
 from lambdas.shared.errors import InputValidationError
 from lambdas.shared.models import ExecutionInput
-from lambdas.shared.s3io import S3RangeReader
+from lambdas.shared.s3io import S3RangeReader, list_keys
 
 BATCH_ROWS = 65_536
 CSV_BLOCK_BYTES = 16 << 20
-SUPPORTED_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+SUPPORTED_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+_UTF8_HINT = "; if the file is not UTF-8, convert it first (e.g. iconv -f latin1 -t utf-8)"
 
 
 def parquet_batches(parquet: pq.ParquetFile) -> Iterator[pa.RecordBatch]:
@@ -55,13 +58,46 @@ class CsvSource:
     def batches(self) -> Iterator[pa.RecordBatch]:
         body = self.s3.get_object(Bucket=self.bucket, Key=self.key)["Body"]
         try:
-            reader = pacsv.open_csv(body, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES))
-            yield from reader
+            yield from pacsv.open_csv(body, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES))
         except pa.ArrowInvalid as exc:
             raise InputValidationError(
-                f"s3_uri '{self.description}' could not be read as CSV: {exc}; check that the file is UTF-8 CSV "
-                "with a header row and the same columns on every line"
+                f"s3_uri '{self.description}' could not be read as CSV: {exc}; every line needs the header's columns "
+                "and each column one type throughout the file (types are inferred from the first block)" + _UTF8_HINT
             ) from None
+
+
+@dataclass
+class JsonlSource:
+    s3: Any
+    bucket: str
+    key: str
+    description: str
+
+    records_object = None
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        body = self.s3.get_object(Bucket=self.bucket, Key=self.key)["Body"]
+        try:
+            yield from pajson.open_json(body, read_options=pajson.ReadOptions(block_size=CSV_BLOCK_BYTES))
+        except pa.ArrowInvalid as exc:
+            raise InputValidationError(
+                f"s3_uri '{self.description}' could not be read as JSONL: {exc}; give one JSON object per line with "
+                "the same keys and value types on every line" + _UTF8_HINT
+            ) from None
+
+
+@dataclass
+class MultiSource:
+    """Several files under one S3 prefix, read one after the other (they must share one schema)."""
+
+    parts: list[Source]
+    description: str
+
+    records_object = None
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        for part in self.parts:
+            yield from part.batches()
 
 
 @dataclass
@@ -126,23 +162,55 @@ def open_source(inp: ExecutionInput, s3: Any, data_bucket: str) -> Source:
             f"s3_uri '{inp.s3_uri}' is in bucket '{bucket}', but this deployment reads only its own bucket; "
             f"upload the file to s3://{data_bucket}/inputs/ and use that URI"
         )
+    if key.endswith("/"):
+        return _prefix_source(s3, bucket, key, inp.s3_uri or key)
+    kind = _kind(key, inp.s3_uri or key)
+    try:
+        size = int(s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code", "") in ("404", "NoSuchKey", "NotFound"):
+            raise InputValidationError(
+                f"s3_uri '{inp.s3_uri}' does not exist; upload the file first (aws s3 cp FILE {inp.s3_uri}), or end "
+                "the URI with '/' to read every file under a prefix"
+            ) from None
+        raise
+    if size == 0:
+        raise InputValidationError(f"s3_uri '{inp.s3_uri}' is an empty file; upload a file with a header and rows")
+    return _file_source(s3, bucket, key, kind, size, f"s3://{bucket}/{key}")
+
+
+def _kind(key: str, uri: str) -> str:
     kind = SUPPORTED_SUFFIXES.get(PurePosixPath(key).suffix.lower())
     if kind is None:
         raise InputValidationError(
-            f"s3_uri '{inp.s3_uri}' has an unsupported file type; use one of {sorted(SUPPORTED_SUFFIXES)}"
+            f"s3_uri '{uri}' has an unsupported file type; use one of {sorted(SUPPORTED_SUFFIXES)}"
         )
-    try:
-        head = s3.head_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code in ("404", "NoSuchKey", "NotFound"):
-            raise InputValidationError(
-                f"s3_uri '{inp.s3_uri}' does not exist; upload the file first (aws s3 cp FILE {inp.s3_uri})"
-            ) from None
-        raise
-    size = int(head["ContentLength"])
-    if size == 0:
-        raise InputValidationError(f"s3_uri '{inp.s3_uri}' is an empty file; upload a file with a header and rows")
+    return kind
+
+
+def _file_source(s3: Any, bucket: str, key: str, kind: str, size: int, description: str) -> Source:
     if kind == "csv":
-        return CsvSource(s3, bucket, key, description=inp.s3_uri or key)
-    return ParquetSource(s3, bucket, key, size, description=inp.s3_uri or key)
+        return CsvSource(s3, bucket, key, description)
+    if kind == "jsonl":
+        return JsonlSource(s3, bucket, key, description)
+    return ParquetSource(s3, bucket, key, size, description)
+
+
+def _prefix_source(s3: Any, bucket: str, prefix: str, uri: str) -> Source:
+    """Every supported, non-empty file directly or deeper under ``prefix``, in key order; one format only."""
+    files = [
+        (key, size)
+        for key, size in list_keys(s3, bucket, prefix)
+        if size > 0 and PurePosixPath(key).suffix.lower() in SUPPORTED_SUFFIXES
+    ]
+    if not files:
+        raise InputValidationError(
+            f"s3_uri '{uri}' is a prefix with no non-empty {sorted(SUPPORTED_SUFFIXES)} files under it; upload "
+            "files there or give one file's URI"
+        )
+    kinds = {SUPPORTED_SUFFIXES[PurePosixPath(key).suffix.lower()] for key, _ in files}
+    if len(kinds) > 1:
+        raise InputValidationError(f"s3_uri '{uri}' mixes file formats {sorted(kinds)}; put one format under a prefix")
+    (kind,) = kinds
+    parts = [_file_source(s3, bucket, key, kind, size, f"s3://{bucket}/{key}") for key, size in sorted(files)]
+    return MultiSource(parts, description=f"{uri} ({len(parts)} files)")
