@@ -1,4 +1,5 @@
-"""``python -m cli batch``: run a batch inference job locally (moto + emulator) and write the results to a folder."""
+"""``python -m cli batch``: run a batch inference locally (moto + emulator) or on the deployed stack (``--target aws``)
+and write the results to a folder."""
 
 from __future__ import annotations
 
@@ -19,15 +20,30 @@ FAULTS_HELP = (
 
 def add_parser(commands: Any) -> None:
     p = commands.add_parser("batch", help="run a batch inference over a file or a Hugging Face dataset")
-    p.add_argument("--target", choices=["local"], default="local", help="local: moto + the Bedrock emulator")
-    p.add_argument("--input", required=True, help="a local CSV/Parquet file, or hf:ORG/NAME for a Hugging Face dataset")
+    p.add_argument(
+        "--target",
+        choices=["local", "aws"],
+        default="local",
+        help="local: moto + the Bedrock emulator; aws: the deployed stack with your AWS credentials",
+    )
+    p.add_argument("--stack-name", default="BedrockBatchInference", help="--target aws: the deployed stack's name")
+    p.add_argument(
+        "--input",
+        required=True,
+        help="a local CSV/Parquet/JSONL file, s3://... (--target aws: in the stack's bucket), or hf:ORG/NAME",
+    )
     p.add_argument("--split", default="train", help="dataset split for hf: inputs (default: train)")
     p.add_argument("--model-id", required=True, help="Bedrock model id, e.g. anthropic.claude-3-haiku-20240307-v1:0")
     p.add_argument("--prompt-id", help="a key of prompt_id_to_template in prompt_templates.py (text models)")
     p.add_argument("--max-records-per-job", type=int, help="records per Bedrock job (100-50000)")
     p.add_argument("--max-num-jobs", type=int, help="refuse to run if more jobs than this would be needed")
     p.add_argument("--max-concurrent-jobs", type=int, help="override maxConcurrentJobs from cdk.json")
-    p.add_argument("--job-name-prefix", default="local", help="prefix of the Bedrock job names")
+    p.add_argument("--job-name-prefix", default="cli", help="prefix of the Bedrock job names")
+    p.add_argument("--invocation-type", choices=["InvokeModel", "Converse"], help="Bedrock batch invocation type")
+    p.add_argument("--model-family", help="model family, for ids the registry cannot map (application profiles)")
+    p.add_argument(
+        "--no-resubmit", action="store_true", help="do not resubmit failed records once (resubmit_failed=false)"
+    )
     p.add_argument("--inference-params", help='JSON, e.g. \'{"max_tokens": 512, "temperature": 0.2}\'')
     p.add_argument("--step-seconds", type=float, default=0.2, help="emulator: seconds a job spends in each status")
     p.add_argument("--faults", default="", metavar="SPEC", help=FAULTS_HELP)
@@ -51,12 +67,17 @@ def execution_input(args: argparse.Namespace, source: dict[str, str]) -> dict[st
         payload["max_num_jobs"] = args.max_num_jobs
     if args.inference_params:
         payload["inference_params"] = json.loads(args.inference_params)
+    if args.invocation_type:
+        payload["invocation_type"] = args.invocation_type
+    if args.model_family:
+        payload["model_family"] = args.model_family
+    if args.no_resubmit:
+        payload["resubmit_failed"] = False
     return payload
 
 
 def run(args: argparse.Namespace) -> int:
     from local.emulator.faults import FaultSpecError, parse_faults
-    from local.runner import LocalRuntime, RuntimeOptions
 
     try:
         faults = parse_faults(args.faults)
@@ -68,31 +89,58 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             return fail(f"--inference-params is not valid JSON ({exc}); e.g. '{{\"max_tokens\": 512}}'")
     local_path: Path | None = None
+    source: dict[str, str] = {}
     if args.input.startswith("hf:"):
         source = {"dataset_id": args.input.removeprefix("hf:"), "split": args.split}
     elif args.input.startswith("s3://"):
-        return fail(f"--input {args.input}: the local target has no S3 data yet; give a local file path instead")
+        if args.target == "local":
+            return fail(f"--input {args.input}: the local target starts with an empty S3; give a local file path")
+        source = {"s3_uri": args.input}
     else:
         local_path = Path(args.input)
         if not local_path.is_file():
-            return fail(f"--input {args.input} is not a file; give a CSV or Parquet file path or hf:ORG/NAME")
+            return fail(f"--input {args.input} is not a file; give a CSV/Parquet/JSONL file, s3://... or hf:ORG/NAME")
+    if args.target == "aws":
+        if faults:
+            return fail("--faults injects emulator faults: it only works with --target local")
+        return _run_on_aws(args, local_path, source)
+    from local.runner import LocalRuntime, RuntimeOptions
 
     options = RuntimeOptions(
         max_concurrent_jobs=args.max_concurrent_jobs, step_seconds=args.step_seconds, faults=faults
     )
+    with LocalRuntime(options) as runtime:
+        return execute(runtime, args, local_path, source)
+
+
+def _run_on_aws(args: argparse.Namespace, local_path: Path | None, source: dict[str, str]) -> int:
+    import boto3
+
+    from cli.aws_target import AwsBatchTarget, StackNotFound
+
+    if args.max_concurrent_jobs is not None:
+        return fail("--max-concurrent-jobs is fixed at deploy time on AWS: set maxConcurrentJobs in cdk.json")
+    try:
+        target = AwsBatchTarget(boto3.session.Session(), args.stack_name)
+    except StackNotFound as exc:
+        return fail(str(exc), EXIT_FAILED)
+    return execute(target, args, local_path, source)
+
+
+def execute(target: Any, args: argparse.Namespace, local_path: Path | None, source: dict[str, str]) -> int:
+    """Upload the input if it is local, start the execution, follow it, then download results and summary."""
     from cli.progress import BatchProgress
 
-    with LocalRuntime(options) as runtime:
-        if local_path is not None:
-            source = {"s3_uri": runtime.upload_input(local_path)}
-        execution_arn = runtime.start(execution_input(args, source))
-        with BatchProgress(runtime, execution_arn, enabled=not args.quiet) as progress:
-            outcome = runtime.wait(execution_arn, on_tick=progress.update)
-        if outcome.status != "SUCCEEDED":
-            code = EXIT_BAD_INPUT if outcome.error == "InputValidationError" else EXIT_FAILED
-            return fail(outcome.error_message, code)
-        run_id = runtime.run_id(execution_arn)
-        files = runtime.download_outputs(run_id, args.output)
+    if local_path is not None:
+        source = {"s3_uri": target.upload_input(local_path)}
+    execution_arn = target.start(execution_input(args, source))
+    with BatchProgress(target, execution_arn, enabled=not args.quiet) as progress:
+        outcome = target.wait(execution_arn, on_tick=progress.update)
+    if outcome.status != "SUCCEEDED":
+        code = EXIT_BAD_INPUT if outcome.error == "InputValidationError" else EXIT_FAILED
+        return fail(outcome.error_message, code)
+    run_id = target.run_id(execution_arn)
+    files = target.download_outputs(run_id, args.output)
     summary = json.loads((args.output / "summary.json").read_text())
     print(
         f"run {run_id}: {summary['total_records']} rows in {summary['jobs_planned']} jobs -> "

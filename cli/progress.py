@@ -54,13 +54,11 @@ class BatchProgress:
             self._load_manifest()
             if self.total_jobs is None:
                 return
-        statuses = Counter(job["status"] for job in self.runtime.emulator.jobs())
+        statuses = Counter(self.runtime.job_statuses())
         results = list(self._result_keys())
         running = sum(count for status, count in statuses.items() if status in IN_FLIGHT)
-        detail = (
-            f"jobs: {sum(statuses.values())} submitted, {running} running, {len(results)} done | "
-            f"records: {self.total_records}"
-        )
+        submitted = f"{sum(statuses.values())} submitted, {running} running, " if statuses else ""
+        detail = f"jobs: {submitted}{len(results)} done | records: {self.total_records}"
         self._progress.update(
             self._task, description="jobs", total=self.total_jobs, completed=len(results), detail=detail
         )

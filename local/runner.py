@@ -13,14 +13,14 @@ import logging
 import os
 import re
 import threading
-import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
+
+from local.executions import StateMachineRuns
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -49,26 +49,6 @@ class LocalFunction:
     @property
     def arn(self) -> str:
         return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self.name}"
-
-
-@dataclass
-class ExecutionOutcome:
-    execution_arn: str
-    status: str
-    output: dict[str, Any] | None
-    error: str | None
-    cause: str | None
-
-    @property
-    def error_message(self) -> str:
-        """The most useful single line: the Lambda's errorMessage when the cause is a Lambda error payload."""
-        if not self.cause:
-            return self.error or self.status
-        try:
-            payload = json.loads(self.cause)
-            return str(payload.get("errorMessage", self.cause))
-        except (ValueError, AttributeError):
-            return self.cause
 
 
 @dataclass
@@ -226,8 +206,10 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-class LocalRuntime:
+class LocalRuntime(StateMachineRuns):
     """Context manager: moto + emulator + the synthesized state machine, ready to start executions."""
+
+    execution_prefix = "local"
 
     def __init__(self, options: RuntimeOptions | None = None, template: dict[str, Any] | None = None) -> None:
         self.options = options or RuntimeOptions()
@@ -344,54 +326,12 @@ class LocalRuntime:
             name="BatchInference", definition=definition, roleArn=role_arn, type="STANDARD"
         )["stateMachineArn"]
 
-    # -- use -------------------------------------------------------------------------------------------------------
-    def upload_input(self, path: Path) -> str:
-        key = f"inputs/{path.name}"
-        self.s3.upload_file(str(path), self.bucket, key)
-        return f"s3://{self.bucket}/{key}"
-
-    def start(self, execution_input: dict[str, Any], name: str | None = None) -> str:
-        name = name or f"local-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-        return str(
-            self.sfn.start_execution(
-                stateMachineArn=self.state_machine_arn, name=name, input=json.dumps(execution_input)
-            )["executionArn"]
-        )
-
-    def describe(self, execution_arn: str) -> ExecutionOutcome:
-        d = self.sfn.describe_execution(executionArn=execution_arn)
-        output = json.loads(d["output"]) if d.get("output") else None
-        return ExecutionOutcome(execution_arn, d["status"], output, d.get("error"), d.get("cause"))
-
-    def wait(
-        self, execution_arn: str, on_tick: Callable[[], None] | None = None, interval: float = 0.2
-    ) -> ExecutionOutcome:
-        while True:
-            outcome = self.describe(execution_arn)
-            if on_tick:
-                on_tick()
-            if outcome.status != "RUNNING":
-                return outcome
-            time.sleep(interval)
-
-    def run_id(self, execution_arn: str) -> str:
-        from lambdas.shared.layout import run_id_from_execution_name
-
-        return run_id_from_execution_name(execution_arn.rsplit(":", 1)[-1])
-
-    def download_outputs(self, run_id: str, output_dir: Path) -> list[Path]:
-        from lambdas.shared.s3io import list_keys
-
-        output_dir.mkdir(parents=True, exist_ok=True)
-        written = []
-        for key, _size in list_keys(self.s3, self.bucket, f"runs/{run_id}/output/"):
-            target = output_dir / Path(key).name
-            self.s3.download_file(self.bucket, key, str(target))
-            written.append(target)
-        summary = output_dir / "summary.json"
-        self.s3.download_file(self.bucket, f"runs/{run_id}/summary.json", str(summary))
-        written.append(summary)
-        return written
+    def job_statuses(self) -> dict[str, int]:
+        """Bedrock jobs by status, as the emulator sees them (for progress displays)."""
+        counts: dict[str, int] = {}
+        for job in self.emulator.jobs():
+            counts[job["status"]] = counts.get(job["status"], 0) + 1
+        return counts
 
 
 def synth_template(options: RuntimeOptions) -> dict[str, Any]:

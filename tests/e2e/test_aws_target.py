@@ -1,0 +1,88 @@
+"""``--target aws`` against a "deployed" stack: moto's CloudFormation holds the stack outputs, and the state machine
+behind them is our synthesized one (the local runtime), so the CLI's AWS path runs end to end without an account."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import boto3
+import pyarrow.parquet as pq
+import pytest
+
+from cli.__main__ import main
+from local.runner import LocalRuntime, RuntimeOptions
+
+pytestmark = pytest.mark.slow
+
+
+def deploy_outputs(runtime: LocalRuntime, stack_name: str) -> None:
+    template = {
+        "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+        "Outputs": {
+            "BucketName": {"Value": runtime.bucket},
+            "StateMachineArn": {"Value": runtime.state_machine_arn},
+        },
+    }
+    boto3.client("cloudformation", region_name="us-east-1").create_stack(
+        StackName=stack_name, TemplateBody=json.dumps(template)
+    )
+
+
+def test_aws_target_finds_the_stack_starts_and_follows_the_run(tmp_path: Path, capsys):
+    # GIVEN a deployed stack (its outputs) and a local CSV
+    path = tmp_path / "topics.csv"
+    path.write_text("topic\n" + "".join(f"topic {i}\n" for i in range(120)))
+    with LocalRuntime(RuntimeOptions(step_seconds=0.05)) as runtime:
+        deploy_outputs(runtime, "BedrockBatchInference")
+        # WHEN the CLI runs with --target aws
+        code = main(
+            [
+                "batch",
+                "--target",
+                "aws",
+                "--input",
+                str(path),
+                "--model-id",
+                "anthropic.claude-3-haiku-20240307-v1:0",
+                "--prompt-id",
+                "joke_about_topic",
+                "--output",
+                str(tmp_path / "out"),
+                "--quiet",
+            ]
+        )
+        # THEN the input went to the stack's bucket, the execution succeeded and the results came back
+        assert code == 0, capsys.readouterr().err
+        keys = [o["Key"] for o in runtime.s3.list_objects_v2(Bucket=runtime.bucket, Prefix="inputs/")["Contents"]]
+        assert keys == ["inputs/topics.csv"]
+        executions = runtime.sfn.list_executions(stateMachineArn=runtime.state_machine_arn)["executions"]
+        assert len(executions) == 1 and executions[0]["name"].startswith("cli-")
+    table = pq.read_table(sorted((tmp_path / "out").glob("*.parquet")))
+    assert table.num_rows == 120 and table.column("error_code").null_count == 120
+
+
+def test_aws_target_without_the_stack_is_one_clear_line(tmp_path: Path, capsys):
+    path = tmp_path / "topics.csv"
+    path.write_text("topic\n" + "".join(f"t{i}\n" for i in range(120)))
+    with LocalRuntime(RuntimeOptions(step_seconds=0.05)):
+        code = main(
+            [
+                "batch",
+                "--target",
+                "aws",
+                "--stack-name",
+                "Missing",
+                "--input",
+                str(path),
+                "--model-id",
+                "anthropic.claude-3-haiku-20240307-v1:0",
+                "--prompt-id",
+                "joke_about_topic",
+                "--output",
+                str(tmp_path / "out"),
+                "--quiet",
+            ]
+        )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "stack 'Missing' was not found" in err[0] and "make deploy" in err[0]
