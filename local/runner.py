@@ -57,6 +57,7 @@ class RuntimeOptions:
     poll_interval_seconds: int = 1
     step_seconds: float = 0.2  # how long the emulator keeps a job in each status
     faults: dict[str, Any] = field(default_factory=dict)  # emulator faults: see local.emulator.faults
+    max_active_jobs_per_model: int = 20  # the emulator's quota of submitted + in-progress jobs per model
     # Local-only speed-up: moto sleeps every Retry interval for real (the synthesized ones are 2 s to 15 min), so each
     # Retry's IntervalSeconds and MaxDelaySeconds are capped at this many seconds (1 is the ASL minimum). Error names,
     # MaxAttempts, BackoffRate and JitterStrategy stay as synthesized. None runs the definition unchanged.
@@ -269,6 +270,7 @@ class LocalRuntime(StateMachineRuns):
     def _start_emulator(self) -> None:
         import boto3
 
+        from local.emulator.batch_io import Quotas
         from local.emulator.jobs import EmulatorState
         from local.emulator.server import BedrockEmulator
 
@@ -278,6 +280,7 @@ class LocalRuntime(StateMachineRuns):
             account_id=ACCOUNT,
             step_seconds=self.options.step_seconds,
             faults=self.options.faults,
+            quotas=Quotas(max_active_jobs_per_model=self.options.max_active_jobs_per_model),
         )
         self.emulator = BedrockEmulator(state)
         self.emulator.start()

@@ -203,6 +203,7 @@ class EmulatorState:
         self._jobs: dict[str, Job] = {}  # by job id, in creation order
         self._tokens: dict[str, str] = {}  # clientRequestToken -> job id
         self._created: Counter[str] = Counter()
+        self._peak_active: dict[str, int] = {}  # most submitted + in-progress jobs seen at once, per base model
         self._injected: Counter[str] = Counter()  # fault name -> records, jobs, calls or lines hit so far
         self._lock = threading.RLock()
 
@@ -221,6 +222,8 @@ class EmulatorState:
             job = self._new_job(params, now)
             if token is not None:
                 self._tokens[token] = job.job_id
+            base = base_model_id(params["modelId"])
+            self._peak_active[base] = max(self._peak_active.get(base, 0), self._active_jobs(base))
             return {"jobArn": job.arn}
 
     def get_model_invocation_job(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -303,6 +306,11 @@ class EmulatorState:
         with self._lock:
             return dict(self._injected)
 
+    def peak_active_jobs_per_model(self) -> dict[str, int]:
+        """The most jobs that were submitted or in progress at the same time, per base model."""
+        with self._lock:
+            return dict(self._peak_active)
+
     def jobs_created_per_model(self) -> dict[str, int]:
         """How many jobs were ever created, per ``modelId`` as submitted (idempotent retries not counted)."""
         with self._lock:
@@ -361,12 +369,15 @@ class EmulatorState:
         if any(job.name == name for job in self._jobs.values()):
             raise conflict(f"A model invocation job named '{name}' already exists; job names must be unique")
 
+    def _active_jobs(self, base: str) -> int:
+        return sum(
+            1 for job in self._jobs.values() if job.status in IN_FLIGHT_STATUSES and base_model_id(job.model_id) == base
+        )
+
     def _check_quota(self, model_id: str) -> None:
         base = base_model_id(model_id)
         limit = self.quotas.max_active_jobs_per_model
-        active = sum(
-            1 for job in self._jobs.values() if job.status in IN_FLIGHT_STATUSES and base_model_id(job.model_id) == base
-        )
+        active = self._active_jobs(base)
         if active >= limit:
             raise ApiError(
                 "ServiceQuotaExceededException",

@@ -139,6 +139,9 @@ class BedrockEmulator:
     def jobs_created_per_model(self) -> dict[str, int]:
         return self.state.jobs_created_per_model()
 
+    def peak_active_jobs_per_model(self) -> dict[str, int]:
+        return self.state.peak_active_jobs_per_model()
+
     def calls(self) -> dict[str, int]:
         """Requests received per operation name (e.g. ``{"GetModelInvocationJob": 12}``), faulted ones included."""
         return self.routes.call_counts()
