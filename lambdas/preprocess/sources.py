@@ -7,7 +7,7 @@ ranged GETs, Hugging Face datasets with ``streaming=True``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, Protocol
@@ -46,43 +46,48 @@ class Source(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class TextFormat:
+    """A line-oriented format Arrow reads in blocks from a stream: how to open it and what to say when it fails."""
+
+    name: str
+    open: Callable[[Any], Iterator[pa.RecordBatch]]
+    fix: str
+
+
+CSV = TextFormat(
+    "CSV",
+    lambda body: pacsv.open_csv(body, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES)),
+    "every line needs the header's columns and each column one type throughout the file (types are inferred from "
+    "the first block)",
+)
+JSONL = TextFormat(
+    "JSONL",
+    lambda body: pajson.open_json(body, read_options=pajson.ReadOptions(block_size=CSV_BLOCK_BYTES)),
+    "give one JSON object per line with the same keys and value types on every line",
+)
+
+
 @dataclass
-class CsvSource:
+class TextSource:
+    """A CSV or JSONL object streamed from S3 in blocks of CSV_BLOCK_BYTES."""
+
     s3: Any
     bucket: str
     key: str
     description: str
+    format: TextFormat
 
     records_object = None
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         body = self.s3.get_object(Bucket=self.bucket, Key=self.key)["Body"]
         try:
-            yield from pacsv.open_csv(body, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES))
+            yield from self.format.open(body)
         except pa.ArrowInvalid as exc:
             raise InputValidationError(
-                f"s3_uri '{self.description}' could not be read as CSV: {exc}; every line needs the header's columns "
-                "and each column one type throughout the file (types are inferred from the first block)" + _UTF8_HINT
-            ) from None
-
-
-@dataclass
-class JsonlSource:
-    s3: Any
-    bucket: str
-    key: str
-    description: str
-
-    records_object = None
-
-    def batches(self) -> Iterator[pa.RecordBatch]:
-        body = self.s3.get_object(Bucket=self.bucket, Key=self.key)["Body"]
-        try:
-            yield from pajson.open_json(body, read_options=pajson.ReadOptions(block_size=CSV_BLOCK_BYTES))
-        except pa.ArrowInvalid as exc:
-            raise InputValidationError(
-                f"s3_uri '{self.description}' could not be read as JSONL: {exc}; give one JSON object per line with "
-                "the same keys and value types on every line" + _UTF8_HINT
+                f"s3_uri '{self.description}' could not be read as {self.format.name}: {exc}; {self.format.fix}"
+                + _UTF8_HINT
             ) from None
 
 
@@ -189,11 +194,9 @@ def _kind(key: str, uri: str) -> str:
 
 
 def _file_source(s3: Any, bucket: str, key: str, kind: str, size: int, description: str) -> Source:
-    if kind == "csv":
-        return CsvSource(s3, bucket, key, description)
-    if kind == "jsonl":
-        return JsonlSource(s3, bucket, key, description)
-    return ParquetSource(s3, bucket, key, size, description)
+    if kind == "parquet":
+        return ParquetSource(s3, bucket, key, size, description)
+    return TextSource(s3, bucket, key, description, CSV if kind == "csv" else JSONL)
 
 
 def _prefix_source(s3: Any, bucket: str, prefix: str, uri: str) -> Source:

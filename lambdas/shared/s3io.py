@@ -28,7 +28,19 @@ def iter_lines(s3: Any, bucket: str, key: str) -> Iterator[bytes]:
     yield from body.iter_lines(chunk_size=1 << 20)
 
 
-class S3RangeReader(io.RawIOBase):
+class _ReadOnly(io.RawIOBase):
+    """``readinto`` in terms of ``read``, for the read-only streams below."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class S3RangeReader(_ReadOnly):
     """A seekable, read-only file over one S3 object using ranged GETs (for Parquet footers and row groups)."""
 
     def __init__(self, s3: Any, bucket: str, key: str, size: int | None = None) -> None:
@@ -40,9 +52,6 @@ class S3RangeReader(io.RawIOBase):
     @property
     def size(self) -> int:
         return self._size
-
-    def readable(self) -> bool:
-        return True
 
     def seekable(self) -> bool:
         return True
@@ -65,22 +74,14 @@ class S3RangeReader(io.RawIOBase):
         self._pos += len(data)
         return data
 
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
-
-class FileRange(io.RawIOBase):
+class FileRange(_ReadOnly):
     """Bytes ``[start, end)`` of an open binary file, as a readable stream (for uploading part of a file)."""
 
     def __init__(self, file: Any, start: int, end: int) -> None:
         super().__init__()
         self._file, self._start, self._end = file, start, end
         self._pos = start
-
-    def readable(self) -> bool:
-        return True
 
     def read(self, size: int = -1) -> bytes:
         left = self._end - self._pos
@@ -91,8 +92,3 @@ class FileRange(io.RawIOBase):
         data: bytes = self._file.read(size)
         self._pos += len(data)
         return data
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
