@@ -19,6 +19,9 @@ import jsii
 # Top-level entries of the project that every Lambda asset (zip and image) needs, relative to the project root.
 HANDLER_SOURCES = ("lambdas", "prompt_templates.py")
 _SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "Dockerfile")
+# The Lambda Python runtime ships the AWS SDK; dependencies that pull it in (aws-xray-sdk -> botocore) must not
+# bundle a second copy (it would add ~25 MB and shadow the runtime's version).
+RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six.py", "bin")
 _PLATFORM_TAGS = {
     "arm64": ("manylinux2014_aarch64", "manylinux_2_28_aarch64"),
     "x86_64": ("manylinux2014_x86_64", "manylinux_2_28_x86_64"),
@@ -46,6 +49,13 @@ class PipLocalBundling:
             ],
             check=True,
         )  # fmt: skip
+        for entry in Path(output_dir).iterdir():
+            if entry.name not in RUNTIME_PROVIDED and entry.name.split("-")[0] not in RUNTIME_PROVIDED:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
         for name in HANDLER_SOURCES:
             source, target = self.project_root / name, Path(output_dir) / name
             if not source.exists():
