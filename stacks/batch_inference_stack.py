@@ -22,14 +22,21 @@ DATA_ACCESS: dict[str, dict[str, list[str]]] = {
         "write": [f"{RUNS_PREFIX}*"],
         "list_prefixes": [INPUTS_PREFIX, RUNS_PREFIX],
     },
+    # IAM's '*' spans '/': runs/*/output/* also covers the resubmission jobs' runs/<run>/retry/output/ (and results).
     "postprocess": {
         "read": [f"{RUNS_PREFIX}*"],
         "write": [f"{RUNS_PREFIX}*/output/*", f"{RUNS_PREFIX}*/results/*"],
         "list_prefixes": [RUNS_PREFIX],
     },
+    "resubmit": {
+        "read": [f"{RUNS_PREFIX}*"],
+        "write": [f"{RUNS_PREFIX}*/retry/*"],
+        "list_prefixes": [RUNS_PREFIX],
+    },
+    # Finalize rewrites the outputs that have resubmitted rows.
     "finalize": {
         "read": [f"{RUNS_PREFIX}*"],
-        "write": [f"{RUNS_PREFIX}*/summary.json"],
+        "write": [f"{RUNS_PREFIX}*/summary.json", f"{RUNS_PREFIX}*/output/*"],
         "list_prefixes": [RUNS_PREFIX],
     },
 }

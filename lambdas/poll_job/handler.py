@@ -18,7 +18,9 @@ from lambdas.shared.settings import Settings
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     state = JobState.model_validate(event)
-    logger.thread_safe_append_keys(run_id=state.run.run_id, job_index=state.job.index)
+    logger.thread_safe_append_keys(
+        run_id=state.run.run_id, job_index=state.job.index, resubmission=state.job.resubmission
+    )
     out = logic.poll(state, bedrock=aws.bedrock(), timeout_hours=Settings.from_env().job_timeout_hours)
     logger.info("job polled", job_arn=out.job_arn, status=out.status, counters=out.counters)
     return out.model_dump(mode="json")

@@ -13,8 +13,9 @@ from collections.abc import Callable
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lambdas.shared.run_files import EMBEDDING_TYPE
+
 ColumnReader = Callable[[pa.Array], pa.Array]
-EMBEDDING_TYPE = pa.list_(pa.float32())
 
 
 def _field(array: pa.Array, name: str) -> pa.Array:

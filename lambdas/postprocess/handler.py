@@ -19,7 +19,9 @@ from lambdas.shared.observability import logger, metrics, tracer
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     state = JobState.model_validate(event)
-    logger.thread_safe_append_keys(run_id=state.run.run_id, job_index=state.job.index)
+    logger.thread_safe_append_keys(
+        run_id=state.run.run_id, job_index=state.job.index, resubmission=state.job.resubmission
+    )
     with tempfile.TemporaryDirectory(prefix="postprocess-") as workdir:
         result = logic.postprocess(state, s3=aws.s3(), workdir=Path(workdir))
     logger.info("job results written", status=result.status, succeeded=result.succeeded, failed=result.failed)

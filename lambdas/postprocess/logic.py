@@ -3,6 +3,7 @@
 Left join by construction: the job's rows are read from ``records.parquet``; each output line fills the slot of its
 record (record ids are row numbers), so output order does not matter. Rows without a result get an error code: the
 record's own ``error``, or a job-level code when the job failed, expired, was stopped or never started.
+A resubmission job's rows are the row numbers listed in its rows file; its output keeps them in a ``row`` column.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from lambdas.postprocess import columnar
-from lambdas.postprocess.columnar import EMBEDDING_TYPE
 from lambdas.shared import layout
 from lambdas.shared.model_families import ModelAdapter, adapter_for_family
 from lambdas.shared.models import JobResult, JobState
+from lambdas.shared.run_files import ERROR_CODE, ERROR_MESSAGE, ROW, read_row_numbers, value_column, value_type
 from lambdas.shared.s3io import S3RangeReader, list_keys, put_json
 
 RECORD_ID = "record_id"
@@ -66,7 +67,9 @@ class _Chunk:
 class JoinedOutput:
     """Per-row results of one job, filled from output lines in any order, kept as Arrow columns.
 
-    Every parsed line is stored once in a chunk; ``line_of[row]`` says which line holds the row's result (-1: none
+    A job's rows are ``first_row`` .. ``first_row + count - 1`` (a planned job), or the ascending row numbers
+    ``rows`` (a resubmission job, see ``for_rows``); slot ``i`` is the job's ``i``-th row either way.
+    Every parsed line is stored once in a chunk; ``line_of[slot]`` says which line holds the row's result (-1: none
     yet). The first line for a record wins; lines for records outside the job, duplicates and corrupt lines count
     as ``unmatched_lines``. ``fill_missing`` adds one shared line for every row still without one.
     """
@@ -74,23 +77,43 @@ class JoinedOutput:
     first_row: int
     count: int
     kind: str = "text"
+    rows: np.ndarray | None = None  # ascending row numbers, when the rows are not contiguous
     unmatched_lines: int = 0
     line_of: np.ndarray = field(init=False)
     _chunks: list[_Chunk] = field(init=False, default_factory=list)
     _lines: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
+        if self.rows is not None and len(self.rows) != self.count:
+            raise ValueError(f"count={self.count} but {len(self.rows)} row numbers")
         self.line_of = np.full(self.count, -1, dtype=np.int64)
+
+    @classmethod
+    def for_rows(cls, rows: np.ndarray, kind: str = "text") -> JoinedOutput:
+        """A job whose rows are not contiguous (a resubmission job); ``rows`` ascending, without duplicates."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) > 1 and not bool(np.all(np.diff(rows) > 0)):
+            raise ValueError("row numbers must be ascending, without duplicates")
+        return cls(first_row=int(rows[0]) if len(rows) else 0, count=len(rows), kind=kind, rows=rows)
 
     @property
     def value_type(self) -> pa.DataType:
-        return EMBEDDING_TYPE if self.kind == "embedding" else pa.string()
+        return value_type(self.kind)
+
+    def _slots(self, record_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(slot, inside): where each record's row is in the job, and whether the record is one of the job's."""
+        if self.rows is None:
+            slots = record_ids - self.first_row
+            return slots, (record_ids >= 0) & (slots >= 0) & (slots < self.count)
+        if self.count == 0:
+            return np.zeros(len(record_ids), dtype=np.int64), np.zeros(len(record_ids), dtype=bool)
+        slots = np.minimum(np.searchsorted(self.rows, record_ids), self.count - 1)
+        return slots, (record_ids >= 0) & (self.rows[slots] == record_ids)
 
     def _place(self, record_ids: np.ndarray, chunk: _Chunk) -> None:
         """Point each record's row at its line in ``chunk``; ``record_ids`` is -1 where a line had no usable id."""
-        slots = record_ids - self.first_row
+        slots, inside = self._slots(record_ids)
         lines = np.arange(len(record_ids), dtype=np.int64) + self._lines
-        inside = (record_ids >= 0) & (slots >= 0) & (slots < self.count)
         slots, lines = slots[inside], lines[inside]
         unique_slots, first = np.unique(slots, return_index=True)  # the first line of a record wins
         fresh = self.line_of[unique_slots] < 0
@@ -227,9 +250,9 @@ def missing_reason(state: JobState) -> tuple[str, str]:
 def build_table(records: pa.Table, joined: JoinedOutput) -> pa.Table:
     table = records.drop_columns([RECORD_ID]) if RECORD_ID in records.column_names else records
     values, codes, messages = joined.columns()
-    table = table.append_column("embedding" if joined.kind == "embedding" else "response", values)
-    table = table.append_column("error_code", codes)
-    return table.append_column("error_message", messages)
+    table = table.append_column(value_column(joined.kind), values)
+    table = table.append_column(ERROR_CODE, codes)
+    return table.append_column(ERROR_MESSAGE, messages)
 
 
 def read_outputs(s3: Any, bucket: str, prefix: str, joined: JoinedOutput, family: str, workdir: Path) -> dict[str, int]:
@@ -248,9 +271,17 @@ def read_outputs(s3: Any, bucket: str, prefix: str, joined: JoinedOutput, family
 
 
 def postprocess(state: JobState, *, s3: Any, workdir: Path) -> JobResult:
+    """Write the job's output Parquet and result. A planned job's output has the input columns of its rows
+    (``output/<NNNN>.parquet``); a resubmission job's has their row numbers instead (``retry/output/<NNNN>.parquet``,
+    column ``row``), which Finalize merges into the planned jobs' outputs."""
     run, job = state.run, state.job
-    records = read_rows(s3, run.bucket, run.records_key, job.first_row, job.record_count)
-    joined = JoinedOutput(first_row=job.first_row, count=job.record_count, kind=run.output_kind)
+    if job.rows_key is not None:
+        rows = read_row_numbers(s3, run.bucket, job.rows_key)
+        records = pa.table({ROW: pa.array(rows, pa.int64())})
+        joined = JoinedOutput.for_rows(rows, kind=run.output_kind)
+    else:
+        records = read_rows(s3, run.bucket, run.records_key, job.first_row, job.record_count)
+        joined = JoinedOutput(first_row=job.first_row, count=job.record_count, kind=run.output_kind)
     tokens = {"inputTokenCount": 0, "outputTokenCount": 0}
     if state.job_arn:
         prefix = f"{layout.bedrock_output_prefix(run.run_id)}{layout.job_id_from_arn(state.job_arn)}/"
@@ -259,7 +290,7 @@ def postprocess(state: JobState, *, s3: Any, workdir: Path) -> JobResult:
     joined.fill_missing(code, message)
 
     table = build_table(records, joined)
-    out_key = layout.output_key(run.run_id, job.index)
+    out_key = layout.output_key(run.run_id, job.index, resubmission=job.resubmission)
     path = workdir / f"{job.index:04d}.parquet"
     pq.write_table(table, path, compression="zstd")
     s3.upload_file(str(path), run.bucket, out_key)
@@ -279,6 +310,8 @@ def postprocess(state: JobState, *, s3: Any, workdir: Path) -> JobResult:
         output_tokens=tokens["outputTokenCount"],
         output_key=out_key,
         error_counts=dict(errors),
+        resubmission=job.resubmission,
     )
-    put_json(s3, run.bucket, layout.result_key(run.run_id, job.index), result.model_dump(mode="json"))
+    key = layout.result_key(run.run_id, job.index, resubmission=job.resubmission)
+    put_json(s3, run.bucket, key, result.model_dump(mode="json"))
     return result

@@ -24,49 +24,67 @@ def run_prefix(run_id: str) -> str:
     return f"runs/{run_id}"
 
 
+def _jobs_root(run_id: str, resubmission: bool) -> str:
+    """Where a kind of job keeps its files: the planned jobs at the run's root, resubmission jobs under ``retry/``
+    with the same names (``retry/jobs/<NNNN>.jsonl``, ``retry/jobs.json``, ``retry/output/``, ``retry/results/``)."""
+    return f"runs/{run_id}/retry/" if resubmission else f"runs/{run_id}/"
+
+
 def records_key(run_id: str) -> str:
     return f"runs/{run_id}/records.parquet"
 
 
-def job_input_key(run_id: str, index: int) -> str:
-    return f"runs/{run_id}/jobs/{index:04d}.jsonl"
+def job_input_key(run_id: str, index: int, *, resubmission: bool = False) -> str:
+    return f"{_jobs_root(run_id, resubmission)}jobs/{index:04d}.jsonl"
 
 
-def manifest_key(run_id: str) -> str:
-    return f"runs/{run_id}/jobs.json"
+def manifest_key(run_id: str, *, resubmission: bool = False) -> str:
+    return f"{_jobs_root(run_id, resubmission)}jobs.json"
+
+
+def retry_rows_key(run_id: str, index: int) -> str:
+    """The row numbers of resubmission job ``index`` (Parquet, one int64 column ``row``)."""
+    return f"runs/{run_id}/retry/rows/{index:04d}.parquet"
+
+
+def retry_plan_key(run_id: str) -> str:
+    return f"runs/{run_id}/retry/plan.json"
 
 
 def bedrock_output_prefix(run_id: str) -> str:
     return f"runs/{run_id}/bedrock-output/"
 
 
-def output_key(run_id: str, index: int) -> str:
-    return f"runs/{run_id}/output/{index:04d}.parquet"
+def output_key(run_id: str, index: int, *, resubmission: bool = False) -> str:
+    return f"{_jobs_root(run_id, resubmission)}output/{index:04d}.parquet"
 
 
-def result_key(run_id: str, index: int) -> str:
-    return f"runs/{run_id}/results/{index:04d}.json"
+def result_key(run_id: str, index: int, *, resubmission: bool = False) -> str:
+    return f"{results_prefix(run_id, resubmission=resubmission)}{index:04d}.json"
 
 
-def results_prefix(run_id: str) -> str:
-    return f"runs/{run_id}/results/"
+def results_prefix(run_id: str, *, resubmission: bool = False) -> str:
+    return f"{_jobs_root(run_id, resubmission)}results/"
 
 
 def summary_key(run_id: str) -> str:
     return f"runs/{run_id}/summary.json"
 
 
-def job_name(prefix: str, run_id: str, index: int) -> str:
-    """A Bedrock job name matching [a-zA-Z0-9]{1,63}(-*[a-zA-Z0-9+\\-.]){0,63}, at most 63 chars, unique per job."""
+def job_name(prefix: str, run_id: str, index: int, *, resubmission: bool = False) -> str:
+    """A Bedrock job name matching [a-zA-Z0-9]{1,63}(-*[a-zA-Z0-9+\\-.]){0,63}, at most 63 chars, unique per job
+    (resubmission jobs end in ``r<NNNN>``, planned jobs in ``<NNNN>``)."""
     head = _NOT_ALNUM.sub("-", prefix).strip("-") or "batch"
-    tail = f"{index:04d}"
+    tail = f"r{index:04d}" if resubmission else f"{index:04d}"
     run = run_id[: 63 - len(tail) - 2 - min(len(head), 20)].strip("-")
     return f"{head[:20].strip('-')}-{run}-{tail}"
 
 
-def client_request_token(run_id: str, index: int) -> str:
-    """Deterministic per run and job: a retried Submit can never create a second billed job."""
-    return hashlib.sha256(f"{run_id}/{index}".encode()).hexdigest()[:64]
+def client_request_token(run_id: str, index: int, *, resubmission: bool = False) -> str:
+    """Deterministic per run and job: a retried Submit can never create a second billed job. Resubmission jobs
+    have tokens of their own, so they are new jobs, not repeats of the planned ones."""
+    key = f"{run_id}/retry/{index}" if resubmission else f"{run_id}/{index}"
+    return hashlib.sha256(key.encode()).hexdigest()[:64]
 
 
 def job_id_from_arn(job_arn: str) -> str:

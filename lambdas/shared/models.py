@@ -25,6 +25,7 @@ _FIXES: dict[str, str] = {
     "inference_params": 'e.g. {"max_tokens": 1024, "temperature": 0.2}',
     "invocation_type": 'use "InvokeModel" (the model\'s own format, default) or "Converse" (any text model)',
     "model_family": f"use one of {list(MODEL_FAMILIES)}",
+    "resubmit_failed": "use true (default: failed records are resubmitted once) or false",
 }
 
 
@@ -72,6 +73,9 @@ class ExecutionInput(BaseModel):
     invocation_type: Literal["InvokeModel", "Converse"] = "InvokeModel"
     # Overrides the family looked up from model_id; needed for ids that name no model (application profile ARNs).
     model_family: str | None = None
+    # Gather the rows that failed in a way a retry may fix (job-level failures, missing output, throttled or
+    # server-side record errors) into new jobs, once, after the planned jobs (see lambdas/resubmit/logic.py).
+    resubmit_failed: bool = True
 
     @field_validator("model_family")
     @classmethod
@@ -156,7 +160,13 @@ class RunContext(BaseModel):
 
 
 class JobSpec(BaseModel):
-    """One line of the job manifest (``runs/<run>/jobs.json``) the Distributed Map reads."""
+    """One line of a job manifest the Distributed Maps read: ``runs/<run>/jobs.json`` (the planned jobs, rows
+    ``first_row`` .. ``first_row + record_count - 1``) or ``runs/<run>/retry/jobs.json`` (resubmission jobs).
+
+    A resubmission job holds rows gathered from several planned jobs, so they are not contiguous: its row numbers
+    are in the Parquet file ``rows_key`` (column ``row``, ascending) and ``first_row`` is the lowest of them.
+    Items stay small (Distributed Map items must be well under 256 KB): never a list of records.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -165,6 +175,14 @@ class JobSpec(BaseModel):
     first_row: int
     record_count: int
     size_bytes: int
+    resubmission: bool = False
+    rows_key: str | None = None
+
+    @model_validator(mode="after")
+    def _rows_key_iff_resubmission(self) -> JobSpec:
+        if self.resubmission != (self.rows_key is not None):
+            raise ValueError("a resubmission job names its rows file (rows_key); a planned job has none")
+        return self
 
 
 class JobState(BaseModel):
@@ -197,6 +215,31 @@ class JobResult(BaseModel):
     output_tokens: int = 0
     output_key: str
     error_counts: dict[str, int] = Field(default_factory=dict)
+    resubmission: bool = False  # stored as runs/<run>/retry/results/<NNNN>.json
+
+
+class ResubmissionRequest(BaseModel):
+    """Input of "Plan resubmission": the run, and the execution input (for ``resubmit_failed`` and
+    ``max_records_per_job``, which the run context does not carry)."""
+
+    run: RunContext
+    execution_input: dict[str, Any]
+
+
+class ResubmissionPlan(BaseModel):
+    """What "Plan resubmission" decided; returned into the state (``$.resubmission``) and stored as
+    ``runs/<run>/retry/plan.json`` for Finalize. Row counts are over the rows of the planned jobs' outputs."""
+
+    enabled: bool
+    manifest_key: str  # runs/<run>/retry/jobs.json, always written ([] when there is nothing to resubmit)
+    job_count: int
+    rows_failed: int  # rows with an error after the planned jobs
+    rows_retryable: int  # of those, failed in a way a retry may fix (job-level failures, 408, 429, 5xx)
+    rows_resubmitted: int  # in resubmission jobs
+    rows_reported: int  # retryable, but not resubmitted: resubmission off, fewer than 100, or beyond the job limits
+    rows_not_retryable: int  # errors a retry would repeat (e.g. 400 malformed input): never resubmitted
+    jobs_without_results: list[int] = Field(default_factory=list)  # planned jobs whose rows could not be inspected
+    message: str
 
 
 class FinalizeRequest(BaseModel):
@@ -211,3 +254,5 @@ class FinalizeResult(BaseModel):
     records_out: int
     succeeded: int
     failed: int
+    rows_resubmitted: int = 0
+    rows_recovered: int = 0

@@ -19,7 +19,9 @@ from lambdas.submit_job import logic
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     state = JobState.model_validate(event)
     settings = Settings.from_env()
-    logger.thread_safe_append_keys(run_id=state.run.run_id, job_index=state.job.index)
+    logger.thread_safe_append_keys(
+        run_id=state.run.run_id, job_index=state.job.index, resubmission=state.job.resubmission
+    )
     out = logic.submit(
         state, bedrock=aws.bedrock(), role_arn=settings.bedrock_role_arn, timeout_hours=settings.job_timeout_hours
     )

@@ -21,10 +21,10 @@ _RETRIED: dict[str, type[Exception]] = {
 def build_request(state: JobState, *, role_arn: str, timeout_hours: int) -> dict[str, Any]:
     run, job = state.run, state.job
     return {
-        "jobName": layout.job_name(run.job_name_prefix, run.run_id, job.index),
+        "jobName": layout.job_name(run.job_name_prefix, run.run_id, job.index, resubmission=job.resubmission),
         "roleArn": role_arn,
         "modelId": run.model_id,
-        "clientRequestToken": layout.client_request_token(run.run_id, job.index),
+        "clientRequestToken": layout.client_request_token(run.run_id, job.index, resubmission=job.resubmission),
         "inputDataConfig": {
             "s3InputDataConfig": {"s3Uri": f"s3://{run.bucket}/{job.input_key}", "s3InputFormat": "JSONL"}
         },

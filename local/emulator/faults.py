@@ -21,9 +21,19 @@ faults were already injected, so raising a count injects more). What each fault 
 - ``corrupt_output_lines`` (lines): N output lines in total are written truncated (invalid JSON). Each job that writes
   output takes at most one per started 100 lines it writes, so the lines spread over jobs; each is spread evenly over
   its job's lines. The record still counts as processed in the manifest (the line was written, garbled).
+- ``runtime_throttle``, ``model_error`` (calls): the next N runtime inference calls (``Converse``,
+  ``ConverseStream``, ``CountTokens``, ``InvokeModel``, ``StartAsyncInvoke``) fail with ``ThrottlingException``
+  (429), then the next N of those that model it (not CountTokens nor StartAsyncInvoke) with
+  ``ModelErrorException`` (424), before anything is answered.
+- ``stream_error_after`` (text deltas): while set, every ``ConverseStream`` sends K text deltas (all of them if the
+  answer has fewer) and then a ``modelStreamErrorException`` frame (``:message-type: exception``) instead of the
+  rest; botocore raises ``EventStreamError`` mid-stream. 0 breaks the stream before its first text delta. Counted
+  once per broken stream; remove it from ``faults`` to stop.
+- ``video_failed`` (invocations): the next N ``StartAsyncInvoke`` invocations end ``Failed`` with a
+  ``failureMessage`` and no output, when they would have completed.
 
-Job faults, call faults and corrupt lines are counted when injected (``EmulatorState.faults_injected()``); a job or
-call served while a count is exhausted is served normally.
+Job faults, call faults, corrupt lines and runtime faults are counted when injected
+(``EmulatorState.faults_injected()``); a job or call served while a count is exhausted is served normally.
 """
 
 from __future__ import annotations
@@ -86,6 +96,10 @@ FAULTS: dict[str, Fault] = {
         _counted("submit_quota", "calls"),
         _counted("poll_throttle", "calls"),
         _counted("corrupt_output_lines", "lines"),
+        _counted("runtime_throttle", "calls"),
+        _counted("model_error", "calls"),
+        _counted("stream_error_after", "text deltas"),
+        _counted("video_failed", "invocations"),
     )
 }
 JOB_FAULTS = ("job_partial", "job_failed", "job_expired")  # the order in which a new job is checked against them

@@ -3,6 +3,10 @@
     state = EmulatorState(s3=boto3.client("s3"), step_seconds=0)
     with BedrockEmulator(state) as emulator:
         bedrock = boto3.client("bedrock", endpoint_url=emulator.endpoint_url, region_name="us-east-1")
+        runtime = boto3.client("bedrock-runtime", endpoint_url=emulator.endpoint_url, region_name="us-east-1")
+
+One endpoint serves both: the batch control plane (``bedrock``) and the runtime (``bedrock-runtime``: Converse,
+ConverseStream, CountTokens, InvokeModel, Start/Get/ListAsyncInvoke(s); see ``local.emulator.runtime``).
 
 Under moto's ``mock_aws`` the boto3 client above reaches this server for real: moto only intercepts URLs that match
 an AWS hostname pattern (``bedrock.<region>.amazonaws.com`` ...), and ``http://127.0.0.1:<port>`` matches none.
@@ -19,6 +23,7 @@ from urllib.parse import urlsplit
 
 from local.emulator.jobs import EmulatorState
 from local.emulator.protocol import HttpRequest, HttpResponse, RouteTable
+from local.emulator.runtime import RuntimeState
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +96,9 @@ class BedrockEmulator:
 
     def __init__(self, state: EmulatorState, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.state = state
+        self.runtime = RuntimeState(state)
         self.routes = control_plane_routes(state)
+        self.routes.add_service("bedrock-runtime", self.runtime.handlers())
         self._address = (host, port)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -147,5 +154,14 @@ class BedrockEmulator:
         return self.routes.call_counts()
 
     def faults_injected(self) -> dict[str, int]:
-        """See ``EmulatorState.faults_injected``."""
+        """See ``EmulatorState.faults_injected`` (runtime faults included)."""
         return self.state.faults_injected()
+
+    def add_prompt_router(self, router: str, models: list[str] | tuple[str, ...]) -> None:
+        """Serve a custom prompt router (its ARN, or the id after ``prompt-router/``) routing to ``models``, smallest
+        first: short prompts go to the first, longer ones to the last (see ``local.emulator.conversation``)."""
+        self.runtime.prompt_routers[router] = tuple(models)
+
+    def async_invokes(self) -> list[dict[str, Any]]:
+        """Every async invocation as GetAsyncInvoke describes it (advanced to now), oldest first."""
+        return self.runtime.videos.all()

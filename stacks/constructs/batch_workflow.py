@@ -1,4 +1,4 @@
-"""The batch workflow: five functions and the Standard state machine that runs them.
+"""The batch workflow: six functions and the Standard state machine that runs them.
 
 ```
 Preprocess input ─(any error)─> Input rejected (Fail)
@@ -6,7 +6,11 @@ Preprocess input ─(any error)─> Input rejected (Fail)
         Submit job ─> Wait for job ─> Check job status ─> Job finished? ─(no)─> Wait for job
                                                                       └(yes)─> Process job results
         (Submit and Check errors go to Process job results with $.failure; its own errors to Job results missing)
-  └─> Finalize run ─> Every row accounted for? ─> Run succeeded | Rows unaccounted for (Fail)
+  └─> Plan resubmission (failed or missing rows worth a retry -> runs/<run>/retry/jobs.json)
+  └─> Records to resubmit? ─(yes)─> Rerun failed records: the same per-job chain ("Submit retry job", ...) over
+                                    runs/<run>/retry/jobs.json
+      (an error planning or rerunning goes on to Finalize run with $.resubmission_error: rows keep their first result)
+  └─> Finalize run (merges the resubmitted rows) ─> Every row accounted for? ─> Run succeeded | Rows unaccounted for
 ```
 The payload of every state is a contract with the handlers in ``lambdas/``: see ``ARCHITECTURE.md``.
 """
@@ -35,11 +39,11 @@ LAMBDA_SERVICE_ERRORS = [
 ]
 DATA_PLANE_TIMEOUT = cdk.Duration.minutes(15)
 CONTROL_PLANE_TIMEOUT = cdk.Duration.minutes(1)
-FINALIZE_TIMEOUT = cdk.Duration.minutes(2)
 
 
 class BatchWorkflow(Construct):
-    """``functions`` (keyed preprocess, submit, poll, postprocess, finalize), ``state_machine`` and ``log_group``.
+    """``functions`` (keyed preprocess, submit, poll, postprocess, resubmit, finalize), ``state_machine`` and
+    ``log_group``.
 
     Grants the functions their Bedrock permissions; access to the bucket and to the Bedrock role is the stack's.
     """
@@ -96,7 +100,9 @@ class BatchWorkflow(Construct):
             "submit": function("SubmitJob", "submit_job", timeout=CONTROL_PLANE_TIMEOUT),
             "poll": function("PollJob", "poll_job", timeout=CONTROL_PLANE_TIMEOUT),
             "postprocess": function("Postprocess", "postprocess", data_plane=True, timeout=DATA_PLANE_TIMEOUT),
-            "finalize": function("Finalize", "finalize", timeout=FINALIZE_TIMEOUT),
+            # Plan resubmission and Finalize read and write output Parquet (pyarrow): container images too.
+            "resubmit": function("PlanResubmission", "resubmit", data_plane=True, timeout=DATA_PLANE_TIMEOUT),
+            "finalize": function("Finalize", "finalize", data_plane=True, timeout=DATA_PLANE_TIMEOUT),
         }
         self._grant_bedrock(cfg)
 
@@ -154,10 +160,72 @@ class BatchWorkflow(Construct):
             result_path="$.error",
         )
 
-        # One iteration per job: the state is {"run": {...}, "job": {...}} and each handler returns the next state.
-        process = self._invoke("Process job results", "postprocess", result_path="$")
-        process.add_catch(sfn.Pass(self, "Job results missing"), errors=["States.ALL"], result_path="$.failure")
-        submit = self._invoke("Submit job", "submit", result_path="$")
+        run_jobs = self._jobs_map("Run jobs", bucket, cfg, manifest_key="$.run.manifest_key", label="job")
+        plan = self._invoke(
+            "Plan resubmission",
+            "resubmit",
+            payload=sfn.TaskInput.from_object(
+                {
+                    "run": sfn.JsonPath.object_at("$.run"),
+                    "execution_input": sfn.JsonPath.object_at("$$.Execution.Input"),
+                }
+            ),
+            result_path="$.resubmission",
+        )
+        rerun = self._jobs_map(
+            "Rerun failed records", bucket, cfg, manifest_key="$.resubmission.manifest_key", label="retry job"
+        )
+
+        finalize = self._invoke(
+            "Finalize run",
+            "finalize",
+            payload=sfn.TaskInput.from_object({"run": sfn.JsonPath.object_at("$.run")}),
+            result_path="$.summary",
+        )
+        complete = (
+            sfn.Choice(self, "Every row accounted for?")
+            .when(sfn.Condition.boolean_equals("$.summary.complete", True), sfn.Succeed(self, "Run succeeded"))
+            .otherwise(sfn.Fail(self, "Rows unaccounted for", error="RowsUnaccounted", cause_path="$.summary.message"))
+        )
+        finalize.next(complete)
+        # Resubmission only improves rows that are already in the output: if planning or rerunning fails, finalize
+        # without it (the summary says what was not merged; the error is in $.resubmission_error and the history).
+        plan.add_catch(finalize, errors=["States.ALL"], result_path="$.resubmission_error")
+        rerun.add_catch(finalize, errors=["States.ALL"], result_path="$.resubmission_error")
+        rerun.next(finalize)
+        resubmit = (
+            sfn.Choice(self, "Records to resubmit?")
+            .when(sfn.Condition.number_greater_than("$.resubmission.job_count", 0), rerun)
+            .otherwise(finalize)
+        )
+        return preprocess.next(run_jobs).next(plan).next(resubmit)
+
+    def _jobs_map(
+        self, id_: str, bucket: s3.IBucket, cfg: BatchConfig, *, manifest_key: str, label: str
+    ) -> sfn.DistributedMap:
+        """A Distributed Map over the job manifest at ``manifest_key`` running the per-job chain; its states are named
+        after ``label`` ("Submit job", or "Submit retry job" for ``label="retry job"``)."""
+        jobs = sfn.DistributedMap(
+            self,
+            id_,
+            item_reader=_RunsJsonItemReader(bucket=bucket, key=sfn.JsonPath.string_at(manifest_key)),
+            item_selector={
+                "run": sfn.JsonPath.object_at("$.run"),
+                "job": sfn.JsonPath.object_at("$$.Map.Item.Value"),
+            },
+            max_concurrency=cfg.max_concurrent_jobs,
+            map_execution_type=sfn.StateMachineType.STANDARD,
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        jobs.item_processor(self._job_chain(cfg, label))
+        return jobs
+
+    def _job_chain(self, cfg: BatchConfig, label: str) -> sfn.IChainable:
+        """One iteration per job: the state is {"run": {...}, "job": {...}} and each handler returns the next state."""
+        title = label[0].upper() + label[1:]
+        process = self._invoke(f"Process {label} results", "postprocess", result_path="$")
+        process.add_catch(sfn.Pass(self, f"{title} results missing"), errors=["States.ALL"], result_path="$.failure")
+        submit = self._invoke(f"Submit {label}", "submit", result_path="$")
         submit.add_retry(
             errors=["ThrottlingException"],
             interval=cdk.Duration.seconds(5),
@@ -177,9 +245,9 @@ class BatchWorkflow(Construct):
         )
         submit.add_catch(process, errors=["States.ALL"], result_path="$.failure")
         wait = sfn.Wait(
-            self, "Wait for job", time=sfn.WaitTime.duration(cdk.Duration.seconds(cfg.poll_interval_seconds))
+            self, f"Wait for {label}", time=sfn.WaitTime.duration(cdk.Duration.seconds(cfg.poll_interval_seconds))
         )
-        check = self._invoke("Check job status", "poll", result_path="$")
+        check = self._invoke(f"Check {label} status", "poll", result_path="$")
         check.add_retry(
             errors=["ThrottlingException"],
             interval=cdk.Duration.seconds(10),
@@ -189,36 +257,11 @@ class BatchWorkflow(Construct):
         )
         check.add_catch(process, errors=["States.ALL"], result_path="$.failure")
         finished = (
-            sfn.Choice(self, "Job finished?")
+            sfn.Choice(self, f"{title} finished?")
             .when(sfn.Condition.boolean_equals("$.terminal", True), process)
             .otherwise(wait)
         )
-        run_jobs = sfn.DistributedMap(
-            self,
-            "Run jobs",
-            item_reader=_RunsJsonItemReader(bucket=bucket, key=sfn.JsonPath.string_at("$.run.manifest_key")),
-            item_selector={
-                "run": sfn.JsonPath.object_at("$.run"),
-                "job": sfn.JsonPath.object_at("$$.Map.Item.Value"),
-            },
-            max_concurrency=cfg.max_concurrent_jobs,
-            map_execution_type=sfn.StateMachineType.STANDARD,
-            result_path=sfn.JsonPath.DISCARD,
-        )
-        run_jobs.item_processor(submit.next(wait).next(check).next(finished))
-
-        finalize = self._invoke(
-            "Finalize run",
-            "finalize",
-            payload=sfn.TaskInput.from_object({"run": sfn.JsonPath.object_at("$.run")}),
-            result_path="$.summary",
-        )
-        complete = (
-            sfn.Choice(self, "Every row accounted for?")
-            .when(sfn.Condition.boolean_equals("$.summary.complete", True), sfn.Succeed(self, "Run succeeded"))
-            .otherwise(sfn.Fail(self, "Rows unaccounted for", error="RowsUnaccounted", cause_path="$.summary.message"))
-        )
-        return preprocess.next(run_jobs).next(finalize).next(complete)
+        return submit.next(wait).next(check).next(finished)
 
     def _acknowledge_state_machine_grants(self, bucket: s3.IBucket) -> None:
         role = self.state_machine.role

@@ -16,6 +16,7 @@ from botocore.config import Config
 from cli.__main__ import main
 from lambdas.shared import aws
 from local.emulator.faults import FAULTS, parse_faults
+from local.emulator.jobs import fault_hits
 from local.runner import LocalRuntime, RuntimeOptions, cap_retry_intervals, synth_template
 
 CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -62,7 +63,7 @@ def test_acceptance_run_survives_every_fault_and_accounts_for_every_row(
     path = write_topics(tmp_path / "topics.parquet", ROWS)
     out = tmp_path / "out"
     options = RuntimeOptions(step_seconds=0.05, faults=parse_faults(ACCEPTANCE_FAULTS))
-    # WHEN the synthesized state machine runs it locally
+    # WHEN the synthesized state machine runs it locally (resubmission on, the default)
     with LocalRuntime(options, template=template) as runtime:
         execution_input = {
             "model_id": CLAUDE,
@@ -88,11 +89,10 @@ def test_acceptance_run_survives_every_fault_and_accounts_for_every_row(
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] is True and summary["jobs_planned"] == PLANNED_JOBS
     assert summary["jobs_by_status"] == {"Completed": 7, "PartiallyCompleted": 1, "Failed": 1, "Expired": 1}
-    # AND each job's rows carry the error codes its fate explains
+    # AND each planned job first gave its rows the error codes its fate explains (its summary entry: as it ran)
     for job in summary["jobs"]:
         emulated = jobs_by_arn[job["job_arn"]]
-        codes = Counter(row["error_code"] for row in read_rows_of_job(out, job["index"]))
-        corrupt = emulated["corruptOutputLines"]
+        codes, corrupt = Counter(job["error_counts"]), emulated["corruptOutputLines"]
         if job["status"] == "Failed":
             assert codes == {"JOB_FAILED": PER_JOB} and emulated["fault"] == "job_failed"
         elif job["status"] == "Expired":
@@ -100,29 +100,48 @@ def test_acceptance_run_survives_every_fault_and_accounts_for_every_row(
         elif job["status"] == "PartiallyCompleted":
             # half the records were never processed; a corrupt line reads the same as a missing one
             assert emulated["fault"] == "job_partial"
-            assert set(codes) <= {None, "400", "NOT_PROCESSED"} and codes["NOT_PROCESSED"] == PER_JOB // 2 + corrupt
+            assert set(codes) <= {"400", "NOT_PROCESSED"} and codes["NOT_PROCESSED"] == PER_JOB // 2 + corrupt
         else:
             assert emulated["fault"] is None
-            assert set(codes) <= {None, "400", "MISSING_OUTPUT"} and codes["MISSING_OUTPUT"] == corrupt
-    # AND the output-line and record faults all struck and surfaced as row errors
+            assert set(codes) <= {"400", "MISSING_OUTPUT"} and codes["MISSING_OUTPUT"] == corrupt
     assert sum(job["corruptOutputLines"] for job in jobs_by_arn.values()) == injected["corrupt_output_lines"] == 5
-    record_errors = sum(row["error_code"] == "400" for row in rows)
-    assert 0 < record_errors <= injected["record_error_rate"] <= record_errors + 5  # a corrupt line may hide one
-    # AND the emulator created exactly the planned jobs, whatever the throttling and quota errors
-    # TODO(resubmission): expect PLANNED_JOBS + resubmission jobs once Finalize resubmits failed records.
-    assert created == {CLAUDE: PLANNED_JOBS}
+    # AND those failed or missing rows (2 whole jobs, half a job, 5 corrupt lines) were resubmitted once, in 3
+    # balanced jobs of at most 200, while the 400 errors (malformed input: a retry fails again) were not
+    resubmission = summary["resubmission"]
+    retried = 2 * PER_JOB + PER_JOB // 2 + 5
+    assert (resubmission["rows_retryable"], resubmission["rows_resubmitted"], resubmission["rows_reported"]) == (
+        retried,
+        retried,
+        0,
+    )
+    assert resubmission["jobs_planned"] == 3 and resubmission["jobs_by_status"] == {"Completed": 3}
+    assert sorted(job["record_count"] for job in resubmission["jobs"]) == [168, 168, 169]
+    # AND the output now holds only the errors a retry cannot fix: exactly the records the emulator always fails
+    always_failing = {i for i in range(ROWS) if fault_hits(f"{i:011d}", 0.05)}
+    assert {row["id"] for row in rows if row["error_code"] is not None} == always_failing
+    assert {row["error_code"] for row in rows} == {None, "400"}
+    # AND every resubmitted row has its response now, or says its error came after resubmission
+    failed_again = {row["id"] for row in rows if row["error_message"] and row["error_message"].startswith("after")}
+    assert resubmission["rows_still_failed"] == len(failed_again) and failed_again <= always_failing
+    assert resubmission["rows_recovered"] == retried - len(failed_again)
+    assert summary["failed"] == len(always_failing) and summary["error_counts"] == {"400": len(always_failing)}
+    # AND the record faults struck every always-failing record, once per time it was sent
+    assert injected["record_error_rate"] >= len(always_failing)
+    # AND the emulator created exactly the planned jobs plus the resubmission jobs, whatever the throttling and quota
+    assert created == {CLAUDE: PLANNED_JOBS + resubmission["jobs_planned"]}
     assert injected["submit_throttle"] == 3 and injected["submit_quota"] == 3
-    assert calls["CreateModelInvocationJob"] == PLANNED_JOBS + 3 + 3
+    assert calls["CreateModelInvocationJob"] == PLANNED_JOBS + 3 + 3 + 3
     # AND the quota errors were retried by the state machine (a new Submit invocation each), while botocore's own
     # retries (8 per call) absorbed the 3 throttles inside the invocations that met them
-    assert submit_invocations == PLANNED_JOBS + 3
-    # AND those retries ran on the synthesized Retry structure, with the local 1-second cap on intervals
-    submit_retry = deployed["States"]["Run jobs"]["ItemProcessor"]["States"]["Submit job"]["Retry"]
-    assert [retrier["ErrorEquals"][0] for retrier in submit_retry][1:] == [
-        "ThrottlingException",
-        "ServiceQuotaExceededException",
-    ]
-    assert {(retrier["IntervalSeconds"], retrier["MaxDelaySeconds"]) for retrier in submit_retry} == {(1, 1)}
+    assert submit_invocations == PLANNED_JOBS + 3 + 3
+    # AND those retries ran on the synthesized Retry structure of both job Maps, with the local 1-second cap
+    for job_map, submit in (("Run jobs", "Submit job"), ("Rerun failed records", "Submit retry job")):
+        submit_retry = deployed["States"][job_map]["ItemProcessor"]["States"][submit]["Retry"]
+        assert [retrier["ErrorEquals"][0] for retrier in submit_retry][1:] == [
+            "ThrottlingException",
+            "ServiceQuotaExceededException",
+        ]
+        assert {(retrier["IntervalSeconds"], retrier["MaxDelaySeconds"]) for retrier in submit_retry} == {(1, 1)}
 
 
 def read_rows_of_job(out: Path, index: int) -> list[dict[str, Any]]:
@@ -159,11 +178,13 @@ def test_throttling_that_outlasts_the_sdk_retries_is_retried_by_the_state_machin
 
 
 @pytest.mark.slow
-def test_cli_faults_flag_reaches_the_emulator(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_faults_flag_reaches_the_emulator_and_no_resubmit_reports_failed_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # GIVEN 300 rows in two jobs and a fault spec with a failed job, throttled polls and a corrupt line
     path = write_topics(tmp_path / "topics.parquet", 300)
     out = tmp_path / "out"
-    # WHEN run from the CLI with --faults
+    # WHEN run from the CLI with --faults, and resubmission off (execution input resubmit_failed: false)
     code = main(
         [
             "batch",
@@ -177,6 +198,7 @@ def test_cli_faults_flag_reaches_the_emulator(tmp_path: Path, capsys: pytest.Cap
             "150",
             "--faults",
             "job_failed=1,poll_throttle=2,corrupt_output_lines=1",
+            "--no-resubmit",
             "--step-seconds",
             "0.05",
             "--output",
@@ -192,6 +214,15 @@ def test_cli_faults_flag_reaches_the_emulator(tmp_path: Path, capsys: pytest.Cap
     assert codes == {None: 149, "JOB_FAILED": 150, "MISSING_OUTPUT": 1}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["jobs_by_status"] == {"Failed": 1, "Completed": 1}
+    # AND the 151 rows a resubmission could have recovered are reported, not resubmitted
+    resubmission = summary["resubmission"]
+    assert resubmission["enabled"] is False and resubmission["jobs_planned"] == 0
+    assert (resubmission["rows_retryable"], resubmission["rows_reported"], resubmission["rows_resubmitted"]) == (
+        151,
+        151,
+        0,
+    )
+    assert resubmission["message"].startswith("resubmission is off")
 
 
 def test_local_runs_cap_retry_intervals_and_keep_the_rest_of_each_retrier() -> None:

@@ -82,3 +82,27 @@ def test_quota_exhaustion_is_raised_under_the_name_the_state_machine_retries(s3,
     # WHEN a 21st is submitted THEN ServiceQuotaExceededException is raised (Retry matches on that name)
     with pytest.raises(ServiceQuotaExceededException):
         submit_handler.lambda_handler(staged_job(s3, run_id="run-x"), lambda_context)
+
+
+def test_a_resubmission_job_is_a_new_job_and_its_retried_submit_is_not(s3, emulator, lambda_context):
+    # GIVEN planned job 0, submitted, and resubmission job 0 of the same run (its own file and rows)
+    planned = staged_job(s3)
+    submit_handler.lambda_handler(planned, lambda_context)
+    retry = staged_job(s3) | {
+        "job": {
+            "index": 0,
+            "input_key": "runs/run-1/jobs/0000.jsonl",
+            "first_row": 0,
+            "record_count": 120,
+            "size_bytes": 1,
+            "resubmission": True,
+            "rows_key": "runs/run-1/retry/rows/0000.parquet",
+        }
+    }
+    # WHEN the resubmission job is submitted, twice (a retried state)
+    first = submit_handler.lambda_handler(retry, lambda_context)
+    second = submit_handler.lambda_handler(retry, lambda_context)
+    # THEN Bedrock created one new job for it, under its own name: the planned job's token did not swallow it
+    assert first["job_arn"] == second["job_arn"]
+    assert emulator.jobs_created_per_model() == {CLAUDE: 2}
+    assert first["job_name"] == "jokes-run-1-r0000"

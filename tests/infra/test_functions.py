@@ -1,4 +1,4 @@
-"""The five functions: packaging, runtime, observability settings, environment and their own permissions."""
+"""The six functions: packaging, runtime, observability settings, environment and their own permissions."""
 
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ HANDLERS = {
     "submit": "lambdas.submit_job.handler.lambda_handler",
     "poll": "lambdas.poll_job.handler.lambda_handler",
     "postprocess": "lambdas.postprocess.handler.lambda_handler",
+    "resubmit": "lambdas.resubmit.handler.lambda_handler",
     "finalize": "lambdas.finalize.handler.lambda_handler",
 }
-DATA_PLANE = ("preprocess", "postprocess")
-CONTROL_PLANE = ("submit", "poll", "finalize")
+DATA_PLANE = ("preprocess", "postprocess", "resubmit", "finalize")  # pyarrow
+CONTROL_PLANE = ("submit", "poll")
 ENVIRONMENT_KEYS = {
     "DATA_BUCKET",
     "BEDROCK_ROLE_ARN",
@@ -83,14 +84,14 @@ def test_every_function_traces_logs_json_and_gets_the_contract_environment(synth
 
 
 def test_each_function_has_a_role_of_its_own(synthesized: Synthesized) -> None:
-    # GIVEN the five functions
+    # GIVEN the six functions
     roles = {_function(synthesized, key)["Role"]["Fn::GetAtt"][0] for key in HANDLERS}
     # WHEN / THEN no two share a role
     assert len(roles) == len(HANDLERS)
 
 
 def test_only_submit_passes_the_bedrock_role_and_only_to_bedrock(synthesized: Synthesized, template: Template) -> None:
-    # GIVEN the roles of the five functions
+    # GIVEN the roles of the six functions
     bedrock_role = {"Fn::GetAtt": [synthesized.logical_id(synthesized.stack.bedrock_role.role), "Arn"]}
     functions = synthesized.stack.workflow.functions
     # WHEN collecting their iam:PassRole statements
@@ -156,3 +157,24 @@ def test_image_build_context_holds_only_the_handler_sources(synthesized: Synthes
 def test_every_configurable_log_retention_is_a_cdk_retention() -> None:
     # GIVEN the retention periods config accepts / WHEN mapping them / THEN each names a RetentionDays member
     assert all(logs.RetentionDays[name] for name in LOG_RETENTION_DAYS.values())
+
+
+@pytest.mark.parametrize(
+    ("key", "writable"),
+    [
+        ("resubmit", ["/runs/*/retry/*"]),  # the resubmission jobs, their manifest and plan
+        ("finalize", ["/runs/*/summary.json", "/runs/*/output/*"]),  # merges resubmitted rows into the outputs
+    ],
+)
+def test_resubmission_functions_write_only_their_keys(
+    synthesized: Synthesized, template: Template, key: str, writable: list[str]
+) -> None:
+    # GIVEN the role of a function taking part in the resubmission
+    role = synthesized.logical_id(synthesized.stack.workflow.functions[key].role)
+    bucket_arn = {"Fn::GetAtt": [synthesized.logical_id(synthesized.stack.data_bucket.bucket), "Arn"]}
+    # WHEN collecting what it may put into the bucket
+    puts = [s for s in policy_statements(template, role) if "s3:PutObject" in as_list(s["Action"])]
+    # THEN it writes those key patterns and nothing else
+    resources = [resource for s in puts for resource in as_list(s["Resource"])]
+    assert all(resource["Fn::Join"][1][0] == bucket_arn for resource in resources)
+    assert sorted(resource["Fn::Join"][1][1] for resource in resources) == sorted(writable)

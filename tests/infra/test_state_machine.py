@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import pytest
 from aws_cdk.assertions import Template
 
 from tests.infra.conftest import Synthesized, as_list, policy_statements
@@ -27,28 +29,37 @@ def test_state_machine_logs_everything_traces_and_times_out(synthesized: Synthes
     assert definition["TimeoutSeconds"] == (72 + 24) * 3600
 
 
-def test_max_concurrency_comes_from_the_string_context_value(states: dict[str, dict[str, Any]]) -> None:
-    # GIVEN the app synthesized with maxConcurrentJobs="7" (as -c passes it) / WHEN reading the Map
+JOB_MAPS = [
+    # (map, where its manifest key is in the state, the state after it)
+    ("Run jobs", "$.run.manifest_key", "Plan resubmission"),
+    ("Rerun failed records", "$.resubmission.manifest_key", "Finalize run"),
+]
+
+
+@pytest.mark.parametrize("name", [name for name, _key, _next in JOB_MAPS])
+def test_max_concurrency_comes_from_the_string_context_value(states: dict[str, dict[str, Any]], name: str) -> None:
+    # GIVEN the app synthesized with maxConcurrentJobs="7" (as -c passes it) / WHEN reading either job Map
     # THEN MaxConcurrency is the integer 7
-    assert states["Run jobs"]["MaxConcurrency"] == 7
+    assert states[name]["MaxConcurrency"] == 7
 
 
-def test_map_reads_the_job_manifest_from_s3_and_runs_standard_children(
-    synthesized: Synthesized, states: dict[str, dict[str, Any]]
+@pytest.mark.parametrize(("name", "manifest_key", "next_state"), JOB_MAPS)
+def test_maps_read_a_job_manifest_from_s3_and_run_standard_children(
+    synthesized: Synthesized, states: dict[str, dict[str, Any]], name: str, manifest_key: str, next_state: str
 ) -> None:
-    # GIVEN the "Run jobs" state
-    run_jobs = states["Run jobs"]
+    # GIVEN a job Map: the planned jobs, or the resubmission jobs
+    jobs = states[name]
     bucket = synthesized.logical_id(synthesized.stack.data_bucket.bucket)
-    # WHEN / THEN it is a Distributed Map over the JSON manifest named by preprocess, one Standard child per job
-    assert run_jobs["ItemReader"] == {
+    # WHEN / THEN it is a Distributed Map over the JSON manifest a handler named, one Standard child per job
+    assert jobs["ItemReader"] == {
         "Resource": "arn:<AWS::Partition>:states:::s3:getObject",
         "ReaderConfig": {"InputType": "JSON"},
-        "Parameters": {"Bucket": f"<{bucket}>", "Key.$": "$.run.manifest_key"},
+        "Parameters": {"Bucket": f"<{bucket}>", "Key.$": manifest_key},
     }
-    assert run_jobs["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
-    assert run_jobs["ItemSelector"] == {"run.$": "$.run", "job.$": "$$.Map.Item.Value"}
-    assert run_jobs["ResultPath"] is None
-    assert run_jobs["Next"] == "Finalize run"
+    assert jobs["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+    assert jobs["ItemSelector"] == {"run.$": "$.run", "job.$": "$$.Map.Item.Value"}
+    assert jobs["ResultPath"] is None
+    assert jobs["Next"] == next_state
 
 
 def test_rejected_input_fails_the_execution_with_the_handlers_error(states: dict[str, dict[str, Any]]) -> None:
@@ -71,7 +82,17 @@ def test_every_lambda_task_returns_the_payload_and_retries_lambda_errors(
     # GIVEN every Task state
     tasks = {name: state for name, state in states.items() if state["Type"] == "Task"}
     # WHEN / THEN each calls its function directly (payload_response_only) and retries Lambda service errors first
-    assert set(tasks) == {"Preprocess input", "Submit job", "Check job status", "Process job results", "Finalize run"}
+    assert set(tasks) == {
+        "Preprocess input",
+        "Submit job",
+        "Check job status",
+        "Process job results",
+        "Plan resubmission",
+        "Submit retry job",
+        "Check retry job status",
+        "Process retry job results",
+        "Finalize run",
+    }
     for state in tasks.values():
         assert state["Resource"].startswith("<") and state["Resource"].endswith(".Arn>")
         assert state["Retry"][0]["ErrorEquals"] == LAMBDA_SERVICE_ERRORS
@@ -119,6 +140,46 @@ def test_job_loop_contract(states: dict[str, dict[str, Any]]) -> None:
         {"Variable": "$.terminal", "BooleanEquals": True, "Next": "Process job results"}
     ]
     assert states["Job finished?"]["Default"] == "Wait for job"
+
+
+def test_resubmission_jobs_run_the_same_chain_under_their_own_state_names(definition: dict) -> None:
+    # GIVEN the item processors of the two job Maps
+    planned = definition["States"]["Run jobs"]["ItemProcessor"]
+    resubmitted = definition["States"]["Rerun failed records"]["ItemProcessor"]
+    # WHEN the retry Map's state names are read as the planned Map's ("Submit retry job" -> "Submit job")
+    renamed = json.loads(json.dumps(resubmitted).replace("Retry job", "Job").replace("retry job", "job"))
+    # THEN both are the same chain: same tasks, waits, retries, catches and choices
+    assert renamed == planned
+    assert set(resubmitted["States"]) == {
+        "Submit retry job",
+        "Wait for retry job",
+        "Check retry job status",
+        "Retry job finished?",
+        "Process retry job results",
+        "Retry job results missing",
+    }
+
+
+def test_resubmission_is_planned_after_the_jobs_and_skipped_when_it_fails(
+    states: dict[str, dict[str, Any]],
+) -> None:
+    # GIVEN the states between the two job Maps
+    plan, choice = states["Plan resubmission"], states["Records to resubmit?"]
+    # WHEN / THEN planning sees the run and the execution input (resubmit_failed, max_records_per_job) and puts its
+    # small plan into $.resubmission; the retry Map runs only when the plan has jobs, and Finalize comes either way
+    assert plan["Parameters"] == {"run.$": "$.run", "execution_input.$": "$$.Execution.Input"}
+    assert plan["ResultPath"] == "$.resubmission"
+    assert plan["Next"] == "Records to resubmit?"
+    # a failed plan leaves every row as the planned jobs wrote it: finalize without resubmission
+    assert plan["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.resubmission_error", "Next": "Finalize run"}
+    ]
+    assert choice["Choices"] == [
+        {"Variable": "$.resubmission.job_count", "NumericGreaterThan": 0, "Next": "Rerun failed records"}
+    ]
+    assert choice["Default"] == "Finalize run"
+    # and so does a failed retry Map: the rows it did not merge keep their first result
+    assert states["Rerun failed records"]["Catch"] == plan["Catch"]
 
 
 def test_run_ends_on_whether_every_row_is_accounted_for(states: dict[str, dict[str, Any]]) -> None:

@@ -32,3 +32,24 @@ def test_token_is_deterministic_per_run_and_job():
     assert layout.client_request_token("r", 1) == layout.client_request_token("r", 1)
     assert layout.client_request_token("r", 1) != layout.client_request_token("r", 2)
     assert layout.client_request_token("r", 1) != layout.client_request_token("s", 1)
+
+
+@pytest.mark.parametrize(("prefix", "execution"), [("jokes", "run-1"), ("x" * 40, "e" * 80)])
+def test_resubmission_jobs_get_their_own_names_tokens_and_files(prefix, execution):
+    # GIVEN planned job 3 and resubmission job 3 of the same run
+    run_id = layout.run_id_from_execution_name(execution)
+    # WHEN their names, tokens and keys are derived
+    names = {layout.job_name(prefix, run_id, 3), layout.job_name(prefix, run_id, 3, resubmission=True)}
+    tokens = {layout.client_request_token(run_id, 3), layout.client_request_token(run_id, 3, resubmission=True)}
+    keys = {layout.job_input_key(run_id, 3), layout.job_input_key(run_id, 3, resubmission=True)}
+    # THEN none is shared (a resubmission is a new job, never a repeat Bedrock would ignore), all match Bedrock's
+    # patterns, and the resubmission's files live under runs/<run>/retry/
+    assert len(names) == len(tokens) == len(keys) == 2
+    retry_name = layout.job_name(prefix, run_id, 3, resubmission=True)
+    assert JOB_NAME.match(retry_name) and len(retry_name) <= 63 and retry_name.endswith("-r0003")
+    assert TOKEN.match(layout.client_request_token(run_id, 3, resubmission=True))
+    assert S3_URI.match(f"s3://bucket-name/{layout.job_input_key(run_id, 3, resubmission=True)}")
+    assert layout.job_input_key(run_id, 3, resubmission=True) == f"runs/{run_id}/retry/jobs/0003.jsonl"
+    assert layout.manifest_key(run_id, resubmission=True) == f"runs/{run_id}/retry/jobs.json"
+    assert layout.output_key(run_id, 3, resubmission=True) == f"runs/{run_id}/retry/output/0003.parquet"
+    assert layout.result_key(run_id, 3, resubmission=True) == f"runs/{run_id}/retry/results/0003.json"

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -80,3 +81,38 @@ def test_a_corrupt_line_sends_the_file_down_the_line_by_line_path(tmp_path):
 def test_embeddings_come_out_as_float32_lists(tmp_path):
     joined = join(tmp_path, "titan-embed-text-v2", output_lines("titan-embed-text-v2"), vectorized=True)
     assert joined.columns()[0].type == pa.list_(pa.float32())
+
+
+@pytest.mark.parametrize("vectorized", [True, False])
+def test_a_resubmission_job_joins_on_its_scattered_row_numbers(tmp_path, vectorized):
+    # GIVEN a resubmission job of rows 5, 40, 41 and 900 (gathered from several planned jobs), whose output has a
+    # line for 900 and 5 (in that order), an error for 41, and lines for rows that are not the job's (6, 899, 901)
+    rows = np.array([5, 40, 41, 900])
+    lines = [
+        {"recordId": f"{900:011d}", "modelOutput": {"content": [{"type": "text", "text": "nine hundred"}]}},
+        {"recordId": f"{5:011d}", "modelOutput": {"content": [{"type": "text", "text": "five"}]}},
+        {"recordId": f"{41:011d}", "error": {"errorCode": 429, "errorMessage": "throttled"}},
+    ]
+    lines += [{"recordId": f"{i:011d}", "modelOutput": {"content": []}} for i in (6, 899, 901)]
+    path = tmp_path / "out.jsonl.out"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    joined = JoinedOutput.for_rows(rows, kind="text")
+    # WHEN the output is joined and the rows without a line are filled
+    if vectorized:
+        joined.add_file(path, "anthropic", adapter_for_family("anthropic"))
+    else:
+        joined.add_lines(path.read_bytes().splitlines(), adapter_for_family("anthropic"))
+    joined.fill_missing("MISSING_OUTPUT", "no line")
+    # THEN slot i holds the result of the i-th row number, and the other jobs' lines are not matched
+    values, codes, _ = joined.columns()
+    assert values.to_pylist() == ["five", None, None, "nine hundred"]
+    assert codes.to_pylist() == [None, "MISSING_OUTPUT", "429", None]
+    assert joined.unmatched_lines == 3
+
+
+def test_resubmission_rows_must_be_ascending_and_unique():
+    with pytest.raises(ValueError, match="ascending"):
+        JoinedOutput.for_rows(np.array([3, 2]))
+    with pytest.raises(ValueError, match="ascending"):
+        JoinedOutput.for_rows(np.array([2, 2]))
+    assert JoinedOutput.for_rows(np.array([], dtype=np.int64)).columns()[1].to_pylist() == []

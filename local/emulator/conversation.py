@@ -1,0 +1,463 @@
+"""Converse answers, with no HTTP in sight: checks in the service's words, the echo, usage, prompt caching, routing.
+
+The answer is the text of the last user message, exactly as sent (deterministic), shaped like a model would:
+
+- ``inferenceConfig.stopSequences``: the answer stops just before the first stop sequence (``stop_sequence``);
+- ``inferenceConfig.maxTokens``: the answer keeps its first ``maxTokens`` words (``max_tokens``);
+- a reasoning request in ``additionalModelRequestFields`` (Claude ``thinking``, Nova ``reasoningConfig``,
+  ``reasoning_config`` / ``reasoning_effort``) adds a ``reasoningContent`` block (text + signature) before the answer.
+
+Tokens are whitespace-separated words (``families.estimate_tokens``), counted over tool specs, system blocks and
+message blocks in that order; an image, document, video or audio block counts ``MEDIA_BLOCK_TOKENS``. CountTokens
+uses the same count, so ``count_tokens == inputTokens + cacheReadInputTokens + cacheWriteInputTokens``.
+
+Prompt caching (``PromptCache``): each ``cachePoint`` marks the prefix before it (tools, then system, then messages).
+A prefix already cached for the same answering model is read (``cacheReadInputTokens``, the longest one); the last
+cache point's prefix, if not cached, is written (``cacheWriteInputTokens``: its tokens minus those read, with a
+``cacheDetails`` entry for its TTL). ``inputTokens`` excludes both. Entries live for their TTL (``5m`` default, or
+``1h``) on the emulator's clock, renewed by each hit. Real models ignore cache points below a minimum prefix size
+(1,024 tokens for Claude 3.7 Sonnet); the emulator's minimum is ``min_tokens`` (default 0). Models without prompt
+caching reject a cache point, as the service does.
+
+Prompt routers: a ``default-prompt-router`` ARN (``anthropic.claude:1``, ``meta.llama:1``, ``amazon.nova:1``) or a
+registered custom ``prompt-router`` ARN routes a prompt of at most ``short_prompt_tokens`` tokens to the router's
+first (smaller) model and longer ones to its last; the answer's ``trace.promptRouter.invokedModelId`` names the model
+(an inference-profile ARN, or a foundation-model ARN for ids without a geographic prefix).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from local.emulator.errors import not_found, validation_error
+from local.emulator.families import base_model_id, estimate_tokens
+
+MEDIA_BLOCK_TOKENS = 100  # an image, document, video or audio block, whatever its size
+DEFAULT_SHORT_PROMPT_TOKENS = 32  # prompt routers: prompts up to this size go to the router's first model
+CACHE_TTLS = {"5m": timedelta(minutes=5), "1h": timedelta(hours=1)}
+
+INVALID_MODEL = "The provided model identifier is invalid."
+NOT_A_CHAT_MODEL = (
+    "This action doesn't support the model that you provided. Try again with a supported text or chat model."
+)
+NO_PROMPT_CACHING = (
+    "You invoked an unsupported model, or your request did not allow prompt caching. "
+    "See the documentation for more information."
+)
+MUST_START_WITH_USER = (
+    "A conversation must start with a user message. Try again with a conversation that starts with a user message."
+)
+MUST_ALTERNATE = (
+    "A conversation must alternate between user and assistant roles. Make sure the conversation alternates between "
+    "user and assistant roles and try again."
+)
+
+# Base model id prefix -> chat family (longest prefix wins). Models that Converse serves.
+CHAT_MODEL_PREFIXES: dict[str, str] = {
+    "anthropic.claude": "anthropic",
+    "amazon.nova-micro": "nova",
+    "amazon.nova-lite": "nova",
+    "amazon.nova-pro": "nova",
+    "amazon.nova-premier": "nova",
+    "amazon.nova-2-lite": "nova",
+    "amazon.titan-text": "titan-text",
+    "meta.llama": "llama",
+    "mistral.": "mistral",
+    "cohere.command": "cohere",
+    "ai21.jamba": "ai21",
+    "deepseek.": "deepseek",
+    "openai.gpt-oss": "openai",
+    "qwen.": "qwen",
+    "writer.palmyra": "writer",
+}
+# Known models that are not chat models (Converse refuses them with NOT_A_CHAT_MODEL).
+NON_CHAT_MODEL_PREFIXES = (
+    "amazon.titan-embed",
+    "amazon.titan-image-generator",
+    "amazon.nova-canvas",
+    "amazon.nova-reel",
+    "amazon.nova-sonic",
+    "cohere.embed",
+    "cohere.rerank",
+    "stability.",
+)
+# Families with prompt caching; Claude generations before 3.5 Haiku / 3.7 Sonnet have none.
+CACHING_FAMILIES = frozenset({"anthropic", "nova", "profile"})
+_NO_CACHING_CLAUDE = re.compile(r"^anthropic\.claude-(v2|instant|3-(haiku|sonnet|opus)|3-5-sonnet)")
+# ARNs whose model the emulator cannot know: answered as a generic chat model with every feature.
+_OPAQUE_ARN = re.compile(
+    r"^arn:aws[-a-z]*:bedrock:[^:]*:[0-9]{12}:(application-inference-profile|provisioned-model|custom-model-deployment)/"
+)
+_ROUTER_ARN = re.compile(
+    r"^arn:aws(?P<partition>-[^:]+)?:bedrock:(?P<region>[0-9a-z-]{1,20}):(?P<account>[0-9]{12}):"
+    r"(?P<kind>default-prompt-router|prompt-router)/(?P<id>[a-zA-Z0-9-:.]+)$"
+)
+_GEO_PREFIXED = re.compile(r"^(us|us-gov|eu|apac|jp|au|ca|global)\.")
+DEFAULT_PROMPT_ROUTERS: dict[str, tuple[str, ...]] = {
+    "anthropic.claude:1": ("us.anthropic.claude-3-haiku-20240307-v1:0", "us.anthropic.claude-3-5-sonnet-20240620-v1:0"),
+    "meta.llama:1": ("us.meta.llama3-1-8b-instruct-v1:0", "us.meta.llama3-1-70b-instruct-v1:0"),
+    "amazon.nova:1": ("us.amazon.nova-lite-v1:0", "us.amazon.nova-pro-v1:0"),
+}
+CLAUDE_MIN_THINKING_BUDGET = 1024
+
+
+# ---------------------------------------------------------------- models and routers
+
+
+@dataclass(frozen=True)
+class Target:
+    """The model that answers: ``model_id`` as routed, its chat ``family``, and the router's trace id if routed."""
+
+    model_id: str
+    family: str
+    invoked_model_id: str | None = None
+
+    @property
+    def supports_caching(self) -> bool:
+        return self.family in CACHING_FAMILIES and not _NO_CACHING_CLAUDE.match(base_model_id(self.model_id))
+
+
+def is_prompt_router(model_id: str) -> bool:
+    return _ROUTER_ARN.match(model_id) is not None
+
+
+def _longest_prefix(base: str, prefixes: Mapping[str, str]) -> str | None:
+    found = [prefix for prefix in prefixes if base.startswith(prefix)]
+    return prefixes[max(found, key=len)] if found else None
+
+
+def chat_target(model_id: str) -> Target:
+    """The chat model ``model_id`` names (id, inference profile or ARN); ValidationException if Converse cannot."""
+    if _OPAQUE_ARN.match(model_id):
+        return Target(model_id, "profile")
+    base = base_model_id(model_id)
+    family = _longest_prefix(base, CHAT_MODEL_PREFIXES)
+    if family is not None:
+        return Target(model_id, family)
+    if base.startswith(NON_CHAT_MODEL_PREFIXES):
+        raise validation_error(NOT_A_CHAT_MODEL)
+    raise validation_error(INVALID_MODEL)
+
+
+def _invoked_model_arn(model_id: str, partition: str, region: str, account: str) -> str:
+    if _GEO_PREFIXED.match(model_id):
+        return f"arn:aws{partition}:bedrock:{region}:{account}:inference-profile/{model_id}"
+    return f"arn:aws{partition}:bedrock:{region}::foundation-model/{model_id}"
+
+
+def route(
+    model_id: str,
+    prompt_tokens: int,
+    custom_routers: Mapping[str, Sequence[str]],
+    short_prompt_tokens: int = DEFAULT_SHORT_PROMPT_TOKENS,
+) -> Target:
+    """Resolve ``model_id``: a prompt router picks one of its models by prompt size; anything else is itself."""
+    router = _ROUTER_ARN.match(model_id)
+    if router is None:
+        return chat_target(model_id)
+    models: Sequence[str] | None
+    if router["kind"] == "default-prompt-router":
+        models = DEFAULT_PROMPT_ROUTERS.get(router["id"])
+    else:
+        models = custom_routers.get(model_id) or custom_routers.get(router["id"])
+    if not models:
+        raise not_found(
+            f"The prompt router {model_id} was not found. "
+            f"(Emulator: default routers are {', '.join(DEFAULT_PROMPT_ROUTERS)}; register custom ones with "
+            "BedrockEmulator.add_prompt_router.)"
+        )
+    chosen = models[0] if prompt_tokens <= short_prompt_tokens else models[-1]
+    invoked = _invoked_model_arn(chosen, router["partition"] or "", router["region"], router["account"])
+    return Target(chosen, chat_target(chosen).family, invoked)
+
+
+# ---------------------------------------------------------------- request checks, in the service's words
+
+
+def check_messages(messages: Sequence[dict[str, Any]]) -> None:
+    """Roles start with user and alternate; no message is empty; no text block is blank."""
+    if not messages or messages[0].get("role") != "user":
+        raise validation_error(MUST_START_WITH_USER)
+    for index, message in enumerate(messages):
+        role = message.get("role")
+        if role not in ("user", "assistant") or (index and role == messages[index - 1].get("role")):
+            raise validation_error(MUST_ALTERNATE)
+        content = message.get("content") or []
+        if not content:
+            raise validation_error(
+                f"The content field in the Message object at messages.{index} is empty. "
+                "Add a ContentBlock object to the content field and try again."
+            )
+        for number, block in enumerate(content):
+            if "text" in block and not block["text"].strip():
+                raise validation_error(
+                    f"The text field in the ContentBlock object at messages.{index}.content.{number} is blank. "
+                    "Add text to the text field, and try again."
+                )
+
+
+def reasoning_requested(target: Target, fields: Any, max_tokens: int | None) -> bool:
+    """Whether ``additionalModelRequestFields`` asks for reasoning; Claude's thinking budget is checked."""
+    if not isinstance(fields, dict):
+        return False
+    thinking = fields.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive"):
+        budget = thinking.get("budget_tokens")
+        if target.family == "anthropic" and thinking["type"] == "enabled":
+            if not isinstance(budget, int) or budget < CLAUDE_MIN_THINKING_BUDGET:
+                raise validation_error(
+                    "The model returned the following errors: thinking.enabled.budget_tokens: "
+                    f"Input should be greater than or equal to {CLAUDE_MIN_THINKING_BUDGET}"
+                )
+            if max_tokens is not None and max_tokens <= budget:
+                raise validation_error(
+                    "The model returned the following errors: `max_tokens` must be greater than "
+                    "`thinking.budget_tokens`."
+                )
+        return True
+    for key in ("reasoningConfig", "reasoning_config"):
+        config = fields.get(key)
+        if isinstance(config, dict) and config.get("type") == "enabled":
+            return True
+        if config is True:
+            return True
+    return isinstance(fields.get("reasoning_effort"), str)
+
+
+# ---------------------------------------------------------------- tokens and cache points
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def block_tokens(block: dict[str, Any]) -> int:
+    """Tokens of one content block (message, system, tool-result or tool)."""
+    if "text" in block and isinstance(block["text"], str):
+        return estimate_tokens(block["text"])
+    if "json" in block:
+        return estimate_tokens(_json_text(block["json"]))
+    if "guardContent" in block:
+        return estimate_tokens(block["guardContent"].get("text", {}).get("text", ""))
+    if "toolUse" in block:
+        return estimate_tokens(f"{block['toolUse'].get('name', '')} {_json_text(block['toolUse'].get('input'))}")
+    if "toolResult" in block:
+        return sum(block_tokens(item) for item in block["toolResult"].get("content", []))
+    if "reasoningContent" in block:
+        return estimate_tokens(block["reasoningContent"].get("reasoningText", {}).get("text", ""))
+    if "toolSpec" in block:
+        spec = block["toolSpec"]
+        schema = _json_text(spec.get("inputSchema", {}).get("json", {}))
+        return estimate_tokens(f"{spec.get('name', '')} {spec.get('description', '')} {schema}")
+    if any(kind in block for kind in ("image", "document", "video", "audio")):
+        return MEDIA_BLOCK_TOKENS
+    return 0  # cachePoint, systemTool, ...
+
+
+def _prompt_items(request: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, block) for every tool, system block and message block, in prompt order."""
+    for tool in (request.get("toolConfig") or {}).get("tools", []):
+        yield "tools", tool
+    for block in request.get("system") or []:
+        yield "system", block
+    for message in request.get("messages") or []:
+        for block in message.get("content") or []:
+            yield message.get("role", ""), block
+
+
+@dataclass(frozen=True)
+class CachePoint:
+    digest: str  # of everything before it
+    tokens: int  # input tokens before it
+    ttl: str
+
+
+@dataclass(frozen=True)
+class Prompt:
+    tokens: int
+    cache_points: tuple[CachePoint, ...]
+
+
+def measure_prompt(request: Mapping[str, Any]) -> Prompt:
+    """The prompt's input tokens and cache points (``request``: Converse members or a ConverseTokensRequest)."""
+    digest = hashlib.sha256()
+    tokens = 0
+    points: list[CachePoint] = []
+    for where, block in _prompt_items(request):
+        if "cachePoint" in block:
+            ttl = block["cachePoint"].get("ttl", "5m")
+            points.append(CachePoint(digest.copy().hexdigest(), tokens, ttl))
+            continue
+        digest.update(_json_text([where, block]).encode())
+        tokens += block_tokens(block)
+    return Prompt(max(1, tokens), tuple(points))
+
+
+class PromptCache:
+    """Cached prompt prefixes per answering model, with their expiry on the emulator's clock."""
+
+    def __init__(self) -> None:
+        self._expiry: dict[str, datetime] = {}
+        self._lock = threading.Lock()
+
+    def use(self, model_id: str, points: Sequence[CachePoint], now: datetime, min_tokens: int = 0) -> tuple[int, int]:
+        """Read the longest cached prefix, write the last one if new; returns (tokens read, tokens written)."""
+        usable = [point for point in points if point.tokens >= max(1, min_tokens)]
+        if not usable:
+            return 0, 0
+        model = base_model_id(model_id)
+        with self._lock:
+            read = 0
+            for point in usable:
+                key = f"{model}/{point.digest}"
+                if self._expiry.get(key, now) > now:
+                    read = max(read, point.tokens)
+                    self._expiry[key] = now + CACHE_TTLS[point.ttl]
+            last = usable[-1]
+            last_key = f"{model}/{last.digest}"
+            written = 0
+            if self._expiry.get(last_key, now) <= now:
+                written = last.tokens - read
+                for point in usable:
+                    self._expiry[f"{model}/{point.digest}"] = now + CACHE_TTLS[point.ttl]
+            return read, written
+
+
+# ---------------------------------------------------------------- the answer
+
+
+def words(text: str) -> list[str]:
+    """``text`` as word pieces (each with the whitespace before it) that join back to it."""
+    pieces = re.findall(r"\s*\S+", text)
+    trailing = text[len("".join(pieces)) :]
+    if pieces and trailing:
+        pieces[-1] += trailing
+    return pieces
+
+
+def _texts(blocks: Sequence[dict[str, Any]]) -> list[str]:
+    return [block["text"] for block in blocks if isinstance(block.get("text"), str)]
+
+
+def echo_text(messages: Sequence[dict[str, Any]]) -> str:
+    """The text of the last user message (its text blocks joined by newlines), or of its tool results."""
+    users = [message for message in messages if message.get("role") == "user"]
+    content = users[-1].get("content", []) if users else []
+    texts = _texts(content)
+    if not texts:
+        results = [block["toolResult"] for block in content if "toolResult" in block]
+        texts = [text for result in results for text in _texts(result.get("content", []))]
+    return "\n".join(texts) or "OK"
+
+
+def reasoning_text(echo: str) -> str:
+    return f"The user wants their last message ({estimate_tokens(echo)} words) repeated back exactly."
+
+
+def signature(text: str) -> str:
+    return base64.b64encode(hashlib.sha256(f"signature/{text}".encode()).digest()).decode()
+
+
+@dataclass(frozen=True)
+class Answer:
+    target: Target
+    text: str
+    stop_reason: str
+    stop_sequence: str | None
+    reasoning: str | None
+    prompt_tokens: int  # all input tokens, cached or not
+    cache_read: int
+    cache_write: int
+    cache_ttl: str | None  # of the written prefix
+    cache_used: bool  # the request had cache points
+    response_field_paths: tuple[str, ...] = ()
+
+    @property
+    def output_tokens(self) -> int:
+        return estimate_tokens(self.text) + (estimate_tokens(self.reasoning) if self.reasoning else 0)
+
+    def usage(self) -> dict[str, Any]:
+        input_tokens = self.prompt_tokens - self.cache_read - self.cache_write
+        usage: dict[str, Any] = {
+            "inputTokens": input_tokens,
+            "outputTokens": self.output_tokens,
+            "totalTokens": self.prompt_tokens + self.output_tokens,
+        }
+        if self.cache_used:
+            usage |= {"cacheReadInputTokens": self.cache_read, "cacheWriteInputTokens": self.cache_write}
+        if self.cache_write:
+            usage["cacheDetails"] = [{"ttl": self.cache_ttl, "inputTokens": self.cache_write}]
+        return usage
+
+    def trace(self) -> dict[str, Any] | None:
+        if self.target.invoked_model_id is None:
+            return None
+        return {"promptRouter": {"invokedModelId": self.target.invoked_model_id}}
+
+    def response_fields(self) -> dict[str, Any] | None:
+        """``additionalModelResponseFields`` for the requested paths the emulator knows (``/stop_sequence``)."""
+        if "/stop_sequence" in self.response_field_paths:
+            return {"stop_sequence": self.stop_sequence}
+        return None
+
+    def content(self) -> list[dict[str, Any]]:
+        blocks: list[dict[str, Any]] = []
+        if self.reasoning is not None:
+            text = {"text": self.reasoning, "signature": signature(self.reasoning)}
+            blocks.append({"reasoningContent": {"reasoningText": text}})
+        return [*blocks, {"text": self.text}]
+
+
+def shape_text(text: str, max_tokens: int | None, stop_sequences: Sequence[str]) -> tuple[str, str, str | None]:
+    """(answer, stopReason, stop sequence hit): cut before the first stop sequence or after ``max_tokens`` words,
+    whichever comes first in the text."""
+    pieces = words(text)
+    max_cut = len("".join(pieces[:max_tokens])) if max_tokens is not None and len(pieces) > max_tokens else None
+    hits = [(text.find(sequence), sequence) for sequence in stop_sequences if sequence and sequence in text]
+    if hits:
+        position, sequence = min(hits)
+        if max_cut is None or position < max_cut:
+            return text[:position], "stop_sequence", sequence
+    if max_cut is not None:
+        return text[:max_cut], "max_tokens", None
+    return text, "end_turn", None
+
+
+def answer(
+    request: Mapping[str, Any],
+    target: Target,
+    prompt: Prompt,
+    cache: PromptCache,
+    now: datetime,
+    min_cache_tokens: int = 0,
+) -> Answer:
+    """Answer a checked Converse ``request`` (the operation's members) with ``target``."""
+    if prompt.cache_points and not target.supports_caching:
+        raise validation_error(NO_PROMPT_CACHING)
+    config = request.get("inferenceConfig") or {}
+    max_tokens = config.get("maxTokens")
+    echo = echo_text(request.get("messages") or [])
+    thinking = reasoning_requested(target, request.get("additionalModelRequestFields"), max_tokens)
+    text, stop_reason, stop_sequence = shape_text(echo, max_tokens, config.get("stopSequences") or [])
+    read, written = cache.use(target.model_id, prompt.cache_points, now, min_cache_tokens)
+    return Answer(
+        target=target,
+        text=text,
+        stop_reason=stop_reason,
+        stop_sequence=stop_sequence,
+        reasoning=reasoning_text(echo) if thinking else None,
+        prompt_tokens=prompt.tokens,
+        cache_read=read,
+        cache_write=written,
+        cache_ttl=prompt.cache_points[-1].ttl if written else None,
+        cache_used=bool(prompt.cache_points),
+        response_field_paths=tuple(request.get("additionalModelResponseFieldPaths") or ()),
+    )

@@ -1,0 +1,301 @@
+"""The ``bedrock-runtime`` operations: Converse, ConverseStream, CountTokens, InvokeModel and the async invokes.
+
+``RuntimeState`` serves them next to the batch control plane (same ``EmulatorState``: clock, ``step_seconds``, S3
+client, region, account and ``faults``), so one ``endpoint_url`` serves both ``bedrock`` and ``bedrock-runtime``
+clients. What each operation answers: ``local.emulator.conversation`` (Converse), ``local.emulator.images``
+(InvokeModel on image models; text and embedding models answer as in batch, through ``local.emulator.families``),
+``local.emulator.async_invoke`` (Nova Reel).
+
+Wire formats: Converse, CountTokens and the async invokes are restJson1 (``local.emulator.protocol``). ConverseStream
+answers HTTP 200 with a chunked ``application/vnd.amazon.eventstream`` body, one frame per event
+(``local.emulator.eventstream``): ``messageStart``, [``contentBlockDelta`` ``reasoningContent`` text..., signature,
+``contentBlockStop``], ``contentBlockDelta`` text (``words_per_delta`` words each), ``contentBlockStop``,
+``messageStop``, then ``metadata`` (usage, metrics, trace) last. Errors found before streaming are normal JSON error
+responses. InvokeModel returns the model's JSON body with ``X-Amzn-Bedrock-Input-Token-Count`` /
+``-Output-Token-Count`` / ``-Invocation-Latency`` headers for text and embedding models.
+
+Runtime faults (``local.emulator.faults``): ``runtime_throttle`` and ``model_error`` hit the next N inference calls
+(ThrottlingException 429, then ModelErrorException 424 where the operation models it); ``stream_error_after=K`` makes
+every ConverseStream send K text deltas and then a ``modelStreamErrorException`` frame; ``video_failed`` fails the
+next N async invocations.
+
+Knobs (attributes, change them at any time): ``blocked_words`` (content filter of image and video prompts),
+``prompt_routers`` (custom router ARN or id -> model ids), ``min_cache_tokens``, ``short_prompt_tokens``,
+``words_per_delta``, ``stream_delay_seconds`` and ``before_stream_event`` (a hook called before each frame is sent).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+from local.emulator.async_invoke import AsyncInvocations
+from local.emulator.conversation import (
+    INVALID_MODEL,
+    Answer,
+    PromptCache,
+    answer,
+    check_messages,
+    is_prompt_router,
+    measure_prompt,
+    route,
+    words,
+)
+from local.emulator.errors import ApiError, validation_error
+from local.emulator.eventstream import CONTENT_TYPE, event_frame, exception_frame
+from local.emulator.families import FAMILIES, RecordError, base_model_id, family_for_model, invoke
+from local.emulator.images import IMAGE_FAMILIES, image_family
+from local.emulator.jobs import EmulatorState
+from local.emulator.protocol import Handler, HttpResponse, service_model, to_wire
+
+COUNT_TOKENS_UNSUPPORTED = "The provided model doesn't support counting tokens."
+COUNT_TOKENS_PREFIXES = ("anthropic.claude",)  # bare foundation-model ids only: no profile, no router
+ASYNC_ONLY_PREFIXES = ("amazon.nova-reel",)
+DEFAULT_BLOCKED_WORDS = ("nsfw",)
+THROTTLED = "Too many requests, please wait before trying again."
+MODEL_ERROR = "The system encountered an unexpected error during processing. Try your request again."
+STREAM_ERROR = "The model encountered an error while streaming its response. Retry your request."
+# Call faults per operation, checked in this order before the operation does anything.
+RUNTIME_CALL_FAULTS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    operation: tuple(
+        (name, code, message)
+        for name, code, message in (
+            ("runtime_throttle", "ThrottlingException", THROTTLED),
+            ("model_error", "ModelErrorException", MODEL_ERROR),
+        )
+        if code in {shape.name for shape in service_model("bedrock-runtime").operation_model(operation).error_shapes}
+    )
+    for operation in ("Converse", "ConverseStream", "CountTokens", "InvokeModel", "StartAsyncInvoke")
+}
+_GEO_PREFIXED = re.compile(r"^(us|us-gov|eu|apac|jp|au|ca|global)\.")
+
+StreamHook = Callable[[str], None]
+
+
+class RuntimeState:
+    """The runtime operations of one emulated account, sharing ``state`` with the batch control plane."""
+
+    def __init__(self, state: EmulatorState) -> None:
+        self.state = state
+        self.blocked_words: list[str] = list(DEFAULT_BLOCKED_WORDS)
+        self.prompt_routers: dict[str, tuple[str, ...]] = {}
+        self.min_cache_tokens = 0
+        self.short_prompt_tokens = 32
+        self.words_per_delta = 1
+        self.stream_delay_seconds = 0.0
+        self.before_stream_event: StreamHook | None = None
+        self.cache = PromptCache()
+        self.videos = AsyncInvocations(state, self._take_fault, self.is_blocked)
+
+    def handlers(self) -> dict[str, Handler]:
+        """Operation name -> handler, for ``RouteTable.add_service("bedrock-runtime", ...)``."""
+        return {
+            "Converse": self.converse,
+            "ConverseStream": self.converse_stream,
+            "CountTokens": self.count_tokens,
+            "InvokeModel": self.invoke_model,
+            "StartAsyncInvoke": self.start_async_invoke,
+            "GetAsyncInvoke": self.videos.get,
+            "ListAsyncInvokes": self.videos.list_page,
+        }
+
+    def is_blocked(self, text: str) -> bool:
+        lowered = text.lower()
+        return any(re.search(rf"\b{re.escape(word.lower())}\b", lowered) for word in self.blocked_words if word)
+
+    # ------------------------------------------------------------ faults (counted in the EmulatorState)
+
+    def _take_fault(self, name: str) -> str | None:
+        """Inject one ``name`` fault if its count allows: ``"k of N"``, else None.
+
+        Uses the EmulatorState's fault counter so ``faults_injected()`` reports runtime and batch faults together.
+        """
+        state = self.state
+        with state._lock:  # one counter for every fault of the emulator (see the docstring)
+            if not state._take_fault(name):
+                return None
+            return f"{state.faults_injected()[name]} of {state.faults[name]}"
+
+    def _inject_call_fault(self, operation: str) -> None:
+        for name, code, message in RUNTIME_CALL_FAULTS[operation]:
+            injected = self._take_fault(name)
+            if injected:
+                raise ApiError(code, f"{message} (emulated fault {name}: {injected})")
+
+    def _stream_error_after(self) -> int | None:
+        """``stream_error_after`` if set (counted as injected once per stream it breaks), else None."""
+        if "stream_error_after" not in self.state.faults:
+            return None
+        with self.state._lock:
+            self.state._injected["stream_error_after"] += 1
+        return int(self.state.faults["stream_error_after"])
+
+    def _now(self) -> datetime:
+        return self.state.clock()
+
+    # ------------------------------------------------------------ Converse / ConverseStream
+
+    def _answer(self, params: dict[str, Any]) -> Answer:
+        check_messages(params.get("messages") or [])
+        prompt = measure_prompt(params)
+        target = route(params["modelId"], prompt.tokens, self.prompt_routers, self.short_prompt_tokens)
+        return answer(params, target, prompt, self.cache, self._now(), self.min_cache_tokens)
+
+    def converse(self, params: dict[str, Any]) -> dict[str, Any]:
+        started = time.monotonic()
+        self._inject_call_fault("Converse")
+        result = self._answer(params)
+        return {
+            "output": {"message": {"role": "assistant", "content": result.content()}},
+            "stopReason": result.stop_reason,
+            "usage": result.usage(),
+            "metrics": {"latencyMs": _elapsed_ms(started)},
+            "additionalModelResponseFields": result.response_fields(),
+            "trace": result.trace(),
+        }
+
+    def converse_stream(self, params: dict[str, Any]) -> HttpResponse:
+        started = time.monotonic()
+        self._inject_call_fault("ConverseStream")
+        result = self._answer(params)
+        error_after = self._stream_error_after()
+        headers = {"x-amzn-requestid": str(uuid.uuid4()), "content-type": CONTENT_TYPE}
+        return HttpResponse(200, headers, self._frames(result, started, error_after))
+
+    def _frames(self, result: Answer, started: float, error_after: int | None) -> Iterator[bytes]:
+        """The stream's frames, produced as the client reads them (the HTTP layer sends each as one chunk)."""
+        shape = service_model("bedrock-runtime").shape_for("ConverseStreamOutput")
+        text_index = 0 if result.reasoning is None else 1
+        text_deltas = 0
+        for event_type, body in stream_events(result, self.words_per_delta):
+            is_text = event_type == "contentBlockDelta" and "text" in body["delta"]
+            text_done = event_type == "contentBlockStop" and body["contentBlockIndex"] == text_index
+            if error_after is not None and ((is_text and text_deltas == error_after) or text_done):
+                yield exception_frame(
+                    "modelStreamErrorException",
+                    {"message": f"{STREAM_ERROR} (emulated fault stream_error_after={error_after})"},
+                )
+                return
+            if event_type == "metadata":
+                body = {**body, "metrics": {"latencyMs": _elapsed_ms(started)}}
+            if self.before_stream_event is not None:
+                self.before_stream_event(event_type)
+            if is_text and self.stream_delay_seconds:
+                time.sleep(self.stream_delay_seconds)
+            text_deltas += is_text
+            yield event_frame(event_type, to_wire(body, shape.members[event_type]))
+
+    # ------------------------------------------------------------ CountTokens
+
+    def count_tokens(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._inject_call_fault("CountTokens")
+        model_id = params["modelId"]
+        base = base_model_id(model_id)
+        if is_prompt_router(model_id) or _GEO_PREFIXED.match(model_id) or "inference-profile/" in model_id:
+            raise validation_error(COUNT_TOKENS_UNSUPPORTED)
+        if not base.startswith(COUNT_TOKENS_PREFIXES):
+            known = family_for_model(model_id) is not None or image_family(model_id) is not None
+            raise validation_error(COUNT_TOKENS_UNSUPPORTED if known else INVALID_MODEL)
+        request = params["input"]
+        if "converse" in request:
+            check_messages(request["converse"].get("messages") or [])
+            return {"inputTokens": measure_prompt(request["converse"]).tokens}
+        body = _json_body(_b64decode(request["invokeModel"]["body"]))
+        try:
+            return {"inputTokens": invoke(family_for_model(model_id), model_id, body).input_tokens}
+        except RecordError as error:
+            raise validation_error(str(error)) from None
+
+    # ------------------------------------------------------------ InvokeModel
+
+    def invoke_model(self, params: dict[str, Any]) -> HttpResponse:
+        started = time.monotonic()
+        self._inject_call_fault("InvokeModel")
+        model_id = params["modelId"]
+        body = _json_body(params.get("body") or b"")
+        headers = {"x-amzn-requestid": str(uuid.uuid4()), "content-type": "application/json"}
+        image = image_family(model_id)
+        if image is not None:
+            output = IMAGE_FAMILIES[image](model_id, body, self.is_blocked)
+        else:
+            family = family_for_model(model_id)
+            if family not in FAMILIES or base_model_id(model_id).startswith(ASYNC_ONLY_PREFIXES):
+                raise validation_error(INVALID_MODEL)
+            try:
+                invocation = invoke(family, model_id, body)
+            except RecordError as error:
+                raise validation_error(str(error)) from None
+            output = invocation.output
+            headers |= {
+                "x-amzn-bedrock-input-token-count": str(invocation.input_tokens),
+                "x-amzn-bedrock-output-token-count": str(invocation.output_tokens),
+            }
+        headers["x-amzn-bedrock-invocation-latency"] = str(_elapsed_ms(started))
+        return HttpResponse(200, headers, json.dumps(output).encode())
+
+    # ------------------------------------------------------------ async invokes
+
+    def start_async_invoke(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._inject_call_fault("StartAsyncInvoke")
+        return self.videos.start(params)
+
+
+def stream_events(result: Answer, words_per_delta: int = 1) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The ConverseStream events of ``result``, as (event type, body); ``metadata`` carries latency 0 here."""
+    yield "messageStart", {"role": "assistant"}
+    index = 0
+    if result.reasoning is not None:
+        for chunk in _chunks(result.reasoning, words_per_delta):
+            yield "contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": chunk}}}
+        signature = result.content()[0]["reasoningContent"]["reasoningText"]["signature"]
+        yield "contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {"signature": signature}}}
+        yield "contentBlockStop", {"contentBlockIndex": 0}
+        index = 1
+    for chunk in _chunks(result.text, words_per_delta):
+        yield "contentBlockDelta", {"contentBlockIndex": index, "delta": {"text": chunk}}
+    yield "contentBlockStop", {"contentBlockIndex": index}
+    stop: dict[str, Any] = {"stopReason": result.stop_reason}
+    if result.response_fields() is not None:
+        stop["additionalModelResponseFields"] = result.response_fields()
+    yield "messageStop", stop
+    metadata: dict[str, Any] = {"usage": result.usage(), "metrics": {"latencyMs": 0}}
+    if result.trace() is not None:
+        metadata["trace"] = result.trace()
+    yield "metadata", metadata
+
+
+def _chunks(text: str, words_per_delta: int) -> Iterator[str]:
+    pieces = words(text)
+    size = max(1, words_per_delta)
+    for start in range(0, len(pieces), size):
+        yield "".join(pieces[start : start + size])
+
+
+def _elapsed_ms(started: float) -> int:
+    return max(1, round((time.monotonic() - started) * 1000))
+
+
+def _b64decode(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    try:
+        return base64.b64decode(str(value), validate=True)
+    except (binascii.Error, ValueError):
+        raise validation_error("input.invokeModel.body is not valid base64") from None
+
+
+def _json_body(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError as error:
+        raise validation_error(f"Malformed input request: the body is not valid JSON ({error})") from None
+    if not isinstance(body, dict):
+        raise validation_error("Malformed input request: the body must be a JSON object")
+    return body
