@@ -144,10 +144,11 @@ def execute(target: Any, args: argparse.Namespace, local_path: Path | None, sour
     run_id = target.run_id(execution_arn)
     files = target.download_outputs(run_id, args.output)
     summary = json.loads((args.output / "summary.json").read_text())
+    retry_jobs = (summary.get("resubmission") or {}).get("jobs_planned", 0)
     print(
-        f"run {run_id}: {summary['total_records']} rows in {summary['jobs_planned']} jobs -> "
-        f"{summary['succeeded']} with a result, {summary['failed']} with an error "
-        f"(input tokens {summary['input_tokens']}, output tokens {summary['output_tokens']})"
+        f"run {run_id}: {summary['total_records']} rows in {summary['jobs_planned']} jobs"
+        + (f" + {retry_jobs} resubmission jobs" if retry_jobs else "")
+        + f" -> {summary['message']} (input tokens {summary['input_tokens']}, output tokens {summary['output_tokens']})"
     )
     print(f"output: {len(files) - 1} Parquet file(s) and summary.json in {args.output.resolve()}")
     return EXIT_OK
