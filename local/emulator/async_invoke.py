@@ -13,9 +13,6 @@ filter's ``ValidationException``. A repeated ``clientRequestToken`` returns the 
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import secrets
 import string
 import threading
@@ -26,6 +23,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from local.emulator import paging
 from local.emulator.batch_io import S3Location
 from local.emulator.errors import ApiError, validation_error
 from local.emulator.families import base_model_id
@@ -196,18 +194,8 @@ class AsyncInvocations:
             now = self._now()
             for invocation in self._invocations.values():
                 self._advance(invocation, now)
-            descending = params.get("sortOrder", "Descending") == "Descending"
-            found = sorted(
-                (item for item in self._invocations.values() if _matches(item, params)), key=_key, reverse=descending
-            )
-            if "nextToken" in params:
-                after = _decode_token(params["nextToken"])
-                found = [item for item in found if (_key(item) < after if descending else _key(item) > after)]
-            page = found[: params.get("maxResults", DEFAULT_MAX_RESULTS)]
-            return {
-                "asyncInvokeSummaries": [item.describe() for item in page],
-                "nextToken": _encode_token(_key(page[-1])) if len(found) > len(page) else None,
-            }
+            selected, token = paging.page(self._invocations.values(), params, lambda item: _matches(item, params))
+            return {"asyncInvokeSummaries": [item.describe() for item in selected], "nextToken": token}
 
     def all(self) -> list[dict[str, Any]]:
         """Every invocation as GetAsyncInvoke describes it (advanced to now), oldest first."""
@@ -237,24 +225,4 @@ class AsyncInvocations:
 
 
 def _matches(invocation: AsyncInvocation, params: dict[str, Any]) -> bool:
-    return (
-        params.get("statusEquals") in (None, invocation.status)
-        and ("submitTimeAfter" not in params or invocation.submit_time > params["submitTimeAfter"])
-        and ("submitTimeBefore" not in params or invocation.submit_time < params["submitTimeBefore"])
-    )
-
-
-def _key(invocation: AsyncInvocation) -> tuple[datetime, int]:
-    return invocation.submit_time, invocation.seq
-
-
-def _encode_token(key: tuple[datetime, int]) -> str:
-    return base64.urlsafe_b64encode(json.dumps([key[0].isoformat(), key[1]]).encode()).decode()
-
-
-def _decode_token(token: str) -> tuple[datetime, int]:
-    try:
-        when, seq = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return datetime.fromisoformat(when), int(seq)
-    except (ValueError, TypeError, binascii.Error):
-        raise validation_error("The nextToken is invalid") from None
+    return params.get("statusEquals") in (None, invocation.status)

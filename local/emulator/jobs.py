@@ -14,10 +14,7 @@ The operation methods take and return the wire dicts of botocore's model (camelC
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import json
 import math
 import random
 import secrets
@@ -31,6 +28,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from local.emulator import paging
 from local.emulator.batch_io import (
     InputFile,
     JobFailure,
@@ -236,18 +234,8 @@ class EmulatorState:
     def list_model_invocation_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             self._advance_all(self._now())
-            descending = params.get("sortOrder", "Descending") == "Descending"
-            jobs = sorted(
-                (job for job in self._jobs.values() if _matches(job, params)), key=_sort_key, reverse=descending
-            )
-            if "nextToken" in params:
-                after = _decode_token(params["nextToken"])
-                jobs = [job for job in jobs if (_sort_key(job) < after if descending else _sort_key(job) > after)]
-            page = jobs[: params.get("maxResults", DEFAULT_MAX_RESULTS)]
-            return {
-                "invocationJobSummaries": [job.describe() for job in page],
-                "nextToken": _encode_token(_sort_key(page[-1])) if len(jobs) > len(page) else None,
-            }
+            selected, token = paging.page(self._jobs.values(), params, lambda job: _matches(job, params))
+            return {"invocationJobSummaries": [job.describe() for job in selected], "nextToken": token}
 
     def stop_model_invocation_job(self, params: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
@@ -487,25 +475,4 @@ _ON_LEAVE: dict[str, Callable[[EmulatorState, Job], str | None]] = {
 
 
 def _matches(job: Job, params: dict[str, Any]) -> bool:
-    return (
-        params.get("statusEquals") in (None, job.status)
-        and params.get("nameContains", "") in job.name
-        and ("submitTimeAfter" not in params or job.submit_time > params["submitTimeAfter"])
-        and ("submitTimeBefore" not in params or job.submit_time < params["submitTimeBefore"])
-    )
-
-
-def _sort_key(job: Job) -> tuple[datetime, int]:
-    return job.submit_time, job.seq
-
-
-def _encode_token(key: tuple[datetime, int]) -> str:
-    return base64.urlsafe_b64encode(json.dumps([key[0].isoformat(), key[1]]).encode()).decode()
-
-
-def _decode_token(token: str) -> tuple[datetime, int]:
-    try:
-        when, seq = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return datetime.fromisoformat(when), int(seq)
-    except (ValueError, TypeError, binascii.Error):
-        raise validation_error("The nextToken is invalid") from None
+    return params.get("statusEquals") in (None, job.status) and params.get("nameContains", "") in job.name
