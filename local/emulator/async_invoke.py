@@ -35,7 +35,6 @@ REEL_MODELS = ("amazon.nova-reel-v1:0", "amazon.nova-reel-v1:1")
 REEL_FPS, REEL_DIMENSION, REEL_SHOT_SECONDS = 24, "1280x720", 6
 REEL_MAX_SEED = 2_147_483_646
 MULTI_SHOT_MAX_SECONDS = 120
-DEFAULT_MAX_RESULTS = 1000
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
 TakeFault = Callable[[str], str | None]  # fault name -> "k of N" if one was injected, else None

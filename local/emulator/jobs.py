@@ -55,7 +55,6 @@ NEXT_STATUS = {
     "Stopping": "Stopped",
 }
 DEFAULT_TIMEOUT_HOURS = 24
-DEFAULT_MAX_RESULTS = 1000
 KNOWN_FAULTS = frozenset(FAULTS)
 # Call faults, checked in this order before an operation does anything: (fault name, error code, message).
 CALL_FAULTS: dict[str, tuple[tuple[str, str, str], ...]] = {
