@@ -7,6 +7,7 @@ import os
 import sys
 
 from cli import batch, emulator
+from cli import gateway as gateway_cli
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     batch.add_parser(commands)
     emulator.add_parser(commands)
+    gateway_cli.add_parser(commands)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 # The runtime's model registry is the one list of inference-profile prefixes: IAM (bedrock_batch_role.py) must grant
@@ -54,6 +55,30 @@ DEFAULT_ALLOWED_MODEL_IDS = (
 )
 DEFAULT_BEDROCK_REGIONS = ("us-east-1", "us-east-2", "us-west-2")
 MAX_EXECUTION_TIMEOUT_HOURS = 365 * 24  # a Standard workflow runs for at most one year
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_GATEWAY_BOTS_FILE = "lambdas/gateway/bots.json"
+MODALITIES = ("text", "image", "video")
+# Lambda Web Adapter, zip form ("Zip Packages", awslabs.github.io/aws-lambda-web-adapter): the layer
+# arn:<partition>:lambda:<region>:753240598075:layer:LambdaAdapterLayer{X86|Arm64}:<version> in commercial regions.
+DEFAULT_WEB_ADAPTER_LAYER_ACCOUNT = "753240598075"
+DEFAULT_WEB_ADAPTER_LAYER_VERSION = 26
+# ARNs a bot's model_id may be instead of a model or system inference-profile id. These name no model, so the bot lists
+# the models they send requests to in target_model_ids (IAM must allow those too), except for AWS's default prompt
+# routers, whose models are known (below).
+_TARGETED_ARN_KINDS = ("prompt-router", "default-prompt-router", "application-inference-profile")
+# The models of the default prompt routers (Bedrock "Understanding intelligent prompt routing"; aws-bedrock-alpha
+# DefaultPromptRouterIdentifier). A router calls them through the cross-region profile of its region's geography.
+DEFAULT_PROMPT_ROUTER_MODELS: dict[str, tuple[str, ...]] = {
+    "anthropic.claude:1": ("anthropic.claude-3-haiku-20240307-v1:0", "anthropic.claude-3-5-sonnet-20240620-v1:0"),
+    "meta.llama:1": ("meta.llama3-1-8b-instruct-v1:0", "meta.llama3-1-70b-instruct-v1:0"),
+    "amazon.nova:1": ("amazon.nova-lite-v1:0", "amazon.nova-pro-v1:0"),
+}
+_REGION_GEOGRAPHY = {"us": "us", "eu": "eu", "ap": "apac"}  # region prefix -> inference-profile prefix
+_MODEL_ARN = re.compile(
+    r"^arn:aws[a-z-]*:bedrock:(?P<region>[a-z0-9-]*):(?P<account>\d{12})?:"
+    r"(?P<kind>foundation-model|inference-profile|application-inference-profile|prompt-router|default-prompt-router)/"
+    r"(?P<name>[A-Za-z0-9._:-]+)$"
+)
 
 _MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)+(:[a-z0-9-]+)?$", re.IGNORECASE)
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
@@ -97,6 +122,175 @@ class StorageConfig:
 
     run_data_expiration_days: int = 30
     auto_delete_objects: bool = False
+
+
+@dataclass(frozen=True)
+class GatewayBot:
+    """What IAM needs to know of one bot of the gateway's bot file (the app reads the rest itself).
+
+    ``model_id`` is a foundation-model id, a system inference-profile id or a Bedrock ARN (foundation model, inference
+    profile, application inference profile, prompt router); ``region`` is where the bot calls Bedrock (None: the
+    stack's region); ``target_model_ids`` are the models a prompt router or application inference profile sends
+    requests to (filled in for AWS's default prompt routers); ``count_tokens_model_id`` is the foundation model
+    CountTokens is asked about.
+    """
+
+    name: str
+    model_id: str
+    modality: str = "text"
+    region: str | None = None
+    target_model_ids: tuple[str, ...] = ()
+    count_tokens_model_id: str | None = None
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """The model gateway: its bots (from ``gatewayBotsFile``), function size, Web Adapter layer, API throttling and
+    media retention. Read by ``from_context`` only when the gateway stack is built: the batch stack never needs the
+    bot file."""
+
+    bots: tuple[GatewayBot, ...]
+    bots_file: str = DEFAULT_GATEWAY_BOTS_FILE
+    memory_mb: int = 1024
+    web_adapter_layer_account: str = DEFAULT_WEB_ADAPTER_LAYER_ACCOUNT
+    web_adapter_layer_version: int = DEFAULT_WEB_ADAPTER_LAYER_VERSION
+    throttling_rate_limit: int = 50
+    throttling_burst_limit: int = 100
+    media_expiration_days: int = 7
+    bedrock_regions: tuple[str, ...] = DEFAULT_BEDROCK_REGIONS
+
+    @classmethod
+    def from_app(cls, app: _HasNode) -> GatewayConfig:
+        return cls.from_context(app.node.get_all_context())
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, object], *, root: Path = PROJECT_ROOT) -> GatewayConfig:
+        """Read the gateway keys and the bot file (relative paths are relative to ``root``, the project root)."""
+        _reject_typos(context)
+        ctx = _Context(context)
+        bots_file = context.get("gatewayBotsFile", DEFAULT_GATEWAY_BOTS_FILE)
+        if not isinstance(bots_file, str) or not bots_file.strip() or Path(bots_file.strip()).is_absolute():
+            # Relative: the file is staged into the function's asset, so IAM and the app read the same bots.
+            raise _error(
+                "gatewayBotsFile",
+                "the path of the bot file, relative to the project",
+                bots_file,
+                DEFAULT_GATEWAY_BOTS_FILE,
+            )
+        account = context.get("gatewayWebAdapterLayerAccount", DEFAULT_WEB_ADAPTER_LAYER_ACCOUNT)
+        if not re.fullmatch(r"\d{12}", str(account).strip()):
+            raise _error(
+                "gatewayWebAdapterLayerAccount",
+                "the 12-digit account that publishes the Lambda Web Adapter layer",
+                account,
+                DEFAULT_WEB_ADAPTER_LAYER_ACCOUNT,
+            )
+        return cls(
+            bots=load_bots(_resolve(bots_file.strip(), root)),
+            bots_file=bots_file.strip(),
+            memory_mb=ctx.integer("gatewayMemoryMb", 1024, 128, 10240),
+            web_adapter_layer_account=str(account).strip(),
+            web_adapter_layer_version=ctx.integer(
+                "gatewayWebAdapterLayerVersion", DEFAULT_WEB_ADAPTER_LAYER_VERSION, 1, None
+            ),
+            throttling_rate_limit=ctx.integer("gatewayThrottlingRateLimit", 50, 1, 10_000),
+            throttling_burst_limit=ctx.integer("gatewayThrottlingBurstLimit", 100, 1, 5_000),
+            media_expiration_days=ctx.integer("gatewayMediaExpirationDays", 7, 1, None),
+            bedrock_regions=ctx.strings("bedrockRegions", DEFAULT_BEDROCK_REGIONS, _check_region),
+        )
+
+
+def _resolve(path: str, root: Path) -> Path:
+    resolved = root / path
+    if not resolved.is_file():
+        raise ValueError(
+            f"gatewayBotsFile: the bot file {str(resolved)!r} does not exist; create it or point gatewayBotsFile at "
+            f"one in cdk.json or with -c gatewayBotsFile=path/to/bots.json"
+        )
+    return resolved
+
+
+def load_bots(path: Path) -> tuple[GatewayBot, ...]:
+    """The bots of a bot file ``{"defaults": {...}, "bots": {"<name>": {"model_id": ..., ...}}}``, defaults applied.
+
+    Plain JSON, no AWS: synth stays offline. Raises ValueError naming the file, the bot and the field.
+    """
+    try:
+        document = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"gatewayBotsFile: {path} is not valid JSON: {exc}") from exc
+    defaults = document.get("defaults", {}) if isinstance(document, dict) else None
+    entries = document.get("bots") if isinstance(document, dict) else None
+    if not isinstance(defaults, dict) or not isinstance(entries, dict) or not entries:
+        raise ValueError(f'gatewayBotsFile: {path} must be {{"defaults": {{...}}, "bots": {{"<name>": {{...}}}}}}')
+    bots = []
+    for name, entry in entries.items():
+        if not isinstance(entry, dict):
+            raise ValueError(f"gatewayBotsFile: bot {name!r} in {path} must be an object")
+        bots.append(_bot(name, {**defaults, **entry}, path))
+    return tuple(bots)
+
+
+def _bot(name: str, entry: Mapping[str, Any], path: Path) -> GatewayBot:
+    def fail(field_name: str, need: str) -> ValueError:
+        return ValueError(
+            f"gatewayBotsFile: bot {name!r} in {path}: {field_name} must be {need}, got {entry.get(field_name)!r}"
+        )
+
+    model_id = entry.get("model_id")
+    if not isinstance(model_id, str) or _check_bot_model(model_id):
+        raise fail("model_id", "a Bedrock model id, inference-profile id or ARN")
+    modality = entry.get("modality", "text")
+    if modality not in MODALITIES:
+        raise fail("modality", "one of " + ", ".join(MODALITIES))
+    region = entry.get("region")
+    if region is not None and (not isinstance(region, str) or not _REGION.match(region)):
+        raise fail("region", "an AWS region name such as 'us-east-1'")
+    targets = entry.get("target_model_ids", [])
+    if not isinstance(targets, list) or any(not isinstance(t, str) or _check_bot_model(t) for t in targets):
+        raise fail("target_model_ids", "a list of Bedrock model ids, inference-profile ids or their ARNs")
+    match = _MODEL_ARN.match(model_id)
+    if match and match["kind"] in _TARGETED_ARN_KINDS and not targets:
+        targets = list(_default_router_targets(match["kind"], match["name"], match["region"]))
+        if not targets:
+            raise fail("target_model_ids", f"the models the {match['kind']} sends requests to, so IAM can allow them")
+    if any((m := _MODEL_ARN.match(t)) and m["kind"] in _TARGETED_ARN_KINDS for t in targets):
+        raise fail("target_model_ids", "model or inference-profile ids (not routers)")
+    count_tokens = entry.get("count_tokens_model_id")
+    if count_tokens is not None and (
+        not isinstance(count_tokens, str) or _check_model_id(count_tokens) or is_inference_profile(count_tokens)
+    ):
+        raise fail("count_tokens_model_id", "a foundation-model id (CountTokens takes no profile ids)")
+    return GatewayBot(
+        name=name,
+        model_id=model_id,
+        modality=modality,
+        region=region,
+        target_model_ids=tuple(targets),
+        count_tokens_model_id=count_tokens,
+    )
+
+
+def _default_router_targets(kind: str, name: str, region: str) -> tuple[str, ...]:
+    """The inference profiles a default prompt router of ``region`` calls; () if unknown."""
+    geography = _REGION_GEOGRAPHY.get(region.split("-")[0])
+    if kind != "default-prompt-router" or geography is None:
+        return ()
+    return tuple(f"{geography}.{model}" for model in DEFAULT_PROMPT_ROUTER_MODELS.get(name, ()))
+
+
+def _check_bot_model(item: str) -> str | None:
+    if item.lower().startswith("arn:"):
+        return None if _MODEL_ARN.match(item) else "a Bedrock model, inference-profile or prompt-router ARN"
+    return _check_model_id(item)
+
+
+def parse_model_arn(arn: str) -> tuple[str, str, str | None, str] | None:
+    """``(kind, name, region or None, account or "")`` of a Bedrock model ARN; None for an id."""
+    match = _MODEL_ARN.match(arn)
+    if not match:
+        return None
+    return match["kind"], match["name"], match["region"] or None, match["account"] or ""
 
 
 @dataclass(frozen=True)
@@ -164,6 +358,16 @@ KNOWN_KEYS = (
     "logRetentionDays",
     "runDataExpirationDays",
     "autoDeleteObjects",
+)
+# The keys GatewayConfig reads (it also reads bedrockRegions).
+GATEWAY_KEYS = (
+    "gatewayBotsFile",
+    "gatewayMemoryMb",
+    "gatewayWebAdapterLayerAccount",
+    "gatewayWebAdapterLayerVersion",
+    "gatewayThrottlingRateLimit",
+    "gatewayThrottlingBurstLimit",
+    "gatewayMediaExpirationDays",
 )
 
 
@@ -275,9 +479,10 @@ def _normalise(key: str) -> str:
 
 def _reject_typos(context: Mapping[str, object]) -> None:
     """Fail on a key that is not ours but nearly is (``maxConcurentJobs``), which would otherwise be ignored."""
-    ours = {_normalise(key): key for key in KNOWN_KEYS}
+    known = KNOWN_KEYS + GATEWAY_KEYS
+    ours = {_normalise(key): key for key in known}
     for key in context:
-        if key in KNOWN_KEYS or ":" in key or "/" in key:  # CDK's own keys: feature flags, aws:cdk:..., lookups
+        if key in known or ":" in key or "/" in key:  # CDK's own keys: feature flags, aws:cdk:..., lookups
             continue
         match = difflib.get_close_matches(_normalise(key), ours, n=1, cutoff=0.85)
         if match:

@@ -3,7 +3,8 @@
 ``synth_batch_template()`` returns the CloudFormation template of ``BatchInferenceStack`` with the logical ids the
 local runtime needs (the five functions, the bucket, the state machine), without Docker, network or ``cdk.out``.
 Bundling is skipped there (the handler code is dispatched in-process), and cdk-nag runs as in ``cdk synth``: a
-template that fails the checks raises rather than being returned.
+template that fails the checks raises rather than being returned. It builds the batch stack only: the gateway stack
+(``gateway=True``, as ``app.py`` asks) reads the bot file and is not needed there.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from stacks.batch_inference_stack import BatchInferenceStack
-from stacks.config import AppConfig
+from stacks.config import AppConfig, GatewayConfig
+from stacks.gateway_stack import GatewayStack
 
 STACK_NAME = "BedrockBatchInference"
+GATEWAY_STACK_NAME = "BedrockModelGateway"
 CDK_JSON = Path(__file__).resolve().parents[1] / "cdk.json"
 FUNCTION_KEYS = ("preprocess", "submit", "poll", "postprocess", "finalize")
 
@@ -34,11 +37,17 @@ class BatchTemplate:
 
 
 def build_app(
-    context: Mapping[str, object] | None = None, *, skip_bundling: bool = False, outdir: str | None = None
+    context: Mapping[str, object] | None = None,
+    *,
+    skip_bundling: bool = False,
+    outdir: str | None = None,
+    gateway: bool = False,
 ) -> tuple[cdk.App, BatchInferenceStack]:
     """The app ``cdk synth`` runs: cdk.json context, then ``context``, then (CLI) ``-c``; cdk-nag registered.
 
     ``skip_bundling`` stages no Lambda code (no pip, no Docker), even when the CDK CLI asks for bundling.
+    ``gateway`` adds ``GatewayStack`` (``app.py`` does; find it with ``gateway_stack(app)``): it reads the bot file
+    named by ``gatewayBotsFile`` and fails naming that key when the file is missing.
     """
     defaults = json.loads(CDK_JSON.read_text()).get("context", {})
     app = cdk.App(
@@ -52,8 +61,25 @@ def build_app(
         cfg=AppConfig.from_app(app),
         description="Amazon Bedrock batch inference orchestrator (Step Functions Distributed Map)",
     )
+    if gateway:
+        cfg = AppConfig.from_app(app)
+        GatewayStack(
+            app,
+            GATEWAY_STACK_NAME,
+            cfg=GatewayConfig.from_app(app),
+            function_settings=cfg.functions,
+            storage=cfg.storage,
+            description="Amazon Bedrock model gateway (REST API streaming from Lambda)",
+        )
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app, stack
+
+
+def gateway_stack(app: cdk.App) -> GatewayStack:
+    """The gateway stack of an app built with ``build_app(..., gateway=True)``."""
+    stack = app.node.find_child(GATEWAY_STACK_NAME)
+    assert isinstance(stack, GatewayStack)
+    return stack
 
 
 def synth_batch_template(context: Mapping[str, object] | None = None) -> BatchTemplate:

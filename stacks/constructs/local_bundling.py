@@ -30,13 +30,28 @@ _PLATFORM_TAGS = {
 
 @jsii.implements(cdk.ILocalBundling)
 class PipLocalBundling:
-    """Install ``requirements`` for the Lambda runtime and architecture into the asset, then copy the sources."""
+    """Install ``requirements`` for the Lambda runtime and architecture into the asset, then copy the sources.
 
-    def __init__(self, *, project_root: Path, requirements: str, python_version: str, architecture: str) -> None:
+    ``bundle_aws_sdk`` keeps the pip-installed botocore & co. (aiobotocore needs the exact botocore it pins, not the
+    runtime's); ``extra_files`` copies more project files into the asset (asset path -> project path), executable.
+    """
+
+    def __init__(
+        self,
+        *,
+        project_root: Path,
+        requirements: str,
+        python_version: str,
+        architecture: str,
+        bundle_aws_sdk: bool = False,
+        extra_files: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         self.project_root = project_root
         self.requirements = project_root / requirements
         self.python_version = python_version
         self.platform_tags = _PLATFORM_TAGS[architecture]
+        self.strip = () if bundle_aws_sdk else RUNTIME_PROVIDED
+        self.extra_files = extra_files
 
     def try_bundle(self, output_dir: str, *, image: cdk.DockerImage, **_options: Any) -> bool:
         platforms = [arg for tag in self.platform_tags for arg in ("--platform", tag)]
@@ -50,7 +65,7 @@ class PipLocalBundling:
             check=True,
         )  # fmt: skip
         for entry in Path(output_dir).iterdir():
-            if entry.name not in RUNTIME_PROVIDED and entry.name.split("-")[0] not in RUNTIME_PROVIDED:
+            if entry.name not in self.strip and entry.name.split("-")[0] not in self.strip:
                 continue
             if entry.is_dir():
                 shutil.rmtree(entry)
@@ -64,4 +79,9 @@ class PipLocalBundling:
                 shutil.copytree(source, target, ignore=_SKIP, dirs_exist_ok=True)
             else:
                 shutil.copy2(source, target)
+        for asset_path, project_path in self.extra_files:
+            target = Path(output_dir) / asset_path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.project_root / project_path, target)
+            target.chmod(0o755)  # a start-up script such as run.sh must be executable in the zip
         return True

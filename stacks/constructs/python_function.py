@@ -9,13 +9,15 @@ X-Ray tracing, the Powertools settings and a role of its own. Two kinds of code:
   built from ``lambdas/Dockerfile``. Synth only stages the build context; ``cdk deploy`` builds the image (Docker).
 
 Both stage the sources at the asset root, so handler strings read ``lambdas.submit_job.handler.lambda_handler``.
+A zip function may bring its own requirements file, extra files (the gateway's ``run.sh``), its own AWS SDK and layers
+(the gateway runs FastAPI under the Lambda Web Adapter layer, with aiobotocore's pinned botocore).
 """
 
 from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,7 @@ ASSET_EXCLUDE = (
 
 
 MIN_EPHEMERAL_STORAGE_MB = 512  # what Lambda gives when nothing is asked for
+ZIP_REQUIREMENTS_FILE = "requirements-lambda.txt"  # the control-plane functions' dependencies
 
 
 def retention(settings: FunctionConfig) -> logs.RetentionDays:
@@ -66,7 +69,7 @@ class PythonFunction(Construct):
     BUNDLING_PLATFORMS = {"arm64": "linux/arm64", "x86_64": "linux/amd64"}
     METRICS_NAMESPACE = "BedrockBatch"
     LOG_LEVEL = "INFO"
-    ZIP_REQUIREMENTS = "requirements-lambda.txt"
+    ZIP_REQUIREMENTS = ZIP_REQUIREMENTS_FILE
     DOCKERFILE = "lambdas/Dockerfile"
 
     def __init__(
@@ -82,8 +85,18 @@ class PythonFunction(Construct):
         packaging: Packaging = Packaging.ZIP,
         ephemeral_storage_mb: int = MIN_EPHEMERAL_STORAGE_MB,
         environment: Mapping[str, str] | None = None,
+        requirements: str = ZIP_REQUIREMENTS_FILE,
+        extra_files: Mapping[str, str] | None = None,
+        bundle_aws_sdk: bool = False,
+        layers: Sequence[lambda_.ILayerVersion] = (),
     ) -> None:
+        """``requirements``, ``extra_files`` (asset path -> project path) and ``bundle_aws_sdk`` apply to
+        ``Packaging.ZIP`` only (see ``PipLocalBundling``)."""
         super().__init__(scope, id_)
+        if packaging is Packaging.IMAGE and (
+            requirements != ZIP_REQUIREMENTS_FILE or extra_files or bundle_aws_sdk or layers
+        ):
+            raise ValueError("requirements, extra_files, bundle_aws_sdk and layers apply to Packaging.ZIP only")
         self.role = iam.Role(
             self,
             "Role",
@@ -103,6 +116,7 @@ class PythonFunction(Construct):
             "application_log_level_v2": lambda_.ApplicationLogLevel[self.LOG_LEVEL],
             "system_log_level_v2": lambda_.SystemLogLevel.INFO,
             "log_group": self.log_group,
+            "layers": list(layers) or None,
             "environment": {
                 "POWERTOOLS_SERVICE_NAME": service,
                 "POWERTOOLS_METRICS_NAMESPACE": self.METRICS_NAMESPACE,
@@ -122,7 +136,9 @@ class PythonFunction(Construct):
             )
             self.function = lambda_.DockerImageFunction(self, "Function", code=image, **options)
         else:
-            code = self._zip_code(settings.architecture)
+            code = self._zip_code(
+                settings.architecture, requirements, tuple(sorted((extra_files or {}).items())), bundle_aws_sdk
+            )
             self.function = lambda_.Function(
                 self, "Function", runtime=self.RUNTIME, handler=handler, code=code, **options
             )
@@ -142,25 +158,48 @@ class PythonFunction(Construct):
         )
 
     @classmethod
-    def _zip_code(cls, architecture: str) -> lambda_.Code:
-        # The source hash covers lambdas/, prompt_templates.py, the requirements and these options (platform included),
-        # so a change of any of them, or of the architecture, rebundles; nothing else does.
+    def _zip_code(
+        cls,
+        architecture: str,
+        requirements: str = ZIP_REQUIREMENTS_FILE,
+        extra_files: tuple[tuple[str, str], ...] = (),
+        bundle_aws_sdk: bool = False,
+    ) -> lambda_.Code:
+        # The source hash covers lambdas/, prompt_templates.py, the requirements, the extra files and these options
+        # (platform included), so a change of any of them, or of the architecture, rebundles; nothing else does.
+        exclude = list(ASSET_EXCLUDE)
+        if requirements != ZIP_REQUIREMENTS_FILE or extra_files:
+            allow = [f"!{requirements}", *(f"!{project_path}" for _, project_path in extra_files)]
+            exclude = [*exclude[:1], *allow, *exclude[1:]]
         return lambda_.Code.from_asset(
             str(PROJECT_ROOT),
-            exclude=list(ASSET_EXCLUDE),
+            exclude=exclude,
             ignore_mode=cdk.IgnoreMode.DOCKER,
             bundling=cdk.BundlingOptions(
                 image=cls.RUNTIME.bundling_image,
                 platform=cls.BUNDLING_PLATFORMS[architecture],
                 command=["false"],  # never runs: the local bundler always bundles or raises
-                local=_local_bundler(architecture, cls.RUNTIME.name.removeprefix("python"), cls.ZIP_REQUIREMENTS),
+                local=_local_bundler(
+                    architecture, cls.RUNTIME.name.removeprefix("python"), requirements, extra_files, bundle_aws_sdk
+                ),
             ),
         )
 
 
 @functools.cache
-def _local_bundler(architecture: str, python_version: str, requirements: str) -> PipLocalBundling:
-    # One bundler object per architecture, so CDK's asset cache bundles the shared zip once per synth, not per function.
+def _local_bundler(
+    architecture: str,
+    python_version: str,
+    requirements: str,
+    extra_files: tuple[tuple[str, str], ...] = (),
+    bundle_aws_sdk: bool = False,
+) -> PipLocalBundling:
+    # One bundler object per kind of zip, so CDK's asset cache bundles the shared zip once per synth, not per function.
     return PipLocalBundling(
-        project_root=PROJECT_ROOT, requirements=requirements, python_version=python_version, architecture=architecture
+        project_root=PROJECT_ROOT,
+        requirements=requirements,
+        python_version=python_version,
+        architecture=architecture,
+        bundle_aws_sdk=bundle_aws_sdk,
+        extra_files=extra_files,
     )

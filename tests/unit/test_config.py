@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -12,6 +15,8 @@ from stacks.config import (
     AppConfig,
     BatchConfig,
     FunctionConfig,
+    GatewayBot,
+    GatewayConfig,
     StorageConfig,
     base_model_id,
     is_inference_profile,
@@ -148,3 +153,152 @@ def test_inference_profile_ids() -> None:
     assert not is_inference_profile("anthropic.claude-3-haiku-20240307-v1:0")
     assert base_model_id("global.anthropic.claude-x-v1:0") == "anthropic.claude-x-v1:0"
     assert base_model_id("amazon.titan-embed-text-v2:0") == "amazon.titan-embed-text-v2:0"
+
+
+# --- GatewayConfig: the gateway keys and the bot file ------------------------------------------------------------
+
+ROUTER = "arn:aws:bedrock:us-east-1:123456789012:default-prompt-router/anthropic.claude:1"
+CUSTOM_ROUTER = "arn:aws:bedrock:us-east-1:123456789012:prompt-router/abcdefgh1234"
+
+
+def _bots_file(tmp_path: Path, document: Any) -> dict[str, object]:
+    path = tmp_path / "bots.json"
+    path.write_text(json.dumps(document))
+    return {"gatewayBotsFile": "bots.json"}
+
+
+def test_gateway_reads_the_bot_file_with_defaults_applied(tmp_path: Path) -> None:
+    # GIVEN a bot file with defaults, and gateway keys as -c passes them
+    context = _bots_file(
+        tmp_path,
+        {
+            "defaults": {"region": "us-east-1", "temperature": 0.5},
+            "bots": {
+                "chat": {"model_id": "us.amazon.nova-pro-v1:0", "count_tokens_model_id": "amazon.nova-pro-v1:0"},
+                "router": {"model_id": ROUTER, "target_model_ids": ["anthropic.claude-3-haiku-20240307-v1:0"]},
+                "reel": {"model_id": "amazon.nova-reel-v1:1", "modality": "video", "region": "us-west-2"},
+            },
+        },
+    )
+    context |= {"gatewayMemoryMb": "2048", "gatewayWebAdapterLayerVersion": "25", "gatewayMediaExpirationDays": "1"}
+    # WHEN reading the gateway config
+    cfg = GatewayConfig.from_context(context, root=tmp_path)
+    # THEN the bots carry what IAM needs, defaults merged under each bot's own fields, and the keys are cast
+    assert cfg.bots == (
+        GatewayBot(
+            name="chat",
+            model_id="us.amazon.nova-pro-v1:0",
+            region="us-east-1",
+            count_tokens_model_id="amazon.nova-pro-v1:0",
+        ),
+        GatewayBot(
+            name="router",
+            model_id=ROUTER,
+            region="us-east-1",
+            target_model_ids=("anthropic.claude-3-haiku-20240307-v1:0",),
+        ),
+        GatewayBot(name="reel", model_id="amazon.nova-reel-v1:1", modality="video", region="us-west-2"),
+    )
+    assert (cfg.memory_mb, cfg.web_adapter_layer_version, cfg.media_expiration_days) == (2048, 25, 1)
+    assert cfg.web_adapter_layer_account == "753240598075"
+    assert cfg.bots_file == "bots.json"
+
+
+def test_gateway_defaults_match_cdk_json() -> None:
+    # GIVEN the gateway keys of cdk.json / WHEN / THEN they are the documented defaults (the bot file aside)
+    context = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())["context"]
+    gateway_keys = {key: value for key, value in context.items() if key.startswith("gateway")}
+    assert gateway_keys == {
+        "gatewayBotsFile": "lambdas/gateway/bots.json",
+        "gatewayMemoryMb": GatewayConfig.memory_mb,
+        "gatewayWebAdapterLayerAccount": GatewayConfig.web_adapter_layer_account,
+        "gatewayWebAdapterLayerVersion": GatewayConfig.web_adapter_layer_version,
+        "gatewayThrottlingRateLimit": GatewayConfig.throttling_rate_limit,
+        "gatewayThrottlingBurstLimit": GatewayConfig.throttling_burst_limit,
+        "gatewayMediaExpirationDays": GatewayConfig.media_expiration_days,
+    }
+
+
+def test_a_missing_bot_file_names_the_key(tmp_path: Path) -> None:
+    # GIVEN no bot file / WHEN reading the gateway config / THEN the error names gatewayBotsFile and how to set it
+    with pytest.raises(
+        ValueError, match=r"gatewayBotsFile: the bot file .*missing.json' does not exist.*-c gatewayBots"
+    ):
+        GatewayConfig.from_context({"gatewayBotsFile": "missing.json"}, root=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("bot", "message"),
+    [
+        ({"model_id": "not a model"}, "model_id must be"),
+        ({"model_id": "arn:aws:s3:::bucket"}, "model_id must be"),
+        ({"model_id": "amazon.nova-lite-v1:0", "modality": "audio"}, "modality must be one of text, image, video"),
+        ({"model_id": "amazon.nova-lite-v1:0", "region": "moon-1"}, "region must be"),
+        ({"model_id": CUSTOM_ROUTER}, "target_model_ids must be the models the prompt-router sends requests to"),
+        ({"model_id": ROUTER, "target_model_ids": [ROUTER]}, "target_model_ids must be model or inference-profile"),
+        ({"model_id": "amazon.nova-lite-v1:0", "count_tokens_model_id": "us.amazon.nova-lite-v1:0"}, "CountTokens"),
+    ],
+)
+def test_a_bad_bot_names_the_file_the_bot_and_the_field(tmp_path: Path, bot: dict[str, Any], message: str) -> None:
+    # GIVEN a bot file with one bad bot
+    context = _bots_file(tmp_path, {"defaults": {}, "bots": {"bad": bot}})
+    # WHEN / THEN the error names the bot and the field
+    with pytest.raises(ValueError, match="gatewayBotsFile: bot 'bad' in .*bots.json: ") as caught:
+        GatewayConfig.from_context(context, root=tmp_path)
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("document", [[], {"bots": {}}, {"bots": []}, {"defaults": [], "bots": {"a": {}}}])
+def test_a_bot_file_of_the_wrong_shape_is_rejected(tmp_path: Path, document: Any) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        GatewayConfig.from_context(_bots_file(tmp_path, document), root=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("gatewayMemoryMb", "64"),
+        ("gatewayWebAdapterLayerVersion", "0"),
+        ("gatewayWebAdapterLayerAccount", "12345"),
+        ("gatewayThrottlingRateLimit", "0"),
+        ("gatewayThrottlingBurstLimit", "x"),
+        ("gatewayMediaExpirationDays", "0"),
+        ("gatewayBotsFile", "/etc/bots.json"),
+        ("gatewayBotsFile", ""),
+    ],
+)
+def test_a_bad_gateway_value_names_key_value_and_fix(tmp_path: Path, key: str, value: object) -> None:
+    context = _bots_file(tmp_path, {"bots": {"a": {"model_id": "amazon.nova-lite-v1:0"}}}) | {key: value}
+    with pytest.raises(ValueError) as caught:
+        GatewayConfig.from_context(context, root=tmp_path)
+    message = str(caught.value)
+    assert message.startswith(f"{key} must be ") and repr(value) in message
+    assert f"set it in cdk.json or pass -c {key}=" in message
+
+
+def test_a_near_miss_gateway_key_is_rejected_by_both_readers() -> None:
+    for reader in (AppConfig.from_context, GatewayConfig.from_context):
+        with pytest.raises(ValueError, match="did you mean 'gatewayMemoryMb'"):
+            reader({"gatewayMemoryMB_": 1024})
+
+
+def test_default_prompt_routers_call_their_models_through_the_regions_profiles(tmp_path: Path) -> None:
+    # GIVEN default prompt routers without target_model_ids, in a US and an EU region
+    eu_router = "arn:aws:bedrock:eu-central-1:123456789012:default-prompt-router/meta.llama:1"
+    context = _bots_file(tmp_path, {"bots": {"us": {"model_id": ROUTER}, "eu": {"model_id": eu_router}}})
+    # WHEN reading the bots / THEN their targets are the routers' models through the geography's profiles
+    us, eu = GatewayConfig.from_context(context, root=tmp_path).bots
+    assert us.target_model_ids == (
+        "us.anthropic.claude-3-haiku-20240307-v1:0",
+        "us.anthropic.claude-3-5-sonnet-20240620-v1:0",
+    )
+    assert eu.target_model_ids == ("eu.meta.llama3-1-8b-instruct-v1:0", "eu.meta.llama3-1-70b-instruct-v1:0")
+
+
+def test_the_project_bot_file_is_readable_when_present() -> None:
+    # GIVEN the gateway's own bot file (written alongside lambdas/gateway), if it exists yet
+    if not (Path(__file__).resolve().parents[2] / "lambdas" / "gateway" / "bots.json").exists():
+        pytest.skip("lambdas/gateway/bots.json is not there yet")
+    # WHEN / THEN the synth-time reader accepts it: every bot has a model IAM can name
+    cfg = GatewayConfig.from_context({})
+    assert cfg.bots and all(bot.model_id for bot in cfg.bots)

@@ -1,0 +1,151 @@
+"""``python -m cli gateway``: the model gateway under uvicorn, locally against the Bedrock emulator.
+
+    python -m cli gateway --port 8080
+    # Poe:    POST http://127.0.0.1:8080/poe/<bot>          Authorization: Bearer <key>
+    # OpenAI: OPENAI_BASE_URL=http://127.0.0.1:8080/v1 OPENAI_API_KEY=<key>
+
+``--target local`` (default) starts the emulator (with a moto S3 server beside it holding the media bucket) and
+points the app's clients at them through ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` / ``AWS_ENDPOINT_URL_S3``; ``--target
+aws`` serves the same app against the Bedrock of your current AWS credentials (set ``GATEWAY_MEDIA_BUCKET`` for
+image and video bots).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from cli.batch import EXIT_BAD_INPUT, FAULTS_HELP, fail
+
+MEDIA_BUCKET = "gateway-media"  # in the local moto S3: generated images and videos
+FAKE_AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def add_parser(commands: Any) -> None:
+    p = commands.add_parser("gateway", help="serve the model gateway (Poe + OpenAI-compatible), locally by default")
+    p.add_argument("--port", type=int, default=8080, help="gateway port (default 8080; 0: any free port)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--target", choices=("local", "aws"), default="local", help="local emulator (default) or AWS")
+    p.add_argument("--emulator-port", type=int, default=0, help="Bedrock emulator port (default: any free port)")
+    p.add_argument("--s3-port", type=int, default=0, help="moto S3 port beside the emulator (default: any free port)")
+    p.add_argument("--faults", default="", metavar="SPEC", help=FAULTS_HELP)
+    p.add_argument("--access-key", help="the key clients send (default: $GATEWAY_ACCESS_KEY or a new random one)")
+    p.set_defaults(func=run)
+
+
+@dataclass(frozen=True)
+class RunningGateway:
+    url: str
+    access_key: str
+    emulator_url: str | None
+
+
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
+def local_gateway(
+    port: int = 0,
+    *,
+    host: str = "127.0.0.1",
+    target: str = "local",
+    emulator_port: int = 0,
+    s3_port: int = 0,
+    faults: dict[str, Any] | None = None,
+    access_key: str | None = None,
+) -> Iterator[RunningGateway]:
+    """The gateway served by uvicorn from a background thread (and, for ``local``, the emulator it talks to)."""
+    import logging
+
+    import uvicorn
+
+    from lambdas.gateway.app import create_app
+    from lambdas.gateway.config import GatewaySettings
+
+    key = access_key or os.environ.get("GATEWAY_ACCESS_KEY") or secrets.token_urlsafe(24)[:32]
+    with ExitStack() as stack:
+        env = {"GATEWAY_ACCESS_KEY": key}
+        emulator_url = None
+        if target == "local":
+            from local.emulator.standalone import standalone
+
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's S3 server logs every request
+            for name, value in FAKE_AWS_ENV.items():
+                os.environ.setdefault(name, value)
+            emulator = stack.enter_context(standalone(emulator_port, host=host, s3_port=s3_port, step_seconds=1))
+            emulator.state.faults.update(faults or {})
+            emulator.state.s3.create_bucket(Bucket=MEDIA_BUCKET)
+            emulator_url = emulator.endpoint_url
+            env |= {
+                "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": emulator_url,
+                "AWS_ENDPOINT_URL_S3": emulator.state.s3.meta.endpoint_url,
+                "GATEWAY_MEDIA_BUCKET": MEDIA_BUCKET,
+                "GATEWAY_VIDEO_POLL_SECONDS": "1",
+            }
+        stack.enter_context(_environment(env))
+        app = create_app(GatewaySettings.from_env())
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
+        thread = threading.Thread(target=server.run, name="gateway", daemon=True)
+        thread.start()
+        stack.callback(thread.join, 10)
+        stack.callback(setattr, server, "should_exit", True)
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the gateway did not start on {host}:{port}")
+            time.sleep(0.02)
+        bound = server.servers[0].sockets[0].getsockname()[1]
+        yield RunningGateway(f"http://{host}:{bound}", key, emulator_url)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lambdas.gateway.config import BotConfigError
+    from local.emulator.faults import FaultSpecError, parse_faults
+
+    try:
+        faults = parse_faults(args.faults)
+    except FaultSpecError as exc:
+        return fail(f"--faults: {exc}", EXIT_BAD_INPUT)
+    try:
+        gateway = local_gateway(
+            args.port,
+            host=args.host,
+            target=args.target,
+            emulator_port=args.emulator_port,
+            s3_port=args.s3_port,
+            faults=faults,
+            access_key=args.access_key,
+        )
+        with gateway as running:
+            print(f"Gateway:     {running.url}  (target: {args.target})")
+            if running.emulator_url:
+                print(f"Emulator:    {running.emulator_url}  (text answers echo the last user message)")
+            print(f"Access key:  {running.access_key}")
+            print(f"Poe:         POST {running.url}/poe/<bot>   (Authorization: Bearer <access key>)")
+            print(f"OpenAI:      OPENAI_BASE_URL={running.url}/v1 OPENAI_API_KEY={running.access_key}")
+            print(f"Bots:        curl -H 'Authorization: Bearer {running.access_key}' {running.url}/v1/models")
+            try:
+                threading.Event().wait()
+            except KeyboardInterrupt:
+                print("stopped")
+    except BotConfigError as exc:
+        return fail(str(exc), EXIT_BAD_INPUT)
+    return 0

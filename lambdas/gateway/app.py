@@ -1,0 +1,410 @@
+"""The gateway's ASGI app: Poe server-bot protocol, an OpenAI-compatible chat API, the model list and a health check.
+
+    uvicorn lambdas.gateway.app:app --port 8080     # locally; in Lambda the Web Adapter runs the same command
+
+``app`` is built on first access by ``create_app(GatewaySettings.from_env())``; tests call ``create_app(settings)``.
+SSE frames are written here (no Powertools resolver: it buffers). Poe queries send ``meta`` before any AWS call.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lambdas.gateway.clients import AwsClients
+from lambdas.gateway.config import GatewaySettings, parse_access_keys
+from lambdas.gateway.errors import GatewayError, internal_error, stop_outcome
+from lambdas.gateway.events import Event, Finished, MediaFile, Progress, ReasoningDelta, TextDelta
+from lambdas.gateway.factory import BotHandler, build_bots
+from lambdas.gateway.translate import ChatRequest, chat_messages
+from lambdas.shared.observability import logger
+
+POE_REPORTS = ("report_feedback", "report_reaction", "report_error")
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+UNAUTHORIZED = "Invalid or missing access key."
+
+
+# ---------------------------------------------------------------- request bodies
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class PoeMessage(_Body):
+    role: str
+    content: str = ""
+    content_type: str = "text/markdown"
+
+
+class PoeRequest(_Body):
+    version: str = ""
+    type: str
+    query: list[PoeMessage] = Field(default_factory=list)
+    temperature: float | None = None
+    stop_sequences: list[str] = Field(default_factory=list)
+    user_id: str = ""
+    conversation_id: str = ""
+    message_id: str = ""
+
+
+class OpenAIMessage(_Body):
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "\n".join(str(part.get("text", "")) for part in self.content if part.get("type") == "text")
+        return self.content or ""
+
+
+class StreamOptions(_Body):
+    include_usage: bool = False
+
+
+class OpenAIChatRequest(_Body):
+    model: str
+    messages: list[OpenAIMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    stop: str | list[str] | None = None
+
+    def chat(self) -> ChatRequest:
+        stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        return ChatRequest(
+            messages=chat_messages((m.role, m.text()) for m in self.messages),
+            max_tokens=self.max_completion_tokens or self.max_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            stop_sequences=tuple(stops),
+        )
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def sse(event: str, data: Mapping[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def data_line(data: Mapping[str, Any] | str) -> bytes:
+    return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n".encode()
+
+
+def error_response(error: GatewayError, *, openai: bool) -> JSONResponse:
+    body = error.openai_body() if openai else {"error": error.message, "code": error.code}
+    return JSONResponse(body, status_code=error.status, headers=error.headers())
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise GatewayError(413, f"The request body is over {limit} bytes.", code="request_too_large")
+    body = bytearray()
+    async for chunk in request.stream():  # chunked bodies have no Content-Length: stop reading at the limit
+        body += chunk
+        if len(body) > limit:
+            raise GatewayError(413, f"The request body is over {limit} bytes.", code="request_too_large")
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise GatewayError(400, "The request body is not valid JSON.", code="invalid_json") from None
+
+
+def validation_failed(error: ValidationError) -> GatewayError:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in item['loc']) or 'body'}: {item['msg']}" for item in error.errors()[:5]
+    )
+    return GatewayError(422, f"Invalid request body: {problems}", code="invalid_body")
+
+
+def bearer(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def key_matches(given: str, expected: str | None) -> bool:
+    return bool(given) and expected is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+# ---------------------------------------------------------------- the app
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or GatewaySettings.from_env()
+    clients = AwsClients(settings)
+    bots = build_bots(settings, clients)
+    keys: dict[str, str] = dict(settings.access_keys)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if settings.access_keys_secret_arn:  # on AWS the keys live in Secrets Manager, never in the environment
+            region = settings.access_keys_secret_arn.split(":")[3]
+            secrets = await clients.client("secretsmanager", region)
+            value = await secrets.get_secret_value(SecretId=settings.access_keys_secret_arn)
+            keys.update(parse_access_keys(value["SecretString"], "the access-keys secret"))
+        missing = sorted({b.access_key_ref for b in settings.bots.values()} - set(keys))
+        if missing:
+            logger.warning("access keys not configured: their bots refuse every request", key_refs=missing)
+        for region in sorted({b.region for b in settings.bots.values() if b.modality == "text"}):
+            await clients.bedrock_runtime(region)
+        yield
+        await clients.close()
+
+    app = FastAPI(title="Bedrock model gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.settings = settings
+    app.state.bots = bots
+
+    def authorized(request: Request, bot: BotHandler) -> bool:
+        return key_matches(bearer(request), keys.get(bot.config.access_key_ref))
+
+    @app.exception_handler(Exception)
+    async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled gateway error", path=request.url.path)
+        return error_response(internal_error(), openai=request.url.path.startswith("/v1/"))
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "bots": len(bots)}
+
+    # ------------------------------------------------------------ Poe
+
+    @app.post("/poe/{bot_name}", response_model=None)
+    async def poe(bot_name: str, request: Request) -> JSONResponse | StreamingResponse:
+        bot = bots.get(bot_name)
+        if bot is None:
+            return error_response(GatewayError(404, f"Unknown bot '{bot_name}'.", code="unknown_bot"), openai=False)
+        if not authorized(request, bot):
+            return error_response(GatewayError(401, UNAUTHORIZED, code="unauthorized"), openai=False)
+        try:
+            body = PoeRequest.model_validate(await read_json(request, settings.max_body_bytes))
+        except GatewayError as error:
+            return error_response(error, openai=False)
+        except ValidationError as error:
+            return error_response(validation_failed(error), openai=False)
+        if body.type == "query":
+            chat = ChatRequest(
+                messages=chat_messages((m.role, m.content) for m in body.query),
+                temperature=body.temperature,
+                stop_sequences=tuple(body.stop_sequences),
+            )
+            return StreamingResponse(poe_answer(bot, chat), media_type="text/event-stream", headers=SSE_HEADERS)
+        if body.type == "settings":
+            return JSONResponse(poe_settings(bot))
+        if body.type in POE_REPORTS:
+            logger.info("poe report", bot=bot_name, report=body.type, body=body.model_extra)
+            return JSONResponse({})
+        return error_response(
+            GatewayError(501, f"Unsupported request type '{body.type}'.", code="unsupported"), openai=False
+        )
+
+    # ------------------------------------------------------------ OpenAI
+
+    @app.get("/v1/models", response_model=None)
+    async def models(request: Request) -> JSONResponse:
+        if not any(key_matches(bearer(request), key) for key in keys.values()):
+            return error_response(GatewayError(401, UNAUTHORIZED, openai_type="authentication_error"), openai=True)
+        data = [
+            {
+                "id": name,
+                "object": "model",
+                "created": 0,
+                "owned_by": "amazon-bedrock",
+                "modality": bot.config.modality,
+                "model_id": bot.config.model_id,
+            }
+            for name, bot in bots.items()
+        ]
+        return JSONResponse({"object": "list", "data": data})
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat_completions(request: Request) -> JSONResponse | StreamingResponse:
+        if not any(key_matches(bearer(request), key) for key in keys.values()):
+            return error_response(GatewayError(401, UNAUTHORIZED, openai_type="authentication_error"), openai=True)
+        try:
+            body = OpenAIChatRequest.model_validate(await read_json(request, settings.max_body_bytes))
+            bot = bots.get(body.model)
+            if bot is None:
+                raise GatewayError(404, f"The model '{body.model}' does not exist.", code="model_not_found")
+            if not authorized(request, bot):
+                raise GatewayError(401, UNAUTHORIZED, openai_type="authentication_error")
+            chat = body.chat()
+            stream = await bot.start(chat)
+        except GatewayError as error:
+            return error_response(error, openai=True)
+        except ValidationError as error:
+            return error_response(validation_failed(error), openai=True)
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        if body.stream:
+            chunks = openai_chunks(stream, body.model, include_usage)
+            return StreamingResponse(chunks, media_type="text/event-stream", headers=SSE_HEADERS)
+        return await openai_completion(stream, body.model)
+
+    return app
+
+
+# ---------------------------------------------------------------- Poe answers
+
+
+def poe_settings(bot: BotHandler) -> dict[str, Any]:
+    config = bot.config
+    answer: dict[str, Any] = {
+        "introduction_message": config.poe.introduction_message,
+        "allow_attachments": False,  # attachments are not forwarded to Bedrock yet (images_in/documents flags)
+        "enable_image_comprehension": False,
+        "enforce_author_role_alternation": False,
+    }
+    if config.poe.parameter_controls is not None:
+        answer["parameter_controls"] = config.poe.parameter_controls
+    return answer
+
+
+async def poe_answer(bot: BotHandler, chat: ChatRequest) -> AsyncIterator[bytes]:
+    """``meta`` at once, text as it arrives, reasoning as a quoted block, failures as ``error``, ``done`` last."""
+    yield sse("meta", {"content_type": "text/markdown", "suggested_replies": False})
+    try:
+        stream = await bot.start(chat)
+        reasoning, progressed, files = False, False, 0
+        async for event in stream:
+            if isinstance(event, ReasoningDelta):
+                quoted = event.text.replace("\n", "\n> ")
+                yield sse("text", {"text": quoted if reasoning else "> " + quoted})
+                reasoning = True
+            elif isinstance(event, TextDelta):
+                if reasoning:
+                    yield sse("text", {"text": "\n\n"})
+                    reasoning = False
+                yield sse("text", {"text": event.text})
+            elif isinstance(event, Progress):
+                yield sse("replace_response", {"text": event.text})
+                progressed = True
+            elif isinstance(event, MediaFile):
+                ref = f"file{files}"
+                files += 1
+                file = {"url": event.url, "content_type": event.content_type, "name": event.name, "inline_ref": ref}
+                yield sse("file", file)
+                # a progress line is replaced by the media reference
+                yield sse("replace_response" if progressed else "text", {"text": f"![{event.name}][{ref}]\n"})
+                progressed = False
+            elif isinstance(event, Finished):
+                outcome = stop_outcome(event.stop_reason)
+                if outcome.poe_error is not None:
+                    yield sse("error", outcome.poe_error.poe_event())
+    except GatewayError as error:
+        yield sse("error", error.poe_event())
+    except Exception:
+        logger.exception("poe answer failed", bot=bot.config.name)
+        yield sse("error", internal_error().poe_event())
+    yield sse("done", {})
+
+
+# ---------------------------------------------------------------- OpenAI answers
+
+
+def _chunk(completion_id: str, model: str, created: int, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+    return {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+def markdown_image(media: MediaFile) -> str:
+    """An image inline, any other media (video) as a link."""
+    bang = "!" if media.content_type.startswith("image/") else ""
+    return f"{bang}[{media.name}]({media.url})\n"
+
+
+def bedrock_details(finished: Finished) -> dict[str, Any]:
+    """Gateway extras beside OpenAI's usage: the router's choice, Bedrock's latency, the cost and cache writes."""
+    return {
+        "invoked_model_id": finished.invoked_model_id,
+        "latency_ms": finished.latency_ms,
+        "cost_usd": round(finished.cost_usd, 8),
+        "cache_write_tokens": finished.usage.cache_write_tokens,
+        "stop_reason": finished.stop_reason,
+    }
+
+
+async def openai_chunks(stream: AsyncIterable[Event], model: str, include_usage: bool) -> AsyncIterator[bytes]:
+    completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    yield data_line(_chunk(completion_id, model, created, {"role": "assistant", "content": ""}, None))
+    try:
+        async for event in stream:
+            if isinstance(event, TextDelta):
+                yield data_line(_chunk(completion_id, model, created, {"content": event.text}, None))
+            elif isinstance(event, ReasoningDelta):
+                yield data_line(_chunk(completion_id, model, created, {"reasoning_content": event.text}, None))
+            elif isinstance(event, MediaFile):
+                yield data_line(_chunk(completion_id, model, created, {"content": markdown_image(event)}, None))
+            elif isinstance(event, Finished):
+                finish = stop_outcome(event.stop_reason).finish_reason
+                yield data_line(_chunk(completion_id, model, created, {}, finish))
+                if include_usage:
+                    usage_chunk = _chunk(completion_id, model, created, {}, None) | {"choices": []}
+                    yield data_line(usage_chunk | {"usage": event.usage.openai(), "bedrock": bedrock_details(event)})
+    except GatewayError as error:
+        yield data_line(error.openai_body())
+    except Exception:
+        logger.exception("openai stream failed", model=model)
+        yield data_line(internal_error().openai_body())
+    yield data_line("[DONE]")
+
+
+async def openai_completion(stream: AsyncIterable[Event], model: str) -> JSONResponse:
+    text: list[str] = []
+    reasoning: list[str] = []
+    finished: Finished | None = None
+    try:
+        async for event in stream:
+            if isinstance(event, TextDelta):
+                text.append(event.text)
+            elif isinstance(event, ReasoningDelta):
+                reasoning.append(event.text)
+            elif isinstance(event, MediaFile):
+                text.append(markdown_image(event))
+            elif isinstance(event, Finished):
+                finished = event
+    except GatewayError as error:
+        return error_response(error, openai=True)
+    assert finished is not None  # every answer ends with Finished
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(text)}
+    if reasoning:
+        message["reasoning_content"] = "".join(reasoning)
+    return JSONResponse(
+        {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {"index": 0, "message": message, "finish_reason": stop_outcome(finished.stop_reason).finish_reason}
+            ],
+            "usage": finished.usage.openai(),
+            "bedrock": bedrock_details(finished),
+        }
+    )
+
+
+def __getattr__(name: str) -> Any:
+    """``app`` for uvicorn and the Lambda Web Adapter, built from the environment on first access."""
+    if name == "app":
+        built = create_app()
+        globals()["app"] = built
+        return built
+    raise AttributeError(name)

@@ -1,0 +1,259 @@
+"""Bot configuration (``bots.json``: ``defaults`` plus per-bot overrides) and gateway settings, validated once at start.
+
+A bot is the merge of ``defaults`` and its own entry (nested objects merge key by key), validated into a frozen
+``BotConfig``. Any invalid value stops the start with ``BotConfigError`` naming the bot, the field, the value and the
+fix. Model ids are read with the one model-id parser of the project (``lambdas.shared.model_families.ModelRef``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lambdas.shared.model_families import ModelRef
+
+Modality = Literal["text", "image", "video"]
+ImageFormat = Literal["amazon", "stability"]  # InvokeModel body: Nova Canvas / Titan Image, or Stability AI
+BOTS_FILE = Path(__file__).with_name("bots.json")
+DEFAULT_KEY_REF = "default"
+BOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# ARN resource types a bot's model_id may name (system/application profiles, models, prompt routers).
+MODEL_ARN_KINDS = (
+    "foundation-model",
+    "inference-profile",
+    "application-inference-profile",
+    "prompt-router",
+    "default-prompt-router",
+)
+_MODEL_ID = re.compile(r"^[a-z0-9-]+\.[A-Za-z0-9._:-]+$")
+
+
+class BotConfigError(ValueError):
+    """bots.json cannot be served; the message names the bot, the field, the value and the fix."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class InferenceDefaults(_Frozen):
+    """Defaults and limits of the inference parameters; a request may lower ``max_tokens`` but never raise it."""
+
+    max_tokens: int = Field(default=1024, ge=1, le=200_000)
+    temperature: float | None = Field(default=None, ge=0, le=1)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    stop_sequences: tuple[str, ...] = ()
+    max_temperature: float = Field(default=1.0, ge=0, le=2)  # a request's temperature is clamped to this
+    max_stop_sequences: int = Field(default=4, ge=0, le=8191)
+
+
+class Capabilities(_Frozen):
+    streaming: bool = True
+    images_in: bool = False
+    documents: bool = False
+    reasoning: bool = False  # show the model's reasoning (quoted block on Poe, reasoning_content on OpenAI)
+    prompt_caching: bool = False  # a cachePoint after the system prompt
+    token_counting: bool = False
+
+
+class Prices(_Frozen):
+    """USD. Text: per 1,000 tokens; images: per image; video: per second."""
+
+    input_per_1k: float = Field(default=0.0, ge=0)
+    output_per_1k: float = Field(default=0.0, ge=0)
+    cache_read_per_1k: float = Field(default=0.0, ge=0)
+    cache_write_per_1k: float = Field(default=0.0, ge=0)
+    per_image: float = Field(default=0.0, ge=0)
+    per_video_second: float = Field(default=0.0, ge=0)
+
+
+class PoeSettings(_Frozen):
+    introduction_message: str = ""
+    parameter_controls: dict[str, Any] | None = None  # passed to Poe as it is (api_version "2")
+
+
+class BotConfig(_Frozen):
+    name: str
+    model_id: str
+    modality: Modality = "text"
+    region: str = "us-east-1"
+    description: str = ""
+    system_prompt: str = ""
+    inference: InferenceDefaults = InferenceDefaults()
+    capabilities: Capabilities = Capabilities()
+    additional_request_fields: dict[str, Any] | None = None  # Converse additionalModelRequestFields, as they are
+    image_format: ImageFormat | None = None  # image bots: which InvokeModel request body the model takes
+    prices: Prices = Prices()
+    poe: PoeSettings = PoeSettings()
+    access_key_ref: str = DEFAULT_KEY_REF
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not BOT_NAME.match(value):
+            raise ValueError("use letters, digits, '.', '_' or '-' (at most 64, starting with a letter or digit)")
+        return value
+
+    @field_validator("model_id")
+    @classmethod
+    def _model_id(cls, value: str) -> str:
+        ref = ModelRef.parse(value)
+        if ref.arn_kind is not None and ref.arn_kind not in MODEL_ARN_KINDS:
+            raise ValueError(f"an ARN of type '{ref.arn_kind}' cannot be invoked; use one of {list(MODEL_ARN_KINDS)}")
+        if ref.arn_kind is None and not _MODEL_ID.match(ref.base_model_id):
+            raise ValueError(
+                "use a foundation-model id (provider.model-version), an inference-profile id (us./eu./global. ...) "
+                "or an ARN (prompt router, inference profile)"
+            )
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if not re.match(r"^[a-z]{2}(-gov)?-[a-z]+-\d$", value):
+            raise ValueError("use an AWS region name such as 'us-east-1'")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BotConfig:
+        if self.modality != "text" and self.capabilities.prompt_caching:
+            raise ValueError("capabilities.prompt_caching applies to text bots only; remove it")
+        if self.modality == "image" and self.image_format is None:
+            raise ValueError("image bots need image_format ('amazon' for Nova Canvas/Titan, 'stability'); set it")
+        return self
+
+    @property
+    def ref(self) -> ModelRef:
+        return ModelRef.parse(self.model_id)
+
+    @property
+    def is_router(self) -> bool:
+        return self.ref.arn_kind in ("prompt-router", "default-prompt-router")
+
+
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping) and key != "parameter_controls":
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(bot: str, error: ValidationError, data: Mapping[str, Any]) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(bot)"
+        value = item.get("input")
+        shown = "(missing)" if item["type"] == "missing" else json.dumps(value, default=str)[:120]
+        lines.append(
+            f"bot '{bot}': field '{where}' = {shown}: {item['msg']}; fix it under bots.{bot} (or defaults) in bots.json"
+        )
+    return "\n".join(lines)
+
+
+def parse_bots(document: Mapping[str, Any]) -> dict[str, BotConfig]:
+    """Validate a bots document (``{"defaults": {...}, "bots": {name: {...}}}``) into frozen configs by name."""
+    if not isinstance(document, Mapping) or not isinstance(document.get("bots"), Mapping):
+        raise BotConfigError("bots.json must be an object with a 'bots' object (and optional 'defaults'); add it")
+    defaults = document.get("defaults") or {}
+    if not isinstance(defaults, Mapping):
+        raise BotConfigError("bots.json: 'defaults' must be an object of bot fields; fix it")
+    unknown = set(document) - {"defaults", "bots", "$comment"}
+    if unknown:
+        raise BotConfigError(f"bots.json: unknown top-level keys {sorted(unknown)}; use only 'defaults' and 'bots'")
+    bots: dict[str, BotConfig] = {}
+    problems: list[str] = []
+    for name, entry in document["bots"].items():
+        if not isinstance(entry, Mapping):
+            problems.append(f"bot '{name}': must be an object of fields, got {json.dumps(entry)[:60]}")
+            continue
+        data = _merge(defaults, entry) | {"name": name}
+        try:
+            bots[name] = BotConfig.model_validate(data)
+        except ValidationError as error:
+            problems.append(_describe(name, error, data))
+    if problems:
+        raise BotConfigError("invalid bot configuration:\n" + "\n".join(problems))
+    if not bots:
+        raise BotConfigError("bots.json defines no bot; add at least one under 'bots'")
+    return bots
+
+
+def load_bots(path: Path = BOTS_FILE) -> dict[str, BotConfig]:
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise BotConfigError(f"cannot read bot configuration {path}: {error}") from None
+    return parse_bots(document)
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """What the gateway needs besides the bots; ``from_env`` reads it once at start."""
+
+    bots: Mapping[str, BotConfig]
+    access_keys: Mapping[str, str] = field(default_factory=dict)  # key ref -> key
+    max_body_bytes: int = 1_048_576
+    connect_timeout: float = 5.0
+    read_timeout: float = 300.0
+    max_attempts: int = 4  # in all, the first call included
+    retry_mode: str = "adaptive"
+    max_pool_connections: int = 50
+    media_bucket: str = ""  # S3 bucket for generated images (presigned URLs); empty: image bots answer 503
+    media_region: str = "us-east-1"
+    media_url_seconds: int = 3600
+    video_poll_seconds: float = 5.0
+    video_max_seconds: float = 540.0  # under Poe's 600 s limit for a whole answer
+    access_keys_secret_arn: str = ""  # on AWS: a Secrets Manager secret {ref: key}, read once at start
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
+        env = os.environ if env is None else env
+        path = Path(env.get("GATEWAY_BOTS_FILE") or BOTS_FILE)
+        return cls(
+            bots=load_bots(path),
+            access_keys=access_keys_from_env(env),
+            max_body_bytes=int(env.get("GATEWAY_MAX_BODY_BYTES", "1048576")),
+            connect_timeout=float(env.get("GATEWAY_CONNECT_TIMEOUT", "5")),
+            read_timeout=float(env.get("GATEWAY_READ_TIMEOUT", "300")),
+            max_attempts=int(env.get("GATEWAY_MAX_ATTEMPTS", "4")),
+            retry_mode=env.get("GATEWAY_RETRY_MODE", "adaptive"),
+            max_pool_connections=int(env.get("GATEWAY_MAX_POOL_CONNECTIONS", "50")),
+            media_bucket=env.get("GATEWAY_MEDIA_BUCKET", ""),
+            media_region=env.get("GATEWAY_MEDIA_REGION") or env.get("AWS_REGION") or "us-east-1",
+            media_url_seconds=int(env.get("GATEWAY_MEDIA_URL_SECONDS", "3600")),
+            video_poll_seconds=float(env.get("GATEWAY_VIDEO_POLL_SECONDS", "5")),
+            video_max_seconds=float(env.get("GATEWAY_VIDEO_MAX_SECONDS", "540")),
+            access_keys_secret_arn=env.get("GATEWAY_ACCESS_KEYS_SECRET_ARN", ""),
+        )
+
+
+def parse_access_keys(raw: str, source: str) -> dict[str, str]:
+    """A JSON object {ref: key} of non-empty strings (the secret's value, or GATEWAY_ACCESS_KEYS)."""
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict) or not all(isinstance(v, str) and v for v in parsed.values()):
+        raise BotConfigError(f'{source} must be a JSON object {{"ref": "key", ...}} of non-empty strings')
+    return dict(parsed)
+
+
+def access_keys_from_env(env: Mapping[str, str]) -> dict[str, str]:
+    """``GATEWAY_ACCESS_KEY``: the key of the ``default`` ref; ``GATEWAY_ACCESS_KEYS`` (JSON {ref: key}): others."""
+    keys: dict[str, str] = {}
+    raw = env.get("GATEWAY_ACCESS_KEYS", "").strip()
+    if raw:
+        keys.update(parse_access_keys(raw, "GATEWAY_ACCESS_KEYS"))
+    if env.get("GATEWAY_ACCESS_KEY"):
+        keys[DEFAULT_KEY_REF] = env["GATEWAY_ACCESS_KEY"]
+    return keys

@@ -1,0 +1,73 @@
+"""What an answer is made of, whatever the modality, and the usage record every answer leaves (log + metric)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from lambdas.gateway.config import BotConfig
+from lambdas.gateway.translate import Usage
+from lambdas.shared.observability import logger
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class ReasoningDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    stop_reason: str | None
+    usage: Usage
+    latency_ms: int | None
+    invoked_model_id: str | None
+    cost_usd: float
+
+
+@dataclass(frozen=True)
+class MediaFile:
+    url: str
+    content_type: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A status line for long generations (Poe ``replace_response``); not part of the answer."""
+
+    text: str
+
+
+Event = TextDelta | ReasoningDelta | MediaFile | Progress | Finished
+
+
+def record_usage(bot: BotConfig, finished: Finished) -> None:
+    """One structured log line and one EMF metric per answer (Powertools)."""
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    usage = finished.usage
+    logger.info(
+        "gateway usage",
+        bot=bot.name,
+        model_id=bot.model_id,
+        invoked_model_id=finished.invoked_model_id,
+        stop_reason=finished.stop_reason,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        latency_ms=finished.latency_ms,
+        cost_usd=round(finished.cost_usd, 8),
+    )
+    try:
+        namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "BedrockGateway")
+        cost = finished.cost_usd
+        with single_metric(name="CostUSD", unit=MetricUnit.Count, value=cost, namespace=namespace) as metric:
+            metric.add_dimension(name="bot", value=bot.name)
+    except Exception:  # a metric never fails an answer
+        logger.debug("metric not emitted", bot=bot.name)

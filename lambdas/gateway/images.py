@@ -1,0 +1,102 @@
+"""Image bots: the prompt -> InvokeModel (body by the bot's ``image_format``) -> PNG in S3 -> presigned URL.
+
+Formats (gateway.md §3.5): ``amazon`` (Nova Canvas, Titan Image Generator v2: ``TEXT_IMAGE``) answers
+``{"images": [b64]}``; ``stability`` (SD3.5 Large, Stable Image Core/Ultra) answers ``{"images", "finish_reasons"}``,
+where a content filter is a ``"Filter reason: ..."`` finish reason with HTTP 200 (Nova/Titan filters are a
+ValidationException instead). Either way a filtered prompt is a non-retryable ``user_caused_error``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+from lambdas.gateway.clients import AwsClients
+from lambdas.gateway.config import BotConfig, GatewaySettings
+from lambdas.gateway.errors import USER_CAUSED, GatewayError, from_bedrock
+from lambdas.gateway.events import Event, Finished, MediaFile, record_usage
+from lambdas.gateway.media import MediaStore
+from lambdas.gateway.translate import ChatRequest, PriceBook, Usage
+
+MAX_PROMPT = {"amazon": 512, "stability": 10_000}  # Titan's limit is the lower one of Nova Canvas and Titan
+
+
+def amazon_body(prompt: str) -> dict[str, Any]:
+    return {
+        "taskType": "TEXT_IMAGE",
+        "textToImageParams": {"text": prompt},
+        "imageGenerationConfig": {"numberOfImages": 1, "width": 1024, "height": 1024, "quality": "standard"},
+    }
+
+
+def stability_body(prompt: str) -> dict[str, Any]:
+    return {"prompt": prompt, "mode": "text-to-image", "aspect_ratio": "1:1", "output_format": "png"}
+
+
+def image_payloads(answer: Mapping[str, Any]) -> list[bytes]:
+    """The PNGs of an answer (either format), or a GatewayError for a filter or a malformed answer."""
+    reasons = [reason for reason in answer.get("finish_reasons") or [] if reason]
+    if answer.get("error") or reasons:
+        detail = answer.get("error") or reasons[0]
+        raise GatewayError(400, f"The image was not generated: {detail}", error_type=USER_CAUSED, code="filtered")
+    try:
+        images = [base64.b64decode(image, validate=True) for image in answer.get("images") or []]
+    except (binascii.Error, ValueError, TypeError):
+        images = []
+    if not images:
+        raise GatewayError(502, "The model answered without an image.", allow_retry=True, code="no_image")
+    return images
+
+
+REQUEST_BODIES: dict[str, Callable[[str], dict[str, Any]]] = {"amazon": amazon_body, "stability": stability_body}
+
+
+async def _replay(events: list[Event]) -> AsyncIterator[Event]:
+    for event in events:
+        yield event
+
+
+class ImageBot:
+    """Generates one image per query and answers with its presigned URL."""
+
+    def __init__(self, config: BotConfig, clients: AwsClients, prices: PriceBook, settings: GatewaySettings) -> None:
+        self.config = config
+        self._clients = clients
+        self._media = MediaStore(clients, settings)
+
+    async def start(self, chat: ChatRequest) -> AsyncIterator[Event]:
+        image_format = self.config.image_format or "amazon"
+        users = [message.text for message in chat.messages if message.role == "user" and message.text.strip()]
+        if not users:
+            raise GatewayError(400, "Describe the image you want in a message.", error_type=USER_CAUSED)
+        prompt = users[-1].strip()[: MAX_PROMPT[image_format]]
+        self._media.require()
+        started = time.monotonic()
+        try:
+            runtime = await self._clients.bedrock_runtime(self.config.region)
+            response = await runtime.invoke_model(
+                modelId=self.config.model_id,
+                body=json.dumps(REQUEST_BODIES[image_format](prompt)),
+                contentType="application/json",
+                accept="application/json",
+            )
+            answer = json.loads(await response["body"].read())
+            images = image_payloads(answer)
+            files = [await self._store(image) for image in images]
+        except GatewayError:
+            raise
+        except Exception as error:
+            raise from_bedrock(error) from error
+        cost = self.config.prices.per_image * len(images)
+        finished = Finished("end_turn", Usage(), round((time.monotonic() - started) * 1000), None, cost)
+        record_usage(self.config, finished)
+        return _replay([*files, finished])
+
+    async def _store(self, image: bytes) -> MediaFile:
+        key = f"{self._media.prefix(self.config.name)}.png"
+        url = await self._media.put(key, image, "image/png")
+        return MediaFile(url=url, content_type="image/png", name=key.rsplit("/", 1)[-1])

@@ -1,0 +1,161 @@
+"""Pure translation: chat messages (Poe or OpenAI) -> a Converse request; Converse usage -> tokens and cost.
+
+No I/O here. Roles: Poe ``bot`` and OpenAI ``assistant`` -> ``assistant``; ``system`` -> Converse ``system`` blocks;
+other roles (tool, unknown) are ignored. Consecutive same-role messages merge so roles alternate, starting with user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from lambdas.gateway.config import BotConfig, Prices
+from lambdas.gateway.errors import GatewayError
+from lambdas.shared.model_families import ModelRef
+
+Role = Literal["system", "user", "assistant"]
+ROLES: dict[str, Role] = {"system": "system", "user": "user", "bot": "assistant", "assistant": "assistant"}
+CACHE_POINT: dict[str, Any] = {"cachePoint": {"type": "default"}}
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Role
+    text: str
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One chat turn as either front end asked for it; None means "the bot's default"."""
+
+    messages: tuple[ChatMessage, ...]
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop_sequences: tuple[str, ...] = ()
+
+
+def chat_messages(pairs: Iterable[tuple[str, str]]) -> tuple[ChatMessage, ...]:
+    """(role, text) pairs from a front end, unknown roles dropped, roles normalised."""
+    return tuple(ChatMessage(ROLES[role], text) for role, text in pairs if role in ROLES)
+
+
+def converse_messages(messages: Sequence[ChatMessage]) -> tuple[list[dict[str, Any]], list[str]]:
+    """(Converse messages, system texts): blank messages dropped, same-role runs merged, leading assistant turns
+    dropped (Converse starts with user)."""
+    system = [m.text for m in messages if m.role == "system" and m.text.strip()]
+    turns: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role == "system" or not message.text.strip():
+            continue
+        if not turns and message.role == "assistant":
+            continue
+        if turns and turns[-1]["role"] == message.role:
+            turns[-1]["content"].append({"text": message.text})
+        else:
+            turns.append({"role": message.role, "content": [{"text": message.text}]})
+    if not turns:
+        raise GatewayError(400, "The conversation has no user message with text; send at least one.", code="no_message")
+    return turns, system
+
+
+def inference_config(bot: BotConfig, chat: ChatRequest) -> dict[str, Any]:
+    """The bot's defaults, overridden by the request within the bot's limits."""
+    limits = bot.inference
+    max_tokens = min(chat.max_tokens, limits.max_tokens) if chat.max_tokens else limits.max_tokens
+    config: dict[str, Any] = {"maxTokens": max(1, max_tokens)}
+    temperature = chat.temperature if chat.temperature is not None else limits.temperature
+    if temperature is not None:
+        config["temperature"] = min(max(0.0, temperature), limits.max_temperature)
+    top_p = chat.top_p if chat.top_p is not None else limits.top_p
+    if top_p is not None:
+        config["topP"] = min(max(0.0, top_p), 1.0)
+    stops = list(dict.fromkeys([*limits.stop_sequences, *(s for s in chat.stop_sequences if s)]))
+    if stops and limits.max_stop_sequences:
+        config["stopSequences"] = stops[: limits.max_stop_sequences]
+    return config
+
+
+def converse_request(bot: BotConfig, chat: ChatRequest) -> dict[str, Any]:
+    """The Converse / ConverseStream request for ``chat`` on ``bot``."""
+    messages, system_texts = converse_messages(chat.messages)
+    if bot.system_prompt:
+        system_texts = [bot.system_prompt, *system_texts]
+    request: dict[str, Any] = {
+        "modelId": bot.model_id,
+        "messages": messages,
+        "inferenceConfig": inference_config(bot, chat),
+    }
+    if system_texts:
+        request["system"] = [{"text": text} for text in system_texts]
+        if bot.capabilities.prompt_caching:
+            request["system"].append(dict(CACHE_POINT))
+    if bot.additional_request_fields:
+        request["additionalModelRequestFields"] = dict(bot.additional_request_fields)
+    return request
+
+
+# ---------------------------------------------------------------- usage and cost
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0  # not cached
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+    @property
+    def prompt_tokens(self) -> int:
+        """All input tokens: Converse ``inputTokens`` excludes the cached ones (gateway.md §3.3)."""
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.output_tokens
+
+    @classmethod
+    def from_converse(cls, usage: Mapping[str, Any] | None) -> Usage:
+        usage = usage or {}
+        return cls(
+            input_tokens=int(usage.get("inputTokens") or 0),
+            output_tokens=int(usage.get("outputTokens") or 0),
+            cache_read_tokens=int(usage.get("cacheReadInputTokens") or 0),
+            cache_write_tokens=int(usage.get("cacheWriteInputTokens") or 0),
+        )
+
+    def openai(self) -> dict[str, Any]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.output_tokens,
+            "total_tokens": self.total_tokens,
+            "prompt_tokens_details": {"cached_tokens": self.cache_read_tokens},
+        }
+
+
+def text_cost(usage: Usage, prices: Prices) -> float:
+    """USD for one answer; cache reads and writes have their own rates."""
+    return (
+        usage.input_tokens * prices.input_per_1k
+        + usage.output_tokens * prices.output_per_1k
+        + usage.cache_read_tokens * prices.cache_read_per_1k
+        + usage.cache_write_tokens * prices.cache_write_per_1k
+    ) / 1000
+
+
+class PriceBook:
+    """Prices by foundation-model id, from every bot's config: a router's answer is priced by the model it invoked."""
+
+    def __init__(self, bots: Iterable[BotConfig]) -> None:
+        self._by_model: dict[str, Prices] = {}
+        for bot in bots:
+            if not bot.is_router and bot.prices != Prices():
+                self._by_model.setdefault(bot.ref.base_model_id, bot.prices)
+
+    def prices_for(self, bot: BotConfig, invoked_model_id: str | None) -> Prices:
+        if invoked_model_id:
+            found = self._by_model.get(ModelRef.parse(invoked_model_id).base_model_id)
+            if found is not None:
+                return found
+        return bot.prices

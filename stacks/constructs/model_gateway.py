@@ -1,0 +1,299 @@
+"""The model gateway: a FastAPI app in Lambda (Lambda Web Adapter, response streaming) behind a REGIONAL REST API.
+
+```
+client ─> REST API (REGIONAL, stage throttling, access logs, X-Ray)
+            ANY / and ANY /{proxy+} ─ LambdaIntegration(STREAM, 15 min) ─> Lambda: run.sh ─> uvicorn
+            lambdas.gateway.app:app (under the Lambda Web Adapter layer) ─> Bedrock (the bots' models only)
+                                                                          ─> media bucket (generated images/videos)
+                                                                          ─> access-key secret (read at run time)
+```
+Authorization is the app's: each bot's Poe access key lives in the secret, never in the environment.
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from stacks.config import (
+    FunctionConfig,
+    GatewayBot,
+    GatewayConfig,
+    StorageConfig,
+    base_model_id,
+    is_inference_profile,
+    parse_model_arn,
+)
+from stacks.constructs.data_bucket import MULTIPART_UPLOAD_ABORT, DataBucket
+from stacks.constructs.nag import acknowledge, acknowledge_wildcard_resource
+from stacks.constructs.python_function import PythonFunction, retention
+
+GATEWAY_TIMEOUT = cdk.Duration.minutes(15)  # the Lambda and API Gateway streaming maximum
+APP = "lambdas.gateway.app:app"  # what run.sh serves with uvicorn
+REQUIREMENTS = "requirements-gateway.txt"
+RUN_SCRIPT = "stacks/constructs/gateway_run.sh"  # staged as run.sh at the asset root: the function's handler
+LAMBDA_TASK_ROOT = "/var/task"
+PORT = 8080
+# IAM actions and their resource types per the Service Authorization Reference (as cfn-lint's Policies.json carries it):
+# Converse/ConverseStream are authorized as InvokeModel/InvokeModelWithResponseStream; CountTokens takes a
+# foundation model. StartAsyncInvoke is no IAM action: it needs InvokeModel on the model and on an async-invoke ARN;
+# GetAsyncInvoke takes an async-invoke ARN. ListAsyncInvokes takes no resource ('*' only), so it is not granted.
+MODEL_ACTIONS = ("bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream", "bedrock:CountTokens")
+# Video bots (Nova Reel) start and follow async invocations, whose ids exist only at run time.
+ASYNC_INVOKE_ACTIONS = ("bedrock:InvokeModel", "bedrock:GetAsyncInvoke")
+MEDIA_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload")
+
+
+def web_adapter_layer_arn(cfg: GatewayConfig, architecture: str) -> str:
+    """``arn:<partition>:lambda:<region>:<account>:layer:LambdaAdapterLayer{Arm64|X86}:<version>`` in the stack's
+    region (the layer is published per region under one account in the commercial partition)."""
+    name = {"arm64": "LambdaAdapterLayerArm64", "x86_64": "LambdaAdapterLayerX86"}[architecture]
+    return (
+        f"arn:{cdk.Aws.PARTITION}:lambda:{cdk.Aws.REGION}:{cfg.web_adapter_layer_account}:layer:{name}:"
+        f"{cfg.web_adapter_layer_version}"
+    )
+
+
+def bot_model_arns(scope: Construct, cfg: GatewayConfig) -> list[str]:
+    """The Bedrock ARNs the configured bots may invoke, and nothing else.
+
+    Per bot, in its region (the stack's if it names none): a foundation model's ARN; a system inference profile's ARN
+    plus its foundation model in ``bedrockRegions`` and the bot's region (region-less for ``global.``); an ARN as
+    given, plus what its ``target_model_ids`` (models of a prompt router or application inference profile) expand
+    to; the ``count_tokens_model_id`` foundation model.
+    """
+    stack = cdk.Stack.of(scope)
+    partition = cdk.Aws.PARTITION
+
+    def foundation_model(model_id: str, region: str) -> str:
+        return f"arn:{partition}:bedrock:{region}::foundation-model/{model_id}"
+
+    def profile_models(profile_id: str, region: str) -> list[str]:
+        base = base_model_id(profile_id)
+        regions = dict.fromkeys([*cfg.bedrock_regions, region])
+        arns = [foundation_model(base, r) for r in regions]
+        if profile_id.startswith("global."):
+            arns.append(foundation_model(base, ""))
+        return arns
+
+    def expand(model_id: str, region: str) -> list[str]:
+        parsed = parse_model_arn(model_id)
+        if parsed is not None:
+            kind, name, arn_region, _ = parsed
+            extra = profile_models(name, arn_region or region) if kind == "inference-profile" else []
+            return [model_id, *extra]
+        if is_inference_profile(model_id):
+            profile = f"arn:{partition}:bedrock:{region}:{stack.account}:inference-profile/{model_id}"
+            return [profile, *profile_models(model_id, region)]
+        return [foundation_model(model_id, region)]
+
+    arns: list[str] = []
+    for bot in cfg.bots:
+        region = _region(stack, bot)
+        for model_id in (bot.model_id, *bot.target_model_ids):
+            arns.extend(expand(model_id, region))
+        if bot.count_tokens_model_id:
+            arns.append(foundation_model(bot.count_tokens_model_id, region))
+    return list(dict.fromkeys(arns))
+
+
+def _region(stack: cdk.Stack, bot: GatewayBot) -> str:
+    return bot.region or stack.region
+
+
+class ModelGateway(Construct):
+    """``function`` (PythonFunction), ``api``, ``media_bucket`` (DataBucket), ``access_keys`` (the secret) and
+    ``access_logs`` (the API's access log group)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        cfg: GatewayConfig,
+        function_settings: FunctionConfig,
+        storage: StorageConfig,
+    ) -> None:
+        super().__init__(scope, id_)
+        self.media_bucket = DataBucket(
+            self,
+            "MediaBucket",
+            settings=storage,
+            bucket_props={
+                "server_access_logs_prefix": "media-bucket/",
+                "lifecycle_rules": [
+                    s3.LifecycleRule(id="ExpireMedia", expiration=cdk.Duration.days(cfg.media_expiration_days)),
+                    s3.LifecycleRule(
+                        id="AbortIncompleteMultipartUploads",
+                        abort_incomplete_multipart_upload_after=MULTIPART_UPLOAD_ABORT,
+                    ),
+                ],
+            },
+        )
+        bucket = self.media_bucket.bucket
+
+        self.access_keys = secretsmanager.Secret(
+            self,
+            "AccessKeys",
+            description='Gateway access keys as JSON {"<access_key_ref>": "<key>"} (refs from the bot file); '
+            "set them with put-secret-value",
+        )
+        acknowledge(
+            self.access_keys,
+            "AwsSolutions-SMG4",
+            "The access keys are issued by the bot platform (Poe) per bot and can only be rotated there; an operator "
+            "puts the new keys into this secret, so there is no rotation Lambda.",
+        )
+
+        bots_file = _asset_bots_file(cfg.bots_file)
+        extra_files = {"run.sh": RUN_SCRIPT}
+        if bots_file != cfg.bots_file:  # a bot file outside lambdas/: stage it so IAM and the app read the same bots
+            extra_files[bots_file] = cfg.bots_file
+        architecture = function_settings.architecture
+        self.function = PythonFunction(
+            self,
+            "Function",
+            handler="run.sh",
+            service="model-gateway",
+            settings=function_settings,
+            memory_mb=cfg.memory_mb,
+            timeout=GATEWAY_TIMEOUT,
+            requirements=REQUIREMENTS,
+            extra_files=extra_files,
+            bundle_aws_sdk=True,
+            layers=[
+                lambda_.LayerVersion.from_layer_version_arn(
+                    self, "WebAdapterLayer", web_adapter_layer_arn(cfg, architecture)
+                )
+            ],
+            environment={
+                # Lambda Web Adapter ("Zip Packages", "Response Streaming"): wrap the runtime, stream the response.
+                "AWS_LAMBDA_EXEC_WRAPPER": "/opt/bootstrap",
+                "AWS_LWA_INVOKE_MODE": "response_stream",
+                "AWS_LWA_READINESS_CHECK_PATH": "/health",
+                "PORT": str(PORT),
+                "GATEWAY_BOTS_FILE": f"{LAMBDA_TASK_ROOT}/{bots_file}",
+                "GATEWAY_MEDIA_BUCKET": bucket.bucket_name,
+                "GATEWAY_ACCESS_KEYS_SECRET_ARN": self.access_keys.secret_arn,
+            },
+        )
+        self._grant(cfg, bucket)
+
+        self.access_logs = logs.LogGroup(self, "ApiAccessLogs", retention=retention(function_settings))
+        self.api = apigw.RestApi(
+            self,
+            "Api",
+            description="Model gateway: Poe server bots and an OpenAI-compatible API on Amazon Bedrock (streaming)",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            cloud_watch_role=True,
+            deploy_options=apigw.StageOptions(
+                access_log_destination=apigw.LogGroupLogDestination(self.access_logs),
+                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+                    caller=False,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=False,
+                ),
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                metrics_enabled=True,
+                tracing_enabled=True,
+                throttling_rate_limit=cfg.throttling_rate_limit,
+                throttling_burst_limit=cfg.throttling_burst_limit,
+            ),
+        )
+        # The app validates bodies (pydantic) and authenticates; the validator checks the parameters a method declares
+        # and the body of methods with a request model (API Gateway validates nothing else).
+        validator = self.api.add_request_validator(
+            "RequestValidator", validate_request_parameters=True, validate_request_body=True
+        )
+        integration = apigw.LambdaIntegration(
+            self.function.function,
+            proxy=True,
+            allow_test_invoke=False,
+            response_transfer_mode=apigw.ResponseTransferMode.STREAM,
+            timeout=GATEWAY_TIMEOUT,
+        )
+        # Every route of the app (POST /poe/{bot}, /v1/..., GET /health) reaches the function; the app routes.
+        self.api.root.add_method("ANY", integration, request_validator=validator)
+        self.api.root.add_proxy(any_method=False).add_method("ANY", integration, request_validator=validator)
+        self._acknowledge_api()
+
+    def _grant(self, cfg: GatewayConfig, bucket: s3.IBucket) -> None:
+        role = self.function.role
+        self.access_keys.grant_read(role)
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=list(MODEL_ACTIONS), resources=bot_model_arns(self, cfg))
+        )
+        stack = cdk.Stack.of(self)
+        video_regions = dict.fromkeys(_region(stack, bot) for bot in cfg.bots if bot.modality == "video")
+        async_invokes = [
+            stack.format_arn(
+                service="bedrock",
+                region=region,
+                resource="async-invoke",
+                resource_name="*",
+                arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME,
+            )
+            for region in video_regions
+        ]
+        if async_invokes:
+            role.add_to_principal_policy(
+                iam.PolicyStatement(actions=list(ASYNC_INVOKE_ACTIONS), resources=async_invokes)
+            )
+            for arn in async_invokes:
+                acknowledge_wildcard_resource(
+                    role,
+                    arn,
+                    "Video bots follow their own async invocations (Nova Reel), whose ids exist only after "
+                    "StartAsyncInvoke; limited to this account and the video bots' regions.",
+                )
+        media = bucket.arn_for_objects("*")
+        role.add_to_principal_policy(iam.PolicyStatement(actions=list(MEDIA_ACTIONS), resources=[media]))
+        acknowledge_wildcard_resource(
+            role,
+            media,
+            "The gateway writes generated images and videos under keys made per request and presigns them for "
+            "download; the bucket holds nothing else and expires its objects.",
+        )
+
+    def _acknowledge_api(self) -> None:
+        acknowledge(
+            self.api.deployment_stage,
+            "AwsSolutions-APIG3",
+            "No WAF web ACL by default: bot platforms (Poe) call from changing addresses, the stage is throttled and "
+            "the app rejects requests without a valid access key. Associate a web ACL per deployment if required.",
+        )
+        reasons = {
+            "AwsSolutions-APIG4": "Authorization is done in the app: every request carries a per-bot access key that "
+            "the function checks against the keys in Secrets Manager (Poe sends a Bearer key, not IAM or Cognito).",
+            "AwsSolutions-COG4": "No Cognito: bot platforms authenticate with the per-bot access keys kept in Secrets "
+            "Manager and checked by the app.",
+        }
+        for method in self.api.methods:
+            for finding, reason in reasons.items():
+                acknowledge(method, finding, reason)
+        role = self.api.node.try_find_child("CloudWatchRole")
+        if role is not None:
+            acknowledge(
+                role,
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AmazonAPIGatewayPushToCloudWatchLogs]",
+                "API Gateway's account-level CloudWatch role (for the stage's execution logs) uses the AWS managed "
+                "policy made for it.",
+            )
+
+
+def _asset_bots_file(bots_file: str) -> str:
+    """Where the bot file is in the asset: as is under ``lambdas/`` (staged anyway), else ``gateway-bots.json``."""
+    return bots_file if bots_file.startswith("lambdas/") else "gateway-bots.json"

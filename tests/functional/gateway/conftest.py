@@ -1,0 +1,94 @@
+"""The gateway app in-process (httpx ASGITransport, lifespan run) against the Bedrock emulator over HTTP.
+
+The app's aiobotocore clients reach the emulator through ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` (boto's standard
+endpoint configuration). Converse never touches S3, so the emulator gets a plain S3 client it never calls.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from lambdas.gateway.app import create_app
+from lambdas.gateway.config import GatewaySettings, load_bots
+from local.emulator.jobs import EmulatorState
+from local.emulator.server import BedrockEmulator
+
+KEY = "test-access-key-0123456789abcdef"
+TEAM_KEY = "team-access-key-0123456789abcdef"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[BedrockEmulator]:
+    s3 = boto3.client("s3", region_name="us-east-1")
+    with BedrockEmulator(EmulatorState(s3=s3, step_seconds=0)) as server:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", server.endpoint_url)
+        yield server
+
+
+@pytest.fixture
+def settings() -> GatewaySettings:
+    """The shipped bots; no SDK retries (and no adaptive rate limiting) so every injected fault reaches the gateway
+    at once; one bot on its own key."""
+    bots = dict(load_bots())
+    bots["nova-micro"] = bots["nova-micro"].model_copy(update={"access_key_ref": "team"})
+    return replace(
+        GatewaySettings(bots=bots, access_keys={"default": KEY, "team": TEAM_KEY}),
+        max_attempts=1,
+        retry_mode="standard",
+        read_timeout=30,
+    )
+
+
+@pytest.fixture
+async def app(emulator: BedrockEmulator, settings: GatewaySettings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+        yield http
+
+
+def parse_sse(text: str) -> list[tuple[str, Any]]:
+    """(event, data) pairs of an SSE body; ``data`` parsed as JSON when it is JSON."""
+    events: list[tuple[str, Any]] = []
+    for frame in text.strip().split("\n\n"):
+        name, data = "message", ""
+        for line in frame.splitlines():
+            if line.startswith("event: "):
+                name = line[len("event: ") :]
+            elif line.startswith("data: "):
+                data = line[len("data: ") :]
+        try:
+            events.append((name, json.loads(data)))
+        except ValueError:
+            events.append((name, data))
+    return events
+
+
+def poe_query(text: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "version": "1.2",
+        "type": "query",
+        "query": [{"role": "user", "content": text, "content_type": "text/markdown"}],
+        "user_id": "u-" + "a" * 32,
+        "conversation_id": "c-" + "a" * 32,
+        "message_id": "m-" + "a" * 32,
+        **fields,
+    }

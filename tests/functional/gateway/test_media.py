@@ -1,0 +1,147 @@
+"""Media bots against the emulator and a moto S3 server: images (InvokeModel, the PNG stored in the media bucket) and
+Nova Reel videos (StartAsyncInvoke into the media bucket, polled), each answered with a presigned URL: a Poe ``file``
+event, or markdown on the OpenAI API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+
+import boto3
+import fastapi_poe as fp
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from lambdas.gateway.app import create_app
+from lambdas.gateway.config import GatewaySettings
+from local.emulator.jobs import EmulatorState
+from local.emulator.server import BedrockEmulator
+from tests.functional.gateway.conftest import KEY, parse_sse, poe_query
+
+pytestmark = pytest.mark.anyio
+BUCKET = "gateway-media"
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def s3_server() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    boto3.client("s3", endpoint_url=url, region_name="us-east-1").create_bucket(Bucket=BUCKET)
+    yield url
+    server.stop()
+
+
+@pytest.fixture
+async def media_app(
+    emulator: BedrockEmulator, settings: GatewaySettings, s3_server: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[FastAPI]:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server)
+    application = create_app(replace(settings, media_bucket=BUCKET, video_poll_seconds=0.01))
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+def http(app: FastAPI) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+
+
+async def test_poe_image_bot_answers_with_a_presigned_png(media_app: FastAPI) -> None:
+    # GIVEN the Nova Canvas bot and a media bucket
+    async with http(media_app) as session:
+        # WHEN the Poe client asks for an image
+        messages = [
+            m
+            async for m in fp.get_bot_response(
+                messages=[fp.ProtocolMessage(role="user", content="a lighthouse at dusk")],
+                bot_name="nova-canvas",
+                api_key=KEY,
+                base_url="http://test/poe/",
+                session=session,
+            )
+        ]
+    # THEN one attachment arrives, inlined in the text, and its presigned URL serves a PNG
+    files = [m.attachment for m in messages if m.attachment is not None]
+    assert len(files) == 1 and files[0].content_type == "image/png"
+    assert f"[{files[0].inline_ref}]" in "".join(m.text for m in messages)
+    assert httpx.get(files[0].url).content.startswith(PNG)
+
+
+async def test_a_filtered_stability_prompt_is_a_user_caused_poe_error(media_app: FastAPI) -> None:
+    # GIVEN a prompt the emulator's content filter blocks ("nsfw") WHEN the SD3.5 bot is asked
+    async with http(media_app) as client:
+        response = await client.post(
+            "/poe/sd3.5-large", json=poe_query("an nsfw cat"), headers={"Authorization": f"Bearer {KEY}"}
+        )
+    # THEN an error event without retry, typed user_caused_error, then done
+    events = parse_sse(response.text)
+    assert [name for name, _ in events] == ["meta", "error", "done"]
+    assert events[1][1]["allow_retry"] is False and events[1][1]["error_type"] == "user_caused_error"
+
+
+async def test_openai_image_answer_is_markdown_with_the_url(media_app: FastAPI) -> None:
+    # WHEN the OpenAI API asks the Titan Image bot
+    async with http(media_app) as client:
+        body = {"model": "titan-image-v2", "messages": [{"role": "user", "content": "a red kite"}]}
+        response = await client.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}"})
+    # THEN the answer is a markdown image whose URL serves a PNG, priced per image
+    answer = response.json()
+    content = answer["choices"][0]["message"]["content"]
+    assert content.startswith("![") and answer["bedrock"]["cost_usd"] == 0.01
+    assert httpx.get(content[content.index("(") + 1 : content.rindex(")")]).content.startswith(PNG)
+
+
+async def test_without_a_media_bucket_image_bots_answer_503(client: httpx.AsyncClient) -> None:
+    body = {"model": "nova-canvas", "messages": [{"role": "user", "content": "a cat"}]}
+    response = await client.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}"})
+    assert response.status_code == 503 and "GATEWAY_MEDIA_BUCKET" in response.json()["error"]["message"]
+
+
+@pytest.fixture
+def reel_emulator(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[BedrockEmulator]:
+    """An emulator that writes Nova Reel outputs into the moto S3 server, with videos ready after one poll."""
+    s3 = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
+    with BedrockEmulator(EmulatorState(s3=s3, step_seconds=0.05)) as server:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", server.endpoint_url)
+        yield server
+
+
+async def test_poe_video_bot_shows_progress_then_the_mp4(
+    reel_emulator: BedrockEmulator, settings: GatewaySettings, s3_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the Nova Reel bot, a media bucket, and an emulator that takes a moment per video
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server)
+    application = create_app(replace(settings, media_bucket=BUCKET, video_poll_seconds=0.02))
+    async with application.router.lifespan_context(application), http(application) as client:
+        # WHEN a Poe query asks for a video
+        body = poe_query("waves on a beach")
+        response = await client.post("/poe/nova-reel", json=body, headers={"Authorization": f"Bearer {KEY}"})
+    # THEN progress lines replace each other, then the MP4 arrives as a file whose URL serves it, then done
+    events = parse_sse(response.text)
+    names = [name for name, _ in events]
+    assert names[0] == "meta" and names[-1] == "done" and "error" not in names
+    assert names[1] == "replace_response" and "Generating" in events[1][1]["text"]
+    video = next(data for name, data in events if name == "file")
+    assert video["content_type"] == "video/mp4"
+    assert httpx.get(video["url"]).content[4:8] == b"ftyp"
+    assert reel_emulator.async_invokes()[0]["status"] == "Completed"
+
+
+async def test_a_failed_video_is_a_retryable_error(
+    reel_emulator: BedrockEmulator, settings: GatewaySettings, s3_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the emulator fails the next video
+    reel_emulator.state.faults["video_failed"] = 1
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server)
+    application = create_app(replace(settings, media_bucket=BUCKET, video_poll_seconds=0.02))
+    async with application.router.lifespan_context(application), http(application) as client:
+        body = poe_query("waves on a beach")
+        response = await client.post("/poe/nova-reel", json=body, headers={"Authorization": f"Bearer {KEY}"})
+    # THEN the answer ends with a retryable error, then done
+    events = parse_sse(response.text)
+    assert events[-2][0] == "error" and events[-2][1]["allow_retry"] is True and events[-1][0] == "done"

@@ -1,0 +1,320 @@
+"""GatewayStack: the streaming REST API, the Lambda Web Adapter function, the media bucket, the access-key secret, IAM
+limited to the configured bots' models, and cdk-nag for both stacks.
+
+One app for the module (synth starts jsii and runs cdk-nag), built as ``app.py`` builds it, with a fixture bot file
+and gateway keys passed as strings, as ``-c`` passes them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import cx_api
+from aws_cdk.assertions import Match, Template
+
+from stacks.config import GatewayBot, GatewayConfig
+from stacks.constructs.model_gateway import MODEL_ACTIONS, bot_model_arns
+from stacks.gateway_stack import GatewayStack
+from stacks.synth import GATEWAY_STACK_NAME, STACK_NAME, build_app, gateway_stack
+
+BOTS_FILE = "tests/infra/data/gateway_bots.json"
+CONTEXT = {
+    "gatewayBotsFile": BOTS_FILE,
+    "gatewayMemoryMb": "2048",
+    "gatewayThrottlingRateLimit": "25",
+    "gatewayThrottlingBurstLimit": "40",
+    "gatewayMediaExpirationDays": "3",
+}
+CFN_LINT = Path(sys.executable).parent / "cfn-lint"
+LWA_LAYER = "arn:<AWS::Partition>:lambda:<AWS::Region>:753240598075:layer:LambdaAdapterLayerArm64:26"
+
+
+def _fm(region: str, model: str) -> str:
+    return f"arn:<AWS::Partition>:bedrock:{region}::foundation-model/{model}"
+
+
+def _profile(region: str, profile: str) -> str:
+    return f"arn:<AWS::Partition>:bedrock:{region}:<AWS::AccountId>:inference-profile/{profile}"
+
+
+# The fixture's bots, expanded by hand: bedrockRegions is us-east-1, us-east-2, us-west-2 (cdk.json).
+US = ("us-east-1", "us-east-2", "us-west-2")
+EXPECTED_MODEL_ARNS = {
+    _fm("us-east-1", "anthropic.claude-3-haiku-20240307-v1:0"),  # haiku
+    _profile("us-east-1", "us.anthropic.claude-3-5-haiku-20241022-v1:0"),  # haiku-us (+ count tokens model)
+    *(_fm(r, "anthropic.claude-3-5-haiku-20241022-v1:0") for r in US),
+    "arn:aws:bedrock:us-east-1:123456789012:default-prompt-router/anthropic.claude:1",  # router + its target
+    _profile("us-east-1", "us.anthropic.claude-3-5-sonnet-20241022-v2:0"),
+    *(_fm(r, "anthropic.claude-3-5-sonnet-20241022-v2:0") for r in US),
+    _fm("us-east-1", "amazon.nova-canvas-v1:0"),  # canvas
+    _fm("us-west-2", "stability.sd3-5-large-v1:0"),  # sd, in its own region
+    _fm("us-east-1", "amazon.nova-reel-v1:1"),  # reel
+}
+
+
+@dataclass(frozen=True)
+class Gateway:
+    app: cdk.App
+    stack: GatewayStack
+    assembly: cx_api.CloudAssembly
+    template: Template
+
+    @property
+    def resources(self) -> dict[str, Any]:
+        resources: dict[str, Any] = self.template.to_json()["Resources"]
+        return resources
+
+    def logical_id(self, construct: Any) -> str:
+        return self.stack.get_logical_id(construct.node.default_child)
+
+    def of_type(self, type_: str) -> dict[str, dict[str, Any]]:
+        return {k: v["Properties"] for k, v in self.resources.items() if v["Type"] == type_}
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Gateway:
+    outdir = tmp_path_factory.mktemp("gateway-assembly")
+    app, _ = build_app(CONTEXT, skip_bundling=True, outdir=str(outdir), gateway=True)
+    assembly = app.synth()  # runs cdk-nag on both stacks: raises on an unacknowledged finding
+    stack = gateway_stack(app)
+    return Gateway(app=app, stack=stack, assembly=assembly, template=Template.from_stack(stack))
+
+
+@pytest.fixture(scope="module")
+def function(gateway: Gateway) -> dict[str, Any]:
+    props: dict[str, Any] = gateway.resources[gateway.logical_id(gateway.stack.gateway.function.function)]
+    return props["Properties"]
+
+
+def flat(node: Any) -> Any:
+    """CloudFormation references as ``<LogicalId>`` / ``<Id.Attr>``, ``Fn::Join`` joined: ARNs become readable."""
+    if isinstance(node, dict) and "Fn::Join" in node:
+        delimiter, parts = node["Fn::Join"]
+        return delimiter.join(flat(part) for part in parts)
+    if isinstance(node, dict) and "Ref" in node:
+        return f"<{node['Ref']}>"
+    if isinstance(node, dict) and "Fn::GetAtt" in node:
+        return "<{}.{}>".format(*node["Fn::GetAtt"])
+    if isinstance(node, list):
+        return [flat(item) for item in node]
+    return node
+
+
+def statements(gateway: Gateway) -> list[dict[str, Any]]:
+    role_id = gateway.logical_id(gateway.stack.gateway.function.role)
+    policies = [*gateway.of_type("AWS::IAM::Policy").values(), *gateway.of_type("AWS::IAM::ManagedPolicy").values()]
+    return [
+        statement
+        for policy in policies  # a long list of models may overflow into a managed policy
+        if {"Ref": role_id} in policy.get("Roles", [])
+        for statement in policy["PolicyDocument"]["Statement"]
+    ]
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def test_methods_stream_from_lambda_with_a_15_minute_timeout(gateway: Gateway) -> None:
+    # GIVEN the API's methods
+    methods = gateway.of_type("AWS::ApiGateway::Method")
+    function_id = gateway.logical_id(gateway.stack.gateway.function.function)
+    # THEN ANY on the root and on {proxy+} are Lambda proxy integrations in STREAM mode with a 15-minute timeout
+    assert sorted(m["HttpMethod"] for m in methods.values()) == ["ANY", "ANY"]
+    assert any(r["PathPart"] == "{proxy+}" for r in gateway.of_type("AWS::ApiGateway::Resource").values())
+    for method in methods.values():
+        integration = method["Integration"]
+        assert integration["Type"] == "AWS_PROXY"
+        assert integration["ResponseTransferMode"] == "STREAM"
+        assert integration["TimeoutInMillis"] == 900_000
+        uri = flat(integration["Uri"])
+        assert uri.endswith(f"/2021-11-15/functions/<{function_id}.Arn>/response-streaming-invocations")
+        assert "RequestValidatorId" in method
+
+
+def test_api_is_regional_with_access_logs_tracing_and_throttling_from_config(gateway: Gateway) -> None:
+    # GIVEN the REST API and its stage
+    (api,) = gateway.of_type("AWS::ApiGateway::RestApi").values()
+    (stage,) = gateway.of_type("AWS::ApiGateway::Stage").values()
+    # THEN the endpoint is REGIONAL (edge-optimized cuts streams idle for 30 s)
+    assert api["EndpointConfiguration"]["Types"] == ["REGIONAL"]
+    # AND access logs go to the gateway's log group, X-Ray is on, throttling comes from the (string) context
+    assert stage["AccessLogSetting"]["DestinationArn"] == {
+        "Fn::GetAtt": [gateway.logical_id(gateway.stack.gateway.access_logs), "Arn"]
+    }
+    assert stage["TracingEnabled"] is True
+    (settings,) = stage["MethodSettings"]
+    assert settings["ThrottlingRateLimit"] == 25 and settings["ThrottlingBurstLimit"] == 40
+    assert settings["LoggingLevel"] == "ERROR"
+    # AND the request validator checks parameters and bodies
+    gateway.template.has_resource_properties(
+        "AWS::ApiGateway::RequestValidator", {"ValidateRequestBody": True, "ValidateRequestParameters": True}
+    )
+
+
+def test_function_runs_the_app_under_the_web_adapter(function: dict[str, Any]) -> None:
+    # THEN the function is an arm64 zip running run.sh for 15 minutes with the configured memory
+    assert function["Timeout"] == 900
+    assert function["Architectures"] == ["arm64"]
+    assert function["Runtime"] == "python3.13"
+    assert function["Handler"] == "run.sh"
+    assert function["MemorySize"] == 2048
+    assert function["TracingConfig"] == {"Mode": "Active"}
+    # AND the Lambda Web Adapter layer of the stack's region and architecture, version and account from config
+    assert [flat(layer) for layer in function["Layers"]] == [LWA_LAYER]
+    # AND the adapter streams the responses of the app listening on 8080, once /health answers
+    env = function["Environment"]["Variables"]
+    assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
+    assert env["AWS_LWA_INVOKE_MODE"] == "response_stream"
+    assert env["AWS_LWA_READINESS_CHECK_PATH"] == "/health"
+    assert env["PORT"] == "8080"
+    # AND a bot file outside lambdas/ is staged into the asset, where the app is told to read it
+    assert env["GATEWAY_BOTS_FILE"] == "/var/task/gateway-bots.json"
+
+
+def test_run_script_serves_the_app_with_uvicorn() -> None:
+    # GIVEN the start-up script staged as run.sh
+    script = Path(__file__).resolve().parents[2] / "stacks" / "constructs" / "gateway_run.sh"
+    text = script.read_text()
+    # THEN it is an executable shell script that execs uvicorn on $PORT with the FastAPI app
+    assert text.startswith("#!/bin/bash\n") and script.stat().st_mode & 0o111
+    assert 'exec python -m uvicorn --host 127.0.0.1 --port "${PORT:-8080}"' in text
+    assert text.rstrip().endswith("lambdas.gateway.app:app")
+
+
+def test_access_keys_stay_in_secrets_manager(gateway: Gateway, function: dict[str, Any]) -> None:
+    # GIVEN the secret
+    secret_id = gateway.logical_id(gateway.stack.gateway.access_keys)
+    assert gateway.resources[secret_id]["Type"] == "AWS::SecretsManager::Secret"
+    # THEN the function gets its ARN, and no other variable could carry a key
+    env = function["Environment"]["Variables"]
+    assert env["GATEWAY_ACCESS_KEYS_SECRET_ARN"] == {"Ref": secret_id}
+    assert set(env) == {
+        "POWERTOOLS_SERVICE_NAME",
+        "POWERTOOLS_METRICS_NAMESPACE",
+        "POWERTOOLS_LOG_LEVEL",
+        "AWS_LAMBDA_EXEC_WRAPPER",
+        "AWS_LWA_INVOKE_MODE",
+        "AWS_LWA_READINESS_CHECK_PATH",
+        "PORT",
+        "GATEWAY_BOTS_FILE",
+        "GATEWAY_MEDIA_BUCKET",
+        "GATEWAY_ACCESS_KEYS_SECRET_ARN",
+    }
+    # AND the role may read that secret only
+    reads = [s for s in statements(gateway) if "secretsmanager:GetSecretValue" in as_list(s["Action"])]
+    assert [s["Resource"] for s in reads] == [{"Ref": secret_id}]
+
+
+def test_media_bucket_is_private_encrypted_ssl_only_and_expires(gateway: Gateway, function: dict[str, Any]) -> None:
+    # GIVEN the media bucket
+    bucket_id = gateway.logical_id(gateway.stack.gateway.media_bucket.bucket)
+    bucket = gateway.resources[bucket_id]["Properties"]
+    # THEN it is encrypted, blocks public access, logs access and expires objects after gatewayMediaExpirationDays
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "AES256"
+    }
+    assert bucket["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert "LoggingConfiguration" in bucket
+    rules = {rule["Id"]: rule for rule in bucket["LifecycleConfiguration"]["Rules"]}
+    assert rules["ExpireMedia"]["ExpirationInDays"] == 3 and "Prefix" not in rules["ExpireMedia"]
+    # AND its policy denies requests without TLS
+    gateway.template.has_resource_properties(
+        "AWS::S3::BucketPolicy",
+        {
+            "Bucket": {"Ref": bucket_id},
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [Match.object_like({"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})]
+                )
+            },
+        },
+    )
+    # AND the function reads and writes its objects, and knows its name
+    assert function["Environment"]["Variables"]["GATEWAY_MEDIA_BUCKET"] == {"Ref": bucket_id}
+    media = [s for s in statements(gateway) if any(a.startswith("s3:") for a in as_list(s["Action"]))]
+    assert [(sorted(as_list(s["Action"])), flat(s["Resource"])) for s in media] == [
+        (["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"], f"<{bucket_id}.Arn>/*")
+    ]
+
+
+def test_bedrock_access_is_exactly_the_bots_models(gateway: Gateway) -> None:
+    # GIVEN the role's Bedrock statements
+    bedrock = [s for s in statements(gateway) if any(a.startswith("bedrock:") for a in as_list(s["Action"]))]
+    model_statements = [s for s in bedrock if "bedrock:CountTokens" in as_list(s["Action"])]
+    # THEN one statement allows the model actions on the fixture's models (profiles and router targets expanded)
+    (models,) = model_statements
+    assert sorted(as_list(models["Action"])) == sorted(MODEL_ACTIONS)
+    resources = [flat(r) for r in as_list(models["Resource"])]
+    assert len(resources) == len(set(resources))
+    assert set(resources) == EXPECTED_MODEL_ARNS
+    # AND the only other Bedrock statement lets the video bot start and follow this account's async invocations in
+    # its region (StartAsyncInvoke is authorized as InvokeModel on the model and on the async-invoke ARN)
+    (async_invokes,) = [s for s in bedrock if s is not models]
+    assert sorted(as_list(async_invokes["Action"])) == ["bedrock:GetAsyncInvoke", "bedrock:InvokeModel"]
+    assert flat(async_invokes["Resource"]) == "arn:<AWS::Partition>:bedrock:us-east-1:<AWS::AccountId>:async-invoke/*"
+    # AND no Bedrock action is allowed on '*'
+    assert all("*" not in as_list(s["Resource"]) for s in bedrock)
+
+
+def test_bots_without_a_region_use_the_stack_region_and_global_profiles_any_region() -> None:
+    # GIVEN bots without a region, one on a global profile
+    stack = cdk.Stack(cdk.App(), "Probe", env=cdk.Environment(account="111122223333", region="eu-west-1"))
+    cfg = GatewayConfig(
+        bots=(
+            GatewayBot(name="a", model_id="amazon.nova-lite-v1:0"),
+            GatewayBot(name="b", model_id="global.anthropic.claude-haiku-4-5-20251001-v1:0"),
+        ),
+        bedrock_regions=("eu-west-1", "eu-central-1"),
+    )
+    # WHEN expanding their models
+    arns = [stack.resolve(arn) for arn in bot_model_arns(stack, cfg)]
+    # THEN the stack's region is used, and a global profile adds the region-less foundation-model ARN
+    base = "anthropic.claude-haiku-4-5-20251001-v1:0"
+    assert [flat(arn) for arn in arns] == [
+        _fm("eu-west-1", "amazon.nova-lite-v1:0"),
+        "arn:<AWS::Partition>:bedrock:eu-west-1:111122223333:inference-profile/global." + base,
+        _fm("eu-west-1", base),
+        _fm("eu-central-1", base),
+        _fm("", base),
+    ]
+
+
+def test_template_passes_cfn_lint(gateway: Gateway, tmp_path: Path) -> None:
+    # GIVEN the gateway template on disk (cfn-lint also knows every IAM action and its resource types)
+    path = tmp_path / "BedrockModelGateway.template.json"
+    path.write_text(json.dumps(gateway.template.to_json()))
+    # WHEN cfn-lint checks it (W3005, redundant DependsOn in CDK output, is ignored)
+    result = subprocess.run(
+        [str(CFN_LINT), "--ignore-checks", "W3005", "--", str(path)], capture_output=True, text=True, check=False
+    )
+    # THEN it reports nothing
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_outputs_name_the_api_url_and_the_media_bucket(gateway: Gateway) -> None:
+    outputs = gateway.template.to_json()["Outputs"]
+    api_id = gateway.logical_id(gateway.stack.gateway.api)
+    assert flat(outputs["ApiUrl"]["Value"]).startswith(f"https://<{api_id}>.execute-api.")
+    assert outputs["MediaBucketName"]["Value"] == {"Ref": gateway.logical_id(gateway.stack.gateway.media_bucket.bucket)}
+
+
+def test_nag_passes_for_both_stacks(gateway: Gateway) -> None:
+    # GIVEN the app synthesized as app.py builds it, with AwsSolutionsChecks registered (the synth raises on errors)
+    report = json.loads((Path(gateway.assembly.directory) / "validation-report.json").read_text())
+    # THEN both stacks were checked and no violation remains, neither error nor warning
+    assert {artifact.stack_name for artifact in gateway.assembly.stacks} == {STACK_NAME, GATEWAY_STACK_NAME}
+    violations = [violation for plugin in report["pluginReports"] for violation in plugin["violations"]]
+    assert violations == []

@@ -1,0 +1,160 @@
+"""Error mapping (Bedrock exceptions and stop reasons) and bot configuration validation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError, EventStreamError, ReadTimeoutError
+
+from lambdas.gateway.config import (
+    BOTS_FILE,
+    BotConfigError,
+    GatewaySettings,
+    access_keys_from_env,
+    load_bots,
+    parse_bots,
+)
+from lambdas.gateway.errors import GatewayError, from_bedrock, stop_outcome
+
+
+def client_error(code: str, message: str = "boom", status: int = 400) -> ClientError:
+    response: Any = {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(response, "ConverseStream")
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "allow_retry"),
+    [
+        ("ValidationException", 400, False),
+        ("AccessDeniedException", 502, False),
+        ("ResourceNotFoundException", 404, False),
+        ("ThrottlingException", 429, True),
+        ("ServiceQuotaExceededException", 429, True),
+        ("ModelNotReadyException", 503, True),
+        ("ModelTimeoutException", 504, True),
+        ("ModelErrorException", 502, True),
+        ("InternalServerException", 502, True),
+        ("ServiceUnavailableException", 503, True),
+        ("SomethingNewException", 502, True),
+    ],
+)
+def test_bedrock_error_codes_map_to_status_and_retry(code: str, status: int, allow_retry: bool) -> None:
+    # GIVEN a Bedrock ClientError WHEN it is mapped THEN status and retry follow gateway.md §3.2
+    mapped = from_bedrock(client_error(code))
+    assert (mapped.status, mapped.allow_retry, mapped.code) == (status, allow_retry, code)
+
+
+def test_throttling_carries_retry_after_and_the_openai_rate_limit_type() -> None:
+    mapped = from_bedrock(client_error("ThrottlingException", status=429))
+    assert mapped.headers() == {"Retry-After": "1"}
+    assert mapped.openai_body()["error"]["type"] == "rate_limit_error"
+
+
+def test_in_stream_errors_in_camel_case_are_recognised() -> None:
+    # GIVEN the EventStreamError botocore raises for a modelStreamErrorException frame
+    error = EventStreamError({"Error": {"Code": "modelStreamErrorException", "Message": "broken"}}, "ConverseStream")
+    # WHEN mapped THEN it is a retryable upstream error, as a Poe event too
+    mapped = from_bedrock(error)
+    assert mapped.code == "ModelStreamErrorException" and mapped.allow_retry
+    assert mapped.poe_event() == {"allow_retry": True, "text": "Bedrock ModelStreamErrorException: broken"}
+
+
+def test_too_long_validation_errors_tell_poe_the_message_is_too_long() -> None:
+    mapped = from_bedrock(client_error("ValidationException", "Input is too long for requested model."))
+    assert mapped.poe_event()["error_type"] == "user_message_too_long" and not mapped.allow_retry
+
+
+def test_timeouts_and_unknown_exceptions_never_become_bare_500s() -> None:
+    assert from_bedrock(ReadTimeoutError(endpoint_url="http://x")).status == 504
+    assert from_bedrock(RuntimeError("bug")).openai_body()["error"]["type"] == "server_error"
+
+
+@pytest.mark.parametrize(
+    ("stop", "finish", "poe_error_type"),
+    [
+        ("end_turn", "stop", None),
+        ("max_tokens", "length", None),
+        ("stop_sequence", "stop", None),
+        ("content_filtered", "content_filter", "user_caused_error"),
+        ("guardrail_intervened", "content_filter", "user_caused_error"),
+        ("model_context_window_exceeded", "length", "user_message_too_long"),
+    ],
+)
+def test_stop_reasons(stop: str, finish: str, poe_error_type: str | None) -> None:
+    outcome = stop_outcome(stop)
+    assert outcome.finish_reason == finish
+    assert (outcome.poe_error.error_type if outcome.poe_error else None) == poe_error_type
+
+
+def test_malformed_output_is_a_retryable_poe_error() -> None:
+    error = stop_outcome("malformed_model_output").poe_error
+    assert isinstance(error, GatewayError) and error.allow_retry
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def test_the_shipped_bots_file_is_valid_and_covers_every_modality() -> None:
+    # GIVEN the bots.json shipped with the gateway WHEN it is loaded
+    bots = load_bots(BOTS_FILE)
+    # THEN it has at least 30 bots, text, image and video ones, and routers priced by their models
+    assert len(bots) >= 30
+    assert {bot.modality for bot in bots.values()} == {"text", "image", "video"}
+    assert sum(bot.is_router for bot in bots.values()) == 3
+    assert bots["nova-reel"].prices.per_video_second > 0
+
+
+def test_defaults_merge_under_each_bot_key_by_key() -> None:
+    document = {
+        "defaults": {"region": "eu-west-1", "inference": {"max_tokens": 100, "temperature": 0.5}},
+        "bots": {"a": {"model_id": "amazon.nova-micro-v1:0", "inference": {"max_tokens": 50}}},
+    }
+    bot = parse_bots(document)["a"]
+    assert (bot.region, bot.inference.max_tokens, bot.inference.temperature) == ("eu-west-1", 50, 0.5)
+
+
+def test_config_errors_name_the_bot_the_field_the_value_and_the_fix() -> None:
+    # GIVEN a bot with a temperature out of range and one with an unknown field
+    document = {
+        "bots": {
+            "hot": {"model_id": "amazon.nova-micro-v1:0", "inference": {"temperature": 3}},
+            "typo": {"model_id": "amazon.nova-micro-v1:0", "moddality": "text"},
+            "bad-id": {"model_id": "not a model"},
+        }
+    }
+    # WHEN it is validated THEN one error lists every problem with bot, field, value and where to fix it
+    with pytest.raises(BotConfigError) as error:
+        parse_bots(document)
+    text = str(error.value)
+    assert "bot 'hot': field 'inference.temperature' = 3" in text and "less than or equal to 1" in text
+    assert "bot 'typo': field 'moddality'" in text
+    assert "bot 'bad-id': field 'model_id'" in text and "foundation-model id" in text
+    assert "bots.json" in text
+
+
+def test_a_frozen_config_cannot_change() -> None:
+    bot = parse_bots({"bots": {"a": {"model_id": "amazon.nova-micro-v1:0"}}})["a"]
+    with pytest.raises(ValueError, match="frozen"):
+        bot.region = "eu-west-1"  # type: ignore[misc]
+
+
+def test_an_unreadable_file_is_a_clear_error(tmp_path: Path) -> None:
+    broken = tmp_path / "bots.json"
+    broken.write_text("{not json")
+    with pytest.raises(BotConfigError, match="cannot read bot configuration"):
+        load_bots(broken)
+
+
+def test_access_keys_come_from_the_environment() -> None:
+    env = {"GATEWAY_ACCESS_KEY": "k0", "GATEWAY_ACCESS_KEYS": json.dumps({"team": "k1"})}
+    assert access_keys_from_env(env) == {"default": "k0", "team": "k1"}
+    with pytest.raises(BotConfigError, match="GATEWAY_ACCESS_KEYS"):
+        access_keys_from_env({"GATEWAY_ACCESS_KEYS": "[1]"})
+
+
+def test_settings_from_env_read_the_bots_file_and_limits() -> None:
+    settings = GatewaySettings.from_env({"GATEWAY_ACCESS_KEY": "k", "GATEWAY_MAX_BODY_BYTES": "2048"})
+    assert settings.max_body_bytes == 2048 and settings.access_keys == {"default": "k"} and settings.bots
