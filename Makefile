@@ -35,6 +35,7 @@ demo: install
 	$(PY) -c "import glob, pyarrow.parquet as pq; t = pq.read_table(sorted(glob.glob('demo-output/*.parquet'))); \
 		print('first rows of', t.num_rows, '(the emulator echoes each prompt):'); \
 		[print('  ', r['topic'], '->', r['response']) for r in t.slice(0, 3).to_pylist()]"
+	$(PY) -m cli gateway --ask "Streaming answers arrive word by word through the gateway" --bot router-claude
 
 ## test: every test layer (unit, functional, infra, e2e), offline and Docker-free
 test: install

@@ -37,6 +37,8 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--s3-port", type=int, default=0, help="moto S3 port beside the emulator (default: any free port)")
     p.add_argument("--faults", default="", metavar="SPEC", help=FAULTS_HELP)
     p.add_argument("--access-key", help="the key clients send (default: $GATEWAY_ACCESS_KEY or a new random one)")
+    p.add_argument("--ask", metavar="PROMPT", help="stream one answer through the Poe route, print it and stop")
+    p.add_argument("--bot", default="router-claude", help="the bot --ask talks to (default: router-claude)")
     p.set_defaults(func=run)
 
 
@@ -117,6 +119,9 @@ def local_gateway(
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.ask:  # one answer on the terminal: keep the gateway's own logs and metrics out of it
+        os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     from lambdas.gateway.config import BotConfigError
     from local.emulator.faults import FaultSpecError, parse_faults
 
@@ -126,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"--faults: {exc}", EXIT_BAD_INPUT)
     try:
         gateway = local_gateway(
-            args.port,
+            0 if args.ask else args.port,
             host=args.host,
             target=args.target,
             emulator_port=args.emulator_port,
@@ -135,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
             access_key=args.access_key,
         )
         with gateway as running:
+            if args.ask:
+                return ask(running, args.bot, args.ask)
             print(f"Gateway:     {running.url}  (target: {args.target})")
             if running.emulator_url:
                 print(f"Emulator:    {running.emulator_url}  (text answers echo the last user message)")
@@ -149,3 +156,43 @@ def run(args: argparse.Namespace) -> int:
     except BotConfigError as exc:
         return fail(str(exc), EXIT_BAD_INPUT)
     return 0
+
+
+def ask(running: RunningGateway, bot: str, prompt: str) -> int:
+    """One Poe query over real HTTP, printing each text event as it arrives (stdlib only: no client library)."""
+    import http.client
+    import json
+    from urllib.parse import urlsplit
+
+    url = urlsplit(running.url)
+    connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=120)
+    body = {
+        "version": "1.2",
+        "type": "query",
+        "query": [{"role": "user", "content": prompt, "content_type": "text/markdown"}],
+        "user_id": "u-demo",
+        "conversation_id": "c-demo",
+        "message_id": "m-demo",
+    }
+    headers = {"Authorization": f"Bearer {running.access_key}", "Content-Type": "application/json"}
+    connection.request("POST", f"/poe/{bot}", body=json.dumps(body), headers=headers)
+    response = connection.getresponse()
+    if response.status != 200:
+        return fail(f"the gateway answered {response.status}: {response.read().decode()[:300]}", 1)
+    print(f"gateway {running.url}/poe/{bot} streams (Poe SSE events):")
+    event, code = "", 0
+    for raw in response:
+        line = raw.decode().rstrip("\n")
+        if line.startswith("event: "):
+            event = line[len("event: ") :]
+        elif line.startswith("data: "):
+            data = json.loads(line[len("data: ") :])
+            if event == "text":
+                print(data["text"], end="", flush=True)
+            elif event == "error":
+                print(f"\n[error] {data.get('text')}", flush=True)
+                code = 1
+            elif event in ("meta", "done"):
+                print(f"[{event}]" if event == "meta" else "\n[done]", end=" " if event == "meta" else "\n")
+    connection.close()
+    return code

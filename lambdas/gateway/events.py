@@ -64,6 +64,8 @@ def record_usage(bot: BotConfig, finished: Finished) -> None:
         latency_ms=finished.latency_ms,
         cost_usd=round(finished.cost_usd, 8),
     )
+    if os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() == "true":  # single_metric ignores the setting
+        return
     try:
         namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "BedrockGateway")
         cost = finished.cost_usd

@@ -81,3 +81,14 @@ def test_cli_rejects_a_bad_fault_spec(capsys: pytest.CaptureFixture[str]) -> Non
     # GIVEN a fault spec the emulator does not know WHEN the CLI starts THEN it exits 2 with the reason
     assert main(["gateway", "--faults", "nope=1"]) == 2
     assert "--faults" in capsys.readouterr().err
+
+
+def test_cli_ask_streams_one_answer_over_http(capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN the local gateway (emulator behind it) WHEN `python -m cli gateway --ask` runs
+    from cli.__main__ import main
+
+    code = main(["gateway", "--ask", "hello through the gateway", "--bot", "claude-3-haiku"])
+    # THEN the streamed answer (the emulator's echo) is printed between meta and done
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "[meta] hello through the gateway\n[done]" in out
