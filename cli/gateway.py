@@ -17,12 +17,13 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from cli.batch import EXIT_BAD_INPUT, FAULTS_HELP, fail
+from local.process import temporary_environment, wait_until_interrupted
 
 MEDIA_BUCKET = "gateway-media"  # in the local moto S3: generated images and videos
 FAKE_AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -47,20 +48,6 @@ class RunningGateway:
     url: str
     access_key: str
     emulator_url: str | None
-
-
-@contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @contextmanager
@@ -102,7 +89,7 @@ def local_gateway(
                 "GATEWAY_MEDIA_BUCKET": MEDIA_BUCKET,
                 "GATEWAY_VIDEO_POLL_SECONDS": "1",
             }
-        stack.enter_context(_environment(env))
+        stack.enter_context(temporary_environment(env))
         app = create_app(GatewaySettings.from_env())
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
         thread = threading.Thread(target=server.run, name="gateway", daemon=True)
@@ -149,10 +136,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"Poe:         POST {running.url}/poe/<bot>   (Authorization: Bearer <access key>)")
             print(f"OpenAI:      OPENAI_BASE_URL={running.url}/v1 OPENAI_API_KEY={running.access_key}")
             print(f"Bots:        curl -H 'Authorization: Bearer {running.access_key}' {running.url}/v1/models")
-            try:
-                threading.Event().wait()
-            except KeyboardInterrupt:
-                print("stopped")
+            wait_until_interrupted()
     except BotConfigError as exc:
         return fail(str(exc), EXIT_BAD_INPUT)
     return 0

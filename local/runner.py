@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from local.executions import StateMachineRuns
+from local.process import temporary_environment
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -193,20 +194,6 @@ class InProcessLambdas:
             LambdaSimpleBackend.invoke = original  # type: ignore[method-assign]
 
 
-@contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 class LocalRuntime(StateMachineRuns):
     """Context manager: moto + emulator + the synthesized state machine, ready to start executions."""
 
@@ -224,7 +211,7 @@ class LocalRuntime(StateMachineRuns):
 
         self._exit = ExitStack()
         try:
-            self._exit.enter_context(_environment(_LOCAL_ENV))
+            self._exit.enter_context(temporary_environment(_LOCAL_ENV))
             template = self._template or synth_template(self.options)
             self.template = template
             refs, attributes = _resources(template)
@@ -242,7 +229,7 @@ class LocalRuntime(StateMachineRuns):
             for per_function in ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL"):
                 env.pop(per_function, None)  # one process serves every function: keep the runtime's own values
             env["AWS_ENDPOINT_URL_BEDROCK"] = self.emulator.endpoint_url
-            self._exit.enter_context(_environment(env))
+            self._exit.enter_context(temporary_environment(env))
             self.bucket = env["DATA_BUCKET"]
             _quiet_function_logs()
             self._reset_clients()

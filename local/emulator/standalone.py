@@ -7,7 +7,6 @@ context manager, for code and tests that need the endpoints.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -18,6 +17,7 @@ from botocore.config import Config
 from local.emulator.faults import describe_faults
 from local.emulator.jobs import EmulatorState
 from local.emulator.server import BedrockEmulator
+from local.process import wait_until_interrupted
 
 FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
@@ -87,7 +87,4 @@ def serve(
         print(f"S3:               {s3_url}")
         print(f"Faults:           {describe_faults(emulator.state.faults)}")
         print(f"  export AWS_ENDPOINT_URL_BEDROCK={emulator.endpoint_url} AWS_ENDPOINT_URL_S3={s3_url}")
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            print("stopped")
+        wait_until_interrupted()
