@@ -230,6 +230,18 @@ class AnthropicMessages(ModelAdapter):
         return "".join(block.get("text", "") for block in content if block.get("type") == "text")
 
 
+def _messages_body(text: str, settings: InferenceSettings, *, top_k: int | None = None) -> dict[str, Any]:
+    """The Converse request shape Nova's messages-v1 shares: one user turn, system blocks, inferenceConfig."""
+    body: dict[str, Any] = {"messages": [{"role": "user", "content": [{"text": text}]}]}
+    if settings.system:
+        body["system"] = [{"text": settings.system}]
+    body["inferenceConfig"] = {
+        "maxTokens": settings.max_tokens,
+        **_optional(temperature=settings.temperature, topP=settings.top_p, topK=top_k),
+    }
+    return body
+
+
 class NovaMessages(ModelAdapter):
     """Amazon Nova Micro, Lite, Pro, Premier: ``messages-v1`` with Invoke parameter names in ``inferenceConfig``."""
 
@@ -239,17 +251,7 @@ class NovaMessages(ModelAdapter):
     parameters = _CHAT_PARAMETERS | {"top_k"}
 
     def build_model_input(self, text: str, settings: InferenceSettings) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "schemaVersion": "messages-v1",
-            "messages": [{"role": "user", "content": [{"text": text}]}],
-        }
-        if settings.system:
-            body["system"] = [{"text": settings.system}]
-        body["inferenceConfig"] = {
-            "maxTokens": settings.max_tokens,
-            **_optional(temperature=settings.temperature, topP=settings.top_p, topK=settings.top_k),
-        }
-        return body
+        return {"schemaVersion": "messages-v1", **_messages_body(text, settings, top_k=settings.top_k)}
 
     def parse_model_output(self, model_output: dict[str, Any]) -> str:
         return _converse_text(model_output)
@@ -365,14 +367,7 @@ class ConverseRequest(ModelAdapter):
     parameters = _CHAT_PARAMETERS
 
     def build_model_input(self, text: str, settings: InferenceSettings) -> dict[str, Any]:
-        body: dict[str, Any] = {"messages": [{"role": "user", "content": [{"text": text}]}]}
-        if settings.system:
-            body["system"] = [{"text": settings.system}]
-        body["inferenceConfig"] = {
-            "maxTokens": settings.max_tokens,
-            **_optional(temperature=settings.temperature, topP=settings.top_p),
-        }
-        return body
+        return _messages_body(text, settings)
 
     def parse_model_output(self, model_output: dict[str, Any]) -> str:
         return _converse_text(model_output)
