@@ -25,12 +25,15 @@ from lambdas.gateway.config import GatewaySettings, parse_access_keys
 from lambdas.gateway.errors import GatewayError, internal_error, stop_outcome
 from lambdas.gateway.events import Event, Finished, MediaFile, Progress, ReasoningDelta, TextDelta
 from lambdas.gateway.factory import BotHandler, build_bots
-from lambdas.gateway.translate import ChatRequest, chat_messages
+from lambdas.gateway.parameters import IMAGE_PARAMETERS, image_parameter_controls
+from lambdas.gateway.translate import ROLES, Attachment, ChatMessage, ChatRequest
 from lambdas.shared.observability import logger
 
 POE_REPORTS = ("report_feedback", "report_reaction", "report_error")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 UNAUTHORIZED = "Invalid or missing access key."
+# OpenAI extra body fields read as parameters (lambdas.gateway.parameters); ``n`` is the number of images.
+OPENAI_PARAMETERS = (*IMAGE_PARAMETERS, "thinking_budget")
 
 
 # ---------------------------------------------------------------- request bodies
@@ -40,10 +43,26 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+class PoeAttachment(_Body):
+    url: str
+    content_type: str = ""
+    name: str = ""
+    parsed_content: str | None = None
+
+
 class PoeMessage(_Body):
     role: str
     content: str = ""
     content_type: str = "text/markdown"
+    attachments: list[PoeAttachment] = Field(default_factory=list)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+    def chat_message(self) -> ChatMessage | None:
+        role = ROLES.get(self.role)
+        if role is None:
+            return None
+        files = tuple(Attachment(a.url, a.content_type, a.name, a.parsed_content) for a in self.attachments)
+        return ChatMessage(role, self.content, files)
 
 
 class PoeRequest(_Body):
@@ -56,6 +75,16 @@ class PoeRequest(_Body):
     conversation_id: str = ""
     message_id: str = ""
 
+    def chat(self) -> ChatRequest:
+        messages = tuple(m for m in (message.chat_message() for message in self.query) if m is not None)
+        users = [message for message in self.query if message.role == "user"]
+        return ChatRequest(
+            messages=messages,
+            temperature=self.temperature,
+            stop_sequences=tuple(self.stop_sequences),
+            parameters=dict(users[-1].parameters) if users else {},
+        )
+
 
 class OpenAIMessage(_Body):
     role: str
@@ -66,12 +95,39 @@ class OpenAIMessage(_Body):
             return "\n".join(str(part.get("text", "")) for part in self.content if part.get("type") == "text")
         return self.content or ""
 
+    def attachments(self) -> tuple[Attachment, ...]:
+        """``image_url`` parts ({"url": data: or http(s) URL}) and ``file`` parts ({"file_data": data: URL})."""
+        files: list[Attachment] = []
+        for index, part in enumerate(self.content if isinstance(self.content, list) else []):
+            kind = part.get("type")
+            if kind == "image_url":
+                image = part.get("image_url")
+                url = image.get("url") if isinstance(image, dict) else image
+                if not isinstance(url, str) or not url:
+                    raise GatewayError(400, f"content[{index}].image_url needs a 'url'.", code="invalid_content")
+                files.append(Attachment(url=url, name=f"image{index}"))
+            elif kind == "file":
+                given = part.get("file")
+                file: dict[str, Any] = given if isinstance(given, dict) else {}
+                data = file.get("file_data")
+                if not isinstance(data, str) or not data:
+                    raise GatewayError(
+                        400, f"content[{index}].file needs 'file_data' (a data: URL).", code="invalid_content"
+                    )
+                url = data if data.startswith("data:") else f"data:application/octet-stream;base64,{data}"
+                files.append(Attachment(url=url, name=str(file.get("filename") or f"file{index}")))
+            elif kind not in ("text", None):
+                raise GatewayError(400, f"Content parts of type '{kind}' are not supported.", code="invalid_content")
+        return tuple(files)
+
 
 class StreamOptions(_Body):
     include_usage: bool = False
 
 
 class OpenAIChatRequest(_Body):
+    model_config = ConfigDict(extra="allow")  # extra body fields: OPENAI_PARAMETERS are read, the rest ignored
+
     model: str
     messages: list[OpenAIMessage] = Field(min_length=1)
     stream: bool = False
@@ -81,15 +137,24 @@ class OpenAIChatRequest(_Body):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     stop: str | list[str] | None = None
+    n: int | None = Field(default=None, ge=1)  # image bots: the number of images
 
     def chat(self) -> ChatRequest:
         stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        messages = tuple(
+            ChatMessage(ROLES[m.role], m.text(), m.attachments()) for m in self.messages if m.role in ROLES
+        )
+        extra = self.model_extra or {}
+        parameters = {name: extra[name] for name in OPENAI_PARAMETERS if name in extra}
+        if self.n is not None:
+            parameters["number_of_images"] = self.n
         return ChatRequest(
-            messages=chat_messages((m.role, m.text()) for m in self.messages),
+            messages=messages,
             max_tokens=self.max_completion_tokens or self.max_tokens,
             temperature=self.temperature,
             top_p=self.top_p,
             stop_sequences=tuple(stops),
+            parameters=parameters,
         )
 
 
@@ -196,12 +261,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         except ValidationError as error:
             return error_response(validation_failed(error), openai=False)
         if body.type == "query":
-            chat = ChatRequest(
-                messages=chat_messages((m.role, m.content) for m in body.query),
-                temperature=body.temperature,
-                stop_sequences=tuple(body.stop_sequences),
-            )
-            return StreamingResponse(poe_answer(bot, chat), media_type="text/event-stream", headers=SSE_HEADERS)
+            return StreamingResponse(poe_answer(bot, body.chat()), media_type="text/event-stream", headers=SSE_HEADERS)
         if body.type == "settings":
             return JSONResponse(poe_settings(bot))
         if body.type in POE_REPORTS:
@@ -260,15 +320,22 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
 
 def poe_settings(bot: BotHandler) -> dict[str, Any]:
+    """Attachments are allowed on text bots that read images or documents (text files are inlined from Poe's parsed
+    content); image bots offer their choices as parameter controls unless ``poe.parameter_controls`` is set."""
     config = bot.config
+    caps = config.capabilities
+    reads_files = config.modality == "text" and (caps.images_in or caps.documents)
     answer: dict[str, Any] = {
         "introduction_message": config.poe.introduction_message,
-        "allow_attachments": False,  # attachments are not forwarded to Bedrock yet (images_in/documents flags)
-        "enable_image_comprehension": False,
+        "allow_attachments": reads_files,
+        "expand_text_attachments": reads_files,
+        "enable_image_comprehension": config.modality == "text" and caps.images_in,
         "enforce_author_role_alternation": False,
     }
     if config.poe.parameter_controls is not None:
         answer["parameter_controls"] = config.poe.parameter_controls
+    elif config.modality == "image":
+        answer["parameter_controls"] = image_parameter_controls(config)
     return answer
 
 
@@ -331,13 +398,16 @@ def markdown_image(media: MediaFile) -> str:
 
 
 def bedrock_details(finished: Finished) -> dict[str, Any]:
-    """Gateway extras beside OpenAI's usage: the router's choice, Bedrock's latency, the cost and cache writes."""
+    """Gateway extras beside OpenAI's usage: the router's choice, Bedrock's latency, the cost, cache writes and the
+    input tokens counted before the call (CountTokens or the estimate, ``lambdas.gateway.tokens``)."""
     return {
         "invoked_model_id": finished.invoked_model_id,
         "latency_ms": finished.latency_ms,
         "cost_usd": round(finished.cost_usd, 8),
         "cache_write_tokens": finished.usage.cache_write_tokens,
         "stop_reason": finished.stop_reason,
+        "counted_input_tokens": finished.counted_input_tokens,
+        "token_count_source": finished.token_count_source,
     }
 
 

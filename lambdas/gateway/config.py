@@ -74,6 +74,49 @@ class Prices(_Frozen):
     per_video_second: float = Field(default=0.0, ge=0)
 
 
+class ImageOptions(_Frozen):
+    """What an image bot's users may choose (Poe ``parameters`` / OpenAI extra body fields); the first value of each
+    list is the default. Empty lists: the choice is not offered. Unset: the defaults of the bot's ``image_format``."""
+
+    sizes: tuple[str, ...] = ()  # "WIDTHxHEIGHT" (Nova Canvas, Titan)
+    qualities: tuple[str, ...] = ()  # "standard", "premium" (Nova Canvas, Titan)
+    aspect_ratios: tuple[str, ...] = ()  # "W:H" (Stability)
+    max_images: int = Field(default=1, ge=1, le=5)
+    max_seed: int = Field(default=0, ge=0, le=4_294_967_295)  # 0: no seed choice
+    negative_prompt: bool = True
+
+    @field_validator("sizes")
+    @classmethod
+    def _sizes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for size in value:
+            if not re.match(r"^[1-9][0-9]{2,3}x[1-9][0-9]{2,3}$", size):
+                raise ValueError(f"size '{size}' is not WIDTHxHEIGHT (such as '1024x1024')")
+        return value
+
+    @field_validator("aspect_ratios")
+    @classmethod
+    def _ratios(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for ratio in value:
+            if not re.match(r"^[1-9][0-9]?:[1-9][0-9]?$", ratio):
+                raise ValueError(f"aspect ratio '{ratio}' is not W:H (such as '16:9')")
+        return value
+
+
+DEFAULT_IMAGE_OPTIONS: dict[str, ImageOptions] = {
+    "amazon": ImageOptions(
+        sizes=("1024x1024", "1280x720", "720x1280", "1152x896", "896x1152"),
+        qualities=("standard", "premium"),
+        max_images=4,
+        max_seed=858_993_459,  # Nova Canvas' limit (Titan's is higher)
+    ),
+    "stability": ImageOptions(
+        aspect_ratios=("1:1", "16:9", "21:9", "2:3", "3:2", "4:5", "5:4", "9:16", "9:21"),
+        max_seed=4_294_967_295,
+    ),
+}
+DEFAULT_CONTEXT_TOKENS = 128_000
+
+
 class PoeSettings(_Frozen):
     introduction_message: str = ""
     parameter_controls: dict[str, Any] | None = None  # passed to Poe as it is (api_version "2")
@@ -90,6 +133,9 @@ class BotConfig(_Frozen):
     capabilities: Capabilities = Capabilities()
     additional_request_fields: dict[str, Any] | None = None  # Converse additionalModelRequestFields, as they are
     image_format: ImageFormat | None = None  # image bots: which InvokeModel request body the model takes
+    image_options: ImageOptions | None = None  # image bots: the users' choices; unset: DEFAULT_IMAGE_OPTIONS
+    context_tokens: int = Field(default=DEFAULT_CONTEXT_TOKENS, ge=1, le=10_000_000)  # prompts over it are refused
+    count_tokens_model_id: str | None = None  # CountTokens model (bare foundation-model id); unset: model_id
     prices: Prices = Prices()
     poe: PoeSettings = PoeSettings()
     access_key_ref: str = DEFAULT_KEY_REF
@@ -127,7 +173,16 @@ class BotConfig(_Frozen):
             raise ValueError("capabilities.prompt_caching applies to text bots only; remove it")
         if self.modality == "image" and self.image_format is None:
             raise ValueError("image bots need image_format ('amazon' for Nova Canvas/Titan, 'stability'); set it")
+        if self.modality != "image" and self.image_options is not None:
+            raise ValueError("image_options applies to image bots only; remove it")
         return self
+
+    @property
+    def images(self) -> ImageOptions:
+        """The image choices: ``image_options``, or the defaults of the bot's ``image_format``."""
+        if self.image_options is not None:
+            return self.image_options
+        return DEFAULT_IMAGE_OPTIONS[self.image_format or "amazon"]
 
     @property
     def ref(self) -> ModelRef:
@@ -214,6 +269,9 @@ class GatewaySettings:
     video_poll_seconds: float = 5.0
     video_max_seconds: float = 540.0  # under Poe's 600 s limit for a whole answer
     access_keys_secret_arn: str = ""  # on AWS: a Secrets Manager secret {ref: key}, read once at start
+    attachment_max_bytes: int = 4_718_592  # one attachment (Converse: documents 4.5 MB, images 3.75 MB)
+    attachment_timeout: float = 10.0  # seconds to download one attachment URL
+    attachment_private_hosts: bool = False  # local runs only: allow attachment URLs on private/loopback addresses
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -234,6 +292,9 @@ class GatewaySettings:
             video_poll_seconds=float(env.get("GATEWAY_VIDEO_POLL_SECONDS", "5")),
             video_max_seconds=float(env.get("GATEWAY_VIDEO_MAX_SECONDS", "540")),
             access_keys_secret_arn=env.get("GATEWAY_ACCESS_KEYS_SECRET_ARN", ""),
+            attachment_max_bytes=int(env.get("GATEWAY_ATTACHMENT_MAX_BYTES", "4718592")),
+            attachment_timeout=float(env.get("GATEWAY_ATTACHMENT_TIMEOUT", "10")),
+            attachment_private_hosts=env.get("GATEWAY_ATTACHMENT_PRIVATE_HOSTS", "").lower() == "true",
         )
 
 

@@ -27,6 +27,8 @@ class Finished:
     latency_ms: int | None
     invoked_model_id: str | None
     cost_usd: float
+    counted_input_tokens: int | None = None  # before the call (lambdas.gateway.tokens)
+    token_count_source: str | None = None  # "count_tokens" or "estimate"
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ def record_usage(bot: BotConfig, finished: Finished) -> None:
         cache_read_tokens=usage.cache_read_tokens,
         cache_write_tokens=usage.cache_write_tokens,
         latency_ms=finished.latency_ms,
+        counted_input_tokens=finished.counted_input_tokens,
+        token_count_source=finished.token_count_source,
         cost_usd=round(finished.cost_usd, 8),
     )
     if os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() == "true":  # single_metric ignores the setting

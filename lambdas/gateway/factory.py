@@ -13,11 +13,14 @@ import inspect
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
+from lambdas.gateway.attachments import Fetcher, read_attachments
 from lambdas.gateway.clients import AwsClients
 from lambdas.gateway.config import BotConfig, GatewaySettings
 from lambdas.gateway.errors import GatewayError, from_bedrock
 from lambdas.gateway.events import Event, Finished, ReasoningDelta, TextDelta, record_usage
 from lambdas.gateway.images import ImageBot
+from lambdas.gateway.parameters import apply_text_parameters
+from lambdas.gateway.tokens import TokenCount, check_context, count_input_tokens
 from lambdas.gateway.translate import ChatRequest, PriceBook, Usage, converse_request, text_cost
 from lambdas.gateway.videos import VideoBot
 from lambdas.shared.observability import logger
@@ -26,10 +29,13 @@ from lambdas.shared.observability import logger
 class TextStream:
     """The events of one answer; ``events`` is an async iterator of Bedrock stream events (one-key dicts)."""
 
-    def __init__(self, bot: TextBot, events: AsyncIterator[dict[str, Any]], raw: Any = None) -> None:
+    def __init__(
+        self, bot: TextBot, events: AsyncIterator[dict[str, Any]], raw: Any = None, count: TokenCount | None = None
+    ) -> None:
         self.bot = bot
         self._events = events
-        self._raw = raw  # the SDK's event stream, closed when the answer ends or is abandoned
+        self._raw = raw
+        self._count = count  # the SDK's event stream, closed when the answer ends or is abandoned
 
     async def __aiter__(self) -> AsyncIterator[Event]:
         stop_reason: str | None = None
@@ -53,7 +59,7 @@ class TextStream:
             raise self.bot.failed(error) from error
         finally:
             await _close_stream(self._raw)
-        yield self.bot.finish(stop_reason, metadata)
+        yield self.bot.finish(stop_reason, metadata, self._count)
 
 
 class TextBot:
@@ -63,21 +69,27 @@ class TextBot:
         self.config = config
         self._clients = clients
         self._prices = prices
+        self._fetcher = Fetcher.from_settings(settings)
 
     async def start(self, chat: ChatRequest) -> TextStream:
+        """Parameters checked, attachments read, the prompt counted against ``context_tokens``, then the call."""
+        chat = apply_text_parameters(self.config, chat)
+        chat = await read_attachments(self.config, chat, self._fetcher)
         request = converse_request(self.config, chat)
         try:
             client = await self._clients.bedrock_runtime(self.config.region)
+            count = await count_input_tokens(self.config, request, client)
+            check_context(self.config, count)
             if self.config.capabilities.streaming:
                 response = await client.converse_stream(**request)
                 stream = response["stream"]
-                return TextStream(self, aiter(stream), stream)
+                return TextStream(self, aiter(stream), stream, count)
             response = await client.converse(**request)
         except GatewayError:
             raise
         except Exception as error:
             raise self.failed(error) from error
-        return TextStream(self, _replay(response))
+        return TextStream(self, _replay(response), count=count)
 
     def failed(self, error: BaseException) -> GatewayError:
         mapped = from_bedrock(error)
@@ -87,12 +99,20 @@ class TextBot:
             logger.warning("bedrock error", bot=self.config.name, status=mapped.status, code=mapped.code)
         return mapped
 
-    def finish(self, stop_reason: str | None, metadata: Mapping[str, Any]) -> Finished:
+    def finish(self, stop_reason: str | None, metadata: Mapping[str, Any], count: TokenCount | None = None) -> Finished:
         usage = Usage.from_converse(metadata.get("usage"))
         invoked = ((metadata.get("trace") or {}).get("promptRouter") or {}).get("invokedModelId")
         latency = (metadata.get("metrics") or {}).get("latencyMs")
         cost = text_cost(usage, self._prices.prices_for(self.config, invoked))
-        finished = Finished(stop_reason, usage, latency, invoked, cost)
+        finished = Finished(
+            stop_reason,
+            usage,
+            latency,
+            invoked,
+            cost,
+            counted_input_tokens=count.tokens if count else None,
+            token_count_source=count.source if count else None,
+        )
         record_usage(self.config, finished)
         return finished
 

@@ -12,29 +12,50 @@ import base64
 import binascii
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Protocol
 
+from lambdas.gateway.attachments import reject_attachments
 from lambdas.gateway.clients import AwsClients
 from lambdas.gateway.config import BotConfig, GatewaySettings
 from lambdas.gateway.errors import USER_CAUSED, GatewayError, from_bedrock
 from lambdas.gateway.events import Event, Finished, MediaFile, record_usage
 from lambdas.gateway.media import MediaStore
+from lambdas.gateway.parameters import ImageSettings, image_settings
 from lambdas.gateway.translate import ChatRequest, PriceBook, Usage
 
 MAX_PROMPT = {"amazon": 512, "stability": 10_000}  # Titan's limit is the lower one of Nova Canvas and Titan
 
 
-def amazon_body(prompt: str) -> dict[str, Any]:
-    return {
-        "taskType": "TEXT_IMAGE",
-        "textToImageParams": {"text": prompt},
-        "imageGenerationConfig": {"numberOfImages": 1, "width": 1024, "height": 1024, "quality": "standard"},
+def amazon_body(prompt: str, settings: ImageSettings | None = None) -> dict[str, Any]:
+    settings = settings or ImageSettings(quality="standard")
+    text: dict[str, Any] = {"text": prompt}
+    if settings.negative_prompt:
+        text["negativeText"] = settings.negative_prompt[: MAX_PROMPT["amazon"]]
+    config: dict[str, Any] = {
+        "numberOfImages": settings.number_of_images,
+        "width": settings.width,
+        "height": settings.height,
+        "quality": settings.quality or "standard",
     }
+    if settings.seed is not None:
+        config["seed"] = settings.seed
+    return {"taskType": "TEXT_IMAGE", "textToImageParams": text, "imageGenerationConfig": config}
 
 
-def stability_body(prompt: str) -> dict[str, Any]:
-    return {"prompt": prompt, "mode": "text-to-image", "aspect_ratio": "1:1", "output_format": "png"}
+def stability_body(prompt: str, settings: ImageSettings | None = None) -> dict[str, Any]:
+    settings = settings or ImageSettings()
+    body: dict[str, Any] = {
+        "prompt": prompt,
+        "mode": "text-to-image",
+        "aspect_ratio": settings.aspect_ratio or "1:1",
+        "output_format": "png",
+    }
+    if settings.negative_prompt:
+        body["negative_prompt"] = settings.negative_prompt[: MAX_PROMPT["stability"]]
+    if settings.seed is not None:
+        body["seed"] = settings.seed
+    return body
 
 
 def image_payloads(answer: Mapping[str, Any]) -> list[bytes]:
@@ -52,7 +73,14 @@ def image_payloads(answer: Mapping[str, Any]) -> list[bytes]:
     return images
 
 
-REQUEST_BODIES: dict[str, Callable[[str], dict[str, Any]]] = {"amazon": amazon_body, "stability": stability_body}
+class BodyBuilder(Protocol):
+    def __call__(self, prompt: str, settings: ImageSettings | None = None) -> dict[str, Any]: ...
+
+
+REQUEST_BODIES: dict[str, BodyBuilder] = {
+    "amazon": amazon_body,
+    "stability": stability_body,
+}
 
 
 async def _replay(events: list[Event]) -> AsyncIterator[Event]:
@@ -61,7 +89,7 @@ async def _replay(events: list[Event]) -> AsyncIterator[Event]:
 
 
 class ImageBot:
-    """Generates one image per query and answers with its presigned URL."""
+    """Generates the images of one query (``parameters``: size, quality, seed, ...); answers with presigned URLs."""
 
     def __init__(self, config: BotConfig, clients: AwsClients, prices: PriceBook, settings: GatewaySettings) -> None:
         self.config = config
@@ -70,6 +98,8 @@ class ImageBot:
 
     async def start(self, chat: ChatRequest) -> AsyncIterator[Event]:
         image_format = self.config.image_format or "amazon"
+        reject_attachments(self.config, chat)
+        options = image_settings(self.config, chat.parameters)
         users = [message.text for message in chat.messages if message.role == "user" and message.text.strip()]
         if not users:
             raise GatewayError(400, "Describe the image you want in a message.", error_type=USER_CAUSED)
@@ -80,7 +110,7 @@ class ImageBot:
             runtime = await self._clients.bedrock_runtime(self.config.region)
             response = await runtime.invoke_model(
                 modelId=self.config.model_id,
-                body=json.dumps(REQUEST_BODIES[image_format](prompt)),
+                body=json.dumps(REQUEST_BODIES[image_format](prompt, options)),
                 contentType="application/json",
                 accept="application/json",
             )

@@ -7,7 +7,7 @@ other roles (tool, unknown) are ignored. Consecutive same-role messages merge so
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lambdas.gateway.config import BotConfig, Prices
@@ -20,25 +20,58 @@ CACHE_POINT: dict[str, Any] = {"cachePoint": {"type": "default"}}
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file sent with a message: a Poe attachment or an OpenAI ``image_url`` / ``file`` part (``url`` may be a
+    ``data:`` URL). Turned into Converse blocks by ``lambdas.gateway.attachments``."""
+
+    url: str
+    content_type: str = ""
+    name: str = ""
+    parsed_content: str | None = None
+
+
+@dataclass(frozen=True)
 class ChatMessage:
     role: Role
     text: str
+    attachments: tuple[Attachment, ...] = ()
+    blocks: tuple[dict[str, Any], ...] = ()  # Converse content blocks the attachments became (before the text)
 
 
 @dataclass(frozen=True)
 class ChatRequest:
-    """One chat turn as either front end asked for it; None means "the bot's default"."""
+    """One chat turn as either front end asked for it; None means "the bot's default".
+
+    ``parameters``: the user's choices (Poe ``parameters``, OpenAI extra body fields), checked by the bot
+    (``lambdas.gateway.parameters``); ``thinking_budget`` overrides the bot's Claude thinking budget."""
 
     messages: tuple[ChatMessage, ...]
     max_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
     stop_sequences: tuple[str, ...] = ()
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    thinking_budget: int | None = None
 
 
 def chat_messages(pairs: Iterable[tuple[str, str]]) -> tuple[ChatMessage, ...]:
     """(role, text) pairs from a front end, unknown roles dropped, roles normalised."""
     return tuple(ChatMessage(ROLES[role], text) for role, text in pairs if role in ROLES)
+
+
+def has_content(message: ChatMessage) -> bool:
+    return bool(message.text.strip() or message.blocks)
+
+
+def message_content(message: ChatMessage) -> list[dict[str, Any]]:
+    """Attachment blocks first (models read media before the question), then the text. Converse wants a text block
+    beside a document, so a message of documents alone gets a short one."""
+    content = [dict(block) for block in message.blocks]
+    if message.text.strip():
+        content.append({"text": message.text})
+    elif any("document" in block for block in message.blocks):
+        content.append({"text": "(see the attached document)"})
+    return content
 
 
 def converse_messages(messages: Sequence[ChatMessage]) -> tuple[list[dict[str, Any]], list[str]]:
@@ -47,14 +80,14 @@ def converse_messages(messages: Sequence[ChatMessage]) -> tuple[list[dict[str, A
     system = [m.text for m in messages if m.role == "system" and m.text.strip()]
     turns: list[dict[str, Any]] = []
     for message in messages:
-        if message.role == "system" or not message.text.strip():
+        if message.role == "system" or not has_content(message):
             continue
         if not turns and message.role == "assistant":
             continue
         if turns and turns[-1]["role"] == message.role:
-            turns[-1]["content"].append({"text": message.text})
+            turns[-1]["content"].extend(message_content(message))
         else:
-            turns.append({"role": message.role, "content": [{"text": message.text}]})
+            turns.append({"role": message.role, "content": message_content(message)})
     if not turns:
         raise GatewayError(400, "The conversation has no user message with text; send at least one.", code="no_message")
     return turns, system
@@ -92,7 +125,11 @@ def converse_request(bot: BotConfig, chat: ChatRequest) -> dict[str, Any]:
         if bot.capabilities.prompt_caching:
             request["system"].append(dict(CACHE_POINT))
     if bot.additional_request_fields:
-        request["additionalModelRequestFields"] = dict(bot.additional_request_fields)
+        fields = dict(bot.additional_request_fields)
+        thinking = fields.get("thinking")
+        if chat.thinking_budget is not None and isinstance(thinking, Mapping):
+            fields["thinking"] = {**thinking, "budget_tokens": chat.thinking_budget}
+        request["additionalModelRequestFields"] = fields
     return request
 
 

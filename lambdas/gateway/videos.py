@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from lambdas.gateway.attachments import reject_attachments
 from lambdas.gateway.clients import AwsClients
 from lambdas.gateway.config import BotConfig, GatewaySettings
 from lambdas.gateway.errors import USER_CAUSED, GatewayError, from_bedrock
@@ -40,6 +41,7 @@ class VideoBot:
         self._media = MediaStore(clients, settings)
 
     async def start(self, chat: ChatRequest) -> AsyncIterator[Event]:
+        reject_attachments(self.config, chat)
         users = [message.text for message in chat.messages if message.role == "user" and message.text.strip()]
         if not users:
             raise GatewayError(400, "Describe the video you want in a message.", error_type=USER_CAUSED)

@@ -1,0 +1,229 @@
+"""User-chosen parameters (Poe ``parameters`` from the bot's ``parameter_controls``; OpenAI extra body fields),
+checked against the bot's allowed values. A bad value is a 400 ``user_caused_error`` naming the allowed ones;
+names a bot does not know are ignored.
+
+Image bots (``BotConfig.images``): ``size`` ("1024x1024") or ``width`` + ``height``, ``quality``, ``seed``,
+``number_of_images`` (OpenAI ``n``) and ``negative_prompt`` for Nova Canvas / Titan; ``aspect_ratio``,
+``negative_prompt`` and ``seed`` for Stability. Text bots: ``temperature``, ``max_tokens`` (clamped to the bot's
+limits, as the request fields are) and ``thinking_budget`` (bots with Claude ``thinking``: 1,024 up to below the
+answer's ``max_tokens``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from lambdas.gateway.config import BotConfig
+from lambdas.gateway.errors import USER_CAUSED, GatewayError
+from lambdas.gateway.translate import ChatRequest
+
+MIN_THINKING_BUDGET = 1_024
+IMAGE_PARAMETERS = ("size", "width", "height", "quality", "seed", "number_of_images", "aspect_ratio", "negative_prompt")
+TEXT_PARAMETERS = ("temperature", "max_tokens", "thinking_budget")
+
+
+def invalid(message: str) -> GatewayError:
+    return GatewayError(400, message, error_type=USER_CAUSED, code="invalid_parameter")
+
+
+def _integer(parameters: Mapping[str, Any], name: str) -> int | None:
+    value = parameters.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise invalid(f"Parameter '{name}' must be a whole number, not {value!r}.")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if not isinstance(value, int):
+        raise invalid(f"Parameter '{name}' must be a whole number, not {value!r}.")
+    return value
+
+
+def _number(parameters: Mapping[str, Any], name: str) -> float | None:
+    value = parameters.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise invalid(f"Parameter '{name}' must be a number, not {value!r}.")
+    return number
+
+
+def _choice(parameters: Mapping[str, Any], name: str, allowed: tuple[str, ...]) -> str | None:
+    value = parameters.get(name)
+    if value is None or value == "":
+        return None
+    if not allowed:
+        raise invalid(f"This bot has no '{name}' choice.")
+    if str(value) not in allowed:
+        raise invalid(f"Parameter '{name}' must be one of {', '.join(allowed)}; got {value!r}.")
+    return str(value)
+
+
+# ---------------------------------------------------------------- image bots
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    width: int = 1024
+    height: int = 1024
+    quality: str | None = None
+    seed: int | None = None
+    number_of_images: int = 1
+    aspect_ratio: str | None = None
+    negative_prompt: str | None = None
+
+
+def image_settings(bot: BotConfig, parameters: Mapping[str, Any]) -> ImageSettings:
+    options = bot.images
+    size = _choice(parameters, "size", options.sizes)
+    width, height = _integer(parameters, "width"), _integer(parameters, "height")
+    if size is None and (width is not None or height is not None):
+        if width is None or height is None:
+            raise invalid("Give both 'width' and 'height' (or 'size').")
+        size = _choice({"size": f"{width}x{height}"}, "size", options.sizes)
+    size = size or (options.sizes[0] if options.sizes else "1024x1024")
+    width, height = (int(side) for side in size.split("x"))
+    seed = _integer(parameters, "seed")
+    if seed is not None and not 0 <= seed <= options.max_seed:
+        if not options.max_seed:
+            raise invalid("This bot has no 'seed' choice.")
+        raise invalid(f"Parameter 'seed' must be between 0 and {options.max_seed}; got {seed}.")
+    count = _integer(parameters, "number_of_images")
+    if count is not None and not 1 <= count <= options.max_images:
+        raise invalid(f"Parameter 'number_of_images' must be between 1 and {options.max_images}; got {count}.")
+    negative = parameters.get("negative_prompt")
+    if negative is not None and not isinstance(negative, str):
+        raise invalid("Parameter 'negative_prompt' must be text.")
+    if negative and not options.negative_prompt:
+        raise invalid("This bot has no 'negative_prompt' choice.")
+    quality = _choice(parameters, "quality", options.qualities)
+    return ImageSettings(
+        width=width,
+        height=height,
+        quality=quality or (options.qualities[0] if options.qualities else None),
+        seed=seed,
+        number_of_images=count or 1,
+        aspect_ratio=_choice(parameters, "aspect_ratio", options.aspect_ratios)
+        or (options.aspect_ratios[0] if options.aspect_ratios else None),
+        negative_prompt=(negative or "").strip() or None,
+    )
+
+
+def image_parameter_controls(bot: BotConfig) -> dict[str, Any]:
+    """Poe ``parameter_controls`` (api_version "2") for the bot's image choices."""
+    options = bot.images
+    controls: list[dict[str, Any]] = []
+    if options.aspect_ratios:
+        ratios = []
+        for ratio in options.aspect_ratios:
+            w, h = (int(part) for part in ratio.split(":"))
+            ratios.append({"value": ratio, "width": w, "height": h})
+        controls.append(
+            {
+                "control": "aspect_ratio",
+                "label": "Aspect ratio",
+                "parameter_name": "aspect_ratio",
+                "default_value": options.aspect_ratios[0],
+                "options": ratios,
+            }
+        )
+    if options.sizes:
+        controls.append(
+            {
+                "control": "drop_down",
+                "label": "Size",
+                "parameter_name": "size",
+                "default_value": options.sizes[0],
+                "options": [{"value": size, "name": size.replace("x", " × ")} for size in options.sizes],
+            }
+        )
+    if options.qualities:
+        controls.append(
+            {
+                "control": "drop_down",
+                "label": "Quality",
+                "parameter_name": "quality",
+                "default_value": options.qualities[0],
+                "options": [{"value": quality, "name": quality.capitalize()} for quality in options.qualities],
+            }
+        )
+    if options.max_images > 1:
+        controls.append(
+            {
+                "control": "slider",
+                "label": "Number of images",
+                "parameter_name": "number_of_images",
+                "default_value": 1,
+                "min_value": 1,
+                "max_value": options.max_images,
+                "step": 1,
+            }
+        )
+    if options.negative_prompt:
+        controls.append(
+            {
+                "control": "text_field",
+                "label": "Negative prompt",
+                "parameter_name": "negative_prompt",
+                "placeholder": "What the image should not show",
+            }
+        )
+    if options.max_seed:
+        controls.append(
+            {
+                "control": "text_field",
+                "label": "Seed",
+                "parameter_name": "seed",
+                "placeholder": f"0 to {options.max_seed}; empty for random",
+            }
+        )
+    return {"api_version": "2", "sections": [{"name": "Image", "controls": controls}]}
+
+
+# ---------------------------------------------------------------- text bots
+
+
+def thinking_enabled(bot: BotConfig) -> bool:
+    thinking = (bot.additional_request_fields or {}).get("thinking")
+    return isinstance(thinking, Mapping) and thinking.get("type") == "enabled"
+
+
+def apply_text_parameters(bot: BotConfig, chat: ChatRequest) -> ChatRequest:
+    """``chat`` with its text parameters checked and applied (request fields set explicitly stay as they are)."""
+    parameters = chat.parameters
+    if not any(parameters.get(name) not in (None, "") for name in TEXT_PARAMETERS):
+        return chat
+    temperature = _number(parameters, "temperature")
+    if temperature is not None and not 0 <= temperature <= bot.inference.max_temperature:
+        raise invalid(
+            f"Parameter 'temperature' must be between 0 and {bot.inference.max_temperature}; got {temperature}."
+        )
+    max_tokens = _integer(parameters, "max_tokens")
+    if max_tokens is not None and not 1 <= max_tokens <= bot.inference.max_tokens:
+        raise invalid(f"Parameter 'max_tokens' must be between 1 and {bot.inference.max_tokens}; got {max_tokens}.")
+    chat = replace(
+        chat,
+        temperature=chat.temperature if chat.temperature is not None else temperature,
+        max_tokens=chat.max_tokens or max_tokens,
+    )
+    budget = _integer(parameters, "thinking_budget")
+    if budget is not None:
+        if not thinking_enabled(bot):
+            raise invalid("This bot does not think before answering: it has no 'thinking_budget'.")
+        answer_tokens = min(chat.max_tokens or bot.inference.max_tokens, bot.inference.max_tokens)
+        if not MIN_THINKING_BUDGET <= budget < answer_tokens:
+            raise invalid(
+                f"Parameter 'thinking_budget' must be from {MIN_THINKING_BUDGET} to {answer_tokens - 1} "
+                f"(below the answer's max_tokens); got {budget}."
+            )
+        chat = replace(chat, thinking_budget=budget)
+    return chat
