@@ -48,7 +48,7 @@ def table(title: str, results: dict[str, dict]) -> None:
         small, full = results["ours 1/4"]["peak_rss_mb"], results["ours"]["peak_rss_mb"]
         print(
             f"=> peak RSS {full:.0f} MB (target < 1500 MB); with 1/4 of the rows {small:.0f} MB "
-            f"(ratio {full / small:.2f}: memory does not grow with the row count)"
+            f"(4x the rows -> {full / small:.2f}x the memory; proportional growth would be 4x)"
         )
 
 
