@@ -31,14 +31,13 @@ from lambdas.preprocess.sources import Source, open_source
 from lambdas.shared import layout
 from lambdas.shared.errors import InputValidationError
 from lambdas.shared.model_families import InferenceSettings, ModelFamilyError, ResolvedModel, resolve
-from lambdas.shared.models import MIN_RECORDS_PER_JOB, ExecutionInput, JobSpec, RunContext
+from lambdas.shared.models import MAX_FILE_BYTES, MIN_RECORDS_PER_JOB, ExecutionInput, JobSpec, RunContext
 from lambdas.shared.s3io import FileRange
 from lambdas.shared.settings import Settings
 from prompt_templates import PromptTemplate, TemplateError, get_template
 
 RESERVED_COLUMNS = ("response", "embedding", "error_code", "error_message")
 EMBEDDING_INPUT_COLUMN = "input_text"
-MAX_FILE_BYTES = 1_000_000_000  # Bedrock: 1 GB per input file (one file per job here, so also under 5 GB per job)
 
 
 def record_id(row: int) -> str:

@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lambdas.shared import layout
-from lambdas.shared.models import MIN_RECORDS_PER_JOB, JobResult, JobSpec, ResubmissionPlan, RunContext
+from lambdas.shared.models import MAX_FILE_BYTES, MIN_RECORDS_PER_JOB, JobResult, JobSpec, ResubmissionPlan, RunContext
 from lambdas.shared.run_files import ERROR_CODE, ROW, read_column, read_manifest, read_results
 from lambdas.shared.s3io import FileRange, iter_lines, put_json
 
@@ -47,7 +47,6 @@ RETRYABLE_JOB_CODES = frozenset(
     }
 )
 RETRYABLE_RECORD_CODES = frozenset({"408", "429"})  # and every 5xx
-MAX_FILE_BYTES = 1 << 30  # Bedrock: 1 GB per input file (one file per job), as in preprocess
 _RECORD_ID = re.compile(rb'^\s*\{\s*"recordId"\s*:\s*"(\d+)"')  # how preprocess writes each line: the fast path
 
 

@@ -13,6 +13,8 @@ from lambdas.shared.model_families import MODEL_FAMILIES, InferenceSettings
 TERMINAL_STATUSES = frozenset({"Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired"})
 MIN_RECORDS_PER_JOB = 100
 MAX_RECORDS_PER_JOB = 50_000
+# Bedrock's input file limit (1 GB; one file per job here, so also under the 5 GB per job), in decimal bytes to be safe
+MAX_FILE_BYTES = 1_000_000_000
 _S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][-.a-z0-9]{1,61}[a-z0-9])/(?P<key>.+)$")
 
 # Example fixes shown next to validation errors, by field.
