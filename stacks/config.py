@@ -11,7 +11,7 @@ import difflib
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -122,6 +122,133 @@ class StorageConfig:
 
     run_data_expiration_days: int = 30
     auto_delete_objects: bool = False
+
+
+KMS_KEY_CREATE = "create"
+_KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]{1,128}$")
+_TAG_KEY = re.compile(r"^[\w .:/=+@-]{1,128}$")
+_TAG_VALUE = re.compile(r"^[\w .:/=+@-]{0,256}$")
+MAX_TAGS = 40  # Bedrock jobs take up to 200 tags; CloudFormation stack tags 50, the stack adds a few of its own
+
+
+_VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
+_SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+MAX_JOB_SUBNETS = 16  # CreateModelInvocationJob vpcConfig.subnetIds
+
+
+@dataclass(frozen=True)
+class BatchVpcConfig:
+    """Where Bedrock batch jobs run (``vpcConfig``): a VPC the stack creates (``{"create": true}``: isolated subnets,
+    an S3 gateway endpoint, flow logs) or an existing one (``{"vpcId": ..., "subnetIds": [...]}``, whose routes to S3
+    are its owner's). Either way the stack creates the jobs' security group."""
+
+    create: bool = False
+    vpc_id: str | None = None
+    subnet_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    """Optional hardening, off by default (``kmsKey`` absent = SSE-S3 and AWS-owned keys, as before).
+
+    ``kms_key``: None, ``"create"`` (a customer-managed key with rotation, made by the stack) or an existing key ARN.
+    The key encrypts the data bucket, every log group, the state machine and the Bedrock job output.
+    ``tags``: cost-attribution tags (``{"project": ..., "owner": ..., "costCentre": ..., "environment": ...}``) put on
+    every resource of the stacks and on every Bedrock batch job.
+    """
+
+    kms_key: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+    batch_vpc: BatchVpcConfig | None = None
+
+    @property
+    def creates_key(self) -> bool:
+        return self.kms_key == KMS_KEY_CREATE
+
+    @property
+    def uses_kms(self) -> bool:
+        return self.kms_key is not None
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, object]) -> SecurityConfig:
+        return cls(
+            kms_key=_kms_key(context.get("kmsKey")),
+            tags=_tags(context.get("tags")),
+            batch_vpc=_batch_vpc(context.get("batchVpc")),
+        )
+
+
+def _batch_vpc(value: object) -> BatchVpcConfig | None:
+    example = '\'{"create": true}\' or \'{"vpcId": "vpc-0abc...", "subnetIds": ["subnet-0abc..."]}\''
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "false")):
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise _error("batchVpc", "a JSON object", value, example) from None
+    need = (
+        '{"create": true}, or {"vpcId": "vpc-...", "subnetIds": [1 to 16 "subnet-..." ids]} of an existing VPC, '
+        "or absent (jobs outside a VPC)"
+    )
+    if not isinstance(value, dict) or not set(value) <= {"create", "vpcId", "subnetIds"}:
+        raise _error("batchVpc", need, value, example)
+    create = value.get("create", False)
+    if create is True and set(value) == {"create"}:
+        return BatchVpcConfig(create=True)
+    vpc_id, subnets = value.get("vpcId"), value.get("subnetIds")
+    if (
+        create is not False
+        or not isinstance(vpc_id, str)
+        or not _VPC_ID.match(vpc_id)
+        or not isinstance(subnets, list)
+        or not 1 <= len(subnets) <= MAX_JOB_SUBNETS
+        or not all(isinstance(s, str) and _SUBNET_ID.match(s) for s in subnets)
+    ):
+        raise _error("batchVpc", need, value, example)
+    return BatchVpcConfig(vpc_id=vpc_id, subnet_ids=tuple(dict.fromkeys(subnets)))
+
+
+def _kms_key(value: object) -> str | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "false")):
+        return None
+    text = str(value).strip()
+    if text.lower() == KMS_KEY_CREATE:
+        return KMS_KEY_CREATE
+    if _KMS_KEY_ARN.match(text):
+        return text
+    raise _error(
+        "kmsKey",
+        '"create" (a new customer-managed key), the ARN of an existing key (arn:aws:kms:<region>:<account>:key/<id>), '
+        "or absent (S3-managed keys)",
+        value,
+        KMS_KEY_CREATE,
+    )
+
+
+def _tags(value: object) -> tuple[tuple[str, str], ...]:
+    example = '\'{"project": "batch", "owner": "team@example.com", "costCentre": "1234", "environment": "dev"}\''
+    if value is None:
+        return ()
+    if isinstance(value, str):  # -c tags='{"project": ...}'
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except json.JSONDecodeError:
+            raise _error("tags", "a JSON object of tag names to values", value, example) from None
+    if not isinstance(value, dict) or len(value) > MAX_TAGS:
+        raise _error("tags", f"a JSON object of at most {MAX_TAGS} tag names to values", value, example)
+    tags = []
+    for key, tag_value in value.items():
+        if not isinstance(key, str) or not _TAG_KEY.match(key) or key.lower().startswith("aws:"):
+            raise _error(
+                "tags", f"an object whose names are 1-128 tag characters, not aws:; {key!r} is not", value, example
+            )
+        if not isinstance(tag_value, str) or not _TAG_VALUE.match(tag_value):
+            raise _error(
+                "tags", f"an object whose values are strings of 0-256 tag characters; {key!r} is not", value, example
+            )
+        tags.append((key, tag_value))
+    return tuple(tags)
 
 
 @dataclass(frozen=True)
@@ -293,11 +420,49 @@ def parse_model_arn(arn: str) -> tuple[str, str, str | None, str] | None:
     return match["kind"], match["name"], match["region"] or None, match["account"] or ""
 
 
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+@dataclass(frozen=True)
+class ObservabilityConfig:
+    """Dashboards and alarms (both stacks): alarm thresholds, and where alarms send mail.
+
+    ``alarm_email`` None (``alarmEmail`` unset or ""): the alarms exist, but no SNS topic or subscription is made.
+    Percentages are over 5-minute periods.
+    """
+
+    alarm_email: str | None = None
+    alarm_record_failure_percent: int = 10  # failed records / (succeeded + failed), per 5 minutes
+    alarm_gateway_5xx_percent: int = 5  # 5XXError / Count of the gateway API
+    alarm_gateway_4xx_percent: int = 25  # 4XXError / Count: throttled (429) and rejected requests
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, object]) -> ObservabilityConfig:
+        _reject_typos(context)
+        ctx = _Context(context)
+        o = cls()
+        email = context.get("alarmEmail", "")
+        if email is None:
+            email = ""
+        if not isinstance(email, str) or (email.strip() and not _EMAIL.match(email.strip())):
+            raise _error("alarmEmail", 'an email address, or "" for no alarm mail', email, "ops@example.com")
+        return cls(
+            alarm_email=email.strip() or None,
+            alarm_record_failure_percent=ctx.integer(
+                "alarmRecordFailurePercent", o.alarm_record_failure_percent, 1, 100
+            ),
+            alarm_gateway_5xx_percent=ctx.integer("alarmGateway5xxPercent", o.alarm_gateway_5xx_percent, 1, 100),
+            alarm_gateway_4xx_percent=ctx.integer("alarmGateway4xxPercent", o.alarm_gateway_4xx_percent, 1, 100),
+        )
+
+
 @dataclass(frozen=True)
 class AppConfig:
     batch: BatchConfig
     functions: FunctionConfig
     storage: StorageConfig
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
 
     @classmethod
     def from_app(cls, app: _HasNode) -> AppConfig:
@@ -339,7 +504,13 @@ class AppConfig:
             run_data_expiration_days=ctx.integer("runDataExpirationDays", s.run_data_expiration_days, 1, None),
             auto_delete_objects=ctx.boolean("autoDeleteObjects", s.auto_delete_objects),
         )
-        return cls(batch=batch, functions=functions, storage=storage)
+        return cls(
+            batch=batch,
+            functions=functions,
+            storage=storage,
+            security=SecurityConfig.from_context(context),
+            observability=ObservabilityConfig.from_context(context),
+        )
 
 
 # The context keys this module reads, i.e. the ones `cdk.json` and `-c` may set.
@@ -358,6 +529,9 @@ KNOWN_KEYS = (
     "logRetentionDays",
     "runDataExpirationDays",
     "autoDeleteObjects",
+    "kmsKey",
+    "tags",
+    "batchVpc",
 )
 # The keys GatewayConfig reads (it also reads bedrockRegions).
 GATEWAY_KEYS = (
@@ -368,6 +542,13 @@ GATEWAY_KEYS = (
     "gatewayThrottlingRateLimit",
     "gatewayThrottlingBurstLimit",
     "gatewayMediaExpirationDays",
+)
+# The keys ObservabilityConfig reads (dashboards and alarms of both stacks).
+OBSERVABILITY_KEYS = (
+    "alarmEmail",
+    "alarmRecordFailurePercent",
+    "alarmGateway5xxPercent",
+    "alarmGateway4xxPercent",
 )
 
 
@@ -479,7 +660,7 @@ def _normalise(key: str) -> str:
 
 def _reject_typos(context: Mapping[str, object]) -> None:
     """Fail on a key that is not ours but nearly is (``maxConcurentJobs``), which would otherwise be ignored."""
-    known = KNOWN_KEYS + GATEWAY_KEYS
+    known = KNOWN_KEYS + GATEWAY_KEYS + OBSERVABILITY_KEYS
     ours = {_normalise(key): key for key in known}
     for key in context:
         if key in known or ":" in key or "/" in key:  # CDK's own keys: feature flags, aws:cdk:..., lookups

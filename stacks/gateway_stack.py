@@ -7,12 +7,14 @@ from typing import Any
 import aws_cdk as cdk
 from constructs import Construct
 
-from stacks.config import FunctionConfig, GatewayConfig, StorageConfig
+from stacks.config import FunctionConfig, GatewayConfig, ObservabilityConfig, StorageConfig
 from stacks.constructs.model_gateway import ModelGateway
+from stacks.constructs.observability import GatewayObservability
 
 
 class GatewayStack(cdk.Stack):
-    """``gateway`` (ModelGateway); outputs ``ApiUrl`` and ``MediaBucketName``."""
+    """``gateway`` (ModelGateway) and ``observability`` (dashboard, alarms; ``observability`` defaults to
+    ``ObservabilityConfig()``: no alarm mail); outputs ``ApiUrl`` and ``MediaBucketName``."""
 
     def __init__(
         self,
@@ -22,6 +24,7 @@ class GatewayStack(cdk.Stack):
         cfg: GatewayConfig,
         function_settings: FunctionConfig,
         storage: StorageConfig,
+        observability: ObservabilityConfig | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id_, **kwargs)
@@ -37,4 +40,12 @@ class GatewayStack(cdk.Stack):
             "MediaBucketName",
             value=self.gateway.media_bucket.bucket.bucket_name,
             description="Generated images and videos",
+        )
+        self.observability = GatewayObservability(
+            self,
+            "Observability",
+            api=self.gateway.api,
+            function=self.gateway.function,
+            bots=cfg.bots,
+            cfg=observability or ObservabilityConfig(),
         )

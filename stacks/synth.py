@@ -69,8 +69,12 @@ def build_app(
             cfg=GatewayConfig.from_app(app),
             function_settings=cfg.functions,
             storage=cfg.storage,
+            observability=cfg.observability,
             description="Amazon Bedrock model gateway (REST API streaming from Lambda)",
         )
+    # Cost attribution (cdk.json "tags"): on every taggable resource of every stack; Submit puts them on the jobs too.
+    for key, value in AppConfig.from_app(app).security.tags:
+        cdk.Tags.of(app).add(key, value)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app, stack
 

@@ -27,4 +27,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     logger.info("job results written", status=result.status, succeeded=result.succeeded, failed=result.failed)
     metrics.add_metric(name="RecordsSucceeded", unit="Count", value=result.succeeded)
     metrics.add_metric(name="RecordsFailed", unit="Count", value=result.failed)
+    metrics.add_metric(name="InputTokens", unit="Count", value=result.input_tokens)
+    metrics.add_metric(name="OutputTokens", unit="Count", value=result.output_tokens)
     return result.model_dump(mode="json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 
@@ -13,6 +14,11 @@ class Settings:
     job_timeout_hours: int
     max_records_per_job: int
     allowed_model_ids: tuple[str, ...]
+    # Security options (cdk.json kmsKey, tags); the stack sets them on Submit only. Configuration, never secrets.
+    output_kms_key_id: str | None = None  # OUTPUT_KMS_KEY_ID: the job output's s3EncryptionKeyId
+    job_tags: tuple[tuple[str, str], ...] = ()  # JOB_TAGS: a JSON object of cost-attribution tags for every job
+    job_subnet_ids: tuple[str, ...] = ()  # JOB_SUBNET_IDS (batchVpc): comma-separated, the jobs' vpcConfig
+    job_security_group_ids: tuple[str, ...] = ()  # JOB_SECURITY_GROUP_IDS (batchVpc): comma-separated
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -23,4 +29,23 @@ class Settings:
             job_timeout_hours=int(os.environ.get("JOB_TIMEOUT_HOURS", "72")),
             max_records_per_job=int(os.environ.get("MAX_RECORDS_PER_JOB", "50000")),
             allowed_model_ids=tuple(m.strip() for m in allowed.split(",") if m.strip()),
+            output_kms_key_id=os.environ.get("OUTPUT_KMS_KEY_ID", "").strip() or None,
+            job_tags=_tags(os.environ.get("JOB_TAGS", "")),
+            job_subnet_ids=_ids(os.environ.get("JOB_SUBNET_IDS", "")),
+            job_security_group_ids=_ids(os.environ.get("JOB_SECURITY_GROUP_IDS", "")),
         )
+
+
+def _ids(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _tags(raw: str) -> tuple[tuple[str, str], ...]:
+    """``JOB_TAGS`` (``{"project": "x", ...}``) as ordered pairs; empty when unset. A malformed value is a deployment
+    error: raise rather than submit jobs without their cost attribution."""
+    if not raw.strip():
+        return ()
+    tags = json.loads(raw)
+    if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+        raise ValueError(f"JOB_TAGS must be a JSON object of strings, got {raw!r}")
+    return tuple(tags.items())

@@ -23,7 +23,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         run_id=state.run.run_id, job_index=state.job.index, resubmission=state.job.resubmission
     )
     out = logic.submit(
-        state, bedrock=aws.bedrock(), role_arn=settings.bedrock_role_arn, timeout_hours=settings.job_timeout_hours
+        state,
+        bedrock=aws.bedrock(),
+        role_arn=settings.bedrock_role_arn,
+        timeout_hours=settings.job_timeout_hours,
+        output_kms_key_id=settings.output_kms_key_id,
+        tags=settings.job_tags,
+        vpc=(settings.job_subnet_ids, settings.job_security_group_ids) if settings.job_subnet_ids else None,
     )
     logger.info("job submitted", job_arn=out.job_arn, job_name=out.job_name)
     metrics.add_metric(name="JobsSubmitted", unit="Count", value=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,9 +19,28 @@ _RETRIED: dict[str, type[Exception]] = {
 }
 
 
-def build_request(state: JobState, *, role_arn: str, timeout_hours: int) -> dict[str, Any]:
+RUN_TAG = "bedrock-batch-run"
+
+
+def build_request(
+    state: JobState,
+    *,
+    role_arn: str,
+    timeout_hours: int,
+    output_kms_key_id: str | None = None,
+    tags: Sequence[tuple[str, str]] = (),
+    vpc: tuple[Sequence[str], Sequence[str]] | None = None,
+) -> dict[str, Any]:
+    """The CreateModelInvocationJob request. ``output_kms_key_id`` (cdk.json ``kmsKey``) encrypts the job output;
+    ``tags`` (cdk.json ``tags``) go on the job next to its run id (which they cannot replace); ``vpc`` (subnet ids,
+    security group ids; cdk.json ``batchVpc``) runs the job in a VPC."""
     run, job = state.run, state.job
-    return {
+    output: dict[str, str] = {"s3Uri": f"s3://{run.bucket}/{layout.bedrock_output_prefix(run.run_id)}"}
+    if output_kms_key_id:
+        output["s3EncryptionKeyId"] = output_kms_key_id
+    job_tags = [{"key": RUN_TAG, "value": run.run_id}]
+    job_tags += [{"key": key, "value": value} for key, value in tags if key != RUN_TAG]
+    request: dict[str, Any] = {
         "jobName": layout.job_name(run.job_name_prefix, run.run_id, job.index, resubmission=job.resubmission),
         "roleArn": role_arn,
         "modelId": run.model_id,
@@ -28,20 +48,38 @@ def build_request(state: JobState, *, role_arn: str, timeout_hours: int) -> dict
         "inputDataConfig": {
             "s3InputDataConfig": {"s3Uri": f"s3://{run.bucket}/{job.input_key}", "s3InputFormat": "JSONL"}
         },
-        "outputDataConfig": {
-            "s3OutputDataConfig": {"s3Uri": f"s3://{run.bucket}/{layout.bedrock_output_prefix(run.run_id)}"}
-        },
+        "outputDataConfig": {"s3OutputDataConfig": output},
         "timeoutDurationInHours": timeout_hours,
         "modelInvocationType": run.invocation_type,
-        "tags": [{"key": "bedrock-batch-run", "value": run.run_id}],
+        "tags": job_tags,
     }
+    if vpc is not None:
+        subnet_ids, security_group_ids = vpc
+        request["vpcConfig"] = {"subnetIds": list(subnet_ids), "securityGroupIds": list(security_group_ids)}
+    return request
 
 
-def submit(state: JobState, *, bedrock: Any, role_arn: str, timeout_hours: int) -> JobState:
+def submit(
+    state: JobState,
+    *,
+    bedrock: Any,
+    role_arn: str,
+    timeout_hours: int,
+    output_kms_key_id: str | None = None,
+    tags: Sequence[tuple[str, str]] = (),
+    vpc: tuple[Sequence[str], Sequence[str]] | None = None,
+) -> JobState:
     """Create the job (or find the one a previous attempt created) and return the state with its ARN."""
     if state.job_arn:
         return state  # a retried state after a successful create: nothing to do
-    request = build_request(state, role_arn=role_arn, timeout_hours=timeout_hours)
+    request = build_request(
+        state,
+        role_arn=role_arn,
+        timeout_hours=timeout_hours,
+        output_kms_key_id=output_kms_key_id,
+        tags=tags,
+        vpc=vpc,
+    )
     try:
         response = bedrock.create_model_invocation_job(**request)
     except ClientError as exc:

@@ -17,17 +17,22 @@ The payload of every state is a contract with the handlers in ``lambdas/``: see 
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from stacks.config import BatchConfig, FunctionConfig
+from stacks.config import BatchConfig, FunctionConfig, SecurityConfig
 from stacks.constructs.bedrock_batch_role import model_arns, model_invocation_job_arn
 from stacks.constructs.data_bucket import RUNS_PREFIX
+from stacks.constructs.encryption_key import grant_s3_objects_key
 from stacks.constructs.nag import acknowledge, acknowledge_wildcard_resource
 from stacks.constructs.python_function import MIN_EPHEMERAL_STORAGE_MB, Packaging, PythonFunction, retention
 
@@ -46,6 +51,9 @@ class BatchWorkflow(Construct):
     ``log_group``.
 
     Grants the functions their Bedrock permissions; access to the bucket and to the Bedrock role is the stack's.
+    With ``encryption_key`` (``kmsKey``) the log groups and the state machine are encrypted with it, and Submit asks
+    Bedrock to encrypt the job output with it (``s3EncryptionKeyId``); ``security.tags`` go on every job, and
+    ``job_subnet_ids``/``job_security_group_ids`` (``batchVpc``) become every job's ``vpcConfig``.
     """
 
     def __init__(
@@ -57,8 +65,13 @@ class BatchWorkflow(Construct):
         bedrock_role: iam.IRole,
         cfg: BatchConfig,
         function_settings: FunctionConfig,
+        security: SecurityConfig | None = None,
+        encryption_key: kms.IKey | None = None,
+        job_subnet_ids: Sequence[str] = (),
+        job_security_group_ids: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, id_)
+        security = security or SecurityConfig()
         environment = {
             "DATA_BUCKET": bucket.bucket_name,
             "BEDROCK_ROLE_ARN": bedrock_role.role_arn,
@@ -67,6 +80,16 @@ class BatchWorkflow(Construct):
             "ALLOWED_MODEL_IDS": ",".join(cfg.allowed_model_ids),
             "POLL_INTERVAL_SECONDS": str(cfg.poll_interval_seconds),
         }
+
+        # Only Submit builds CreateModelInvocationJob. Plain configuration, no secrets: tags and the key ARN.
+        submit_environment = dict(environment)
+        if security.tags:
+            submit_environment["JOB_TAGS"] = json.dumps(dict(security.tags), separators=(",", ":"))
+        if encryption_key is not None:
+            submit_environment["OUTPUT_KMS_KEY_ID"] = encryption_key.key_arn
+        if job_subnet_ids:  # batchVpc: the jobs' vpcConfig
+            submit_environment["JOB_SUBNET_IDS"] = cdk.Fn.join(",", list(job_subnet_ids))
+            submit_environment["JOB_SECURITY_GROUP_IDS"] = cdk.Fn.join(",", list(job_security_group_ids))
 
         def function(id_: str, name: str, *, timeout: cdk.Duration, data_plane: bool = False) -> PythonFunction:
             settings = function_settings
@@ -92,7 +115,8 @@ class BatchWorkflow(Construct):
                 memory_mb=memory_mb,
                 ephemeral_storage_mb=storage_mb,
                 timeout=timeout,
-                environment=environment,
+                environment=submit_environment if name == "submit_job" else environment,
+                encryption_key=encryption_key,
             )
 
         self.functions = {
@@ -106,7 +130,9 @@ class BatchWorkflow(Construct):
         }
         self._grant_bedrock(cfg)
 
-        self.log_group = logs.LogGroup(self, "StateMachineLogs", retention=retention(function_settings))
+        self.log_group = logs.LogGroup(
+            self, "StateMachineLogs", retention=retention(function_settings), encryption_key=encryption_key
+        )
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
@@ -115,8 +141,39 @@ class BatchWorkflow(Construct):
             timeout=cdk.Duration.hours(cfg.execution_timeout_hours),
             tracing_enabled=True,
             logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            encryption_configuration=(
+                sfn.CustomerManagedEncryptionConfiguration(encryption_key) if encryption_key is not None else None
+            ),
         )
+        if encryption_key is not None:
+            grant_s3_objects_key(encryption_key, self.state_machine)  # the Distributed Map reads runs/<run>/jobs.json
+            self._grant_execution_data_key(encryption_key)
         self._acknowledge_state_machine_grants(bucket)
+
+    def _grant_execution_data_key(self, key: kms.IKey) -> None:
+        """Let the state machine encrypt and decrypt its execution data with ``key``.
+
+        CDK's own grant conditions on ``...:stateMachine:<physical name>``, which renders as ``...:stateMachine:`` for
+        a state machine without a physical name (and this one must have none: rule 13), so it never matches. The
+        state machine's ARN cannot be used here either (its role policy would depend on it: a cycle), so the context
+        is limited to this account's and region's state machines; the key is this app's alone.
+        """
+        self.state_machine.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=[key.key_arn],
+                conditions={
+                    "StringLike": {
+                        "kms:EncryptionContext:aws:states:stateMachineArn": cdk.Stack.of(self).format_arn(
+                            service="states",
+                            resource="stateMachine",
+                            resource_name="*",
+                            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+                        )
+                    }
+                },
+            )
+        )
 
     def _invoke(
         self, id_: str, key: str, *, result_path: str, payload: sfn.TaskInput | None = None

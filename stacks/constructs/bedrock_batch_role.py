@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -55,7 +56,17 @@ def model_arns(scope: Construct, cfg: BatchConfig) -> list[str]:
 class BedrockBatchRole(Construct):
     """``role``: trusted by Bedrock for this account's invocation jobs only; reads job inputs, writes job outputs."""
 
-    def __init__(self, scope: Construct, id_: str, *, bucket: s3.IBucket, cfg: BatchConfig) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        bucket: s3.IBucket,
+        cfg: BatchConfig,
+        encryption_key: kms.IKey | None = None,
+    ) -> None:
+        """With ``encryption_key`` the role may decrypt the job inputs and encrypt the job output with that key (the
+        key of the bucket and of the job's ``s3EncryptionKeyId``), and nothing else with it."""
         super().__init__(scope, id_)
         stack = cdk.Stack.of(self)
         principal = iam.ServicePrincipal("bedrock.amazonaws.com").with_conditions(
@@ -71,6 +82,10 @@ class BedrockBatchRole(Construct):
         output = bucket.arn_for_objects(JOB_OUTPUT_KEYS)
         self.role.add_to_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[output]))
         self.role.add_to_policy(iam.PolicyStatement(actions=["bedrock:InvokeModel"], resources=model_arns(self, cfg)))
+        if encryption_key is not None:
+            self.role.add_to_policy(
+                iam.PolicyStatement(actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[encryption_key.key_arn])
+            )
         for resource, reason in (
             (bucket.arn_for_objects(JOB_INPUT_KEYS), "Bedrock reads the job input files of any run"),
             (output, "Bedrock writes the output of any run's jobs"),

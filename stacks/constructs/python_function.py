@@ -24,6 +24,7 @@ from typing import Any
 import aws_cdk as cdk
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
@@ -89,9 +90,10 @@ class PythonFunction(Construct):
         extra_files: Mapping[str, str] | None = None,
         bundle_aws_sdk: bool = False,
         layers: Sequence[lambda_.ILayerVersion] = (),
+        encryption_key: kms.IKey | None = None,
     ) -> None:
         """``requirements``, ``extra_files`` (asset path -> project path) and ``bundle_aws_sdk`` apply to
-        ``Packaging.ZIP`` only (see ``PipLocalBundling``)."""
+        ``Packaging.ZIP`` only (see ``PipLocalBundling``). ``encryption_key`` (``kmsKey``) encrypts the log group."""
         super().__init__(scope, id_)
         if packaging is Packaging.IMAGE and (
             requirements != ZIP_REQUIREMENTS_FILE or extra_files or bundle_aws_sdk or layers
@@ -103,7 +105,7 @@ class PythonFunction(Construct):
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description=f"Execution role of the {service} function",
         )
-        self.log_group = logs.LogGroup(self, "LogGroup", retention=retention(settings))
+        self.log_group = logs.LogGroup(self, "LogGroup", retention=retention(settings), encryption_key=encryption_key)
         self.log_group.grant_write(self.role)
         options: dict[str, Any] = {
             "architecture": self.ARCHITECTURES[settings.architecture],

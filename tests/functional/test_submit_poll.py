@@ -106,3 +106,50 @@ def test_a_resubmission_job_is_a_new_job_and_its_retried_submit_is_not(s3, emula
     assert first["job_arn"] == second["job_arn"]
     assert emulator.jobs_created_per_model() == {CLAUDE: 2}
     assert first["job_name"] == "jokes-run-1-r0000"
+
+
+KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def test_submit_sends_the_output_key_and_cost_tags_the_stack_configures(s3, emulator, lambda_context, monkeypatch):
+    # GIVEN the environment the stack sets with kmsKey and tags in cdk.json
+    monkeypatch.setenv("OUTPUT_KMS_KEY_ID", KEY_ARN)
+    monkeypatch.setenv("JOB_TAGS", json.dumps({"project": "jokes", "costCentre": "cc-42", "bedrock-batch-run": "x"}))
+    # WHEN a job is submitted (the emulator checks the request against botocore's CreateModelInvocationJob shape)
+    submit_handler.lambda_handler(staged_job(s3), lambda_context)
+    # THEN the job output is encrypted with the key and the job carries the tags next to its run id (not replaced)
+    (job,) = emulator.jobs()
+    assert job["outputDataConfig"]["s3OutputDataConfig"]["s3EncryptionKeyId"] == KEY_ARN
+    assert job["tags"] == [
+        {"key": "bedrock-batch-run", "value": "run-1"},
+        {"key": "project", "value": "jokes"},
+        {"key": "costCentre", "value": "cc-42"},
+    ]
+    assert "vpcConfig" not in job
+
+
+def test_submit_without_security_settings_sends_neither_key_nor_extra_tags(s3, emulator, lambda_context, monkeypatch):
+    # GIVEN the default deployment: no OUTPUT_KMS_KEY_ID, no JOB_TAGS
+    for name in ("OUTPUT_KMS_KEY_ID", "JOB_TAGS", "JOB_SUBNET_IDS", "JOB_SECURITY_GROUP_IDS"):
+        monkeypatch.delenv(name, raising=False)
+    # WHEN a job is submitted
+    submit_handler.lambda_handler(staged_job(s3), lambda_context)
+    # THEN the output uses the bucket's default encryption and the job has its run tag only
+    (job,) = emulator.jobs()
+    assert "s3EncryptionKeyId" not in job["outputDataConfig"]["s3OutputDataConfig"]
+    assert job["tags"] == [{"key": "bedrock-batch-run", "value": "run-1"}]
+    assert "vpcConfig" not in job
+
+
+def test_submit_runs_the_job_in_the_vpc_the_stack_configures(s3, emulator, lambda_context, monkeypatch):
+    # GIVEN the environment the stack sets with batchVpc in cdk.json
+    monkeypatch.setenv("JOB_SUBNET_IDS", "subnet-0123456789abcdef0,subnet-0123456789abcdef1")
+    monkeypatch.setenv("JOB_SECURITY_GROUP_IDS", "sg-0123456789abcdef0")
+    # WHEN a job is submitted (the emulator checks vpcConfig against botocore's shape)
+    submit_handler.lambda_handler(staged_job(s3), lambda_context)
+    # THEN the job runs in those subnets with that security group
+    (job,) = emulator.jobs()
+    assert job["vpcConfig"] == {
+        "subnetIds": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+        "securityGroupIds": ["sg-0123456789abcdef0"],
+    }

@@ -11,12 +11,17 @@ import pytest
 
 from stacks.config import (
     DEFAULT_ALLOWED_MODEL_IDS,
+    KMS_KEY_CREATE,
     KNOWN_KEYS,
+    OBSERVABILITY_KEYS,
     AppConfig,
     BatchConfig,
+    BatchVpcConfig,
     FunctionConfig,
     GatewayBot,
     GatewayConfig,
+    ObservabilityConfig,
+    SecurityConfig,
     StorageConfig,
     base_model_id,
     is_inference_profile,
@@ -142,6 +147,9 @@ def test_every_known_key_is_read() -> None:
         "logRetentionDays": "30",
         "runDataExpirationDays": "30",
         "autoDeleteObjects": "false",
+        "kmsKey": "",
+        "tags": "{}",
+        "batchVpc": "",
     }
     assert set(defaults) == set(KNOWN_KEYS)
     assert AppConfig.from_context(defaults) == AppConfig.from_context({})
@@ -302,3 +310,147 @@ def test_the_project_bot_file_is_readable_when_present() -> None:
     # WHEN / THEN the synth-time reader accepts it: every bot has a model IAM can name
     cfg = GatewayConfig.from_context({})
     assert cfg.bots and all(bot.model_id for bot in cfg.bots)
+
+
+# --- Security options (kmsKey, tags): off by default -------------------------------------------------------------
+
+KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def test_security_options_are_off_by_default() -> None:
+    # GIVEN no security keys / WHEN reading the config / THEN no customer-managed key and no cost tags
+    security = AppConfig.from_context({}).security
+    assert security == SecurityConfig()
+    assert security.kms_key is None and not security.uses_kms and security.tags == ()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("create", KMS_KEY_CREATE), (" Create ", KMS_KEY_CREATE), (KEY_ARN, KEY_ARN), ("", None), ("none", None)],
+)
+def test_kms_key_is_create_an_arn_or_nothing(value: str, expected: str | None) -> None:
+    # GIVEN kmsKey as cdk.json or -c gives it / WHEN reading the config / THEN it is normalised
+    assert AppConfig.from_context({"kmsKey": value}).security.kms_key == expected
+
+
+@pytest.mark.parametrize("value", ["yes", "alias/batch", "arn:aws:kms:us-east-1:123456789012:alias/batch", 7])
+def test_a_bad_kms_key_names_the_key_and_the_fix(value: object) -> None:
+    # GIVEN a kmsKey that is neither "create" nor a key ARN / WHEN reading / THEN the error names the key and the fix
+    with pytest.raises(ValueError, match=r"kmsKey must be .*create.*-c kmsKey=create"):
+        AppConfig.from_context({"kmsKey": value})
+
+
+def test_tags_come_from_an_object_or_its_json_string() -> None:
+    # GIVEN the cost tags in cdk.json (an object) and with -c (a JSON string)
+    tags = {"project": "batch", "owner": "team@example.com", "costCentre": "1234", "environment": "dev"}
+    # WHEN reading the config THEN both give the same ordered pairs
+    expected = tuple(tags.items())
+    assert AppConfig.from_context({"tags": tags}).security.tags == expected
+    assert AppConfig.from_context({"tags": json.dumps(tags)}).security.tags == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    ['["project"]', "{not json", {"aws:createdBy": "me"}, {"project": 7}, {"": "x"}, {"a" * 129: "x"}],
+)
+def test_bad_tags_name_the_key(value: object) -> None:
+    # GIVEN tags that AWS would reject / WHEN reading / THEN the error names the key and an example
+    with pytest.raises(ValueError, match=r"^tags must be .*-c tags="):
+        AppConfig.from_context({"tags": value})
+
+
+def test_a_misspelt_security_key_is_caught() -> None:
+    # GIVEN kmsKey misspelt / WHEN reading / THEN the typo check points at the right key
+    with pytest.raises(ValueError, match="did you mean 'kmsKey'"):
+        AppConfig.from_context({"kmsKeys": "create"})
+
+
+# --- ObservabilityConfig: alarm mail and thresholds ---------------------------------------------------------------
+
+
+def test_observability_defaults_and_cdk_json() -> None:
+    # GIVEN no context / WHEN reading / THEN no alarm mail and the documented thresholds
+    assert AppConfig.from_context({}).observability == ObservabilityConfig()
+    assert ObservabilityConfig().alarm_email is None
+    # AND cdk.json sets exactly these keys to the defaults ("" for no mail)
+    context = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())["context"]
+    assert {key: context[key] for key in OBSERVABILITY_KEYS} == {
+        "alarmEmail": "",
+        "alarmRecordFailurePercent": ObservabilityConfig.alarm_record_failure_percent,
+        "alarmGateway5xxPercent": ObservabilityConfig.alarm_gateway_5xx_percent,
+        "alarmGateway4xxPercent": ObservabilityConfig.alarm_gateway_4xx_percent,
+    }
+
+
+def test_observability_strings_are_cast() -> None:
+    # GIVEN the keys as -c passes them
+    context = {
+        "alarmEmail": " ops@example.com ",
+        "alarmRecordFailurePercent": "20",
+        "alarmGateway5xxPercent": "1",
+        "alarmGateway4xxPercent": "100",
+    }
+    # WHEN reading / THEN they are cast and trimmed
+    assert AppConfig.from_context(context).observability == ObservabilityConfig(
+        alarm_email="ops@example.com",
+        alarm_record_failure_percent=20,
+        alarm_gateway_5xx_percent=1,
+        alarm_gateway_4xx_percent=100,
+    )
+    # AND an empty or blank address means no alarm mail
+    assert ObservabilityConfig.from_context({"alarmEmail": "  "}).alarm_email is None
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("alarmEmail", "ops"),
+        ("alarmEmail", "ops@example"),
+        ("alarmEmail", 7),
+        ("alarmRecordFailurePercent", "0"),
+        ("alarmRecordFailurePercent", 101),
+        ("alarmGateway5xxPercent", "x"),
+        ("alarmGateway4xxPercent", 2.5),
+    ],
+)
+def test_a_bad_observability_value_names_key_value_and_fix(key: str, value: object) -> None:
+    with pytest.raises(ValueError) as caught:
+        AppConfig.from_context({key: value})
+    message = str(caught.value)
+    assert message.startswith(f"{key} must be ") and repr(value) in message
+    assert f"set it in cdk.json or pass -c {key}=" in message
+
+
+def test_a_near_miss_observability_key_is_rejected() -> None:
+    with pytest.raises(ValueError, match="did you mean 'alarmEmail'"):
+        AppConfig.from_context({"alarm_email": "ops@example.com"})
+
+
+def test_batch_vpc_is_created_or_existing_subnets() -> None:
+    # GIVEN batchVpc as an object (cdk.json) or a JSON string (-c) / WHEN reading / THEN it is parsed
+    assert AppConfig.from_context({"batchVpc": {"create": True}}).security.batch_vpc == BatchVpcConfig(create=True)
+    existing = '{"vpcId": "vpc-0123abcd", "subnetIds": ["subnet-0123abcd", "subnet-0123abce", "subnet-0123abcd"]}'
+    assert AppConfig.from_context({"batchVpc": existing}).security.batch_vpc == BatchVpcConfig(
+        vpc_id="vpc-0123abcd", subnet_ids=("subnet-0123abcd", "subnet-0123abce")
+    )
+    assert AppConfig.from_context({}).security.batch_vpc is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"create": "yes"},
+        {"create": True, "vpcId": "vpc-0123abcd"},
+        {"vpcId": "vpc-0123abcd"},
+        {"vpcId": "vpc-0123abcd", "subnetIds": []},
+        {"vpcId": "vpc-0123abcd", "subnetIds": ["subnet-0123abcd"] * 17},
+        {"vpcId": "my-vpc", "subnetIds": ["subnet-0123abcd"]},
+        {"vpcId": "vpc-0123abcd", "subnetIds": ["sg-0123abcd"]},
+        {"vpcId": "vpc-0123abcd", "subnetIds": ["subnet-0123abcd"], "securityGroupIds": ["sg-1"]},
+        "[1]",
+        "{nope",
+    ],
+)
+def test_a_bad_batch_vpc_names_the_key_and_the_fix(value: object) -> None:
+    with pytest.raises(ValueError, match=r"^batchVpc must be .*-c batchVpc="):
+        AppConfig.from_context({"batchVpc": value})

@@ -1,0 +1,89 @@
+"""The customer-managed KMS key of ``kmsKey`` (created or imported) and the grants scoped to it."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from constructs import Construct
+
+from stacks.config import SecurityConfig
+
+# What reading and writing SSE-KMS objects needs (GenerateDataKey for puts, Decrypt for gets and multipart uploads).
+S3_OBJECT_KEY_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey"]
+LOGS_KEY_ACTIONS = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
+
+
+class EncryptionKey(Construct):
+    """``key``: a new key (``kmsKey: "create"``, rotation on) or the existing key ARN of ``kmsKey``.
+
+    A created key's policy lets CloudWatch Logs use it for this account's log groups, and Bedrock for this account's
+    batch inference jobs (``aws:SourceAccount`` and ``aws:SourceArn``: the confused-deputy conditions). An existing
+    key's policy is its owner's: it must allow the same two services, since a stack cannot edit it.
+    """
+
+    def __init__(self, scope: Construct, id_: str, *, security: SecurityConfig) -> None:
+        super().__init__(scope, id_)
+        if not security.uses_kms:
+            raise ValueError('EncryptionKey needs kmsKey set ("create" or a key ARN)')
+        if not security.creates_key:
+            self.key: kms.IKey = kms.Key.from_key_arn(self, "Key", str(security.kms_key))
+            return
+        stack = cdk.Stack.of(self)
+        key = kms.Key(
+            self,
+            "Key",
+            description="Encrypts the Bedrock batch inference data, logs, state machine and job output",
+            enable_key_rotation=True,
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchLogsOfThisAccount",
+                principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
+                actions=LOGS_KEY_ACTIONS,
+                resources=["*"],
+                conditions={
+                    "ArnLike": {
+                        "kms:EncryptionContext:aws:logs:arn": stack.format_arn(
+                            service="logs",
+                            resource="log-group",
+                            resource_name="*",
+                            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+                        )
+                    }
+                },
+            )
+        )
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowBedrockBatchJobsOfThisAccount",
+                principals=[iam.ServicePrincipal("bedrock.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+                resources=["*"],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                    "ArnLike": {
+                        "aws:SourceArn": stack.format_arn(
+                            service="bedrock",
+                            resource="model-invocation-job",
+                            resource_name="*",
+                            arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME,
+                        )
+                    },
+                },
+            )
+        )
+        self.key = key
+
+
+def grant_s3_objects_key(key: kms.IKey, grantee: iam.IGrantable) -> None:
+    """Let ``grantee`` read and write SSE-KMS objects encrypted with ``key``, through S3 only (``kms:ViaService``)."""
+    stack = cdk.Stack.of(key)
+    grantee.grant_principal.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=S3_OBJECT_KEY_ACTIONS,
+            resources=[key.key_arn],
+            conditions={"StringEquals": {"kms:ViaService": f"s3.{stack.region}.amazonaws.com"}},
+        )
+    )

@@ -1,0 +1,316 @@
+"""Dashboards and alarms: one CloudWatch dashboard per stack, alarms on what needs a person, optional alarm mail.
+
+```
+BatchObservability    dashboard: executions by outcome (AWS/States), jobs planned/submitted, records prepared/
+                      succeeded/failed/resubmitted/recovered, input/output tokens (BedrockBatch EMF), Lambda errors,
+                      throttles and duration per function
+                      alarms: execution failed, execution timed out, failed-record ratio, Lambda errors per function
+GatewayObservability  dashboard: requests, latency and integration latency p50/p99, 4XX/5XX, Lambda throttles,
+                      errors and duration, cost per bot (CostUSD EMF)
+                      alarms: 5XX rate, 4XX rate (stage throttling answers 429), Lambda errors, Lambda throttles
+AlarmTopic            only when alarmEmail is set: a KMS-encrypted SNS topic (SSL enforced) with an email subscription
+```
+Metric names, namespaces and dimensions are the ones the handlers emit (Powertools EMF: the ``service`` dimension is
+the function's ``POWERTOOLS_SERVICE_NAME``; tests/infra/test_observability.py checks both against the template).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import aws_cdk as cdk
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from stacks.config import GatewayBot, ObservabilityConfig
+from stacks.constructs.python_function import PythonFunction
+
+PERIOD = cdk.Duration.minutes(5)
+# The Powertools service name (the EMF ``service`` dimension) of each batch function, keyed as BatchWorkflow.functions.
+BATCH_SERVICES = {
+    "preprocess": "batch-preprocess",
+    "submit": "batch-submit-job",
+    "poll": "batch-poll-job",
+    "postprocess": "batch-postprocess",
+    "resubmit": "batch-resubmit",
+    "finalize": "batch-finalize",
+}
+GATEWAY_SERVICE = "model-gateway"
+# Which batch function emits which metric (lambdas/*/handler.py).
+BATCH_METRICS = {
+    "RecordsPrepared": "preprocess",
+    "JobsPlanned": "preprocess",
+    "JobsSubmitted": "submit",
+    "RecordsSucceeded": "postprocess",
+    "RecordsFailed": "postprocess",
+    "InputTokens": "postprocess",
+    "OutputTokens": "postprocess",
+    "RecordsResubmitted": "resubmit",
+    "RunsFinalized": "finalize",
+    "RecordsRecovered": "finalize",
+}
+WIDTH = 12  # two widgets per row (the dashboard grid is 24 wide)
+
+
+class AlarmTopic(Construct):
+    """``topic``: an SNS topic for alarm actions, encrypted with its own key (``key``), SSL enforced, mailing
+    ``email``. CloudWatch alarms can publish to an encrypted topic only with a customer managed key that lets
+    cloudwatch.amazonaws.com use it (the AWS managed aws/sns key cannot)."""
+
+    def __init__(self, scope: Construct, id_: str, *, email: str) -> None:
+        super().__init__(scope, id_)
+        self.key = kms.Key(self, "Key", enable_key_rotation=True, description="Encrypts the alarm topic")
+        self.key.grant(iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*")
+        self.topic = sns.Topic(self, "Topic", display_name="Bedrock alarms", master_key=self.key, enforce_ssl=True)
+        self.topic.add_subscription(subscriptions.EmailSubscription(email))
+
+    def notify(self, alarms: Sequence[cw.Alarm]) -> None:
+        action = cw_actions.SnsAction(self.topic)
+        for alarm in alarms:
+            alarm.add_alarm_action(action)
+
+
+def _alarm_topic(scope: Construct, cfg: ObservabilityConfig) -> AlarmTopic | None:
+    return AlarmTopic(scope, "AlarmTopic", email=cfg.alarm_email) if cfg.alarm_email else None
+
+
+def _at_least_once(scope: Construct, id_: str, metric: cw.IMetric, description: str) -> cw.Alarm:
+    return cw.Alarm(
+        scope,
+        id_,
+        metric=metric,
+        threshold=1,
+        evaluation_periods=1,
+        comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        alarm_description=description,
+    )
+
+
+def _percent_over(scope: Construct, id_: str, metric: cw.IMetric, percent: int, description: str) -> cw.Alarm:
+    return cw.Alarm(
+        scope,
+        id_,
+        metric=metric,
+        threshold=percent,
+        evaluation_periods=1,
+        comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        alarm_description=description,
+    )
+
+
+def _function_widgets(functions: Mapping[str, PythonFunction]) -> list[cw.IWidget]:
+    fns = {key: fn.function for key, fn in functions.items()}
+    return [
+        cw.GraphWidget(
+            title="Lambda errors and throttles",
+            left=[fn.metric_errors(period=PERIOD, label=f"{key} errors") for key, fn in fns.items()],
+            right=[fn.metric_throttles(period=PERIOD, label=f"{key} throttles") for key, fn in fns.items()],
+            width=WIDTH,
+        ),
+        cw.GraphWidget(
+            title="Lambda duration p99 (ms)",
+            left=[fn.metric_duration(period=PERIOD, statistic="p99", label=key) for key, fn in fns.items()],
+            width=WIDTH,
+        ),
+    ]
+
+
+class BatchObservability(Construct):
+    """``dashboard``, ``alarms`` (by name) and ``alarm_topic`` (None without ``alarmEmail``) of the batch stack."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        state_machine: sfn.StateMachine,
+        functions: Mapping[str, PythonFunction],
+        cfg: ObservabilityConfig,
+    ) -> None:
+        super().__init__(scope, id_)
+        namespace = PythonFunction.METRICS_NAMESPACE  # the functions' POWERTOOLS_METRICS_NAMESPACE
+
+        def emf(name: str) -> cw.Metric:
+            return cw.Metric(
+                namespace=namespace,
+                metric_name=name,
+                dimensions_map={"service": BATCH_SERVICES[BATCH_METRICS[name]]},
+                statistic="Sum",
+                period=PERIOD,
+                label=name,
+            )
+
+        executions = [
+            state_machine.metric_started(period=PERIOD, label="Started"),
+            state_machine.metric_succeeded(period=PERIOD, label="Succeeded"),
+            state_machine.metric_failed(period=PERIOD, label="Failed"),
+            state_machine.metric_timed_out(period=PERIOD, label="Timed out"),
+            state_machine.metric_aborted(period=PERIOD, label="Aborted"),
+        ]
+        failed_ratio = cw.MathExpression(
+            expression="IF(succeeded + failed > 0, 100 * failed / (succeeded + failed), 0)",
+            using_metrics={"succeeded": emf("RecordsSucceeded"), "failed": emf("RecordsFailed")},
+            period=PERIOD,
+            label="Failed records (%)",
+        )
+        self.alarms = {
+            "ExecutionFailed": _at_least_once(
+                self,
+                "ExecutionFailedAlarm",
+                state_machine.metric_failed(period=PERIOD),
+                "A batch run (state machine execution) failed.",
+            ),
+            "ExecutionTimedOut": _at_least_once(
+                self,
+                "ExecutionTimedOutAlarm",
+                state_machine.metric_timed_out(period=PERIOD),
+                "A batch run (state machine execution) timed out.",
+            ),
+            "RecordFailureRatio": _percent_over(
+                self,
+                "RecordFailureRatioAlarm",
+                failed_ratio,
+                cfg.alarm_record_failure_percent,
+                f"More than {cfg.alarm_record_failure_percent}% of the records of finished jobs failed.",
+            ),
+        }
+        for key, fn in functions.items():
+            self.alarms[f"{key}Errors"] = _at_least_once(
+                self, f"{key.capitalize()}ErrorsAlarm", fn.function.metric_errors(period=PERIOD), f"{key} errors."
+            )
+        self.alarm_topic = _alarm_topic(self, cfg)
+        if self.alarm_topic:
+            self.alarm_topic.notify(list(self.alarms.values()))
+
+        self.dashboard = cw.Dashboard(self, "Dashboard", default_interval=cdk.Duration.days(1))
+        self.dashboard.add_widgets(
+            cw.GraphWidget(title="Executions by outcome", left=executions, width=WIDTH),
+            cw.GraphWidget(
+                title="Jobs",
+                left=[emf("JobsPlanned"), emf("JobsSubmitted")],
+                right=[emf("RunsFinalized")],
+                width=WIDTH,
+            ),
+        )
+        self.dashboard.add_widgets(
+            cw.GraphWidget(
+                title="Records",
+                left=[
+                    emf("RecordsPrepared"),
+                    emf("RecordsSucceeded"),
+                    emf("RecordsFailed"),
+                    emf("RecordsResubmitted"),
+                    emf("RecordsRecovered"),
+                ],
+                right=[failed_ratio],
+                width=WIDTH,
+            ),
+            cw.GraphWidget(title="Tokens", left=[emf("InputTokens"), emf("OutputTokens")], width=WIDTH),
+        )
+        self.dashboard.add_widgets(*_function_widgets(functions))
+        self.dashboard.add_widgets(
+            cw.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms.values()), width=2 * WIDTH)
+        )
+
+
+class GatewayObservability(Construct):
+    """``dashboard``, ``alarms`` (by name) and ``alarm_topic`` (None without ``alarmEmail``) of the gateway stack."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        api: apigw.RestApi,
+        function: PythonFunction,
+        bots: Sequence[GatewayBot],
+        cfg: ObservabilityConfig,
+    ) -> None:
+        super().__init__(scope, id_)
+        namespace = function.METRICS_NAMESPACE  # the function's POWERTOOLS_METRICS_NAMESPACE, which events.py uses
+        fn = function.function
+        requests = api.metric_count(period=PERIOD, label="Requests")
+        client_errors = api.metric_client_error(period=PERIOD, label="4XX")
+        server_errors = api.metric_server_error(period=PERIOD, label="5XX")
+
+        def rate(errors_id: str, errors: cw.Metric, label: str) -> cw.MathExpression:
+            # Expression ids are unique per graph: both rates share the error-rates widget.
+            return cw.MathExpression(
+                expression=f"IF(requests > 0, 100 * {errors_id} / requests, 0)",
+                using_metrics={errors_id: errors, "requests": requests},
+                period=PERIOD,
+                label=label,
+            )
+
+        rate_5xx, rate_4xx = rate("server", server_errors, "5XX (%)"), rate("client", client_errors, "4XX (%)")
+        self.alarms = {
+            "Gateway5xxRate": _percent_over(
+                self,
+                "Gateway5xxRateAlarm",
+                rate_5xx,
+                cfg.alarm_gateway_5xx_percent,
+                f"More than {cfg.alarm_gateway_5xx_percent}% of gateway requests failed with 5XX.",
+            ),
+            "Gateway4xxRate": _percent_over(
+                self,
+                "Gateway4xxRateAlarm",
+                rate_4xx,
+                cfg.alarm_gateway_4xx_percent,
+                f"More than {cfg.alarm_gateway_4xx_percent}% of gateway requests were answered 4XX "
+                "(stage throttling answers 429; rejected access keys 401/403).",
+            ),
+            "FunctionErrors": _at_least_once(
+                self, "FunctionErrorsAlarm", fn.metric_errors(period=PERIOD), "The gateway function failed."
+            ),
+            "FunctionThrottles": _at_least_once(
+                self, "FunctionThrottlesAlarm", fn.metric_throttles(period=PERIOD), "The gateway function throttled."
+            ),
+        }
+        self.alarm_topic = _alarm_topic(self, cfg)
+        if self.alarm_topic:
+            self.alarm_topic.notify(list(self.alarms.values()))
+
+        cost = [
+            cw.Metric(
+                namespace=namespace,
+                metric_name="CostUSD",
+                dimensions_map={"bot": bot.name, "service": GATEWAY_SERVICE},
+                statistic="Sum",
+                period=PERIOD,
+                label=bot.name,
+            )
+            for bot in bots
+        ]
+        self.dashboard = cw.Dashboard(self, "Dashboard", default_interval=cdk.Duration.days(1))
+        self.dashboard.add_widgets(
+            cw.GraphWidget(
+                title="Requests and errors", left=[requests], right=[client_errors, server_errors], width=WIDTH
+            ),
+            cw.GraphWidget(
+                title="Latency p50/p99 (ms)",
+                left=[
+                    api.metric_latency(period=PERIOD, statistic="p50", label="Latency p50"),
+                    api.metric_latency(period=PERIOD, statistic="p99", label="Latency p99"),
+                    api.metric_integration_latency(period=PERIOD, statistic="p50", label="Integration p50"),
+                    api.metric_integration_latency(period=PERIOD, statistic="p99", label="Integration p99"),
+                ],
+                width=WIDTH,
+            ),
+        )
+        self.dashboard.add_widgets(
+            cw.GraphWidget(title="Error rates (%)", left=[rate_4xx, rate_5xx], width=WIDTH),
+            cw.GraphWidget(title="Estimated cost per bot (USD)", left=cost, stacked=True, width=WIDTH),
+        )
+        self.dashboard.add_widgets(*_function_widgets({"gateway": function}))
+        self.dashboard.add_widgets(
+            cw.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms.values()), width=2 * WIDTH)
+        )
