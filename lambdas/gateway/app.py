@@ -8,8 +8,10 @@ SSE frames are written here (no Powertools resolver: it buffers). Poe queries se
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
+import re
 import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
@@ -174,19 +176,62 @@ def error_response(error: GatewayError, *, openai: bool) -> JSONResponse:
     return JSONResponse(body, status_code=error.status, headers=error.headers())
 
 
-async def read_json(request: Request, limit: int) -> Any:
+MAX_JSON_DEPTH = 64  # request bodies nest a few levels; deeper ones are refused before json.loads recurses
+# a string to its closing quote, or to the end of an unterminated body: one linear pass, no backtracking
+_JSON_STRINGS = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+(?:"|\\?\Z)', re.DOTALL)
+_NOT_BRACKETS = re.compile(rb"[^\[\]{}]+")
+_OPENERS = frozenset(b"[{")
+BOT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # names echoed in an unknown-bot message
+
+
+def too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether a JSON text nests arrays and objects over ``limit`` levels (brackets inside strings do not count)."""
+    depth = 0
+    for byte in _NOT_BRACKETS.sub(b"", _JSON_STRINGS.sub(b"", body)):
+        depth += 1 if byte in _OPENERS else -1
+        if depth > limit:
+            return True
+    return False
+
+
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The request body: HTTP 413 once it is over ``limit`` bytes (a declared Content-Length at once, a chunked body
+    as soon as it passes the limit, never read whole), 408 when it has not all arrived within ``timeout`` seconds."""
+    too_large = GatewayError(413, f"The request body is over {limit} bytes.", code="request_too_large")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise GatewayError(413, f"The request body is over {limit} bytes.", code="request_too_large")
+        raise too_large
     body = bytearray()
-    async for chunk in request.stream():  # chunked bodies have no Content-Length: stop reading at the limit
-        body += chunk
-        if len(body) > limit:
-            raise GatewayError(413, f"The request body is over {limit} bytes.", code="request_too_large")
     try:
-        return json.loads(body)
-    except ValueError:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise too_large
+    except TimeoutError:
+        raise GatewayError(408, "The request body did not arrive in time.", code="request_timeout") from None
+    return bytes(body)
+
+
+async def read_json(request: Request, limit: int, timeout: float) -> Any:
+    """The body as JSON: UTF-8 only, at most ``MAX_JSON_DEPTH`` levels deep (HTTP 400 otherwise)."""
+    body = await read_body(request, limit, timeout)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise GatewayError(400, "The request body is not valid UTF-8.", code="invalid_json") from None
+    if too_deep(body):
+        raise GatewayError(400, f"The JSON nests over {MAX_JSON_DEPTH} levels.", code="invalid_json")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
         raise GatewayError(400, "The request body is not valid JSON.", code="invalid_json") from None
+
+
+def unknown_bot(name: str) -> str:
+    """The unknown-bot message; a name that is no possible bot name (path characters, control bytes, very long) is
+    not echoed."""
+    return f"'{name}'" if BOT_NAME.fullmatch(name) else "(an invalid name)"
 
 
 def validation_failed(error: ValidationError) -> GatewayError:
@@ -251,11 +296,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def poe(bot_name: str, request: Request) -> JSONResponse | StreamingResponse:
         bot = bots.get(bot_name)
         if bot is None:
-            return error_response(GatewayError(404, f"Unknown bot '{bot_name}'.", code="unknown_bot"), openai=False)
+            return error_response(
+                GatewayError(404, f"Unknown bot {unknown_bot(bot_name)}.", code="unknown_bot"), openai=False
+            )
         if not authorized(request, bot):
             return error_response(GatewayError(401, UNAUTHORIZED, code="unauthorized"), openai=False)
         try:
-            body = PoeRequest.model_validate(await read_json(request, settings.max_body_bytes))
+            body = PoeRequest.model_validate(await read_json(request, settings.max_body_bytes, settings.body_timeout))
         except GatewayError as error:
             return error_response(error, openai=False)
         except ValidationError as error:
@@ -295,10 +342,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         if not any(key_matches(bearer(request), key) for key in keys.values()):
             return error_response(GatewayError(401, UNAUTHORIZED, openai_type="authentication_error"), openai=True)
         try:
-            body = OpenAIChatRequest.model_validate(await read_json(request, settings.max_body_bytes))
+            body = OpenAIChatRequest.model_validate(
+                await read_json(request, settings.max_body_bytes, settings.body_timeout)
+            )
             bot = bots.get(body.model)
             if bot is None:
-                raise GatewayError(404, f"The model '{body.model}' does not exist.", code="model_not_found")
+                raise GatewayError(404, f"The model {unknown_bot(body.model)} does not exist.", code="model_not_found")
             if not authorized(request, bot):
                 raise GatewayError(401, UNAUTHORIZED, openai_type="authentication_error")
             chat = body.chat()

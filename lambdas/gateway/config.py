@@ -258,6 +258,7 @@ class GatewaySettings:
     bots: Mapping[str, BotConfig]
     access_keys: Mapping[str, str] = field(default_factory=dict)  # key ref -> key
     max_body_bytes: int = 1_048_576
+    body_timeout: float = 30.0  # seconds to receive a whole request body (slow clients: HTTP 408)
     connect_timeout: float = 5.0
     read_timeout: float = 300.0
     max_attempts: int = 4  # in all, the first call included
@@ -281,6 +282,7 @@ class GatewaySettings:
             bots=load_bots(path),
             access_keys=access_keys_from_env(env),
             max_body_bytes=int(env.get("GATEWAY_MAX_BODY_BYTES", "1048576")),
+            body_timeout=float(env.get("GATEWAY_BODY_TIMEOUT", "30")),
             connect_timeout=float(env.get("GATEWAY_CONNECT_TIMEOUT", "5")),
             read_timeout=float(env.get("GATEWAY_READ_TIMEOUT", "300")),
             max_attempts=int(env.get("GATEWAY_MAX_ATTEMPTS", "4")),
