@@ -162,6 +162,7 @@ class ModelGateway(Construct):
             handler="run.sh",
             service="model-gateway",
             settings=function_settings,
+            metrics_namespace="BedrockGateway",  # the gateway's own metrics, apart from the batch functions'
             memory_mb=cfg.memory_mb,
             timeout=GATEWAY_TIMEOUT,
             requirements=REQUIREMENTS,

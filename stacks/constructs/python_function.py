@@ -91,10 +91,14 @@ class PythonFunction(Construct):
         bundle_aws_sdk: bool = False,
         layers: Sequence[lambda_.ILayerVersion] = (),
         encryption_key: kms.IKey | None = None,
+        metrics_namespace: str | None = None,
     ) -> None:
         """``requirements``, ``extra_files`` (asset path -> project path) and ``bundle_aws_sdk`` apply to
-        ``Packaging.ZIP`` only (see ``PipLocalBundling``). ``encryption_key`` (``kmsKey``) encrypts the log group."""
+        ``Packaging.ZIP`` only (see ``PipLocalBundling``). ``encryption_key`` (``kmsKey``) encrypts the log group.
+        ``metrics_namespace`` replaces the default ``METRICS_NAMESPACE`` for this function (and its dashboards)."""
         super().__init__(scope, id_)
+        if metrics_namespace is not None:
+            self.METRICS_NAMESPACE = metrics_namespace
         if packaging is Packaging.IMAGE and (
             requirements != ZIP_REQUIREMENTS_FILE or extra_files or bundle_aws_sdk or layers
         ):

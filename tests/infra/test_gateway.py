@@ -318,3 +318,8 @@ def test_nag_passes_for_both_stacks(gateway: Gateway) -> None:
     assert {artifact.stack_name for artifact in gateway.assembly.stacks} == {STACK_NAME, GATEWAY_STACK_NAME}
     violations = [violation for plugin in report["pluginReports"] for violation in plugin["violations"]]
     assert violations == []
+
+
+def test_gateway_metrics_have_their_own_namespace(function: dict[str, Any]) -> None:
+    # GIVEN the gateway function THEN its Powertools metrics (cost per bot) go to BedrockGateway, not BedrockBatch
+    assert function["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"] == "BedrockGateway"
