@@ -3,7 +3,8 @@
 The reference case: SimpleCoT's 2.24 million rows into 45 jobs, and one job of 50,000 records back into Parquet.
 Environment: BENCH_ROWS (default 2,240,000), BENCH_MAX_PER_JOB (default: rows / 45, the reference job count),
 BENCH_JOB_RECORDS (default 50,000), BENCH_REPEAT (runs per variant, best kept; default 2), BENCH_DIR (scratch space
-and the generated datasets, reused between runs; default bench/.data).
+and the generated datasets, reused between runs; default bench/.data), BENCH_ONLY (``batch`` or ``gateway``: run one
+part; default both, the gateway's after the batch's; see bench/gateway_bench.py for its own settings).
 """
 
 from __future__ import annotations
@@ -82,7 +83,21 @@ def postprocess_bench(scratch: Path, rows: int) -> dict[str, dict]:
     return results
 
 
+def gateway() -> int:
+    """The gateway benchmark in its own process (it starts the gateway in another one); it prints its table."""
+    return subprocess.run([sys.executable, "-m", "bench.gateway_bench"], cwd=ROOT, check=False).returncode
+
+
 def main() -> int:
+    only = os.environ.get("BENCH_ONLY", "")
+    if only not in ("", "batch", "gateway"):
+        print(f"BENCH_ONLY must be batch or gateway, not {only!r}", file=sys.stderr)
+        return 2
+    code = 0 if only == "gateway" else batch()
+    return code or (0 if only == "batch" else gateway())
+
+
+def batch() -> int:
     rows = int(os.environ.get("BENCH_ROWS", "2240000"))
     max_per_job = int(os.environ.get("BENCH_MAX_PER_JOB", str(max(100, rows // 45 + 1))))
     scratch = Path(os.environ.get("BENCH_DIR") or ROOT / "bench" / ".data")

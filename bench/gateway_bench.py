@@ -1,0 +1,483 @@
+"""Gateway benchmark (issue 5 item 11): streaming latency through the gateway vs ConverseStream straight to the
+same emulator, the concurrent streams one gateway process holds, the app's cold import time and the Lambda zip size.
+
+The gateway and the emulator run in child processes (``python -m bench.gateway_bench serve ...``; by default one
+each, see BENCH_GATEWAY_TOPOLOGY), so the load generator in this process shares a GIL with neither. Both the
+baseline (aiobotocore ``converse_stream`` on the emulator's URL) and the gateway (``/v1/chat/completions`` with
+``stream: true`` through aiohttp) send the same prompt to the same emulator. TTFT = time to the first text delta
+(``contentBlockDelta`` / a chunk with ``delta.content``); total = time to the end of the stream.
+
+Environment: BENCH_GATEWAY_REQUESTS (requests at 100 concurrent, default 200), BENCH_GATEWAY_MAX_STREAMS (ramp cap,
+default 1000), BENCH_GATEWAY_STREAM_DELAY (seconds between text frames during the ramp, default 0.05),
+BENCH_GATEWAY_SKIP_ZIP=1 (do not pip-install the Lambda asset), BENCH_GATEWAY_TOPOLOGY (``split``, default: the
+emulator and the gateway in two processes, so the gateway process holds only the gateway as in Lambda; ``shared``:
+both in the one process ``local_gateway`` runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BOT = "claude-3-haiku"
+MODEL_ID = "anthropic.claude-3-haiku-20240307-v1:0"
+PROMPT = "Streaming answers arrive word by word through the gateway so the first token should come back quickly too"
+TARGETS = {"added_ttft_p50_ms": 5.0, "added_ttft_p99_ms": 20.0, "streams": 500, "import_s": 1.0, "zip_mb": 30.0}
+
+Timing = tuple[float, float]  # (ttft seconds, total seconds)
+
+
+# ------------------------------------------------------------------ the server process
+
+
+def serve(role: str, emulator_url: str = "") -> None:
+    """Child process. ``shared``: ``local_gateway`` with its emulator in the same process; ``emulator``: the emulator
+    alone; ``gateway``: the gateway alone (``target="aws"``) on ``emulator_url``. Prints its endpoints as one JSON
+    line; stdin lines ``delay <seconds>`` set the emulator's delay between text frames; EOF stops it."""
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    from cli.gateway import FAKE_AWS_ENV, local_gateway
+
+    for name, value in FAKE_AWS_ENV.items():
+        os.environ.setdefault(name, value)
+    # The emulator's ThreadingHTTPServer listens with the stdlib's backlog of 5: 100 connections opened at once lose
+    # SYNs and wait a 1 s retransmit, which is the test double's limit, not the gateway's. Both paths get a deep one.
+    importlib.import_module("local.emulator.server")._Server.request_queue_size = 1024
+    standalone_module = importlib.import_module("local.emulator.standalone")  # the package re-exports standalone()
+    emulators: list[Any] = []
+    original = standalone_module.standalone
+
+    @contextmanager
+    def capturing(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        with original(*args, **kwargs) as emulator:
+            emulators.append(emulator)
+            yield emulator
+
+    setattr(standalone_module, "standalone", capturing)  # noqa: B010 - to reach the emulator's stream knobs
+    with ExitStack() as stack:
+        if role == "emulator":
+            emulator = stack.enter_context(capturing(0, s3_port=0, step_seconds=1))
+            info = {"emulator": emulator.endpoint_url}
+        else:
+            if role == "gateway":
+                os.environ["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"] = emulator_url
+            running = stack.enter_context(local_gateway(port=0, target="local" if role == "shared" else "aws"))
+            info = {"url": running.url, "key": running.access_key, "emulator": running.emulator_url or emulator_url}
+        print(json.dumps(info), flush=True)
+        for line in sys.stdin:
+            command, _, value = line.strip().partition(" ")
+            if command == "delay" and emulators:
+                emulators[0].runtime.stream_delay_seconds = float(value)
+            print("ok", flush=True)
+
+
+def _child(*args: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.gateway_bench", "serve", *args],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    return process, json.loads(process.stdout.readline())
+
+
+class Server:
+    """``split`` (default): the emulator and the gateway in two processes; ``shared``: as ``local_gateway`` runs them,
+    in one (the emulator then competes with the gateway for its GIL)."""
+
+    def __init__(self, topology: str) -> None:
+        self.processes: list[subprocess.Popen[str]] = []
+        if topology == "split":
+            emulator, info = _child("emulator")
+            self.processes.append(emulator)
+            gateway, gateway_info = _child("gateway", info["emulator"])
+            self.processes.append(gateway)
+            info |= gateway_info
+        else:
+            shared, info = _child("shared")
+            self.processes.append(shared)
+        self.knobs = self.processes[0]
+        self.url, self.key, self.emulator = info["url"], info["key"], info["emulator"]
+
+    def delay(self, seconds: float) -> None:
+        assert self.knobs.stdin is not None and self.knobs.stdout is not None
+        self.knobs.stdin.write(f"delay {seconds}\n")
+        self.knobs.stdin.flush()
+        self.knobs.stdout.readline()
+
+    def close(self) -> None:
+        for process in reversed(self.processes):
+            assert process.stdin is not None
+            process.stdin.close()
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+# ------------------------------------------------------------------ clients
+
+
+class Direct:
+    """aiobotocore ``converse_stream`` straight to the emulator."""
+
+    def __init__(self, endpoint: str, connections: int) -> None:
+        self.endpoint, self.connections = endpoint, connections
+        self.client: Any = None
+
+    async def __aenter__(self) -> Direct:
+        from aiobotocore.config import AioConfig
+        from aiobotocore.session import get_session
+
+        config = AioConfig(max_pool_connections=self.connections, retries={"max_attempts": 1}, read_timeout=120)
+        self._context = get_session().create_client(
+            "bedrock-runtime",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=config,
+        )
+        self.client = await self._context.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._context.__aexit__(*exc)
+
+    async def stream(self) -> Timing:
+        started = time.perf_counter()
+        first = None
+        response = await self.client.converse_stream(
+            modelId=MODEL_ID, messages=[{"role": "user", "content": [{"text": PROMPT}]}]
+        )
+        async for event in response["stream"]:
+            if first is None and event.get("contentBlockDelta", {}).get("delta", {}).get("text"):
+                first = time.perf_counter()
+        end = time.perf_counter()
+        if first is None:
+            raise RuntimeError("no text delta")
+        return first - started, end - started
+
+
+class Gateway:
+    """aiohttp streaming ``/v1/chat/completions`` with ``stream: true`` through the gateway.
+
+    aiohttp, not httpx: with 100 streams httpx's async client used a whole core in this process (1.3 s CPU for 1.5 s
+    of wall time) and so timed itself; aiohttp is also what aiobotocore, the baseline's client, runs on."""
+
+    def __init__(self, url: str, key: str, connections: int) -> None:
+        self.url, self.key, self.connections = url, key, connections
+
+    async def __aenter__(self) -> Gateway:
+        import aiohttp
+
+        self.session = aiohttp.ClientSession(
+            base_url=self.url,
+            connector=aiohttp.TCPConnector(limit=self.connections),
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=120),
+            headers={"Authorization": f"Bearer {self.key}"},
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.session.close()
+
+    async def stream(self) -> Timing:
+        body = {"model": BOT, "stream": True, "messages": [{"role": "user", "content": PROMPT}]}
+        started = time.perf_counter()
+        first = None
+        done = False
+        async with self.session.post("/v1/chat/completions", json=body) as response:
+            if response.status != 200:
+                raise RuntimeError(f"HTTP {response.status}: {(await response.read())[:200]!r}")
+            async for raw in response.content:
+                if not raw.startswith(b"data: "):
+                    continue
+                data = raw[6:].strip()
+                if data == b"[DONE]":
+                    done = True
+                    continue
+                chunk = json.loads(data)
+                if "error" in chunk:
+                    raise RuntimeError(f"stream error: {chunk['error']}")
+                if first is None and any(c.get("delta", {}).get("content") for c in chunk.get("choices", [])):
+                    first = time.perf_counter()
+        end = time.perf_counter()
+        if first is None or not done:
+            raise RuntimeError("no content delta" if first is None else "no [DONE]")
+        return first - started, end - started
+
+
+# ------------------------------------------------------------------ measurements
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+async def load(stream: Callable[[], Awaitable[Timing]], requests: int, concurrency: int) -> dict[str, Any]:
+    """``requests`` streams, ``concurrency`` at a time; latencies in ms."""
+    gate = asyncio.Semaphore(concurrency)
+    errors: list[str] = []
+
+    async def one() -> Timing | None:
+        async with gate:
+            try:
+                return await stream()
+            except Exception as error:  # noqa: BLE001 - counted and reported
+                errors.append(f"{type(error).__name__}: {error}"[:200])
+                return None
+
+    started = time.perf_counter()
+    results = [r for r in await asyncio.gather(*(one() for _ in range(requests))) if r is not None]
+    wall = time.perf_counter() - started
+    ttft = [r[0] * 1000 for r in results]
+    total = [r[1] * 1000 for r in results]
+    summary: dict[str, Any] = {"requests": requests, "concurrency": concurrency, "errors": len(errors), "wall_s": wall}
+    if results:
+        summary |= {
+            "ttft_p50_ms": percentile(ttft, 50),
+            "ttft_p99_ms": percentile(ttft, 99),
+            "total_p50_ms": percentile(total, 50),
+            "total_p99_ms": percentile(total, 99),
+        }
+    if errors:
+        summary["first_errors"] = sorted(set(errors))[:3]
+    return summary
+
+
+async def latency(server: Server, concurrency: int, requests: int) -> dict[str, dict[str, Any]]:
+    """Best of BENCH_REPEAT runs (lowest p50 TTFT) per variant, each after a warm-up."""
+    repeat = max(1, int(os.environ.get("BENCH_REPEAT", "2")))
+    out: dict[str, dict[str, Any]] = {}
+    variants: dict[str, Callable[[], Direct | Gateway]] = {
+        "direct": lambda: Direct(server.emulator, concurrency),
+        "gateway": lambda: Gateway(server.url, server.key, concurrency),
+    }
+    for name, make in variants.items():
+        async with make() as client:
+            await load(client.stream, concurrency, concurrency)  # warm-up: connections, imports, caches
+            runs = [await load(client.stream, requests, concurrency) for _ in range(repeat)]
+        out[name] = min(runs, key=lambda r: (r["errors"], r.get("ttft_p50_ms", float("inf"))))
+    return out
+
+
+async def ramp(server: Server, levels: list[int], delay: float) -> dict[str, Any]:
+    """All N streams at once through the gateway, slowed by ``delay`` per text frame so they overlap."""
+    server.delay(delay)
+    steps: list[dict[str, Any]] = []
+    best, nan = 0, float("nan")
+    try:
+        for level in levels:
+            in_flight = peak = 0
+
+            async with Gateway(server.url, server.key, level) as client:
+
+                async def tracked(client: Gateway = client) -> Timing:
+                    nonlocal in_flight, peak
+                    in_flight += 1
+                    peak = max(peak, in_flight)
+                    try:
+                        return await client.stream()
+                    finally:
+                        in_flight -= 1
+
+                result = await load(tracked, level, level)
+            result["peak_in_flight"] = peak
+            steps.append(result)
+            print(
+                f"  {level} concurrent streams: {result['errors']} errors, {result['wall_s']:.1f} s, TTFT p50 "
+                f"{result.get('ttft_p50_ms', nan):.0f} ms p99 {result.get('ttft_p99_ms', nan):.0f} ms",
+                flush=True,
+            )
+            if result["errors"]:
+                break
+            best = level
+    finally:
+        server.delay(0.0)
+    return {"stream_delay_s": delay, "max_streams_without_errors": best, "steps": steps}
+
+
+def import_time() -> float:
+    """Best of 3 cold imports of the gateway app, each in a fresh interpreter."""
+    code = "import time; t=time.perf_counter(); import lambdas.gateway.app; print(time.perf_counter()-t)"
+    times = []
+    for _ in range(3):
+        done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True)
+        times.append(float(done.stdout.strip().splitlines()[-1]))
+    return min(times)
+
+
+def zip_size() -> dict[str, Any]:
+    """The gateway's zip asset as CDK bundles it (PipLocalBundling, requirements-gateway.txt, arm64), deflated."""
+    if os.environ.get("BENCH_GATEWAY_SKIP_ZIP"):
+        return {"zip_mb": None, "note": "skipped (BENCH_GATEWAY_SKIP_ZIP)"}
+    try:
+        from stacks.constructs.local_bundling import PipLocalBundling
+        from stacks.constructs.model_gateway import REQUIREMENTS, RUN_SCRIPT
+        from stacks.constructs.python_function import PythonFunction
+
+        with tempfile.TemporaryDirectory() as scratch:
+            asset = Path(scratch) / "asset"
+            asset.mkdir()
+            bundler = PipLocalBundling(
+                project_root=ROOT,
+                requirements=REQUIREMENTS,
+                python_version=PythonFunction.RUNTIME.name.removeprefix("python"),
+                architecture="arm64",
+                bundle_aws_sdk=True,  # as ModelGateway bundles it (aiobotocore pins its botocore)
+                extra_files=(("run.sh", RUN_SCRIPT),),
+            )
+            log = Path(scratch) / "pip.log"
+            saved = os.dup(2)  # pip's warnings (ignored find-links locations) go to a log, shown only on failure
+            try:
+                with log.open("w") as sink:
+                    sys.stderr.flush()
+                    os.dup2(sink.fileno(), 2)
+                    bundler.try_bundle(str(asset), image=None)  # type: ignore[arg-type]  # unused locally
+            except subprocess.CalledProcessError as error:
+                raise OSError(log.read_text()[-300:]) from error
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+            archive = Path(scratch) / "gateway.zip"
+            with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
+                for path in sorted(asset.rglob("*")):
+                    if path.is_file():
+                        out.write(path, path.relative_to(asset))
+            unzipped = sum(p.stat().st_size for p in asset.rglob("*") if p.is_file())
+            return {"zip_mb": archive.stat().st_size / 1e6, "unzipped_mb": unzipped / 1e6}
+    except (subprocess.CalledProcessError, OSError) as error:
+        return {"zip_mb": None, "note": f"not measured: {type(error).__name__}: {error}"[:300]}
+
+
+# ------------------------------------------------------------------ report
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def print_report(results: dict[str, Any]) -> None:
+    print(
+        "\ngateway: streaming through the gateway vs ConverseStream straight to the same emulator "
+        f"(topology: {results['topology']}, gateway pool: {results['gateway_max_pool_connections']} connections)"
+    )
+    print(
+        f"{'case':<22} {'TTFT p50':>9} {'TTFT p99':>9} {'total p50':>10} {'total p99':>10} {'errors':>7} "
+        f"{'gw/direct p50 TTFT':>19}"
+    )
+    for level, pair in results["latency"].items():
+        for name in ("direct", "gateway"):
+            r = pair[name]
+            ratio = pair["gateway"].get("ttft_p50_ms", 0) / max(pair["direct"].get("ttft_p50_ms", 1e-9), 1e-9)
+            print(
+                f"{name + ' @' + level:<22} {r.get('ttft_p50_ms', float('nan')):>7.2f}ms "
+                f"{r.get('ttft_p99_ms', float('nan')):>7.2f}ms {r.get('total_p50_ms', float('nan')):>8.2f}ms "
+                f"{r.get('total_p99_ms', float('nan')):>8.2f}ms {r['errors']:>7} "
+                f"{ratio if name == 'gateway' else 1.0:>19.2f}"
+            )
+        print(
+            f"{'  added @' + level:<22} {pair['added_ttft_p50_ms']:>7.2f}ms {pair['added_ttft_p99_ms']:>7.2f}ms "
+            f"{pair['added_total_p50_ms']:>8.2f}ms {pair['added_total_p99_ms']:>8.2f}ms"
+        )
+    checks = results["checks"]
+    ramp_result = results["max_streams"]
+    zip_mb = results["zip"].get("zip_mb")
+    print(
+        f"=> added TTFT @100: p50 {checks['added_ttft_p50_ms']:.2f} ms (target < 5 ms) "
+        f"{verdict(checks['added_ttft_p50_ms'] < TARGETS['added_ttft_p50_ms'])}; "
+        f"p99 {checks['added_ttft_p99_ms']:.2f} ms (target < 20 ms) "
+        f"{verdict(checks['added_ttft_p99_ms'] < TARGETS['added_ttft_p99_ms'])}"
+    )
+    print(
+        f"=> max concurrent streams without errors: {ramp_result['max_streams_without_errors']} "
+        f"(levels tried {[s['concurrency'] for s in ramp_result['steps']]}, peak in flight "
+        f"{max((s['peak_in_flight'] for s in ramp_result['steps']), default=0)}, "
+        f"{ramp_result['stream_delay_s']} s between text frames; target >= 500) "
+        f"{verdict(ramp_result['max_streams_without_errors'] >= TARGETS['streams'])}"
+    )
+    held = [s for s in ramp_result["steps"] if s["concurrency"] == TARGETS["streams"] and "ttft_p50_ms" in s]
+    if held:
+        print(
+            f"   (zero errors is not zero waiting: at {held[0]['concurrency']} streams TTFT p50 "
+            f"{held[0]['ttft_p50_ms']:.0f} ms, p99 {held[0]['ttft_p99_ms']:.0f} ms; the gateway streams at most "
+            "GATEWAY_MAX_POOL_CONNECTIONS upstream at a time)"
+        )
+    print(f"=> app import (cold, best of 3): {results['import_s']:.3f} s (target < 1 s) "
+          f"{verdict(results['import_s'] < TARGETS['import_s'])}")  # fmt: skip
+    if zip_mb is None:
+        print(f"=> Lambda zip: {results['zip'].get('note', 'not measured')}")
+    else:
+        ok = verdict(zip_mb < TARGETS["zip_mb"])
+        print(f"=> Lambda zip (arm64, deflated): {zip_mb:.1f} MB (target < 30 MB) {ok}")
+
+
+def gateway_bench() -> dict[str, Any]:
+    requests = int(os.environ.get("BENCH_GATEWAY_REQUESTS", "200"))
+    cap = int(os.environ.get("BENCH_GATEWAY_MAX_STREAMS", "1000"))
+    delay = float(os.environ.get("BENCH_GATEWAY_STREAM_DELAY", "0.05"))
+    levels = [level for level in (100, 250, 500, 750, 1000) if level <= cap]
+    results: dict[str, Any] = {}
+    topology = os.environ.get("BENCH_GATEWAY_TOPOLOGY", "split")
+    results["topology"] = topology
+    # the gateway's Bedrock connection pool bounds the streams it has open upstream; the rest wait for a connection
+    results["gateway_max_pool_connections"] = int(os.environ.get("GATEWAY_MAX_POOL_CONNECTIONS", "50"))
+    server = Server(topology)
+    try:
+        results["latency"] = {
+            "1": asyncio.run(latency(server, 1, max(20, requests // 4))),
+            "100": asyncio.run(latency(server, 100, requests)),
+        }
+        for pair in results["latency"].values():
+            for key in ("ttft_p50_ms", "ttft_p99_ms", "total_p50_ms", "total_p99_ms"):
+                pair[f"added_{key}"] = pair["gateway"].get(key, float("nan")) - pair["direct"].get(key, float("nan"))
+        print("max concurrent streams (ramp):", flush=True)
+        results["max_streams"] = asyncio.run(ramp(server, levels, delay))
+    finally:
+        server.close()
+    results["import_s"] = import_time()
+    results["zip"] = zip_size()
+    at100 = results["latency"]["100"]
+    results["checks"] = {
+        "added_ttft_p50_ms": at100["added_ttft_p50_ms"],
+        "added_ttft_p99_ms": at100["added_ttft_p99_ms"],
+        "max_streams": results["max_streams"]["max_streams_without_errors"],
+        "import_s": results["import_s"],
+        "zip_mb": results["zip"].get("zip_mb"),
+        "targets": TARGETS,
+    }
+    print_report(results)
+    return results
+
+
+def main() -> int:
+    if sys.argv[1:2] == ["serve"]:
+        serve(*sys.argv[2:4])
+        return 0
+    results = gateway_bench()
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(exist_ok=True)
+    (out_dir / f"gateway-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
