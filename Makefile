@@ -13,7 +13,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 MODEL ?= anthropic.claude-3-haiku-20240307-v1:0
 
-.PHONY: install demo test test-fast lint format typecheck synth bench deploy destroy emulator clean
+.PHONY: install demo test test-fast lint format typecheck synth bench deploy destroy emulator clean diagram example-synth
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -69,6 +69,14 @@ deploy: install
 
 destroy: install
 	$(CDK) destroy --no-notices --all
+
+## diagram: regenerate docs/architecture.svg (the README's architecture diagram) from docs/diagram.py
+diagram: install
+	$(PY) docs/diagram.py
+
+## example-synth: synthesize examples/extend_app (a team's stack reusing the constructs), bundling skipped
+example-synth: install
+	cd examples/extend_app && BATCH_SKIP_BUNDLING=1 npx --no-install cdk synth --no-notices -q
 
 emulator: install
 	$(PY) -m cli emulator --port 4010

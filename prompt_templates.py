@@ -6,15 +6,23 @@ template need no escaping. ``{{`` and ``}}`` still give a literal single brace, 
 ``str.format`` (the public aws-samples orchestrator uses those) keep working unchanged. Values are inserted once and
 never re-scanned, so a value containing braces is inserted as it is.
 
+More templates can come from a JSON file ``{"<prompt_id>": "<template>"}`` named by the ``PROMPT_TEMPLATES_FILE``
+environment variable: ``BatchWorkflow(prompt_templates_file=...)`` validates such a file at synth, stages it into the
+Lambda image and sets the variable, so apps that reuse the constructs add templates without editing this file.
+
 No AWS imports here: this module is staged into the Lambda assets and used by the CLI and tests.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
+import json
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 prompt_id_to_template: dict[str, str] = {
@@ -116,15 +124,62 @@ class PromptTemplate:
         return out
 
 
+TEMPLATES_FILE_ENV = "PROMPT_TEMPLATES_FILE"  # a JSON file of more templates (see the module docstring)
+_PROMPT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+@functools.cache
+def load_templates_file(path: Path) -> dict[str, str]:
+    """The templates of a JSON file ``{"<prompt_id>": "<template>"}``, validated; raises TemplateError naming the file.
+
+    Ids are 1-64 letters, digits, ``_``, ``.`` or ``-``, may not redefine an id of ``prompt_id_to_template``, and every
+    template must parse and name at least one column.
+    """
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise TemplateError(f"prompt templates file {str(path)!r} cannot be read as JSON: {exc}") from None
+    if not isinstance(document, dict) or not document:
+        raise TemplateError(
+            f'prompt templates file {str(path)!r} must be a non-empty JSON object {{"<prompt_id>": "<template>"}}'
+        )
+    for prompt_id, text in document.items():
+        if not _PROMPT_ID.match(prompt_id):
+            raise TemplateError(
+                f"prompt templates file {str(path)!r}: id {prompt_id!r} must be 1-64 letters, digits, '_', '.' or '-'"
+            )
+        if prompt_id in prompt_id_to_template:
+            raise TemplateError(
+                f"prompt templates file {str(path)!r}: id {prompt_id!r} is already defined in prompt_templates.py; "
+                "choose another id"
+            )
+        if not isinstance(text, str) or not PromptTemplate.parse(text, prompt_id).fields:
+            raise TemplateError(
+                f"prompt templates file {str(path)!r}: template {prompt_id!r} must be a string with at least one "
+                "{column} placeholder"
+            )
+    return dict(document)
+
+
+def templates() -> dict[str, str]:
+    """``prompt_id_to_template`` plus the templates of ``$PROMPT_TEMPLATES_FILE`` when it is set."""
+    extra = os.environ.get(TEMPLATES_FILE_ENV, "").strip()
+    if not extra:
+        return prompt_id_to_template
+    return {**prompt_id_to_template, **load_templates_file(Path(extra))}
+
+
 def get_template(prompt_id: str) -> PromptTemplate:
     """Look a template up by id; an unknown id is an error that lists the known ones."""
+    known = templates()
     try:
-        text = prompt_id_to_template[prompt_id]
+        text = known[prompt_id]
     except KeyError:
-        close = difflib.get_close_matches(prompt_id, list(prompt_id_to_template), n=1)
+        close = difflib.get_close_matches(prompt_id, list(known), n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise TemplateError(
-            f"prompt_id '{prompt_id}' is unknown.{hint} Known ids: {sorted(prompt_id_to_template)}; "
-            "add new templates to prompt_id_to_template in prompt_templates.py and redeploy"
+            f"prompt_id '{prompt_id}' is unknown.{hint} Known ids: {sorted(known)}; "
+            "add new templates to prompt_id_to_template in prompt_templates.py (or to the JSON file of "
+            "BatchWorkflow(prompt_templates_file=...)) and redeploy"
         ) from None
     return PromptTemplate.parse(text, prompt_id=prompt_id)

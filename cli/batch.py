@@ -150,5 +150,8 @@ def execute(target: Any, args: argparse.Namespace, local_path: Path | None, sour
         + (f" + {retry_jobs} resubmission jobs" if retry_jobs else "")
         + f" -> {summary['message']} (input tokens {summary['input_tokens']}, output tokens {summary['output_tokens']})"
     )
+    cost = summary.get("estimated_cost") or {}
+    if cost:  # "estimated cost $0.0123 at batch prices (...)" or "no price for model X: add it to prices.json ..."
+        print(cost["message"])
     print(f"output: {len(files) - 1} Parquet file(s) and summary.json in {args.output.resolve()}")
     return EXIT_OK

@@ -80,6 +80,9 @@ _MODEL_ARN = re.compile(
     r"(?P<name>[A-Za-z0-9._:-]+)$"
 )
 
+# Bedrock GuardrailIdentifier (bedrock-runtime service model): an id, or the ARN of a guardrail.
+_GUARDRAIL_ID = re.compile(r"^[a-z0-9]{1,64}$")
+_GUARDRAIL_ARN = re.compile(r"^arn:aws(-[^:]+)?:bedrock:[a-z0-9-]{1,20}:[0-9]{12}:guardrail/[a-z0-9]{1,64}$")
 _MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)+(:[a-z0-9-]+)?$", re.IGNORECASE)
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _BOOLEANS = {"true": True, "false": False}
@@ -103,6 +106,14 @@ class BatchConfig:
     max_records_per_job: int = 50_000
     allowed_model_ids: tuple[str, ...] = DEFAULT_ALLOWED_MODEL_IDS
     bedrock_regions: tuple[str, ...] = DEFAULT_BEDROCK_REGIONS
+    # cdk.json prices (over lambdas/shared/prices.json): (model id, on-demand USD per 1M input, per 1M output tokens)
+    prices: tuple[tuple[str, float, float], ...] = ()
+
+    def prices_json(self) -> str:
+        """``prices`` as Finalize reads them (``PRICES``): ``{"<id>": {"input_per_1m": x, "output_per_1m": y}}``."""
+        return json.dumps(
+            {model: {"input_per_1m": i, "output_per_1m": o} for model, i, o in self.prices}, separators=(",", ":")
+        )
 
 
 @dataclass(frozen=True)
@@ -268,13 +279,14 @@ class GatewayBot:
     region: str | None = None
     target_model_ids: tuple[str, ...] = ()
     count_tokens_model_id: str | None = None
+    guardrail_id: str | None = None  # the bot's ``guardrail.identifier``: a guardrail id or ARN (IAM: ApplyGuardrail)
 
 
 @dataclass(frozen=True)
 class GatewayConfig:
-    """The model gateway: its bots (from ``gatewayBotsFile``), function size, Web Adapter layer, API throttling and
-    media retention. Read by ``from_context`` only when the gateway stack is built: the batch stack never needs the
-    bot file."""
+    """The model gateway: its bots (from ``gatewayBotsFile``), function size, Web Adapter layer, API throttling,
+    media retention and Bedrock model invocation logging (``modelInvocationLogging``, off by default). Read by
+    ``from_context`` only when the gateway stack is built: the batch stack never needs the bot file."""
 
     bots: tuple[GatewayBot, ...]
     bots_file: str = DEFAULT_GATEWAY_BOTS_FILE
@@ -285,6 +297,7 @@ class GatewayConfig:
     throttling_burst_limit: int = 100
     media_expiration_days: int = 7
     bedrock_regions: tuple[str, ...] = DEFAULT_BEDROCK_REGIONS
+    model_invocation_logging: bool = False  # account-level Bedrock invocation logs into a log group of the stack
 
     @classmethod
     def from_app(cls, app: _HasNode) -> GatewayConfig:
@@ -324,6 +337,7 @@ class GatewayConfig:
             throttling_burst_limit=ctx.integer("gatewayThrottlingBurstLimit", 100, 1, 5_000),
             media_expiration_days=ctx.integer("gatewayMediaExpirationDays", 7, 1, None),
             bedrock_regions=ctx.strings("bedrockRegions", DEFAULT_BEDROCK_REGIONS, _check_region),
+            model_invocation_logging=ctx.boolean("modelInvocationLogging", False),
         )
 
 
@@ -388,6 +402,16 @@ def _bot(name: str, entry: Mapping[str, Any], path: Path) -> GatewayBot:
         not isinstance(count_tokens, str) or _check_model_id(count_tokens) or is_inference_profile(count_tokens)
     ):
         raise fail("count_tokens_model_id", "a foundation-model id (CountTokens takes no profile ids)")
+    guardrail = entry.get("guardrail")
+    identifier = guardrail.get("identifier") if isinstance(guardrail, dict) else None
+    if guardrail is not None and (
+        not isinstance(identifier, str) or not (_GUARDRAIL_ID.match(identifier) or _GUARDRAIL_ARN.match(identifier))
+    ):
+        raise fail(
+            "guardrail",
+            'an object {"identifier": "<guardrail id or arn:aws:bedrock:<region>:<account>:guardrail/<id>>", '
+            '"version": "DRAFT" or "<n>"} (or absent)',
+        )
     return GatewayBot(
         name=name,
         model_id=model_id,
@@ -395,6 +419,7 @@ def _bot(name: str, entry: Mapping[str, Any], path: Path) -> GatewayBot:
         region=region,
         target_model_ids=tuple(targets),
         count_tokens_model_id=count_tokens,
+        guardrail_id=identifier,
     )
 
 
@@ -490,6 +515,7 @@ class AppConfig:
             max_records_per_job=ctx.integer("maxRecordsPerJob", b.max_records_per_job, 100, 50_000),
             allowed_model_ids=ctx.strings("allowedModelIds", b.allowed_model_ids, _check_model_id),
             bedrock_regions=ctx.strings("bedrockRegions", b.bedrock_regions, _check_region),
+            prices=_prices(context.get("prices", {})),
         )
         functions = FunctionConfig(
             architecture=ctx.choice("lambdaArchitecture", f.architecture, ARCHITECTURES),
@@ -532,6 +558,7 @@ KNOWN_KEYS = (
     "kmsKey",
     "tags",
     "batchVpc",
+    "prices",
 )
 # The keys GatewayConfig reads (it also reads bedrockRegions).
 GATEWAY_KEYS = (
@@ -542,6 +569,7 @@ GATEWAY_KEYS = (
     "gatewayThrottlingRateLimit",
     "gatewayThrottlingBurstLimit",
     "gatewayMediaExpirationDays",
+    "modelInvocationLogging",
 )
 # The keys ObservabilityConfig reads (dashboards and alarms of both stacks).
 OBSERVABILITY_KEYS = (
@@ -613,6 +641,30 @@ class _Context:
             if problem:
                 raise _error(key, f"a list whose items are {problem}; {item!r} is not", value, example)
         return tuple(dict.fromkeys(items))  # drop duplicates, keep order
+
+
+def _prices(value: object) -> tuple[tuple[str, float, float], ...]:
+    """cdk.json ``prices``: ``{"<model id>": {"input_per_1m": <USD>, "output_per_1m": <USD>}}`` (JSON text with -c)."""
+    example = '{"amazon.nova-lite-v1:0": {"input_per_1m": 0.06, "output_per_1m": 0.24}}'
+    raw = value
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw) if raw.strip() else {}
+        except json.JSONDecodeError:
+            raise _error("prices", "a JSON object of model id -> prices", value, example) from None
+    if not isinstance(raw, dict):
+        raise _error("prices", "a JSON object of model id -> prices", value, example)
+    prices = []
+    for model_id, entry in raw.items():
+        problem = _check_model_id(str(model_id))
+        if problem:
+            raise _error("prices", f"an object whose keys are {problem}; {model_id!r} is not", value, example)
+        numbers = [entry.get(name) if isinstance(entry, dict) else None for name in ("input_per_1m", "output_per_1m")]
+        if not all(isinstance(n, int | float) and not isinstance(n, bool) and n >= 0 for n in numbers):
+            need = 'an object whose values are {"input_per_1m": <USD >= 0>, "output_per_1m": <USD >= 0>}'
+            raise _error("prices", f"{need}; {model_id!r} has {entry!r}", value, example)
+        prices.append((str(model_id), float(numbers[0]), float(numbers[1])))  # type: ignore[arg-type]
+    return tuple(prices)
 
 
 def _check_model_id(item: str) -> str | None:

@@ -7,14 +7,21 @@ from typing import Any
 import aws_cdk as cdk
 from constructs import Construct
 
-from stacks.config import FunctionConfig, GatewayConfig, ObservabilityConfig, StorageConfig
+from stacks.config import FunctionConfig, GatewayConfig, ObservabilityConfig, SecurityConfig, StorageConfig
+from stacks.constructs.encryption_key import EncryptionKey
+from stacks.constructs.invocation_logging import ModelInvocationLogging
 from stacks.constructs.model_gateway import ModelGateway
 from stacks.constructs.observability import GatewayObservability
+from stacks.constructs.python_function import retention
 
 
 class GatewayStack(cdk.Stack):
     """``gateway`` (ModelGateway) and ``observability`` (dashboard, alarms; ``observability`` defaults to
-    ``ObservabilityConfig()``: no alarm mail); outputs ``ApiUrl`` and ``MediaBucketName``."""
+    ``ObservabilityConfig()``: no alarm mail); outputs ``ApiUrl`` and ``MediaBucketName``.
+
+    ``security.kms_key`` (``kmsKey``): the gateway's own customer-managed key (``"create"``) or the given key encrypts
+    the media bucket and the log groups (``encryption_key``; None without ``kmsKey``). ``cfg.model_invocation_logging``
+    adds ``invocation_logging`` (ModelInvocationLogging; None when off)."""
 
     def __init__(
         self,
@@ -25,10 +32,40 @@ class GatewayStack(cdk.Stack):
         function_settings: FunctionConfig,
         storage: StorageConfig,
         observability: ObservabilityConfig | None = None,
+        security: SecurityConfig | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id_, **kwargs)
-        self.gateway = ModelGateway(self, "ModelGateway", cfg=cfg, function_settings=function_settings, storage=storage)
+        security = security or SecurityConfig()
+        self.encryption_key = (
+            EncryptionKey(
+                self,
+                "EncryptionKey",
+                security=security,
+                description="Encrypts the model gateway's media bucket and logs",
+                bedrock_batch_jobs=False,
+            ).key
+            if security.uses_kms
+            else None
+        )
+        self.gateway = ModelGateway(
+            self,
+            "ModelGateway",
+            cfg=cfg,
+            function_settings=function_settings,
+            storage=storage,
+            encryption_key=self.encryption_key,
+        )
+        self.invocation_logging = (
+            ModelInvocationLogging(
+                self,
+                "ModelInvocationLogging",
+                retention=retention(function_settings),
+                encryption_key=self.encryption_key,
+            )
+            if cfg.model_invocation_logging
+            else None
+        )
         cdk.CfnOutput(
             self,
             "ApiUrl",

@@ -70,6 +70,7 @@ def build_app(
             function_settings=cfg.functions,
             storage=cfg.storage,
             observability=cfg.observability,
+            security=cfg.security,
             description="Amazon Bedrock model gateway (REST API streaming from Lambda)",
         )
     # Cost attribution (cdk.json "tags"): on every taggable resource of every stack; Submit puts them on the jobs too.

@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 
 from lambdas.shared import layout
 from lambdas.shared.models import FinalizeResult, JobResult, JobSpec, ResubmissionPlan, RunContext
+from lambdas.shared.pricing import PriceTable
 from lambdas.shared.run_files import (
     ERROR_CODE,
     ERROR_MESSAGE,
@@ -229,9 +230,10 @@ def summarize(
     results: dict[int, JobResult],
     resubmission: Resubmission | None = None,
     merge: MergeReport | None = None,
+    prices: PriceTable | None = None,
 ) -> dict[str, Any]:
     """The run summary. Row counts describe the output as written (after the merge); each job entry is what that
-    job produced."""
+    job produced. ``estimated_cost`` prices every job's tokens (resubmission jobs included) with ``prices``."""
     resubmission, merge = resubmission or Resubmission(), merge or MergeReport()
     missing_jobs = [job.index for job in jobs if job.index not in results]
     records_out = sum(result.record_count for result in results.values())
@@ -254,8 +256,11 @@ def summarize(
             f"(jobs without results: {missing_jobs}); see the execution history for those jobs"
         )
     all_results = [*results.values(), *resubmission.results.values()]
+    billed = [(r.index, r.input_tokens, r.output_tokens, r.resubmission) for r in all_results]
+    estimated_cost = (prices or PriceTable.load()).estimate(run.model_id, billed)
     return {
         "run_id": run.run_id,
+        "execution_arn": run.execution_arn,  # the correlation id of every log line of the run
         "model_id": run.model_id,
         "finished_at": datetime.now(UTC).isoformat(),
         "complete": complete,
@@ -267,6 +272,7 @@ def summarize(
         "error_counts": dict(errors),
         "input_tokens": sum(r.input_tokens for r in all_results),  # resubmission jobs included: they are billed too
         "output_tokens": sum(r.output_tokens for r in all_results),
+        "estimated_cost": estimated_cost,
         "jobs_planned": len(jobs),
         "jobs_by_status": dict(Counter(r.status for r in results.values())),
         "missing_jobs": missing_jobs,
@@ -276,12 +282,12 @@ def summarize(
     }
 
 
-def finalize(run: RunContext, *, s3: Any, workdir: Path) -> FinalizeResult:
+def finalize(run: RunContext, *, s3: Any, workdir: Path, prices: PriceTable | None = None) -> FinalizeResult:
     jobs = read_manifest(s3, run.bucket, run.manifest_key)
     results = read_results(s3, run.bucket, run.run_id)
     resubmission = load_resubmission(s3, run)
     merge = merge_resubmission(s3, run, jobs, results, resubmission, workdir)
-    summary = summarize(run, jobs, results, resubmission, merge)
+    summary = summarize(run, jobs, results, resubmission, merge, prices)
     key = layout.summary_key(run.run_id)
     put_json(s3, run.bucket, key, summary)
     return FinalizeResult(
@@ -294,4 +300,5 @@ def finalize(run: RunContext, *, s3: Any, workdir: Path) -> FinalizeResult:
         failed=summary["failed"],
         rows_resubmitted=resubmission.plan.rows_resubmitted if resubmission.plan else 0,
         rows_recovered=merge.rows_recovered,
+        estimated_cost_usd=summary["estimated_cost"]["total_usd"],
     )

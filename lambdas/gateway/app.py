@@ -25,9 +25,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from lambdas.gateway.clients import AwsClients
 from lambdas.gateway.config import GatewaySettings, parse_access_keys
 from lambdas.gateway.errors import GatewayError, internal_error, stop_outcome
-from lambdas.gateway.events import Event, Finished, MediaFile, Progress, ReasoningDelta, TextDelta
+from lambdas.gateway.events import (
+    Event,
+    Finished,
+    MediaFile,
+    Progress,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+)
 from lambdas.gateway.factory import BotHandler, build_bots
-from lambdas.gateway.parameters import IMAGE_PARAMETERS, image_parameter_controls
+from lambdas.gateway.guardrails import INTERVENED
+from lambdas.gateway.parameters import IMAGE_PARAMETERS, image_parameter_controls, text_parameter_controls
+from lambdas.gateway.tools import ToolCall, ToolResult, content_text, parse_tool_calls, parse_tool_choice, parse_tools
 from lambdas.gateway.translate import ROLES, Attachment, ChatMessage, ChatRequest
 from lambdas.shared.observability import logger
 
@@ -67,6 +78,17 @@ class PoeMessage(_Body):
         return ChatMessage(role, self.content, files)
 
 
+class PoeToolCall(_Body):
+    id: str
+    type: str = "function"
+    function: dict[str, Any]
+
+
+class PoeToolResult(_Body):
+    tool_call_id: str
+    content: str = ""
+
+
 class PoeRequest(_Body):
     version: str = ""
     type: str
@@ -76,21 +98,46 @@ class PoeRequest(_Body):
     user_id: str = ""
     conversation_id: str = ""
     message_id: str = ""
+    # function calling (OpenAI shapes): the tools, and on the follow-up query the calls made and their results
+    tools: list[dict[str, Any]] | None = None
+    tool_calls: list[PoeToolCall] | None = None
+    tool_results: list[PoeToolResult] | None = None
 
     def chat(self) -> ChatRequest:
         messages = tuple(m for m in (message.chat_message() for message in self.query) if m is not None)
+        if self.tool_calls:  # the calls follow the query, then their results (fastapi_poe's tool loop)
+            calls = parse_tool_calls([call.model_dump() for call in self.tool_calls])
+            messages = (*messages, ChatMessage("assistant", "", tool_calls=calls))
+        if self.tool_results:
+            results = tuple(ToolResult(result.tool_call_id, result.content) for result in self.tool_results)
+            messages = (*messages, ChatMessage("user", "", tool_results=results))
         users = [message for message in self.query if message.role == "user"]
         return ChatRequest(
             messages=messages,
             temperature=self.temperature,
             stop_sequences=tuple(self.stop_sequences),
             parameters=dict(users[-1].parameters) if users else {},
+            tools=parse_tools(self.tools),
         )
 
 
 class OpenAIMessage(_Body):
     role: str
     content: str | list[dict[str, Any]] | None = None
+    tool_calls: list[Any] | None = None  # assistant: the calls it made
+    tool_call_id: str | None = None  # tool: the call this message answers
+
+    def chat_message(self) -> ChatMessage | None:
+        """A tool message is a user message holding a tool result; unknown roles are dropped."""
+        if self.role == "tool":
+            if not self.tool_call_id:
+                raise GatewayError(400, "A 'tool' message needs the 'tool_call_id' it answers.", code="invalid_tools")
+            return ChatMessage("user", "", tool_results=(ToolResult(self.tool_call_id, content_text(self.content)),))
+        role = ROLES.get(self.role)
+        if role is None:
+            return None
+        calls: tuple[ToolCall, ...] = parse_tool_calls(self.tool_calls) if role == "assistant" else ()
+        return ChatMessage(role, self.text(), self.attachments(), tool_calls=calls)
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -140,12 +187,14 @@ class OpenAIChatRequest(_Body):
     top_p: float | None = Field(default=None, ge=0, le=1)
     stop: str | list[str] | None = None
     n: int | None = Field(default=None, ge=1)  # image bots: the number of images
+    tools: list[Any] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    reasoning_effort: str | None = None  # reasoning bots: a thinking budget (lambdas.gateway.parameters)
 
     def chat(self) -> ChatRequest:
         stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
-        messages = tuple(
-            ChatMessage(ROLES[m.role], m.text(), m.attachments()) for m in self.messages if m.role in ROLES
-        )
+        messages = tuple(m for m in (message.chat_message() for message in self.messages) if m is not None)
+        tools = parse_tools(self.tools)
         extra = self.model_extra or {}
         parameters = {name: extra[name] for name in OPENAI_PARAMETERS if name in extra}
         if self.n is not None:
@@ -157,6 +206,9 @@ class OpenAIChatRequest(_Body):
             top_p=self.top_p,
             stop_sequences=tuple(stops),
             parameters=parameters,
+            reasoning_effort=self.reasoning_effort,
+            tools=tools,
+            tool_choice=parse_tool_choice(self.tool_choice, tools),
         )
 
 
@@ -194,20 +246,23 @@ def too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     return False
 
 
+def body_too_large(limit: int) -> GatewayError:
+    return GatewayError(413, f"The request body is over {limit} bytes.", code="request_too_large")
+
+
 async def read_body(request: Request, limit: int, timeout: float) -> bytes:
     """The request body: HTTP 413 once it is over ``limit`` bytes (a declared Content-Length at once, a chunked body
     as soon as it passes the limit, never read whole), 408 when it has not all arrived within ``timeout`` seconds."""
-    too_large = GatewayError(413, f"The request body is over {limit} bytes.", code="request_too_large")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise too_large
+        raise body_too_large(limit)
     body = bytearray()
     try:
         async with asyncio.timeout(timeout):
             async for chunk in request.stream():
                 body += chunk
                 if len(body) > limit:
-                    raise too_large
+                    raise body_too_large(limit)
     except TimeoutError:
         raise GatewayError(408, "The request body did not arrive in time.", code="request_timeout") from None
     return bytes(body)
@@ -303,12 +358,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             return error_response(GatewayError(401, UNAUTHORIZED, code="unauthorized"), openai=False)
         try:
             body = PoeRequest.model_validate(await read_json(request, settings.max_body_bytes, settings.body_timeout))
+            chat = body.chat() if body.type == "query" else None
         except GatewayError as error:
             return error_response(error, openai=False)
         except ValidationError as error:
             return error_response(validation_failed(error), openai=False)
-        if body.type == "query":
-            return StreamingResponse(poe_answer(bot, body.chat()), media_type="text/event-stream", headers=SSE_HEADERS)
+        if chat is not None:
+            return StreamingResponse(poe_answer(bot, chat), media_type="text/event-stream", headers=SSE_HEADERS)
         if body.type == "settings":
             return JSONResponse(poe_settings(bot))
         if body.type in POE_REPORTS:
@@ -370,7 +426,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
 def poe_settings(bot: BotHandler) -> dict[str, Any]:
     """Attachments are allowed on text bots that read images or documents (text files are inlined from Poe's parsed
-    content); image bots offer their choices as parameter controls unless ``poe.parameter_controls`` is set."""
+    content); image and text bots offer their choices as parameter controls unless ``poe.parameter_controls`` is
+    set (``lambdas.gateway.parameters``)."""
     config = bot.config
     caps = config.capabilities
     reads_files = config.modality == "text" and (caps.images_in or caps.documents)
@@ -385,6 +442,8 @@ def poe_settings(bot: BotHandler) -> dict[str, Any]:
         answer["parameter_controls"] = config.poe.parameter_controls
     elif config.modality == "image":
         answer["parameter_controls"] = image_parameter_controls(config)
+    elif config.modality == "text":
+        answer["parameter_controls"] = text_parameter_controls(config)
     return answer
 
 
@@ -415,16 +474,36 @@ async def poe_answer(bot: BotHandler, chat: ChatRequest) -> AsyncIterator[bytes]
                 # a progress line is replaced by the media reference
                 yield sse("replace_response" if progressed else "text", {"text": f"![{event.name}][{ref}]\n"})
                 progressed = False
+            elif isinstance(event, ToolCallStart | ToolCallDelta):  # OpenAI chunks in json events, as fastapi_poe reads
+                yield sse("json", _tool_chunk({"tool_calls": [tool_call_delta(event)]}, None))
             elif isinstance(event, Finished):
                 outcome = stop_outcome(event.stop_reason)
+                if outcome.finish_reason == "tool_calls":
+                    yield sse("json", _tool_chunk({}, "tool_calls"))
+                if event.invoked_model_id:  # a router's choice, as data beside the answer (no "choices": no tool call)
+                    yield sse("json", {"bedrock": bedrock_details(event)})
                 if outcome.poe_error is not None:
                     yield sse("error", outcome.poe_error.poe_event())
     except GatewayError as error:
+        if error.code == INTERVENED:  # what was streamed is withdrawn: the guardrail's error is the answer
+            yield sse("replace_response", {"text": ""})
         yield sse("error", error.poe_event())
     except Exception:
         logger.exception("poe answer failed", bot=bot.config.name)
         yield sse("error", internal_error().poe_event())
     yield sse("done", {})
+
+
+def _tool_chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+    return {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+def tool_call_delta(event: ToolCallStart | ToolCallDelta) -> dict[str, Any]:
+    """An OpenAI ``delta.tool_calls`` entry: the first one names the call, the next carry pieces of its arguments."""
+    if isinstance(event, ToolCallStart):
+        function = {"name": event.name, "arguments": ""}
+        return {"index": event.index, "id": event.id, "type": "function", "function": function}
+    return {"index": event.index, "function": {"arguments": event.arguments}}
 
 
 # ---------------------------------------------------------------- OpenAI answers
@@ -469,6 +548,9 @@ async def openai_chunks(stream: AsyncIterable[Event], model: str, include_usage:
                 yield data_line(_chunk(completion_id, model, created, {"content": event.text}, None))
             elif isinstance(event, ReasoningDelta):
                 yield data_line(_chunk(completion_id, model, created, {"reasoning_content": event.text}, None))
+            elif isinstance(event, ToolCallStart | ToolCallDelta):
+                delta = {"tool_calls": [tool_call_delta(event)]}
+                yield data_line(_chunk(completion_id, model, created, delta, None))
             elif isinstance(event, MediaFile):
                 yield data_line(_chunk(completion_id, model, created, {"content": markdown_image(event)}, None))
             elif isinstance(event, Finished):
@@ -488,6 +570,7 @@ async def openai_chunks(stream: AsyncIterable[Event], model: str, include_usage:
 async def openai_completion(stream: AsyncIterable[Event], model: str) -> JSONResponse:
     text: list[str] = []
     reasoning: list[str] = []
+    calls: dict[int, dict[str, Any]] = {}
     finished: Finished | None = None
     try:
         async for event in stream:
@@ -495,6 +578,10 @@ async def openai_completion(stream: AsyncIterable[Event], model: str) -> JSONRes
                 text.append(event.text)
             elif isinstance(event, ReasoningDelta):
                 reasoning.append(event.text)
+            elif isinstance(event, ToolCallStart):
+                calls[event.index] = tool_call_delta(event)
+            elif isinstance(event, ToolCallDelta) and event.index in calls:
+                calls[event.index]["function"]["arguments"] += event.arguments
             elif isinstance(event, MediaFile):
                 text.append(markdown_image(event))
             elif isinstance(event, Finished):
@@ -502,9 +589,11 @@ async def openai_completion(stream: AsyncIterable[Event], model: str) -> JSONRes
     except GatewayError as error:
         return error_response(error, openai=True)
     assert finished is not None  # every answer ends with Finished
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(text)}
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(text) or (None if calls else "")}
     if reasoning:
         message["reasoning_content"] = "".join(reasoning)
+    if calls:
+        message["tool_calls"] = [{k: v for k, v in call.items() if k != "index"} for _, call in sorted(calls.items())]
     return JSONResponse(
         {
             "id": f"chatcmpl-{uuid.uuid4().hex}",

@@ -61,6 +61,8 @@ class Capabilities(_Frozen):
     reasoning: bool = False  # show the model's reasoning (quoted block on Poe, reasoning_content on OpenAI)
     prompt_caching: bool = False  # a cachePoint after the system prompt
     token_counting: bool = False
+    tools: bool = False  # tool use (OpenAI tools / Poe tools): Claude 3+, Nova, Llama 3.1+, Mistral Large, Command R
+    tools_streaming: bool = True  # tool use works with ConverseStream; False: requests with tools use Converse
 
 
 class Prices(_Frozen):
@@ -117,6 +119,50 @@ DEFAULT_IMAGE_OPTIONS: dict[str, ImageOptions] = {
 DEFAULT_CONTEXT_TOKENS = 128_000
 
 
+GUARDRAIL_ID = re.compile(r"^[a-z0-9]{1,64}$")
+GUARDRAIL_ARN = re.compile(r"^arn:aws(-[^:]+)?:bedrock:[a-z0-9-]{1,20}:[0-9]{12}:guardrail/[a-z0-9]{1,64}$")
+GUARDRAIL_VERSION = re.compile(r"^(DRAFT|[1-9][0-9]{0,7})$")
+
+
+class GuardrailSettings(_Frozen):
+    """An Amazon Bedrock guardrail on every answer of a bot: Converse ``guardrailConfig`` for text bots, the prompt
+    through ``ApplyGuardrail`` for image and video bots (their InvokeModel bodies take none).
+
+    ``identifier``: the guardrail id or ARN; ``version``: ``"DRAFT"`` or a published version number; ``trace``: ask
+    Bedrock for the assessment (logged when the guardrail intervenes); ``stream_processing_mode``: ``sync`` (chunks
+    are checked before they are sent) or ``async`` (sent at once and checked meanwhile: faster, but blocked text may
+    reach the user)."""
+
+    identifier: str
+    version: str = "DRAFT"
+    trace: bool = True
+    stream_processing_mode: Literal["sync", "async"] = "sync"
+
+    @field_validator("identifier")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not (GUARDRAIL_ID.match(value) or GUARDRAIL_ARN.match(value)):
+            raise ValueError(
+                "use a guardrail id (lower-case letters and digits, such as 'abc123def456') or its ARN "
+                "(arn:aws:bedrock:<region>:<account>:guardrail/<id>)"
+            )
+        return value
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or not GUARDRAIL_VERSION.match(value):
+            raise ValueError('use "DRAFT" or a published version number such as "1"')
+        return value
+
+    @property
+    def arn_region(self) -> str | None:
+        """The region of an ARN identifier (None for a bare id: the bot's region)."""
+        return self.identifier.split(":")[3] if self.identifier.startswith("arn:") else None
+
+
 class PoeSettings(_Frozen):
     introduction_message: str = ""
     parameter_controls: dict[str, Any] | None = None  # passed to Poe as it is (api_version "2")
@@ -136,6 +182,7 @@ class BotConfig(_Frozen):
     image_options: ImageOptions | None = None  # image bots: the users' choices; unset: DEFAULT_IMAGE_OPTIONS
     context_tokens: int = Field(default=DEFAULT_CONTEXT_TOKENS, ge=1, le=10_000_000)  # prompts over it are refused
     count_tokens_model_id: str | None = None  # CountTokens model (bare foundation-model id); unset: model_id
+    guardrail: GuardrailSettings | None = None  # an Amazon Bedrock guardrail on every answer; unset: none
     prices: Prices = Prices()
     poe: PoeSettings = PoeSettings()
     access_key_ref: str = DEFAULT_KEY_REF
@@ -171,10 +218,18 @@ class BotConfig(_Frozen):
     def _consistent(self) -> BotConfig:
         if self.modality != "text" and self.capabilities.prompt_caching:
             raise ValueError("capabilities.prompt_caching applies to text bots only; remove it")
+        if self.modality != "text" and self.capabilities.tools:
+            raise ValueError("capabilities.tools applies to text bots only; remove it")
         if self.modality == "image" and self.image_format is None:
             raise ValueError("image bots need image_format ('amazon' for Nova Canvas/Titan, 'stability'); set it")
         if self.modality != "image" and self.image_options is not None:
             raise ValueError("image_options applies to image bots only; remove it")
+        region = self.guardrail.arn_region if self.guardrail else None
+        if region is not None and region != self.region:
+            raise ValueError(
+                f"the guardrail's ARN is in {region} but the bot calls Bedrock in {self.region}; use a guardrail of "
+                "the bot's region"
+            )
         return self
 
     @property
@@ -263,7 +318,9 @@ class GatewaySettings:
     read_timeout: float = 300.0
     max_attempts: int = 4  # in all, the first call included
     retry_mode: str = "adaptive"
-    max_pool_connections: int = 50
+    # Connections to Bedrock held open: one per open stream (a stream keeps its connection until it ends), so the
+    # streams a process serves at once, not a cost - aiohttp opens them on demand. In Lambda one request at a time.
+    max_pool_connections: int = 1000
     media_bucket: str = ""  # S3 bucket for generated images (presigned URLs); empty: image bots answer 503
     media_region: str = "us-east-1"
     media_url_seconds: int = 3600
@@ -287,7 +344,7 @@ class GatewaySettings:
             read_timeout=float(env.get("GATEWAY_READ_TIMEOUT", "300")),
             max_attempts=int(env.get("GATEWAY_MAX_ATTEMPTS", "4")),
             retry_mode=env.get("GATEWAY_RETRY_MODE", "adaptive"),
-            max_pool_connections=int(env.get("GATEWAY_MAX_POOL_CONNECTIONS", "50")),
+            max_pool_connections=int(env.get("GATEWAY_MAX_POOL_CONNECTIONS", "1000")),
             media_bucket=env.get("GATEWAY_MEDIA_BUCKET", ""),
             media_region=env.get("GATEWAY_MEDIA_REGION") or env.get("AWS_REGION") or "us-east-1",
             media_url_seconds=int(env.get("GATEWAY_MEDIA_URL_SECONDS", "3600")),

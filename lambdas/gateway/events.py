@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 from lambdas.gateway.config import BotConfig
+from lambdas.gateway.metrics import TIME_TO_FIRST_TOKEN, emit
 from lambdas.gateway.translate import Usage
 from lambdas.shared.observability import logger
 
@@ -29,6 +30,7 @@ class Finished:
     cost_usd: float
     counted_input_tokens: int | None = None  # before the call (lambdas.gateway.tokens)
     token_count_source: str | None = None  # "count_tokens" or "estimate"
+    first_token_ms: int | None = None  # TimeToFirstToken: from the request reaching the bot to its first token
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,25 @@ class Progress:
     text: str
 
 
-Event = TextDelta | ReasoningDelta | MediaFile | Progress | Finished
+@dataclass(frozen=True)
+class ToolCallStart:
+    """The model calls a tool (ConverseStream ``contentBlockStart.start.toolUse``); ``index`` counts the answer's calls
+    from 0."""
+
+    index: int
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of the JSON text of a tool call's arguments (``delta.toolUse.input``)."""
+
+    index: int
+    arguments: str
+
+
+Event = TextDelta | ReasoningDelta | ToolCallStart | ToolCallDelta | MediaFile | Progress | Finished
 
 
 def record_usage(bot: BotConfig, finished: Finished) -> None:
@@ -67,7 +87,10 @@ def record_usage(bot: BotConfig, finished: Finished) -> None:
         counted_input_tokens=finished.counted_input_tokens,
         token_count_source=finished.token_count_source,
         cost_usd=round(finished.cost_usd, 8),
+        first_token_ms=finished.first_token_ms,
     )
+    if finished.first_token_ms is not None:
+        emit(TIME_TO_FIRST_TOKEN, finished.first_token_ms, "Milliseconds", bot=bot.name)
     if os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() == "true":  # single_metric ignores the setting
         return
     try:

@@ -2,14 +2,17 @@
 
 A text handler answers in two steps so each front end can place errors right: ``await bot.start(chat)`` calls
 Bedrock (errors here are "before the stream": HTTP status), then iterating the returned ``TextStream`` yields
-``TextDelta`` / ``ReasoningDelta`` events as they arrive and one ``Finished`` last (errors here are "after the stream
-started": Poe ``error`` event or OpenAI error chunk). Image bots (``lambdas.gateway.images``) and video bots
-(``lambdas.gateway.videos``) answer with a ``MediaFile`` (presigned S3 URL).
+``TextDelta`` / ``ReasoningDelta`` / ``ToolCallStart`` / ``ToolCallDelta`` events as they arrive and one ``Finished``
+last (errors here are "after the stream started": Poe ``error`` event or OpenAI error chunk). Requests with tools on a
+bot without ``capabilities.tools_streaming`` use Converse, replayed as the same events. Image bots
+(``lambdas.gateway.images``) and video bots (``lambdas.gateway.videos``) answer with a ``MediaFile`` (presigned S3 URL).
 """
 
 from __future__ import annotations
 
 import inspect
+import json
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
@@ -17,8 +20,18 @@ from lambdas.gateway.attachments import Fetcher, read_attachments
 from lambdas.gateway.clients import AwsClients
 from lambdas.gateway.config import BotConfig, GatewaySettings
 from lambdas.gateway.errors import GatewayError, from_bedrock
-from lambdas.gateway.events import Event, Finished, ReasoningDelta, TextDelta, record_usage
+from lambdas.gateway.events import (
+    Event,
+    Finished,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    record_usage,
+)
+from lambdas.gateway.guardrails import INTERVENED, intervention, with_guardrail
 from lambdas.gateway.images import ImageBot
+from lambdas.gateway.metrics import BEDROCK_ERRORS, emit
 from lambdas.gateway.parameters import apply_text_parameters
 from lambdas.gateway.tokens import TokenCount, check_context, count_input_tokens
 from lambdas.gateway.translate import ChatRequest, PriceBook, Usage, converse_request, text_cost
@@ -30,25 +43,49 @@ class TextStream:
     """The events of one answer; ``events`` is an async iterator of Bedrock stream events (one-key dicts)."""
 
     def __init__(
-        self, bot: TextBot, events: AsyncIterator[dict[str, Any]], raw: Any = None, count: TokenCount | None = None
+        self,
+        bot: TextBot,
+        events: AsyncIterator[dict[str, Any]],
+        raw: Any = None,
+        count: TokenCount | None = None,
+        *,
+        started: float | None = None,
+        request_id: str | None = None,
     ) -> None:
         self.bot = bot
         self._events = events
         self._raw = raw
         self._count = count  # the SDK's event stream, closed when the answer ends or is abandoned
+        self._started = time.monotonic() if started is None else started  # when the bot got the request
+        self._request_id = request_id  # Bedrock's, for the guardrail log
 
     async def __aiter__(self) -> AsyncIterator[Event]:
         stop_reason: str | None = None
         metadata: Mapping[str, Any] = {}
+        first_token_ms: int | None = None  # TimeToFirstToken: the first text or reasoning the client is sent
+        tool_calls: dict[int, int] = {}  # content block index -> tool call index (0, 1, ... in the answer)
         try:
             async for event in self._events:
                 if "contentBlockDelta" in event:
                     delta = event["contentBlockDelta"].get("delta", {})
+                    reasoning = delta.get("reasoningContent") or {}
+                    shown = reasoning.get("text") and self.bot.config.capabilities.reasoning
+                    if first_token_ms is None and (delta.get("text") or shown):
+                        first_token_ms = round((time.monotonic() - self._started) * 1000)
                     if delta.get("text"):
                         yield TextDelta(delta["text"])
-                    reasoning = delta.get("reasoningContent") or {}
-                    if reasoning.get("text") and self.bot.config.capabilities.reasoning:
+                    if shown:
                         yield ReasoningDelta(reasoning["text"])
+                    arguments = (delta.get("toolUse") or {}).get("input")
+                    if arguments:
+                        block = event["contentBlockDelta"].get("contentBlockIndex", 0)
+                        yield ToolCallDelta(tool_calls.get(block, 0), arguments)
+                elif "contentBlockStart" in event:
+                    tool = (event["contentBlockStart"].get("start") or {}).get("toolUse")
+                    if tool:
+                        block = event["contentBlockStart"].get("contentBlockIndex", 0)
+                        tool_calls[block] = len(tool_calls)
+                        yield ToolCallStart(tool_calls[block], tool.get("toolUseId", ""), tool.get("name", ""))
                 elif "messageStop" in event:
                     stop_reason = event["messageStop"].get("stopReason")
                 elif "metadata" in event:
@@ -59,7 +96,11 @@ class TextStream:
             raise self.bot.failed(error) from error
         finally:
             await _close_stream(self._raw)
-        yield self.bot.finish(stop_reason, metadata, self._count)
+        finished = self.bot.finish(stop_reason, metadata, self._count, first_token_ms)
+        if stop_reason == INTERVENED:  # billed and recorded, but the client gets an error, not the blocked answer
+            trace = (metadata.get("trace") or {}).get("guardrail")
+            raise intervention(self.bot.config, trace=trace, request_id=self._request_id, source="converse")
+        yield finished
 
 
 class TextBot:
@@ -72,7 +113,9 @@ class TextBot:
         self._fetcher = Fetcher.from_settings(settings)
 
     async def start(self, chat: ChatRequest) -> TextStream:
-        """Parameters checked, attachments read, the prompt counted against ``context_tokens``, then the call."""
+        """Parameters checked, attachments read, the prompt counted against ``context_tokens``, then the call (with
+        the bot's guardrail, if any)."""
+        started = time.monotonic()
         chat = apply_text_parameters(self.config, chat)
         chat = await read_attachments(self.config, chat, self._fetcher)
         request = converse_request(self.config, chat)
@@ -80,16 +123,20 @@ class TextBot:
             client = await self._clients.bedrock_runtime(self.config.region)
             count = await count_input_tokens(self.config, request, client)
             check_context(self.config, count)
-            if self.config.capabilities.streaming:
-                response = await client.converse_stream(**request)
+            caps = self.config.capabilities
+            streaming = caps.streaming and ("toolConfig" not in request or caps.tools_streaming)
+            call = with_guardrail(self.config, request, streaming=streaming)
+            if streaming:
+                response = await client.converse_stream(**call)
                 stream = response["stream"]
-                return TextStream(self, aiter(stream), stream, count)
-            response = await client.converse(**request)
+                request_id = _request_id(response)
+                return TextStream(self, aiter(stream), stream, count, started=started, request_id=request_id)
+            response = await client.converse(**call)
         except GatewayError:
             raise
         except Exception as error:
             raise self.failed(error) from error
-        return TextStream(self, _replay(response), count=count)
+        return TextStream(self, _replay(response), count=count, started=started, request_id=_request_id(response))
 
     def failed(self, error: BaseException) -> GatewayError:
         mapped = from_bedrock(error)
@@ -97,9 +144,16 @@ class TextBot:
             logger.exception("gateway internal error", bot=self.config.name)
         else:
             logger.warning("bedrock error", bot=self.config.name, status=mapped.status, code=mapped.code)
+        emit(BEDROCK_ERRORS, 1, "Count", error_class=mapped.openai_type)
         return mapped
 
-    def finish(self, stop_reason: str | None, metadata: Mapping[str, Any], count: TokenCount | None = None) -> Finished:
+    def finish(
+        self,
+        stop_reason: str | None,
+        metadata: Mapping[str, Any],
+        count: TokenCount | None = None,
+        first_token_ms: int | None = None,
+    ) -> Finished:
         usage = Usage.from_converse(metadata.get("usage"))
         invoked = ((metadata.get("trace") or {}).get("promptRouter") or {}).get("invokedModelId")
         latency = (metadata.get("metrics") or {}).get("latencyMs")
@@ -112,9 +166,14 @@ class TextBot:
             cost,
             counted_input_tokens=count.tokens if count else None,
             token_count_source=count.source if count else None,
+            first_token_ms=first_token_ms,
         )
         record_usage(self.config, finished)
         return finished
+
+
+def _request_id(response: Mapping[str, Any]) -> str | None:
+    return (response.get("ResponseMetadata") or {}).get("RequestId")
 
 
 async def _replay(response: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
@@ -125,6 +184,12 @@ async def _replay(response: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
             yield {"contentBlockDelta": {"contentBlockIndex": index, "delta": {"reasoningContent": {"text": text}}}}
         elif "text" in block:
             yield {"contentBlockDelta": {"contentBlockIndex": index, "delta": {"text": block["text"]}}}
+        elif "toolUse" in block:
+            tool = block["toolUse"]
+            start = {"toolUse": {"toolUseId": tool.get("toolUseId", ""), "name": tool.get("name", "")}}
+            yield {"contentBlockStart": {"contentBlockIndex": index, "start": start}}
+            arguments = json.dumps(tool.get("input") or {})
+            yield {"contentBlockDelta": {"contentBlockIndex": index, "delta": {"toolUse": {"input": arguments}}}}
     yield {"messageStop": {"stopReason": response.get("stopReason")}}
     yield {"metadata": {key: response[key] for key in ("usage", "metrics", "trace") if key in response}}
 

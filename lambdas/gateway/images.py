@@ -20,8 +20,9 @@ from lambdas.gateway.clients import AwsClients
 from lambdas.gateway.config import BotConfig, GatewaySettings
 from lambdas.gateway.errors import USER_CAUSED, GatewayError, from_bedrock
 from lambdas.gateway.events import Event, Finished, MediaFile, record_usage
+from lambdas.gateway.guardrails import check_prompt
 from lambdas.gateway.media import MediaStore
-from lambdas.gateway.parameters import ImageSettings, image_settings
+from lambdas.gateway.parameters import ImageSettings, check_capabilities, image_settings
 from lambdas.gateway.translate import ChatRequest, PriceBook, Usage
 
 MAX_PROMPT = {"amazon": 512, "stability": 10_000}  # Titan's limit is the lower one of Nova Canvas and Titan
@@ -99,6 +100,7 @@ class ImageBot:
     async def start(self, chat: ChatRequest) -> AsyncIterator[Event]:
         image_format = self.config.image_format or "amazon"
         reject_attachments(self.config, chat)
+        check_capabilities(self.config, chat)
         options = image_settings(self.config, chat.parameters)
         users = [message.text for message in chat.messages if message.role == "user" and message.text.strip()]
         if not users:
@@ -108,6 +110,7 @@ class ImageBot:
         started = time.monotonic()
         try:
             runtime = await self._clients.bedrock_runtime(self.config.region)
+            await check_prompt(self.config, runtime, prompt)  # the bot's guardrail, if any (ApplyGuardrail)
             response = await runtime.invoke_model(
                 modelId=self.config.model_id,
                 body=json.dumps(REQUEST_BODIES[image_format](prompt, options)),

@@ -6,7 +6,11 @@ Image bots (``BotConfig.images``): ``size`` ("1024x1024") or ``width`` + ``heigh
 ``number_of_images`` (OpenAI ``n``) and ``negative_prompt`` for Nova Canvas / Titan; ``aspect_ratio``,
 ``negative_prompt`` and ``seed`` for Stability. Text bots: ``temperature``, ``max_tokens`` (clamped to the bot's
 limits, as the request fields are) and ``thinking_budget`` (bots with Claude ``thinking``: 1,024 up to below the
-answer's ``max_tokens``).
+answer's ``max_tokens``); Poe gets them as ``parameter_controls`` (``text_parameter_controls``).
+
+OpenAI ``reasoning_effort`` (bots with ``capabilities.reasoning`` and a Claude ``thinking`` budget) becomes a thinking
+budget relative to the answer's ``max_tokens`` (M): ``none`` -> thinking off; ``minimal`` and ``low`` -> 1,024 (the
+minimum); ``medium`` -> max(1,024, M / 2); ``high`` -> max(medium, M - 1,024), so the answer keeps 1,024 tokens.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ from typing import Any
 
 from lambdas.gateway.config import BotConfig
 from lambdas.gateway.errors import USER_CAUSED, GatewayError
+from lambdas.gateway.tools import check_tools
 from lambdas.gateway.translate import ChatRequest
 
 MIN_THINKING_BUDGET = 1_024
 IMAGE_PARAMETERS = ("size", "width", "height", "quality", "seed", "number_of_images", "aspect_ratio", "negative_prompt")
 TEXT_PARAMETERS = ("temperature", "max_tokens", "thinking_budget")
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high")
 
 
 def invalid(message: str) -> GatewayError:
@@ -197,9 +203,49 @@ def thinking_enabled(bot: BotConfig) -> bool:
     return isinstance(thinking, Mapping) and thinking.get("type") == "enabled"
 
 
+def check_capabilities(bot: BotConfig, chat: ChatRequest) -> None:
+    """Request features the bot's model lacks (``tools``, ``reasoning_effort``): a 400 naming the field and the fix."""
+    check_tools(bot, chat)
+    effort = chat.reasoning_effort
+    if effort is None:
+        return
+    if effort not in REASONING_EFFORTS:
+        raise invalid(f"'reasoning_effort' must be one of {', '.join(REASONING_EFFORTS)}; got {effort!r}.")
+    if not bot.capabilities.reasoning:
+        raise invalid(
+            f"Bot '{bot.name}' does not reason, so 'reasoning_effort' = {effort!r} has no effect on it: remove "
+            "'reasoning_effort', or ask a reasoning bot (capabilities.reasoning in bots.json)."
+        )
+    if not thinking_enabled(bot):
+        raise invalid(
+            f"Bot '{bot.name}' always reasons with a budget of its own: 'reasoning_effort' = {effort!r} cannot tune "
+            "it; remove 'reasoning_effort'."
+        )
+
+
+def effort_budget(effort: str, answer_tokens: int) -> int:
+    """The thinking budget for a ``reasoning_effort`` (0: thinking off), see the module docstring."""
+    if effort == "none":
+        return 0
+    medium = max(MIN_THINKING_BUDGET, answer_tokens // 2)
+    return {"medium": medium, "high": max(medium, answer_tokens - MIN_THINKING_BUDGET)}.get(effort, MIN_THINKING_BUDGET)
+
+
 def apply_text_parameters(bot: BotConfig, chat: ChatRequest) -> ChatRequest:
     """``chat`` with its text parameters checked and applied (request fields set explicitly stay as they are)."""
+    check_capabilities(bot, chat)
     parameters = chat.parameters
+    if chat.reasoning_effort is not None:
+        if parameters.get("thinking_budget") not in (None, ""):
+            raise invalid("Give either 'reasoning_effort' or 'thinking_budget', not both.")
+        answer_tokens = min(chat.max_tokens or bot.inference.max_tokens, bot.inference.max_tokens)
+        effort_tokens = effort_budget(chat.reasoning_effort, answer_tokens)
+        if effort_tokens and effort_tokens >= answer_tokens:
+            raise invalid(
+                f"'reasoning_effort' = {chat.reasoning_effort!r} needs a thinking budget of {effort_tokens} tokens, "
+                f"below the answer's max_tokens ({answer_tokens}); raise max_tokens or use 'none'."
+            )
+        chat = replace(chat, thinking_budget=effort_tokens)
     if not any(parameters.get(name) not in (None, "") for name in TEXT_PARAMETERS):
         return chat
     temperature = _number(parameters, "temperature")
@@ -227,3 +273,53 @@ def apply_text_parameters(bot: BotConfig, chat: ChatRequest) -> ChatRequest:
             )
         chat = replace(chat, thinking_budget=budget)
     return chat
+
+
+def text_parameter_controls(bot: BotConfig) -> dict[str, Any]:
+    """Poe ``parameter_controls`` (api_version "2") for a text bot: temperature (not with Claude thinking, which
+    wants the model's own), the answer's max tokens and, for thinking bots, the thinking budget; each with the bot's
+    default and limits. The values arrive in the query's ``parameters`` (``apply_text_parameters``)."""
+    limits = bot.inference
+    controls: list[dict[str, Any]] = []
+    thinking = thinking_enabled(bot)
+    if not thinking:
+        temperature: dict[str, Any] = {
+            "control": "slider",
+            "label": "Temperature",
+            "description": "Lower is more focused, higher more varied; unset: the model's default.",
+            "parameter_name": "temperature",
+            "min_value": 0,
+            "max_value": limits.max_temperature,
+            "step": 0.1,
+        }
+        if limits.temperature is not None:
+            temperature["default_value"] = limits.temperature
+        controls.append(temperature)
+    step = 256 if limits.max_tokens >= 1024 else 1
+    controls.append(
+        {
+            "control": "slider",
+            "label": "Max output tokens",
+            "parameter_name": "max_tokens",
+            "default_value": limits.max_tokens,
+            "min_value": step,
+            "max_value": limits.max_tokens,
+            "step": step,
+        }
+    )
+    if thinking and limits.max_tokens > MIN_THINKING_BUDGET:
+        configured = (bot.additional_request_fields or {})["thinking"].get("budget_tokens", MIN_THINKING_BUDGET)
+        top = max(MIN_THINKING_BUDGET, (limits.max_tokens - 1) // MIN_THINKING_BUDGET * MIN_THINKING_BUDGET)
+        controls.append(
+            {
+                "control": "slider",
+                "label": "Thinking budget (tokens)",
+                "description": "Tokens the model may think with before answering; below the max output tokens.",
+                "parameter_name": "thinking_budget",
+                "default_value": min(max(MIN_THINKING_BUDGET, int(configured)), top),
+                "min_value": MIN_THINKING_BUDGET,
+                "max_value": top,
+                "step": MIN_THINKING_BUDGET,
+            }
+        )
+    return {"api_version": "2", "sections": [{"name": "Answer", "controls": controls}]}

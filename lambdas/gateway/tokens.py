@@ -7,12 +7,21 @@ which every other bot uses (transient failures - throttling, 5xx, timeouts - are
 
     text characters / 4 (rounded up)  +  1,600 per image  +  document bytes / 16
 
+(tool calls, tool results and tool specs count as the characters of their JSON text).
+
 (characters/4 is the usual rule of thumb for English; 1,600 is Claude's cost of a full-size image; documents are a
 rough guess). The estimate only guards the context limit: billing uses the answer's ``usage``.
+
+CountTokens costs a round trip before the first token, so it is asked only when the prompt might not fit: when
+``upper_bound_tokens`` - UTF-8 bytes of the text (a byte-level tokenizer never emits more tokens than bytes) plus a
+generous allowance per image, per message and for the framing - is within ``context_tokens``, the prompt fits
+whatever the exact count, and the estimate is recorded instead (documents have no such bound: a compressed PDF can
+hold more text than bytes, so a prompt with a document is always counted).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,6 +38,9 @@ CHARS_PER_TOKEN = 4
 DOCUMENT_BYTES_PER_TOKEN = 16
 FALLBACK_CODES = ("ValidationException", "AccessDeniedException", "ResourceNotFoundException")
 CountSource = Literal["count_tokens", "estimate"]
+IMAGE_TOKENS_BOUND = 10_000  # above any model's tokens for one image
+MESSAGE_TOKENS_BOUND = 16  # role and turn markers per message or system block
+FRAMING_TOKENS_BOUND = 64  # the prompt template around the conversation
 
 
 @dataclass(frozen=True)
@@ -46,13 +58,22 @@ def _block_chars_and_media(block: Mapping[str, Any]) -> tuple[int, int]:
     if "document" in block:
         data = (block["document"].get("source") or {}).get("bytes") or b""
         return 0, math.ceil(len(data) / DOCUMENT_BYTES_PER_TOKEN)
+    if "toolUse" in block:  # the call's name and arguments
+        return len(block["toolUse"].get("name", "")) + len(json.dumps(block["toolUse"].get("input"))), 0
+    if "toolResult" in block:
+        parts = [_block_chars_and_media(part) for part in block["toolResult"].get("content") or []]
+        return sum(chars for chars, _ in parts), sum(media for _, media in parts)
+    if "toolSpec" in block:  # a tool the model is offered: its name, description and schema
+        spec = block["toolSpec"]
+        schema = json.dumps((spec.get("inputSchema") or {}).get("json"))
+        return len(spec.get("name", "")) + len(spec.get("description", "")) + len(schema), 0
     return 0, 0
 
 
 def estimate_tokens(request: Mapping[str, Any]) -> int:
-    """The documented estimate for a Converse request (system and messages)."""
+    """The documented estimate for a Converse request (tools, system and messages)."""
     chars, media = 0, 0
-    blocks = [*(request.get("system") or [])]
+    blocks = [*(request.get("toolConfig") or {}).get("tools", []), *(request.get("system") or [])]
     for message in request.get("messages") or []:
         blocks.extend(message.get("content") or [])
     for block in blocks:
@@ -62,6 +83,24 @@ def estimate_tokens(request: Mapping[str, Any]) -> int:
     return math.ceil(chars / CHARS_PER_TOKEN) + media
 
 
+def upper_bound_tokens(request: Mapping[str, Any]) -> int | None:
+    """Tokens this Converse request cannot exceed on any model, or None when there is no such bound (documents,
+    tools)."""
+    if "toolConfig" in request:
+        return None
+    system = request.get("system") or []
+    messages = request.get("messages") or []
+    bound = FRAMING_TOKENS_BOUND + MESSAGE_TOKENS_BOUND * (len(system) + len(messages))
+    for block in [*system, *(b for m in messages for b in m.get("content") or [])]:
+        if isinstance(block.get("text"), str):
+            bound += len(block["text"].encode("utf-8", "surrogatepass"))
+        elif "image" in block:
+            bound += IMAGE_TOKENS_BOUND
+        elif "cachePoint" not in block:
+            return None
+    return bound
+
+
 def count_tokens_input(request: Mapping[str, Any]) -> dict[str, Any]:
     """The CountTokens ``input`` for a Converse request."""
     keys = ("messages", "system", "toolConfig", "additionalModelRequestFields")
@@ -69,8 +108,10 @@ def count_tokens_input(request: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def count_input_tokens(bot: BotConfig, request: Mapping[str, Any], client: Any) -> TokenCount:
-    """CountTokens for bots with ``token_counting`` (any failure: the estimate), the estimate for the others."""
-    if bot.capabilities.token_counting:
+    """CountTokens for bots with ``token_counting`` when the prompt might not fit (any refusal: the estimate), the
+    estimate for the others and for prompts that fit whatever their count."""
+    bound = upper_bound_tokens(request) if bot.capabilities.token_counting else None
+    if bot.capabilities.token_counting and (bound is None or bound > bot.context_tokens):
         model_id = bot.count_tokens_model_id or bot.model_id
         try:
             answer = await client.count_tokens(modelId=model_id, input=count_tokens_input(request))

@@ -1,7 +1,8 @@
 """Pure translation: chat messages (Poe or OpenAI) -> a Converse request; Converse usage -> tokens and cost.
 
 No I/O here. Roles: Poe ``bot`` and OpenAI ``assistant`` -> ``assistant``; ``system`` -> Converse ``system`` blocks;
-other roles (tool, unknown) are ignored. Consecutive same-role messages merge so roles alternate, starting with user.
+OpenAI ``tool`` messages arrive as user messages with ``tool_results`` (``lambdas.gateway.tools``); other roles are
+ignored. Consecutive same-role messages merge so roles alternate, starting with user.
 """
 
 from __future__ import annotations
@@ -12,6 +13,17 @@ from typing import Any, Literal
 
 from lambdas.gateway.config import BotConfig, Prices
 from lambdas.gateway.errors import GatewayError
+from lambdas.gateway.tools import (
+    ToolCall,
+    ToolChoice,
+    ToolResult,
+    ToolSpec,
+    tool_call_text,
+    tool_config,
+    tool_result_block,
+    tool_result_text,
+    tool_use_block,
+)
 from lambdas.shared.model_families import ModelRef
 
 Role = Literal["system", "user", "assistant"]
@@ -36,6 +48,8 @@ class ChatMessage:
     text: str
     attachments: tuple[Attachment, ...] = ()
     blocks: tuple[dict[str, Any], ...] = ()  # Converse content blocks the attachments became (before the text)
+    tool_calls: tuple[ToolCall, ...] = ()  # assistant: the calls it made (toolUse blocks after the text)
+    tool_results: tuple[ToolResult, ...] = ()  # user: what the tools returned (toolResult blocks first)
 
 
 @dataclass(frozen=True)
@@ -43,7 +57,8 @@ class ChatRequest:
     """One chat turn as either front end asked for it; None means "the bot's default".
 
     ``parameters``: the user's choices (Poe ``parameters``, OpenAI extra body fields), checked by the bot
-    (``lambdas.gateway.parameters``); ``thinking_budget`` overrides the bot's Claude thinking budget."""
+    (``lambdas.gateway.parameters``); ``thinking_budget`` overrides the bot's Claude thinking budget (0: thinking
+    off); ``reasoning_effort`` (OpenAI) becomes a ``thinking_budget``; ``tools`` / ``tool_choice``: tool use."""
 
     messages: tuple[ChatMessage, ...]
     max_tokens: int | None = None
@@ -52,6 +67,9 @@ class ChatRequest:
     stop_sequences: tuple[str, ...] = ()
     parameters: Mapping[str, Any] = field(default_factory=dict)
     thinking_budget: int | None = None
+    reasoning_effort: str | None = None
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: ToolChoice = ToolChoice()
 
 
 def chat_messages(pairs: Iterable[tuple[str, str]]) -> tuple[ChatMessage, ...]:
@@ -60,21 +78,28 @@ def chat_messages(pairs: Iterable[tuple[str, str]]) -> tuple[ChatMessage, ...]:
 
 
 def has_content(message: ChatMessage) -> bool:
-    return bool(message.text.strip() or message.blocks)
+    return bool(message.text.strip() or message.blocks or message.tool_calls or message.tool_results)
 
 
-def message_content(message: ChatMessage) -> list[dict[str, Any]]:
-    """Attachment blocks first (models read media before the question), then the text. Converse wants a text block
-    beside a document, so a message of documents alone gets a short one."""
-    content = [dict(block) for block in message.blocks]
+def message_content(message: ChatMessage, tools_as_text: bool = False) -> list[dict[str, Any]]:
+    """Tool results first (Converse wants them before anything else), attachment blocks next (models read media
+    before the question), then the text, then the tool calls. Converse wants a text block beside a document, so a
+    message of documents alone gets a short one. ``tools_as_text``: calls and results as text blocks (a request
+    without ``toolConfig`` may hold no tool blocks)."""
+    results = tool_result_text if tools_as_text else tool_result_block
+    content = [results(result) for result in message.tool_results]
+    content += [dict(block) for block in message.blocks]
     if message.text.strip():
         content.append({"text": message.text})
     elif any("document" in block for block in message.blocks):
         content.append({"text": "(see the attached document)"})
+    content += [tool_call_text(call) if tools_as_text else tool_use_block(call) for call in message.tool_calls]
     return content
 
 
-def converse_messages(messages: Sequence[ChatMessage]) -> tuple[list[dict[str, Any]], list[str]]:
+def converse_messages(
+    messages: Sequence[ChatMessage], tools_as_text: bool = False
+) -> tuple[list[dict[str, Any]], list[str]]:
     """(Converse messages, system texts): blank messages dropped, same-role runs merged, leading assistant turns
     dropped (Converse starts with user)."""
     system = [m.text for m in messages if m.role == "system" and m.text.strip()]
@@ -85,9 +110,9 @@ def converse_messages(messages: Sequence[ChatMessage]) -> tuple[list[dict[str, A
         if not turns and message.role == "assistant":
             continue
         if turns and turns[-1]["role"] == message.role:
-            turns[-1]["content"].extend(message_content(message))
+            turns[-1]["content"].extend(message_content(message, tools_as_text))
         else:
-            turns.append({"role": message.role, "content": message_content(message)})
+            turns.append({"role": message.role, "content": message_content(message, tools_as_text)})
     if not turns:
         raise GatewayError(400, "The conversation has no user message with text; send at least one.", code="no_message")
     return turns, system
@@ -112,7 +137,8 @@ def inference_config(bot: BotConfig, chat: ChatRequest) -> dict[str, Any]:
 
 def converse_request(bot: BotConfig, chat: ChatRequest) -> dict[str, Any]:
     """The Converse / ConverseStream request for ``chat`` on ``bot``."""
-    messages, system_texts = converse_messages(chat.messages)
+    tools = tool_config(chat.tools, chat.tool_choice)
+    messages, system_texts = converse_messages(chat.messages, tools_as_text=tools is None)
     if bot.system_prompt:
         system_texts = [bot.system_prompt, *system_texts]
     request: dict[str, Any] = {
@@ -127,9 +153,14 @@ def converse_request(bot: BotConfig, chat: ChatRequest) -> dict[str, Any]:
     if bot.additional_request_fields:
         fields = dict(bot.additional_request_fields)
         thinking = fields.get("thinking")
-        if chat.thinking_budget is not None and isinstance(thinking, Mapping):
+        if chat.thinking_budget == 0:  # reasoning_effort "none": no thinking this time
+            fields.pop("thinking", None)
+        elif chat.thinking_budget is not None and isinstance(thinking, Mapping):
             fields["thinking"] = {**thinking, "budget_tokens": chat.thinking_budget}
-        request["additionalModelRequestFields"] = fields
+        if fields:
+            request["additionalModelRequestFields"] = fields
+    if tools is not None:
+        request["toolConfig"] = tools
     return request
 
 

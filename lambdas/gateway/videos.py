@@ -18,7 +18,9 @@ from lambdas.gateway.clients import AwsClients
 from lambdas.gateway.config import BotConfig, GatewaySettings
 from lambdas.gateway.errors import USER_CAUSED, GatewayError, from_bedrock
 from lambdas.gateway.events import Event, Finished, MediaFile, Progress, record_usage
+from lambdas.gateway.guardrails import check_prompt
 from lambdas.gateway.media import MediaStore
+from lambdas.gateway.parameters import check_capabilities
 from lambdas.gateway.translate import ChatRequest, PriceBook, Usage
 
 VIDEO_SECONDS = 6
@@ -42,19 +44,24 @@ class VideoBot:
 
     async def start(self, chat: ChatRequest) -> AsyncIterator[Event]:
         reject_attachments(self.config, chat)
+        check_capabilities(self.config, chat)
         users = [message.text for message in chat.messages if message.role == "user" and message.text.strip()]
         if not users:
             raise GatewayError(400, "Describe the video you want in a message.", error_type=USER_CAUSED)
         bucket = self._media.require()
         prefix = self._media.prefix(self.config.name)
+        prompt = users[-1].strip()
         try:
             runtime = await self._clients.bedrock_runtime(self.config.region)
+            await check_prompt(self.config, runtime, prompt[:MAX_VIDEO_PROMPT])  # the bot's guardrail, if any
             started = await runtime.start_async_invoke(
                 modelId=self.config.model_id,
-                modelInput=reel_input(users[-1].strip()),
+                modelInput=reel_input(prompt),
                 outputDataConfig={"s3OutputDataConfig": {"s3Uri": f"s3://{bucket}/{prefix}"}},
                 clientRequestToken=uuid.uuid4().hex,
             )
+        except GatewayError:
+            raise
         except Exception as error:
             raise from_bedrock(error) from error
         return self._follow(runtime, started["invocationArn"], prefix)

@@ -9,18 +9,24 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from lambdas.poll_job import logic
 from lambdas.shared import aws
 from lambdas.shared.models import JobState
-from lambdas.shared.observability import logger, metrics, tracer
+from lambdas.shared.observability import append_correlation_keys, logger, metrics, record_job_status, tracer
 from lambdas.shared.settings import Settings
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     state = JobState.model_validate(event)
-    logger.thread_safe_append_keys(
-        run_id=state.run.run_id, job_index=state.job.index, resubmission=state.job.resubmission
+    append_correlation_keys(
+        run_id=state.run.run_id,
+        execution_arn=state.run.execution_arn,
+        job_index=state.job.index,
+        resubmission=state.job.resubmission,
+        job_arn=state.job_arn,
     )
     out = logic.poll(state, bedrock=aws.bedrock(), timeout_hours=Settings.from_env().job_timeout_hours)
-    logger.info("job polled", job_arn=out.job_arn, status=out.status, counters=out.counters)
+    logger.info("job polled", status=out.status, previous_status=state.status, counters=out.counters)
+    if out.status and out.status != state.status:  # one count per transition, not per poll
+        record_job_status(out.status)
     return out.model_dump(mode="json")

@@ -11,16 +11,20 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from lambdas.postprocess import logic
 from lambdas.shared import aws
 from lambdas.shared.models import JobState
-from lambdas.shared.observability import logger, metrics, tracer
+from lambdas.shared.observability import append_correlation_keys, logger, metrics, tracer
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     state = JobState.model_validate(event)
-    logger.thread_safe_append_keys(
-        run_id=state.run.run_id, job_index=state.job.index, resubmission=state.job.resubmission
+    append_correlation_keys(
+        run_id=state.run.run_id,
+        execution_arn=state.run.execution_arn,
+        job_index=state.job.index,
+        resubmission=state.job.resubmission,
+        job_arn=state.job_arn,
     )
     with tempfile.TemporaryDirectory(prefix="postprocess-") as workdir:
         result = logic.postprocess(state, s3=aws.s3(), workdir=Path(workdir))

@@ -10,24 +10,33 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from lambdas.preprocess import logic
-from lambdas.shared import aws
-from lambdas.shared.observability import logger, metrics, tracer
+from lambdas.shared import aws, layout
+from lambdas.shared.observability import append_correlation_keys, logger, metrics, tracer
 from lambdas.shared.settings import Settings
 
 
 class PreprocessEvent(BaseModel):
     input: Any
     execution_name: str
+    execution_id: str | None = None  # the execution ARN ($$.Execution.Id)
 
 
-@logger.inject_lambda_context(correlation_id_path="execution_name")
+@logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = PreprocessEvent.model_validate(event)
+    append_correlation_keys(
+        run_id=layout.run_id_from_execution_name(request.execution_name), execution_arn=request.execution_id
+    )
     with tempfile.TemporaryDirectory(prefix="preprocess-") as workdir:
         run = logic.preprocess(
-            request.input, request.execution_name, s3=aws.s3(), settings=Settings.from_env(), workdir=Path(workdir)
+            request.input,
+            request.execution_name,
+            s3=aws.s3(),
+            settings=Settings.from_env(),
+            workdir=Path(workdir),
+            execution_arn=request.execution_id,
         )
     logger.info("run prepared", run_id=run.run_id, records=run.total_records, jobs=run.num_jobs)
     metrics.add_metric(name="RecordsPrepared", unit="Count", value=run.total_records)

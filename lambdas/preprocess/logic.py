@@ -367,7 +367,15 @@ def plan_jobs(staged: Staged, sizes: list[int], run_id: str) -> list[JobSpec]:
     return jobs
 
 
-def preprocess(raw_input: Any, execution_name: str, *, s3: Any, settings: Settings, workdir: Path) -> RunContext:
+def preprocess(
+    raw_input: Any,
+    execution_name: str,
+    *,
+    s3: Any,
+    settings: Settings,
+    workdir: Path,
+    execution_arn: str | None = None,
+) -> RunContext:
     """Validate the execution input and the data, then stage records, job files and the job manifest in S3."""
     inp = ExecutionInput.parse(raw_input)
     plan = make_plan(inp, settings)
@@ -406,4 +414,5 @@ def preprocess(raw_input: Any, execution_name: str, *, s3: Any, settings: Settin
         num_jobs=len(jobs),
         records_key=layout.records_key(run_id),
         manifest_key=layout.manifest_key(run_id),
+        execution_arn=execution_arn,
     )

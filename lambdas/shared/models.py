@@ -159,6 +159,8 @@ class RunContext(BaseModel):
     num_jobs: int
     records_key: str
     manifest_key: str
+    # The Step Functions execution ARN ($$.Execution.Id): every function logs it as its correlation id.
+    execution_arn: str | None = None
 
 
 class JobSpec(BaseModel):
@@ -199,6 +201,7 @@ class JobState(BaseModel):
     terminal: bool = False
     submitted_at: str | None = None
     polls: int = 0
+    unreadable_polls: int = 0  # consecutive polls that could not read the status (lambdas/poll_job/logic.py)
     counters: dict[str, int] = Field(default_factory=dict)
     failure: dict[str, Any] | None = None  # set by a Catch: {"Error": ..., "Cause": ...}
 
@@ -258,3 +261,4 @@ class FinalizeResult(BaseModel):
     failed: int
     rows_resubmitted: int = 0
     rows_recovered: int = 0
+    estimated_cost_usd: float | None = None  # None: the model has no price in prices.json (see summary.json)

@@ -19,6 +19,7 @@ class Settings:
     job_tags: tuple[tuple[str, str], ...] = ()  # JOB_TAGS: a JSON object of cost-attribution tags for every job
     job_subnet_ids: tuple[str, ...] = ()  # JOB_SUBNET_IDS (batchVpc): comma-separated, the jobs' vpcConfig
     job_security_group_ids: tuple[str, ...] = ()  # JOB_SECURITY_GROUP_IDS (batchVpc): comma-separated
+    price_overrides: str = ""  # PRICES (cdk.json prices, Finalize only): JSON, model id -> per-1M-token prices
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -33,6 +34,7 @@ class Settings:
             job_tags=_tags(os.environ.get("JOB_TAGS", "")),
             job_subnet_ids=_ids(os.environ.get("JOB_SUBNET_IDS", "")),
             job_security_group_ids=_ids(os.environ.get("JOB_SECURITY_GROUP_IDS", "")),
+            price_overrides=os.environ.get("PRICES", ""),
         )
 
 

@@ -8,19 +8,20 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.shared import aws
 from lambdas.shared.models import JobState
-from lambdas.shared.observability import logger, metrics, tracer
+from lambdas.shared.observability import append_correlation_keys, logger, metrics, record_job_status, tracer
 from lambdas.shared.settings import Settings
 from lambdas.submit_job import logic
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     state = JobState.model_validate(event)
     settings = Settings.from_env()
-    logger.thread_safe_append_keys(
-        run_id=state.run.run_id, job_index=state.job.index, resubmission=state.job.resubmission
+    run, job = state.run, state.job
+    append_correlation_keys(
+        run_id=run.run_id, execution_arn=run.execution_arn, job_index=job.index, resubmission=job.resubmission
     )
     out = logic.submit(
         state,
@@ -31,6 +32,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         tags=settings.job_tags,
         vpc=(settings.job_subnet_ids, settings.job_security_group_ids) if settings.job_subnet_ids else None,
     )
-    logger.info("job submitted", job_arn=out.job_arn, job_name=out.job_name)
+    append_correlation_keys(
+        run_id=run.run_id,
+        execution_arn=run.execution_arn,
+        job_index=job.index,
+        resubmission=job.resubmission,
+        job_arn=out.job_arn,
+    )
+    logger.info("job submitted", job_name=out.job_name)
     metrics.add_metric(name="JobsSubmitted", unit="Count", value=1)
+    if out.status and out.status != state.status:  # not when a retried state finds the job already created
+        record_job_status(out.status)
     return out.model_dump(mode="json")

@@ -5,7 +5,9 @@ The answer is the text of the last user message, exactly as sent (deterministic)
 - ``inferenceConfig.stopSequences``: the answer stops just before the first stop sequence (``stop_sequence``);
 - ``inferenceConfig.maxTokens``: the answer keeps its first ``maxTokens`` words (``max_tokens``);
 - a reasoning request in ``additionalModelRequestFields`` (Claude ``thinking``, Nova ``reasoningConfig``,
-  ``reasoning_config`` / ``reasoning_effort``) adds a ``reasoningContent`` block (text + signature) before the answer.
+  ``reasoning_config`` / ``reasoning_effort``) adds a ``reasoningContent`` block (text + signature) before the answer;
+- a ``toolConfig`` is checked and the model may answer with one ``toolUse`` block instead of text (stop reason
+  ``tool_use``); see ``local.emulator.tool_use``.
 
 Tokens are whitespace-separated words (``families.estimate_tokens``), counted over tool specs, system blocks and
 message blocks in that order; an image, document, video or audio block counts ``MEDIA_BLOCK_TOKENS``. CountTokens
@@ -39,6 +41,7 @@ from typing import Any
 
 from local.emulator.errors import not_found, validation_error
 from local.emulator.families import base_model_id, estimate_tokens
+from local.emulator.tool_use import check_tool_config, tool_call
 
 MEDIA_BLOCK_TOKENS = 100  # an image, document, video or audio block, whatever its size
 DEFAULT_SHORT_PROMPT_TOKENS = 32  # prompt routers: prompts up to this size go to the router's first model
@@ -379,10 +382,12 @@ class Answer:
     cache_ttl: str | None  # of the written prefix
     cache_used: bool  # the request had cache points
     response_field_paths: tuple[str, ...] = ()
+    tool_use: dict[str, Any] | None = None  # the answer is this tool call (toolUseId, name, input), not text
 
     @property
     def output_tokens(self) -> int:
-        return estimate_tokens(self.text) + (estimate_tokens(self.reasoning) if self.reasoning else 0)
+        tool = block_tokens({"toolUse": self.tool_use}) if self.tool_use else 0
+        return estimate_tokens(self.text) + (estimate_tokens(self.reasoning) if self.reasoning else 0) + tool
 
     def usage(self) -> dict[str, Any]:
         input_tokens = self.prompt_tokens - self.cache_read - self.cache_write
@@ -413,6 +418,8 @@ class Answer:
         if self.reasoning is not None:
             text = {"text": self.reasoning, "signature": signature(self.reasoning)}
             blocks.append({"reasoningContent": {"reasoningText": text}})
+        if self.tool_use is not None:
+            return [*blocks, {"toolUse": self.tool_use}]
         return [*blocks, {"text": self.text}]
 
 
@@ -446,7 +453,11 @@ def answer(
     max_tokens = config.get("maxTokens")
     echo = echo_text(request.get("messages") or [])
     thinking = reasoning_requested(target, request.get("additionalModelRequestFields"), max_tokens)
+    check_tool_config(request, target.family)
+    tool_use = tool_call(request, echo)
     text, stop_reason, stop_sequence = shape_text(echo, max_tokens, config.get("stopSequences") or [])
+    if tool_use is not None:
+        text, stop_reason, stop_sequence = "", "tool_use", None
     read, written = cache.use(target.model_id, prompt.cache_points, now, min_cache_tokens)
     return Answer(
         target=target,
@@ -460,4 +471,5 @@ def answer(
         cache_ttl=prompt.cache_points[-1].ttl if written else None,
         cache_used=bool(prompt.cache_points),
         response_field_paths=tuple(request.get("additionalModelResponseFieldPaths") or ()),
+        tool_use=tool_use,
     )

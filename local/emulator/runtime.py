@@ -9,10 +9,12 @@ clients. What each operation answers: ``local.emulator.conversation`` (Converse)
 Wire formats: Converse, CountTokens and the async invokes are restJson1 (``local.emulator.protocol``). ConverseStream
 answers HTTP 200 with a chunked ``application/vnd.amazon.eventstream`` body, one frame per event
 (``local.emulator.eventstream``): ``messageStart``, [``contentBlockDelta`` ``reasoningContent`` text..., signature,
-``contentBlockStop``], ``contentBlockDelta`` text (``words_per_delta`` words each), ``contentBlockStop``,
-``messageStop``, then ``metadata`` (usage, metrics, trace) last. Errors found before streaming are normal JSON error
-responses. InvokeModel returns the model's JSON body with ``X-Amzn-Bedrock-Input-Token-Count`` /
-``-Output-Token-Count`` / ``-Invocation-Latency`` headers for text and embedding models.
+``contentBlockStop``], ``contentBlockDelta`` text (``words_per_delta`` words each) - or, for a tool call,
+``contentBlockStart`` ``toolUse`` {toolUseId, name} and its input JSON in 2+ ``contentBlockDelta`` pieces -,
+``contentBlockStop``, ``messageStop``, then ``metadata`` (usage, metrics, trace) last. Errors found before
+streaming are normal JSON error responses. InvokeModel returns the model's JSON body with
+``X-Amzn-Bedrock-Input-Token-Count`` / ``-Output-Token-Count`` / ``-Invocation-Latency`` headers for text and
+embedding models.
 
 Runtime faults (``local.emulator.faults``): ``runtime_throttle`` and ``model_error`` hit the next N inference calls
 (ThrottlingException 429, then ModelErrorException 424 where the operation models it); ``stream_error_after=K`` makes
@@ -21,7 +23,8 @@ next N async invocations.
 
 Knobs (attributes, change them at any time): ``blocked_words`` (content filter of image and video prompts),
 ``prompt_routers`` (custom router ARN or id -> model ids), ``min_cache_tokens``, ``short_prompt_tokens``,
-``words_per_delta``, ``stream_delay_seconds`` and ``before_stream_event`` (a hook called before each frame is sent).
+``words_per_delta``, ``stream_delay_seconds``, ``before_stream_event`` (a hook called before each frame is sent) and
+``guardrails`` (``blocked_words``, default ``BLOCKME``: what a ``guardrailConfig`` or ``ApplyGuardrail`` blocks).
 """
 
 from __future__ import annotations
@@ -51,9 +54,11 @@ from local.emulator.conversation import (
 from local.emulator.errors import ApiError, validation_error
 from local.emulator.eventstream import CONTENT_TYPE, event_frame, exception_frame
 from local.emulator.families import FAMILIES, RecordError, base_model_id, family_for_model, invoke
+from local.emulator.guardrails import Guardrails
 from local.emulator.images import IMAGE_FAMILIES, image_family
 from local.emulator.jobs import EmulatorState
 from local.emulator.protocol import Handler, HttpResponse, service_model, to_wire
+from local.emulator.tool_use import json_pieces
 
 COUNT_TOKENS_UNSUPPORTED = "The provided model doesn't support counting tokens."
 COUNT_TOKENS_PREFIXES = ("anthropic.claude",)  # bare foundation-model ids only: no profile, no router
@@ -92,6 +97,7 @@ class RuntimeState:
         self.stream_delay_seconds = 0.0
         self.before_stream_event: StreamHook | None = None
         self.cache = PromptCache()
+        self.guardrails = Guardrails()  # guardrailConfig and ApplyGuardrail (local.emulator.guardrails)
         self.videos = AsyncInvocations(state, self._take_fault, self.is_blocked)
 
     def handlers(self) -> dict[str, Handler]:
@@ -104,6 +110,7 @@ class RuntimeState:
             "StartAsyncInvoke": self.start_async_invoke,
             "GetAsyncInvoke": self.videos.get,
             "ListAsyncInvokes": self.videos.list_page,
+            "ApplyGuardrail": self.guardrails.apply,
         }
 
     def is_blocked(self, text: str) -> bool:
@@ -146,7 +153,8 @@ class RuntimeState:
         check_messages(params.get("messages") or [])
         prompt = measure_prompt(params)
         target = route(params["modelId"], prompt.tokens, self.prompt_routers, self.short_prompt_tokens)
-        return answer(params, target, prompt, self.cache, self._now(), self.min_cache_tokens)
+        result = answer(params, target, prompt, self.cache, self._now(), self.min_cache_tokens)
+        return self.guardrails.guard(params, result)
 
     def converse(self, params: dict[str, Any]) -> dict[str, Any]:
         started = time.monotonic()
@@ -258,6 +266,12 @@ def stream_events(result: Answer, words_per_delta: int = 1) -> Iterator[tuple[st
         yield "contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {"signature": signature}}}
         yield "contentBlockStop", {"contentBlockIndex": 0}
         index = 1
+    if result.tool_use is not None:  # its input JSON in pieces, as models stream it
+        tool = result.tool_use
+        start = {"toolUse": {"toolUseId": tool["toolUseId"], "name": tool["name"]}}
+        yield "contentBlockStart", {"contentBlockIndex": index, "start": start}
+        for piece in json_pieces(json.dumps(tool["input"])):
+            yield "contentBlockDelta", {"contentBlockIndex": index, "delta": {"toolUse": {"input": piece}}}
     for chunk in _chunks(result.text, words_per_delta):
         yield "contentBlockDelta", {"contentBlockIndex": index, "delta": {"text": chunk}}
     yield "contentBlockStop", {"contentBlockIndex": index}

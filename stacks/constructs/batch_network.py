@@ -28,6 +28,10 @@ class BatchNetwork(Construct):
     gateway endpoint on their route tables and flow logs. ``{"vpcId", "subnetIds"}``: the given subnets; their route
     to S3 (an S3 gateway or interface endpoint) is the VPC owner's. The jobs' security group allows no inbound
     traffic and outbound HTTPS only (S3).
+
+    Instead of ``cfg`` (``batchVpc``), constructs in other apps may pass ``existing_vpc`` (an ``ec2.IVpc`` object, e.g.
+    a VPC of their own stack) and optionally ``vpc_subnets`` (default: its private subnets); its route to S3 is
+    theirs. ``settings`` (the flow logs' retention) is needed only to create a VPC.
     """
 
     def __init__(
@@ -35,13 +39,31 @@ class BatchNetwork(Construct):
         scope: Construct,
         id_: str,
         *,
-        cfg: BatchVpcConfig,
-        settings: FunctionConfig,
+        cfg: BatchVpcConfig | None = None,
+        settings: FunctionConfig | None = None,
         encryption_key: kms.IKey | None = None,
+        existing_vpc: ec2.IVpc | None = None,
+        vpc_subnets: ec2.SubnetSelection | None = None,
     ) -> None:
         super().__init__(scope, id_)
+        if (cfg is None) == (existing_vpc is None):
+            raise ValueError("BatchNetwork takes cfg (batchVpc) or existing_vpc, exactly one of them")
+        if vpc_subnets is not None and existing_vpc is None:
+            raise ValueError("BatchNetwork: vpc_subnets selects subnets of existing_vpc; pass existing_vpc too")
         self.vpc: ec2.Vpc | None = None
-        if cfg.create:
+        if existing_vpc is not None:
+            vpc: ec2.IVpc = existing_vpc
+            pick = vpc_subnets or ec2.SubnetSelection()
+            selected = existing_vpc.select_subnets(
+                availability_zones=pick.availability_zones,
+                one_per_az=pick.one_per_az,
+                subnet_filters=pick.subnet_filters,
+                subnet_group_name=pick.subnet_group_name,
+                subnets=pick.subnets,
+                subnet_type=pick.subnet_type,
+            )
+            self.subnet_ids: list[str] = list(selected.subnet_ids)
+        elif cfg is not None and cfg.create:
             self.vpc = ec2.Vpc(
                 self,
                 "Vpc",
@@ -52,7 +74,9 @@ class BatchNetwork(Construct):
                 ],
                 gateway_endpoints={"S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)},
             )
-            flow_logs = logs.LogGroup(self, "FlowLogs", retention=retention(settings), encryption_key=encryption_key)
+            flow_logs = logs.LogGroup(
+                self, "FlowLogs", retention=retention(settings or FunctionConfig()), encryption_key=encryption_key
+            )
             # The delivery role trusts VPC Flow Logs for this account's flow logs only (confused-deputy conditions).
             stack = cdk.Stack.of(self)
             flow_log_role = iam.Role(
@@ -71,11 +95,9 @@ class BatchNetwork(Construct):
             self.vpc.add_flow_log(
                 "FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs, flow_log_role)
             )
-            vpc: ec2.IVpc = self.vpc
-            self.subnet_ids: list[str] = list(
-                self.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED).subnet_ids
-            )
-        else:
+            vpc = self.vpc
+            self.subnet_ids = list(self.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED).subnet_ids)
+        elif cfg is not None:
             vpc = ec2.Vpc.from_vpc_attributes(self, "Vpc", vpc_id=str(cfg.vpc_id), availability_zones=cdk.Fn.get_azs())
             self.subnet_ids = list(cfg.subnet_ids)
         self.security_group = ec2.SecurityGroup(

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
@@ -29,12 +31,20 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from prompt_templates import TEMPLATES_FILE_ENV, load_templates_file
 from stacks.config import BatchConfig, FunctionConfig, SecurityConfig
-from stacks.constructs.bedrock_batch_role import model_arns, model_invocation_job_arn
-from stacks.constructs.data_bucket import RUNS_PREFIX
+from stacks.constructs.batch_network import BatchNetwork
+from stacks.constructs.bedrock_batch_role import BedrockBatchRole, model_arns, model_invocation_job_arn
+from stacks.constructs.data_bucket import INPUTS_PREFIX, RUNS_PREFIX, grant_objects
 from stacks.constructs.encryption_key import grant_s3_objects_key
 from stacks.constructs.nag import acknowledge, acknowledge_wildcard_resource
-from stacks.constructs.python_function import MIN_EPHEMERAL_STORAGE_MB, Packaging, PythonFunction, retention
+from stacks.constructs.python_function import (
+    MIN_EPHEMERAL_STORAGE_MB,
+    PROJECT_ROOT,
+    Packaging,
+    PythonFunction,
+    retention,
+)
 
 LAMBDA_SERVICE_ERRORS = [
     "Lambda.ServiceException",
@@ -44,16 +54,86 @@ LAMBDA_SERVICE_ERRORS = [
 ]
 DATA_PLANE_TIMEOUT = cdk.Duration.minutes(15)
 CONTROL_PLANE_TIMEOUT = cdk.Duration.minutes(1)
+LAMBDA_TASK_ROOT = "/var/task"  # where lambdas/Dockerfile puts the sources (and a prompt_templates_file)
+
+# The job manifests the Distributed Maps read: runs/<run>/jobs.json and runs/<run>/retry/jobs.json.
+MANIFEST_KEYS = f"{RUNS_PREFIX}*/jobs.json"
+# Who may touch which keys of the data bucket (S3 key patterns of lambdas/shared/layout.py; list_prefixes limit
+# s3:ListBucket by s3:prefix). IAM's '*' spans '/': runs/*/output/* also covers the resubmission jobs'
+# runs/<run>/retry/output/ (and results/, jobs/, jobs.json the same way).
+DATA_ACCESS: dict[str, dict[str, list[str]]] = {
+    # Reads the input (an upload under inputs/, or a file of an earlier run, e.g. its output) and writes the run's
+    # records, job files and manifest.
+    "preprocess": {
+        "read": [f"{INPUTS_PREFIX}*", f"{RUNS_PREFIX}*"],
+        "write": [f"{RUNS_PREFIX}*/records.parquet", f"{RUNS_PREFIX}*/jobs/*", MANIFEST_KEYS],
+        "list_prefixes": [INPUTS_PREFIX, RUNS_PREFIX],
+    },
+    # Reads the job's rows (records, or a resubmission job's row numbers) and what Bedrock wrote for the job.
+    "postprocess": {
+        "read": [f"{RUNS_PREFIX}*/records.parquet", f"{RUNS_PREFIX}*/retry/rows/*", f"{RUNS_PREFIX}*/bedrock-output/*"],
+        "write": [f"{RUNS_PREFIX}*/output/*", f"{RUNS_PREFIX}*/results/*"],
+        "list_prefixes": [f"{RUNS_PREFIX}*/bedrock-output/"],
+    },
+    # Reads the planned jobs (manifest, results, outputs' error codes, input lines of the rows to retry).
+    "resubmit": {
+        "read": [MANIFEST_KEYS, f"{RUNS_PREFIX}*/results/*", f"{RUNS_PREFIX}*/output/*", f"{RUNS_PREFIX}*/jobs/*"],
+        "write": [f"{RUNS_PREFIX}*/retry/*"],
+        "list_prefixes": [f"{RUNS_PREFIX}*/results/"],
+    },
+    # Finalize reads every job's manifest, result and output, and the resubmission plan; it rewrites the outputs
+    # that have resubmitted rows.
+    "finalize": {
+        "read": [
+            MANIFEST_KEYS,
+            f"{RUNS_PREFIX}*/results/*",
+            f"{RUNS_PREFIX}*/output/*",
+            f"{RUNS_PREFIX}*/retry/plan.json",
+        ],
+        "write": [f"{RUNS_PREFIX}*/summary.json", f"{RUNS_PREFIX}*/output/*"],
+        "list_prefixes": [f"{RUNS_PREFIX}*/results/"],
+    },
+}
+
+
+def states_principal(scope: Construct) -> iam.IPrincipal:
+    """Step Functions, for this account's state machines only (cross-service confused deputy prevention, as the Step
+    Functions guide recommends for a state machine's role: ``aws:SourceAccount`` and ``ArnLike aws:SourceArn
+    arn:<partition>:states:<region>:<account>:stateMachine:*``). The state machine's own ARN cannot be used: its role
+    is created before it (a cycle)."""
+    stack = cdk.Stack.of(scope)
+    return iam.ServicePrincipal("states.amazonaws.com").with_conditions(
+        {
+            "StringEquals": {"aws:SourceAccount": stack.account},
+            "ArnLike": {
+                "aws:SourceArn": stack.format_arn(
+                    service="states",
+                    resource="stateMachine",
+                    resource_name="*",
+                    arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+                )
+            },
+        }
+    )
 
 
 class BatchWorkflow(Construct):
-    """``functions`` (keyed preprocess, submit, poll, postprocess, resubmit, finalize), ``state_machine`` and
-    ``log_group``.
+    """``functions`` (keyed preprocess, submit, poll, postprocess, resubmit, finalize), ``state_machine``,
+    ``log_group``, ``bedrock_role`` (the jobs' service role) and ``network`` (a ``BatchNetwork`` made for
+    ``existing_vpc``, else None).
 
-    Grants the functions their Bedrock permissions; access to the bucket and to the Bedrock role is the stack's.
-    With ``encryption_key`` (``kmsKey``) the log groups and the state machine are encrypted with it, and Submit asks
-    Bedrock to encrypt the job output with it (``s3EncryptionKeyId``); ``security.tags`` go on every job, and
-    ``job_subnet_ids``/``job_security_group_ids`` (``batchVpc``) become every job's ``vpcConfig``.
+    ``bucket`` is the data bucket (any ``s3.IBucket``: a ``DataBucket``'s, or one of your own). Grants the functions
+    their Bedrock permissions. With ``bedrock_role`` (as ``BatchInferenceStack`` does) access to the bucket and to that
+    role is the caller's (``grant_run_access``); without it the workflow creates the role (``BedrockBatchRole``) and
+    grants everything itself, so another app reuses it in one call.
+    With ``encryption_key`` (``kmsKey``, or any existing ``kms.IKey``) the log groups and the state machine are
+    encrypted with it, and Submit asks Bedrock to encrypt the job output with it (``s3EncryptionKeyId``); the key's
+    policy must let CloudWatch Logs and Bedrock use it (``EncryptionKey`` makes such a key). ``security.tags`` go on
+    every job, and ``job_subnet_ids``/``job_security_group_ids`` (``batchVpc``) become every job's ``vpcConfig``; or
+    pass ``existing_vpc`` (an ``ec2.IVpc`` with a route to S3) and optionally ``vpc_subnets``: the workflow makes the
+    jobs' security group and grants its Bedrock role the ENI permissions.
+    ``prompt_templates_file``: a JSON file ``{"<prompt_id>": "<template>"}`` inside the project, validated at synth,
+    staged into the data-plane image and added to ``prompt_id_to_template`` at run time.
     """
 
     def __init__(
@@ -62,19 +142,41 @@ class BatchWorkflow(Construct):
         id_: str,
         *,
         bucket: s3.IBucket,
-        bedrock_role: iam.IRole,
         cfg: BatchConfig,
         function_settings: FunctionConfig,
+        bedrock_role: iam.IRole | None = None,
         security: SecurityConfig | None = None,
         encryption_key: kms.IKey | None = None,
         job_subnet_ids: Sequence[str] = (),
         job_security_group_ids: Sequence[str] = (),
+        existing_vpc: ec2.IVpc | None = None,
+        vpc_subnets: ec2.SubnetSelection | None = None,
+        prompt_templates_file: str | Path | None = None,
     ) -> None:
         super().__init__(scope, id_)
         security = security or SecurityConfig()
+        if existing_vpc is not None and (job_subnet_ids or job_security_group_ids or bedrock_role is not None):
+            raise ValueError(
+                "BatchWorkflow takes existing_vpc (it then makes the jobs' security group and its own Bedrock role) "
+                "or job_subnet_ids/job_security_group_ids/bedrock_role, not both: drop one of them"
+            )
+        if bedrock_role is None:
+            self.bedrock_role: iam.IRole = BedrockBatchRole(
+                self, "BedrockBatchRole", bucket=bucket, cfg=cfg, encryption_key=encryption_key
+            ).role
+        else:
+            self.bedrock_role = bedrock_role
+        self.network: BatchNetwork | None = None
+        if existing_vpc is not None:
+            self.network = BatchNetwork(self, "Network", existing_vpc=existing_vpc, vpc_subnets=vpc_subnets)
+            assert isinstance(self.bedrock_role, iam.Role)  # made just above
+            self.network.grant_bedrock_jobs(self.bedrock_role, model_invocation_job_arn(self))
+            job_subnet_ids = self.network.subnet_ids
+            job_security_group_ids = [self.network.security_group.security_group_id]
+        templates = _prompt_templates_asset(prompt_templates_file) if prompt_templates_file is not None else None
         environment = {
             "DATA_BUCKET": bucket.bucket_name,
-            "BEDROCK_ROLE_ARN": bedrock_role.role_arn,
+            "BEDROCK_ROLE_ARN": self.bedrock_role.role_arn,
             "JOB_TIMEOUT_HOURS": str(cfg.job_timeout_hours),
             "MAX_RECORDS_PER_JOB": str(cfg.max_records_per_job),
             "ALLOWED_MODEL_IDS": ",".join(cfg.allowed_model_ids),
@@ -90,6 +192,16 @@ class BatchWorkflow(Construct):
         if job_subnet_ids:  # batchVpc: the jobs' vpcConfig
             submit_environment["JOB_SUBNET_IDS"] = cdk.Fn.join(",", list(job_subnet_ids))
             submit_environment["JOB_SECURITY_GROUP_IDS"] = cdk.Fn.join(",", list(job_security_group_ids))
+        # The data-plane image (one for the four functions) carries the extra templates file, found at run time by
+        # prompt_templates.py through its environment variable.
+        data_plane_environment = dict(environment)
+        image_build_args: dict[str, str] = {}
+        image_files: list[str] = []
+        if templates is not None:
+            project_path, runtime_path = templates
+            data_plane_environment[TEMPLATES_FILE_ENV] = runtime_path
+            image_build_args[TEMPLATES_FILE_ENV] = project_path
+            image_files.append(project_path)
 
         def function(id_: str, name: str, *, timeout: cdk.Duration, data_plane: bool = False) -> PythonFunction:
             settings = function_settings
@@ -115,8 +227,16 @@ class BatchWorkflow(Construct):
                 memory_mb=memory_mb,
                 ephemeral_storage_mb=storage_mb,
                 timeout=timeout,
-                environment=submit_environment if name == "submit_job" else environment,
+                environment=(
+                    submit_environment
+                    if name == "submit_job"
+                    else data_plane_environment
+                    if data_plane
+                    else environment
+                ),
                 encryption_key=encryption_key,
+                image_build_args=image_build_args if data_plane else None,
+                image_files=image_files if data_plane else (),
             )
 
         self.functions = {
@@ -128,6 +248,8 @@ class BatchWorkflow(Construct):
             "resubmit": function("PlanResubmission", "resubmit", data_plane=True, timeout=DATA_PLANE_TIMEOUT),
             "finalize": function("Finalize", "finalize", data_plane=True, timeout=DATA_PLANE_TIMEOUT),
         }
+        if cfg.prices:  # cdk.json prices: Finalize's estimated cost uses them over lambdas/shared/prices.json
+            self.functions["finalize"].function.add_environment("PRICES", cfg.prices_json())
         self._grant_bedrock(cfg)
 
         self.log_group = logs.LogGroup(
@@ -136,6 +258,12 @@ class BatchWorkflow(Construct):
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
+            role=iam.Role(
+                self,
+                "StateMachineRole",
+                assumed_by=states_principal(self),
+                description="Execution role of the batch inference state machine",
+            ),
             definition_body=sfn.DefinitionBody.from_chainable(self._definition(bucket, cfg)),
             state_machine_type=sfn.StateMachineType.STANDARD,
             timeout=cdk.Duration.hours(cfg.execution_timeout_hours),
@@ -149,6 +277,34 @@ class BatchWorkflow(Construct):
             grant_s3_objects_key(encryption_key, self.state_machine)  # the Distributed Map reads runs/<run>/jobs.json
             self._grant_execution_data_key(encryption_key)
         self._acknowledge_state_machine_grants(bucket)
+        if bedrock_role is None:  # the workflow's own role: nobody else will grant the run access
+            self.grant_run_access(bucket, encryption_key)
+
+    def grant_run_access(self, bucket: s3.IBucket, encryption_key: kms.IKey | None = None) -> None:
+        """Give each data-plane function its key patterns of ``bucket`` (``DATA_ACCESS``; with ``encryption_key``, the
+        right to read and write SSE-KMS objects through S3) and Submit ``iam:PassRole`` on ``bedrock_role``, for
+        Bedrock only. The workflow calls it when it made its own Bedrock role; a caller that passed ``bedrock_role``
+        calls it once."""
+        for key, access in DATA_ACCESS.items():
+            fn = self.functions[key]
+            grant_objects(bucket, fn.role, **access)
+            if encryption_key is not None:
+                grant_s3_objects_key(encryption_key, fn.role)
+            for pattern in dict.fromkeys(access["read"] + access["write"]):
+                acknowledge_wildcard_resource(
+                    fn.role,
+                    bucket.arn_for_objects(pattern),
+                    f"{key} works on the files of runs (and uploads) whose ids are only known at run time; "
+                    "access is limited to this key pattern of the data bucket.",
+                )
+        # Submit passes the Bedrock role to CreateModelInvocationJob, and may pass it to nothing else.
+        self.functions["submit"].role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[self.bedrock_role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "bedrock.amazonaws.com"}},
+            )
+        )
 
     def _grant_execution_data_key(self, key: kms.IKey) -> None:
         """Let the state machine encrypt and decrypt its execution data with ``key``.
@@ -337,7 +493,7 @@ class BatchWorkflow(Construct):
             )
         acknowledge_wildcard_resource(
             role,
-            bucket.arn_for_objects(f"{RUNS_PREFIX}*"),
+            bucket.arn_for_objects(MANIFEST_KEYS),
             "The Distributed Map reads the job manifest runs/<run>/jobs.json of any run; run ids come at run time.",
         )
         # The Distributed Map starts, describes, stops and redrives child executions of this state machine.
@@ -391,12 +547,29 @@ class BatchWorkflow(Construct):
         )
 
 
+def _prompt_templates_asset(path: str | Path) -> tuple[str, str]:
+    """``(path in the project, path in the image)`` of a prompt templates file, validated now so synth fails early."""
+    resolved = (PROJECT_ROOT / path).resolve()  # an absolute path stays as it is
+    try:
+        relative = resolved.relative_to(PROJECT_ROOT)
+    except ValueError:
+        raise ValueError(
+            f"prompt_templates_file {str(path)!r} must be a file inside the project ({PROJECT_ROOT}): it is staged "
+            "into the Lambda image, whose build context is the project"
+        ) from None
+    if resolved.suffix != ".json" or not resolved.is_file():
+        raise ValueError(f"prompt_templates_file {str(path)!r} must be an existing .json file")
+    load_templates_file(resolved)  # raises TemplateError (a ValueError) naming the file and the prompt id
+    return relative.as_posix(), f"{LAMBDA_TASK_ROOT}/{resolved.name}"
+
+
 class _RunsJsonItemReader(sfn.S3JsonItemReader):
-    """The S3 JSON item reader, granting s3:GetObject on ``runs/*`` only (CDK's reader grants the whole bucket)."""
+    """The S3 JSON item reader, granting s3:GetObject on the job manifests ``runs/*/jobs.json`` only (CDK's reader
+    grants the whole bucket)."""
 
     def __init__(self, *, bucket: s3.IBucket, key: str) -> None:
         super().__init__(bucket=bucket, key=key)
-        self._runs = bucket.arn_for_objects(f"{RUNS_PREFIX}*")
+        self._runs = bucket.arn_for_objects(MANIFEST_KEYS)
 
     def provide_policy_statements(self) -> list[iam.PolicyStatement]:
         return [iam.PolicyStatement(actions=["s3:GetObject"], resources=[self._runs])]

@@ -23,9 +23,12 @@ MULTIPART_UPLOAD_ABORT = cdk.Duration.days(1)
 class DataBucket(Construct):
     """Creates the bucket (and its access-log bucket), or wraps ``existing_bucket``; ``bucket`` is the one to use.
 
-    ``bucket_props`` override the secure defaults of a new bucket; they cannot be combined with ``existing_bucket``.
-    An existing bucket is used as it is: its encryption (SSE-S3, or grant the KMS key yourself), public access,
-    TLS policy and the expiry of ``runs/`` are its owner's to set.
+    Exposes ``bucket`` (the created or the existing bucket) and ``access_logs_bucket`` (None for an existing bucket).
+    ``settings`` (defaults: ``StorageConfig()``), ``bucket_props`` and ``encryption_key`` configure a new bucket:
+    ``bucket_props`` override its secure defaults. ``bucket_props`` and ``encryption_key`` cannot be combined with
+    ``existing_bucket`` (a ValueError says which to drop); ``settings`` is ignored for it. An existing bucket is used as
+    it is: its encryption (SSE-S3, or grant the KMS key yourself), public access, TLS policy, access logs and the
+    expiry of ``runs/`` are its owner's to set.
 
     With ``encryption_key`` (``kmsKey``) a new data bucket uses SSE-KMS with that key and an S3 Bucket Key (fewer KMS
     calls); its access-log bucket stays SSE-S3, the only encryption server access log delivery supports.
@@ -36,19 +39,30 @@ class DataBucket(Construct):
         scope: Construct,
         id_: str,
         *,
-        settings: StorageConfig,
+        settings: StorageConfig | None = None,
         existing_bucket: s3.IBucket | None = None,
         bucket_props: Mapping[str, Any] | None = None,
         encryption_key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, id_)
-        if existing_bucket is not None and bucket_props is not None:
-            raise ValueError("DataBucket takes existing_bucket or bucket_props, not both: drop one of them")
+        if existing_bucket is not None:
+            new_bucket_options = [
+                name
+                for name, value in (("bucket_props", bucket_props), ("encryption_key", encryption_key))
+                if value is not None
+            ]
+            if new_bucket_options:
+                options = " and ".join(new_bucket_options)
+                raise ValueError(
+                    f"DataBucket takes existing_bucket or {options}, not both ({options} configure a new bucket; an "
+                    "existing bucket keeps its own encryption and settings): drop one of them"
+                )
         self.access_logs_bucket: s3.Bucket | None = None
         if existing_bucket is not None:
             self.bucket: s3.IBucket = existing_bucket
             return
 
+        settings = settings or StorageConfig()
         removal = cdk.RemovalPolicy.DESTROY if settings.auto_delete_objects else cdk.RemovalPolicy.RETAIN
         secure: dict[str, Any] = {
             "encryption": s3.BucketEncryption.S3_MANAGED,  # server access log delivery needs SSE-S3

@@ -17,12 +17,21 @@ LOGS_KEY_ACTIONS = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:Gener
 class EncryptionKey(Construct):
     """``key``: a new key (``kmsKey: "create"``, rotation on) or the existing key ARN of ``kmsKey``.
 
-    A created key's policy lets CloudWatch Logs use it for this account's log groups, and Bedrock for this account's
-    batch inference jobs (``aws:SourceAccount`` and ``aws:SourceArn``: the confused-deputy conditions). An existing
-    key's policy is its owner's: it must allow the same two services, since a stack cannot edit it.
+    A created key's policy lets CloudWatch Logs use it for this account's log groups, and (``bedrock_batch_jobs``)
+    Bedrock for this account's batch inference jobs (``aws:SourceAccount`` and ``aws:SourceArn``: the confused-deputy
+    conditions). An existing key's policy is its owner's: it must allow the same two services, since a stack cannot
+    edit it.
     """
 
-    def __init__(self, scope: Construct, id_: str, *, security: SecurityConfig) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        security: SecurityConfig,
+        description: str = "Encrypts the Bedrock batch inference data, logs, state machine and job output",
+        bedrock_batch_jobs: bool = True,
+    ) -> None:
         super().__init__(scope, id_)
         if not security.uses_kms:
             raise ValueError('EncryptionKey needs kmsKey set ("create" or a key ARN)')
@@ -33,7 +42,7 @@ class EncryptionKey(Construct):
         key = kms.Key(
             self,
             "Key",
-            description="Encrypts the Bedrock batch inference data, logs, state machine and job output",
+            description=description,
             enable_key_rotation=True,
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
@@ -55,6 +64,9 @@ class EncryptionKey(Construct):
                 },
             )
         )
+        if not bedrock_batch_jobs:  # e.g. the gateway's key: no batch job writes with it
+            self.key = key
+            return
         key.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="AllowBedrockBatchJobsOfThisAccount",

@@ -32,8 +32,10 @@ _PLATFORM_TAGS = {
 class PipLocalBundling:
     """Install ``requirements`` for the Lambda runtime and architecture into the asset, then copy the sources.
 
-    ``bundle_aws_sdk`` keeps the pip-installed botocore & co. (aiobotocore needs the exact botocore it pins, not the
-    runtime's); ``extra_files`` copies more project files into the asset (asset path -> project path), executable.
+    ``bundle_aws_sdk`` names the AWS services the function calls and keeps the pip-installed botocore & co. with the
+    models of those services only (aiobotocore needs the exact botocore it pins, not the runtime's; the models of the
+    other ~400 services are 27 MB that no call would read); empty, the runtime's SDK is used. ``extra_files`` copies
+    more project files into the asset (asset path -> project path), executable.
     """
 
     def __init__(
@@ -43,7 +45,7 @@ class PipLocalBundling:
         requirements: str,
         python_version: str,
         architecture: str,
-        bundle_aws_sdk: bool = False,
+        bundle_aws_sdk: tuple[str, ...] = (),
         extra_files: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.project_root = project_root
@@ -51,6 +53,7 @@ class PipLocalBundling:
         self.python_version = python_version
         self.platform_tags = _PLATFORM_TAGS[architecture]
         self.strip = () if bundle_aws_sdk else RUNTIME_PROVIDED
+        self.sdk_services = bundle_aws_sdk
         self.extra_files = extra_files
 
     def try_bundle(self, output_dir: str, *, image: cdk.DockerImage, **_options: Any) -> bool:
@@ -71,6 +74,8 @@ class PipLocalBundling:
                 shutil.rmtree(entry)
             else:
                 entry.unlink()
+        if self.sdk_services:
+            keep_service_models(Path(output_dir) / "botocore" / "data", self.sdk_services)
         for name in HANDLER_SOURCES:
             source, target = self.project_root / name, Path(output_dir) / name
             if not source.exists():
@@ -85,3 +90,17 @@ class PipLocalBundling:
             shutil.copyfile(self.project_root / project_path, target)
             target.chmod(0o755)  # a start-up script such as run.sh must be executable in the zip
         return True
+
+
+def keep_service_models(data_dir: Path, services: tuple[str, ...]) -> None:
+    """Remove botocore's models of services not in ``services`` (one folder each); the shared files (endpoints,
+    partitions, retry and default configuration) at the top of ``data/`` stay. A service without a model is an error:
+    its client could not be created in the function."""
+    if not data_dir.is_dir():
+        return
+    missing = [name for name in services if not (data_dir / name).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"botocore has no model for {', '.join(missing)}: check the service names")
+    for entry in data_dir.iterdir():
+        if entry.is_dir() and entry.name not in services:
+            shutil.rmtree(entry)

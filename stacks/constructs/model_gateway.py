@@ -15,6 +15,7 @@ from __future__ import annotations
 import aws_cdk as cdk
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -31,12 +32,15 @@ from stacks.config import (
     parse_model_arn,
 )
 from stacks.constructs.data_bucket import MULTIPART_UPLOAD_ABORT, DataBucket
+from stacks.constructs.encryption_key import grant_s3_objects_key
 from stacks.constructs.nag import acknowledge, acknowledge_wildcard_resource
 from stacks.constructs.python_function import PythonFunction, retention
 
 GATEWAY_TIMEOUT = cdk.Duration.minutes(15)  # the Lambda and API Gateway streaming maximum
 APP = "lambdas.gateway.app:app"  # what run.sh serves with uvicorn
 REQUIREMENTS = "requirements-gateway.txt"
+# The services the gateway's clients call (lambdas/gateway/clients.py); sts for credential providers that assume roles.
+SDK_SERVICES = ("bedrock-runtime", "s3", "secretsmanager", "sts")
 RUN_SCRIPT = "stacks/constructs/gateway_run.sh"  # staged as run.sh at the asset root: the function's handler
 LAMBDA_TASK_ROOT = "/var/task"
 PORT = 8080
@@ -48,6 +52,8 @@ MODEL_ACTIONS = ("bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream",
 # Video bots (Nova Reel) start and follow async invocations, whose ids exist only at run time.
 ASYNC_INVOKE_ACTIONS = ("bedrock:InvokeModel", "bedrock:GetAsyncInvoke")
 MEDIA_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload")
+# Converse/ConverseStream with guardrailConfig and ApplyGuardrail are authorized as ApplyGuardrail on the guardrail.
+GUARDRAIL_ACTIONS = ("bedrock:ApplyGuardrail",)
 
 
 def web_adapter_layer_arn(cfg: GatewayConfig, architecture: str) -> str:
@@ -107,9 +113,35 @@ def _region(stack: cdk.Stack, bot: GatewayBot) -> str:
     return bot.region or stack.region
 
 
+def bot_guardrail_arns(scope: Construct, cfg: GatewayConfig) -> list[str]:
+    """The ARNs of the bots' guardrails (``arn:<partition>:bedrock:<region>:<account>:guardrail/<id>``): an ARN as
+    given, an id in the bot's region (the stack's if it names none) and the stack's account. Empty: no guardrail."""
+    stack = cdk.Stack.of(scope)
+    arns = [
+        bot.guardrail_id
+        if bot.guardrail_id.startswith("arn:")
+        else stack.format_arn(
+            service="bedrock",
+            region=_region(stack, bot),
+            resource="guardrail",
+            resource_name=bot.guardrail_id,
+            arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME,
+        )
+        for bot in cfg.bots
+        if bot.guardrail_id
+    ]
+    return list(dict.fromkeys(arns))
+
+
 class ModelGateway(Construct):
-    """``function`` (PythonFunction), ``api``, ``media_bucket`` (DataBucket), ``access_keys`` (the secret) and
-    ``access_logs`` (the API's access log group)."""
+    """``function`` (PythonFunction), ``api``, ``media_bucket`` (DataBucket: ``media_bucket.bucket`` is the bucket),
+    ``access_keys`` (the secret) and ``access_logs`` (the API's access log group).
+
+    ``existing_media_bucket`` (any ``s3.IBucket``) replaces the media bucket the construct would create; its expiry of
+    generated media is then its owner's. ``encryption_key`` (an existing ``kms.IKey`` whose policy lets CloudWatch Logs
+    use it, as ``EncryptionKey`` makes it) encrypts a created media bucket (SSE-KMS), the log groups and the secret;
+    the function may use it for media objects through S3.
+    """
 
     def __init__(
         self,
@@ -119,13 +151,19 @@ class ModelGateway(Construct):
         cfg: GatewayConfig,
         function_settings: FunctionConfig,
         storage: StorageConfig,
+        existing_media_bucket: s3.IBucket | None = None,
+        encryption_key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, id_)
         self.media_bucket = DataBucket(
             self,
             "MediaBucket",
             settings=storage,
-            bucket_props={
+            existing_bucket=existing_media_bucket,
+            encryption_key=encryption_key if existing_media_bucket is None else None,
+            bucket_props=None
+            if existing_media_bucket is not None
+            else {
                 "server_access_logs_prefix": "media-bucket/",
                 "lifecycle_rules": [
                     s3.LifecycleRule(id="ExpireMedia", expiration=cdk.Duration.days(cfg.media_expiration_days)),
@@ -141,6 +179,7 @@ class ModelGateway(Construct):
         self.access_keys = secretsmanager.Secret(
             self,
             "AccessKeys",
+            encryption_key=encryption_key,
             description='Gateway access keys as JSON {"<access_key_ref>": "<key>"} (refs from the bot file); '
             "set them with put-secret-value",
         )
@@ -163,11 +202,12 @@ class ModelGateway(Construct):
             service="model-gateway",
             settings=function_settings,
             metrics_namespace="BedrockGateway",  # the gateway's own metrics, apart from the batch functions'
+            encryption_key=encryption_key,
             memory_mb=cfg.memory_mb,
             timeout=GATEWAY_TIMEOUT,
             requirements=REQUIREMENTS,
             extra_files=extra_files,
-            bundle_aws_sdk=True,
+            bundle_aws_sdk=SDK_SERVICES,
             layers=[
                 lambda_.LayerVersion.from_layer_version_arn(
                     self, "WebAdapterLayer", web_adapter_layer_arn(cfg, architecture)
@@ -185,8 +225,12 @@ class ModelGateway(Construct):
             },
         )
         self._grant(cfg, bucket)
+        if encryption_key is not None:
+            grant_s3_objects_key(encryption_key, self.function.role)  # write and presign SSE-KMS media
 
-        self.access_logs = logs.LogGroup(self, "ApiAccessLogs", retention=retention(function_settings))
+        self.access_logs = logs.LogGroup(
+            self, "ApiAccessLogs", retention=retention(function_settings), encryption_key=encryption_key
+        )
         self.api = apigw.RestApi(
             self,
             "Api",
@@ -259,6 +303,9 @@ class ModelGateway(Construct):
                     "Video bots follow their own async invocations (Nova Reel), whose ids exist only after "
                     "StartAsyncInvoke; limited to this account and the video bots' regions.",
                 )
+        guardrails = bot_guardrail_arns(self, cfg)
+        if guardrails:  # the configured guardrails only, and no statement without one
+            role.add_to_principal_policy(iam.PolicyStatement(actions=list(GUARDRAIL_ACTIONS), resources=guardrails))
         media = bucket.arn_for_objects("*")
         role.add_to_principal_policy(iam.PolicyStatement(actions=list(MEDIA_ACTIONS), resources=[media]))
         acknowledge_wildcard_resource(

@@ -2,11 +2,13 @@
 
 ```
 BatchObservability    dashboard: executions by outcome (AWS/States), jobs planned/submitted, records prepared/
-                      succeeded/failed/resubmitted/recovered, input/output tokens (BedrockBatch EMF), Lambda errors,
-                      throttles and duration per function
+                      succeeded/failed/resubmitted/recovered, input/output tokens, jobs by status, estimated cost
+                      (BedrockBatch EMF), Lambda errors, throttles and duration per function
                       alarms: execution failed, execution timed out, failed-record ratio, Lambda errors per function
 GatewayObservability  dashboard: requests, latency and integration latency p50/p99, 4XX/5XX, Lambda throttles,
-                      errors and duration, cost per bot (CostUSD EMF)
+                      errors and duration, cost per bot (CostUSD EMF), time to first token p50/p99 per text bot
+                      (TimeToFirstToken), Bedrock errors by class (BedrockErrors: throttling, validation, upstream,
+                      ...), guardrail interventions per guarded bot (GuardrailInterventions)
                       alarms: 5XX rate, 4XX rate (stage throttling answers 429), Lambda errors, Lambda throttles
 AlarmTopic            only when alarmEmail is set: a KMS-encrypted SNS topic (SSL enforced) with an email subscription
 ```
@@ -43,6 +45,20 @@ BATCH_SERVICES = {
     "finalize": "batch-finalize",
 }
 GATEWAY_SERVICE = "model-gateway"
+# The gateway's EMF metrics besides CostUSD (lambdas/gateway/metrics.py), and the error classes of BedrockErrors (the
+# OpenAI error types lambdas/gateway/errors.py maps Bedrock failures to).
+GATEWAY_TTFT = "TimeToFirstToken"
+GATEWAY_GUARDRAIL_INTERVENTIONS = "GuardrailInterventions"
+GATEWAY_BEDROCK_ERRORS = "BedrockErrors"
+GATEWAY_ERROR_CLASSES = (
+    "rate_limit_error",
+    "invalid_request_error",
+    "not_found_error",
+    "upstream_error",
+    "service_unavailable",
+    "timeout",
+    "server_error",
+)
 # Which batch function emits which metric (lambdas/*/handler.py).
 BATCH_METRICS = {
     "RecordsPrepared": "preprocess",
@@ -55,6 +71,22 @@ BATCH_METRICS = {
     "RecordsResubmitted": "resubmit",
     "RunsFinalized": "finalize",
     "RecordsRecovered": "finalize",
+    "EstimatedCostUSD": "finalize",
+}
+# Job status transitions (lambdas/shared/observability.py record_job_status): metric JOB_STATUS_METRIC with dimensions
+# Status and service. Submit counts "Submitted"; Poll counts every later status of GetModelInvocationJob.
+JOB_STATUS_METRIC = "JobStatusChanges"
+JOB_STATUSES = {
+    "Submitted": "submit",
+    "Validating": "poll",
+    "Scheduled": "poll",
+    "InProgress": "poll",
+    "Stopping": "poll",
+    "Completed": "poll",
+    "PartiallyCompleted": "poll",
+    "Failed": "poll",
+    "Stopped": "poll",
+    "Expired": "poll",
 }
 WIDTH = 12  # two widgets per row (the dashboard grid is 24 wide)
 
@@ -216,6 +248,25 @@ class BatchObservability(Construct):
             ),
             cw.GraphWidget(title="Tokens", left=[emf("InputTokens"), emf("OutputTokens")], width=WIDTH),
         )
+        jobs_by_status = [
+            cw.Metric(
+                namespace=namespace,
+                metric_name=JOB_STATUS_METRIC,
+                dimensions_map={"Status": status, "service": BATCH_SERVICES[key]},
+                statistic="Sum",
+                period=PERIOD,
+                label=status,
+            )
+            for status, key in JOB_STATUSES.items()
+        ]
+        self.dashboard.add_widgets(
+            cw.GraphWidget(title="Jobs by status", left=jobs_by_status, width=WIDTH),
+            cw.GraphWidget(
+                title="Estimated cost (USD, batch prices from prices.json)",
+                left=[emf("EstimatedCostUSD")],
+                width=WIDTH,
+            ),
+        )
         self.dashboard.add_widgets(*_function_widgets(functions))
         self.dashboard.add_widgets(
             cw.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms.values()), width=2 * WIDTH)
@@ -290,6 +341,28 @@ class GatewayObservability(Construct):
             )
             for bot in bots
         ]
+
+        def gateway_metric(name: str, statistic: str, label: str, **dimensions: str) -> cw.Metric:
+            return cw.Metric(
+                namespace=namespace,
+                metric_name=name,
+                dimensions_map={**dimensions, "service": GATEWAY_SERVICE},
+                statistic=statistic,
+                period=PERIOD,
+                label=label,
+            )
+
+        text_bots = [bot.name for bot in bots if bot.modality == "text"]  # only streamed text has a first token
+        ttft = {
+            stat: [gateway_metric(GATEWAY_TTFT, stat, f"{name} {stat}", bot=name) for name in text_bots]
+            for stat in ("p50", "p99")
+        }
+        errors_by_class = [
+            gateway_metric(GATEWAY_BEDROCK_ERRORS, "Sum", error_class, error_class=error_class)
+            for error_class in GATEWAY_ERROR_CLASSES
+        ]
+        guarded = [bot.name for bot in bots if bot.guardrail_id]
+        interventions = [gateway_metric(GATEWAY_GUARDRAIL_INTERVENTIONS, "Sum", name, bot=name) for name in guarded]
         self.dashboard = cw.Dashboard(self, "Dashboard", default_interval=cdk.Duration.days(1))
         self.dashboard.add_widgets(
             cw.GraphWidget(
@@ -310,6 +383,18 @@ class GatewayObservability(Construct):
             cw.GraphWidget(title="Error rates (%)", left=[rate_4xx, rate_5xx], width=WIDTH),
             cw.GraphWidget(title="Estimated cost per bot (USD)", left=cost, stacked=True, width=WIDTH),
         )
+        self.dashboard.add_widgets(
+            cw.GraphWidget(title="Time to first token p50 per bot (ms)", left=ttft["p50"], width=WIDTH),
+            cw.GraphWidget(title="Time to first token p99 per bot (ms)", left=ttft["p99"], width=WIDTH),
+        )
+        row: list[cw.IWidget] = [
+            cw.GraphWidget(title="Bedrock errors by class", left=errors_by_class, stacked=True, width=WIDTH)
+        ]
+        if interventions:  # only bots with a guardrail can be blocked by one
+            row.append(
+                cw.GraphWidget(title="Guardrail interventions per bot", left=interventions, stacked=True, width=WIDTH)
+            )
+        self.dashboard.add_widgets(*row)
         self.dashboard.add_widgets(*_function_widgets({"gateway": function}))
         self.dashboard.add_widgets(
             cw.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms.values()), width=2 * WIDTH)

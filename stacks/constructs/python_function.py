@@ -88,14 +88,18 @@ class PythonFunction(Construct):
         environment: Mapping[str, str] | None = None,
         requirements: str = ZIP_REQUIREMENTS_FILE,
         extra_files: Mapping[str, str] | None = None,
-        bundle_aws_sdk: bool = False,
+        bundle_aws_sdk: tuple[str, ...] = (),
         layers: Sequence[lambda_.ILayerVersion] = (),
         encryption_key: kms.IKey | None = None,
         metrics_namespace: str | None = None,
+        image_build_args: Mapping[str, str] | None = None,
+        image_files: Sequence[str] = (),
     ) -> None:
         """``requirements``, ``extra_files`` (asset path -> project path) and ``bundle_aws_sdk`` apply to
         ``Packaging.ZIP`` only (see ``PipLocalBundling``). ``encryption_key`` (``kmsKey``) encrypts the log group.
-        ``metrics_namespace`` replaces the default ``METRICS_NAMESPACE`` for this function (and its dashboards)."""
+        ``metrics_namespace`` replaces the default ``METRICS_NAMESPACE`` for this function (and its dashboards).
+        ``image_build_args`` (Docker ``ARG``s of ``lambdas/Dockerfile``) and ``image_files`` (project paths added to the
+        image build context) apply to ``Packaging.IMAGE`` only."""
         super().__init__(scope, id_)
         if metrics_namespace is not None:
             self.METRICS_NAMESPACE = metrics_namespace
@@ -103,6 +107,14 @@ class PythonFunction(Construct):
             requirements != ZIP_REQUIREMENTS_FILE or extra_files or bundle_aws_sdk or layers
         ):
             raise ValueError("requirements, extra_files, bundle_aws_sdk and layers apply to Packaging.ZIP only")
+        if packaging is Packaging.ZIP and (image_build_args or image_files):
+            raise ValueError("image_build_args and image_files apply to Packaging.IMAGE only")
+        # No aws:SourceAccount / aws:SourceArn condition on this trust, unlike the Bedrock and Step Functions roles:
+        # the Lambda guide (lambda-intro-execution-role) asks only that the trust name lambda.amazonaws.com and does
+        # not document those keys for the execution role's AssumeRole, and a condition on a key the service does not
+        # send denies the role to the function. Lambda documents lambda:SourceFunctionArn instead, set on the
+        # function's own requests (permissions-source-function-arn); iam:PassRole on a role for Lambda is what
+        # decides which functions may use it. See README, "Logs, metrics and permissions".
         self.role = iam.Role(
             self,
             "Role",
@@ -137,8 +149,9 @@ class PythonFunction(Construct):
                 file=self.DOCKERFILE,
                 cmd=[handler],
                 platform=self.IMAGE_PLATFORMS[settings.architecture],
-                exclude=list(ASSET_EXCLUDE),
+                exclude=[*ASSET_EXCLUDE[:1], *(f"!{path}" for path in image_files), *ASSET_EXCLUDE[1:]],
                 ignore_mode=cdk.IgnoreMode.DOCKER,
+                build_args=dict(image_build_args) if image_build_args else None,
             )
             self.function = lambda_.DockerImageFunction(self, "Function", code=image, **options)
         else:
@@ -169,7 +182,7 @@ class PythonFunction(Construct):
         architecture: str,
         requirements: str = ZIP_REQUIREMENTS_FILE,
         extra_files: tuple[tuple[str, str], ...] = (),
-        bundle_aws_sdk: bool = False,
+        bundle_aws_sdk: tuple[str, ...] = (),
     ) -> lambda_.Code:
         # The source hash covers lambdas/, prompt_templates.py, the requirements, the extra files and these options
         # (platform included), so a change of any of them, or of the architecture, rebundles; nothing else does.
@@ -198,7 +211,7 @@ def _local_bundler(
     python_version: str,
     requirements: str,
     extra_files: tuple[tuple[str, str], ...] = (),
-    bundle_aws_sdk: bool = False,
+    bundle_aws_sdk: tuple[str, ...] = (),
 ) -> PipLocalBundling:
     # One bundler object per kind of zip, so CDK's asset cache bundles the shared zip once per synth, not per function.
     return PipLocalBundling(

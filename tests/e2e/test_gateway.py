@@ -4,7 +4,9 @@ fastapi_poe and openai clients."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
+from typing import Any
 
 import fastapi_poe as fp
 import httpx
@@ -73,6 +75,56 @@ def test_image_bot_over_http(gateway: RunningGateway) -> None:
     assert httpx.get(content[content.index("(") + 1 : content.rindex(")")]).content.startswith(b"\x89PNG")
 
 
+WEATHER: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+def test_openai_sdk_tool_round_trip_over_http(gateway: RunningGateway) -> None:
+    # GIVEN the openai SDK and a tool WHEN it asks a tool-capable bot (not streamed)
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=gateway.access_key, max_retries=0)
+    messages: list[Any] = [{"role": "user", "content": "Oslo"}]
+    first = client.chat.completions.create(model="claude-sonnet-4.5", messages=messages, tools=[WEATHER])
+    # THEN it gets a tool call
+    assert first.choices[0].finish_reason == "tool_calls"
+    call = (first.choices[0].message.tool_calls or [])[0]
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Oslo"}  # type: ignore[union-attr]
+    # WHEN it sends the tool's result THEN the final answer is text built from it
+    messages += [
+        first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "Snow, -3 C"},
+    ]
+    final = client.chat.completions.create(model="claude-sonnet-4.5", messages=messages, tools=[WEATHER])
+    assert final.choices[0].message.content == "Snow, -3 C"
+
+
+def test_openai_sdk_streamed_tool_round_trip_over_http(gateway: RunningGateway) -> None:
+    # GIVEN the openai SDK WHEN it streams a request with a tool
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=gateway.access_key, max_retries=0)
+    messages: list[Any] = [{"role": "user", "content": "Lisbon"}]
+    chunks = list(client.chat.completions.create(model="nova-pro", messages=messages, tools=[WEATHER], stream=True))
+    # THEN the tool call arrives as deltas: id and name first, then the arguments in pieces
+    deltas = [call for c in chunks if c.choices for call in c.choices[0].delta.tool_calls or []]
+    call_id, name = deltas[0].id, deltas[0].function.name  # type: ignore[union-attr]
+    arguments = "".join(d.function.arguments or "" for d in deltas)  # type: ignore[union-attr]
+    assert name == "get_weather" and json.loads(arguments) == {"city": "Lisbon"} and len(deltas) >= 3
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["tool_calls"]
+    # WHEN the result goes back, streamed again
+    call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+    messages += [
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call_id, "content": "Sunny, 24 C"},
+    ]
+    final = client.chat.completions.create(model="nova-pro", messages=messages, tools=[WEATHER], stream=True)
+    # THEN the answer is text
+    assert "".join(c.choices[0].delta.content or "" for c in final if c.choices) == "Sunny, 24 C"
+
+
 def test_health_over_http(gateway: RunningGateway) -> None:
     assert httpx.get(f"{gateway.url}/health").json()["status"] == "ok"
 
@@ -92,3 +144,43 @@ def test_cli_ask_streams_one_answer_over_http(capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out
     assert code == 0
     assert "[meta] hello through the gateway\n[done]" in out
+
+
+def test_a_guardrail_blocks_over_http_for_both_clients(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the shipped bots with a guardrail in defaults (the emulator's guardrail blocks "BLOCKME")
+    from lambdas.gateway.config import BOTS_FILE
+    from lambdas.gateway.guardrails import BLOCKED_MESSAGE
+
+    document = json.loads(BOTS_FILE.read_text())
+    document["defaults"]["guardrail"] = {"identifier": "gr0e2e", "version": "1"}
+    path = tmp_path / "bots.json"
+    path.write_text(json.dumps(document))
+    monkeypatch.setenv("GATEWAY_BOTS_FILE", str(path))
+    with local_gateway(0, access_key="e2e-key-0123456789abcdef0123456") as running:
+        # WHEN the Poe client asks with the blocked word
+        async def ask(text: str) -> list[fp.PartialResponse]:
+            async with httpx.AsyncClient() as session:
+                messages = [fp.ProtocolMessage(role="user", content=text)]
+                return [
+                    m
+                    async for m in fp.get_bot_response(
+                        messages=messages,
+                        bot_name="nova-lite",
+                        api_key=running.access_key,
+                        base_url=f"{running.url}/poe/",
+                        session=session,
+                    )
+                ]
+
+        # THEN it gets a non-retryable bot error with the guardrail's text, a harmless prompt the echo
+        with pytest.raises(fp.client.BotErrorNoRetry, match="content guardrail"):
+            asyncio.run(ask("say BLOCKME"))
+        assert "".join(m.text for m in asyncio.run(ask(PROMPT))[1:]) == PROMPT
+        # AND the OpenAI SDK gets a 400 naming the guardrail, or an error while streaming
+        client = openai.OpenAI(base_url=f"{running.url}/v1", api_key=running.access_key, max_retries=0)
+        blocked = [{"role": "user", "content": "say BLOCKME"}]
+        with pytest.raises(openai.BadRequestError) as error:
+            client.chat.completions.create(model="nova-lite", messages=blocked)  # type: ignore[arg-type]
+        assert error.value.code == "guardrail_intervened" and BLOCKED_MESSAGE in str(error.value)
+        with pytest.raises(openai.APIError, match="content guardrail"):
+            list(client.chat.completions.create(model="nova-lite", messages=blocked, stream=True))  # type: ignore[arg-type]

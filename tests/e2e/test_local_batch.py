@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -72,6 +73,13 @@ def test_text_run_returns_every_row_once_with_its_own_prompt(tmp_path: Path, suf
     template = get_template("joke_about_topic")
     assert result.column("response").to_pylist() == [template.render(r) for r in table.to_pylist()]
     assert result.column("error_code").null_count == 330
+    # AND the summary prices the run's tokens at batch prices, and the CLI prints that estimate
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["execution_arn"].startswith("arn:aws:states:")  # the correlation id of the run's log lines
+    cost = summary["estimated_cost"]
+    assert summary["input_tokens"] > 0 and cost["input_tokens"] == summary["input_tokens"]
+    assert cost["total_usd"] > 0 and cost["priced_as"] == CLAUDE and len(cost["jobs"]) == 3
+    assert cost["message"] in capsys.readouterr().out
 
 
 def test_embedding_run_returns_1024_dimension_vectors(tmp_path: Path, capsys):

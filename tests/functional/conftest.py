@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -51,3 +52,19 @@ def emulator(s3: Any) -> Iterator[Any]:
         yield server
         os.environ.pop("AWS_ENDPOINT_URL_BEDROCK", None)
         aws.reset()
+
+
+@pytest.fixture
+def log_lines() -> Iterator[io.StringIO]:
+    """What the shared Powertools logger writes, one JSON object a line (its handler's stream is bound when the logger
+    is created, so capsys does not see it)."""
+    import logging
+
+    from lambdas.shared.observability import logger
+
+    handler = logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    yield buffer
+    handler.setStream(previous)

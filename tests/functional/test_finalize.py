@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pyarrow as pa
+import pytest
 
 from lambdas.finalize import handler as finalize_handler
 from lambdas.postprocess import handler as postprocess_handler
@@ -173,3 +174,90 @@ def test_a_row_resubmitted_twice_makes_the_run_incomplete(s3, lambda_context):
     # THEN the run is not complete (the state machine fails it) and the message names the problem
     assert result["complete"] is False
     assert "resubmitted twice" in result["message"]
+
+
+EXECUTION_ARN = "arn:aws:states:us-east-1:123456789012:execution:BatchStateMachine:run-1"
+
+
+def set_tokens(s3, index: int, input_tokens: int, output_tokens: int, *, resubmission: bool = False) -> None:
+    """Give a stored job result the token counts postprocess reads from Bedrock's manifest.json.out."""
+    key = layout.result_key(RUN, index, resubmission=resubmission)
+    result = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    result |= {"input_tokens": input_tokens, "output_tokens": output_tokens}
+    s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(result).encode())
+
+
+def emf_metrics(capsys) -> dict[str, float]:
+    """Name -> value of the EMF metrics the handler printed."""
+    found: dict[str, float] = {}
+    for line in capsys.readouterr().out.splitlines():
+        if line.startswith("{") and "_aws" in line:
+            blob = json.loads(line)
+            for directive in blob["_aws"]["CloudWatchMetrics"]:
+                for metric in directive["Metrics"]:
+                    value = blob[metric["Name"]]
+                    found[metric["Name"]] = sum(value) if isinstance(value, list) else value
+    return found
+
+
+def test_summary_estimates_the_cost_of_every_billed_job_at_batch_prices(s3, lambda_context, capsys):
+    # GIVEN a Claude 3 Haiku run (on-demand $0.25 / $1.25 per 1M tokens) whose two planned jobs and one
+    # resubmission job used tokens
+    run, retry_jobs = staged(s3, lambda_context)
+    run_both_retry_jobs(s3, lambda_context, run, retry_jobs)
+    set_tokens(s3, 0, 1_000_000, 200_000)
+    set_tokens(s3, 1, 600_000, 100_000)
+    set_tokens(s3, 0, 400_000, 100_000, resubmission=True)
+    capsys.readouterr()
+    # WHEN the run is finalized
+    result, summary = finalize(s3, lambda_context, run)
+    # THEN the summary prices all of them at half the on-demand price, per job and in total, naming the price file
+    cost = summary["estimated_cost"]
+    assert (cost["input_tokens"], cost["output_tokens"]) == (2_000_000, 400_000)
+    assert cost["total_usd"] == pytest.approx((2 * 0.25 + 0.4 * 1.25) / 2)
+    assert cost["priced_as"] == CLAUDE and cost["source"] == "lambdas/shared/prices.json"
+    usd = {(job["index"], job["resubmission"]): job["usd"] for job in cost["jobs"]}
+    assert usd[(0, False)] == pytest.approx((0.25 + 0.2 * 1.25) / 2) and usd[(2, False)] == 0
+    assert usd[(0, True)] == pytest.approx((0.4 * 0.25 + 0.1 * 1.25) / 2)
+    assert cost["message"].startswith("estimated cost $0.5000 at batch prices (0.5 x on-demand")
+    # AND Finalize returns it and emits it as the EstimatedCostUSD metric
+    assert result["estimated_cost_usd"] == pytest.approx(0.5)
+    assert emf_metrics(capsys)["EstimatedCostUSD"] == pytest.approx(0.5)
+
+
+def test_a_model_without_a_price_gets_no_estimate_and_no_metric(s3, lambda_context, capsys):
+    # GIVEN a run of a model prices.json does not list
+    run = stage_planned_jobs(s3, [[None] * 150]) | {"model_id": "acme.unknown-model-v1:0"}
+    set_tokens(s3, 0, 1000, 1000)
+    capsys.readouterr()
+    # WHEN finalized
+    result, summary = finalize(s3, lambda_context, run)
+    # THEN the summary says which model to add where, instead of a guessed number, and no cost metric is emitted
+    assert summary["estimated_cost"]["total_usd"] is None and result["estimated_cost_usd"] is None
+    assert summary["estimated_cost"]["message"].startswith(
+        "no price for model acme.unknown-model-v1:0: add it to prices.json"
+    )
+    metrics = emf_metrics(capsys)
+    assert "RunsFinalized" in metrics and "EstimatedCostUSD" not in metrics
+
+
+def test_cdk_json_prices_override_the_price_file(s3, lambda_context, monkeypatch):
+    # GIVEN cdk.json prices for the run's model, which the stack passes to Finalize as PRICES
+    monkeypatch.setenv("PRICES", json.dumps({CLAUDE: {"input_per_1m": 2.0, "output_per_1m": 4.0}}))
+    run = stage_planned_jobs(s3, [[None] * 150])
+    set_tokens(s3, 0, 1_000_000, 1_000_000)
+    # WHEN finalized
+    _, summary = finalize(s3, lambda_context, run)
+    # THEN they are used (at the file's batch discount) and named as the source
+    assert summary["estimated_cost"]["total_usd"] == pytest.approx(3.0)
+    assert summary["estimated_cost"]["source"] == "cdk.json prices"
+
+
+def test_finalize_logs_carry_the_run_id_and_the_execution_arn(s3, lambda_context, log_lines):
+    # GIVEN a run context with the execution ARN Preprocess put there
+    run = stage_planned_jobs(s3, [[None] * 150]) | {"execution_arn": EXECUTION_ARN}
+    # WHEN finalized
+    finalize(s3, lambda_context, run)
+    # THEN its log line names the run and the execution, which is also the correlation id
+    (line,) = [json.loads(text) for text in log_lines.getvalue().splitlines() if '"run finalized"' in text]
+    assert (line["run_id"], line["execution_arn"], line["correlation_id"]) == (RUN, EXECUTION_ARN, EXECUTION_ARN)

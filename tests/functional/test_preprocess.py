@@ -140,3 +140,20 @@ def test_empty_file_and_missing_and_unreadable_files_are_clear_errors(s3, lambda
         run(lambda_context, {**base, "s3_uri": "s3://someone-elses-bucket/inputs/x.csv"})
     with pytest.raises(InputValidationError, match="exactly one input source"):
         run(lambda_context, {**base, "s3_uri": f"s3://{BUCKET}/a.csv", "dataset_id": "org/name"})
+
+
+def test_the_execution_arn_travels_in_the_run_context_and_tags_the_logs(s3, lambda_context, log_lines):
+    # GIVEN the payload the state machine sends (execution name and $$.Execution.Id)
+    execution_arn = "arn:aws:states:us-east-1:123456789012:execution:BatchStateMachine:exec-1"
+    uri = put_table(s3, "inputs/topics.csv", topics(120))
+    event = {
+        "input": {"model_id": CLAUDE, "prompt_id": "joke_about_topic", "s3_uri": uri},
+        "execution_name": "exec-1",
+        "execution_id": execution_arn,
+    }
+    # WHEN preprocess runs
+    out = handler.lambda_handler(event, lambda_context)
+    # THEN the run context carries the execution ARN to every later state, and the log line names run and execution
+    assert out["execution_arn"] == execution_arn
+    (line,) = [json.loads(text) for text in log_lines.getvalue().splitlines() if '"run prepared"' in text]
+    assert (line["run_id"], line["correlation_id"]) == ("exec-1", execution_arn)

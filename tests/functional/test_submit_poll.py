@@ -153,3 +153,70 @@ def test_submit_runs_the_job_in_the_vpc_the_stack_configures(s3, emulator, lambd
         "subnetIds": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
         "securityGroupIds": ["sg-0123456789abcdef0"],
     }
+
+
+EXECUTION_ARN = "arn:aws:states:us-east-1:123456789012:execution:BatchStateMachine:run-1"
+
+
+def printed(capture) -> list[dict]:
+    """The JSON lines the handler printed (Powertools logs and EMF metric blobs)."""
+    lines = capture.readouterr().out.splitlines()
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def status_counts(lines: list[dict]) -> list[tuple[str, str]]:
+    """(Status, service) of every JobStatusChanges EMF blob."""
+    return [
+        (line["Status"], line["service"])
+        for line in lines
+        if any(
+            m["Name"] == "JobStatusChanges"
+            for d in line.get("_aws", {}).get("CloudWatchMetrics", [])
+            for m in d["Metrics"]
+        )
+    ]
+
+
+def test_each_job_status_transition_is_counted_once_with_its_status(s3, emulator, lambda_context, capsys, monkeypatch):
+    # GIVEN metrics on (POWERTOOLS_SERVICE_NAME as the stack sets it) and a staged job
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "batch-submit-job")
+    state = staged_job(s3)
+    # WHEN it is submitted (twice: a retried state), then polled twice on an emulator that keeps it InProgress
+    emulator.state.step_seconds = 3600
+    submitted = submit_handler.lambda_handler(state, lambda_context)
+    submit_handler.lambda_handler(submitted, lambda_context)
+    submit_lines = printed(capsys)
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "batch-poll-job")
+    emulator.set_job_status(submitted["job_arn"], "InProgress")
+    polled = poll_handler.lambda_handler(submitted, lambda_context)
+    polled = poll_handler.lambda_handler(polled, lambda_context)
+    emulator.set_job_status(submitted["job_arn"], "Completed", success_records=120)
+    poll_handler.lambda_handler(polled, lambda_context)
+    poll_lines = printed(capsys)
+    # THEN Submitted is counted once by Submit, and InProgress and Completed once each by Poll, under the Status
+    # dimension alone (the other metrics keep the service dimension only)
+    assert status_counts(submit_lines) == [("Submitted", "batch-submit-job")]
+    assert status_counts(poll_lines) == [("InProgress", "batch-poll-job"), ("Completed", "batch-poll-job")]
+    submitted_blob = next(line for line in submit_lines if "JobsSubmitted" in line)
+    assert submitted_blob["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service"]]
+
+
+def test_every_log_line_of_a_job_carries_the_run_execution_and_job_ids(s3, emulator, lambda_context, log_lines):
+    # GIVEN a job of a run whose context carries the execution ARN (Preprocess puts it there)
+    state = staged_job(s3)
+    state["run"]["execution_arn"] = EXECUTION_ARN
+    # WHEN it is submitted and polled
+    submitted = submit_handler.lambda_handler(state, lambda_context)
+    poll_handler.lambda_handler(submitted, lambda_context)
+    logs = [json.loads(line) for line in log_lines.getvalue().splitlines()]
+    # THEN each log line names the run, the execution (as the correlation id) and the job, with its Bedrock job id
+    job_id = submitted["job_arn"].rsplit("/", 1)[-1]
+    by_message = {line["message"]: line for line in logs}
+    for message in ("job submitted", "job polled"):
+        line = by_message[message]
+        assert (line["run_id"], line["execution_arn"], line["correlation_id"]) == (
+            "run-1",
+            EXECUTION_ARN,
+            EXECUTION_ARN,
+        )
+        assert (line["job_index"], line["job_id"]) == (0, job_id)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aws_cdk import aws_logs as logs
 from aws_cdk.assertions import Template
 
 from stacks.config import LOG_RETENTION_DAYS
+from stacks.synth import build_app
 from tests.infra.conftest import Synthesized, as_list, policy_statements
 
 HANDLERS = {
@@ -178,3 +180,103 @@ def test_resubmission_functions_write_only_their_keys(
     resources = [resource for s in puts for resource in as_list(s["Resource"])]
     assert all(resource["Fn::Join"][1][0] == bucket_arn for resource in resources)
     assert sorted(resource["Fn::Join"][1][1] for resource in resources) == sorted(writable)
+
+
+def _s3_access(synthesized: Synthesized, template: Template, key: str) -> dict[str, list[str]]:
+    """What a function may do in the data bucket: key patterns by action, and the s3:prefix values it may list."""
+    role = synthesized.logical_id(synthesized.stack.workflow.functions[key].role)
+    bucket_arn = {"Fn::GetAtt": [synthesized.logical_id(synthesized.stack.data_bucket.bucket), "Arn"]}
+    access: dict[str, list[str]] = {}
+    for statement in policy_statements(template, role):
+        for action in as_list(statement["Action"]):
+            if not action.startswith("s3:"):
+                continue
+            if action == "s3:ListBucket":
+                assert statement["Resource"] == bucket_arn
+                access[action] = statement["Condition"]["StringLike"]["s3:prefix"]
+                continue
+            resources = as_list(statement["Resource"])
+            assert all(resource["Fn::Join"][1][0] == bucket_arn for resource in resources)
+            access.setdefault(action, []).extend(resource["Fn::Join"][1][1] for resource in resources)
+    return {action: sorted(patterns) for action, patterns in access.items()}
+
+
+@pytest.mark.parametrize(
+    ("key", "reads", "writes", "lists"),
+    [
+        # the input (an upload, or an earlier run's file) -> the run's records, job files and manifest
+        (
+            "preprocess",
+            ["/inputs/*", "/runs/*"],
+            ["/runs/*/jobs.json", "/runs/*/jobs/*", "/runs/*/records.parquet"],
+            ["inputs/*", "runs/*"],
+        ),
+        # the job's rows and what Bedrock wrote for the job -> its output and result
+        (
+            "postprocess",
+            ["/runs/*/bedrock-output/*", "/runs/*/records.parquet", "/runs/*/retry/rows/*"],
+            ["/runs/*/output/*", "/runs/*/results/*"],
+            ["runs/*/bedrock-output/*"],
+        ),
+        # the planned jobs' manifest, results, outputs and input lines -> the resubmission files
+        (
+            "resubmit",
+            ["/runs/*/jobs.json", "/runs/*/jobs/*", "/runs/*/output/*", "/runs/*/results/*"],
+            ["/runs/*/retry/*"],
+            ["runs/*/results/*"],
+        ),
+        # manifests, results, outputs and the resubmission plan -> the merged outputs and the summary
+        (
+            "finalize",
+            ["/runs/*/jobs.json", "/runs/*/output/*", "/runs/*/results/*", "/runs/*/retry/plan.json"],
+            ["/runs/*/output/*", "/runs/*/summary.json"],
+            ["runs/*/results/*"],
+        ),
+    ],
+)
+def test_each_data_function_reaches_only_the_layout_prefixes_it_uses(
+    synthesized: Synthesized, template: Template, key: str, reads: list[str], writes: list[str], lists: list[str]
+) -> None:
+    # GIVEN a data-plane function's role / WHEN collecting its S3 permissions on the data bucket
+    access = _s3_access(synthesized, template, key)
+    # THEN it gets, puts and lists the key patterns of lambdas/shared/layout.py it works on, and nothing else
+    assert access == {
+        "s3:GetObject": sorted(reads),
+        "s3:PutObject": sorted(writes),
+        "s3:AbortMultipartUpload": sorted(writes),
+        "s3:ListBucket": sorted(lists),
+    }
+
+
+@pytest.mark.parametrize("key", CONTROL_PLANE)
+def test_control_plane_functions_have_no_access_to_the_bucket(
+    synthesized: Synthesized, template: Template, key: str
+) -> None:
+    # GIVEN Submit and Poll (Bedrock reads and writes the job files with its own role) / THEN no S3 permission at all
+    assert _s3_access(synthesized, template, key) == {}
+
+
+def test_lambda_execution_roles_trust_lambda_without_source_conditions(synthesized: Synthesized) -> None:
+    # GIVEN every function's execution role
+    for fn in synthesized.stack.workflow.functions.values():
+        (statement,) = synthesized.resource(fn.role)["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        # THEN only lambda.amazonaws.com may assume it, and without aws:SourceAccount / aws:SourceArn conditions: the
+        # Lambda guide documents no such keys for the execution role's trust (see python_function.py and README)
+        assert statement["Principal"] == {"Service": "lambda.amazonaws.com"}
+        assert statement["Action"] == "sts:AssumeRole" and "Condition" not in statement
+
+
+def test_cdk_json_prices_reach_finalize_only() -> None:
+    # GIVEN cdk.json prices for one model
+    prices = {"amazon.nova-lite-v1:0": {"input_per_1m": 0.07, "output_per_1m": 0.3}}
+    _app, stack = build_app({"prices": prices}, skip_bundling=True)
+    template = Template.from_stack(stack).to_json()["Resources"]
+
+    # WHEN reading the functions' environments
+    def variables(fn: Any) -> dict[str, str]:
+        return template[stack.get_logical_id(fn.function.node.default_child)]["Properties"]["Environment"]["Variables"]
+
+    env = {key: variables(fn) for key, fn in stack.workflow.functions.items()}
+    # THEN Finalize gets them as PRICES (what its price table reads over prices.json), and no other function does
+    assert json.loads(env["finalize"]["PRICES"]) == prices
+    assert [key for key, variables in env.items() if "PRICES" in variables] == ["finalize"]

@@ -323,3 +323,160 @@ def test_nag_passes_for_both_stacks(gateway: Gateway) -> None:
 def test_gateway_metrics_have_their_own_namespace(function: dict[str, Any]) -> None:
     # GIVEN the gateway function THEN its Powertools metrics (cost per bot) go to BedrockGateway, not BedrockBatch
     assert function["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"] == "BedrockGateway"
+
+
+# --- guardrails, kmsKey and modelInvocationLogging ------------------------------------------------------------------
+
+GUARDED_BOTS_FILE = "tests/infra/data/gateway_bots_guarded.json"
+GUARDED_CONTEXT = {"gatewayBotsFile": GUARDED_BOTS_FILE, "kmsKey": "create", "modelInvocationLogging": "true"}
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Gateway:
+    """Bots with guardrails (one from ``defaults``, one ARN, one bot opting out), ``kmsKey: create`` and model
+    invocation logging on, passed as strings as ``-c`` passes them."""
+    outdir = tmp_path_factory.mktemp("gateway-guarded-assembly")
+    app, _ = build_app(GUARDED_CONTEXT, skip_bundling=True, outdir=str(outdir), gateway=True)
+    assembly = app.synth()  # cdk-nag on both stacks: raises on an unacknowledged finding
+    stack = gateway_stack(app)
+    return Gateway(app=app, stack=stack, assembly=assembly, template=Template.from_stack(stack))
+
+
+def test_apply_guardrail_is_allowed_on_the_bots_guardrails_only(guarded: Gateway, gateway: Gateway) -> None:
+    # GIVEN the role's guardrail statements, with and without guardrails in the bot file
+    applies = [s for s in statements(guarded) if "bedrock:ApplyGuardrail" in as_list(s["Action"])]
+    # THEN one statement allows ApplyGuardrail on the configured guardrails: an id in the bot's region (the stack's
+    # when it names none) and the stack's account, an ARN as given; the bot with "guardrail": null adds none
+    (apply,) = applies
+    assert as_list(apply["Action"]) == ["bedrock:ApplyGuardrail"]
+    assert sorted(flat(r) for r in as_list(apply["Resource"])) == sorted(
+        [
+            "arn:<AWS::Partition>:bedrock:<AWS::Region>:<AWS::AccountId>:guardrail/gr0default1",
+            "arn:<AWS::Partition>:bedrock:us-west-2:<AWS::AccountId>:guardrail/gr0default1",
+            "arn:aws:bedrock:us-east-1:123456789012:guardrail/gr0canvas2",
+        ]
+    )
+    # AND without any guardrail the role has no guardrail permission at all
+    assert not [s for s in statements(gateway) if "bedrock:ApplyGuardrail" in as_list(s["Action"])]
+
+
+def test_dashboard_counts_interventions_of_the_guarded_bots(guarded: Gateway) -> None:
+    # GIVEN the guarded app's dashboard THEN it graphs GuardrailInterventions for each bot with a guardrail
+    (dashboard,) = guarded.of_type("AWS::CloudWatch::Dashboard").values()
+    body = json.dumps(dashboard["DashboardBody"])
+    assert "Guardrail interventions per bot" in body
+    for bot in ("haiku", "haiku-west", "canvas"):
+        assert f'\\"GuardrailInterventions\\",\\"bot\\",\\"{bot}\\"' in body
+    assert '\\"GuardrailInterventions\\",\\"bot\\",\\"open\\"' not in body
+
+
+def test_kms_key_encrypts_the_media_bucket_and_lets_the_function_presign(guarded: Gateway, gateway: Gateway) -> None:
+    # GIVEN kmsKey "create": the gateway stack's own rotated key
+    ((key_id, key),) = guarded.of_type("AWS::KMS::Key").items()
+    assert key["EnableKeyRotation"] is True
+    # THEN the media bucket is SSE-KMS with it (and an S3 Bucket Key)
+    bucket_id = guarded.logical_id(guarded.stack.gateway.media_bucket.bucket)
+    (rule,) = guarded.resources[bucket_id]["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "aws:kms",
+        "KMSMasterKeyID": {"Fn::GetAtt": [key_id, "Arn"]},
+    }
+    assert rule["BucketKeyEnabled"] is True
+    # AND the function may encrypt (puts) and decrypt (presigned gets are authorized as its role) through S3 only
+    uses = [
+        s
+        for s in statements(guarded)
+        if s["Resource"] == {"Fn::GetAtt": [key_id, "Arn"]} and "kms:GenerateDataKey" in as_list(s["Action"])
+    ]
+    (use,) = uses
+    assert sorted(as_list(use["Action"])) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert flat(use["Condition"]["StringEquals"]["kms:ViaService"]) == "s3.<AWS::Region>.amazonaws.com"
+    # AND without kmsKey: no key, SSE-S3, no KMS permission
+    assert not gateway.of_type("AWS::KMS::Key")
+    assert not [s for s in statements(gateway) if any(a.startswith("kms:") for a in as_list(s["Action"]))]
+
+
+def test_model_invocation_logging_writes_to_an_encrypted_log_group(guarded: Gateway, gateway: Gateway) -> None:
+    logging = guarded.stack.invocation_logging
+    assert logging is not None and gateway.stack.invocation_logging is None
+    # GIVEN modelInvocationLogging on THEN the log group is encrypted with the key and kept on delete
+    group_id = guarded.logical_id(logging.log_group)
+    group = guarded.resources[group_id]
+    (key_id,) = guarded.of_type("AWS::KMS::Key")
+    assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
+    assert group["DeletionPolicy"] == "Retain" and group["Properties"]["RetentionInDays"] == 30
+    # AND only Bedrock acting for this account and region may assume the logging role (confused deputy)
+    role_id = guarded.logical_id(logging.role)
+    (trust,) = guarded.resources[role_id]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "bedrock.amazonaws.com"}
+    assert trust["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    assert flat(trust["Condition"]["ArnLike"]["aws:SourceArn"]) == (
+        "arn:<AWS::Partition>:bedrock:<AWS::Region>:<AWS::AccountId>:*"
+    )
+    # AND the role may write into that log group only
+    writes = [
+        s
+        for policy in guarded.of_type("AWS::IAM::Policy").values()
+        if {"Ref": role_id} in policy["Roles"]
+        for s in policy["PolicyDocument"]["Statement"]
+    ]
+    assert [(sorted(as_list(s["Action"])), s["Resource"]) for s in writes] == [
+        (["logs:CreateLogStream", "logs:PutLogEvents"], {"Fn::GetAtt": [group_id, "Arn"]})
+    ]
+
+
+def test_model_invocation_logging_is_set_and_removed_by_a_custom_resource(guarded: Gateway, gateway: Gateway) -> None:
+    logging = guarded.stack.invocation_logging
+    assert logging is not None
+    # GIVEN the custom resource
+    (custom,) = [r for r in guarded.resources.values() if r["Type"] == "Custom::AWS"]
+    create = json.loads(flat(custom["Properties"]["Create"]))
+    # THEN create and update put the configuration: text data into the log group, written with the role
+    assert (create["service"], create["action"]) == (
+        "@aws-sdk/client-bedrock",
+        "PutModelInvocationLoggingConfiguration",
+    )
+    config = create["parameters"]["loggingConfig"]
+    assert config["cloudWatchConfig"] == {
+        "logGroupName": f"<{guarded.logical_id(logging.log_group)}>",
+        "roleArn": f"<{guarded.logical_id(logging.role)}.Arn>",
+    }
+    assert config["textDataDeliveryEnabled"] is True and config["imageDataDeliveryEnabled"] is False
+    assert json.loads(flat(custom["Properties"]["Update"])) == create
+    # AND delete removes it
+    delete = json.loads(custom["Properties"]["Delete"])
+    assert (delete["service"], delete["action"]) == (
+        "@aws-sdk/client-bedrock",
+        "DeleteModelInvocationLoggingConfiguration",
+    )
+    # AND its policy allows the two logging actions (no resource types: '*') and passing the logging role only
+    (policy,) = [
+        p
+        for k, p in guarded.of_type("AWS::IAM::Policy").items()
+        if k.startswith("ModelInvocationLogging") and "CustomResourcePolicy" in k
+    ]
+    by_action = {tuple(sorted(as_list(s["Action"]))): s for s in policy["PolicyDocument"]["Statement"]}
+    assert (
+        by_action[
+            ("bedrock:DeleteModelInvocationLoggingConfiguration", "bedrock:PutModelInvocationLoggingConfiguration")
+        ]["Resource"]
+        == "*"
+    )
+    pass_role = by_action[("iam:PassRole",)]
+    assert pass_role["Resource"] == {"Fn::GetAtt": [guarded.logical_id(logging.role), "Arn"]}
+    assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "bedrock.amazonaws.com"}}
+    # AND off (the default) there is no custom resource, no logging role and no extra log group
+    assert not [r for r in gateway.resources.values() if r["Type"] == "Custom::AWS"]
+
+
+def test_guarded_app_passes_nag_and_cfn_lint(guarded: Gateway, tmp_path: Path) -> None:
+    # GIVEN the app with guardrails, kmsKey and invocation logging THEN cdk-nag leaves no finding
+    report = json.loads((Path(guarded.assembly.directory) / "validation-report.json").read_text())
+    assert [v for plugin in report["pluginReports"] for v in plugin["violations"]] == []
+    # AND cfn-lint reports nothing on the gateway template
+    path = tmp_path / "BedrockModelGateway.template.json"
+    path.write_text(json.dumps(guarded.template.to_json()))
+    result = subprocess.run(
+        [str(CFN_LINT), "--ignore-checks", "W3005", "--", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -18,8 +18,19 @@ import pytest
 from aws_cdk import cx_api
 from aws_cdk.assertions import Template
 
+from lambdas.shared import observability as function_observability
 from stacks.batch_inference_stack import BatchInferenceStack
-from stacks.constructs.observability import BATCH_METRICS, BATCH_SERVICES, GATEWAY_SERVICE
+from stacks.constructs.observability import (
+    BATCH_METRICS,
+    BATCH_SERVICES,
+    GATEWAY_BEDROCK_ERRORS,
+    GATEWAY_ERROR_CLASSES,
+    GATEWAY_GUARDRAIL_INTERVENTIONS,
+    GATEWAY_SERVICE,
+    GATEWAY_TTFT,
+    JOB_STATUS_METRIC,
+    JOB_STATUSES,
+)
 from stacks.gateway_stack import GatewayStack
 from stacks.synth import build_app, gateway_stack
 
@@ -138,6 +149,9 @@ def test_batch_dashboard_shows_executions_jobs_records_tokens_and_functions(plai
         "IF(succeeded + failed > 0, 100 * failed / (succeeded + failed), 0)",
     ]
     assert metric_names(widgets["Tokens"]) == ["InputTokens", "OutputTokens"]
+    # AND jobs by status and the estimated cost have a widget each
+    assert metric_names(widgets["Jobs by status"]) == [JOB_STATUS_METRIC] * len(JOB_STATUSES)
+    assert metric_names(widgets["Estimated cost (USD, batch prices from prices.json)"]) == ["EstimatedCostUSD"]
     # AND every function's errors, throttles and p99 duration are graphed
     assert metric_names(widgets["Lambda errors and throttles"]) == ["Errors"] * 6 + ["Throttles"] * 6
     assert metric_names(widgets["Lambda duration p99 (ms)"]) == ["Duration"] * 6
@@ -146,7 +160,12 @@ def test_batch_dashboard_shows_executions_jobs_records_tokens_and_functions(plai
 
 def test_emf_metrics_match_what_the_functions_emit(plain: Synth) -> None:
     # GIVEN the batch dashboard's EMF rows and the functions as synthesized
-    rows = [row for rows in dashboard(plain, plain.batch).values() for row in rows if row[0] == "BedrockBatch"]
+    rows = [
+        row
+        for rows in dashboard(plain, plain.batch).values()
+        for row in rows
+        if row[0] == "BedrockBatch" and row[1] != JOB_STATUS_METRIC
+    ]
     functions = plain.batch_stack.workflow.functions
     env = {
         key: plain.batch[plain.logical_id(plain.batch_stack, fn.function)]["Properties"]["Environment"]["Variables"]
@@ -164,6 +183,34 @@ def test_emf_metrics_match_what_the_functions_emit(plain: Synth) -> None:
         # AND the function's handler really emits it
         handler = (PROJECT_ROOT / "lambdas" / HANDLER_FILES[key] / "handler.py").read_text()
         assert f'metrics.add_metric(name="{name}"' in handler
+
+
+def test_jobs_by_status_graphs_the_status_transitions_submit_and_poll_emit(plain: Synth) -> None:
+    # GIVEN the batch dashboard's "Jobs by status" widget and the functions as synthesized
+    rows = dashboard(plain, plain.batch)["Jobs by status"]
+    functions = plain.batch_stack.workflow.functions
+    service = {
+        key: plain.batch[plain.logical_id(plain.batch_stack, fn.function)]["Properties"]["Environment"]["Variables"][
+            "POWERTOOLS_SERVICE_NAME"
+        ]
+        for key, fn in functions.items()
+    }
+    # THEN there is one line per Bedrock job status, Submitted counted by Submit and every later status by Poll
+    assert [(row[1], row[2:6]) for row in rows] == [
+        (JOB_STATUS_METRIC, ["Status", status, "service", service[key]]) for status, key in JOB_STATUSES.items()
+    ]
+    assert {"Submitted", "InProgress", "Completed", "Failed", "Stopped", "Expired"} <= set(JOB_STATUSES)
+    # AND the name is the one the functions emit, from the handlers that emit it
+    assert function_observability.JOB_STATUS_METRIC == JOB_STATUS_METRIC
+    for key in set(JOB_STATUSES.values()):
+        assert "record_job_status(" in (PROJECT_ROOT / "lambdas" / HANDLER_FILES[key] / "handler.py").read_text()
+
+
+def test_estimated_cost_graph_is_the_finalize_metric(plain: Synth) -> None:
+    # GIVEN the cost widget / THEN it sums Finalize's EstimatedCostUSD (USD at batch prices, see prices.json)
+    (row,) = dashboard(plain, plain.batch)["Estimated cost (USD, batch prices from prices.json)"]
+    assert row[:4] == ["BedrockBatch", "EstimatedCostUSD", "service", BATCH_SERVICES["finalize"]]
+    assert row[-1]["stat"] == "Sum"
 
 
 def test_batch_alarms_on_failed_and_timed_out_runs_failed_records_and_function_errors(plain: Synth) -> None:
@@ -223,6 +270,45 @@ def test_gateway_dashboard_shows_requests_latency_errors_throttles_and_cost_per_
     ]
     assert env["POWERTOOLS_SERVICE_NAME"] == GATEWAY_SERVICE
     assert 'single_metric(name="CostUSD"' in (PROJECT_ROOT / "lambdas" / "gateway" / "events.py").read_text()
+
+
+def test_gateway_dashboard_shows_time_to_first_token_and_bedrock_errors_by_class(plain: Synth) -> None:
+    widgets = dashboard(plain, plain.gateway)
+    fn = plain.gateway[plain.logical_id(plain.gateway_stack, plain.gateway_stack.gateway.function.function)]
+    namespace = fn["Properties"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]
+    # THEN time to first token is graphed at p50 and p99, one line per text bot (media bots stream no tokens)
+    for stat in ("p50", "p99"):
+        rows = widgets[f"Time to first token {stat} per bot (ms)"]
+        assert [(row[0], row[1], row[-1]["stat"]) for row in rows] == [(namespace, "TimeToFirstToken", stat)] * 3
+        assert [dict(zip(row[2:-1:2], row[3:-1:2], strict=True)) for row in rows] == [
+            {"bot": bot, "service": GATEWAY_SERVICE} for bot in ("haiku", "haiku-us", "router")
+        ]
+    # AND Bedrock errors are graphed by class (throttling, validation, upstream, ...), summed over all bots
+    rows = widgets["Bedrock errors by class"]
+    assert [(row[1], row[3], row[-1]["stat"]) for row in rows] == [
+        ("BedrockErrors", error_class, "Sum") for error_class in GATEWAY_ERROR_CLASSES
+    ]
+    # AND without a guarded bot there is no guardrail widget
+    assert "Guardrail interventions per bot" not in widgets
+
+
+def test_gateway_metric_names_and_error_classes_are_the_ones_the_gateway_emits() -> None:
+    # GIVEN the gateway's metric names and its Bedrock error mapping
+    from lambdas.gateway import metrics
+    from lambdas.gateway.errors import BEDROCK_ERRORS, UNKNOWN_UPSTREAM, from_bedrock, internal_error
+
+    # THEN the dashboard reads the names the gateway emits
+    assert (metrics.TIME_TO_FIRST_TOKEN, metrics.GUARDRAIL_INTERVENTIONS, metrics.BEDROCK_ERRORS) == (
+        GATEWAY_TTFT,
+        GATEWAY_GUARDRAIL_INTERVENTIONS,
+        GATEWAY_BEDROCK_ERRORS,
+    )
+    # AND every class an error can map to has a line (timeouts and internal errors included)
+    from botocore.exceptions import ReadTimeoutError
+
+    emitted = {kind.openai_type for kind in BEDROCK_ERRORS.values()} | {UNKNOWN_UPSTREAM.openai_type}
+    emitted |= {from_bedrock(ReadTimeoutError(endpoint_url="x")).openai_type, internal_error().openai_type}
+    assert emitted == set(GATEWAY_ERROR_CLASSES)
 
 
 def test_gateway_alarms_on_5xx_and_4xx_rates_and_function_errors_and_throttles(plain: Synth) -> None:

@@ -350,7 +350,7 @@ def test_existing_vpc_subnets_are_used_with_a_new_security_group(existing_key: S
     assert all(f"subnet/{subnet}" in subnet_arns for subnet in SUBNETS)
 
 
-@pytest.mark.parametrize("service", ["bedrock.amazonaws.com", "vpc-flow-logs.amazonaws.com"])
+@pytest.mark.parametrize("service", ["bedrock.amazonaws.com", "vpc-flow-logs.amazonaws.com", "states.amazonaws.com"])
 def test_service_roles_carry_confused_deputy_conditions(secured: Synthesized, service: str) -> None:
     roles = [
         r["Properties"]["AssumeRolePolicyDocument"]["Statement"]

@@ -205,7 +205,32 @@ def test_state_machine_reads_only_run_files(synthesized: Synthesized, template: 
     bucket_arn = {"Fn::GetAtt": [synthesized.logical_id(synthesized.stack.data_bucket.bucket), "Arn"]}
     # WHEN picking its S3 statements
     s3 = [s for s in statements if any(a.startswith("s3:") for a in as_list(s["Action"]))]
-    # THEN the item reader may get objects under runs/ and nothing else of the bucket
+    # THEN the item reader may get the job manifests (runs/<run>/jobs.json, runs/<run>/retry/jobs.json) and nothing
+    # else of the bucket
     assert s3 == [
-        {"Action": "s3:GetObject", "Effect": "Allow", "Resource": {"Fn::Join": ["", [bucket_arn, "/runs/*"]]}}
+        {"Action": "s3:GetObject", "Effect": "Allow", "Resource": {"Fn::Join": ["", [bucket_arn, "/runs/*/jobs.json"]]}}
+    ]
+
+
+def test_only_step_functions_for_this_accounts_state_machines_may_assume_the_state_machine_role(
+    synthesized: Synthesized,
+) -> None:
+    # GIVEN the state machine's role
+    trust = synthesized.resource(synthesized.stack.workflow.state_machine.role)["Properties"][
+        "AssumeRolePolicyDocument"
+    ]
+    # WHEN reading its single trust statement
+    (statement,) = trust["Statement"]
+    # THEN states.amazonaws.com may assume it on behalf of a state machine of this account and region only
+    # (confused deputy prevention, as the Step Functions guide's "Creating an IAM role for your state machine" shows)
+    assert statement["Principal"] == {"Service": "states.amazonaws.com"}
+    assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    assert statement["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::Join"][1] == [
+        "arn:",
+        {"Ref": "AWS::Partition"},
+        ":states:",
+        {"Ref": "AWS::Region"},
+        ":",
+        {"Ref": "AWS::AccountId"},
+        ":stateMachine:*",
     ]

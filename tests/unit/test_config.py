@@ -150,9 +150,36 @@ def test_every_known_key_is_read() -> None:
         "kmsKey": "",
         "tags": "{}",
         "batchVpc": "",
+        "prices": "",
     }
     assert set(defaults) == set(KNOWN_KEYS)
     assert AppConfig.from_context(defaults) == AppConfig.from_context({})
+
+
+def test_prices_override_the_price_file_per_model() -> None:
+    # GIVEN cdk.json prices for one model, as -c passes them (a JSON string)
+    context = {"prices": '{"amazon.nova-lite-v1:0": {"input_per_1m": 0.07, "output_per_1m": 0.3}}'}
+    # WHEN reading the config
+    batch = AppConfig.from_context(context).batch
+    # THEN they are kept, and given to Finalize as the JSON its price table reads
+    assert batch.prices == (("amazon.nova-lite-v1:0", 0.07, 0.3),)
+    assert json.loads(batch.prices_json()) == {"amazon.nova-lite-v1:0": {"input_per_1m": 0.07, "output_per_1m": 0.3}}
+
+
+@pytest.mark.parametrize(
+    "prices",
+    [
+        {"amazon.nova-lite-v1:0": {"input_per_1m": 0.07}},
+        {"amazon.nova-lite-v1:0": {"input_per_1m": -1, "output_per_1m": 0.3}},
+        {"not a model": {"input_per_1m": 1, "output_per_1m": 1}},
+        ["amazon.nova-lite-v1:0"],
+        "{not json",
+    ],
+)
+def test_malformed_prices_fail_with_the_key_and_an_example(prices: object) -> None:
+    # GIVEN a prices value that is not model id -> {input_per_1m, output_per_1m} / WHEN / THEN synth fails, naming it
+    with pytest.raises(ValueError, match="prices must be .*input_per_1m"):
+        AppConfig.from_context({"prices": prices})
 
 
 def test_inference_profile_ids() -> None:
@@ -454,3 +481,41 @@ def test_batch_vpc_is_created_or_existing_subnets() -> None:
 def test_a_bad_batch_vpc_names_the_key_and_the_fix(value: object) -> None:
     with pytest.raises(ValueError, match=r"^batchVpc must be .*-c batchVpc="):
         AppConfig.from_context({"batchVpc": value})
+
+
+# --- gateway guardrails and modelInvocationLogging ---------------------------------------------------------------
+
+
+def test_gateway_bots_carry_their_guardrail_for_iam(tmp_path: Path) -> None:
+    # GIVEN a guardrail in defaults, one bot with its own ARN and one opting out
+    arn = "arn:aws:bedrock:us-west-2:123456789012:guardrail/abc123"
+    context = _bots_file(
+        tmp_path,
+        {
+            "defaults": {"guardrail": {"identifier": "gr0default", "version": "DRAFT"}},
+            "bots": {
+                "chat": {"model_id": "amazon.nova-lite-v1:0"},
+                "west": {"model_id": "amazon.nova-lite-v1:0", "guardrail": {"identifier": arn, "version": "1"}},
+                "open": {"model_id": "amazon.nova-lite-v1:0", "guardrail": None},
+            },
+        },
+    )
+    # WHEN reading the gateway config THEN each bot names its guardrail id or ARN (None without one)
+    cfg = GatewayConfig.from_context(context | {"modelInvocationLogging": "true"}, root=tmp_path)
+    assert [(bot.name, bot.guardrail_id) for bot in cfg.bots] == [("chat", "gr0default"), ("west", arn), ("open", None)]
+    # AND modelInvocationLogging is read as -c passes it (off by default)
+    assert cfg.model_invocation_logging is True
+    assert GatewayConfig.from_context(context, root=tmp_path).model_invocation_logging is False
+
+
+@pytest.mark.parametrize("guardrail", ["abc", {"identifier": "Not_An_Id"}, {"version": "1"}])
+def test_a_bad_guardrail_names_the_bot_and_the_shape(tmp_path: Path, guardrail: object) -> None:
+    context = _bots_file(tmp_path, {"bots": {"chat": {"model_id": "amazon.nova-lite-v1:0", "guardrail": guardrail}}})
+    with pytest.raises(ValueError, match=r"bot 'chat' .*: guardrail must be an object \{\"identifier\""):
+        GatewayConfig.from_context(context, root=tmp_path)
+
+
+def test_a_bad_model_invocation_logging_value_names_the_key(tmp_path: Path) -> None:
+    context = _bots_file(tmp_path, {"bots": {"chat": {"model_id": "amazon.nova-lite-v1:0"}}})
+    with pytest.raises(ValueError, match=r"^modelInvocationLogging must be true or false"):
+        GatewayConfig.from_context(context | {"modelInvocationLogging": "maybe"}, root=tmp_path)

@@ -58,8 +58,11 @@ def files_url() -> Iterator[str]:
 
 @pytest.fixture
 def settings(settings: GatewaySettings) -> GatewaySettings:
-    """The shared settings, with attachment URLs on loopback allowed (the local file server)."""
-    return replace(settings, attachment_private_hosts=True)
+    """The shared settings, with attachment URLs on loopback allowed (the local file server) and Claude 3 Haiku's
+    context cut to 5,000 tokens, so that a prompt with an image might not fit and is counted with CountTokens."""
+    bots = dict(settings.bots)
+    bots["claude-3-haiku"] = bots["claude-3-haiku"].model_copy(update={"context_tokens": 5_000})
+    return replace(settings, attachment_private_hosts=True, bots=bots)
 
 
 @pytest.fixture

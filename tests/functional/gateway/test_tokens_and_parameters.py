@@ -29,9 +29,10 @@ LONG = " ".join(f"word{i}" for i in range(40))
 @pytest.fixture
 async def small_app(emulator: BedrockEmulator, settings: GatewaySettings) -> AsyncIterator[FastAPI]:
     """Claude 3 Haiku (CountTokens) and Nova Lite (estimate) limited to 30 tokens; Claude 3.7 Sonnet (an inference
-    profile, which CountTokens refuses) with token counting on."""
+    profile, which CountTokens refuses) with token counting on; all small enough that a prompt might not fit (the
+    gateway asks CountTokens only then)."""
     bots = dict(settings.bots)
-    for name in ("claude-3-haiku", "nova-lite"):
+    for name in ("claude-3-haiku", "nova-lite", "claude-3.7-sonnet", "claude-sonnet-4.5"):
         bots[name] = bots[name].model_copy(update={"context_tokens": 30})
     sonnet = bots["claude-3.7-sonnet"]
     caps = Capabilities(**(sonnet.capabilities.model_dump() | {"token_counting": True}))
@@ -102,15 +103,29 @@ async def test_count_tokens_refusing_a_profile_id_falls_back_to_the_estimate(sma
     assert answer.choices[0].message.content == "hello" and bedrock["token_count_source"] == "estimate"
 
 
-async def test_a_count_tokens_model_id_counts_for_a_profile_bot(app: FastAPI) -> None:
+async def test_a_count_tokens_model_id_counts_for_a_profile_bot(small_app: FastAPI) -> None:
     # GIVEN Claude Sonnet 4.5 (global profile) counting with its bare foundation-model id
-    async with openai_client(app, KEY) as sdk:
+    async with openai_client(small_app, KEY) as sdk:
         answer = await sdk.chat.completions.create(
             model="claude-sonnet-4.5", messages=[{"role": "user", "content": "one two three"}]
         )
     bedrock: dict[str, Any] = answer.model_extra["bedrock"]  # type: ignore[index]
     assert bedrock["token_count_source"] == "count_tokens"
     assert answer.usage is not None and bedrock["counted_input_tokens"] == answer.usage.prompt_tokens == 3
+
+
+async def test_a_prompt_that_fits_whatever_its_count_skips_count_tokens(
+    app: FastAPI, emulator: BedrockEmulator
+) -> None:
+    # GIVEN Claude 3 Haiku (token counting on) with its full context and a short prompt
+    async with openai_client(app, KEY) as sdk:
+        answer = await sdk.chat.completions.create(
+            model="claude-3-haiku", messages=[{"role": "user", "content": "one two three"}]
+        )
+    # THEN no CountTokens round trip delayed the answer: the prompt fits on any tokenizer, the estimate is recorded
+    bedrock: dict[str, Any] = answer.model_extra["bedrock"]  # type: ignore[index]
+    assert bedrock["token_count_source"] == "estimate" and "CountTokens" not in emulator.calls()
+    assert answer.choices[0].message.content == "one two three"
 
 
 # ---------------------------------------------------------------- image parameters

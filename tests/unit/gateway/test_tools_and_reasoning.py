@@ -1,0 +1,317 @@
+"""Pure tool-use translation both ways (OpenAI/Poe <-> Converse), reasoning_effort budgets, text parameter controls."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, cast
+
+import fastapi_poe as fp
+import pytest
+
+from lambdas.gateway.app import OpenAIChatRequest, PoeRequest, openai_chunks, openai_completion
+from lambdas.gateway.config import BotConfig, load_bots
+from lambdas.gateway.errors import GatewayError
+from lambdas.gateway.events import Event, Finished, TextDelta, ToolCallDelta, ToolCallStart
+from lambdas.gateway.factory import TextBot, TextStream, _replay
+from lambdas.gateway.parameters import apply_text_parameters, effort_budget, text_parameter_controls
+from lambdas.gateway.tokens import estimate_tokens
+from lambdas.gateway.translate import ChatMessage, ChatRequest, Usage, converse_request
+
+HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
+WEATHER: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+CALL: Any = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+
+
+def bot(**fields: Any) -> BotConfig:
+    return BotConfig.model_validate({"name": "b", "model_id": HAIKU, "capabilities": {"tools": True}, **fields})
+
+
+def openai_chat(messages: list[Any], **fields: Any) -> ChatRequest:
+    return OpenAIChatRequest.model_validate({"model": "b", "messages": messages, **fields}).chat()
+
+
+# ---------------------------------------------------------------- request: OpenAI / Poe -> Converse
+
+
+def test_openai_tools_become_a_converse_tool_config() -> None:
+    # GIVEN an OpenAI request with a tool and no tool_choice
+    chat = openai_chat([{"role": "user", "content": "Oslo?"}], tools=[WEATHER])
+    # WHEN it is translated
+    config = converse_request(bot(), chat)["toolConfig"]
+    # THEN the tool is a toolSpec with its JSON schema, and auto (Converse's default) sends no toolChoice
+    assert config == {
+        "tools": [
+            {
+                "toolSpec": {
+                    "name": "get_weather",
+                    "description": "The weather in a city",
+                    "inputSchema": {"json": WEATHER["function"]["parameters"]},
+                }
+            }
+        ]
+    }
+
+
+@pytest.mark.parametrize(
+    ("choice", "expected"),
+    [
+        ("auto", None),
+        ("required", {"any": {}}),
+        ({"type": "function", "function": {"name": "get_weather"}}, {"tool": {"name": "get_weather"}}),
+    ],
+)
+def test_tool_choice_maps_to_converse(choice: Any, expected: dict[str, Any] | None) -> None:
+    chat = openai_chat([{"role": "user", "content": "x"}], tools=[WEATHER], tool_choice=choice)
+    assert converse_request(bot(), chat)["toolConfig"].get("toolChoice") == expected
+
+
+def test_tool_calls_and_results_become_tool_blocks_with_results_merged() -> None:
+    # GIVEN an assistant turn with text and two calls, then the two tool results
+    second = {**CALL, "id": "call_2"}
+    messages = [
+        {"role": "user", "content": "Oslo and Rome?"},
+        {"role": "assistant", "content": "Checking.", "tool_calls": [CALL, second]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "cold"},
+        {"role": "tool", "tool_call_id": "call_2", "content": [{"type": "text", "text": "warm"}]},
+    ]
+    # WHEN it is translated
+    converse = converse_request(bot(), openai_chat(messages, tools=[WEATHER]))["messages"]
+    # THEN the calls are toolUse blocks after the text, and both results share one user message
+    assert converse[1] == {
+        "role": "assistant",
+        "content": [
+            {"text": "Checking."},
+            {"toolUse": {"toolUseId": "call_1", "name": "get_weather", "input": {"city": "Oslo"}}},
+            {"toolUse": {"toolUseId": "call_2", "name": "get_weather", "input": {"city": "Oslo"}}},
+        ],
+    }
+    assert converse[2] == {
+        "role": "user",
+        "content": [
+            {"toolResult": {"toolUseId": "call_1", "content": [{"text": "cold"}]}},
+            {"toolResult": {"toolUseId": "call_2", "content": [{"text": "warm"}]}},
+        ],
+    }
+
+
+def test_without_a_tool_config_the_tool_history_is_text() -> None:
+    # GIVEN a tool history and tool_choice "none"
+    messages = [
+        {"role": "user", "content": "Oslo?"},
+        {"role": "assistant", "tool_calls": [CALL]},
+        {"role": "tool", "tool_call_id": "call_1", "content": ""},
+    ]
+    request = converse_request(bot(), openai_chat(messages, tools=[WEATHER], tool_choice="none"))
+    # THEN there is no toolConfig and no tool block (Converse would refuse them), only text
+    assert "toolConfig" not in request
+    assert [list(block) for m in request["messages"] for block in m["content"]] == [["text"]] * 3
+    assert request["messages"][2]["content"][0]["text"] == "[result of tool call call_1]: (no output)"
+
+
+def test_poe_tool_fields_follow_the_query() -> None:
+    # GIVEN a Poe follow-up query as fastapi_poe's tool loop sends it
+    body = PoeRequest.model_validate(
+        {
+            "type": "query",
+            "query": [{"role": "user", "content": "Oslo?"}],
+            "tools": [WEATHER],
+            "tool_calls": [CALL],
+            "tool_results": [{"role": "tool", "name": "get_weather", "tool_call_id": "call_1", "content": '"cold"'}],
+        }
+    )
+    # WHEN it is translated THEN the calls and their results come after the query
+    messages = converse_request(bot(), body.chat())["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+    assert messages[2]["content"][0]["toolResult"]["toolUseId"] == "call_1"
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"tools": [{"type": "code_interpreter"}]}, "only tools of type 'function'"),
+        ({"tools": [{"type": "function", "function": {"name": "x" * 65}}]}, "1 to 64"),
+        ({"tools": [WEATHER, WEATHER]}, "used twice"),
+        ({"tool_choice": "required"}, "needs 'tools'"),
+        ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "f"}}}, "not in 'tools'"),
+    ],
+)
+def test_bad_tool_fields_are_400s(fields: dict[str, Any], expected: str) -> None:
+    with pytest.raises(GatewayError) as error:
+        openai_chat([{"role": "user", "content": "x"}], **fields)
+    assert error.value.status == 400 and expected in error.value.message
+
+
+def test_a_tool_message_needs_its_call_id() -> None:
+    with pytest.raises(GatewayError) as error:
+        openai_chat([{"role": "user", "content": "x"}, {"role": "tool", "content": "r"}])
+    assert "tool_call_id" in error.value.message
+
+
+def test_tools_on_a_bot_without_tool_use_name_the_field_the_bot_and_the_fix() -> None:
+    chat = openai_chat([{"role": "user", "content": "x"}], tools=[WEATHER])
+    with pytest.raises(GatewayError) as error:
+        apply_text_parameters(bot(capabilities={}), chat)
+    assert error.value.code == "tools_not_supported"
+    assert all(word in error.value.message for word in ("'tools'", "Bot 'b'", "capabilities.tools"))
+
+
+# ---------------------------------------------------------------- answer: Converse -> OpenAI
+
+
+class _Bot:
+    """What TextStream needs of a TextBot."""
+
+    config = bot()
+
+    def failed(self, error: BaseException) -> GatewayError:
+        raise error
+
+    def finish(self, stop_reason: str | None, metadata: Mapping[str, Any], *_: Any) -> Finished:
+        return Finished(stop_reason, Usage(), None, None, 0.0)
+
+
+async def _events(items: list[Any]) -> AsyncIterator[dict[str, Any]]:
+    for item in items:
+        yield item
+
+
+def stream_of(events: list[Any]) -> TextStream:
+    return TextStream(cast(TextBot, _Bot()), _events(events))
+
+
+async def _collect(stream: TextStream) -> list[Event]:
+    return [event async for event in stream]
+
+
+def test_converse_stream_tool_use_becomes_tool_call_events() -> None:
+    # GIVEN ConverseStream events: text, then a toolUse block whose input arrives in two pieces
+    start = {"toolUse": {"toolUseId": "tooluse_1", "name": "get_weather"}}
+    events = [
+        {"contentBlockDelta": {"contentBlockIndex": 0, "delta": {"text": "Let me check."}}},
+        {"contentBlockStart": {"contentBlockIndex": 1, "start": start}},
+        {"contentBlockDelta": {"contentBlockIndex": 1, "delta": {"toolUse": {"input": '{"city": '}}}},
+        {"contentBlockDelta": {"contentBlockIndex": 1, "delta": {"toolUse": {"input": '"Oslo"}'}}}},
+        {"messageStop": {"stopReason": "tool_use"}},
+    ]
+    # WHEN the stream is read THEN the call is announced and its argument pieces follow, indexed from 0
+    out = asyncio.run(_collect(stream_of(events)))
+    assert out[:4] == [
+        TextDelta("Let me check."),
+        ToolCallStart(0, "tooluse_1", "get_weather"),
+        ToolCallDelta(0, '{"city": '),
+        ToolCallDelta(0, '"Oslo"}'),
+    ]
+
+
+def test_a_converse_answer_with_tool_use_replays_as_stream_events() -> None:
+    # GIVEN a (not streamed) Converse answer with a toolUse block
+    response = {
+        "output": {"message": {"content": [{"toolUse": {"toolUseId": "t1", "name": "f", "input": {"a": 1}}}]}},
+        "stopReason": "tool_use",
+    }
+    # WHEN it is replayed and read THEN it gives the same events as a stream would
+    out = asyncio.run(_collect(TextStream(cast(TextBot, _Bot()), _replay(response))))
+    assert out[:2] == [ToolCallStart(0, "t1", "f"), ToolCallDelta(0, '{"a": 1}')]
+
+
+async def _answer(events: list[Event]) -> AsyncIterator[Event]:
+    for event in events:
+        yield event
+
+
+TOOL_ANSWER: list[Event] = [
+    ToolCallStart(0, "t1", "get_weather"),
+    ToolCallDelta(0, '{"city":'),
+    ToolCallDelta(0, ' "Oslo"}'),
+    Finished("tool_use", Usage(), None, None, 0.0),
+]
+
+
+def test_tool_calls_as_openai_chunks() -> None:
+    async def chunks() -> list[Any]:
+        return [chunk async for chunk in openai_chunks(_answer(TOOL_ANSWER), "b", False)]
+
+    body = [json.loads(line[len(b"data: ") :]) for line in asyncio.run(chunks())[:-1]]
+    deltas = [c["choices"][0]["delta"] for c in body]
+    assert deltas[1] == {
+        "tool_calls": [
+            {"index": 0, "id": "t1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}
+        ]
+    }
+    assert deltas[2] == {"tool_calls": [{"index": 0, "function": {"arguments": '{"city":'}}]}
+    assert body[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_tool_calls_in_an_openai_completion() -> None:
+    response = asyncio.run(openai_completion(_answer(TOOL_ANSWER), "b"))
+    message = json.loads(bytes(response.body))["choices"][0]["message"]
+    assert message["content"] is None
+    assert message["tool_calls"] == [
+        {"id": "t1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+    ]
+
+
+# ---------------------------------------------------------------- reasoning_effort and text parameter controls
+
+
+@pytest.mark.parametrize(
+    ("effort", "answer_tokens", "budget"),
+    [("none", 4096, 0), ("minimal", 4096, 1024), ("low", 4096, 1024), ("medium", 4096, 2048), ("high", 4096, 3072)],
+)
+def test_reasoning_effort_budgets_leave_room_for_the_answer(effort: str, answer_tokens: int, budget: int) -> None:
+    assert effort_budget(effort, answer_tokens) == budget
+
+
+def test_reasoning_effort_sets_the_thinking_budget_or_turns_thinking_off() -> None:
+    # GIVEN the shipped Claude thinking bot
+    thinking = load_bots()["claude-3.7-sonnet-thinking"]
+    messages = (ChatMessage("user", "hi"),)
+    # WHEN reasoning_effort is "medium" THEN the thinking budget is half the answer's max tokens
+    medium = converse_request(
+        thinking, apply_text_parameters(thinking, ChatRequest(messages, reasoning_effort="medium"))
+    )
+    assert medium["additionalModelRequestFields"]["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    # AND "none" sends no thinking at all
+    off = converse_request(thinking, apply_text_parameters(thinking, ChatRequest(messages, reasoning_effort="none")))
+    assert "thinking" not in off.get("additionalModelRequestFields", {})
+
+
+def test_reasoning_effort_and_thinking_budget_together_are_a_400() -> None:
+    thinking = load_bots()["claude-3.7-sonnet-thinking"]
+    chat = ChatRequest((ChatMessage("user", "hi"),), reasoning_effort="low", parameters={"thinking_budget": 2048})
+    with pytest.raises(GatewayError, match="either 'reasoning_effort' or 'thinking_budget'"):
+        apply_text_parameters(thinking, chat)
+
+
+def test_text_parameter_controls_validate_as_poe_settings() -> None:
+    # GIVEN every shipped text bot WHEN its controls are built THEN Poe's own types accept them
+    for config in load_bots().values():
+        if config.modality == "text":
+            fp.SettingsResponse.model_validate({"parameter_controls": text_parameter_controls(config)})
+    # AND a bot's own temperature is the control's default
+    controls = text_parameter_controls(bot(inference={"temperature": 0.3, "max_tokens": 512}))["sections"][0][
+        "controls"
+    ]
+    assert controls[0]["default_value"] == 0.3 and controls[1]["max_value"] == 512
+
+
+def test_the_token_estimate_counts_tools_calls_and_results() -> None:
+    # GIVEN the same question with and without a tool, a call and its result
+    plain = converse_request(bot(), openai_chat([{"role": "user", "content": "Oslo?"}]))
+    messages = [
+        {"role": "user", "content": "Oslo?"},
+        {"role": "assistant", "tool_calls": [CALL]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "cold and windy all week"},
+    ]
+    with_tools = converse_request(bot(), openai_chat(messages, tools=[WEATHER]))
+    # WHEN both are estimated THEN the tool parts count
+    assert estimate_tokens(with_tools) > estimate_tokens(plain) + 20
