@@ -64,6 +64,7 @@ def serve(role: str, emulator_url: str = "") -> None:
 
     for name, value in FAKE_AWS_ENV.items():
         os.environ.setdefault(name, value)
+    os.environ.setdefault("GATEWAY_ACCOUNT_ID", "123456789012")  # the emulator's account: no STS call for it
     # The emulator's ThreadingHTTPServer listens with the stdlib's backlog of 5: 100 connections opened at once lose
     # SYNs and wait a 1 s retransmit, which is the test double's limit, not the gateway's. Both paths get a deep one.
     importlib.import_module("local.emulator.server")._Server.request_queue_size = 1024

@@ -89,6 +89,10 @@ def local_gateway(
                 "GATEWAY_MEDIA_BUCKET": MEDIA_BUCKET,
                 "GATEWAY_VIDEO_POLL_SECONDS": "1",
             }
+        elif not os.environ.get("GATEWAY_ACCOUNT_ID"):  # account-less router ARNs in bots.json name this account's
+            import boto3
+
+            env["GATEWAY_ACCOUNT_ID"] = boto3.client("sts").get_caller_identity()["Account"]
         stack.enter_context(temporary_environment(env))
         app = create_app(GatewaySettings.from_env())
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))

@@ -182,6 +182,9 @@ class BotConfig(_Frozen):
     image_options: ImageOptions | None = None  # image bots: the users' choices; unset: DEFAULT_IMAGE_OPTIONS
     context_tokens: int = Field(default=DEFAULT_CONTEXT_TOKENS, ge=1, le=10_000_000)  # prompts over it are refused
     count_tokens_model_id: str | None = None  # CountTokens model (bare foundation-model id); unset: model_id
+    # the models a prompt router or application inference profile sends requests to: the stack allows them in IAM
+    # (stacks/config.py reads them; AWS's default routers need none)
+    target_model_ids: tuple[str, ...] = ()
     guardrail: GuardrailSettings | None = None  # an Amazon Bedrock guardrail on every answer; unset: none
     prices: Prices = Prices()
     poe: PoeSettings = PoeSettings()
@@ -270,8 +273,24 @@ def _describe(bot: str, error: ValidationError, data: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def parse_bots(document: Mapping[str, Any]) -> dict[str, BotConfig]:
-    """Validate a bots document (``{"defaults": {...}, "bots": {name: {...}}}``) into frozen configs by name."""
+# An ARN of an account's own resource (a prompt router, an inference profile) whose account field is left empty in
+# the bot file: it names the deploying account's resource, filled in at start (``GATEWAY_ACCOUNT_ID``).
+_ACCOUNT_LESS_ARN = re.compile(
+    r"^(arn:aws[a-z-]*:bedrock:[a-z0-9-]+:)(:(?:default-prompt-router|prompt-router|"
+    r"application-inference-profile|inference-profile)/.+)$"
+)
+LOCAL_ACCOUNT = "123456789012"  # the emulator's (moto's) account, used when GATEWAY_ACCOUNT_ID is not set
+
+
+def with_account(model_id: str, account: str) -> str:
+    """``model_id`` with ``account`` filled in when it is an account-less ARN of an account resource, else as is."""
+    match = _ACCOUNT_LESS_ARN.match(model_id)
+    return f"{match.group(1)}{account}{match.group(2)}" if match else model_id
+
+
+def parse_bots(document: Mapping[str, Any], account: str = LOCAL_ACCOUNT) -> dict[str, BotConfig]:
+    """Validate a bots document (``{"defaults": {...}, "bots": {name: {...}}}``) into frozen configs by name;
+    account-less router/profile ARNs get ``account``."""
     if not isinstance(document, Mapping) or not isinstance(document.get("bots"), Mapping):
         raise BotConfigError("bots.json must be an object with a 'bots' object (and optional 'defaults'); add it")
     defaults = document.get("defaults") or {}
@@ -287,6 +306,11 @@ def parse_bots(document: Mapping[str, Any]) -> dict[str, BotConfig]:
             problems.append(f"bot '{name}': must be an object of fields, got {json.dumps(entry)[:60]}")
             continue
         data = _merge(defaults, entry) | {"name": name}
+        if isinstance(data.get("model_id"), str):
+            data["model_id"] = with_account(data["model_id"], account)
+        targets = data.get("target_model_ids")
+        if isinstance(targets, list):
+            data["target_model_ids"] = [with_account(t, account) if isinstance(t, str) else t for t in targets]
         try:
             bots[name] = BotConfig.model_validate(data)
         except ValidationError as error:
@@ -298,12 +322,12 @@ def parse_bots(document: Mapping[str, Any]) -> dict[str, BotConfig]:
     return bots
 
 
-def load_bots(path: Path = BOTS_FILE) -> dict[str, BotConfig]:
+def load_bots(path: Path = BOTS_FILE, account: str = LOCAL_ACCOUNT) -> dict[str, BotConfig]:
     try:
         document = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise BotConfigError(f"cannot read bot configuration {path}: {error}") from None
-    return parse_bots(document)
+    return parse_bots(document, account)
 
 
 @dataclass(frozen=True)
@@ -336,7 +360,7 @@ class GatewaySettings:
         env = os.environ if env is None else env
         path = Path(env.get("GATEWAY_BOTS_FILE") or BOTS_FILE)
         return cls(
-            bots=load_bots(path),
+            bots=load_bots(path, env.get("GATEWAY_ACCOUNT_ID") or LOCAL_ACCOUNT),
             access_keys=access_keys_from_env(env),
             max_body_bytes=int(env.get("GATEWAY_MAX_BODY_BYTES", "1048576")),
             body_timeout=float(env.get("GATEWAY_BODY_TIMEOUT", "30")),

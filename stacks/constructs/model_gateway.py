@@ -39,6 +39,14 @@ from stacks.constructs.python_function import PythonFunction, retention
 GATEWAY_TIMEOUT = cdk.Duration.minutes(15)  # the Lambda and API Gateway streaming maximum
 APP = "lambdas.gateway.app:app"  # what run.sh serves with uvicorn
 REQUIREMENTS = "requirements-gateway.txt"
+# ARN kinds that name a resource of an account (not AWS's foundation models): a bot file may leave their account
+# empty for "the deploying account" (the app fills it in from GATEWAY_ACCOUNT_ID, IAM from the stack's account).
+ACCOUNT_RESOURCE_KINDS = (
+    "default-prompt-router",
+    "prompt-router",
+    "application-inference-profile",
+    "inference-profile",
+)
 # The services the gateway's clients call (lambdas/gateway/clients.py); sts for credential providers that assume roles.
 SDK_SERVICES = ("bedrock-runtime", "s3", "secretsmanager", "sts")
 RUN_SCRIPT = "stacks/constructs/gateway_run.sh"  # staged as run.sh at the asset root: the function's handler
@@ -91,7 +99,9 @@ def bot_model_arns(scope: Construct, cfg: GatewayConfig) -> list[str]:
     def expand(model_id: str, region: str) -> list[str]:
         parsed = parse_model_arn(model_id)
         if parsed is not None:
-            kind, name, arn_region, _ = parsed
+            kind, name, arn_region, account = parsed
+            if not account and kind in ACCOUNT_RESOURCE_KINDS:  # the bot file left it empty: this account's resource
+                model_id = f"arn:{partition}:bedrock:{arn_region or region}:{stack.account}:{kind}/{name}"
             extra = profile_models(name, arn_region or region) if kind == "inference-profile" else []
             return [model_id, *extra]
         if is_inference_profile(model_id):
@@ -222,6 +232,7 @@ class ModelGateway(Construct):
                 "GATEWAY_BOTS_FILE": f"{LAMBDA_TASK_ROOT}/{bots_file}",
                 "GATEWAY_MEDIA_BUCKET": bucket.bucket_name,
                 "GATEWAY_ACCESS_KEYS_SECRET_ARN": self.access_keys.secret_arn,
+                "GATEWAY_ACCOUNT_ID": cdk.Aws.ACCOUNT_ID,  # fills the account-less router/profile ARNs of bots.json
             },
         )
         self._grant(cfg, bucket)

@@ -205,6 +205,7 @@ def test_access_keys_stay_in_secrets_manager(gateway: Gateway, function: dict[st
         "AWS_LWA_READINESS_CHECK_PATH",
         "PORT",
         "GATEWAY_BOTS_FILE",
+        "GATEWAY_ACCOUNT_ID",
         "GATEWAY_MEDIA_BUCKET",
         "GATEWAY_ACCESS_KEYS_SECRET_ARN",
     }
@@ -290,6 +291,25 @@ def test_bots_without_a_region_use_the_stack_region_and_global_profiles_any_regi
         _fm("eu-central-1", base),
         _fm("", base),
     ]
+
+
+def test_an_account_less_router_arn_is_the_deploying_accounts_router() -> None:
+    # GIVEN a bot on a default prompt router whose ARN leaves the account empty (as bots.json ships them)
+    stack = cdk.Stack(cdk.App(), "Probe", env=cdk.Environment(account="111122223333", region="us-east-1"))
+    router = "arn:aws:bedrock:us-east-1::default-prompt-router/anthropic.claude:1"
+    cfg = GatewayConfig(
+        bots=(GatewayBot(name="r", model_id=router, target_model_ids=("us.anthropic.claude-3-haiku-20240307-v1:0",)),),
+        bedrock_regions=("us-east-1",),
+    )
+    # WHEN expanding its models
+    arns = [flat(stack.resolve(arn)) for arn in bot_model_arns(stack, cfg)]
+    # THEN IAM names the router in the stack's account, then the models it routes to
+    assert arns[0] == "arn:<AWS::Partition>:bedrock:us-east-1:111122223333:default-prompt-router/anthropic.claude:1"
+    assert "::default-prompt-router" not in " ".join(arns)
+
+
+def test_the_function_knows_its_account_for_account_less_arns(function: dict[str, Any]) -> None:
+    assert function["Environment"]["Variables"]["GATEWAY_ACCOUNT_ID"] == {"Ref": "AWS::AccountId"}
 
 
 def test_template_passes_cfn_lint(gateway: Gateway, tmp_path: Path) -> None:

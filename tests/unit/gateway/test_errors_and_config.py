@@ -158,3 +158,32 @@ def test_access_keys_come_from_the_environment() -> None:
 def test_settings_from_env_read_the_bots_file_and_limits() -> None:
     settings = GatewaySettings.from_env({"GATEWAY_ACCESS_KEY": "k", "GATEWAY_MAX_BODY_BYTES": "2048"})
     assert settings.max_body_bytes == 2048 and settings.access_keys == {"default": "k"} and settings.bots
+
+
+def test_account_less_router_arns_get_the_deploying_account() -> None:
+    # GIVEN the shipped bots.json, whose default prompt routers leave the account empty
+    # WHEN the gateway starts in account 111122223333 (GATEWAY_ACCOUNT_ID, set by the stack)
+    settings = GatewaySettings.from_env({"GATEWAY_ACCOUNT_ID": "111122223333"})
+    # THEN each router ARN names that account's router; foundation-model ids are untouched
+    router = settings.bots["router-claude"].model_id
+    assert router == "arn:aws:bedrock:us-east-1:111122223333:default-prompt-router/anthropic.claude:1"
+    assert settings.bots["claude-3-haiku"].model_id == "anthropic.claude-3-haiku-20240307-v1:0"
+    # AND without the variable (local runs) the emulator's account is used
+    local = GatewaySettings.from_env({})
+    assert ":123456789012:default-prompt-router/" in local.bots["router-claude"].model_id
+
+
+def test_a_custom_routers_target_models_are_accepted_and_filled_in() -> None:
+    # GIVEN a bot on an account-less custom prompt router with its target models (the stack needs them for IAM)
+    document = {
+        "bots": {
+            "mine": {
+                "model_id": "arn:aws:bedrock:us-east-1::prompt-router/abcd1234",
+                "target_model_ids": ["anthropic.claude-3-haiku-20240307-v1:0"],
+            }
+        }
+    }
+    # WHEN parsed for account 111122223333 THEN the router ARN gets the account and the targets are kept
+    bot = parse_bots(document, "111122223333")["mine"]
+    assert bot.model_id == "arn:aws:bedrock:us-east-1:111122223333:prompt-router/abcd1234"
+    assert bot.target_model_ids == ("anthropic.claude-3-haiku-20240307-v1:0",)

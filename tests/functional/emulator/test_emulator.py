@@ -2,7 +2,7 @@
 
 moto pass-through: under ``mock_aws`` botocore requests go through moto's ``BotocoreStubber``, which answers only URLs
 matching an AWS hostname pattern (``https?://bedrock\\.(.+)\\.amazonaws\\.com``, ...) and lets every other URL go to
-the network. ``http://127.0.0.1:<port>`` matches none, so the client below really talks to the emulator (the first
+the network. ``http://127.0.0.1:<port>`` matches none, so the conftest's clients really talk to the emulator (the first
 test proves it with the emulator's request counter). Nothing to configure; only never put the emulator's address in
 ``MOTO_S3_CUSTOM_ENDPOINTS``, which would make moto treat it as S3.
 """
@@ -11,68 +11,23 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from botocore.client import BaseClient
-from botocore.config import Config
-from botocore.exceptions import ClientError, ParamValidationError
-from moto import mock_aws
+from botocore.exceptions import ParamValidationError
 
 from local.emulator import BedrockEmulator, EmulatorState, ManualClock, Quotas
+from tests.functional.conftest import BUCKET
+from tests.functional.emulator.conftest import emulator_client, error_code
 
-REGION = "us-east-1"
-BUCKET = "emulator-test"
 CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
 TITAN = "amazon.titan-embed-text-v2:0"
 ROLE = "arn:aws:iam::123456789012:role/BedrockBatch"
 STATUSES = ["Submitted", "Validating", "Scheduled", "InProgress", "Completed"]
 
 
-# ---------------------------------------------------------------- fixtures and helpers
-
-
-@pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[BaseClient]:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        monkeypatch.setenv(name, "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    with mock_aws():
-        client = boto3.client("s3", region_name=REGION)
-        client.create_bucket(Bucket=BUCKET)
-        yield client
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def state(s3: BaseClient, clock: ManualClock) -> EmulatorState:
-    return EmulatorState(s3=s3, clock=clock, step_seconds=1)
-
-
-@pytest.fixture
-def emulator(state: EmulatorState) -> Iterator[BedrockEmulator]:
-    with BedrockEmulator(state) as running:
-        yield running
-
-
-def bedrock_client(emulator: BedrockEmulator, **config: Any) -> BaseClient:
-    return boto3.client(
-        "bedrock",
-        endpoint_url=emulator.endpoint_url,
-        region_name=REGION,
-        config=Config(retries={"max_attempts": 1}, **config),
-    )
-
-
-@pytest.fixture
-def bedrock(emulator: BedrockEmulator) -> BaseClient:
-    return bedrock_client(emulator)
+# ---------------------------------------------------------------- helpers
 
 
 def claude_record(index: int) -> dict[str, Any]:
@@ -114,10 +69,6 @@ def read_jsonl(s3: BaseClient, key: str) -> list[dict[str, Any]]:
 
 def output_key(arn: str, name: str) -> str:
     return f"outputs/{arn.rsplit('/', 1)[-1]}/{name}"
-
-
-def error_code(error: pytest.ExceptionInfo[ClientError]) -> str:
-    return error.value.response["Error"]["Code"]
 
 
 # ---------------------------------------------------------------- wire protocol
@@ -339,7 +290,7 @@ def test_invalid_create_requests_are_rejected_by_the_server(
     emulator: BedrockEmulator, change: dict[str, Any], field: str
 ) -> None:
     # GIVEN a client without botocore's own checks (botocore already refuses e.g. a timeout below its min of 24)
-    raw = bedrock_client(emulator, parameter_validation=False)
+    raw = emulator_client(emulator, parameter_validation=False)
     request = {
         "jobName": "valid-name",
         "roleArn": ROLE,
