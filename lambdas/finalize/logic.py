@@ -60,8 +60,14 @@ class MergeReport:
 
 
 def load_resubmission(s3: Any, run: RunContext) -> Resubmission:
+    """The plan is looked up by listing first: without s3:ListBucket on a key's prefix S3 answers a missing key with
+    403, not 404 (the function may list ``runs/*/retry/``), and a plan is missing when planning itself failed."""
+    key = layout.retry_plan_key(run.run_id)
+    listed = s3.list_objects_v2(Bucket=run.bucket, Prefix=key, MaxKeys=1).get("Contents", [])
+    if not any(item["Key"] == key for item in listed):
+        return Resubmission()
     try:
-        raw = get_json(s3, run.bucket, layout.retry_plan_key(run.run_id))
+        raw = get_json(s3, run.bucket, key)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
             return Resubmission()

@@ -91,7 +91,7 @@ DATA_ACCESS: dict[str, dict[str, list[str]]] = {
             f"{RUNS_PREFIX}*/retry/plan.json",
         ],
         "write": [f"{RUNS_PREFIX}*/summary.json", f"{RUNS_PREFIX}*/output/*"],
-        "list_prefixes": [f"{RUNS_PREFIX}*/results/"],
+        "list_prefixes": [f"{RUNS_PREFIX}*/results/", f"{RUNS_PREFIX}*/retry/"],
     },
 }
 

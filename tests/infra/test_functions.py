@@ -230,7 +230,7 @@ def _s3_access(synthesized: Synthesized, template: Template, key: str) -> dict[s
             "finalize",
             ["/runs/*/jobs.json", "/runs/*/output/*", "/runs/*/results/*", "/runs/*/retry/plan.json"],
             ["/runs/*/output/*", "/runs/*/summary.json"],
-            ["runs/*/results/*"],
+            ["runs/*/results/*", "runs/*/retry/*"],  # listing retry/ tells a missing plan (403 otherwise) apart
         ),
     ],
 )

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from botocore.client import BaseClient
-from botocore.exceptions import ParamValidationError
+from botocore.exceptions import ClientError, ParamValidationError
 
 from local.emulator import BedrockEmulator, EmulatorState, ManualClock, Quotas
 from tests.functional.conftest import BUCKET

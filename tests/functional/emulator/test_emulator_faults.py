@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from botocore.client import BaseClient
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from lambdas.poll_job import logic as poll_logic
@@ -25,44 +22,14 @@ from lambdas.submit_job import handler as submit_handler
 from local.emulator import BedrockEmulator, EmulatorState, ManualClock
 from local.emulator.faults import FAULTS, FaultSpecError, parse_faults
 from tests.functional.conftest import BUCKET
+from tests.functional.emulator.conftest import error_code
 
 CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
 ROLE = "arn:aws:iam::123456789012:role/BedrockBatch"
 TIMEOUT_HOURS = 72  # JOB_TIMEOUT_HOURS in the functional conftest
 
 
-# ---------------------------------------------------------------- fixtures and helpers
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def state(s3: BaseClient, clock: ManualClock) -> EmulatorState:
-    return EmulatorState(s3=s3, clock=clock, step_seconds=1)
-
-
-@pytest.fixture
-def emulator(state: EmulatorState, monkeypatch: pytest.MonkeyPatch) -> Iterator[BedrockEmulator]:
-    """The emulator on a manual clock; the handlers' ``bedrock`` client reaches it via AWS_ENDPOINT_URL_BEDROCK."""
-    with BedrockEmulator(state) as server:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK", server.endpoint_url)
-        aws.reset()
-        yield server
-    aws.reset()
-
-
-@pytest.fixture
-def bedrock(emulator: BedrockEmulator) -> BaseClient:
-    """A client without SDK retries, so each injected error reaches the test."""
-    return boto3.client(
-        "bedrock",
-        endpoint_url=emulator.endpoint_url,
-        region_name="us-east-1",
-        config=Config(retries={"total_max_attempts": 1}),
-    )
+# ---------------------------------------------------------------- helpers
 
 
 def claude_input(index: int) -> dict[str, Any]:
@@ -109,10 +76,6 @@ def parsed_lines(body: bytes) -> tuple[list[dict[str, Any]], int]:
         except ValueError:
             invalid += 1
     return valid, invalid
-
-
-def error_code(error: pytest.ExceptionInfo[ClientError]) -> str:
-    return str(error.value.response["Error"]["Code"])
 
 
 # ---------------------------------------------------------------- the --faults spec

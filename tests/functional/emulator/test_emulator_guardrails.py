@@ -3,37 +3,22 @@ ConverseStream (checked like the service, deterministic intervention on ``BLOCKM
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from botocore.client import BaseClient
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from local.emulator.guardrails import BLOCKED_INPUT_MESSAGE
-from local.emulator.jobs import EmulatorState
-from local.emulator.server import BedrockEmulator
+from tests.functional.emulator.conftest import user
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 ARN = "arn:aws:bedrock:us-east-1:123456789012:guardrail/abc123"
 GUARDRAIL = {"guardrailIdentifier": ARN, "guardrailVersion": "1", "trace": "enabled"}
 
 
-@pytest.fixture
-def runtime(s3: Any) -> Iterator[BaseClient]:
-    with BedrockEmulator(EmulatorState(s3=s3, step_seconds=0)) as emulator:
-        yield boto3.client(
-            "bedrock-runtime",
-            endpoint_url=emulator.endpoint_url,
-            region_name="us-east-1",
-            config=Config(retries={"total_max_attempts": 1}),
-        )
-
-
 def ask(text: str) -> list[dict[str, Any]]:
-    return [{"role": "user", "content": [{"text": text}]}]
+    return [user(text)]
 
 
 def test_a_blocked_prompt_is_answered_with_the_blocked_message_and_a_trace(runtime: BaseClient) -> None:

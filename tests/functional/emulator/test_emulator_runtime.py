@@ -12,21 +12,17 @@ import json
 import struct
 import threading
 import zlib
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from botocore.client import BaseClient
-from botocore.config import Config
 from botocore.exceptions import ClientError, EventStreamError
-from moto import mock_aws
 
 from local.emulator import BedrockEmulator, EmulatorState, ManualClock
 from local.emulator.faults import parse_faults
+from tests.functional.conftest import BUCKET
+from tests.functional.emulator.conftest import error_code, user
 
-REGION = "us-east-1"
-BUCKET = "emulator-runtime-test"
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 SONNET_37 = "us.anthropic.claude-3-7-sonnet-20250219-v1:0"
 NOVA_LITE = "us.amazon.nova-lite-v1:0"
@@ -36,57 +32,11 @@ FILTERED_PROMPT = "an nsfw picture of a cat"  # "nsfw" is the emulator's default
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-# ---------------------------------------------------------------- fixtures and helpers
-
-
-@pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[BaseClient]:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        monkeypatch.setenv(name, "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    with mock_aws():
-        client = boto3.client("s3", region_name=REGION)
-        client.create_bucket(Bucket=BUCKET)
-        yield client
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def state(s3: BaseClient, clock: ManualClock) -> EmulatorState:
-    return EmulatorState(s3=s3, clock=clock, step_seconds=1)
-
-
-@pytest.fixture
-def emulator(state: EmulatorState) -> Iterator[BedrockEmulator]:
-    with BedrockEmulator(state) as running:
-        yield running
-
-
-@pytest.fixture
-def runtime(emulator: BedrockEmulator) -> BaseClient:
-    """A plain bedrock-runtime client without SDK retries, so each injected error reaches the test."""
-    return boto3.client(
-        "bedrock-runtime",
-        endpoint_url=emulator.endpoint_url,
-        region_name=REGION,
-        config=Config(retries={"total_max_attempts": 1}),
-    )
-
-
-def user(text: str) -> dict[str, Any]:
-    return {"role": "user", "content": [{"text": text}]}
+# ---------------------------------------------------------------- helpers
 
 
 def assistant(text: str) -> dict[str, Any]:
     return {"role": "assistant", "content": [{"text": text}]}
-
-
-def error_code(error: pytest.ExceptionInfo[ClientError]) -> str:
-    return str(error.value.response["Error"]["Code"])
 
 
 def error_message(error: pytest.ExceptionInfo[ClientError]) -> str:

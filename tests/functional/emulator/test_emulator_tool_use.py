@@ -9,7 +9,7 @@ import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from tests.functional.test_emulator_runtime import clock, emulator, runtime, s3, state  # noqa: F401 - fixtures
+from tests.functional.emulator.conftest import user
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 LLAMA = "us.meta.llama3-1-8b-instruct-v1:0"
@@ -27,11 +27,7 @@ WEATHER = {"toolSpec": {"name": "get_weather", "description": "Weather", "inputS
 TIME = {"toolSpec": {"name": "get_time", "inputSchema": {"json": {"type": "object", "properties": {}}}}}
 
 
-def user(text: str) -> dict[str, Any]:
-    return {"role": "user", "content": [{"text": text}]}
-
-
-def test_converse_answers_with_a_tool_call_built_from_the_schema(runtime: BaseClient) -> None:  # noqa: F811
+def test_converse_answers_with_a_tool_call_built_from_the_schema(runtime: BaseClient) -> None:
     # GIVEN a tool and a user question WHEN Converse is called
     answer = runtime.converse(modelId=HAIKU, messages=[user("Oslo")], toolConfig={"tools": [WEATHER, TIME]})
     # THEN the model calls the first tool with every required property filled in, and stops for it
@@ -50,7 +46,7 @@ def test_converse_answers_with_a_tool_call_built_from_the_schema(runtime: BaseCl
     assert final["output"]["message"]["content"] == [{"text": "rain"}]
 
 
-def test_converse_stream_sends_the_tool_input_in_pieces(runtime: BaseClient) -> None:  # noqa: F811
+def test_converse_stream_sends_the_tool_input_in_pieces(runtime: BaseClient) -> None:
     # GIVEN a forced tool WHEN ConverseStream is called
     response = runtime.converse_stream(
         modelId=HAIKU,
@@ -113,7 +109,7 @@ def test_converse_stream_sends_the_tool_input_in_pieces(runtime: BaseClient) -> 
     ],
 )
 def test_bad_tool_requests_are_validation_errors(
-    runtime: BaseClient,  # noqa: F811
+    runtime: BaseClient,
     model: str,
     fields: dict[str, Any],
     message: str,
