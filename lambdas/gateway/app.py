@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lambdas.gateway.clients import AwsClients
 from lambdas.gateway.config import GatewaySettings, parse_access_keys
+from lambdas.gateway.correlation import CorrelationIds
 from lambdas.gateway.errors import GatewayError, internal_error, stop_outcome
 from lambdas.gateway.events import (
     Event,
@@ -330,6 +331,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         await clients.close()
 
     app = FastAPI(title="Bedrock model gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(CorrelationIds)
     app.state.settings = settings
     app.state.bots = bots
 

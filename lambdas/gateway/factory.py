@@ -34,7 +34,14 @@ from lambdas.gateway.images import ImageBot
 from lambdas.gateway.metrics import BEDROCK_ERRORS, emit
 from lambdas.gateway.parameters import apply_text_parameters
 from lambdas.gateway.tokens import TokenCount, check_context, count_input_tokens
-from lambdas.gateway.translate import ChatRequest, PriceBook, Usage, converse_request, text_cost
+from lambdas.gateway.translate import (
+    ChatRequest,
+    PriceBook,
+    Usage,
+    converse_request,
+    text_cost,
+    thinking_off_reason,
+)
 from lambdas.gateway.videos import VideoBot
 from lambdas.shared.observability import logger
 
@@ -119,6 +126,9 @@ class TextBot:
         chat = apply_text_parameters(self.config, chat)
         chat = await read_attachments(self.config, chat, self._fetcher)
         request = converse_request(self.config, chat)
+        reason = thinking_off_reason(self.config, chat)
+        if reason:
+            logger.info("thinking turned off for this request", bot=self.config.name, reason=reason)
         try:
             client = await self._clients.bedrock_runtime(self.config.region)
             count = await count_input_tokens(self.config, request, client)

@@ -29,6 +29,7 @@ from lambdas.shared.model_families import ModelRef
 Role = Literal["system", "user", "assistant"]
 ROLES: dict[str, Role] = {"system": "system", "user": "user", "bot": "assistant", "assistant": "assistant"}
 CACHE_POINT: dict[str, Any] = {"cachePoint": {"type": "default"}}
+MIN_THINKING_TOP_P = 0.95  # Claude with thinking on: topP from 0.95 to 1
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,59 @@ def inference_config(bot: BotConfig, chat: ChatRequest) -> dict[str, Any]:
     return config
 
 
+def continues_tool_loop(messages: Sequence[ChatMessage]) -> bool:
+    """Whether the conversation ends inside a tool loop: tool results follow the last assistant message (or it ends
+    with that message's tool calls), so the model's answer continues the same assistant turn."""
+    for message in reversed(messages):
+        if message.role == "system" or not has_content(message):
+            continue
+        if message.role == "assistant":
+            return bool(message.tool_calls)
+        if message.tool_results:
+            return True
+    return False
+
+
+def thinking_on(fields: Mapping[str, Any] | None) -> bool:
+    """Whether ``additionalModelRequestFields`` turn Claude's thinking on."""
+    thinking = (fields or {}).get("thinking")
+    return isinstance(thinking, Mapping) and thinking.get("type") in ("enabled", "adaptive")
+
+
+def thinking_off_reason(bot: BotConfig, chat: ChatRequest) -> str | None:
+    """Why the bot's Claude ``thinking`` is turned off for this request, or None when it stays as configured.
+
+    Claude's extended thinking with tool use (Anthropic and Bedrock extended-thinking docs): a tool loop is one
+    assistant turn, and while it runs with thinking enabled the assistant message that opened it must start with its
+    signed thinking block, sent back unchanged ("Expected `thinking` or `redacted_thinking`, but found `tool_use` ...
+    To avoid this requirement, disable `thinking`"). The OpenAI and Poe formats have no field for those blocks, so a
+    request that continues a tool loop goes without thinking (its turn then holds no thinking blocks, which is what
+    a turn without thinking must look like); a new turn keeps thinking. Manual thinking (``type: enabled``) also
+    refuses a forced ``tool_choice`` ("Thinking may not be enabled when tool_choice forces tool use")."""
+    if not thinking_on(bot.additional_request_fields):
+        return None
+    thinking = (bot.additional_request_fields or {})["thinking"]
+    if chat.thinking_budget == 0 or tool_config(chat.tools, chat.tool_choice) is None:
+        return None  # thinking already off, or no tool blocks are sent (the tool history goes as text)
+    if continues_tool_loop(chat.messages):
+        return "the request continues a tool loop and Claude's signed thinking blocks cannot be sent back"
+    if thinking.get("type") == "enabled" and chat.tool_choice.mode in ("required", "tool"):
+        return "a forced tool_choice cannot be combined with Claude's extended thinking"
+    return None
+
+
+def thinking_inference_config(config: dict[str, Any]) -> dict[str, Any]:
+    """``inferenceConfig`` for a request with Claude thinking on: Claude takes no temperature but 1 and no topP
+    below 0.95 then (Bedrock: thinking "isn't compatible with temperature, top_p, or top_k modifications"), so those
+    are left to the model. Without thinking the request's own values apply."""
+    config = dict(config)
+    if config.get("temperature") not in (None, 1, 1.0):
+        config.pop("temperature")
+    if config.get("topP") is not None and config["topP"] < MIN_THINKING_TOP_P:
+        config.pop("topP")
+    return config
+
+
 def converse_request(bot: BotConfig, chat: ChatRequest) -> dict[str, Any]:
     """The Converse / ConverseStream request for ``chat`` on ``bot``."""
     tools = tool_config(chat.tools, chat.tool_choice)
@@ -153,10 +207,12 @@ def converse_request(bot: BotConfig, chat: ChatRequest) -> dict[str, Any]:
     if bot.additional_request_fields:
         fields = dict(bot.additional_request_fields)
         thinking = fields.get("thinking")
-        if chat.thinking_budget == 0:  # reasoning_effort "none": no thinking this time
+        if chat.thinking_budget == 0 or thinking_off_reason(bot, chat):  # no thinking this time
             fields.pop("thinking", None)
         elif chat.thinking_budget is not None and isinstance(thinking, Mapping):
             fields["thinking"] = {**thinking, "budget_tokens": chat.thinking_budget}
+        if thinking_on(fields):
+            request["inferenceConfig"] = thinking_inference_config(request["inferenceConfig"])
         if fields:
             request["additionalModelRequestFields"] = fields
     if tools is not None:

@@ -7,7 +7,8 @@ The answer is the text of the last user message, exactly as sent (deterministic)
 - a reasoning request in ``additionalModelRequestFields`` (Claude ``thinking``, Nova ``reasoningConfig``,
   ``reasoning_config`` / ``reasoning_effort``) adds a ``reasoningContent`` block (text + signature) before the answer;
 - a ``toolConfig`` is checked and the model may answer with one ``toolUse`` block instead of text (stop reason
-  ``tool_use``); see ``local.emulator.tool_use``.
+  ``tool_use``); Claude thinking is checked against tool loops, forced tool choice and temperature; see
+  ``local.emulator.tool_use``.
 
 Tokens are whitespace-separated words (``families.estimate_tokens``), counted over tool specs, system blocks and
 message blocks in that order; an image, document, video or audio block counts ``MEDIA_BLOCK_TOKENS``. CountTokens
@@ -41,7 +42,7 @@ from typing import Any
 
 from local.emulator.errors import not_found, validation_error
 from local.emulator.families import base_model_id, estimate_tokens
-from local.emulator.tool_use import check_tool_config, tool_call
+from local.emulator.tool_use import check_thinking, check_tool_config, tool_call
 
 MEDIA_BLOCK_TOKENS = 100  # an image, document, video or audio block, whatever its size
 DEFAULT_SHORT_PROMPT_TOKENS = 32  # prompt routers: prompts up to this size go to the router's first model
@@ -453,7 +454,8 @@ def answer(
     max_tokens = config.get("maxTokens")
     echo = echo_text(request.get("messages") or [])
     thinking = reasoning_requested(target, request.get("additionalModelRequestFields"), max_tokens)
-    check_tool_config(request, target.family)
+    check_tool_config(request, target.family, target.model_id)
+    check_thinking(request, target.family)
     tool_use = tool_call(request, echo)
     text, stop_reason, stop_sequence = shape_text(echo, max_tokens, config.get("stopSequences") or [])
     if tool_use is not None:

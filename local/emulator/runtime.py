@@ -58,7 +58,7 @@ from local.emulator.guardrails import Guardrails
 from local.emulator.images import IMAGE_FAMILIES, image_family
 from local.emulator.jobs import EmulatorState
 from local.emulator.protocol import Handler, HttpResponse, service_model, to_wire
-from local.emulator.tool_use import json_pieces
+from local.emulator.tool_use import check_streaming_tools, json_pieces
 
 COUNT_TOKENS_UNSUPPORTED = "The provided model doesn't support counting tokens."
 COUNT_TOKENS_PREFIXES = ("anthropic.claude",)  # bare foundation-model ids only: no profile, no router
@@ -149,10 +149,12 @@ class RuntimeState:
 
     # ------------------------------------------------------------ Converse / ConverseStream
 
-    def _answer(self, params: dict[str, Any]) -> Answer:
+    def _answer(self, params: dict[str, Any], streaming: bool = False) -> Answer:
         check_messages(params.get("messages") or [])
         prompt = measure_prompt(params)
         target = route(params["modelId"], prompt.tokens, self.prompt_routers, self.short_prompt_tokens)
+        if streaming:
+            check_streaming_tools(params, target.family)
         result = answer(params, target, prompt, self.cache, self._now(), self.min_cache_tokens)
         return self.guardrails.guard(params, result)
 
@@ -172,7 +174,7 @@ class RuntimeState:
     def converse_stream(self, params: dict[str, Any]) -> HttpResponse:
         started = time.monotonic()
         self._inject_call_fault("ConverseStream")
-        result = self._answer(params)
+        result = self._answer(params, streaming=True)
         error_after = self._stream_error_after()
         headers = {"x-amzn-requestid": str(uuid.uuid4()), "content-type": CONTENT_TYPE}
         return HttpResponse(200, headers, self._frames(result, started, error_after))

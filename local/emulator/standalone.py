@@ -62,28 +62,12 @@ def standalone(
         yield stack.enter_context(BedrockEmulator(state, host=host, port=port))
 
 
-def serve(
-    port: int = 8090,
-    *,
-    host: str = "127.0.0.1",
-    s3_port: int = 5000,
-    s3_endpoint_url: str | None = None,
-    region: str = "us-east-1",
-    step_seconds: float = 5.0,
-    faults: dict[str, Any] | None = None,
-) -> None:
-    """Serve the emulator (and a moto S3 server unless ``s3_endpoint_url`` is given) until Ctrl-C."""
-    with standalone(
-        port,
-        host=host,
-        s3_port=s3_port,
-        s3_endpoint_url=s3_endpoint_url,
-        region=region,
-        step_seconds=step_seconds,
-        faults=faults,
-    ) as emulator:
+def serve(port: int = 8090, **options: Any) -> None:
+    """Serve the emulator (and a moto S3 server unless ``s3_endpoint_url`` is given) until Ctrl-C; ``options`` are
+    those of ``standalone()``."""
+    with standalone(port, **options) as emulator:
         s3_url = emulator.state.s3.meta.endpoint_url
-        print(f"Bedrock emulator: {emulator.endpoint_url}  (each job status lasts {step_seconds} s)")
+        print(f"Bedrock emulator: {emulator.endpoint_url}  (each job status lasts {emulator.state.step_seconds} s)")
         print(f"S3:               {s3_url}")
         print(f"Faults:           {describe_faults(emulator.state.faults)}")
         print(f"  export AWS_ENDPOINT_URL_BEDROCK={emulator.endpoint_url} AWS_ENDPOINT_URL_S3={s3_url}")

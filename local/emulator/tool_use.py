@@ -4,8 +4,14 @@ Checks (ValidationException): tool blocks (``toolUse`` / ``toolResult``) in the 
 ``toolConfig.tools`` holds at least one entry, each exactly one of ``toolSpec`` / ``cachePoint`` / ``systemTool``;
 a ``toolSpec`` has a name matching ``^[a-zA-Z0-9_-]{1,64}$`` (unique), a non-empty description if any, and an
 ``inputSchema.json`` object; ``toolChoice`` is exactly one of ``auto`` / ``any`` / ``tool`` (``tool.name`` one of
-the tools; ``any`` and ``tool`` only on models that take them); every ``toolResult`` answers a ``toolUse`` of the
-assistant message just before it.
+the tools; ``any`` only on Claude, Nova and Mistral Large, ``tool`` only on Claude and Nova, as the ``ToolChoice``
+API reference and the Nova user guide say); every ``toolResult`` answers a ``toolUse`` of the assistant message just
+before it. ConverseStream refuses a ``toolConfig`` on models without streaming tool use (Llama, Mistral).
+
+Claude thinking with tools (``check_thinking``, Anthropic / Bedrock extended-thinking docs): with ``thinking``
+enabled, a request that continues a tool loop (its last message brings tool results) needs the assistant message
+that opened the turn to start with its ``reasoningContent`` block; manual thinking (``type: enabled``) refuses a
+forced ``toolChoice``; thinking takes no ``temperature`` but 1. Each in the model's words, as Bedrock relays them.
 
 Answer: with tools, the model calls one unless the last user message brings tool results and the choice is
 ``auto`` (then it answers in text, echoing the results). It calls the forced tool (``toolChoice.tool``) or the first
@@ -22,10 +28,32 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from local.emulator.errors import validation_error
+from local.emulator.families import base_model_id
 
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 NEEDS_TOOL_CONFIG = "The toolConfig field must be defined when using toolUse and toolResult content blocks."
-FORCED_CHOICE_FAMILIES = frozenset({"anthropic", "nova", "mistral", "profile"})  # toolChoice any / tool
+# toolChoice ``any`` / ``tool``: which models take them (``profile``: an opaque ARN, every feature)
+ANY_CHOICE_FAMILIES = frozenset({"anthropic", "nova", "profile"})
+ANY_CHOICE_MODELS = ("mistral.mistral-large",)  # Mistral Large (2402, 2407), not Mistral Small
+TOOL_CHOICE_FAMILIES = frozenset({"anthropic", "nova", "profile"})
+# "Streaming tool use" No in the Converse supported-models table (tool use Yes): Llama 3.1+, Mistral Large
+NO_STREAMING_TOOL_FAMILIES = frozenset({"llama", "mistral"})
+NO_STREAMING_TOOLS = "This model doesn't support tool use in streaming mode."
+THINKING_NEEDS_REASONING_FIRST = (
+    "The model returned the following errors: messages.{index}.content.0.type: Expected `thinking` or "
+    "`redacted_thinking`, but found `{found}`. When `thinking` is enabled, a final `assistant` message must start "
+    "with a thinking block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). We recommend you "
+    "include thinking blocks from previous turns. To avoid this requirement, disable `thinking`. Please consult our "
+    "documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+)
+THINKING_FORCED_TOOL = (
+    "The model returned the following errors: Thinking may not be enabled when tool_choice forces tool use."
+)
+THINKING_TEMPERATURE = (
+    "The model returned the following errors: `temperature` may only be set to 1 when thinking is enabled. Please "
+    "consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+    "#important-considerations-when-using-extended-thinking"
+)
 
 
 def _blocks(messages: Sequence[Mapping[str, Any]], kind: str) -> list[tuple[int, Mapping[str, Any]]]:
@@ -37,7 +65,20 @@ def _blocks(messages: Sequence[Mapping[str, Any]], kind: str) -> list[tuple[int,
     ]
 
 
-def check_tool_config(request: Mapping[str, Any], family: str) -> None:
+def check_streaming_tools(request: Mapping[str, Any], family: str) -> None:
+    """ConverseStream with a ``toolConfig`` on a model without streaming tool use (Llama, Mistral)."""
+    if request.get("toolConfig") is not None and family in NO_STREAMING_TOOL_FAMILIES:
+        raise validation_error(NO_STREAMING_TOOLS)
+
+
+def forced_choice_allowed(mode: str, family: str, model_id: str) -> bool:
+    """Whether the model takes ``toolChoice.any`` / ``toolChoice.tool``."""
+    if mode == "tool":
+        return family in TOOL_CHOICE_FAMILIES
+    return family in ANY_CHOICE_FAMILIES or base_model_id(model_id).startswith(ANY_CHOICE_MODELS)
+
+
+def check_tool_config(request: Mapping[str, Any], family: str, model_id: str = "") -> None:
     """ValidationException for a ``toolConfig`` (or tool blocks) Bedrock would refuse; see the module docstring."""
     messages = request.get("messages") or []
     config = request.get("toolConfig")
@@ -89,7 +130,7 @@ def check_tool_config(request: Mapping[str, Any], family: str) -> None:
         modes = [mode for mode in ("auto", "any", "tool") if isinstance(choice, Mapping) and mode in choice]
         if len(modes) != 1:
             raise validation_error("toolConfig.toolChoice must set exactly one of auto, any, tool.")
-        if modes[0] != "auto" and family not in FORCED_CHOICE_FAMILIES:
+        if modes[0] != "auto" and not forced_choice_allowed(modes[0], family, model_id):
             raise validation_error(
                 f"This model doesn't support the toolConfig.toolChoice.{modes[0]} field. Remove "
                 f"toolConfig.toolChoice.{modes[0]} and try again."
@@ -108,6 +149,42 @@ def check_tool_config(request: Mapping[str, Any], family: str) -> None:
                 f"in `tool_result` blocks: {result.get('toolUseId')}. Each `tool_result` block must have a "
                 "corresponding `tool_use` block in the previous message."
             )
+
+
+def _snake(kind: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", kind).lower()
+
+
+def check_thinking(request: Mapping[str, Any], family: str) -> None:
+    """ValidationException for Claude thinking combined with what it refuses; see the module docstring."""
+    fields = request.get("additionalModelRequestFields")
+    thinking = fields.get("thinking") if isinstance(fields, Mapping) else None
+    if family != "anthropic" or not isinstance(thinking, Mapping):
+        return
+    if thinking.get("type") not in ("enabled", "adaptive"):
+        return
+    choice = (request.get("toolConfig") or {}).get("toolChoice") or {}
+    if thinking.get("type") == "enabled" and ("any" in choice or "tool" in choice):
+        raise validation_error(THINKING_FORCED_TOOL)
+    temperature = (request.get("inferenceConfig") or {}).get("temperature")
+    if temperature is not None and temperature != 1:
+        raise validation_error(THINKING_TEMPERATURE)
+    messages = request.get("messages") or []
+    last = messages[-1] if messages else {}
+    if last.get("role") != "user" or not any("toolResult" in block for block in last.get("content") or []):
+        return  # a new turn: no thinking blocks needed
+    start = 0  # the user message that opened the turn: the last one without tool results
+    for index, message in enumerate(messages):
+        content = message.get("content") or []
+        if message.get("role") == "user" and not any("toolResult" in block for block in content):
+            start = index
+    for index in range(start + 1, len(messages)):
+        if messages[index].get("role") == "assistant":
+            content = messages[index].get("content") or [{}]
+            first = next(iter(content[0]), "text") if isinstance(content[0], Mapping) else "text"
+            if first != "reasoningContent":
+                raise validation_error(THINKING_NEEDS_REASONING_FIRST.format(index=index, found=_snake(first)))
+            return
 
 
 def example_input(schema: Mapping[str, Any], text: str) -> Any:

@@ -7,11 +7,10 @@ import json
 from pathlib import Path
 
 import boto3
-import pyarrow.parquet as pq
 import pytest
 
-from cli.__main__ import main
 from local.runner import LocalRuntime, RuntimeOptions
+from tests.e2e.local_runs import read_results, run_batch
 
 pytestmark = pytest.mark.slow
 
@@ -36,29 +35,14 @@ def test_aws_target_finds_the_stack_starts_and_follows_the_run(tmp_path: Path, c
     with LocalRuntime(RuntimeOptions(step_seconds=0.05)) as runtime:
         deploy_outputs(runtime, "BedrockBatchInference")
         # WHEN the CLI runs with --target aws
-        code = main(
-            [
-                "batch",
-                "--target",
-                "aws",
-                "--input",
-                str(path),
-                "--model-id",
-                "anthropic.claude-3-haiku-20240307-v1:0",
-                "--prompt-id",
-                "joke_about_topic",
-                "--output",
-                str(tmp_path / "out"),
-                "--quiet",
-            ]
-        )
+        code = run_batch(path, tmp_path / "out", "--target", "aws", step_seconds=None)
         # THEN the input went to the stack's bucket, the execution succeeded and the results came back
         assert code == 0, capsys.readouterr().err
         keys = [o["Key"] for o in runtime.s3.list_objects_v2(Bucket=runtime.bucket, Prefix="inputs/")["Contents"]]
         assert keys == ["inputs/topics.csv"]
         executions = runtime.sfn.list_executions(stateMachineArn=runtime.state_machine_arn)["executions"]
         assert len(executions) == 1 and executions[0]["name"].startswith("cli-")
-    table = pq.read_table(sorted((tmp_path / "out").glob("*.parquet")))
+    table = read_results(tmp_path / "out")
     assert table.num_rows == 120 and table.column("error_code").null_count == 120
 
 
@@ -66,23 +50,6 @@ def test_aws_target_without_the_stack_is_one_clear_line(tmp_path: Path, capsys):
     path = tmp_path / "topics.csv"
     path.write_text("topic\n" + "".join(f"t{i}\n" for i in range(120)))
     with LocalRuntime(RuntimeOptions(step_seconds=0.05)):
-        code = main(
-            [
-                "batch",
-                "--target",
-                "aws",
-                "--stack-name",
-                "Missing",
-                "--input",
-                str(path),
-                "--model-id",
-                "anthropic.claude-3-haiku-20240307-v1:0",
-                "--prompt-id",
-                "joke_about_topic",
-                "--output",
-                str(tmp_path / "out"),
-                "--quiet",
-            ]
-        )
+        code = run_batch(path, tmp_path / "out", "--target", "aws", "--stack-name", "Missing", step_seconds=None)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and "stack 'Missing' was not found" in err[0] and "make deploy" in err[0]

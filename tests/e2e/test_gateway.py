@@ -125,6 +125,32 @@ def test_openai_sdk_streamed_tool_round_trip_over_http(gateway: RunningGateway) 
     assert "".join(c.choices[0].delta.content or "" for c in final if c.choices) == "Sunny, 24 C"
 
 
+def test_openai_sdk_tool_round_trip_on_the_thinking_bot_over_http(gateway: RunningGateway) -> None:
+    # GIVEN the openai SDK and the Claude extended-thinking bot WHEN it asks with a tool (not streamed)
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=gateway.access_key, max_retries=0)
+    messages: list[Any] = [{"role": "user", "content": "Oslo"}]
+    first = client.chat.completions.create(model="claude-3.7-sonnet-thinking", messages=messages, tools=[WEATHER])
+    # THEN Claude thinks, then calls the tool
+    assert first.choices[0].finish_reason == "tool_calls"
+    assert (first.choices[0].message.model_extra or {}).get("reasoning_content")
+    call = (first.choices[0].message.tool_calls or [])[0]
+    # WHEN the SDK sends the message back as it got it (its reasoning_content carries no signature) with the result,
+    # streamed this time
+    messages += [
+        first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "Snow, -3 C"},
+    ]
+    final = list(
+        client.chat.completions.create(
+            model="claude-3.7-sonnet-thinking", messages=messages, tools=[WEATHER], stream=True
+        )
+    )
+    # THEN the gateway continues the tool loop without thinking (the emulator, like Bedrock, refuses it with
+    # thinking on) and the answer is the text
+    assert "".join(c.choices[0].delta.content or "" for c in final if c.choices) == "Snow, -3 C"
+    assert not any((c.choices[0].delta.model_extra or {}).get("reasoning_content") for c in final if c.choices)
+
+
 def test_health_over_http(gateway: RunningGateway) -> None:
     assert httpx.get(f"{gateway.url}/health").json()["status"] == "ok"
 

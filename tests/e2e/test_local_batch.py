@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -11,12 +10,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from cli.__main__ import main
-from prompt_templates import get_template
+from tests.e2e.local_runs import CLAUDE, assert_every_row_echoes_its_own_prompt, read_results, read_summary, run_batch
 
 pytestmark = pytest.mark.slow
 
-CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
 TITAN = "amazon.titan-embed-text-v2:0"
 
 
@@ -43,24 +40,7 @@ def test_text_run_returns_every_row_once_with_its_own_prompt(tmp_path: Path, suf
         pq.write_table(table, path)
     out = tmp_path / "out"
     # WHEN the local runtime runs it with at most 150 records per job
-    code = main(
-        [
-            "batch",
-            "--input",
-            str(path),
-            "--model-id",
-            CLAUDE,
-            "--prompt-id",
-            "joke_about_topic",
-            "--max-records-per-job",
-            "150",
-            "--output",
-            str(out),
-            "--quiet",
-            "--step-seconds",
-            "0.05",
-        ]
-    )
+    code = run_batch(path, out, "--max-records-per-job", "150")
     # THEN it succeeds with ceil(330/150) = 3 job outputs
     assert code == 0, capsys.readouterr().err
     files = sorted(out.glob("*.parquet"))
@@ -70,11 +50,9 @@ def test_text_run_returns_every_row_once_with_its_own_prompt(tmp_path: Path, suf
     assert result.select(table.column_names).equals(table)
     # ... followed by the response (this row's own rendered prompt, echoed) and empty error columns
     assert result.column_names == [*table.column_names, "response", "error_code", "error_message"]
-    template = get_template("joke_about_topic")
-    assert result.column("response").to_pylist() == [template.render(r) for r in table.to_pylist()]
-    assert result.column("error_code").null_count == 330
+    assert_every_row_echoes_its_own_prompt(result, table)
     # AND the summary prices the run's tokens at batch prices, and the CLI prints that estimate
-    summary = json.loads((out / "summary.json").read_text())
+    summary = read_summary(out)
     assert summary["execution_arn"].startswith("arn:aws:states:")  # the correlation id of the run's log lines
     cost = summary["estimated_cost"]
     assert summary["input_tokens"] > 0 and cost["input_tokens"] == summary["input_tokens"]
@@ -88,12 +66,10 @@ def test_embedding_run_returns_1024_dimension_vectors(tmp_path: Path, capsys):
     pq.write_table(pa.table({"input_text": [f"sentence number {i}" for i in range(150)]}), path)
     out = tmp_path / "out"
     # WHEN embedded with Titan Text Embeddings v2
-    code = main(
-        ["batch", "--input", str(path), "--model-id", TITAN, "--output", str(out), "--quiet", "--step-seconds", "0.05"]
-    )
+    code = run_batch(path, out, model_id=TITAN, prompt_id=None)
     # THEN each row has its own 1,024-float vector
     assert code == 0, capsys.readouterr().err
-    result = pq.read_table(sorted(out.glob("*.parquet")))
+    result = read_results(out)
     assert result.num_rows == 150
     vectors = result.column("embedding").to_pylist()
     assert {len(v) for v in vectors} == {1024}
@@ -105,20 +81,7 @@ def test_bad_input_exits_non_zero_with_one_clear_line(tmp_path: Path, capsys):
     path = tmp_path / "bad.csv"
     path.write_text("subject\n" + "\n".join(f"s{i}" for i in range(150)) + "\n")
     # WHEN run THEN the exit code is 2 and stderr names the missing column and the fix, before any job exists
-    code = main(
-        [
-            "batch",
-            "--input",
-            str(path),
-            "--model-id",
-            CLAUDE,
-            "--prompt-id",
-            "joke_about_topic",
-            "--output",
-            str(tmp_path / "out"),
-            "--quiet",
-        ]
-    )
+    code = run_batch(path, tmp_path / "out", step_seconds=None)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and "'topic'" in err[0] and "rename" in err[0]

@@ -11,8 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from cli import batch
-from cli.__main__ import main
-from prompt_templates import get_template
+from tests.e2e.local_runs import assert_every_row_echoes_its_own_prompt, read_results, read_summary, run_batch
 
 pytestmark = pytest.mark.slow
 
@@ -48,29 +47,10 @@ def test_every_row_gets_its_own_prompt_back(
         monkeypatch.setattr(batch, "execution_input", with_invocation_type)
     out = tmp_path / "out"
     # WHEN the local runtime runs the family's records through the state machine and the emulator
-    code = main(
-        [
-            "batch",
-            "--input",
-            str(path),
-            "--model-id",
-            model_id,
-            "--prompt-id",
-            "joke_about_topic",
-            "--inference-params",
-            json.dumps({"max_tokens": 64, "system": "answer in one line"}),
-            "--output",
-            str(out),
-            "--quiet",
-            "--step-seconds",
-            "0.05",
-        ]
-    )
+    params = json.dumps({"max_tokens": 64, "system": "answer in one line"})
+    code = run_batch(path, out, "--inference-params", params, model_id=model_id)
     # THEN every row succeeds and its response is its own rendered prompt, echoed in the family's response shape
     assert code == 0, capsys.readouterr().err
-    result = pq.read_table(sorted(out.glob("*.parquet")))
-    template = get_template("joke_about_topic")
-    assert result.column("response").to_pylist() == [template.render(row) for row in table.to_pylist()]
-    assert result.column("error_code").null_count == ROWS
-    summary = json.loads((out / "summary.json").read_text())
+    assert_every_row_echoes_its_own_prompt(read_results(out), table)
+    summary = read_summary(out)
     assert summary["total_records"] == ROWS and summary["succeeded"] == ROWS

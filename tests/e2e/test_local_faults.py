@@ -13,13 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 from botocore.config import Config
 
-from cli.__main__ import main
 from lambdas.shared import aws
 from local.emulator.faults import FAULTS, parse_faults
 from local.emulator.jobs import fault_hits
 from local.runner import LocalRuntime, RuntimeOptions, cap_retry_intervals, synth_template
+from tests.e2e.local_runs import CLAUDE, read_results, read_summary, run_batch
 
-CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
 ACCEPTANCE_FAULTS = (
     "record_error_rate=0.05,job_partial=1,job_failed=1,job_expired=1,submit_throttle=3,submit_quota=3,"
     "corrupt_output_lines=5"
@@ -36,7 +35,7 @@ def write_topics(path: Path, rows: int) -> Path:
 
 
 def read_rows(out: Path) -> list[dict[str, Any]]:
-    return pq.read_table(sorted(out.glob("*.parquet"))).to_pylist()
+    return read_results(out).to_pylist()
 
 
 def assert_every_row_once_with_a_response_or_an_error(rows: list[dict[str, Any]], count: int) -> None:
@@ -86,7 +85,7 @@ def test_acceptance_run_survives_every_fault_and_accounts_for_every_row(
     rows = read_rows(out)
     assert_every_row_once_with_a_response_or_an_error(rows, ROWS)
     # AND the planned jobs ended as the faults said: one partial, one failed, one expired, the others completed
-    summary = json.loads((out / "summary.json").read_text())
+    summary = read_summary(out)
     assert summary["complete"] is True and summary["jobs_planned"] == PLANNED_JOBS
     assert summary["jobs_by_status"] == {"Completed": 7, "PartiallyCompleted": 1, "Failed": 1, "Expired": 1}
     # AND each planned job first gave its rows the error codes its fate explains (its summary entry: as it ran)
@@ -185,34 +184,15 @@ def test_cli_faults_flag_reaches_the_emulator_and_no_resubmit_reports_failed_row
     path = write_topics(tmp_path / "topics.parquet", 300)
     out = tmp_path / "out"
     # WHEN run from the CLI with --faults, and resubmission off (execution input resubmit_failed: false)
-    code = main(
-        [
-            "batch",
-            "--input",
-            str(path),
-            "--model-id",
-            CLAUDE,
-            "--prompt-id",
-            "joke_about_topic",
-            "--max-records-per-job",
-            "150",
-            "--faults",
-            "job_failed=1,poll_throttle=2,corrupt_output_lines=1",
-            "--no-resubmit",
-            "--step-seconds",
-            "0.05",
-            "--output",
-            str(out),
-            "--quiet",
-        ]
-    )
+    faults = "job_failed=1,poll_throttle=2,corrupt_output_lines=1"
+    code = run_batch(path, out, "--max-records-per-job", "150", "--faults", faults, "--no-resubmit")
     # THEN the run succeeds, one job failed with all its rows marked, one line of the other is missing
     assert code == 0, capsys.readouterr().err
     rows = read_rows(out)
     assert_every_row_once_with_a_response_or_an_error(rows, 300)
     codes = Counter(row["error_code"] for row in rows)
     assert codes == {None: 149, "JOB_FAILED": 150, "MISSING_OUTPUT": 1}
-    summary = json.loads((out / "summary.json").read_text())
+    summary = read_summary(out)
     assert summary["jobs_by_status"] == {"Failed": 1, "Completed": 1}
     # AND the 151 rows a resubmission could have recovered are reported, not resubmitted
     resubmission = summary["resubmission"]
@@ -266,10 +246,7 @@ def test_cli_rejects_a_bad_fault_spec_before_anything_starts(
     # GIVEN a valid input and a fault spec with one mistake
     path = write_topics(tmp_path / "topics.parquet", 150)
     # WHEN run from the CLI
-    code = main(
-        ["batch", "--input", str(path), "--model-id", CLAUDE, "--prompt-id", "joke_about_topic"]
-        + ["--faults", spec, "--output", str(tmp_path / "out"), "--quiet"]
-    )
+    code = run_batch(path, tmp_path / "out", "--faults", spec, step_seconds=None)
     # THEN it exits 2 with one line saying what is expected, and nothing ran
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2

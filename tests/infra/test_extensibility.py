@@ -27,6 +27,18 @@ def _stack() -> cdk.Stack:
     return cdk.Stack(cdk.App(context={"aws:cdk:bundling-stacks": []}), "Reuse")
 
 
+def _workflow(stack: cdk.Stack, bucket: s3.IBucket | None = None, **options: Any) -> BatchWorkflow:
+    """A ``BatchWorkflow`` with default settings, on ``bucket`` or a new one, and the construct's ``options``."""
+    return BatchWorkflow(
+        stack,
+        "Batch",
+        bucket=bucket if bucket is not None else s3.Bucket(stack, "B"),
+        cfg=BatchConfig(),
+        function_settings=FunctionConfig(),
+        **options,
+    )
+
+
 def test_data_bucket_rejects_an_existing_bucket_with_a_key_for_a_new_one() -> None:
     # GIVEN an existing bucket and a key that would encrypt a new bucket
     stack = _stack()
@@ -49,9 +61,7 @@ def test_workflow_with_a_vpc_object_makes_its_security_group_and_role() -> None:
     )
     bucket = s3.Bucket(stack, "TeamBucket")
     # WHEN the workflow is given them (no Bedrock role: it makes its own and grants itself)
-    workflow = BatchWorkflow(
-        stack, "Batch", bucket=bucket, cfg=BatchConfig(), function_settings=FunctionConfig(), existing_vpc=vpc
-    )
+    workflow = _workflow(stack, bucket, existing_vpc=vpc)
     template = Template.from_stack(stack)
     # THEN the jobs' security group is in that VPC, Submit gets its subnets, and the role may create job ENIs
     assert workflow.network is not None and isinstance(workflow.bedrock_role, iam.Role)
@@ -71,15 +81,7 @@ def test_workflow_rejects_a_vpc_object_with_subnet_ids() -> None:
     vpc = ec2.Vpc.from_vpc_attributes(stack, "Vpc", vpc_id="vpc-0123456789abcdef0", availability_zones=["us-east-1a"])
     # WHEN / THEN the workflow refuses the ambiguity
     with pytest.raises(ValueError, match="existing_vpc .* not both"):
-        BatchWorkflow(
-            stack,
-            "Batch",
-            bucket=s3.Bucket(stack, "B"),
-            cfg=BatchConfig(),
-            function_settings=FunctionConfig(),
-            existing_vpc=vpc,
-            job_subnet_ids=["subnet-0123456789abcdef0"],
-        )
+        _workflow(stack, existing_vpc=vpc, job_subnet_ids=["subnet-0123456789abcdef0"])
 
 
 def test_network_takes_config_or_vpc_object_exactly_once() -> None:
@@ -103,14 +105,7 @@ def test_workflow_rejects_a_bad_prompt_templates_file(path: str, message: str) -
     # GIVEN a templates file that cannot be staged / WHEN / THEN synth fails naming the problem
     stack = _stack()
     with pytest.raises(ValueError, match=message):
-        BatchWorkflow(
-            stack,
-            "Batch",
-            bucket=s3.Bucket(stack, "B"),
-            cfg=BatchConfig(),
-            function_settings=FunctionConfig(),
-            prompt_templates_file=path,
-        )
+        _workflow(stack, prompt_templates_file=path)
 
 
 def test_storage_settings_default_for_a_new_bucket() -> None:

@@ -12,7 +12,9 @@ from dataclasses import replace
 from typing import Any
 
 import boto3
+import fastapi_poe as fp
 import httpx
+import openai
 import pytest
 from fastapi import FastAPI
 
@@ -65,6 +67,20 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
+def openai_client(app: FastAPI, key: str) -> openai.AsyncOpenAI:
+    """The SDK on an in-process transport. openai 3.x types ``http_client`` as an ``httpx2`` client but accepts an
+    ``httpx`` one at runtime (``openai._httpx2.is_legacy_httpx_async_client``); httpx is what this project pins."""
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app))
+    return openai.AsyncOpenAI(base_url="http://test/v1", api_key=key, http_client=http, max_retries=0)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def sdk(app: FastAPI) -> AsyncIterator[openai.AsyncOpenAI]:
+    """The openai SDK on the app, with the default key."""
+    async with openai_client(app, KEY) as client:
+        yield client
+
+
 def parse_sse(text: str) -> list[tuple[str, Any]]:
     """(event, data) pairs of an SSE body; ``data`` parsed as JSON when it is JSON."""
     events: list[tuple[str, Any]] = []
@@ -80,6 +96,21 @@ def parse_sse(text: str) -> list[tuple[str, Any]]:
         except ValueError:
             events.append((name, data))
     return events
+
+
+async def poe_messages(app: FastAPI, bot: str, text: str, key: str = KEY) -> list[fp.PartialResponse]:
+    """What the Poe client library (fastapi_poe) gets from ``app`` for one user message to ``bot``."""
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as session:
+        return [
+            message
+            async for message in fp.get_bot_response(
+                messages=[fp.ProtocolMessage(role="user", content=text)],
+                bot_name=bot,
+                api_key=key,
+                base_url="http://test/poe/",
+                session=session,
+            )
+        ]
 
 
 def poe_query(text: str, **fields: Any) -> dict[str, Any]:

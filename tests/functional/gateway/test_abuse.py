@@ -31,7 +31,14 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 ROUTES = ("/poe/nova-pro", "/v1/chat/completions")
 LIMIT = 65_536
 CHUNK = 16_384
-ALLOWED_HEADERS = {"content-type", "content-length", "cache-control", "x-accel-buffering", "retry-after"}
+ALLOWED_HEADERS = {
+    "content-type",
+    "content-length",
+    "cache-control",
+    "x-accel-buffering",
+    "retry-after",
+    "x-gateway-request-id",  # the id the gateway made for the request (lambdas/gateway/correlation.py)
+}
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 
 import boto3
-import fastapi_poe as fp
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -17,7 +16,7 @@ from lambdas.gateway.app import create_app
 from lambdas.gateway.config import GatewaySettings
 from local.emulator.jobs import EmulatorState
 from local.emulator.server import BedrockEmulator
-from tests.functional.gateway.conftest import KEY, parse_sse, poe_query
+from tests.functional.gateway.conftest import KEY, parse_sse, poe_messages, poe_query
 
 pytestmark = pytest.mark.anyio
 BUCKET = "gateway-media"
@@ -53,18 +52,8 @@ def http(app: FastAPI) -> httpx.AsyncClient:
 
 async def test_poe_image_bot_answers_with_a_presigned_png(media_app: FastAPI) -> None:
     # GIVEN the Nova Canvas bot and a media bucket
-    async with http(media_app) as session:
-        # WHEN the Poe client asks for an image
-        messages = [
-            m
-            async for m in fp.get_bot_response(
-                messages=[fp.ProtocolMessage(role="user", content="a lighthouse at dusk")],
-                bot_name="nova-canvas",
-                api_key=KEY,
-                base_url="http://test/poe/",
-                session=session,
-            )
-        ]
+    # WHEN the Poe client asks for an image
+    messages = await poe_messages(media_app, "nova-canvas", "a lighthouse at dusk")
     # THEN one attachment arrives, inlined in the text, and its presigned URL serves a PNG
     files = [m.attachment for m in messages if m.attachment is not None]
     assert len(files) == 1 and files[0].content_type == "image/png"

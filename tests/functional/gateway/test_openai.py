@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -14,25 +13,12 @@ from fastapi import FastAPI
 from lambdas.gateway.app import create_app
 from lambdas.gateway.config import Capabilities, GatewaySettings
 from local.emulator.server import BedrockEmulator
-from tests.functional.gateway.conftest import KEY, TEAM_KEY, parse_sse
+from tests.functional.gateway.conftest import KEY, TEAM_KEY, openai_client, parse_sse
 
 pytestmark = pytest.mark.anyio
 PROMPT = "Tell me a short story about a lighthouse keeper"
 ROUTED_TO = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-haiku-20240307-v1:0"
 LONG_SYSTEM = " ".join(f"rule{i}" for i in range(60))
-
-
-def openai_client(app: FastAPI, key: str) -> openai.AsyncOpenAI:
-    """The SDK on an in-process transport. openai 3.x types ``http_client`` as an ``httpx2`` client but accepts an
-    ``httpx`` one at runtime (``openai._httpx2.is_legacy_httpx_async_client``); httpx is what this project pins."""
-    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app))
-    return openai.AsyncOpenAI(base_url="http://test/v1", api_key=key, http_client=http, max_retries=0)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-async def sdk(app: FastAPI) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai_client(app, KEY) as client:
-        yield client
 
 
 def user(text: str) -> list[Any]:

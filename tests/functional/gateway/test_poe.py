@@ -12,24 +12,10 @@ import pytest
 from fastapi import FastAPI
 
 from local.emulator.server import BedrockEmulator
-from tests.functional.gateway.conftest import KEY, TEAM_KEY, parse_sse, poe_query
+from tests.functional.gateway.conftest import KEY, TEAM_KEY, parse_sse, poe_messages, poe_query
 
 pytestmark = pytest.mark.anyio
 PROMPT = "Tell me a short story about a lighthouse keeper"
-
-
-async def poe_messages(app: FastAPI, bot: str, text: str, key: str = KEY) -> list[fp.PartialResponse]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as session:
-        return [
-            message
-            async for message in fp.get_bot_response(
-                messages=[fp.ProtocolMessage(role="user", content=text)],
-                bot_name=bot,
-                api_key=key,
-                base_url="http://test/poe/",
-                session=session,
-            )
-        ]
 
 
 def text_of(messages: list[fp.PartialResponse]) -> str:

@@ -14,6 +14,7 @@ import pytest
 from lambdas.gateway.app import create_app
 from lambdas.gateway.config import GatewaySettings
 from local.emulator.server import BedrockEmulator
+from tests.functional.gateway.conftest import poe_messages
 
 pytestmark = pytest.mark.anyio
 SECRET_KEY = "secret-access-key-0123456789abcdef"
@@ -44,16 +45,7 @@ async def test_keys_come_from_the_secret_and_the_environment_holds_none(
         httpx.AsyncClient(transport=transport, base_url="http://test") as session,
     ):
         # WHEN the Poe client uses the key from the secret THEN it is answered
-        messages = [
-            m
-            async for m in fp.get_bot_response(
-                messages=[fp.ProtocolMessage(role="user", content="hello from the secret")],
-                bot_name="claude-3-haiku",
-                api_key=SECRET_KEY,
-                base_url="http://test/poe/",
-                session=session,
-            )
-        ]
+        messages = await poe_messages(app, "claude-3-haiku", "hello from the secret", key=SECRET_KEY)
         assert "".join(m.text for m in messages if isinstance(m, fp.PartialResponse)) == "hello from the secret"
         # AND another key is refused
         refused = await session.post("/poe/claude-3-haiku", json={"type": "settings"},

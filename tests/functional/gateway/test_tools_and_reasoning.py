@@ -170,8 +170,10 @@ async def test_malformed_tool_call_arguments_are_a_400(sdk: openai.AsyncOpenAI) 
 # ---------------------------------------------------------------- tools on the Poe route
 
 
-async def test_poe_client_tool_loop(app: FastAPI) -> None:
-    # GIVEN the fastapi_poe client with a tool and its Python function
+@pytest.mark.parametrize("bot", ["nova-lite", "claude-3.7-sonnet-thinking"])
+async def test_poe_client_tool_loop(app: FastAPI, bot: str) -> None:
+    # GIVEN the fastapi_poe client with a tool and its Python function (the thinking bot: thinking is off for the
+    # follow-up that carries the results, as Claude's signed thinking cannot be sent back)
     def get_weather(city: str, unit: str) -> str:
         return f"22 {unit} in {city}"
 
@@ -182,7 +184,7 @@ async def test_poe_client_tool_loop(app: FastAPI) -> None:
             m
             async for m in fp.get_bot_response(
                 messages=[fp.ProtocolMessage(role="user", content="Rome")],
-                bot_name="nova-lite",
+                bot_name=bot,
                 api_key=KEY,
                 base_url="http://test/poe/",
                 session=session,
@@ -190,8 +192,11 @@ async def test_poe_client_tool_loop(app: FastAPI) -> None:
                 tool_executables=[get_weather],
             )
         ]
-    # THEN the final answer is the model's text from the tool's result
-    assert "".join(m.text for m in messages) == json.dumps("22 celsius in Rome")
+    # THEN the final answer is the model's text from the tool's result (after the thinking bot's quoted reasoning
+    # on the first call; the follow-up had none)
+    text = "".join(m.text for m in messages)
+    assert text.endswith(json.dumps("22 celsius in Rome"))
+    assert text.count("> The user wants") == (bot == "claude-3.7-sonnet-thinking")
 
 
 async def test_poe_tool_calls_are_json_events_in_openai_chunk_shape(client: httpx.AsyncClient) -> None:
@@ -215,6 +220,57 @@ async def test_poe_tools_on_a_bot_without_tool_use_is_an_error_event(client: htt
     )
     errors = [data for name, data in parse_sse(response.text) if name == "error"]
     assert errors and errors[0]["allow_retry"] is False and "capabilities.tools" in errors[0]["text"]
+
+
+# ---------------------------------------------------------------- Claude thinking with tools
+
+
+async def test_thinking_bot_tool_round_trip_streamed(sdk: openai.AsyncOpenAI, caplog: pytest.LogCaptureFixture) -> None:
+    # GIVEN the Claude thinking bot WHEN the SDK streams a new turn with a tool
+    stream = await sdk.chat.completions.create(
+        model="claude-3.7-sonnet-thinking", messages=user("Oslo"), tools=[WEATHER], stream=True
+    )
+    chunks = [chunk async for chunk in stream]
+    # THEN Claude thinks (reasoning_content) and then calls the tool
+    reasoning = "".join(
+        (c.choices[0].delta.model_extra or {}).get("reasoning_content", "") for c in chunks if c.choices
+    )
+    assert reasoning.startswith("The user wants")
+    deltas = [call for c in chunks if c.choices for call in c.choices[0].delta.tool_calls or []]
+    assert deltas[0].function.name == "get_weather"  # type: ignore[union-attr]
+    arguments = "".join(d.function.arguments or "" for d in deltas)  # type: ignore[union-attr]
+    assert json.loads(arguments) == {"city": "Oslo", "unit": "celsius"}
+    # WHEN the result goes back without the signed thinking block (OpenAI messages have no field for it), which the
+    # emulator, like Bedrock, refuses while thinking is on
+    call = {"id": deltas[0].id, "type": "function", "function": {"name": "get_weather", "arguments": arguments}}
+    messages = [
+        *user("Oslo"),
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": deltas[0].id, "content": "8 degrees and rain"},
+    ]
+    stream = await sdk.chat.completions.create(
+        model="claude-3.7-sonnet-thinking", messages=messages, tools=[WEATHER], temperature=0.3, stream=True
+    )
+    chunks = [chunk async for chunk in stream]
+    # THEN the gateway sends that request without thinking: the answer is the text, with no reasoning
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "8 degrees and rain"
+    assert not any((c.choices[0].delta.model_extra or {}).get("reasoning_content") for c in chunks if c.choices)
+    assert caplog.messages.count("thinking turned off for this request") == 1
+    # AND the next user question is a new turn: thinking is back on, beside the tools
+    messages += [{"role": "assistant", "content": "8 degrees and rain"}, *user("And Bergen?")]
+    answer = await sdk.chat.completions.create(model="claude-3.7-sonnet-thinking", messages=messages, tools=[WEATHER])
+    assert (answer.choices[0].message.model_extra or {}).get("reasoning_content")
+    assert answer.choices[0].finish_reason == "tool_calls"
+
+
+async def test_thinking_bot_with_a_forced_tool_choice_answers_without_thinking(sdk: openai.AsyncOpenAI) -> None:
+    # GIVEN the thinking bot and tool_choice "required", which Claude's extended thinking refuses
+    answer = await sdk.chat.completions.create(
+        model="claude-3.7-sonnet-thinking", messages=user("Oslo"), tools=[WEATHER], tool_choice="required"
+    )
+    # THEN the call is made, without thinking
+    assert answer.choices[0].finish_reason == "tool_calls"
+    assert "reasoning_content" not in (answer.choices[0].message.model_extra or {})
 
 
 # ---------------------------------------------------------------- reasoning_effort

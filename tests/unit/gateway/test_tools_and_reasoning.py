@@ -17,7 +17,15 @@ from lambdas.gateway.events import Event, Finished, TextDelta, ToolCallDelta, To
 from lambdas.gateway.factory import TextBot, TextStream, _replay
 from lambdas.gateway.parameters import apply_text_parameters, effort_budget, text_parameter_controls
 from lambdas.gateway.tokens import estimate_tokens
-from lambdas.gateway.translate import ChatMessage, ChatRequest, Usage, converse_request
+from lambdas.gateway.tools import ToolCall, ToolResult
+from lambdas.gateway.translate import (
+    ChatMessage,
+    ChatRequest,
+    Usage,
+    continues_tool_loop,
+    converse_request,
+    thinking_off_reason,
+)
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 WEATHER: Any = {
@@ -29,6 +37,10 @@ WEATHER: Any = {
     },
 }
 CALL: Any = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+
+
+def parse_call() -> ToolCall:
+    return ToolCall("call_1", "get_weather", '{"city": "Oslo"}')
 
 
 def bot(**fields: Any) -> BotConfig:
@@ -315,3 +327,101 @@ def test_the_token_estimate_counts_tools_calls_and_results() -> None:
     with_tools = converse_request(bot(), openai_chat(messages, tools=[WEATHER]))
     # WHEN both are estimated THEN the tool parts count
     assert estimate_tokens(with_tools) > estimate_tokens(plain) + 20
+
+
+# ---------------------------------------------------------------- Claude thinking with tools
+
+THINKING_BOT = "claude-3.7-sonnet-thinking"
+LOOP: list[Any] = [
+    {"role": "user", "content": "Oslo?"},
+    {"role": "assistant", "content": None, "tool_calls": [CALL]},
+    {"role": "tool", "tool_call_id": "call_1", "content": "rain"},
+]
+
+
+def thinking_request(messages: list[Any], **fields: Any) -> dict[str, Any]:
+    thinking = load_bots()[THINKING_BOT]
+    return converse_request(thinking, apply_text_parameters(thinking, openai_chat(messages, **fields)))
+
+
+def test_the_shipped_thinking_bot_has_tool_use() -> None:
+    assert load_bots()[THINKING_BOT].capabilities.tools
+
+
+def test_a_new_turn_keeps_thinking_with_tools_and_leaves_temperature_to_claude() -> None:
+    # GIVEN the thinking bot, tools and a temperature WHEN a new turn starts (no tool results pending)
+    request = thinking_request([{"role": "user", "content": "Oslo?"}], tools=[WEATHER], temperature=0.2, top_p=0.5)
+    # THEN thinking stays on beside the tools, and the temperature and topP thinking refuses are not sent
+    assert request["additionalModelRequestFields"]["thinking"]["type"] == "enabled"
+    assert request["toolConfig"]["tools"][0]["toolSpec"]["name"] == "get_weather"
+    assert "temperature" not in request["inferenceConfig"] and "topP" not in request["inferenceConfig"]
+    # AND the values thinking accepts stay
+    kept = thinking_request([{"role": "user", "content": "x"}], tools=[WEATHER], temperature=1.0, top_p=0.96)
+    assert kept["inferenceConfig"]["temperature"] == 1.0 and kept["inferenceConfig"]["topP"] == 0.96
+
+
+def test_continuing_a_tool_loop_turns_thinking_off_and_the_temperature_applies() -> None:
+    # GIVEN the thinking bot's earlier tool call and its result (its signed thinking block cannot come back)
+    request = thinking_request(LOOP, tools=[WEATHER], temperature=0.2)
+    # THEN thinking is off for this request, the tool blocks go as such, and the request's temperature applies
+    assert "thinking" not in request.get("additionalModelRequestFields", {})
+    assert [list(block) for block in request["messages"][1]["content"]] == [["toolUse"]]
+    assert request["inferenceConfig"]["temperature"] == 0.2
+    thinking = load_bots()[THINKING_BOT]
+    reason = thinking_off_reason(thinking, openai_chat(LOOP, tools=[WEATHER]))
+    assert reason is not None and "tool loop" in reason
+
+
+@pytest.mark.parametrize(
+    "choice", ["required", {"type": "function", "function": {"name": "get_weather"}}], ids=["required", "named"]
+)
+def test_a_forced_tool_choice_turns_thinking_off(choice: Any) -> None:
+    request = thinking_request([{"role": "user", "content": "Oslo?"}], tools=[WEATHER], tool_choice=choice)
+    assert "thinking" not in request.get("additionalModelRequestFields", {}) and "toolChoice" in request["toolConfig"]
+
+
+def test_thinking_stays_when_the_tool_history_goes_as_text() -> None:
+    # GIVEN a tool loop sent with tool_choice "none" (no toolConfig: calls and results become text)
+    request = thinking_request(LOOP, tools=[WEATHER], tool_choice="none")
+    # THEN there are no tool blocks for thinking to conflict with, so it stays on
+    assert "toolConfig" not in request and request["additionalModelRequestFields"]["thinking"]["type"] == "enabled"
+
+
+def test_a_bot_without_thinking_is_not_touched() -> None:
+    request = converse_request(bot(), openai_chat(LOOP, tools=[WEATHER], temperature=0.2))
+    assert "additionalModelRequestFields" not in request and request["inferenceConfig"]["temperature"] == 0.2
+    assert thinking_off_reason(bot(), openai_chat(LOOP, tools=[WEATHER])) is None
+
+
+@pytest.mark.parametrize(
+    ("messages", "expected"),
+    [
+        ([ChatMessage("user", "hi")], False),
+        (
+            [ChatMessage("user", "hi"), ChatMessage("assistant", "", tool_calls=(parse_call(),))],
+            True,
+        ),
+        (
+            [
+                ChatMessage("user", "hi"),
+                ChatMessage("assistant", "", tool_calls=(parse_call(),)),
+                ChatMessage("user", "", tool_results=(ToolResult("call_1", "rain"),)),
+                ChatMessage("system", "be brief"),
+            ],
+            True,
+        ),
+        (
+            [
+                ChatMessage("user", "hi"),
+                ChatMessage("assistant", "", tool_calls=(parse_call(),)),
+                ChatMessage("user", "", tool_results=(ToolResult("call_1", "rain"),)),
+                ChatMessage("assistant", "It rains."),
+                ChatMessage("user", "And tomorrow?"),
+            ],
+            False,
+        ),
+    ],
+    ids=["plain", "calls-pending", "results-after-calls", "loop-finished"],
+)
+def test_continues_tool_loop(messages: list[ChatMessage], expected: bool) -> None:
+    assert continues_tool_loop(messages) is expected

@@ -1,0 +1,51 @@
+"""Helpers of the end-to-end CLI runs: the ``batch`` command line, and reading and checking what a run wrote."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cli.__main__ import main
+from prompt_templates import get_template
+
+CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
+PROMPT_ID = "joke_about_topic"
+
+
+def run_batch(
+    path: Path,
+    out: Path,
+    *options: str,
+    model_id: str = CLAUDE,
+    prompt_id: str | None = PROMPT_ID,
+    step_seconds: str | None = "0.05",
+) -> int:
+    """``batch`` from the CLI, quietly, from ``path`` to ``out``; ``options`` are more flags. A ``prompt_id`` or
+    ``step_seconds`` of None leaves that flag out. Returns the exit code."""
+    args = ["batch", "--input", str(path), "--model-id", model_id]
+    if prompt_id is not None:
+        args += ["--prompt-id", prompt_id]
+    args += [*options, "--output", str(out), "--quiet"]
+    if step_seconds is not None:
+        args += ["--step-seconds", step_seconds]
+    return main(args)
+
+
+def read_results(out: Path) -> pa.Table:
+    """Every job's Parquet output, in job order."""
+    return pq.read_table(sorted(out.glob("*.parquet")))
+
+
+def read_summary(out: Path) -> dict[str, Any]:
+    return dict(json.loads((out / "summary.json").read_text()))
+
+
+def assert_every_row_echoes_its_own_prompt(result: pa.Table, table: pa.Table) -> None:
+    """Each response is its row's own rendered prompt (the emulator echoes it), and no row has an error."""
+    template = get_template(PROMPT_ID)
+    assert result.column("response").to_pylist() == [template.render(row) for row in table.to_pylist()]
+    assert result.column("error_code").null_count == table.num_rows

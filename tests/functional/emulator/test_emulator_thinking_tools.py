@@ -1,0 +1,126 @@
+"""What the emulator's Converse enforces, as Bedrock does, on Claude thinking with tools, forced tool choice and
+streaming tool use, read by boto3 (real restJson1 and eventstream wire formats)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from botocore.client import BaseClient
+from botocore.exceptions import ClientError
+
+from tests.functional.emulator.conftest import user
+
+SONNET = "us.anthropic.claude-3-7-sonnet-20250219-v1:0"
+THINKING = {"thinking": {"type": "enabled", "budget_tokens": 1024}}
+TIME = {"toolSpec": {"name": "get_time", "inputSchema": {"json": {"type": "object", "properties": {}}}}}
+TOOLS = {"tools": [TIME]}
+
+
+def refused(runtime: BaseClient, **request: Any) -> str:
+    """The ValidationException message of a Converse call Bedrock refuses."""
+    with pytest.raises(ClientError) as error:
+        runtime.converse(**{"messages": [user("x")], **request})
+    assert error.value.response["Error"]["Code"] == "ValidationException"
+    return str(error.value.response["Error"]["Message"])
+
+
+def tool_loop(runtime: BaseClient) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Claude with thinking calls the tool: (its assistant message, the user message with the result)."""
+    answer = runtime.converse(
+        modelId=SONNET, messages=[user("x")], toolConfig=TOOLS, additionalModelRequestFields=THINKING
+    )
+    message = answer["output"]["message"]
+    assert [list(block) for block in message["content"]] == [["reasoningContent"], ["toolUse"]]
+    use = message["content"][1]["toolUse"]
+    result = {"role": "user", "content": [{"toolResult": {"toolUseId": use["toolUseId"], "content": [{"text": "9"}]}}]}
+    return message, result
+
+
+def test_a_tool_loop_with_thinking_needs_the_signed_thinking_block_back(runtime: BaseClient) -> None:
+    message, result = tool_loop(runtime)
+    # WHEN the result goes back with the assistant message as returned (thinking block first) THEN Claude answers
+    kept = runtime.converse(
+        modelId=SONNET,
+        messages=[user("x"), message, result],
+        toolConfig=TOOLS,
+        additionalModelRequestFields=THINKING,
+    )
+    assert kept["stopReason"] == "end_turn"
+    # WHEN the thinking block is dropped (what an OpenAI-format client sends) THEN thinking on is refused
+    stripped = {"role": "assistant", "content": message["content"][1:]}
+    text = refused(
+        runtime,
+        modelId=SONNET,
+        messages=[user("x"), stripped, result],
+        toolConfig=TOOLS,
+        additionalModelRequestFields=THINKING,
+    )
+    assert "messages.1.content.0.type: Expected `thinking` or `redacted_thinking`, but found `tool_use`" in text
+    assert "To avoid this requirement, disable `thinking`" in text
+    # AND with thinking off (the documented way out) the same history is answered
+    off = runtime.converse(modelId=SONNET, messages=[user("x"), stripped, result], toolConfig=TOOLS)
+    assert off["stopReason"] == "end_turn" and "reasoningContent" not in off["output"]["message"]["content"][0]
+
+
+def test_a_new_turn_after_a_tool_loop_needs_no_thinking_block(runtime: BaseClient) -> None:
+    message, result = tool_loop(runtime)
+    stripped = {"role": "assistant", "content": message["content"][1:]}
+    history = [user("x"), stripped, result, {"role": "assistant", "content": [{"text": "9"}]}, user("and now?")]
+    answer = runtime.converse(modelId=SONNET, messages=history, toolConfig=TOOLS, additionalModelRequestFields=THINKING)
+    assert "reasoningContent" in answer["output"]["message"]["content"][0]
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "message"),
+    [
+        ({"toolConfig": {**TOOLS, "toolChoice": {"any": {}}}}, "Thinking may not be enabled when tool_choice forces"),
+        ({"toolConfig": {**TOOLS, "toolChoice": {"tool": {"name": "get_time"}}}}, "tool_choice forces tool use"),
+        ({"inferenceConfig": {"temperature": 0.5}}, "`temperature` may only be set to 1 when thinking is enabled"),
+    ],
+    ids=["any", "tool", "temperature"],
+)
+def test_thinking_refuses_forced_tools_and_temperature(
+    runtime: BaseClient, request_fields: dict[str, Any], message: str
+) -> None:
+    text = refused(runtime, modelId=SONNET, additionalModelRequestFields=THINKING, **request_fields)
+    assert message in text
+
+
+@pytest.mark.parametrize(
+    ("model", "choice", "accepted"),
+    [
+        ("us.amazon.nova-lite-v1:0", {"tool": {"name": "get_time"}}, True),
+        ("mistral.mistral-large-2407-v1:0", {"any": {}}, True),
+        ("mistral.mistral-large-2407-v1:0", {"tool": {"name": "get_time"}}, False),
+        ("mistral.mistral-small-2402-v1:0", {"any": {}}, False),
+        ("cohere.command-r-v1:0", {"any": {}}, False),
+    ],
+)
+def test_forced_tool_choice_follows_the_models_that_take_it(
+    runtime: BaseClient, model: str, choice: dict[str, Any], accepted: bool
+) -> None:
+    request = {"modelId": model, "toolConfig": {**TOOLS, "toolChoice": choice}}
+    if accepted:
+        assert runtime.converse(messages=[user("x")], **request)["stopReason"] == "tool_use"
+    else:
+        assert f"doesn't support the toolConfig.toolChoice.{next(iter(choice))} field" in refused(runtime, **request)
+
+
+@pytest.mark.parametrize(
+    ("model", "streams"),
+    [("us.meta.llama3-1-8b-instruct-v1:0", False), ("mistral.mistral-large-2407-v1:0", False)]
+    + [("cohere.command-r-v1:0", True), ("us.amazon.nova-lite-v1:0", True)],
+)
+def test_converse_stream_with_tools_only_on_models_with_streaming_tool_use(
+    runtime: BaseClient, model: str, streams: bool
+) -> None:
+    if streams:
+        events = list(runtime.converse_stream(modelId=model, messages=[user("x")], toolConfig=TOOLS)["stream"])
+        assert next(e["messageStop"] for e in events if "messageStop" in e)["stopReason"] == "tool_use"
+        return
+    with pytest.raises(ClientError) as error:
+        runtime.converse_stream(modelId=model, messages=[user("x")], toolConfig=TOOLS)
+    assert error.value.response["Error"]["Message"] == "This model doesn't support tool use in streaming mode."
+    # AND Converse takes the same request
+    assert runtime.converse(modelId=model, messages=[user("x")], toolConfig=TOOLS)["stopReason"] == "tool_use"
