@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from lambdas.gateway.config import BotConfig
-from lambdas.gateway.metrics import TIME_TO_FIRST_TOKEN, emit
+from lambdas.gateway.metrics import COST, INPUT_TOKENS, OUTPUT_TOKENS, TIME_TO_FIRST_TOKEN, emit
 from lambdas.gateway.translate import Usage
 from lambdas.shared.observability import logger
 
@@ -69,9 +68,7 @@ Event = TextDelta | ReasoningDelta | ToolCallStart | ToolCallDelta | MediaFile |
 
 
 def record_usage(bot: BotConfig, finished: Finished) -> None:
-    """One structured log line and one EMF metric per answer (Powertools)."""
-    from aws_lambda_powertools.metrics import MetricUnit, single_metric
-
+    """One structured log line and the answer's EMF metrics (time to first token, cost, tokens; per bot)."""
     usage = finished.usage
     logger.info(
         "gateway usage",
@@ -91,12 +88,6 @@ def record_usage(bot: BotConfig, finished: Finished) -> None:
     )
     if finished.first_token_ms is not None:
         emit(TIME_TO_FIRST_TOKEN, finished.first_token_ms, "Milliseconds", bot=bot.name)
-    if os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() == "true":  # single_metric ignores the setting
-        return
-    try:
-        namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "BedrockGateway")
-        cost = finished.cost_usd
-        with single_metric(name="CostUSD", unit=MetricUnit.Count, value=cost, namespace=namespace) as metric:
-            metric.add_dimension(name="bot", value=bot.name)
-    except Exception:  # a metric never fails an answer
-        logger.debug("metric not emitted", bot=bot.name)
+    emit(COST, finished.cost_usd, "Count", bot=bot.name)
+    emit(INPUT_TOKENS, usage.prompt_tokens, "Count", bot=bot.name)
+    emit(OUTPUT_TOKENS, usage.output_tokens, "Count", bot=bot.name)

@@ -13,6 +13,9 @@ from lambdas.shared.observability import logger
 TIME_TO_FIRST_TOKEN = "TimeToFirstToken"  # ms from the request reaching the bot to its first streamed token
 GUARDRAIL_INTERVENTIONS = "GuardrailInterventions"  # answers or prompts a Bedrock guardrail blocked
 BEDROCK_ERRORS = "BedrockErrors"  # Bedrock failures by ``error_class`` (the OpenAI error type they map to), all bots
+COST = "CostUSD"  # estimated cost of an answer from the bot's prices (USD; unit Count: CloudWatch has no currency)
+INPUT_TOKENS = "InputTokens"  # per answer, per bot (cache reads and writes included)
+OUTPUT_TOKENS = "OutputTokens"
 
 
 def emit(name: str, value: float, unit: str, **dimensions: str) -> None:

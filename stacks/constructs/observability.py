@@ -48,6 +48,8 @@ GATEWAY_SERVICE = "model-gateway"
 # The gateway's EMF metrics besides CostUSD (lambdas/gateway/metrics.py), and the error classes of BedrockErrors (the
 # OpenAI error types lambdas/gateway/errors.py maps Bedrock failures to).
 GATEWAY_TTFT = "TimeToFirstToken"
+GATEWAY_INPUT_TOKENS = "InputTokens"  # lambdas/gateway/metrics.py, per bot
+GATEWAY_OUTPUT_TOKENS = "OutputTokens"
 GATEWAY_GUARDRAIL_INTERVENTIONS = "GuardrailInterventions"
 GATEWAY_BEDROCK_ERRORS = "BedrockErrors"
 GATEWAY_ERROR_CLASSES = (
@@ -379,9 +381,17 @@ class GatewayObservability(Construct):
                 width=WIDTH,
             ),
         )
+        tokens = [
+            gateway_metric(name, "Sum", f"{bot} {kind}", bot=bot)
+            for bot in (b.name for b in bots)
+            for name, kind in ((GATEWAY_INPUT_TOKENS, "in"), (GATEWAY_OUTPUT_TOKENS, "out"))
+        ]
         self.dashboard.add_widgets(
             cw.GraphWidget(title="Error rates (%)", left=[rate_4xx, rate_5xx], width=WIDTH),
             cw.GraphWidget(title="Estimated cost per bot (USD)", left=cost, stacked=True, width=WIDTH),
+        )
+        self.dashboard.add_widgets(
+            cw.GraphWidget(title="Tokens per bot (input, output)", left=tokens, stacked=True, width=2 * WIDTH),
         )
         self.dashboard.add_widgets(
             cw.GraphWidget(title="Time to first token p50 per bot (ms)", left=ttft["p50"], width=WIDTH),

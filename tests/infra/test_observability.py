@@ -26,6 +26,8 @@ from stacks.constructs.observability import (
     GATEWAY_BEDROCK_ERRORS,
     GATEWAY_ERROR_CLASSES,
     GATEWAY_GUARDRAIL_INTERVENTIONS,
+    GATEWAY_INPUT_TOKENS,
+    GATEWAY_OUTPUT_TOKENS,
     GATEWAY_SERVICE,
     GATEWAY_TTFT,
     JOB_STATUS_METRIC,
@@ -269,7 +271,11 @@ def test_gateway_dashboard_shows_requests_latency_errors_throttles_and_cost_per_
         {"bot": bot, "service": env["POWERTOOLS_SERVICE_NAME"]} for bot in BOTS
     ]
     assert env["POWERTOOLS_SERVICE_NAME"] == GATEWAY_SERVICE
-    assert 'single_metric(name="CostUSD"' in (PROJECT_ROOT / "lambdas" / "gateway" / "events.py").read_text()
+    # AND tokens per bot: input and output, one line each per configured bot
+    tokens = widgets["Tokens per bot (input, output)"]
+    assert [(row[1], row[3]) for row in tokens] == [
+        (name, bot) for bot in BOTS for name in (GATEWAY_INPUT_TOKENS, GATEWAY_OUTPUT_TOKENS)
+    ]
 
 
 def test_gateway_dashboard_shows_time_to_first_token_and_bedrock_errors_by_class(plain: Synth) -> None:
@@ -298,10 +304,20 @@ def test_gateway_metric_names_and_error_classes_are_the_ones_the_gateway_emits()
     from lambdas.gateway.errors import BEDROCK_ERRORS, UNKNOWN_UPSTREAM, from_bedrock, internal_error
 
     # THEN the dashboard reads the names the gateway emits
-    assert (metrics.TIME_TO_FIRST_TOKEN, metrics.GUARDRAIL_INTERVENTIONS, metrics.BEDROCK_ERRORS) == (
+    assert (
+        metrics.TIME_TO_FIRST_TOKEN,
+        metrics.GUARDRAIL_INTERVENTIONS,
+        metrics.BEDROCK_ERRORS,
+        metrics.COST,
+        metrics.INPUT_TOKENS,
+        metrics.OUTPUT_TOKENS,
+    ) == (
         GATEWAY_TTFT,
         GATEWAY_GUARDRAIL_INTERVENTIONS,
         GATEWAY_BEDROCK_ERRORS,
+        "CostUSD",
+        GATEWAY_INPUT_TOKENS,
+        GATEWAY_OUTPUT_TOKENS,
     )
     # AND every class an error can map to has a line (timeouts and internal errors included)
     from botocore.exceptions import ReadTimeoutError

@@ -5,7 +5,9 @@ event, or markdown on the OpenAI API."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
+from typing import Any
 
 import boto3
 import httpx
@@ -36,13 +38,22 @@ def s3_server() -> Iterator[str]:
     server.stop()
 
 
+@asynccontextmanager
+async def running_media_app(
+    settings: GatewaySettings, s3_server: str, monkeypatch: pytest.MonkeyPatch, video_poll_seconds: float
+) -> AsyncIterator[FastAPI]:
+    """The app (lifespan run) with its media bucket on the moto S3 server."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server)
+    application = create_app(replace(settings, media_bucket=BUCKET, video_poll_seconds=video_poll_seconds))
+    async with application.router.lifespan_context(application):
+        yield application
+
+
 @pytest.fixture
 async def media_app(
     emulator: BedrockEmulator, settings: GatewaySettings, s3_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[FastAPI]:
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server)
-    application = create_app(replace(settings, media_bucket=BUCKET, video_poll_seconds=0.01))
-    async with application.router.lifespan_context(application):
+    async with running_media_app(settings, s3_server, monkeypatch, video_poll_seconds=0.01) as application:
         yield application
 
 
@@ -100,18 +111,27 @@ def reel_emulator(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[B
         yield server
 
 
-async def test_poe_video_bot_shows_progress_then_the_mp4(
+@pytest.fixture
+async def reel_app(
     reel_emulator: BedrockEmulator, settings: GatewaySettings, s3_server: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # GIVEN the Nova Reel bot, a media bucket, and an emulator that takes a moment per video
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server)
-    application = create_app(replace(settings, media_bucket=BUCKET, video_poll_seconds=0.02))
-    async with application.router.lifespan_context(application), http(application) as client:
-        # WHEN a Poe query asks for a video
+) -> AsyncIterator[FastAPI]:
+    async with running_media_app(settings, s3_server, monkeypatch, video_poll_seconds=0.02) as application:
+        yield application
+
+
+async def ask_for_a_video(app: FastAPI) -> list[tuple[str, Any]]:
+    """The SSE events of the answer to a Poe query for a video."""
+    async with http(app) as client:
         body = poe_query("waves on a beach")
         response = await client.post("/poe/nova-reel", json=body, headers={"Authorization": f"Bearer {KEY}"})
+    return parse_sse(response.text)
+
+
+async def test_poe_video_bot_shows_progress_then_the_mp4(reel_emulator: BedrockEmulator, reel_app: FastAPI) -> None:
+    # GIVEN the Nova Reel bot, a media bucket, and an emulator that takes a moment per video
+    # WHEN a Poe query asks for a video
+    events = await ask_for_a_video(reel_app)
     # THEN progress lines replace each other, then the MP4 arrives as a file whose URL serves it, then done
-    events = parse_sse(response.text)
     names = [name for name, _ in events]
     assert names[0] == "meta" and names[-1] == "done" and "error" not in names
     assert names[1] == "replace_response" and "Generating" in events[1][1]["text"]
@@ -121,16 +141,10 @@ async def test_poe_video_bot_shows_progress_then_the_mp4(
     assert reel_emulator.async_invokes()[0]["status"] == "Completed"
 
 
-async def test_a_failed_video_is_a_retryable_error(
-    reel_emulator: BedrockEmulator, settings: GatewaySettings, s3_server: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_failed_video_is_a_retryable_error(reel_emulator: BedrockEmulator, reel_app: FastAPI) -> None:
     # GIVEN the emulator fails the next video
     reel_emulator.state.faults["video_failed"] = 1
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server)
-    application = create_app(replace(settings, media_bucket=BUCKET, video_poll_seconds=0.02))
-    async with application.router.lifespan_context(application), http(application) as client:
-        body = poe_query("waves on a beach")
-        response = await client.post("/poe/nova-reel", json=body, headers={"Authorization": f"Bearer {KEY}"})
+    # WHEN a Poe query asks for a video
+    events = await ask_for_a_video(reel_app)
     # THEN the answer ends with a retryable error, then done
-    events = parse_sse(response.text)
     assert events[-2][0] == "error" and events[-2][1]["allow_retry"] is True and events[-1][0] == "done"

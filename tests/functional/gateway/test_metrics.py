@@ -1,4 +1,5 @@
-"""The gateway's own EMF metrics against the emulator: TimeToFirstToken per bot, BedrockErrors by error class."""
+"""The gateway's own EMF metrics against the emulator: TimeToFirstToken, CostUSD and tokens per bot, BedrockErrors by
+error class."""
 
 from __future__ import annotations
 
@@ -25,6 +26,22 @@ async def test_streamed_answers_emit_time_to_first_token(
     assert metric == {"Name": "TimeToFirstToken", "Unit": "Milliseconds"}
     (usage,) = logged(caplog, "gateway usage")
     assert usage["first_token_ms"] == value
+
+
+async def test_answers_emit_cost_and_tokens_per_bot(
+    client: httpx.AsyncClient, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a bot with prices WHEN it answers
+    await client.post("/poe/nova-lite", json=poe_query("three little words"), headers=AUTH)
+    out = capfd.readouterr().out
+    (usage,) = logged(caplog, "gateway usage")
+    # THEN cost, input and output tokens are metrics by bot, equal to the usage the answer's log line records
+    ((cost, cost_record),) = emf_values(out, "CostUSD")
+    ((tokens_in, in_record),) = emf_values(out, "InputTokens")
+    ((tokens_out, _),) = emf_values(out, "OutputTokens")
+    assert cost_record["bot"] == in_record["bot"] == "nova-lite"
+    assert tokens_in == usage["input_tokens"] > 0 and tokens_out == usage["output_tokens"] == 3
+    assert cost == pytest.approx(usage["cost_usd"]) and cost > 0
 
 
 async def test_bedrock_errors_are_counted_by_class(
