@@ -6,7 +6,11 @@ Synth starts jsii (Node) and takes seconds, so every test reads the same assembl
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
@@ -86,3 +90,20 @@ def _reference(node: dict[str, Any]) -> str:
         return f"<{node['Ref']}>"
     logical_id, attribute = node["Fn::GetAtt"]
     return f"<{logical_id}.{attribute}>"
+
+
+CFN_LINT = Path(sys.executable).parent / "cfn-lint"  # the venv's entry point (cfnlint has no __main__)
+
+
+def cfn_lint(templates: Mapping[str, Any], directory: Path) -> str:
+    """cfn-lint's findings on ``templates`` (stack name -> template JSON), written to ``directory``; "" when none.
+    W3005 (a redundant DependsOn, which CDK output has) is ignored."""
+    paths = []
+    for name, template in templates.items():
+        path = directory / f"{name}.template.json"
+        path.write_text(json.dumps(template))
+        paths.append(str(path))
+    result = subprocess.run(
+        [str(CFN_LINT), "--ignore-checks", "W3005", "--", *paths], capture_output=True, text=True, check=False
+    )
+    return "" if result.returncode == 0 else result.stdout + result.stderr

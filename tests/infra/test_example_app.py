@@ -11,7 +11,7 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from examples.extend_app.stack import PROMPT_TEMPLATES_FILE, TEAM_MODEL_ID, TeamGenAiStack, build_app
-from tests.infra.conftest import policy_statements
+from tests.infra.conftest import cfn_lint, policy_statements
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,10 @@ def test_example_has_no_unacknowledged_nag_findings(example: Example) -> None:
     report = json.loads((example.outdir / "validation-report.json").read_text())
     # WHEN collecting what the plugins still report / THEN nothing, neither errors nor warnings
     assert [v["ruleName"] for plugin in report["pluginReports"] for v in plugin["violations"]] == []
+
+
+def test_example_template_passes_cfn_lint(example: Example, tmp_path: Path) -> None:
+    assert cfn_lint({example.stack.stack_name: example.template.to_json()}, tmp_path) == ""
 
 
 def test_the_teams_buckets_are_used_and_no_other_bucket_is_created(example: Example) -> None:

@@ -8,8 +8,6 @@ and gateway keys passed as strings, as ``-c`` passes them.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from stacks.config import GatewayBot, GatewayConfig
 from stacks.constructs.model_gateway import MODEL_ACTIONS, bot_model_arns
 from stacks.gateway_stack import GatewayStack
 from stacks.synth import GATEWAY_STACK_NAME, STACK_NAME, build_app, gateway_stack
+from tests.infra.conftest import cfn_lint
 
 BOTS_FILE = "tests/infra/data/gateway_bots.json"
 CONTEXT = {
@@ -32,7 +31,6 @@ CONTEXT = {
     "gatewayThrottlingBurstLimit": "40",
     "gatewayMediaExpirationDays": "3",
 }
-CFN_LINT = Path(sys.executable).parent / "cfn-lint"
 LWA_LAYER = "arn:<AWS::Partition>:lambda:<AWS::Region>:753240598075:layer:LambdaAdapterLayerArm64:26"
 
 
@@ -313,15 +311,9 @@ def test_the_function_knows_its_account_for_account_less_arns(function: dict[str
 
 
 def test_template_passes_cfn_lint(gateway: Gateway, tmp_path: Path) -> None:
-    # GIVEN the gateway template on disk (cfn-lint also knows every IAM action and its resource types)
-    path = tmp_path / "BedrockModelGateway.template.json"
-    path.write_text(json.dumps(gateway.template.to_json()))
-    # WHEN cfn-lint checks it (W3005, redundant DependsOn in CDK output, is ignored)
-    result = subprocess.run(
-        [str(CFN_LINT), "--ignore-checks", "W3005", "--", str(path)], capture_output=True, text=True, check=False
-    )
+    # GIVEN the gateway template WHEN cfn-lint checks it (it also knows every IAM action and its resource types)
     # THEN it reports nothing
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert cfn_lint({"BedrockModelGateway": gateway.template.to_json()}, tmp_path) == ""
 
 
 def test_outputs_name_the_api_url_and_the_media_bucket(gateway: Gateway) -> None:
@@ -494,9 +486,4 @@ def test_guarded_app_passes_nag_and_cfn_lint(guarded: Gateway, tmp_path: Path) -
     report = json.loads((Path(guarded.assembly.directory) / "validation-report.json").read_text())
     assert [v for plugin in report["pluginReports"] for v in plugin["violations"]] == []
     # AND cfn-lint reports nothing on the gateway template
-    path = tmp_path / "BedrockModelGateway.template.json"
-    path.write_text(json.dumps(guarded.template.to_json()))
-    result = subprocess.run(
-        [str(CFN_LINT), "--ignore-checks", "W3005", "--", str(path)], capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert cfn_lint({"BedrockModelGateway": guarded.template.to_json()}, tmp_path) == ""
