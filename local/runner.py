@@ -231,7 +231,7 @@ class LocalRuntime(StateMachineRuns):
             env["AWS_ENDPOINT_URL_BEDROCK"] = self.emulator.endpoint_url
             self._exit.enter_context(temporary_environment(env))
             self.bucket = env["DATA_BUCKET"]
-            _quiet_function_logs()
+            self._exit.callback(_quiet_function_logs())
             self._reset_clients()
             self.lambdas = InProcessLambdas(self.functions)
             self._exit.enter_context(self.lambdas.installed())
@@ -335,11 +335,14 @@ def synth_template(options: RuntimeOptions) -> dict[str, Any]:
     return result if isinstance(result, dict) else result.template
 
 
-def _quiet_function_logs() -> None:
-    """The handlers' Powertools logger may exist already (imported earlier in this process): apply our level."""
+def _quiet_function_logs() -> Callable[[], None]:
+    """The handlers' Powertools logger may exist already (imported earlier in this process): apply our level, and
+    return what puts the previous level back when the runtime closes."""
     from lambdas.shared.observability import logger
 
+    previous = logger.log_level
     logger.setLevel(os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"))
+    return lambda: logger.setLevel(previous)
 
 
 def _empty_zip() -> bytes:

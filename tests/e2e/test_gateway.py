@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -161,9 +162,15 @@ def test_cli_rejects_a_bad_fault_spec(capsys: pytest.CaptureFixture[str]) -> Non
     assert "--faults" in capsys.readouterr().err
 
 
-def test_cli_ask_streams_one_answer_over_http(capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_ask_streams_one_answer_over_http(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     # GIVEN the local gateway (emulator behind it) WHEN `python -m cli gateway --ask` runs
     from cli.__main__ import main
+
+    for name in ("POWERTOOLS_METRICS_DISABLED", "POWERTOOLS_LOG_LEVEL"):  # --ask quiets these: undone after the test
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+        monkeypatch.delenv(name)
 
     code = main(["gateway", "--ask", "hello through the gateway", "--bot", "claude-3-haiku"])
     # THEN the streamed answer (the emulator's echo) is printed between meta and done
