@@ -458,6 +458,7 @@ class ObservabilityConfig:
 
     alarm_email: str | None = None
     alarm_record_failure_percent: int = 10  # failed records / (succeeded + failed), per 5 minutes
+    alarm_job_failure_percent: int = 10  # jobs ending Failed/Expired/Stopped / jobs ending, per 5 minutes
     alarm_gateway_5xx_percent: int = 5  # 5XXError / Count of the gateway API
     alarm_gateway_4xx_percent: int = 25  # 4XXError / Count: throttled (429) and rejected requests
 
@@ -476,6 +477,7 @@ class ObservabilityConfig:
             alarm_record_failure_percent=ctx.integer(
                 "alarmRecordFailurePercent", o.alarm_record_failure_percent, 1, 100
             ),
+            alarm_job_failure_percent=ctx.integer("alarmJobFailurePercent", o.alarm_job_failure_percent, 1, 100),
             alarm_gateway_5xx_percent=ctx.integer("alarmGateway5xxPercent", o.alarm_gateway_5xx_percent, 1, 100),
             alarm_gateway_4xx_percent=ctx.integer("alarmGateway4xxPercent", o.alarm_gateway_4xx_percent, 1, 100),
         )
@@ -575,6 +577,7 @@ GATEWAY_KEYS = (
 OBSERVABILITY_KEYS = (
     "alarmEmail",
     "alarmRecordFailurePercent",
+    "alarmJobFailurePercent",
     "alarmGateway5xxPercent",
     "alarmGateway4xxPercent",
 )

@@ -4,7 +4,8 @@
 BatchObservability    dashboard: executions by outcome (AWS/States), jobs planned/submitted, records prepared/
                       succeeded/failed/resubmitted/recovered, input/output tokens, jobs by status, estimated cost
                       (BedrockBatch EMF), Lambda errors, throttles and duration per function
-                      alarms: execution failed, execution timed out, failed-record ratio, Lambda errors per function
+                      alarms: execution failed, execution timed out, failed-record ratio, failed-job ratio,
+                      Lambda errors per function
 GatewayObservability  dashboard: requests, latency and integration latency p50/p99, 4XX/5XX, Lambda throttles,
                       errors and duration, cost per bot (CostUSD EMF), time to first token p50/p99 per text bot
                       (TimeToFirstToken), Bedrock errors by class (BedrockErrors: throttling, validation, upstream,
@@ -78,6 +79,8 @@ BATCH_METRICS = {
 # Job status transitions (lambdas/shared/observability.py record_job_status): metric JOB_STATUS_METRIC with dimensions
 # Status and service. Submit counts "Submitted"; Poll counts every later status of GetModelInvocationJob.
 JOB_STATUS_METRIC = "JobStatusChanges"
+JOB_FAILED_STATUSES = ("Failed", "Expired", "Stopped")  # terminal statuses of a job that answered nothing (or not all)
+JOB_DONE_STATUSES = ("Completed", "PartiallyCompleted")
 JOB_STATUSES = {
     "Submitted": "submit",
     "Validating": "poll",
@@ -196,6 +199,25 @@ class BatchObservability(Construct):
             period=PERIOD,
             label="Failed records (%)",
         )
+
+        def job_status(status: str) -> cw.Metric:
+            return cw.Metric(
+                namespace=namespace,
+                metric_name=JOB_STATUS_METRIC,
+                dimensions_map={"Status": status, "service": BATCH_SERVICES[JOB_STATUSES[status]]},
+                statistic="Sum",
+                period=PERIOD,
+                label=status,
+            )
+
+        ended = {s.lower(): job_status(s) for s in (*JOB_FAILED_STATUSES, *JOB_DONE_STATUSES)}
+        failed_jobs = " + ".join(s.lower() for s in JOB_FAILED_STATUSES)
+        job_failed_ratio = cw.MathExpression(
+            expression=f"IF({' + '.join(ended)} > 0, 100 * ({failed_jobs}) / ({' + '.join(ended)}), 0)",
+            using_metrics=ended,
+            period=PERIOD,
+            label="Failed jobs (%)",
+        )
         self.alarms = {
             "ExecutionFailed": _at_least_once(
                 self,
@@ -215,6 +237,14 @@ class BatchObservability(Construct):
                 failed_ratio,
                 cfg.alarm_record_failure_percent,
                 f"More than {cfg.alarm_record_failure_percent}% of the records of finished jobs failed.",
+            ),
+            "JobFailureRatio": _percent_over(
+                self,
+                "JobFailureRatioAlarm",
+                job_failed_ratio,
+                cfg.alarm_job_failure_percent,
+                f"More than {cfg.alarm_job_failure_percent}% of the Bedrock batch jobs that ended failed, expired or "
+                "were stopped.",
             ),
         }
         for key, fn in functions.items():
@@ -250,17 +280,7 @@ class BatchObservability(Construct):
             ),
             cw.GraphWidget(title="Tokens", left=[emf("InputTokens"), emf("OutputTokens")], width=WIDTH),
         )
-        jobs_by_status = [
-            cw.Metric(
-                namespace=namespace,
-                metric_name=JOB_STATUS_METRIC,
-                dimensions_map={"Status": status, "service": BATCH_SERVICES[key]},
-                statistic="Sum",
-                period=PERIOD,
-                label=status,
-            )
-            for status, key in JOB_STATUSES.items()
-        ]
+        jobs_by_status = [job_status(status) for status in JOB_STATUSES]
         self.dashboard.add_widgets(
             cw.GraphWidget(title="Jobs by status", left=jobs_by_status, width=WIDTH),
             cw.GraphWidget(

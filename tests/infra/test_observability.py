@@ -90,6 +90,7 @@ def mailed(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     context = {
         "alarmEmail": EMAIL,
         "alarmRecordFailurePercent": "20",
+        "alarmJobFailurePercent": "30",
         "alarmGateway5xxPercent": "2",
         "alarmGateway4xxPercent": "40",
     }
@@ -236,6 +237,19 @@ def test_batch_alarms_on_failed_and_timed_out_runs_failed_records_and_function_e
         "succeeded": "RecordsSucceeded",
         "failed": "RecordsFailed",
     }
+    # AND the failed-job ratio alarms above the default 10 %: jobs ending Failed/Expired/Stopped among all ending
+    jobs = find_alarm(plain, plain.batch, "ObservabilityJobFailureRatio")
+    assert (jobs["Threshold"], jobs["ComparisonOperator"]) == (10, "GreaterThanThreshold")
+    expression, *inputs = jobs["Metrics"]
+    ended = "failed + expired + stopped + completed + partiallycompleted"
+    assert expression["Expression"] == f"IF({ended} > 0, 100 * (failed + expired + stopped) / ({ended}), 0)"
+    statuses = {m["Id"]: m["MetricStat"]["Metric"] for m in inputs}
+    assert {key: metric["MetricName"] for key, metric in statuses.items()} == dict.fromkeys(
+        ("failed", "expired", "stopped", "completed", "partiallycompleted"), "JobStatusChanges"
+    )
+    assert {d["Value"] for m in statuses.values() for d in m["Dimensions"] if d["Name"] == "Status"} == {
+        "Failed", "Expired", "Stopped", "Completed", "PartiallyCompleted"
+    }  # fmt: skip
     # AND each function has an errors alarm
     function_ids = {
         plain.logical_id(plain.batch_stack, fn.function) for fn in plain.batch_stack.workflow.functions.values()
@@ -384,6 +398,7 @@ def test_alarm_email_adds_an_encrypted_topic_mailing_every_alarm(mailed: Synth) 
 def test_thresholds_come_from_the_context(mailed: Synth) -> None:
     # GIVEN thresholds passed as strings / THEN the alarms use them
     assert find_alarm(mailed, mailed.batch, "ObservabilityRecordFailureRatio")["Threshold"] == 20
+    assert find_alarm(mailed, mailed.batch, "ObservabilityJobFailureRatio")["Threshold"] == 30
     assert find_alarm(mailed, mailed.gateway, "ObservabilityGateway5xx")["Threshold"] == 2
     assert find_alarm(mailed, mailed.gateway, "ObservabilityGateway4xx")["Threshold"] == 40
 

@@ -404,6 +404,7 @@ def test_observability_defaults_and_cdk_json() -> None:
     assert {key: context[key] for key in OBSERVABILITY_KEYS} == {
         "alarmEmail": "",
         "alarmRecordFailurePercent": ObservabilityConfig.alarm_record_failure_percent,
+        "alarmJobFailurePercent": ObservabilityConfig.alarm_job_failure_percent,
         "alarmGateway5xxPercent": ObservabilityConfig.alarm_gateway_5xx_percent,
         "alarmGateway4xxPercent": ObservabilityConfig.alarm_gateway_4xx_percent,
     }
@@ -414,6 +415,7 @@ def test_observability_strings_are_cast() -> None:
     context = {
         "alarmEmail": " ops@example.com ",
         "alarmRecordFailurePercent": "20",
+        "alarmJobFailurePercent": "5",
         "alarmGateway5xxPercent": "1",
         "alarmGateway4xxPercent": "100",
     }
@@ -421,6 +423,7 @@ def test_observability_strings_are_cast() -> None:
     assert AppConfig.from_context(context).observability == ObservabilityConfig(
         alarm_email="ops@example.com",
         alarm_record_failure_percent=20,
+        alarm_job_failure_percent=5,
         alarm_gateway_5xx_percent=1,
         alarm_gateway_4xx_percent=100,
     )
@@ -436,6 +439,7 @@ def test_observability_strings_are_cast() -> None:
         ("alarmEmail", 7),
         ("alarmRecordFailurePercent", "0"),
         ("alarmRecordFailurePercent", 101),
+        ("alarmJobFailurePercent", "0"),
         ("alarmGateway5xxPercent", "x"),
         ("alarmGateway4xxPercent", 2.5),
     ],
