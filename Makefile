@@ -13,7 +13,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 MODEL ?= anthropic.claude-3-haiku-20240307-v1:0
 
-.PHONY: install demo test test-fast lint format typecheck synth bench deploy destroy emulator clean diagram example-synth
+.PHONY: install demo test test-fast lint format typecheck synth synth-all-options bench deploy destroy emulator clean diagram example-synth
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -58,8 +58,15 @@ format: install
 	$(PY) -m ruff format .
 
 synth: install
-	$(CDK) synth --no-notices -q
+	$(CDK) synth --no-notices -q $(CONTEXT)
 	$(VENV)/bin/cfn-lint --ignore-checks W3005 -- cdk.out/*.template.json
+
+## synth-all-options: synth with every security and operations option on (cdk-nag and cfn-lint must pass)
+ALL_OPTIONS := -c kmsKey=create -c 'batchVpc={"create": true}' -c alarmEmail=ops@example.com \
+	-c modelInvocationLogging=true \
+	-c 'tags={"project": "bedrock-genai", "owner": "platform", "cost-centre": "cc-1234", "environment": "dev"}'
+synth-all-options: CONTEXT = $(ALL_OPTIONS)
+synth-all-options: synth
 
 bench: install
 	$(PY) -m bench
