@@ -180,6 +180,8 @@ def ask(running: RunningGateway, bot: str, prompt: str) -> int:
             elif event == "error":
                 print(f"\n[error] {data.get('text')}", flush=True)
                 code = 1
+            elif event == "json" and (data.get("bedrock") or {}).get("invoked_model_id"):  # a router's choice
+                print(f"\n[routed to {data['bedrock']['invoked_model_id']}]", end="", flush=True)
             elif event in ("meta", "done"):
                 print(f"[{event}]" if event == "meta" else "\n[done]", end=" " if event == "meta" else "\n")
     connection.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -177,6 +178,9 @@ def test_cli_ask_streams_one_answer_over_http(
     out = capsys.readouterr().out
     assert code == 0
     assert "[meta] hello through the gateway\n[done]" in out
+    # AND asking a prompt router also prints the model it picked
+    assert main(["gateway", "--ask", "hello router", "--bot", "router-claude"]) == 0
+    assert re.search(r"\[meta\] hello router\n\[routed to \S*anthropic\.claude\S*\]\n\[done\]", capsys.readouterr().out)
 
 
 def test_a_guardrail_blocks_over_http_for_both_clients(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
