@@ -18,13 +18,7 @@ from lambdas.shared.settings import Settings
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     state = JobState.model_validate(event)
-    append_correlation_keys(
-        run_id=state.run.run_id,
-        execution_arn=state.run.execution_arn,
-        job_index=state.job.index,
-        resubmission=state.job.resubmission,
-        job_arn=state.job_arn,
-    )
+    append_correlation_keys(**state.correlation_keys())
     out = logic.poll(state, bedrock=aws.bedrock(), timeout_hours=Settings.from_env().job_timeout_hours)
     logger.info("job polled", status=out.status, previous_status=state.status, counters=out.counters)
     if out.status and out.status != state.status:  # one count per transition, not per poll

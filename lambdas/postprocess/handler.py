@@ -19,13 +19,7 @@ from lambdas.shared.observability import append_correlation_keys, logger, metric
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     state = JobState.model_validate(event)
-    append_correlation_keys(
-        run_id=state.run.run_id,
-        execution_arn=state.run.execution_arn,
-        job_index=state.job.index,
-        resubmission=state.job.resubmission,
-        job_arn=state.job_arn,
-    )
+    append_correlation_keys(**state.correlation_keys())
     with tempfile.TemporaryDirectory(prefix="postprocess-") as workdir:
         result = logic.postprocess(state, s3=aws.s3(), workdir=Path(workdir))
     logger.info("job results written", status=result.status, succeeded=result.succeeded, failed=result.failed)

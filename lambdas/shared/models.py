@@ -205,6 +205,16 @@ class JobState(BaseModel):
     counters: dict[str, int] = Field(default_factory=dict)
     failure: dict[str, Any] | None = None  # set by a Catch: {"Error": ..., "Cause": ...}
 
+    def correlation_keys(self) -> dict[str, Any]:
+        """The ids every log line about this job carries (``append_correlation_keys``)."""
+        return {
+            "run_id": self.run.run_id,
+            "execution_arn": self.run.execution_arn,
+            "job_index": self.job.index,
+            "resubmission": self.job.resubmission,
+            "job_arn": self.job_arn,
+        }
+
 
 class JobResult(BaseModel):
     """What postprocess reports for one job; also stored as ``runs/<run>/results/<NNNN>.json``."""

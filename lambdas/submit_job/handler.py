@@ -19,10 +19,7 @@ from lambdas.submit_job import logic
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     state = JobState.model_validate(event)
     settings = Settings.from_env()
-    run, job = state.run, state.job
-    append_correlation_keys(
-        run_id=run.run_id, execution_arn=run.execution_arn, job_index=job.index, resubmission=job.resubmission
-    )
+    append_correlation_keys(**state.correlation_keys())
     out = logic.submit(
         state,
         bedrock=aws.bedrock(),
@@ -32,13 +29,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         tags=settings.job_tags,
         vpc=(settings.job_subnet_ids, settings.job_security_group_ids) if settings.job_subnet_ids else None,
     )
-    append_correlation_keys(
-        run_id=run.run_id,
-        execution_arn=run.execution_arn,
-        job_index=job.index,
-        resubmission=job.resubmission,
-        job_arn=out.job_arn,
-    )
+    append_correlation_keys(**out.correlation_keys())  # now with the job's ARN
     logger.info("job submitted", job_name=out.job_name)
     metrics.add_metric(name="JobsSubmitted", unit="Count", value=1)
     if out.status and out.status != state.status:  # not when a retried state finds the job already created
