@@ -40,7 +40,14 @@ from lambdas.gateway.factory import BotHandler, build_bots
 from lambdas.gateway.guardrails import INTERVENED
 from lambdas.gateway.parameters import IMAGE_PARAMETERS, image_parameter_controls, text_parameter_controls
 from lambdas.gateway.tools import ToolCall, ToolResult, content_text, parse_tool_calls, parse_tool_choice, parse_tools
-from lambdas.gateway.translate import ROLES, Attachment, ChatMessage, ChatRequest
+from lambdas.gateway.translate import (
+    ROLES,
+    Attachment,
+    ChatMessage,
+    ChatRequest,
+    ThinkingBlock,
+    parse_thinking_blocks,
+)
 from lambdas.shared.observability import logger
 
 POE_REPORTS = ("report_feedback", "report_reaction", "report_error")
@@ -127,6 +134,7 @@ class OpenAIMessage(_Body):
     content: str | list[dict[str, Any]] | None = None
     tool_calls: list[Any] | None = None  # assistant: the calls it made
     tool_call_id: str | None = None  # tool: the call this message answers
+    thinking_blocks: list[Any] | None = None  # assistant: its signed reasoning, as the answer gave it (LiteLLM's)
 
     def chat_message(self) -> ChatMessage | None:
         """A tool message is a user message holding a tool result; unknown roles are dropped."""
@@ -138,7 +146,8 @@ class OpenAIMessage(_Body):
         if role is None:
             return None
         calls: tuple[ToolCall, ...] = parse_tool_calls(self.tool_calls) if role == "assistant" else ()
-        return ChatMessage(role, self.text(), self.attachments(), tool_calls=calls)
+        thinking = parse_thinking_blocks(self.thinking_blocks) if role == "assistant" else ()
+        return ChatMessage(role, self.text(), self.attachments(), tool_calls=calls, thinking=thinking)
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -550,6 +559,8 @@ async def openai_chunks(stream: AsyncIterable[Event], model: str, include_usage:
                 yield data_line(_chunk(completion_id, model, created, {"content": event.text}, None))
             elif isinstance(event, ReasoningDelta):
                 yield data_line(_chunk(completion_id, model, created, {"reasoning_content": event.text}, None))
+            elif isinstance(event, ThinkingBlock):  # the block complete with its signature, to be sent back
+                yield data_line(_chunk(completion_id, model, created, {"thinking_blocks": [event.openai()]}, None))
             elif isinstance(event, ToolCallStart | ToolCallDelta):
                 delta = {"tool_calls": [tool_call_delta(event)]}
                 yield data_line(_chunk(completion_id, model, created, delta, None))
@@ -572,6 +583,7 @@ async def openai_chunks(stream: AsyncIterable[Event], model: str, include_usage:
 async def openai_completion(stream: AsyncIterable[Event], model: str) -> JSONResponse:
     text: list[str] = []
     reasoning: list[str] = []
+    thinking: list[dict[str, Any]] = []
     calls: dict[int, dict[str, Any]] = {}
     finished: Finished | None = None
     try:
@@ -580,6 +592,8 @@ async def openai_completion(stream: AsyncIterable[Event], model: str) -> JSONRes
                 text.append(event.text)
             elif isinstance(event, ReasoningDelta):
                 reasoning.append(event.text)
+            elif isinstance(event, ThinkingBlock):
+                thinking.append(event.openai())
             elif isinstance(event, ToolCallStart):
                 calls[event.index] = tool_call_delta(event)
             elif isinstance(event, ToolCallDelta) and event.index in calls:
@@ -594,6 +608,8 @@ async def openai_completion(stream: AsyncIterable[Event], model: str) -> JSONRes
     message: dict[str, Any] = {"role": "assistant", "content": "".join(text) or (None if calls else "")}
     if reasoning:
         message["reasoning_content"] = "".join(reasoning)
+    if thinking:
+        message["thinking_blocks"] = thinking
     if calls:
         message["tool_calls"] = [{k: v for k, v in call.items() if k != "index"} for _, call in sorted(calls.items())]
     return JSONResponse(

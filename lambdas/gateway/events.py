@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from lambdas.gateway.config import BotConfig
 from lambdas.gateway.metrics import COST, INPUT_TOKENS, OUTPUT_TOKENS, TIME_TO_FIRST_TOKEN, emit
-from lambdas.gateway.translate import Usage
+from lambdas.gateway.translate import ThinkingBlock, Usage
 from lambdas.shared.observability import logger
 
 
@@ -64,7 +64,8 @@ class ToolCallDelta:
     arguments: str
 
 
-Event = TextDelta | ReasoningDelta | ToolCallStart | ToolCallDelta | MediaFile | Progress | Finished
+# ``ThinkingBlock`` (lambdas.gateway.translate): a completed, signed reasoning block, after its ``ReasoningDelta``s
+Event = TextDelta | ReasoningDelta | ThinkingBlock | ToolCallStart | ToolCallDelta | MediaFile | Progress | Finished
 
 
 def record_usage(bot: BotConfig, finished: Finished) -> None:

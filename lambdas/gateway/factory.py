@@ -2,7 +2,8 @@
 
 A text handler answers in two steps so each front end can place errors right: ``await bot.start(chat)`` calls
 Bedrock (errors here are "before the stream": HTTP status), then iterating the returned ``TextStream`` yields
-``TextDelta`` / ``ReasoningDelta`` / ``ToolCallStart`` / ``ToolCallDelta`` events as they arrive and one ``Finished``
+``TextDelta`` / ``ReasoningDelta`` / ``ToolCallStart`` / ``ToolCallDelta`` events as they arrive (and, on bots that
+show reasoning, a ``ThinkingBlock`` once a signed or redacted reasoning block is complete) and one ``Finished``
 last (errors here are "after the stream started": Poe ``error`` event or OpenAI error chunk). Requests with tools on a
 bot without ``capabilities.tools_streaming`` use Converse, replayed as the same events. Image bots
 (``lambdas.gateway.images``) and video bots (``lambdas.gateway.videos``) answer with a ``MediaFile`` (presigned S3 URL).
@@ -37,6 +38,7 @@ from lambdas.gateway.tokens import TokenCount, check_context, count_input_tokens
 from lambdas.gateway.translate import (
     ChatRequest,
     PriceBook,
+    ThinkingBlock,
     Usage,
     converse_request,
     text_cost,
@@ -71,6 +73,7 @@ class TextStream:
         metadata: Mapping[str, Any] = {}
         first_token_ms: int | None = None  # TimeToFirstToken: the first text or reasoning the client is sent
         tool_calls: dict[int, int] = {}  # content block index -> tool call index (0, 1, ... in the answer)
+        thinking = ThinkingBlocks(self.bot.config.capabilities.reasoning)
         try:
             async for event in self._events:
                 if "contentBlockDelta" in event:
@@ -83,10 +86,16 @@ class TextStream:
                         yield TextDelta(delta["text"])
                     if shown:
                         yield ReasoningDelta(reasoning["text"])
+                    if reasoning:
+                        thinking.add(event["contentBlockDelta"].get("contentBlockIndex", 0), reasoning)
                     arguments = (delta.get("toolUse") or {}).get("input")
                     if arguments:
                         block = event["contentBlockDelta"].get("contentBlockIndex", 0)
                         yield ToolCallDelta(tool_calls.get(block, 0), arguments)
+                elif "contentBlockStop" in event:
+                    block = thinking.done(event["contentBlockStop"].get("contentBlockIndex", 0))
+                    if block is not None:
+                        yield block
                 elif "contentBlockStart" in event:
                     tool = (event["contentBlockStart"].get("start") or {}).get("toolUse")
                     if tool:
@@ -94,6 +103,8 @@ class TextStream:
                         tool_calls[block] = len(tool_calls)
                         yield ToolCallStart(tool_calls[block], tool.get("toolUseId", ""), tool.get("name", ""))
                 elif "messageStop" in event:
+                    for block in thinking.rest():  # blocks a stream left open
+                        yield block
                     stop_reason = event["messageStop"].get("stopReason")
                 elif "metadata" in event:
                     metadata = event["metadata"]
@@ -108,6 +119,40 @@ class TextStream:
             trace = (metadata.get("trace") or {}).get("guardrail")
             raise intervention(self.bot.config, trace=trace, request_id=self._request_id, source="converse")
         yield finished
+
+
+class ThinkingBlocks:
+    """Signed reasoning blocks as ConverseStream delivers them: per content block, ``reasoningContent`` deltas with
+    ``text`` pieces then one ``signature``, or a ``redactedContent`` (bytes); the block is complete at its
+    ``contentBlockStop``. Only kept on bots that show reasoning, and only blocks with a signature or redacted data
+    (nothing else can be sent back)."""
+
+    def __init__(self, shown: bool) -> None:
+        self._shown = shown
+        self._open: dict[int, tuple[list[str], str, bytes | None]] = {}
+
+    def add(self, index: int, delta: Mapping[str, Any]) -> None:
+        if not self._shown:
+            return
+        texts, signature, redacted = self._open.get(index, ([], "", None))
+        if isinstance(delta.get("text"), str):
+            texts.append(delta["text"])
+        if isinstance(delta.get("signature"), str):
+            signature += delta["signature"]
+        if isinstance(delta.get("redactedContent"), bytes | bytearray):
+            redacted = (redacted or b"") + bytes(delta["redactedContent"])
+        self._open[index] = (texts, signature, redacted)
+
+    def done(self, index: int) -> ThinkingBlock | None:
+        if index not in self._open:
+            return None
+        texts, signature, redacted = self._open.pop(index)
+        if redacted is not None:
+            return ThinkingBlock(redacted=redacted)
+        return ThinkingBlock("".join(texts), signature) if signature else None
+
+    def rest(self) -> list[ThinkingBlock]:
+        return [block for block in (self.done(index) for index in sorted(self._open)) if block is not None]
 
 
 class TextBot:
@@ -189,9 +234,17 @@ def _request_id(response: Mapping[str, Any]) -> str | None:
 async def _replay(response: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
     """A Converse (not streamed) response as the stream events it stands for."""
     for index, block in enumerate(response.get("output", {}).get("message", {}).get("content", [])):
-        if "reasoningContent" in block:
-            text = block["reasoningContent"].get("reasoningText", {}).get("text", "")
-            yield {"contentBlockDelta": {"contentBlockIndex": index, "delta": {"reasoningContent": {"text": text}}}}
+        if "reasoningContent" in block:  # text, then its signature (or the redacted data), then the block's end
+            reasoning = block["reasoningContent"]
+            signed = reasoning.get("reasoningText") or {}
+            deltas: list[dict[str, Any]] = [{"text": signed.get("text", "")}] if "reasoningText" in reasoning else []
+            if signed.get("signature"):
+                deltas.append({"signature": signed["signature"]})
+            if "redactedContent" in reasoning:
+                deltas.append({"redactedContent": reasoning["redactedContent"]})
+            for delta in deltas:
+                yield {"contentBlockDelta": {"contentBlockIndex": index, "delta": {"reasoningContent": delta}}}
+            yield {"contentBlockStop": {"contentBlockIndex": index}}
         elif "text" in block:
             yield {"contentBlockDelta": {"contentBlockIndex": index, "delta": {"text": block["text"]}}}
         elif "toolUse" in block:

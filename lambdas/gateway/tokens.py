@@ -63,6 +63,10 @@ def _block_chars_and_media(block: Mapping[str, Any]) -> tuple[int, int]:
     if "toolResult" in block:
         parts = [_block_chars_and_media(part) for part in block["toolResult"].get("content") or []]
         return sum(chars for chars, _ in parts), sum(media for _, media in parts)
+    if "reasoningContent" in block:  # a thinking block sent back: its text (redacted data: its size)
+        reasoning = block["reasoningContent"]
+        text = (reasoning.get("reasoningText") or {}).get("text", "")
+        return len(text) + len(reasoning.get("redactedContent", b"")), 0
     if "toolSpec" in block:  # a tool the model is offered: its name, description and schema
         spec = block["toolSpec"]
         schema = json.dumps((spec.get("inputSchema") or {}).get("json"))

@@ -2,17 +2,21 @@
 
 No I/O here. Roles: Poe ``bot`` and OpenAI ``assistant`` -> ``assistant``; ``system`` -> Converse ``system`` blocks;
 OpenAI ``tool`` messages arrive as user messages with ``tool_results`` (``lambdas.gateway.tools``); other roles are
-ignored. Consecutive same-role messages merge so roles alternate, starting with user.
+ignored. Consecutive same-role messages merge so roles alternate, starting with user. An assistant message's signed
+thinking blocks (OpenAI ``thinking_blocks``, LiteLLM's convention) become Converse ``reasoningContent`` blocks first
+in its turn, sent only while Claude's thinking is on for the request.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lambdas.gateway.config import BotConfig, Prices
-from lambdas.gateway.errors import GatewayError
+from lambdas.gateway.errors import USER_CAUSED, GatewayError
 from lambdas.gateway.tools import (
     ToolCall,
     ToolChoice,
@@ -44,6 +48,60 @@ class Attachment:
 
 
 @dataclass(frozen=True)
+class ThinkingBlock:
+    """A signed reasoning block of an assistant answer, to be sent back unchanged in a tool loop: Converse
+    ``reasoningContent`` ``{reasoningText: {text, signature}}`` or ``{redactedContent: bytes}``; OpenAI
+    ``thinking_blocks[]`` ``{"type": "thinking", "thinking", "signature"}`` or ``{"type": "redacted_thinking",
+    "data": base64}``. Also the event that streams a completed block."""
+
+    text: str = ""
+    signature: str = ""
+    redacted: bytes | None = None  # a redacted block: the model's encrypted reasoning
+
+    def converse(self) -> dict[str, Any]:
+        if self.redacted is not None:
+            return {"reasoningContent": {"redactedContent": self.redacted}}
+        return {"reasoningContent": {"reasoningText": {"text": self.text, "signature": self.signature}}}
+
+    def openai(self) -> dict[str, Any]:
+        if self.redacted is not None:
+            return {"type": "redacted_thinking", "data": base64.b64encode(self.redacted).decode()}
+        return {"type": "thinking", "thinking": self.text, "signature": self.signature}
+
+
+def invalid_thinking(message: str) -> GatewayError:
+    return GatewayError(400, message, error_type=USER_CAUSED, code="invalid_thinking_blocks")
+
+
+def parse_thinking_blocks(blocks: Sequence[Any] | None) -> tuple[ThinkingBlock, ...]:
+    """An assistant message's OpenAI ``thinking_blocks``, as an answer gave them; a clear 400 for another shape."""
+    parsed: list[ThinkingBlock] = []
+    for index, block in enumerate(blocks or ()):
+        where = f"thinking_blocks[{index}]"
+        kind = block.get("type") if isinstance(block, Mapping) else None
+        if kind == "thinking":
+            text, signature = block.get("thinking"), block.get("signature")
+            if not isinstance(text, str) or not isinstance(signature, str) or not signature:
+                raise invalid_thinking(
+                    f"{where} needs its 'thinking' text and 'signature' as the answer gave them; send the block back "
+                    "unchanged, or leave 'thinking_blocks' out."
+                )
+            parsed.append(ThinkingBlock(text, signature))
+        elif kind == "redacted_thinking":
+            data = block.get("data")
+            try:
+                redacted = base64.b64decode(data, validate=True) if isinstance(data, str) and data else None
+            except (binascii.Error, ValueError):
+                redacted = None
+            if not redacted:
+                raise invalid_thinking(f"{where} needs its 'data' (base64) as the answer gave it.")
+            parsed.append(ThinkingBlock(redacted=redacted))
+        else:
+            raise invalid_thinking(f"{where} must have type 'thinking' or 'redacted_thinking', not {kind!r}.")
+    return tuple(parsed)
+
+
+@dataclass(frozen=True)
 class ChatMessage:
     role: Role
     text: str
@@ -51,6 +109,7 @@ class ChatMessage:
     blocks: tuple[dict[str, Any], ...] = ()  # Converse content blocks the attachments became (before the text)
     tool_calls: tuple[ToolCall, ...] = ()  # assistant: the calls it made (toolUse blocks after the text)
     tool_results: tuple[ToolResult, ...] = ()  # user: what the tools returned (toolResult blocks first)
+    thinking: tuple[ThinkingBlock, ...] = ()  # assistant: its signed reasoning (reasoningContent blocks first)
 
 
 @dataclass(frozen=True)
@@ -82,13 +141,39 @@ def has_content(message: ChatMessage) -> bool:
     return bool(message.text.strip() or message.blocks or message.tool_calls or message.tool_results)
 
 
-def message_content(message: ChatMessage, tools_as_text: bool = False) -> list[dict[str, Any]]:
-    """Tool results first (Converse wants them before anything else), attachment blocks next (models read media
-    before the question), then the text, then the tool calls. Converse wants a text block beside a document, so a
-    message of documents alone gets a short one. ``tools_as_text``: calls and results as text blocks (a request
-    without ``toolConfig`` may hold no tool blocks)."""
+def tool_loop_thinking(messages: Sequence[ChatMessage]) -> tuple[ThinkingBlock, ...]:
+    """The thinking blocks of the assistant turn that opened the ongoing tool loop (the assistant messages right
+    after the last user message without tool results, which merge into one Converse turn); () when the conversation
+    does not end inside a tool loop."""
+    if not continues_tool_loop(messages):
+        return ()
+    thinking: list[ThinkingBlock] = []
+    opening = closed = False  # inside the opening assistant run / past it
+    for message in messages:
+        if message.role == "system" or not has_content(message):
+            continue
+        if message.role == "user":
+            if not message.tool_results:
+                thinking, opening, closed = [], False, False
+            elif opening:
+                opening, closed = False, True
+        elif not closed:
+            opening = True
+            thinking.extend(message.thinking)
+    return tuple(thinking)
+
+
+def message_content(
+    message: ChatMessage, tools_as_text: bool = False, with_thinking: bool = False
+) -> list[dict[str, Any]]:
+    """Thinking blocks first (``with_thinking``: Claude wants them to open the assistant message), tool results next
+    (Converse wants them before anything else), attachment blocks next (models read media before the question), then
+    the text, then the tool calls. Converse wants a text block beside a document, so a message of documents alone
+    gets a short one. ``tools_as_text``: calls and results as text blocks (a request without ``toolConfig`` may hold
+    no tool blocks)."""
     results = tool_result_text if tools_as_text else tool_result_block
-    content = [results(result) for result in message.tool_results]
+    content = [block.converse() for block in message.thinking] if with_thinking else []
+    content += [results(result) for result in message.tool_results]
     content += [dict(block) for block in message.blocks]
     if message.text.strip():
         content.append({"text": message.text})
@@ -99,10 +184,11 @@ def message_content(message: ChatMessage, tools_as_text: bool = False) -> list[d
 
 
 def converse_messages(
-    messages: Sequence[ChatMessage], tools_as_text: bool = False
+    messages: Sequence[ChatMessage], tools_as_text: bool = False, with_thinking: bool = False
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """(Converse messages, system texts): blank messages dropped, same-role runs merged, leading assistant turns
-    dropped (Converse starts with user)."""
+    dropped (Converse starts with user). ``with_thinking``: assistant thinking blocks go along, first in their turn
+    (also when two assistant messages merge)."""
     system = [m.text for m in messages if m.role == "system" and m.text.strip()]
     turns: list[dict[str, Any]] = []
     for message in messages:
@@ -110,10 +196,13 @@ def converse_messages(
             continue
         if not turns and message.role == "assistant":
             continue
+        content = message_content(message, tools_as_text, with_thinking)
         if turns and turns[-1]["role"] == message.role:
-            turns[-1]["content"].extend(message_content(message, tools_as_text))
+            turns[-1]["content"].extend(content)
         else:
-            turns.append({"role": message.role, "content": message_content(message, tools_as_text)})
+            turns.append({"role": message.role, "content": content})
+    for turn in turns:  # reasoning opens the turn (a stable sort keeps each group's order)
+        turn["content"].sort(key=lambda block: "reasoningContent" not in block)
     if not turns:
         raise GatewayError(400, "The conversation has no user message with text; send at least one.", code="no_message")
     return turns, system
@@ -161,17 +250,18 @@ def thinking_off_reason(bot: BotConfig, chat: ChatRequest) -> str | None:
     Claude's extended thinking with tool use (Anthropic and Bedrock extended-thinking docs): a tool loop is one
     assistant turn, and while it runs with thinking enabled the assistant message that opened it must start with its
     signed thinking block, sent back unchanged ("Expected `thinking` or `redacted_thinking`, but found `tool_use` ...
-    To avoid this requirement, disable `thinking`"). The OpenAI and Poe formats have no field for those blocks, so a
-    request that continues a tool loop goes without thinking (its turn then holds no thinking blocks, which is what
-    a turn without thinking must look like); a new turn keeps thinking. Manual thinking (``type: enabled``) also
-    refuses a forced ``tool_choice`` ("Thinking may not be enabled when tool_choice forces tool use")."""
+    To avoid this requirement, disable `thinking`"). OpenAI clients send them back as the assistant message's
+    ``thinking_blocks`` (LiteLLM's convention); when the message that opened the loop has none (Poe, or a client that
+    drops them), the request goes without thinking (its turn then holds no thinking blocks, which is what a turn
+    without thinking must look like); a new turn keeps thinking. Manual thinking (``type: enabled``) also refuses a
+    forced ``tool_choice`` ("Thinking may not be enabled when tool_choice forces tool use")."""
     if not thinking_on(bot.additional_request_fields):
         return None
     thinking = (bot.additional_request_fields or {})["thinking"]
     if chat.thinking_budget == 0 or tool_config(chat.tools, chat.tool_choice) is None:
         return None  # thinking already off, or no tool blocks are sent (the tool history goes as text)
-    if continues_tool_loop(chat.messages):
-        return "the request continues a tool loop and Claude's signed thinking blocks cannot be sent back"
+    if continues_tool_loop(chat.messages) and not tool_loop_thinking(chat.messages):
+        return "the request continues a tool loop whose assistant message carries no thinking_blocks to send back"
     if thinking.get("type") == "enabled" and chat.tool_choice.mode in ("required", "tool"):
         return "a forced tool_choice cannot be combined with Claude's extended thinking"
     return None
@@ -192,7 +282,16 @@ def thinking_inference_config(config: dict[str, Any]) -> dict[str, Any]:
 def converse_request(bot: BotConfig, chat: ChatRequest) -> dict[str, Any]:
     """The Converse / ConverseStream request for ``chat`` on ``bot``."""
     tools = tool_config(chat.tools, chat.tool_choice)
-    messages, system_texts = converse_messages(chat.messages, tools_as_text=tools is None)
+    fields = dict(bot.additional_request_fields or {})
+    thinking = fields.get("thinking")
+    if chat.thinking_budget == 0 or thinking_off_reason(bot, chat):  # no thinking this time
+        fields.pop("thinking", None)
+    elif chat.thinking_budget is not None and isinstance(thinking, Mapping):
+        fields["thinking"] = {**thinking, "budget_tokens": chat.thinking_budget}
+    # thinking blocks go back only while thinking is on (a turn without thinking holds none)
+    messages, system_texts = converse_messages(
+        chat.messages, tools_as_text=tools is None, with_thinking=thinking_on(fields)
+    )
     if bot.system_prompt:
         system_texts = [bot.system_prompt, *system_texts]
     request: dict[str, Any] = {
@@ -204,17 +303,10 @@ def converse_request(bot: BotConfig, chat: ChatRequest) -> dict[str, Any]:
         request["system"] = [{"text": text} for text in system_texts]
         if bot.capabilities.prompt_caching:
             request["system"].append(dict(CACHE_POINT))
-    if bot.additional_request_fields:
-        fields = dict(bot.additional_request_fields)
-        thinking = fields.get("thinking")
-        if chat.thinking_budget == 0 or thinking_off_reason(bot, chat):  # no thinking this time
-            fields.pop("thinking", None)
-        elif chat.thinking_budget is not None and isinstance(thinking, Mapping):
-            fields["thinking"] = {**thinking, "budget_tokens": chat.thinking_budget}
-        if thinking_on(fields):
-            request["inferenceConfig"] = thinking_inference_config(request["inferenceConfig"])
-        if fields:
-            request["additionalModelRequestFields"] = fields
+    if thinking_on(fields):
+        request["inferenceConfig"] = thinking_inference_config(request["inferenceConfig"])
+    if fields:
+        request["additionalModelRequestFields"] = fields
     if tools is not None:
         request["toolConfig"] = tools
     return request

@@ -5,7 +5,9 @@ The answer is the text of the last user message, exactly as sent (deterministic)
 - ``inferenceConfig.stopSequences``: the answer stops just before the first stop sequence (``stop_sequence``);
 - ``inferenceConfig.maxTokens``: the answer keeps its first ``maxTokens`` words (``max_tokens``);
 - a reasoning request in ``additionalModelRequestFields`` (Claude ``thinking``, Nova ``reasoningConfig``,
-  ``reasoning_config`` / ``reasoning_effort``) adds a ``reasoningContent`` block (text + signature) before the answer;
+  ``reasoning_config`` / ``reasoning_effort``) adds a ``reasoningContent`` block (text + signature, an HMAC of the
+  text with the emulator's key, ``tool_use.sign_reasoning``) before the answer; on Claude, a last user message holding
+  Anthropic's test string ``REDACTED_THINKING_TRIGGER`` gets a ``redactedContent`` block instead;
 - a ``toolConfig`` is checked and the model may answer with one ``toolUse`` block instead of text (stop reason
   ``tool_use``); Claude thinking is checked against tool loops, forced tool choice and temperature; see
   ``local.emulator.tool_use``.
@@ -30,7 +32,6 @@ first (smaller) model and longer ones to its last; the answer's ``trace.promptRo
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
@@ -42,7 +43,7 @@ from typing import Any
 
 from local.emulator.errors import not_found, validation_error
 from local.emulator.families import base_model_id, estimate_tokens
-from local.emulator.tool_use import check_thinking, check_tool_config, tool_call
+from local.emulator.tool_use import check_thinking, check_tool_config, redact_reasoning, sign_reasoning, tool_call
 
 MEDIA_BLOCK_TOKENS = 100  # an image, document, video or audio block, whatever its size
 DEFAULT_SHORT_PROMPT_TOKENS = 32  # prompt routers: prompts up to this size go to the router's first model
@@ -111,6 +112,8 @@ DEFAULT_PROMPT_ROUTERS: dict[str, tuple[str, ...]] = {
     "amazon.nova:1": ("us.amazon.nova-lite-v1:0", "us.amazon.nova-pro-v1:0"),
 }
 CLAUDE_MIN_THINKING_BUDGET = 1024
+# Anthropic's documented way to get a redacted_thinking block on purpose (extended-thinking docs)
+REDACTED_THINKING_TRIGGER = "ANTHROPIC_MAGIC_STRING_TRIGGER_REDACTED_THINKING_46C9A13E193C177646C7398A98432ECCCE4C1253"
 
 
 # ---------------------------------------------------------------- models and routers
@@ -367,7 +370,7 @@ def reasoning_text(echo: str) -> str:
 
 
 def signature(text: str) -> str:
-    return base64.b64encode(hashlib.sha256(f"signature/{text}".encode()).digest()).decode()
+    return sign_reasoning(text)
 
 
 @dataclass(frozen=True)
@@ -384,6 +387,7 @@ class Answer:
     cache_used: bool  # the request had cache points
     response_field_paths: tuple[str, ...] = ()
     tool_use: dict[str, Any] | None = None  # the answer is this tool call (toolUseId, name, input), not text
+    redacted: bool = False  # the reasoning comes as a redactedContent block (encrypted, its text not shown)
 
     @property
     def output_tokens(self) -> int:
@@ -416,7 +420,9 @@ class Answer:
 
     def content(self) -> list[dict[str, Any]]:
         blocks: list[dict[str, Any]] = []
-        if self.reasoning is not None:
+        if self.reasoning is not None and self.redacted:
+            blocks.append({"reasoningContent": {"redactedContent": redact_reasoning(self.reasoning)}})
+        elif self.reasoning is not None:
             text = {"text": self.reasoning, "signature": signature(self.reasoning)}
             blocks.append({"reasoningContent": {"reasoningText": text}})
         if self.tool_use is not None:
@@ -474,4 +480,5 @@ def answer(
         cache_used=bool(prompt.cache_points),
         response_field_paths=tuple(request.get("additionalModelResponseFieldPaths") or ()),
         tool_use=tool_use,
+        redacted=thinking and target.family == "anthropic" and REDACTED_THINKING_TRIGGER in echo,
     )

@@ -8,11 +8,11 @@ clients. What each operation answers: ``local.emulator.conversation`` (Converse)
 
 Wire formats: Converse, CountTokens and the async invokes are restJson1 (``local.emulator.protocol``). ConverseStream
 answers HTTP 200 with a chunked ``application/vnd.amazon.eventstream`` body, one frame per event
-(``local.emulator.eventstream``): ``messageStart``, [``contentBlockDelta`` ``reasoningContent`` text..., signature,
-``contentBlockStop``], ``contentBlockDelta`` text (``words_per_delta`` words each) - or, for a tool call,
-``contentBlockStart`` ``toolUse`` {toolUseId, name} and its input JSON in 2+ ``contentBlockDelta`` pieces -,
-``contentBlockStop``, ``messageStop``, then ``metadata`` (usage, metrics, trace) last. Errors found before
-streaming are normal JSON error responses. InvokeModel returns the model's JSON body with
+(``local.emulator.eventstream``): ``messageStart``, [``contentBlockDelta`` ``reasoningContent`` text..., signature
+(or one ``redactedContent``), ``contentBlockStop``], ``contentBlockDelta`` text (``words_per_delta`` words each) -
+or, for a tool call, ``contentBlockStart`` ``toolUse`` {toolUseId, name} and its input JSON in 2+
+``contentBlockDelta`` pieces -, ``contentBlockStop``, ``messageStop``, then ``metadata`` (usage, metrics, trace)
+last. Errors found before streaming are normal JSON error responses. InvokeModel returns the model's JSON body with
 ``X-Amzn-Bedrock-Input-Token-Count`` / ``-Output-Token-Count`` / ``-Invocation-Latency`` headers for text and
 embedding models.
 
@@ -261,11 +261,15 @@ def stream_events(result: Answer, words_per_delta: int = 1) -> Iterator[tuple[st
     """The ConverseStream events of ``result``, as (event type, body); ``metadata`` carries latency 0 here."""
     yield "messageStart", {"role": "assistant"}
     index = 0
-    if result.reasoning is not None:
+    if result.reasoning is not None and result.redacted:
+        data = result.content()[0]["reasoningContent"]["redactedContent"]
+        yield "contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {"redactedContent": data}}}
+    elif result.reasoning is not None:
         for chunk in _chunks(result.reasoning, words_per_delta):
             yield "contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": chunk}}}
         signature = result.content()[0]["reasoningContent"]["reasoningText"]["signature"]
         yield "contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {"signature": signature}}}
+    if result.reasoning is not None:
         yield "contentBlockStop", {"contentBlockIndex": 0}
         index = 1
     if result.tool_use is not None:  # its input JSON in pieces, as models stream it

@@ -10,8 +10,11 @@ before it. ConverseStream refuses a ``toolConfig`` on models without streaming t
 
 Claude thinking with tools (``check_thinking``, Anthropic / Bedrock extended-thinking docs): with ``thinking``
 enabled, a request that continues a tool loop (its last message brings tool results) needs the assistant message
-that opened the turn to start with its ``reasoningContent`` block; manual thinking (``type: enabled``) refuses a
-forced ``toolChoice``; thinking takes no ``temperature`` but 1. Each in the model's words, as Bedrock relays them.
+that opened the turn to start with its ``reasoningContent`` block, sent back unchanged: the emulator signs its
+reasoning (``sign_reasoning``: an HMAC of the text with a fixed emulator key; a redacted block's data carries its
+own HMAC, ``redact_reasoning``) and refuses a reasoning block of the loop whose signature or data does not verify,
+or whose signature is missing; manual thinking (``type: enabled``) refuses a forced ``toolChoice``; thinking takes no
+``temperature`` but 1. Each in the model's words, as Bedrock relays them.
 
 Answer: with tools, the model calls one unless the last user message brings tool results and the choice is
 ``auto`` (then it answers in text, echoing the results). It calls the forced tool (``toolChoice.tool``) or the first
@@ -21,7 +24,10 @@ booleans true, arrays [], objects their own required properties, enums their fir
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import hmac
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -46,6 +52,17 @@ THINKING_NEEDS_REASONING_FIRST = (
     "include thinking blocks from previous turns. To avoid this requirement, disable `thinking`. Please consult our "
     "documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
 )
+THINKING_SIGNATURE_MISSING = (
+    "The model returned the following errors: messages.{index}.content.{block}.thinking.signature: Field required"
+)
+THINKING_BAD_SIGNATURE = (
+    "The model returned the following errors: messages.{index}.content.{block}: Invalid `signature` in `thinking` block"
+)
+THINKING_BAD_REDACTED = (
+    "The model returned the following errors: messages.{index}.content.{block}: Invalid `data` in `redacted_thinking` "
+    "block"
+)
+SIGNING_KEY = b"bedrock-emulator/thinking-signature/v1"  # fixed: signatures are deterministic across runs
 THINKING_FORCED_TOOL = (
     "The model returned the following errors: Thinking may not be enabled when tool_choice forces tool use."
 )
@@ -54,6 +71,36 @@ THINKING_TEMPERATURE = (
     "consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
     "#important-considerations-when-using-extended-thinking"
 )
+
+
+def _mac(data: bytes) -> bytes:
+    return hmac.new(SIGNING_KEY, data, hashlib.sha256).digest()
+
+
+def sign_reasoning(text: str) -> str:
+    """The signature of a reasoning text (base64, like Claude's)."""
+    return base64.b64encode(_mac(text.encode())).decode()
+
+
+def redact_reasoning(text: str) -> bytes:
+    """A redacted reasoning block's data: its HMAC, then the text (opaque to clients, checkable by the emulator)."""
+    return _mac(text.encode()) + text.encode()
+
+
+def _verified(reasoning: Mapping[str, Any]) -> str | None:
+    """Why a ``reasoningContent`` block sent back does not verify (a message template), or None when it does."""
+    if "redactedContent" in reasoning:
+        data = reasoning["redactedContent"]
+        try:  # the JSON wire carries a blob as base64
+            raw = data if isinstance(data, bytes) else base64.b64decode(str(data), validate=True)
+        except (binascii.Error, ValueError):
+            return THINKING_BAD_REDACTED
+        return None if hmac.compare_digest(raw[:32], _mac(raw[32:])) else THINKING_BAD_REDACTED
+    signed = reasoning.get("reasoningText") or {}
+    if not signed.get("signature"):
+        return THINKING_SIGNATURE_MISSING
+    expected = sign_reasoning(str(signed.get("text", "")))
+    return None if hmac.compare_digest(str(signed["signature"]), expected) else THINKING_BAD_SIGNATURE
 
 
 def _blocks(messages: Sequence[Mapping[str, Any]], kind: str) -> list[tuple[int, Mapping[str, Any]]]:
@@ -184,7 +231,15 @@ def check_thinking(request: Mapping[str, Any], family: str) -> None:
             first = next(iter(content[0]), "text") if isinstance(content[0], Mapping) else "text"
             if first != "reasoningContent":
                 raise validation_error(THINKING_NEEDS_REASONING_FIRST.format(index=index, found=_snake(first)))
-            return
+            break
+    for index in range(start + 1, len(messages)):  # every reasoning block of the loop, as it was signed
+        if messages[index].get("role") != "assistant":
+            continue
+        for number, block in enumerate(messages[index].get("content") or []):
+            if isinstance(block, Mapping) and isinstance(block.get("reasoningContent"), Mapping):
+                problem = _verified(block["reasoningContent"])
+                if problem is not None:
+                    raise validation_error(problem.format(index=index, block=number))
 
 
 def example_input(schema: Mapping[str, Any], text: str) -> Any:

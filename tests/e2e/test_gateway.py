@@ -136,8 +136,9 @@ def test_openai_sdk_tool_round_trip_on_the_thinking_bot_over_http(gateway: Runni
     assert first.choices[0].finish_reason == "tool_calls"
     assert (first.choices[0].message.model_extra or {}).get("reasoning_content")
     call = (first.choices[0].message.tool_calls or [])[0]
-    # WHEN the SDK sends the message back as it got it (its reasoning_content carries no signature) with the result,
-    # streamed this time
+    # WHEN the SDK sends the message back as it got it (its thinking_blocks carry the signed reasoning) with the
+    # result, streamed this time
+    assert (first.choices[0].message.model_extra or {}).get("thinking_blocks")
     messages += [
         first.choices[0].message.model_dump(exclude_none=True),
         {"role": "tool", "tool_call_id": call.id, "content": "Snow, -3 C"},
@@ -147,10 +148,10 @@ def test_openai_sdk_tool_round_trip_on_the_thinking_bot_over_http(gateway: Runni
             model="claude-3.7-sonnet-thinking", messages=messages, tools=[WEATHER], stream=True
         )
     )
-    # THEN the gateway continues the tool loop without thinking (the emulator, like Bedrock, refuses it with
-    # thinking on) and the answer is the text
+    # THEN the gateway continues the tool loop with thinking on (the emulator, like Bedrock, checks the signed block):
+    # reasoning, then the text
     assert "".join(c.choices[0].delta.content or "" for c in final if c.choices) == "Snow, -3 C"
-    assert not any((c.choices[0].delta.model_extra or {}).get("reasoning_content") for c in final if c.choices)
+    assert any((c.choices[0].delta.model_extra or {}).get("reasoning_content") for c in final if c.choices)
 
 
 def test_health_over_http(gateway: RunningGateway) -> None:

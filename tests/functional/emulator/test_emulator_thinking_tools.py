@@ -3,12 +3,17 @@ streaming tool use, read by boto3 (real restJson1 and eventstream wire formats).
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from typing import Any
 
 import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
+from local.emulator.conversation import REDACTED_THINKING_TRIGGER
+from local.emulator.tool_use import SIGNING_KEY
 from tests.functional.emulator.conftest import user
 
 SONNET = "us.anthropic.claude-3-7-sonnet-20250219-v1:0"
@@ -25,10 +30,10 @@ def refused(runtime: BaseClient, **request: Any) -> str:
     return str(error.value.response["Error"]["Message"])
 
 
-def tool_loop(runtime: BaseClient) -> tuple[dict[str, Any], dict[str, Any]]:
+def tool_loop(runtime: BaseClient, text: str = "x") -> tuple[dict[str, Any], dict[str, Any]]:
     """Claude with thinking calls the tool: (its assistant message, the user message with the result)."""
     answer = runtime.converse(
-        modelId=SONNET, messages=[user("x")], toolConfig=TOOLS, additionalModelRequestFields=THINKING
+        modelId=SONNET, messages=[user(text)], toolConfig=TOOLS, additionalModelRequestFields=THINKING
     )
     message = answer["output"]["message"]
     assert [list(block) for block in message["content"]] == [["reasoningContent"], ["toolUse"]]
@@ -61,6 +66,88 @@ def test_a_tool_loop_with_thinking_needs_the_signed_thinking_block_back(runtime:
     # AND with thinking off (the documented way out) the same history is answered
     off = runtime.converse(modelId=SONNET, messages=[user("x"), stripped, result], toolConfig=TOOLS)
     assert off["stopReason"] == "end_turn" and "reasoningContent" not in off["output"]["message"]["content"][0]
+
+
+def test_reasoning_is_signed_with_the_emulators_key_in_both_operations(runtime: BaseClient) -> None:
+    # GIVEN Claude with thinking WHEN it answers with Converse and with ConverseStream
+    message, _ = tool_loop(runtime)
+    signed = message["content"][0]["reasoningContent"]["reasoningText"]
+    events = list(
+        runtime.converse_stream(
+            modelId=SONNET, messages=[user("x")], toolConfig=TOOLS, additionalModelRequestFields=THINKING
+        )["stream"]
+    )
+    deltas = [e["contentBlockDelta"]["delta"].get("reasoningContent") for e in events if "contentBlockDelta" in e]
+    deltas = [delta for delta in deltas if delta]
+    # THEN the signature is the HMAC of the reasoning text with the emulator's fixed key, the same both ways (the
+    # stream sends the text in pieces, then the signature)
+    mac = hmac.new(SIGNING_KEY, signed["text"].encode(), hashlib.sha256).digest()
+    assert signed["signature"] == base64.b64encode(mac).decode()
+    assert "".join(d.get("text", "") for d in deltas) == signed["text"]
+    assert deltas[-1] == {"signature": signed["signature"]}
+
+
+@pytest.mark.parametrize(
+    ("block", "error"),
+    [
+        ({"text": "I should not call the tool.", "signature": "tampered"}, "Invalid `signature` in `thinking` block"),
+        ({"text": "I should not call the tool."}, "messages.1.content.0.thinking.signature: Field required"),
+    ],
+    ids=["tampered", "unsigned"],
+)
+def test_a_tampered_or_unsigned_thinking_block_is_refused(
+    runtime: BaseClient, block: dict[str, Any], error: str
+) -> None:
+    # GIVEN Claude's tool call WHEN its thinking block goes back altered (another text, no signature)
+    message, result = tool_loop(runtime)
+    signed = message["content"][0]["reasoningContent"]["reasoningText"]
+    altered = {**signed, **block}
+    if "signature" not in block:
+        del altered["signature"]
+    sent = {"role": "assistant", "content": [{"reasoningContent": {"reasoningText": altered}}, message["content"][1]]}
+    # THEN Bedrock refuses it with thinking on
+    text = refused(
+        runtime,
+        modelId=SONNET,
+        messages=[user("x"), sent, result],
+        toolConfig=TOOLS,
+        additionalModelRequestFields=THINKING,
+    )
+    assert text.startswith("The model returned the following errors: messages.1.content.0")
+    assert error in text
+
+
+def test_a_redacted_thinking_block_round_trips(runtime: BaseClient) -> None:
+    # GIVEN Anthropic's test string, which makes Claude's thinking come redacted
+    message, result = tool_loop(runtime, f"x {REDACTED_THINKING_TRIGGER}")
+    redacted = message["content"][0]["reasoningContent"]["redactedContent"]
+    # THEN boto3 reads the block's data as bytes, and the stream gives the same data in one delta
+    assert isinstance(redacted, bytes) and redacted
+    events = runtime.converse_stream(
+        modelId=SONNET,
+        messages=[user(f"x {REDACTED_THINKING_TRIGGER}")],
+        toolConfig=TOOLS,
+        additionalModelRequestFields=THINKING,
+    )["stream"]
+    deltas = [e["contentBlockDelta"]["delta"] for e in events if "contentBlockDelta" in e]
+    assert deltas[0] == {"reasoningContent": {"redactedContent": redacted}}
+    # WHEN it goes back unchanged THEN the loop continues with thinking
+    history = [user(f"x {REDACTED_THINKING_TRIGGER}"), message, result]
+    kept = runtime.converse(modelId=SONNET, messages=history, toolConfig=TOOLS, additionalModelRequestFields=THINKING)
+    assert kept["stopReason"] == "end_turn" and "reasoningContent" in kept["output"]["message"]["content"][0]
+    # AND altered data is refused
+    altered = {
+        "role": "assistant",
+        "content": [{"reasoningContent": {"redactedContent": b"x" + redacted}}, message["content"][1]],
+    }
+    text = refused(
+        runtime,
+        modelId=SONNET,
+        messages=[history[0], altered, result],
+        toolConfig=TOOLS,
+        additionalModelRequestFields=THINKING,
+    )
+    assert "messages.1.content.0: Invalid `data` in `redacted_thinking` block" in text
 
 
 def test_a_new_turn_after_a_tool_loop_needs_no_thinking_block(runtime: BaseClient) -> None:

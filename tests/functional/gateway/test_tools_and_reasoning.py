@@ -13,6 +13,7 @@ import openai
 import pytest
 from fastapi import FastAPI
 
+from local.emulator.conversation import REDACTED_THINKING_TRIGGER
 from tests.functional.gateway.conftest import KEY, parse_sse, poe_query
 from tests.functional.gateway.test_openai import openai_client
 
@@ -173,7 +174,7 @@ async def test_malformed_tool_call_arguments_are_a_400(sdk: openai.AsyncOpenAI) 
 @pytest.mark.parametrize("bot", ["nova-lite", "claude-3.7-sonnet-thinking"])
 async def test_poe_client_tool_loop(app: FastAPI, bot: str) -> None:
     # GIVEN the fastapi_poe client with a tool and its Python function (the thinking bot: thinking is off for the
-    # follow-up that carries the results, as Claude's signed thinking cannot be sent back)
+    # follow-up that carries the results, as Poe has no field for Claude's signed thinking blocks)
     def get_weather(city: str, unit: str) -> str:
         return f"22 {unit} in {city}"
 
@@ -240,8 +241,8 @@ async def test_thinking_bot_tool_round_trip_streamed(sdk: openai.AsyncOpenAI, ca
     assert deltas[0].function.name == "get_weather"  # type: ignore[union-attr]
     arguments = "".join(d.function.arguments or "" for d in deltas)  # type: ignore[union-attr]
     assert json.loads(arguments) == {"city": "Oslo", "unit": "celsius"}
-    # WHEN the result goes back without the signed thinking block (OpenAI messages have no field for it), which the
-    # emulator, like Bedrock, refuses while thinking is on
+    # WHEN the result goes back without the signed thinking block (a client that drops the answer's thinking_blocks),
+    # which the emulator, like Bedrock, refuses while thinking is on
     call = {"id": deltas[0].id, "type": "function", "function": {"name": "get_weather", "arguments": arguments}}
     messages = [
         *user("Oslo"),
@@ -261,6 +262,113 @@ async def test_thinking_bot_tool_round_trip_streamed(sdk: openai.AsyncOpenAI, ca
     answer = await sdk.chat.completions.create(model="claude-3.7-sonnet-thinking", messages=messages, tools=[WEATHER])
     assert (answer.choices[0].message.model_extra or {}).get("reasoning_content")
     assert answer.choices[0].finish_reason == "tool_calls"
+
+
+def streamed_message(chunks: list[Any]) -> dict[str, Any]:
+    """The assistant message a client assembles from a stream: content, tool calls and thinking_blocks."""
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    calls: dict[int, dict[str, Any]] = {}
+    for call in (call for delta in deltas for call in delta.tool_calls or []):
+        entry = calls.setdefault(call.index, {"id": call.id, "type": "function", "function": {"arguments": ""}})
+        if call.function and call.function.name:
+            entry["function"]["name"] = call.function.name
+        entry["function"]["arguments"] += (call.function.arguments if call.function else None) or ""
+    blocks = [block for delta in deltas for block in (delta.model_extra or {}).get("thinking_blocks") or []]
+    content = "".join(delta.content or "" for delta in deltas) or None
+    return {"role": "assistant", "content": content, "tool_calls": list(calls.values()), "thinking_blocks": blocks}
+
+
+async def test_thinking_blocks_sent_back_keep_thinking_on_not_streamed(
+    sdk: openai.AsyncOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN the thinking bot's tool call, not streamed
+    messages: list[Any] = user("Oslo")
+    first = await sdk.chat.completions.create(model="claude-3.7-sonnet-thinking", messages=messages, tools=[WEATHER])
+    message = first.choices[0].message
+    # THEN the message carries its signed thinking block beside reasoning_content (LiteLLM's shape)
+    extra = message.model_extra or {}
+    assert extra["thinking_blocks"] == [
+        {
+            "type": "thinking",
+            "thinking": extra["reasoning_content"],
+            "signature": extra["thinking_blocks"][0]["signature"],
+        }
+    ]
+    call = (message.tool_calls or [])[0]
+    # WHEN the client sends the message back as the SDK gives it, with the tool's result
+    messages += [
+        message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "8 degrees and rain"},
+    ]
+    final = await sdk.chat.completions.create(
+        model="claude-3.7-sonnet-thinking", messages=messages, tools=[WEATHER], temperature=0.3
+    )
+    # THEN the loop continues with thinking on (the emulator, like Bedrock, checked the signed block): reasoning,
+    # then the text
+    assert (final.choices[0].message.model_extra or {}).get("reasoning_content", "").startswith("The user wants")
+    assert final.choices[0].message.content == "8 degrees and rain"
+    assert "thinking turned off for this request" not in caplog.messages
+
+
+async def test_thinking_blocks_sent_back_keep_thinking_on_streamed(
+    sdk: openai.AsyncOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN the thinking bot's tool call, streamed
+    messages: list[Any] = user("Oslo")
+    stream = await sdk.chat.completions.create(
+        model="claude-3.7-sonnet-thinking", messages=messages, tools=[WEATHER], stream=True
+    )
+    chunks = [chunk async for chunk in stream]
+    # THEN once the reasoning is complete a delta.thinking_blocks chunk carries it with its signature, before the call
+    extras = [c.choices[0].delta.model_extra or {} for c in chunks if c.choices]
+    reasoning = "".join(extra.get("reasoning_content", "") for extra in extras)
+    at = next(i for i, extra in enumerate(extras) if "thinking_blocks" in extra)
+    (block,) = extras[at]["thinking_blocks"]
+    assert block["type"] == "thinking" and block["thinking"] == reasoning and block["signature"]
+    assert not any(extra.get("reasoning_content") for extra in extras[at:])
+    # WHEN the client sends back the message it assembled, thinking_blocks included, with the tool's result
+    assistant = streamed_message(chunks)
+    call_id = assistant["tool_calls"][0]["id"]
+    messages += [assistant, {"role": "tool", "tool_call_id": call_id, "content": "8 degrees and rain"}]
+    stream = await sdk.chat.completions.create(
+        model="claude-3.7-sonnet-thinking", messages=messages, tools=[WEATHER], stream=True
+    )
+    chunks = [chunk async for chunk in stream]
+    # THEN thinking stays on for the continuation: reasoning streams, then the text
+    extras = [c.choices[0].delta.model_extra or {} for c in chunks if c.choices]
+    assert "".join(extra.get("reasoning_content", "") for extra in extras).startswith("The user wants")
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "8 degrees and rain"
+    assert "thinking turned off for this request" not in caplog.messages
+
+
+async def test_a_tampered_thinking_block_is_a_400(sdk: openai.AsyncOpenAI) -> None:
+    # GIVEN the thinking bot's tool call WHEN its thinking block goes back with another text than it signed
+    first = await sdk.chat.completions.create(
+        model="claude-3.7-sonnet-thinking", messages=user("Oslo"), tools=[WEATHER]
+    )
+    message = first.choices[0].message.model_dump(exclude_none=True)
+    message["thinking_blocks"][0]["thinking"] = "I will not call any tool."
+    call_id = message["tool_calls"][0]["id"]
+    messages = [*user("Oslo"), message, {"role": "tool", "tool_call_id": call_id, "content": "rain"}]
+    # THEN Bedrock's refusal comes back as a 400 naming the block
+    with pytest.raises(openai.BadRequestError) as error:
+        await sdk.chat.completions.create(model="claude-3.7-sonnet-thinking", messages=messages, tools=[WEATHER])
+    assert "Invalid `signature` in `thinking` block" in str(error.value)
+
+
+async def test_a_redacted_thinking_block_round_trips(sdk: openai.AsyncOpenAI) -> None:
+    # GIVEN Anthropic's test string, which makes Claude's thinking come redacted (encrypted, no text shown)
+    messages: list[Any] = user(f"Oslo {REDACTED_THINKING_TRIGGER}")
+    first = await sdk.chat.completions.create(model="claude-3.7-sonnet-thinking", messages=messages, tools=[WEATHER])
+    message = first.choices[0].message.model_dump(exclude_none=True)
+    # THEN the answer carries it as a redacted_thinking block (base64 data) and no reasoning_content
+    (block,) = message["thinking_blocks"]
+    assert block["type"] == "redacted_thinking" and block["data"] and "reasoning_content" not in message
+    # WHEN it goes back with the tool's result THEN the loop continues with thinking on
+    messages += [message, {"role": "tool", "tool_call_id": message["tool_calls"][0]["id"], "content": "rain"}]
+    final = await sdk.chat.completions.create(model="claude-3.7-sonnet-thinking", messages=messages, tools=[WEATHER])
+    assert (final.choices[0].message.model_extra or {}).get("reasoning_content")
+    assert final.choices[0].message.content == "rain"
 
 
 async def test_thinking_bot_with_a_forced_tool_choice_answers_without_thinking(sdk: openai.AsyncOpenAI) -> None:

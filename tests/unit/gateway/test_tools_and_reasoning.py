@@ -13,7 +13,7 @@ import pytest
 from lambdas.gateway.app import OpenAIChatRequest, PoeRequest, openai_chunks, openai_completion
 from lambdas.gateway.config import BotConfig, load_bots
 from lambdas.gateway.errors import GatewayError
-from lambdas.gateway.events import Event, Finished, TextDelta, ToolCallDelta, ToolCallStart
+from lambdas.gateway.events import Event, Finished, ReasoningDelta, TextDelta, ToolCallDelta, ToolCallStart
 from lambdas.gateway.factory import TextBot, TextStream, _replay
 from lambdas.gateway.parameters import apply_text_parameters, effort_budget, text_parameter_controls
 from lambdas.gateway.tokens import estimate_tokens
@@ -21,6 +21,7 @@ from lambdas.gateway.tools import ToolCall, ToolResult
 from lambdas.gateway.translate import (
     ChatMessage,
     ChatRequest,
+    ThinkingBlock,
     Usage,
     continues_tool_loop,
     converse_request,
@@ -361,7 +362,7 @@ def test_a_new_turn_keeps_thinking_with_tools_and_leaves_temperature_to_claude()
 
 
 def test_continuing_a_tool_loop_turns_thinking_off_and_the_temperature_applies() -> None:
-    # GIVEN the thinking bot's earlier tool call and its result (its signed thinking block cannot come back)
+    # GIVEN the thinking bot's earlier tool call and its result, sent back without its thinking_blocks
     request = thinking_request(LOOP, tools=[WEATHER], temperature=0.2)
     # THEN thinking is off for this request, the tool blocks go as such, and the request's temperature applies
     assert "thinking" not in request.get("additionalModelRequestFields", {})
@@ -425,3 +426,175 @@ def test_a_bot_without_thinking_is_not_touched() -> None:
 )
 def test_continues_tool_loop(messages: list[ChatMessage], expected: bool) -> None:
     assert continues_tool_loop(messages) is expected
+
+
+# ---------------------------------------------------------------- signed thinking blocks (LiteLLM's thinking_blocks)
+
+SIGNED: Any = {"type": "thinking", "thinking": "Look up Oslo.", "signature": "c2lnbmVk"}
+REDACTED: Any = {"type": "redacted_thinking", "data": "ZW5jcnlwdGVk"}  # base64 of b"encrypted"
+SIGNED_BLOCK = {"reasoningContent": {"reasoningText": {"text": "Look up Oslo.", "signature": "c2lnbmVk"}}}
+REDACTED_BLOCK = {"reasoningContent": {"redactedContent": b"encrypted"}}
+
+
+def loop_with(thinking_blocks: list[Any]) -> list[Any]:
+    """LOOP with the assistant message sent back as the answer gave it (its thinking_blocks included)."""
+    return [LOOP[0], {**LOOP[1], "thinking_blocks": thinking_blocks}, LOOP[2]]
+
+
+def test_thinking_blocks_sent_back_keep_thinking_on_in_a_tool_loop() -> None:
+    # GIVEN the thinking bot's tool loop whose assistant message carries its signed and redacted thinking blocks
+    request = thinking_request(loop_with([SIGNED, REDACTED]), tools=[WEATHER], temperature=0.2)
+    # THEN thinking stays on, and the blocks open that assistant turn as Converse reasoningContent, in order
+    assert request["additionalModelRequestFields"]["thinking"]["type"] == "enabled"
+    assert request["messages"][1]["content"] == [SIGNED_BLOCK, REDACTED_BLOCK, {"toolUse": ANY_TOOL_USE}]
+    # AND the temperature thinking refuses is left out, as on a new turn
+    assert "temperature" not in request["inferenceConfig"]
+    thinking = load_bots()[THINKING_BOT]
+    assert thinking_off_reason(thinking, openai_chat(loop_with([SIGNED]), tools=[WEATHER])) is None
+
+
+ANY_TOOL_USE = {"toolUseId": "call_1", "name": "get_weather", "input": {"city": "Oslo"}}
+
+
+def test_thinking_blocks_open_the_turn_when_assistant_messages_merge() -> None:
+    # GIVEN two assistant messages in a row, the second (the tool call) with its thinking block
+    messages = [
+        LOOP[0],
+        {"role": "assistant", "content": "Let me check."},
+        {**LOOP[1], "thinking_blocks": [SIGNED]},
+        LOOP[2],
+    ]
+    # WHEN they merge into one Converse turn THEN the reasoning block still comes first
+    content = thinking_request(messages, tools=[WEATHER])["messages"][1]["content"]
+    assert [next(iter(block)) for block in content] == ["reasoningContent", "text", "toolUse"]
+
+
+def test_a_tool_loop_opened_without_thinking_blocks_still_turns_thinking_off() -> None:
+    # GIVEN a loop whose first assistant message lost its thinking blocks (a later one kept them)
+    messages = [
+        *LOOP,
+        {**LOOP[1], "tool_calls": [{**CALL, "id": "call_2"}], "thinking_blocks": [SIGNED]},
+        {"role": "tool", "tool_call_id": "call_2", "content": "snow"},
+    ]
+    # THEN Claude could not take the turn with thinking: it is off, and no reasoning block is sent
+    request = thinking_request(messages, tools=[WEATHER])
+    assert "thinking" not in request.get("additionalModelRequestFields", {})
+    assert not [b for m in request["messages"] for b in m["content"] if "reasoningContent" in b]
+    reason = thinking_off_reason(load_bots()[THINKING_BOT], openai_chat(messages, tools=[WEATHER]))
+    assert reason is not None and "thinking_blocks" in reason
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"reasoning_effort": "none"}, {"tool_choice": "required"}],
+    ids=["reasoning-effort-none", "forced-tool-choice"],
+)
+def test_thinking_blocks_are_not_sent_when_thinking_is_off(fields: dict[str, Any]) -> None:
+    # GIVEN thinking blocks sent back on a request that goes without thinking
+    request = thinking_request(loop_with([SIGNED]), tools=[WEATHER], **fields)
+    # THEN the turn holds no reasoning block (a turn without thinking must hold none)
+    assert "thinking" not in request.get("additionalModelRequestFields", {})
+    assert [next(iter(block)) for block in request["messages"][1]["content"]] == ["toolUse"]
+    # AND a bot without thinking never sends them
+    plain = converse_request(bot(), openai_chat(loop_with([SIGNED]), tools=[WEATHER]))
+    assert [next(iter(block)) for block in plain["messages"][1]["content"]] == ["toolUse"]
+
+
+@pytest.mark.parametrize(
+    ("blocks", "expected"),
+    [
+        ([{"type": "thinking", "thinking": "x"}], "thinking_blocks[0] needs its 'thinking' text and 'signature'"),
+        ([{"type": "redacted_thinking", "data": "not base64!"}], "thinking_blocks[0] needs its 'data' (base64)"),
+        ([SIGNED, {"type": "reasoning"}], "thinking_blocks[1] must have type 'thinking' or 'redacted_thinking'"),
+        (["text"], "thinking_blocks[0] must have type"),
+    ],
+    ids=["no-signature", "bad-data", "bad-type", "not-an-object"],
+)
+def test_malformed_thinking_blocks_are_a_400(blocks: list[Any], expected: str) -> None:
+    with pytest.raises(GatewayError) as error:
+        openai_chat(loop_with(blocks), tools=[WEATHER])
+    assert error.value.status == 400 and error.value.code == "invalid_thinking_blocks"
+    assert expected in error.value.message
+
+
+class _ReasoningBot(_Bot):
+    config = bot(capabilities={"tools": True, "reasoning": True})
+
+
+def reasoning_stream(events: AsyncIterator[dict[str, Any]]) -> TextStream:
+    return TextStream(cast(TextBot, _ReasoningBot()), events)
+
+
+def test_converse_stream_reasoning_becomes_a_signed_thinking_block() -> None:
+    # GIVEN ConverseStream reasoning as Bedrock delivers it: text pieces, then the signature, then the block's end;
+    # then a redacted block, then a tool call
+    def delta(index: int, reasoning: dict[str, Any]) -> dict[str, Any]:
+        return {"contentBlockDelta": {"contentBlockIndex": index, "delta": {"reasoningContent": reasoning}}}
+
+    events = [
+        delta(0, {"text": "Look up "}),
+        delta(0, {"text": "Oslo."}),
+        delta(0, {"signature": "c2lnbmVk"}),
+        {"contentBlockStop": {"contentBlockIndex": 0}},
+        delta(1, {"redactedContent": b"encrypted"}),
+        {"contentBlockStop": {"contentBlockIndex": 1}},
+        {"contentBlockStart": {"contentBlockIndex": 2, "start": {"toolUse": {"toolUseId": "t1", "name": "f"}}}},
+        {"messageStop": {"stopReason": "tool_use"}},
+    ]
+    # WHEN the stream is read THEN the reasoning streams, and each block follows once complete, with its signature
+    out = asyncio.run(_collect(reasoning_stream(_events(events))))
+    assert out[:5] == [
+        ReasoningDelta("Look up "),
+        ReasoningDelta("Oslo."),
+        ThinkingBlock("Look up Oslo.", "c2lnbmVk"),
+        ThinkingBlock(redacted=b"encrypted"),
+        ToolCallStart(0, "t1", "f"),
+    ]
+    # AND a bot that does not show reasoning gives neither
+    assert not [e for e in asyncio.run(_collect(stream_of(events))) if isinstance(e, ReasoningDelta | ThinkingBlock)]
+
+
+def test_a_converse_answer_with_reasoning_replays_its_thinking_blocks() -> None:
+    # GIVEN a (not streamed) Converse answer: a signed reasoning block, a redacted one, then text
+    content = [SIGNED_BLOCK, REDACTED_BLOCK, {"text": "Hi"}]
+    response = {"output": {"message": {"content": content}}, "stopReason": "end_turn"}
+    # WHEN it is replayed and read THEN the blocks come as a stream would give them
+    out = asyncio.run(_collect(reasoning_stream(_replay(response))))
+    assert out[:4] == [
+        ReasoningDelta("Look up Oslo."),
+        ThinkingBlock("Look up Oslo.", "c2lnbmVk"),
+        ThinkingBlock(redacted=b"encrypted"),
+        TextDelta("Hi"),
+    ]
+
+
+THINKING_ANSWER: list[Event] = [
+    ReasoningDelta("Look up Oslo."),
+    ThinkingBlock("Look up Oslo.", "c2lnbmVk"),
+    ThinkingBlock(redacted=b"encrypted"),
+    *TOOL_ANSWER,
+]
+
+
+def test_thinking_blocks_as_openai_chunks_and_in_an_openai_completion() -> None:
+    # GIVEN an answer with reasoning, its signed and redacted blocks and a tool call
+    async def chunks() -> list[Any]:
+        return [chunk async for chunk in openai_chunks(_answer(THINKING_ANSWER), "b", False)]
+
+    # WHEN streamed THEN each complete block is a delta.thinking_blocks chunk after the reasoning_content
+    deltas = [json.loads(line[len(b"data: ") :])["choices"][0]["delta"] for line in asyncio.run(chunks())[:-1]]
+    assert deltas[1:4] == [
+        {"reasoning_content": "Look up Oslo."},
+        {"thinking_blocks": [SIGNED]},
+        {"thinking_blocks": [REDACTED]},
+    ]
+    # WHEN not streamed THEN the message carries them beside reasoning_content (LiteLLM's shape)
+    response = asyncio.run(openai_completion(_answer(THINKING_ANSWER), "b"))
+    message = json.loads(bytes(response.body))["choices"][0]["message"]
+    assert message["reasoning_content"] == "Look up Oslo." and message["thinking_blocks"] == [SIGNED, REDACTED]
+    # AND sent back as they came, they parse to the same blocks
+    chat = openai_chat(loop_with(message["thinking_blocks"]), tools=[WEATHER])
+    assert chat.messages[1].thinking == (
+        ThinkingBlock("Look up Oslo.", "c2lnbmVk"),
+        ThinkingBlock(redacted=b"encrypted"),
+    )
