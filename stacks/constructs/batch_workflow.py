@@ -35,6 +35,7 @@ from prompt_templates import TEMPLATES_FILE_ENV, load_templates_file
 from stacks.config import BatchConfig, FunctionConfig, SecurityConfig
 from stacks.constructs.batch_network import BatchNetwork
 from stacks.constructs.bedrock_batch_role import BedrockBatchRole, model_arns, model_invocation_job_arn
+from stacks.constructs.conditions import any_resource_arn, service_for_this_account
 from stacks.constructs.data_bucket import INPUTS_PREFIX, RUNS_PREFIX, grant_objects
 from stacks.constructs.encryption_key import grant_s3_objects_key
 from stacks.constructs.nag import acknowledge, acknowledge_wildcard_resource
@@ -101,20 +102,8 @@ def states_principal(scope: Construct) -> iam.IPrincipal:
     Functions guide recommends for a state machine's role: ``aws:SourceAccount`` and ``ArnLike aws:SourceArn
     arn:<partition>:states:<region>:<account>:stateMachine:*``). The state machine's own ARN cannot be used: its role
     is created before it (a cycle)."""
-    stack = cdk.Stack.of(scope)
-    return iam.ServicePrincipal("states.amazonaws.com").with_conditions(
-        {
-            "StringEquals": {"aws:SourceAccount": stack.account},
-            "ArnLike": {
-                "aws:SourceArn": stack.format_arn(
-                    service="states",
-                    resource="stateMachine",
-                    resource_name="*",
-                    arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-                )
-            },
-        }
-    )
+    state_machines = any_resource_arn(scope, "states", "stateMachine", cdk.ArnFormat.COLON_RESOURCE_NAME)
+    return service_for_this_account(scope, "states.amazonaws.com", state_machines)
 
 
 class BatchWorkflow(Construct):

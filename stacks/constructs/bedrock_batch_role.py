@@ -9,6 +9,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from stacks.config import BatchConfig, base_model_id, is_inference_profile
+from stacks.constructs.conditions import any_resource_arn, service_for_this_account
 from stacks.constructs.data_bucket import RUNS_PREFIX, grant_objects
 from stacks.constructs.nag import acknowledge_wildcard_resource
 
@@ -18,12 +19,7 @@ JOB_OUTPUT_KEYS = f"{RUNS_PREFIX}*/bedrock-output/*"
 
 def model_invocation_job_arn(scope: Construct) -> str:
     """``arn:<partition>:bedrock:<region>:<account>:model-invocation-job/*``: job ids exist only after submit."""
-    return cdk.Stack.of(scope).format_arn(
-        service="bedrock",
-        resource="model-invocation-job",
-        resource_name="*",
-        arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME,
-    )
+    return any_resource_arn(scope, "bedrock", "model-invocation-job", cdk.ArnFormat.SLASH_RESOURCE_NAME)
 
 
 def model_arns(scope: Construct, cfg: BatchConfig) -> list[str]:
@@ -68,13 +64,7 @@ class BedrockBatchRole(Construct):
         """With ``encryption_key`` the role may decrypt the job inputs and encrypt the job output with that key (the
         key of the bucket and of the job's ``s3EncryptionKeyId``), and nothing else with it."""
         super().__init__(scope, id_)
-        stack = cdk.Stack.of(self)
-        principal = iam.ServicePrincipal("bedrock.amazonaws.com").with_conditions(
-            {
-                "StringEquals": {"aws:SourceAccount": stack.account},
-                "ArnLike": {"aws:SourceArn": model_invocation_job_arn(self)},
-            }
-        )
+        principal = service_for_this_account(self, "bedrock.amazonaws.com", model_invocation_job_arn(self))
         self.role = iam.Role(
             self, "Role", assumed_by=principal, description="Service role of the Bedrock batch inference jobs"
         )

@@ -8,6 +8,8 @@ from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from stacks.config import SecurityConfig
+from stacks.constructs.bedrock_batch_role import model_invocation_job_arn
+from stacks.constructs.conditions import for_this_account
 
 # What reading and writing SSE-KMS objects needs (GenerateDataKey for puts, Decrypt for gets and multipart uploads).
 S3_OBJECT_KEY_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey"]
@@ -73,17 +75,7 @@ class EncryptionKey(Construct):
                 principals=[iam.ServicePrincipal("bedrock.amazonaws.com")],
                 actions=["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
                 resources=["*"],
-                conditions={
-                    "StringEquals": {"aws:SourceAccount": stack.account},
-                    "ArnLike": {
-                        "aws:SourceArn": stack.format_arn(
-                            service="bedrock",
-                            resource="model-invocation-job",
-                            resource_name="*",
-                            arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME,
-                        )
-                    },
-                },
+                conditions=for_this_account(self, model_invocation_job_arn(self)),
             )
         )
         self.key = key

@@ -20,6 +20,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
+from stacks.constructs.conditions import service_for_this_account
 from stacks.constructs.nag import acknowledge
 
 # Neither action takes a resource (Service Authorization Reference: no resource types), so they need '*'.
@@ -53,11 +54,8 @@ class ModelInvocationLogging(Construct):
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
         # Confused deputy: only Bedrock acting for this account, in this region, may assume the role.
-        bedrock = iam.ServicePrincipal("bedrock.amazonaws.com").with_conditions(
-            {
-                "StringEquals": {"aws:SourceAccount": stack.account},
-                "ArnLike": {"aws:SourceArn": f"arn:{stack.partition}:bedrock:{stack.region}:{stack.account}:*"},
-            }
+        bedrock = service_for_this_account(
+            self, "bedrock.amazonaws.com", f"arn:{stack.partition}:bedrock:{stack.region}:{stack.account}:*"
         )
         self.role = iam.Role(
             self, "Role", assumed_by=bedrock, description="Bedrock writes model invocation logs with this role"
