@@ -14,10 +14,11 @@ CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
 
 
 def test_more_concurrent_jobs_than_the_quota_wait_for_a_slot_and_all_finish(tmp_path: Path):
-    # GIVEN 8 jobs, a concurrency cap of 8, but a quota of 3 jobs in flight per model (scaled down from 20)
+    # GIVEN 8 jobs, a concurrency cap of 8, but a quota of 3 jobs in flight per model (scaled down from 20); each
+    # status lasts 0.5 s, so a job holds its slot ~2.5 s and the later submissions surely meet a full quota
     path = tmp_path / "topics.csv"
     path.write_text("topic\n" + "".join(f"topic {i}\n" for i in range(800)))
-    options = RuntimeOptions(max_concurrent_jobs=8, step_seconds=0.1, max_active_jobs_per_model=3)
+    options = RuntimeOptions(max_concurrent_jobs=8, step_seconds=0.5, max_active_jobs_per_model=3)
     with LocalRuntime(options) as runtime:
         execution = runtime.start(
             {
