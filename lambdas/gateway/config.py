@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lambdas.shared.model_families import ModelRef
+from lambdas.shared.model_families import ACCOUNT_RESOURCE_ARN_KINDS, ModelRef
 
 Modality = Literal["text", "image", "video"]
 ImageFormat = Literal["amazon", "stability"]  # InvokeModel body: Nova Canvas / Titan Image, or Stability AI
@@ -276,8 +276,7 @@ def _describe(bot: str, error: ValidationError, data: Mapping[str, Any]) -> str:
 # An ARN of an account's own resource (a prompt router, an inference profile) whose account field is left empty in
 # the bot file: it names the deploying account's resource, filled in at start (``GATEWAY_ACCOUNT_ID``).
 _ACCOUNT_LESS_ARN = re.compile(
-    r"^(arn:aws[a-z-]*:bedrock:[a-z0-9-]+:)(:(?:default-prompt-router|prompt-router|"
-    r"application-inference-profile|inference-profile)/.+)$"
+    rf"^(arn:aws[a-z-]*:bedrock:[a-z0-9-]+:)(:(?:{'|'.join(ACCOUNT_RESOURCE_ARN_KINDS)})/.+)$"
 )
 LOCAL_ACCOUNT = "123456789012"  # the emulator's (moto's) account, used when GATEWAY_ACCOUNT_ID is not set
 

@@ -49,6 +49,15 @@ InvocationType = Literal["InvokeModel", "Converse"]
 PROFILE_PREFIXES = ("us", "us-gov", "eu", "apac", "jp", "au", "ca", "global")
 # ARN resource types whose resource id is a model id (foundation model or system inference profile).
 READABLE_ARN_KINDS = ("foundation-model", "inference-profile")
+# ARN resource types that name a resource of an account (not one of AWS's foundation models): a bot file may leave
+# their account empty for "the deploying account" (the gateway fills it in from GATEWAY_ACCOUNT_ID, IAM from the
+# stack's account).
+ACCOUNT_RESOURCE_ARN_KINDS = (
+    "default-prompt-router",
+    "prompt-router",
+    "application-inference-profile",
+    "inference-profile",
+)
 _ARN = re.compile(r"^arn:aws(?:-[a-z-]+)?:bedrock:[a-z0-9-]*:\d{0,12}:(?P<kind>[a-z-]+)/(?P<id>.+)$")
 _PROFILE = re.compile(rf"^(?P<geo>{'|'.join(re.escape(p) for p in PROFILE_PREFIXES)})\.(?P<base>[a-z0-9-]+\..+)$")
 

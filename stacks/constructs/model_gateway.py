@@ -22,6 +22,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from lambdas.shared.model_families import ACCOUNT_RESOURCE_ARN_KINDS
 from stacks.config import (
     FunctionConfig,
     GatewayBot,
@@ -39,14 +40,6 @@ from stacks.constructs.python_function import PythonFunction, retention
 GATEWAY_TIMEOUT = cdk.Duration.minutes(15)  # the Lambda and API Gateway streaming maximum
 APP = "lambdas.gateway.app:app"  # what run.sh serves with uvicorn
 REQUIREMENTS = "requirements-gateway.txt"
-# ARN kinds that name a resource of an account (not AWS's foundation models): a bot file may leave their account
-# empty for "the deploying account" (the app fills it in from GATEWAY_ACCOUNT_ID, IAM from the stack's account).
-ACCOUNT_RESOURCE_KINDS = (
-    "default-prompt-router",
-    "prompt-router",
-    "application-inference-profile",
-    "inference-profile",
-)
 # The services the gateway's clients call (lambdas/gateway/clients.py); sts for credential providers that assume roles.
 SDK_SERVICES = ("bedrock-runtime", "s3", "secretsmanager", "sts")
 RUN_SCRIPT = "stacks/constructs/gateway_run.sh"  # staged as run.sh at the asset root: the function's handler
@@ -100,7 +93,7 @@ def bot_model_arns(scope: Construct, cfg: GatewayConfig) -> list[str]:
         parsed = parse_model_arn(model_id)
         if parsed is not None:
             kind, name, arn_region, account = parsed
-            if not account and kind in ACCOUNT_RESOURCE_KINDS:  # the bot file left it empty: this account's resource
+            if not account and kind in ACCOUNT_RESOURCE_ARN_KINDS:  # left empty: the stack's account
                 model_id = f"arn:{partition}:bedrock:{arn_region or region}:{stack.account}:{kind}/{name}"
             extra = profile_models(name, arn_region or region) if kind == "inference-profile" else []
             return [model_id, *extra]
