@@ -17,6 +17,7 @@ import pytest
 
 from cli.__main__ import main
 from cli.gateway import RunningGateway, local_gateway
+from tests.poe_client import poe_responses
 
 pytestmark = pytest.mark.slow
 PROMPT = "Write a haiku about the sea"
@@ -30,20 +31,13 @@ def gateway() -> Iterator[RunningGateway]:
 
 def test_poe_client_over_http(gateway: RunningGateway) -> None:
     # GIVEN the gateway served by uvicorn WHEN the Poe client library asks a bot over HTTP
-    async def ask() -> list[fp.PartialResponse]:
-        async with httpx.AsyncClient() as session:
-            return [
-                message
-                async for message in fp.get_bot_response(
-                    messages=[fp.ProtocolMessage(role="user", content=PROMPT)],
-                    bot_name="claude-sonnet-4.5",
-                    api_key=gateway.access_key,
-                    base_url=f"{gateway.url}/poe/",
-                    session=session,
-                )
-            ]
-
-    messages = asyncio.run(ask())
+    ask = poe_responses(
+        f"{gateway.url}/poe/",
+        "claude-sonnet-4.5",
+        [fp.ProtocolMessage(role="user", content=PROMPT)],
+        api_key=gateway.access_key,
+    )
+    messages = asyncio.run(ask)
     # THEN meta comes first and the streamed text is the emulator's echo
     assert isinstance(messages[0], fp.MetaResponse)
     assert "".join(m.text for m in messages[1:]) == PROMPT
@@ -197,18 +191,8 @@ def test_a_guardrail_blocks_over_http_for_both_clients(tmp_path: Any, monkeypatc
     with local_gateway(0, access_key="e2e-key-0123456789abcdef0123456") as running:
         # WHEN the Poe client asks with the blocked word
         async def ask(text: str) -> list[fp.PartialResponse]:
-            async with httpx.AsyncClient() as session:
-                messages = [fp.ProtocolMessage(role="user", content=text)]
-                return [
-                    m
-                    async for m in fp.get_bot_response(
-                        messages=messages,
-                        bot_name="nova-lite",
-                        api_key=running.access_key,
-                        base_url=f"{running.url}/poe/",
-                        session=session,
-                    )
-                ]
+            messages = [fp.ProtocolMessage(role="user", content=text)]
+            return await poe_responses(f"{running.url}/poe/", "nova-lite", messages, api_key=running.access_key)
 
         # THEN it gets a non-retryable bot error with the guardrail's text, a harmless prompt the echo
         with pytest.raises(fp.client.BotErrorNoRetry, match="content guardrail"):

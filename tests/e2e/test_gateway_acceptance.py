@@ -20,6 +20,8 @@ import httpx
 import openai
 import pytest
 
+from tests.poe_client import poe_responses
+
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "acceptance-key-0123456789abcdef01"
@@ -80,17 +82,7 @@ def _serve(*args: str, env: dict[str, str] | None = None) -> Iterator[Served]:
 
 
 async def poe(served: Served, bot: str, text: str = PROMPT) -> list[fp.PartialResponse]:
-    async with httpx.AsyncClient(timeout=60) as session:
-        return [
-            message
-            async for message in fp.get_bot_response(
-                messages=[fp.ProtocolMessage(role="user", content=text)],
-                bot_name=bot,
-                api_key=KEY,
-                base_url=f"{served.url}/poe/",
-                session=session,
-            )
-        ]
+    return await poe_responses(f"{served.url}/poe/", bot, [fp.ProtocolMessage(role="user", content=text)], api_key=KEY)
 
 
 def sdk(served: Served) -> openai.OpenAI:

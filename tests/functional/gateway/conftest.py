@@ -22,8 +22,10 @@ from lambdas.gateway.app import create_app
 from lambdas.gateway.config import GatewaySettings, load_bots
 from local.emulator.jobs import EmulatorState
 from local.emulator.server import BedrockEmulator
+from tests.poe_client import poe_responses
 
 KEY = "test-access-key-0123456789abcdef"
+POE_URL = "http://test/poe/"  # the in-process app's Poe routes (httpx ASGITransport)
 TEAM_KEY = "team-access-key-0123456789abcdef"
 
 
@@ -100,17 +102,7 @@ def parse_sse(text: str) -> list[tuple[str, Any]]:
 
 async def poe_messages(app: FastAPI, bot: str, text: str, key: str = KEY) -> list[fp.PartialResponse]:
     """What the Poe client library (fastapi_poe) gets from ``app`` for one user message to ``bot``."""
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as session:
-        return [
-            message
-            async for message in fp.get_bot_response(
-                messages=[fp.ProtocolMessage(role="user", content=text)],
-                bot_name=bot,
-                api_key=key,
-                base_url="http://test/poe/",
-                session=session,
-            )
-        ]
+    return await poe_responses(POE_URL, bot, [fp.ProtocolMessage(role="user", content=text)], api_key=key, app=app)
 
 
 def poe_query(text: str, **fields: Any) -> dict[str, Any]:

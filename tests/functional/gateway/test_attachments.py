@@ -21,8 +21,9 @@ from lambdas.gateway.app import create_app
 from lambdas.gateway.config import GatewaySettings
 from local.emulator.media import png
 from local.emulator.server import BedrockEmulator
-from tests.functional.gateway.conftest import KEY, parse_sse, poe_query
+from tests.functional.gateway.conftest import KEY, POE_URL, parse_sse, poe_query
 from tests.functional.gateway.test_openai import openai_client
+from tests.poe_client import poe_responses
 
 pytestmark = pytest.mark.anyio
 PNG = png(8, 8, (200, 30, 30))
@@ -72,13 +73,7 @@ async def sdk(app: FastAPI) -> AsyncIterator[openai.AsyncOpenAI]:
 
 
 async def ask_poe(app: FastAPI, bot: str, message: fp.ProtocolMessage) -> str:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as session:
-        parts = [
-            m
-            async for m in fp.get_bot_response(
-                messages=[message], bot_name=bot, api_key=KEY, base_url="http://test/poe/", session=session
-            )
-        ]
+    parts = await poe_responses(POE_URL, bot, [message], api_key=KEY, app=app)
     return "".join(m.text for m in parts if not isinstance(m, fp.MetaResponse))
 
 

@@ -18,9 +18,10 @@ from fastapi import FastAPI
 from lambdas.gateway.app import create_app
 from lambdas.gateway.config import Capabilities, GatewaySettings
 from local.emulator.server import BedrockEmulator
-from tests.functional.gateway.conftest import KEY, parse_sse, poe_query
+from tests.functional.gateway.conftest import KEY, POE_URL, parse_sse, poe_query
 from tests.functional.gateway.test_media import media_app, s3_server  # noqa: F401 - fixtures
 from tests.functional.gateway.test_openai import openai_client
+from tests.poe_client import poe_responses
 
 pytestmark = pytest.mark.anyio
 LONG = " ".join(f"word{i}" for i in range(40))
@@ -43,17 +44,8 @@ async def small_app(emulator: BedrockEmulator, settings: GatewaySettings) -> Asy
 
 
 async def poe_ask(app: FastAPI, bot: str, text: str, **fields: Any) -> list[fp.PartialResponse]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as session:
-        return [
-            m
-            async for m in fp.get_bot_response(
-                messages=[fp.ProtocolMessage(role="user", content=text, **fields)],
-                bot_name=bot,
-                api_key=KEY,
-                base_url="http://test/poe/",
-                session=session,
-            )
-        ]
+    message = fp.ProtocolMessage(role="user", content=text, **fields)
+    return await poe_responses(POE_URL, bot, [message], api_key=KEY, app=app)
 
 
 # ---------------------------------------------------------------- token counting

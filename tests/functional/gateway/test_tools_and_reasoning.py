@@ -14,8 +14,9 @@ import pytest
 from fastapi import FastAPI
 
 from local.emulator.conversation import REDACTED_THINKING_TRIGGER
-from tests.functional.gateway.conftest import KEY, parse_sse, poe_query
+from tests.functional.gateway.conftest import KEY, POE_URL, parse_sse, poe_query
 from tests.functional.gateway.test_openai import openai_client
+from tests.poe_client import poe_responses
 
 pytestmark = pytest.mark.anyio
 
@@ -180,19 +181,15 @@ async def test_poe_client_tool_loop(app: FastAPI, bot: str) -> None:
 
     tool = fp.ToolDefinition.model_validate(WEATHER)
     # WHEN it asks a tool-capable bot (the client runs the call and sends tool_calls + tool_results back)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as session:
-        messages = [
-            m
-            async for m in fp.get_bot_response(
-                messages=[fp.ProtocolMessage(role="user", content="Rome")],
-                bot_name=bot,
-                api_key=KEY,
-                base_url="http://test/poe/",
-                session=session,
-                tools=[tool],
-                tool_executables=[get_weather],
-            )
-        ]
+    messages = await poe_responses(
+        POE_URL,
+        bot,
+        [fp.ProtocolMessage(role="user", content="Rome")],
+        api_key=KEY,
+        app=app,
+        tools=[tool],
+        tool_executables=[get_weather],
+    )
     # THEN the final answer is the model's text from the tool's result (after the thinking bot's quoted reasoning
     # on the first call; the follow-up had none)
     text = "".join(m.text for m in messages)
