@@ -1,8 +1,9 @@
 """Readers of a run's files shared by the data-plane functions: job manifests, job results, output columns.
 
 Imports pyarrow, so control-plane (zip) functions must not import this module. Column names of the output Parquet
-files are a contract (ARCHITECTURE.md): the input columns, then ``response`` or ``embedding``, ``error_code`` and
-``error_message``; a resubmission job's output has ``row`` (the row number) instead of the input columns.
+files are a contract (README, "Start a run", Outputs): the input columns, then ``response`` or ``embedding``,
+``error_code`` and ``error_message``; a resubmission job's output has ``row`` (the row number) instead of the input
+columns.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ Preprocess input ─(any error)─> Input rejected (Fail)
       (an error planning or rerunning goes on to Finalize run with $.resubmission_error: rows keep their first result)
   └─> Finalize run (merges the resubmitted rows) ─> Every row accounted for? ─> Run succeeded | Rows unaccounted for
 ```
-The payload of every state is a contract with the handlers in ``lambdas/``: see ``ARCHITECTURE.md``.
+The payload of every state is a contract with the handlers in ``lambdas/``: the pydantic models of
+``lambdas/shared/models.py``.
 """
 
 from __future__ import annotations
