@@ -169,7 +169,6 @@ class BatchWorkflow(Construct):
             "JOB_TIMEOUT_HOURS": str(cfg.job_timeout_hours),
             "MAX_RECORDS_PER_JOB": str(cfg.max_records_per_job),
             "ALLOWED_MODEL_IDS": ",".join(cfg.allowed_model_ids),
-            "POLL_INTERVAL_SECONDS": str(cfg.poll_interval_seconds),
         }
 
         # Only Submit builds CreateModelInvocationJob. Plain configuration, no secrets: tags and the key ARN.
