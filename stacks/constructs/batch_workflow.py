@@ -53,6 +53,9 @@ LAMBDA_SERVICE_ERRORS = [
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
 ]
+# The AWS services the control-plane (zip) functions call: Submit and Poll, Bedrock's control plane only. Their zip
+# bundles the pinned SDK with these services' models (see PythonFunction, bundle_aws_sdk).
+CONTROL_PLANE_SDK_SERVICES = ("bedrock",)
 DATA_PLANE_TIMEOUT = cdk.Duration.minutes(15)
 CONTROL_PLANE_TIMEOUT = cdk.Duration.minutes(1)
 LAMBDA_TASK_ROOT = "/var/task"  # where lambdas/Dockerfile puts the sources (and a prompt_templates_file)
@@ -225,6 +228,7 @@ class BatchWorkflow(Construct):
                 encryption_key=encryption_key,
                 image_build_args=image_build_args if data_plane else None,
                 image_files=image_files if data_plane else (),
+                bundle_aws_sdk=() if data_plane else CONTROL_PLANE_SDK_SERVICES,
             )
 
         self.functions = {
