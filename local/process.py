@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 
 
@@ -21,6 +21,66 @@ def temporary_environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+class PerThreadEnviron(MutableMapping[str, str]):
+    """A stand-in for ``os.environ`` that gives each thread running a Lambda handler an environment of its own.
+
+    In Lambda every function has its own process and sees only the variables of its own definition (plus what Lambda
+    sets). Locally the handlers of all functions run in one process, several at a time (moto runs each state of each
+    Map iteration in a thread of its own), so one ``os.environ`` cannot hold each function's variables. While
+    ``installed()``, ``os.environ`` (and ``os.getenv``, which reads it) is this object: a thread inside ``bound(env)``
+    reads and writes ``env`` only; every other thread (moto, the emulator, the test itself) the process environment.
+    A thread that a handler starts is not bound: it sees the process environment, which holds no function's
+    variables, so a handler must read its configuration in its own thread (as ``lambdas.shared.settings`` says).
+    Child processes and C code (``getenv(3)``) see the process environment too.
+    """
+
+    def __init__(self, process: MutableMapping[str, str]) -> None:
+        self.process = process
+        self._local = threading.local()
+
+    def _current(self) -> MutableMapping[str, str]:
+        bound: MutableMapping[str, str] | None = getattr(self._local, "environment", None)
+        return self.process if bound is None else bound
+
+    def __getitem__(self, name: str) -> str:
+        return self._current()[name]
+
+    def __setitem__(self, name: str, value: str) -> None:
+        self._current()[name] = value
+
+    def __delitem__(self, name: str) -> None:
+        del self._current()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._current()))
+
+    def __len__(self) -> int:
+        return len(self._current())
+
+    def copy(self) -> dict[str, str]:
+        return dict(self._current())
+
+    @contextmanager
+    def bound(self, environment: Mapping[str, str]) -> Iterator[None]:
+        """Run the block (in this thread) with ``environment`` as the whole environment (a copy of it)."""
+        previous = getattr(self._local, "environment", None)
+        self._local.environment = dict(environment)
+        try:
+            yield
+        finally:
+            self._local.environment = previous
+
+    @contextmanager
+    def installed(self) -> Iterator[PerThreadEnviron]:
+        """Make this object ``os.environ`` for the block."""
+        original = os.environ
+        os.environ = self  # type: ignore[assignment]  # noqa: B003 - a view over it: the process environment stays
+        try:
+            yield self
+        finally:
+            os.environ = original  # noqa: B003
 
 
 def wait_until_interrupted() -> None:

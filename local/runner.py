@@ -3,6 +3,10 @@
 What is real: the CloudFormation template our CDK app synthesizes (its state machine definition is executed as is),
 our Lambda handlers (dispatched in-process), S3 (moto), and the Bedrock control-plane wire protocol (boto3 talks HTTP
 to the emulator in ``local.emulator``). What is local: nothing is deployed, no AWS account is touched.
+
+One function, one environment: each handler runs with the variables of its own function's definition in the
+template, plus those Lambda itself sets, and never another function's (``function_environment``), so a variable that
+one function's definition lacks fails locally as it would on AWS.
 """
 
 from __future__ import annotations
@@ -15,13 +19,13 @@ import re
 import threading
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from local.executions import StateMachineRuns
-from local.process import temporary_environment
+from local.process import PerThreadEnviron, temporary_environment
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -40,12 +44,17 @@ _LOCAL_ENV = {
 }
 
 
+# What the process environment keeps over a function's own value: the local runtime logs quietly.
+_LOCAL_OVERRIDES = ("POWERTOOLS_LOG_LEVEL",)
+
+
 @dataclass(frozen=True)
 class LocalFunction:
     logical_id: str
     name: str
     handler: str
-    environment: dict[str, str]
+    environment: dict[str, str]  # the Variables of its definition in the template, resolved
+    memory_mb: int = 128
 
     @property
     def arn(self) -> str:
@@ -131,14 +140,45 @@ def _functions(template: dict[str, Any], resolve: Callable[[Any], Any]) -> list[
         if not handler or not str(handler).startswith("lambdas."):
             continue  # CDK's own helper functions (e.g. auto-delete objects) have no local counterpart
         env = resolve(props.get("Environment", {}).get("Variables", {}))
-        out.append(LocalFunction(logical_id, logical_id[:64], str(handler), {k: str(v) for k, v in env.items()}))
+        memory = int(props.get("MemorySize", 128))  # Lambda's default
+        out.append(
+            LocalFunction(logical_id, logical_id[:64], str(handler), {k: str(v) for k, v in env.items()}, memory)
+        )
     return out
+
+
+def lambda_variables(function: LocalFunction) -> dict[str, str]:
+    """The variables Lambda sets for every function ("Defined runtime environment variables" of the Lambda guide)
+    that tell a function about itself. AWS_REGION, AWS_DEFAULT_REGION and the credentials come from the local
+    runtime's environment; LAMBDA_TASK_ROOT and AWS_EXECUTION_ENV are left out: they would make the SDKs (the X-Ray
+    SDK among them) take this process for a Lambda execution environment."""
+    return {
+        "_HANDLER": function.handler,
+        "AWS_LAMBDA_FUNCTION_NAME": function.name,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_mb),
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+    }
+
+
+def function_environment(
+    function: LocalFunction, functions: list[LocalFunction], process: Mapping[str, str]
+) -> dict[str, str]:
+    """What ``function``'s handler sees as its environment: the process environment without any variable that a
+    function of the template defines, then the function's own variables, then what Lambda sets; the local runtime's
+    log level stays. A variable only another function defines is absent, as it is in that function on AWS."""
+    defined = {name for other in functions for name in other.environment}
+    env = {name: value for name, value in process.items() if name not in defined}
+    env |= function.environment
+    env |= lambda_variables(function)
+    env |= {name: process[name] for name in _LOCAL_OVERRIDES if name in process}
+    return env
 
 
 class _FakeContext:
     def __init__(self, function: LocalFunction) -> None:
         self.function_name = function.name
-        self.memory_limit_in_mb = 1024
+        self.memory_limit_in_mb = function.memory_mb
         self.invoked_function_arn = function.arn
         self.aws_request_id = str(uuid.uuid4())
 
@@ -148,11 +188,14 @@ class _FakeContext:
 
 
 class InProcessLambdas:
-    """Replaces moto's echoing Lambda backend: each invoke calls our handler in this process."""
+    """Replaces moto's echoing Lambda backend: each invoke calls our handler in this process, in the invoking thread,
+    with its own function's environment (``environ.bound``; moto invokes from several threads at once)."""
 
-    def __init__(self, functions: list[LocalFunction]) -> None:
+    def __init__(self, functions: list[LocalFunction], environ: PerThreadEnviron) -> None:
+        self.functions = functions
         self.by_name = {f.name: f for f in functions}
         self.invocations: dict[str, int] = {f.name: 0 for f in functions}
+        self.environ = environ
         self._lock = threading.Lock()
         self._original: Any = None
 
@@ -163,8 +206,10 @@ class InProcessLambdas:
         module_name, attr = function.handler.rsplit(".", 1)
         handler = getattr(importlib.import_module(module_name), attr)
         event = json.loads(body) if body else {}
+        environment = function_environment(function, self.functions, self.environ.process)
         try:
-            result = handler(event, _FakeContext(function))
+            with self.environ.bound(environment):
+                result = handler(event, _FakeContext(function))
         except Exception as exc:  # a Lambda function error, as the real service reports it
             response_headers["x-amz-function-error"] = "Unhandled"
             payload = {
@@ -223,17 +268,14 @@ class LocalRuntime(StateMachineRuns):
             self.functions = _functions(template, res)
             self._start_moto()
             self._start_emulator()
-            env: dict[str, str] = {}
-            for function in self.functions:
-                env.update(function.environment)
-            for per_function in ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL"):
-                env.pop(per_function, None)  # one process serves every function: keep the runtime's own values
-            env["AWS_ENDPOINT_URL_BEDROCK"] = self.emulator.endpoint_url
-            self._exit.enter_context(temporary_environment(env))
-            self.bucket = env["DATA_BUCKET"]
+            # Local wiring every function shares (as credentials and the region are on AWS): the emulator's endpoint.
+            # Each function's own variables are set only while its handler runs (InProcessLambdas.invoke).
+            self._exit.enter_context(temporary_environment({"AWS_ENDPOINT_URL_BEDROCK": self.emulator.endpoint_url}))
+            self.bucket = _data_bucket(self.functions)
             self._exit.callback(_quiet_function_logs())
             self._reset_clients()
-            self.lambdas = InProcessLambdas(self.functions)
+            environ = self._exit.enter_context(PerThreadEnviron(os.environ).installed())
+            self.lambdas = InProcessLambdas(self.functions, environ)
             self._exit.enter_context(self.lambdas.installed())
             self._deploy(res)
         except BaseException:
@@ -322,6 +364,14 @@ class LocalRuntime(StateMachineRuns):
         for job in self.emulator.jobs():
             counts[job["status"]] = counts.get(job["status"], 0) + 1
         return counts
+
+
+def _data_bucket(functions: list[LocalFunction]) -> str:
+    """The data bucket, as the functions' ``DATA_BUCKET`` names it (one bucket for all)."""
+    buckets = {f.environment["DATA_BUCKET"] for f in functions if "DATA_BUCKET" in f.environment}
+    if len(buckets) != 1:
+        raise RuntimeError(f"expected the functions to name one DATA_BUCKET, found {sorted(buckets)}")
+    return buckets.pop()
 
 
 def synth_template(options: RuntimeOptions) -> dict[str, Any]:

@@ -58,10 +58,20 @@ MAX_EXECUTION_TIMEOUT_HOURS = 365 * 24  # a Standard workflow runs for at most o
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_GATEWAY_BOTS_FILE = "lambdas/gateway/bots.json"
 MODALITIES = ("text", "image", "video")
-# Lambda Web Adapter, zip form ("Zip Packages", awslabs.github.io/aws-lambda-web-adapter): the layer
-# arn:<partition>:lambda:<region>:753240598075:layer:LambdaAdapterLayer{X86|Arm64}:<version> in commercial regions.
-DEFAULT_WEB_ADAPTER_LAYER_ACCOUNT = "753240598075"
-DEFAULT_WEB_ADAPTER_LAYER_VERSION = 26
+# Lambda Web Adapter, zip form: the layer arn:<partition>:lambda:<region>:<account>:layer:<name>:<version>, published
+# per partition, region and architecture by the project (its README and user guide, "Zip Packages"). The one place
+# that says which release the gateway runs; docs/bedrock-facts.md ("IAM, SNS, KMS and the Lambda Web Adapter") gives
+# the sources. v1.1.0 is the newest stable release; its layer is version 30 (29 was cut by a release that was reverted).
+WEB_ADAPTER_RELEASE = "v1.1.0"
+WEB_ADAPTER_LAYER_VERSION = 30
+WEB_ADAPTER_LAYER_NAMES = {"arm64": "LambdaAdapterLayerArm64", "x86_64": "LambdaAdapterLayerX86"}
+# Who publishes the layer where. Commercial regions: one account, both architectures, every region of the release
+# pipeline, which dropped me-south-1 (so no layer there since v1.0.0). China: one account per region, x86_64 only
+# (the README lists no arm64 layer there). No other partition (GovCloud, ISO, European Sovereign Cloud) has one.
+WEB_ADAPTER_COMMERCIAL_ACCOUNT = "753240598075"
+WEB_ADAPTER_COMMERCIAL_GAPS = ("me-south-1",)
+WEB_ADAPTER_CHINA_ACCOUNTS = {"cn-north-1": "041581134020", "cn-northwest-1": "069767869989"}
+WEB_ADAPTER_CHINA_ARCHITECTURES = ("x86_64",)
 # ARNs a bot's model_id may be instead of a model or system inference-profile id. These name no model, so the bot lists
 # the models they send requests to in target_model_ids (IAM must allow those too), except for AWS's default prompt
 # routers, whose models are known (below).
@@ -291,8 +301,10 @@ class GatewayConfig:
     bots: tuple[GatewayBot, ...]
     bots_file: str = DEFAULT_GATEWAY_BOTS_FILE
     memory_mb: int = 1024
-    web_adapter_layer_account: str = DEFAULT_WEB_ADAPTER_LAYER_ACCOUNT
-    web_adapter_layer_version: int = DEFAULT_WEB_ADAPTER_LAYER_VERSION
+    # None: the layer the Lambda Web Adapter project publishes in the stack's region (WEB_ADAPTER_*); an account: a
+    # copy of the layer that account publishes (same layer names) in the stack's region, e.g. for GovCloud.
+    web_adapter_layer_account: str | None = None
+    web_adapter_layer_version: int = WEB_ADAPTER_LAYER_VERSION
     throttling_rate_limit: int = 50
     throttling_burst_limit: int = 100
     media_expiration_days: int = 7
@@ -317,22 +329,21 @@ class GatewayConfig:
                 bots_file,
                 DEFAULT_GATEWAY_BOTS_FILE,
             )
-        account = context.get("gatewayWebAdapterLayerAccount", DEFAULT_WEB_ADAPTER_LAYER_ACCOUNT)
-        if not re.fullmatch(r"\d{12}", str(account).strip()):
+        account = context.get("gatewayWebAdapterLayerAccount")
+        if account is not None and not re.fullmatch(r"\d{12}", str(account).strip()):
             raise _error(
                 "gatewayWebAdapterLayerAccount",
-                "the 12-digit account that publishes the Lambda Web Adapter layer",
+                "the 12-digit account that publishes your copy of the Lambda Web Adapter layer (leave it out for "
+                "the layer the Lambda Web Adapter project publishes)",
                 account,
-                DEFAULT_WEB_ADAPTER_LAYER_ACCOUNT,
+                "123456789012",
             )
         return cls(
             bots=load_bots(_resolve(bots_file.strip(), root)),
             bots_file=bots_file.strip(),
             memory_mb=ctx.integer("gatewayMemoryMb", 1024, 128, 10240),
-            web_adapter_layer_account=str(account).strip(),
-            web_adapter_layer_version=ctx.integer(
-                "gatewayWebAdapterLayerVersion", DEFAULT_WEB_ADAPTER_LAYER_VERSION, 1, None
-            ),
+            web_adapter_layer_account=None if account is None else str(account).strip(),
+            web_adapter_layer_version=ctx.integer("gatewayWebAdapterLayerVersion", WEB_ADAPTER_LAYER_VERSION, 1, None),
             throttling_rate_limit=ctx.integer("gatewayThrottlingRateLimit", 50, 1, 10_000),
             throttling_burst_limit=ctx.integer("gatewayThrottlingBurstLimit", 100, 1, 5_000),
             media_expiration_days=ctx.integer("gatewayMediaExpirationDays", 7, 1, None),

@@ -54,6 +54,9 @@ LAMBDA_SERVICE_ERRORS = [
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
 ]
+# The AWS services the control-plane (zip) functions call: Submit and Poll, Bedrock's control plane only. Their zip
+# bundles the pinned SDK with these services' models (see PythonFunction, bundle_aws_sdk).
+CONTROL_PLANE_SDK_SERVICES = ("bedrock",)
 DATA_PLANE_TIMEOUT = cdk.Duration.minutes(15)
 CONTROL_PLANE_TIMEOUT = cdk.Duration.minutes(1)
 LAMBDA_TASK_ROOT = "/var/task"  # where lambdas/Dockerfile puts the sources (and a prompt_templates_file)
@@ -170,7 +173,6 @@ class BatchWorkflow(Construct):
             "JOB_TIMEOUT_HOURS": str(cfg.job_timeout_hours),
             "MAX_RECORDS_PER_JOB": str(cfg.max_records_per_job),
             "ALLOWED_MODEL_IDS": ",".join(cfg.allowed_model_ids),
-            "POLL_INTERVAL_SECONDS": str(cfg.poll_interval_seconds),
         }
 
         # Only Submit builds CreateModelInvocationJob. Plain configuration, no secrets: tags and the key ARN.
@@ -227,6 +229,7 @@ class BatchWorkflow(Construct):
                 encryption_key=encryption_key,
                 image_build_args=image_build_args if data_plane else None,
                 image_files=image_files if data_plane else (),
+                bundle_aws_sdk=() if data_plane else CONTROL_PLANE_SDK_SERVICES,
             )
 
         self.functions = {

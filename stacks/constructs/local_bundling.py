@@ -19,8 +19,8 @@ import jsii
 # Top-level entries of the project that every Lambda asset (zip and image) needs, relative to the project root.
 HANDLER_SOURCES = ("lambdas", "prompt_templates.py")
 _SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "Dockerfile")
-# The Lambda Python runtime ships the AWS SDK; dependencies that pull it in (aws-xray-sdk -> botocore) must not
-# bundle a second copy (it would add ~25 MB and shadow the runtime's version).
+# What the Lambda Python runtime ships: the AWS SDK and its dependencies. A function that calls no AWS service bundles
+# none of it (aws-xray-sdk pulls in botocore: ~25 MB no call would use); one that calls AWS bundles the pinned SDK.
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six.py", "bin")
 _PLATFORM_TAGS = {
     "arm64": ("manylinux2014_aarch64", "manylinux_2_28_aarch64"),
@@ -32,10 +32,12 @@ _PLATFORM_TAGS = {
 class PipLocalBundling:
     """Install ``requirements`` for the Lambda runtime and architecture into the asset, then copy the sources.
 
-    ``bundle_aws_sdk`` names the AWS services the function calls and keeps the pip-installed botocore & co. with the
-    models of those services only (aiobotocore needs the exact botocore it pins, not the runtime's; the models of the
-    other ~400 services are 27 MB that no call would read); empty, the runtime's SDK is used. ``extra_files`` copies
-    more project files into the asset (asset path -> project path), executable.
+    ``bundle_aws_sdk`` names the AWS services the function calls and keeps the pip-installed boto3/botocore & co.
+    (pinned in the requirements file: the SDK the tests ran with, not the runtime's, whose version depends on the
+    runtime version and region; aiobotocore needs the exact botocore it pins) with the models of those services only
+    (the models of the other ~400 services are 27 MB that no call would read). Empty (a function that calls no AWS
+    service), the SDK is left out. ``extra_files`` copies more project files into the asset (asset path -> project
+    path), executable.
     """
 
     def __init__(

@@ -20,10 +20,17 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import region_info
 from constructs import Construct
 
 from lambdas.shared.model_families import ACCOUNT_RESOURCE_ARN_KINDS
 from stacks.config import (
+    WEB_ADAPTER_CHINA_ACCOUNTS,
+    WEB_ADAPTER_CHINA_ARCHITECTURES,
+    WEB_ADAPTER_COMMERCIAL_ACCOUNT,
+    WEB_ADAPTER_COMMERCIAL_GAPS,
+    WEB_ADAPTER_LAYER_NAMES,
+    WEB_ADAPTER_RELEASE,
     FunctionConfig,
     GatewayBot,
     GatewayConfig,
@@ -57,13 +64,55 @@ MEDIA_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload")
 GUARDRAIL_ACTIONS = ("bedrock:ApplyGuardrail",)
 
 
-def web_adapter_layer_arn(cfg: GatewayConfig, architecture: str) -> str:
-    """``arn:<partition>:lambda:<region>:<account>:layer:LambdaAdapterLayer{Arm64|X86}:<version>`` in the stack's
-    region (the layer is published per region under one account in the commercial partition)."""
-    name = {"arm64": "LambdaAdapterLayerArm64", "x86_64": "LambdaAdapterLayerX86"}[architecture]
-    return (
-        f"arn:{cdk.Aws.PARTITION}:lambda:{cdk.Aws.REGION}:{cfg.web_adapter_layer_account}:layer:{name}:"
-        f"{cfg.web_adapter_layer_version}"
+def web_adapter_layer_arn(scope: Construct, cfg: GatewayConfig, architecture: str) -> str:
+    """The Lambda Web Adapter layer (``arn:<partition>:lambda:<region>:<account>:layer:<name>:<version>``) for the
+    stack's region and ``architecture``, as ``stacks/config.py`` (``WEB_ADAPTER_*``) says it is published.
+
+    A stack with a region: synth fails, naming the region and the fix, where no layer is published (GovCloud and the
+    other partitions without one, me-south-1, arm64 in China). A stack without one (env-agnostic synth, the region a
+    token): the commercial layer, its account looked up by the partition deployed to (``Fn::FindInMap`` on
+    ``AWS::Partition``), so that in any other partition CloudFormation stops before creating anything ("Unable to get
+    mapping for WebAdapterLayerPublisher::aws-cn::account"); China, whose accounts differ per region, needs the
+    region at synth. With ``gatewayWebAdapterLayerAccount`` the layer is that account's copy, wherever it is."""
+    stack = cdk.Stack.of(scope)
+    name, version, region = WEB_ADAPTER_LAYER_NAMES[architecture], cfg.web_adapter_layer_version, stack.region
+    known = not cdk.Token.is_unresolved(region)
+    partition = (known and region_info.RegionInfo.get(region).partition) or cdk.Aws.PARTITION
+    if cfg.web_adapter_layer_account is not None:
+        account = cfg.web_adapter_layer_account
+    elif known:
+        account = _web_adapter_publisher(region, architecture)
+    else:
+        mapping = stack.node.try_find_child("WebAdapterLayerPublisher") or cdk.CfnMapping(
+            stack, "WebAdapterLayerPublisher", mapping={"aws": {"account": WEB_ADAPTER_COMMERCIAL_ACCOUNT}}
+        )
+        assert isinstance(mapping, cdk.CfnMapping)
+        account = mapping.find_in_map(cdk.Aws.PARTITION, "account")
+    return f"arn:{partition}:lambda:{region}:{account}:layer:{name}:{version}"
+
+
+def _web_adapter_publisher(region: str, architecture: str) -> str:
+    """The account that publishes the Lambda Web Adapter layer in ``region`` for ``architecture``; a ValueError
+    naming what to do where there is none."""
+    partition = region_info.RegionInfo.get(region).partition
+    own_copy = (
+        "publish a copy of the layer (same name) in your account there and set gatewayWebAdapterLayerAccount "
+        "(and gatewayWebAdapterLayerVersion) in cdk.json"
+    )
+    where = f"{WEB_ADAPTER_LAYER_NAMES[architecture]} ({architecture}, release {WEB_ADAPTER_RELEASE})"
+    if partition == "aws" and region not in WEB_ADAPTER_COMMERCIAL_GAPS:
+        return WEB_ADAPTER_COMMERCIAL_ACCOUNT
+    if partition == "aws-cn" and region in WEB_ADAPTER_CHINA_ACCOUNTS:
+        if architecture in WEB_ADAPTER_CHINA_ARCHITECTURES:
+            return WEB_ADAPTER_CHINA_ACCOUNTS[region]
+        raise ValueError(
+            f"the Lambda Web Adapter project publishes no {where} layer in {region}: only "
+            f"{', '.join(WEB_ADAPTER_CHINA_ARCHITECTURES)} in China. Set lambdaArchitecture to x86_64 in cdk.json, "
+            f"or {own_copy}"
+        )
+    raise ValueError(
+        f"the Lambda Web Adapter project publishes no {where} layer in {region} (partition {partition or 'unknown'}): "
+        f"deploy the gateway stack to a region that has it, or {own_copy}"
     )
 
 
@@ -213,7 +262,7 @@ class ModelGateway(Construct):
             bundle_aws_sdk=SDK_SERVICES,
             layers=[
                 lambda_.LayerVersion.from_layer_version_arn(
-                    self, "WebAdapterLayer", web_adapter_layer_arn(cfg, architecture)
+                    self, "WebAdapterLayer", web_adapter_layer_arn(self, cfg, architecture)
                 )
             ],
             environment={

@@ -4,13 +4,17 @@ It fixes what all functions share: the Python runtime, JSON logs into an explici
 X-Ray tracing, the Powertools settings and a role of its own. Two kinds of code:
 
 - ``Packaging.ZIP`` (control plane): a zip asset bundled without Docker (see ``local_bundling.py``) from
-  ``requirements-lambda.txt``, ``lambdas/`` and ``prompt_templates.py``.
+  ``requirements-lambda.txt``, ``lambdas/`` and ``prompt_templates.py``. A zip function that calls AWS names the
+  services it calls (``bundle_aws_sdk``) and gets the pinned boto3/botocore of its requirements file with those
+  services' models: the runtime's own SDK depends on the runtime version and region, and an older one lacks what
+  the code sends (``modelInvocationType`` of CreateModelInvocationJob). The Lambda guide recommends packaging the
+  SDK for production; the deployment package comes first on the runtime's search path.
 - ``Packaging.IMAGE`` (data plane, whose ``datasets`` + ``pyarrow`` exceed the 250 MB zip limit): a container image
   built from ``lambdas/Dockerfile``. Synth only stages the build context; ``cdk deploy`` builds the image (Docker).
 
 Both stage the sources at the asset root, so handler strings read ``lambdas.submit_job.handler.lambda_handler``.
-A zip function may bring its own requirements file, extra files (the gateway's ``run.sh``), its own AWS SDK and layers
-(the gateway runs FastAPI under the Lambda Web Adapter layer, with aiobotocore's pinned botocore).
+A zip function may bring its own requirements file, extra files (the gateway's ``run.sh``) and layers (the gateway
+runs FastAPI under the Lambda Web Adapter layer, with aiobotocore's pinned botocore).
 """
 
 from __future__ import annotations
@@ -101,6 +105,8 @@ class PythonFunction(Construct):
         ``image_build_args`` (Docker ``ARG``s of ``lambdas/Dockerfile``) and ``image_files`` (project paths added to the
         image build context) apply to ``Packaging.IMAGE`` only."""
         super().__init__(scope, id_)
+        self.handler, self.packaging, self.aws_sdk_services = handler, packaging, bundle_aws_sdk
+        self.bundling: PipLocalBundling | None = None  # the zip's bundler (tests run it with a fake pip)
         if metrics_namespace is not None:
             self.METRICS_NAMESPACE = metrics_namespace
         if packaging is Packaging.IMAGE and (
@@ -155,8 +161,10 @@ class PythonFunction(Construct):
             )
             self.function = lambda_.DockerImageFunction(self, "Function", code=image, **options)
         else:
-            code = self._zip_code(
-                settings.architecture, requirements, tuple(sorted((extra_files or {}).items())), bundle_aws_sdk
+            extra = tuple(sorted((extra_files or {}).items()))
+            code = self._zip_code(settings.architecture, requirements, extra, bundle_aws_sdk)
+            self.bundling = _local_bundler(
+                settings.architecture, self.RUNTIME.name.removeprefix("python"), requirements, extra, bundle_aws_sdk
             )
             self.function = lambda_.Function(
                 self, "Function", runtime=self.RUNTIME, handler=handler, code=code, **options

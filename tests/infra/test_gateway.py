@@ -17,7 +17,7 @@ import pytest
 from aws_cdk import cx_api
 from aws_cdk.assertions import Match, Template
 
-from stacks.config import GatewayBot, GatewayConfig
+from stacks.config import WEB_ADAPTER_LAYER_VERSION, GatewayBot, GatewayConfig
 from stacks.constructs.model_gateway import MODEL_ACTIONS, bot_model_arns
 from stacks.gateway_stack import GatewayStack
 from stacks.synth import GATEWAY_STACK_NAME, STACK_NAME, build_app, gateway_stack
@@ -31,7 +31,11 @@ CONTEXT = {
     "gatewayThrottlingBurstLimit": "40",
     "gatewayMediaExpirationDays": "3",
 }
-LWA_LAYER = "arn:<AWS::Partition>:lambda:<AWS::Region>:753240598075:layer:LambdaAdapterLayerArm64:26"
+# Env-agnostic synth: the commercial layer, its account looked up by partition (any other partition fails the deploy).
+LWA_LAYER = (
+    "arn:<AWS::Partition>:lambda:<AWS::Region>:<WebAdapterLayerPublisher[<AWS::Partition>].account>"
+    f":layer:LambdaAdapterLayerArm64:{WEB_ADAPTER_LAYER_VERSION}"
+)
 
 
 def _fm(region: str, model: str) -> str:
@@ -100,6 +104,9 @@ def flat(node: Any) -> Any:
         return f"<{node['Ref']}>"
     if isinstance(node, dict) and "Fn::GetAtt" in node:
         return "<{}.{}>".format(*node["Fn::GetAtt"])
+    if isinstance(node, dict) and "Fn::FindInMap" in node:
+        mapping, top, second = (flat(part) for part in node["Fn::FindInMap"])
+        return f"<{mapping}[{top}].{second}>"
     if isinstance(node, list):
         return [flat(item) for item in node]
     return node
@@ -175,6 +182,13 @@ def test_function_runs_the_app_under_the_web_adapter(function: dict[str, Any]) -
     assert env["PORT"] == "8080"
     # AND a bot file outside lambdas/ is staged into the asset, where the app is told to read it
     assert env["GATEWAY_BOTS_FILE"] == "/var/task/gateway-bots.json"
+
+
+def test_env_agnostic_gateway_takes_the_layer_account_by_partition(gateway: Gateway) -> None:
+    # GIVEN the project's env-agnostic gateway stack / WHEN reading its mappings
+    mappings = gateway.template.to_json()["Mappings"]
+    # THEN the layer's account is known for the commercial partition only: a deploy elsewhere stops before any resource
+    assert mappings["WebAdapterLayerPublisher"] == {"aws": {"account": "753240598075"}}
 
 
 def test_run_script_serves_the_app_with_uvicorn() -> None:

@@ -79,13 +79,13 @@ def test_a_service_without_a_model_stops_the_bundling(pip_calls: list[list[str]]
         bundler.try_bundle(str(tmp_path), image=None)  # type: ignore[arg-type]
 
 
-def test_control_plane_bundle_still_drops_the_runtime_sdk(pip_calls: list[list[str]], tmp_path: Path) -> None:
-    # GIVEN the control-plane bundler (defaults) / WHEN bundling
+def test_a_bundle_for_code_that_calls_no_aws_service_drops_the_sdk(pip_calls: list[list[str]], tmp_path: Path) -> None:
+    # GIVEN a bundler that names no AWS service (a function whose code calls none) / WHEN bundling
     bundler = PipLocalBundling(
         project_root=PROJECT_ROOT, requirements="requirements-lambda.txt", python_version="3.13", architecture="arm64"
     )
     assert bundler.try_bundle(str(tmp_path), image=None)  # type: ignore[arg-type]
-    # THEN the runtime-provided SDK is removed as before, and no run.sh is added
+    # THEN the SDK pulled in by dependencies (aws-xray-sdk -> botocore) is removed, and no run.sh is added
     assert not (tmp_path / "botocore").exists() and not (tmp_path / "boto3").exists()
     assert (tmp_path / "aiobotocore").is_dir() and not (tmp_path / "run.sh").exists()
 
@@ -96,6 +96,7 @@ def test_gateway_requirements_are_the_pinned_set() -> None:
     assert pins == [
         "aiobotocore==3.10.0",
         "aws-lambda-powertools[tracer]==3.37.0",
+        "botocore==1.43.117",
         "fastapi==0.163.2",
         "httptools==0.9.0",
         "pydantic==2.14.4",

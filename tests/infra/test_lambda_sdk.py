@@ -1,0 +1,196 @@
+"""The AWS SDK the functions run with is the one the tests ran with, and it has every call the code makes.
+
+Three separate checks, all offline: the Lambda requirements pin boto3/botocore to the installed (tested) versions;
+each zip function's bundle (pip faked, the staging real) keeps that SDK with the models of the services its code
+calls; and every call its code makes (read from the source, ``tests/infra/aws_calls.py``) exists, with its request
+parameters and the response members it reads, in that botocore's models.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import botocore.session
+import pytest
+from botocore.model import ServiceModel
+
+from stacks.constructs import local_bundling
+from stacks.constructs.model_gateway import APP
+from stacks.constructs.python_function import PROJECT_ROOT, Packaging, PythonFunction
+from stacks.synth import build_app
+from tests.infra.aws_calls import AwsCall, check, function_calls
+
+# The calls whose request parameters the source does not spell out where they are made: boto3's transfer methods
+# (positional arguments; boto3 builds the requests) and the gateway's Converse requests (built by
+# lambdas/gateway/translate.py, and checked by botocore's parameter validation in the gateway tests). Any other call
+# must show its parameters, so that this test checks them.
+PARAMETERS_BUILT_ELSEWHERE = {
+    "lambdas.gateway.factory": {"Converse", "ConverseStream"},
+    "*": {"PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload", "HeadObject", "GetObject"}
+    | {"CopyObject", "UploadPartCopy"},
+}
+
+
+@pytest.fixture(scope="module")
+def functions() -> dict[str, PythonFunction]:
+    """Every function of both stacks, by construct path (bundling skipped: the assets are checked below)."""
+    app, _ = build_app(skip_bundling=True, gateway=True)
+    found = {c.node.path: c for c in app.node.find_all() if isinstance(c, PythonFunction)}
+    assert len(found) == 7  # six batch functions and the gateway
+    return found
+
+
+@pytest.fixture(scope="module")
+def calls(functions: dict[str, PythonFunction]) -> dict[str, list[AwsCall]]:
+    return {path: function_calls(entry_module(fn)) for path, fn in functions.items()}
+
+
+def entry_module(fn: PythonFunction) -> str:
+    """The module Lambda starts: the handler's, or for the gateway's run.sh the app uvicorn serves."""
+    return APP.split(":")[0] if fn.handler == "run.sh" else fn.handler.rsplit(".", 1)[0]
+
+
+def pins(requirements: str) -> dict[str, str]:
+    """name -> pinned version of a requirements file, following ``-r`` includes."""
+    found: dict[str, str] = {}
+    for line in (PROJECT_ROOT / requirements).read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line.startswith("-r "):
+            found |= pins(line[3:].strip())
+        elif "==" in line:
+            name, pinned = line.split("==")
+            found[re.sub(r"\[.*\]", "", name).strip().lower()] = pinned.strip()
+    return found
+
+
+@pytest.mark.parametrize("requirements", ["requirements-lambda.txt", "requirements-lambda-data.txt"])
+def test_the_batch_functions_pin_the_sdk_the_tests_run_with(requirements: str) -> None:
+    # GIVEN the requirements of the control-plane zip and of the data-plane image
+    pinned = pins(requirements)
+    # WHEN / THEN boto3 and botocore are pinned to the versions installed here, which every test ran with
+    assert (pinned.get("boto3"), pinned.get("botocore")) == (version("boto3"), version("botocore"))
+
+
+def test_the_gateway_pins_the_botocore_the_tests_run_with() -> None:
+    # GIVEN the gateway's requirements (aiobotocore brings botocore; the gateway needs no boto3)
+    # WHEN / THEN botocore is pinned to the installed version, as aiobotocore is
+    assert pins("requirements-gateway.txt")["botocore"] == version("botocore")
+    assert pins("requirements-gateway.txt")["aiobotocore"] == version("aiobotocore")
+
+
+def test_the_data_plane_image_installs_the_pinned_sdk_into_the_task_root() -> None:
+    # GIVEN the data-plane Dockerfile
+    dockerfile = (PROJECT_ROOT / "lambdas" / "Dockerfile").read_text()
+    # WHEN / THEN it pip-installs the pinned requirements (boto3/botocore included) into the task root, which comes
+    # before the base image's own SDK on the search path
+    assert 'pip install --no-cache-dir --requirement requirements-lambda-data.txt --target "${LAMBDA_TASK_ROOT}"' in (
+        dockerfile
+    )
+    assert "-r requirements-lambda.txt" in (PROJECT_ROOT / "requirements-lambda-data.txt").read_text()
+
+
+def test_every_zip_function_that_calls_aws_declares_the_services_it_calls(
+    functions: dict[str, PythonFunction], calls: dict[str, list[AwsCall]]
+) -> None:
+    # GIVEN each zip function and the services its code calls
+    for path, fn in functions.items():
+        if fn.packaging is not Packaging.ZIP:
+            continue
+        called = {call.service for call in calls[path]}
+        # WHEN / THEN it bundles the SDK with (at least) the models of those services
+        assert called, f"{path}: no AWS call found in {entry_module(fn)}; is the analysis reading the right code?"
+        assert called <= set(fn.aws_sdk_services), f"{path} calls {sorted(called)}, bundles {fn.aws_sdk_services}"
+
+
+def test_every_call_is_in_the_pinned_sdk(calls: dict[str, list[AwsCall]]) -> None:
+    # GIVEN every AWS call of every function (zip and image) / WHEN checking it against the installed botocore
+    problems = sorted({problem for found in calls.values() for call in found for problem in check(call)})
+    # THEN the operation, each request parameter and each response member read exist
+    assert problems == []
+
+
+def test_the_calls_the_control_plane_makes_are_all_seen(calls: dict[str, list[AwsCall]]) -> None:
+    # GIVEN what the analysis found for Submit and Poll
+    seen = {(c.operation, c.params, c.reads) for found in calls.values() for c in found if c.service == "bedrock"}
+    create = next(c for c in seen if c[0] == "CreateModelInvocationJob")
+    get = next(c for c in seen if c[0] == "GetModelInvocationJob")
+    # THEN it read the parameters Submit sends (those of the optional settings included) and what Poll reads
+    assert {("modelInvocationType",), ("vpcConfig", "subnetIds"), ("tags",), ("clientRequestToken",)} <= set(create[1])
+    assert {("status",), ("message",), ("errorRecordCount",)} <= set(get[2])
+    assert {c[0] for c in seen} == {"CreateModelInvocationJob", "GetModelInvocationJob", "StopModelInvocationJob"}
+
+
+def test_every_call_shows_its_parameters_unless_listed(calls: dict[str, list[AwsCall]]) -> None:
+    # GIVEN the calls whose request parameters the analysis could not read
+    unread = {(c.where.split(":")[0], c.operation) for found in calls.values() for c in found if not c.params_known}
+    # WHEN / THEN each is a known case (so a new call's parameters are always checked)
+    listed = {
+        (module, operation)
+        for module, operation in unread
+        if operation in PARAMETERS_BUILT_ELSEWHERE.get(module, set()) | PARAMETERS_BUILT_ELSEWHERE["*"]
+    }
+    assert unread == listed
+
+
+def test_the_check_finds_what_an_older_sdk_lacks(calls: dict[str, list[AwsCall]]) -> None:
+    # GIVEN Submit's CreateModelInvocationJob and Poll's GetModelInvocationJob, and a bedrock model from before
+    # modelInvocationType and the per-job record counts (both members removed from the installed one)
+    model = botocore.session.get_session().get_service_model("bedrock")
+    older: dict[str, Any] = copy.deepcopy(model._service_description)  # noqa: SLF001
+    del older["shapes"]["CreateModelInvocationJobRequest"]["members"]["modelInvocationType"]
+    del older["shapes"]["GetModelInvocationJobResponse"]["members"]["errorRecordCount"]
+    older_model = ServiceModel(older, "bedrock")
+    bedrock_calls = [c for found in calls.values() for c in found if c.service == "bedrock"]
+    # WHEN checking them against it
+    problems = sorted({p for call in bedrock_calls for p in check(call, older_model)})
+    # THEN both are found, naming the code that uses them
+    assert problems == [
+        "lambdas.poll_job.logic:36: GetModelInvocationJob returns no member errorRecordCount",
+        "lambdas.submit_job.logic:84: CreateModelInvocationJob takes no parameter modelInvocationType",
+    ]
+
+
+@pytest.fixture
+def fake_pip(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pip, faked: each package pinned in the requirements file becomes a folder, botocore with a model folder for
+    every service of the installed botocore and its shared data files."""
+
+    def fake_run(args: list[str], **_kwargs: Any) -> subprocess.CompletedProcess[str]:
+        target = Path(args[args.index("--target") + 1])
+        requirements = Path(args[args.index("--requirement") + 1]).relative_to(PROJECT_ROOT)
+        for name in pins(str(requirements)):
+            (target / name.replace("-", "_")).mkdir(parents=True, exist_ok=True)
+        data = target / "botocore" / "data"
+        for service in botocore.session.get_session().get_available_services():
+            (data / service / "2020-01-01").mkdir(parents=True, exist_ok=True)
+        (data / "endpoints.json").write_text(json.dumps({}))
+        return subprocess.CompletedProcess(args, 0)
+
+    monkeypatch.setattr(local_bundling.subprocess, "run", fake_run)
+
+
+@pytest.mark.usefixtures("fake_pip")
+def test_each_zip_bundle_holds_the_sdk_with_the_models_of_the_services_its_code_calls(
+    functions: dict[str, PythonFunction], calls: dict[str, list[AwsCall]], tmp_path: Path
+) -> None:
+    for path, fn in functions.items():
+        if fn.packaging is not Packaging.ZIP:
+            continue
+        # GIVEN a zip function's own bundler (its requirements and services) / WHEN bundling
+        assert fn.bundling is not None
+        asset = tmp_path / fn.node.id
+        assert fn.bundling.try_bundle(str(asset), image=None)  # type: ignore[arg-type]
+        # THEN the asset holds botocore (and boto3 where the code uses it) with the models of the called services
+        data = asset / "botocore" / "data"
+        assert data.is_dir(), f"{path}: its asset has no botocore"
+        models = {p.name for p in data.iterdir() if p.is_dir()}
+        assert {call.service for call in calls[path]} <= models == set(fn.aws_sdk_services)
+        assert (data / "endpoints.json").is_file()
+        if fn.handler != "run.sh":  # the batch functions create their clients with boto3
+            assert (asset / "boto3").is_dir(), f"{path}: its asset has no boto3"
