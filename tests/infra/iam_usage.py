@@ -120,8 +120,9 @@ SERVICE_ROLE_ACTIONS: dict[tuple[str, str], dict[str, str]] = {
 # Roles whose permissions are an AWS managed policy only (acknowledged to cdk-nag next to them).
 MANAGED_ONLY = {"apigateway.amazonaws.com": "AmazonAPIGatewayPushToCloudWatchLogs"}
 
-# Step Functions developer guide: "Logging using CloudWatch Logs" (the log delivery actions), "Trace Step Functions
-# request data in AWS X-Ray", "IAM policies for using Distributed Map states", "Data at rest encryption".
+# Step Functions developer guide: "Using CloudWatch Logs to log execution history in Step Functions" (the log
+# delivery actions), "Trace Step Functions request data in AWS X-Ray", "IAM policies for using Distributed Map
+# states", "Data at rest encryption in Step Functions".
 STATES_LOGGING_ACTIONS = {
     "logs:CreateLogDelivery",
     "logs:GetLogDelivery",
