@@ -22,8 +22,8 @@ class EncryptionKey(Construct):
 
     A created key's policy lets CloudWatch Logs use it for this account's log groups, and (``bedrock_batch_jobs``)
     Bedrock for this account's batch inference jobs (``aws:SourceAccount`` and ``aws:SourceArn``: the confused-deputy
-    conditions). An existing key's policy is its owner's: it must allow the same two services, since a stack cannot
-    edit it.
+    conditions); ``BatchWorkflow`` adds CloudWatch Logs delivery for its state machine's logs (``allow_log_delivery``).
+    An existing key's policy is its owner's: it must allow the same services, since a stack cannot edit it.
     """
 
     def __init__(
