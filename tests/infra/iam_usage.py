@@ -25,7 +25,7 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -61,6 +61,8 @@ OPERATION_ACTIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("bedrock-runtime", "ConverseStream"): ("bedrock:InvokeModelWithResponseStream",),
     ("bedrock-runtime", "StartAsyncInvoke"): ("bedrock:InvokeModel", "s3:PutObject"),
 }
+# Services whose IAM prefix is not the name they sign requests with (Service Authorization Reference).
+IAM_PREFIXES = {"monitoring": "cloudwatch"}
 # Request members that need a second action (botocore input shape member -> action; "{prefix}" is the service's):
 # a role to pass, tags on create, a guardrail applied by Converse.
 MEMBER_ACTIONS = {
@@ -239,10 +241,11 @@ def _service_model(service: str) -> Any:
     return botocore.session.get_session().get_service_model(service)
 
 
-def operation_actions(service: str, operation: str, *, passed: Iterable[str] | None = None) -> dict[str, str]:
+def operation_actions(service: str, operation: str, *, passed: Collection[str] | None = None) -> dict[str, str]:
     """The IAM actions of calling ``operation`` of ``service`` with the request members ``passed`` (None: any)."""
     model = _service_model(service)
-    prefix = model.metadata.get("signingName") or model.metadata["endpointPrefix"]
+    signing = model.metadata.get("signingName") or model.metadata["endpointPrefix"]
+    prefix = IAM_PREFIXES.get(signing, signing)
     why = f"{service} {operation}"
     actions = dict.fromkeys(OPERATION_ACTIONS.get((service, operation), (f"{prefix}:{operation}",)), why)
     input_shape = model.operation_model(operation).input_shape
