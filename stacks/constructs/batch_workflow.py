@@ -38,7 +38,7 @@ from stacks.constructs.batch_network import BatchNetwork
 from stacks.constructs.bedrock_batch_role import BedrockBatchRole, model_arns, model_invocation_job_arn
 from stacks.constructs.conditions import any_resource_arn, service_for_this_account
 from stacks.constructs.data_bucket import INPUTS_PREFIX, RUNS_PREFIX, grant_objects
-from stacks.constructs.encryption_key import grant_s3_objects_key
+from stacks.constructs.encryption_key import allow_log_delivery, grant_s3_objects_key
 from stacks.constructs.nag import acknowledge, acknowledge_wildcard_resource
 from stacks.constructs.python_function import (
     MIN_EPHEMERAL_STORAGE_MB,
@@ -263,11 +263,19 @@ class BatchWorkflow(Construct):
             tracing_enabled=True,
             logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
             encryption_configuration=(
-                sfn.CustomerManagedEncryptionConfiguration(encryption_key) if encryption_key is not None else None
+                # The key by ARN: CDK would add an unconditioned delivery.logs statement to a key it sees as created
+                # here; allow_log_delivery adds it with the confused-deputy conditions instead.
+                sfn.CustomerManagedEncryptionConfiguration(
+                    kms.Key.from_key_arn(self, "StateMachineKey", encryption_key.key_arn)
+                )
+                if encryption_key is not None
+                else None
             ),
         )
         if encryption_key is not None:
-            grant_s3_objects_key(encryption_key, self.state_machine)  # the Distributed Map reads runs/<run>/jobs.json
+            allow_log_delivery(encryption_key)
+            # The Distributed Map reads runs/<run>/jobs.json (and writes nothing to the bucket).
+            grant_s3_objects_key(encryption_key, self.state_machine, write=False)
             self._grant_execution_data_key(encryption_key)
         self._acknowledge_state_machine_grants(bucket)
         if bedrock_role is None:  # the workflow's own role: nobody else will grant the run access
@@ -284,11 +292,13 @@ class BatchWorkflow(Construct):
             if encryption_key is not None:
                 grant_s3_objects_key(encryption_key, fn.role)
             for pattern in dict.fromkeys(access["read"] + access["write"]):
+                verbs = [verb for kind, verb in (("read", "reads"), ("write", "writes")) if pattern in access[kind]]
+                names = "uploads' names" if pattern.startswith(INPUTS_PREFIX) else "run ids"
                 acknowledge_wildcard_resource(
                     fn.role,
                     bucket.arn_for_objects(pattern),
-                    f"{key} works on the files of runs (and uploads) whose ids are only known at run time; "
-                    "access is limited to this key pattern of the data bucket.",
+                    f"{key} {' and '.join(verbs)} {pattern} of the data bucket only; the {names} are only known "
+                    "at run time.",
                 )
         # Submit passes the Bedrock role to CreateModelInvocationJob, and may pass it to nothing else.
         self.functions["submit"].role.add_to_principal_policy(
@@ -524,20 +534,6 @@ class BatchWorkflow(Construct):
                 jobs,
                 "Invocation job ids are assigned by Bedrock at submit time; the ARN keeps account and region.",
             )
-        # ListModelInvocationJobs has no resource type: it takes '*'. Kept in its own policy so that this finding is
-        # acknowledged for this statement alone.
-        list_jobs = iam.Policy(
-            self,
-            "ListJobsPolicy",
-            roles=[submit.role],
-            statements=[iam.PolicyStatement(actions=["bedrock:ListModelInvocationJobs"], resources=["*"])],
-        )
-        acknowledge(
-            list_jobs,
-            "AwsSolutions-IAM5[Resource::*]",
-            "bedrock:ListModelInvocationJobs supports no resource-level permissions. Submit may list its jobs for "
-            "the design's job-slot check (bedrock-batch.md section 3, row 7); it reads job metadata only.",
-        )
 
 
 def _prompt_templates_asset(path: str | Path) -> tuple[str, str]:

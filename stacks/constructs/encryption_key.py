@@ -11,7 +11,8 @@ from stacks.config import SecurityConfig
 from stacks.constructs.bedrock_batch_role import model_invocation_job_arn
 from stacks.constructs.conditions import for_this_account
 
-# What reading and writing SSE-KMS objects needs (GenerateDataKey for puts, Decrypt for gets and multipart uploads).
+# What reading and writing SSE-KMS objects needs: Decrypt for gets (and multipart uploads), GenerateDataKey for puts.
+S3_READ_KEY_ACTIONS = ["kms:Decrypt"]
 S3_OBJECT_KEY_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey"]
 LOGS_KEY_ACTIONS = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
 
@@ -21,8 +22,8 @@ class EncryptionKey(Construct):
 
     A created key's policy lets CloudWatch Logs use it for this account's log groups, and (``bedrock_batch_jobs``)
     Bedrock for this account's batch inference jobs (``aws:SourceAccount`` and ``aws:SourceArn``: the confused-deputy
-    conditions). An existing key's policy is its owner's: it must allow the same two services, since a stack cannot
-    edit it.
+    conditions); ``BatchWorkflow`` adds CloudWatch Logs delivery for its state machine's logs (``allow_log_delivery``).
+    An existing key's policy is its owner's: it must allow the same services, since a stack cannot edit it.
     """
 
     def __init__(
@@ -81,13 +82,40 @@ class EncryptionKey(Construct):
         self.key = key
 
 
-def grant_s3_objects_key(key: kms.IKey, grantee: iam.IGrantable) -> None:
-    """Let ``grantee`` read and write SSE-KMS objects encrypted with ``key``, through S3 only (``kms:ViaService``)."""
+def grant_s3_objects_key(key: kms.IKey, grantee: iam.IGrantable, *, write: bool = True) -> None:
+    """Let ``grantee`` read (and with ``write``, write) SSE-KMS objects encrypted with ``key``, through S3 only."""
+    grant_key_through(key, grantee, "s3", S3_OBJECT_KEY_ACTIONS if write else S3_READ_KEY_ACTIONS)
+
+
+def grant_key_through(key: kms.IKey, grantee: iam.IGrantable, service: str, actions: list[str]) -> None:
+    """Let ``grantee`` use ``key`` for ``actions`` only when ``service`` (``s3``, ``secretsmanager``) asks on its
+    behalf in this region (``kms:ViaService``)."""
     stack = cdk.Stack.of(key)
     grantee.grant_principal.add_to_principal_policy(
         iam.PolicyStatement(
-            actions=S3_OBJECT_KEY_ACTIONS,
+            actions=actions,
             resources=[key.key_arn],
-            conditions={"StringEquals": {"kms:ViaService": f"s3.{stack.region}.amazonaws.com"}},
+            conditions={"StringEquals": {"kms:ViaService": f"{service}.{stack.region}.amazonaws.com"}},
+        )
+    )
+
+
+def allow_log_delivery(key: kms.IKey) -> None:
+    """Let CloudWatch Logs' delivery service (``delivery.logs.amazonaws.com``, which delivers a state machine's logs)
+    decrypt with ``key`` for this account's log deliveries only.
+
+    CDK's ``StateMachine`` would add the same action unconditioned; ``BatchWorkflow`` hands it the key by ARN so that
+    this conditioned statement is the key policy's only one for that service. A no-op for an imported key: its policy is
+    its owner's.
+    """
+    stack = cdk.Stack.of(key)
+    deliveries = stack.format_arn(service="logs", resource="*", arn_format=cdk.ArnFormat.NO_RESOURCE_NAME)
+    key.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid="AllowLogDeliveryOfThisAccount",
+            principals=[iam.ServicePrincipal("delivery.logs.amazonaws.com")],
+            actions=["kms:Decrypt"],
+            resources=["*"],
+            conditions=for_this_account(stack, deliveries),
         )
     )

@@ -40,7 +40,7 @@ from stacks.config import (
     parse_model_arn,
 )
 from stacks.constructs.data_bucket import MULTIPART_UPLOAD_ABORT, DataBucket
-from stacks.constructs.encryption_key import grant_s3_objects_key
+from stacks.constructs.encryption_key import grant_key_through, grant_s3_objects_key
 from stacks.constructs.nag import acknowledge, acknowledge_wildcard_resource
 from stacks.constructs.python_function import PythonFunction, retention
 
@@ -59,7 +59,11 @@ PORT = 8080
 MODEL_ACTIONS = ("bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream", "bedrock:CountTokens")
 # Video bots (Nova Reel) start and follow async invocations, whose ids exist only at run time.
 ASYNC_INVOKE_ACTIONS = ("bedrock:InvokeModel", "bedrock:GetAsyncInvoke")
-MEDIA_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload")
+# PutObject for the generated images and for what Nova Reel writes on the caller's behalf (StartAsyncInvoke); GetObject
+# signs the download URLs. The gateway uploads in one PutObject, never multipart: no AbortMultipartUpload.
+MEDIA_ACTIONS = ("s3:GetObject", "s3:PutObject")
+# GetSecretValue reads the access keys (lambdas/gateway/app.py); nothing describes the secret.
+SECRET_ACTIONS = ("secretsmanager:GetSecretValue",)
 # Converse/ConverseStream with guardrailConfig and ApplyGuardrail are authorized as ApplyGuardrail on the guardrail.
 GUARDRAIL_ACTIONS = ("bedrock:ApplyGuardrail",)
 
@@ -280,6 +284,7 @@ class ModelGateway(Construct):
         self._grant(cfg, bucket)
         if encryption_key is not None:
             grant_s3_objects_key(encryption_key, self.function.role)  # write and presign SSE-KMS media
+            grant_key_through(encryption_key, self.function.role, "secretsmanager", ["kms:Decrypt"])  # the keys
 
         self.access_logs = logs.LogGroup(
             self, "ApiAccessLogs", retention=retention(function_settings), encryption_key=encryption_key
@@ -329,7 +334,9 @@ class ModelGateway(Construct):
 
     def _grant(self, cfg: GatewayConfig, bucket: s3.IBucket) -> None:
         role = self.function.role
-        self.access_keys.grant_read(role)
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=list(SECRET_ACTIONS), resources=[self.access_keys.secret_arn])
+        )
         role.add_to_principal_policy(
             iam.PolicyStatement(actions=list(MODEL_ACTIONS), resources=bot_model_arns(self, cfg))
         )
@@ -364,8 +371,8 @@ class ModelGateway(Construct):
         acknowledge_wildcard_resource(
             role,
             media,
-            "The gateway writes generated images and videos under keys made per request and presigns them for "
-            "download; the bucket holds nothing else and expires its objects.",
+            "The gateway writes generated images and videos under keys made per request (media/<bot>/<date>/<id>) "
+            "and presigns them for download: the object names are only known at run time.",
         )
 
     def _acknowledge_api(self) -> None:

@@ -33,6 +33,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from stacks.config import GatewayBot, ObservabilityConfig
+from stacks.constructs.conditions import any_resource_arn, for_this_account
 from stacks.constructs.python_function import PythonFunction
 
 PERIOD = cdk.Duration.minutes(5)
@@ -99,13 +100,38 @@ WIDTH = 12  # two widgets per row (the dashboard grid is 24 wide)
 class AlarmTopic(Construct):
     """``topic``: an SNS topic for alarm actions, encrypted with its own key (``key``), SSL enforced, mailing
     ``email``. CloudWatch alarms can publish to an encrypted topic only with a customer managed key that lets
-    cloudwatch.amazonaws.com use it (the AWS managed aws/sns key cannot)."""
+    cloudwatch.amazonaws.com use it (the AWS managed aws/sns key cannot).
+
+    The topic policy (which ``enforce_ssl`` creates, replacing SNS's default policy) and the key policy let
+    cloudwatch.amazonaws.com publish and use the key for this account's alarms in this region only
+    (``aws:SourceAccount``, ``aws:SourceArn`` ``arn:<partition>:cloudwatch:<region>:<account>:alarm:*``). The key
+    policy cannot name the alarms themselves: they refer to the topic, which refers to the key (a cycle)."""
 
     def __init__(self, scope: Construct, id_: str, *, email: str) -> None:
         super().__init__(scope, id_)
+        cloudwatch = iam.ServicePrincipal("cloudwatch.amazonaws.com")
+        alarm_arns = any_resource_arn(self, "cloudwatch", "alarm", cdk.ArnFormat.COLON_RESOURCE_NAME)
+        alarms = for_this_account(self, alarm_arns)
         self.key = kms.Key(self, "Key", enable_key_rotation=True, description="Encrypts the alarm topic")
-        self.key.grant(iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*")
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchAlarmsOfThisAccount",
+                principals=[cloudwatch],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions=alarms,
+            )
+        )
         self.topic = sns.Topic(self, "Topic", display_name="Bedrock alarms", master_key=self.key, enforce_ssl=True)
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchAlarmsOfThisAccount",
+                principals=[cloudwatch],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions=alarms,
+            )
+        )
         self.topic.add_subscription(subscriptions.EmailSubscription(email))
 
     def notify(self, alarms: Sequence[cw.Alarm]) -> None:

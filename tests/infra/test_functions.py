@@ -124,19 +124,15 @@ def test_bedrock_job_actions_are_scoped_to_invocation_jobs(synthesized: Synthesi
         }
         for key in ("submit", "poll")
     }
-    # WHEN / THEN poll gets and stops jobs, submit creates them on the allowed models, and nothing gets bedrock:*
+    # WHEN / THEN poll gets and stops jobs, submit creates (and tags) them on the allowed models, nothing lists
+    # them (no code calls ListModelInvocationJobs) and nothing gets bedrock:*
     jobs_arn = json.dumps(actions["poll"]["bedrock:GetModelInvocationJob"])
     assert "model-invocation-job/*" in jobs_arn
     assert set(actions["poll"]) == {"bedrock:GetModelInvocationJob", "bedrock:StopModelInvocationJob"}
-    assert set(actions["submit"]) == {
-        "bedrock:CreateModelInvocationJob",
-        "bedrock:TagResource",
-        "bedrock:ListModelInvocationJobs",
-    }
+    assert set(actions["submit"]) == {"bedrock:CreateModelInvocationJob", "bedrock:TagResource"}
     create = json.dumps(actions["submit"]["bedrock:CreateModelInvocationJob"])
     assert "model-invocation-job/*" in create
     assert "inference-profile/us.anthropic.claude-3-5-haiku-20241022-v1:0" in create
-    assert actions["submit"]["bedrock:ListModelInvocationJobs"] == ["*"]
 
 
 def test_image_build_context_holds_only_the_handler_sources(synthesized: Synthesized) -> None:
