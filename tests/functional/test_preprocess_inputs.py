@@ -10,8 +10,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 
-from lambdas.preprocess import handler, logic, sources
+from lambdas.preprocess import handler, sources
 from lambdas.shared.errors import InputValidationError
+from local.emulator import Quotas
 from tests.functional.conftest import BUCKET
 
 CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -71,10 +72,11 @@ def test_prefix_reads_every_file_in_key_order(s3, lambda_context):
     assert prompts(s3, run_ctx)[-1] == "Tell me a joke about topic 249 in less than 50 words."
 
 
-def test_jobs_are_split_further_when_their_files_would_exceed_the_byte_limit(s3, lambda_context, monkeypatch):
-    # GIVEN a byte limit that 1,000 rows in 2 jobs would exceed (scaled down from Bedrock's 1 GB)
+def test_jobs_are_split_further_when_their_files_would_exceed_the_byte_limit(s3, emulator, lambda_context):
+    # GIVEN a model whose input file size quota (served by Service Quotas) 1,000 rows in 2 jobs would exceed
+    # (scaled down from Bedrock's 1 GB)
     uri = put(s3, "inputs/t.csv", csv_bytes(topics(0, 1000)))
-    monkeypatch.setattr(logic, "MAX_FILE_BYTES", 60_000)
+    emulator.state.model_quotas[CLAUDE] = Quotas(max_file_bytes=60_000)
     # WHEN preprocessed with up to 500 records per job
     run_ctx = run(lambda_context, {**JOKES, "s3_uri": uri, "max_records_per_job": 500})
     manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=run_ctx["manifest_key"])["Body"].read())
@@ -131,7 +133,11 @@ BAD_INPUTS: dict[str, tuple[Any, bytes | None, str]] = {
         r"could not be read as CSV.*one type throughout the file",
     ),
     "non-UTF-8 CSV": (JOKES, b"topic\n" + "café\n".encode("latin-1") * 150, r"not valid UTF-8 text.*iconv"),
-    "a single row over the 1 GB file limit": (JOKES, None, r"row 0 alone makes a .* record, over Bedrock's 1 GB"),
+    "a single row over the model's file size quota": (
+        JOKES,
+        None,
+        r"row 0 alone makes a .* record, over the 4,000 bytes input file limit of Claude 3 Haiku",
+    ),
     "ragged CSV": (JOKES, b"id,topic\n1,a\n2,b,extra\n", r"could not be read as CSV"),
     "unknown model_family": ({**JOKES, "model_family": "acme"}, None, r"model_family"),
     "titan dimensions not allowed": (
@@ -148,7 +154,7 @@ BAD_INPUTS: dict[str, tuple[Any, bytes | None, str]] = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
-def test_bad_input_is_rejected_before_any_job_exists(s3, lambda_context, monkeypatch, case):
+def test_bad_input_is_rejected_before_any_job_exists(s3, lambda_context, monkeypatch, request, case):
     # GIVEN a bad execution input or a bad file
     execution_input, body, message = BAD_INPUTS[case]
     default_uri = put(s3, "inputs/data.csv", body if body is not None else csv_bytes(topics(0, 200)))
@@ -157,8 +163,8 @@ def test_bad_input_is_rejected_before_any_job_exists(s3, lambda_context, monkeyp
         if execution_input.get("s3_uri") is None:
             del execution_input["s3_uri"]
     monkeypatch.setenv("ALLOWED_MODEL_IDS", f"{CLAUDE},{TITAN}")
-    if case == "a single row over the 1 GB file limit":
-        monkeypatch.setattr(logic, "MAX_FILE_BYTES", 4000)
+    if case == "a single row over the model's file size quota":
+        request.getfixturevalue("emulator").state.model_quotas[CLAUDE] = Quotas(max_file_bytes=4000)
         put(s3, "inputs/data.csv", b"topic\n" + (BIG_TEXT + "\n").encode() * 150)
     if case == "mixed-schema CSV":
         monkeypatch.setattr(sources, "CSV_BLOCK_BYTES", 4096)
