@@ -170,6 +170,8 @@ class BatchWorkflow(Construct):
             "MAX_RECORDS_PER_JOB": str(cfg.max_records_per_job),
             "ALLOWED_MODEL_IDS": ",".join(cfg.allowed_model_ids),
             "POLL_INTERVAL_SECONDS": str(cfg.poll_interval_seconds),
+            # Preprocess caps it by the model's quota of submitted + in-progress jobs; Submit keeps the cap.
+            "MAX_CONCURRENT_JOBS": str(cfg.max_concurrent_jobs),
         }
 
         # Only Submit builds CreateModelInvocationJob. Plain configuration, no secrets: tags and the key ARN.
@@ -240,6 +242,7 @@ class BatchWorkflow(Construct):
         if cfg.prices:  # cdk.json prices: Finalize's estimated cost uses them over lambdas/shared/prices.json
             self.functions["finalize"].function.add_environment("PRICES", cfg.prices_json())
         self._grant_bedrock(cfg)
+        self._grant_service_quotas()
 
         self.log_group = logs.LogGroup(
             self, "StateMachineLogs", retention=retention(function_settings), encryption_key=encryption_key
@@ -531,8 +534,32 @@ class BatchWorkflow(Construct):
         acknowledge(
             list_jobs,
             "AwsSolutions-IAM5[Resource::*]",
-            "bedrock:ListModelInvocationJobs supports no resource-level permissions. Submit may list its jobs for "
-            "the design's job-slot check (bedrock-batch.md section 3, row 7); it reads job metadata only.",
+            "bedrock:ListModelInvocationJobs supports no resource-level permissions. Submit lists the model's "
+            "submitted and in-progress jobs for its job-slot check (lambdas/submit_job/logic.py); it reads job "
+            "metadata only.",
+        )
+
+    def _grant_service_quotas(self) -> None:
+        """Preprocess reads the model's batch quotas (lambdas/shared/quotas.py): these two list actions and nothing
+        else. Neither has a resource type, so they take '*'; kept in their own policy so that the finding is
+        acknowledged for this statement alone."""
+        read_quotas = iam.Policy(
+            self,
+            "ServiceQuotasPolicy",
+            roles=[self.functions["preprocess"].role],
+            statements=[
+                iam.PolicyStatement(
+                    actions=["servicequotas:ListServiceQuotas", "servicequotas:ListAWSDefaultServiceQuotas"],
+                    resources=["*"],
+                )
+            ],
+        )
+        acknowledge(
+            read_quotas,
+            "AwsSolutions-IAM5[Resource::*]",
+            "servicequotas:ListServiceQuotas and servicequotas:ListAWSDefaultServiceQuotas support no resource-level "
+            "permissions (Service Authorization Reference, Service Quotas). Preprocess reads the batch quota values "
+            "of service code bedrock; both actions are read-only.",
         )
 
 
