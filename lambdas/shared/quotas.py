@@ -140,8 +140,8 @@ def _collect(client: Any, operation: str, model_name: str, wanted: set[QuotaKind
     found: dict[QuotaKind, QuotaValue] = {}
     for quota in _quotas(client, operation):
         parsed = parse_quota_name(str(quota.get("QuotaName", "")))
-        if parsed is None or quota.get("Value") is None:
-            continue
+        if parsed is None or quota.get("Value") is None or float(quota["Value"]) <= 0:
+            continue  # not a batch quota, or no usable value (a zero limit would make no job possible)
         kind, name = parsed
         if kind in wanted and kind not in found and same_model_name(name, model_name):
             found[kind] = QuotaValue(

@@ -239,3 +239,15 @@ def test_too_few_rows_for_the_models_minimum_are_rejected_naming_the_minimum() -
         InputValidationError, match=r"fewer than 1000 records \(the minimum per job of Claude 3 Haiku\)"
     ):
         plan_job_sizes(1500, 1000, min_per_job=1000, model="Claude 3 Haiku")
+
+
+def test_a_zero_quota_value_is_not_used(service_quotas: tuple[Any, Stubber]) -> None:
+    client, stubber = service_quotas
+    # GIVEN a records-per-job quota listed with the value 0 (no job could be split with it)
+    zero = {"Quotas": [quota("Records per batch inference job for Claude 3 Haiku", 0.0)]}
+    stubber.add_response("list_service_quotas", zero, LIST)
+    stubber.add_response("list_aws_default_service_quotas", zero, LIST)
+    # WHEN looked up THEN the documented default is used instead, and reported
+    quotas = lookup_batch_quotas(CLAUDE, service_quotas=client)
+    assert quotas.max_records_per_job == QuotaValue(value=50_000, source="default")
+    assert "max_records_per_job" in quotas.defaults_used()
