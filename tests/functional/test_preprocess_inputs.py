@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from typing import Any
+from unittest.mock import ANY
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -171,4 +172,37 @@ def test_bad_input_is_rejected_before_any_job_exists(s3, lambda_context, monkeyp
     # WHEN preprocess runs THEN it names the problem, and nothing of the run reached S3
     with pytest.raises(InputValidationError, match=message):
         run(lambda_context, execution_input)
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/")
+
+
+def test_the_models_quotas_cap_the_split_and_the_concurrency_with_warnings(
+    s3, emulator, lambda_context, log_lines, monkeypatch
+):
+    # GIVEN a model taking 1,000 records per job and 3 jobs in flight (served by Service Quotas), a deployment with
+    # maxConcurrentJobs 20, and a run asking for 5,000 records per job over 2,100 rows
+    emulator.state.model_quotas[CLAUDE] = Quotas(max_records_per_job=1000, max_active_jobs_per_model=3)
+    monkeypatch.setenv("MAX_CONCURRENT_JOBS", "20")
+    uri = put(s3, "inputs/t.csv", csv_bytes(topics(0, 2100)))
+    # WHEN preprocessed
+    run_ctx = run(lambda_context, {**JOKES, "s3_uri": uri, "max_records_per_job": 5000})
+    # THEN the jobs are balanced within the model's 1,000 and the run carries the capped concurrency and the quotas
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=run_ctx["manifest_key"])["Body"].read())
+    assert [job["record_count"] for job in manifest] == [700, 700, 700]
+    assert run_ctx["max_concurrent_jobs"] == 3
+    assert run_ctx["quotas"]["max_records_per_job"] == {"value": 1000, "source": "service-quotas", "quota_code": ANY}
+    # AND both caps were logged as warnings, naming the model's quota
+    warnings = [json.loads(line) for line in log_lines.getvalue().splitlines() if '"WARNING"' in line]
+    capped = {line["message"]: line for line in warnings}
+    assert capped["max_records_per_job capped by the model's quota"]["capped_to"] == 1000
+    concurrency = capped["maxConcurrentJobs is above the model's quota of submitted + in-progress jobs: capped"]
+    assert concurrency["capped_to"] == 3 and concurrency["model_quota_name"] == "Claude 3 Haiku"
+
+
+def test_too_few_rows_for_the_models_minimum_are_rejected_naming_it(s3, emulator, lambda_context):
+    # GIVEN a model whose minimum is 500 records per job, and 300 rows
+    emulator.state.model_quotas[CLAUDE] = Quotas(min_records_per_job=500)
+    uri = put(s3, "inputs/t.csv", csv_bytes(topics(0, 300)))
+    # WHEN preprocessed THEN the run is rejected naming the model's minimum, and nothing reached S3
+    with pytest.raises(InputValidationError, match=r"300 rows, but a batch job of Claude 3 Haiku needs at least 500"):
+        run(lambda_context, {**JOKES, "s3_uri": uri})
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/")
