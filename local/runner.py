@@ -68,6 +68,9 @@ class RuntimeOptions:
     step_seconds: float = 0.2  # how long the emulator keeps a job in each status
     faults: dict[str, Any] = field(default_factory=dict)  # emulator faults: see local.emulator.faults
     max_active_jobs_per_model: int = 20  # the emulator's quota of submitted + in-progress jobs per model
+    # Per-model batch quotas of the emulator (model id -> local.emulator.Quotas). The emulator serves them through
+    # Service Quotas as well, so preprocess splits with the same numbers the jobs are validated against.
+    model_quotas: dict[str, Any] = field(default_factory=dict)
     # Local-only speed-up: moto sleeps every Retry interval for real (the synthesized ones are 2 s to 15 min), so each
     # Retry's IntervalSeconds and MaxDelaySeconds are capped at this many seconds (1 is the ASL minimum). Error names,
     # MaxAttempts, BackoffRate and JitterStrategy stay as synthesized. None runs the definition unchanged.
@@ -268,9 +271,17 @@ class LocalRuntime(StateMachineRuns):
             self.functions = _functions(template, res)
             self._start_moto()
             self._start_emulator()
-            # Local wiring every function shares (as credentials and the region are on AWS): the emulator's endpoint.
+            # Local wiring every function shares (as credentials and the region are on AWS): the emulator's endpoints.
             # Each function's own variables are set only while its handler runs (InProcessLambdas.invoke).
-            self._exit.enter_context(temporary_environment({"AWS_ENDPOINT_URL_BEDROCK": self.emulator.endpoint_url}))
+            self._exit.enter_context(
+                temporary_environment(
+                    {
+                        "AWS_ENDPOINT_URL_BEDROCK": self.emulator.endpoint_url,
+                        # preprocess reads the model's quotas from the emulator's Service Quotas
+                        "AWS_ENDPOINT_URL_SERVICE_QUOTAS": self.emulator.endpoint_url,
+                    }
+                )
+            )
             self.bucket = _data_bucket(self.functions)
             self._exit.callback(_quiet_function_logs())
             self._reset_clients()
@@ -310,6 +321,7 @@ class LocalRuntime(StateMachineRuns):
             step_seconds=self.options.step_seconds,
             faults=self.options.faults,
             quotas=Quotas(max_active_jobs_per_model=self.options.max_active_jobs_per_model),
+            model_quotas=self.options.model_quotas,
         )
         self.emulator = BedrockEmulator(state)
         self.emulator.start()

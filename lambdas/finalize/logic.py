@@ -285,6 +285,8 @@ def summarize(
         "jobs": [results[i].model_dump(mode="json") for i in sorted(results)],
         "output_files": [f"s3://{run.bucket}/{results[i].output_key}" for i in sorted(results)],
         "resubmission": resubmission_summary(resubmission, merge),
+        # The model's batch quotas the run was split and submitted with, each from "service-quotas" or "default".
+        "quotas": run.quotas.summary() | {"max_concurrent_jobs_effective": run.max_concurrent_jobs},
     }
 
 

@@ -34,6 +34,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             request.input,
             request.execution_name,
             s3=aws.s3(),
+            service_quotas=aws.service_quotas(),
             settings=Settings.from_env(),
             workdir=Path(workdir),
             execution_arn=request.execution_id,

@@ -27,11 +27,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lambdas.preprocess import jsonl
+from lambdas.preprocess.quotas import lookup_batch_quotas
 from lambdas.preprocess.sources import Source, open_source
 from lambdas.shared import layout
 from lambdas.shared.errors import InputValidationError
 from lambdas.shared.model_families import InferenceSettings, ModelFamilyError, ResolvedModel, resolve
-from lambdas.shared.models import MAX_FILE_BYTES, MIN_RECORDS_PER_JOB, ExecutionInput, JobSpec, RunContext
+from lambdas.shared.models import ExecutionInput, JobSpec, RunContext
+from lambdas.shared.observability import logger
+from lambdas.shared.quotas import BatchQuotas
 from lambdas.shared.s3io import FileRange
 from lambdas.shared.settings import Settings
 from prompt_templates import PromptTemplate, TemplateError, get_template
@@ -52,19 +55,29 @@ def record_ids(first: int, count: int) -> pa.Array:
 
 
 def plan_job_sizes(
-    total: int, max_per_job: int, max_num_jobs: int | None = None, *, min_jobs: int = 1, why: str = ""
+    total: int,
+    max_per_job: int,
+    max_num_jobs: int | None = None,
+    *,
+    min_jobs: int = 1,
+    why: str = "",
+    min_per_job: int = BatchQuotas().min_records_per_job.value,
+    model: str = "Bedrock",
 ) -> list[int]:
-    """Balanced split: n = max(ceil(total / max), min_jobs) jobs whose sizes differ by at most one, each >= 100."""
-    if total < MIN_RECORDS_PER_JOB:
+    """Balanced split: n = max(ceil(total / max), min_jobs) jobs whose sizes differ by at most one, each at least
+    ``min_per_job`` (the model's minimum records per job; ``model`` names it in errors)."""
+    if total < min_per_job:
         raise InputValidationError(
-            f"the input has {total} rows, but a Bedrock batch job needs at least {MIN_RECORDS_PER_JOB} records; "
-            f"add rows (or use on-demand inference for fewer than {MIN_RECORDS_PER_JOB})"
+            f"the input has {total} rows, but a batch job of {model} needs at least {min_per_job} records (its "
+            f"'Minimum number of records per batch inference job' quota); add rows (or use on-demand inference for "
+            f"fewer than {min_per_job})"
         )
     count = max(math.ceil(total / max_per_job), min_jobs)
-    if total // count < MIN_RECORDS_PER_JOB:
+    if total // count < min_per_job:
         raise InputValidationError(
             f"max_records_per_job={max_per_job} splits {total} rows into {count} jobs{why} of fewer than "
-            f"{MIN_RECORDS_PER_JOB} records; raise max_records_per_job to at least {total} or add rows"
+            f"{min_per_job} records (the minimum per job of {model}); raise max_records_per_job to at least {total} "
+            "or add rows"
         )
     if max_num_jobs is not None and count > max_num_jobs:
         raise InputValidationError(
@@ -336,25 +349,71 @@ def _write_batch(writer: pq.ParquetWriter | None, records: pa.RecordBatch, lines
     lines_file.write(data[offsets[0] : offsets[-1]])
 
 
-def fit_job_sizes(staged: Staged, max_per_job: int, max_num_jobs: int | None = None) -> list[int]:
-    """Balanced sizes that also keep every job file under Bedrock's 1 GB limit: more jobs when the bytes need it."""
+def fit_job_sizes(
+    staged: Staged, max_per_job: int, max_num_jobs: int | None = None, *, quotas: BatchQuotas | None = None
+) -> list[int]:
+    """Balanced sizes that also keep every job file within the model's byte quotas (one file per job: the smaller
+    of the input file size and job size quotas): more jobs when the bytes need it."""
+    quotas = quotas or BatchQuotas()
+    max_bytes, model = quotas.bytes_per_job, quotas.model_name or "Bedrock"
+    limit = f"{max_bytes / 1e9:g} GB" if max_bytes >= 10**7 else f"{max_bytes:,} bytes"
     total_bytes = int(staged.line_ends[-1])
     biggest_row = int(np.max(np.diff(staged.line_ends, prepend=0)))
-    if biggest_row > MAX_FILE_BYTES:
+    if biggest_row > max_bytes:
         row = int(np.argmax(np.diff(staged.line_ends, prepend=0)))
         raise InputValidationError(
-            f"row {row} alone makes a {biggest_row / 1e9:.2f} GB record, over Bedrock's 1 GB input file limit; "
-            "shorten that row's text"
+            f"row {row} alone makes a {biggest_row / 1e9:.2f} GB record, over the {limit} input file limit of "
+            f"{model}; shorten that row's text"
         )
-    min_jobs = math.ceil(total_bytes / MAX_FILE_BYTES)
+    min_jobs = math.ceil(total_bytes / max_bytes)
     while True:
-        why = f" (needed to keep each job file under 1 GB: {total_bytes / 1e9:.2f} GB in all)" if min_jobs > 1 else ""
-        sizes = plan_job_sizes(staged.rows, max_per_job, max_num_jobs, min_jobs=min_jobs, why=why)
+        why = f" (needed to keep each job file under {limit}: {total_bytes / 1e9:.2f} GB in all)" * (min_jobs > 1)
+        sizes = plan_job_sizes(
+            staged.rows,
+            max_per_job,
+            max_num_jobs,
+            min_jobs=min_jobs,
+            why=why,
+            min_per_job=quotas.min_records_per_job.value,
+            model=model,
+        )
         bounds = np.cumsum([0, *sizes])
         starts = np.concatenate([[0], staged.line_ends[bounds[1:-1] - 1]])
-        if int(np.max(staged.line_ends[bounds[1:] - 1] - starts)) <= MAX_FILE_BYTES:
+        if int(np.max(staged.line_ends[bounds[1:] - 1] - starts)) <= max_bytes:
             return sizes
         min_jobs = len(sizes) + 1
+
+
+def capped_records_per_job(requested: int, quotas: BatchQuotas, *, asked: bool) -> int:
+    """``requested`` (the execution input's ``max_records_per_job``, or the deployment's) within the model's record
+    quotas; logs a warning when the user asked (``asked``) for more than the model takes."""
+    allowed = quotas.records_per_job
+    if requested > allowed:
+        log = logger.warning if asked else logger.info
+        log(
+            "max_records_per_job capped by the model's quota",
+            requested=requested,
+            capped_to=allowed,
+            model_quota_name=quotas.model_name,
+            source=quotas.max_records_per_job.source,
+        )
+        return allowed
+    return requested
+
+
+def concurrency_cap(configured: int, quotas: BatchQuotas) -> int:
+    """min(maxConcurrentJobs, the model's quota of submitted + in-progress jobs); logs a warning when it caps."""
+    quota = quotas.max_concurrent_jobs
+    if configured > quota.value:
+        logger.warning(
+            "maxConcurrentJobs is above the model's quota of submitted + in-progress jobs: capped",
+            max_concurrent_jobs=configured,
+            capped_to=quota.value,
+            model_quota_name=quotas.model_name,
+            source=quota.source,
+        )
+        return quota.value
+    return configured
 
 
 def plan_jobs(staged: Staged, sizes: list[int], run_id: str) -> list[JobSpec]:
@@ -372,19 +431,28 @@ def preprocess(
     execution_name: str,
     *,
     s3: Any,
+    service_quotas: Any,
     settings: Settings,
     workdir: Path,
     execution_arn: str | None = None,
 ) -> RunContext:
-    """Validate the execution input and the data, then stage records, job files and the job manifest in S3."""
+    """Validate the execution input and the data, then stage records, job files and the job manifest in S3.
+
+    The model's batch quotas are read once here (``service_quotas`` is a Service Quotas client) and travel in the
+    run context to the later steps."""
     inp = ExecutionInput.parse(raw_input)
     plan = make_plan(inp, settings)
+    quotas = lookup_batch_quotas(inp.model_id, service_quotas=service_quotas)
+    if quotas.note:
+        logger.warning("batch quotas: defaults used", defaults_used=quotas.defaults_used(), note=quotas.note)
+    logger.info("batch quotas", **quotas.summary())
+    max_per_job = capped_records_per_job(plan.max_per_job, quotas, asked=inp.max_records_per_job is not None)
     run_id = layout.run_id_from_execution_name(execution_name)
     source = open_source(inp, s3, settings.data_bucket)
     copy_from = source.records_object  # a Parquet input is already the records (ids are row numbers)
     staged = stage(source, plan, inp.inference_params.settings(), workdir, write_records=copy_from is None)
     total = staged.rows
-    jobs = plan_jobs(staged, fit_job_sizes(staged, plan.max_per_job, inp.max_num_jobs), run_id)
+    jobs = plan_jobs(staged, fit_job_sizes(staged, max_per_job, inp.max_num_jobs, quotas=quotas), run_id)
     # Validation is over: only now does anything go to S3.
     with staged.lines_path.open("rb") as lines:
         for job in jobs:
@@ -415,4 +483,6 @@ def preprocess(
         records_key=layout.records_key(run_id),
         manifest_key=layout.manifest_key(run_id),
         execution_arn=execution_arn,
+        quotas=quotas,
+        max_concurrent_jobs=concurrency_cap(settings.max_concurrent_jobs, quotas),
     )

@@ -67,25 +67,31 @@ def retryable_rows(codes: pa.Array, first_row: int) -> np.ndarray:
 
 
 def plan_retry_sizes(
-    rows: int, max_per_job: int, line_ends: np.ndarray | None = None, max_bytes: int = MAX_FILE_BYTES
+    rows: int,
+    max_per_job: int,
+    line_ends: np.ndarray | None = None,
+    max_bytes: int = MAX_FILE_BYTES,
+    min_per_job: int = MIN_RECORDS_PER_JOB,
 ) -> list[int]:
-    """Balanced job sizes for ``rows`` retryable rows, each from 100 to ``max_per_job`` records and (given the byte
-    offset after each line, ``line_ends``) at most ``max_bytes``, in as few jobs as possible.
+    """Balanced job sizes for ``rows`` retryable rows, each from ``min_per_job`` (the model's minimum, 100 by
+    default) to ``max_per_job`` records and (given the byte offset after each line, ``line_ends``) at most
+    ``max_bytes``, in as few jobs as possible.
 
-    The sizes add up to ``rows``, except where no split fits: fewer than 100 rows give no job, and (only when
-    ``max_per_job`` < 200) a remainder that cannot make a job of 100 is left out, to be reported.
+    The sizes add up to ``rows``, except where no split fits: fewer than ``min_per_job`` rows give no job, and (only
+    when ``max_per_job`` < 2 * ``min_per_job``) a remainder that cannot make a job of the minimum is left out, to be
+    reported.
     """
-    count = min(math.ceil(rows / max_per_job), rows // MIN_RECORDS_PER_JOB)
+    count = min(math.ceil(rows / max_per_job), rows // min_per_job)
     while count:
         taken = min(rows, count * max_per_job)
         base, extra = divmod(taken, count)
         sizes = [base + 1 if i < extra else base for i in range(count)]
         if line_ends is None or _largest_file(sizes, line_ends) <= max_bytes:
             return sizes
-        if taken // (count + 1) < MIN_RECORDS_PER_JOB:
+        if taken // (count + 1) < min_per_job:
             raise ValueError(
                 f"cannot split {taken} records of {int(line_ends[taken - 1])} bytes into jobs of at least "
-                f"{MIN_RECORDS_PER_JOB} records and at most {max_bytes} bytes"
+                f"{min_per_job} records and at most {max_bytes} bytes"
             )
         count += 1  # as preprocess does: more, smaller jobs until every file fits
     return []
@@ -189,7 +195,15 @@ def upload_retry_jobs(s3: Any, run: RunContext, staged: StagedLines, sizes: list
     return jobs
 
 
-def describe(*, enabled: bool, retryable: int, resubmitted: int, not_retryable: int, job_count: int) -> str:
+def describe(
+    *,
+    enabled: bool,
+    retryable: int,
+    resubmitted: int,
+    not_retryable: int,
+    job_count: int,
+    min_per_job: int = MIN_RECORDS_PER_JOB,
+) -> str:
     """One sentence for the summary: what was resubmitted, what is reported and why."""
     repeat = f"; {not_retryable} rows whose error a retry would repeat (e.g. 400) are not resubmitted"
     if not not_retryable:
@@ -200,11 +214,11 @@ def describe(*, enabled: bool, retryable: int, resubmitted: int, not_retryable: 
         return f"resubmission is off (resubmit_failed: false): {retryable} retryable rows are reported" + repeat
     if resubmitted == 0:
         return (
-            f"{retryable} retryable rows are fewer than the {MIN_RECORDS_PER_JOB} a Bedrock batch job needs: "
+            f"{retryable} retryable rows are fewer than the {min_per_job} a Bedrock batch job of this model needs: "
             "reported, not resubmitted" + repeat
         )
     reported = retryable - resubmitted
-    left = f"; {reported} rows that fit no job of at least {MIN_RECORDS_PER_JOB} are reported" if reported else ""
+    left = f"; {reported} rows that fit no job of at least {min_per_job} are reported" if reported else ""
     return f"resubmitting {resubmitted} failed or missing rows in {job_count} jobs" + left + repeat
 
 
@@ -214,11 +228,15 @@ def plan_resubmission(run: RunContext, *, enabled: bool, max_per_job: int, s3: A
     results = read_results(s3, run.bucket, run.run_id)
     per_job = find_retryable(s3, run, jobs, results)
     retryable = sum(len(rows) for rows in per_job)
-    sizes = plan_retry_sizes(retryable, max_per_job) if enabled else []
+    # The model's quotas as preprocess read them (the run context carries them): the same limits as the planned jobs.
+    quotas = run.quotas
+    min_per_job, max_per_job = quotas.min_records_per_job.value, min(max_per_job, quotas.records_per_job)
+    sizes = plan_retry_sizes(retryable, max_per_job, min_per_job=min_per_job) if enabled else []
     retry_jobs: list[JobSpec] = []
     if sizes:
         staged = stage_lines(s3, run.bucket, zip(jobs, per_job, strict=True), workdir / "retry.jsonl")
-        sizes = plan_retry_sizes(retryable, max_per_job, staged.ends)  # now also within 1 GB per file
+        # now also within the model's file size quota
+        sizes = plan_retry_sizes(retryable, max_per_job, staged.ends, quotas.bytes_per_job, min_per_job)
         retry_jobs = upload_retry_jobs(s3, run, staged, sizes, workdir)
     manifest_key = layout.manifest_key(run.run_id, resubmission=True)
     s3.put_object(
@@ -245,6 +263,7 @@ def plan_resubmission(run: RunContext, *, enabled: bool, max_per_job: int, s3: A
             resubmitted=resubmitted,
             not_retryable=failed - retryable,
             job_count=len(retry_jobs),
+            min_per_job=min_per_job,
         ),
     )
     put_json(s3, run.bucket, layout.retry_plan_key(run.run_id), plan.model_dump(mode="json"))

@@ -31,6 +31,10 @@ def bedrock() -> Any:
     return _client("bedrock")
 
 
+def service_quotas() -> Any:
+    return _client("service-quotas")
+
+
 def reset() -> None:
     """Forget cached clients (tests and the local runtime call this when they switch backends)."""
     _client.cache_clear()

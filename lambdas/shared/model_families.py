@@ -575,3 +575,45 @@ def adapter_for_family(family: str) -> ModelAdapter:
         return ADAPTERS[family]()
     except KeyError:
         raise UnknownModelError(f"model family '{family}' is unknown; known: {sorted(ADAPTERS)}") from None
+
+
+# ---------------------------------------------------------------- batch quota names
+
+# Foundation-model id prefixes -> the model's name in its Service Quotas batch quota names ("Records per batch
+# inference job for Claude 3 Haiku"); longest prefix wins. lambdas/preprocess/quotas.py reads the quotas by these names.
+# A model missing here runs with the documented default quotas, and the run's summary says so.
+QUOTA_MODEL_NAMES: dict[str, str] = {
+    "anthropic.claude-3-haiku": "Claude 3 Haiku",
+    "anthropic.claude-3-sonnet": "Claude 3 Sonnet",
+    "anthropic.claude-3-opus": "Claude 3 Opus",
+    "anthropic.claude-3-5-sonnet-20240620": "Claude 3.5 Sonnet",
+    "anthropic.claude-3-5-sonnet-20241022": "Claude 3.5 Sonnet v2",
+    "anthropic.claude-3-5-haiku": "Claude 3.5 Haiku",
+    "anthropic.claude-3-7-sonnet": "Claude 3.7 Sonnet",
+    "anthropic.claude-sonnet-4-2": "Claude Sonnet 4",  # claude-sonnet-4-20250514 (not 4-5)
+    "amazon.nova-micro-v1": "Nova Micro V1",
+    "amazon.nova-lite-v1": "Nova Lite V1",
+    "amazon.nova-pro-v1": "Nova Pro V1",
+    "amazon.titan-embed-text-v2": "Titan Text Embeddings V2",
+    "amazon.titan-embed-image-v1": "Titan Multimodal Embeddings G1",
+    "meta.llama3-1-8b-instruct": "Llama 3.1 8B Instruct",
+    "meta.llama3-1-70b-instruct": "Llama 3.1 70B Instruct",
+    "meta.llama3-1-405b-instruct": "Llama 3.1 405B Instruct",
+    "meta.llama3-2-1b-instruct": "Llama 3.2 1B Instruct",
+    "meta.llama3-2-3b-instruct": "Llama 3.2 3B Instruct",
+    "meta.llama3-2-11b-instruct": "Llama 3.2 11B Instruct",
+    "meta.llama3-2-90b-instruct": "Llama 3.2 90B Instruct",
+    "meta.llama3-3-70b-instruct": "Llama 3.3 70B Instruct",
+    "mistral.mistral-small-2402": "Mistral Small",
+    "mistral.mistral-large-2407": "Mistral Large 2 (24.07)",
+}
+
+
+def quota_model_name(model_id: str) -> str | None:
+    """The model's name in Service Quotas' batch quota names, or None if the id names no model of the table (an
+    application profile or custom model ARN, or a model not listed)."""
+    ref = ModelRef.parse(model_id)
+    if not ref.names_a_model:
+        return None
+    matches = [prefix for prefix in QUOTA_MODEL_NAMES if ref.base_model_id.startswith(prefix)]
+    return QUOTA_MODEL_NAMES[max(matches, key=len)] if matches else None

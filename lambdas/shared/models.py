@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lambdas.shared.errors import InputValidationError
 from lambdas.shared.model_families import MODEL_FAMILIES, InferenceSettings
+from lambdas.shared.quotas import BatchQuotas
 
 TERMINAL_STATUSES = frozenset({"Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired"})
 MIN_RECORDS_PER_JOB = 100
@@ -161,6 +162,10 @@ class RunContext(BaseModel):
     manifest_key: str
     # The Step Functions execution ARN ($$.Execution.Id): every function logs it as its correlation id.
     execution_arn: str | None = None
+    # The model's batch quotas, looked up once by preprocess (lambdas/preprocess/quotas.py), and the cap on this model's
+    # submitted + in-progress jobs that Submit keeps: min(maxConcurrentJobs, the model's quota).
+    quotas: BatchQuotas = Field(default_factory=BatchQuotas)
+    max_concurrent_jobs: int | None = None
 
 
 class JobSpec(BaseModel):

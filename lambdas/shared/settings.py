@@ -14,6 +14,7 @@ class Settings:
     job_timeout_hours: int
     max_records_per_job: int
     allowed_model_ids: tuple[str, ...]
+    max_concurrent_jobs: int = 20  # MAX_CONCURRENT_JOBS (cdk.json maxConcurrentJobs): capped by the model's quota
     # Security options (cdk.json kmsKey, tags); the stack sets them on Submit only. Configuration, never secrets.
     output_kms_key_id: str | None = None  # OUTPUT_KMS_KEY_ID: the job output's s3EncryptionKeyId
     job_tags: tuple[tuple[str, str], ...] = ()  # JOB_TAGS: a JSON object of cost-attribution tags for every job
@@ -30,6 +31,7 @@ class Settings:
             job_timeout_hours=int(os.environ.get("JOB_TIMEOUT_HOURS", "72")),
             max_records_per_job=int(os.environ.get("MAX_RECORDS_PER_JOB", "50000")),
             allowed_model_ids=tuple(m.strip() for m in allowed.split(",") if m.strip()),
+            max_concurrent_jobs=int(os.environ.get("MAX_CONCURRENT_JOBS", "20")),
             output_kms_key_id=os.environ.get("OUTPUT_KMS_KEY_ID", "").strip() or None,
             job_tags=_tags(os.environ.get("JOB_TAGS", "")),
             job_subnet_ids=_ids(os.environ.get("JOB_SUBNET_IDS", "")),

@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 
 from lambdas.shared import layout
 from lambdas.shared.errors import ServiceQuotaExceededException, ThrottlingException
+from lambdas.shared.model_families import ModelRef
 from lambdas.shared.models import JobState
 
 # Bedrock error codes the state machine retries with a long backoff (by these exception class names).
@@ -20,6 +21,39 @@ _RETRIED: dict[str, type[Exception]] = {
 
 
 RUN_TAG = "bedrock-batch-run"
+# The statuses that hold one of the model's "submitted and in-progress" job slots: every status before the end
+# (docs/bedrock-facts.md, Batch quotas).
+IN_FLIGHT_STATUSES = ("Submitted", "Validating", "Scheduled", "InProgress", "Stopping")
+
+
+def jobs_in_flight(bedrock: Any, model_id: str) -> int:
+    """How many batch jobs of ``model_id``'s base model are submitted or in progress in this account and region (any
+    model id form: a profile and its foundation model share the quota), by ListModelInvocationJobs per status."""
+    base = ModelRef.parse(model_id).base_model_id
+    paginator = bedrock.get_paginator("list_model_invocation_jobs")
+    return sum(
+        1
+        for status in IN_FLIGHT_STATUSES
+        for page in paginator.paginate(statusEquals=status)
+        for job in page.get("invocationJobSummaries", [])
+        if ModelRef.parse(job["modelId"]).base_model_id == base
+    )
+
+
+def check_job_slot(state: JobState, bedrock: Any) -> None:
+    """Raise ServiceQuotaExceededException (the state machine waits and retries) while the model already has as
+    many jobs in flight as the run's cap, min(maxConcurrentJobs, the model's quota), computed by preprocess."""
+    run = state.run
+    if run.max_concurrent_jobs is None:
+        return
+    active = jobs_in_flight(bedrock, run.model_id)
+    if active >= run.max_concurrent_jobs:
+        quota = run.quotas.max_concurrent_jobs
+        raise ServiceQuotaExceededException(
+            f"no free job slot for job {state.job.index}: {active} jobs of {run.model_id} are submitted or in "
+            f"progress, and the cap is {run.max_concurrent_jobs} (min of maxConcurrentJobs and the model's quota of "
+            f"{quota.value}, from {quota.source}); waiting for a job to end"
+        )
 
 
 def build_request(
@@ -72,6 +106,7 @@ def submit(
     """Create the job (or find the one a previous attempt created) and return the state with its ARN."""
     if state.job_arn:
         return state  # a retried state after a successful create: nothing to do
+    check_job_slot(state, bedrock)
     request = build_request(
         state,
         role_arn=role_arn,

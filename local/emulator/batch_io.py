@@ -34,13 +34,15 @@ class JobFailure(Exception):
 
 @dataclass(frozen=True)
 class Quotas:
-    """Per-job limits (Bedrock defaults) and the per-model cap on jobs in flight."""
+    """One model's batch quotas (Bedrock's documented defaults): per-job limits checked while Validating and the cap
+    on its submitted + in-progress jobs. Sizes are in decimal bytes: the service's "(in GB)" is read as 10**9, the
+    smaller reading (docs/bedrock-facts.md, Batch quotas)."""
 
     min_records_per_job: int = 100
     max_records_per_file: int = 50_000
     max_records_per_job: int = 50_000
-    max_file_bytes: int = 1024**3
-    max_job_bytes: int = 5 * 1024**3
+    max_file_bytes: int = 1_000_000_000
+    max_job_bytes: int = 5_000_000_000
     max_active_jobs_per_model: int = 20
 
 
@@ -190,16 +192,24 @@ def scan_input(s3: Any, uri: str, quotas: Quotas) -> tuple[InputFile, ...]:
         if file.size > quotas.max_file_bytes:
             raise JobFailure(
                 f"Input file s3://{bucket}/{file.key} is {file.size} bytes, over the limit of "
-                f"{quotas.max_file_bytes} bytes per file"
+                f"{quotas.max_file_bytes} bytes per file (quota: Batch inference input file size)"
             )
     if sum(file.size for file in files) > quotas.max_job_bytes:
-        raise JobFailure(f"The job input is over the limit of {quotas.max_job_bytes} bytes per job")
+        raise JobFailure(
+            f"The job input is over the limit of {quotas.max_job_bytes} bytes per job (quota: Batch inference job size)"
+        )
     counted = tuple(_count_records(s3, bucket, file, quotas) for file in files)
     total = sum(file.records for file in counted)
     if total < quotas.min_records_per_job:
-        raise JobFailure(f"The job has {total} records, below the minimum of {quotas.min_records_per_job} per job")
+        raise JobFailure(
+            f"The job has {total} records, below the minimum of {quotas.min_records_per_job} per job "
+            "(quota: Minimum number of records per batch inference job)"
+        )
     if total > quotas.max_records_per_job:
-        raise JobFailure(f"The job has {total} records, over the limit of {quotas.max_records_per_job} per job")
+        raise JobFailure(
+            f"The job has {total} records, over the limit of {quotas.max_records_per_job} per job "
+            "(quota: Records per batch inference job)"
+        )
     return counted
 
 
@@ -207,7 +217,8 @@ def _count_records(s3: Any, bucket: str, file: InputFile, quotas: Quotas) -> Inp
     count = sum(1 for _ in _records(s3, bucket, file.key))
     if count > quotas.max_records_per_file:
         raise JobFailure(
-            f"s3://{bucket}/{file.key} has {count} records, over the limit of {quotas.max_records_per_file} per file"
+            f"s3://{bucket}/{file.key} has {count} records, over the limit of {quotas.max_records_per_file} per file "
+            "(quota: Records per input file per batch inference job)"
         )
     return InputFile(file.key, file.name, file.size, count)
 

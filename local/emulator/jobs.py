@@ -184,6 +184,7 @@ class EmulatorState:
         step_seconds: float = 1.0,
         clock: Clock = utc_now,
         quotas: Quotas | None = None,
+        model_quotas: dict[str, Quotas] | None = None,
         faults: dict[str, Any] | None = None,
     ) -> None:
         if step_seconds < 0:
@@ -196,6 +197,9 @@ class EmulatorState:
         self.step_seconds = step_seconds
         self.clock = clock
         self.quotas = quotas or Quotas()
+        # Per-model quotas (by model id; a profile id counts for its model), served by Service Quotas too
+        # (local.emulator.quotas); any other model has ``quotas``.
+        self.model_quotas = {base_model_id(model): value for model, value in (model_quotas or {}).items()}
         self.faults: dict[str, Any] = faults if faults is not None else {}
         self._jobs: dict[str, Job] = {}  # by job id, in creation order
         self._tokens: dict[str, str] = {}  # clientRequestToken -> job id
@@ -361,9 +365,13 @@ class EmulatorState:
             1 for job in self._jobs.values() if job.status in IN_FLIGHT_STATUSES and base_model_id(job.model_id) == base
         )
 
+    def quotas_for(self, model_id: str) -> Quotas:
+        """The batch quotas of ``model_id``'s model."""
+        return self.model_quotas.get(base_model_id(model_id), self.quotas)
+
     def _check_quota(self, model_id: str) -> None:
         base = base_model_id(model_id)
-        limit = self.quotas.max_active_jobs_per_model
+        limit = self.quotas_for(model_id).max_active_jobs_per_model
         active = self._active_jobs(base)
         if active >= limit:
             raise ApiError(
@@ -395,7 +403,7 @@ class EmulatorState:
     def _validate_input(self, job: Job) -> None:
         self._fail_if_faulty(job, "Validating")
         uri = job.request["inputDataConfig"]["s3InputDataConfig"]["s3Uri"]
-        job.input_files = scan_input(self.s3, uri, self.quotas)
+        job.input_files = scan_input(self.s3, uri, self.quotas_for(job.model_id))
         job.tally = Tally(total=sum(file.records for file in job.input_files))
 
     def _start(self, job: Job) -> str | None:

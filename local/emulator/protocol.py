@@ -95,6 +95,14 @@ class RouteTable:
     routes: list[Route] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)  # operation name -> requests received
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # awsJson1_1 operations (e.g. Service Quotas): ``X-Amz-Target`` value -> (operation, handler)
+    targets: dict[str, tuple[OperationModel, Handler]] = field(default_factory=dict)
+
+    def add_json_service(self, service: str, handlers: Mapping[str, Handler]) -> None:
+        """Serve operations of an awsJson1_1 service (``POST /``, named by the ``X-Amz-Target`` header)."""
+        model = service_model(service)
+        for name, handler in handlers.items():
+            self.targets[f"{model.metadata['targetPrefix']}.{name}"] = (model.operation_model(name), handler)
 
     def add(self, operation: OperationModel, handler: Handler) -> None:
         pattern, labels = compile_request_uri(operation.http["requestUri"])
@@ -118,6 +126,8 @@ class RouteTable:
             return dict(self.calls)
 
     def dispatch(self, request: HttpRequest) -> HttpResponse:
+        if "x-amz-target" in request.headers:
+            return self._dispatch_target(request)
         matched = self.match(request.method, request.path)
         if matched is None:
             message = f"No operation of this emulator matches {request.method} {request.path}"
@@ -138,6 +148,33 @@ class RouteTable:
         if isinstance(result, HttpResponse):
             return result
         return serialize_output(route.operation, result)
+
+    def _dispatch_target(self, request: HttpRequest) -> HttpResponse:
+        """awsJson1_1: the operation is the ``X-Amz-Target`` header, the input is the JSON body, errors carry
+        ``__type`` in the body."""
+        target = request.headers["x-amz-target"]
+        found = self.targets.get(target) if request.method == "POST" and request.path == "/" else None
+        if found is None:
+            message = f"No operation of this emulator matches {request.method} {request.path} {target}"
+            return json_error_response(ApiError("UnknownOperationException", message), None)
+        operation, handler = found
+        with self._lock:
+            self.calls[operation.name] += 1
+        try:
+            params = _json_body(request.body)
+            check_request(params, operation.input_shape)
+            result = handler(params)
+        except ApiError as error:
+            return json_error_response(error, operation.service_model)
+        except Exception:
+            logger.exception("emulator handler failed: %s", operation.name)
+            failure = ApiError("ServiceException", f"The emulator failed on {operation.name}; see its log")
+            return json_error_response(failure, operation.service_model)
+        if isinstance(result, HttpResponse):
+            return result
+        headers = {"x-amzn-requestid": str(uuid.uuid4()), "content-type": "application/x-amz-json-1.1"}
+        body = to_wire(result, operation.output_shape) if operation.output_shape is not None else {}
+        return HttpResponse(200, headers, json.dumps(body).encode())
 
 
 # ---------------------------------------------------------------- requests
@@ -280,4 +317,15 @@ def error_response(error: ApiError, model: ServiceModel | None) -> HttpResponse:
         "content-type": "application/json",
     }
     body = json.dumps({"message": error.message}).encode()
+    return HttpResponse(error_status(error.code, model), headers, body)
+
+
+def json_error_response(error: ApiError, model: ServiceModel | None) -> HttpResponse:
+    """An awsJson1_1 error: ``{"__type": code, "message": ...}`` (botocore reads the code from ``__type``)."""
+    headers = {
+        "x-amzn-requestid": str(uuid.uuid4()),
+        "x-amzn-errortype": error.code,
+        "content-type": "application/x-amz-json-1.1",
+    }
+    body = json.dumps({"__type": error.code, "message": error.message}).encode()
     return HttpResponse(error_status(error.code, model), headers, body)

@@ -6,7 +6,8 @@
         runtime = boto3.client("bedrock-runtime", endpoint_url=emulator.endpoint_url, region_name="us-east-1")
 
 One endpoint serves both: the batch control plane (``bedrock``) and the runtime (``bedrock-runtime``: Converse,
-ConverseStream, CountTokens, InvokeModel, Start/Get/ListAsyncInvoke(s); see ``local.emulator.runtime``).
+ConverseStream, CountTokens, InvokeModel, Start/Get/ListAsyncInvoke(s); see ``local.emulator.runtime``), and Service
+Quotas' batch quotas per model (``service-quotas``; see ``local.emulator.quotas``).
 
 Under moto's ``mock_aws`` the boto3 client above reaches this server for real: moto only intercepts URLs that match
 an AWS hostname pattern (``bedrock.<region>.amazonaws.com`` ...), and ``http://127.0.0.1:<port>`` matches none.
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 
 from local.emulator.jobs import EmulatorState
 from local.emulator.protocol import HttpRequest, HttpResponse, RouteTable
+from local.emulator.quotas import ServiceQuotas
 from local.emulator.runtime import RuntimeState
 
 logger = logging.getLogger(__name__)
@@ -99,6 +101,9 @@ class BedrockEmulator:
         self.runtime = RuntimeState(state)
         self.routes = control_plane_routes(state)
         self.routes.add_service("bedrock-runtime", self.runtime.handlers())
+        # Service Quotas for service code bedrock: clients reach it with AWS_ENDPOINT_URL_SERVICE_QUOTAS.
+        self.service_quotas = ServiceQuotas(state)
+        self.routes.add_json_service("service-quotas", self.service_quotas.handlers())
         self._address = (host, port)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None

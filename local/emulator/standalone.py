@@ -71,4 +71,5 @@ def serve(port: int = 8090, **options: Any) -> None:
         print(f"S3:               {s3_url}")
         print(f"Faults:           {describe_faults(emulator.state.faults)}")
         print(f"  export AWS_ENDPOINT_URL_BEDROCK={emulator.endpoint_url} AWS_ENDPOINT_URL_S3={s3_url}")
+        print(f"  export AWS_ENDPOINT_URL_SERVICE_QUOTAS={emulator.endpoint_url}  # per-model batch quotas")
         wait_until_interrupted()

@@ -173,6 +173,8 @@ class BatchWorkflow(Construct):
             "JOB_TIMEOUT_HOURS": str(cfg.job_timeout_hours),
             "MAX_RECORDS_PER_JOB": str(cfg.max_records_per_job),
             "ALLOWED_MODEL_IDS": ",".join(cfg.allowed_model_ids),
+            # Preprocess caps it by the model's quota of submitted + in-progress jobs; Submit keeps the cap.
+            "MAX_CONCURRENT_JOBS": str(cfg.max_concurrent_jobs),
         }
 
         # Only Submit builds CreateModelInvocationJob. Plain configuration, no secrets: tags and the key ARN.
@@ -244,6 +246,7 @@ class BatchWorkflow(Construct):
         if cfg.prices:  # cdk.json prices: Finalize's estimated cost uses them over lambdas/shared/prices.json
             self.functions["finalize"].function.add_environment("PRICES", cfg.prices_json())
         self._grant_bedrock(cfg)
+        self._grant_service_quotas()
 
         self.log_group = logs.LogGroup(
             self, "StateMachineLogs", retention=retention(function_settings), encryption_key=encryption_key
@@ -534,6 +537,44 @@ class BatchWorkflow(Construct):
                 jobs,
                 "Invocation job ids are assigned by Bedrock at submit time; the ARN keeps account and region.",
             )
+        # ListModelInvocationJobs has no resource type: it takes '*'. Kept in its own policy so that this finding is
+        # acknowledged for this statement alone.
+        list_jobs = iam.Policy(
+            self,
+            "ListJobsPolicy",
+            roles=[submit.role],
+            statements=[iam.PolicyStatement(actions=["bedrock:ListModelInvocationJobs"], resources=["*"])],
+        )
+        acknowledge(
+            list_jobs,
+            "AwsSolutions-IAM5[Resource::*]",
+            "bedrock:ListModelInvocationJobs supports no resource-level permissions. Submit lists the model's "
+            "submitted and in-progress jobs for its job-slot check (lambdas/submit_job/logic.py); it reads job "
+            "metadata only.",
+        )
+
+    def _grant_service_quotas(self) -> None:
+        """Preprocess reads the model's batch quotas (lambdas/preprocess/quotas.py): these two list actions and nothing
+        else. Neither has a resource type, so they take '*'; kept in their own policy so that the finding is
+        acknowledged for this statement alone."""
+        read_quotas = iam.Policy(
+            self,
+            "ServiceQuotasPolicy",
+            roles=[self.functions["preprocess"].role],
+            statements=[
+                iam.PolicyStatement(
+                    actions=["servicequotas:ListServiceQuotas", "servicequotas:ListAWSDefaultServiceQuotas"],
+                    resources=["*"],
+                )
+            ],
+        )
+        acknowledge(
+            read_quotas,
+            "AwsSolutions-IAM5[Resource::*]",
+            "servicequotas:ListServiceQuotas and servicequotas:ListAWSDefaultServiceQuotas support no resource-level "
+            "permissions (Service Authorization Reference, Service Quotas). Preprocess reads the batch quota values "
+            "of service code bedrock; both actions are read-only.",
+        )
 
 
 def _prompt_templates_asset(path: str | Path) -> tuple[str, str]:

@@ -12,6 +12,23 @@ from moto import mock_aws
 BUCKET = "test-data-bucket"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def service_quotas_endpoint() -> Iterator[str]:
+    """Service Quotas as preprocess reads it (moto has no ListServiceQuotas): an emulator with its default quotas,
+    for the whole session. The ``emulator`` fixture points the variable at its own state while it runs."""
+    from local.emulator.jobs import EmulatorState
+    from local.emulator.server import BedrockEmulator
+
+    with BedrockEmulator(EmulatorState(s3=None)) as server:
+        saved = os.environ.get("AWS_ENDPOINT_URL_SERVICE_QUOTAS")
+        os.environ["AWS_ENDPOINT_URL_SERVICE_QUOTAS"] = server.endpoint_url
+        yield server.endpoint_url
+        if saved is None:
+            os.environ.pop("AWS_ENDPOINT_URL_SERVICE_QUOTAS", None)
+        else:
+            os.environ["AWS_ENDPOINT_URL_SERVICE_QUOTAS"] = saved
+
+
 @pytest.fixture
 def s3() -> Iterator[Any]:
     """A moto S3 with the deployment's data bucket, and the function environment the stack would set."""
@@ -47,10 +64,13 @@ def emulator(s3: Any) -> Iterator[Any]:
     from local.emulator.server import BedrockEmulator
 
     with BedrockEmulator(EmulatorState(s3=s3, step_seconds=0)) as server:
+        quotas_endpoint = os.environ.get("AWS_ENDPOINT_URL_SERVICE_QUOTAS", "")
         os.environ["AWS_ENDPOINT_URL_BEDROCK"] = server.endpoint_url
+        os.environ["AWS_ENDPOINT_URL_SERVICE_QUOTAS"] = server.endpoint_url  # this state's per-model quotas
         aws.reset()
         yield server
         os.environ.pop("AWS_ENDPOINT_URL_BEDROCK", None)
+        os.environ["AWS_ENDPOINT_URL_SERVICE_QUOTAS"] = quotas_endpoint
         aws.reset()
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import io
 import json
 from typing import Any
+from unittest.mock import ANY
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 
-from lambdas.preprocess import handler, logic, sources
+from lambdas.preprocess import handler, sources
 from lambdas.shared.errors import InputValidationError
+from local.emulator import Quotas
 from tests.functional.conftest import BUCKET
 
 CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -71,10 +73,11 @@ def test_prefix_reads_every_file_in_key_order(s3, lambda_context):
     assert prompts(s3, run_ctx)[-1] == "Tell me a joke about topic 249 in less than 50 words."
 
 
-def test_jobs_are_split_further_when_their_files_would_exceed_the_byte_limit(s3, lambda_context, monkeypatch):
-    # GIVEN a byte limit that 1,000 rows in 2 jobs would exceed (scaled down from Bedrock's 1 GB)
+def test_jobs_are_split_further_when_their_files_would_exceed_the_byte_limit(s3, emulator, lambda_context):
+    # GIVEN a model whose input file size quota (served by Service Quotas) 1,000 rows in 2 jobs would exceed
+    # (scaled down from Bedrock's 1 GB)
     uri = put(s3, "inputs/t.csv", csv_bytes(topics(0, 1000)))
-    monkeypatch.setattr(logic, "MAX_FILE_BYTES", 60_000)
+    emulator.state.model_quotas[CLAUDE] = Quotas(max_file_bytes=60_000)
     # WHEN preprocessed with up to 500 records per job
     run_ctx = run(lambda_context, {**JOKES, "s3_uri": uri, "max_records_per_job": 500})
     manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=run_ctx["manifest_key"])["Body"].read())
@@ -131,7 +134,11 @@ BAD_INPUTS: dict[str, tuple[Any, bytes | None, str]] = {
         r"could not be read as CSV.*one type throughout the file",
     ),
     "non-UTF-8 CSV": (JOKES, b"topic\n" + "café\n".encode("latin-1") * 150, r"not valid UTF-8 text.*iconv"),
-    "a single row over the 1 GB file limit": (JOKES, None, r"row 0 alone makes a .* record, over Bedrock's 1 GB"),
+    "a single row over the model's file size quota": (
+        JOKES,
+        None,
+        r"row 0 alone makes a .* record, over the 4,000 bytes input file limit of Claude 3 Haiku",
+    ),
     "ragged CSV": (JOKES, b"id,topic\n1,a\n2,b,extra\n", r"could not be read as CSV"),
     "unknown model_family": ({**JOKES, "model_family": "acme"}, None, r"model_family"),
     "titan dimensions not allowed": (
@@ -148,7 +155,7 @@ BAD_INPUTS: dict[str, tuple[Any, bytes | None, str]] = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
-def test_bad_input_is_rejected_before_any_job_exists(s3, lambda_context, monkeypatch, case):
+def test_bad_input_is_rejected_before_any_job_exists(s3, lambda_context, monkeypatch, request, case):
     # GIVEN a bad execution input or a bad file
     execution_input, body, message = BAD_INPUTS[case]
     default_uri = put(s3, "inputs/data.csv", body if body is not None else csv_bytes(topics(0, 200)))
@@ -157,12 +164,45 @@ def test_bad_input_is_rejected_before_any_job_exists(s3, lambda_context, monkeyp
         if execution_input.get("s3_uri") is None:
             del execution_input["s3_uri"]
     monkeypatch.setenv("ALLOWED_MODEL_IDS", f"{CLAUDE},{TITAN}")
-    if case == "a single row over the 1 GB file limit":
-        monkeypatch.setattr(logic, "MAX_FILE_BYTES", 4000)
+    if case == "a single row over the model's file size quota":
+        request.getfixturevalue("emulator").state.model_quotas[CLAUDE] = Quotas(max_file_bytes=4000)
         put(s3, "inputs/data.csv", b"topic\n" + (BIG_TEXT + "\n").encode() * 150)
     if case == "mixed-schema CSV":
         monkeypatch.setattr(sources, "CSV_BLOCK_BYTES", 4096)
     # WHEN preprocess runs THEN it names the problem, and nothing of the run reached S3
     with pytest.raises(InputValidationError, match=message):
         run(lambda_context, execution_input)
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/")
+
+
+def test_the_models_quotas_cap_the_split_and_the_concurrency_with_warnings(
+    s3, emulator, lambda_context, log_lines, monkeypatch
+):
+    # GIVEN a model taking 1,000 records per job and 3 jobs in flight (served by Service Quotas), a deployment with
+    # maxConcurrentJobs 20, and a run asking for 5,000 records per job over 2,100 rows
+    emulator.state.model_quotas[CLAUDE] = Quotas(max_records_per_job=1000, max_active_jobs_per_model=3)
+    monkeypatch.setenv("MAX_CONCURRENT_JOBS", "20")
+    uri = put(s3, "inputs/t.csv", csv_bytes(topics(0, 2100)))
+    # WHEN preprocessed
+    run_ctx = run(lambda_context, {**JOKES, "s3_uri": uri, "max_records_per_job": 5000})
+    # THEN the jobs are balanced within the model's 1,000 and the run carries the capped concurrency and the quotas
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=run_ctx["manifest_key"])["Body"].read())
+    assert [job["record_count"] for job in manifest] == [700, 700, 700]
+    assert run_ctx["max_concurrent_jobs"] == 3
+    assert run_ctx["quotas"]["max_records_per_job"] == {"value": 1000, "source": "service-quotas", "quota_code": ANY}
+    # AND both caps were logged as warnings, naming the model's quota
+    warnings = [json.loads(line) for line in log_lines.getvalue().splitlines() if '"WARNING"' in line]
+    capped = {line["message"]: line for line in warnings}
+    assert capped["max_records_per_job capped by the model's quota"]["capped_to"] == 1000
+    concurrency = capped["maxConcurrentJobs is above the model's quota of submitted + in-progress jobs: capped"]
+    assert concurrency["capped_to"] == 3 and concurrency["model_quota_name"] == "Claude 3 Haiku"
+
+
+def test_too_few_rows_for_the_models_minimum_are_rejected_naming_it(s3, emulator, lambda_context):
+    # GIVEN a model whose minimum is 500 records per job, and 300 rows
+    emulator.state.model_quotas[CLAUDE] = Quotas(min_records_per_job=500)
+    uri = put(s3, "inputs/t.csv", csv_bytes(topics(0, 300)))
+    # WHEN preprocessed THEN the run is rejected naming the model's minimum, and nothing reached S3
+    with pytest.raises(InputValidationError, match=r"300 rows, but a batch job of Claude 3 Haiku needs at least 500"):
+        run(lambda_context, {**JOKES, "s3_uri": uri})
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/")

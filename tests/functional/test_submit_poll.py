@@ -220,3 +220,37 @@ def test_every_log_line_of_a_job_carries_the_run_execution_and_job_ids(s3, emula
             EXECUTION_ARN,
         )
         assert (line["job_index"], line["job_id"]) == (0, job_id)
+
+
+def with_cap(state: dict, cap: int) -> dict:
+    """The job state as preprocess leaves it when min(maxConcurrentJobs, the model's quota) is ``cap``."""
+    return state | {"run": state["run"] | {"max_concurrent_jobs": cap}}
+
+
+def test_submit_waits_while_the_model_has_as_many_jobs_in_flight_as_the_cap(s3, emulator, lambda_context):
+    # GIVEN a cap of 2 (below the emulator's quota of 20), two Claude jobs in flight (one through its profile) and
+    # one job of another model
+    emulator.state.step_seconds = 3600
+    submit_handler.lambda_handler(with_cap(staged_job(s3, run_id="run-a"), 2), lambda_context)
+    other = staged_job(s3, run_id="run-b")
+    other["run"]["model_id"] = f"us.{CLAUDE}"
+    submit_handler.lambda_handler(with_cap(other, 2), lambda_context)
+    titan = staged_job(s3, run_id="run-t")
+    titan["run"] |= {"model_id": "amazon.titan-embed-text-v2:0", "family": "titan-embed-text-v2"}
+    submit_handler.lambda_handler(titan, lambda_context)
+    # WHEN a third Claude job is submitted under the cap
+    # THEN Submit raises ServiceQuotaExceededException itself (the state machine's long-backoff Retry) without
+    # calling CreateModelInvocationJob, and names the counts
+    with pytest.raises(ServiceQuotaExceededException, match=r"2 jobs of .* are submitted or in progress.*cap is 2"):
+        submit_handler.lambda_handler(with_cap(staged_job(s3, run_id="run-c"), 2), lambda_context)
+    assert emulator.jobs_created_per_model() == {CLAUDE: 1, f"us.{CLAUDE}": 1, "amazon.titan-embed-text-v2:0": 1}
+    assert emulator.calls()["CreateModelInvocationJob"] == 3
+
+
+def test_a_finished_job_frees_its_slot_for_the_next_submit(s3, emulator, lambda_context):
+    # GIVEN a cap of 1 and one Claude job that has ended
+    first = submit_handler.lambda_handler(with_cap(staged_job(s3, run_id="run-a"), 1), lambda_context)
+    emulator.set_job_status(first["job_arn"], "Completed")
+    # WHEN the next job is submitted THEN it is created
+    second = submit_handler.lambda_handler(with_cap(staged_job(s3, run_id="run-b"), 1), lambda_context)
+    assert second["job_arn"] != first["job_arn"]

@@ -30,6 +30,7 @@ ENVIRONMENT_KEYS = {
     "JOB_TIMEOUT_HOURS",
     "MAX_RECORDS_PER_JOB",
     "ALLOWED_MODEL_IDS",
+    "MAX_CONCURRENT_JOBS",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
     "POWERTOOLS_LOG_LEVEL",
@@ -124,15 +125,46 @@ def test_bedrock_job_actions_are_scoped_to_invocation_jobs(synthesized: Synthesi
         }
         for key in ("submit", "poll")
     }
-    # WHEN / THEN poll gets and stops jobs, submit creates (and tags) them on the allowed models, nothing lists
-    # them (no code calls ListModelInvocationJobs) and nothing gets bedrock:*
+    # WHEN / THEN poll gets and stops jobs, submit creates (and tags) them on the allowed models and lists them for
+    # its job-slot check (ListModelInvocationJobs has no resource type: '*'), and nothing gets bedrock:*
     jobs_arn = json.dumps(actions["poll"]["bedrock:GetModelInvocationJob"])
     assert "model-invocation-job/*" in jobs_arn
     assert set(actions["poll"]) == {"bedrock:GetModelInvocationJob", "bedrock:StopModelInvocationJob"}
-    assert set(actions["submit"]) == {"bedrock:CreateModelInvocationJob", "bedrock:TagResource"}
+    assert set(actions["submit"]) == {
+        "bedrock:CreateModelInvocationJob",
+        "bedrock:TagResource",
+        "bedrock:ListModelInvocationJobs",
+    }
+    assert actions["submit"]["bedrock:ListModelInvocationJobs"] == ["*"]
     create = json.dumps(actions["submit"]["bedrock:CreateModelInvocationJob"])
     assert "model-invocation-job/*" in create
     assert "inference-profile/us.anthropic.claude-3-5-haiku-20241022-v1:0" in create
+
+
+def test_only_preprocess_reads_service_quotas_and_only_the_two_list_actions(
+    synthesized: Synthesized, template: Template
+) -> None:
+    # GIVEN the roles of the six functions
+    functions = synthesized.stack.workflow.functions
+    # WHEN collecting their Service Quotas actions
+    actions = {
+        key: {
+            action: as_list(s["Resource"])
+            for s in policy_statements(template, synthesized.logical_id(fn.role))
+            for action in as_list(s["Action"])
+            if action.startswith("servicequotas:")
+        }
+        for key, fn in functions.items()
+    }
+    # THEN preprocess alone lists the applied and the default quotas (the calls of lambdas/preprocess/quotas.py), on '*'
+    # (neither action has a resource type), and no function may change a quota
+    assert actions.pop("preprocess") == {
+        "servicequotas:ListServiceQuotas": ["*"],
+        "servicequotas:ListAWSDefaultServiceQuotas": ["*"],
+    }
+    assert all(not granted for granted in actions.values())
+    # AND the stack passes maxConcurrentJobs to the functions, which cap it by the model's quota
+    assert _function(synthesized, "preprocess")["Environment"]["Variables"]["MAX_CONCURRENT_JOBS"] == "7"  # conftest
 
 
 def test_image_build_context_holds_only_the_handler_sources(synthesized: Synthesized) -> None:

@@ -91,10 +91,18 @@ def test_every_action_the_code_calls_is_granted(
 def test_the_code_scan_finds_each_control_function_s_calls() -> None:
     # GIVEN the submit and poll handlers / WHEN their code (and what it imports) is scanned
     submit, poll = code_actions("lambdas.submit_job.handler"), code_actions("lambdas.poll_job.handler")
-    # THEN submit creates jobs with tags and a role to pass, poll gets and stops them, and neither lists jobs
-    assert set(submit) == {"bedrock:CreateModelInvocationJob", "bedrock:TagResource", "iam:PassRole"}
+    # THEN submit creates jobs with tags and a role to pass and lists jobs for its job-slot check, poll gets and
+    # stops them, and neither reads Service Quotas (Preprocess alone does)
+    assert set(submit) == {
+        "bedrock:CreateModelInvocationJob",
+        "bedrock:TagResource",
+        "iam:PassRole",
+        "bedrock:ListModelInvocationJobs",
+    }
     assert set(poll) == {"bedrock:GetModelInvocationJob", "bedrock:StopModelInvocationJob"}
-    assert "bedrock:ListModelInvocationJobs" not in {*submit, *poll}
+    preprocess = code_actions("lambdas.preprocess.handler")
+    assert {"servicequotas:ListServiceQuotas", "servicequotas:ListAWSDefaultServiceQuotas"} <= set(preprocess)
+    assert not {action for action in {*submit, *poll} if action.startswith("servicequotas:")}
 
 
 def test_a_grant_no_code_uses_fails_the_check() -> None:
@@ -150,6 +158,15 @@ def test_an_extra_statement_fails_the_check(
     assert unused.startswith(role_prefix) and expected in unused
 
 
+# Actions that have no resource type in the Service Authorization Reference (so only '*'), and the one role whose code
+# calls each: Submit's job-slot check lists jobs, Preprocess reads the model's batch quotas.
+WITHOUT_RESOURCE_TYPE = {
+    "bedrock:ListModelInvocationJobs": "BatchWorkflowSubmitJobRole",
+    "servicequotas:ListServiceQuotas": "BatchWorkflowPreprocessRole",
+    "servicequotas:ListAWSDefaultServiceQuotas": "BatchWorkflowPreprocessRole",
+}
+
+
 def test_function_roles_allow_only_x_ray_on_any_resource(all_options: dict[str, dict[str, Any]]) -> None:
     # GIVEN the role of every function of both stacks (CDK's custom resource provider aside: its '*' is acknowledged
     # for the logging configuration calls)
@@ -157,14 +174,16 @@ def test_function_roles_allow_only_x_ray_on_any_resource(all_options: dict[str, 
         functions = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
         roles = {f["Role"]["Fn::GetAtt"][0] for f in functions} - {r for r in template["Resources"] if PROVIDER_ID in r}
         for role in roles:
-            # THEN the only actions it has on '*' are X-Ray's (the reason acknowledged to cdk-nag for the role)
+            # THEN the only actions it has on '*' are X-Ray's (the reason acknowledged to cdk-nag for the role) and
+            # the actions without a resource type that its own code calls
             on_any = {
                 action
                 for s in role_statements(template)[role]
                 if s["Resource"] == "*"
                 for action in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
             }
-            assert on_any == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}, role
+            own = {action for action, user in WITHOUT_RESOURCE_TYPE.items() if role.startswith(user)}
+            assert on_any == {"xray:PutTraceSegments", "xray:PutTelemetryRecords", *own}, role
 
 
 # --- Resource policies: what each service principal may do --------------------------------------------------------
