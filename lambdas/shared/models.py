@@ -202,6 +202,7 @@ class JobState(BaseModel):
     submitted_at: str | None = None
     polls: int = 0
     unreadable_polls: int = 0  # consecutive polls that could not read the status (lambdas/poll_job/logic.py)
+    stop_requested_at: str | None = None  # when Poll asked Bedrock to stop the job (past the service's deadline)
     counters: dict[str, int] = Field(default_factory=dict)
     failure: dict[str, Any] | None = None  # set by a Catch: {"Error": ..., "Cause": ...}
 
