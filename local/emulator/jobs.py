@@ -8,11 +8,11 @@ the outputs and the manifest, leaving ``Stopping`` writes the output of the reco
 the manifest. A job nobody looks at does not progress.
 
 Stop and deadline (docs/bedrock-facts.md, "Job statuses, stop semantics and deadlines"): a stopped job stays
-``Stopping`` until at least one GetModelInvocationJob or ListModelInvocationJobs has reported it so, and writes its
-files before it reports ``Stopped``; a job stopped while ``InProgress`` has processed the first half of its records
-(input order) by then, one stopped earlier none. Every job has a deadline, ``jobExpirationTime`` (submission plus
-``timeoutDurationInHours``); one still running at that time ends on its own: ``Expired`` if it had not started,
-``PartiallyCompleted`` (the first half of its records processed) if it was ``InProgress``.
+``Stopping`` until at least one GetModelInvocationJob of it has reported it so (a listing does not count), and
+writes its files before it reports ``Stopped``; a job stopped while ``InProgress`` has processed the first half of
+its records (input order) by then, one stopped earlier none. Every job has a deadline, ``jobExpirationTime``
+(submission plus ``timeoutDurationInHours``); one still running at that time ends on its own: ``Expired`` if it had
+not started, ``PartiallyCompleted`` (the first half of its records processed) if it was ``InProgress``.
 Injected faults (``local.emulator.faults``) bend this: a job may fail, expire after ``Scheduled``, end
 ``PartiallyCompleted`` or be stopped from outside; calls may be throttled or refused for quota.
 
@@ -264,11 +264,8 @@ class EmulatorState:
 
     def list_model_invocation_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
-            now = self._now()
-            self._advance_all(now)
+            self._advance_all(self._now())
             selected, token = paging.page(self._jobs.values(), params, lambda job: _matches(job, params))
-            for job in selected:
-                _note_read(job, now)
             return {"invocationJobSummaries": [job.describe() for job in selected], "nextToken": token}
 
     def stop_model_invocation_job(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -434,7 +431,7 @@ class EmulatorState:
                 job.move(ends_as or NEXT_STATUS[job.status], at)
 
     def _next_change(self, job: Job) -> tuple[datetime | None, Callable[[EmulatorState, Job], str | None]]:
-        """When the job leaves its status (None: not until a read has seen it Stopping) and the work done then."""
+        """When the job leaves its status (None: not until a Get has reported it Stopping) and the work done then."""
         at = job.status_since + timedelta(seconds=self.step_seconds)
         if job.status == "Stopping":
             if job.stopping_reported_at is None:
@@ -490,11 +487,11 @@ class EmulatorState:
     def _run(self, job: Job) -> str | None:
         """Answer the records and write the outputs and the manifest; the status to end in if not Completed."""
         self._fail_if_faulty(job, "InProgress")
-        total = self._job_records(job)
         if job.fault == "job_stopped":  # stopped from outside, as from the console, half way through
             self._prepare_stop(job)
             job.message = "Emulated fault (job_stopped): the job was stopped by a user while InProgress"
             return "Stopping"
+        total = self._job_records(job)
         to_process = int(total * PARTIAL_PROCESSED_FRACTION) if job.fault == "job_partial" else total
         self._process(job, to_process)
         if to_process < total:
@@ -553,7 +550,7 @@ def _nothing(state: EmulatorState, job: Job) -> None:
 
 
 def _note_read(job: Job, now: datetime) -> None:
-    """A client read the job: a Stopping job may now end (it stays Stopping for at least one read)."""
+    """GetModelInvocationJob read the job: a Stopping job may now end (it stays Stopping for at least one such read)."""
     if job.status == "Stopping" and job.stopping_reported_at is None:
         job.stopping_reported_at = now
 

@@ -55,7 +55,10 @@ def test_a_stopped_job_stays_stopping_until_read_and_writes_what_it_processed_be
     assert emulator.jobs()[0]["status"] == "Stopping" and output_objects(s3, arn) == {}
     with pytest.raises(bedrock.exceptions.ConflictException):
         bedrock.stop_model_invocation_job(jobIdentifier=arn)
-    # AND the first read reports Stopping, the next one Stopped, with half of the records processed
+    # AND a listing shows it Stopping, and does not count as the read it waits for
+    listed = bedrock.list_model_invocation_jobs()["invocationJobSummaries"]
+    assert [job["status"] for job in listed] == ["Stopping"]
+    # AND the first Get reports Stopping, the next one Stopped, with half of the records processed
     first, second = get(bedrock, arn), get(bedrock, arn)
     assert (first["status"], second["status"]) == ("Stopping", "Stopped")
     assert (second["processedRecordCount"], second["successRecordCount"], second["totalRecordCount"]) == (50, 50, 100)
