@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from lambdas.shared.errors import InputValidationError
 from lambdas.shared.model_families import MODEL_FAMILIES, InferenceSettings
 
+# The statuses a job ends in. Not "Stopping": a stopped job writes the output of what it processed before Bedrock
+# reports "Stopped" (docs/bedrock-facts.md, "Job statuses, stop semantics and deadlines").
 TERMINAL_STATUSES = frozenset({"Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired"})
 MIN_RECORDS_PER_JOB = 100
 MAX_RECORDS_PER_JOB = 50_000

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import boto3
 import pytest
@@ -235,3 +236,11 @@ def test_a_job_stopping_from_outside_is_followed_not_stopped_again(bedrock: tupl
     # WHEN polled THEN it is not terminal and no Stop is sent (the stubber would reject one)
     out = poll(running_job(), bedrock=client, timeout_hours=24, now=EXPIRES + timedelta(days=1))
     assert (out.status, out.terminal, out.stop_requested_at) == ("Stopping", False, None)
+
+
+def test_the_readme_states_the_deadline_margin_the_code_uses() -> None:
+    # GIVEN the margin Poll waits past the service's deadline before it stops a job
+    hours = DEADLINE_MARGIN / timedelta(hours=1)
+    # WHEN the README is read THEN its Poll paragraph states that same margin
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert f"**{hours:g} hours past that deadline**" in readme
