@@ -59,16 +59,16 @@ def service_deadline(job: dict[str, Any], state: JobState, timeout_hours: int) -
     return submitted + timedelta(hours=int(job.get("timeoutDurationInHours") or timeout_hours))
 
 
-def past_deadline(deadline: datetime | None, now: datetime) -> bool:
+def past_deadline(deadline: datetime, now: datetime) -> bool:
     """Whether a job still running now is overdue: more than ``DEADLINE_MARGIN`` past the service's deadline."""
-    return deadline is not None and now > deadline + DEADLINE_MARGIN
+    return now > deadline + DEADLINE_MARGIN
 
 
 def _error_code(error: ClientError | BotoCoreError) -> str:
     return str(error.response.get("Error", {}).get("Code", "")) if isinstance(error, ClientError) else ""
 
 
-def stop(state: JobState, job: dict[str, Any], *, bedrock: Any) -> dict[str, Any] | None:
+def stop(state: JobState, *, bedrock: Any) -> dict[str, Any] | None:
     """Ask Bedrock to stop the job. Returns None when the stop was accepted (the job is Stopping from now on), or the
     job as read again when the stop was refused because the job ended or began stopping meanwhile (the race)."""
     try:
@@ -98,15 +98,15 @@ def poll(state: JobState, *, bedrock: Any, timeout_hours: int, now: datetime | N
     message = state.message if stop_requested_at else None  # the reason we stopped it, until Bedrock gives one
     deadline = service_deadline(job, state, timeout_hours)
     running = job["status"] not in TERMINAL_STATUSES and job["status"] != "Stopping"
-    if running and stop_requested_at is None and past_deadline(deadline, now):
-        refused = stop(state, job, bedrock=bedrock)
+    if running and stop_requested_at is None and deadline is not None and past_deadline(deadline, now):
+        refused = stop(state, bedrock=bedrock)
         if refused is not None:
             job = refused
         else:
             stop_requested_at = now.isoformat()
             message = (
                 f"stopped by the orchestrator: still {job['status']} at {now.isoformat()}, more than "
-                f"{DEADLINE_MARGIN} after the service's deadline {deadline.isoformat() if deadline else '?'}"
+                f"{DEADLINE_MARGIN} after the service's deadline {deadline.isoformat()}"
             )
             logger.warning("job past the service's deadline; stop requested", deadline=str(deadline))
     status = job["status"]
