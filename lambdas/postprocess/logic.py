@@ -2,7 +2,9 @@
 
 Left join by construction: the job's rows are read from ``records.parquet``; each output line fills the slot of its
 record (record ids are row numbers), so output order does not matter. Rows without a result get an error code: the
-record's own ``error``, or a job-level code when the job failed, expired, was stopped or never started.
+record's own ``error``, or a job-level code when the job failed, expired, was stopped or never started. The output of
+every job is read, whatever its status: a ``Stopped`` or ``PartiallyCompleted`` job's processed records are results
+(billed once, never resubmitted); only its rows without an output line get ``JOB_STOPPED`` / ``NOT_PROCESSED``.
 A resubmission job's rows are the row numbers listed in its rows file; its output keeps them in a ``row`` column.
 """
 

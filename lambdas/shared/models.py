@@ -11,6 +11,8 @@ from lambdas.shared.errors import InputValidationError
 from lambdas.shared.model_families import MODEL_FAMILIES, InferenceSettings
 from lambdas.shared.quotas import BatchQuotas
 
+# The statuses a job ends in. Not "Stopping": a stopped job writes the output of what it processed before Bedrock
+# reports "Stopped" (docs/bedrock-facts.md, "Job statuses, stop semantics and deadlines").
 TERMINAL_STATUSES = frozenset({"Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired"})
 MIN_RECORDS_PER_JOB = 100
 MAX_RECORDS_PER_JOB = 50_000
@@ -207,6 +209,7 @@ class JobState(BaseModel):
     submitted_at: str | None = None
     polls: int = 0
     unreadable_polls: int = 0  # consecutive polls that could not read the status (lambdas/poll_job/logic.py)
+    stop_requested_at: str | None = None  # when Poll asked Bedrock to stop the job (past the service's deadline)
     counters: dict[str, int] = Field(default_factory=dict)
     failure: dict[str, Any] | None = None  # set by a Catch: {"Error": ..., "Cause": ...}
 

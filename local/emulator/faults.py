@@ -7,13 +7,17 @@ faults were already injected, so raising a count injects more). What each fault 
 - ``record_error_rate`` (fraction 0-1): that fraction of records gets an ``error`` line (errorCode 400) instead of
   ``modelOutput``, chosen by a hash of ``record_error_seed`` (any text, default empty) and the recordId, so the same
   records fail on every run.
-- ``job_partial``, ``job_failed``, ``job_expired`` (jobs): the first N jobs created that no other job fault has hit
-  (checked in this order when each job is created):
+- ``job_partial``, ``job_failed``, ``job_expired``, ``job_stopped`` (jobs): the first N jobs created that no other
+  job fault has hit (checked in this order when each job is created):
   ``job_partial`` ends ``PartiallyCompleted``: only the first half of its records (input order) is processed, the
   others get no output line; the manifest counts what was processed.
   ``job_failed`` ends ``Failed`` with a ``message`` and no output file nor manifest, alternately while
   ``Validating`` (1st, 3rd, ... job hit) and ``InProgress`` (2nd, 4th, ...).
   ``job_expired`` ends ``Expired`` after ``Scheduled`` (never started), with a ``message`` and no output.
+  ``job_stopped`` is stopped from outside, as a user would from the console, while ``InProgress`` when half of its
+  records (input order) are processed: it is ``Stopping`` (with a ``message``) for at least one
+  ``GetModelInvocationJob``, then ``Stopped``, with the output lines of the processed records and a manifest
+  counting them; the other records get no output line.
 - ``submit_throttle``, ``submit_quota`` (calls): the next N ``CreateModelInvocationJob`` calls fail with
   ``ThrottlingException`` (HTTP 429), then the next N with ``ServiceQuotaExceededException`` (400), and create
   nothing (not even for a repeated clientRequestToken).
@@ -92,6 +96,7 @@ FAULTS: dict[str, Fault] = {
         _counted("job_partial", "jobs"),
         _counted("job_failed", "jobs"),
         _counted("job_expired", "jobs"),
+        _counted("job_stopped", "jobs"),
         _counted("submit_throttle", "calls"),
         _counted("submit_quota", "calls"),
         _counted("poll_throttle", "calls"),
@@ -102,7 +107,8 @@ FAULTS: dict[str, Fault] = {
         _counted("video_failed", "invocations"),
     )
 }
-JOB_FAULTS = ("job_partial", "job_failed", "job_expired")  # the order in which a new job is checked against them
+# The order in which a new job is checked against them
+JOB_FAULTS = ("job_partial", "job_failed", "job_expired", "job_stopped")
 EXAMPLE = "record_error_rate=0.05,job_failed=1,submit_throttle=3"
 
 

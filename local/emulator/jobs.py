@@ -4,9 +4,17 @@ Statuses follow the clock: ``Submitted -> Validating -> Scheduled -> InProgress 
 Stopped``), each lasting ``step_seconds`` (0 allowed). They are computed lazily, under one lock, whenever anything
 reads the state, so every read is consistent and no thread ticks in the background. The S3 work happens on the way
 out of a status: leaving ``Validating`` reads and checks the input (or fails the job), leaving ``InProgress`` writes
-the outputs and the manifest, leaving ``Stopping`` writes the manifest. A job nobody looks at does not progress.
-Injected faults (``local.emulator.faults``) bend this: a job may fail, expire after ``Scheduled``, or end
-``PartiallyCompleted``; calls may be throttled or refused for quota.
+the outputs and the manifest, leaving ``Stopping`` writes the output of the records processed before the stop and
+the manifest. A job nobody looks at does not progress.
+
+Stop and deadline (docs/bedrock-facts.md, "Job statuses, stop semantics and deadlines"): a stopped job stays
+``Stopping`` until at least one GetModelInvocationJob of it has reported it so (a listing does not count), and
+writes its files before it reports ``Stopped``; a job stopped while ``InProgress`` has processed the first half of
+its records (input order) by then, one stopped earlier none. Every job has a deadline, ``jobExpirationTime``
+(submission plus ``timeoutDurationInHours``); one still running at that time ends on its own: ``Expired`` if it had
+not started, ``PartiallyCompleted`` (the first half of its records processed) if it was ``InProgress``.
+Injected faults (``local.emulator.faults``) bend this: a job may fail, expire after ``Scheduled``, end
+``PartiallyCompleted`` or be stopped from outside; calls may be throttled or refused for quota.
 
 The operation methods take and return the wire dicts of botocore's model (camelCase members, ``datetime`` values);
 ``local.emulator.server`` puts them on HTTP.
@@ -70,7 +78,17 @@ CALL_FAULTS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("poll_throttle", "ThrottlingException", "Too many requests, please wait before trying again."),
     ),
 }
-PARTIAL_PROCESSED_FRACTION = 0.5  # job_partial: the share of records (first in input order) that get processed
+# The share of a job's records (first in input order) processed when it ends early while InProgress: job_partial,
+# job_stopped, a stop (StopModelInvocationJob) and the job's own deadline.
+PARTIAL_PROCESSED_FRACTION = 0.5
+# Statuses a job may still be in at its deadline, and what it ends as then (Bedrock docs: the job statuses of
+# GetModelInvocationJob): not started -> Expired; started -> PartiallyCompleted. A Stopping job ends Stopped.
+TIMED_OUT_AS = {
+    "Submitted": "Expired",
+    "Validating": "Expired",
+    "Scheduled": "Expired",
+    "InProgress": "PartiallyCompleted",
+}
 LINES_PER_CORRUPT_LINE = 100  # corrupt_output_lines: a job takes at most one per started 100 lines it writes
 _JOB_ID_ALPHABET = string.ascii_lowercase + string.digits
 
@@ -115,9 +133,12 @@ class Job:
     held: bool = False  # set_job_status(hold=True): the clock no longer moves this job
     input_files: tuple[InputFile, ...] = ()
     tally: Tally | None = None  # None until the input has been counted
-    fault: str | None = None  # the job fault that hit it at creation: job_partial, job_failed or job_expired
+    fault: str | None = None  # the job fault that hit it at creation: job_partial, job_failed, job_expired...
     fails_while: str | None = None  # job_failed: the status it fails in (Validating or InProgress)
     corrupt_lines: int = 0  # corrupt_output_lines injected into its output
+    validated: bool = False  # passed Validating: from then on GetModelInvocationJob returns jobExpirationTime
+    stop_records: int = 0  # Stopping: how many records (first in input order) it processed before the stop
+    stopping_reported_at: datetime | None = None  # when a read first reported it Stopping (None: not yet)
 
     @property
     def name(self) -> str:
@@ -133,6 +154,15 @@ class Job:
         uri = self.request["outputDataConfig"]["s3OutputDataConfig"]["s3Uri"]
         return S3Location.parse(uri).child(self.job_id)
 
+    @property
+    def timeout_hours(self) -> int:
+        return int(self.request.get("timeoutDurationInHours", DEFAULT_TIMEOUT_HOURS))
+
+    @property
+    def expiration_time(self) -> datetime:
+        """The job's deadline: submission plus its timeout (the earliest reading; see the module docstring)."""
+        return self.submit_time + timedelta(hours=self.timeout_hours)
+
     def move(self, status: str, at: datetime, message: str | None = None) -> None:
         self.status, self.status_since = status, at
         if message is not None:
@@ -141,7 +171,6 @@ class Job:
 
     def describe(self) -> dict[str, Any]:
         """The GetModelInvocationJob answer (a superset: the protocol keeps what the installed model declares)."""
-        timeout = self.request.get("timeoutDurationInHours", DEFAULT_TIMEOUT_HOURS)
         counts = (
             {}
             if self.tally is None
@@ -160,8 +189,9 @@ class Job:
             "submitTime": self.submit_time,
             "lastModifiedTime": self.status_since,
             "endTime": self.end_time,
-            "timeoutDurationInHours": timeout,
-            "jobExpirationTime": self.submit_time + timedelta(hours=timeout),
+            "timeoutDurationInHours": self.timeout_hours,
+            # optional in botocore's shape; when Bedrock first sets it is undocumented: here, once validated
+            **({"jobExpirationTime": self.expiration_time} if self.validated else {}),
             **counts,
         }
 
@@ -231,7 +261,9 @@ class EmulatorState:
         with self._lock:
             self._inject_call_fault("GetModelInvocationJob")
             job = self._find(params["jobIdentifier"])
-            self._advance(job, self._now())
+            now = self._now()
+            self._advance(job, now)
+            _note_read(job, now)
             return job.describe()
 
     def list_model_invocation_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -245,9 +277,13 @@ class EmulatorState:
             job = self._find(params["jobIdentifier"])
             now = self._now()
             self._advance(job, now)
-            if job.status not in IN_FLIGHT_STATUSES or job.status == "Stopping":
+            # Which error Bedrock returns for a job that cannot be stopped is undocumented (the API lists both):
+            # an ended job gets ValidationException, one already Stopping ConflictException, so callers handle both.
+            if job.status == "Stopping":
+                raise conflict(f"Job {job.arn} is already Stopping")
+            if job.status not in IN_FLIGHT_STATUSES:
                 raise validation_error(f"Job {job.arn} is {job.status} and cannot be stopped")
-            job.held = False
+            self._prepare_stop(job)
             job.move("Stopping", now)
             return {}
 
@@ -275,6 +311,7 @@ class EmulatorState:
             found = self._find(job)
             found.held = hold
             found.move(status, self._now(), message)
+            found.validated = found.validated or status not in ("Submitted", "Validating")
             counts = {"total": total_records, "success": success_records, "error": error_records}
             given = {name: value for name, value in counts.items() if value is not None}
             if given:
@@ -390,21 +427,60 @@ class EmulatorState:
             self._advance(job, now)
 
     def _advance(self, job: Job, now: datetime) -> None:
-        step = timedelta(seconds=self.step_seconds)
-        while job.status in NEXT_STATUS and not job.held and now >= job.status_since + step:
-            at = job.status_since + step
+        while job.status in NEXT_STATUS and not job.held:
+            at, on_leave = self._next_change(job)
+            if at is None or now < at:
+                return
             try:
-                ends_as = _ON_LEAVE.get(job.status, _nothing)(self, job)
+                ends_as = on_leave(self, job)
             except (JobFailure, ClientError) as error:
                 job.move("Failed", at, str(error))
             else:
                 job.move(ends_as or NEXT_STATUS[job.status], at)
+
+    def _next_change(self, job: Job) -> tuple[datetime | None, Callable[[EmulatorState, Job], str | None]]:
+        """When the job leaves its status (None: not until a Get has reported it Stopping) and the work done then."""
+        at = job.status_since + timedelta(seconds=self.step_seconds)
+        if job.status == "Stopping":
+            if job.stopping_reported_at is None:
+                return None, _nothing
+            return max(at, job.stopping_reported_at), EmulatorState._finish_stop
+        if job.status in TIMED_OUT_AS and job.expiration_time < at:
+            return job.expiration_time, EmulatorState._time_out
+        return at, _ON_LEAVE.get(job.status, _nothing)
+
+    def _prepare_stop(self, job: Job) -> None:
+        """The job is about to move to Stopping (a StopModelInvocationJob call or job_stopped): fix how many records
+        it processed before the stop; they are written when it leaves Stopping."""
+        started = job.status == "InProgress"
+        job.stop_records = int(self._job_records(job) * PARTIAL_PROCESSED_FRACTION) if started else 0
+        job.held = False
+        job.stopping_reported_at = None
+
+    @staticmethod
+    def _job_records(job: Job) -> int:
+        return sum(file.records for file in job.input_files)
+
+    def _time_out(self, job: Job) -> str:
+        """The job is still running at its deadline: Bedrock ends it Expired or PartiallyCompleted."""
+        ends_as = TIMED_OUT_AS[job.status]
+        if ends_as == "Expired":
+            job.message = f"The job did not start within its timeout of {job.timeout_hours} hours"
+            return ends_as
+        total = self._job_records(job)
+        processed = self._process(job, int(total * PARTIAL_PROCESSED_FRACTION))
+        job.message = (
+            f"The job did not finish within its timeout of {job.timeout_hours} hours: {total - processed} of "
+            f"{total} records were not processed"
+        )
+        return ends_as
 
     def _validate_input(self, job: Job) -> None:
         self._fail_if_faulty(job, "Validating")
         uri = job.request["inputDataConfig"]["s3InputDataConfig"]["s3Uri"]
         job.input_files = scan_input(self.s3, uri, self.quotas_for(job.model_id))
         job.tally = Tally(total=sum(file.records for file in job.input_files))
+        job.validated = True
 
     def _start(self, job: Job) -> str | None:
         if job.fault != "job_expired":
@@ -419,23 +495,13 @@ class EmulatorState:
     def _run(self, job: Job) -> str | None:
         """Answer the records and write the outputs and the manifest; the status to end in if not Completed."""
         self._fail_if_faulty(job, "InProgress")
-        bucket = S3Location.parse(job.request["inputDataConfig"]["s3InputDataConfig"]["s3Uri"]).bucket
-        answer = self._answerer(job)
-        tally = job.tally or Tally()
-        total = sum(file.records for file in job.input_files)
+        if job.fault == "job_stopped":  # stopped from outside, as from the console, half way through
+            self._prepare_stop(job)
+            job.message = "Emulated fault (job_stopped): the job was stopped by a user while InProgress"
+            return "Stopping"
+        total = self._job_records(job)
         to_process = int(total * PARTIAL_PROCESSED_FRACTION) if job.fault == "job_partial" else total
-        corrupt = self._corrupt_positions(job, to_process)
-        start = 0  # position of the file's first record among the job's processed records
-        for file in job.input_files:
-            count = min(file.records, to_process - start)
-            if count <= 0:
-                break  # not reached before the (emulated) timeout: no output file
-            rng = random.Random(f"{job.name}/{file.name}")  # scrambled output order, the same on every run
-            in_file = frozenset(p - start for p in corrupt if start <= p < start + count)
-            tally.add(process_file(self.s3, bucket, file, job.output, answer, rng, limit=count, corrupt=in_file))
-            start += count
-        job.tally = tally
-        write_manifest(self.s3, job.output, tally)
+        self._process(job, to_process)
         if to_process < total:
             job.message = (
                 f"Emulated fault (job_partial): {total - to_process} of {total} records were not processed "
@@ -444,14 +510,34 @@ class EmulatorState:
             return "PartiallyCompleted"
         return None
 
+    def _process(self, job: Job, to_process: int) -> int:
+        """Answer the job's first ``to_process`` records (input order), write an output file for each input file
+        reached and the manifest; return how many records were processed."""
+        bucket = S3Location.parse(job.request["inputDataConfig"]["s3InputDataConfig"]["s3Uri"]).bucket
+        answer = self._answerer(job)
+        tally = Tally(total=job.tally.total if job.tally else 0)
+        corrupt = self._corrupt_positions(job, to_process) if to_process else frozenset()
+        start = 0  # position of the file's first record among the job's processed records
+        for file in job.input_files:
+            count = min(file.records, to_process - start)
+            if count <= 0:
+                break  # not reached before the job ended: no output file
+            rng = random.Random(f"{job.name}/{file.name}")  # scrambled output order, the same on every run
+            in_file = frozenset(p - start for p in corrupt if start <= p < start + count)
+            tally.add(process_file(self.s3, bucket, file, job.output, answer, rng, limit=count, corrupt=in_file))
+            start += count
+        job.tally = tally
+        write_manifest(self.s3, job.output, tally)
+        return start
+
     def _corrupt_positions(self, job: Job, lines: int) -> frozenset[int]:
         """Which of the job's ``lines`` output lines (by processing position) to write corrupt, spread evenly."""
         job.corrupt_lines = self._take_fault("corrupt_output_lines", math.ceil(lines / LINES_PER_CORRUPT_LINE))
         return frozenset(index * lines // job.corrupt_lines for index in range(job.corrupt_lines))
 
     def _finish_stop(self, job: Job) -> None:
-        job.tally = Tally(total=job.tally.total if job.tally else 0)  # nothing processed: nothing billed
-        write_manifest(self.s3, job.output, job.tally)
+        """Leaving Stopping: the output of the records processed before the stop, and the manifest counting them."""
+        self._process(job, job.stop_records)
 
     def _answerer(self, job: Job) -> Callable[[dict[str, Any]], Invocation]:
         family = family_for_model(job.model_id, job.request.get("modelInvocationType", "InvokeModel"))
@@ -471,13 +557,18 @@ def _nothing(state: EmulatorState, job: Job) -> None:
     return None
 
 
+def _note_read(job: Job, now: datetime) -> None:
+    """GetModelInvocationJob read the job: a Stopping job may now end (it stays Stopping for at least one such read)."""
+    if job.status == "Stopping" and job.stopping_reported_at is None:
+        job.stopping_reported_at = now
+
+
 # The work done when a job leaves a status (S3 mostly). A hook that returns a status ends the job in it instead of
 # the next one in NEXT_STATUS; JobFailure (or an S3 ClientError) ends it Failed with that message.
 _ON_LEAVE: dict[str, Callable[[EmulatorState, Job], str | None]] = {
     "Validating": EmulatorState._validate_input,
     "Scheduled": EmulatorState._start,
     "InProgress": EmulatorState._run,
-    "Stopping": EmulatorState._finish_stop,
 }
 
 

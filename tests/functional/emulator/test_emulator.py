@@ -362,7 +362,7 @@ def test_missing_input_and_record_quota_fail_the_job(
     assert missing_job["status"] == "Failed" and "No .jsonl input file" in missing_job["message"]
 
 
-# ---------------------------------------------------------------- list, stop, get
+# ---------------------------------------------------------------- list, get (stop: test_emulator_stop_deadline)
 
 
 def test_list_filters_sorts_and_paginates(bedrock: BaseClient, s3: BaseClient, clock: ManualClock) -> None:
@@ -390,27 +390,6 @@ def test_list_filters_sorts_and_paginates(bedrock: BaseClient, s3: BaseClient, c
     assert [len(page["invocationJobSummaries"]) for page in pages] == [2, 2, 1]
     paged = [job["jobName"] for page in pages for job in page["invocationJobSummaries"]]
     assert paged == list(reversed(names))
-
-
-def test_stop_moves_a_running_job_to_stopped_and_refuses_a_second_stop(
-    bedrock: BaseClient, s3: BaseClient, clock: ManualClock
-) -> None:
-    # GIVEN a job in progress
-    arn = create_job(bedrock, "to-stop", put_jsonl(s3, "inputs/stop.jsonl", [claude_record(i) for i in range(100)]))
-    clock.advance(3)
-    assert bedrock.get_model_invocation_job(jobIdentifier=arn)["status"] == "InProgress"
-    # WHEN it is stopped
-    bedrock.stop_model_invocation_job(jobIdentifier=arn)
-    stopping = bedrock.get_model_invocation_job(jobIdentifier=arn)["status"]
-    clock.advance(1)
-    stopped = bedrock.get_model_invocation_job(jobIdentifier=arn)
-    # THEN it goes Stopping -> Stopped, with a manifest and nothing processed
-    assert (stopping, stopped["status"], stopped["processedRecordCount"]) == ("Stopping", "Stopped", 0)
-    manifest = read_jsonl(s3, output_key(arn, "manifest.json.out"))[0]
-    assert manifest["totalRecordCount"] == 100 and manifest["processedRecordCount"] == 0
-    # AND stopping it again is a ValidationException
-    with pytest.raises(bedrock.exceptions.ValidationException):
-        bedrock.stop_model_invocation_job(jobIdentifier=arn)
 
 
 def test_get_of_an_unknown_job(bedrock: BaseClient) -> None:

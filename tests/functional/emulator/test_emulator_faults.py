@@ -1,24 +1,15 @@
-"""Injected faults in the Bedrock emulator (through a real boto3 client over HTTP, moto S3), and the pipeline's
-handlers surviving them: a job held past its deadline is stopped by Poll and its rows end ``JOB_STOPPED``."""
+"""Injected faults in the Bedrock emulator (through a real boto3 client over HTTP, moto S3). Stops and deadlines,
+the job_stopped fault among them, are in ``test_emulator_stop_deadline``."""
 
 from __future__ import annotations
 
-import io
 import json
-from datetime import datetime, timedelta
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from lambdas.poll_job import logic as poll_logic
-from lambdas.postprocess import handler as postprocess_handler
-from lambdas.shared import aws
-from lambdas.shared.models import JobState
-from lambdas.submit_job import handler as submit_handler
 from local.emulator import BedrockEmulator, EmulatorState, ManualClock
 from local.emulator.faults import FAULTS, FaultSpecError, parse_faults
 from tests.functional.conftest import BUCKET
@@ -254,63 +245,3 @@ def test_corrupt_lines_spread_over_jobs_up_to_the_total(
     # AND the manifest counts the records processed (their lines were written, garbled)
     manifest = json.loads(output_objects(s3, arns[0])["manifest.json.out"])
     assert manifest["processedRecordCount"] == manifest["successRecordCount"] == 150
-
-
-# ---------------------------------------------------------------- surviving: a job held past its deadline
-
-
-def stage_run(s3: BaseClient, count: int) -> dict[str, Any]:
-    """records.parquet, the job's JSONL and the state Submit receives, for one job of ``count`` rows."""
-    run_id = "run-deadline"
-    table = pa.table({"id": list(range(count)), "record_id": [f"{i:011d}" for i in range(count)]})
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer)
-    s3.put_object(Bucket=BUCKET, Key=f"runs/{run_id}/records.parquet", Body=buffer.getvalue())
-    input_key = f"runs/{run_id}/jobs/0000.jsonl"
-    put_records(s3, input_key, count)
-    run = {
-        "run_id": run_id,
-        "bucket": BUCKET,
-        "model_id": CLAUDE,
-        "family": "anthropic",
-        "output_kind": "text",
-        "job_name_prefix": "deadline",
-        "total_records": count,
-        "num_jobs": 1,
-        "records_key": f"runs/{run_id}/records.parquet",
-        "manifest_key": f"runs/{run_id}/jobs.json",
-    }
-    job = {"index": 0, "input_key": input_key, "first_row": 0, "record_count": count, "size_bytes": 1}
-    return {"run": run, "job": job}
-
-
-def test_poll_stops_a_job_held_past_its_deadline_and_its_rows_end_job_stopped(
-    s3: BaseClient, clock: ManualClock, emulator: BedrockEmulator, lambda_context: Any
-) -> None:
-    # GIVEN a job submitted by the Submit handler and held InProgress by the emulator, however long we wait
-    submitted = JobState.model_validate(submit_handler.lambda_handler(stage_run(s3, 120), lambda_context))
-    assert submitted.job_arn and submitted.submitted_at
-    emulator.set_job_status(submitted.job_arn, "InProgress", hold=True)
-    clock.advance(100 * 3600)
-    deadline = (
-        datetime.fromisoformat(submitted.submitted_at) + timedelta(hours=TIMEOUT_HOURS) + poll_logic.DEADLINE_MARGIN
-    )
-    # WHEN Poll runs at the deadline and just after it
-    at_deadline = poll_logic.poll(submitted, bedrock=aws.bedrock(), timeout_hours=TIMEOUT_HOURS, now=deadline)
-    after = poll_logic.poll(
-        at_deadline, bedrock=aws.bedrock(), timeout_hours=TIMEOUT_HOURS, now=deadline + timedelta(seconds=1)
-    )
-    # THEN at the deadline the job is left running; after it, Poll stops it and reports it terminal, Stopped
-    assert (at_deadline.status, at_deadline.terminal) == ("InProgress", False)
-    assert (after.status, after.terminal, after.polls) == ("Stopped", True, 2)
-    assert after.message and "stopped by the orchestrator" in after.message
-    clock.advance(1)
-    assert emulator.jobs()[0]["status"] == "Stopped"
-    # AND Postprocess gives every one of its rows JOB_STOPPED
-    result = postprocess_handler.lambda_handler(after.model_dump(mode="json"), lambda_context)
-    body = s3.get_object(Bucket=BUCKET, Key=result["output_key"])["Body"].read()
-    table = pq.read_table(io.BytesIO(body))
-    assert table.column("id").to_pylist() == list(range(120))
-    assert set(table.column("error_code").to_pylist()) == {"JOB_STOPPED"}
-    assert table.column("response").null_count == 120
-    assert (result["status"], result["failed"], result["succeeded"]) == ("Stopped", 120, 0)
