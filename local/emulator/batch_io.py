@@ -128,7 +128,7 @@ def answer_record(record: dict[str, Any], answer: Callable[[dict[str, Any]], Inv
     try:
         result = answer(record)
     except RecordError as error:
-        line = {**record, "error": {"errorCode": 400, "errorMessage": str(error)}}
+        line = {**record, "error": {"errorCode": error.code, "errorMessage": str(error)}}
         return line, Tally(error=1)
     line = {**record, "modelOutput": result.output}
     return line, Tally(success=1, input_tokens=result.input_tokens, output_tokens=result.output_tokens)

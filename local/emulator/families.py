@@ -25,7 +25,12 @@ from typing import Any
 
 
 class RecordError(Exception):
-    """The record's ``modelInput`` is invalid for the model."""
+    """The record gets an ``error`` line with this message: its ``modelInput`` is invalid for the model (``code``
+    400), or an injected fault struck it (``code`` of the fault)."""
+
+    def __init__(self, message: str, code: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)

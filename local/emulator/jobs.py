@@ -15,6 +15,7 @@ The operation methods take and return the wire dicts of botocore's model (camelC
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import random
 import secrets
@@ -41,7 +42,14 @@ from local.emulator.batch_io import (
 )
 from local.emulator.errors import ApiError, conflict, not_found, validation_error
 from local.emulator.families import Invocation, RecordError, base_model_id, family_for_model, invoke
-from local.emulator.faults import FAULTS, JOB_FAULTS, normalize_faults
+from local.emulator.faults import (
+    FAULTS,
+    JOB_FAULTS,
+    RECORD_ERROR_MESSAGES,
+    RETRYABLE_RECORD_ERROR_CODES,
+    normalize_faults,
+    record_error_codes,
+)
 
 Clock = Callable[[], datetime]
 
@@ -99,6 +107,15 @@ def fault_hits(record_id: str, rate: float, seed: str = "") -> bool:
     """Whether a record falls in the ``rate`` fraction of faulty records; fixed per (seed, recordId)."""
     digest = hashlib.sha256(f"{seed}:{record_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < rate
+
+
+def fault_code(record_id: str, rate: float, seed: str = "", codes: tuple[int, ...] = (400,)) -> int | None:
+    """The error code a record_error_rate fault gives the record (one of ``codes``), or None if it is not faulty;
+    fixed per (seed, recordId), like ``fault_hits``."""
+    if not rate or not fault_hits(record_id, rate, seed):
+        return None
+    digest = hashlib.sha256(f"{seed}:{record_id}".encode()).digest()
+    return codes[int.from_bytes(digest[8:16], "big") % len(codes)]
 
 
 @dataclass
@@ -202,6 +219,7 @@ class EmulatorState:
         self._created: Counter[str] = Counter()
         self._peak_active: dict[str, int] = {}  # most submitted + in-progress jobs seen at once, per base model
         self._injected: Counter[str] = Counter()  # fault name -> records, jobs, calls or lines hit so far
+        self._transient_struck: set[str] = set()  # records a retryable record error already struck (see faults)
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------ operations (botocore wire dicts)
@@ -441,6 +459,17 @@ class EmulatorState:
         job.corrupt_lines = self._take_fault("corrupt_output_lines", math.ceil(lines / LINES_PER_CORRUPT_LINE))
         return frozenset(index * lines // job.corrupt_lines for index in range(job.corrupt_lines))
 
+    def _strikes_again(self, code: int, record: dict[str, Any]) -> bool:
+        """A 400 strikes a record every time; a retryable code once per (recordId, modelInput)."""
+        if code not in RETRYABLE_RECORD_ERROR_CODES:
+            return True
+        sent = json.dumps([record["recordId"], record["modelInput"]], sort_keys=True)
+        key = hashlib.sha256(sent.encode()).hexdigest()
+        if key in self._transient_struck:
+            return False
+        self._transient_struck.add(key)
+        return True
+
     def _finish_stop(self, job: Job) -> None:
         job.tally = Tally(total=job.tally.total if job.tally else 0)  # nothing processed: nothing billed
         write_manifest(self.s3, job.output, job.tally)
@@ -449,11 +478,13 @@ class EmulatorState:
         family = family_for_model(job.model_id, job.request.get("modelInvocationType", "InvokeModel"))
         rate = float(self.faults.get("record_error_rate", 0.0))
         seed = str(self.faults.get("record_error_seed", ""))
+        codes = record_error_codes(self.faults.get("record_error_codes"))
 
         def answer(record: dict[str, Any]) -> Invocation:
-            if rate and fault_hits(record["recordId"], rate, seed):
+            code = fault_code(record["recordId"], rate, seed, codes)
+            if code is not None and self._strikes_again(code, record):
                 self._injected["record_error_rate"] += 1
-                raise RecordError("Emulated fault: record_error_rate")
+                raise RecordError(f"{RECORD_ERROR_MESSAGES[code]} (emulated fault record_error_rate)", code)
             return invoke(family, job.model_id, record["modelInput"])
 
         return answer
