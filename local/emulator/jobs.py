@@ -40,6 +40,7 @@ from local.emulator.batch_io import (
     scan_input,
     write_manifest,
 )
+from local.emulator.batch_models import check_batch_model
 from local.emulator.errors import ApiError, conflict, not_found, validation_error
 from local.emulator.families import Invocation, RecordError, base_model_id, family_for_model, invoke
 from local.emulator.faults import (
@@ -229,7 +230,8 @@ class EmulatorState:
             self._inject_call_fault("CreateModelInvocationJob")
             token = params.get("clientRequestToken")
             if token in self._tokens:  # a retry of a request already served: same job, nothing created
-                return {"jobArn": self._jobs[self._tokens[token]].arn}
+                return {"jobArn": self._same_request(self._jobs[self._tokens[token]], params).arn}
+            check_batch_model(params["modelId"], params.get("modelInvocationType", "InvokeModel"))
             now = self._now()
             self._advance_all(now)
             self._check_name_is_free(params["jobName"])
@@ -369,6 +371,20 @@ class EmulatorState:
     def _fail_if_faulty(self, job: Job, status: str) -> None:
         if job.fault == "job_failed" and job.fails_while == status:
             raise JobFailure(f"Emulated fault (job_failed): the job failed while {status}; no output was written")
+
+    def _same_request(self, job: Job, params: dict[str, Any]) -> Job:
+        """The job a reused clientRequestToken names, if the request is the same (docs/bedrock-facts.md, Batch job
+        requests: a reuse with other parameters is refused, the stricter reading)."""
+        if job.request != params:
+            changed = sorted(
+                key for key in job.request.keys() | params.keys() if job.request.get(key) != params.get(key)
+            )
+            raise validation_error(
+                f"clientRequestToken '{params['clientRequestToken']}' was already used for job {job.arn} with other "
+                f"parameters ({', '.join(changed)} differ); send a new token for a new job, or repeat the first "
+                "request unchanged"
+            )
+        return job
 
     def _check_name_is_free(self, name: str) -> None:
         if any(job.name == name for job in self._jobs.values()):
