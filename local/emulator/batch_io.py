@@ -11,6 +11,7 @@ import hashlib
 import itertools
 import json
 import random
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ INPUT_SUFFIX = ".jsonl"
 OUTPUT_SUFFIX = ".out"
 MANIFEST_NAME = "manifest.json.out"
 SHUFFLE_BUFFER = 1024
+# docs/bedrock-facts.md, Records: "alphanumeric string", 11 characters in every example; the stricter reading.
+RECORD_ID = re.compile(r"[A-Za-z0-9]{11}")
 
 
 class JobFailure(Exception):
@@ -113,8 +116,11 @@ def parse_record(line: bytes, where: str, default_id: str) -> dict[str, Any] | N
     if not isinstance(record, dict) or not isinstance(record.get("modelInput"), dict):
         raise JobFailure(f'{where} has no \'modelInput\' object; expected {{"recordId": ..., "modelInput": {{...}}}}')
     record_id = record.get("recordId", default_id)
-    if not isinstance(record_id, str) or not record_id:
-        raise JobFailure(f"{where} has a recordId that is not a non-empty string")
+    if not isinstance(record_id, str) or RECORD_ID.fullmatch(record_id) is None:
+        raise JobFailure(
+            f'{where} has recordId {json.dumps(record_id)}: a recordId is 11 letters or digits (e.g. "CALL0000001"); '
+            "fix it, or leave it out and Bedrock adds one"
+        )
     return {"recordId": record_id, "modelInput": record["modelInput"]}
 
 
@@ -194,7 +200,8 @@ def scan_input(s3: Any, uri: str, quotas: Quotas) -> tuple[InputFile, ...]:
             )
     if sum(file.size for file in files) > quotas.max_job_bytes:
         raise JobFailure(f"The job input is over the limit of {quotas.max_job_bytes} bytes per job")
-    counted = tuple(_count_records(s3, bucket, file, quotas) for file in files)
+    seen: dict[str, str] = {}  # recordId -> where it first appeared: ids are unique within a job
+    counted = tuple(_count_records(s3, bucket, file, quotas, seen) for file in files)
     total = sum(file.records for file in counted)
     if total < quotas.min_records_per_job:
         raise JobFailure(f"The job has {total} records, below the minimum of {quotas.min_records_per_job} per job")
@@ -203,8 +210,16 @@ def scan_input(s3: Any, uri: str, quotas: Quotas) -> tuple[InputFile, ...]:
     return counted
 
 
-def _count_records(s3: Any, bucket: str, file: InputFile, quotas: Quotas) -> InputFile:
-    count = sum(1 for _ in _records(s3, bucket, file.key))
+def _count_records(s3: Any, bucket: str, file: InputFile, quotas: Quotas, seen: dict[str, str]) -> InputFile:
+    count = 0
+    for count, record in enumerate(_records(s3, bucket, file.key), start=1):
+        where = f"record {count} of s3://{bucket}/{file.key}"
+        first = seen.setdefault(record["recordId"], where)
+        if first != where:
+            raise JobFailure(
+                f"The recordId {record['recordId']} of {where} is also the recordId of {first}; recordIds must be "
+                "unique within a job"
+            )
     if count > quotas.max_records_per_file:
         raise JobFailure(
             f"s3://{bucket}/{file.key} has {count} records, over the limit of {quotas.max_records_per_file} per file"

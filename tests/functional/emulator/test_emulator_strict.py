@@ -11,7 +11,7 @@ import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from local.emulator import BedrockEmulator
+from local.emulator import BedrockEmulator, ManualClock
 from local.emulator.batch_models import BATCH_MODELS, batch_model
 from stacks.config import DEFAULT_ALLOWED_MODEL_IDS, PROJECT_ROOT
 from tests.functional.conftest import BUCKET
@@ -129,6 +129,71 @@ def test_batch_models_profiles_and_custom_models_are_accepted(
     # GIVEN a batch model by profile id or ARN, or a custom model (its ARN names no model: checked by shape only)
     # WHEN a job is created THEN it exists
     assert create_job(bedrock, "accepted", f"s3://{BUCKET}/in.jsonl", model_id, modelInvocationType=invocation_type)
+
+
+# ---------------------------------------------------------------- recordIds
+
+
+def run_to_end(bedrock: BaseClient, clock: ManualClock, arn: str) -> dict[str, Any]:
+    clock.advance(10)
+    return dict(bedrock.get_model_invocation_job(jobIdentifier=arn))
+
+
+@pytest.mark.parametrize(
+    ("record_id", "expected"),
+    [
+        ("REC0000001", 'has recordId "REC0000001": a recordId is 11 letters or digits'),  # 10 characters
+        ("REC-0000001", 'has recordId "REC-0000001"'),  # not alphanumeric
+        ("", 'has recordId ""'),
+        (7, "has recordId 7"),
+    ],
+)
+def test_a_malformed_record_id_fails_the_job_in_validation(
+    bedrock: BaseClient, s3: BaseClient, clock: ManualClock, record_id: Any, expected: str
+) -> None:
+    # GIVEN 100 records, the 42nd with a malformed recordId
+    lines = records(100)
+    lines[41]["recordId"] = record_id
+    arn = create_job(bedrock, "bad-id", put_lines(s3, "inputs/bad-id.jsonl", lines))
+    # WHEN the job is validated
+    job = run_to_end(bedrock, clock, arn)
+    # THEN it fails with a message naming the line, the value and the fix, and writes no output
+    assert job["status"] == "Failed"
+    assert job["message"].startswith(f"Line 42 of s3://{BUCKET}/inputs/bad-id.jsonl {expected}")
+    assert "leave it out" in job["message"]
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="outputs/")
+
+
+def test_a_record_id_repeated_in_another_file_of_the_job_fails_it(
+    bedrock: BaseClient, s3: BaseClient, clock: ManualClock
+) -> None:
+    # GIVEN two files of one job, the second reusing a recordId of the first
+    put_lines(s3, "inputs/dup/a.jsonl", records(60))
+    second = [{"recordId": f"SEC{i:08d}", "modelInput": claude_input()} for i in range(60)]
+    second[9]["recordId"] = "REC00000005"
+    put_lines(s3, "inputs/dup/b.jsonl", second)
+    # WHEN the job is validated
+    job = run_to_end(bedrock, clock, create_job(bedrock, "dup-id", f"s3://{BUCKET}/inputs/dup/"))
+    # THEN it fails naming both places of the id
+    assert job["status"] == "Failed"
+    assert job["message"] == (
+        f"The recordId REC00000005 of record 10 of s3://{BUCKET}/inputs/dup/b.jsonl is also the recordId of record 6 "
+        f"of s3://{BUCKET}/inputs/dup/a.jsonl; recordIds must be unique within a job"
+    )
+
+
+def test_records_without_an_id_get_unique_11_character_ids(
+    bedrock: BaseClient, s3: BaseClient, clock: ManualClock
+) -> None:
+    # GIVEN 100 records without recordId
+    lines = [{"modelInput": claude_input(f"text {i}")} for i in range(100)]
+    arn = create_job(bedrock, "no-ids", put_lines(s3, "inputs/no-ids.jsonl", lines))
+    # WHEN the job completes
+    assert run_to_end(bedrock, clock, arn)["status"] == "Completed"
+    # THEN each output line has a recordId Bedrock-style: 11 letters or digits, all different
+    key = f"outputs/{arn.rsplit('/', 1)[-1]}/no-ids.jsonl.out"
+    ids = [json.loads(line)["recordId"] for line in s3.get_object(Bucket=BUCKET, Key=key)["Body"].iter_lines()]
+    assert len(set(ids)) == 100 and all(len(rid) == 11 and rid.isalnum() for rid in ids)
 
 
 def deployed_model_ids() -> set[str]:
