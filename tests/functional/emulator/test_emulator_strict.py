@@ -215,3 +215,186 @@ def test_the_batch_list_has_one_entry_per_model() -> None:
     prefixes = [model.prefix for model in BATCH_MODELS]
     assert len(set(prefixes)) == len(prefixes)
     assert [(a, b) for a in prefixes for b in prefixes if a != b and b.startswith(a)] == []
+
+
+# ---------------------------------------------------------------- modelInput per model family
+
+
+def anthropic(**change: Any) -> dict[str, Any]:
+    return claude_input() | change
+
+
+def nova(**config: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"schemaVersion": "messages-v1", "messages": [{"role": "user", "content": [{"text": "hi"}]}]}
+    return body | ({"inferenceConfig": config} if config else {})
+
+
+def converse(*messages: dict[str, Any], **config: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"messages": list(messages or [{"role": "user", "content": [{"text": "hi"}]}])}
+    return body | ({"inferenceConfig": config} if config else {})
+
+
+def turn(role: str, *blocks: dict[str, Any]) -> dict[str, Any]:
+    return {"role": role, "content": list(blocks or [{"text": "hi"}])}
+
+
+IMAGE = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
+DOCUMENT = {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="}}
+CONVERSE_IMAGE = {"image": {"format": "png", "source": {"bytes": "iVBORw0KGgo="}}}
+USER_TEXT = {"role": "user", "content": [{"type": "text", "text": "hi"}]}
+ASSISTANT_TEXT = {"role": "assistant", "content": [{"type": "text", "text": "hello"}]}
+
+# model id, invocation type, a valid modelInput, then (invalid modelInput, what the record's errorMessage says).
+FAMILY_CASES: list[tuple[str, str, dict[str, Any], list[tuple[dict[str, Any], str]]]] = [
+    (
+        CLAUDE,
+        "InvokeModel",
+        claude_input(),
+        [
+            (
+                anthropic(anthropic_version="bedrock-2023-06-01"),
+                "#/anthropic_version: bedrock-2023-06-01 is not a valid",
+            ),
+            (
+                anthropic(max_tokens=4097),
+                "max_tokens: 4097 > 4096, which is the maximum allowed number of output tokens for "
+                "claude-3-haiku-20240307",
+            ),
+            (anthropic(temperature=1.5), "#/temperature: 1.5 is not less or equal to 1"),
+            (anthropic(top_p=-0.1), "#/top_p: -0.1 is not greater or equal to 0"),
+            (anthropic(top_k=501), "#/top_k: 501 is not less or equal to 500"),
+            (anthropic(messages=[ASSISTANT_TEXT, USER_TEXT]), 'messages: first message must use the "user" role'),
+            (anthropic(messages=[USER_TEXT, USER_TEXT]), 'found multiple "user" roles in a row'),
+            (
+                anthropic(messages=[{"role": "user", "content": [{"type": "txt", "text": "hi"}]}]),
+                "messages.0.content.0.type: Input tag 'txt' found using 'type' does not match any of the expected",
+            ),
+            (
+                anthropic(messages=[{"role": "user", "content": [DOCUMENT, {"type": "text", "text": "x"}]}]),
+                "#/messages/0/content/0: Anthropic Claude 3 Haiku does not accept document input",
+            ),
+        ],
+    ),
+    (
+        "us.anthropic.claude-3-5-haiku-20241022-v1:0",
+        "InvokeModel",
+        claude_input(),
+        [
+            (
+                anthropic(messages=[{"role": "user", "content": [IMAGE, {"type": "text", "text": "x"}]}]),
+                "Anthropic Claude 3.5 Haiku does not accept image input",
+            ),
+            (anthropic(max_tokens=8193), "max_tokens: 8193 > 8192"),
+        ],
+    ),
+    (
+        "amazon.nova-micro-v1:0",
+        "InvokeModel",
+        nova(maxTokens=5000),
+        [
+            (nova(maxTokens=5001), "#/inferenceConfig/maxTokens: 5001 is not less or equal to 5000"),
+            (nova(max_new_tokens=0), "#/inferenceConfig/max_new_tokens: 0 is not greater or equal to 1"),
+            (nova(temperature=2), "#/inferenceConfig/temperature: 2 is not less or equal to 1"),
+            (nova(topP=1.01), "#/inferenceConfig/topP: 1.01 is not less or equal to 1"),
+            (
+                nova() | {"messages": [turn("user", CONVERSE_IMAGE, {"text": "x"})]},
+                "#/messages/0/content/0: Amazon Nova Micro does not accept image input",
+            ),
+            (nova() | {"messages": [turn("assistant"), turn("user")]}, "A conversation must start with a user message"),
+        ],
+    ),
+    (
+        "meta.llama3-1-8b-instruct-v1:0",
+        "InvokeModel",
+        {"prompt": "hi", "max_gen_len": 2048},
+        [
+            ({"prompt": "hi", "max_gen_len": 2049}, "#/max_gen_len: 2049 is not less or equal to 2048"),
+            ({"prompt": "hi", "temperature": 1.1}, "#/temperature: 1.1 is not less or equal to 1"),
+            ({"prompt": "hi", "images": ["iVBORw0KGgo="]}, "Meta Llama 3.1 8B Instruct does not accept image input"),
+        ],
+    ),
+    (
+        "mistral.mistral-small-2402-v1:0",
+        "InvokeModel",
+        {"prompt": "<s>[INST] hi [/INST]", "max_tokens": 8192},
+        [
+            ({"prompt": "<s>[INST] hi [/INST]", "max_tokens": 8193}, "#/max_tokens: 8193 is not less or equal to 8192"),
+            ({"prompt": "<s>[INST] hi [/INST]", "top_k": 0}, "#/top_k: 0 is not greater or equal to 1"),
+            ({"prompt": "<s>[INST] hi [/INST]", "top_k": 201}, "#/top_k: 201 is not less or equal to 200"),
+        ],
+    ),
+    (
+        "mistral.mistral-large-2407-v1:0",
+        "InvokeModel",
+        {"messages": [{"role": "user", "content": "hi"}]},
+        [
+            (
+                {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8193},
+                "8193 is not less or equal to 8192",
+            ),
+            ({"messages": [{"role": "user", "content": "hi"}], "temperature": -1}, "-1 is not greater or equal to 0"),
+        ],
+    ),
+    (
+        "meta.llama3-1-8b-instruct-v1:0",
+        "Converse",
+        converse(maxTokens=2048),
+        [
+            (converse(turn("user"), turn("user")), "A conversation must alternate between user and assistant roles"),
+            (converse(maxTokens=2049), "#/inferenceConfig/maxTokens: 2049 is not less or equal to 2048"),
+            (converse(topP=-1), "#/inferenceConfig/topP: -1 is not greater or equal to 0"),
+            (
+                converse(turn("user", CONVERSE_IMAGE)),
+                "#/messages/0/content/0: Meta Llama 3.1 8B Instruct does not accept image input",
+            ),
+        ],
+    ),
+    (
+        "amazon.titan-embed-text-v2:0",
+        "InvokeModel",
+        {"inputText": "x" * 50_000, "dimensions": 256, "normalize": False},
+        [
+            ({"inputText": "x" * 50_001}, "#/inputText: expected maxLength: 50000, actual: 50001"),
+            ({"inputText": "x", "dimensions": 300}, "#/dimensions: 300 is not a valid enum value"),
+            ({"inputText": "x", "normalize": "yes"}, "#/normalize: expected type: Boolean"),
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("model_id", "invocation_type", "valid", "invalid"),
+    FAMILY_CASES,
+    ids=[f"{model_id}-{kind}" for model_id, kind, _, _ in FAMILY_CASES],
+)
+def test_a_model_input_the_model_rejects_is_a_record_error_not_a_job_failure(
+    bedrock: BaseClient,
+    s3: BaseClient,
+    clock: ManualClock,
+    model_id: str,
+    invocation_type: str,
+    valid: dict[str, Any],
+    invalid: list[tuple[dict[str, Any], str]],
+) -> None:
+    # GIVEN a job of 100 records for the model: the invalid inputs first, then valid ones
+    lines = [{"recordId": f"BAD{i:08d}", "modelInput": model_input} for i, (model_input, _) in enumerate(invalid)]
+    lines += [{"recordId": f"GOOD{i:07d}", "modelInput": valid} for i in range(100 - len(invalid))]
+    arn = create_job(
+        bedrock, "family", put_lines(s3, "inputs/family.jsonl", lines), model_id, modelInvocationType=invocation_type
+    )
+    # WHEN the job runs
+    job = run_to_end(bedrock, clock, arn)
+    # THEN it completes; each invalid record has a 400 error line saying what the model rejects, the others an answer
+    assert (job["status"], job["errorRecordCount"], job["successRecordCount"]) == (
+        "Completed",
+        len(invalid),
+        100 - len(invalid),
+    )
+    key = f"outputs/{arn.rsplit('/', 1)[-1]}/family.jsonl.out"
+    out = {
+        line["recordId"]: line for line in map(json.loads, s3.get_object(Bucket=BUCKET, Key=key)["Body"].iter_lines())
+    }
+    for index, (_, expected) in enumerate(invalid):
+        error = out[f"BAD{index:08d}"]["error"]
+        assert error["errorCode"] == 400 and expected in error["errorMessage"], (index, error)
+    assert all("modelOutput" in line for rid, line in out.items() if rid.startswith("GOOD"))
