@@ -11,6 +11,7 @@ import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
+from lambdas.shared.model_families import resolve
 from local.emulator import BedrockEmulator, ManualClock
 from local.emulator.batch_models import BATCH_MODELS, batch_model
 from stacks.config import DEFAULT_ALLOWED_MODEL_IDS, PROJECT_ROOT
@@ -398,3 +399,12 @@ def test_a_model_input_the_model_rejects_is_a_record_error_not_a_job_failure(
         error = out[f"BAD{index:08d}"]["error"]
         assert error["errorCode"] == 400 and expected in error["errorMessage"], (index, error)
     assert all("modelOutput" in line for rid, line in out.items() if rid.startswith("GOOD"))
+
+
+def test_the_project_registry_has_the_emulator_ceiling_of_every_batch_text_model() -> None:
+    # GIVEN every text model of the emulator's batch list
+    text_models = [model for model in BATCH_MODELS if model.max_output_tokens is not None]
+    # WHEN the project's registry resolves it (through a US profile id, which every family accepts)
+    ceilings = {model.prefix: resolve(f"us.{model.prefix}:0").max_output_tokens for model in text_models}
+    # THEN it refuses the same max_tokens the emulator refuses: no run builds records the model rejects
+    assert ceilings == {model.prefix: model.max_output_tokens for model in text_models}
