@@ -219,6 +219,10 @@ def invoke_anthropic(model_id: str, model_input: dict[str, Any]) -> Invocation:
     _no_extra_keys(model_input, _ANTHROPIC_KEYS)
     for key, high in (("temperature", 1), ("top_p", 1), ("top_k", 500)):
         _in_range(model_input, key, "#", 0, high)
+    system = _optional_typed(model_input, "system", (str, list), "String or JSONArray")
+    for number, block in enumerate(system if isinstance(system, list) else []):
+        if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(block.get("text"), str):
+            raise RecordError(f"system.{number}: a system block is {{'type': 'text', 'text': <string>}}")
     messages = _messages(model_input)
     _anthropic_turns(model_id, messages)
     echo = _last_user_text(messages)

@@ -264,6 +264,8 @@ FAMILY_CASES: list[tuple[str, str, dict[str, Any], list[tuple[dict[str, Any], st
             (anthropic(temperature=1.5), "#/temperature: 1.5 is not less or equal to 1"),
             (anthropic(top_p=-0.1), "#/top_p: -0.1 is not greater or equal to 0"),
             (anthropic(top_k=501), "#/top_k: 501 is not less or equal to 500"),
+            (anthropic(system=[{"text": "be brief"}]), "system.0: a system block is {'type': 'text'"),
+            (anthropic(system=7), "#/system: expected type: String or JSONArray"),
             (anthropic(messages=[ASSISTANT_TEXT, USER_TEXT]), 'messages: first message must use the "user" role'),
             (anthropic(messages=[USER_TEXT, USER_TEXT]), 'found multiple "user" roles in a row'),
             (
