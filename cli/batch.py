@@ -12,7 +12,8 @@ from typing import Any
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 # Static (the emulator package is imported only when a command runs); a test checks it names every fault.
 FAULTS_HELP = (
-    "emulator faults, comma-separated name=value: record_error_rate=F (0-1), record_error_seed=TEXT, job_partial=N, "
+    "emulator faults, comma-separated name=value: record_error_rate=F (0-1), record_error_seed=TEXT, "
+    "record_error_codes=C:C (400, 408, 429, 500, 503), job_partial=N, "
     "job_failed=N, job_expired=N, job_stopped=N (jobs), submit_throttle=N, submit_quota=N, poll_throttle=N (calls), "
     "corrupt_output_lines=N (lines), runtime_throttle=N, model_error=N (runtime calls), stream_error_after=K "
     "(text deltas), video_failed=N (video invocations); e.g. record_error_rate=0.05,job_failed=1 "

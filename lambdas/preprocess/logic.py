@@ -132,7 +132,7 @@ def make_plan(inp: ExecutionInput, settings: Settings) -> Plan:
             f"{list(settings.allowed_model_ids)}); add it to allowedModelIds in cdk.json and redeploy"
         )
     try:
-        model.adapter.check_settings(inp.inference_params.settings())
+        model.check_settings(inp.inference_params.settings())
     except ModelFamilyError as exc:
         raise InputValidationError(exc.describe()) from None
     template: PromptTemplate | None = None

@@ -151,6 +151,7 @@ class ModelAdapter:
     parameters: ClassVar[frozenset[str]]  # the InferenceSettings fields this family takes
     choices: ClassVar[dict[str, tuple[Any, ...]]] = {}  # allowed values, by parameter
     maxima: ClassVar[dict[str, int]] = {}  # upper bounds stricter than InferenceParams', by parameter
+    minima: ClassVar[dict[str, int]] = {}  # lower bounds stricter than InferenceParams', by parameter
 
     def check_settings(self, settings: InferenceSettings) -> None:
         for name, value in settings.changed().items():
@@ -172,6 +173,11 @@ class ModelAdapter:
             if maximum is not None and value > maximum:
                 raise InvalidParameterError(
                     f"{value!r} is over {self.title}'s maximum of {maximum}; use at most {maximum}", field=field
+                )
+            minimum = self.minima.get(name)
+            if minimum is not None and value < minimum:
+                raise InvalidParameterError(
+                    f"{value!r} is under {self.title}'s minimum of {minimum}; use at least {minimum}", field=field
                 )
 
     def build_model_input(self, text: str, settings: InferenceSettings) -> dict[str, Any]:
@@ -303,7 +309,6 @@ class Llama4Chat(Llama3Chat):
 
     family = "llama4"
     title = "Meta Llama 4 Instruct"
-    maxima = {}
     HEADER = "<|header_start|>{role}<|header_end|>\n\n"
     END_OF_TURN = "<|eot|>"
 
@@ -318,6 +323,8 @@ class MistralInstruct(ModelAdapter):
     title = "Mistral AI text completion"
     output_kind = "text"
     parameters = _CHAT_PARAMETERS | {"top_k"}
+    maxima = {"top_k": 200}  # "Mistral AI text completion": top_k 1-200
+    minima = {"top_k": 1}
 
     def build_model_input(self, text: str, settings: InferenceSettings) -> dict[str, Any]:
         instruction = f"{settings.system}\n\n{text}" if settings.system else text
@@ -481,6 +488,31 @@ MODEL_ID_PREFIXES: dict[str, str] = {
     "cohere.embed-english-v3": "cohere-embed",
     "cohere.embed-multilingual-v3": "cohere-embed",
 }
+# The most tokens each model generates (max_tokens, max_gen_len, maxTokens), by foundation-model id prefix (longest
+# prefix wins); a run asking for more is refused before any record is built, since the model would reject every
+# record (docs/bedrock-facts.md, modelInput per model family). A model not listed here has no ceiling checked.
+MAX_OUTPUT_TOKENS: dict[str, int] = {
+    "anthropic.claude-3-haiku": 4096,
+    "anthropic.claude-3-sonnet": 4096,
+    "anthropic.claude-3-opus": 4096,
+    "anthropic.claude-3-5-haiku": 8192,
+    "anthropic.claude-3-5-sonnet": 8192,
+    "anthropic.claude-3-7-sonnet": 64000,
+    "anthropic.claude-sonnet-4": 64000,
+    "anthropic.claude-opus-4": 32000,
+    "anthropic.claude-haiku-4": 64000,
+    "amazon.nova-micro": 5000,
+    "amazon.nova-lite": 5000,
+    "amazon.nova-pro": 5000,
+    "amazon.nova-premier": 32000,
+    "meta.llama3": 2048,
+    "meta.llama4": 2048,
+    "mistral.mistral-small-2402": 8192,
+    "mistral.mistral-large-2402": 8192,
+    "mistral.mistral-large-2407": 8192,
+    "mistral.mistral-7b-instruct": 8192,
+    "mistral.mixtral-8x7b-instruct": 4096,
+}
 # Foundation models that batch serves only through a system inference profile.
 PROFILE_ONLY_PREFIXES = ("amazon.nova-premier",)
 # The families a model can belong to (valid values of the execution input's model_family).
@@ -503,6 +535,25 @@ class ResolvedModel:
     @property
     def output_kind(self) -> OutputKind:
         return self.adapter.output_kind
+
+    @property
+    def max_output_tokens(self) -> int | None:
+        """The model's ceiling on generated tokens (``MAX_OUTPUT_TOKENS``), or None if unknown or not a text model."""
+        if self.output_kind != "text" or not self.ref.names_a_model:
+            return None
+        matches = [prefix for prefix in MAX_OUTPUT_TOKENS if self.ref.base_model_id.startswith(prefix)]
+        return MAX_OUTPUT_TOKENS[max(matches, key=len)] if matches else None
+
+    def check_settings(self, settings: InferenceSettings) -> None:
+        """The model's ceiling on ``max_tokens``, then the adapter's checks; InvalidParameterError with the fix."""
+        ceiling = self.max_output_tokens
+        if ceiling is not None and settings.max_tokens > ceiling:
+            raise InvalidParameterError(
+                f"{settings.max_tokens} is over the {ceiling} tokens '{self.ref.model_id}' generates at most; use "
+                f"max_tokens <= {ceiling}",
+                field="inference_params.max_tokens",
+            )
+        self.adapter.check_settings(settings)
 
 
 def family_of(model_id: str) -> str:

@@ -3,7 +3,7 @@
 Public API: ``EmulatorState`` (jobs, clock, speed, quotas, faults), ``BedrockEmulator`` (the HTTP server),
 ``ManualClock``, ``Quotas``, ``serve``/``standalone`` (on its own, with a moto S3 server), ``RuntimeState`` (the
 ``bedrock-runtime`` operations, ``BedrockEmulator.runtime``). Injectable faults and the ``--faults`` spec:
-``local.emulator.faults``.
+``local.emulator.faults``. The models batch jobs may use, and their limits: ``local.emulator.batch_models``.
 """
 
 from local.emulator.batch_io import Quotas

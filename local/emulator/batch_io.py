@@ -11,6 +11,7 @@ import hashlib
 import itertools
 import json
 import random
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ INPUT_SUFFIX = ".jsonl"
 OUTPUT_SUFFIX = ".out"
 MANIFEST_NAME = "manifest.json.out"
 SHUFFLE_BUFFER = 1024
+# docs/bedrock-facts.md, Records: "alphanumeric string", 11 characters in every example; the stricter reading.
+RECORD_ID = re.compile(r"[A-Za-z0-9]{11}")
 
 
 class JobFailure(Exception):
@@ -115,8 +118,11 @@ def parse_record(line: bytes, where: str, default_id: str) -> dict[str, Any] | N
     if not isinstance(record, dict) or not isinstance(record.get("modelInput"), dict):
         raise JobFailure(f'{where} has no \'modelInput\' object; expected {{"recordId": ..., "modelInput": {{...}}}}')
     record_id = record.get("recordId", default_id)
-    if not isinstance(record_id, str) or not record_id:
-        raise JobFailure(f"{where} has a recordId that is not a non-empty string")
+    if not isinstance(record_id, str) or RECORD_ID.fullmatch(record_id) is None:
+        raise JobFailure(
+            f'{where} has recordId {json.dumps(record_id)}: a recordId is 11 letters or digits (e.g. "CALL0000001"); '
+            "fix it, or leave it out and Bedrock adds one"
+        )
     return {"recordId": record_id, "modelInput": record["modelInput"]}
 
 
@@ -130,7 +136,7 @@ def answer_record(record: dict[str, Any], answer: Callable[[dict[str, Any]], Inv
     try:
         result = answer(record)
     except RecordError as error:
-        line = {**record, "error": {"errorCode": 400, "errorMessage": str(error)}}
+        line = {**record, "error": {"errorCode": error.code, "errorMessage": str(error)}}
         return line, Tally(error=1)
     line = {**record, "modelOutput": result.output}
     return line, Tally(success=1, input_tokens=result.input_tokens, output_tokens=result.output_tokens)
@@ -198,7 +204,8 @@ def scan_input(s3: Any, uri: str, quotas: Quotas) -> tuple[InputFile, ...]:
         raise JobFailure(
             f"The job input is over the limit of {quotas.max_job_bytes} bytes per job (quota: Batch inference job size)"
         )
-    counted = tuple(_count_records(s3, bucket, file, quotas) for file in files)
+    seen: dict[str, str] = {}  # recordId -> where it first appeared: ids are unique within a job
+    counted = tuple(_count_records(s3, bucket, file, quotas, seen) for file in files)
     total = sum(file.records for file in counted)
     if total < quotas.min_records_per_job:
         raise JobFailure(
@@ -213,8 +220,16 @@ def scan_input(s3: Any, uri: str, quotas: Quotas) -> tuple[InputFile, ...]:
     return counted
 
 
-def _count_records(s3: Any, bucket: str, file: InputFile, quotas: Quotas) -> InputFile:
-    count = sum(1 for _ in _records(s3, bucket, file.key))
+def _count_records(s3: Any, bucket: str, file: InputFile, quotas: Quotas, seen: dict[str, str]) -> InputFile:
+    count = 0
+    for count, record in enumerate(_records(s3, bucket, file.key), start=1):
+        where = f"record {count} of s3://{bucket}/{file.key}"
+        first = seen.setdefault(record["recordId"], where)
+        if first != where:
+            raise JobFailure(
+                f"The recordId {record['recordId']} of {where} is also the recordId of {first}; recordIds must be "
+                "unique within a job"
+            )
     if count > quotas.max_records_per_file:
         raise JobFailure(
             f"s3://{bucket}/{file.key} has {count} records, over the limit of {quotas.max_records_per_file} per file "

@@ -16,6 +16,7 @@ to ``MODEL_ID_PREFIXES`` and, if its input has a telltale key, a line to ``SHAPE
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import random
 import re
@@ -23,9 +24,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from local.emulator.batch_models import batch_model
+
 
 class RecordError(Exception):
-    """The record's ``modelInput`` is invalid for the model."""
+    """The record gets an ``error`` line with this message: its ``modelInput`` is invalid for the model (``code``
+    400), or an injected fault struck it (``code`` of the fault)."""
+
+    def __init__(self, message: str, code: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,7 @@ Invoke = Callable[[str, dict[str, Any]], Invocation]
 _GEO_PREFIX = re.compile(r"^(us|us-gov|eu|apac|jp|au|ca|global)\.")
 _ARN_RESOURCE = re.compile(r"^arn:aws[-a-z]*:bedrock:[^:]*:[0-9]*:(foundation-model|inference-profile)/(?P<id>.+)$")
 EMBEDDING_DIMENSIONS = (256, 512, 1024)  # Titan Text Embeddings V2
+TITAN_V2_MAX_CHARS = 50_000  # Titan Text Embeddings V2: 8,192 tokens or 50,000 characters
 MULTIMODAL_EMBEDDING_LENGTHS = (256, 384, 1024)  # Titan Multimodal Embeddings G1
 COHERE_DIMENSIONS = 1024  # Cohere Embed v3
 COHERE_INPUT_TYPES = ("search_document", "search_query", "classification", "clustering", "image")
@@ -100,6 +109,49 @@ def _max_tokens(model_input: dict[str, Any], key: str, required: bool) -> None:
         raise _malformed(f"#/{key}: {model_input[key]} is not greater or equal to 1")
 
 
+def _in_range(container: dict[str, Any], key: str, where: str, low: float, high: float | None) -> None:
+    """A number ``container[key]`` (if present) within ``[low, high]`` (no upper bound: None)."""
+    if key not in container:
+        return
+    value = _typed(container[key], f"{where}/{key}", (int, float), "Number")
+    if value < low:
+        raise _malformed(f"{where}/{key}: {value} is not greater or equal to {low}")
+    if high is not None and value > high:
+        raise _malformed(f"{where}/{key}: {value} is not less or equal to {high}")
+
+
+def _output_ceiling(model_id: str, container: dict[str, Any], key: str, where: str) -> None:
+    """``container[key]`` (the number of tokens to generate) at most the model's ceiling, when the model is known."""
+    model = batch_model(model_id)
+    if key in container and model is not None and model.max_output_tokens is not None:
+        _in_range(container, key, where, 1, model.max_output_tokens)
+
+
+def _alternating(messages: list[dict[str, Any]], first: str = "user") -> None:
+    """Converse-style turn order: the first message from the user, then user and assistant in turn (the Converse
+    API's own ValidationException texts)."""
+    if messages[0]["role"] != first:
+        raise RecordError(
+            "A conversation must start with a user message. Try again with a conversation that starts with a user "
+            "message."
+        )
+    for previous, message in itertools.pairwise(messages):
+        if previous["role"] == message["role"]:
+            raise RecordError(
+                "A conversation must alternate between user and assistant roles. Make sure the conversation "
+                "alternates between user and assistant roles and try again."
+            )
+
+
+def _media_allowed(model_id: str, kind: str, where: str) -> None:
+    """Image and document blocks only for a model known to accept them (an unknown model: not at all)."""
+    model = batch_model(model_id)
+    accepts = model is not None and (model.images if kind in ("image", "images") else model.documents)
+    if not accepts:
+        name = model.name if model is not None else model_id
+        raise _malformed(f"{where}: {name} does not accept {kind.rstrip('s')} input")
+
+
 def _messages(model_input: dict[str, Any], roles: tuple[str, ...] = ("user", "assistant")) -> list[dict[str, Any]]:
     messages = _require(model_input, "messages", list, "JSONArray")
     if not messages:
@@ -152,12 +204,27 @@ _ANTHROPIC_KEYS = (
 )
 
 
+# Content block types of the Messages API; image and document only for models that accept them.
+_ANTHROPIC_BLOCK_TYPES = ("text", "image", "document", "tool_use", "tool_result", "thinking", "redacted_thinking")
+ANTHROPIC_VERSION = "bedrock-2023-05-31"
+
+
 def invoke_anthropic(model_id: str, model_input: dict[str, Any]) -> Invocation:
-    """Anthropic Messages API (InvokeModel type)."""
-    _require(model_input, "anthropic_version", str, "String")
+    """Anthropic Messages API (InvokeModel type), checked as the "Anthropic Claude Messages API" page documents it:
+    the Bedrock ``anthropic_version``, ``max_tokens`` up to the model's ceiling, temperature and top_p in 0-1,
+    top_k in 0-500, turns from the user first and then alternating, typed content blocks."""
+    _enum(_require(model_input, "anthropic_version", str, "String"), "#/anthropic_version", (ANTHROPIC_VERSION,))
     _max_tokens(model_input, "max_tokens", required=True)
-    messages = _messages(model_input)
+    _anthropic_ceiling(model_id, model_input["max_tokens"])
     _no_extra_keys(model_input, _ANTHROPIC_KEYS)
+    for key, high in (("temperature", 1), ("top_p", 1), ("top_k", 500)):
+        _in_range(model_input, key, "#", 0, high)
+    system = _optional_typed(model_input, "system", (str, list), "String or JSONArray")
+    for number, block in enumerate(system if isinstance(system, list) else []):
+        if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(block.get("text"), str):
+            raise RecordError(f"system.{number}: a system block is {{'type': 'text', 'text': <string>}}")
+    messages = _messages(model_input)
+    _anthropic_turns(model_id, messages)
     echo = _last_user_text(messages)
     usage = {
         "input_tokens": _prompt_tokens(messages, model_input.get("system")),
@@ -174,6 +241,43 @@ def invoke_anthropic(model_id: str, model_input: dict[str, Any]) -> Invocation:
         "usage": usage,
     }
     return Invocation(output, usage["input_tokens"], usage["output_tokens"])
+
+
+def _anthropic_ceiling(model_id: str, max_tokens: int) -> None:
+    model = batch_model(model_id)
+    if model is not None and model.max_output_tokens is not None and max_tokens > model.max_output_tokens:
+        raise RecordError(
+            f"max_tokens: {max_tokens} > {model.max_output_tokens}, which is the maximum allowed number of output "
+            f"tokens for {model.prefix.removeprefix('anthropic.')}"
+        )
+
+
+def _anthropic_turns(model_id: str, messages: list[dict[str, Any]]) -> None:
+    """The Messages API's turn order and content blocks, in Anthropic's error wording."""
+    if messages[0]["role"] != "user":
+        raise RecordError('messages: first message must use the "user" role')
+    for previous, message in itertools.pairwise(messages):
+        if previous["role"] == message["role"]:
+            raise RecordError(
+                f'messages: roles must alternate between "user" and "assistant", but found multiple '
+                f'"{message["role"]}" roles in a row'
+            )
+    expected = ", ".join(f"'{kind}'" for kind in _ANTHROPIC_BLOCK_TYPES)
+    for index, message in enumerate(messages):
+        if isinstance(message["content"], str):
+            continue
+        for number, block in enumerate(message["content"]):
+            where = f"messages.{index}.content.{number}"
+            kind = block.get("type") if isinstance(block, dict) else None
+            if kind not in _ANTHROPIC_BLOCK_TYPES:
+                raise RecordError(
+                    f"{where}.type: Input tag '{kind}' found using 'type' does not match any of the expected tags: "
+                    f"{expected}"
+                )
+            if kind == "text" and not isinstance(block.get("text"), str):
+                raise RecordError(f"{where}.text: Field required")
+            if kind in ("image", "document"):
+                _media_allowed(model_id, kind, f"#/messages/{index}/content/{number}")
 
 
 # Content block kinds of Converse / Nova messages (one key per block).
@@ -194,8 +298,10 @@ _CONVERSE_KEYS = (
 )
 
 
-def _check_blocks(model_input: dict[str, Any], block_kinds: tuple[str, ...]) -> None:
-    """Converse-style content: every message's content and the system prompt are lists of one-key blocks."""
+def _check_blocks(model_id: str, model_input: dict[str, Any], block_kinds: tuple[str, ...]) -> None:
+    """Converse-style content: every message's content and the system prompt are lists of one-key blocks; image and
+    document blocks only for a model that accepts them; turns from the user first, then alternating."""
+    _alternating(model_input["messages"])
     for index, message in enumerate(model_input["messages"]):
         content = _typed(message["content"], f"#/messages/{index}/content", list, "JSONArray")
         _no_extra_keys(message, ("role", "content"), f"#/messages/{index}")
@@ -204,23 +310,32 @@ def _check_blocks(model_input: dict[str, Any], block_kinds: tuple[str, ...]) -> 
             _no_extra_keys(_typed(block, where, dict, "JSONObject"), block_kinds, where)
             if "text" in block:
                 _typed(block["text"], f"{where}/text", str, "String")
+            for kind in ("image", "document"):
+                if kind in block:
+                    _media_allowed(model_id, kind, where)
     if "system" in model_input:
         for number, block in enumerate(_require(model_input, "system", list, "JSONArray")):
             where = f"#/system/{number}"
             _no_extra_keys(_typed(block, where, dict, "JSONObject"), ("text", "guardContent", "cachePoint"), where)
 
 
-def _check_inference_config(model_input: dict[str, Any], keys: tuple[str, ...]) -> None:
+def _check_inference_config(model_id: str, model_input: dict[str, Any], keys: tuple[str, ...]) -> None:
+    """``inferenceConfig``: the number of tokens from 1 up to the model's ceiling, temperature and topP in 0-1 (the
+    ranges of botocore's ``InferenceConfiguration``, which Nova's schema shares), topK >= 0."""
     config = _optional_typed(model_input, "inferenceConfig", dict, "JSONObject")
     if config is None:
         return
     _no_extra_keys(config, keys, "#/inferenceConfig")
     for key in ("maxTokens", "max_new_tokens", "topK", "top_k"):
-        if key in config and _typed(config[key], f"#/inferenceConfig/{key}", int, "Integer") < 0:
-            raise _malformed(f"#/inferenceConfig/{key}: {config[key]} is not greater or equal to 0")
-    for key in ("temperature", "topP", "top_p"):
         if key in config:
-            _typed(config[key], f"#/inferenceConfig/{key}", (int, float), "Number")
+            _typed(config[key], f"#/inferenceConfig/{key}", int, "Integer")
+    for key in ("maxTokens", "max_new_tokens"):
+        _in_range(config, key, "#/inferenceConfig", 1, None)
+        _output_ceiling(model_id, config, key, "#/inferenceConfig")
+    for key in ("temperature", "topP", "top_p"):
+        _in_range(config, key, "#/inferenceConfig", 0, 1)
+    for key in ("topK", "top_k"):
+        _in_range(config, key, "#/inferenceConfig", 0, None)
 
 
 def _converse_like(model_input: dict[str, Any]) -> tuple[dict[str, Any], int, int]:
@@ -246,8 +361,8 @@ def invoke_nova(model_id: str, model_input: dict[str, Any]) -> Invocation:
     if "schemaVersion" in model_input:
         _enum(model_input["schemaVersion"], "#/schemaVersion", ("messages-v1",))
     _messages(model_input)
-    _check_blocks(model_input, tuple(kind for kind in _BLOCK_KINDS if kind != "document"))
-    _check_inference_config(model_input, _NOVA_INFERENCE_KEYS)
+    _check_blocks(model_id, model_input, tuple(kind for kind in _BLOCK_KINDS if kind != "document"))
+    _check_inference_config(model_id, model_input, _NOVA_INFERENCE_KEYS)
     return Invocation(*_converse_like(model_input))
 
 
@@ -260,8 +375,8 @@ def invoke_converse(model_id: str, model_input: dict[str, Any]) -> Invocation:
         raise RecordError("Batch inference doesn't support tool calling for jobs that use the Converse invocation type")
     _no_extra_keys(model_input, _CONVERSE_KEYS)
     _messages(model_input)
-    _check_blocks(model_input, _BLOCK_KINDS)
-    _check_inference_config(model_input, _CONVERSE_INFERENCE_KEYS)
+    _check_blocks(model_id, model_input, _BLOCK_KINDS)
+    _check_inference_config(model_id, model_input, _CONVERSE_INFERENCE_KEYS)
     output, input_tokens, output_tokens = _converse_like(model_input)
     return Invocation({**output, "metrics": {"latencyMs": 1}}, input_tokens, output_tokens)
 
@@ -284,10 +399,16 @@ def _prompt_echo(prompt: str) -> str:
 
 
 def invoke_llama(model_id: str, model_input: dict[str, Any]) -> Invocation:
-    """Meta Llama: ``prompt`` in, ``generation`` (the prompt's user turn echoed) out."""
+    """Meta Llama: ``prompt`` in, ``generation`` (the prompt's user turn echoed) out. "Meta Llama models":
+    max_gen_len 1-2048, temperature and top_p 0-1; ``images`` only for the vision models."""
     prompt = _require(model_input, "prompt", str, "String")
     _no_extra_keys(model_input, ("prompt", "max_gen_len", "temperature", "top_p", "images"))
     _max_tokens(model_input, "max_gen_len", required=False)
+    _output_ceiling(model_id, model_input, "max_gen_len", "#")
+    for key in ("temperature", "top_p"):
+        _in_range(model_input, key, "#", 0, 1)
+    if "images" in model_input:
+        _media_allowed(model_id, "images", "#/images")
     echo = _prompt_echo(prompt)
     input_tokens, output_tokens = max(1, estimate_tokens(prompt)), estimate_tokens(echo)
     output = {
@@ -300,10 +421,14 @@ def invoke_llama(model_id: str, model_input: dict[str, Any]) -> Invocation:
 
 
 def invoke_mistral_text(model_id: str, model_input: dict[str, Any]) -> Invocation:
-    """Mistral AI text completion: ``prompt`` (``<s>[INST] ... [/INST]``) in, ``outputs[0].text`` out."""
+    """Mistral AI text completion: ``prompt`` (``<s>[INST] ... [/INST]``) in, ``outputs[0].text`` out. "Mistral AI
+    text completion": max_tokens up to the model's ceiling, temperature and top_p 0-1, top_k 1-200."""
     prompt = _require(model_input, "prompt", str, "String")
     _no_extra_keys(model_input, ("prompt", "max_tokens", "stop", "temperature", "top_p", "top_k"))
     _max_tokens(model_input, "max_tokens", required=False)
+    _output_ceiling(model_id, model_input, "max_tokens", "#")
+    for key, low, high in (("temperature", 0, 1), ("top_p", 0, 1), ("top_k", 1, 200)):
+        _in_range(model_input, key, "#", low, high)
     echo = _prompt_echo(prompt)
     input_tokens, output_tokens = max(1, estimate_tokens(prompt)), estimate_tokens(echo)
     return Invocation({"outputs": [{"text": echo, "stop_reason": "stop"}]}, input_tokens, output_tokens)
@@ -317,6 +442,9 @@ def invoke_mistral_chat(model_id: str, model_input: dict[str, Any]) -> Invocatio
         if message["role"] != "assistant":
             _typed(message["content"], f"#/messages/{index}/content", str, "String")
     _max_tokens(model_input, "max_tokens", required=False)
+    _output_ceiling(model_id, model_input, "max_tokens", "#")
+    for key in ("temperature", "top_p"):
+        _in_range(model_input, key, "#", 0, 1)
     echo = _last_user_text(messages)
     input_tokens, output_tokens = _prompt_tokens(messages, None), estimate_tokens(echo)
     output = {
@@ -349,6 +477,8 @@ def invoke_titan_embed_v2(model_id: str, model_input: dict[str, Any]) -> Invocat
     text = _require(model_input, "inputText", str, "String")
     if not text:
         raise _malformed("#/inputText: expected minLength: 1, actual: 0")
+    if len(text) > TITAN_V2_MAX_CHARS:
+        raise _malformed(f"#/inputText: expected maxLength: {TITAN_V2_MAX_CHARS}, actual: {len(text)}")
     dimensions = _typed(model_input.get("dimensions", 1024), "#/dimensions", int, "Integer")
     _enum(dimensions, "#/dimensions", EMBEDDING_DIMENSIONS)
     normalize = _typed(model_input.get("normalize", True), "#/normalize", bool, "Boolean")

@@ -4,9 +4,14 @@ A spec is comma-separated ``name=value`` pairs, e.g. ``record_error_rate=0.05,jo
 ``EmulatorState.faults`` holds the parsed dict; it may be changed at any time (counts are compared with how many
 faults were already injected, so raising a count injects more). What each fault does:
 
-- ``record_error_rate`` (fraction 0-1): that fraction of records gets an ``error`` line (errorCode 400) instead of
-  ``modelOutput``, chosen by a hash of ``record_error_seed`` (any text, default empty) and the recordId, so the same
-  records fail on every run.
+- ``record_error_rate`` (fraction 0-1): that fraction of records gets an ``error`` line instead of ``modelOutput``,
+  chosen by a hash of ``record_error_seed`` (any text, default empty) and the recordId, so the same records fail on
+  every run.
+- ``record_error_codes`` (colon-separated HTTP codes, default ``400``): the ``errorCode`` of those lines, one of the
+  list per record, picked by the same hash (e.g. ``record_error_codes=400:429:500``). A 400 (the model rejects the
+  input) strikes its record every time it is sent; a retryable code (408, 429, 500, 503: timeout, throttling,
+  internal and unavailable) strikes a record once: sent again (same recordId and modelInput, e.g. by a
+  resubmission) the record is answered, as a transient failure would be.
 - ``job_partial``, ``job_failed``, ``job_expired``, ``job_stopped`` (jobs): the first N jobs created that no other
   job fault has hit (checked in this order when each job is created):
   ``job_partial`` ends ``PartiallyCompleted``: only the first half of its records (input order) is processed, the
@@ -84,6 +89,32 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+# Record error codes the emulator can inject, with the message the line carries; all but 400 are transient.
+RECORD_ERROR_MESSAGES: dict[int, str] = {
+    400: "Malformed input request, please reformat your input and try again.",
+    408: "Model invocation timed out. Try your request again.",
+    429: "Too many requests, please wait before trying again.",
+    500: "The system encountered an unexpected error during processing. Try your request again.",
+    503: "The service is temporarily unable to handle the request. Try your request again.",
+}
+RETRYABLE_RECORD_ERROR_CODES = frozenset(code for code in RECORD_ERROR_MESSAGES if code != 400)
+
+
+def _codes(value: Any) -> str:
+    """``"429:500"`` (or one int) -> the canonical ``"429:500"``; each code one of ``RECORD_ERROR_MESSAGES``."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(value)
+    codes = [int(part) for part in str(value).split(":")]
+    if not codes or any(code not in RECORD_ERROR_MESSAGES for code in codes):
+        raise ValueError(value)
+    return ":".join(str(code) for code in codes)
+
+
+def record_error_codes(value: Any) -> tuple[int, ...]:
+    """The codes of a ``record_error_codes`` fault value (``"400"`` when unset)."""
+    return tuple(int(code) for code in _codes(value if value is not None else "400").split(":"))
+
+
 def _counted(name: str, unit: str) -> Fault:
     return Fault(name, f"a whole number of {unit} >= 0, e.g. {name}=1", _count)
 
@@ -93,6 +124,12 @@ FAULTS: dict[str, Fault] = {
     for fault in (
         Fault("record_error_rate", "a fraction from 0 to 1, e.g. record_error_rate=0.05", _rate),
         Fault("record_error_seed", "any text, e.g. record_error_seed=run2", _text),
+        Fault(
+            "record_error_codes",
+            f"HTTP codes joined by ':' from {'/'.join(map(str, RECORD_ERROR_MESSAGES))}, "
+            "e.g. record_error_codes=429:500",
+            _codes,
+        ),
         _counted("job_partial", "jobs"),
         _counted("job_failed", "jobs"),
         _counted("job_expired", "jobs"),

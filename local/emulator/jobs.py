@@ -23,6 +23,7 @@ The operation methods take and return the wire dicts of botocore's model (camelC
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import random
 import secrets
@@ -47,9 +48,17 @@ from local.emulator.batch_io import (
     scan_input,
     write_manifest,
 )
+from local.emulator.batch_models import check_batch_model
 from local.emulator.errors import ApiError, conflict, not_found, validation_error
 from local.emulator.families import Invocation, RecordError, base_model_id, family_for_model, invoke
-from local.emulator.faults import FAULTS, JOB_FAULTS, normalize_faults
+from local.emulator.faults import (
+    FAULTS,
+    JOB_FAULTS,
+    RECORD_ERROR_MESSAGES,
+    RETRYABLE_RECORD_ERROR_CODES,
+    normalize_faults,
+    record_error_codes,
+)
 
 Clock = Callable[[], datetime]
 
@@ -117,6 +126,15 @@ def fault_hits(record_id: str, rate: float, seed: str = "") -> bool:
     """Whether a record falls in the ``rate`` fraction of faulty records; fixed per (seed, recordId)."""
     digest = hashlib.sha256(f"{seed}:{record_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < rate
+
+
+def fault_code(record_id: str, rate: float, seed: str = "", codes: tuple[int, ...] = (400,)) -> int | None:
+    """The error code a record_error_rate fault gives the record (one of ``codes``), or None if it is not faulty;
+    fixed per (seed, recordId), like ``fault_hits``."""
+    if not rate or not fault_hits(record_id, rate, seed):
+        return None
+    digest = hashlib.sha256(f"{seed}:{record_id}".encode()).digest()
+    return codes[int.from_bytes(digest[8:16], "big") % len(codes)]
 
 
 @dataclass
@@ -236,6 +254,7 @@ class EmulatorState:
         self._created: Counter[str] = Counter()
         self._peak_active: dict[str, int] = {}  # most submitted + in-progress jobs seen at once, per base model
         self._injected: Counter[str] = Counter()  # fault name -> records, jobs, calls or lines hit so far
+        self._transient_struck: set[str] = set()  # records a retryable record error already struck (see faults)
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------ operations (botocore wire dicts)
@@ -245,7 +264,8 @@ class EmulatorState:
             self._inject_call_fault("CreateModelInvocationJob")
             token = params.get("clientRequestToken")
             if token in self._tokens:  # a retry of a request already served: same job, nothing created
-                return {"jobArn": self._jobs[self._tokens[token]].arn}
+                return {"jobArn": self._same_request(self._jobs[self._tokens[token]], params).arn}
+            check_batch_model(params["modelId"], params.get("modelInvocationType", "InvokeModel"))
             now = self._now()
             self._advance_all(now)
             self._check_name_is_free(params["jobName"])
@@ -393,6 +413,20 @@ class EmulatorState:
         if job.fault == "job_failed" and job.fails_while == status:
             raise JobFailure(f"Emulated fault (job_failed): the job failed while {status}; no output was written")
 
+    def _same_request(self, job: Job, params: dict[str, Any]) -> Job:
+        """The job a reused clientRequestToken names, if the request is the same (docs/bedrock-facts.md, Batch job
+        requests: a reuse with other parameters is refused, the stricter reading)."""
+        if job.request != params:
+            changed = sorted(
+                key for key in job.request.keys() | params.keys() if job.request.get(key) != params.get(key)
+            )
+            raise validation_error(
+                f"clientRequestToken '{params['clientRequestToken']}' was already used for job {job.arn} with other "
+                f"parameters ({', '.join(changed)} differ); send a new token for a new job, or repeat the first "
+                "request unchanged"
+            )
+        return job
+
     def _check_name_is_free(self, name: str) -> None:
         if any(job.name == name for job in self._jobs.values()):
             raise conflict(f"A model invocation job named '{name}' already exists; job names must be unique")
@@ -535,6 +569,17 @@ class EmulatorState:
         job.corrupt_lines = self._take_fault("corrupt_output_lines", math.ceil(lines / LINES_PER_CORRUPT_LINE))
         return frozenset(index * lines // job.corrupt_lines for index in range(job.corrupt_lines))
 
+    def _strikes_again(self, code: int, record: dict[str, Any]) -> bool:
+        """A 400 strikes a record every time; a retryable code once per (recordId, modelInput)."""
+        if code not in RETRYABLE_RECORD_ERROR_CODES:
+            return True
+        sent = json.dumps([record["recordId"], record["modelInput"]], sort_keys=True)
+        key = hashlib.sha256(sent.encode()).hexdigest()
+        if key in self._transient_struck:
+            return False
+        self._transient_struck.add(key)
+        return True
+
     def _finish_stop(self, job: Job) -> None:
         """Leaving Stopping: the output of the records processed before the stop, and the manifest counting them."""
         self._process(job, job.stop_records)
@@ -543,11 +588,13 @@ class EmulatorState:
         family = family_for_model(job.model_id, job.request.get("modelInvocationType", "InvokeModel"))
         rate = float(self.faults.get("record_error_rate", 0.0))
         seed = str(self.faults.get("record_error_seed", ""))
+        codes = record_error_codes(self.faults.get("record_error_codes"))
 
         def answer(record: dict[str, Any]) -> Invocation:
-            if rate and fault_hits(record["recordId"], rate, seed):
+            code = fault_code(record["recordId"], rate, seed, codes)
+            if code is not None and self._strikes_again(code, record):
                 self._injected["record_error_rate"] += 1
-                raise RecordError("Emulated fault: record_error_rate")
+                raise RecordError(f"{RECORD_ERROR_MESSAGES[code]} (emulated fault record_error_rate)", code)
             return invoke(family, job.model_id, record["modelInput"])
 
         return answer

@@ -15,7 +15,7 @@ from botocore.config import Config
 
 from lambdas.shared import aws
 from local.emulator.faults import FAULTS, parse_faults
-from local.emulator.jobs import fault_hits
+from local.emulator.jobs import fault_code, fault_hits
 from local.runner import LocalRuntime, RuntimeOptions, cap_retry_intervals, synth_template
 from tests.e2e.local_runs import CLAUDE, read_results, read_summary, run_batch
 
@@ -141,6 +141,58 @@ def test_acceptance_run_survives_every_fault_and_accounts_for_every_row(
             "ServiceQuotaExceededException",
         ]
         assert {(retrier["IntervalSeconds"], retrier["MaxDelaySeconds"]) for retrier in submit_retry} == {(1, 1)}
+
+
+RECORD_ERROR_CODES = (400, 408, 429, 500, 503)
+
+
+@pytest.mark.slow
+def test_retryable_record_errors_are_resubmitted_once_and_recover_while_400s_stay(tmp_path: Path) -> None:
+    # GIVEN 1,000 rows in two jobs, and an emulator failing 30% of the records with 400, 408, 429, 500 or 503 (the
+    # retryable ones strike a record once, as a transient failure does)
+    path = write_topics(tmp_path / "topics.parquet", 1000)
+    out = tmp_path / "out"
+    codes = ":".join(map(str, RECORD_ERROR_CODES))
+    expected = {i: fault_code(f"{i:011d}", 0.3, "", RECORD_ERROR_CODES) for i in range(1000)}
+    malformed = {i for i, code in expected.items() if code == 400}
+    transient = {i for i, code in expected.items() if code is not None and code != 400}
+    assert len(transient) >= 100 and malformed  # enough for a resubmission job (at least 100 records)
+    assert {code for code in expected.values() if code is not None} == set(RECORD_ERROR_CODES)
+    # WHEN the synthesized state machine runs it locally, resubmission on (the default)
+    with LocalRuntime(
+        RuntimeOptions(step_seconds=0.05, faults=parse_faults(f"record_error_rate=0.3,record_error_codes={codes}"))
+    ) as runtime:
+        execution_input = {
+            "model_id": CLAUDE,
+            "prompt_id": "joke_about_topic",
+            "s3_uri": runtime.upload_input(path),
+            "max_records_per_job": 500,
+        }
+        execution_arn = runtime.start(execution_input)
+        outcome = runtime.wait(execution_arn)
+        assert outcome.status == "SUCCEEDED", outcome.error_message
+        runtime.download_outputs(runtime.run_id(execution_arn), out)
+        created, injected = runtime.emulator.jobs_created_per_model(), runtime.emulator.faults_injected()
+    # THEN every row is there exactly once, with a response or an error
+    rows = read_rows(out)
+    assert_every_row_once_with_a_response_or_an_error(rows, 1000)
+    # AND only the 400s are left as errors: the transient errors were resubmitted and answered the second time
+    assert {row["id"]: row["error_code"] for row in rows if row["error_code"] is not None} == dict.fromkeys(
+        malformed, "400"
+    )
+    summary = read_summary(out)
+    resubmission = summary["resubmission"]
+    assert (resubmission["rows_retryable"], resubmission["rows_resubmitted"], resubmission["rows_reported"]) == (
+        len(transient),
+        len(transient),
+        0,
+    )
+    assert resubmission["rows_not_retryable"] == len(malformed)
+    assert resubmission["rows_recovered"] == len(transient) and resubmission["rows_still_failed"] == 0
+    assert summary["failed"] == len(malformed) and summary["error_counts"] == {"400": len(malformed)}
+    # AND the 400s were never resubmitted: each faulty record was struck exactly once
+    assert injected["record_error_rate"] == len(malformed) + len(transient)
+    assert created == {CLAUDE: 2 + resubmission["jobs_planned"]} and resubmission["jobs_planned"] >= 1
 
 
 def read_rows_of_job(out: Path, index: int) -> list[dict[str, Any]]:

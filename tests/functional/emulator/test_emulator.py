@@ -145,7 +145,7 @@ def test_titan_embeddings_are_unit_vectors_deterministic_per_text(
 ) -> None:
     # GIVEN 100 embedding records where two share a text and one asks for 256 dimensions
     records: list[dict[str, Any]] = [
-        {"recordId": f"E{i:05d}", "modelInput": {"inputText": f"text {i}"}} for i in range(100)
+        {"recordId": f"E{i:010d}", "modelInput": {"inputText": f"text {i}"}} for i in range(100)
     ]
     records[1]["modelInput"]["inputText"] = "text 0"
     records[2]["modelInput"]["dimensions"] = 256
@@ -154,16 +154,16 @@ def test_titan_embeddings_are_unit_vectors_deterministic_per_text(
     assert run_to_end(bedrock, clock, arn)["status"] == "Completed"
     # THEN each embedding has the requested length, unit norm, and equal texts give equal vectors
     by_id = {line["recordId"]: line["modelOutput"] for line in read_jsonl(s3, output_key(arn, "emb.jsonl.out"))}
-    assert len(by_id["E00000"]["embedding"]) == 1024 and len(by_id["E00002"]["embedding"]) == 256
-    assert math.isclose(math.fsum(x * x for x in by_id["E00003"]["embedding"]), 1.0, rel_tol=1e-9)
-    assert by_id["E00000"]["embedding"] == by_id["E00001"]["embedding"] != by_id["E00003"]["embedding"]
-    assert by_id["E00000"]["inputTextTokenCount"] == 2
+    assert len(by_id["E0000000000"]["embedding"]) == 1024 and len(by_id["E0000000002"]["embedding"]) == 256
+    assert math.isclose(math.fsum(x * x for x in by_id["E0000000003"]["embedding"]), 1.0, rel_tol=1e-9)
+    assert by_id["E0000000000"]["embedding"] == by_id["E0000000001"]["embedding"] != by_id["E0000000003"]["embedding"]
+    assert by_id["E0000000000"]["inputTextTokenCount"] == 2
 
 
 def test_converse_type_job_answers_in_converse_format(bedrock: BaseClient, s3: BaseClient, clock: ManualClock) -> None:
     # GIVEN Converse-type records for a Nova model
     records = [
-        {"recordId": f"C{i:05d}", "modelInput": {"messages": [{"role": "user", "content": [{"text": f"hi {i}"}]}]}}
+        {"recordId": f"C{i:010d}", "modelInput": {"messages": [{"role": "user", "content": [{"text": f"hi {i}"}]}]}}
         for i in range(100)
     ]
     uri = put_jsonl(s3, "inputs/converse.jsonl", records)
@@ -171,7 +171,7 @@ def test_converse_type_job_answers_in_converse_format(bedrock: BaseClient, s3: B
     arn = create_job(bedrock, "converse", uri, model_id="amazon.nova-lite-v1:0", modelInvocationType="Converse")
     run_to_end(bedrock, clock, arn)
     # THEN every answer is a Converse response echoing the prompt
-    line = next(x for x in read_jsonl(s3, output_key(arn, "converse.jsonl.out")) if x["recordId"] == "C00007")
+    line = next(x for x in read_jsonl(s3, output_key(arn, "converse.jsonl.out")) if x["recordId"] == "C0000000007")
     assert line["modelOutput"]["output"]["message"]["content"] == [{"text": "hi 7"}]
     assert line["modelOutput"]["usage"]["totalTokens"] == 4
 
@@ -331,8 +331,8 @@ def test_fewer_than_100_records_fail_the_job(bedrock: BaseClient, s3: BaseClient
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        (b'{"recordId": "a", "modelInput": {}}\nnot json\n', "Line 2"),
-        (b'{"recordId": "a", "input": {}}\n', "modelInput"),
+        (b'{"recordId": "REC00000001", "modelInput": {}}\nnot json\n', "Line 2"),
+        (b'{"recordId": "REC00000001", "input": {}}\n', "modelInput"),
     ],
 )
 def test_malformed_jsonl_fails_the_job(

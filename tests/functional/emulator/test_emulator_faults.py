@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 
 from local.emulator import BedrockEmulator, EmulatorState, ManualClock
 from local.emulator.faults import FAULTS, FaultSpecError, parse_faults
+from local.emulator.jobs import fault_code
 from tests.functional.conftest import BUCKET
 from tests.functional.emulator.conftest import error_code
 
@@ -84,6 +85,7 @@ def test_a_fault_spec_parses_to_typed_values() -> None:
         "corrupt_output_lines": 5,
     }
     assert parse_faults("") == {}
+    assert parse_faults("record_error_codes=429:500") == {"record_error_codes": "429:500"}
 
 
 @pytest.mark.parametrize(
@@ -97,6 +99,9 @@ def test_a_fault_spec_parses_to_typed_values() -> None:
         ("corrupt_output_lines=", "expected a whole number of lines >= 0"),
         ("job_failed", "'job_failed' is not name=value"),
         ("job_failed=1,job_failed=2", "given twice"),
+        ("record_error_codes=404", "expected HTTP codes joined by ':' from 400/408/429/500/503"),
+        ("record_error_codes=429,500", "'500' is not name=value"),
+        ("record_error_codes=429:", "expected HTTP codes joined by ':'"),
     ],
 )
 def test_a_bad_fault_spec_says_what_is_expected(spec: str, expected: str) -> None:
@@ -245,3 +250,55 @@ def test_corrupt_lines_spread_over_jobs_up_to_the_total(
     # AND the manifest counts the records processed (their lines were written, garbled)
     manifest = json.loads(output_objects(s3, arns[0])["manifest.json.out"])
     assert manifest["processedRecordCount"] == manifest["successRecordCount"] == 150
+
+
+# ---------------------------------------------------------------- record error codes
+
+
+def read_output_lines(s3: BaseClient, arn: str, name: str) -> list[dict[str, Any]]:
+    key = f"out/{arn.rsplit('/', 1)[-1]}/{name}"
+    return [json.loads(line) for line in s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().splitlines()]
+
+
+def test_record_error_codes_strike_400s_every_time_and_retryable_codes_once(
+    bedrock: BaseClient, s3: BaseClient, clock: ManualClock, state: EmulatorState
+) -> None:
+    # GIVEN 40% faulty records with codes 400, 429 and 503, and the same 200 records sent in two jobs one after the
+    # other (as a resubmission sends them again)
+    state.faults.update(record_error_rate=0.4, record_error_codes="400:429:503")
+    uri = put_records(s3, "in/codes.jsonl", 200)
+    expected = {f"{i:011d}": fault_code(f"{i:011d}", 0.4, "", (400, 429, 503)) for i in range(200)}
+    first = create_job(bedrock, "codes-1", uri)
+    clock.advance(10)
+    second = create_job(bedrock, "codes-2", uri)  # brings the first job to its end first
+    clock.advance(10)
+    # WHEN both jobs are read
+    assert bedrock.get_model_invocation_job(jobIdentifier=second)["status"] == "Completed"
+    lines = [read_output_lines(s3, arn, "codes.jsonl.out") for arn in (first, second)]
+    codes = [{line["recordId"]: line.get("error", {}).get("errorCode") for line in job} for job in lines]
+    # THEN the first job fails each faulty record with the code the hash picks, all three codes occurring
+    assert codes[0] == expected and set(expected.values()) == {None, 400, 429, 503}
+    # AND each error line carries a service-like message for its code
+    messages = {line["error"]["errorCode"]: line["error"]["errorMessage"] for line in lines[0] if "error" in line}
+    assert messages[429].startswith("Too many requests") and messages[400].startswith("Malformed input request")
+    # AND the second job fails the 400s again but answers the records a transient error struck the first time
+    assert codes[1] == {rid: code if code == 400 else None for rid, code in expected.items()}
+    job = bedrock.get_model_invocation_job(jobIdentifier=second)
+    assert (job["status"], job["errorRecordCount"]) == ("Completed", sum(c == 400 for c in expected.values()))
+    assert state.faults_injected()["record_error_rate"] == sum(c is not None for c in expected.values()) + sum(
+        c == 400 for c in expected.values()
+    )
+
+
+def test_record_error_codes_default_to_400(
+    bedrock: BaseClient, s3: BaseClient, clock: ManualClock, state: EmulatorState
+) -> None:
+    # GIVEN a record error rate without codes
+    state.faults["record_error_rate"] = 0.5
+    arn = create_job(bedrock, "default-code", put_records(s3, "in/default.jsonl", 100))
+    # WHEN the job completes
+    clock.advance(10)
+    assert bedrock.get_model_invocation_job(jobIdentifier=arn)["status"] == "Completed"
+    # THEN every error line has errorCode 400
+    errors = [line["error"] for line in read_output_lines(s3, arn, "default.jsonl.out") if "error" in line]
+    assert errors and {error["errorCode"] for error in errors} == {400}

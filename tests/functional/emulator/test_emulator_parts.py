@@ -313,7 +313,7 @@ def test_standalone_emulator_with_a_moto_s3_server(monkeypatch: pytest.MonkeyPat
         )
         bedrock = boto3.client("bedrock", endpoint_url=emulator.endpoint_url, region_name="us-east-1")
         s3.create_bucket(Bucket="standalone")
-        lines = [{"recordId": f"R{i:04d}", "modelInput": {"inputText": f"t{i}"}} for i in range(100)]
+        lines = [{"recordId": f"R{i:010d}", "modelInput": {"inputText": f"t{i}"}} for i in range(100)]
         s3.put_object(Bucket="standalone", Key="in/x.jsonl", Body="\n".join(json.dumps(x) for x in lines).encode())
         # WHEN a job runs through the HTTP APIs of both
         arn = bedrock.create_model_invocation_job(
