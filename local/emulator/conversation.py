@@ -8,9 +8,16 @@ The answer is the text of the last user message, exactly as sent (deterministic)
   ``reasoning_config`` / ``reasoning_effort``) adds a ``reasoningContent`` block (text + signature, an HMAC of the
   text with the emulator's key, ``tool_use.sign_reasoning``) before the answer; on Claude, a last user message holding
   Anthropic's test string ``REDACTED_THINKING_TRIGGER`` gets a ``redactedContent`` block instead;
-- a ``toolConfig`` is checked and the model may answer with one ``toolUse`` block instead of text (stop reason
-  ``tool_use``); Claude thinking is checked against tool loops, forced tool choice and temperature; see
-  ``local.emulator.tool_use``.
+- a ``toolConfig`` is checked and the model may answer with one ``toolUse`` block instead of text, or (the last user
+  text naming two or more tools) a text block then one ``toolUse`` block per tool named (stop reason ``tool_use``);
+  Claude thinking is checked against tool loops, forced tool choice and temperature; see ``local.emulator.tool_use``;
+- ``EMULATOR_STOP_REASON=<value>`` in the last user message makes the model stop there with one of the stop reasons
+  no request field produces (``TRIGGERED_STOP_REASONS``: ``content_filtered``, ``malformed_model_output``,
+  ``malformed_tool_use``, ``model_context_window_exceeded``), its answer the text before the trigger.
+
+Media (the Converse "Supported models and model features" table): an ``image`` block (in a message or a tool result)
+only for models with Vision (``VISION_MODEL_PREFIXES``), a ``document`` block only for models with Document chat
+(every chat model but ``NO_DOCUMENT_MODEL_PREFIXES``); ValidationException naming the block otherwise.
 
 Tokens are whitespace-separated words (``families.estimate_tokens``), counted over tool specs, system blocks and
 message blocks in that order; an image, document, video or audio block counts ``MEDIA_BLOCK_TOKENS``. CountTokens
@@ -20,9 +27,12 @@ Prompt caching (``PromptCache``): each ``cachePoint`` marks the prefix before it
 A prefix already cached for the same answering model is read (``cacheReadInputTokens``, the longest one); the last
 cache point's prefix, if not cached, is written (``cacheWriteInputTokens``: its tokens minus those read, with a
 ``cacheDetails`` entry for its TTL). ``inputTokens`` excludes both. Entries live for their TTL (``5m`` default, or
-``1h``) on the emulator's clock, renewed by each hit. Real models ignore cache points below a minimum prefix size
-(1,024 tokens for Claude 3.7 Sonnet); the emulator's minimum is ``min_tokens`` (default 0). Models without prompt
-caching reject a cache point, as the service does.
+``1h``) on the emulator's clock, renewed by each hit. As the service does ("Prompt caching for faster model
+inference"), a checkpoint caches only when its prefix holds the model's minimum tokens per checkpoint
+(``CACHE_MIN_TOKENS``: 1,024 for Claude 3.7 Sonnet, 2,048 for Claude 3.5 Haiku, 1,000 for Nova, ...) counted from the
+last checkpoint that cached; below it the request succeeds uncached (usage reports 0 read, 0 written). A request
+takes at most 4 cache points, Nova none in ``toolConfig.tools``, and models without prompt caching reject a cache
+point (ValidationException each).
 
 Prompt routers: a ``default-prompt-router`` ARN (``anthropic.claude:1``, ``meta.llama:1``, ``amazon.nova:1``) or a
 registered custom ``prompt-router`` ARN routes a prompt of at most ``short_prompt_tokens`` tokens to the router's

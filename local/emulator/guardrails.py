@@ -17,8 +17,9 @@ checks contains one of ``Guardrails.blocked_words`` (default ``BLOCKME``, case-i
   content") ``sync`` scans each chunk before sending it, so the words before the one that matched are streamed, then
   the message; ``async`` sends chunks at once and scans them behind, so the matching word and one more are streamed
   before the message (how far async runs ahead is undocumented: the emulator lets one chunk past the match).
-- ApplyGuardrail: ``action`` ``GUARDRAIL_INTERVENED`` with the blocked message in ``outputs`` and the assessment, or
-  ``NONE``; ``usage`` counts one word-policy unit per 1,000 characters.
+- ApplyGuardrail (``source`` ``INPUT``: ``blocked_words``; ``OUTPUT``: those and ``output_blocked_words``): ``action``
+  ``GUARDRAIL_INTERVENED`` with the blocked-input (or -output) message in ``outputs`` and the assessment, or ``NONE``;
+  ``usage`` counts one word-policy unit per 1,000 characters.
 """
 
 from __future__ import annotations
@@ -164,12 +165,13 @@ class Guardrails:
         check_config(params)
         texts = [block["text"]["text"] for block in params.get("content") or [] if "text" in block]
         text = "\n".join(texts)
-        matches = self.matches(text)
+        output = params.get("source") == "OUTPUT"  # the output-only words check model outputs only
+        matches = self.matches(text, [*self.blocked_words, *self.output_blocked_words] if output else None)
         assessment = self.assessment(text, matches)
         answer: dict[str, Any] = {
             "usage": assessment["invocationMetrics"]["usage"],
             "action": "GUARDRAIL_INTERVENED" if matches else "NONE",
-            "outputs": [{"text": self.blocked_message}] if matches else [],
+            "outputs": [{"text": self.blocked_output_message if output else self.blocked_message}] if matches else [],
             "assessments": [assessment],
             "guardrailCoverage": assessment["invocationMetrics"]["guardrailCoverage"],
         }

@@ -22,9 +22,11 @@ Runtime faults (``local.emulator.faults``): ``runtime_throttle`` and ``model_err
 ``modelStreamErrorException``); ``video_failed`` fails the next N async invocations.
 
 Knobs (attributes, change them at any time): ``blocked_words`` (content filter of image and video prompts),
-``prompt_routers`` (custom router ARN or id -> model ids), ``min_cache_tokens``, ``short_prompt_tokens``,
+``prompt_routers`` (custom router ARN or id -> model ids), ``min_cache_tokens`` (None: each model's documented
+minimum tokens per cache checkpoint; a number overrides it for every model), ``short_prompt_tokens``,
 ``words_per_delta``, ``stream_delay_seconds``, ``before_stream_event`` (a hook called before each frame is sent) and
-``guardrails`` (``blocked_words``, default ``BLOCKME``: what a ``guardrailConfig`` or ``ApplyGuardrail`` blocks).
+``guardrails`` (``blocked_words``, default ``BLOCKME``: what a ``guardrailConfig`` or ``ApplyGuardrail`` blocks;
+``output_blocked_words``, default ``BLOCKOUTPUT``: what it blocks in the model's answer only).
 """
 
 from __future__ import annotations

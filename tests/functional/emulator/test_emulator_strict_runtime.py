@@ -243,6 +243,21 @@ def test_a_stream_sends_what_its_mode_lets_past_then_the_message(runtime: BaseCl
     assert "outputAssessments" in events[-1]["metadata"]["trace"]["guardrail"]
 
 
+def test_apply_guardrail_checks_output_only_words_on_outputs_only(runtime: BaseClient) -> None:
+    # GIVEN a text with the output-only word
+    content = [{"text": {"text": "the answer is BLOCKOUTPUT"}}]
+    # WHEN ApplyGuardrail checks it as an input, then as a model output
+    as_input = runtime.apply_guardrail(
+        guardrailIdentifier="abc123", guardrailVersion="1", source="INPUT", content=content
+    )
+    as_output = runtime.apply_guardrail(
+        guardrailIdentifier="abc123", guardrailVersion="1", source="OUTPUT", content=content
+    )
+    # THEN only the output is blocked, with the blocked-output message
+    assert as_input["action"] == "NONE"
+    assert as_output["action"] == "GUARDRAIL_INTERVENED" and as_output["outputs"] == [{"text": BLOCKED_OUTPUT_MESSAGE}]
+
+
 # ---------------------------------------------------------------- images and documents per model
 
 
