@@ -113,9 +113,12 @@ async def openai_stream(sdk: openai.AsyncOpenAI, model: str, text: str, **option
 # ---------------------------------------------------------------- text and several tool calls in one answer
 
 
-async def test_openai_streams_the_text_and_each_tool_call_with_its_own_index(sdk: openai.AsyncOpenAI) -> None:
-    # GIVEN two tools WHEN the user names both (the model answers a text block, then one call each)
-    got = await openai_stream(sdk, "nova-lite", BOTH_TOOLS, tools=TOOLS)
+@pytest.mark.parametrize("bot", ["nova-lite", "llama-3.1-70b", "claude-3.7-sonnet-thinking"])
+async def test_openai_streams_the_text_and_each_tool_call_with_its_own_index(sdk: openai.AsyncOpenAI, bot: str) -> None:
+    # GIVEN two tools on a bot that streams them, one without streaming tool use (Converse, replayed as a stream) and
+    # one whose answer starts with a reasoning block (so the blocks are numbered from 1)
+    # WHEN the user names both tools (the model answers a text block, then one call each)
+    got = await openai_stream(sdk, bot, BOTH_TOOLS, tools=TOOLS)
     # THEN the text streams as content, each call under its own index with its own id and complete arguments
     assert got.error is None and got.text == "Calling get_weather, get_time."
     assert sorted(got.tool_calls) == [0, 1]
