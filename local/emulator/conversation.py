@@ -31,8 +31,8 @@ cache point's prefix, if not cached, is written (``cacheWriteInputTokens``: its 
 inference"), a checkpoint caches only when its prefix holds the model's minimum tokens per checkpoint
 (``CACHE_MIN_TOKENS``: 1,024 for Claude 3.7 Sonnet, 2,048 for Claude 3.5 Haiku, 1,000 for Nova, ...) counted from the
 last checkpoint that cached; below it the request succeeds uncached (usage reports 0 read, 0 written). A request
-takes at most 4 cache points, Nova none in ``toolConfig.tools``, and models without prompt caching reject a cache
-point (ValidationException each).
+takes at most 4 cache points, Nova none in ``toolConfig.tools``, a ``1h`` TTL only on Claude Opus / Haiku / Sonnet
+4.5, and models without prompt caching reject a cache point (ValidationException each).
 
 Prompt routers: a ``default-prompt-router`` ARN (``anthropic.claude:1``, ``meta.llama:1``, ``amazon.nova:1``) or a
 registered custom ``prompt-router`` ARN routes a prompt of at most ``short_prompt_tokens`` tokens to the router's
@@ -72,6 +72,10 @@ CACHE_MIN_TOKENS: dict[str, int] = {
     "amazon.nova": 1000,
 }
 MAX_CACHE_POINTS = 4  # cache checkpoints per request, every model of the table
+ONE_HOUR_TTL_PREFIXES = ("anthropic.claude-opus-4-5", "anthropic.claude-haiku-4-5", "anthropic.claude-sonnet-4-5")
+NO_ONE_HOUR_TTL = (
+    "This model doesn't support the 1h TTL of the cachePoint. Use the default 5m TTL (leave out ttl), and try again."
+)
 NO_TOOL_CACHE_FAMILIES = frozenset({"nova"})  # Nova: checkpoints in system and messages only, not in tools
 TOO_MANY_CACHE_POINTS = (
     f"The request has {{count}} cache points. A request can have at most {MAX_CACHE_POINTS} cache points; remove "
@@ -519,13 +523,17 @@ class Answer:
 
 
 def check_cache_points(request: Mapping[str, Any], target: Target, prompt: Prompt) -> None:
-    """Cache points only on models with prompt caching, at most ``MAX_CACHE_POINTS``, none in Nova's tools."""
+    """Cache points only on models with prompt caching, at most ``MAX_CACHE_POINTS``, a ``1h`` TTL only on the models
+    that have it (``ONE_HOUR_TTL_PREFIXES``), none in Nova's tools."""
     if not prompt.cache_points:
         return
     if not target.supports_caching:
         raise validation_error(NO_PROMPT_CACHING)
     if len(prompt.cache_points) > MAX_CACHE_POINTS:
         raise validation_error(TOO_MANY_CACHE_POINTS.format(count=len(prompt.cache_points)))
+    one_hour = target.family == "profile" or base_model_id(target.model_id).startswith(ONE_HOUR_TTL_PREFIXES)
+    if not one_hour and any(point.ttl == "1h" for point in prompt.cache_points):
+        raise validation_error(NO_ONE_HOUR_TTL)
     tools = (request.get("toolConfig") or {}).get("tools") or []
     if target.family in NO_TOOL_CACHE_FAMILIES and any("cachePoint" in tool for tool in tools):
         raise validation_error(NO_TOOL_CACHE_POINT)

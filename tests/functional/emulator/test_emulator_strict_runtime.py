@@ -20,6 +20,7 @@ from tests.functional.emulator.conftest import error_code, user
 
 SONNET_37 = "us.anthropic.claude-3-7-sonnet-20250219-v1:0"
 HAIKU_35 = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
+HAIKU_45 = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
 NOVA_MICRO = "us.amazon.nova-micro-v1:0"
 NOVA_LITE = "us.amazon.nova-lite-v1:0"
 TOOLS = {
@@ -210,6 +211,17 @@ def test_nova_refuses_a_cache_point_in_its_tools(runtime: BaseClient) -> None:
         runtime.converse(modelId=NOVA_LITE, messages=[user("hi")], toolConfig=tools)
     assert error_code(error) == "ValidationException" and "toolConfig.tools" in str(error.value)
     assert runtime.converse(modelId=SONNET_37, messages=[user("hi")], toolConfig=tools)["stopReason"] == "tool_use"
+
+
+def test_a_one_hour_ttl_only_on_the_models_that_have_it(runtime: BaseClient) -> None:
+    # GIVEN a cache point with the 1h TTL
+    system = [{"text": words(4096)}, {"cachePoint": {"type": "default", "ttl": "1h"}}]
+    # WHEN Claude 3.7 Sonnet gets it THEN it is refused; Claude Haiku 4.5 writes it with that TTL
+    with pytest.raises(ClientError) as error:
+        runtime.converse(modelId=SONNET_37, system=system, messages=[user("Where?")])
+    assert error_code(error) == "ValidationException" and "1h TTL" in str(error.value)
+    usage = runtime.converse(modelId=HAIKU_45, system=system, messages=[user("Where?")])["usage"]
+    assert usage["cacheDetails"] == [{"ttl": "1h", "inputTokens": 4096}]
 
 
 # ---------------------------------------------------------------- guardrails on the model's output
