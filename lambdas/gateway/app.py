@@ -572,8 +572,10 @@ async def openai_chunks(stream: AsyncIterable[Event], model: str, include_usage:
             elif isinstance(event, MediaFile):
                 yield data_line(_chunk(completion_id, model, created, {"content": markdown_image(event)}, None))
             elif isinstance(event, Finished):
-                finish = stop_outcome(event.stop_reason).finish_reason
-                yield data_line(_chunk(completion_id, model, created, {}, finish))
+                outcome = stop_outcome(event.stop_reason)
+                if outcome.openai_error is not None:  # no finish: what was streamed is not an answer
+                    raise outcome.openai_error
+                yield data_line(_chunk(completion_id, model, created, {}, outcome.finish_reason))
                 if include_usage:
                     usage_chunk = _chunk(completion_id, model, created, {}, None) | {"choices": []}
                     yield data_line(usage_chunk | {"usage": event.usage.openai(), "bedrock": bedrock_details(event)})
@@ -610,6 +612,9 @@ async def openai_completion(stream: AsyncIterable[Event], model: str) -> JSONRes
     except GatewayError as error:
         return error_response(error, openai=True)
     assert finished is not None  # every answer ends with Finished
+    outcome = stop_outcome(finished.stop_reason)
+    if outcome.openai_error is not None:
+        return error_response(outcome.openai_error, openai=True)
     message: dict[str, Any] = {"role": "assistant", "content": "".join(text) or (None if calls else "")}
     if reasoning:
         message["reasoning_content"] = "".join(reasoning)
@@ -623,9 +628,7 @@ async def openai_completion(stream: AsyncIterable[Event], model: str) -> JSONRes
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model,
-            "choices": [
-                {"index": 0, "message": message, "finish_reason": stop_outcome(finished.stop_reason).finish_reason}
-            ],
+            "choices": [{"index": 0, "message": message, "finish_reason": outcome.finish_reason}],
             "usage": finished.usage.openai(),
             "bedrock": bedrock_details(finished),
         }

@@ -137,10 +137,17 @@ def internal_error() -> GatewayError:
 class StopOutcome:
     finish_reason: str  # OpenAI
     poe_error: GatewayError | None  # sent on Poe before ``done``
+    openai_error: GatewayError | None = None  # instead of the finish: an error chunk (streamed) or the error (not)
 
 
 def stop_outcome(stop_reason: str | None) -> StopOutcome:
-    """What a Converse ``stopReason`` means for each front end (gateway.md §3.1)."""
+    """What a Converse ``stopReason`` (botocore ``StopReason``) means for each front end.
+
+    ``end_turn`` / ``stop_sequence`` / ``max_tokens`` / ``tool_use`` end normally (finish ``stop`` / ``length`` /
+    ``tool_calls``); ``guardrail_intervened`` / ``content_filtered``: finish ``content_filter``, a user-caused Poe
+    error; ``model_context_window_exceeded``: finish ``length``, Poe ``user_message_too_long``; a malformed answer
+    (``malformed_model_output`` / ``malformed_tool_use``) is no answer: a retryable error on both routes, so no
+    client runs a half-formed tool call. An unknown (newer) reason ends normally."""
     if stop_reason in (None, "end_turn", "stop_sequence"):
         return StopOutcome("stop", None)
     if stop_reason == "max_tokens":
@@ -155,5 +162,6 @@ def stop_outcome(stop_reason: str | None) -> StopOutcome:
         return StopOutcome("length", GatewayError(400, message, error_type=TOO_LONG, code=stop_reason))
     if stop_reason in ("malformed_model_output", "malformed_tool_use"):
         message = "The model produced a malformed answer; please retry."
-        return StopOutcome("stop", GatewayError(502, message, allow_retry=True, code=stop_reason))
+        error = GatewayError(502, message, openai_type="upstream_error", allow_retry=True, code=stop_reason)
+        return StopOutcome("stop", error, error)
     return StopOutcome("stop", None)

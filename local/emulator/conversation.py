@@ -8,9 +8,16 @@ The answer is the text of the last user message, exactly as sent (deterministic)
   ``reasoning_config`` / ``reasoning_effort``) adds a ``reasoningContent`` block (text + signature, an HMAC of the
   text with the emulator's key, ``tool_use.sign_reasoning``) before the answer; on Claude, a last user message holding
   Anthropic's test string ``REDACTED_THINKING_TRIGGER`` gets a ``redactedContent`` block instead;
-- a ``toolConfig`` is checked and the model may answer with one ``toolUse`` block instead of text (stop reason
-  ``tool_use``); Claude thinking is checked against tool loops, forced tool choice and temperature; see
-  ``local.emulator.tool_use``.
+- a ``toolConfig`` is checked and the model may answer with one ``toolUse`` block instead of text, or (the last user
+  text naming two or more tools) a text block then one ``toolUse`` block per tool named (stop reason ``tool_use``);
+  Claude thinking is checked against tool loops, forced tool choice and temperature; see ``local.emulator.tool_use``;
+- ``EMULATOR_STOP_REASON=<value>`` in the last user message makes the model stop there with one of the stop reasons
+  no request field produces (``TRIGGERED_STOP_REASONS``: ``content_filtered``, ``malformed_model_output``,
+  ``malformed_tool_use``, ``model_context_window_exceeded``), its answer the text before the trigger.
+
+Media (the Converse "Supported models and model features" table): an ``image`` block (in a message or a tool result)
+only for models with Vision (``VISION_MODEL_PREFIXES``), a ``document`` block only for models with Document chat
+(every chat model but ``NO_DOCUMENT_MODEL_PREFIXES``); ValidationException naming the block otherwise.
 
 Tokens are whitespace-separated words (``families.estimate_tokens``), counted over tool specs, system blocks and
 message blocks in that order; an image, document, video or audio block counts ``MEDIA_BLOCK_TOKENS``. CountTokens
@@ -20,9 +27,12 @@ Prompt caching (``PromptCache``): each ``cachePoint`` marks the prefix before it
 A prefix already cached for the same answering model is read (``cacheReadInputTokens``, the longest one); the last
 cache point's prefix, if not cached, is written (``cacheWriteInputTokens``: its tokens minus those read, with a
 ``cacheDetails`` entry for its TTL). ``inputTokens`` excludes both. Entries live for their TTL (``5m`` default, or
-``1h``) on the emulator's clock, renewed by each hit. Real models ignore cache points below a minimum prefix size
-(1,024 tokens for Claude 3.7 Sonnet); the emulator's minimum is ``min_tokens`` (default 0). Models without prompt
-caching reject a cache point, as the service does.
+``1h``) on the emulator's clock, renewed by each hit. As the service does ("Prompt caching for faster model
+inference"), a checkpoint caches only when its prefix holds the model's minimum tokens per checkpoint
+(``CACHE_MIN_TOKENS``: 1,024 for Claude 3.7 Sonnet, 2,048 for Claude 3.5 Haiku, 1,000 for Nova, ...) counted from the
+last checkpoint that cached; below it the request succeeds uncached (usage reports 0 read, 0 written). A request
+takes at most 4 cache points, Nova none in ``toolConfig.tools``, a ``1h`` TTL only on Claude Opus / Haiku / Sonnet
+4.5, and models without prompt caching reject a cache point (ValidationException each).
 
 Prompt routers: a ``default-prompt-router`` ARN (``anthropic.claude:1``, ``meta.llama:1``, ``amazon.nova:1``) or a
 registered custom ``prompt-router`` ARN routes a prompt of at most ``short_prompt_tokens`` tokens to the router's
@@ -43,11 +53,73 @@ from typing import Any
 
 from local.emulator.errors import not_found, validation_error
 from local.emulator.families import base_model_id, estimate_tokens
-from local.emulator.tool_use import check_thinking, check_tool_config, redact_reasoning, sign_reasoning, tool_call
+from local.emulator.protocol import service_model
+from local.emulator.tool_use import check_thinking, check_tool_config, redact_reasoning, sign_reasoning, tool_calls
 
 MEDIA_BLOCK_TOKENS = 100  # an image, document, video or audio block, whatever its size
 DEFAULT_SHORT_PROMPT_TOKENS = 32  # prompt routers: prompts up to this size go to the router's first model
 CACHE_TTLS = {"5m": timedelta(minutes=5), "1h": timedelta(hours=1)}
+# "Prompt caching for faster model inference", supported models table: minimum tokens per cache checkpoint (longest
+# base-model-id prefix wins). A caching model missing here gets the largest minimum (stricter reading).
+CACHE_MIN_TOKENS: dict[str, int] = {
+    "anthropic.claude-3-5-haiku": 2048,
+    "anthropic.claude-3-5-sonnet-20241022-v2": 1024,
+    "anthropic.claude-3-7-sonnet": 1024,
+    "anthropic.claude-sonnet-4": 1024,
+    "anthropic.claude-opus-4": 1024,
+    "anthropic.claude-opus-4-5": 4096,
+    "anthropic.claude-haiku-4-5": 4096,
+    "amazon.nova": 1000,
+}
+MAX_CACHE_POINTS = 4  # cache checkpoints per request, every model of the table
+ONE_HOUR_TTL_PREFIXES = ("anthropic.claude-opus-4-5", "anthropic.claude-haiku-4-5", "anthropic.claude-sonnet-4-5")
+NO_ONE_HOUR_TTL = (
+    "This model doesn't support the 1h TTL of the cachePoint. Use the default 5m TTL (leave out ttl), and try again."
+)
+NO_TOOL_CACHE_FAMILIES = frozenset({"nova"})  # Nova: checkpoints in system and messages only, not in tools
+TOO_MANY_CACHE_POINTS = (
+    f"The request has {{count}} cache points. A request can have at most {MAX_CACHE_POINTS} cache points; remove "
+    "some and try again."
+)
+NO_TOOL_CACHE_POINT = (
+    "This model doesn't support a cachePoint in toolConfig.tools. Put cache points in system or messages only, and "
+    "try again."
+)
+# Converse "Supported models and model features" table, column Vision (base-model-id prefixes); every other chat
+# model refuses an image block. Column Document chat: every chat model but these.
+VISION_MODEL_PREFIXES = (
+    "anthropic.claude-3-haiku",
+    "anthropic.claude-3-sonnet",
+    "anthropic.claude-3-opus",
+    "anthropic.claude-3-5-sonnet",
+    "anthropic.claude-3-7-sonnet",
+    "anthropic.claude-sonnet-4",
+    "anthropic.claude-opus-4",
+    "anthropic.claude-haiku-4-5",
+    "amazon.nova-lite",
+    "amazon.nova-pro",
+    "amazon.nova-premier",
+    "amazon.nova-2-lite",
+    "meta.llama3-2-11b",
+    "meta.llama3-2-90b",
+    "meta.llama4",
+    "mistral.pixtral",
+)
+NO_DOCUMENT_MODEL_PREFIXES = ("amazon.nova-micro", "amazon.titan-text-premier", "ai21.jamba-instruct")
+UNSUPPORTED_MEDIA = (
+    "This model doesn't support the {kind} content block at {where}. Remove the {kind} block, or use a model that "
+    "supports {kind} input, and try again."
+)
+# A prompt trigger for the stop reasons no request field produces: the last user message holds
+# ``EMULATOR_STOP_REASON=<value>``; the model stops there (its answer: the text before the trigger).
+STOP_REASON_TRIGGER = re.compile(r"EMULATOR_STOP_REASON=([a-z_]+)")
+STOP_REASONS = tuple(service_model("bedrock-runtime").shape_for("StopReason").enum)
+TRIGGERED_STOP_REASONS = (
+    "content_filtered",
+    "malformed_model_output",
+    "malformed_tool_use",
+    "model_context_window_exceeded",
+)
 
 INVALID_MODEL = "The provided model identifier is invalid."
 NOT_A_CHAT_MODEL = (
@@ -130,6 +202,21 @@ class Target:
     @property
     def supports_caching(self) -> bool:
         return self.family in CACHING_FAMILIES and not _NO_CACHING_CLAUDE.match(base_model_id(self.model_id))
+
+    @property
+    def cache_min_tokens(self) -> int:
+        """Tokens a prompt prefix needs before a cache checkpoint caches it (``CACHE_MIN_TOKENS``)."""
+        found = [prefix for prefix in CACHE_MIN_TOKENS if base_model_id(self.model_id).startswith(prefix)]
+        return CACHE_MIN_TOKENS[max(found, key=len)] if found else max(CACHE_MIN_TOKENS.values())
+
+    def accepts(self, kind: str) -> bool:
+        """Whether the model reads ``image`` / ``document`` blocks (an opaque ARN: every feature)."""
+        if self.family == "profile" or kind not in ("image", "document"):
+            return True
+        base = base_model_id(self.model_id)
+        if kind == "image":
+            return base.startswith(VISION_MODEL_PREFIXES)
+        return not base.startswith(NO_DOCUMENT_MODEL_PREFIXES)
 
 
 def is_prompt_router(model_id: str) -> bool:
@@ -317,7 +404,10 @@ class PromptCache:
 
     def use(self, model_id: str, points: Sequence[CachePoint], now: datetime, min_tokens: int = 0) -> tuple[int, int]:
         """Read the longest cached prefix, write the last one if new; returns (tokens read, tokens written)."""
-        usable = [point for point in points if point.tokens >= max(1, min_tokens)]
+        usable: list[CachePoint] = []
+        for point in points:  # each checkpoint at least ``min_tokens`` after the last one that caches
+            if point.tokens - (usable[-1].tokens if usable else 0) >= max(1, min_tokens):
+                usable.append(point)
         if not usable:
             return 0, 0
         model = base_model_id(model_id)
@@ -386,13 +476,14 @@ class Answer:
     cache_ttl: str | None  # of the written prefix
     cache_used: bool  # the request had cache points
     response_field_paths: tuple[str, ...] = ()
-    tool_use: dict[str, Any] | None = None  # the answer is this tool call (toolUseId, name, input), not text
+    # the tool calls (toolUseId, name, input) the answer ends with; ``text`` (if any) is a text block before them
+    tool_uses: tuple[dict[str, Any], ...] = ()
     redacted: bool = False  # the reasoning comes as a redactedContent block (encrypted, its text not shown)
 
     @property
     def output_tokens(self) -> int:
-        tool = block_tokens({"toolUse": self.tool_use}) if self.tool_use else 0
-        return estimate_tokens(self.text) + (estimate_tokens(self.reasoning) if self.reasoning else 0) + tool
+        tools = sum(block_tokens({"toolUse": tool}) for tool in self.tool_uses)
+        return estimate_tokens(self.text) + (estimate_tokens(self.reasoning) if self.reasoning else 0) + tools
 
     def usage(self) -> dict[str, Any]:
         input_tokens = self.prompt_tokens - self.cache_read - self.cache_write
@@ -425,9 +516,53 @@ class Answer:
         elif self.reasoning is not None:
             text = {"text": self.reasoning, "signature": signature(self.reasoning)}
             blocks.append({"reasoningContent": {"reasoningText": text}})
-        if self.tool_use is not None:
-            return [*blocks, {"toolUse": self.tool_use}]
+        if self.tool_uses:
+            lead: list[dict[str, Any]] = [{"text": self.text}] if self.text else []
+            return [*blocks, *lead, *({"toolUse": tool} for tool in self.tool_uses)]
         return [*blocks, {"text": self.text}]
+
+
+def check_cache_points(request: Mapping[str, Any], target: Target, prompt: Prompt) -> None:
+    """Cache points only on models with prompt caching, at most ``MAX_CACHE_POINTS``, a ``1h`` TTL only on the models
+    that have it (``ONE_HOUR_TTL_PREFIXES``), none in Nova's tools."""
+    if not prompt.cache_points:
+        return
+    if not target.supports_caching:
+        raise validation_error(NO_PROMPT_CACHING)
+    if len(prompt.cache_points) > MAX_CACHE_POINTS:
+        raise validation_error(TOO_MANY_CACHE_POINTS.format(count=len(prompt.cache_points)))
+    one_hour = target.family == "profile" or base_model_id(target.model_id).startswith(ONE_HOUR_TTL_PREFIXES)
+    if not one_hour and any(point.ttl == "1h" for point in prompt.cache_points):
+        raise validation_error(NO_ONE_HOUR_TTL)
+    tools = (request.get("toolConfig") or {}).get("tools") or []
+    if target.family in NO_TOOL_CACHE_FAMILIES and any("cachePoint" in tool for tool in tools):
+        raise validation_error(NO_TOOL_CACHE_POINT)
+
+
+def check_media(messages: Sequence[Mapping[str, Any]], target: Target) -> None:
+    """Image and document blocks (in a message or a tool result) only for models that read them."""
+    for index, message in enumerate(messages):
+        for number, block in enumerate(message.get("content") or []):
+            nested = (block.get("toolResult") or {}).get("content") or [] if isinstance(block, Mapping) else []
+            for kind in ("image", "document"):
+                inside = any(isinstance(item, Mapping) and kind in item for item in nested)
+                if (kind in block or inside) and not target.accepts(kind):
+                    where = f"messages.{index}.content.{number}"
+                    raise validation_error(UNSUPPORTED_MEDIA.format(kind=kind, where=where))
+
+
+def triggered_stop(echo: str) -> tuple[str, str] | None:
+    """(stop reason, answer) when the last user message holds ``EMULATOR_STOP_REASON=<value>``, else None."""
+    found = STOP_REASON_TRIGGER.search(echo)
+    if found is None:
+        return None
+    if found[1] not in TRIGGERED_STOP_REASONS:
+        raise validation_error(
+            f"(Emulator) EMULATOR_STOP_REASON={found[1]} is not a stop reason the trigger produces; use one of "
+            f"{', '.join(TRIGGERED_STOP_REASONS)} (the others come from the request: maxTokens, stopSequences, "
+            f"toolConfig, guardrailConfig; Bedrock's are {', '.join(STOP_REASONS)})."
+        )
+    return found[1], echo[: found.start()].rstrip() or "OK"
 
 
 def shape_text(text: str, max_tokens: int | None, stop_sequences: Sequence[str]) -> tuple[str, str, str | None]:
@@ -451,22 +586,28 @@ def answer(
     prompt: Prompt,
     cache: PromptCache,
     now: datetime,
-    min_cache_tokens: int = 0,
+    min_cache_tokens: int | None = None,
 ) -> Answer:
     """Answer a checked Converse ``request`` (the operation's members) with ``target``."""
-    if prompt.cache_points and not target.supports_caching:
-        raise validation_error(NO_PROMPT_CACHING)
+    check_cache_points(request, target, prompt)
+    check_media(request.get("messages") or [], target)
     config = request.get("inferenceConfig") or {}
     max_tokens = config.get("maxTokens")
     echo = echo_text(request.get("messages") or [])
     thinking = reasoning_requested(target, request.get("additionalModelRequestFields"), max_tokens)
     check_tool_config(request, target.family, target.model_id)
     check_thinking(request, target.family)
-    tool_use = tool_call(request, echo)
+    triggered = triggered_stop(echo)
+    tools = tool_calls(request, echo) if triggered is None else []
     text, stop_reason, stop_sequence = shape_text(echo, max_tokens, config.get("stopSequences") or [])
-    if tool_use is not None:
+    if triggered is not None:
+        text, stop_reason, stop_sequence = triggered[1], triggered[0], None
+    elif len(tools) > 1:  # several calls: the model says which first, in a text block
+        text, stop_reason, stop_sequence = f"Calling {', '.join(tool['name'] for tool in tools)}.", "tool_use", None
+    elif tools:
         text, stop_reason, stop_sequence = "", "tool_use", None
-    read, written = cache.use(target.model_id, prompt.cache_points, now, min_cache_tokens)
+    minimum = target.cache_min_tokens if min_cache_tokens is None else min_cache_tokens
+    read, written = cache.use(target.model_id, prompt.cache_points, now, minimum)
     return Answer(
         target=target,
         text=text,
@@ -479,6 +620,6 @@ def answer(
         cache_ttl=prompt.cache_points[-1].ttl if written else None,
         cache_used=bool(prompt.cache_points),
         response_field_paths=tuple(request.get("additionalModelResponseFieldPaths") or ()),
-        tool_use=tool_use,
+        tool_uses=tuple(tools),
         redacted=thinking and target.family == "anthropic" and REDACTED_THINKING_TRIGGER in echo,
     )

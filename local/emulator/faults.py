@@ -34,10 +34,13 @@ faults were already injected, so raising a count injects more). What each fault 
   ``ConverseStream``, ``CountTokens``, ``InvokeModel``, ``StartAsyncInvoke``) fail with ``ThrottlingException``
   (429), then the next N of those that model it (not CountTokens nor StartAsyncInvoke) with
   ``ModelErrorException`` (424), before anything is answered.
-- ``stream_error_after`` (text deltas): while set, every ``ConverseStream`` sends K text deltas (all of them if the
-  answer has fewer) and then a ``modelStreamErrorException`` frame (``:message-type: exception``) instead of the
-  rest; botocore raises ``EventStreamError`` mid-stream. 0 breaks the stream before its first text delta. Counted
-  once per broken stream; remove it from ``faults`` to stop.
+- ``stream_error_after`` (text deltas), ``stream_error`` (an exception of the ``ConverseStreamOutput`` union:
+  ``STREAM_ERRORS``): while either is set, every ``ConverseStream`` sends K text deltas (all of them if the answer
+  has fewer; K = ``stream_error_after``, 0 when only ``stream_error`` is set) and then an exception frame
+  (``:message-type: exception``, ``:exception-type`` ``stream_error``, default ``modelStreamErrorException``) instead
+  of the rest; botocore raises ``EventStreamError`` with that code mid-stream. 0 breaks the stream before its first
+  text delta. Counted once per broken stream (under ``stream_error_after`` when set, else ``stream_error``); remove
+  them from ``faults`` to stop.
 - ``video_failed`` (invocations): the next N ``StartAsyncInvoke`` invocations end ``Failed`` with a
   ``failureMessage`` and no output, when they would have completed.
 
@@ -115,6 +118,22 @@ def record_error_codes(value: Any) -> tuple[int, ...]:
     return tuple(int(code) for code in _codes(value if value is not None else "400").split(":"))
 
 
+# The exceptions ConverseStream can send inside its stream (members of the ConverseStreamOutput union in botocore)
+STREAM_ERRORS = (
+    "internalServerException",
+    "modelStreamErrorException",
+    "validationException",
+    "throttlingException",
+    "serviceUnavailableException",
+)
+
+
+def _stream_error(value: Any) -> str:
+    if value not in STREAM_ERRORS:
+        raise ValueError(value)
+    return str(value)
+
+
 def _counted(name: str, unit: str) -> Fault:
     return Fault(name, f"a whole number of {unit} >= 0, e.g. {name}=1", _count)
 
@@ -141,6 +160,9 @@ FAULTS: dict[str, Fault] = {
         _counted("runtime_throttle", "calls"),
         _counted("model_error", "calls"),
         _counted("stream_error_after", "text deltas"),
+        Fault(
+            "stream_error", f"one of {', '.join(STREAM_ERRORS)}, e.g. stream_error=throttlingException", _stream_error
+        ),
         _counted("video_failed", "invocations"),
     )
 }

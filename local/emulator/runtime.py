@@ -17,14 +17,16 @@ last. Errors found before streaming are normal JSON error responses. InvokeModel
 embedding models.
 
 Runtime faults (``local.emulator.faults``): ``runtime_throttle`` and ``model_error`` hit the next N inference calls
-(ThrottlingException 429, then ModelErrorException 424 where the operation models it); ``stream_error_after=K`` makes
-every ConverseStream send K text deltas and then a ``modelStreamErrorException`` frame; ``video_failed`` fails the
-next N async invocations.
+(ThrottlingException 429, then ModelErrorException 424 where the operation models it); ``stream_error_after=K`` and
+``stream_error=<exception>`` make every ConverseStream send K text deltas and then that exception's frame (default
+``modelStreamErrorException``); ``video_failed`` fails the next N async invocations.
 
 Knobs (attributes, change them at any time): ``blocked_words`` (content filter of image and video prompts),
-``prompt_routers`` (custom router ARN or id -> model ids), ``min_cache_tokens``, ``short_prompt_tokens``,
+``prompt_routers`` (custom router ARN or id -> model ids), ``min_cache_tokens`` (None: each model's documented
+minimum tokens per cache checkpoint; a number overrides it for every model), ``short_prompt_tokens``,
 ``words_per_delta``, ``stream_delay_seconds``, ``before_stream_event`` (a hook called before each frame is sent) and
-``guardrails`` (``blocked_words``, default ``BLOCKME``: what a ``guardrailConfig`` or ``ApplyGuardrail`` blocks).
+``guardrails`` (``blocked_words``, default ``BLOCKME``: what a ``guardrailConfig`` or ``ApplyGuardrail`` blocks;
+``output_blocked_words``, default ``BLOCKOUTPUT``: what it blocks in the model's answer only).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -66,7 +69,15 @@ ASYNC_ONLY_PREFIXES = ("amazon.nova-reel",)
 DEFAULT_BLOCKED_WORDS = ("nsfw",)
 THROTTLED = "Too many requests, please wait before trying again."
 MODEL_ERROR = "The system encountered an unexpected error during processing. Try your request again."
-STREAM_ERROR = "The model encountered an error while streaming its response. Retry your request."
+DEFAULT_STREAM_ERROR = "modelStreamErrorException"
+# What each in-stream exception says (undocumented wording; the codes are botocore's ConverseStreamOutput members)
+STREAM_ERROR_MESSAGES = {
+    "internalServerException": "An internal server error occurred. Retry your request.",
+    "modelStreamErrorException": "The model encountered an error while streaming its response. Retry your request.",
+    "validationException": "The model returned the following errors: the request is invalid for this model.",
+    "throttlingException": THROTTLED,
+    "serviceUnavailableException": "The service isn't available. Try again later.",
+}
 # Call faults per operation, checked in this order before the operation does anything.
 RUNTIME_CALL_FAULTS: dict[str, tuple[tuple[str, str, str], ...]] = {
     operation: tuple(
@@ -84,6 +95,15 @@ _GEO_PREFIXED = re.compile(r"^(us|us-gov|eu|apac|jp|au|ca|global)\.")
 StreamHook = Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class StreamError:
+    """The ``stream_error`` / ``stream_error_after`` fault: the exception frame ``name`` after ``after`` text
+    deltas."""
+
+    name: str
+    after: int
+
+
 class RuntimeState:
     """The runtime operations of one emulated account, sharing ``state`` with the batch control plane."""
 
@@ -91,7 +111,7 @@ class RuntimeState:
         self.state = state
         self.blocked_words: list[str] = list(DEFAULT_BLOCKED_WORDS)
         self.prompt_routers: dict[str, tuple[str, ...]] = {}
-        self.min_cache_tokens = 0
+        self.min_cache_tokens: int | None = None  # None: each model's documented minimum
         self.short_prompt_tokens = 32
         self.words_per_delta = 1
         self.stream_delay_seconds = 0.0
@@ -136,13 +156,17 @@ class RuntimeState:
             if injected:
                 raise ApiError(code, f"{message} (emulated fault {name}: {injected})")
 
-    def _stream_error_after(self) -> int | None:
-        """``stream_error_after`` if set (counted as injected once per stream it breaks), else None."""
-        if "stream_error_after" not in self.state.faults:
+    def _stream_error(self) -> StreamError | None:
+        """The stream fault if ``stream_error_after`` or ``stream_error`` is set (counted as injected once per stream
+        it breaks), else None."""
+        faults = self.state.faults
+        if "stream_error_after" not in faults and "stream_error" not in faults:
             return None
         with self.state._lock:
-            self.state._injected["stream_error_after"] += 1
-        return int(self.state.faults["stream_error_after"])
+            self.state._injected["stream_error_after" if "stream_error_after" in faults else "stream_error"] += 1
+        return StreamError(
+            str(faults.get("stream_error", DEFAULT_STREAM_ERROR)), int(faults.get("stream_error_after", 0))
+        )
 
     def _now(self) -> datetime:
         return self.state.clock()
@@ -156,7 +180,7 @@ class RuntimeState:
         if streaming:
             check_streaming_tools(params, target.family)
         result = answer(params, target, prompt, self.cache, self._now(), self.min_cache_tokens)
-        return self.guardrails.guard(params, result)
+        return self.guardrails.guard(params, result, streaming=streaming)
 
     def converse(self, params: dict[str, Any]) -> dict[str, Any]:
         started = time.monotonic()
@@ -175,11 +199,11 @@ class RuntimeState:
         started = time.monotonic()
         self._inject_call_fault("ConverseStream")
         result = self._answer(params, streaming=True)
-        error_after = self._stream_error_after()
+        error = self._stream_error()
         headers = {"x-amzn-requestid": str(uuid.uuid4()), "content-type": CONTENT_TYPE}
-        return HttpResponse(200, headers, self._frames(result, started, error_after))
+        return HttpResponse(200, headers, self._frames(result, started, error))
 
-    def _frames(self, result: Answer, started: float, error_after: int | None) -> Iterator[bytes]:
+    def _frames(self, result: Answer, started: float, error: StreamError | None) -> Iterator[bytes]:
         """The stream's frames, produced as the client reads them (the HTTP layer sends each as one chunk)."""
         shape = service_model("bedrock-runtime").shape_for("ConverseStreamOutput")
         text_index = 0 if result.reasoning is None else 1
@@ -187,11 +211,9 @@ class RuntimeState:
         for event_type, body in stream_events(result, self.words_per_delta):
             is_text = event_type == "contentBlockDelta" and "text" in body["delta"]
             text_done = event_type == "contentBlockStop" and body["contentBlockIndex"] == text_index
-            if error_after is not None and ((is_text and text_deltas == error_after) or text_done):
-                yield exception_frame(
-                    "modelStreamErrorException",
-                    {"message": f"{STREAM_ERROR} (emulated fault stream_error_after={error_after})"},
-                )
+            if error is not None and ((is_text and text_deltas == error.after) or text_done):
+                message = f"{STREAM_ERROR_MESSAGES[error.name]} (emulated fault {error.name} after {error.after})"
+                yield exception_frame(error.name, {"message": message})
                 return
             if event_type == "metadata":
                 body = {**body, "metrics": {"latencyMs": _elapsed_ms(started)}}
@@ -272,15 +294,17 @@ def stream_events(result: Answer, words_per_delta: int = 1) -> Iterator[tuple[st
     if result.reasoning is not None:
         yield "contentBlockStop", {"contentBlockIndex": 0}
         index = 1
-    if result.tool_use is not None:  # its input JSON in pieces, as models stream it
-        tool = result.tool_use
+    if result.text or not result.tool_uses:
+        for chunk in _chunks(result.text, words_per_delta):
+            yield "contentBlockDelta", {"contentBlockIndex": index, "delta": {"text": chunk}}
+        yield "contentBlockStop", {"contentBlockIndex": index}
+        index += bool(result.tool_uses)
+    for number, tool in enumerate(result.tool_uses):  # one block each, its input JSON in pieces as models stream it
         start = {"toolUse": {"toolUseId": tool["toolUseId"], "name": tool["name"]}}
-        yield "contentBlockStart", {"contentBlockIndex": index, "start": start}
+        yield "contentBlockStart", {"contentBlockIndex": index + number, "start": start}
         for piece in json_pieces(json.dumps(tool["input"])):
-            yield "contentBlockDelta", {"contentBlockIndex": index, "delta": {"toolUse": {"input": piece}}}
-    for chunk in _chunks(result.text, words_per_delta):
-        yield "contentBlockDelta", {"contentBlockIndex": index, "delta": {"text": chunk}}
-    yield "contentBlockStop", {"contentBlockIndex": index}
+            yield "contentBlockDelta", {"contentBlockIndex": index + number, "delta": {"toolUse": {"input": piece}}}
+        yield "contentBlockStop", {"contentBlockIndex": index + number}
     stop: dict[str, Any] = {"stopReason": result.stop_reason}
     if result.response_fields() is not None:
         stop["additionalModelResponseFields"] = result.response_fields()

@@ -17,9 +17,11 @@ or whose signature is missing; manual thinking (``type: enabled``) refuses a for
 ``temperature`` but 1. Each in the model's words, as Bedrock relays them.
 
 Answer: with tools, the model calls one unless the last user message brings tool results and the choice is
-``auto`` (then it answers in text, echoing the results). It calls the forced tool (``toolChoice.tool``) or the first
-one, with an input built from the schema's required properties: strings get the last user text, numbers 1,
-booleans true, arrays [], objects their own required properties, enums their first value.
+``auto`` (then it answers in text, echoing the results). It calls the forced tool (``toolChoice.tool``), or every tool
+the last user text names when it names two or more (a text block saying which comes first, then one ``toolUse``
+block each, as models do when they call tools in parallel), or else the first one; each with an input built from
+the schema's required properties: strings get the last user text, numbers 1, booleans true, arrays [], objects their
+own required properties, enums their first value.
 """
 
 from __future__ import annotations
@@ -257,25 +259,42 @@ def example_input(schema: Mapping[str, Any], text: str) -> Any:
     return values.get(str(kind), text)
 
 
-def tool_call(request: Mapping[str, Any], text: str) -> dict[str, Any] | None:
-    """The ``toolUse`` block content the model answers with, or None when it answers in text."""
+def tool_calls(request: Mapping[str, Any], text: str) -> list[dict[str, Any]]:
+    """The ``toolUse`` block contents the model answers with ([] when it answers in text): the forced tool, or every
+    tool the last user text names when it names two or more (in the order named), else the first tool."""
     config = request.get("toolConfig") or {}
     specs = [tool["toolSpec"] for tool in config.get("tools") or [] if "toolSpec" in tool]
     if not specs:
-        return None
+        return []
     choice = config.get("toolChoice") or {"auto": {}}
     messages = request.get("messages") or []
     last = messages[-1].get("content") or [] if messages else []
     if "auto" in choice and any("toolResult" in block for block in last):
-        return None
+        return []
     forced = (choice.get("tool") or {}).get("name")
-    spec = next((spec for spec in specs if spec["name"] == forced), specs[0])
-    digest = hashlib.sha256(json.dumps([spec["name"], messages], sort_keys=True, default=str).encode()).hexdigest()
-    return {
-        "toolUseId": f"tooluse_{digest[:22]}",
-        "name": spec["name"],
-        "input": example_input(spec["inputSchema"]["json"], text),
-    }
+    named = sorted(
+        (found.start(), spec["name"])
+        for spec in specs
+        if (found := re.search(rf"(?<![\w-]){re.escape(spec['name'])}(?![\w-])", text)) is not None
+    )
+    if forced is not None:
+        chosen = [spec for spec in specs if spec["name"] == forced]
+    elif len(named) > 1:
+        chosen = [next(spec for spec in specs if spec["name"] == name) for _, name in named]
+    else:
+        chosen = specs[:1]
+    calls = []
+    for position, spec in enumerate(chosen):
+        seed = [spec["name"], messages] if position == 0 else [spec["name"], position, messages]
+        digest = hashlib.sha256(json.dumps(seed, sort_keys=True, default=str).encode()).hexdigest()
+        calls.append(
+            {
+                "toolUseId": f"tooluse_{digest[:22]}",
+                "name": spec["name"],
+                "input": example_input(spec["inputSchema"]["json"], text),
+            }
+        )
+    return calls
 
 
 def json_pieces(text: str, size: int = 16) -> list[str]:

@@ -259,7 +259,9 @@ def test_claude_thinking_budget_below_minimum_is_rejected(runtime: BaseClient) -
 # ---------------------------------------------------------------- prompt caching
 
 
-LIBRARIAN = "You are a librarian who knows every book in the catalogue."  # 11 words, cached
+# 1,112 words: over the minimum tokens per cache checkpoint of Claude 3.7 Sonnet (1,024) and Nova (1,000)
+CATALOGUE = " ".join(f"book{number}" for number in range(1100))
+LIBRARIAN = f"You are a librarian who knows every book in the catalogue. Catalogue: {CATALOGUE}"
 
 
 def cached_request(question: str, model_id: str = SONNET_37) -> dict[str, Any]:

@@ -56,9 +56,9 @@ def sent(emulator: BedrockEmulator, monkeypatch: pytest.MonkeyPatch) -> list[dic
     requests: list[dict[str, Any]] = []
     guard = emulator.runtime.guardrails.guard
 
-    def recording(request: Mapping[str, Any], result: Any) -> Any:
+    def recording(request: Mapping[str, Any], result: Any, **options: Any) -> Any:
         requests.append(dict(request))
-        return guard(request, result)
+        return guard(request, result, **options)
 
     monkeypatch.setattr(emulator.runtime.guardrails, "guard", recording)
     return requests

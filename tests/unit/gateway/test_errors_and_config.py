@@ -89,9 +89,12 @@ def test_stop_reasons(stop: str, finish: str, poe_error_type: str | None) -> Non
     assert (outcome.poe_error.error_type if outcome.poe_error else None) == poe_error_type
 
 
-def test_malformed_output_is_a_retryable_poe_error() -> None:
-    error = stop_outcome("malformed_model_output").poe_error
-    assert isinstance(error, GatewayError) and error.allow_retry
+@pytest.mark.parametrize("stop", ["malformed_model_output", "malformed_tool_use"])
+def test_malformed_output_is_a_retryable_error_on_both_routes(stop: str) -> None:
+    # GIVEN a malformed answer WHEN its outcome is looked up THEN Poe and OpenAI both get a retryable error
+    outcome = stop_outcome(stop)
+    assert isinstance(outcome.poe_error, GatewayError) and outcome.poe_error.allow_retry
+    assert outcome.openai_error is outcome.poe_error and outcome.openai_error.status == 502
 
 
 # ---------------------------------------------------------------- configuration
