@@ -19,7 +19,9 @@ from botocore.client import BaseClient
 from botocore.exceptions import ClientError, EventStreamError
 
 from local.emulator import BedrockEmulator, EmulatorState, ManualClock
-from local.emulator.faults import parse_faults
+from local.emulator.faults import RUNTIME_EXCEPTIONS, parse_faults
+from local.emulator.protocol import service_model
+from local.emulator.runtime import RUNTIME_ERROR_MESSAGES
 from tests.functional.conftest import BUCKET
 from tests.functional.emulator.conftest import error_code, user
 
@@ -573,6 +575,58 @@ def test_runtime_throttle_and_model_error_hit_the_next_calls(
     # THEN the first is throttled (429), the second a model error (424), the third is served
     assert codes == [("ThrottlingException", 429), ("ModelErrorException", 424), ("ok", 200)]
     assert emulator.faults_injected() == {"runtime_throttle": 1, "model_error": 1}
+
+
+@pytest.mark.parametrize(
+    ("exception", "status"),
+    [
+        ("ModelNotReadyException", 429),
+        ("ModelTimeoutException", 408),
+        ("AccessDeniedException", 403),
+        ("ServiceUnavailableException", 503),
+        ("InternalServerException", 500),
+    ],
+)
+def test_runtime_error_injects_any_listed_exception_with_its_modelled_status(
+    runtime: BaseClient, state: EmulatorState, emulator: BedrockEmulator, exception: str, status: int
+) -> None:
+    # GIVEN one call to fail with the exception (status per botocore's error shape)
+    state.faults.update(parse_faults(f"runtime_error={exception}:1"))
+    # WHEN ConverseStream is called twice
+    with pytest.raises(ClientError) as error:
+        runtime.converse_stream(modelId=HAIKU, messages=[user("hi")])
+    stream = runtime.converse_stream(modelId=HAIKU, messages=[user("hi")])["stream"]
+    # THEN botocore raises the modelled exception class with the status, and the next call is served
+    assert type(error.value).__name__ == exception
+    assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == status
+    assert "emulated fault runtime_error" in error_message(error)
+    assert any("messageStop" in event for event in stream)
+    assert emulator.faults_injected() == {"runtime_error": 1}
+
+
+def test_runtime_error_skips_operations_that_do_not_list_the_exception(
+    runtime: BaseClient, state: EmulatorState, emulator: BedrockEmulator
+) -> None:
+    # GIVEN a ServiceQuotaExceededException to inject, which InvokeModel lists and Converse does not
+    state.faults["runtime_error"] = "ServiceQuotaExceededException:1"
+    # WHEN Converse, then an image InvokeModel, are called
+    served = runtime.converse(modelId=HAIKU, messages=[user("hi")])
+    with pytest.raises(ClientError) as error:
+        invoke_json(runtime, "amazon.nova-canvas-v1:0", AMAZON_IMAGE_REQUEST)
+    # THEN Converse is served and InvokeModel gets the HTTP 400 quota error naming the quota
+    assert served["stopReason"] == "end_turn"
+    assert error_code(error) == "ServiceQuotaExceededException"
+    assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert "service quota 'On-demand model inference tokens per day" in error_message(error)
+
+
+def test_runtime_exceptions_are_those_botocore_lists_for_the_inference_operations() -> None:
+    # GIVEN botocore's bedrock-runtime model WHEN the errors of the faulted operations are collected
+    model = service_model("bedrock-runtime")
+    operations = ("Converse", "ConverseStream", "CountTokens", "InvokeModel", "StartAsyncInvoke")
+    listed = {shape.name for name in operations for shape in model.operation_model(name).error_shapes}
+    # THEN runtime_error takes exactly those, and the emulator has a message for each
+    assert set(RUNTIME_EXCEPTIONS) == listed == set(RUNTIME_ERROR_MESSAGES)
 
 
 def test_model_error_also_hits_streams_and_image_calls(runtime: BaseClient, state: EmulatorState) -> None:
