@@ -395,16 +395,23 @@ AMAZON_IMAGE_REQUEST = {
 }
 
 
-@pytest.mark.parametrize("model_id", ["amazon.nova-canvas-v1:0", "amazon.titan-image-generator-v2:0"])
-def test_amazon_image_models_return_decodable_pngs(runtime: BaseClient, model_id: str) -> None:
-    # GIVEN a TEXT_IMAGE request for two 1280x720 images
+@pytest.mark.parametrize(
+    ("model_id", "width", "height", "shape"),
+    [("amazon.nova-canvas-v1:0", 1280, 720, (64, 36)), ("amazon.titan-image-generator-v2:0", 1173, 640, (64, 35))],
+)
+def test_amazon_image_models_return_decodable_pngs(
+    runtime: BaseClient, model_id: str, width: int, height: int, shape: tuple[int, int]
+) -> None:
+    # GIVEN a TEXT_IMAGE request for two 16:9 images of a size the model takes
+    config = {**AMAZON_IMAGE_REQUEST["imageGenerationConfig"], "width": width, "height": height}  # type: ignore[dict-item]
+    request = {**AMAZON_IMAGE_REQUEST, "imageGenerationConfig": config}
     # WHEN the image model is invoked twice with it
-    first = invoke_json(runtime, model_id, AMAZON_IMAGE_REQUEST)
-    again = invoke_json(runtime, model_id, AMAZON_IMAGE_REQUEST)
+    first = invoke_json(runtime, model_id, request)
+    again = invoke_json(runtime, model_id, request)
     # THEN it returns two valid PNGs (tiny, with the requested 16:9 shape), the same on every call
     assert set(first) == {"images"} and len(first["images"]) == 2
     images = [base64.b64decode(image) for image in first["images"]]
-    assert [png_header(image) for image in images] == [(64, 36), (64, 36)]
+    assert [png_header(image) for image in images] == [shape, shape]
     assert images[0] != images[1] and first == again
 
 
@@ -431,7 +438,7 @@ def test_stability_models_return_a_png_and_finish_reasons(
 @pytest.mark.parametrize("model_id", ["amazon.nova-canvas-v1:0", "amazon.titan-image-generator-v2:0"])
 def test_amazon_image_models_refuse_a_filtered_prompt(runtime: BaseClient, model_id: str) -> None:
     # GIVEN a prompt with a blocked word
-    request = {**AMAZON_IMAGE_REQUEST, "textToImageParams": {"text": FILTERED_PROMPT}}
+    request = {**AMAZON_IMAGE_REQUEST, "textToImageParams": {"text": FILTERED_PROMPT}, "imageGenerationConfig": {}}
     # WHEN a Nova Canvas or Titan model is invoked
     with pytest.raises(ClientError) as error:
         invoke_json(runtime, model_id, request)
@@ -462,6 +469,45 @@ def test_image_requests_are_checked(runtime: BaseClient) -> None:
         with pytest.raises(ClientError) as error:
             invoke_json(runtime, model_id, body)
         assert error_code(error) == "ValidationException" and field in error_message(error)
+
+
+@pytest.mark.parametrize(
+    ("model_id", "width", "height", "accepted"),
+    [
+        # Titan Image Generator: only the sizes of its table
+        ("amazon.titan-image-generator-v2:0", 1173, 640, True),
+        ("amazon.titan-image-generator-v2:0", 320, 704, True),
+        ("amazon.titan-image-generator-v2:0", 1280, 720, False),  # 16:9 on Nova Canvas, not in Titan's table
+        ("amazon.titan-image-generator-v1", 1024, 768, False),
+        # Nova Canvas: sides 320-4096 in multiples of 16, ratio 1:4 to 4:1, under 4,194,304 pixels
+        ("amazon.nova-canvas-v1:0", 1280, 720, True),
+        ("amazon.nova-canvas-v1:0", 320, 1280, True),  # 1:4
+        ("amazon.nova-canvas-v1:0", 3840, 960, True),  # 4:1 and 3,686,400 pixels
+        ("amazon.nova-canvas-v1:0", 1173, 640, False),  # not a multiple of 16
+        ("amazon.nova-canvas-v1:0", 304, 1024, False),  # a side under 320
+        ("amazon.nova-canvas-v1:0", 4112, 1024, False),  # a side over 4096
+        ("amazon.nova-canvas-v1:0", 320, 1296, False),  # taller than 1:4
+        ("amazon.nova-canvas-v1:0", 2048, 2048, False),  # 4,194,304 pixels: the limit itself (stricter reading)
+    ],
+)
+def test_amazon_image_models_take_only_their_documented_sizes(
+    runtime: BaseClient, model_id: str, width: int, height: int, accepted: bool
+) -> None:
+    # GIVEN a TEXT_IMAGE request of one size
+    request = {**AMAZON_IMAGE_REQUEST, "imageGenerationConfig": {"width": width, "height": height}}
+    # WHEN the model is invoked
+    # THEN a documented size gets an image, any other a ValidationException naming the size or the side
+    if accepted:
+        assert len(invoke_json(runtime, model_id, request)["images"]) == 1
+        return
+    with pytest.raises(ClientError) as error:
+        invoke_json(runtime, model_id, request)
+    assert error_code(error) == "ValidationException"
+    assert (
+        f"{width}x{height}" in error_message(error)
+        or "width" in error_message(error)
+        or "height" in error_message(error)
+    )
 
 
 def test_text_models_via_invoke_model_report_token_headers(runtime: BaseClient) -> None:
@@ -514,8 +560,17 @@ def test_a_video_invocation_progresses_and_writes_an_mp4(
     assert seen + [final["status"]] == ["InProgress", "InProgress", "Completed"]
     assert final["modelArn"] == "arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-reel-v1:0"
     assert final["endTime"] > final["submitTime"] and "failureMessage" not in final
-    # AND a valid 6-second MP4 is at <s3Uri>/<invocationId>/output.mp4
-    video = s3.get_object(Bucket=BUCKET, Key=f"videos/{invocation_id}/output.mp4")["Body"].read()
+    # AND the invocation's folder <s3Uri>/<invocationId>/ holds the documented files, and GetAsyncInvoke names it
+    folder = f"videos/{invocation_id}"
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{folder}/")["Contents"]
+    assert sorted(item["Key"] for item in listed) == [
+        f"{folder}/generation-status.json",
+        f"{folder}/manifest.json",
+        f"{folder}/output.mp4",
+    ]
+    assert final["outputDataConfig"]["s3OutputDataConfig"]["s3Uri"] == f"s3://{BUCKET}/{folder}"
+    # AND output.mp4 is a valid 6-second MP4
+    video = s3.get_object(Bucket=BUCKET, Key=f"{folder}/output.mp4")["Body"].read()
     boxes = mp4_boxes(video)
     assert list(boxes) == [b"ftyp", b"moov", b"mdat"] and boxes[b"ftyp"][:4] == b"isom"
     mvhd = mp4_boxes(boxes[b"moov"])[b"mvhd"]
@@ -672,4 +727,5 @@ def test_video_failed_ends_the_invocation_failed_without_output(
     assert answer["status"] == "Failed" and "video_failed" in answer["failureMessage"]
     assert runtime.get_async_invoke(invocationArn=completed)["status"] == "Completed"
     keys = [item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET, Prefix="videos/").get("Contents", [])]
-    assert keys == [f"videos/{completed.rsplit('/', 1)[-1]}/output.mp4"]
+    assert {key.rsplit("/", 2)[1] for key in keys} == {completed.rsplit("/", 1)[-1]}
+    assert f"videos/{completed.rsplit('/', 1)[-1]}/output.mp4" in keys
