@@ -33,7 +33,7 @@ class ErrorKind:
     openai_type: str  # OpenAI error "type"
     advice: str = ""  # what the user can do, after Bedrock's message
     retry_after: int | None = None  # seconds for a Retry-After header, only where waiting helps
-    shown: bool = True  # False: Bedrock's message is logged for the operator, never sent to the user
+    operator_fix: str = ""  # set: Bedrock's message goes to the log with this fix, never to the user
 
 
 ACCESS_DENIED_FIX = (
@@ -50,7 +50,7 @@ BEDROCK_ERRORS: dict[str, ErrorKind] = {
         "upstream_error",
         "This bot is unavailable: Amazon Bedrock refused the gateway access to its model. Retrying will not help; "
         "the gateway's operator has to grant the access.",
-        shown=False,
+        operator_fix=ACCESS_DENIED_FIX,
     ),
     "ResourceNotFoundException": ErrorKind(
         404,
@@ -149,11 +149,9 @@ def from_bedrock(error: BaseException) -> GatewayError:
         if code == "ValidationException":
             lowered = message.lower()
             error_type = TOO_LONG if any(hint in lowered for hint in _TOO_LONG_HINTS) else USER_CAUSED
-        if not kind.shown:  # the operator's to fix: the details (role ARN, account) go to the log only
-            logger.error(
-                "bedrock refused access: operator action needed", code=code, detail=message, fix=ACCESS_DENIED_FIX
-            )
-        text = f"Bedrock {code}: {message}" if kind.shown else f"Bedrock {code}."
+        if kind.operator_fix:  # the operator's to fix: the details (e.g. the role ARN, the account) go to the log only
+            logger.error("bedrock error: operator action needed", code=code, detail=message, fix=kind.operator_fix)
+        text = f"Bedrock {code}." if kind.operator_fix else f"Bedrock {code}: {message}"
         return GatewayError(
             kind.status,
             f"{text} {kind.advice}" if kind.advice else text,
