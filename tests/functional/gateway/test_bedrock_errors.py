@@ -24,7 +24,7 @@ ACCOUNT = "123456789012"  # the emulator's account, which an AccessDeniedExcepti
 @dataclass(frozen=True)
 class Case:
     exception: str
-    bot: str  # a text bot (ConverseStream) or, for exceptions Converse does not list, the Nova Canvas bot
+    bot: str  # a text bot (ConverseStream); for exceptions Converse does not list, an image or video bot
     status: int  # the gateway's HTTP status on the OpenAI route
     retry: bool  # Poe allow_retry, x-should-retry
     retry_after: str | None  # Retry-After header
@@ -42,12 +42,13 @@ CASES = [
     Case("AccessDeniedException", "nova-lite", 502, False, None, "refused the gateway access to its model"),
     Case("ResourceNotFoundException", "nova-lite", 404, False, None, "must fix its model_id"),
     Case("ValidationException", "nova-lite", 400, False, None, "The request failed validation."),
+    Case("ConflictException", "nova-reel", 409, False, None, "conflicts with an invocation in progress"),
 ]
 
 
 @pytest.fixture
 async def error_app(emulator: BedrockEmulator, settings: GatewaySettings) -> AsyncIterator[FastAPI]:
-    """The app with a media bucket named (the image bot checks one is configured; the fault strikes before S3)."""
+    """The app with a media bucket named (media bots check one is configured; the fault strikes before S3)."""
     application = create_app(replace(settings, media_bucket="media-bucket-never-written"))
     async with application.router.lifespan_context(application):
         yield application
