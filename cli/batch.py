@@ -16,8 +16,9 @@ FAULTS_HELP = (
     "record_error_codes=C:C (400, 408, 429, 500, 503), job_partial=N, "
     "job_failed=N, job_expired=N, job_stopped=N (jobs), submit_throttle=N, submit_quota=N, poll_throttle=N (calls), "
     "corrupt_output_lines=N (lines), runtime_throttle=N, model_error=N (runtime calls), stream_error_after=K "
-    "(text deltas), stream_error=NAME (a ConverseStream exception), video_failed=N (video invocations); "
-    "e.g. record_error_rate=0.05,job_failed=1 "
+    "(text deltas), stream_error=NAME (a ConverseStream exception), video_failed=N (video invocations), "
+    "runtime_error=EXCEPTION:N (runtime calls that list that bedrock-runtime exception, e.g. "
+    "ModelNotReadyException:2); e.g. record_error_rate=0.05,job_failed=1 "
     "(see local/emulator/faults.py)"
 )
 

@@ -1,4 +1,5 @@
-"""Attachments -> Converse content blocks (gateway.md §3.1 formats), by the bot's capabilities.
+"""Attachments -> Converse content blocks (formats: docs/bedrock-facts.md, Runtime: Converse and
+ConverseStream), by the bot's capabilities.
 
 - images (png/jpeg/gif/webp) -> ``image`` blocks, for bots with ``images_in``;
 - documents (pdf/csv/doc/docx/xls/xlsx/html/txt/md) -> ``document`` blocks, for bots with ``documents``;

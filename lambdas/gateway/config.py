@@ -17,7 +17,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lambdas.shared.model_families import ACCOUNT_RESOURCE_ARN_KINDS, ModelRef
+from lambdas.shared.model_families import (
+    ACCOUNT_RESOURCE_ARN_KINDS,
+    STABILITY_ASPECT_RATIOS,
+    ModelRef,
+    image_sizes_of,
+)
 
 Modality = Literal["text", "image", "video"]
 ImageFormat = Literal["amazon", "stability"]  # InvokeModel body: Nova Canvas / Titan Image, or Stability AI
@@ -104,15 +109,18 @@ class ImageOptions(_Frozen):
         return value
 
 
+# Defaults per image_format; every bot's sizes and aspect ratios are checked against its model at start
+# (lambdas.shared.model_families.IMAGE_MODEL_SIZES). The "amazon" sizes are in Titan Image Generator's table and
+# within Nova Canvas' rules, so both models take them.
 DEFAULT_IMAGE_OPTIONS: dict[str, ImageOptions] = {
     "amazon": ImageOptions(
-        sizes=("1024x1024", "1280x720", "720x1280", "1152x896", "896x1152"),
+        sizes=("1024x1024", "1280x768", "768x1280", "1152x896", "896x1152"),
         qualities=("standard", "premium"),
         max_images=4,
         max_seed=858_993_459,  # Nova Canvas' limit (Titan's is higher)
     ),
     "stability": ImageOptions(
-        aspect_ratios=("1:1", "16:9", "21:9", "2:3", "3:2", "4:5", "5:4", "9:16", "9:21"),
+        aspect_ratios=STABILITY_ASPECT_RATIOS,
         max_seed=4_294_967_295,
     ),
 }
@@ -227,6 +235,8 @@ class BotConfig(_Frozen):
             raise ValueError("image bots need image_format ('amazon' for Nova Canvas/Titan, 'stability'); set it")
         if self.modality != "image" and self.image_options is not None:
             raise ValueError("image_options applies to image bots only; remove it")
+        if self.modality == "image":
+            self._check_image_choices()
         region = self.guardrail.arn_region if self.guardrail else None
         if region is not None and region != self.region:
             raise ValueError(
@@ -234,6 +244,24 @@ class BotConfig(_Frozen):
                 "the bot's region"
             )
         return self
+
+    def _check_image_choices(self) -> None:
+        """Every size and aspect ratio the bot offers is one its model generates (a model not in the registry is
+        not checked)."""
+        sizes = image_sizes_of(self.model_id)
+        if sizes is None:
+            return
+        field = (
+            "image_options" if self.image_options is not None else f"the defaults of image_format {self.image_format}"
+        )
+        for size in self.images.sizes:
+            problem = sizes.size_problem(size)
+            if problem:
+                raise ValueError(f"{field}: size '{size}' cannot be generated ({problem}); offer other sizes")
+        for ratio in self.images.aspect_ratios:
+            problem = sizes.aspect_ratio_problem(ratio)
+            if problem:
+                raise ValueError(f"{field}: aspect ratio '{ratio}' cannot be used ({problem}); offer other ones")
 
     @property
     def images(self) -> ImageOptions:

@@ -1,8 +1,9 @@
 """The error service: Bedrock exceptions and stop reasons -> ``GatewayError`` (HTTP status, OpenAI error, Poe event).
 
-Mapping (docs/reference gateway.md §3.2): before a stream starts the error is an HTTP status with a JSON body (OpenAI
-error shape on ``/v1``); once it started it is a Poe ``error`` event (``allow_retry``, ``error_type``) then ``done``,
-or an OpenAI error chunk then ``[DONE]``.
+Mapping (docs/bedrock-facts.md, "Runtime errors and how the gateway maps them"): before a stream starts the error
+is an HTTP status with a JSON body (OpenAI error shape on ``/v1``) and, for Bedrock errors, the retry hints
+``Retry-After`` (where waiting helps) and ``x-should-retry`` (which the openai SDK obeys); once it started it is a
+Poe ``error`` event (``allow_retry``, ``error_type``) then ``done``, or an OpenAI error chunk then ``[DONE]``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from lambdas.shared.observability import logger
+
 USER_CAUSED = "user_caused_error"
 TOO_LONG = "user_message_too_long"
 
@@ -26,23 +29,61 @@ TOO_LONG = "user_message_too_long"
 @dataclass(frozen=True)
 class ErrorKind:
     status: int  # HTTP status before the stream starts
-    allow_retry: bool  # Poe error event
+    allow_retry: bool  # Poe error event; also the x-should-retry header
     openai_type: str  # OpenAI error "type"
+    advice: str = ""  # what the user can do, after Bedrock's message
+    retry_after: int | None = None  # seconds for a Retry-After header, only where waiting helps
+    operator_fix: str = ""  # set: Bedrock's message goes to the log with this fix, never to the user
 
 
-# Bedrock error code -> what the gateway answers. Unknown codes: 502, retry allowed.
+ACCESS_DENIED_FIX = (
+    "enable access to the bot's model in the Bedrock console (Model access) of the bot's region, and check that the "
+    "gateway's role may call bedrock:InvokeModel* on it (the stack grants the models of bots.json)"
+)
+# Bedrock error code -> what the gateway answers (status per botocore's bedrock-runtime error shapes, docs/bedrock-
+# facts.md). Unknown codes: UNKNOWN_UPSTREAM.
 BEDROCK_ERRORS: dict[str, ErrorKind] = {
     "ValidationException": ErrorKind(400, False, "invalid_request_error"),
-    "AccessDeniedException": ErrorKind(502, False, "upstream_error"),
-    "ResourceNotFoundException": ErrorKind(404, False, "not_found_error"),
-    "ThrottlingException": ErrorKind(429, True, "rate_limit_error"),
-    "ServiceQuotaExceededException": ErrorKind(429, True, "rate_limit_error"),
-    "ModelNotReadyException": ErrorKind(503, True, "service_unavailable"),
-    "ModelTimeoutException": ErrorKind(504, True, "timeout"),
-    "ModelErrorException": ErrorKind(502, True, "upstream_error"),
+    "AccessDeniedException": ErrorKind(
+        502,
+        False,
+        "upstream_error",
+        "This bot is unavailable: Amazon Bedrock refused the gateway access to its model. Retrying will not help; "
+        "the gateway's operator has to grant the access.",
+        operator_fix=ACCESS_DENIED_FIX,
+    ),
+    "ResourceNotFoundException": ErrorKind(
+        404,
+        False,
+        "not_found_error",
+        "The bot's model was not found in its region; the operator must fix its model_id.",
+    ),
+    "ThrottlingException": ErrorKind(
+        429, True, "rate_limit_error", "Too many requests right now: retry in a moment.", retry_after=1
+    ),
+    "ServiceQuotaExceededException": ErrorKind(
+        429,
+        False,
+        "insufficient_quota",
+        "This request exceeds a service quota of the gateway's AWS account (named above): retrying right away will "
+        "not help. Try again later, or ask the operator to raise the quota in Service Quotas.",
+    ),
+    "ModelNotReadyException": ErrorKind(
+        503, True, "service_unavailable", "The model is not ready to serve requests yet: retry shortly.", retry_after=10
+    ),
+    "ModelTimeoutException": ErrorKind(
+        504, True, "timeout", "The model took too long: retry, or shorten the conversation or the answer asked for."
+    ),
+    "ModelErrorException": ErrorKind(
+        502, True, "upstream_error", "The model failed on this request: retry, and rephrase it if it fails again."
+    ),
     "ModelStreamErrorException": ErrorKind(502, True, "upstream_error"),
-    "InternalServerException": ErrorKind(502, True, "upstream_error"),
-    "ServiceUnavailableException": ErrorKind(503, True, "service_unavailable"),
+    "InternalServerException": ErrorKind(
+        502, True, "upstream_error", "Amazon Bedrock had an internal error: retry.", retry_after=1
+    ),
+    "ServiceUnavailableException": ErrorKind(
+        503, True, "service_unavailable", "Amazon Bedrock is unavailable right now: retry shortly.", retry_after=5
+    ),
     "ConflictException": ErrorKind(409, False, "invalid_request_error"),
 }
 UNKNOWN_UPSTREAM = ErrorKind(502, True, "upstream_error")
@@ -62,6 +103,7 @@ class GatewayError(Exception):
         allow_retry: bool = False,
         error_type: str | None = None,
         retry_after: int | None = None,
+        should_retry: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -71,6 +113,7 @@ class GatewayError(Exception):
         self.allow_retry = allow_retry
         self.error_type = error_type
         self.retry_after = retry_after
+        self.should_retry = should_retry  # sent as x-should-retry when set (the openai SDK obeys it)
 
     def openai_body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.openai_type, "param": None, "code": self.code}}
@@ -82,7 +125,10 @@ class GatewayError(Exception):
         return event
 
     def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after)} if self.retry_after else {}
+        headers = {"Retry-After": str(self.retry_after)} if self.retry_after else {}
+        if self.should_retry is not None:
+            headers["x-should-retry"] = "true" if self.should_retry else "false"
+        return headers
 
 
 def _normalise_code(code: str) -> str:
@@ -103,14 +149,18 @@ def from_bedrock(error: BaseException) -> GatewayError:
         if code == "ValidationException":
             lowered = message.lower()
             error_type = TOO_LONG if any(hint in lowered for hint in _TOO_LONG_HINTS) else USER_CAUSED
+        if kind.operator_fix:  # the operator's to fix: the details (e.g. the role ARN, the account) go to the log only
+            logger.error("bedrock error: operator action needed", code=code, detail=message, fix=kind.operator_fix)
+        text = f"Bedrock {code}." if kind.operator_fix else f"Bedrock {code}: {message}"
         return GatewayError(
             kind.status,
-            f"Bedrock {code}: {message}",
+            f"{text} {kind.advice}" if kind.advice else text,
             openai_type=kind.openai_type,
             code=code,
             allow_retry=kind.allow_retry,
             error_type=error_type,
-            retry_after=1 if kind.status == 429 else None,
+            retry_after=kind.retry_after,
+            should_retry=kind.allow_retry,
         )
     if isinstance(error, ReadTimeoutError | ConnectTimeoutError):
         return GatewayError(
@@ -147,7 +197,8 @@ def stop_outcome(stop_reason: str | None) -> StopOutcome:
     ``tool_calls``); ``guardrail_intervened`` / ``content_filtered``: finish ``content_filter``, a user-caused Poe
     error; ``model_context_window_exceeded``: finish ``length``, Poe ``user_message_too_long``; a malformed answer
     (``malformed_model_output`` / ``malformed_tool_use``) is no answer: a retryable error on both routes, so no
-    client runs a half-formed tool call. An unknown (newer) reason ends normally."""
+    client runs a half-formed tool call. An unknown (newer) reason ends normally (docs/bedrock-facts.md, Runtime:
+    Converse and ConverseStream)."""
     if stop_reason in (None, "end_turn", "stop_sequence"):
         return StopOutcome("stop", None)
     if stop_reason == "max_tokens":

@@ -1,9 +1,10 @@
 """Image bots: the prompt -> InvokeModel (body by the bot's ``image_format``) -> PNG in S3 -> presigned URL.
 
-Formats (gateway.md §3.5): ``amazon`` (Nova Canvas, Titan Image Generator v2: ``TEXT_IMAGE``) answers
-``{"images": [b64]}``; ``stability`` (SD3.5 Large, Stable Image Core/Ultra) answers ``{"images", "finish_reasons"}``,
-where a content filter is a ``"Filter reason: ..."`` finish reason with HTTP 200 (Nova/Titan filters are a
-ValidationException instead). Either way a filtered prompt is a non-retryable ``user_caused_error``.
+Formats (docs/bedrock-facts.md, Images and video): ``amazon`` (Nova Canvas, Titan Image Generator v2:
+``TEXT_IMAGE``) answers ``{"images": [b64]}``; ``stability`` (SD3.5 Large, Stable Image Core/Ultra) answers
+``{"images", "finish_reasons"}``, where a content filter is a ``"Filter reason: ..."`` finish reason with HTTP 200
+(Nova/Titan filters are a ValidationException instead). Either way a filtered prompt is a non-retryable
+``user_caused_error``. The sizes a bot offers are checked against its model at start (``BotConfig``).
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+from botocore.exceptions import ClientError
+
 from lambdas.gateway.clients import AwsClients
 from lambdas.gateway.config import GatewaySettings
 from lambdas.gateway.errors import GatewayError
@@ -29,6 +31,17 @@ class MediaStore:
         s3 = await self._clients.client("s3", self._settings.media_region)
         await s3.put_object(Bucket=self.require(), Key=key, Body=body, ContentType=content_type)
         return await self.url(key)
+
+    async def exists(self, key: str) -> bool:
+        """Whether ``key`` is in the media bucket (HeadObject, allowed by the s3:GetObject grant)."""
+        s3 = await self._clients.client("s3", self._settings.media_region)
+        try:
+            await s3.head_object(Bucket=self.require(), Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
 
     async def url(self, key: str) -> str:
         s3 = await self._clients.client("s3", self._settings.media_region)

@@ -1,4 +1,5 @@
-"""Input tokens before the call, to refuse prompts over a bot's ``context_tokens`` (gateway.md §3.3).
+"""Input tokens before the call, to refuse prompts over a bot's ``context_tokens`` (docs/bedrock-facts.md, Runtime:
+Converse and ConverseStream: CountTokens).
 
 Bots with ``capabilities.token_counting`` ask CountTokens (free, the billed count) with ``count_tokens_model_id``
 (or ``model_id``). CountTokens serves a subset of models (Claude) and bare foundation-model ids only; when it

@@ -324,7 +324,8 @@ class Usage:
 
     @property
     def prompt_tokens(self) -> int:
-        """All input tokens: Converse ``inputTokens`` excludes the cached ones (gateway.md §3.3)."""
+        """All input tokens: Converse ``inputTokens`` excludes the cached ones (docs/bedrock-facts.md,
+        Prompt caching)."""
         return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
 
     @property

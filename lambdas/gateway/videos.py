@@ -1,5 +1,10 @@
 """Video bots (Amazon Nova Reel): StartAsyncInvoke into the media bucket, poll GetAsyncInvoke with progress events,
-then the MP4's presigned URL (gateway.md §3.6).
+then the MP4's presigned URL (docs/bedrock-facts.md, Images and video).
+
+Nova Reel writes a folder per invocation id into the requested ``s3Uri``: ``output.mp4`` (the video),
+``manifest.json`` and ``generation-status.json``. The video's key comes from the completed GetAsyncInvoke's
+``outputDataConfig`` (the invocation's folder, which AWS's examples extend with ``/output.mp4``), and is checked to
+exist before its URL is handed out.
 
 A 6-second video takes about 90 s on Bedrock: the answer streams a ``Progress`` event per poll (Poe
 ``replace_response``), which also keeps idle connections alive, and gives up after ``video_max_seconds``.
@@ -10,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from lambdas.gateway.attachments import reject_attachments
@@ -25,6 +30,7 @@ from lambdas.gateway.translate import ChatRequest, PriceBook, Usage
 
 VIDEO_SECONDS = 6
 MAX_VIDEO_PROMPT = 512
+REEL_OUTPUT = "output.mp4"  # the video in the invocation's folder
 
 
 def reel_input(prompt: str) -> dict[str, Any]:
@@ -33,6 +39,21 @@ def reel_input(prompt: str) -> dict[str, Any]:
         "textToVideoParams": {"text": prompt[:MAX_VIDEO_PROMPT]},
         "videoGenerationConfig": {"durationSeconds": VIDEO_SECONDS, "fps": 24, "dimension": "1280x720"},
     }
+
+
+def video_key(status: Mapping[str, Any], invocation_id: str, bucket: str) -> str:
+    """The key of ``output.mp4`` in ``bucket``, from a completed GetAsyncInvoke answer. Its ``s3Uri`` is the
+    invocation's folder ``<s3Uri>/<invocation id>``; a URI without the id (the one requested) gets it appended, so
+    either reading of the service finds the file. A URI in another bucket is an upstream error."""
+    uri = str(status["outputDataConfig"]["s3OutputDataConfig"]["s3Uri"]).rstrip("/")
+    found_bucket, _, folder = uri.removeprefix("s3://").partition("/")
+    if found_bucket != bucket:
+        raise GatewayError(
+            502, f"Nova Reel wrote to {uri}, not to the media bucket.", allow_retry=True, code="video_missing"
+        )
+    if folder.rsplit("/", 1)[-1] != invocation_id:
+        folder = f"{folder}/{invocation_id}" if folder else invocation_id
+    return f"{folder}/{REEL_OUTPUT}"
 
 
 class VideoBot:
@@ -64,9 +85,9 @@ class VideoBot:
             raise
         except Exception as error:
             raise from_bedrock(error) from error
-        return self._follow(runtime, started["invocationArn"], prefix)
+        return self._follow(runtime, started["invocationArn"])
 
-    async def _follow(self, runtime: Any, arn: str, prefix: str) -> AsyncIterator[Event]:
+    async def _follow(self, runtime: Any, arn: str) -> AsyncIterator[Event]:
         began = time.monotonic()
         while True:
             try:
@@ -84,7 +105,15 @@ class VideoBot:
             yield Progress(f"Generating a {VIDEO_SECONDS}-second video... {int(elapsed)} s")
             await asyncio.sleep(self._settings.video_poll_seconds)
         invocation_id = arn.rsplit("/", 1)[-1]
-        url = await self._media.url(f"{prefix}/{invocation_id}/output.mp4")
+        key = video_key(status, invocation_id, self._media.require())
+        if not await self._media.exists(key):
+            raise GatewayError(
+                502,
+                f"Nova Reel reported the video done, but {key} is not in the media bucket; please retry.",
+                allow_retry=True,
+                code="video_missing",
+            )
+        url = await self._media.url(key)
         yield MediaFile(url=url, content_type="video/mp4", name=f"{invocation_id}.mp4")
         cost = self.config.prices.per_video_second * VIDEO_SECONDS
         finished = Finished("end_turn", Usage(), round(elapsed * 1000), None, cost)

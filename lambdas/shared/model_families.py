@@ -668,3 +668,68 @@ def quota_model_name(model_id: str) -> str | None:
         return None
     matches = [prefix for prefix in QUOTA_MODEL_NAMES if ref.base_model_id.startswith(prefix)]
     return QUOTA_MODEL_NAMES[max(matches, key=len)] if matches else None
+
+
+# ---------------------------------------------------------------- image models (the gateway's image bots)
+
+
+@dataclass(frozen=True)
+class ImageSizes:
+    """The output sizes an image model takes (docs/bedrock-facts.md, Images and video): a fixed table
+    (``table``, "WIDTHxHEIGHT"), or the Nova Canvas rules (sides, multiple, ratio, pixels); Stability models take
+    an ``aspect_ratio`` from ``aspect_ratios`` instead of a size."""
+
+    title: str
+    table: tuple[str, ...] = ()
+    min_side: int = 0
+    max_side: int = 0
+    multiple: int = 1
+    max_ratio: float = 0.0
+    pixel_limit: int = 0  # sizes of this many pixels or more are refused
+    aspect_ratios: tuple[str, ...] = ()
+
+    def size_problem(self, size: str) -> str | None:
+        """Why ``size`` ("WIDTHxHEIGHT") is not one this model generates, or None."""
+        if self.aspect_ratios:
+            return f"{self.title} takes an aspect ratio ({', '.join(self.aspect_ratios)}), not a size"
+        if self.table:
+            return None if size in self.table else f"{self.title} generates only {', '.join(self.table)}"
+        width, height = (int(side) for side in size.split("x"))
+        rules = (
+            f"{self.title} takes sides of {self.min_side}-{self.max_side} pixels in multiples of {self.multiple}, "
+            f"an aspect ratio from 1:{self.max_ratio:g} to {self.max_ratio:g}:1 and under {self.pixel_limit} pixels"
+        )
+        sides_ok = all(self.min_side <= side <= self.max_side and side % self.multiple == 0 for side in (width, height))
+        shape_ok = max(width, height) / min(width, height) <= self.max_ratio and width * height < self.pixel_limit
+        return None if sides_ok and shape_ok else rules
+
+    def aspect_ratio_problem(self, ratio: str) -> str | None:
+        """Why ``ratio`` ("W:H") is not one this model takes, or None."""
+        if not self.aspect_ratios:
+            return f"{self.title} takes a size (WIDTHxHEIGHT), not an aspect ratio"
+        return None if ratio in self.aspect_ratios else f"{self.title} takes only {', '.join(self.aspect_ratios)}"
+
+
+TITAN_IMAGE_SIZES = (
+    "1024x1024", "768x768", "512x512", "768x1152", "384x576", "1152x768", "576x384", "768x1280", "384x640",
+    "1280x768", "640x384", "896x1152", "448x576", "1152x896", "576x448", "768x1408", "384x704", "1408x768",
+    "704x384", "640x1408", "320x704", "1408x640", "704x320", "1152x640", "1173x640",
+)  # fmt: skip
+STABILITY_ASPECT_RATIOS = ("1:1", "16:9", "21:9", "2:3", "3:2", "4:5", "5:4", "9:16", "9:21")
+NOVA_CANVAS_SIZES = ImageSizes(
+    "Amazon Nova Canvas", min_side=320, max_side=4096, multiple=16, max_ratio=4.0, pixel_limit=4_194_304
+)
+# Foundation-model id prefixes of image models -> their sizes (longest prefix wins).
+IMAGE_MODEL_SIZES: dict[str, ImageSizes] = {
+    "amazon.nova-canvas": NOVA_CANVAS_SIZES,
+    "amazon.titan-image-generator": ImageSizes("Amazon Titan Image Generator", table=TITAN_IMAGE_SIZES),
+    "stability.sd3": ImageSizes("Stability AI SD3", aspect_ratios=STABILITY_ASPECT_RATIOS),
+    "stability.stable-image": ImageSizes("Stability AI Stable Image", aspect_ratios=STABILITY_ASPECT_RATIOS),
+}
+
+
+def image_sizes_of(model_id: str) -> ImageSizes | None:
+    """The sizes of an image model id (foundation model or inference profile), or None for a model not listed."""
+    base = ModelRef.parse(model_id).base_model_id
+    matches = [prefix for prefix in IMAGE_MODEL_SIZES if base.startswith(prefix)]
+    return IMAGE_MODEL_SIZES[max(matches, key=len)] if matches else None

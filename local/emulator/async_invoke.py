@@ -1,10 +1,14 @@
 """Asynchronous invocations (StartAsyncInvoke / GetAsyncInvoke / ListAsyncInvokes) of Amazon Nova Reel.
 
 An invocation is ``InProgress`` for ``VIDEO_STEPS`` x ``step_seconds`` of the emulator's clock (the batch jobs'
-clock), then ``Completed``: a small valid MP4 (``local.emulator.media.mp4``, as long as the requested video) is
-written to ``<s3Uri>/<invocationId>/output.mp4`` through the emulator's S3 client. Like the batch jobs, status is
-computed lazily whenever anything reads it. An invocation hit by the ``video_failed`` fault, or whose output cannot
-be written, ends ``Failed`` with a ``failureMessage`` and no output.
+clock), then ``Completed``. Nova Reel writes a folder per invocation id into the requested ``s3Uri``, holding
+``output.mp4``, ``manifest.json`` and ``generation-status.json`` (docs/bedrock-facts.md, Images and video): the
+emulator writes the three (a small valid MP4, ``local.emulator.media.mp4``, as long as the requested video; the two
+JSON files, whose contents Bedrock does not document, with placeholder contents no client should read) through its
+S3 client, the MP4 last. GetAsyncInvoke reports that folder, ``<s3Uri>/<invocationId>``, as
+``outputDataConfig.s3OutputDataConfig.s3Uri`` (as AWS's Nova Reel examples read it: the video is that URI plus
+``/output.mp4``). Like the batch jobs, status is computed lazily whenever anything reads it. An invocation hit by the
+``video_failed`` fault, or whose output cannot be written, ends ``Failed`` with a ``failureMessage`` and no output.
 
 Requests are checked as Nova Reel does (``taskType`` TEXT_VIDEO on v1:0 and v1:1, MULTI_SHOT_AUTOMATED on v1:1;
 text length, duration, fps, dimension, seed); a prompt with a blocked word is refused at start with the content
@@ -13,6 +17,7 @@ filter's ``ValidationException``. A repeated ``clientRequestToken`` returns the 
 
 from __future__ import annotations
 
+import json
 import secrets
 import string
 import threading
@@ -31,6 +36,7 @@ from local.emulator.images import TEXT_FILTERED
 from local.emulator.media import mp4
 
 VIDEO_STEPS = 2  # an invocation is InProgress for this many step_seconds
+OUTPUT_FILE, MANIFEST_FILE, STATUS_FILE = "output.mp4", "manifest.json", "generation-status.json"
 REEL_MODELS = ("amazon.nova-reel-v1:0", "amazon.nova-reel-v1:1")
 REEL_FPS, REEL_DIMENSION, REEL_SHOT_SECONDS = 24, "1280x720", 6
 REEL_MAX_SEED = 2_147_483_646
@@ -57,9 +63,14 @@ class AsyncInvocation:
     fault: str | None = None  # "video_failed: k of N" when the fault hit it
 
     @property
-    def output(self) -> S3Location:
+    def folder(self) -> S3Location:
+        """``<s3Uri>/<invocationId>``: where the invocation's files are written."""
         uri = self.request["outputDataConfig"]["s3OutputDataConfig"]["s3Uri"]
-        return S3Location.parse(uri).child(self.invocation_id, "output.mp4")
+        return S3Location.parse(uri).child(self.invocation_id)
+
+    @property
+    def output(self) -> S3Location:
+        return self.folder.child(OUTPUT_FILE)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -71,7 +82,12 @@ class AsyncInvocation:
             "submitTime": self.submit_time,
             "lastModifiedTime": self.last_modified or self.submit_time,
             "endTime": self.end_time,
-            "outputDataConfig": self.request["outputDataConfig"],
+            "outputDataConfig": {
+                "s3OutputDataConfig": {
+                    **self.request["outputDataConfig"]["s3OutputDataConfig"],
+                    "s3Uri": self.folder.uri,
+                }
+            },
         }
 
 
@@ -213,12 +229,26 @@ class AsyncInvocations:
                 f"Emulated fault ({invocation.fault}): the video generation failed; no output was written"
             )
         else:
-            target = invocation.output
-            body = mp4(invocation.duration_seconds, f"{invocation.model_arn}/{invocation.prompt}")
+            folder = invocation.folder
+            placeholder = {
+                "emulator": "placeholder: Bedrock does not document this file",
+                "invocationArn": invocation.arn,
+            }
+            files = [
+                (MANIFEST_FILE, json.dumps(placeholder).encode(), "application/json"),
+                (STATUS_FILE, json.dumps(placeholder).encode(), "application/json"),
+                (
+                    OUTPUT_FILE,
+                    mp4(invocation.duration_seconds, f"{invocation.model_arn}/{invocation.prompt}"),
+                    "video/mp4",
+                ),
+            ]
             try:
-                self._state.s3.put_object(Bucket=target.bucket, Key=target.key, Body=body, ContentType="video/mp4")
+                for name, body, content_type in files:
+                    target = folder.child(name)
+                    self._state.s3.put_object(Bucket=target.bucket, Key=target.key, Body=body, ContentType=content_type)
             except ClientError as error:
-                invocation.failure_message = f"Could not write the output to {target.uri}: {error}"
+                invocation.failure_message = f"Could not write the output to {folder.uri}: {error}"
         invocation.status = "Failed" if invocation.failure_message else "Completed"
         invocation.last_modified = invocation.end_time = done_at
 

@@ -43,6 +43,11 @@ faults were already injected, so raising a count injects more). What each fault 
   them from ``faults`` to stop.
 - ``video_failed`` (invocations): the next N ``StartAsyncInvoke`` invocations end ``Failed`` with a
   ``failureMessage`` and no output, when they would have completed.
+- ``runtime_error`` (``<ExceptionName>:<calls>``, e.g. ``runtime_error=ModelNotReadyException:2``): the next N
+  runtime inference calls (the operations ``runtime_throttle`` hits) whose operation lists that exception in
+  botocore's service model fail with it, before anything is answered: its HTTP status from the model's error shape,
+  ``X-Amzn-ErrorType`` and a JSON ``message`` (``RUNTIME_EXCEPTIONS`` names the exceptions that can be given).
+  Calls of operations that do not list it are served normally and not counted.
 
 Job faults, call faults, corrupt lines and runtime faults are counted when injected
 (``EmulatorState.faults_injected()``); a job or call served while a count is exhausted is served normally.
@@ -134,6 +139,39 @@ def _stream_error(value: Any) -> str:
     return str(value)
 
 
+# Every exception the runtime inference operations (Converse, ConverseStream, CountTokens, InvokeModel,
+# StartAsyncInvoke) list in botocore's bedrock-runtime model; tests check this against the installed model.
+RUNTIME_EXCEPTIONS = (
+    "AccessDeniedException",
+    "ConflictException",
+    "InternalServerException",
+    "ModelErrorException",
+    "ModelNotReadyException",
+    "ModelTimeoutException",
+    "ResourceNotFoundException",
+    "ServiceQuotaExceededException",
+    "ServiceUnavailableException",
+    "ThrottlingException",
+    "ValidationException",
+)
+
+
+def _exception_calls(value: Any) -> str:
+    """``"ModelNotReadyException:2"`` checked and normalised (spaces dropped, the count a whole number)."""
+    if not isinstance(value, str):
+        raise ValueError(value)
+    code, colon, count = value.partition(":")
+    if not colon or code.strip() not in RUNTIME_EXCEPTIONS:
+        raise ValueError(value)
+    return f"{code.strip()}:{_count(count.strip())}"
+
+
+def parse_exception_calls(value: str) -> tuple[str, int]:
+    """A checked ``runtime_error`` value -> (exception name, number of calls)."""
+    code, _, count = _exception_calls(value).partition(":")
+    return code, int(count)
+
+
 def _counted(name: str, unit: str) -> Fault:
     return Fault(name, f"a whole number of {unit} >= 0, e.g. {name}=1", _count)
 
@@ -164,6 +202,12 @@ FAULTS: dict[str, Fault] = {
             "stream_error", f"one of {', '.join(STREAM_ERRORS)}, e.g. stream_error=throttlingException", _stream_error
         ),
         _counted("video_failed", "invocations"),
+        Fault(
+            "runtime_error",
+            "<ExceptionName>:<calls>, e.g. runtime_error=ModelNotReadyException:2, with one of "
+            + ", ".join(RUNTIME_EXCEPTIONS),
+            _exception_calls,
+        ),
     )
 }
 # The order in which a new job is checked against them

@@ -1,6 +1,8 @@
 """Image models behind InvokeModel: Amazon Nova Canvas, Titan Image Generator and Stability AI, in their JSON shapes.
 
-Each family checks its request body and answers with real (tiny) PNGs, base64-encoded, whose colour depends on the
+Each family checks its request body (sizes: Titan Image Generator takes only the sizes of its table, Nova Canvas any
+size within its rules, Stability its aspect ratios; docs/bedrock-facts.md, Images and video) and answers with real
+(tiny) PNGs, base64-encoded, whose colour depends on the
 prompt, seed and image index (``local.emulator.media``). Only text-to-image is emulated. A prompt containing a
 blocked word (``blocked``: a predicate the runtime passes in) is filtered the way the family really reports it:
 
@@ -40,16 +42,46 @@ STABILITY_MAX_PROMPT = 10_000
 @dataclass(frozen=True)
 class AmazonImageLimits:
     max_text: int
-    max_side: int
     max_seed: int
+    sizes: tuple[tuple[int, int], ...] = ()  # only these (width, height); empty: the Nova Canvas rules below
 
 
+# Titan Image Generator G1 (v1 and v2): the table of supported resolutions of the Bedrock user guide, nothing else.
+TITAN_SIZES = (
+    (1024, 1024), (768, 768), (512, 512), (768, 1152), (384, 576), (1152, 768), (576, 384), (768, 1280),
+    (384, 640), (1280, 768), (640, 384), (896, 1152), (448, 576), (1152, 896), (576, 448), (768, 1408),
+    (384, 704), (1408, 768), (704, 384), (640, 1408), (320, 704), (1408, 640), (704, 320), (1152, 640),
+    (1173, 640),
+)  # fmt: skip
 AMAZON_LIMITS = {
-    "nova-canvas": AmazonImageLimits(max_text=1024, max_side=4096, max_seed=858_993_459),
-    "titan-image": AmazonImageLimits(max_text=512, max_side=1408, max_seed=2_147_483_646),
+    "nova-canvas": AmazonImageLimits(max_text=1024, max_seed=858_993_459),
+    "titan-image": AmazonImageLimits(max_text=512, max_seed=2_147_483_646, sizes=TITAN_SIZES),
 }
-MIN_SIDE, SIDE_MULTIPLE, MAX_ASPECT, MAX_PIXELS = 320, 16, 4.0, 4_194_304
+# Nova Canvas: each side 320-4096 and a multiple of 16, aspect ratio from 1:4 to 4:1, and a pixel limit of 4,194,304;
+# whether a size of exactly that many pixels (2048x2048) passes is not clear, so it is refused (the stricter reading).
+MIN_SIDE, MAX_SIDE, SIDE_MULTIPLE, MAX_ASPECT, MAX_PIXELS = 320, 4096, 16, 4.0, 4_194_304
 MAX_IMAGES = 5
+
+
+def check_amazon_size(family: str, width: int, height: int) -> None:
+    """A ValidationException naming the field and the rule when ``width`` x ``height`` is not a size the model
+    (``nova-canvas`` or ``titan-image``) generates."""
+    where = "#/imageGenerationConfig"
+    sizes = AMAZON_LIMITS[family].sizes
+    if sizes:
+        if (width, height) not in sizes:
+            listed = ", ".join(f"{w}x{h}" for w, h in sizes)
+            raise _malformed(f"{where}/width,height: {width}x{height} is not a supported image size ({listed})")
+        return
+    for name, side in (("width", width), ("height", height)):
+        _in_range(side, MIN_SIDE, MAX_SIDE, f"{where}/{name}")
+        if side % SIDE_MULTIPLE:
+            raise _malformed(f"{where}/{name}: {side} is not a multiple of {SIDE_MULTIPLE}")
+    if max(width, height) / min(width, height) > MAX_ASPECT or width * height >= MAX_PIXELS:
+        raise validation_error(
+            f"The image size {width}x{height} is not supported: the aspect ratio must be between 1:4 and 4:1 and "
+            f"the image must have fewer than {MAX_PIXELS} pixels"
+        )
 
 
 def _malformed(detail: str) -> ApiError:
@@ -98,15 +130,7 @@ def generate_amazon(model_id: str, body: dict[str, Any], blocked: Blocked) -> di
     where = "#/imageGenerationConfig"
     width = _get(config, "width", int, where, 1024)
     height = _get(config, "height", int, where, 1024)
-    for name, side in (("width", width), ("height", height)):
-        _in_range(side, MIN_SIDE, limits.max_side, f"{where}/{name}")
-        if side % SIDE_MULTIPLE:
-            raise _malformed(f"{where}/{name}: {side} is not a multiple of {SIDE_MULTIPLE}")
-    if max(width, height) / min(width, height) > MAX_ASPECT or width * height > MAX_PIXELS:
-        raise validation_error(
-            f"The image size {width}x{height} is not supported: aspect ratio must be between 1:4 "
-            f"and 4:1 and the image at most {MAX_PIXELS} pixels"
-        )
+    check_amazon_size(image_family(model_id) or "nova-canvas", width, height)
     count = _get(config, "numberOfImages", int, where, 1)
     _in_range(count, 1, MAX_IMAGES, f"{where}/numberOfImages")
     quality = _get(config, "quality", str, where, "standard")

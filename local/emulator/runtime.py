@@ -17,9 +17,11 @@ last. Errors found before streaming are normal JSON error responses. InvokeModel
 embedding models.
 
 Runtime faults (``local.emulator.faults``): ``runtime_throttle`` and ``model_error`` hit the next N inference calls
-(ThrottlingException 429, then ModelErrorException 424 where the operation models it); ``stream_error_after=K`` and
-``stream_error=<exception>`` make every ConverseStream send K text deltas and then that exception's frame (default
-``modelStreamErrorException``); ``video_failed`` fails the next N async invocations.
+(ThrottlingException 429, then ModelErrorException 424 where the operation models it); ``runtime_error=<Name>:N``
+fails the next N calls of operations that model exception <Name> with it (``RUNTIME_ERROR_MESSAGES`` holds each
+one's message); ``stream_error_after=K`` and ``stream_error=<exception>`` make every ConverseStream send K text
+deltas and then that exception's frame (default ``modelStreamErrorException``); ``video_failed`` fails the next N
+async invocations.
 
 Knobs (attributes, change them at any time): ``blocked_words`` (content filter of image and video prompts),
 ``prompt_routers`` (custom router ARN or id -> model ids), ``min_cache_tokens`` (None: each model's documented
@@ -57,6 +59,7 @@ from local.emulator.conversation import (
 from local.emulator.errors import ApiError, validation_error
 from local.emulator.eventstream import CONTENT_TYPE, event_frame, exception_frame
 from local.emulator.families import FAMILIES, RecordError, base_model_id, family_for_model, invoke
+from local.emulator.faults import parse_exception_calls
 from local.emulator.guardrails import Guardrails
 from local.emulator.images import IMAGE_FAMILIES, image_family
 from local.emulator.jobs import EmulatorState
@@ -77,6 +80,29 @@ STREAM_ERROR_MESSAGES = {
     "validationException": "The model returned the following errors: the request is invalid for this model.",
     "throttlingException": THROTTLED,
     "serviceUnavailableException": "The service isn't available. Try again later.",
+}
+# What ``runtime_error=<Name>:N`` answers with. The wording is the emulator's: Bedrock's own messages are not
+# documented, except AccessDeniedException's IAM form (an ARN with the account id, which a gateway must not show its
+# users) and ServiceQuotaExceededException naming the quota, which these imitate.
+RUNTIME_ERROR_MESSAGES = {
+    "AccessDeniedException": (
+        "User: arn:aws:sts::{account}:assumed-role/emulated-gateway-role/session is not authorized to perform: "
+        "bedrock:InvokeModel on resource: arn:aws:bedrock:{region}::foundation-model/{model} because no "
+        "identity-based policy allows the bedrock:InvokeModel action"
+    ),
+    "ConflictException": "The request conflicts with an invocation in progress.",
+    "InternalServerException": "The server encountered an internal error while processing the request.",
+    "ModelErrorException": MODEL_ERROR,
+    "ModelNotReadyException": "The model {model} is not ready to serve inference requests. Try again later.",
+    "ModelTimeoutException": "The model {model} took too long to process the request. Try your request again.",
+    "ResourceNotFoundException": "The model {model} was not found in {region}.",
+    "ServiceQuotaExceededException": (
+        "Your request exceeds the service quota 'On-demand model inference tokens per day for {model}' for your "
+        "account. You can resubmit your request later."
+    ),
+    "ServiceUnavailableException": "The service isn't currently available. Try again later.",
+    "ThrottlingException": THROTTLED,
+    "ValidationException": "The request failed validation.",
 }
 # Call faults per operation, checked in this order before the operation does anything.
 RUNTIME_CALL_FAULTS: dict[str, tuple[tuple[str, str, str], ...]] = {
@@ -150,11 +176,32 @@ class RuntimeState:
                 return None
             return f"{state.faults_injected()[name]} of {state.faults[name]}"
 
-    def _inject_call_fault(self, operation: str) -> None:
+    def _inject_call_fault(self, operation: str, model_id: str = "") -> None:
         for name, code, message in RUNTIME_CALL_FAULTS[operation]:
             injected = self._take_fault(name)
             if injected:
                 raise ApiError(code, f"{message} (emulated fault {name}: {injected})")
+        self._inject_runtime_error(operation, model_id)
+
+    def _inject_runtime_error(self, operation: str, model_id: str) -> None:
+        """``runtime_error=<Name>:N``: the next N calls of operations that model <Name> fail with it."""
+        spec = self.state.faults.get("runtime_error")
+        if not spec:
+            return
+        code, calls = parse_exception_calls(str(spec))
+        if code not in {
+            shape.name for shape in service_model("bedrock-runtime").operation_model(operation).error_shapes
+        }:
+            return
+        state = self.state
+        with state._lock:  # the EmulatorState's counter, as for every other fault
+            if state._injected["runtime_error"] >= calls:
+                return
+            state._injected["runtime_error"] += 1
+            injected = state._injected["runtime_error"]
+        template = RUNTIME_ERROR_MESSAGES[code]
+        message = template.format(account=state.account_id, region=state.region, model=base_model_id(model_id))
+        raise ApiError(code, f"{message} (emulated fault runtime_error={spec}: {injected} of {calls})")
 
     def _stream_error(self) -> StreamError | None:
         """The stream fault if ``stream_error_after`` or ``stream_error`` is set (counted as injected once per stream
@@ -184,7 +231,7 @@ class RuntimeState:
 
     def converse(self, params: dict[str, Any]) -> dict[str, Any]:
         started = time.monotonic()
-        self._inject_call_fault("Converse")
+        self._inject_call_fault("Converse", params["modelId"])
         result = self._answer(params)
         return {
             "output": {"message": {"role": "assistant", "content": result.content()}},
@@ -197,7 +244,7 @@ class RuntimeState:
 
     def converse_stream(self, params: dict[str, Any]) -> HttpResponse:
         started = time.monotonic()
-        self._inject_call_fault("ConverseStream")
+        self._inject_call_fault("ConverseStream", params["modelId"])
         result = self._answer(params, streaming=True)
         error = self._stream_error()
         headers = {"x-amzn-requestid": str(uuid.uuid4()), "content-type": CONTENT_TYPE}
@@ -227,7 +274,7 @@ class RuntimeState:
     # ------------------------------------------------------------ CountTokens
 
     def count_tokens(self, params: dict[str, Any]) -> dict[str, Any]:
-        self._inject_call_fault("CountTokens")
+        self._inject_call_fault("CountTokens", params["modelId"])
         model_id = params["modelId"]
         base = base_model_id(model_id)
         if is_prompt_router(model_id) or _GEO_PREFIXED.match(model_id) or "inference-profile/" in model_id:
@@ -249,7 +296,7 @@ class RuntimeState:
 
     def invoke_model(self, params: dict[str, Any]) -> HttpResponse:
         started = time.monotonic()
-        self._inject_call_fault("InvokeModel")
+        self._inject_call_fault("InvokeModel", params["modelId"])
         model_id = params["modelId"]
         body = _json_body(params.get("body") or b"")
         headers = {"x-amzn-requestid": str(uuid.uuid4()), "content-type": "application/json"}
@@ -275,7 +322,7 @@ class RuntimeState:
     # ------------------------------------------------------------ async invokes
 
     def start_async_invoke(self, params: dict[str, Any]) -> dict[str, Any]:
-        self._inject_call_fault("StartAsyncInvoke")
+        self._inject_call_fault("StartAsyncInvoke", params["modelId"])
         return self.videos.start(params)
 
 

@@ -56,6 +56,7 @@ GATEWAY_GUARDRAIL_INTERVENTIONS = "GuardrailInterventions"
 GATEWAY_BEDROCK_ERRORS = "BedrockErrors"
 GATEWAY_ERROR_CLASSES = (
     "rate_limit_error",
+    "insufficient_quota",  # ServiceQuotaExceededException: a quota no retry clears
     "invalid_request_error",
     "not_found_error",
     "upstream_error",

@@ -75,7 +75,10 @@ def parsed_lines(body: bytes) -> tuple[list[dict[str, Any]], int]:
 
 def test_a_fault_spec_parses_to_typed_values() -> None:
     # GIVEN a spec with every kind of value, spaces and a trailing comma
-    spec = "record_error_rate=0.05, job_partial=1,job_failed=2,record_error_seed=abc,corrupt_output_lines=5,"
+    spec = (
+        "record_error_rate=0.05, job_partial=1,job_failed=2,record_error_seed=abc,corrupt_output_lines=5,"
+        "runtime_error= ModelNotReadyException : 3,"
+    )
     # WHEN parsed THEN each value has its type; an empty spec is no faults
     assert parse_faults(spec) == {
         "record_error_rate": 0.05,
@@ -83,6 +86,7 @@ def test_a_fault_spec_parses_to_typed_values() -> None:
         "job_failed": 2,
         "record_error_seed": "abc",
         "corrupt_output_lines": 5,
+        "runtime_error": "ModelNotReadyException:3",
     }
     assert parse_faults("") == {}
     assert parse_faults("record_error_codes=429:500") == {"record_error_codes": "429:500"}
@@ -102,6 +106,9 @@ def test_a_fault_spec_parses_to_typed_values() -> None:
         ("record_error_codes=404", "expected HTTP codes joined by ':' from 400/408/429/500/503"),
         ("record_error_codes=429,500", "'500' is not name=value"),
         ("record_error_codes=429:", "expected HTTP codes joined by ':'"),
+        ("runtime_error=ModelExplodedException:1", "expected <ExceptionName>:<calls>, e.g. runtime_error="),
+        ("runtime_error=ThrottlingException", "with one of AccessDeniedException, ConflictException"),
+        ("runtime_error=ThrottlingException:-2", "expected <ExceptionName>:<calls>"),
     ],
 )
 def test_a_bad_fault_spec_says_what_is_expected(spec: str, expected: str) -> None:

@@ -19,7 +19,9 @@ from botocore.client import BaseClient
 from botocore.exceptions import ClientError, EventStreamError
 
 from local.emulator import BedrockEmulator, EmulatorState, ManualClock
-from local.emulator.faults import parse_faults
+from local.emulator.faults import RUNTIME_EXCEPTIONS, parse_faults
+from local.emulator.protocol import service_model
+from local.emulator.runtime import RUNTIME_ERROR_MESSAGES
 from tests.functional.conftest import BUCKET
 from tests.functional.emulator.conftest import error_code, user
 
@@ -395,16 +397,23 @@ AMAZON_IMAGE_REQUEST = {
 }
 
 
-@pytest.mark.parametrize("model_id", ["amazon.nova-canvas-v1:0", "amazon.titan-image-generator-v2:0"])
-def test_amazon_image_models_return_decodable_pngs(runtime: BaseClient, model_id: str) -> None:
-    # GIVEN a TEXT_IMAGE request for two 1280x720 images
+@pytest.mark.parametrize(
+    ("model_id", "width", "height", "shape"),
+    [("amazon.nova-canvas-v1:0", 1280, 720, (64, 36)), ("amazon.titan-image-generator-v2:0", 1173, 640, (64, 35))],
+)
+def test_amazon_image_models_return_decodable_pngs(
+    runtime: BaseClient, model_id: str, width: int, height: int, shape: tuple[int, int]
+) -> None:
+    # GIVEN a TEXT_IMAGE request for two 16:9 images of a size the model takes
+    config = {**AMAZON_IMAGE_REQUEST["imageGenerationConfig"], "width": width, "height": height}  # type: ignore[dict-item]
+    request = {**AMAZON_IMAGE_REQUEST, "imageGenerationConfig": config}
     # WHEN the image model is invoked twice with it
-    first = invoke_json(runtime, model_id, AMAZON_IMAGE_REQUEST)
-    again = invoke_json(runtime, model_id, AMAZON_IMAGE_REQUEST)
+    first = invoke_json(runtime, model_id, request)
+    again = invoke_json(runtime, model_id, request)
     # THEN it returns two valid PNGs (tiny, with the requested 16:9 shape), the same on every call
     assert set(first) == {"images"} and len(first["images"]) == 2
     images = [base64.b64decode(image) for image in first["images"]]
-    assert [png_header(image) for image in images] == [(64, 36), (64, 36)]
+    assert [png_header(image) for image in images] == [shape, shape]
     assert images[0] != images[1] and first == again
 
 
@@ -431,7 +440,7 @@ def test_stability_models_return_a_png_and_finish_reasons(
 @pytest.mark.parametrize("model_id", ["amazon.nova-canvas-v1:0", "amazon.titan-image-generator-v2:0"])
 def test_amazon_image_models_refuse_a_filtered_prompt(runtime: BaseClient, model_id: str) -> None:
     # GIVEN a prompt with a blocked word
-    request = {**AMAZON_IMAGE_REQUEST, "textToImageParams": {"text": FILTERED_PROMPT}}
+    request = {**AMAZON_IMAGE_REQUEST, "textToImageParams": {"text": FILTERED_PROMPT}, "imageGenerationConfig": {}}
     # WHEN a Nova Canvas or Titan model is invoked
     with pytest.raises(ClientError) as error:
         invoke_json(runtime, model_id, request)
@@ -462,6 +471,45 @@ def test_image_requests_are_checked(runtime: BaseClient) -> None:
         with pytest.raises(ClientError) as error:
             invoke_json(runtime, model_id, body)
         assert error_code(error) == "ValidationException" and field in error_message(error)
+
+
+@pytest.mark.parametrize(
+    ("model_id", "width", "height", "accepted"),
+    [
+        # Titan Image Generator: only the sizes of its table
+        ("amazon.titan-image-generator-v2:0", 1173, 640, True),
+        ("amazon.titan-image-generator-v2:0", 320, 704, True),
+        ("amazon.titan-image-generator-v2:0", 1280, 720, False),  # 16:9 on Nova Canvas, not in Titan's table
+        ("amazon.titan-image-generator-v1", 1024, 768, False),
+        # Nova Canvas: sides 320-4096 in multiples of 16, ratio 1:4 to 4:1, under 4,194,304 pixels
+        ("amazon.nova-canvas-v1:0", 1280, 720, True),
+        ("amazon.nova-canvas-v1:0", 320, 1280, True),  # 1:4
+        ("amazon.nova-canvas-v1:0", 3840, 960, True),  # 4:1 and 3,686,400 pixels
+        ("amazon.nova-canvas-v1:0", 1173, 640, False),  # not a multiple of 16
+        ("amazon.nova-canvas-v1:0", 304, 1024, False),  # a side under 320
+        ("amazon.nova-canvas-v1:0", 4112, 1024, False),  # a side over 4096
+        ("amazon.nova-canvas-v1:0", 320, 1296, False),  # taller than 1:4
+        ("amazon.nova-canvas-v1:0", 2048, 2048, False),  # 4,194,304 pixels: the limit itself (stricter reading)
+    ],
+)
+def test_amazon_image_models_take_only_their_documented_sizes(
+    runtime: BaseClient, model_id: str, width: int, height: int, accepted: bool
+) -> None:
+    # GIVEN a TEXT_IMAGE request of one size
+    request = {**AMAZON_IMAGE_REQUEST, "imageGenerationConfig": {"width": width, "height": height}}
+    # WHEN the model is invoked
+    # THEN a documented size gets an image, any other a ValidationException naming the size or the side
+    if accepted:
+        assert len(invoke_json(runtime, model_id, request)["images"]) == 1
+        return
+    with pytest.raises(ClientError) as error:
+        invoke_json(runtime, model_id, request)
+    assert error_code(error) == "ValidationException"
+    assert (
+        f"{width}x{height}" in error_message(error)
+        or "width" in error_message(error)
+        or "height" in error_message(error)
+    )
 
 
 def test_text_models_via_invoke_model_report_token_headers(runtime: BaseClient) -> None:
@@ -514,8 +562,17 @@ def test_a_video_invocation_progresses_and_writes_an_mp4(
     assert seen + [final["status"]] == ["InProgress", "InProgress", "Completed"]
     assert final["modelArn"] == "arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-reel-v1:0"
     assert final["endTime"] > final["submitTime"] and "failureMessage" not in final
-    # AND a valid 6-second MP4 is at <s3Uri>/<invocationId>/output.mp4
-    video = s3.get_object(Bucket=BUCKET, Key=f"videos/{invocation_id}/output.mp4")["Body"].read()
+    # AND the invocation's folder <s3Uri>/<invocationId>/ holds the documented files, and GetAsyncInvoke names it
+    folder = f"videos/{invocation_id}"
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{folder}/")["Contents"]
+    assert sorted(item["Key"] for item in listed) == [
+        f"{folder}/generation-status.json",
+        f"{folder}/manifest.json",
+        f"{folder}/output.mp4",
+    ]
+    assert final["outputDataConfig"]["s3OutputDataConfig"]["s3Uri"] == f"s3://{BUCKET}/{folder}"
+    # AND output.mp4 is a valid 6-second MP4
+    video = s3.get_object(Bucket=BUCKET, Key=f"{folder}/output.mp4")["Body"].read()
     boxes = mp4_boxes(video)
     assert list(boxes) == [b"ftyp", b"moov", b"mdat"] and boxes[b"ftyp"][:4] == b"isom"
     mvhd = mp4_boxes(boxes[b"moov"])[b"mvhd"]
@@ -577,6 +634,58 @@ def test_runtime_throttle_and_model_error_hit_the_next_calls(
     assert emulator.faults_injected() == {"runtime_throttle": 1, "model_error": 1}
 
 
+@pytest.mark.parametrize(
+    ("exception", "status"),
+    [
+        ("ModelNotReadyException", 429),
+        ("ModelTimeoutException", 408),
+        ("AccessDeniedException", 403),
+        ("ServiceUnavailableException", 503),
+        ("InternalServerException", 500),
+    ],
+)
+def test_runtime_error_injects_any_listed_exception_with_its_modelled_status(
+    runtime: BaseClient, state: EmulatorState, emulator: BedrockEmulator, exception: str, status: int
+) -> None:
+    # GIVEN one call to fail with the exception (status per botocore's error shape)
+    state.faults.update(parse_faults(f"runtime_error={exception}:1"))
+    # WHEN ConverseStream is called twice
+    with pytest.raises(ClientError) as error:
+        runtime.converse_stream(modelId=HAIKU, messages=[user("hi")])
+    stream = runtime.converse_stream(modelId=HAIKU, messages=[user("hi")])["stream"]
+    # THEN botocore raises the modelled exception class with the status, and the next call is served
+    assert type(error.value).__name__ == exception
+    assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == status
+    assert "emulated fault runtime_error" in error_message(error)
+    assert any("messageStop" in event for event in stream)
+    assert emulator.faults_injected() == {"runtime_error": 1}
+
+
+def test_runtime_error_skips_operations_that_do_not_list_the_exception(
+    runtime: BaseClient, state: EmulatorState, emulator: BedrockEmulator
+) -> None:
+    # GIVEN a ServiceQuotaExceededException to inject, which InvokeModel lists and Converse does not
+    state.faults["runtime_error"] = "ServiceQuotaExceededException:1"
+    # WHEN Converse, then an image InvokeModel, are called
+    served = runtime.converse(modelId=HAIKU, messages=[user("hi")])
+    with pytest.raises(ClientError) as error:
+        invoke_json(runtime, "amazon.nova-canvas-v1:0", AMAZON_IMAGE_REQUEST)
+    # THEN Converse is served and InvokeModel gets the HTTP 400 quota error naming the quota
+    assert served["stopReason"] == "end_turn"
+    assert error_code(error) == "ServiceQuotaExceededException"
+    assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert "service quota 'On-demand model inference tokens per day" in error_message(error)
+
+
+def test_runtime_exceptions_are_those_botocore_lists_for_the_inference_operations() -> None:
+    # GIVEN botocore's bedrock-runtime model WHEN the errors of the faulted operations are collected
+    model = service_model("bedrock-runtime")
+    operations = ("Converse", "ConverseStream", "CountTokens", "InvokeModel", "StartAsyncInvoke")
+    listed = {shape.name for name in operations for shape in model.operation_model(name).error_shapes}
+    # THEN runtime_error takes exactly those, and the emulator has a message for each
+    assert set(RUNTIME_EXCEPTIONS) == listed == set(RUNTIME_ERROR_MESSAGES)
+
+
 def test_model_error_also_hits_streams_and_image_calls(runtime: BaseClient, state: EmulatorState) -> None:
     # GIVEN two model errors to inject
     state.faults["model_error"] = 2
@@ -620,4 +729,5 @@ def test_video_failed_ends_the_invocation_failed_without_output(
     assert answer["status"] == "Failed" and "video_failed" in answer["failureMessage"]
     assert runtime.get_async_invoke(invocationArn=completed)["status"] == "Completed"
     keys = [item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET, Prefix="videos/").get("Contents", [])]
-    assert keys == [f"videos/{completed.rsplit('/', 1)[-1]}/output.mp4"]
+    assert {key.rsplit("/", 2)[1] for key in keys} == {completed.rsplit("/", 1)[-1]}
+    assert f"videos/{completed.rsplit('/', 1)[-1]}/output.mp4" in keys

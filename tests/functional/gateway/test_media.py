@@ -4,6 +4,7 @@ event, or markdown on the OpenAI API."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -12,10 +13,14 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
 from fastapi import FastAPI
 
 from lambdas.gateway.app import create_app
-from lambdas.gateway.config import GatewaySettings
+from lambdas.gateway.config import GatewaySettings, load_bots
+from lambdas.gateway.images import REQUEST_BODIES
+from lambdas.gateway.parameters import image_settings
 from local.emulator.jobs import EmulatorState
 from local.emulator.server import BedrockEmulator
 from tests.functional.gateway.conftest import KEY, parse_sse, poe_messages, poe_query
@@ -23,6 +28,7 @@ from tests.functional.gateway.conftest import KEY, parse_sse, poe_messages, poe_
 pytestmark = pytest.mark.anyio
 BUCKET = "gateway-media"
 PNG = b"\x89PNG\r\n\x1a\n"
+NO_RETRIES = Config(retries={"total_max_attempts": 1})
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +88,30 @@ async def test_a_filtered_stability_prompt_is_a_user_caused_poe_error(media_app:
     events = parse_sse(response.text)
     assert [name for name, _ in events] == ["meta", "error", "done"]
     assert events[1][1]["allow_retry"] is False and events[1][1]["error_type"] == "user_caused_error"
+
+
+def test_every_size_an_image_bot_offers_is_one_its_model_generates(emulator: BedrockEmulator) -> None:
+    # GIVEN the shipped image bots and a Bedrock client of the emulator (which refuses sizes as Bedrock documents)
+    runtime = boto3.client(
+        "bedrock-runtime", endpoint_url=emulator.endpoint_url, region_name="us-east-1", config=NO_RETRIES
+    )
+    offered: list[tuple[str, dict[str, Any]]] = []
+    for config in load_bots().values():
+        if config.modality == "image":
+            choices = [{"size": size} for size in config.images.sizes]
+            choices += [{"aspect_ratio": ratio} for ratio in config.images.aspect_ratios]
+            offered += [(config.name, choice) for choice in choices]
+    # WHEN each size or aspect ratio a bot offers (its Poe drop-down, the OpenAI field) is sent as the bot sends it
+    refused = []
+    for name, choice in offered:
+        config = load_bots()[name]
+        body = REQUEST_BODIES[config.image_format or "amazon"]("a lighthouse", image_settings(config, choice))
+        try:
+            runtime.invoke_model(modelId=config.model_id, body=json.dumps(body))
+        except ClientError as error:
+            refused.append((name, choice, error.response["Error"]["Message"]))
+    # THEN the model generates every one of them
+    assert len(offered) > 20 and refused == []
 
 
 async def test_openai_image_answer_is_markdown_with_the_url(media_app: FastAPI) -> None:

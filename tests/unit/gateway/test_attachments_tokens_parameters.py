@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 from typing import Any
 
 import pytest
@@ -16,12 +17,13 @@ from lambdas.gateway.attachments import (
     read_attachments,
     sniff_image,
 )
-from lambdas.gateway.config import BotConfig, BotConfigError, parse_bots
+from lambdas.gateway.config import BotConfig, BotConfigError, load_bots, parse_bots
 from lambdas.gateway.errors import GatewayError
 from lambdas.gateway.images import REQUEST_BODIES
 from lambdas.gateway.parameters import apply_text_parameters, image_parameter_controls, image_settings
 from lambdas.gateway.tokens import IMAGE_TOKENS, TokenCount, check_context, estimate_tokens
 from lambdas.gateway.translate import Attachment, ChatMessage, ChatRequest, converse_request
+from lambdas.shared.model_families import image_sizes_of
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 8
@@ -131,12 +133,12 @@ def test_the_estimate_counts_characters_and_media_and_the_limit_refuses() -> Non
 
 def test_image_settings_and_bodies() -> None:
     canvas = bot(model_id="amazon.nova-canvas-v1:0", modality="image", image_format="amazon")
-    settings = image_settings(canvas, {"width": 1280, "height": "720", "seed": "5", "number_of_images": 2.0})
+    settings = image_settings(canvas, {"width": 1280, "height": "768", "seed": "5", "number_of_images": 2.0})
     body = REQUEST_BODIES["amazon"]("cat", settings)
     assert body["imageGenerationConfig"] == {
         "numberOfImages": 2,
         "width": 1280,
-        "height": 720,
+        "height": 768,
         "quality": "standard",
         "seed": 5,
     }
@@ -191,3 +193,35 @@ def test_text_parameters_apply_within_limits_and_the_budget_reaches_the_request(
     # the temperature is read, but Claude with thinking on takes none but 1, so it is left to the model
     assert applied.temperature == 0.5 and "temperature" not in request["inferenceConfig"]
     assert apply_text_parameters(thinking, ChatRequest(messages=chat.messages)) == ChatRequest(messages=chat.messages)
+
+
+@pytest.mark.parametrize(
+    ("model_id", "image_format", "options", "expected"),
+    [
+        # Titan Image Generator takes only its table's sizes: 1280x720 (fine on Nova Canvas) is not one of them
+        ("amazon.titan-image-generator-v2:0", "amazon", {"sizes": ["1024x1024", "1280x720"]}, "size '1280x720'"),
+        ("amazon.nova-canvas-v1:0", "amazon", {"sizes": ["1173x640"]}, "multiples of 16"),
+        ("amazon.nova-canvas-v1:0", "amazon", {"sizes": ["2048x2048"]}, "under 4194304 pixels"),
+        ("stability.sd3-5-large-v1:0", "stability", {"aspect_ratios": ["7:3"]}, "aspect ratio '7:3'"),
+    ],
+)
+def test_a_bot_cannot_offer_an_image_size_its_model_refuses(
+    model_id: str, image_format: str, options: dict[str, Any], expected: str
+) -> None:
+    # GIVEN an image bot whose options name a size (or ratio) the model does not generate
+    entry = {"model_id": model_id, "modality": "image", "image_format": image_format, "image_options": options}
+    # WHEN bots are parsed THEN the start fails naming the bot's option and the model's rule
+    with pytest.raises(BotConfigError, match=re.escape(expected)):
+        parse_bots({"bots": {"img": entry}})
+
+
+def test_the_shipped_image_bots_offer_only_sizes_their_models_take() -> None:
+    # GIVEN the shipped image bots WHEN their offered sizes are checked against the model registry
+    # THEN every size and aspect ratio passes (the same check refuses a bad bots.json at start)
+    for config in load_bots().values():
+        if config.modality != "image":
+            continue
+        sizes = image_sizes_of(config.model_id)
+        assert sizes is not None, config.name
+        assert not [size for size in config.images.sizes if sizes.size_problem(size)]
+        assert not [ratio for ratio in config.images.aspect_ratios if sizes.aspect_ratio_problem(ratio)]

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import botocore.session
 import pytest
 from botocore.exceptions import ClientError, EventStreamError, ReadTimeoutError
 
@@ -17,7 +18,7 @@ from lambdas.gateway.config import (
     load_bots,
     parse_bots,
 )
-from lambdas.gateway.errors import GatewayError, from_bedrock, stop_outcome
+from lambdas.gateway.errors import BEDROCK_ERRORS, GatewayError, from_bedrock, stop_outcome
 
 
 def client_error(code: str, message: str = "boom", status: int = 400) -> ClientError:
@@ -32,7 +33,7 @@ def client_error(code: str, message: str = "boom", status: int = 400) -> ClientE
         ("AccessDeniedException", 502, False),
         ("ResourceNotFoundException", 404, False),
         ("ThrottlingException", 429, True),
-        ("ServiceQuotaExceededException", 429, True),
+        ("ServiceQuotaExceededException", 429, False),
         ("ModelNotReadyException", 503, True),
         ("ModelTimeoutException", 504, True),
         ("ModelErrorException", 502, True),
@@ -42,15 +43,47 @@ def client_error(code: str, message: str = "boom", status: int = 400) -> ClientE
     ],
 )
 def test_bedrock_error_codes_map_to_status_and_retry(code: str, status: int, allow_retry: bool) -> None:
-    # GIVEN a Bedrock ClientError WHEN it is mapped THEN status and retry follow gateway.md §3.2
+    # GIVEN a Bedrock ClientError WHEN it is mapped
+    # THEN status and retry follow docs/bedrock-facts.md, Runtime errors and how the gateway maps them
     mapped = from_bedrock(client_error(code))
     assert (mapped.status, mapped.allow_retry, mapped.code) == (status, allow_retry, code)
 
 
 def test_throttling_carries_retry_after_and_the_openai_rate_limit_type() -> None:
+    # GIVEN a ThrottlingException WHEN it is mapped THEN the client is told to wait a second and retry
     mapped = from_bedrock(client_error("ThrottlingException", status=429))
-    assert mapped.headers() == {"Retry-After": "1"}
+    assert mapped.headers() == {"Retry-After": "1", "x-should-retry": "true"}
     assert mapped.openai_body()["error"]["type"] == "rate_limit_error"
+
+
+def test_a_service_quota_error_names_the_quota_and_forbids_a_quick_retry() -> None:
+    # GIVEN Bedrock's ServiceQuotaExceededException (HTTP 400), whose message names the quota
+    quota = "Your request exceeds the service quota 'Concurrent invocations for Nova Reel' for your account."
+    # WHEN it is mapped
+    mapped = from_bedrock(client_error("ServiceQuotaExceededException", quota))
+    # THEN no retry is invited (no Retry-After, x-should-retry false, Poe allow_retry false) and the quota is named
+    assert mapped.headers() == {"x-should-retry": "false"} and not mapped.allow_retry
+    assert "'Concurrent invocations for Nova Reel'" in mapped.message and "raise the quota" in mapped.message
+    assert mapped.openai_body()["error"]["type"] == "insufficient_quota"
+
+
+def test_access_denied_keeps_the_role_and_account_out_of_the_users_message() -> None:
+    # GIVEN Bedrock's AccessDeniedException, whose message names the gateway's role and account
+    detail = "User: arn:aws:sts::111122223333:assumed-role/GatewayRole/s is not authorized to perform: bedrock:X"
+    # WHEN it is mapped
+    mapped = from_bedrock(client_error("AccessDeniedException", detail, status=403))
+    # THEN the user reads what happened and that retrying will not help, without the ARN or the account id
+    assert "111122223333" not in mapped.message and "arn:" not in mapped.message
+    assert "refused the gateway access" in mapped.message and mapped.poe_event()["allow_retry"] is False
+
+
+def test_the_mapping_covers_every_exception_of_the_operations_the_gateway_calls() -> None:
+    # GIVEN the exceptions botocore's bedrock-runtime model lists for the operations the gateway calls
+    model = botocore.session.get_session().get_service_model("bedrock-runtime")
+    operations = ("Converse", "ConverseStream", "CountTokens", "InvokeModel", "StartAsyncInvoke", "GetAsyncInvoke")
+    listed = {shape.name for name in operations for shape in model.operation_model(name).error_shapes}
+    # WHEN compared with the gateway's table THEN each has its own row (none falls to the unknown-code default)
+    assert listed <= set(BEDROCK_ERRORS)
 
 
 def test_in_stream_errors_in_camel_case_are_recognised() -> None:
