@@ -1,15 +1,22 @@
-"""``--target aws``: the deployed stack, found from its CloudFormation outputs, driven with the caller's credentials."""
+"""``--target aws``: the deployed stacks, found from their CloudFormation outputs, used with your credentials."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Any
 
+from cli.aws_errors import AwsSetupError
 from local.executions import StateMachineRuns
 
 DEFAULT_STACK = "BedrockBatchInference"
+DEFAULT_GATEWAY_STACK = "BedrockModelGateway"
+BATCH_OUTPUTS = ("BucketName", "StateMachineArn")
+GATEWAY_OUTPUTS = ("ApiUrl",)
+SECRET_TYPE = "AWS::SecretsManager::Secret"
 
 
-class StackNotFound(RuntimeError):
+class StackNotFound(AwsSetupError):
     pass
 
 
@@ -19,7 +26,8 @@ class AwsBatchTarget(StateMachineRuns):
     execution_prefix = "cli"
 
     def __init__(self, session: Any, stack_name: str = DEFAULT_STACK) -> None:
-        outputs = stack_outputs(session.client("cloudformation"), stack_name)
+        outputs = stack_outputs(session.client("cloudformation"), stack_name, BATCH_OUTPUTS)
+        self.region = session.region_name
         self.bucket = outputs["BucketName"]
         self.state_machine_arn = outputs["StateMachineArn"]
         self.s3 = session.client("s3")
@@ -32,16 +40,64 @@ class AwsBatchTarget(StateMachineRuns):
         return None
 
 
-def stack_outputs(cloudformation: Any, stack_name: str) -> dict[str, str]:
+@dataclass(frozen=True)
+class DeployedGateway:
+    """The deployed gateway: its base URL (``ApiUrl``, ending in ``/``) and its access-key secret."""
+
+    url: str
+    secret_arn: str | None
+
+    @classmethod
+    def find(cls, session: Any, stack_name: str = DEFAULT_GATEWAY_STACK) -> DeployedGateway:
+        cloudformation = session.client("cloudformation")
+        outputs = stack_outputs(cloudformation, stack_name, GATEWAY_OUTPUTS)
+        secrets = [
+            resource["PhysicalResourceId"]
+            for page in cloudformation.get_paginator("list_stack_resources").paginate(StackName=stack_name)
+            for resource in page["StackResourceSummaries"]
+            if resource["ResourceType"] == SECRET_TYPE and resource.get("PhysicalResourceId")
+        ]
+        return cls(outputs["ApiUrl"].rstrip("/"), secrets[0] if len(secrets) == 1 else None)
+
+    def access_key(self, session: Any, ref: str) -> str:
+        """The key of ``ref`` in the stack's secret ({"<ref>": "<key>"}), or an AwsSetupError saying how to set it."""
+        put = (
+            f"aws secretsmanager put-secret-value --secret-id {self.secret_arn or '<AccessKeys secret>'} "
+            f'--secret-string \'{{"{ref}": "<key>"}}\''
+        )
+        if self.secret_arn is None:
+            raise AwsSetupError(f"the gateway stack has no single access-key secret: pass --access-key (or {put})")
+        client = session.client("secretsmanager")
+        try:
+            raw = client.get_secret_value(SecretId=self.secret_arn)["SecretString"]
+        except client.exceptions.ResourceNotFoundException:
+            raise AwsSetupError(f"the gateway's access-key secret has no value yet: {put}") from None
+        try:
+            keys = json.loads(raw)
+        except ValueError:
+            keys = None
+        if not isinstance(keys, dict) or not isinstance(keys.get(ref), str) or not keys[ref]:
+            raise AwsSetupError(f"the gateway's access-key secret holds no key for '{ref}': {put}")
+        return str(keys[ref])
+
+
+def stack_outputs(cloudformation: Any, stack_name: str, required: tuple[str, ...] = BATCH_OUTPUTS) -> dict[str, str]:
     try:
         stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
     except cloudformation.exceptions.ClientError as exc:
+        error = exc.response.get("Error", {})
+        if "does not exist" not in str(error.get("Message", "")):
+            raise  # credentials, permissions, throttling: not a missing stack (cli.aws_errors explains some)
+        region = cloudformation.meta.region_name
         raise StackNotFound(
-            f"stack '{stack_name}' was not found ({exc.response['Error'].get('Message', exc)}); deploy it with "
-            "`make deploy`, or pass --stack-name and check the region (AWS_REGION) and credentials"
+            f"stack '{stack_name}' does not exist in region {region}: deploy it with `make deploy`, or pass "
+            "--stack-name / set AWS_REGION to where it is deployed"
         ) from None
     outputs = {item["OutputKey"]: item["OutputValue"] for item in stacks[0].get("Outputs", [])}
-    missing = {"BucketName", "StateMachineArn"} - set(outputs)
+    missing = set(required) - set(outputs)
     if missing:
-        raise StackNotFound(f"stack '{stack_name}' has no output(s) {sorted(missing)}; is it this project's stack?")
+        raise StackNotFound(
+            f"stack '{stack_name}' has no output(s) {sorted(missing)}: is it this project's stack, fully deployed? "
+            "(`make deploy`)"
+        )
     return outputs
