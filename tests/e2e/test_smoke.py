@@ -1,0 +1,81 @@
+"""``python -m cli smoke --target local``: the smoke test of a deployment, run against the local runtime (moto + the
+emulator) and the local gateway. Every step passes; a failing step makes the command exit non-zero naming the step
+and its fix."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cli.__main__ import main
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+STEPS = ("poe request", "openai request", "batch run", "cleanup")
+
+
+@pytest.fixture
+def restored_environment() -> Iterator[None]:
+    """The command sets variables in this process's environment (the local gateway's key, quieter logs): undo them."""
+    before = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(before)
+
+
+def test_smoke_local_passes_every_step():
+    # GIVEN the project as checked out (cdk.json, prices.json, the bot file)
+    # WHEN `python -m cli smoke --target local` runs as a user would run it
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", "smoke", "--target", "local", "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    # THEN it exits 0 and prints every step as passed, on the computed cheapest model and bot
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    for step in STEPS:
+        assert any(line.startswith(f"PASS  {step}: ") for line in lines), done.stdout
+    assert not any(line.startswith("FAIL") for line in lines)
+    assert "batch model amazon.nova-lite-v1:0: the cheapest text model of allowedModelIds" in done.stdout
+    assert "gateway bot nova-micro: the cheapest priced text bot" in done.stdout
+    assert "100 of 100 rows answered by amazon.nova-lite-v1:0" in done.stdout
+    assert lines[-1] == "smoke: all 4 steps passed"
+    assert "Traceback" not in done.stderr
+
+
+def test_smoke_with_a_wrong_gateway_key_fails_the_gateway_steps(capsys, restored_environment):
+    # GIVEN the local gateway, and a key that is not its key
+    # WHEN the smoke test sends that key
+    code = main(["smoke", "--target", "local", "--quiet", "--access-key", "not-the-key"])
+    # THEN both gateway steps fail with the status and the fix, the batch steps still run, and it exits 1
+    out, err = capsys.readouterr()
+    assert code == 1
+    for step in ("poe request", "openai request"):
+        assert f"FAIL  {step}: the gateway refused the key (HTTP 401); fix: send the key the gateway was started" in out
+    assert "PASS  batch run: " in out and "PASS  cleanup: " in out
+    assert err.strip() == "smoke: 2 of 4 steps failed: poe request, openai request"
+
+
+def test_smoke_whose_batch_rows_fail_names_the_step_and_the_fix(capsys, restored_environment):
+    # GIVEN an emulator that answers every batch record with an error
+    # WHEN the smoke test runs
+    code = main(["smoke", "--target", "local", "--quiet", "--faults", "record_error_rate=1"])
+    # THEN the batch step fails naming how many rows were answered, the first error and where to look; the run's
+    # data is still removed; the command exits 1 naming the failed step
+    out, err = capsys.readouterr()
+    assert code == 1
+    batch_line = next(line for line in out.splitlines() if "batch run:" in line and "started" not in line)
+    assert batch_line.startswith("FAIL  batch run: 0 of 100 rows answered, 100 rows written (first error: ")
+    assert "; fix: see summary.json of run " in batch_line
+    assert "PASS  poe request" in out and "PASS  cleanup: deleted " in out
+    assert err.strip() == "smoke: 1 of 4 steps failed: batch run"
