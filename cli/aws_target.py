@@ -12,8 +12,7 @@ from local.executions import StateMachineRuns
 DEFAULT_STACK = "BedrockBatchInference"
 DEFAULT_GATEWAY_STACK = "BedrockModelGateway"
 BATCH_OUTPUTS = ("BucketName", "StateMachineArn")
-GATEWAY_OUTPUTS = ("ApiUrl",)
-SECRET_TYPE = "AWS::SecretsManager::Secret"
+GATEWAY_OUTPUTS = ("ApiUrl",)  # and AccessKeysSecretArn, needed only without --access-key
 
 
 class StackNotFound(AwsSetupError):
@@ -42,42 +41,44 @@ class AwsBatchTarget(StateMachineRuns):
 
 @dataclass(frozen=True)
 class DeployedGateway:
-    """The deployed gateway: its base URL (``ApiUrl``, ending in ``/``) and its access-key secret."""
+    """The deployed gateway: its base URL (``ApiUrl``) and its access-key secret (``AccessKeysSecretArn``)."""
 
     url: str
-    secret_arn: str | None
+    secret_arn: str | None  # None: a stack deployed before it had the output
 
     @classmethod
     def find(cls, session: Any, stack_name: str = DEFAULT_GATEWAY_STACK) -> DeployedGateway:
-        cloudformation = session.client("cloudformation")
-        outputs = stack_outputs(cloudformation, stack_name, GATEWAY_OUTPUTS)
-        secrets = [
-            resource["PhysicalResourceId"]
-            for page in cloudformation.get_paginator("list_stack_resources").paginate(StackName=stack_name)
-            for resource in page["StackResourceSummaries"]
-            if resource["ResourceType"] == SECRET_TYPE and resource.get("PhysicalResourceId")
-        ]
-        return cls(outputs["ApiUrl"].rstrip("/"), secrets[0] if len(secrets) == 1 else None)
+        outputs = stack_outputs(session.client("cloudformation"), stack_name, GATEWAY_OUTPUTS)
+        return cls(outputs["ApiUrl"].rstrip("/"), outputs.get("AccessKeysSecretArn"))
 
-    def access_key(self, session: Any, ref: str) -> str:
-        """The key of ``ref`` in the stack's secret ({"<ref>": "<key>"}), or an AwsSetupError saying how to set it."""
-        put = (
-            f"aws secretsmanager put-secret-value --secret-id {self.secret_arn or '<AccessKeys secret>'} "
+    def put_key_command(self, ref: str) -> str:
+        return (
+            f"aws secretsmanager put-secret-value --secret-id {self.secret_arn or '<the gateway AccessKeys secret>'} "
             f'--secret-string \'{{"{ref}": "<key>"}}\''
         )
+
+    def access_key(self, session: Any, ref: str) -> str:
+        """The key of ``ref`` in the stack's secret ({"<ref>": "<key>"}), or an AwsSetupError saying how to set it.
+        Until an operator puts the keys, the secret holds the random string CloudFormation generated."""
         if self.secret_arn is None:
-            raise AwsSetupError(f"the gateway stack has no single access-key secret: pass --access-key (or {put})")
+            raise AwsSetupError(
+                "the gateway stack has no output AccessKeysSecretArn (deployed by an older version): redeploy it with "
+                "`make deploy`, or pass --access-key"
+            )
         client = session.client("secretsmanager")
         try:
             raw = client.get_secret_value(SecretId=self.secret_arn)["SecretString"]
         except client.exceptions.ResourceNotFoundException:
-            raise AwsSetupError(f"the gateway's access-key secret has no value yet: {put}") from None
+            raise AwsSetupError(f"the gateway's access-key secret has no value: {self.put_key_command(ref)}") from None
         try:
             keys = json.loads(raw)
         except ValueError:
             keys = None
         if not isinstance(keys, dict) or not isinstance(keys.get(ref), str) or not keys[ref]:
-            raise AwsSetupError(f"the gateway's access-key secret holds no key for '{ref}': {put}")
+            raise AwsSetupError(
+                f"the gateway's access-key secret holds no key for '{ref}': {self.put_key_command(ref)} "
+                "(or pass --access-key)"
+            )
         return str(keys[ref])
 
 

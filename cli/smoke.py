@@ -354,11 +354,7 @@ def run_on_aws(args: argparse.Namespace, choice: Choice, faults: dict[str, Any])
     gateway = DeployedGateway.find(session, args.gateway_stack_name)
     batch_target = AwsBatchTarget(session, args.stack_name)
     key = args.access_key or gateway.access_key(session, choice.key_ref)
-    key_fix = (
-        f"put the bot's key into the gateway's secret: aws secretsmanager put-secret-value --secret-id "
-        f'{gateway.secret_arn or "<AccessKeys secret>"} --secret-string \'{{"{choice.key_ref}": "<key>"}}\' '
-        "(or pass the right --access-key)"
-    )
+    key_fix = f"put the bot's key into the gateway's secret: {gateway.put_key_command(choice.key_ref)}"
     header(f"stacks {args.gateway_stack_name} and {args.stack_name} in {session.region_name}", choice)
     print("      the batch run waits for Bedrock, which may keep a job queued for hours (Ctrl-C leaves it running)")
     steps = gateway_steps(gateway.url, key, choice, key_fix)  # seconds; the batch run takes minutes to hours
