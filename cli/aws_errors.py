@@ -23,7 +23,9 @@ from botocore.exceptions import (
 EXIT_SETUP = 2  # the same code as bad input: the command cannot run as the machine is set up
 
 NO_CREDENTIALS = "no AWS credentials found: run `aws configure` (or `aws sso login`) or set AWS_PROFILE"
-NO_REGION = "no AWS region set: set AWS_REGION (e.g. AWS_REGION=us-east-1) or `region` in your AWS profile"
+NO_REGION = (
+    "no AWS region set: set AWS_DEFAULT_REGION (e.g. us-east-1) or `region` in your AWS profile (`aws configure`)"
+)
 EXPIRED_CREDENTIALS = (
     "your AWS credentials are expired or invalid ({detail}): refresh them (`aws sso login`, or new temporary "
     "credentials) or set AWS_PROFILE to a working profile"

@@ -92,7 +92,7 @@ def stack_outputs(cloudformation: Any, stack_name: str, required: tuple[str, ...
         region = cloudformation.meta.region_name
         raise StackNotFound(
             f"stack '{stack_name}' does not exist in region {region}: deploy it with `make deploy`, or pass "
-            "--stack-name / set AWS_REGION to where it is deployed"
+            "--stack-name / set AWS_DEFAULT_REGION to where it is deployed"
         ) from None
     outputs = {item["OutputKey"]: item["OutputValue"] for item in stacks[0].get("Outputs", [])}
     missing = set(required) - set(outputs)

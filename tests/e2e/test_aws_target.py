@@ -3,29 +3,14 @@ behind them is our synthesized one (the local runtime), so the CLI's AWS path ru
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import boto3
 import pytest
 
 from local.runner import LocalRuntime, RuntimeOptions
-from tests.e2e.local_runs import read_results, run_batch
+from tests.e2e.local_runs import deploy_outputs, read_results, run_batch
 
 pytestmark = pytest.mark.slow
-
-
-def deploy_outputs(runtime: LocalRuntime, stack_name: str) -> None:
-    template = {
-        "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
-        "Outputs": {
-            "BucketName": {"Value": runtime.bucket},
-            "StateMachineArn": {"Value": runtime.state_machine_arn},
-        },
-    }
-    boto3.client("cloudformation", region_name="us-east-1").create_stack(
-        StackName=stack_name, TemplateBody=json.dumps(template)
-    )
 
 
 def test_aws_target_finds_the_stack_starts_and_follows_the_run(tmp_path: Path, capsys):
