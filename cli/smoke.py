@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cli.aws_errors import AwsSetupError, model_access_fix, names_model_access
+from cli.aws_errors import AwsSetupError, explain, model_access_fix, names_model_access
 from cli.batch import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, FAULTS_HELP, fail
 
 SMOKE_RECORDS = 100  # Bedrock's minimum number of records per batch inference job
@@ -227,15 +227,16 @@ def smoke_input(directory: Path) -> Path:
 
 def batch_steps(target: Any, choice: Choice, *, region: str | None, poll_seconds: float, progress: bool) -> list[Step]:
     """Run the batch on ``target`` (a ``local.executions.StateMachineRuns``), check it, then delete its data; each
-    step is printed when it ends."""
+    step is printed when it ends. A run left unfinished (Ctrl-C, credentials expiring during the wait) keeps its
+    data: the execution still uses it."""
     from cli.progress import BatchProgress
 
     steps = []
     with tempfile.TemporaryDirectory(prefix="smoke-") as tmp:
         workdir = Path(tmp)
-        path = smoke_input(workdir)
-        input_uri = target.upload_input(path)
-        run_id = None
+        input_uri = target.upload_input(smoke_input(workdir))
+        run_id: str | None = None
+        finished = False
         try:
             execution_arn = target.start(
                 {
@@ -251,13 +252,32 @@ def batch_steps(target: Any, choice: Choice, *, region: str | None, poll_seconds
             print(f"...   batch run {run_id} started ({execution_arn})", flush=True)
             with BatchProgress(target, execution_arn, enabled=progress) as display:
                 outcome = target.wait(execution_arn, on_tick=display.update, interval=poll_seconds)
+            finished = True
             steps.append(report(check_run(target, outcome, run_id, workdir, choice, region)))
         finally:
-            steps.append(report(cleanup(target, input_uri, run_id)))
+            if finished or run_id is None:
+                steps.append(report(cleanup(target, input_uri, run_id)))
+            else:
+                print(
+                    f"...   cleanup skipped: run {run_id} has not ended; once it has, delete {input_uri} and "
+                    f"s3://{target.bucket}/runs/{run_id}/ (aws s3 rm --recursive)",
+                    flush=True,
+                )
     return steps
 
 
 def check_run(target: Any, outcome: Any, run_id: str, workdir: Path, choice: Choice, region: str | None) -> Step:
+    """The run ended: every one of its rows has an answer, or the step fails naming what went wrong and the fix."""
+    name = "batch run"
+    try:
+        return _check_run(target, outcome, run_id, workdir, choice, region)
+    except Exception as exc:  # e.g. summary.json missing: this step's result, not a traceback
+        if explain(exc) is not None:
+            raise  # credentials expired during the run: one line from cli.__main__
+        return Step(name, False, f"{type(exc).__name__}: {exc}", f"see the run's files under runs/{run_id}/")
+
+
+def _check_run(target: Any, outcome: Any, run_id: str, workdir: Path, choice: Choice, region: str | None) -> Step:
     import pyarrow.parquet as pq
 
     from cli.batch import denied_model_access

@@ -9,10 +9,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cli.__main__ import main
+from local.emulator.errors import ApiError
+from local.emulator.jobs import EmulatorState
+from local.emulator.runtime import RuntimeState
 
 pytestmark = pytest.mark.slow
 
@@ -79,3 +83,26 @@ def test_smoke_whose_batch_rows_fail_names_the_step_and_the_fix(capsys, restored
     assert "; fix: see summary.json of run " in batch_line
     assert "PASS  poe request" in out and "PASS  cleanup: deleted " in out
     assert err.strip() == "smoke: 1 of 4 steps failed: batch run"
+
+
+def test_smoke_without_model_access_names_the_models_and_the_fix(monkeypatch, capsys, restored_environment):
+    # GIVEN Bedrock (the emulator) refusing every model, in batch and at run time, as without model access
+    def refuse(*_args: Any, **_kwargs: Any) -> Any:
+        raise ApiError("AccessDeniedException", "You don't have access to the model with the specified model ID.")
+
+    monkeypatch.setattr(RuntimeState, "_answer", refuse)
+    monkeypatch.setattr(EmulatorState, "create_model_invocation_job", refuse)
+    # WHEN the smoke test runs
+    code = main(["smoke", "--target", "local", "--quiet"])
+    # THEN the gateway steps and the batch step fail naming the model, its region and where to enable access; the
+    # run's data is still removed; the command exits 1
+    out, err = capsys.readouterr()
+    assert code == 1
+    gateway_fix = "fix: no access to model us.amazon.nova-micro-v1:0 in region us-east-1: enable it in the Amazon"
+    batch_fix = "fix: no access to model amazon.nova-lite-v1:0 in region us-east-1: enable it in the Amazon"
+    lines = out.splitlines()
+    for step, fix in (("poe request", gateway_fix), ("openai request", gateway_fix), ("batch run", batch_fix)):
+        line = next(line for line in lines if line.startswith(f"FAIL  {step}: "))
+        assert fix in line, line
+    assert any(line.startswith("PASS  cleanup: ") for line in lines)
+    assert err.strip() == "smoke: 3 of 4 steps failed: poe request, openai request, batch run"
