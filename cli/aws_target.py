@@ -86,9 +86,10 @@ def stack_outputs(cloudformation: Any, stack_name: str, required: tuple[str, ...
     try:
         stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
     except cloudformation.exceptions.ClientError as exc:
-        error = exc.response.get("Error", {})
-        if "does not exist" not in str(error.get("Message", "")):
-            raise  # credentials, permissions, throttling: not a missing stack (cli.aws_errors explains some)
+        # DescribeStacks answers ValidationError for a stack that does not exist (CloudFormation API reference);
+        # other errors (credentials, permissions, throttling) are not a missing stack: cli.aws_errors explains some.
+        if exc.response.get("Error", {}).get("Code") != "ValidationError":
+            raise
         region = cloudformation.meta.region_name
         raise StackNotFound(
             f"stack '{stack_name}' does not exist in region {region}: deploy it with `make deploy`, or pass "

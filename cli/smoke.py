@@ -25,8 +25,9 @@ from typing import Any
 
 from cli.aws_errors import AwsSetupError, explain, model_access_fix, names_model_access
 from cli.batch import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, FAULTS_HELP, fail
+from lambdas.shared.models import MIN_RECORDS_PER_JOB
 
-SMOKE_RECORDS = 100  # Bedrock's minimum number of records per batch inference job
+SMOKE_RECORDS = MIN_RECORDS_PER_JOB  # 100: Bedrock's minimum number of records per batch inference job
 SMOKE_PROMPT_ID = "joke_about_topic"
 SMOKE_MAX_TOKENS = 32  # per answer, batch and gateway: the smallest answer that still shows the model works
 SMOKE_INPUT_TOKENS = 20  # a rendered joke_about_topic prompt, about; only used to rank the models by price
