@@ -48,12 +48,14 @@ MODEL_ACCESS_HINTS = (
     "don't have access to the model",
     "do not have access to the model",
     "model access is denied",
+    "your account is not authorized to invoke this api operation",  # ValidationException, model not enabled there
     "not authorized to perform the required aws marketplace actions",
 )
 
 
 class AwsSetupError(Exception):
-    """Something the AWS target needs is missing; the message is one line naming it and the fix."""
+    """Something a command needs is missing (AWS credentials, region, a stack, model access, a priced model); the
+    message is one line naming it and the fix."""
 
 
 def model_access_fix(model_id: str, region: str | None) -> str:

@@ -131,14 +131,17 @@ def choose(args: argparse.Namespace) -> Choice:
     from stacks.config import DEFAULT_GATEWAY_BOTS_FILE, PROJECT_ROOT, AppConfig
 
     context = project_context()
-    batch = AppConfig.from_context(context).batch
+    try:
+        batch = AppConfig.from_context(context).batch
+        bots = load_bots(PROJECT_ROOT / str(context.get("gatewayBotsFile", DEFAULT_GATEWAY_BOTS_FILE)))
+    except ValueError as exc:  # config.py and BotConfigError name the key or bot, the value and the fix
+        raise AwsSetupError(" ".join(str(exc).split())) from None
     if args.model_id:
         model_id, model_reason = args.model_id, "--model-id"
     else:
         overrides = {m: {"input_per_1m": i, "output_per_1m": o} for m, i, o in batch.prices}
         model_id, cost = cheapest_text_model(batch.allowed_model_ids, PriceTable.load(overrides=overrides))
         model_reason = f"the cheapest text model of allowedModelIds, about {format_usd(cost)} for this run"
-    bots = load_bots(PROJECT_ROOT / str(context.get("gatewayBotsFile", DEFAULT_GATEWAY_BOTS_FILE)))
     if args.bot:
         if args.bot not in bots:
             raise AwsSetupError(f"--bot {args.bot}: no such bot in the bot file; use one of {sorted(bots)}")

@@ -146,6 +146,7 @@ def test_other_errors_are_not_explained_away():
         ("AccessDeniedException: You don't have access to the model with the specified model ID.", True),
         ("Bedrock AccessDeniedException: You do not have access to the model", True),
         ("Model access is denied due to IAM user or service role is not authorized ...", True),
+        ("ValidationException: Your account is not authorized to invoke this API operation.", True),
         ("ThrottlingException: Too many requests", False),
         (None, False),
     ],
