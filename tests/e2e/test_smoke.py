@@ -7,13 +7,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 from cli.__main__ import main
+from cli.gateway import poe_query, post_stream
 from local.emulator.errors import ApiError
 from local.emulator.jobs import EmulatorState
 from local.emulator.runtime import RuntimeState
@@ -106,3 +109,38 @@ def test_smoke_without_model_access_names_the_models_and_the_fix(monkeypatch, ca
         assert fix in line, line
     assert any(line.startswith("PASS  cleanup: ") for line in lines)
     assert err.strip() == "smoke: 3 of 4 steps failed: poe request, openai request, batch run"
+
+
+class _RecordingSse(BaseHTTPRequestHandler):
+    """Records each request's path and authorization, and answers two server-sent events."""
+
+    seen: ClassVar[list[tuple[str, str]]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.seen.append((self.path, self.headers.get("Authorization", "")))
+        body = b'event: text\ndata: {"text": "hi"}\n\nevent: done\ndata: {}\n\n'
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+        return None
+
+
+def test_gateway_requests_keep_the_api_stage_of_the_url():
+    # GIVEN a deployed gateway's ApiUrl, which ends in its API Gateway stage ("/prod/")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RecordingSse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        api_url = f"http://127.0.0.1:{server.server_address[1]}/prod/"
+        # WHEN the smoke test streams a Poe query from it
+        events = list(post_stream(api_url, "/poe/nova-micro", poe_query("hello"), "the-key"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    # THEN the request went to the stage's route with the key, and every event came back in order
+    assert _RecordingSse.seen == [("/prod/poe/nova-micro", "Bearer the-key")]
+    assert events == [("text", '{"text": "hi"}'), ("done", "{}")]
