@@ -2,7 +2,9 @@
 
 Steps: one Poe and one OpenAI request through the gateway (its cheapest priced text bot), then a 100-record batch
 run (Bedrock's minimum records per job) on the cheapest allowed text model, then the removal of that run's S3 data
-(its input under ``inputs/`` and everything under ``runs/<run>/``).
+(its input under ``inputs/`` and everything under ``runs/<run>/``). Exit 0 when every step passed, 1 when one failed,
+2 when one failed for want of setup (model access, the gateway key) or the setup was missing before any step
+(credentials, region, stacks: one line from ``cli.__main__``).
 
 ``--target aws`` uses the deployed stacks (their CloudFormation outputs) with your credentials and the gateway key
 from the stack's Secrets Manager secret (or ``--access-key``); ``--target local`` runs the same steps against the local
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cli.aws_errors import AwsSetupError, explain, model_access_fix, names_model_access
+from cli.aws_errors import EXIT_SETUP, AwsSetupError, explain, model_access_fix, names_model_access
 from cli.batch import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, FAULTS_HELP, fail
 from lambdas.shared.models import MIN_RECORDS_PER_JOB
 
@@ -41,6 +43,7 @@ class Step:
     passed: bool
     detail: str
     fix: str = ""
+    setup: bool = False  # failed for want of setup (model access, the gateway key), not a fault of the deployment
 
     def line(self) -> str:
         if self.passed:
@@ -160,12 +163,12 @@ def gateway_failure(name: str, error: Exception, choice: Choice, key_fix: str) -
 
     if isinstance(error, GatewayHttpError):
         if error.status in (401, 403) and not names_model_access(error.body):
-            return Step(name, False, f"the gateway refused the key (HTTP {error.status})", key_fix)
+            return Step(name, False, f"the gateway refused the key (HTTP {error.status})", key_fix, setup=True)
         detail = f"HTTP {error.status}: {error.body[:200]}"
     else:
         detail = f"{type(error).__name__}: {error}"
     if names_model_access(detail):
-        return Step(name, False, detail, model_access_fix(*choice.bot_model))
+        return Step(name, False, detail, model_access_fix(*choice.bot_model), setup=True)
     return Step(name, False, detail, "see the gateway's logs (the function's log group) for this request")
 
 
@@ -290,7 +293,7 @@ def _check_run(target: Any, outcome: Any, run_id: str, workdir: Path, choice: Ch
     if outcome.status != "SUCCEEDED":
         detail = f"the execution ended {outcome.status}: {outcome.error_message}"
         if names_model_access(outcome.error_message):
-            return Step(name, False, detail, model_access_fix(choice.model_id, region))
+            return Step(name, False, detail, model_access_fix(choice.model_id, region), setup=True)
         fix = f"read the execution's history in the Step Functions console ({outcome.execution_arn})"
         return Step(name, False, detail, fix)
     files = target.download_outputs(run_id, workdir / "output")
@@ -302,7 +305,7 @@ def _check_run(target: Any, outcome: Any, run_id: str, workdir: Path, choice: Ch
         first = f" (first error: {errors[0][:200]})" if errors else ""
         detail = f"{answered} of {SMOKE_RECORDS} rows answered, {table.num_rows} rows written{first}"
         if denied_model_access(summary):
-            return Step(name, False, detail, model_access_fix(choice.model_id, region))
+            return Step(name, False, detail, model_access_fix(choice.model_id, region), setup=True)
         return Step(name, False, detail, f"see summary.json of run {run_id} (its jobs' status and message)")
     cost = (summary.get("estimated_cost") or {}).get("message", "")
     return Step(name, True, f"{answered} of {SMOKE_RECORDS} rows answered by {choice.model_id}; {cost}".rstrip("; "))
@@ -346,10 +349,11 @@ def run(args: argparse.Namespace) -> int:
     choice = choose(args)
     runner = run_on_aws if args.target == "aws" else run_locally
     steps = runner(args, choice, faults)
-    failed = [step.name for step in steps if not step.passed]
-    if failed:
-        print(f"smoke: {len(failed)} of {len(steps)} steps failed: {', '.join(failed)}", file=sys.stderr)
-        return EXIT_FAILED
+    failed = [step for step in steps if not step.passed]
+    if failed:  # one line on stderr; the steps' lines (stdout) say what failed and the fix
+        names = ", ".join(step.name for step in failed)
+        print(f"smoke: {len(failed)} of {len(steps)} steps failed: {names}", file=sys.stderr)
+        return EXIT_SETUP if any(step.setup for step in failed) else EXIT_FAILED
     print(f"smoke: all {len(steps)} steps passed")
     return EXIT_OK
 

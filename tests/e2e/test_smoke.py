@@ -64,9 +64,9 @@ def test_smoke_with_a_wrong_gateway_key_fails_the_gateway_steps(capsys, restored
     # GIVEN the local gateway, and a key that is not its key
     # WHEN the smoke test sends that key
     code = main(["smoke", "--target", "local", "--quiet", "--access-key", "not-the-key"])
-    # THEN both gateway steps fail with the status and the fix, the batch steps still run, and it exits 1
+    # THEN both gateway steps fail with the status and the fix, the batch steps still run, and it exits 2 (setup)
     out, err = capsys.readouterr()
-    assert code == 1
+    assert code == 2
     for step in ("poe request", "openai request"):
         assert f"FAIL  {step}: the gateway refused the key (HTTP 401); fix: send the key the gateway was started" in out
     assert "PASS  batch run: " in out and "PASS  cleanup: " in out
@@ -98,9 +98,9 @@ def test_smoke_without_model_access_names_the_models_and_the_fix(monkeypatch, ca
     # WHEN the smoke test runs
     code = main(["smoke", "--target", "local", "--quiet"])
     # THEN the gateway steps and the batch step fail naming the model, its region and where to enable access; the
-    # run's data is still removed; the command exits 1
+    # run's data is still removed; the command exits 2 (setup)
     out, err = capsys.readouterr()
-    assert code == 1
+    assert code == 2
     gateway_fix = "fix: no access to model us.amazon.nova-micro-v1:0 in region us-east-1: enable it in the Amazon"
     batch_fix = "fix: no access to model amazon.nova-lite-v1:0 in region us-east-1: enable it in the Amazon"
     lines = out.splitlines()
