@@ -13,7 +13,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 MODEL ?= anthropic.claude-3-haiku-20240307-v1:0
 
-.PHONY: install demo test test-fast lint format typecheck synth synth-all-options bench deploy destroy emulator clean diagram example-synth
+.PHONY: install demo test test-fast lint format typecheck synth synth-all-options bench deploy destroy smoke emulator clean diagram example-synth
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -76,6 +76,11 @@ deploy: install
 
 destroy: install
 	$(CDK) destroy --no-notices --all
+
+## smoke: after `make deploy`, check the deployment end to end at minimal cost (SMOKE_TARGET=local: the local runtime)
+SMOKE_TARGET ?= aws
+smoke: install
+	$(PY) -m cli smoke --target $(SMOKE_TARGET)
 
 ## diagram: regenerate docs/architecture.svg (the README's architecture diagram) from docs/diagram.py
 diagram: install

@@ -1,4 +1,4 @@
-"""``python -m cli batch | emulator``: the user commands (see README)."""
+"""``python -m cli batch | emulator | gateway | smoke``: the user commands (see README)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from cli import batch, emulator
+from cli import batch, emulator, smoke
 from cli import gateway as gateway_cli
 
 
@@ -17,8 +17,29 @@ def main(argv: list[str] | None = None) -> int:
     batch.add_parser(commands)
     emulator.add_parser(commands)
     gateway_cli.add_parser(commands)
+    smoke.add_parser(commands)
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    return run_command(args)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run the chosen command. What an AWS target lacks (credentials, region, stack, model access) is one line and
+    exit 2, never a traceback: ``AwsSetupError`` from any target, and the botocore errors ``cli.aws_errors.explain``
+    knows from ``--target aws`` (locally they would be bugs, and keep their traceback)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from cli.aws_errors import EXIT_SETUP, AwsSetupError, explain
+
+    try:
+        return int(args.func(args))
+    except AwsSetupError as exc:
+        message: str | None = str(exc)
+    except (BotoCoreError, ClientError) as exc:
+        message = explain(exc) if getattr(args, "target", None) == "aws" else None
+        if message is None:
+            raise
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_SETUP
 
 
 if __name__ == "__main__":

@@ -119,21 +119,30 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_on_aws(args: argparse.Namespace, local_path: Path | None, source: dict[str, str]) -> int:
-    import boto3
-
-    from cli.aws_target import AwsBatchTarget, StackNotFound
+    """Missing credentials, region or stack raise ``AwsSetupError``: ``cli.__main__`` prints it in one line."""
+    from cli.aws_errors import aws_session
+    from cli.aws_target import AwsBatchTarget
 
     if args.max_concurrent_jobs is not None:
         return fail("--max-concurrent-jobs is fixed at deploy time on AWS: set maxConcurrentJobs in cdk.json")
-    try:
-        target = AwsBatchTarget(boto3.session.Session(), args.stack_name)
-    except StackNotFound as exc:
-        return fail(str(exc), EXIT_FAILED)
+    target = AwsBatchTarget(aws_session(), args.stack_name)
     return execute(target, args, local_path, source)
 
 
+def denied_model_access(summary: dict[str, Any]) -> bool:
+    """Did Bedrock refuse the model to a job of the run (the job's message names missing model access)?"""
+    from cli.aws_errors import names_model_access
+
+    jobs = [*summary.get("jobs", []), *(summary.get("resubmission") or {}).get("jobs", [])]
+    return any(names_model_access(job.get("message")) for job in jobs)
+
+
 def execute(target: Any, args: argparse.Namespace, local_path: Path | None, source: dict[str, str]) -> int:
-    """Upload the input if it is local, start the execution, follow it, then download results and summary."""
+    """Upload the input if it is local, start the execution, follow it, then download results and summary.
+
+    A run Bedrock refused for want of model access raises ``AwsSetupError`` (one line, exit 2, from ``cli.__main__``).
+    """
+    from cli.aws_errors import AwsSetupError, model_access_fix, names_model_access
     from cli.progress import BatchProgress
 
     if local_path is not None:
@@ -142,11 +151,15 @@ def execute(target: Any, args: argparse.Namespace, local_path: Path | None, sour
     with BatchProgress(target, execution_arn, enabled=not args.quiet) as progress:
         outcome = target.wait(execution_arn, on_tick=progress.update)
     if outcome.status != "SUCCEEDED":
+        if names_model_access(outcome.error_message):
+            raise AwsSetupError(model_access_fix(args.model_id, getattr(target, "region", None)))
         code = EXIT_BAD_INPUT if outcome.error == "InputValidationError" else EXIT_FAILED
         return fail(outcome.error_message, code)
     run_id = target.run_id(execution_arn)
     files = target.download_outputs(run_id, args.output)
     summary = json.loads((args.output / "summary.json").read_text())
+    if summary["succeeded"] == 0 and denied_model_access(summary):  # every row failed for want of model access
+        raise AwsSetupError(model_access_fix(args.model_id, getattr(target, "region", None)))
     retry_jobs = (summary.get("resubmission") or {}).get("jobs_planned", 0)
     print(
         f"run {run_id}: {summary['total_records']} rows in {summary['jobs_planned']} jobs"

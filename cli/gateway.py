@@ -17,9 +17,9 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cli.batch import EXIT_BAD_INPUT, FAULTS_HELP, fail
@@ -48,6 +48,7 @@ class RunningGateway:
     url: str
     access_key: str
     emulator_url: str | None
+    models: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # bot -> (model id, region)
 
 
 @contextmanager
@@ -89,12 +90,15 @@ def local_gateway(
                 "GATEWAY_MEDIA_BUCKET": MEDIA_BUCKET,
                 "GATEWAY_VIDEO_POLL_SECONDS": "1",
             }
-        elif not os.environ.get("GATEWAY_ACCOUNT_ID"):  # account-less router ARNs in bots.json name this account's
-            import boto3
+        else:  # missing credentials or region: cli.aws_errors.AwsSetupError, one line from cli.__main__
+            from cli.aws_errors import aws_session
 
-            env["GATEWAY_ACCOUNT_ID"] = boto3.client("sts").get_caller_identity()["Account"]
+            session = aws_session()
+            if not os.environ.get("GATEWAY_ACCOUNT_ID"):  # account-less router ARNs in bots.json name this account's
+                env["GATEWAY_ACCOUNT_ID"] = session.client("sts").get_caller_identity()["Account"]
         stack.enter_context(temporary_environment(env))
-        app = create_app(GatewaySettings.from_env())
+        settings = GatewaySettings.from_env()
+        app = create_app(settings)
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
         thread = threading.Thread(target=server.run, name="gateway", daemon=True)
         thread.start()
@@ -106,7 +110,8 @@ def local_gateway(
                 raise RuntimeError(f"the gateway did not start on {host}:{port}")
             time.sleep(0.02)
         bound = server.servers[0].sockets[0].getsockname()[1]
-        yield RunningGateway(f"http://{host}:{bound}", key, emulator_url)
+        models = {name: (bot.model_id, bot.region) for name, bot in settings.bots.items()}
+        yield RunningGateway(f"http://{host}:{bound}", key, emulator_url, models)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -146,15 +151,47 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def ask(running: RunningGateway, bot: str, prompt: str) -> int:
-    """One Poe query over real HTTP, printing each text event as it arrives (stdlib only: no client library)."""
+class GatewayHttpError(Exception):
+    """The gateway answered a request with an HTTP error status (before any stream)."""
+
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"the gateway answered {status}: {body[:300]}")
+        self.status = status
+        self.body = body
+
+
+def post_stream(base_url: str, path: str, body: dict[str, Any], access_key: str) -> Iterator[tuple[str, str]]:
+    """POST ``body`` as JSON to ``base_url`` + ``path`` (http or https, the base may carry a path such as an API
+    stage) and yield the server-sent events as (event name, data) pairs as they arrive; an error status raises
+    ``GatewayHttpError``. Stdlib only: no client library."""
     import http.client
     import json
     from urllib.parse import urlsplit
 
-    url = urlsplit(running.url)
-    connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=120)
-    body = {
+    url = urlsplit(base_url)
+    kind = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+    connection = kind(url.hostname or "127.0.0.1", url.port, timeout=120)
+    headers = {"Authorization": f"Bearer {access_key}", "Content-Type": "application/json"}
+    try:
+        connection.request("POST", f"{url.path.rstrip('/')}{path}", body=json.dumps(body), headers=headers)
+        response = connection.getresponse()
+        if response.status != 200:
+            raise GatewayHttpError(response.status, response.read().decode(errors="replace"))
+        event = ""
+        for raw in response:
+            line = raw.decode().rstrip("\r\n")
+            if line.startswith("event: "):
+                event = line[len("event: ") :]
+            elif line.startswith("data: "):
+                yield event, line[len("data: ") :]
+                event = ""
+    finally:
+        connection.close()
+
+
+def poe_query(prompt: str) -> dict[str, Any]:
+    """A Poe protocol ``query`` request with one user message."""
+    return {
         "version": "1.2",
         "type": "query",
         "query": [{"role": "user", "content": prompt, "content_type": "text/markdown"}],
@@ -162,27 +199,42 @@ def ask(running: RunningGateway, bot: str, prompt: str) -> int:
         "conversation_id": "c-demo",
         "message_id": "m-demo",
     }
-    headers = {"Authorization": f"Bearer {running.access_key}", "Content-Type": "application/json"}
-    connection.request("POST", f"/poe/{bot}", body=json.dumps(body), headers=headers)
-    response = connection.getresponse()
-    if response.status != 200:
-        return fail(f"the gateway answered {response.status}: {response.read().decode()[:300]}", 1)
-    print(f"gateway {running.url}/poe/{bot} streams (Poe SSE events):")
-    event, code = "", 0
-    for raw in response:
-        line = raw.decode().rstrip("\n")
-        if line.startswith("event: "):
-            event = line[len("event: ") :]
-        elif line.startswith("data: "):
-            data = json.loads(line[len("data: ") :])
+
+
+def ask(running: RunningGateway, bot: str, prompt: str) -> int:
+    """One Poe query over real HTTP, printing each text event as it arrives.
+
+    Bedrock refusing the bot's model (no model access) raises ``AwsSetupError``: one line and exit 2."""
+    import itertools
+    import json
+
+    from cli.aws_errors import AwsSetupError, model_access_fix, names_model_access
+
+    def no_model_access() -> AwsSetupError:
+        model_id, region = running.models.get(bot, (f"of bot '{bot}'", ""))
+        return AwsSetupError(model_access_fix(model_id, region or None))
+
+    code = 0
+    try:
+        events = post_stream(running.url, f"/poe/{bot}", poe_query(prompt), running.access_key)
+        first = next(events, None)
+        print(f"gateway {running.url}/poe/{bot} streams (Poe SSE events):")
+        for event, raw in itertools.chain([first] if first else [], events):
+            data = json.loads(raw)
             if event == "text":
                 print(data["text"], end="", flush=True)
             elif event == "error":
+                if names_model_access(data.get("text")):
+                    print(flush=True)
+                    raise no_model_access()
                 print(f"\n[error] {data.get('text')}", flush=True)
                 code = 1
             elif event == "json" and (data.get("bedrock") or {}).get("invoked_model_id"):  # a router's choice
                 print(f"\n[routed to {data['bedrock']['invoked_model_id']}]", end="", flush=True)
             elif event in ("meta", "done"):
                 print(f"[{event}]" if event == "meta" else "\n[done]", end=" " if event == "meta" else "\n")
-    connection.close()
+    except GatewayHttpError as exc:
+        if names_model_access(exc.body):
+            raise no_model_access() from None
+        return fail(str(exc), 1)
     return code

@@ -17,7 +17,8 @@ from stacks.constructs.python_function import retention
 
 class GatewayStack(cdk.Stack):
     """``gateway`` (ModelGateway) and ``observability`` (dashboard, alarms; ``observability`` defaults to
-    ``ObservabilityConfig()``: no alarm mail); outputs ``ApiUrl`` and ``MediaBucketName``.
+    ``ObservabilityConfig()``: no alarm mail); outputs ``ApiUrl``, ``MediaBucketName`` and
+    ``AccessKeysSecretArn``.
 
     ``security.kms_key`` (``kmsKey``): the gateway's own customer-managed key (``"create"``) or the given key encrypts
     the media bucket and the log groups (``encryption_key``; None without ``kmsKey``). ``cfg.model_invocation_logging``
@@ -77,6 +78,12 @@ class GatewayStack(cdk.Stack):
             "MediaBucketName",
             value=self.gateway.media_bucket.bucket.bucket_name,
             description="Generated images and videos",
+        )
+        cdk.CfnOutput(
+            self,
+            "AccessKeysSecretArn",
+            value=self.gateway.access_keys.secret_arn,
+            description='The access keys {"<access_key_ref>": "<key>"}: set with put-secret-value; read by cli smoke',
         )
         self.observability = GatewayObservability(
             self,

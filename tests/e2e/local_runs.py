@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cli.__main__ import main
+from local.runner import LocalRuntime
 from prompt_templates import get_template
 
 CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -49,3 +51,18 @@ def assert_every_row_echoes_its_own_prompt(result: pa.Table, table: pa.Table) ->
     template = get_template(PROMPT_ID)
     assert result.column("response").to_pylist() == [template.render(row) for row in table.to_pylist()]
     assert result.column("error_code").null_count == table.num_rows
+
+
+def deploy_outputs(runtime: LocalRuntime, stack_name: str) -> None:
+    """A "deployed" batch stack in moto's CloudFormation: its outputs name the local runtime's bucket and state
+    machine, so ``--target aws`` finds and drives them."""
+    template = {
+        "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+        "Outputs": {
+            "BucketName": {"Value": runtime.bucket},
+            "StateMachineArn": {"Value": runtime.state_machine_arn},
+        },
+    }
+    boto3.client("cloudformation", region_name="us-east-1").create_stack(
+        StackName=stack_name, TemplateBody=json.dumps(template)
+    )

@@ -3,29 +3,14 @@ behind them is our synthesized one (the local runtime), so the CLI's AWS path ru
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import boto3
 import pytest
 
 from local.runner import LocalRuntime, RuntimeOptions
-from tests.e2e.local_runs import read_results, run_batch
+from tests.e2e.local_runs import deploy_outputs, read_results, run_batch
 
 pytestmark = pytest.mark.slow
-
-
-def deploy_outputs(runtime: LocalRuntime, stack_name: str) -> None:
-    template = {
-        "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
-        "Outputs": {
-            "BucketName": {"Value": runtime.bucket},
-            "StateMachineArn": {"Value": runtime.state_machine_arn},
-        },
-    }
-    boto3.client("cloudformation", region_name="us-east-1").create_stack(
-        StackName=stack_name, TemplateBody=json.dumps(template)
-    )
 
 
 def test_aws_target_finds_the_stack_starts_and_follows_the_run(tmp_path: Path, capsys):
@@ -47,9 +32,13 @@ def test_aws_target_finds_the_stack_starts_and_follows_the_run(tmp_path: Path, c
 
 
 def test_aws_target_without_the_stack_is_one_clear_line(tmp_path: Path, capsys):
+    # GIVEN credentials and a region, but no stack of that name
     path = tmp_path / "topics.csv"
     path.write_text("topic\n" + "".join(f"t{i}\n" for i in range(120)))
     with LocalRuntime(RuntimeOptions(step_seconds=0.05)):
+        # WHEN the CLI runs with --target aws
         code = run_batch(path, tmp_path / "out", "--target", "aws", "--stack-name", "Missing", step_seconds=None)
+    # THEN one line names the stack, the region and the fix, with exit code 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1 and len(err) == 1 and "stack 'Missing' was not found" in err[0] and "make deploy" in err[0]
+    assert code == 2 and len(err) == 1, err
+    assert "stack 'Missing' does not exist in region us-east-1" in err[0] and "make deploy" in err[0]

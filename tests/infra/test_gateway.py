@@ -337,6 +337,14 @@ def test_outputs_name_the_api_url_and_the_media_bucket(gateway: Gateway) -> None
     assert outputs["MediaBucketName"]["Value"] == {"Ref": gateway.logical_id(gateway.stack.gateway.media_bucket.bucket)}
 
 
+def test_outputs_name_the_access_key_secret(gateway: Gateway) -> None:
+    # GIVEN the gateway template WHEN its outputs are read
+    outputs = gateway.template.to_json()["Outputs"]
+    # THEN AccessKeysSecretArn is the secret the function reads its keys from (cli smoke reads the key there)
+    secret = {"Ref": gateway.logical_id(gateway.stack.gateway.access_keys)}
+    assert outputs["AccessKeysSecretArn"]["Value"] == secret
+
+
 def test_nag_passes_for_both_stacks(gateway: Gateway) -> None:
     # GIVEN the app synthesized as app.py builds it, with AwsSolutionsChecks registered (the synth raises on errors)
     report = json.loads((Path(gateway.assembly.directory) / "validation-report.json").read_text())
