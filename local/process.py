@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 
 
@@ -45,7 +46,13 @@ class PerThreadEnviron(MutableMapping[str, str]):
         return self.process if bound is None else bound
 
     def __getitem__(self, name: str) -> str:
-        return self._current()[name]
+        try:
+            return self._current()[name]
+        except KeyError:
+            on_miss: Callable[[str, str], None] | None = getattr(self._local, "on_miss", None)
+            if on_miss is not None:
+                on_miss(name, _reader())
+            raise
 
     def __setitem__(self, name: str, value: str) -> None:
         self._current()[name] = value
@@ -63,14 +70,18 @@ class PerThreadEnviron(MutableMapping[str, str]):
         return dict(self._current())
 
     @contextmanager
-    def bound(self, environment: Mapping[str, str]) -> Iterator[None]:
-        """Run the block (in this thread) with ``environment`` as the whole environment (a copy of it)."""
-        previous = getattr(self._local, "environment", None)
-        self._local.environment = dict(environment)
+    def bound(
+        self, environment: Mapping[str, str], on_miss: Callable[[str, str], None] | None = None
+    ) -> Iterator[None]:
+        """Run the block (in this thread) with ``environment`` as the whole environment (a copy of it).
+        ``on_miss(name, reader)`` hears of every variable read there that is not set (``os.environ.get`` with a
+        default included), with the module that read it."""
+        previous = getattr(self._local, "environment", None), getattr(self._local, "on_miss", None)
+        self._local.environment, self._local.on_miss = dict(environment), on_miss
         try:
             yield
         finally:
-            self._local.environment = previous
+            self._local.environment, self._local.on_miss = previous
 
     @contextmanager
     def installed(self) -> Iterator[PerThreadEnviron]:
@@ -81,6 +92,20 @@ class PerThreadEnviron(MutableMapping[str, str]):
             yield self
         finally:
             os.environ = original  # noqa: B003
+
+
+def _reader() -> str:
+    """The module of the code that read the environment: the first caller outside this module and the mapping
+    machinery (``os.getenv``, ``Mapping.get``)."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__") in (
+        __name__,
+        "os",
+        "collections.abc",
+        "_collections_abc",
+    ):
+        frame = frame.f_back  # type: ignore[assignment]
+    return str(frame.f_globals.get("__name__", "?")) if frame is not None else "?"
 
 
 def wait_until_interrupted() -> None:

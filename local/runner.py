@@ -199,6 +199,9 @@ class InProcessLambdas:
         self.by_name = {f.name: f for f in functions}
         self.invocations: dict[str, int] = {f.name: 0 for f in functions}
         self.environ = environ
+        # (function, variable, reading module) for each variable a handler read that another function defines and
+        # its own lacks (found or not, os.environ.get with a default included): see tests/e2e/test_local_environment.py
+        self.foreign_reads: set[tuple[str, str, str]] = set()
         self._lock = threading.Lock()
         self._original: Any = None
 
@@ -210,8 +213,15 @@ class InProcessLambdas:
         handler = getattr(importlib.import_module(module_name), attr)
         event = json.loads(body) if body else {}
         environment = function_environment(function, self.functions, self.environ.process)
+        foreign = {name for other in self.functions for name in other.environment} - set(function.environment)
+
+        def on_miss(name: str, reader: str) -> None:
+            if name in foreign:
+                with self._lock:
+                    self.foreign_reads.add((function.name, name, reader))
+
         try:
-            with self.environ.bound(environment):
+            with self.environ.bound(environment, on_miss):
                 result = handler(event, _FakeContext(function))
         except Exception as exc:  # a Lambda function error, as the real service reports it
             response_headers["x-amz-function-error"] = "Unhandled"

@@ -66,7 +66,9 @@ class Packaging(enum.Enum):
 
 
 class PythonFunction(Construct):
-    """A Lambda function with its role (``role``), log group (``log_group``) and the function itself (``function``)."""
+    """A Lambda function with its role (``role``), log group (``log_group``) and the function itself (``function``);
+    also what it was made from: ``handler``, ``packaging``, ``aws_sdk_services`` (``bundle_aws_sdk``) and, for a
+    zip, its ``bundling`` (the local bundler CDK calls)."""
 
     RUNTIME = lambda_.Runtime.PYTHON_3_13  # lambdas/Dockerfile uses the same version: public.ecr.aws/lambda/python:3.13
     ARCHITECTURES = {"arm64": lambda_.Architecture.ARM_64, "x86_64": lambda_.Architecture.X86_64}

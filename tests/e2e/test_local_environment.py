@@ -1,6 +1,7 @@
 """One function, one environment, end to end: with cdk.json options that give single functions variables of their own
 (``tags`` on Submit, ``prices`` on Finalize), the synthesized state machine runs each handler with its own function's
-variables only. A handler that read a variable only another function defines would fail the run here."""
+variables only. A handler that read a variable only another function defines would fail the run here (read without a
+default) or be named among the foreign reads (read with one)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,10 @@ def test_each_handler_runs_with_its_own_functions_variables(tmp_path: Path) -> N
     # THEN every handler found what it needs in its own environment: the run succeeded with every row answered
     assert outcome.status == "SUCCEEDED", outcome.error_message
     assert read_results(tmp_path / "out").column("error_code").null_count == 150
+    # AND no handler code read a variable only another function defines, not even with a default: the only such
+    # reads are Settings.from_env's (it reads every setting, each function using its own), e.g. Poll's JOB_TAGS
+    readers = {reader for _function, _name, reader in runtime.lambdas.foreign_reads}
+    assert readers == {"lambdas.shared.settings"}
     # AND Submit read its JOB_TAGS (the job carries them), Finalize its PRICES (the estimate uses the override)
     (job,) = jobs
     assert {tag["key"]: tag["value"] for tag in job["tags"]}.items() >= TAGS.items()

@@ -9,8 +9,9 @@ methods (``upload_file``, ``generate_presigned_url``, ...), as the operations th
 For each call it reads, where the source says them literally:
 
 - the request parameters as paths (``("inputDataConfig", "s3InputDataConfig", "s3Uri")``): keyword arguments, dict
-  and list literals in them, and ``**name`` where ``name`` is a dict built in the same function (literal plus
-  ``name["key"] = ...``) or returned by a function of the same module built that way;
+  and list literals in them, and ``**name`` / values where ``name`` is a dict built in the same function (literal
+  plus ``name["key"] = ...``) or returned by a project function (its parameters bound to the call's arguments),
+  whatever branch built it (the analysis does not follow conditions);
 - the response members read as paths: ``response["a"]``, ``response.get("a")``, ``"a" in response``, chained
   (``response["a"]["b"]``, ``.get("a", {}).get("b")``), through ``for x in response["a"]`` (``"[]"``: a list member or
   an event of an event stream), and ``response[name]`` for ``name`` from a module-level tuple of strings.
@@ -65,6 +66,7 @@ class _Module:
     imported_modules: set[str] = field(default_factory=set)  # local names bound to modules (``from x import aws``)
     constants: dict[str, tuple[str, ...]] = field(default_factory=dict)  # module-level tuples of strings
     functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = field(default_factory=dict)
+    imported_functions: dict[str, tuple[str, str]] = field(default_factory=dict)  # local name -> (module, name)
 
 
 @cache
@@ -130,8 +132,8 @@ def _has_path(shape: Shape | None, path: tuple[str, ...]) -> bool:
     for part in path:
         if shape is None:
             return False
-        if shape.type_name == "map":
-            return True  # any key
+        if shape.type_name == "map" or getattr(shape, "is_document_type", False):
+            return True  # any key: a map, or a document (any JSON, e.g. additionalModelRequestFields)
         if part == LIST_MEMBER:
             if shape.type_name == "list":
                 shape = shape.member
@@ -177,6 +179,8 @@ def _parse(name: str) -> _Module:
             for alias in item.names:
                 if _is_package(base) and _is_module(f"{base}.{alias.name}"):
                     module.imported_modules.add(alias.asname or alias.name)
+                elif _path(base) is not None:
+                    module.imported_functions[alias.asname or alias.name] = (base, alias.name)
     return module
 
 
@@ -279,7 +283,7 @@ def _presigned(
     known = True
     for keyword in node.keywords:
         if keyword.arg == "Params":
-            found, known = _value_paths(module, function, keyword.value)
+            found, known = _value_paths(_Scope(module, function), keyword.value)
             params.extend(found)
     return AwsCall(where, service, operation, tuple(params), known)
 
@@ -293,74 +297,136 @@ def _own_nodes(function: ast.AST) -> Iterator[ast.AST]:
 
 
 # -- request parameters --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Scope:
+    """Where an expression is read: a function of a module, and what its parameters were called with (``bindings``:
+    parameter name -> the argument expression and the caller's scope), when reached through a call."""
+
+    module: _Module
+    function: ast.FunctionDef | ast.AsyncFunctionDef
+    bindings: dict[str, tuple[ast.expr, _Scope]] = field(default_factory=dict)
+    depth: int = 0
+
+
 def _params(
     module: _Module, function: ast.FunctionDef | ast.AsyncFunctionDef, call: ast.Call
 ) -> tuple[tuple[tuple[str, ...], ...], bool]:
+    scope = _Scope(module, function)
     paths: list[tuple[str, ...]] = []
     known = True
     for keyword in call.keywords:
         if keyword.arg is None:  # **request
-            found, ok = _value_paths(module, function, keyword.value)
+            found, ok = _value_paths(scope, keyword.value)
             paths.extend(found)
             known &= ok
         else:
             paths.append((keyword.arg,))
-            found, ok = _value_paths(module, function, keyword.value, nested_only=True)
+            found, ok = _value_paths(scope, keyword.value, nested_only=True)
             paths.extend((keyword.arg, *path) for path in found)
             known &= ok
     return tuple(dict.fromkeys(paths)), known
 
 
-def _value_paths(
-    module: _Module, function: ast.FunctionDef | ast.AsyncFunctionDef, value: ast.expr, *, nested_only: bool = False
-) -> tuple[list[tuple[str, ...]], bool]:
+def _value_paths(scope: _Scope, value: ast.expr, *, nested_only: bool = False) -> tuple[list[tuple[str, ...]], bool]:
     """The key paths a dict-valued expression has; ``(paths, known)``. ``nested_only``: a value that may be a scalar
     (a keyword's value): no dict found is not unknown."""
+    paths: list[tuple[str, ...]] = []
+    known = True
     if isinstance(value, ast.Dict):
-        paths: list[tuple[str, ...]] = []
-        known = True
         for key, item in zip(value.keys, value.values, strict=True):
             if key is None:  # {**other}
-                found, ok = _value_paths(module, function, item)
+                found, ok = _value_paths(scope, item)
                 paths.extend(found)
                 known &= ok
             elif isinstance(key, ast.Constant) and isinstance(key.value, str):
                 paths.append((key.value,))
-                found, ok = _value_paths(module, function, item, nested_only=True)
+                found, ok = _value_paths(scope, item, nested_only=True)
                 paths.extend((key.value, *path) for path in found)
                 known &= ok
             else:
                 known = False
         return paths, known
     if isinstance(value, ast.List | ast.ListComp):
-        elements = value.elts if isinstance(value, ast.List) else [value.elt]
-        paths = []
-        known = True
-        for element in elements:
-            found, ok = _value_paths(module, function, element, nested_only=True)
+        for element in value.elts if isinstance(value, ast.List) else [value.elt]:
+            found, ok = _value_paths(scope, element, nested_only=True)
             paths.extend((LIST_MEMBER, *path) for path in found)
             known &= ok
         return paths, known
+    if isinstance(value, ast.IfExp):
+        for branch in (value.body, value.orelse):
+            found, ok = _value_paths(scope, branch, nested_only=nested_only)
+            paths.extend(found)
+            known &= ok
+        return paths, known
     if isinstance(value, ast.Name):
-        return _variable_paths(module, function, value.id, nested_only)
-    if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in module.functions:
-        returned = _returned_name(module.functions[value.func.id])
-        if returned is not None:
-            return _variable_paths(module, module.functions[value.func.id], returned, nested_only)
+        return _variable_paths(scope, value.id, nested_only)
+    if isinstance(value, ast.Call) and isinstance(value.func, ast.Name):
+        if value.func.id == "dict" and len(value.args) == 1 and not value.keywords:
+            return _value_paths(scope, value.args[0], nested_only=nested_only)
+        callee = _function(scope.module, value.func.id)
+        if callee is not None and scope.depth < 6:
+            return _returned_paths(scope, value, *callee, nested_only=nested_only)
     return [], nested_only
 
 
-def _variable_paths(
-    module: _Module, function: ast.FunctionDef | ast.AsyncFunctionDef, name: str, nested_only: bool
+def _function(module: _Module, name: str) -> tuple[_Module, ast.FunctionDef | ast.AsyncFunctionDef] | None:
+    """The project function ``name`` means in ``module``: its own, or one it imports from another project module."""
+    if name in module.functions:
+        return module, module.functions[name]
+    if name in module.imported_functions:
+        source, original = module.imported_functions[name]
+        other = _parse(source)
+        if original in other.functions:
+            return other, other.functions[original]
+    return None
+
+
+def _returned_paths(
+    caller: _Scope,
+    call: ast.Call,
+    module: _Module,
+    function: ast.FunctionDef | ast.AsyncFunctionDef,
+    *,
+    nested_only: bool,
 ) -> tuple[list[tuple[str, ...]], bool]:
+    """The key paths of what ``function`` returns when called by ``call`` (its parameters bound to the arguments)."""
+    parameters = [a.arg for a in (*function.args.posonlyargs, *function.args.args, *function.args.kwonlyargs)]
+    bindings = {name: (arg, caller) for name, arg in zip(parameters, call.args, strict=False)}
+    bindings |= {k.arg: (k.value, caller) for k in call.keywords if k.arg is not None}
+    scope = _Scope(module, function, bindings, caller.depth + 1)
+    paths: list[tuple[str, ...]] = []
+    known = True
+    for node in _own_nodes(function):
+        if isinstance(node, ast.Return) and node.value is not None:
+            found, ok = _value_paths(scope, node.value, nested_only=nested_only)
+            paths.extend(found)
+            known &= ok
+    return paths, known
+
+
+_VISITING: set[tuple[int, str]] = set()  # (scope, variable) being resolved: ``x = dict(x)`` must not loop
+
+
+def _variable_paths(scope: _Scope, name: str, nested_only: bool) -> tuple[list[tuple[str, ...]], bool]:
+    key = (id(scope), name)
+    if key in _VISITING:
+        return [], True  # the variable's other assignments say what it holds
+    _VISITING.add(key)
+    try:
+        return _assigned_paths(scope, name, nested_only)
+    finally:
+        _VISITING.discard(key)
+
+
+def _assigned_paths(scope: _Scope, name: str, nested_only: bool) -> tuple[list[tuple[str, ...]], bool]:
     paths: list[tuple[str, ...]] = []
     known, assigned = True, False
-    for node in _own_nodes(function):
+    for node in _own_nodes(scope.function):
         if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for target in targets:
                 if isinstance(target, ast.Name) and target.id == name:
-                    found, ok = _value_paths(module, function, node.value, nested_only=nested_only)
+                    found, ok = _value_paths(scope, node.value, nested_only=nested_only)
                     paths.extend(found)
                     known &= ok
                     assigned = True
@@ -371,17 +437,16 @@ def _variable_paths(
                     and isinstance(target.slice, ast.Constant)
                 ):
                     paths.append((str(target.slice.value),))
-                    found, ok = _value_paths(module, function, node.value, nested_only=True)
+                    found, ok = _value_paths(scope, node.value, nested_only=True)
                     paths.extend((str(target.slice.value), *path) for path in found)
                     known &= ok
+    if not assigned and name in scope.bindings:  # a parameter: what the caller passed
+        argument, caller = scope.bindings[name]
+        found, ok = _value_paths(caller, argument, nested_only=nested_only)
+        return paths + found, known and ok
     if not assigned:
-        return [], nested_only  # a parameter of the function, or made elsewhere
+        return paths, nested_only  # a parameter of the function, or made elsewhere
     return paths, known
-
-
-def _returned_name(function: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
-    names = {n.value.id for n in _own_nodes(function) if isinstance(n, ast.Return) and isinstance(n.value, ast.Name)}
-    return names.pop() if len(names) == 1 else None
 
 
 # -- response members ----------------------------------------------------------------------------------------------

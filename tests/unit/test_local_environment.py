@@ -82,6 +82,25 @@ def test_reading_a_variable_only_another_function_defines_is_a_function_error() 
     assert present == "data" and present_headers == {}
 
 
+def read_with_default(event: dict[str, Any], context: Any) -> str:
+    """A handler that reads a variable with a default, as ``os.environ.get("PRICES", "")`` would."""
+    return os.environ.get(event["name"], "default")
+
+
+def test_a_read_with_a_default_of_another_functions_variable_is_recorded_with_its_reader() -> None:
+    # GIVEN Poll, which defines no PRICES, while Finalize does
+    poll = LocalFunction("Poll", "Poll", f"{HERE}.read_with_default", {"DATA_BUCKET": "data"})
+    environ = PerThreadEnviron({})
+    lambdas = InProcessLambdas([poll, FINALIZE], environ)
+    # WHEN Poll's handler reads PRICES with a default, and a variable no function defines
+    with environ.installed():
+        prices, _ = _invoke(lambdas, "Poll", {"name": "PRICES"})
+        other, _ = _invoke(lambdas, "Poll", {"name": "NOBODY_DEFINES_THIS"})
+    # THEN it gets the default (as on AWS), and the foreign read is recorded with the module that made it
+    assert prices == other == "default"
+    assert lambdas.foreign_reads == {("Poll", "PRICES", HERE)}
+
+
 def test_function_environment_is_its_definition_plus_lambdas_own_variables() -> None:
     # GIVEN Submit's definition (256 MB) and a process environment with the runtime's quiet log level
     process = {"HOME": "/home/me", "POWERTOOLS_LOG_LEVEL": "WARNING", "JOB_TAGS": "from the shell"}
