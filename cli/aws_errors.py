@@ -20,6 +20,8 @@ from botocore.exceptions import (
     UnauthorizedSSOTokenError,
 )
 
+from lambdas.gateway.errors import BEDROCK_ERRORS
+
 EXIT_SETUP = 2  # the same code as bad input: the command cannot run as the machine is set up
 
 NO_CREDENTIALS = "no AWS credentials found: run `aws configure` (or `aws sso login`) or set AWS_PROFILE"
@@ -50,6 +52,8 @@ MODEL_ACCESS_HINTS = (
     "model access is denied",
     "your account is not authorized to invoke this api operation",  # ValidationException, model not enabled there
     "not authorized to perform the required aws marketplace actions",
+    # the gateway's own answer to AccessDeniedException (it keeps Bedrock's message, which names its role, to its log)
+    BEDROCK_ERRORS["AccessDeniedException"].advice.split(".")[0].lower(),
 )
 
 

@@ -100,15 +100,19 @@ def poll(state: JobState, *, bedrock: Any, timeout_hours: int, now: datetime | N
     running = job["status"] not in TERMINAL_STATUSES and job["status"] != "Stopping"
     if running and stop_requested_at is None and deadline is not None and past_deadline(deadline, now):
         refused = stop(state, bedrock=bedrock)
-        if refused is not None:
-            job = refused
-        else:
-            stop_requested_at = now.isoformat()
-            message = (
-                f"stopped by the orchestrator: still {job['status']} at {now.isoformat()}, more than "
-                f"{DEADLINE_MARGIN} after the service's deadline {deadline.isoformat()}"
-            )
-            logger.warning("job past the service's deadline; stop requested", deadline=str(deadline))
+        if refused is not None:  # the job ended (or began stopping) meanwhile: follow it as read again
+            return _followed(state, refused, message, stop_requested_at)
+        stop_requested_at = now.isoformat()
+        message = (
+            f"stopped by the orchestrator: still {job['status']} at {now.isoformat()}, more than "
+            f"{DEADLINE_MARGIN} after the service's deadline {deadline.isoformat()}"
+        )
+        logger.warning("job past the service's deadline; stop requested", deadline=str(deadline))
+    return _followed(state, job, message, stop_requested_at)
+
+
+def _followed(state: JobState, job: dict[str, Any], message: str | None, stop_requested_at: str | None) -> JobState:
+    """The state after one poll: the job's status, message and record counters as Bedrock reported them."""
     status = job["status"]
     counters = {name: int(job[name]) for name in COUNTERS if name in job}
     return state.model_copy(
