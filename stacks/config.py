@@ -19,6 +19,7 @@ from typing import Any, Protocol
 # exactly the profiles the Lambdas accept. model_families imports the standard library only, so synth stays cheap and
 # offline (tests/unit/test_model_families.py guards that).
 from lambdas.shared.model_families import PROFILE_PREFIXES
+from lambdas.shared.models import DEADLINE_MARGIN
 
 ARCHITECTURES = ("arm64", "x86_64")
 INFERENCE_PROFILE_PREFIXES = tuple(f"{geo}." for geo in PROFILE_PREFIXES)  # us., us-gov., eu., apac., ..., global.
@@ -112,7 +113,7 @@ class BatchConfig:
     max_concurrent_jobs: int = 20
     poll_interval_seconds: int = 60
     job_timeout_hours: int = 72
-    execution_timeout_hours: int = 96
+    execution_timeout_hours: int = 150  # 2 * late_job_hours(72)
     max_records_per_job: int = 50_000
     allowed_model_ids: tuple[str, ...] = DEFAULT_ALLOWED_MODEL_IDS
     bedrock_regions: tuple[str, ...] = DEFAULT_BEDROCK_REGIONS
@@ -494,6 +495,13 @@ class ObservabilityConfig:
         )
 
 
+def late_job_hours(job_timeout_hours: int) -> int:
+    """How long one job can hold a run: its own timeout, then Poll's ``DEADLINE_MARGIN`` past the service's deadline
+    before it stops the job, then an hour for the stop and the output. The state machine's timeout is at least this,
+    and by default twice it (a planned job and then a resubmission job, each running to its deadline)."""
+    return job_timeout_hours + int(DEADLINE_MARGIN.total_seconds() // 3600) + 1
+
+
 @dataclass(frozen=True)
 class AppConfig:
     batch: BatchConfig
@@ -520,10 +528,14 @@ class AppConfig:
             job_timeout_hours=job_timeout,
             execution_timeout_hours=ctx.integer(
                 "executionTimeoutHours",
-                job_timeout + 24,
-                job_timeout + 1,
+                2 * late_job_hours(job_timeout),
+                late_job_hours(job_timeout),
                 MAX_EXECUTION_TIMEOUT_HOURS,
-                why=f" (more than jobTimeoutHours={job_timeout}, at most one year)",
+                why=(
+                    f" (at least jobTimeoutHours={job_timeout} + {late_job_hours(job_timeout) - job_timeout} h: the "
+                    "time Poll waits past a job's deadline before it stops it, and an hour for the stop; at most one "
+                    "year)"
+                ),
             ),
             max_records_per_job=ctx.integer("maxRecordsPerJob", b.max_records_per_job, 100, 50_000),
             allowed_model_ids=ctx.strings("allowedModelIds", b.allowed_model_ids, _check_model_id),

@@ -23,14 +23,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from lambdas.shared.models import TERMINAL_STATUSES, JobState
+from lambdas.shared.models import DEADLINE_MARGIN, TERMINAL_STATUSES, JobState
 from lambdas.shared.observability import logger
 
 COUNTERS = ("totalRecordCount", "processedRecordCount", "successRecordCount", "errorRecordCount")
-# How long after the service's own deadline a job that is still running is stopped. Bedrock ends such a job itself
-# (Expired or PartiallyCompleted) and has to write the output of a partial job first, which takes time; how long is
-# undocumented. Two hours leave it room without a stuck job holding a run (and a quota slot) for long.
-DEADLINE_MARGIN = timedelta(hours=2)
 MAX_UNREADABLE_POLLS = 10  # ~10 poll intervals of a status that cannot be read before the job is given up
 # Errors of StopModelInvocationJob that mean "this job cannot be stopped (any more)": botocore lists both for the
 # operation, and which one a job that already ended gets is undocumented, so both are read as the race.

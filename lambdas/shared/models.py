@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -14,6 +15,11 @@ from lambdas.shared.quotas import BatchQuotas
 # The statuses a job ends in. Not "Stopping": a stopped job writes the output of what it processed before Bedrock
 # reports "Stopped" (docs/bedrock-facts.md, "Job statuses, stop semantics and deadlines").
 TERMINAL_STATUSES = frozenset({"Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired"})
+# How long after the service's own deadline a job that is still running is stopped (Poll). Bedrock ends such a job
+# itself (Expired or PartiallyCompleted) and has to write the output of a partial job first, which takes time; how long
+# is undocumented. Two hours leave it room without a stuck job holding a run (and a quota slot) for long. The
+# execution timeout's bounds (stacks/config.py) follow it.
+DEADLINE_MARGIN = timedelta(hours=2)
 MIN_RECORDS_PER_JOB = 100
 MAX_RECORDS_PER_JOB = 50_000
 # Bedrock's input file limit (1 GB; one file per job here, so also under the 5 GB per job), in decimal bytes to be safe

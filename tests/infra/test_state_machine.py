@@ -21,12 +21,13 @@ LAMBDA_SERVICE_ERRORS = [
 def test_state_machine_logs_everything_traces_and_times_out(synthesized: Synthesized, definition: dict) -> None:
     # GIVEN the state machine resource
     props = synthesized.resource(synthesized.stack.workflow.state_machine)["Properties"]
-    # WHEN / THEN it is Standard, logs ALL with execution data, traces, and times out jobTimeoutHours + 24 h later
+    # WHEN / THEN it is Standard, logs ALL with execution data, traces, and times out after room for two jobs each
+    # running to its deadline (jobTimeoutHours) plus Poll's 2-hour margin and an hour for the stop
     assert props["StateMachineType"] == "STANDARD"
     assert props["LoggingConfiguration"]["Level"] == "ALL"
     assert props["LoggingConfiguration"]["IncludeExecutionData"] is True
     assert props["TracingConfiguration"] == {"Enabled": True}
-    assert definition["TimeoutSeconds"] == (72 + 24) * 3600
+    assert definition["TimeoutSeconds"] == 2 * (72 + 2 + 1) * 3600
 
 
 JOB_MAPS = [

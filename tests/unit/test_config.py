@@ -33,7 +33,7 @@ def test_defaults_without_context() -> None:
     cfg = AppConfig.from_context({})
     assert cfg == AppConfig(batch=BatchConfig(), functions=FunctionConfig(), storage=StorageConfig())
     assert cfg.batch.max_concurrent_jobs == 20
-    assert cfg.batch.execution_timeout_hours == 96
+    assert cfg.batch.execution_timeout_hours == 2 * (72 + 2 + 1)
     assert cfg.batch.allowed_model_ids == DEFAULT_ALLOWED_MODEL_IDS
     assert cfg.functions.architecture == "arm64"
     assert cfg.storage.auto_delete_objects is False
@@ -53,10 +53,11 @@ def test_cli_strings_are_cast() -> None:
     }
     # WHEN reading the config
     cfg = AppConfig.from_context(context)
-    # THEN each is cast to its type, and executionTimeoutHours follows jobTimeoutHours
+    # THEN each is cast to its type, and executionTimeoutHours follows jobTimeoutHours: a planned job and a
+    # resubmission job, each running to its deadline plus Poll's 2-hour margin and an hour for the stop
     assert cfg.batch.max_concurrent_jobs == 7
     assert cfg.batch.poll_interval_seconds == 5
-    assert cfg.batch.execution_timeout_hours == 48
+    assert cfg.batch.execution_timeout_hours == 2 * (24 + 2 + 1)
     assert cfg.storage.auto_delete_objects is True
     assert cfg.batch.allowed_model_ids == ("amazon.nova-lite-v1:0", "us.amazon.nova-pro-v1:0")
     assert cfg.batch.bedrock_regions == ("us-east-1", "us-west-2")
@@ -136,7 +137,7 @@ def test_every_known_key_is_read() -> None:
         "maxConcurrentJobs": "20",
         "pollIntervalSeconds": "60",
         "jobTimeoutHours": "72",
-        "executionTimeoutHours": "96",
+        "executionTimeoutHours": "150",
         "maxRecordsPerJob": "50000",
         "allowedModelIds": ",".join(DEFAULT_ALLOWED_MODEL_IDS),
         "bedrockRegions": "us-east-1,us-east-2,us-west-2",
