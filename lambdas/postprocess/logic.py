@@ -286,7 +286,7 @@ def postprocess(state: JobState, *, s3: Any, workdir: Path) -> JobResult:
         joined = JoinedOutput(first_row=job.first_row, count=job.record_count, kind=run.output_kind)
     tokens = {"inputTokenCount": 0, "outputTokenCount": 0}
     if state.job_arn:
-        prefix = f"{layout.bedrock_output_prefix(run.run_id)}{layout.job_id_from_arn(state.job_arn)}/"
+        prefix = layout.job_output_prefix(run.run_id, job.index, resubmission=job.resubmission)
         tokens = read_outputs(s3, run.bucket, prefix, joined, run.family, workdir)
     code, message = missing_reason(state)
     joined.fill_missing(code, message)

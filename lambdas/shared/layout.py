@@ -55,6 +55,14 @@ def bedrock_output_prefix(run_id: str) -> str:
     return f"runs/{run_id}/bedrock-output/"
 
 
+def job_output_prefix(run_id: str, index: int, *, resubmission: bool = False) -> str:
+    """The output S3 URI of one job (its ``outputDataConfig``): a folder of its own, so whatever layout Bedrock writes
+    under it (a folder named by the job id, or none: docs/bedrock-facts.md, "Records, output layout and record
+    errors"), every ``*.jsonl.out`` and ``manifest.json.out`` below it is this job's and no other's."""
+    tail = f"r{index:04d}" if resubmission else f"{index:04d}"
+    return f"{bedrock_output_prefix(run_id)}{tail}/"
+
+
 def output_key(run_id: str, index: int, *, resubmission: bool = False) -> str:
     return f"{_jobs_root(run_id, resubmission)}output/{index:04d}.parquet"
 

@@ -69,7 +69,8 @@ def build_request(
     ``tags`` (cdk.json ``tags``) go on the job next to its run id (which they cannot replace); ``vpc`` (subnet ids,
     security group ids; cdk.json ``batchVpc``) runs the job in a VPC."""
     run, job = state.run, state.job
-    output: dict[str, str] = {"s3Uri": f"s3://{run.bucket}/{layout.bedrock_output_prefix(run.run_id)}"}
+    prefix = layout.job_output_prefix(run.run_id, job.index, resubmission=job.resubmission)
+    output: dict[str, str] = {"s3Uri": f"s3://{run.bucket}/{prefix}"}
     if output_kms_key_id:
         output["s3EncryptionKeyId"] = output_kms_key_id
     job_tags = [{"key": RUN_TAG, "value": run.run_id}]

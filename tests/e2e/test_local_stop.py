@@ -57,7 +57,7 @@ def test_a_stopped_job_keeps_what_it_processed_and_only_the_rest_is_resubmitted(
         jobs = runtime.emulator.jobs()
         s3, bucket = runtime.emulator.state.s3, runtime.bucket
         (stopped,) = [job for job in jobs if job["fault"] == "job_stopped"]
-        stopped_output = f"{layout.bedrock_output_prefix(run_id)}{stopped['jobId']}/"
+        stopped_output = stopped["outputDataConfig"]["s3OutputDataConfig"]["s3Uri"].split(f"{bucket}/", 1)[1]
         processed = record_ids(s3, bucket, stopped_output, ".jsonl.out")
         stopped_input = stopped["inputDataConfig"]["s3InputDataConfig"]["s3Uri"].split(f"{bucket}/", 1)[1]
         unprocessed = Counter(record_ids(s3, bucket, stopped_input, ".jsonl")) - processed
@@ -143,9 +143,8 @@ def test_the_fault_run_with_retryable_record_errors_and_a_stopped_job_bills_no_r
         (stopped,) = [job for job in rt.emulator.jobs() if job["fault"] == "job_stopped"]
         stopped_input = stopped["inputDataConfig"]["s3InputDataConfig"]["s3Uri"].split(f"{bucket}/", 1)[1]
         stopped_records = record_ids(s3, bucket, stopped_input, ".jsonl")
-        stopped_processed = record_ids(
-            s3, bucket, f"{layout.bedrock_output_prefix(run_id)}{stopped['jobId']}/", ".jsonl.out"
-        )
+        stopped_output = stopped["outputDataConfig"]["s3OutputDataConfig"]["s3Uri"].split(f"{bucket}/", 1)[1]
+        stopped_processed = record_ids(s3, bucket, stopped_output, ".jsonl.out")
         lines = output_lines(s3, bucket, layout.bedrock_output_prefix(run_id))
         submitted = record_ids(s3, bucket, f"{layout.run_prefix(run_id)}/jobs/", ".jsonl")
         resubmitted = record_ids(s3, bucket, f"{layout.run_prefix(run_id)}/retry/jobs/", ".jsonl")

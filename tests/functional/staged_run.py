@@ -87,9 +87,10 @@ def stage_planned_jobs(s3: Any, codes_per_job: list[list[str | None]]) -> dict[s
     return run_context(first, len(codes_per_job))
 
 
-def bedrock_output(s3: Any, job_id: str, lines: list[dict[str, Any]]) -> str:
-    """Write a ``.jsonl.out`` as Bedrock would for job ``job_id`` (12 characters); returns the job ARN."""
-    key = f"{layout.bedrock_output_prefix(RUN)}{job_id}/0000.jsonl.out"
+def bedrock_output(s3: Any, job_id: str, lines: list[dict[str, Any]], *, index: int, resubmission: bool) -> str:
+    """Write a ``.jsonl.out`` as Bedrock would for job ``job_id`` (12 characters), under the output URI Submit gives
+    job ``index``; returns the job ARN."""
+    key = f"{layout.job_output_prefix(RUN, index, resubmission=resubmission)}{job_id}/0000.jsonl.out"
     s3.put_object(Bucket=BUCKET, Key=key, Body=b"".join(json.dumps(line).encode() + b"\n" for line in lines))
     return f"arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/{job_id}"
 

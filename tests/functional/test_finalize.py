@@ -35,7 +35,7 @@ def plan_resubmission(s3, lambda_context, run: dict[str, Any]) -> list[dict[str,
 
 
 def run_retry_job(s3, lambda_context, run: dict, job: dict, lines: list[dict], status="Completed") -> dict:
-    job_arn = bedrock_output(s3, f"retry{job['index']:07d}", lines)
+    job_arn = bedrock_output(s3, f"retry{job['index']:07d}", lines, index=job["index"], resubmission=True)
     state = {"run": run, "job": job, "job_arn": job_arn, "status": status, "terminal": True}
     return postprocess_handler.lambda_handler(state, lambda_context)
 

@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lambdas.postprocess import handler
+from lambdas.shared import layout
 from tests.functional.conftest import BUCKET
 
 RUN = "run-1"
@@ -51,8 +52,10 @@ def state(first_row: int, count: int, *, status="Completed", job_arn=JOB_ARN, ki
     }
 
 
-def put_output(s3, lines: list[bytes], name="0001.jsonl.out", manifest=None):
-    prefix = f"runs/{RUN}/bedrock-output/abcdefghijkl/"
+def put_output(s3, lines: list[bytes], name="0001.jsonl.out", manifest=None, job_folder="abcdefghijkl/"):
+    """Bedrock's output of job 1 under the output URI Submit gives it: in a folder named by the job id (as the
+    emulator writes it), or ``job_folder=""`` directly under the URI."""
+    prefix = layout.job_output_prefix(RUN, 1) + job_folder
     s3.put_object(Bucket=BUCKET, Key=prefix + name, Body=b"\n".join(lines) + b"\n")
     if manifest:
         s3.put_object(Bucket=BUCKET, Key=prefix + "manifest.json.out", Body=json.dumps(manifest).encode())
@@ -97,6 +100,24 @@ def test_left_join_keeps_every_row_whatever_the_output_order(s3, lambda_context)
     assert (result["input_tokens"], result["output_tokens"]) == (11, 22)
     stored = json.loads(s3.get_object(Bucket=BUCKET, Key=f"runs/{RUN}/results/0001.json")["Body"].read())
     assert stored == result
+
+
+@pytest.mark.parametrize("job_folder", ["abcdefghijkl/", "", "some/deeper/folder/"])
+def test_the_jobs_output_is_read_wherever_bedrock_writes_it_under_the_jobs_uri(s3, lambda_context, job_folder):
+    # GIVEN job 1's output and manifest under its own output URI: in a folder named by the job id (as the emulator
+    # writes it), directly under the URI, or deeper (Bedrock's layout under the URI is undocumented)
+    stage_records(s3, 300)
+    put_output(
+        s3, [ok(i, f"answer {i}") for i in range(150, 300)], manifest={"inputTokenCount": 3}, job_folder=job_folder
+    )
+    # AND another job's output beside it, under its own URI (job 0), which job 1 must not read
+    s3.put_object(Bucket=BUCKET, Key=layout.job_output_prefix(RUN, 0) + "zyxw/0000.jsonl.out", Body=ok(151, "wrong"))
+    # WHEN postprocess runs for job 1
+    result = handler.lambda_handler(state(150, 150), lambda_context)
+    # THEN every row has its own answer and the manifest's tokens are counted
+    rows = read_output(s3).to_pylist()
+    assert [r["response"] for r in rows] == [f"answer {i}" for i in range(150, 300)]
+    assert result["succeeded"] == 150 and result["input_tokens"] == 3
 
 
 @pytest.mark.parametrize(

@@ -106,6 +106,10 @@ def test_a_resubmission_job_is_a_new_job_and_its_retried_submit_is_not(s3, emula
     assert first["job_arn"] == second["job_arn"]
     assert emulator.jobs_created_per_model() == {CLAUDE: 2}
     assert first["job_name"] == "jokes-run-1-r0000"
+    # AND each job writes under an output URI of its own, so Postprocess reads one job's output only, whatever
+    # layout Bedrock writes under it
+    uris = [job["outputDataConfig"]["s3OutputDataConfig"]["s3Uri"] for job in emulator.jobs()]
+    assert uris == [f"s3://{BUCKET}/runs/run-1/bedrock-output/0000/", f"s3://{BUCKET}/runs/run-1/bedrock-output/r0000/"]
 
 
 KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
