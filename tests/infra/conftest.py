@@ -85,6 +85,27 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+def flat(node: Any) -> Any:
+    """A template value made readable: references as ``<LogicalId>`` / ``<Id.Attr>``, ``Fn::FindInMap`` as
+    ``<Map[key].name>``, ``Fn::Join`` joined into one string (ARNs, JSON strings with tokens inside); lists and other
+    dicts are walked, anything else is returned as it is."""
+    if isinstance(node, list):
+        return [flat(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "Fn::Join" in node:
+        delimiter, parts = node["Fn::Join"]
+        return delimiter.join(str(flat(part)) for part in parts)
+    if "Ref" in node:
+        return f"<{node['Ref']}>"
+    if "Fn::GetAtt" in node:
+        return "<{}.{}>".format(*node["Fn::GetAtt"])
+    if "Fn::FindInMap" in node:
+        mapping, top, second = (flat(part) for part in node["Fn::FindInMap"])
+        return f"<{mapping}[{top}].{second}>"
+    return {key: flat(value) for key, value in node.items()}
+
+
 def _reference(node: dict[str, Any]) -> str:
     if "Ref" in node:
         return f"<{node['Ref']}>"

@@ -36,6 +36,7 @@ from botocore import xform_name
 
 from stacks.constructs.invocation_logging import PROVIDER_ID
 from stacks.constructs.model_gateway import RUN_SCRIPT
+from tests.infra.conftest import flat
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -307,20 +308,6 @@ def _kms_for_code(actions: Mapping[str, str]) -> set[tuple[str, str]]:
 # --- template -----------------------------------------------------------------------------------------------------
 
 
-def _flat(node: Any) -> str:
-    """A CloudFormation value as text, references as <LogicalId> (enough to read JSON strings with tokens inside)."""
-    if isinstance(node, str):
-        return node
-    if isinstance(node, dict) and "Fn::Join" in node:
-        delimiter, items = node["Fn::Join"]
-        return delimiter.join(_flat(item) for item in items)
-    if isinstance(node, dict) and "Ref" in node:
-        return f"<{node['Ref']}>"
-    if isinstance(node, dict) and "Fn::GetAtt" in node:
-        return f"<{'.'.join(node['Fn::GetAtt'])}>"
-    return json.dumps(node)
-
-
 def _role_id(node: Any) -> str | None:
     if isinstance(node, dict) and "Fn::GetAtt" in node:
         return str(node["Fn::GetAtt"][0])
@@ -345,7 +332,7 @@ def _sdk_calls(resources: Mapping[str, Any]) -> dict[str, str]:
         for phase in ("Create", "Update", "Delete"):
             if phase not in resource["Properties"]:
                 continue
-            call = json.loads(_flat(resource["Properties"][phase]))
+            call = json.loads(flat(resource["Properties"][phase]))
             service = call["service"].removeprefix("@aws-sdk/client-")
             actions.update(operation_actions(service, call["action"], passed=_keys(call.get("parameters", {}))))
     return actions
@@ -369,7 +356,7 @@ def _states(definition: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
 
 def _state_machine_use(props: Mapping[str, Any], functions: set[str]) -> Use:
     """``functions``: the logical ids of the template's Lambda functions (a task may name one by its ARN)."""
-    definition = json.loads(_flat(props["DefinitionString"]))
+    definition = json.loads(flat(props["DefinitionString"]))
     actions: dict[str, str] = {}
     for state in _states(definition):
         resources = [state.get("Resource", ""), state.get("ItemReader", {}).get("Resource", "")]
@@ -419,7 +406,7 @@ def role_uses(template: Mapping[str, Any]) -> dict[str, Use]:
             continue
         (trust,) = resource["Properties"]["AssumeRolePolicyDocument"]["Statement"]
         service = trust["Principal"]["Service"]
-        source = _flat(trust.get("Condition", {}).get("ArnLike", {}).get("aws:SourceArn", ""))
+        source = flat(trust.get("Condition", {}).get("ArnLike", {}).get("aws:SourceArn", ""))
         matches = [a for (s, fragment), a in SERVICE_ROLE_ACTIONS.items() if s == service and fragment in source]
         if matches:
             documented = matches[0]
@@ -435,10 +422,10 @@ def role_uses(template: Mapping[str, Any]) -> dict[str, Use]:
 def _kms_scope(statement: Mapping[str, Any]) -> str:
     conditions = {key: value for block in statement.get("Condition", {}).values() for key, value in block.items()}
     if "kms:ViaService" in conditions:
-        return "via:" + _flat(conditions["kms:ViaService"]).split(".", 1)[0]
+        return "via:" + flat(conditions["kms:ViaService"]).split(".", 1)[0]
     if "kms:EncryptionContext:aws:states:stateMachineArn" in conditions:
         return "states"
-    if ":logs:" in _flat(conditions.get("kms:EncryptionContext:SourceArn", "")):
+    if ":logs:" in flat(conditions.get("kms:EncryptionContext:SourceArn", "")):
         return "logs-delivery"
     return "direct" if not conditions else "unknown"
 

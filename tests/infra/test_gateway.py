@@ -21,7 +21,7 @@ from stacks.config import WEB_ADAPTER_LAYER_VERSION, GatewayBot, GatewayConfig
 from stacks.constructs.model_gateway import MODEL_ACTIONS, bot_model_arns
 from stacks.gateway_stack import GatewayStack
 from stacks.synth import GATEWAY_STACK_NAME, STACK_NAME, build_app, gateway_stack
-from tests.infra.conftest import cfn_lint
+from tests.infra.conftest import as_list, cfn_lint, flat
 
 BOTS_FILE = "tests/infra/data/gateway_bots.json"
 CONTEXT = {
@@ -95,23 +95,6 @@ def function(gateway: Gateway) -> dict[str, Any]:
     return props["Properties"]
 
 
-def flat(node: Any) -> Any:
-    """CloudFormation references as ``<LogicalId>`` / ``<Id.Attr>``, ``Fn::Join`` joined: ARNs become readable."""
-    if isinstance(node, dict) and "Fn::Join" in node:
-        delimiter, parts = node["Fn::Join"]
-        return delimiter.join(flat(part) for part in parts)
-    if isinstance(node, dict) and "Ref" in node:
-        return f"<{node['Ref']}>"
-    if isinstance(node, dict) and "Fn::GetAtt" in node:
-        return "<{}.{}>".format(*node["Fn::GetAtt"])
-    if isinstance(node, dict) and "Fn::FindInMap" in node:
-        mapping, top, second = (flat(part) for part in node["Fn::FindInMap"])
-        return f"<{mapping}[{top}].{second}>"
-    if isinstance(node, list):
-        return [flat(item) for item in node]
-    return node
-
-
 def statements(gateway: Gateway) -> list[dict[str, Any]]:
     role_id = gateway.logical_id(gateway.stack.gateway.function.role)
     policies = [*gateway.of_type("AWS::IAM::Policy").values(), *gateway.of_type("AWS::IAM::ManagedPolicy").values()]
@@ -121,10 +104,6 @@ def statements(gateway: Gateway) -> list[dict[str, Any]]:
         if {"Ref": role_id} in policy.get("Roles", [])
         for statement in policy["PolicyDocument"]["Statement"]
     ]
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
 
 
 def test_methods_stream_from_lambda_with_a_15_minute_timeout(gateway: Gateway) -> None:

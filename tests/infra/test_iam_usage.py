@@ -20,7 +20,7 @@ from aws_cdk.assertions import Template
 from stacks.constructs.encryption_key import LOGS_KEY_ACTIONS
 from stacks.constructs.invocation_logging import PROVIDER_ID
 from stacks.synth import build_app
-from tests.infra.conftest import Synthesized
+from tests.infra.conftest import Synthesized, flat
 from tests.infra.iam_usage import PROJECT_ROOT, code_actions, role_statements, ungranted_calls, unused_grants
 
 # make synth-all-options (Makefile ALL_OPTIONS), as context values.
@@ -192,21 +192,6 @@ ACCOUNT = "<AWS::AccountId>"
 REGION_ARN = f"arn:<AWS::Partition>:{{}}:<AWS::Region>:{ACCOUNT}:{{}}"
 
 
-def _flat(node: Any) -> Any:
-    if isinstance(node, list):
-        return [_flat(item) for item in node]
-    if isinstance(node, dict) and "Fn::Join" in node:
-        delimiter, items = node["Fn::Join"]
-        return delimiter.join(str(_flat(item)) for item in items)
-    if isinstance(node, dict) and "Ref" in node:
-        return f"<{node['Ref']}>"
-    if isinstance(node, dict) and "Fn::GetAtt" in node:
-        return f"<{node['Fn::GetAtt'][0]}.{node['Fn::GetAtt'][1]}>"
-    if isinstance(node, dict):
-        return {key: _flat(value) for key, value in node.items()}
-    return node
-
-
 def _service_grants(template: dict[str, Any]) -> list[tuple[str, str, tuple[str, ...], str]]:
     """(resource type, service principal, actions, conditions as JSON) of every Allow to a service principal in a
     key, topic or bucket policy."""
@@ -224,7 +209,7 @@ def _service_grants(template: dict[str, Any]) -> list[tuple[str, str, tuple[str,
             if s["Effect"] != "Allow" or service is None:
                 continue
             actions = tuple(sorted(s["Action"] if isinstance(s["Action"], list) else [s["Action"]]))
-            found.append((resource["Type"], _flat(service), actions, json.dumps(_flat(s["Condition"]), sort_keys=True)))
+            found.append((resource["Type"], flat(service), actions, json.dumps(flat(s["Condition"]), sort_keys=True)))
     return sorted(found)
 
 

@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from lambdas.shared import aws
 from local.emulator import BedrockEmulator, EmulatorState, ManualClock
+from tests.functional.conftest import BUCKET
 
 REGION = "us-east-1"
 
@@ -68,3 +69,19 @@ def user(text: str) -> dict[str, Any]:
 
 def error_code(error: pytest.ExceptionInfo[ClientError]) -> str:
     return str(error.value.response["Error"]["Code"])
+
+
+CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
+ROLE = "arn:aws:iam::123456789012:role/BedrockBatch"
+
+
+def create_job(bedrock: BaseClient, name: str, input_uri: str, model_id: str = CLAUDE, **extra: Any) -> str:
+    """Create a batch job of ``input_uri`` whose output goes under ``s3://<BUCKET>/outputs/``; returns its ARN."""
+    return bedrock.create_model_invocation_job(
+        jobName=name,
+        roleArn=ROLE,
+        modelId=model_id,
+        inputDataConfig={"s3InputDataConfig": {"s3Uri": input_uri, "s3InputFormat": "JSONL"}},
+        outputDataConfig={"s3OutputDataConfig": {"s3Uri": f"s3://{BUCKET}/outputs/"}},
+        **extra,
+    )["jobArn"]

@@ -19,11 +19,9 @@ from botocore.exceptions import ClientError, ParamValidationError
 
 from local.emulator import BedrockEmulator, EmulatorState, ManualClock, Quotas
 from tests.functional.conftest import BUCKET
-from tests.functional.emulator.conftest import emulator_client, error_code
+from tests.functional.emulator.conftest import CLAUDE, ROLE, create_job, emulator_client, error_code
 
-CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
 TITAN = "amazon.titan-embed-text-v2:0"
-ROLE = "arn:aws:iam::123456789012:role/BedrockBatch"
 STATUSES = ["Submitted", "Validating", "Scheduled", "InProgress", "Completed"]
 
 
@@ -44,17 +42,6 @@ def claude_record(index: int) -> dict[str, Any]:
 def put_jsonl(s3: BaseClient, key: str, records: list[dict[str, Any]]) -> str:
     s3.put_object(Bucket=BUCKET, Key=key, Body="".join(json.dumps(r) + "\n" for r in records).encode())
     return f"s3://{BUCKET}/{key}"
-
-
-def create_job(bedrock: BaseClient, name: str, input_uri: str, model_id: str = CLAUDE, **extra: Any) -> str:
-    return bedrock.create_model_invocation_job(
-        jobName=name,
-        roleArn=ROLE,
-        modelId=model_id,
-        inputDataConfig={"s3InputDataConfig": {"s3Uri": input_uri, "s3InputFormat": "JSONL"}},
-        outputDataConfig={"s3OutputDataConfig": {"s3Uri": f"s3://{BUCKET}/outputs/"}},
-        **extra,
-    )["jobArn"]
 
 
 def run_to_end(bedrock: BaseClient, clock: ManualClock, arn: str) -> dict[str, Any]:

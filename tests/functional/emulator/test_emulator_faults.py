@@ -14,10 +14,8 @@ from local.emulator import BedrockEmulator, EmulatorState, ManualClock
 from local.emulator.faults import FAULTS, FaultSpecError, parse_faults
 from local.emulator.jobs import fault_code
 from tests.functional.conftest import BUCKET
-from tests.functional.emulator.conftest import error_code
+from tests.functional.emulator.conftest import CLAUDE, create_job, error_code
 
-CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
-ROLE = "arn:aws:iam::123456789012:role/BedrockBatch"
 TIMEOUT_HOURS = 72  # JOB_TIMEOUT_HOURS in the functional conftest
 
 
@@ -39,19 +37,8 @@ def put_records(s3: BaseClient, key: str, count: int) -> str:
     return f"s3://{BUCKET}/{key}"
 
 
-def create_job(bedrock: BaseClient, name: str, uri: str, **extra: Any) -> str:
-    return bedrock.create_model_invocation_job(
-        jobName=name,
-        roleArn=ROLE,
-        modelId=CLAUDE,
-        inputDataConfig={"s3InputDataConfig": {"s3Uri": uri}},
-        outputDataConfig={"s3OutputDataConfig": {"s3Uri": f"s3://{BUCKET}/out/"}},
-        **extra,
-    )["jobArn"]
-
-
 def output_objects(s3: BaseClient, arn: str) -> dict[str, bytes]:
-    prefix = f"out/{arn.rsplit('/', 1)[-1]}/"
+    prefix = f"outputs/{arn.rsplit('/', 1)[-1]}/"
     listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
     return {
         item["Key"].removeprefix(prefix): s3.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read()
@@ -263,7 +250,7 @@ def test_corrupt_lines_spread_over_jobs_up_to_the_total(
 
 
 def read_output_lines(s3: BaseClient, arn: str, name: str) -> list[dict[str, Any]]:
-    key = f"out/{arn.rsplit('/', 1)[-1]}/{name}"
+    key = f"outputs/{arn.rsplit('/', 1)[-1]}/{name}"
     return [json.loads(line) for line in s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().splitlines()]
 
 

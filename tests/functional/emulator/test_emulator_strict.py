@@ -16,10 +16,7 @@ from local.emulator import BedrockEmulator, ManualClock
 from local.emulator.batch_models import BATCH_MODELS, batch_model
 from stacks.config import DEFAULT_ALLOWED_MODEL_IDS, PROJECT_ROOT
 from tests.functional.conftest import BUCKET
-from tests.functional.emulator.conftest import error_code
-
-CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
-ROLE = "arn:aws:iam::123456789012:role/BedrockBatch"
+from tests.functional.emulator.conftest import CLAUDE, create_job, error_code
 
 
 def claude_input(text: str = "hello") -> dict[str, Any]:
@@ -37,17 +34,6 @@ def put_lines(s3: BaseClient, key: str, lines: list[dict[str, Any]]) -> str:
 
 def records(count: int, model_input: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     return [{"recordId": f"REC{i:08d}", "modelInput": model_input or claude_input(f"text {i}")} for i in range(count)]
-
-
-def create_job(bedrock: BaseClient, name: str, uri: str, model_id: str = CLAUDE, **extra: Any) -> str:
-    return bedrock.create_model_invocation_job(
-        jobName=name,
-        roleArn=ROLE,
-        modelId=model_id,
-        inputDataConfig={"s3InputDataConfig": {"s3Uri": uri}},
-        outputDataConfig={"s3OutputDataConfig": {"s3Uri": f"s3://{BUCKET}/outputs/"}},
-        **extra,
-    )["jobArn"]
 
 
 def refused(error: pytest.ExceptionInfo[ClientError]) -> tuple[str, int, str]:
