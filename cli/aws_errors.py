@@ -20,8 +20,6 @@ from botocore.exceptions import (
     UnauthorizedSSOTokenError,
 )
 
-from lambdas.gateway.errors import BEDROCK_ERRORS
-
 EXIT_SETUP = 2  # the same code as bad input: the command cannot run as the machine is set up
 
 NO_CREDENTIALS = "no AWS credentials found: run `aws configure` (or `aws sso login`) or set AWS_PROFILE"
@@ -52,8 +50,6 @@ MODEL_ACCESS_HINTS = (
     "model access is denied",
     "your account is not authorized to invoke this api operation",  # ValidationException, model not enabled there
     "not authorized to perform the required aws marketplace actions",
-    # the gateway's own answer to AccessDeniedException (it keeps Bedrock's message, which names its role, to its log)
-    BEDROCK_ERRORS["AccessDeniedException"].advice.split(".")[0].lower(),
 )
 
 
@@ -72,8 +68,13 @@ def model_access_fix(model_id: str, region: str | None) -> str:
 
 def names_model_access(text: str | None) -> bool:
     """Does an error text (a Bedrock error message, a job's message, a Lambda error) say model access is missing?"""
+    # Imported here, not at the top: the gateway's modules create the shared logger, whose level a command sets first
+    from lambdas.gateway.errors import BEDROCK_ERRORS
+
+    # the gateway's own answer to AccessDeniedException (it keeps Bedrock's message, which names its role, to its log)
+    gateway_hint = BEDROCK_ERRORS["AccessDeniedException"].advice.split(".")[0].lower()
     lowered = (text or "").lower()
-    return any(hint in lowered for hint in MODEL_ACCESS_HINTS)
+    return any(hint in lowered for hint in (*MODEL_ACCESS_HINTS, gateway_hint))
 
 
 def check_session(session: Any) -> None:

@@ -7,6 +7,8 @@ import asyncio
 import json
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -176,6 +178,24 @@ def test_cli_ask_streams_one_answer_over_http(
     # AND asking a prompt router also prints the model it picked
     assert main(["gateway", "--ask", "hello router", "--bot", "router-claude"]) == 0
     assert re.search(r"\[meta\] hello router\n\[routed to \S*anthropic\.claude\S*\]\n\[done\]", capsys.readouterr().out)
+
+
+def test_cli_ask_in_a_fresh_process_prints_the_answer_and_no_log_line() -> None:
+    # GIVEN a fresh process, as a user runs it (the shared logger is created by whatever imports it first)
+    # WHEN `python -m cli gateway --ask` runs
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POWERTOOLS_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", "gateway", "--ask", "hello fresh", "--bot", "claude-3-haiku"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    # THEN stdout holds the answer between meta and done, and none of the gateway's JSON log or metric lines
+    assert done.returncode == 0, done.stderr
+    assert "[meta] hello fresh\n[done]" in done.stdout
+    assert '"level"' not in done.stdout and '"_aws"' not in done.stdout
 
 
 def test_a_guardrail_blocks_over_http_for_both_clients(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
