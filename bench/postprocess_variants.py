@@ -55,7 +55,7 @@ def ours(workdir: Path, target: Path) -> int:
     slot, a left join by construction, then Parquet out."""
     records = pq.read_table(workdir / "records.parquet")
     joined = logic.JoinedOutput(first_row=0, count=records.num_rows, kind="text")
-    joined.add_file(workdir / "output.jsonl.out", "anthropic", adapter_for_family("anthropic"))
+    joined.add_file(workdir / "output.jsonl.out", "anthropic", adapter_for_family("anthropic"), "output.jsonl.out")
     joined.fill_missing("MISSING_OUTPUT", "no output")
     pq.write_table(logic.build_table(records, joined), target / "ours.parquet", compression="zstd")
     return records.num_rows

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 # The runtime's model registry is the one list of inference-profile prefixes: IAM (bedrock_batch_role.py) must grant
 # exactly the profiles the Lambdas accept. model_families imports the standard library only, so synth stays cheap and
 # offline (tests/unit/test_model_families.py guards that).
-from lambdas.shared.model_families import PROFILE_PREFIXES
+from lambdas.shared.model_families import PROFILE_PREFIXES, batch_model_problem
 from lambdas.shared.models import DEADLINE_MARGIN
 
 ARCHITECTURES = ("arm64", "x86_64")
@@ -538,7 +538,7 @@ class AppConfig:
                 ),
             ),
             max_records_per_job=ctx.integer("maxRecordsPerJob", b.max_records_per_job, 100, 50_000),
-            allowed_model_ids=ctx.strings("allowedModelIds", b.allowed_model_ids, _check_model_id),
+            allowed_model_ids=ctx.strings("allowedModelIds", b.allowed_model_ids, _check_batch_model_id),
             bedrock_regions=ctx.strings("bedrockRegions", b.bedrock_regions, _check_region),
             prices=_prices(context.get("prices", {})),
         )
@@ -697,6 +697,15 @@ def _check_model_id(item: str) -> str | None:
     if item.lower().startswith("arn:") or not _MODEL_ID.match(item):
         return "Bedrock model or inference-profile ids (not ARNs) such as 'anthropic.claude-3-haiku-20240307-v1:0'"
     return None
+
+
+def _check_batch_model_id(item: str) -> str | None:
+    """allowedModelIds: model or inference-profile ids of models that run batch inference jobs."""
+    problem = _check_model_id(item)
+    if problem is not None:
+        return problem
+    no_batch = batch_model_problem(item)
+    return None if no_batch is None else f"ids of models that support batch inference (remove it: {no_batch})"
 
 
 def _check_region(item: str) -> str | None:

@@ -2,7 +2,10 @@
 
 Left join by construction: the job's rows are read from ``records.parquet``; each output line fills the slot of its
 record (record ids are row numbers), so output order does not matter. Rows without a result get an error code: the
-record's own ``error``, or a job-level code when the job failed, expired, was stopped or never started. The output of
+record's own ``error``, or a job-level code when the job failed, expired, was stopped or never started. A line that is
+not valid JSON but whose ``recordId`` can still be read at its start gives its record ``UNPARSABLE_OUTPUT`` (the
+model answered and was billed; resubmission leaves it alone); a line whose ``recordId`` cannot be read is unmatched,
+and its record, without a line, gets the job-level code (``MISSING_OUTPUT`` for a completed job). The output of
 every job is read, whatever its status: a ``Stopped`` or ``PartiallyCompleted`` job's processed records are results
 (billed once, never resubmitted); only its rows without an output line get ``JOB_STOPPED`` / ``NOT_PROCESSED``.
 A resubmission job's rows are the row numbers listed in its rows file; its output keeps them in a ``row`` column.
@@ -11,6 +14,7 @@ A resubmission job's rows are the row numbers listed in its rows file; its outpu
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -31,6 +35,11 @@ from lambdas.shared.run_files import ERROR_CODE, ERROR_MESSAGE, ROW, read_row_nu
 from lambdas.shared.s3io import S3RangeReader, list_keys, put_json
 
 RECORD_ID = "record_id"
+# The code of a row whose output line the model wrote but that cannot be read; never resubmitted (see lambdas/resubmit)
+UNPARSABLE_OUTPUT = "UNPARSABLE_OUTPUT"
+# The recordId at the start of an output line ("View the results of a batch inference job": each line starts with it),
+# read without parsing the rest, so a line cut short still says whose it is; the closing quote must be there.
+_LEADING_RECORD_ID = re.compile(rb'^\s*\{\s*"recordId"\s*:\s*"([A-Za-z0-9]+)"')
 
 # Code for rows with no output line, by the job's final status.
 MISSING_ROW_CODES: dict[str, str] = {
@@ -54,6 +63,13 @@ def read_rows(s3: Any, bucket: str, key: str, first_row: int, count: int) -> pa.
         group_start += rows
     table = parquet.read_row_groups(groups)
     return table.slice(first_row - (start or 0), count)
+
+
+@dataclass(frozen=True)
+class _Garbled:
+    """Stands for the ``modelOutput`` of an output line that is not valid JSON but whose recordId could be read."""
+
+    source: str  # where the line is: the output object's s3:// URI
 
 
 @dataclass
@@ -134,41 +150,55 @@ class JoinedOutput:
                 details = error if isinstance(error, dict) else {"errorMessage": error}
                 code = str(details.get("errorCode") or "RECORD_ERROR")
                 message = str(details.get("errorMessage") or error)
+            elif isinstance(model_output, _Garbled):
+                code = UNPARSABLE_OUTPUT
+                message = (
+                    f"the output line of record {record_id} could not be parsed (not valid JSON); Bedrock processed "
+                    f"the record, so it is not resubmitted; read the line in {model_output.source}"
+                )
             else:
                 try:
                     value = adapter.parse_model_output(model_output)
                 except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                    code, message = "UNPARSABLE_OUTPUT", f"could not read modelOutput: {exc}"
+                    code, message = UNPARSABLE_OUTPUT, f"could not read modelOutput: {exc}"
             values.append(value)
             codes.append(code)
             messages.append(message)
         chunk = _Chunk(pa.array(values, self.value_type), pa.array(codes, pa.string()), pa.array(messages, pa.string()))
         self._place(np.array(ids, dtype=np.int64), chunk)
 
-    def add_lines(self, lines: Any, adapter: ModelAdapter) -> None:
-        """Raw JSONL lines; a corrupt line is unmatched (its record gets the job-level code)."""
-        rows = []
+    def add_lines(self, lines: Any, adapter: ModelAdapter, source: str) -> None:
+        """Raw JSONL lines (bytes or str) of the output object ``source`` (its s3:// URI, named in messages). A line
+        that is not valid JSON gives its record ``UNPARSABLE_OUTPUT`` when its recordId can be read at its start;
+        otherwise it is unmatched (its record gets the job-level code)."""
+        rows: list[tuple[Any, Any, Any]] = []
         for raw in lines:
-            if not raw.strip():
+            data = raw.encode() if isinstance(raw, str) else raw
+            if not data.strip():
                 continue
             try:
-                line = json.loads(raw)
+                line = json.loads(data)
             except ValueError:
                 line = None
             if isinstance(line, dict):
                 rows.append((line.get("recordId"), line.get("error"), line.get("modelOutput")))
-            else:
+                continue
+            leading = _LEADING_RECORD_ID.match(data)
+            if leading is None:
                 rows.append((None, None, None))
+            else:
+                rows.append((leading.group(1).decode(), None, _Garbled(source)))
         self.add_rows(rows, adapter)
 
-    def add_file(self, path: Path, family: str, adapter: ModelAdapter) -> None:
-        """A whole ``.jsonl.out``: Arrow's multithreaded JSON reader and a vectorized reader for the family when one
-        exists; the row-by-row path when any line is corrupt or the output has an unexpected shape."""
+    def add_file(self, path: Path, family: str, adapter: ModelAdapter, source: str) -> None:
+        """A whole ``.jsonl.out`` (downloaded from ``source``, its s3:// URI): Arrow's multithreaded JSON reader and a
+        vectorized reader for the family when one exists; the row-by-row path when any line is corrupt or the output
+        has an unexpected shape."""
         try:
             table = pajson.read_json(path)
         except pa.ArrowInvalid:
             with path.open("rb") as lines:
-                self.add_lines(lines, adapter)
+                self.add_lines(lines, adapter, source)
             return
         reader = columnar.READERS.get(family)
         if reader is not None and "modelOutput" in table.column_names and "recordId" in table.column_names:
@@ -196,7 +226,7 @@ class JoinedOutput:
             messages = pc.if_else(has_error, _error_text(error, "errorMessage", ""), messages)
             values = pc.if_else(has_error, pa.nulls(len(values), self.value_type), values)
         unreadable = pc.and_(pc.is_null(values), pc.is_null(codes))
-        codes = pc.if_else(unreadable, "UNPARSABLE_OUTPUT", codes)
+        codes = pc.if_else(unreadable, UNPARSABLE_OUTPUT, codes)
         messages = pc.if_else(unreadable, "could not read modelOutput", messages)
         numbers = pc.fill_null(ids, -1).to_numpy(zero_copy_only=False)
         self._place(numbers, _Chunk(values, codes.cast(pa.string()), messages.cast(pa.string())))
@@ -264,7 +294,7 @@ def read_outputs(s3: Any, bucket: str, prefix: str, joined: JoinedOutput, family
         if key.endswith(".jsonl.out"):
             local = workdir / "output.jsonl"
             s3.download_file(bucket, key, str(local))
-            joined.add_file(local, family, adapter_for_family(family))
+            joined.add_file(local, family, adapter_for_family(family), f"s3://{bucket}/{key}")
             local.unlink()
         elif key.endswith("manifest.json.out"):
             manifest = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())

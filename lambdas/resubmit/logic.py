@@ -4,14 +4,16 @@ After the planned jobs ("Run jobs"), every row is in ``runs/<run>/output/<NNNN>.
 error. The rows whose error a retry may fix are copied, line for line, from the planned jobs' input files into new
 jobs under ``runs/<run>/retry/`` (only those records, never whole jobs):
 
-- job-level codes (``RETRYABLE_JOB_CODES``): the job failed, expired, was stopped, never started, or its output
-  line is missing or unreadable as JSON;
+- job-level codes (``RETRYABLE_JOB_CODES``): the job failed, expired, was stopped or never started, or the row has
+  no output line (none was written, or one too garbled to say whose it is);
 - record errors that may pass on a second try (``is_retryable``): 408 (timeout), 429 (throttled) and 5xx.
 
 Other record errors (400 malformed input, and every other 4xx) would fail the same way again and be billed again,
-so they are never resubmitted. Retry jobs follow the planned jobs' rules: each holds 100 to ``max_records_per_job``
-records and at most 1 GB, sizes differ by at most one. Fewer than 100 retryable rows make no job: they are reported,
-not resubmitted. The lines are staged in ``/tmp`` first (like preprocess does), so the split knows their sizes.
+so they are never resubmitted; nor is ``UNPARSABLE_OUTPUT`` (an output line was written for the record, so Bedrock
+processed and billed it, even when the line itself is garbled). Retry jobs follow the planned jobs' rules: each
+holds 100 to ``max_records_per_job`` records and at most 1 GB, sizes differ by at most one. Fewer than 100 retryable
+rows make no job: they are reported, not resubmitted. The lines are staged in ``/tmp`` first (like preprocess does),
+so the split knows their sizes.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@ parameters a family takes.
 
 A model id is resolved to a family by the registry below, never with ``if "anthropic" in model_id``. Accepted ids:
 foundation-model ids (``anthropic.claude-3-haiku-20240307-v1:0``), system inference-profile ids
-(``us.anthropic...``, ``eu.``, ``apac.``, ``global.``...), and ARNs of either. Any other ARN (application inference
+(``us.anthropic...``, ``eu.``, ``apac.``, ``global.``...), and ARNs of either, of a model that runs batch inference
+(``BATCH_MODEL_PREFIXES``; the others serve the gateway only). Any other ARN (application inference
 profile, custom model) names no model in its text: the execution input's ``model_family`` then says which family to
 use, and overrides the lookup for any id.
 
@@ -76,6 +77,10 @@ class ModelFamilyError(ValueError):
 
 class UnknownModelError(ModelFamilyError):
     """The model id belongs to no family this project knows how to format."""
+
+
+class NoBatchInferenceError(ModelFamilyError):
+    """The model id names a model that does not run batch inference jobs."""
 
 
 class InvalidParameterError(ModelFamilyError):
@@ -513,6 +518,42 @@ MAX_OUTPUT_TOKENS: dict[str, int] = {
     "mistral.mistral-7b-instruct": 8192,
     "mistral.mixtral-8x7b-instruct": 4096,
 }
+# Foundation-model id prefixes of the models that run batch inference jobs: the Amazon Bedrock docs page "Supported
+# Regions and models for batch inference", among the models of MODEL_ID_PREFIXES. The others (Mistral 7B Instruct,
+# Mixtral 8x7B, Mistral Large 24.02, Cohere Embed v3) serve on-demand calls only: the gateway's, not batch runs.
+# local/emulator/batch_models.py keeps the emulator's copy of the page (BATCH_MODELS); a test keeps the two equal.
+BATCH_MODEL_PREFIXES: tuple[str, ...] = (
+    "amazon.nova-micro-v1",
+    "amazon.nova-lite-v1",
+    "amazon.nova-pro-v1",
+    "amazon.nova-premier-v1",
+    "amazon.titan-embed-text-v2",
+    "amazon.titan-embed-image-v1",
+    "anthropic.claude-3-haiku-20240307",
+    "anthropic.claude-3-sonnet-20240229",
+    "anthropic.claude-3-opus-20240229",
+    "anthropic.claude-3-5-haiku-20241022",
+    "anthropic.claude-3-5-sonnet-20240620",
+    "anthropic.claude-3-5-sonnet-20241022",
+    "anthropic.claude-3-7-sonnet-20250219",
+    "anthropic.claude-sonnet-4-20250514",
+    "anthropic.claude-opus-4-20250514",
+    "anthropic.claude-opus-4-1-20250805",
+    "anthropic.claude-sonnet-4-5-20250929",
+    "anthropic.claude-haiku-4-5-20251001",
+    "meta.llama3-1-8b-instruct",
+    "meta.llama3-1-70b-instruct",
+    "meta.llama3-1-405b-instruct",
+    "meta.llama3-2-1b-instruct",
+    "meta.llama3-2-3b-instruct",
+    "meta.llama3-2-11b-instruct",
+    "meta.llama3-2-90b-instruct",
+    "meta.llama3-3-70b-instruct",
+    "meta.llama4-scout-17b-instruct",
+    "meta.llama4-maverick-17b-instruct",
+    "mistral.mistral-small-2402",
+    "mistral.mistral-large-2407",
+)
 # Foundation models that batch serves only through a system inference profile.
 PROFILE_ONLY_PREFIXES = ("amazon.nova-premier",)
 # The families a model can belong to (valid values of the execution input's model_family).
@@ -577,6 +618,39 @@ def family_of(model_id: str) -> str:
     return MODEL_ID_PREFIXES[max(matches, key=len)]
 
 
+def batch_model_problem(model_id: str) -> str | None:
+    """Why ``model_id`` cannot run batch inference jobs (it names a model missing from ``BATCH_MODEL_PREFIXES``), with
+    the fix; None when it can, or when its text names no model (application inference profile, custom model ARN)."""
+    ref = ModelRef.parse(model_id)
+    if not ref.names_a_model or ref.base_model_id.startswith(BATCH_MODEL_PREFIXES):
+        return None
+    return (
+        f"'{model_id}' does not support batch inference (it is not on the Bedrock docs page 'Supported Regions and "
+        f"models for batch inference'); use the gateway for on-demand inference, or a batch model such as "
+        f"'{_batch_alternative(ref.base_model_id)}...' (any id starting with one of BATCH_MODEL_PREFIXES in "
+        "lambdas/shared/model_families.py; add a prefix there when that page lists a new model)"
+    )
+
+
+def _batch_alternative(base_model_id: str) -> str:
+    """A batch model prefix like the model: of its family if any, else with the same output kind, else the first."""
+    matches = [prefix for prefix in MODEL_ID_PREFIXES if base_model_id.startswith(prefix)]
+    family = MODEL_ID_PREFIXES[max(matches, key=len)] if matches else None
+
+    def family_of_prefix(prefix: str) -> str | None:
+        known = [known for known in MODEL_ID_PREFIXES if prefix.startswith(known)]
+        return MODEL_ID_PREFIXES[max(known, key=len)] if known else None
+
+    kind = ADAPTERS[family].output_kind if family else "text"
+    same_family = [prefix for prefix in BATCH_MODEL_PREFIXES if family_of_prefix(prefix) == family]
+    same_kind = [
+        prefix
+        for prefix in BATCH_MODEL_PREFIXES
+        if (found := family_of_prefix(prefix)) is not None and ADAPTERS[found].output_kind == kind
+    ]
+    return (same_family or same_kind or list(BATCH_MODEL_PREFIXES))[0]
+
+
 def _check_profile_only(ref: ModelRef) -> None:
     if ref.profile_geo is None and ref.names_a_model and ref.base_model_id.startswith(PROFILE_ONLY_PREFIXES):
         raise UnknownModelError(
@@ -587,7 +661,8 @@ def _check_profile_only(ref: ModelRef) -> None:
 
 def resolve(model_id: str, *, model_family: str | None = None, invocation_type: str = "InvokeModel") -> ResolvedModel:
     """Resolve a model id (and the execution input's ``model_family`` and ``invocation_type``) to the adapter that
-    formats its records, or raise a ModelFamilyError naming the field and the fix."""
+    formats its records for a batch run, or raise a ModelFamilyError naming the field and the fix (a
+    NoBatchInferenceError for a model without batch inference, whatever ``model_family`` says)."""
     if invocation_type not in INVOCATION_TYPE_FAMILIES:
         raise ModelFamilyError(
             f"'{invocation_type}' is not a batch invocation type; use one of {list(INVOCATION_TYPE_FAMILIES)}",
@@ -604,6 +679,9 @@ def resolve(model_id: str, *, model_family: str | None = None, invocation_type: 
         raise UnknownModelError(
             f"'{model_family}' is not a model family{hint}; use one of {list(MODEL_FAMILIES)}", field="model_family"
         )
+    problem = batch_model_problem(model_id)
+    if problem is not None:
+        raise NoBatchInferenceError(f"model_id {problem}")
     _check_profile_only(ref)
     records_family = INVOCATION_TYPE_FAMILIES[invocation_type] or family
     if ADAPTERS[records_family].output_kind != ADAPTERS[family].output_kind:

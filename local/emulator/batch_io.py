@@ -253,11 +253,13 @@ def process_file(
     *,
     limit: int | None = None,
     corrupt: frozenset[int] = frozenset(),
+    corrupted_ids: list[str] | None = None,
 ) -> Tally:
     """Answer the records of ``file`` and upload ``<output>/<name>.out`` in scrambled order.
 
     Faults: only the first ``limit`` records are processed (None: all), and the lines of the records at positions
-    ``corrupt`` (0-based, input order) are written truncated. The tally counts every record processed.
+    ``corrupt`` (0-based, input order) are written truncated, their recordIds appended to ``corrupted_ids`` (when
+    given). The tally counts every record processed.
     """
     tally = Tally()
 
@@ -266,7 +268,11 @@ def process_file(
             line, counts = answer_record(record, answer)
             tally.add(counts)
             data = json.dumps(line).encode()
-            yield (corrupted(data) if position in corrupt else data) + b"\n"
+            if position in corrupt:
+                data = corrupted(data)
+                if corrupted_ids is not None:
+                    corrupted_ids.append(str(line["recordId"]))
+            yield data + b"\n"
 
     target = output.child(file.name + OUTPUT_SUFFIX)
     with tempfile.TemporaryFile() as spool:

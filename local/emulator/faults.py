@@ -27,9 +27,11 @@ faults were already injected, so raising a count injects more). What each fault 
   ``ThrottlingException`` (HTTP 429), then the next N with ``ServiceQuotaExceededException`` (400), and create
   nothing (not even for a repeated clientRequestToken).
 - ``poll_throttle`` (calls): the next N ``GetModelInvocationJob`` calls fail with ``ThrottlingException``.
-- ``corrupt_output_lines`` (lines): N output lines in total are written truncated (invalid JSON). Each job that writes
-  output takes at most one per started 100 lines it writes, so the lines spread over jobs; each is spread evenly over
-  its job's lines. The record still counts as processed in the manifest (the line was written, garbled).
+- ``corrupt_output_lines`` (lines): N output lines in total are written truncated (invalid JSON; cut in half, so the
+  ``recordId`` at the start stays readable). Each job that writes output takes at most one per started 100 lines it
+  writes, so the lines spread over jobs; each is spread evenly over its job's lines. The record still counts as
+  processed in the manifest (the line was written, garbled); ``EmulatorState.jobs()`` lists each job's
+  ``corruptRecordIds``.
 - ``runtime_throttle``, ``model_error`` (calls): the next N runtime inference calls (``Converse``,
   ``ConverseStream``, ``CountTokens``, ``InvokeModel``, ``StartAsyncInvoke``) fail with ``ThrottlingException``
   (429), then the next N of those that model it (not CountTokens nor StartAsyncInvoke) with

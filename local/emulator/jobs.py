@@ -31,7 +31,7 @@ import string
 import threading
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -154,6 +154,7 @@ class Job:
     fault: str | None = None  # the job fault that hit it at creation: job_partial, job_failed, job_expired...
     fails_while: str | None = None  # job_failed: the status it fails in (Validating or InProgress)
     corrupt_lines: int = 0  # corrupt_output_lines injected into its output
+    corrupt_record_ids: list[str] = field(default_factory=list)  # the recordIds of those lines
     validated: bool = False  # passed Validating: from then on GetModelInvocationJob returns jobExpirationTime
     stop_records: int = 0  # Stopping: how many records (first in input order) it processed before the stop
     stopping_reported_at: datetime | None = None  # when a read first reported it Stopping (None: not yet)
@@ -341,11 +342,18 @@ class EmulatorState:
 
     def jobs(self) -> list[dict[str, Any]]:
         """Every job as GetModelInvocationJob describes it, oldest first (advanced to now), plus its ``jobId``, the
-        job ``fault`` that hit it (or None) and the ``corruptOutputLines`` written into its output."""
+        job ``fault`` that hit it (or None), the ``corruptOutputLines`` written into its output and the
+        ``corruptRecordIds`` of those lines."""
         with self._lock:
             self._advance_all(self._now())
             return [
-                job.describe() | {"jobId": job.job_id, "fault": job.fault, "corruptOutputLines": job.corrupt_lines}
+                job.describe()
+                | {
+                    "jobId": job.job_id,
+                    "fault": job.fault,
+                    "corruptOutputLines": job.corrupt_lines,
+                    "corruptRecordIds": list(job.corrupt_record_ids),
+                }
                 for job in self._jobs.values()
             ]
 
@@ -558,7 +566,19 @@ class EmulatorState:
                 break  # not reached before the job ended: no output file
             rng = random.Random(f"{job.name}/{file.name}")  # scrambled output order, the same on every run
             in_file = frozenset(p - start for p in corrupt if start <= p < start + count)
-            tally.add(process_file(self.s3, bucket, file, job.output, answer, rng, limit=count, corrupt=in_file))
+            tally.add(
+                process_file(
+                    self.s3,
+                    bucket,
+                    file,
+                    job.output,
+                    answer,
+                    rng,
+                    limit=count,
+                    corrupt=in_file,
+                    corrupted_ids=job.corrupt_record_ids,
+                )
+            )
             start += count
         job.tally = tally
         write_manifest(self.s3, job.output, tally)

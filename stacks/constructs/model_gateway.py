@@ -47,8 +47,10 @@ from stacks.constructs.python_function import PythonFunction, retention
 GATEWAY_TIMEOUT = cdk.Duration.minutes(15)  # the Lambda and API Gateway streaming maximum
 APP = "lambdas.gateway.app:app"  # what run.sh serves with uvicorn
 REQUIREMENTS = "requirements-gateway.txt"
-# The services the gateway's clients call (lambdas/gateway/clients.py); sts for credential providers that assume roles.
-SDK_SERVICES = ("bedrock-runtime", "s3", "secretsmanager", "sts")
+# The services the gateway's clients call (lambdas/gateway/clients.py). No sts: Lambda puts the function role's
+# credentials in the environment (Lambda developer guide, "Defined runtime environment variables"), which botocore's
+# first credential provider reads, so no provider assumes a role (tests/infra/test_lambda_sdk.py).
+SDK_SERVICES = ("bedrock-runtime", "s3", "secretsmanager")
 RUN_SCRIPT = "stacks/constructs/gateway_run.sh"  # staged as run.sh at the asset root: the function's handler
 LAMBDA_TASK_ROOT = "/var/task"
 PORT = 8080

@@ -88,42 +88,56 @@ def test_acceptance_run_survives_every_fault_and_accounts_for_every_row(
     summary = read_summary(out)
     assert summary["complete"] is True and summary["jobs_planned"] == PLANNED_JOBS
     assert summary["jobs_by_status"] == {"Completed": 7, "PartiallyCompleted": 1, "Failed": 1, "Expired": 1}
-    # AND each planned job first gave its rows the error codes its fate explains (its summary entry: as it ran)
+    # AND each planned job first gave its rows the error codes its fate explains (its summary entry: as it ran); a
+    # garbled output line still names its record, which the model answered: UNPARSABLE_OUTPUT, never resubmitted
     for job in summary["jobs"]:
         emulated = jobs_by_arn[job["job_arn"]]
         codes, corrupt = Counter(job["error_counts"]), emulated["corruptOutputLines"]
+        assert len(emulated["corruptRecordIds"]) == corrupt
         if job["status"] == "Failed":
             assert codes == {"JOB_FAILED": PER_JOB} and emulated["fault"] == "job_failed"
         elif job["status"] == "Expired":
             assert codes == {"JOB_EXPIRED": PER_JOB} and emulated["fault"] == "job_expired"
         elif job["status"] == "PartiallyCompleted":
-            # half the records were never processed; a corrupt line reads the same as a missing one
+            # half the records were never processed
             assert emulated["fault"] == "job_partial"
-            assert set(codes) <= {"400", "NOT_PROCESSED"} and codes["NOT_PROCESSED"] == PER_JOB // 2 + corrupt
+            assert set(codes) <= {"400", "NOT_PROCESSED", "UNPARSABLE_OUTPUT"}
+            assert codes["NOT_PROCESSED"] == PER_JOB // 2 and codes["UNPARSABLE_OUTPUT"] == corrupt
         else:
             assert emulated["fault"] is None
-            assert set(codes) <= {"400", "MISSING_OUTPUT"} and codes["MISSING_OUTPUT"] == corrupt
-    assert sum(job["corruptOutputLines"] for job in jobs_by_arn.values()) == injected["corrupt_output_lines"] == 5
-    # AND those failed or missing rows (2 whole jobs, half a job, 5 corrupt lines) were resubmitted once, in 3
-    # balanced jobs of at most 200, while the 400 errors (malformed input: a retry fails again) were not
+            assert set(codes) <= {"400", "UNPARSABLE_OUTPUT"} and codes["UNPARSABLE_OUTPUT"] == corrupt
+    # the rows whose output lines the emulator garbled (record ids are row numbers)
+    garbled = {int(record_id) for job in jobs_by_arn.values() for record_id in job["corruptRecordIds"]}
+    assert len(garbled) == sum(job["corruptOutputLines"] for job in jobs_by_arn.values())
+    assert len(garbled) == injected["corrupt_output_lines"] == 5
+    # AND only the rows without an answer (2 whole jobs, half a job) were resubmitted once, in 3 balanced jobs of at
+    # most 200, while the 400 errors (malformed input: a retry fails again) and the garbled lines were not
     resubmission = summary["resubmission"]
-    retried = 2 * PER_JOB + PER_JOB // 2 + 5
+    retried = 2 * PER_JOB + PER_JOB // 2
     assert (resubmission["rows_retryable"], resubmission["rows_resubmitted"], resubmission["rows_reported"]) == (
         retried,
         retried,
         0,
     )
     assert resubmission["jobs_planned"] == 3 and resubmission["jobs_by_status"] == {"Completed": 3}
-    assert sorted(job["record_count"] for job in resubmission["jobs"]) == [168, 168, 169]
-    # AND the output now holds only the errors a retry cannot fix: exactly the records the emulator always fails
+    sizes = sorted(job["record_count"] for job in resubmission["jobs"])
+    assert sum(sizes) == retried and sizes[-1] - sizes[0] <= 1 and sizes[-1] <= PER_JOB
+    # AND the output now holds only the errors a retry cannot fix: the records the emulator always fails, and the
+    # garbled lines as UNPARSABLE_OUTPUT, each message naming its record and the output object to look at
     always_failing = {i for i in range(ROWS) if fault_hits(f"{i:011d}", 0.05)}
-    assert {row["id"] for row in rows if row["error_code"] is not None} == always_failing
-    assert {row["error_code"] for row in rows} == {None, "400"}
+    errors = {row["id"]: row for row in rows if row["error_code"] is not None}
+    assert set(errors) == always_failing | garbled
+    assert {i for i, row in errors.items() if row["error_code"] == "UNPARSABLE_OUTPUT"} == garbled
+    assert {i for i, row in errors.items() if row["error_code"] == "400"} == always_failing - garbled
+    for i in garbled:
+        message = errors[i]["error_message"]
+        assert f"record {i:011d} could not be parsed" in message and ".jsonl.out" in message
     # AND every resubmitted row has its response now, or says its error came after resubmission
     failed_again = {row["id"] for row in rows if row["error_message"] and row["error_message"].startswith("after")}
-    assert resubmission["rows_still_failed"] == len(failed_again) and failed_again <= always_failing
+    assert resubmission["rows_still_failed"] == len(failed_again) and failed_again <= always_failing - garbled
     assert resubmission["rows_recovered"] == retried - len(failed_again)
-    assert summary["failed"] == len(always_failing) and summary["error_counts"] == {"400": len(always_failing)}
+    assert summary["failed"] == len(always_failing | garbled)
+    assert summary["error_counts"] == {"400": len(always_failing - garbled), "UNPARSABLE_OUTPUT": len(garbled)}
     # AND the record faults struck every always-failing record, once per time it was sent
     assert injected["record_error_rate"] >= len(always_failing)
     # AND the emulator created exactly the planned jobs plus the resubmission jobs, whatever the throttling and quota
@@ -238,20 +252,21 @@ def test_cli_faults_flag_reaches_the_emulator_and_no_resubmit_reports_failed_row
     # WHEN run from the CLI with --faults, and resubmission off (execution input resubmit_failed: false)
     faults = "job_failed=1,poll_throttle=2,corrupt_output_lines=1"
     code = run_batch(path, out, "--max-records-per-job", "150", "--faults", faults, "--no-resubmit")
-    # THEN the run succeeds, one job failed with all its rows marked, one line of the other is missing
+    # THEN the run succeeds, one job failed with all its rows marked, one line of the other is garbled
     assert code == 0, capsys.readouterr().err
     rows = read_rows(out)
     assert_every_row_once_with_a_response_or_an_error(rows, 300)
     codes = Counter(row["error_code"] for row in rows)
-    assert codes == {None: 149, "JOB_FAILED": 150, "MISSING_OUTPUT": 1}
+    assert codes == {None: 149, "JOB_FAILED": 150, "UNPARSABLE_OUTPUT": 1}
     summary = read_summary(out)
     assert summary["jobs_by_status"] == {"Failed": 1, "Completed": 1}
-    # AND the 151 rows a resubmission could have recovered are reported, not resubmitted
+    # AND the 150 rows a resubmission could have recovered are reported, not resubmitted (the garbled line's record
+    # was answered: not retryable)
     resubmission = summary["resubmission"]
     assert resubmission["enabled"] is False and resubmission["jobs_planned"] == 0
     assert (resubmission["rows_retryable"], resubmission["rows_reported"], resubmission["rows_resubmitted"]) == (
-        151,
-        151,
+        150,
+        150,
         0,
     )
     assert resubmission["message"].startswith("resubmission is off")

@@ -73,8 +73,8 @@ def read_output(s3, index=1) -> pa.Table:
 
 
 def test_left_join_keeps_every_row_whatever_the_output_order(s3, lambda_context):
-    # GIVEN job 1 covering rows 150..299, whose output is shuffled, has one record error, one corrupt line,
-    # a line for a row outside the job, and no line for row 299
+    # GIVEN job 1 covering rows 150..299, whose output is shuffled, has one record error, one corrupt line (its
+    # recordId still readable), a line for a row outside the job, and no line for row 299
     stage_records(s3, 300)
     lines = [ok(i, f"answer {i}") for i in reversed(range(150, 297))]
     lines.append(
@@ -94,7 +94,10 @@ def test_left_join_keeps_every_row_whatever_the_output_order(s3, lambda_context)
     rows = table.to_pylist()
     assert all(r["response"] == f"answer {r['id']}" and r["error_code"] is None for r in rows[:147])
     assert (rows[147]["error_code"], rows[147]["error_message"]) == ("400", "bad request")
-    assert rows[148]["error_code"] == "NOT_PROCESSED" and rows[148]["response"] is None  # corrupt line
+    assert rows[148]["error_code"] == "UNPARSABLE_OUTPUT" and rows[148]["response"] is None  # corrupt line
+    assert rows[148]["error_message"].endswith(
+        f"s3://{BUCKET}/{layout.job_output_prefix(RUN, 1)}abcdefghijkl/0001.jsonl.out"
+    )
     assert rows[149]["error_code"] == "NOT_PROCESSED"
     assert result["succeeded"] == 147 and result["failed"] == 3
     assert (result["input_tokens"], result["output_tokens"]) == (11, 22)
@@ -118,6 +121,32 @@ def test_the_jobs_output_is_read_wherever_bedrock_writes_it_under_the_jobs_uri(s
     rows = read_output(s3).to_pylist()
     assert [r["response"] for r in rows] == [f"answer {i}" for i in range(150, 300)]
     assert result["succeeded"] == 150 and result["input_tokens"] == 3
+
+
+def test_a_garbled_line_is_unparsable_output_when_its_record_id_can_be_read_and_missing_output_otherwise(
+    s3, lambda_context
+):
+    # GIVEN a completed job of rows 0..149 whose output has two garbled lines: one cut after its recordId (row 7),
+    # one cut inside it (its record, row 8, cannot be named), and good lines for every other row
+    stage_records(s3, 300)
+    lines = [ok(i, f"answer {i}") for i in range(150) if i not in (7, 8)]
+    lines.insert(20, ok(7, "answer 7")[:40])
+    lines.insert(90, ok(8, "answer 8")[:20])
+    assert lines[20].startswith(b'{"recordId": "00000000007", ') and lines[90] == b'{"recordId": "000000'
+    put_output(s3, lines, name="part-2.jsonl.out")
+    # WHEN postprocess runs for the Completed job
+    result = handler.lambda_handler(state(0, 150), lambda_context)
+    # THEN row 7 is UNPARSABLE_OUTPUT (the model answered it) with a message naming the record and the output object
+    rows = read_output(s3, index=1).to_pylist()
+    key = f"{layout.job_output_prefix(RUN, 1)}abcdefghijkl/part-2.jsonl.out"
+    assert rows[7]["error_code"] == "UNPARSABLE_OUTPUT" and rows[7]["response"] is None
+    assert "output line of record 00000000007 could not be parsed" in rows[7]["error_message"]
+    assert rows[7]["error_message"].endswith(f"s3://{BUCKET}/{key}")
+    # AND row 8, whose line says nothing readable, has no output (MISSING_OUTPUT, which resubmission sends again)
+    assert rows[8]["error_code"] == "MISSING_OUTPUT"
+    # AND every other row has its answer, and the counts add up to the job's rows
+    assert all(row["response"] == f"answer {row['id']}" for row in rows if row["id"] not in (7, 8))
+    assert result["error_counts"] == {"UNPARSABLE_OUTPUT": 1, "MISSING_OUTPUT": 1} and result["succeeded"] == 148
 
 
 @pytest.mark.parametrize(

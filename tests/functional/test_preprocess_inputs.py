@@ -175,6 +175,41 @@ def test_bad_input_is_rejected_before_any_job_exists(s3, lambda_context, monkeyp
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/")
 
 
+@pytest.mark.parametrize(
+    ("execution_input", "alternative"),
+    [
+        ({"model_id": "mistral.mistral-7b-instruct-v0:2", "prompt_id": "joke_about_topic"}, "mistral.mistral-small"),
+        ({"model_id": "mistral.mixtral-8x7b-instruct-v0:1", "prompt_id": "joke_about_topic"}, "mistral.mistral-small"),
+        ({"model_id": "us.mistral.mistral-large-2402-v1:0", "prompt_id": "joke_about_topic"}, "mistral.mistral-small"),
+        ({"model_id": "cohere.embed-english-v3"}, "amazon.titan-embed-text-v2"),
+        ({"model_id": "cohere.embed-multilingual-v3", "model_family": "cohere-embed"}, "amazon.titan-embed-text-v2"),
+    ],
+)
+def test_a_model_without_batch_inference_is_rejected_even_without_an_allow_list(
+    s3, lambda_context, execution_input, alternative
+):
+    # GIVEN a deployment with no allowedModelIds (as local runs have), and a model the registry knows but that has no
+    # batch inference (on-demand only)
+    uri = put(s3, "inputs/data.csv", b"topic,input_text\n" + b"t,t\n" * 150)
+    # WHEN preprocess runs
+    with pytest.raises(InputValidationError) as error:
+        run(lambda_context, {**execution_input, "s3_uri": uri})
+    # THEN it names the field, the model and the fix, and nothing of the run reached S3
+    message = str(error.value)
+    assert message.startswith(f"field 'model_id': model_id '{execution_input['model_id']}' does not support batch")
+    assert "use the gateway for on-demand inference, or a batch model such as" in message and alternative in message
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/")
+
+
+def test_an_application_profile_arn_of_any_model_stays_accepted_with_its_family(s3, lambda_context):
+    # GIVEN an application inference profile ARN (its text names no model), with the family of the model behind it
+    uri = put(s3, "inputs/data.csv", csv_bytes(topics(0, 150)))
+    arn = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc123"
+    # WHEN preprocess runs THEN the run is planned with that family (only Bedrock can say which model it is)
+    run_ctx = run(lambda_context, {**JOKES, "model_id": arn, "model_family": "anthropic", "s3_uri": uri})
+    assert (run_ctx["family"], run_ctx["total_records"]) == ("anthropic", 150)
+
+
 def test_the_models_quotas_cap_the_split_and_the_concurrency_with_warnings(
     s3, emulator, lambda_context, log_lines, monkeypatch
 ):

@@ -94,7 +94,7 @@ def test_resubmission_off_reports_the_rows_and_plans_no_job(s3, lambda_context):
 
 
 def test_fewer_than_100_retryable_rows_are_reported_not_resubmitted(s3, lambda_context):
-    # GIVEN 99 rows lost to a corrupt or missing line, and one malformed row
+    # GIVEN 99 rows without an output line (or with one whose recordId cannot be read), and one malformed row
     run = stage_planned_jobs(s3, [["MISSING_OUTPUT"] * 99 + ["400"] + [None] * 50])
     # WHEN planning
     plan = handler.lambda_handler(request(run), lambda_context)
@@ -102,6 +102,20 @@ def test_fewer_than_100_retryable_rows_are_reported_not_resubmitted(s3, lambda_c
     assert plan["job_count"] == 0 and get_json(s3, plan["manifest_key"]) == []
     assert (plan["rows_retryable"], plan["rows_reported"], plan["rows_not_retryable"]) == (99, 99, 1)
     assert "fewer than the 100" in plan["message"]
+
+
+def test_rows_whose_output_line_was_garbled_are_not_resubmitted(s3, lambda_context):
+    # GIVEN a job whose 5 garbled output lines still named their records (UNPARSABLE_OUTPUT: Bedrock processed and
+    # billed them) and whose 100 other failed rows have no output line (MISSING_OUTPUT)
+    codes = ["UNPARSABLE_OUTPUT"] * 5 + [None] * 45 + ["MISSING_OUTPUT"] * 100
+    run = stage_planned_jobs(s3, [codes])
+    # WHEN planning
+    plan = handler.lambda_handler(request(run), lambda_context)
+    # THEN only the rows without output are sent again, in one job; the 5 answered records are not sent twice
+    assert (plan["rows_failed"], plan["rows_retryable"], plan["rows_not_retryable"]) == (105, 100, 5)
+    assert plan["job_count"] == 1 and plan["rows_resubmitted"] == 100
+    (job,) = get_json(s3, plan["manifest_key"])
+    assert read_parquet(s3, job["rows_key"]).column("row").to_pylist() == list(range(50, 150))
 
 
 def test_a_run_without_failures_needs_no_resubmission(s3, lambda_context):

@@ -8,6 +8,7 @@ parameters and the response members it reads, in that botocore's models.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import re
@@ -18,6 +19,7 @@ from typing import Any
 
 import botocore.session
 import pytest
+from aiobotocore.session import get_session
 from botocore.model import ServiceModel
 
 from stacks.constructs import local_bundling
@@ -104,10 +106,9 @@ def test_the_data_plane_image_installs_the_pinned_sdk_into_the_task_root() -> No
     assert "-r requirements-lambda.txt" in (PROJECT_ROOT / "requirements-lambda-data.txt").read_text()
 
 
-# Services a zip function may bundle without its code calling them, and why.
-SERVICES_WITHOUT_CALLS = {
-    "sts": "botocore's credential providers create STS clients for assumed roles (model_gateway.SDK_SERVICES)",
-}
+# Services a zip function may bundle without its code calling them, and why. None: not even sts, see
+# test_the_gateway_reads_its_lambda_credentials_without_creating_a_client.
+SERVICES_WITHOUT_CALLS: dict[str, str] = {}
 
 
 def test_every_zip_function_declares_exactly_the_services_its_code_calls(
@@ -122,6 +123,39 @@ def test_every_zip_function_declares_exactly_the_services_its_code_calls(
         # but those that need no call of the code
         assert called <= declared, f"{path} calls {sorted(called)}, bundles models of {sorted(declared)}"
         assert declared - called <= set(SERVICES_WITHOUT_CALLS), f"{path}: no call of {sorted(declared - called)}"
+
+
+def test_the_gateway_reads_its_lambda_credentials_without_creating_a_client(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # GIVEN the environment Lambda gives a function (its role's credentials in AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+    # and AWS_SESSION_TOKEN; no profile, no config file, no web identity), and a session made as the gateway's
+    # (lambdas/gateway/clients.py: aiobotocore's get_session), whose every client creation (an STS client for an
+    # assumed role, say) fails
+    for name in (
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_SECURITY_TOKEN",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    env = {"AWS_ACCESS_KEY_ID": "ASIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_SESSION_TOKEN": "token"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    session = get_session()
+
+    def no_client(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"a credential provider created a client: {args}")
+
+    monkeypatch.setattr(session, "create_client", no_client)
+    # WHEN the session resolves its credentials and a client would sign with them
+    credentials = asyncio.run(session.get_credentials())
+    frozen = asyncio.run(credentials.get_frozen_credentials())
+    # THEN the environment provider answers first: no STS call, so the zip needs no sts model
+    assert credentials.method == "env" and frozen.access_key == "ASIAEXAMPLE" and frozen.token == "token"
 
 
 def test_every_call_is_in_the_pinned_sdk(calls: dict[str, list[AwsCall]]) -> None:

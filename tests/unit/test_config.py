@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from lambdas.shared.model_families import BATCH_MODEL_PREFIXES
 from stacks.config import (
     DEFAULT_ALLOWED_MODEL_IDS,
     KMS_KEY_CREATE,
@@ -100,6 +101,7 @@ def test_from_app_reads_the_app_context() -> None:
         ("allowedModelIds", "[not json"),
         ("allowedModelIds", "arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-embed-text-v2:0"),
         ("allowedModelIds", [1, 2]),
+        ("allowedModelIds", '["amazon.nova-lite-v1:0", "mistral.mistral-7b-instruct-v0:2"]'),
         ("bedrockRegions", "us-east"),
         ("bedrockRegions", ""),
     ],
@@ -113,6 +115,36 @@ def test_bad_value_names_key_value_and_fix(key: str, value: object) -> None:
     assert message.startswith(f"{key} must be ")
     assert repr(value) in message
     assert f"set it in cdk.json or pass -c {key}=" in message
+
+
+@pytest.mark.parametrize(
+    "model_id",
+    [
+        "mistral.mistral-7b-instruct-v0:2",
+        "mistral.mixtral-8x7b-instruct-v0:1",
+        "mistral.mistral-large-2402-v1:0",
+        "cohere.embed-english-v3",
+        "cohere.embed-multilingual-v3",
+    ],
+)
+def test_allowed_model_ids_reject_a_model_without_batch_inference_at_synth(model_id: str) -> None:
+    # GIVEN allowedModelIds listing a batch model and a model the registry knows but that has no batch inference
+    value = ["amazon.nova-lite-v1:0", model_id]
+    # WHEN reading the config
+    with pytest.raises(ValueError) as caught:
+        AppConfig.from_context({"allowedModelIds": value})
+    # THEN the error names the key, the value and the fix
+    message = str(caught.value)
+    assert message.startswith("allowedModelIds must be a list whose items are ids of models that support batch")
+    assert f"'{model_id}' does not support batch inference" in message and repr(value) in message
+    assert "use the gateway for on-demand inference, or a batch model such as" in message
+
+
+def test_allowed_model_ids_accept_every_batch_model_of_the_registry() -> None:
+    # GIVEN one id for each batch model prefix of the registry, and a system profile of each
+    ids = [f"{prefix}-v1:0" for prefix in BATCH_MODEL_PREFIXES] + [f"us.{p}-v1:0" for p in BATCH_MODEL_PREFIXES]
+    # WHEN reading the config THEN all are accepted
+    assert AppConfig.from_context({"allowedModelIds": ids}).batch.allowed_model_ids == tuple(ids)
 
 
 def test_a_near_miss_key_is_rejected_with_a_suggestion() -> None:

@@ -14,21 +14,26 @@ from lambdas.preprocess.logic import make_plan
 from lambdas.shared.errors import InputValidationError
 from lambdas.shared.model_families import (
     ADAPTERS,
+    BATCH_MODEL_PREFIXES,
     MODEL_FAMILIES,
     MODEL_ID_PREFIXES,
+    PROFILE_ONLY_PREFIXES,
     PROFILE_PREFIXES,
     InferenceSettings,
     InvalidParameterError,
     ModelFamilyError,
     ModelRef,
+    NoBatchInferenceError,
     UnknownModelError,
     adapter_for_family,
+    batch_model_problem,
     family_of,
     resolve,
 )
 from lambdas.shared.models import ExecutionInput, JobSpec, JobState, RunContext
 from lambdas.shared.settings import Settings
 from lambdas.submit_job.logic import build_request
+from local.emulator.batch_models import BATCH_MODELS
 from stacks import config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,13 +86,65 @@ EMBEDDING_FAMILIES = sorted(name for name, adapter in ADAPTERS.items() if adapte
         ("mistral.mistral-large-2407-v1:0", "mistral-chat"),
         ("amazon.titan-embed-text-v2:0", "titan-embed-text-v2"),
         ("amazon.titan-embed-image-v1", "titan-embed-image-v1"),
-        ("cohere.embed-english-v3", "cohere-embed"),
-        ("arn:aws:bedrock:eu-west-1::foundation-model/cohere.embed-multilingual-v3", "cohere-embed"),
     ],
 )
 def test_model_ids_resolve_to_their_family(model_id: str, family: str) -> None:
     assert family_of(model_id) == family
     assert resolve(model_id).family == resolve(model_id).model_family == family
+
+
+@pytest.mark.parametrize(
+    ("model_id", "family", "alternative"),
+    [
+        ("mistral.mistral-7b-instruct-v0:2", "mistral-text", "mistral.mistral-small-2402"),
+        ("mistral.mixtral-8x7b-instruct-v0:1", "mistral-text", "mistral.mistral-small-2402"),
+        ("mistral.mistral-large-2402-v1:0", "mistral-text", "mistral.mistral-small-2402"),
+        ("cohere.embed-english-v3", "cohere-embed", "amazon.titan-embed-text-v2"),
+        ("arn:aws:bedrock:eu-west-1::foundation-model/cohere.embed-multilingual-v3", "cohere-embed", "amazon.titan"),
+    ],
+)
+def test_models_without_batch_inference_have_a_family_but_do_not_resolve_for_a_batch_run(
+    model_id: str, family: str, alternative: str
+) -> None:
+    # GIVEN a model the registry formats (the gateway may call it on demand) that is not a batch model
+    assert family_of(model_id) == family
+    assert batch_model_problem(model_id) is not None
+    # WHEN resolved for a batch run, with or without its family
+    for model_family in (None, family):
+        with pytest.raises(NoBatchInferenceError) as error:
+            resolve(model_id, model_family=model_family)
+        # THEN the error names the field, the model and the fix: the gateway, or a batch model like it
+        assert error.value.field == "model_id"
+        assert f"'{model_id}' does not support batch inference" in str(error.value)
+        assert f"use the gateway for on-demand inference, or a batch model such as '{alternative}" in str(error.value)
+
+
+def test_arns_that_name_no_model_stay_accepted_for_batch_with_a_family() -> None:
+    # GIVEN application inference profile and custom model ARNs (their text names no model)
+    for arn in (
+        f"{ACCOUNT_ARN}:application-inference-profile/abc123",
+        f"{ACCOUNT_ARN}:custom-model/my-model/abc123",
+    ):
+        # WHEN checked and resolved with a family THEN only Bedrock can say which model it is: accepted, as before
+        assert batch_model_problem(arn) is None
+        assert resolve(arn, model_family="cohere-embed").family == "cohere-embed"
+
+
+def test_every_batch_model_belongs_to_a_family_and_each_prefix_is_one_model() -> None:
+    # GIVEN the registry's batch models WHEN each is looked up THEN it has a family, and no prefix hides another
+    assert [prefix for prefix in BATCH_MODEL_PREFIXES if not any(prefix.startswith(k) for k in MODEL_ID_PREFIXES)] == []
+    assert len(set(BATCH_MODEL_PREFIXES)) == len(BATCH_MODEL_PREFIXES)
+    assert [(a, b) for a in BATCH_MODEL_PREFIXES for b in BATCH_MODEL_PREFIXES if a != b and b.startswith(a)] == []
+
+
+def test_the_registry_and_the_emulator_list_the_same_batch_models() -> None:
+    # GIVEN the registry's batch models and the emulator's copy of "Supported Regions and models for batch inference"
+    # WHEN compared THEN they are the same models (a model added to one must be added to the other)
+    assert sorted(BATCH_MODEL_PREFIXES) == sorted(model.prefix for model in BATCH_MODELS)
+    # AND profile-only models agree too
+    assert {m.prefix for m in BATCH_MODELS if m.profile_only} == {
+        prefix for prefix in BATCH_MODEL_PREFIXES if prefix.startswith(PROFILE_ONLY_PREFIXES)
+    }
 
 
 def test_every_id_prefix_names_a_registered_family_and_every_family_has_an_example() -> None:
@@ -147,10 +204,12 @@ def test_nova_premier_is_only_served_through_a_profile() -> None:
 
 @pytest.mark.parametrize("family", sorted(MODEL_OF_FAMILY))
 def test_converse_type_formats_any_text_model_and_refuses_embedding_models(family: str) -> None:
-    model_id = MODEL_OF_FAMILY[family]
+    model_id, model_family = MODEL_OF_FAMILY[family], None
+    if batch_model_problem(model_id) is not None:  # Cohere Embed: an application inference profile stands for it
+        model_id, model_family = f"{ACCOUNT_ARN}:application-inference-profile/abc123", family
     if ADAPTERS[family].output_kind == "embedding":
         with pytest.raises(ModelFamilyError, match="remove invocation_type") as error:
-            resolve(model_id, invocation_type="Converse")
+            resolve(model_id, model_family=model_family, invocation_type="Converse")
         assert error.value.field == "invocation_type"
         return
     resolved = resolve(model_id, invocation_type="Converse")
@@ -404,10 +463,12 @@ def test_inference_params_are_checked_against_the_family_before_any_job() -> Non
         "field 'inference_params.dimensions': 384 is not accepted by Amazon Titan Text Embeddings V2; "
         "use one of 256, 512, 1024"
     )
-    # AND a text parameter on an embedding model is refused, an accepted one passes
+    # AND a text parameter on an embedding model is refused, an accepted one passes (Cohere Embed: not a batch model,
+    # but an application inference profile's model may be one of its family)
+    cohere = {"model_id": f"{ACCOUNT_ARN}:application-inference-profile/abc123", "model_family": "cohere-embed"}
     with pytest.raises(InputValidationError, match="'inference_params.temperature'"):
-        plan_for(model_id="cohere.embed-english-v3", inference_params={"temperature": 0.5})
-    assert plan_for(model_id="cohere.embed-english-v3", inference_params={"input_type": "clustering"}).template is None
+        plan_for(**cohere, inference_params={"temperature": 0.5})
+    assert plan_for(**cohere, inference_params={"input_type": "clustering"}).template is None
 
 
 def test_converse_plan_and_job_request_use_the_converse_invocation_type() -> None:

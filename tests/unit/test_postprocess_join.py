@@ -10,6 +10,7 @@ from lambdas.postprocess.columnar import READERS
 from lambdas.postprocess.logic import JoinedOutput
 from lambdas.shared.model_families import adapter_for_family
 
+SOURCE = "s3://bucket/runs/r/bedrock-output/job/records.jsonl.out"
 TEXT_OUTPUTS = {
     "anthropic": lambda text: {"content": [{"type": "text", "text": text[:3]}, {"type": "text", "text": text[3:]}]},
     "nova": lambda text: {"output": {"message": {"role": "assistant", "content": [{"text": text}]}}},
@@ -38,7 +39,7 @@ def join(tmp_path, family: str, lines: list[dict], *, vectorized: bool) -> Joine
     path = tmp_path / "out.jsonl.out"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     if vectorized:
-        joined.add_file(path, family, adapter_for_family(family))
+        joined.add_file(path, family, adapter_for_family(family), SOURCE)
     else:
         joined.add_rows(
             [(line.get("recordId"), line.get("error"), line.get("modelOutput")) for line in lines],
@@ -67,15 +68,53 @@ def test_vectorized_reader_agrees_with_the_adapter(tmp_path, family):
 
 
 def test_a_corrupt_line_sends_the_file_down_the_line_by_line_path(tmp_path):
+    # GIVEN an output file with a good line and a line cut short after its recordId
     path = tmp_path / "out.jsonl.out"
     good = json.dumps({"recordId": f"{100:011d}", "modelOutput": {"content": [{"type": "text", "text": "ok"}]}})
     path.write_text(good + "\n" + '{"recordId": "00000000101", "modelOut' + "\n")
     joined = JoinedOutput(first_row=100, count=2, kind="text")
-    joined.add_file(path, "anthropic", adapter_for_family("anthropic"))
+    # WHEN it is joined (Arrow's reader fails on it, so the lines are read one by one)
+    joined.add_file(path, "anthropic", adapter_for_family("anthropic"), SOURCE)
     joined.fill_missing("NOT_PROCESSED", "job partially completed")
-    values, codes, _ = joined.columns()
-    assert values.to_pylist() == ["ok", None] and codes.to_pylist() == [None, "NOT_PROCESSED"]
+    # THEN the good line is read, and the garbled line's record is UNPARSABLE_OUTPUT with where to find it
+    values, codes, messages = joined.columns()
+    assert values.to_pylist() == ["ok", None] and codes.to_pylist() == [None, "UNPARSABLE_OUTPUT"]
+    message = messages.to_pylist()[1]
+    assert "record 00000000101 could not be parsed" in message and message.endswith(SOURCE)
+    assert joined.unmatched_lines == 0
+
+
+@pytest.mark.parametrize(
+    "garbled",
+    [
+        b'{"recordId": "0000000010',  # cut inside the recordId: its closing quote is gone
+        b'{"recordI',
+        b'{"modelOutput": {"content": [], "recordId": "00000000101"',  # the id is not at the start
+        b'"recordId": "00000000101", "modelOutput"',  # no opening brace
+        b'{"recordId": "00000-00101", "modelOutput"',  # not alphanumeric
+        b"\x00\xff garbage",
+    ],
+)
+def test_a_garbled_line_whose_record_id_cannot_be_read_stays_unmatched(garbled):
+    # GIVEN one garbled line whose recordId cannot be read with certainty at its start
+    joined = JoinedOutput(first_row=100, count=2, kind="text")
+    # WHEN its lines are joined and the rows without a line filled
+    joined.add_lines([garbled], adapter_for_family("anthropic"), SOURCE)
+    joined.fill_missing("MISSING_OUTPUT", "no line")
+    # THEN no record is blamed on it: both rows have no output (and are resubmitted), the line is unmatched
+    assert joined.columns()[1].to_pylist() == ["MISSING_OUTPUT", "MISSING_OUTPUT"]
     assert joined.unmatched_lines == 1
+
+
+def test_a_garbled_line_reads_its_record_id_whatever_the_spacing_and_keeps_the_first_line_rule():
+    # GIVEN a garbled line with spaces around its recordId, then a valid line for the same record
+    valid = json.dumps({"recordId": "00000000100", "modelOutput": {"content": []}}).encode()
+    lines = [b'  { "recordId" :"00000000100" , "modelInp', valid]
+    joined = JoinedOutput(first_row=100, count=1, kind="text")
+    # WHEN joined
+    joined.add_lines(lines, adapter_for_family("anthropic"), SOURCE)
+    # THEN the record is UNPARSABLE_OUTPUT (its first line wins) and the second line is unmatched
+    assert joined.columns()[1].to_pylist() == ["UNPARSABLE_OUTPUT"] and joined.unmatched_lines == 1
 
 
 def test_embeddings_come_out_as_float32_lists(tmp_path):
@@ -99,9 +138,9 @@ def test_a_resubmission_job_joins_on_its_scattered_row_numbers(tmp_path, vectori
     joined = JoinedOutput.for_rows(rows, kind="text")
     # WHEN the output is joined and the rows without a line are filled
     if vectorized:
-        joined.add_file(path, "anthropic", adapter_for_family("anthropic"))
+        joined.add_file(path, "anthropic", adapter_for_family("anthropic"), SOURCE)
     else:
-        joined.add_lines(path.read_bytes().splitlines(), adapter_for_family("anthropic"))
+        joined.add_lines(path.read_bytes().splitlines(), adapter_for_family("anthropic"), SOURCE)
     joined.fill_missing("MISSING_OUTPUT", "no line")
     # THEN slot i holds the result of the i-th row number, and the other jobs' lines are not matched
     values, codes, _ = joined.columns()

@@ -230,17 +230,20 @@ def test_corrupt_lines_spread_over_jobs_up_to_the_total(
     uri = put_records(s3, "in/corrupt.jsonl", 150)
     arns = [create_job(bedrock, f"corrupt-{n}", uri) for n in range(3)]
     # WHEN the jobs run, one after the other
-    invalid_per_job, valid_per_job = [], []
+    invalid_per_job, valid_per_job, missing_ids = [], [], []
     for arn in arns:
         clock.advance(10)
         assert bedrock.get_model_invocation_job(jobIdentifier=arn)["status"] == "Completed"
         lines, invalid = parsed_lines(output_objects(s3, arn)["corrupt.jsonl.out"])
         invalid_per_job.append(invalid)
         valid_per_job.append(len(lines))
+        missing_ids.append(sorted({f"{i:011d}" for i in range(150)} - {line["recordId"] for line in lines}))
     # THEN the 3 lines are spread 2 + 1 + 0, each job still has one line per record
     assert invalid_per_job == [2, 1, 0]
     assert valid_per_job == [148, 149, 150]
     assert [job["corruptOutputLines"] for job in emulator.jobs()] == [2, 1, 0]
+    # AND the emulator records whose lines it garbled: exactly the records without a valid line
+    assert [sorted(job["corruptRecordIds"]) for job in emulator.jobs()] == missing_ids
     # AND the manifest counts the records processed (their lines were written, garbled)
     manifest = json.loads(output_objects(s3, arns[0])["manifest.json.out"])
     assert manifest["processedRecordCount"] == manifest["successRecordCount"] == 150
