@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -69,3 +70,18 @@ def as_jsonl(parquet: Path, path: Path) -> Path:
                 out.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in batch.to_pylist())
         partial.rename(path)
     return path
+
+
+def main() -> None:
+    """``python -m bench.data parquet PATH ROWS [SEED]`` | ``csv PARQUET PATH`` | ``jsonl PARQUET PATH``: write a
+    dataset in a process of its own, so the benchmark's parent process stays small (a child process starts with its
+    parent's peak RSS as its own: Linux keeps the high-water mark across fork and exec)."""
+    kind, *args = sys.argv[1:]
+    if kind == "parquet":
+        simplecot_like(Path(args[0]), int(args[1]), **({"seed": int(args[2])} if len(args) > 2 else {}))
+    else:
+        {"csv": as_csv, "jsonl": as_jsonl}[kind](Path(args[0]), Path(args[1]))
+
+
+if __name__ == "__main__":
+    main()

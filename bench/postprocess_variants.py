@@ -102,7 +102,24 @@ def floor(workdir: Path, target: Path) -> int:
     return table.num_rows
 
 
+def describe(records: Path) -> dict:
+    """How a records.parquet is laid out (its size, row groups and compression)."""
+    metadata = pq.ParquetFile(records).metadata
+    return {
+        "bytes": records.stat().st_size,
+        "row_groups": metadata.num_row_groups,
+        "compression": metadata.row_group(0).column(0).compression,
+    }
+
+
 def main() -> None:
+    """Also ``prepare WORKDIR ROWS`` and ``describe RECORDS``, so the benchmark's parent process stays small."""
+    if sys.argv[1] == "prepare":
+        prepare(Path(sys.argv[2]), int(sys.argv[3]))
+        return
+    if sys.argv[1] == "describe":
+        print(json.dumps(describe(Path(sys.argv[2]))))
+        return
     variant, workdir = sys.argv[1], Path(sys.argv[2])
     chosen = {"ours": ours, "anchor": anchor, "floor": floor}[variant]
     report(variant, lambda target: chosen(workdir, target), workdir / variant)

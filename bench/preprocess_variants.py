@@ -10,7 +10,9 @@ split). VARIANT:
 - ``anchor``: the public samples' approach: read everything into pandas, then a dict, ``str.format`` and
   ``json.dumps`` per row;
 - ``floor``: the least work any implementation must do on that input: read it once (decode every row) and write the
-  job files once (the anchor's bytes, REFERENCE, copied).
+  job files once (the anchor's bytes, REFERENCE, copied);
+- ``floor+records``: the floor plus writing every row to a Parquet file once, as preprocess writes records.parquet
+  for the inputs that are not Parquet objects (shown for those paths; not a target).
 """
 
 from __future__ import annotations
@@ -32,13 +34,12 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from bench.production import BUCKET, LambdaContext, LocalS3, use_local_aws
+from bench.production import BUCKET, PATHS, LambdaContext, LocalS3, use_local_aws
 from bench.timing import report
 from lambdas.preprocess import handler
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 PROMPT = "question_answering"
-PATHS = ("parquet", "csv", "jsonl", "hf")
 HF_REPO = "bench/simplecot"
 HF_FILE = "data/train-00000-of-00001.parquet"
 
@@ -112,23 +113,35 @@ def anchor(path: str, source: Path, out: Path, max_per_job: int) -> int:
     return len(rows)
 
 
-def _decoded_rows(path: str, source: Path, url: str) -> int:
+def _batches(path: str, source: Path, url: str) -> Iterator[pa.RecordBatch]:
     """Read the input once, decoding every row into Arrow, as streaming as each format allows."""
     if path == "parquet":
-        return sum(b.num_rows for b in pq.ParquetFile(source).iter_batches(batch_size=65_536))
-    if path == "csv":
-        return sum(b.num_rows for b in pacsv.open_csv(source))
-    if path == "jsonl":
-        return sum(b.num_rows for b in pajson.open_json(source))
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the hub is on 127.0.0.1
-    with opener.open(url) as answer:
-        data = answer.read()  # one GET of the whole file from the hub
-    return sum(b.num_rows for b in pq.ParquetFile(pa.BufferReader(data)).iter_batches(batch_size=65_536))
+        yield from pq.ParquetFile(source).iter_batches(batch_size=65_536)
+    elif path == "csv":
+        yield from pacsv.open_csv(source)
+    elif path == "jsonl":
+        yield from pajson.open_json(source)
+    else:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the hub is on 127.0.0.1
+        with opener.open(url) as answer:
+            data = answer.read()  # one GET of the whole file from the hub
+        yield from pq.ParquetFile(pa.BufferReader(data)).iter_batches(batch_size=65_536)
 
 
-def floor(path: str, source: Path, out: Path, reference: Path, url: str) -> int:
-    """What cannot be avoided: read the input once and write the same job files (the anchor's JSONL, copied)."""
-    rows = _decoded_rows(path, source, url)
+def floor(path: str, source: Path, out: Path, reference: Path, url: str, *, records: bool = False) -> int:
+    """What cannot be avoided: read the input once and write the same job files (the anchor's JSONL, copied).
+    ``records``: also write every row to a Parquet file as preprocess writes records.parquet (snappy), the least an
+    implementation that keeps a CSV, JSONL or HF input's rows as Parquet for postprocess must add."""
+    rows, writer = 0, None
+    try:
+        for batch in _batches(path, source, url):
+            rows += batch.num_rows
+            if records:
+                writer = writer or pq.ParquetWriter(out / "records.parquet", batch.schema, compression="snappy")
+                writer.write_batch(batch)
+    finally:
+        if writer is not None:
+            writer.close()
     for shard in sorted(reference.glob("*.jsonl")):
         shutil.copyfile(shard, out / shard.name)
     return rows
@@ -142,9 +155,9 @@ def main() -> None:
     with ExitStack() as stack:
         url = stack.enter_context(hub(source_path)) if path == "hf" else ""
         run: Callable[[Path], int]
-        if variant == "floor":
-            reference = Path(sys.argv[6])
-            run = lambda target: floor(path, source_path, target, reference, url)  # noqa: E731
+        if variant in ("floor", "floor+records"):
+            reference, records = Path(sys.argv[6]), variant == "floor+records"
+            run = lambda target: floor(path, source_path, target, reference, url, records=records)  # noqa: E731
         elif variant == "ours":
             run = lambda target: ours(path, source_path, target, per_job)  # noqa: E731
         else:

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from botocore.exceptions import ClientError
-
 BUCKET = "bench-data"
+PATHS = ("parquet", "csv", "jsonl", "hf")  # the preprocess input paths: S3 objects of three formats, a HF dataset
 # stacks/constructs/python_function.py (POWERTOOLS_*, the INFO log level), batch_workflow.py (service name, data
 # plane settings) and lambdas/Dockerfile (the Arrow allocator).
 FUNCTION_ENV = {
@@ -82,7 +81,9 @@ class LocalS3:
     def _path(self, bucket: str, key: str) -> Path:
         return self.root / bucket / key
 
-    def _missing(self, operation: str) -> ClientError:
+    def _missing(self, operation: str) -> Exception:
+        from botocore.exceptions import ClientError  # imported late: the bench's parent process stays small
+
         return ClientError({"Error": {"Code": "404", "Message": "Not Found"}}, operation)
 
     def head_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803 - boto3's argument names
