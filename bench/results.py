@@ -106,7 +106,12 @@ def record(name: str, section: Section, *, path: Path = RESULTS_JSON, run: dict[
     """Replace section ``name`` of results.json (the others stay) and regenerate RESULTS.md and the README block.
     ``run`` (date, commit, machine) defaults to this run's."""
     results = load(path) or {"sections": {}}
-    run = run or {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": commit(), "machine": machine()}
+    run = run or {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": commit(),
+        "machine": machine(),
+        "load_average": [round(load, 2) for load in os.getloadavg()],  # 1, 5, 15 min: was the machine quiet?
+    }
     results["sections"][name] = {"run": run, **asdict(section)}
     path.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     if path == RESULTS_JSON:
@@ -129,7 +134,8 @@ def _table(columns: list[str], rows: list[list[str]]) -> list[str]:
 def _run_line(run: dict[str, Any]) -> str:
     m = run["machine"]
     memory = f", {m['memory_gb']} GB" if m.get("memory_gb") else ""
-    return f"Run {run['date']} on commit `{run['commit'][:12]}`: {m['cpu']}, {m['cores']} cores{memory}."
+    load = f"; load average {' / '.join(map(str, run['load_average']))} (1/5/15 min)" if "load_average" in run else ""
+    return f"Run {run['date']} on commit `{run['commit'][:12]}`: {m['cpu']}, {m['cores']} cores{memory}{load}."
 
 
 def render_markdown(results: dict[str, Any] | None) -> str:
@@ -163,7 +169,8 @@ def render_readme_block(results: dict[str, Any] | None) -> str:
             for check in _checks(section):
                 rows.append([name, check.name, check.value, check.target, check.verdict])
             dates = f"`{name}`: {run['date']}, commit `{run['commit'][:12]}`, {run['machine']['cpu']}"
-            lines.append(f"- {dates}, {run['machine']['cores']} cores")
+            load = f", load average {run['load_average'][0]}" if "load_average" in run else ""
+            lines.append(f"- {dates}, {run['machine']['cores']} cores{load}")
         lines += ["", *_table(["benchmark", "check", "measured", "target", "result"], rows), ""]
         lines.append("Every figure, with the baselines measured in the same run: [bench/RESULTS.md](bench/RESULTS.md).")
     lines.append(README_END)

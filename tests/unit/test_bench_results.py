@@ -55,10 +55,12 @@ def test_record_fills_in_this_runs_date_commit_and_machine(tmp_path: Path) -> No
     path = tmp_path / "results.json"
     # WHEN a section is recorded
     results.record("batch", section(ok=True), path=path)
-    # THEN the run names a date, this repository's commit and the machine's CPU, cores and memory
+    # THEN the run names a date, this repository's commit and the machine's CPU and cores
     run = json.loads(path.read_text())["sections"]["batch"]["run"]
     assert run["date"].endswith("Z") and len(run["commit"].removesuffix("-dirty")) == 40
     assert run["machine"]["cores"] >= 1 and run["machine"]["cpu"]
+    # AND how busy the machine was (1, 5 and 15 minute load averages), so a noisy run shows
+    assert len(run["load_average"]) == 3
 
 
 @pytest.mark.parametrize(
