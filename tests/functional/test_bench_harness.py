@@ -106,3 +106,34 @@ def test_batch_section_judges_every_path_against_both_targets() -> None:
         "postprocess csv: faster than the anchor": "pass",
         "postprocess csv: time over the floor's": "pass",
     }
+
+
+def test_gateway_section_holds_the_gateway_benchs_checks() -> None:
+    # GIVEN results shaped as bench/gateway_bench.py writes them, p99 over its target
+    from bench.__main__ import gateway_section
+    from bench.gateway_bench import TARGETS
+
+    timings = {"ttft_p50_ms": 10.0, "ttft_p99_ms": 20.0, "total_p50_ms": 100.0, "total_p99_ms": 200.0, "errors": 0}
+    added = {"added_ttft_p50_ms": 2.0, "added_ttft_p99_ms": 25.0, "added_total_p50_ms": 3.0, "added_total_p99_ms": 4.0}
+    pair = {"direct": timings, "gateway": timings, **added}
+    results = {
+        "topology": "split",
+        "pace_s": 0.02,
+        "latency": {"1": pair, "100": pair, "100 burst": pair},
+        "max_streams": {"max_streams_without_errors": 1000, "steps": []},
+        "import_s": 0.6,
+        "zip": {"zip_mb": None, "note": "not measured"},
+        "checks": {"added_ttft_p50_ms": 2.0, "added_ttft_p99_ms": 25.0, "targets": TARGETS},
+    }
+    # WHEN it becomes the gateway section of the results file
+    section = gateway_section(results)
+    # THEN every target of the gateway bench is a check, judged (an unmeasured zip says so), and each case a row
+    verdicts = {check.name: check.verdict for check in section.checks}
+    assert verdicts == {
+        "added TTFT p50 @100 open streams": "pass",
+        "added TTFT p99 @100 open streams": "FAIL",
+        "concurrent streams without errors": "pass",
+        "app import (cold)": "pass",
+        "Lambda zip (deflated)": "not measured",
+    }
+    assert [row[0] for row in section.rows][:3] == ["direct @1", "gateway @1", "added @1"]
