@@ -73,9 +73,12 @@ def ratios(results: dict[str, dict]) -> tuple[float, float]:
 def table(title: str, results: dict[str, dict]) -> None:
     ours = results["ours"]["seconds"]
     print(f"\n{title}")
-    print(f"{'variant':<14} {'seconds':>9} {'peak RSS MB':>12} {'ours/x time':>12}")
+    print(f"{'variant':<14} {'seconds':>9} {'CPU seconds':>12} {'peak RSS MB':>12} {'ours/x time':>12}")
     for name, result in results.items():
-        print(f"{name:<14} {result['seconds']:>9.2f} {result['peak_rss_mb']:>12.0f} {ours / result['seconds']:>12.2f}")
+        print(
+            f"{name:<14} {result['seconds']:>9.2f} {result['cpu_seconds']:>12.2f} {result['peak_rss_mb']:>12.0f} "
+            f"{ours / result['seconds']:>12.2f}"
+        )
     faster, floor = ratios(results)
     print(
         f"=> ours is {faster:.2f}x faster than the anchor (target >= {TARGETS['faster_than_anchor']:g}x) "
@@ -192,7 +195,8 @@ def batch_section(pre: dict[str, dict], post: dict[str, dict], rows: int, job_re
         for path, variants in results.items():
             faster, floor = ratios(variants)
             cells = [
-                f"{variants[n]['seconds']:.2f} s, {variants[n]['peak_rss_mb']:.0f} MB"
+                f"{variants[n]['seconds']:.2f} s (CPU {variants[n]['cpu_seconds']:.2f} s), "
+                f"{variants[n]['peak_rss_mb']:.0f} MB"
                 for n in ("ours", "anchor", "floor")
             ]
             with_records = variants.get("floor+records")
@@ -208,8 +212,9 @@ def batch_section(pre: dict[str, dict], post: dict[str, dict], rows: int, job_re
         "pandas read + inner merge); floor: read the input once and write the output once (the job files; "
         "postprocess: the joined Parquet); floor+records (not a target): the floor plus writing the rows to a Parquet "
         "file, as preprocess writes records.parquet for inputs that are not Parquet objects.",
-        "Each variant runs in its own process, best of BENCH_REPEAT runs; peak RSS is the process's. The hf path's "
-        "peak RSS includes the local fake hub, which holds the served file in the same process.",
+        "Each variant runs in its own process, best of BENCH_REPEAT runs (wall time; CPU: the process's CPU time, "
+        "every thread, the least of the runs: steadier than wall time on a busy machine); peak RSS is the process's. "
+        "The hf path's peak RSS includes the local fake hub, which holds the served file in the same process.",
     ]
     if "ours 1/4" in pre.get("parquet", {}):
         small, full = pre["parquet"]["ours 1/4"]["peak_rss_mb"], pre["parquet"]["ours"]["peak_rss_mb"]

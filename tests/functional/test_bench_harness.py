@@ -92,7 +92,7 @@ def test_local_s3_serves_byte_ranges_and_missing_keys_as_s3_does(tmp_path: Path)
 def test_batch_section_judges_every_path_against_both_targets() -> None:
     # GIVEN preprocess figures where ours is 2.5x faster than the anchor and 1.5x the floor, on one path
     def seconds(value: float) -> dict[str, float]:
-        return {"seconds": value, "peak_rss_mb": 100.0}
+        return {"seconds": value, "cpu_seconds": value, "peak_rss_mb": 100.0}
 
     pre = {"csv": {"ours": seconds(2.0), "anchor": seconds(5.0), "floor": seconds(4 / 3)}}
     post = {"csv": {"ours": seconds(1.0), "anchor": seconds(4.0), "floor": seconds(0.5)}}
