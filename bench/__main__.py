@@ -1,91 +1,306 @@
-"""``make bench``: benchmarks with baselines measured in the same run; prints ratios, writes bench/results/*.json.
+"""``make bench``: benchmarks with baselines measured in the same run; prints ratios and records them in
+bench/results.json, bench/RESULTS.md and the README's Benchmarks block (bench/results.py: one section per benchmark).
 
-The reference case: SimpleCoT's 2.24 million rows into 45 jobs, and one job of 50,000 records back into Parquet.
+The reference case: SimpleCoT's 2.24 million rows into 45 jobs, on each input path (Parquet, CSV and JSONL objects,
+a Hugging Face dataset from a local fake hub), and one job of 50,000 records back into Parquet.
 Environment: BENCH_ROWS (default 2,240,000), BENCH_MAX_PER_JOB (default: rows / 45, the reference job count),
-BENCH_JOB_RECORDS (default 50,000), BENCH_REPEAT (runs per variant, best kept; default 2), BENCH_DIR (scratch space
-and the generated datasets, reused between runs; default bench/.data), BENCH_ONLY (``batch`` or ``gateway``: run one
-part; default both, the gateway's after the batch's; see bench/gateway_bench.py for its own settings).
+BENCH_JOB_RECORDS (default 50,000), BENCH_PATHS (input paths, comma-separated; default parquet,csv,jsonl,hf),
+BENCH_REPEAT (runs per variant, best kept; default 2), BENCH_DIR (scratch space and the generated datasets, reused
+between runs; default bench/.data), BENCH_ONLY (``batch`` or ``gateway``: run one part; default both, the gateway's
+after the batch's; see bench/gateway_bench.py for its own settings).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench.data import simplecot_like
+from bench.production import PATHS, production_env
+from bench.results import RESULTS_JSON, RESULTS_MD, Section, at_least, at_most, record
 
 ROOT = Path(__file__).resolve().parent.parent
+# This process only starts others and must stay small: Linux keeps a process's peak RSS across fork and exec, so each
+# child's peak RSS starts at this process's. Generating data, even importing pyarrow, happens in child processes.
+TARGETS = {"faster_than_anchor": 3.0, "times_floor": 2.0}
 
 
-# The data-plane Lambda image sets the same (lambdas/Dockerfile): with Arrow's default mimalloc pool, peak RSS crept
-# up with the row count although Arrow's allocations stayed flat; the system allocator keeps it flat.
-OUR_ENV = {"ARROW_DEFAULT_MEMORY_POOL": "system"}
-
-
-def run(module: str, *args: str) -> dict:
-    """One variant in a fresh process, so its peak RSS is its own."""
-    env = {**os.environ, **OUR_ENV} if args[0] == "ours" else None
+def run(module: str, *args: str, env: dict[str, str] | None = None) -> dict:
+    """One variant in a fresh process, so its peak RSS is its own; ``env`` adds to this process's environment."""
     done = subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=ROOT, check=True, capture_output=True, text=True, env=env
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
     )
+    if done.returncode:
+        raise RuntimeError(f"{module} {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def child(module: str, *args: str) -> str:
+    """Untimed work (generating data) in a child process; returns its last stdout line."""
+    done = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, check=False, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{module} {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return (done.stdout.strip().splitlines() or [""])[-1]
+
+
+def simplecot_like(path: Path, rows: int) -> Path:
+    if not path.exists():
+        child("bench.data", "parquet", str(path), str(rows))
+    return path
+
+
+def converted(kind: str, parquet: Path, path: Path) -> Path:
+    if not path.exists():
+        child("bench.data", kind, str(parquet), str(path))
+    return path
+
+
+def ratios(results: dict[str, dict]) -> tuple[float, float]:
+    """(how many times faster ours is than the anchor, ours' time over the floor's)."""
+    ours = results["ours"]["seconds"]
+    return results["anchor"]["seconds"] / ours, ours / results["floor"]["seconds"]
 
 
 def table(title: str, results: dict[str, dict]) -> None:
     ours = results["ours"]["seconds"]
     print(f"\n{title}")
-    print(f"{'variant':<8} {'seconds':>9} {'peak RSS MB':>12} {'ours/x time':>12}")
+    print(f"{'variant':<14} {'seconds':>9} {'CPU seconds':>12} {'peak RSS MB':>12} {'ours/x time':>12}")
     for name, result in results.items():
-        print(f"{name:<8} {result['seconds']:>9.2f} {result['peak_rss_mb']:>12.0f} {ours / result['seconds']:>12.2f}")
-    print(
-        f"=> ours is {results['anchor']['seconds'] / ours:.2f}x faster than the anchor (target >= 3x) and takes "
-        f"{ours / results['floor']['seconds']:.2f}x the floor's time (target <= 2x)"
-    )
-    if "ours 1/4" in results:
-        small, full = results["ours 1/4"]["peak_rss_mb"], results["ours"]["peak_rss_mb"]
         print(
-            f"=> peak RSS {full:.0f} MB (target < 1500 MB); with 1/4 of the rows {small:.0f} MB "
-            f"(4x the rows -> {full / small:.2f}x the memory; proportional growth would be 4x)"
+            f"{name:<14} {result['seconds']:>9.2f} {result['cpu_seconds']:>12.2f} {result['peak_rss_mb']:>12.0f} "
+            f"{ours / result['seconds']:>12.2f}"
         )
+    faster, floor = ratios(results)
+    print(
+        f"=> ours is {faster:.2f}x faster than the anchor (target >= {TARGETS['faster_than_anchor']:g}x) "
+        f"{'pass' if faster >= TARGETS['faster_than_anchor'] else 'FAIL'} and takes {floor:.2f}x the floor's time "
+        f"(target <= {TARGETS['times_floor']:g}x) {'pass' if floor <= TARGETS['times_floor'] else 'FAIL'}",
+        flush=True,
+    )
 
 
-def preprocess_bench(scratch: Path, rows: int, max_per_job: int) -> dict[str, dict]:
+def inputs(scratch: Path, rows: int) -> dict[str, Path]:
+    """The same rows on every input path (generated once, kept in BENCH_DIR): the hub serves the Parquet file."""
     source = simplecot_like(scratch / f"simplecot-{rows}.parquet", rows)
-    module, args = "bench.preprocess_variants", (str(source), str(max_per_job))
+    return {
+        "parquet": source,
+        "csv": converted("csv", source, scratch / f"simplecot-{rows}.csv"),
+        "jsonl": converted("jsonl", source, scratch / f"simplecot-{rows}.jsonl"),
+        "hf": source,
+    }
+
+
+def preprocess_path(scratch: Path, path: str, source: Path, rows: int, max_per_job: int) -> dict[str, dict]:
+    """ours (the deployed function, production environment), the anchor and the floor on one input path."""
+    module, per_job, work = "bench.preprocess_variants", str(max_per_job), scratch / "preprocess" / path
     results = {
-        "ours": run(module, "ours", args[0], str(scratch / "ours"), args[1]),
-        "anchor": run(module, "anchor", args[0], str(scratch / "anchor"), args[1]),
+        "ours": run(
+            module,
+            "ours",
+            path,
+            str(source),
+            str(work / "ours"),
+            per_job,
+            env=production_env("preprocess", max_per_job),
+        ),
+        "anchor": run(module, "anchor", path, str(source), str(work / "anchor"), per_job),
     }
     # the floor writes the bytes the anchor wrote (the same JSONL, the same total size)
-    # memory must not grow with the row count: ours again on a quarter of the rows (its own file)
-    quarter = simplecot_like(scratch / f"simplecot-{rows // 4}.parquet", rows // 4)
-    results["ours 1/4"] = run(
-        module, "ours", str(quarter), str(scratch / "ours-quarter"), str(max(100, max_per_job // 4))
-    )
-    reference = scratch / "anchor" / "last"
-    results["floor"] = run(module, "floor", args[0], str(scratch / "floor"), args[1], str(reference))
+    reference = work / "anchor" / "last"
+    results["floor"] = run(module, "floor", path, str(source), str(work / "floor"), per_job, str(reference))
+    if path != "parquet":  # preprocess writes these inputs' rows to records.parquet too (a Parquet input is copied)
+        records = run(module, "floor+records", path, str(source), str(work / "floor+records"), per_job, str(reference))
+        results["floor+records"] = records
+    ours_bytes = sum(f.stat().st_size for f in (work / "ours" / "last").rglob("jobs/*.jsonl"))
+    anchor_bytes = sum(f.stat().st_size for f in reference.glob("*.jsonl"))
+    counts = {name: result["rows"] for name, result in results.items()}
+    if set(counts.values()) != {rows} or ours_bytes != anchor_bytes:
+        raise RuntimeError(
+            f"{path}: the variants did not do the same work: rows {counts} (expected {rows}), job file bytes "
+            f"ours {ours_bytes:,} vs anchor {anchor_bytes:,}"
+        )
     shards = len(list(reference.glob("*.jsonl")))
-    table(f"preprocess: {rows:,} SimpleCoT-shaped rows -> {shards} job files", results)
+    table(f"preprocess, {path} input: {rows:,} SimpleCoT-shaped rows -> {shards} job files", results)
     return results
 
 
-def postprocess_bench(scratch: Path, rows: int) -> dict[str, dict]:
-    from bench.postprocess_variants import prepare
+def preprocess_bench(scratch: Path, rows: int, max_per_job: int, paths: list[str]) -> dict[str, dict[str, dict]]:
+    sources = inputs(scratch, rows)
+    results = {path: preprocess_path(scratch, path, sources[path], rows, max_per_job) for path in paths}
+    if "parquet" in paths:  # memory must not grow with the row count: ours again on a quarter of the rows
+        quarter = simplecot_like(scratch / f"simplecot-{rows // 4}.parquet", rows // 4)
+        per_job = max(100, max_per_job // 4)
+        results["parquet"]["ours 1/4"] = run(
+            "bench.preprocess_variants", "ours", "parquet", str(quarter), str(scratch / "preprocess" / "ours-quarter"),
+            str(per_job), env=production_env("preprocess", per_job),
+        )  # fmt: skip
+        small, full = results["parquet"]["ours 1/4"]["peak_rss_mb"], results["parquet"]["ours"]["peak_rss_mb"]
+        print(f"=> peak RSS {full:.0f} MB; with 1/4 of the rows {small:.0f} MB ({full / small:.2f}x for 4x the rows)")
+    return results
 
+
+def postprocess_bench(scratch: Path, rows: int, paths: list[str]) -> dict[str, dict]:
+    """One job of ``rows`` records, per input path: the run's records.parquet is the one that path's preprocess
+    wrote (a copy of a Parquet input; written by preprocess otherwise), so each path is prepared by running the
+    deployed preprocess on the job's rows through it (untimed)."""
     workdir = scratch / "postprocess"
-    prepare(workdir, rows)
-    results = {name: run("bench.postprocess_variants", name, str(workdir)) for name in ("ours", "anchor", "floor")}
-    table(f"postprocess: one job of {rows:,} records (shuffled output) -> joined Parquet", results)
+    child("bench.postprocess_variants", "prepare", str(workdir), str(rows))
+    sources = {
+        "parquet": workdir / "records.parquet",
+        "csv": converted("csv", workdir / "records.parquet", workdir / f"records-{rows}.csv"),
+        "jsonl": converted("jsonl", workdir / "records.parquet", workdir / f"records-{rows}.jsonl"),
+        "hf": workdir / "records.parquet",
+    }
+    results: dict[str, dict] = {}
+    for path in paths:
+        job = workdir / path
+        shutil.rmtree(job, ignore_errors=True)
+        staging = scratch / "postprocess-staging" / path
+        env = {**production_env("preprocess", rows), "BENCH_REPEAT": "1"}
+        run("bench.preprocess_variants", "ours", path, str(sources[path]), str(staging), str(rows), env=env)
+        (staging / "last").rename(job)
+        context = json.loads((job / "run-context.json").read_text())
+        (job / "records.parquet").symlink_to(job / "s3" / context["bucket"] / context["records_key"])
+        (job / "output.jsonl.out").symlink_to(workdir / "output.jsonl.out")
+        env = production_env("postprocess", rows)
+        results[path] = {
+            name: run("bench.postprocess_variants", name, str(job), env=env if name == "ours" else None)
+            for name in ("ours", "anchor", "floor")
+        }
+        results[path]["records"] = json.loads(
+            child("bench.postprocess_variants", "describe", str(job / "records.parquet"))
+        )
+        shape = results[path]["records"]
+        table(
+            f"postprocess, {path} input: one job of {rows:,} records (shuffled output) -> joined Parquet; "
+            f"records.parquet {shape['bytes']:,} bytes, {shape['row_groups']} row groups, {shape['compression']}",
+            {name: results[path][name] for name in ("ours", "anchor", "floor")},
+        )
     return results
+
+
+def batch_section(pre: dict[str, dict], post: dict[str, dict], rows: int, job_records: int) -> Section:
+    """The batch benchmarks' part of results.json: every variant's figures and the ratios, per input path."""
+    table_rows, checks = [], []
+    for step, results in (("preprocess", pre), ("postprocess", post)):
+        for path, variants in results.items():
+            faster, floor = ratios(variants)
+            cells = [
+                f"{variants[n]['seconds']:.2f} s (CPU {variants[n]['cpu_seconds']:.2f} s), "
+                f"{variants[n]['peak_rss_mb']:.0f} MB"
+                for n in ("ours", "anchor", "floor")
+            ]
+            with_records = variants.get("floor+records")
+            extra = f"{variants['ours']['seconds'] / with_records['seconds']:.2f}x" if with_records else "-"
+            table_rows.append([step, path, *cells, f"{faster:.2f}x", f"{floor:.2f}x", extra])
+            checks.append(at_least(f"{step} {path}: faster than the anchor", faster, TARGETS["faster_than_anchor"]))
+            checks.append(at_most(f"{step} {path}: time over the floor's", floor, TARGETS["times_floor"]))
+    notes = [
+        f"preprocess: {rows:,} SimpleCoT-shaped rows (source ~110 words, rationale ~70, target ~4) on each input path; "
+        f"postprocess: one job of {job_records:,} records whose records.parquet comes from that path's preprocess.",
+        "ours: the deployed handler (Powertools logging, metrics and tracer decorators, production environment) with "
+        "S3 on the local disk; anchor: pandas reads everything, per-row dict, str.format, json.dumps (postprocess: "
+        "pandas read + inner merge); floor: read the input once and write the output once (the job files; "
+        "postprocess: the joined Parquet); floor+records (not a target): the floor plus writing the rows to a Parquet "
+        "file, as preprocess writes records.parquet for inputs that are not Parquet objects.",
+        "Each variant runs in its own process, best of BENCH_REPEAT runs (wall time; CPU: the process's CPU time, "
+        "every thread, the least of the runs: steadier than wall time on a busy machine); peak RSS is the process's. "
+        "The hf path's peak RSS includes the local fake hub, which holds the served file in the same process.",
+    ]
+    if "ours 1/4" in pre.get("parquet", {}):
+        small, full = pre["parquet"]["ours 1/4"]["peak_rss_mb"], pre["parquet"]["ours"]["peak_rss_mb"]
+        notes.append(f"preprocess parquet peak RSS {full:.0f} MB; with 1/4 of the rows {small:.0f} MB.")
+    return Section(
+        title="Batch: preprocess and postprocess against the anchor and the floor",
+        columns=["step", "input path", "ours", "anchor", "floor", "anchor/ours", "ours/floor", "ours/(floor+records)"],
+        rows=table_rows,
+        checks=checks,
+        notes=notes,
+        figures={"rows": rows, "job_records": job_records, "preprocess": pre, "postprocess": post},
+    )
+
+
+def gateway_section(results: dict) -> Section:
+    """The gateway benchmark's figures (bench/gateway_bench.py's results) as its section of results.json."""
+    targets = results["checks"]["targets"]
+    table_rows = []
+    for level, pair in results["latency"].items():
+        for name in ("direct", "gateway"):
+            r = pair[name]
+            table_rows.append(
+                [
+                    f"{name} @{level}",
+                    *(
+                        f"{r.get(k, float('nan')):.2f} ms"
+                        for k in ("ttft_p50_ms", "ttft_p99_ms", "total_p50_ms", "total_p99_ms")
+                    ),
+                    str(r["errors"]),
+                ]
+            )
+        table_rows.append(
+            [
+                f"added @{level}",
+                *(
+                    f"{pair[f'added_{k}']:.2f} ms"
+                    for k in ("ttft_p50_ms", "ttft_p99_ms", "total_p50_ms", "total_p99_ms")
+                ),
+                "",
+            ]
+        )
+    zip_mb = results["zip"].get("zip_mb")
+    checks = [
+        at_most(
+            "added TTFT p50 @100 open streams",
+            results["checks"]["added_ttft_p50_ms"],
+            targets["added_ttft_p50_ms"],
+            " ms",
+        ),
+        at_most(
+            "added TTFT p99 @100 open streams",
+            results["checks"]["added_ttft_p99_ms"],
+            targets["added_ttft_p99_ms"],
+            " ms",
+        ),
+        at_least(
+            "concurrent streams without errors",
+            results["max_streams"]["max_streams_without_errors"],
+            targets["streams"],
+            "",
+            0,
+        ),
+        at_most("app import (cold)", results["import_s"], targets["import_s"], " s"),
+        at_most("Lambda zip (deflated)", zip_mb, targets["zip_mb"], " MB", 1),
+    ]
+    return Section(
+        title="Gateway: streaming through the gateway vs ConverseStream straight to the emulator",
+        columns=["case", "TTFT p50", "TTFT p99", "total p50", "total p99", "errors"],
+        rows=table_rows,
+        checks=checks,
+        notes=[
+            f"topology {results['topology']}, frames {results['pace_s']} s apart at @100; see bench/gateway_bench.py"
+        ],
+        figures=results,
+    )
 
 
 def gateway() -> int:
-    """The gateway benchmark in its own process (it starts the gateway in another one); it prints its table."""
-    return subprocess.run([sys.executable, "-m", "bench.gateway_bench"], cwd=ROOT, check=False).returncode
+    """The gateway benchmark in its own process (it starts the gateway in another one); it prints its table and
+    writes bench/results/gateway-*.json, recorded here as the gateway section."""
+    started = time.time()
+    code = subprocess.run([sys.executable, "-m", "bench.gateway_bench"], cwd=ROOT, check=False).returncode
+    written = [f for f in (ROOT / "bench" / "results").glob("gateway-*.json") if f.stat().st_mtime >= started]
+    if code == 0 and written:
+        record("gateway", gateway_section(json.loads(max(written, key=lambda f: f.stat().st_mtime).read_text())))
+    return code
 
 
 def main() -> int:
@@ -100,17 +315,18 @@ def main() -> int:
 def batch() -> int:
     rows = int(os.environ.get("BENCH_ROWS", "2240000"))
     max_per_job = int(os.environ.get("BENCH_MAX_PER_JOB", str(max(100, rows // 45 + 1))))
+    job_records = int(os.environ.get("BENCH_JOB_RECORDS", "50000"))
+    paths = os.environ.get("BENCH_PATHS", ",".join(PATHS)).split(",")
+    if not set(paths) <= set(PATHS):
+        print(f"BENCH_PATHS takes a comma-separated subset of {list(PATHS)}, not {paths}", file=sys.stderr)
+        return 2
     scratch = Path(os.environ.get("BENCH_DIR") or ROOT / "bench" / ".data")
     scratch.mkdir(parents=True, exist_ok=True)
     print(f"scratch: {scratch}", flush=True)
-    results = {
-        "preprocess": preprocess_bench(scratch, rows, max_per_job),
-        "postprocess": postprocess_bench(scratch, int(os.environ.get("BENCH_JOB_RECORDS", "50000"))),
-    }
-    out_dir = ROOT / "bench" / "results"
-    out_dir.mkdir(exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    (out_dir / f"bench-{stamp}.json").write_text(json.dumps({"rows": rows, "results": results}, indent=1))
+    pre = preprocess_bench(scratch, rows, max_per_job, paths)
+    post = postprocess_bench(scratch, job_records, paths)
+    record("batch", batch_section(pre, post, rows, job_records))
+    print(f"\nrecorded in {RESULTS_JSON.relative_to(ROOT)} and {RESULTS_MD.relative_to(ROOT)}")
     return 0
 
 

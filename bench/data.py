@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -42,3 +43,45 @@ def simplecot_like(path: Path, rows: int, *, seed: int = 7, chunk: int = 50_000)
                 )
             )
     return path
+
+
+def as_csv(parquet: Path, path: Path) -> Path:
+    """The same rows as a CSV file with a header (what a user uploads as ``.csv``); kept between runs."""
+    import pyarrow.csv as pacsv
+
+    if not path.exists():
+        partial = path.with_suffix(".partial")
+        source = pq.ParquetFile(parquet)
+        with pacsv.CSVWriter(partial, source.schema_arrow) as writer:
+            for batch in source.iter_batches(batch_size=50_000):
+                writer.write_batch(batch)
+        partial.rename(path)
+    return path
+
+
+def as_jsonl(parquet: Path, path: Path) -> Path:
+    """The same rows as JSON Lines, one object per row (what a user uploads as ``.jsonl``); kept between runs."""
+    import json
+
+    if not path.exists():
+        partial = path.with_suffix(".partial")
+        with partial.open("w", encoding="utf-8") as out:
+            for batch in pq.ParquetFile(parquet).iter_batches(batch_size=50_000):
+                out.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in batch.to_pylist())
+        partial.rename(path)
+    return path
+
+
+def main() -> None:
+    """``python -m bench.data parquet PATH ROWS [SEED]`` | ``csv PARQUET PATH`` | ``jsonl PARQUET PATH``: write a
+    dataset in a process of its own, so the benchmark's parent process stays small (a child process starts with its
+    parent's peak RSS as its own: Linux keeps the high-water mark across fork and exec)."""
+    kind, *args = sys.argv[1:]
+    if kind == "parquet":
+        simplecot_like(Path(args[0]), int(args[1]), **({"seed": int(args[2])} if len(args) > 2 else {}))
+    else:
+        {"csv": as_csv, "jsonl": as_jsonl}[kind](Path(args[0]), Path(args[1]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,10 @@
 """The postprocess variants the benchmark compares, each in its own process (peak RSS is its own).
 
 Input: one job of N records: ``records.parquet`` (the job's input rows) and ``output.jsonl.out`` (Bedrock's answers
-in the Anthropic shape, shuffled, as the service may return them).
+in the Anthropic shape, shuffled, as the service may return them). ``prepare`` writes the rows and the answers; the
+benchmark then runs the deployed preprocess on those rows through each input path, so each path's WORKDIR holds the
+run its preprocess left in (local) S3 (``s3/``, ``run-context.json``) and ``records.parquet`` is that run's records
+(a copy of a Parquet input; written by preprocess for the other paths).
 ``python -m bench.postprocess_variants VARIANT WORKDIR`` prints a JSON line with seconds and rows.
 """
 
@@ -17,9 +20,12 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from bench.data import simplecot_like
+from bench.production import LambdaContext, LocalS3, use_local_aws
 from bench.timing import report
-from lambdas.postprocess import logic
-from lambdas.shared.model_families import adapter_for_family
+from lambdas.postprocess import handler
+from lambdas.shared import layout
+
+JOB_ARN = "arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/bench0000001"
 
 
 def prepare(workdir: Path, rows: int) -> None:
@@ -50,15 +56,32 @@ def prepare(workdir: Path, rows: int) -> None:
             out.write(json.dumps(line) + "\n")
 
 
+def job_event(workdir: Path) -> dict:
+    """Postprocess's event for job 0 of the run in ``workdir``, completed, its output where Bedrock writes it."""
+    run = json.loads((workdir / "run-context.json").read_text())
+    s3 = LocalS3(workdir / "s3")
+    manifest = json.loads((s3.root / run["bucket"] / run["manifest_key"]).read_text())
+    prefix = f"{layout.job_output_prefix(run['run_id'], 0)}{layout.job_id_from_arn(JOB_ARN)}/"
+    out = s3.root / run["bucket"] / prefix / "0000.jsonl.jsonl.out"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.symlink_to((workdir / "output.jsonl.out").resolve())
+        (out.parent / "manifest.json.out").write_text(
+            json.dumps({"totalRecordCount": manifest[0]["record_count"], "inputTokenCount": 0, "outputTokenCount": 0})
+        )
+    return {"run": run, "job": manifest[0], "job_arn": JOB_ARN, "status": "Completed", "terminal": True}
+
+
 def ours(workdir: Path, target: Path) -> int:
-    """The project's postprocess join (as in the Lambda, after the download): every output record into its row's
-    slot, a left join by construction, then Parquet out."""
-    records = pq.read_table(workdir / "records.parquet")
-    joined = logic.JoinedOutput(first_row=0, count=records.num_rows, kind="text")
-    joined.add_file(workdir / "output.jsonl.out", "anthropic", adapter_for_family("anthropic"), "output.jsonl.out")
-    joined.fill_missing("MISSING_OUTPUT", "no output")
-    pq.write_table(logic.build_table(records, joined), target / "ours.parquet", compression="zstd")
-    return records.num_rows
+    """The deployed postprocess function (``lambda_handler`` in the production environment, see bench/production.py)
+    on job 0: the job's rows read from the run's records by row group, every output record into its row's slot (a
+    left join by construction), Parquet written and uploaded to (local) S3."""
+    event = job_event(workdir)
+    use_local_aws(LocalS3(workdir / "s3"))
+    result = handler.lambda_handler(event, LambdaContext())
+    if result["failed"]:
+        raise RuntimeError(f"postprocess found {result['failed']} rows without an answer: {result['error_counts']}")
+    return int(result["record_count"])
 
 
 def anchor(workdir: Path, target: Path) -> int:
@@ -79,7 +102,24 @@ def floor(workdir: Path, target: Path) -> int:
     return table.num_rows
 
 
+def describe(records: Path) -> dict:
+    """How a records.parquet is laid out (its size, row groups and compression)."""
+    metadata = pq.ParquetFile(records).metadata
+    return {
+        "bytes": records.stat().st_size,
+        "row_groups": metadata.num_row_groups,
+        "compression": metadata.row_group(0).column(0).compression,
+    }
+
+
 def main() -> None:
+    """Also ``prepare WORKDIR ROWS`` and ``describe RECORDS``, so the benchmark's parent process stays small."""
+    if sys.argv[1] == "prepare":
+        prepare(Path(sys.argv[2]), int(sys.argv[3]))
+        return
+    if sys.argv[1] == "describe":
+        print(json.dumps(describe(Path(sys.argv[2]))))
+        return
     variant, workdir = sys.argv[1], Path(sys.argv[2])
     chosen = {"ours": ours, "anchor": anchor, "floor": floor}[variant]
     report(variant, lambda target: chosen(workdir, target), workdir / variant)

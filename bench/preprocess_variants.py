@@ -1,6 +1,18 @@
-"""The preprocess variants the benchmark compares; each runs in its own process so peak RSS is its own.
+"""The preprocess variants the benchmark compares on each input path; each runs in its own process (peak RSS is its
+own).
 
-``python -m bench.preprocess_variants VARIANT INPUT OUTDIR MAX_PER_JOB`` prints a JSON line with seconds and rows.
+``python -m bench.preprocess_variants VARIANT PATH INPUT OUTDIR MAX_PER_JOB [REFERENCE]`` prints a JSON line with
+seconds and rows. PATH is the input path: ``parquet``, ``csv`` or ``jsonl`` (an S3 object; INPUT is the local file)
+or ``hf`` (a Hugging Face dataset streamed from a local fake hub serving INPUT, a Parquet file, as the dataset's train
+split). VARIANT:
+
+- ``ours``: the deployed preprocess function (``lambda_handler``, see bench/production.py) on that input;
+- ``anchor``: the public samples' approach: read everything into pandas, then a dict, ``str.format`` and
+  ``json.dumps`` per row;
+- ``floor``: the least work any implementation must do on that input: read it once (decode every row) and write the
+  job files once (the anchor's bytes, REFERENCE, copied);
+- ``floor+records``: the floor plus writing every row to a Parquet file once, as preprocess writes records.parquet
+  for the inputs that are not Parquet objects (shown for those paths; not a target).
 """
 
 from __future__ import annotations
@@ -9,55 +21,80 @@ import json
 import math
 import shutil
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
+import tempfile
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import pandas as pd  # imported before timing starts, like every variant's imports
 import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from bench.production import BUCKET, PATHS, LambdaContext, LocalS3, use_local_aws
 from bench.timing import report
-from lambdas.preprocess import logic
-from lambdas.preprocess.sources import parquet_batches
-from lambdas.shared.model_families import InferenceSettings, resolve
-from lambdas.shared.s3io import FileRange
-from prompt_templates import get_template, prompt_id_to_template
+from lambdas.preprocess import handler
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 PROMPT = "question_answering"
+HF_REPO = "bench/simplecot"
+HF_FILE = "data/train-00000-of-00001.parquet"
 
 
-@dataclass
-class LocalParquet:
-    path: Path
-    description: str = "bench input"
-    records_object: tuple[str, str] | None = None
+@contextmanager
+def hub(parquet: Path) -> Iterator[str]:
+    """Serve ``parquet`` as the train split of HF_REPO on a local fake hub, the HF libraries pointed at it (set up
+    before timing starts); yields the file's URL on the hub."""
+    from tests.fakehub import FakeRepo, RepoFile, fake_hub
 
-    def batches(self) -> Iterator[pa.RecordBatch]:
-        yield from parquet_batches(pq.ParquetFile(self.path, pre_buffer=False))
-
-
-def ours(source: Path, out: Path, max_per_job: int) -> int:
-    """The project's preprocess as the Lambda runs it on a Parquet input: one streaming pass writing the JSONL lines,
-    the input copied as the run's records (S3 does that server-side; here a local file copy), and each job's byte
-    range read back as boto3's uploader reads it (the network transfer itself is not part of any variant)."""
-    plan = logic.Plan(model=resolve(MODEL), template=get_template(PROMPT), max_per_job=max_per_job)
-    staged = logic.stage(LocalParquet(source), plan, InferenceSettings(), out, write_records=False)
-    jobs = logic.plan_jobs(staged, logic.fit_job_sizes(staged, max_per_job), "bench")
-    shutil.copyfile(source, out / "records.parquet")
-    with staged.lines_path.open("rb") as lines:
-        for job in jobs:
-            start, end = staged.byte_range(job.first_row, job.record_count)
-            part = FileRange(lines, start, end)
-            while part.read(8 << 20):
-                pass
-    return staged.rows
+    with ExitStack() as stack:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-hub-")))
+        served = stack.enter_context(fake_hub(scratch, datasets={}))
+        served.repos[HF_REPO] = FakeRepo(HF_REPO, {HF_FILE: RepoFile(HF_FILE, parquet.read_bytes())})
+        yield f"{served.endpoint}/datasets/{HF_REPO}/resolve/main/{HF_FILE}"
 
 
-def anchor(source: Path, out: Path, max_per_job: int) -> int:
-    """The approach of the public samples: pandas reads everything, per-row dict, str.format, json.dumps."""
-    frame = pd.read_parquet(source)
+def ours(path: str, source: Path, out: Path, max_per_job: int) -> int:
+    """The deployed function: the handler with its decorators and the production environment (set by the caller
+    before this process imported anything), the input read from (local) S3 or the hub; job files, records and
+    manifest written to (local) S3."""
+    s3 = LocalS3(out / "s3")
+    use_local_aws(s3)
+    if path == "hf":
+        inp: dict[str, Any] = {"dataset_id": HF_REPO, "split": "train"}
+    else:
+        key = f"inputs/{source.name}"
+        (s3.root / BUCKET / key).parent.mkdir(parents=True)
+        (s3.root / BUCKET / key).symlink_to(source.resolve())
+        inp = {"s3_uri": f"s3://{BUCKET}/{key}"}
+    event = {"input": {"model_id": MODEL, "prompt_id": PROMPT, **inp}, "execution_name": "bench-run"}
+    run = handler.lambda_handler(event, LambdaContext())
+    (out / "run-context.json").write_text(json.dumps(run))  # what the state machine passes on (postprocess uses it)
+    return int(run["total_records"])
+
+
+def read_all(path: str, source: Path, scratch: Path) -> pd.DataFrame:
+    """How the public samples load each input: all of it, into pandas."""
+    if path == "parquet":
+        return pd.read_parquet(source)
+    if path == "csv":
+        return pd.read_csv(source)
+    if path == "jsonl":
+        return pd.read_json(source, lines=True)
+    import datasets
+
+    return datasets.load_dataset(HF_REPO, split="train", cache_dir=str(scratch / "hf-cache")).to_pandas()
+
+
+def anchor(path: str, source: Path, out: Path, max_per_job: int) -> int:
+    """The approach of the public samples: everything in memory, per-row dict, str.format, json.dumps."""
+    from lambdas.shared.model_families import InferenceSettings, resolve
+    from prompt_templates import prompt_id_to_template
+
+    frame = read_all(path, source, out)
     template = prompt_id_to_template[PROMPT]
     adapter = resolve(MODEL).adapter
     settings = InferenceSettings()
@@ -76,22 +113,56 @@ def anchor(source: Path, out: Path, max_per_job: int) -> int:
     return len(rows)
 
 
-def floor(source: Path, out: Path, max_per_job: int, reference: Path) -> int:
-    """What cannot be avoided: read the Parquet input with pyarrow and write the same JSONL bytes (a file copy)."""
-    rows = sum(batch.num_rows for batch in pq.ParquetFile(source).iter_batches(batch_size=65_536))
+def _batches(path: str, source: Path, url: str) -> Iterator[pa.RecordBatch]:
+    """Read the input once, decoding every row into Arrow, as streaming as each format allows."""
+    if path == "parquet":
+        yield from pq.ParquetFile(source).iter_batches(batch_size=65_536)
+    elif path == "csv":
+        yield from pacsv.open_csv(source)
+    elif path == "jsonl":
+        yield from pajson.open_json(source)
+    else:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the hub is on 127.0.0.1
+        with opener.open(url) as answer:
+            data = answer.read()  # one GET of the whole file from the hub
+        yield from pq.ParquetFile(pa.BufferReader(data)).iter_batches(batch_size=65_536)
+
+
+def floor(path: str, source: Path, out: Path, reference: Path, url: str, *, records: bool = False) -> int:
+    """What cannot be avoided: read the input once and write the same job files (the anchor's JSONL, copied).
+    ``records``: also write every row to a Parquet file as preprocess writes records.parquet (snappy), the least an
+    implementation that keeps a CSV, JSONL or HF input's rows as Parquet for postprocess must add."""
+    rows, writer = 0, None
+    try:
+        for batch in _batches(path, source, url):
+            rows += batch.num_rows
+            if records:
+                writer = writer or pq.ParquetWriter(out / "records.parquet", batch.schema, compression="snappy")
+                writer.write_batch(batch)
+    finally:
+        if writer is not None:
+            writer.close()
     for shard in sorted(reference.glob("*.jsonl")):
         shutil.copyfile(shard, out / shard.name)
     return rows
 
 
 def main() -> None:
-    variant, source, out, max_per_job = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
-    if variant == "floor":
-        reference = Path(sys.argv[5])
-        report(variant, lambda target: floor(source, target, max_per_job, reference), out)
-    else:
-        chosen = {"ours": ours, "anchor": anchor}[variant]
-        report(variant, lambda target: chosen(source, target, max_per_job), out)
+    variant, path, source, out, max_per_job = sys.argv[1:6]
+    if path not in PATHS:
+        raise SystemExit(f"PATH must be one of {PATHS}, not {path!r}")
+    source_path, out_path, per_job = Path(source), Path(out), int(max_per_job)
+    with ExitStack() as stack:
+        url = stack.enter_context(hub(source_path)) if path == "hf" else ""
+        run: Callable[[Path], int]
+        if variant in ("floor", "floor+records"):
+            reference, records = Path(sys.argv[6]), variant == "floor+records"
+            run = lambda target: floor(path, source_path, target, reference, url, records=records)  # noqa: E731
+        elif variant == "ours":
+            run = lambda target: ours(path, source_path, target, per_job)  # noqa: E731
+        else:
+            run = lambda target: anchor(path, source_path, target, per_job)  # noqa: E731
+        report(f"{variant} {path}", run, out_path)
 
 
 if __name__ == "__main__":

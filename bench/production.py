@@ -1,0 +1,163 @@
+"""Run a data-plane handler as the deployed function runs it, with S3 on the local disk.
+
+The measured side of the batch benchmarks calls ``lambda_handler`` itself (Powertools logger, metrics and tracer
+decorators, the pydantic parse, ``Settings.from_env``, the one call into ``logic``) with the environment the stack
+gives the function (``POWERTOOLS_*`` from ``stacks/constructs/python_function.py``, the data-plane image's
+``ARROW_DEFAULT_MEMORY_POOL``): JSON log lines at INFO and the EMF metrics line go to stdout as in Lambda. Two
+things differ, both outside what a variant does itself: S3 is :class:`LocalS3` (the network transfer is not part of
+any variant; a copy is a local file copy where S3 copies server-side), and X-Ray is off (Powertools disables the
+tracer outside the Lambda environment; in Lambda it adds one segment per invocation, not per row).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+BUCKET = "bench-data"
+PATHS = ("parquet", "csv", "jsonl", "hf")  # the preprocess input paths: S3 objects of three formats, a HF dataset
+# stacks/constructs/python_function.py (POWERTOOLS_*, the INFO log level), batch_workflow.py (service name, data
+# plane settings) and lambdas/Dockerfile (the Arrow allocator).
+FUNCTION_ENV = {
+    "POWERTOOLS_METRICS_NAMESPACE": "BedrockBatch",
+    "POWERTOOLS_LOG_LEVEL": "INFO",
+    "ARROW_DEFAULT_MEMORY_POOL": "system",
+    "DATA_BUCKET": BUCKET,
+}
+
+
+def production_env(function: str, max_records_per_job: int) -> dict[str, str]:
+    """The environment of the deployed ``function`` (``preprocess``, ``postprocess``...), for a child process: set
+    before Powertools creates its singletons and pyarrow its memory pool."""
+    return {
+        **FUNCTION_ENV,
+        "POWERTOOLS_SERVICE_NAME": f"batch-{function}",
+        "MAX_RECORDS_PER_JOB": str(max_records_per_job),
+    }
+
+
+class _Range:
+    """A body that reads ``length`` bytes of an open file from its current position."""
+
+    def __init__(self, file: BinaryIO, length: int) -> None:
+        self._file, self._left = file, length
+
+    def read(self, size: int = -1) -> bytes:
+        size = self._left if size is None or size < 0 else min(size, self._left)
+        data = self._file.read(size)
+        self._left -= len(data)
+        if self._left == 0 or not data:
+            self._file.close()
+        return data
+
+
+class _Paginator:
+    def __init__(self, pages: list[dict[str, Any]]) -> None:
+        self._pages = pages
+
+    def paginate(self, **_: Any) -> Iterator[dict[str, Any]]:
+        yield from self._pages
+
+
+class _ListObjects:
+    def __init__(self, s3: LocalS3) -> None:
+        self._s3 = s3
+
+    def paginate(self, *, Bucket: str, Prefix: str = "") -> Iterator[dict[str, Any]]:  # noqa: N803
+        base = self._s3.root / Bucket
+        keys = sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
+        yield {"Contents": [{"Key": k, "Size": (base / k).stat().st_size} for k in keys if k.startswith(Prefix)]}
+
+
+@dataclass
+class LocalS3:
+    """The S3 calls the data-plane functions make, on files under ``root/<bucket>/<key>``."""
+
+    root: Path
+
+    def _path(self, bucket: str, key: str) -> Path:
+        return self.root / bucket / key
+
+    def _missing(self, operation: str) -> Exception:
+        from botocore.exceptions import ClientError  # imported late: the bench's parent process stays small
+
+        return ClientError({"Error": {"Code": "404", "Message": "Not Found"}}, operation)
+
+    def head_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803 - boto3's argument names
+        path = self._path(Bucket, Key)
+        if not path.is_file():
+            raise self._missing("HeadObject")
+        return {"ContentLength": path.stat().st_size}
+
+    def get_object(self, *, Bucket: str, Key: str, Range: str | None = None) -> dict[str, Any]:  # noqa: N803
+        path = self._path(Bucket, Key)
+        if not path.is_file():
+            raise self._missing("GetObject")
+        file = path.open("rb")
+        if Range is None:
+            return {"Body": file, "ContentLength": path.stat().st_size}
+        first, last = (int(n) for n in Range.removeprefix("bytes=").split("-"))
+        file.seek(first)
+        return {"Body": _Range(file, last - first + 1), "ContentLength": last - first + 1}
+
+    def get_paginator(self, operation: str) -> _ListObjects:
+        if operation != "list_objects_v2":
+            raise NotImplementedError(f"LocalS3 has no paginator for {operation}")
+        return _ListObjects(self)
+
+    def download_file(self, bucket: str, key: str, filename: str) -> None:
+        path = self._path(bucket, key)
+        if not path.is_file():
+            raise self._missing("HeadObject")
+        shutil.copyfile(path, filename)
+
+    def upload_fileobj(self, body: Any, bucket: str, key: str) -> None:
+        path = self._path(bucket, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as out:
+            shutil.copyfileobj(body, out, 8 << 20)  # boto3's uploader reads 8 MB parts
+
+    def upload_file(self, filename: str, bucket: str, key: str) -> None:
+        path = self._path(bucket, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(filename, path)
+
+    def copy(self, source: dict[str, str], bucket: str, key: str) -> None:
+        self.upload_file(str(self._path(source["Bucket"], source["Key"])), bucket, key)
+
+    def put_object(self, *, Bucket: str, Key: str, Body: bytes, **_: Any) -> dict[str, Any]:  # noqa: N803
+        path = self._path(Bucket, Key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(Body)
+        return {}
+
+
+class NoQuotas:
+    """A Service Quotas client listing no quotas: preprocess logs that the documented defaults apply, as in an
+    account where the quotas cannot be read."""
+
+    def get_paginator(self, _operation: str) -> _Paginator:
+        return _Paginator([{"Quotas": []}])
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "bench-function"
+    memory_limit_in_mb: int = 3008
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:bench-function"
+    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 900_000
+
+
+def use_local_aws(s3: LocalS3) -> None:
+    """Make the handlers' client factories (``lambdas.shared.aws``) return the local S3 and the quota stub."""
+    from lambdas.shared import aws
+
+    aws.s3 = lambda: s3
+    aws.service_quotas = lambda: NoQuotas()

@@ -1,0 +1,139 @@
+"""The batch benchmark's harness: the measured side is the deployed handler in its production environment, on every
+input path, and the variants do the same work. Figures are not asserted here (timing lives in bench/ only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from bench.__main__ import batch_section
+from bench.production import BUCKET, PATHS, LocalS3, production_env
+
+ROOT = Path(__file__).resolve().parents[2]
+ROWS = 300
+
+
+def variant(*args: str, env: dict[str, str] | None = None) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.preprocess_variants", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "BENCH_REPEAT": "1", **(env or {})},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("bench-inputs")
+    parquet = folder / "rows.parquet"
+    words = [f'question {i} with a "quote" and a \\ backslash' for i in range(ROWS)]
+    pq.write_table(pa.table({"source": words, "rationale": ["why"] * ROWS, "target": ["yes"] * ROWS}), parquet)
+    for kind in ("csv", "jsonl"):
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.data", kind, str(parquet), str(folder / f"rows.{kind}")],
+            cwd=ROOT,
+            check=False,
+        )
+        assert done.returncode == 0
+    return {"parquet": parquet, "csv": folder / "rows.csv", "jsonl": folder / "rows.jsonl", "hf": parquet}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", PATHS)
+def test_ours_is_the_deployed_handler_and_does_the_anchors_work(path: str, inputs: dict[str, Path], tmp_path: Path):
+    # GIVEN the same rows on one input path
+    source, per_job = str(inputs[path]), "100"
+    # WHEN ours runs in the preprocess function's environment, and the anchor and the floor run on the same input
+    ours = variant("ours", path, source, str(tmp_path / "ours"), per_job, env=production_env("preprocess", 100))
+    anchor = variant("anchor", path, source, str(tmp_path / "anchor"), per_job)
+    reference = str(tmp_path / "anchor" / "last")
+    floor = variant("floor", path, source, str(tmp_path / "floor"), per_job, reference)
+    # THEN ours went through the handler: Powertools JSON logs of the deployed service and its EMF metrics line
+    logs = [json.loads(line) for line in ours[:-1]]
+    assert {entry.get("service") for entry in logs} == {"batch-preprocess"}
+    assert any(entry.get("message") == "run prepared" for entry in logs)
+    assert any(entry.get("RecordsPrepared") == [float(ROWS)] for entry in logs)
+    # AND every variant handled every row, and ours' job files hold the anchor's bytes (the same JSONL lines)
+    assert [json.loads(out[-1])["rows"] for out in (ours, anchor, floor)] == [ROWS] * 3
+    jobs = sorted((tmp_path / "ours" / "last" / "s3" / BUCKET).rglob("jobs/*.jsonl"))
+    ours_lines = sorted(line for job in jobs for line in job.read_text().splitlines())
+    anchor_lines = sorted(line for job in Path(reference).glob("*.jsonl") for line in job.read_text().splitlines())
+    assert ours_lines == anchor_lines and len(ours_lines) == ROWS
+
+
+def test_local_s3_serves_byte_ranges_and_missing_keys_as_s3_does(tmp_path: Path) -> None:
+    # GIVEN an object in the local S3
+    s3 = LocalS3(tmp_path)
+    s3.put_object(Bucket=BUCKET, Key="a/b.bin", Body=b"0123456789")
+    # WHEN a range, the object's size and a missing key are asked for
+    part = s3.get_object(Bucket=BUCKET, Key="a/b.bin", Range="bytes=2-5")["Body"].read()
+    size = s3.head_object(Bucket=BUCKET, Key="a/b.bin")["ContentLength"]
+    # THEN the range is inclusive of both ends, as in S3, and a missing key is S3's 404 ClientError
+    assert (part, size) == (b"2345", 10)
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError, match="404"):
+        s3.head_object(Bucket=BUCKET, Key="missing")
+    listed = [page["Contents"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="a/")]
+    assert listed == [[{"Key": "a/b.bin", "Size": 10}]]
+
+
+def test_batch_section_judges_every_path_against_both_targets() -> None:
+    # GIVEN preprocess figures where ours is 2.5x faster than the anchor and 1.5x the floor, on one path
+    def seconds(value: float) -> dict[str, float]:
+        return {"seconds": value, "cpu_seconds": value, "peak_rss_mb": 100.0}
+
+    pre = {"csv": {"ours": seconds(2.0), "anchor": seconds(5.0), "floor": seconds(4 / 3)}}
+    post = {"csv": {"ours": seconds(1.0), "anchor": seconds(4.0), "floor": seconds(0.5)}}
+    # WHEN the batch section is built
+    section = batch_section(pre, post, rows=1000, job_records=100)
+    # THEN each step and path has both checks, judged against the targets (3x the anchor, 2x the floor)
+    verdicts = {check.name: check.verdict for check in section.checks}
+    assert verdicts == {
+        "preprocess csv: faster than the anchor": "FAIL",
+        "preprocess csv: time over the floor's": "pass",
+        "postprocess csv: faster than the anchor": "pass",
+        "postprocess csv: time over the floor's": "pass",
+    }
+
+
+def test_gateway_section_holds_the_gateway_benchs_checks() -> None:
+    # GIVEN results shaped as bench/gateway_bench.py writes them, p99 over its target
+    from bench.__main__ import gateway_section
+    from bench.gateway_bench import TARGETS
+
+    timings = {"ttft_p50_ms": 10.0, "ttft_p99_ms": 20.0, "total_p50_ms": 100.0, "total_p99_ms": 200.0, "errors": 0}
+    added = {"added_ttft_p50_ms": 2.0, "added_ttft_p99_ms": 25.0, "added_total_p50_ms": 3.0, "added_total_p99_ms": 4.0}
+    pair = {"direct": timings, "gateway": timings, **added}
+    results = {
+        "topology": "split",
+        "pace_s": 0.02,
+        "latency": {"1": pair, "100": pair, "100 burst": pair},
+        "max_streams": {"max_streams_without_errors": 1000, "steps": []},
+        "import_s": 0.6,
+        "zip": {"zip_mb": None, "note": "not measured"},
+        "checks": {"added_ttft_p50_ms": 2.0, "added_ttft_p99_ms": 25.0, "targets": TARGETS},
+    }
+    # WHEN it becomes the gateway section of the results file
+    section = gateway_section(results)
+    # THEN every target of the gateway bench is a check, judged (an unmeasured zip says so), and each case a row
+    verdicts = {check.name: check.verdict for check in section.checks}
+    assert verdicts == {
+        "added TTFT p50 @100 open streams": "pass",
+        "added TTFT p99 @100 open streams": "FAIL",
+        "concurrent streams without errors": "pass",
+        "app import (cold)": "pass",
+        "Lambda zip (deflated)": "not measured",
+    }
+    assert [row[0] for row in section.rows][:3] == ["direct @1", "gateway @1", "added @1"]

@@ -1,0 +1,103 @@
+"""bench/results.py: the results file each benchmark records its section in, and the files generated from it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from bench import results
+from bench.results import Check, Section, at_least, at_most
+
+RUN = {"date": "2026-01-01T00:00:00Z", "commit": "0123456789abcdef", "machine": {"cpu": "Test CPU", "cores": 2}}
+
+
+def section(ok: bool) -> Section:
+    return Section(
+        title="Batch",
+        columns=["step", "ours"],
+        rows=[["preprocess", "1.00 s"]],
+        checks=[at_least("faster than the anchor", 4.0 if ok else 2.0, 3.0)],
+        notes=["a note"],
+        figures={"seconds": 1.0},
+    )
+
+
+def test_committed_readme_block_and_results_md_match_the_results_file() -> None:
+    # GIVEN the committed results file (or none yet), README.md and bench/RESULTS.md
+    recorded = results.load()
+    # WHEN the README block and RESULTS.md are generated from it
+    block = results.render_readme_block(recorded)
+    # THEN the committed files hold exactly that: nobody typed figures by hand or forgot to regenerate
+    assert block in results.README.read_text()
+    assert results.RESULTS_MD.read_text() == results.render_markdown(recorded)
+
+
+def test_record_replaces_its_own_section_and_keeps_the_others(tmp_path: Path) -> None:
+    # GIVEN a results file with a gateway section
+    path = tmp_path / "results.json"
+    results.record("gateway", section(ok=True), path=path, run=RUN)
+    # WHEN the batch benchmark records its section twice (a rerun)
+    results.record("batch", section(ok=True), path=path, run=RUN)
+    results.record("batch", section(ok=False), path=path, run={**RUN, "date": "2026-01-02T00:00:00Z"})
+    # THEN both sections are there, the batch one from the last run, each with its run's date, commit and machine
+    saved = json.loads(path.read_text())
+    assert sorted(saved["sections"]) == ["batch", "gateway"]
+    assert saved["sections"]["batch"]["run"]["date"] == "2026-01-02T00:00:00Z"
+    assert saved["sections"]["batch"]["checks"][0]["ok"] is False
+    assert saved["sections"]["gateway"]["checks"][0]["ok"] is True
+
+
+def test_record_fills_in_this_runs_date_commit_and_machine(tmp_path: Path) -> None:
+    # GIVEN no run described by the caller
+    path = tmp_path / "results.json"
+    # WHEN a section is recorded
+    results.record("batch", section(ok=True), path=path)
+    # THEN the run names a date, this repository's commit and the machine's CPU and cores
+    run = json.loads(path.read_text())["sections"]["batch"]["run"]
+    assert run["date"].endswith("Z") and len(run["commit"].removesuffix("-dirty")) == 40
+    assert run["machine"]["cores"] >= 1 and run["machine"]["cpu"]
+    # AND how busy the machine was (1, 5 and 15 minute load averages), so a noisy run shows
+    assert len(run["load_average"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("check", "verdict"),
+    [
+        (at_least("x", 3.0, 3.0), "pass"),
+        (at_least("x", 2.99, 3.0), "FAIL"),
+        (at_most("x", 2.0, 2.0), "pass"),
+        (at_most("x", 2.01, 2.0), "FAIL"),
+        (at_most("x", None, 2.0), "not measured"),
+    ],
+)
+def test_checks_compare_the_figure_with_its_target(check: Check, verdict: str) -> None:
+    # GIVEN a figure on either side of its target (or none)
+    # WHEN it is judged
+    # THEN the verdict follows the target's direction, the limit itself included
+    assert check.verdict == verdict
+
+
+def test_generated_files_show_every_check_with_its_verdict() -> None:
+    # GIVEN results with a passing and a failing section
+    recorded = {
+        "sections": {name: {"run": RUN, **asdict(section(ok=name == "gateway"))} for name in ("batch", "gateway")}
+    }
+    # WHEN RESULTS.md and the README block are rendered
+    markdown, block = results.render_markdown(recorded), results.render_readme_block(recorded)
+    # THEN both show each check's figure, target and verdict, and the run's commit and machine
+    assert "| faster than the anchor | 2.00x | >= 3x | FAIL |" in markdown
+    assert "| batch | faster than the anchor | 2.00x | >= 3x | FAIL |" in block
+    assert "| gateway | faster than the anchor | 4.00x | >= 3x | pass |" in block
+    assert "`0123456789ab`" in block and "Test CPU" in markdown
+    assert block.startswith(results.README_START) and block.endswith(results.README_END)
+
+
+def test_readme_without_the_block_is_an_actionable_error() -> None:
+    # GIVEN a README that lost its generated block
+    # WHEN the block is written into it
+    # THEN the error says which markers to put back and where
+    with pytest.raises(ValueError, match="bench-results:start.*Benchmarks section"):
+        results.readme_with_block("# README\n", results.render_readme_block(None))
