@@ -349,6 +349,12 @@ class GatewayServiceConfig:
     vpc: GatewayVpcConfig | None = None
 
     @property
+    def region(self) -> str:
+        """The certificate's region: an ALB takes certificates of its own region only, so the stack deploys there
+        (and synth knows the region, which the load balancer's access-log bucket policy needs)."""
+        return self.certificate_arn.split(":")[3]
+
+    @property
     def workers(self) -> int:
         """uvicorn worker processes: one per whole vCPU of the task, at least one."""
         return max(1, self.task_cpu // 1024)
@@ -423,8 +429,8 @@ def _gateway_vpc(value: object) -> GatewayVpcConfig | None:
         raise _error("gatewayVpc", need, value, example)
     return GatewayVpcConfig(
         vpc_id=vpc_id,
-        public_subnet_ids=tuple(dict.fromkeys(public)),  # type: ignore[arg-type]
-        private_subnet_ids=tuple(dict.fromkeys(private)),  # type: ignore[arg-type]
+        public_subnet_ids=tuple(dict.fromkeys(public)),
+        private_subnet_ids=tuple(dict.fromkeys(private)),
     )
 
 

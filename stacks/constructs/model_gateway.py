@@ -21,7 +21,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import region_info
-from constructs import Construct
+from constructs import Construct, IConstruct
 
 from lambdas.shared.model_families import ACCOUNT_RESOURCE_ARN_KINDS
 from stacks.config import (
@@ -120,7 +120,7 @@ def _web_adapter_publisher(region: str, architecture: str) -> str:
     )
 
 
-def bot_model_arns(scope: Construct, cfg: GatewayConfig) -> list[str]:
+def bot_model_arns(scope: IConstruct, cfg: GatewayConfig) -> list[str]:
     """The Bedrock ARNs the configured bots may invoke, and nothing else.
 
     Per bot, in its region (the stack's if it names none): a foundation model's ARN; a system inference profile's ARN
@@ -169,7 +169,7 @@ def _region(stack: cdk.Stack, bot: GatewayBot) -> str:
     return bot.region or stack.region
 
 
-def bot_guardrail_arns(scope: Construct, cfg: GatewayConfig) -> list[str]:
+def bot_guardrail_arns(scope: IConstruct, cfg: GatewayConfig) -> list[str]:
     """The ARNs of the bots' guardrails (``arn:<partition>:bedrock:<region>:<account>:guardrail/<id>``): an ARN as
     given, an id in the bot's region (the stack's if it names none) and the stack's account. Empty: no guardrail."""
     stack = cdk.Stack.of(scope)
