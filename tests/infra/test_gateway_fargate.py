@@ -9,6 +9,7 @@ One app for the module (synth starts jsii and runs cdk-nag), built as ``app.py``
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -265,7 +266,7 @@ def test_load_balancer_access_logs_go_to_an_sse_s3_bucket(fargate: Gateway) -> N
     }
 
 
-def _role_grants(template: dict[str, Any], role: str) -> set[tuple[str, str]]:
+def _role_grants(template: Mapping[str, Any], role: str) -> set[tuple[str, str]]:
     """(action, resource) pairs of ``role``; the logical ids of the media bucket and the secret made neutral."""
     resources = template["Resources"]
     found = set()
@@ -294,7 +295,7 @@ def test_the_task_role_has_the_lambda_functions_grants(fargate: Gateway, tmp_pat
     app, _ = build_app({"gatewayBotsFile": BOTS_FILE}, skip_bundling=True, outdir=str(tmp_path), gateway=True)
     lambda_stack = gateway_stack(app)
     lambda_template = Template.from_stack(lambda_stack).to_json()
-    function_role = lambda_stack.get_logical_id(lambda_stack.gateway.function.role.node.default_child)
+    function_role = lambda_stack.resolve(lambda_stack.gateway.function.role.role_name)["Ref"]
     service = fargate.stack.service
     assert service is not None
     task_role = fargate.logical_id(service.task_role)
@@ -335,7 +336,7 @@ def test_a_task_role_grant_no_code_uses_fails_the_check(tmp_path: Path) -> None:
     )
     template = Template.from_stack(stack).to_json()
     # WHEN the check runs / THEN it names that role and action
-    role = stack.get_logical_id(stack.service.task_role.node.default_child)
+    role = stack.resolve(stack.service.task_role.role_name)["Ref"]
     assert unused_grants(template) == [f"{role}: bedrock:GetModelInvocationJob"]
 
 

@@ -70,7 +70,7 @@ def test_bad_values_name_the_key_and_the_fix(context: dict[str, Any], message: s
 
 def test_an_existing_vpc_needs_two_public_subnets() -> None:
     # GIVEN an existing VPC with a single public subnet (an ALB needs two Availability Zones)
-    vpc = {
+    vpc: dict[str, Any] = {
         "vpcId": "vpc-0123456789abcdef0",
         "publicSubnetIds": ["subnet-0aaaaaaa1"],
         "privateSubnetIds": ["subnet-0bbbbbbb1"],
