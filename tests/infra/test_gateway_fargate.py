@@ -20,8 +20,10 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import cx_api
 from aws_cdk.assertions import Template
 
+from stacks.config import ObservabilityConfig
 from stacks.constructs.gateway_service import DOCKERFILE, KEEP_ALIVE_SECONDS
 from stacks.constructs.model_gateway import APP, PORT
+from stacks.constructs.observability import GatewayObservability
 from stacks.gateway_stack import GatewayStack
 from stacks.synth import build_app, gateway_stack
 from tests.infra.conftest import cfn_lint
@@ -369,3 +371,11 @@ def test_synth_is_cdk_nag_and_cfn_lint_clean(fargate: Gateway, tmp_path: Path) -
     # THEN cdk-nag reports nothing, and cfn-lint accepts the gateway template
     assert violations == []
     assert cfn_lint({"BedrockModelGateway": fargate.template.to_json()}, tmp_path) == ""
+
+
+def test_observability_takes_one_compute_or_the_other() -> None:
+    # GIVEN a stack / WHEN the gateway observability gets neither the Lambda parts nor the service
+    stack = cdk.Stack(cdk.App(), "Scratch")
+    # THEN it refuses, naming what it takes
+    with pytest.raises(ValueError, match="api and function \\(Lambda\\) or service \\(Fargate\\)"):
+        GatewayObservability(stack, "Observability", bots=[], cfg=ObservabilityConfig())
