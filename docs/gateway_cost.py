@@ -3,10 +3,11 @@
 ``python docs/gateway_cost.py`` prints the README table ("Gateway compute: Lambda or Fargate");
 tests/unit/test_gateway_cost.py checks that the README shows this output. Standard library only.
 
-Prices: US East (N. Virginia), on-demand list prices as the AWS pricing pages showed them on 2026-12-06 (page titles in
-PRICE_SOURCES). The workload: every request streams its answer for ANSWER_SECONDS; requests arrive at a steady rate
-around the clock (730 hours a month). Free tiers, data transfer out to the internet (the same for both options) and
-CloudWatch are left out.
+Prices: US East (N. Virginia), on-demand list prices of the AWS pricing pages named in PRICE_SOURCES, checked on
+2026-12-06 (the Lambda Arm tiers: the AWS Compute Blog, "Introducing tiered pricing for AWS Lambda"; API Gateway's
+REST tiers above the first 333 million calls as last published, not re-checked). The workload: every request
+streams its answer for ANSWER_SECONDS; requests arrive at a steady rate around the clock (730 hours a month). Free
+tiers, data transfer out to the internet (the same for both options) and CloudWatch are left out.
 """
 
 from __future__ import annotations
