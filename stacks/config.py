@@ -293,6 +293,147 @@ class GatewayBot:
     guardrail_id: str | None = None  # the bot's ``guardrail.identifier``: a guardrail id or ARN (IAM: ApplyGuardrail)
 
 
+GATEWAY_COMPUTES = ("lambda", "fargate")
+# Fargate task sizes: CPU units -> the memory (MiB) each allows (Amazon ECS developer guide, "Troubleshoot Amazon ECS
+# task definition invalid CPU or memory errors"; the ECS API's RegisterTaskDefinition ``memory``).
+FARGATE_TASK_SIZES: dict[int, tuple[int, ...]] = {
+    256: (512, 1024, 2048),
+    512: tuple(range(1024, 4097, 1024)),
+    1024: tuple(range(2048, 8193, 1024)),
+    2048: tuple(range(4096, 16385, 1024)),
+    4096: tuple(range(8192, 30721, 1024)),
+    8192: tuple(range(16384, 61441, 4096)),
+    16384: tuple(range(32768, 122881, 8192)),
+}
+# An ACM certificate ARN: arn:<partition>:acm:<region>:<account>:certificate/<uuid>.
+_CERTIFICATE_ARN = re.compile(
+    r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$"
+)
+# The keys that only the Fargate service reads: set with gatewayCompute=lambda they would be ignored, so they fail.
+FARGATE_KEYS = (
+    "gatewayCertificateArn",
+    "gatewayTaskCpu",
+    "gatewayTaskMemoryMb",
+    "gatewayMinTasks",
+    "gatewayMaxTasks",
+    "gatewayRequestsPerTask",
+    "gatewayVpc",
+)
+
+
+@dataclass(frozen=True)
+class GatewayVpcConfig:
+    """An existing VPC for the Fargate gateway: the load balancer in ``public_subnet_ids``, the tasks in
+    ``private_subnet_ids`` (whose route to the internet, a NAT gateway, is the VPC owner's)."""
+
+    vpc_id: str
+    public_subnet_ids: tuple[str, ...]
+    private_subnet_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GatewayServiceConfig:
+    """The gateway as an ECS Fargate service behind an Application Load Balancer (``gatewayCompute=fargate``).
+
+    ``certificate_arn``: the ACM certificate of the HTTPS listener. ``task_cpu`` (CPU units, 1024 = 1 vCPU) and
+    ``task_memory_mb`` size one task; uvicorn runs one worker per vCPU. ``min_tasks``..``max_tasks``: autoscaling on
+    CPU and on ``requests_per_task`` (ALB requests per task per minute). ``vpc``: None creates a VPC (public subnets for
+    the load balancer, private subnets with NAT gateways for the tasks)."""
+
+    certificate_arn: str
+    task_cpu: int = 1024
+    task_memory_mb: int = 2048
+    min_tasks: int = 2
+    max_tasks: int = 10
+    requests_per_task: int = 600
+    vpc: GatewayVpcConfig | None = None
+
+    @property
+    def region(self) -> str:
+        """The certificate's region: an ALB takes certificates of its own region only, so the stack deploys there
+        (and synth knows the region, which the load balancer's access-log bucket policy needs)."""
+        return self.certificate_arn.split(":")[3]
+
+    @property
+    def workers(self) -> int:
+        """uvicorn worker processes: one per whole vCPU of the task, at least one."""
+        return max(1, self.task_cpu // 1024)
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, object]) -> GatewayServiceConfig:
+        ctx = _Context(context)
+        certificate = context.get("gatewayCertificateArn")
+        if not isinstance(certificate, str) or not _CERTIFICATE_ARN.match(certificate.strip()):
+            raise _error(
+                "gatewayCertificateArn",
+                "the ARN of an ACM certificate for the load balancer's HTTPS listener, required with "
+                "gatewayCompute=fargate (request or import one in ACM, in the stack's region)",
+                certificate,
+                "arn:aws:acm:us-east-1:123456789012:certificate/11111111-2222-3333-4444-555555555555",
+            )
+        cpu = ctx.integer("gatewayTaskCpu", cls.task_cpu, 256, 16384)
+        if cpu not in FARGATE_TASK_SIZES:
+            raise _error(
+                "gatewayTaskCpu", "Fargate CPU units: " + ", ".join(map(str, FARGATE_TASK_SIZES)), cpu, cls.task_cpu
+            )
+        memory = ctx.integer("gatewayTaskMemoryMb", max(cls.task_memory_mb, FARGATE_TASK_SIZES[cpu][0]), 512, None)
+        allowed = FARGATE_TASK_SIZES[cpu]
+        if memory not in allowed:
+            raise _error(
+                "gatewayTaskMemoryMb",
+                f"a memory size Fargate allows with gatewayTaskCpu={cpu}: {allowed[0]} to {allowed[-1]} MiB in steps "
+                f"of {allowed[1] - allowed[0]}",
+                memory,
+                allowed[0],
+            )
+        min_tasks = ctx.integer("gatewayMinTasks", cls.min_tasks, 1, 1000)
+        max_tasks = ctx.integer(
+            "gatewayMaxTasks", max(cls.max_tasks, min_tasks), min_tasks, 1000, " (>= gatewayMinTasks)"
+        )
+        return cls(
+            certificate_arn=certificate.strip(),
+            task_cpu=cpu,
+            task_memory_mb=memory,
+            min_tasks=min_tasks,
+            max_tasks=max_tasks,
+            requests_per_task=ctx.integer("gatewayRequestsPerTask", cls.requests_per_task, 1, 1_000_000),
+            vpc=_gateway_vpc(context.get("gatewayVpc")),
+        )
+
+
+def _gateway_vpc(value: object) -> GatewayVpcConfig | None:
+    example = '\'{"vpcId": "vpc-0abc...", "publicSubnetIds": ["subnet-..", "subnet-.."], "privateSubnetIds": [...]}\''
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "create")):
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise _error("gatewayVpc", "a JSON object", value, example) from None
+    need = (
+        '{"vpcId": "vpc-...", "publicSubnetIds": [2 or more "subnet-..." ids in different AZs, for the load balancer], '
+        '"privateSubnetIds": [1 or more "subnet-..." ids with a NAT route, for the tasks]}, or absent (a new VPC)'
+    )
+    if not isinstance(value, dict) or set(value) != {"vpcId", "publicSubnetIds", "privateSubnetIds"}:
+        raise _error("gatewayVpc", need, value, example)
+    vpc_id, public, private = value["vpcId"], value["publicSubnetIds"], value["privateSubnetIds"]
+
+    def subnets(ids: object, least: int) -> bool:
+        return (
+            isinstance(ids, list)
+            and least <= len(ids) <= MAX_JOB_SUBNETS
+            and all(isinstance(s, str) and _SUBNET_ID.match(s) for s in ids)
+        )
+
+    if not isinstance(vpc_id, str) or not _VPC_ID.match(vpc_id) or not subnets(public, 2) or not subnets(private, 1):
+        raise _error("gatewayVpc", need, value, example)
+    return GatewayVpcConfig(
+        vpc_id=vpc_id,
+        public_subnet_ids=tuple(dict.fromkeys(public)),
+        private_subnet_ids=tuple(dict.fromkeys(private)),
+    )
+
+
 @dataclass(frozen=True)
 class GatewayConfig:
     """The model gateway: its bots (from ``gatewayBotsFile``), function size, Web Adapter layer, API throttling,
@@ -311,6 +452,8 @@ class GatewayConfig:
     media_expiration_days: int = 7
     bedrock_regions: tuple[str, ...] = DEFAULT_BEDROCK_REGIONS
     model_invocation_logging: bool = False  # account-level Bedrock invocation logs into a log group of the stack
+    compute: str = "lambda"  # gatewayCompute: "lambda" (API Gateway + Lambda) or "fargate" (ALB + ECS Fargate)
+    service: GatewayServiceConfig | None = None  # the Fargate settings, set exactly when compute is "fargate"
 
     @classmethod
     def from_app(cls, app: _HasNode) -> GatewayConfig:
@@ -339,6 +482,13 @@ class GatewayConfig:
                 account,
                 "123456789012",
             )
+        compute = ctx.choice("gatewayCompute", "lambda", GATEWAY_COMPUTES)
+        stray = [key for key in FARGATE_KEYS if key in context and context[key] not in (None, "")]
+        if compute == "lambda" and stray:
+            raise ValueError(
+                f"{', '.join(stray)} apply to gatewayCompute=fargate only, but gatewayCompute is lambda; "
+                f"remove them from cdk.json or pass -c gatewayCompute=fargate"
+            )
         return cls(
             bots=load_bots(_resolve(bots_file.strip(), root)),
             bots_file=bots_file.strip(),
@@ -350,6 +500,8 @@ class GatewayConfig:
             media_expiration_days=ctx.integer("gatewayMediaExpirationDays", 7, 1, None),
             bedrock_regions=ctx.strings("bedrockRegions", DEFAULT_BEDROCK_REGIONS, _check_region),
             model_invocation_logging=ctx.boolean("modelInvocationLogging", False),
+            compute=compute,
+            service=GatewayServiceConfig.from_context(context) if compute == "fargate" else None,
         )
 
 
@@ -595,6 +747,8 @@ GATEWAY_KEYS = (
     "gatewayThrottlingBurstLimit",
     "gatewayMediaExpirationDays",
     "modelInvocationLogging",
+    "gatewayCompute",
+    *FARGATE_KEYS,
 )
 # The keys ObservabilityConfig reads (dashboards and alarms of both stacks).
 OBSERVABILITY_KEYS = (

@@ -9,6 +9,7 @@ from constructs import Construct
 
 from stacks.config import FunctionConfig, GatewayConfig, ObservabilityConfig, SecurityConfig, StorageConfig
 from stacks.constructs.encryption_key import EncryptionKey
+from stacks.constructs.gateway_service import GatewayService
 from stacks.constructs.invocation_logging import ModelInvocationLogging
 from stacks.constructs.model_gateway import ModelGateway
 from stacks.constructs.observability import GatewayObservability
@@ -16,9 +17,10 @@ from stacks.constructs.python_function import retention
 
 
 class GatewayStack(cdk.Stack):
-    """``gateway`` (ModelGateway) and ``observability`` (dashboard, alarms; ``observability`` defaults to
-    ``ObservabilityConfig()``: no alarm mail); outputs ``ApiUrl``, ``MediaBucketName`` and
-    ``AccessKeysSecretArn``.
+    """``gateway`` (ModelGateway: Lambda behind API Gateway, ``gatewayCompute=lambda``, the default) or ``service``
+    (GatewayService: ECS Fargate behind an Application Load Balancer, ``gatewayCompute=fargate``; None otherwise), and
+    ``observability`` (dashboard, alarms; ``observability`` defaults to ``ObservabilityConfig()``: no alarm mail);
+    outputs ``ApiUrl``, ``MediaBucketName`` and ``AccessKeysSecretArn``.
 
     ``security.kms_key`` (``kmsKey``): the gateway's own customer-managed key (``"create"``) or the given key encrypts
     the media bucket and the log groups (``encryption_key``; None without ``kmsKey``). ``cfg.model_invocation_logging``
@@ -49,14 +51,30 @@ class GatewayStack(cdk.Stack):
             if security.uses_kms
             else None
         )
-        self.gateway = ModelGateway(
-            self,
-            "ModelGateway",
-            cfg=cfg,
-            function_settings=function_settings,
-            storage=storage,
-            encryption_key=self.encryption_key,
-        )
+        self._gateway: ModelGateway | None = None
+        self.service: GatewayService | None = None
+        compute: ModelGateway | GatewayService
+        if cfg.service is not None:  # gatewayCompute=fargate
+            compute = self.service = GatewayService(
+                self,
+                "GatewayService",
+                cfg=cfg,
+                settings=cfg.service,
+                function_settings=function_settings,
+                storage=storage,
+                encryption_key=self.encryption_key,
+            )
+            url = self.service.url
+        else:
+            compute = self._gateway = ModelGateway(
+                self,
+                "ModelGateway",
+                cfg=cfg,
+                function_settings=function_settings,
+                storage=storage,
+                encryption_key=self.encryption_key,
+            )
+            url = self._gateway.api.url
         self.invocation_logging = (
             ModelInvocationLogging(
                 self,
@@ -70,26 +88,34 @@ class GatewayStack(cdk.Stack):
         cdk.CfnOutput(
             self,
             "ApiUrl",
-            value=self.gateway.api.url,
+            value=url,
             description="Gateway base URL: POST <url>poe/<bot>, <url>v1/chat/completions",
         )
         cdk.CfnOutput(
             self,
             "MediaBucketName",
-            value=self.gateway.media_bucket.bucket.bucket_name,
+            value=compute.media_bucket.bucket.bucket_name,
             description="Generated images and videos",
         )
         cdk.CfnOutput(
             self,
             "AccessKeysSecretArn",
-            value=self.gateway.access_keys.secret_arn,
+            value=compute.access_keys.secret_arn,
             description='The access keys {"<access_key_ref>": "<key>"}: set with put-secret-value; read by cli smoke',
         )
         self.observability = GatewayObservability(
             self,
             "Observability",
-            api=self.gateway.api,
-            function=self.gateway.function,
+            api=self._gateway.api if self._gateway else None,
+            function=self._gateway.function if self._gateway else None,
+            service=self.service,
             bots=cfg.bots,
             cfg=observability or ObservabilityConfig(),
         )
+
+    @property
+    def gateway(self) -> ModelGateway:
+        """The Lambda gateway (``gatewayCompute=lambda``); with ``fargate`` the gateway is ``service``."""
+        if self._gateway is None:
+            raise AttributeError("gatewayCompute is fargate: the gateway is GatewayStack.service (GatewayService)")
+        return self._gateway

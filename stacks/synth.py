@@ -63,15 +63,20 @@ def build_app(
     )
     if gateway:
         cfg = AppConfig.from_app(app)
+        gateway_cfg = GatewayConfig.from_app(app)
         GatewayStack(
             app,
             GATEWAY_STACK_NAME,
-            cfg=GatewayConfig.from_app(app),
+            cfg=gateway_cfg,
             function_settings=cfg.functions,
             storage=cfg.storage,
             observability=cfg.observability,
             security=cfg.security,
-            description="Amazon Bedrock model gateway (REST API streaming from Lambda)",
+            description="Amazon Bedrock model gateway (REST API streaming from Lambda)"
+            if gateway_cfg.service is None
+            else "Amazon Bedrock model gateway (ECS Fargate behind an Application Load Balancer)",
+            # Fargate: the certificate's region (an ALB uses certificates of its own region only).
+            env=None if gateway_cfg.service is None else cdk.Environment(region=gateway_cfg.service.region),
         )
     # Cost attribution (cdk.json "tags"): on every taggable resource of every stack; Submit puts them on the jobs too.
     for key, value in AppConfig.from_app(app).security.tags:

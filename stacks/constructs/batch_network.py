@@ -21,6 +21,29 @@ from stacks.constructs.python_function import retention
 HTTPS = ec2.Port.tcp(443)
 
 
+def add_flow_logs(
+    scope: Construct, vpc: ec2.Vpc, *, settings: FunctionConfig, encryption_key: kms.IKey | None, description: str
+) -> None:
+    """Flow logs of ``vpc`` into a log group (``FlowLogs``) through a delivery role (``FlowLogRole``) that trusts VPC
+    Flow Logs for this account's flow logs only (confused-deputy conditions)."""
+    flow_logs = logs.LogGroup(scope, "FlowLogs", retention=retention(settings), encryption_key=encryption_key)
+    stack = cdk.Stack.of(scope)
+    flow_log_role = iam.Role(
+        scope,
+        "FlowLogRole",
+        assumed_by=iam.ServicePrincipal("vpc-flow-logs.amazonaws.com").with_conditions(
+            {
+                "StringEquals": {"aws:SourceAccount": stack.account},
+                "ArnLike": {
+                    "aws:SourceArn": stack.format_arn(service="ec2", resource="vpc-flow-log", resource_name="*")
+                },
+            }
+        ),
+        description=description,
+    )
+    vpc.add_flow_log("FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs, flow_log_role))
+
+
 class BatchNetwork(Construct):
     """``subnet_ids`` and ``security_group`` for the jobs' ``vpcConfig``; ``vpc`` when the stack created it.
 
@@ -74,26 +97,12 @@ class BatchNetwork(Construct):
                 ],
                 gateway_endpoints={"S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)},
             )
-            flow_logs = logs.LogGroup(
-                self, "FlowLogs", retention=retention(settings or FunctionConfig()), encryption_key=encryption_key
-            )
-            # The delivery role trusts VPC Flow Logs for this account's flow logs only (confused-deputy conditions).
-            stack = cdk.Stack.of(self)
-            flow_log_role = iam.Role(
+            add_flow_logs(
                 self,
-                "FlowLogRole",
-                assumed_by=iam.ServicePrincipal("vpc-flow-logs.amazonaws.com").with_conditions(
-                    {
-                        "StringEquals": {"aws:SourceAccount": stack.account},
-                        "ArnLike": {
-                            "aws:SourceArn": stack.format_arn(service="ec2", resource="vpc-flow-log", resource_name="*")
-                        },
-                    }
-                ),
+                self.vpc,
+                settings=settings or FunctionConfig(),
+                encryption_key=encryption_key,
                 description="Delivers the flow logs of the Bedrock batch jobs' VPC",
-            )
-            self.vpc.add_flow_log(
-                "FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs, flow_log_role)
             )
             vpc = self.vpc
             self.subnet_ids = list(self.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED).subnet_ids)

@@ -21,7 +21,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import region_info
-from constructs import Construct
+from constructs import Construct, IConstruct
 
 from lambdas.shared.model_families import ACCOUNT_RESOURCE_ARN_KINDS
 from stacks.config import (
@@ -122,7 +122,7 @@ def _web_adapter_publisher(region: str, architecture: str) -> str:
     )
 
 
-def bot_model_arns(scope: Construct, cfg: GatewayConfig) -> list[str]:
+def bot_model_arns(scope: IConstruct, cfg: GatewayConfig) -> list[str]:
     """The Bedrock ARNs the configured bots may invoke, and nothing else.
 
     Per bot, in its region (the stack's if it names none): a foundation model's ARN; a system inference profile's ARN
@@ -171,7 +171,7 @@ def _region(stack: cdk.Stack, bot: GatewayBot) -> str:
     return bot.region or stack.region
 
 
-def bot_guardrail_arns(scope: Construct, cfg: GatewayConfig) -> list[str]:
+def bot_guardrail_arns(scope: IConstruct, cfg: GatewayConfig) -> list[str]:
     """The ARNs of the bots' guardrails (``arn:<partition>:bedrock:<region>:<account>:guardrail/<id>``): an ARN as
     given, an id in the bot's region (the stack's if it names none) and the stack's account. Empty: no guardrail."""
     stack = cdk.Stack.of(scope)
@@ -213,40 +213,11 @@ class ModelGateway(Construct):
         encryption_key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, id_)
-        self.media_bucket = DataBucket(
-            self,
-            "MediaBucket",
-            settings=storage,
-            existing_bucket=existing_media_bucket,
-            encryption_key=encryption_key if existing_media_bucket is None else None,
-            bucket_props=None
-            if existing_media_bucket is not None
-            else {
-                "server_access_logs_prefix": "media-bucket/",
-                "lifecycle_rules": [
-                    s3.LifecycleRule(id="ExpireMedia", expiration=cdk.Duration.days(cfg.media_expiration_days)),
-                    s3.LifecycleRule(
-                        id="AbortIncompleteMultipartUploads",
-                        abort_incomplete_multipart_upload_after=MULTIPART_UPLOAD_ABORT,
-                    ),
-                ],
-            },
+        self.media_bucket = media_bucket(
+            self, cfg=cfg, storage=storage, existing_bucket=existing_media_bucket, encryption_key=encryption_key
         )
         bucket = self.media_bucket.bucket
-
-        self.access_keys = secretsmanager.Secret(
-            self,
-            "AccessKeys",
-            encryption_key=encryption_key,
-            description='Gateway access keys as JSON {"<access_key_ref>": "<key>"} (refs from the bot file); '
-            "set them with put-secret-value",
-        )
-        acknowledge(
-            self.access_keys,
-            "AwsSolutions-SMG4",
-            "The access keys are issued by the bot platform (Poe) per bot and can only be rotated there; an operator "
-            "puts the new keys into this secret, so there is no rotation Lambda.",
-        )
+        self.access_keys = access_key_secret(self, encryption_key=encryption_key)
 
         bots_file = _asset_bots_file(cfg.bots_file)
         extra_files = {"run.sh": RUN_SCRIPT}
@@ -283,10 +254,9 @@ class ModelGateway(Construct):
                 "GATEWAY_ACCOUNT_ID": cdk.Aws.ACCOUNT_ID,  # fills the account-less router/profile ARNs of bots.json
             },
         )
-        self._grant(cfg, bucket)
-        if encryption_key is not None:
-            grant_s3_objects_key(encryption_key, self.function.role)  # write and presign SSE-KMS media
-            grant_key_through(encryption_key, self.function.role, "secretsmanager", ["kms:Decrypt"])  # the keys
+        grant_gateway_app(
+            self.function.role, cfg=cfg, bucket=bucket, access_keys=self.access_keys, encryption_key=encryption_key
+        )
 
         self.access_logs = logs.LogGroup(
             self, "ApiAccessLogs", retention=retention(function_settings), encryption_key=encryption_key
@@ -334,49 +304,6 @@ class ModelGateway(Construct):
         self.api.root.add_proxy(any_method=False).add_method("ANY", integration, request_validator=validator)
         self._acknowledge_api()
 
-    def _grant(self, cfg: GatewayConfig, bucket: s3.IBucket) -> None:
-        role = self.function.role
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=list(SECRET_ACTIONS), resources=[self.access_keys.secret_arn])
-        )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=list(MODEL_ACTIONS), resources=bot_model_arns(self, cfg))
-        )
-        stack = cdk.Stack.of(self)
-        video_regions = dict.fromkeys(_region(stack, bot) for bot in cfg.bots if bot.modality == "video")
-        async_invokes = [
-            stack.format_arn(
-                service="bedrock",
-                region=region,
-                resource="async-invoke",
-                resource_name="*",
-                arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME,
-            )
-            for region in video_regions
-        ]
-        if async_invokes:
-            role.add_to_principal_policy(
-                iam.PolicyStatement(actions=list(ASYNC_INVOKE_ACTIONS), resources=async_invokes)
-            )
-            for arn in async_invokes:
-                acknowledge_wildcard_resource(
-                    role,
-                    arn,
-                    "Video bots follow their own async invocations (Nova Reel), whose ids exist only after "
-                    "StartAsyncInvoke; limited to this account and the video bots' regions.",
-                )
-        guardrails = bot_guardrail_arns(self, cfg)
-        if guardrails:  # the configured guardrails only, and no statement without one
-            role.add_to_principal_policy(iam.PolicyStatement(actions=list(GUARDRAIL_ACTIONS), resources=guardrails))
-        media = bucket.arn_for_objects("*")
-        role.add_to_principal_policy(iam.PolicyStatement(actions=list(MEDIA_ACTIONS), resources=[media]))
-        acknowledge_wildcard_resource(
-            role,
-            media,
-            "The gateway writes generated images and videos under keys made per request (media/<bot>/<date>/<id>) "
-            "and presigns them for download: the object names are only known at run time.",
-        )
-
     def _acknowledge_api(self) -> None:
         acknowledge(
             self.api.deployment_stage,
@@ -407,3 +334,102 @@ class ModelGateway(Construct):
 def _asset_bots_file(bots_file: str) -> str:
     """Where the bot file is in the asset: as is under ``lambdas/`` (staged anyway), else ``gateway-bots.json``."""
     return bots_file if bots_file.startswith("lambdas/") else "gateway-bots.json"
+
+
+def media_bucket(
+    scope: Construct,
+    *,
+    cfg: GatewayConfig,
+    storage: StorageConfig,
+    existing_bucket: s3.IBucket | None = None,
+    encryption_key: kms.IKey | None = None,
+) -> DataBucket:
+    """The gateway's media bucket (``MediaBucket`` in ``scope``): generated images and videos, expired after
+    ``gatewayMediaExpirationDays``; ``existing_bucket`` instead, whose expiry is then its owner's."""
+    return DataBucket(
+        scope,
+        "MediaBucket",
+        settings=storage,
+        existing_bucket=existing_bucket,
+        encryption_key=encryption_key if existing_bucket is None else None,
+        bucket_props=None
+        if existing_bucket is not None
+        else {
+            "server_access_logs_prefix": "media-bucket/",
+            "lifecycle_rules": [
+                s3.LifecycleRule(id="ExpireMedia", expiration=cdk.Duration.days(cfg.media_expiration_days)),
+                s3.LifecycleRule(
+                    id="AbortIncompleteMultipartUploads",
+                    abort_incomplete_multipart_upload_after=MULTIPART_UPLOAD_ABORT,
+                ),
+            ],
+        },
+    )
+
+
+def access_key_secret(scope: Construct, *, encryption_key: kms.IKey | None = None) -> secretsmanager.Secret:
+    """The secret holding the bots' access keys (``AccessKeys`` in ``scope``), read by the app at run time."""
+    secret = secretsmanager.Secret(
+        scope,
+        "AccessKeys",
+        encryption_key=encryption_key,
+        description='Gateway access keys as JSON {"<access_key_ref>": "<key>"} (refs from the bot file); '
+        "set them with put-secret-value",
+    )
+    acknowledge(
+        secret,
+        "AwsSolutions-SMG4",
+        "The access keys are issued by the bot platform (Poe) per bot and can only be rotated there; an operator "
+        "puts the new keys into this secret, so there is no rotation Lambda.",
+    )
+    return secret
+
+
+def grant_gateway_app(
+    role: iam.IRole,
+    *,
+    cfg: GatewayConfig,
+    bucket: s3.IBucket,
+    access_keys: secretsmanager.ISecret,
+    encryption_key: kms.IKey | None = None,
+) -> None:
+    """What the gateway app does with AWS, granted to ``role`` (the Lambda function's or the Fargate task's): read the
+    access keys, invoke the bots' models (and their guardrails and async invocations), write and presign media, and
+    use ``encryption_key`` through S3 and Secrets Manager."""
+    role.add_to_principal_policy(iam.PolicyStatement(actions=list(SECRET_ACTIONS), resources=[access_keys.secret_arn]))
+    role.add_to_principal_policy(iam.PolicyStatement(actions=list(MODEL_ACTIONS), resources=bot_model_arns(role, cfg)))
+    stack = cdk.Stack.of(role)
+    video_regions = dict.fromkeys(_region(stack, bot) for bot in cfg.bots if bot.modality == "video")
+    async_invokes = [
+        stack.format_arn(
+            service="bedrock",
+            region=region,
+            resource="async-invoke",
+            resource_name="*",
+            arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME,
+        )
+        for region in video_regions
+    ]
+    if async_invokes:
+        role.add_to_principal_policy(iam.PolicyStatement(actions=list(ASYNC_INVOKE_ACTIONS), resources=async_invokes))
+        for arn in async_invokes:
+            acknowledge_wildcard_resource(
+                role,
+                arn,
+                "Video bots follow their own async invocations (Nova Reel), whose ids exist only after "
+                "StartAsyncInvoke; limited to this account and the video bots' regions.",
+            )
+    guardrails = bot_guardrail_arns(role, cfg)
+    if guardrails:  # the configured guardrails only, and no statement without one
+        role.add_to_principal_policy(iam.PolicyStatement(actions=list(GUARDRAIL_ACTIONS), resources=guardrails))
+    media = bucket.arn_for_objects("*")
+    role.add_to_principal_policy(iam.PolicyStatement(actions=list(MEDIA_ACTIONS), resources=[media]))
+    acknowledge_wildcard_resource(
+        role,
+        media,
+        "The gateway writes generated images and videos under keys made per request (media/<bot>/<date>/<id>) "
+        "and presigns them for download: the object names are only known at run time.",
+    )
+    if encryption_key is not None:
+        grant_s3_objects_key(encryption_key, role)  # write and presign SSE-KMS media
+        grant_key_through(encryption_key, role, "secretsmanager", ["kms:Decrypt"])  # the keys

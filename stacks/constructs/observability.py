@@ -25,6 +25,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
@@ -34,6 +35,8 @@ from constructs import Construct
 
 from stacks.config import GatewayBot, ObservabilityConfig
 from stacks.constructs.conditions import any_resource_arn, for_this_account
+from stacks.constructs.gateway_service import METRICS_NAMESPACE as FARGATE_METRICS_NAMESPACE
+from stacks.constructs.gateway_service import GatewayService
 from stacks.constructs.python_function import PythonFunction
 
 PERIOD = cdk.Duration.minutes(5)
@@ -169,6 +172,26 @@ def _percent_over(scope: Construct, id_: str, metric: cw.IMetric, percent: int, 
         treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
         alarm_description=description,
     )
+
+
+def _service_widgets(service: GatewayService) -> list[cw.IWidget]:
+    """The Fargate gateway's capacity: task CPU and memory, and connections and requests per task."""
+    return [
+        cw.GraphWidget(
+            title="Tasks CPU and memory (%)",
+            left=[
+                service.service.metric_cpu_utilization(period=PERIOD, label="CPU"),
+                service.service.metric_memory_utilization(period=PERIOD, label="Memory"),
+            ],
+            width=WIDTH,
+        ),
+        cw.GraphWidget(
+            title="Connections and requests per task",
+            left=[service.load_balancer.metrics.active_connection_count(period=PERIOD, label="Active connections")],
+            right=[service.target_group.metrics.request_count_per_target(period=PERIOD, label="Requests per task")],
+            width=WIDTH,
+        ),
+    ]
 
 
 def _function_widgets(functions: Mapping[str, PythonFunction]) -> list[cw.IWidget]:
@@ -330,19 +353,62 @@ class GatewayObservability(Construct):
         scope: Construct,
         id_: str,
         *,
-        api: apigw.RestApi,
-        function: PythonFunction,
         bots: Sequence[GatewayBot],
         cfg: ObservabilityConfig,
+        api: apigw.RestApi | None = None,
+        function: PythonFunction | None = None,
+        service: GatewayService | None = None,
     ) -> None:
+        """``api`` and ``function`` (the Lambda gateway: API Gateway's metrics) or ``service`` (the Fargate gateway:
+        the load balancer's and the ECS service's metrics)."""
         super().__init__(scope, id_)
-        namespace = function.METRICS_NAMESPACE  # the function's POWERTOOLS_METRICS_NAMESPACE, which events.py uses
-        fn = function.function
-        requests = api.metric_count(period=PERIOD, label="Requests")
-        client_errors = api.metric_client_error(period=PERIOD, label="4XX")
-        server_errors = api.metric_server_error(period=PERIOD, label="5XX")
+        lambda_parts = api is not None and function is not None
+        if lambda_parts == (service is not None) or (not lambda_parts and (api is not None or function is not None)):
+            raise ValueError("GatewayObservability takes api and function (Lambda) or service (Fargate), not both")
+        # The app's POWERTOOLS_METRICS_NAMESPACE, which events.py uses: the function's, or the container's.
+        namespace = function.METRICS_NAMESPACE if function is not None else FARGATE_METRICS_NAMESPACE
+        if api is not None:
+            requests = api.metric_count(period=PERIOD, label="Requests")
+            client_errors: cw.IMetric = api.metric_client_error(period=PERIOD, label="4XX")
+            server_errors: cw.IMetric = api.metric_server_error(period=PERIOD, label="5XX")
+            latency = [
+                api.metric_latency(period=PERIOD, statistic="p50", label="Latency p50"),
+                api.metric_latency(period=PERIOD, statistic="p99", label="Latency p99"),
+                api.metric_integration_latency(period=PERIOD, statistic="p50", label="Integration p50"),
+                api.metric_integration_latency(period=PERIOD, statistic="p99", label="Integration p99"),
+            ]
+            latency_title = "Latency p50/p99 (ms)"
+        else:
+            assert service is not None
+            balancer = service.load_balancer.metrics
+            requests = balancer.request_count(period=PERIOD, label="Requests")
 
-        def rate(errors_id: str, errors: cw.Metric, label: str) -> cw.MathExpression:
+            def answered(kind: str) -> cw.MathExpression:
+                # What clients saw: the load balancer's own answers (no healthy target, 502/503/504) and the app's.
+                elb, target = (
+                    (elbv2.HttpCodeElb.ELB_4XX_COUNT, elbv2.HttpCodeTarget.TARGET_4XX_COUNT)
+                    if kind == "4XX"
+                    else (elbv2.HttpCodeElb.ELB_5XX_COUNT, elbv2.HttpCodeTarget.TARGET_5XX_COUNT)
+                )
+                ids = f"elb{kind[0]}xx", f"target{kind[0]}xx"  # unique in the error-rates graph
+                return cw.MathExpression(
+                    expression=f"FILL({ids[0]}, 0) + FILL({ids[1]}, 0)",
+                    using_metrics={
+                        ids[0]: balancer.http_code_elb(elb, period=PERIOD),
+                        ids[1]: balancer.http_code_target(target, period=PERIOD),
+                    },
+                    period=PERIOD,
+                    label=kind,
+                )
+
+            client_errors, server_errors = answered("4XX"), answered("5XX")
+            latency = [
+                balancer.target_response_time(period=PERIOD, statistic="p50", label="Target response p50"),
+                balancer.target_response_time(period=PERIOD, statistic="p99", label="Target response p99"),
+            ]
+            latency_title = "Response time to the last byte p50/p99 (s)"
+
+        def rate(errors_id: str, errors: cw.IMetric, label: str) -> cw.MathExpression:
             # Expression ids are unique per graph: both rates share the error-rates widget.
             return cw.MathExpression(
                 expression=f"IF(requests > 0, 100 * {errors_id} / requests, 0)",
@@ -352,6 +418,7 @@ class GatewayObservability(Construct):
             )
 
         rate_5xx, rate_4xx = rate("server", server_errors, "5XX (%)"), rate("client", client_errors, "4XX (%)")
+        throttled = "stage throttling answers 429; " if api is not None else ""
         self.alarms = {
             "Gateway5xxRate": _percent_over(
                 self,
@@ -366,15 +433,33 @@ class GatewayObservability(Construct):
                 rate_4xx,
                 cfg.alarm_gateway_4xx_percent,
                 f"More than {cfg.alarm_gateway_4xx_percent}% of gateway requests were answered 4XX "
-                "(stage throttling answers 429; rejected access keys 401/403).",
-            ),
-            "FunctionErrors": _at_least_once(
-                self, "FunctionErrorsAlarm", fn.metric_errors(period=PERIOD), "The gateway function failed."
-            ),
-            "FunctionThrottles": _at_least_once(
-                self, "FunctionThrottlesAlarm", fn.metric_throttles(period=PERIOD), "The gateway function throttled."
+                f"({throttled}rejected access keys 401/403).",
             ),
         }
+        if function is not None:
+            fn = function.function
+            self.alarms["FunctionErrors"] = _at_least_once(
+                self, "FunctionErrorsAlarm", fn.metric_errors(period=PERIOD), "The gateway function failed."
+            )
+            self.alarms["FunctionThrottles"] = _at_least_once(
+                self, "FunctionThrottlesAlarm", fn.metric_throttles(period=PERIOD), "The gateway function throttled."
+            )
+            compute_widgets = _function_widgets({"gateway": function})
+        else:
+            assert service is not None
+            self.alarms["UnhealthyTasks"] = _at_least_once(
+                self,
+                "UnhealthyTasksAlarm",
+                service.target_group.metrics.unhealthy_host_count(period=PERIOD, statistic="Maximum"),
+                "A gateway task failed the load balancer's health check (GET /health).",
+            )
+            self.alarms["RejectedConnections"] = _at_least_once(
+                self,
+                "RejectedConnectionsAlarm",
+                service.load_balancer.metrics.rejected_connection_count(period=PERIOD),
+                "The load balancer rejected connections: it reached its maximum number of connections.",
+            )
+            compute_widgets = _service_widgets(service)
         self.alarm_topic = _alarm_topic(self, cfg)
         if self.alarm_topic:
             self.alarm_topic.notify(list(self.alarms.values()))
@@ -417,16 +502,7 @@ class GatewayObservability(Construct):
             cw.GraphWidget(
                 title="Requests and errors", left=[requests], right=[client_errors, server_errors], width=WIDTH
             ),
-            cw.GraphWidget(
-                title="Latency p50/p99 (ms)",
-                left=[
-                    api.metric_latency(period=PERIOD, statistic="p50", label="Latency p50"),
-                    api.metric_latency(period=PERIOD, statistic="p99", label="Latency p99"),
-                    api.metric_integration_latency(period=PERIOD, statistic="p50", label="Integration p50"),
-                    api.metric_integration_latency(period=PERIOD, statistic="p99", label="Integration p99"),
-                ],
-                width=WIDTH,
-            ),
+            cw.GraphWidget(title=latency_title, left=latency, width=WIDTH),
         )
         tokens = [
             gateway_metric(name, "Sum", f"{bot} {kind}", bot=bot)
@@ -452,7 +528,7 @@ class GatewayObservability(Construct):
                 cw.GraphWidget(title="Guardrail interventions per bot", left=interventions, stacked=True, width=WIDTH)
             )
         self.dashboard.add_widgets(*row)
-        self.dashboard.add_widgets(*_function_widgets({"gateway": function}))
+        self.dashboard.add_widgets(*compute_widgets)
         self.dashboard.add_widgets(
             cw.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms.values()), width=2 * WIDTH)
         )

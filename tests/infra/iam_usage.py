@@ -11,6 +11,8 @@ A role's allowed actions come from what assumes it:
   call passes (by keyword, or all of them through ``**kwargs``) may add actions (``MEMBER_ACTIONS``). Lambda itself
   uses ``LAMBDA_SERVICE_ACTIONS``. CDK's ``AwsCustomResource`` provider: the SDK calls of the ``Custom::AWS``
   resources of its stack.
+- an ECS task role (the Fargate gateway): the code of the module its container's command serves with uvicorn, as for
+  the Lambda's ``run.sh``. The task execution role: what ECS does with it (``ECS_EXECUTION_ACTIONS``).
 - a state machine: its definition's task resources (optimized and ``aws-sdk`` integrations), Distributed Maps
   (child executions) and item readers, and the logging, tracing and encryption it is configured with.
 - a service role: the actions the service documents for it (``SERVICE_ROLE_ACTIONS``).
@@ -48,6 +50,16 @@ LAMBDA_SERVICE_ACTIONS = {
     "logs:PutLogEvents": "Lambda writes the function's logs (AWSLambdaBasicExecutionRole's actions)",
     "xray:PutTraceSegments": "Tracing.ACTIVE: Lambda sends the trace (AWSXRayDaemonWriteAccess's actions)",
     "xray:PutTelemetryRecords": "Tracing.ACTIVE: Lambda sends the trace (AWSXRayDaemonWriteAccess's actions)",
+}
+# What ECS does with a task execution role (Amazon ECS developer guide, "Amazon ECS task execution IAM role", the
+# actions of AmazonECSTaskExecutionRolePolicy): pull the image from ECR and write the awslogs driver's logs.
+ECS_EXECUTION_ACTIONS = {
+    "ecr:GetAuthorizationToken": "pulls the container image",
+    "ecr:BatchCheckLayerAvailability": "pulls the container image",
+    "ecr:GetDownloadUrlForLayer": "pulls the container image",
+    "ecr:BatchGetImage": "pulls the container image",
+    "logs:CreateLogStream": "awslogs log driver",
+    "logs:PutLogEvents": "awslogs log driver",
 }
 # The operations IAM authorizes under another action (Service Authorization Reference; Amazon S3 user guide,
 # "Required permissions for Amazon S3 API operations"; Bedrock user guide, "Carry out a conversation with the
@@ -323,6 +335,33 @@ def _function_module(props: Mapping[str, Any]) -> str:
     return str(handler).rsplit(".", 1)[0]
 
 
+def _served_module(command: list[Any]) -> str:
+    """The module a container's command serves with uvicorn (``... lambdas.gateway.app:app``)."""
+    matches = [m.group(1) for part in command if (m := re.fullmatch(r"(lambdas(?:\.\w+)+):\w+", str(part)))]
+    assert len(matches) == 1, f"the container command {command} serves no single lambdas module"
+    return matches[0]
+
+
+def task_role_modules(resources: Mapping[str, Any]) -> dict[str, str]:
+    """The task role of each ECS task definition with the module its containers serve (logical ids)."""
+    found: dict[str, str] = {}
+    for props in (r["Properties"] for r in resources.values() if r["Type"] == "AWS::ECS::TaskDefinition"):
+        role = _role_id(props.get("TaskRoleArn"))
+        if role is None:
+            continue
+        (module,) = {_served_module(c.get("Command", [])) for c in props["ContainerDefinitions"]}
+        found[role] = module
+    return found
+
+
+def _execution_roles(resources: Mapping[str, Any]) -> set[str]:
+    return {
+        role
+        for r in resources.values()
+        if r["Type"] == "AWS::ECS::TaskDefinition" and (role := _role_id(r["Properties"].get("ExecutionRoleArn")))
+    }
+
+
 def _sdk_calls(resources: Mapping[str, Any]) -> dict[str, str]:
     """The actions of the stack's AwsCustomResource calls (Custom::AWS Create/Update/Delete)."""
     actions: dict[str, str] = {}
@@ -396,6 +435,11 @@ def role_uses(template: Mapping[str, Any]) -> dict[str, Use]:
             continue
         actions = {**code_actions(_function_module(props)), **LAMBDA_SERVICE_ACTIONS}
         uses[role] = Use(actions, frozenset(_kms_for_code(actions)))
+    for role, module in task_role_modules(resources).items():
+        actions = code_actions(module)  # the task runs no Lambda service: no logs or X-Ray of its own
+        uses[role] = Use(actions, frozenset(_kms_for_code(actions)))
+    for role in _execution_roles(resources):
+        uses[role] = Use(ECS_EXECUTION_ACTIONS)
     for props in (r["Properties"] for r in resources.values() if r["Type"] == "AWS::StepFunctions::StateMachine"):
         role = _role_id(props["RoleArn"])
         assert role is not None
@@ -468,17 +512,18 @@ def ungranted_calls(template: Mapping[str, Any]) -> list[str]:
     resources = template["Resources"]
     statements = role_statements(template)
     missing: list[str] = []
-    for props in (r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::Function"):
-        role = _role_id(props["Role"])
-        assert role is not None
-        if role.startswith(PROVIDER_ID):
-            continue
+    served = {
+        role: _function_module(props)
+        for props in (r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::Function")
+        if (role := _role_id(props["Role"])) is not None and not role.startswith(PROVIDER_ID)
+    }
+    for role, module in {**served, **task_role_modules(resources)}.items():
         granted = {
             action
             for statement in statements.get(role, [])
             for action in (statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])
         }
-        for action, why in code_actions(_function_module(props)).items():
+        for action, why in code_actions(module).items():
             if action not in granted:
                 missing.append(f"{role}: {action} ({why})")
     return missing

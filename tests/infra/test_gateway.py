@@ -488,3 +488,13 @@ def test_guarded_app_passes_nag_and_cfn_lint(guarded: Gateway, tmp_path: Path) -
     assert [v for plugin in report["pluginReports"] for v in plugin["violations"]] == []
     # AND cfn-lint reports nothing on the gateway template
     assert cfn_lint({"BedrockModelGateway": guarded.template.to_json()}, tmp_path) == ""
+
+
+def test_lambda_is_the_default_compute(gateway: Gateway) -> None:
+    # GIVEN no gatewayCompute / THEN the gateway is the function behind the REST API: no ECS, load balancer or VPC
+    assert gateway.stack.service is None
+    assert len(gateway.of_type("AWS::ApiGateway::RestApi")) == 1
+    for type_ in ("AWS::ECS::Service", "AWS::ElasticLoadBalancingV2::LoadBalancer", "AWS::EC2::VPC"):
+        assert gateway.of_type(type_) == {}
+    # AND the stack stays environment-agnostic (the Lambda Web Adapter layer is looked up per partition)
+    assert cdk.Token.is_unresolved(gateway.stack.region)

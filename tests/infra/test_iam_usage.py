@@ -32,6 +32,12 @@ ALL_OPTIONS: dict[str, Any] = {
     "tags": {"project": "bedrock-genai", "owner": "platform", "cost-centre": "cc-1234", "environment": "dev"},
 }
 GUARDED = {**ALL_OPTIONS, "gatewayBotsFile": "tests/infra/data/gateway_bots_guarded.json"}
+# The gateway on ECS Fargate: the task role must pass the same checks as the function's role (KMS included).
+FARGATE = {
+    **ALL_OPTIONS,
+    "gatewayCompute": "fargate",
+    "gatewayCertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/11111111-2222-3333-4444-555555555555",
+}
 # Granted only when the bot file asks for it: the code may call it, a deployment without such bots never does.
 BOT_DEPENDENT = {
     "bedrock:ApplyGuardrail": "granted only on the guardrails of bots that name one",
@@ -54,6 +60,11 @@ def guarded() -> dict[str, dict[str, Any]]:
     return _templates(GUARDED)
 
 
+@pytest.fixture(scope="module")
+def fargate() -> dict[str, dict[str, Any]]:
+    return _templates(FARGATE)
+
+
 def test_all_options_are_the_makefiles() -> None:
     # GIVEN the Makefile's synth-all-options context / THEN this module turns on the same keys
     makefile = (PROJECT_ROOT / "Makefile").read_text()
@@ -61,7 +72,7 @@ def test_all_options_are_the_makefiles() -> None:
     assert set(re.findall(r"-c '?(\w+)=", block)) == set(ALL_OPTIONS)
 
 
-@pytest.mark.parametrize("fixture", ["all_options", "guarded"])
+@pytest.mark.parametrize("fixture", ["all_options", "guarded", "fargate"])
 def test_every_granted_action_is_used(fixture: str, request: pytest.FixtureRequest) -> None:
     # GIVEN both stacks with every option on (and with guarded bots)
     templates: dict[str, dict[str, Any]] = request.getfixturevalue(fixture)
@@ -76,6 +87,7 @@ def test_every_granted_action_is_used(fixture: str, request: pytest.FixtureReque
     [
         ("all_options", {"bedrock:ApplyGuardrail"}),  # the default bot file: no guardrail, but a video bot
         ("guarded", {"bedrock:GetAsyncInvoke"}),  # guardrails, no video bot
+        ("fargate", {"bedrock:ApplyGuardrail"}),  # the default bot file, served by the ECS task role
     ],
 )
 def test_every_action_the_code_calls_is_granted(
