@@ -40,6 +40,7 @@ from lambdas.gateway.events import (
 from lambdas.gateway.factory import BotHandler, build_bots
 from lambdas.gateway.guardrails import INTERVENED
 from lambdas.gateway.parameters import IMAGE_PARAMETERS, image_parameter_controls, text_parameter_controls
+from lambdas.gateway.streaming import coalesced
 from lambdas.gateway.tools import ToolCall, ToolResult, content_text, parse_tool_calls, parse_tool_choice, parse_tools
 from lambdas.gateway.translate import (
     ROLES,
@@ -380,7 +381,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         except ValidationError as error:
             return error_response(validation_failed(error), openai=False)
         if chat is not None:
-            return StreamingResponse(poe_answer(bot, chat), media_type="text/event-stream", headers=SSE_HEADERS)
+            return StreamingResponse(
+                coalesced(poe_answer(bot, chat)), media_type="text/event-stream", headers=SSE_HEADERS
+            )
         if body.type == "settings":
             return JSONResponse(poe_settings(bot))
         if body.type in POE_REPORTS:
@@ -430,7 +433,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             return error_response(validation_failed(error), openai=True)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         if body.stream:
-            chunks = openai_chunks(stream, body.model, include_usage)
+            chunks = coalesced(openai_chunks(stream, body.model, include_usage))
             return StreamingResponse(chunks, media_type="text/event-stream", headers=SSE_HEADERS)
         return await openai_completion(stream, body.model)
 
