@@ -558,13 +558,34 @@ def bedrock_details(finished: Finished) -> dict[str, Any]:
     }
 
 
+class ContentLines:
+    """``data_line(_chunk(completion_id, model, created, {"content": text}, None))``, byte for byte, with only the text
+    encoded per frame: the rest of the chunk is the same for a whole answer (json.dumps encodes a string alone as it
+    encodes it inside the chunk)."""
+
+    _MARK = "\ue000content\ue000"
+
+    def __init__(self, completion_id: str, model: str, created: int) -> None:
+        self._chunk = (completion_id, model, created)
+        whole = json.dumps(_chunk(completion_id, model, created, {"content": self._MARK}, None))
+        mark = json.dumps(self._MARK)
+        head, _, tail = whole.partition(mark)
+        self._parts = (f"data: {head}", f"{tail}\n\n") if whole.count(mark) == 1 else None
+
+    def __call__(self, text: str) -> bytes:
+        if self._parts is None:  # the mark is in the model's name: the whole chunk, encoded each time
+            return data_line(_chunk(*self._chunk, {"content": text}, None))
+        return f"{self._parts[0]}{json.dumps(text)}{self._parts[1]}".encode()
+
+
 async def openai_chunks(stream: AsyncIterable[Event], model: str, include_usage: bool) -> AsyncIterator[bytes]:
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    content_line = ContentLines(completion_id, model, created)
     yield data_line(_chunk(completion_id, model, created, {"role": "assistant", "content": ""}, None))
     try:
         async for event in stream:
             if isinstance(event, TextDelta):
-                yield data_line(_chunk(completion_id, model, created, {"content": event.text}, None))
+                yield content_line(event.text)
             elif isinstance(event, ReasoningDelta):
                 yield data_line(_chunk(completion_id, model, created, {"reasoning_content": event.text}, None))
             elif isinstance(event, ThinkingBlock):  # the block complete with its signature, to be sent back

@@ -1,12 +1,15 @@
-"""``coalesced``: an answer's chunks, joined per write, none lost, none held back, errors and cancellation kept."""
+"""``coalesced``: an answer's chunks, joined per write, none lost, none held back, errors and cancellation kept;
+``ContentLines``: an OpenAI content chunk with only its text encoded per frame, byte for byte the whole chunk."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import pytest
 
+from lambdas.gateway.app import ContentLines, _chunk, data_line
 from lambdas.gateway.streaming import coalesced
 
 
@@ -87,3 +90,24 @@ def test_closing_the_writer_closes_the_answer() -> None:
 
     # THEN the answer was closed too (its Bedrock stream is released), not left running
     assert asyncio.run(leave_after_one_write()) is True
+
+
+@pytest.mark.parametrize(
+    "text", ["", "hello", ' "quoted" \\ back\nslash\t', "été 東京 🙂", "\u2028\x00\x1f", "\ue000content\ue000"]
+)
+def test_a_content_line_is_the_whole_chunk_encoded(text: str) -> None:
+    # GIVEN an answer's id, model and time, and a text delta (escapes, non-ASCII, control characters, the mark itself)
+    lines = ContentLines("chatcmpl-abc", "claude-3-haiku", 1700000000)
+    # WHEN its data line is made with only the text encoded
+    line = lines(text)
+    # THEN it is, byte for byte, the data line of the whole chunk encoded
+    assert line == data_line(_chunk("chatcmpl-abc", "claude-3-haiku", 1700000000, {"content": text}, None))
+
+
+def test_a_model_name_holding_the_mark_still_gets_the_whole_chunk() -> None:
+    # GIVEN a model name that holds the mark the template is cut at
+    model = "odd\ue000content\ue000model"
+    # WHEN a content line is made THEN it is still the whole chunk, encoded whole
+    line = ContentLines("chatcmpl-abc", model, 1)("hi")
+    assert line == data_line(_chunk("chatcmpl-abc", model, 1, {"content": "hi"}, None))
+    assert json.loads(line.decode().removeprefix("data: "))["choices"][0]["delta"] == {"content": "hi"}
