@@ -3,8 +3,9 @@
 aiobotocore parses every event-stream message with botocore's generic, shape-driven parser behind two async
 generators; for a text delta (``contentBlockDelta`` whose ``delta`` is ``{"text": ...}``) that walk is most of the
 CPU a streamed frame costs the gateway. ``converse_events`` frames the messages with botocore's own
-``EventStreamBuffer`` (prelude and message CRCs checked, headers parsed as before) and builds a text delta from its
-JSON payload directly: the same dict botocore builds (the shape's two members, unknown keys such as padding dropped).
+``EventStreamBuffer`` (prelude and message CRCs checked by botocore; string headers, all Bedrock sends, decoded in one
+pass, any other header type by botocore's parser) and builds a text delta from its JSON payload directly: the same
+dict botocore builds (the shape's two members, unknown keys such as padding dropped).
 Every other message (other events, other deltas, errors and exceptions) goes through the stream's own parser, so its
 result and its errors are exactly aiobotocore's.
 """
@@ -18,6 +19,34 @@ from typing import Any
 from botocore.eventstream import EventStreamBuffer, EventStreamMessage
 
 TEXT_DELTA = "contentBlockDelta"
+_PRELUDE_LENGTH = 12  # total length, headers length, prelude CRC: 4 bytes each
+_STRING = 7  # header value type: 2-byte length, UTF-8
+
+
+class MessageBuffer(EventStreamBuffer):
+    """botocore's buffer, with headers that are all strings read without its per-byte parser."""
+
+    def _parse_headers(self) -> dict[str, Any]:
+        data = self._data[_PRELUDE_LENGTH : self._prelude.headers_end]
+        headers: dict[str, Any] = {}
+        at, end = 0, len(data)
+        try:
+            while at < end:
+                name_end = at + 1 + data[at]
+                name = data[at + 1 : name_end].decode("utf-8")
+                if data[name_end] != _STRING:
+                    return super()._parse_headers()
+                value_at = name_end + 3
+                if value_at > end:
+                    return super()._parse_headers()
+                value_end = value_at + int.from_bytes(data[name_end + 1 : value_at], "big")
+                if value_end > end:
+                    return super()._parse_headers()
+                headers[name] = data[value_at:value_end].decode("utf-8")
+                at = value_end
+        except (IndexError, UnicodeDecodeError):  # malformed: botocore's parser raises its own error
+            return super()._parse_headers()
+        return headers
 
 
 def text_delta(message: EventStreamMessage) -> dict[str, Any] | None:
@@ -47,7 +76,7 @@ async def converse_events(stream: Any) -> AsyncIterator[dict[str, Any]]:
         async for event in stream:
             yield event
         return
-    buffer = EventStreamBuffer()
+    buffer = MessageBuffer()
     async for chunk, _ in content.iter_chunks():  # as AioEventStream._create_raw_event_generator reads it
         buffer.add_data(chunk)
         for message in buffer:

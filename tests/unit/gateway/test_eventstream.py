@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import struct
+import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,9 +14,10 @@ import botocore.session
 import pytest
 from aiobotocore.eventstream import AioEventStream
 from aiobotocore.parsers import create_parser
+from botocore.eventstream import EventStreamBuffer
 from botocore.exceptions import EventStreamError
 
-from lambdas.gateway.eventstream import converse_events
+from lambdas.gateway.eventstream import MessageBuffer, converse_events
 from local.emulator.eventstream import event_frame, exception_frame
 
 REDACTED = base64.b64encode(b"\x00opaque").decode()
@@ -125,3 +128,49 @@ def test_a_stream_without_a_raw_response_is_iterated_as_it_is() -> None:
 
     # WHEN converse_events reads it THEN it yields its events unchanged
     assert asyncio.run(events(converse_events(double()))) == ([{"messageStart": {"role": "assistant"}}], None)
+
+
+def message(headers: list[tuple[bytes, int, bytes]], payload: bytes = b"{}") -> bytes:
+    """One event-stream message, encoded by hand: (name, value type, encoded value) per header, CRCs computed."""
+    encoded = b"".join(bytes([len(name)]) + name + bytes([kind]) + value for name, kind, value in headers)
+    total = 12 + len(encoded) + len(payload) + 4
+    prelude = struct.pack(">II", total, len(encoded))
+    prelude += struct.pack(">I", zlib.crc32(prelude))
+    body = prelude + encoded + payload
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
+def string(value: str) -> bytes:
+    data = value.encode()
+    return struct.pack(">H", len(data)) + data
+
+
+def parsed(buffer: EventStreamBuffer, data: bytes) -> tuple[list[Any], str | None]:
+    """The headers and payloads a buffer parses from ``data``, and the error it raised (its type), if any."""
+    buffer.add_data(data)
+    out: list[Any] = []
+    try:
+        out.extend((m.headers, m.payload) for m in buffer)
+    except Exception as error:  # noqa: BLE001 - compared below
+        return out, type(error).__name__
+    return out, None
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b":event-type", 7, string("contentBlockDelta")), (b":message-type", 7, string("event"))],
+        [(b"\xc3\xa9t\xc3\xa9", 7, string("東京")), (b"empty", 7, string(""))],
+        [(b":message-type", 7, string("event")), (b"count", 4, struct.pack(">i", -5))],  # int32: botocore's parse
+        [(b"flag", 0, b""), (b"other", 1, b""), (b"blob", 6, struct.pack(">H", 2) + b"\x00\xff")],
+        [(b"when", 8, struct.pack(">q", 1700000000000)), (b"id", 9, bytes(range(16)))],
+        [(b"bad", 7, struct.pack(">H", 2) + b"\xff\xfe")],  # not UTF-8: botocore's error
+        [(b"short", 7, struct.pack(">H", 50) + b"abc")],  # a value past the headers: read as botocore reads it
+    ],
+)
+def test_headers_are_botocores(headers: list[tuple[bytes, int, bytes]]) -> None:
+    # GIVEN a message with these headers (string ones as Bedrock sends, other types, malformed ones)
+    data = message(headers, b'{"x": 1}') + message([(b":event-type", 7, string("messageStop"))])
+    # WHEN our buffer and botocore's parse it
+    # THEN they give the same headers and payloads, or raise the same error
+    assert parsed(MessageBuffer(), data) == parsed(EventStreamBuffer(), data)
