@@ -269,7 +269,10 @@ class Gateway:
 
         self.session = aiohttp.ClientSession(
             base_url=self.url,
-            connector=aiohttp.TCPConnector(limit=self.connections),
+            # aiohttp keeps an idle connection 15 s, uvicorn 5 s (its timeout_keep_alive): a request sent on one the
+            # gateway has just closed fails (reset, server disconnected). A busy load generator idles that long
+            # between the warm-up and a worker's first stream; 4 s keeps the client the one that closes first.
+            connector=aiohttp.TCPConnector(limit=self.connections, keepalive_timeout=4),
             timeout=aiohttp.ClientTimeout(total=None, sock_read=120),
             headers={"Authorization": f"Bearer {self.key}"},
         )
