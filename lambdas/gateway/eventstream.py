@@ -21,31 +21,45 @@ from botocore.eventstream import EventStreamBuffer, EventStreamMessage
 TEXT_DELTA = "contentBlockDelta"
 _PRELUDE_LENGTH = 12  # total length, headers length, prelude CRC: 4 bytes each
 _STRING = 7  # header value type: 2-byte length, UTF-8
+_KNOWN: dict[bytes, dict[str, Any]] = {}  # header blocks already decoded: a stream repeats a few (one per event type)
+_KNOWN_MAX = 64
 
 
 class MessageBuffer(EventStreamBuffer):
-    """botocore's buffer, with headers that are all strings read without its per-byte parser."""
+    """botocore's buffer, with headers that are all strings read without its per-byte parser (and a header block seen
+    before not read again)."""
 
     def _parse_headers(self) -> dict[str, Any]:
         data = self._data[_PRELUDE_LENGTH : self._prelude.headers_end]
+        known = _KNOWN.get(data)
+        if known is not None:
+            return dict(known)
+        headers = self._strings(data)
+        if headers is None:
+            return super()._parse_headers()
+        if len(_KNOWN) < _KNOWN_MAX:
+            _KNOWN[data] = dict(headers)
+        return headers
+
+    @staticmethod
+    def _strings(data: bytes) -> dict[str, Any] | None:
+        """The headers of ``data`` if all are well-formed strings, else None (botocore's parser decides)."""
         headers: dict[str, Any] = {}
         at, end = 0, len(data)
         try:
             while at < end:
                 name_end = at + 1 + data[at]
                 name = data[at + 1 : name_end].decode("utf-8")
-                if data[name_end] != _STRING:
-                    return super()._parse_headers()
                 value_at = name_end + 3
-                if value_at > end:
-                    return super()._parse_headers()
+                if data[name_end] != _STRING or value_at > end:
+                    return None
                 value_end = value_at + int.from_bytes(data[name_end + 1 : value_at], "big")
                 if value_end > end:
-                    return super()._parse_headers()
+                    return None
                 headers[name] = data[value_at:value_end].decode("utf-8")
                 at = value_end
         except (IndexError, UnicodeDecodeError):  # malformed: botocore's parser raises its own error
-            return super()._parse_headers()
+            return None
         return headers
 
 

@@ -174,3 +174,16 @@ def test_headers_are_botocores(headers: list[tuple[bytes, int, bytes]]) -> None:
     # WHEN our buffer and botocore's parse it
     # THEN they give the same headers and payloads, or raise the same error
     assert parsed(MessageBuffer(), data) == parsed(EventStreamBuffer(), data)
+
+
+def test_a_header_block_seen_before_gives_the_same_headers_in_a_dict_of_its_own() -> None:
+    # GIVEN two messages with the same header block (as every text delta of a stream has)
+    headers = [(b":event-type", 7, string("contentBlockDelta")), (b":message-type", 7, string("event"))]
+    buffer = MessageBuffer()
+    buffer.add_data(message(headers, b'{"a": 1}') + message(headers, b'{"a": 2}'))
+    first, second = list(buffer)
+    # WHEN the first message's headers are changed by whoever reads them
+    first.headers["changed"] = "yes"
+    # THEN the second still has exactly the headers it was sent with
+    assert second.headers == {":event-type": "contentBlockDelta", ":message-type": "event"}
+    assert (first.payload, second.payload) == (b'{"a": 1}', b'{"a": 2}')
