@@ -186,8 +186,7 @@ class TextBot:
                 response = await client.converse_stream(**call)
                 stream = response["stream"]
                 request_id = _request_id(response)
-                events = converse_events(stream)
-                return TextStream(self, events, stream, count, started=started, request_id=request_id)
+                return TextStream(self, converse_events(stream), stream, count, started=started, request_id=request_id)
             response = await client.converse(**call)
         except GatewayError:
             raise
