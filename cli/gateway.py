@@ -61,8 +61,10 @@ def local_gateway(
     s3_port: int = 0,
     faults: dict[str, Any] | None = None,
     access_key: str | None = None,
+    log_level: str = "warning",
 ) -> Iterator[RunningGateway]:
-    """The gateway served by uvicorn from a background thread (and, for ``local``, the emulator it talks to)."""
+    """The gateway served by uvicorn from a background thread (and, for ``local``, the emulator it talks to).
+    ``log_level``: uvicorn's (``info``, as the deployed function's ``python -m uvicorn`` runs, logs each request)."""
     import logging
 
     import uvicorn
@@ -99,7 +101,7 @@ def local_gateway(
         stack.enter_context(temporary_environment(env))
         settings = GatewaySettings.from_env()
         app = create_app(settings)
-        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on"))
         thread = threading.Thread(target=server.run, name="gateway", daemon=True)
         thread.start()
         stack.callback(thread.join, 10)

@@ -40,6 +40,7 @@ from lambdas.gateway.events import (
 from lambdas.gateway.factory import BotHandler, build_bots
 from lambdas.gateway.guardrails import INTERVENED
 from lambdas.gateway.parameters import IMAGE_PARAMETERS, image_parameter_controls, text_parameter_controls
+from lambdas.gateway.streaming import coalesced
 from lambdas.gateway.tools import ToolCall, ToolResult, content_text, parse_tool_calls, parse_tool_choice, parse_tools
 from lambdas.gateway.translate import (
     ROLES,
@@ -380,7 +381,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         except ValidationError as error:
             return error_response(validation_failed(error), openai=False)
         if chat is not None:
-            return StreamingResponse(poe_answer(bot, chat), media_type="text/event-stream", headers=SSE_HEADERS)
+            return StreamingResponse(
+                coalesced(poe_answer(bot, chat)), media_type="text/event-stream", headers=SSE_HEADERS
+            )
         if body.type == "settings":
             return JSONResponse(poe_settings(bot))
         if body.type in POE_REPORTS:
@@ -430,7 +433,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             return error_response(validation_failed(error), openai=True)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         if body.stream:
-            chunks = openai_chunks(stream, body.model, include_usage)
+            chunks = coalesced(openai_chunks(stream, body.model, include_usage))
             return StreamingResponse(chunks, media_type="text/event-stream", headers=SSE_HEADERS)
         return await openai_completion(stream, body.model)
 
@@ -555,13 +558,34 @@ def bedrock_details(finished: Finished) -> dict[str, Any]:
     }
 
 
+class ContentLines:
+    """``data_line(_chunk(completion_id, model, created, {"content": text}, None))``, byte for byte, with only the text
+    encoded per frame: the rest of the chunk is the same for a whole answer (json.dumps encodes a string alone as it
+    encodes it inside the chunk)."""
+
+    _MARK = "\ue000content\ue000"
+
+    def __init__(self, completion_id: str, model: str, created: int) -> None:
+        self._chunk = (completion_id, model, created)
+        whole = json.dumps(_chunk(completion_id, model, created, {"content": self._MARK}, None))
+        mark = json.dumps(self._MARK)
+        head, _, tail = whole.partition(mark)
+        self._parts = (f"data: {head}", f"{tail}\n\n") if whole.count(mark) == 1 else None
+
+    def __call__(self, text: str) -> bytes:
+        if self._parts is None:  # the mark is in the model's name: the whole chunk, encoded each time
+            return data_line(_chunk(*self._chunk, {"content": text}, None))
+        return f"{self._parts[0]}{json.dumps(text)}{self._parts[1]}".encode()
+
+
 async def openai_chunks(stream: AsyncIterable[Event], model: str, include_usage: bool) -> AsyncIterator[bytes]:
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    content_line = ContentLines(completion_id, model, created)
     yield data_line(_chunk(completion_id, model, created, {"role": "assistant", "content": ""}, None))
     try:
         async for event in stream:
             if isinstance(event, TextDelta):
-                yield data_line(_chunk(completion_id, model, created, {"content": event.text}, None))
+                yield content_line(event.text)
             elif isinstance(event, ReasoningDelta):
                 yield data_line(_chunk(completion_id, model, created, {"reasoning_content": event.text}, None))
             elif isinstance(event, ThinkingBlock):  # the block complete with its signature, to be sent back

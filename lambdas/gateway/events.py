@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lambdas.gateway.config import BotConfig
-from lambdas.gateway.metrics import COST, INPUT_TOKENS, OUTPUT_TOKENS, TIME_TO_FIRST_TOKEN, emit
+from lambdas.gateway.metrics import COST, INPUT_TOKENS, OUTPUT_TOKENS, TIME_TO_FIRST_TOKEN, Metric, emit_record
 from lambdas.gateway.translate import ThinkingBlock, Usage
 from lambdas.shared.observability import logger
 
@@ -69,7 +69,8 @@ Event = TextDelta | ReasoningDelta | ThinkingBlock | ToolCallStart | ToolCallDel
 
 
 def record_usage(bot: BotConfig, finished: Finished) -> None:
-    """One structured log line and the answer's EMF metrics (time to first token, cost, tokens; per bot)."""
+    """One structured log line and one EMF record of the answer's metrics (time to first token, cost, tokens; per
+    bot)."""
     usage = finished.usage
     logger.info(
         "gateway usage",
@@ -87,8 +88,11 @@ def record_usage(bot: BotConfig, finished: Finished) -> None:
         cost_usd=round(finished.cost_usd, 8),
         first_token_ms=finished.first_token_ms,
     )
-    if finished.first_token_ms is not None:
-        emit(TIME_TO_FIRST_TOKEN, finished.first_token_ms, "Milliseconds", bot=bot.name)
-    emit(COST, finished.cost_usd, "Count", bot=bot.name)
-    emit(INPUT_TOKENS, usage.prompt_tokens, "Count", bot=bot.name)
-    emit(OUTPUT_TOKENS, usage.output_tokens, "Count", bot=bot.name)
+    values: list[Metric] = [
+        (COST, finished.cost_usd, "Count"),
+        (INPUT_TOKENS, usage.prompt_tokens, "Count"),
+        (OUTPUT_TOKENS, usage.output_tokens, "Count"),
+    ]
+    if finished.first_token_ms is not None:  # a streamed answer (see ``Finished.first_token_ms``)
+        values.insert(0, (TIME_TO_FIRST_TOKEN, finished.first_token_ms, "Milliseconds"))
+    emit_record(values, bot=bot.name)  # one EMF record: the four metrics share the ``bot`` dimension

@@ -30,6 +30,7 @@ from lambdas.gateway.events import (
     ToolCallStart,
     record_usage,
 )
+from lambdas.gateway.eventstream import converse_events
 from lambdas.gateway.guardrails import INTERVENED, intervention, with_guardrail
 from lambdas.gateway.images import ImageBot
 from lambdas.gateway.metrics import BEDROCK_ERRORS, emit
@@ -185,7 +186,7 @@ class TextBot:
                 response = await client.converse_stream(**call)
                 stream = response["stream"]
                 request_id = _request_id(response)
-                return TextStream(self, aiter(stream), stream, count, started=started, request_id=request_id)
+                return TextStream(self, converse_events(stream), stream, count, started=started, request_id=request_id)
             response = await client.converse(**call)
         except GatewayError:
             raise

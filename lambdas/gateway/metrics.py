@@ -1,7 +1,8 @@
-"""Per-bot EMF metrics of the gateway (Powertools ``single_metric``), in the function's metrics namespace.
+"""Per-bot EMF metrics of the gateway, in the function's metrics namespace.
 
 Names and dimensions are the ones the gateway dashboard reads (``stacks/constructs/observability.py``): the dimensions
-given here, plus Powertools' ``service``.
+given here, plus Powertools' ``service``. Metrics that share their dimensions go out as one EMF record (an answer's
+usage: four metrics, one record), not one record each.
 """
 
 from __future__ import annotations
@@ -17,18 +18,28 @@ COST = "CostUSD"  # estimated cost of an answer from the bot's prices (USD; unit
 INPUT_TOKENS = "InputTokens"  # per answer, per bot (cache reads and writes included)
 OUTPUT_TOKENS = "OutputTokens"
 
+Metric = tuple[str, float, str]  # (name, value, unit: a Powertools ``MetricUnit`` name)
+
 
 def emit(name: str, value: float, unit: str, **dimensions: str) -> None:
     """One metric value with ``dimensions`` (``bot=...``, ``error_class=...``); never fails the answer it describes
     (``unit``: a Powertools ``MetricUnit`` name)."""
-    if os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() == "true":  # single_metric ignores the setting
-        return
-    try:
-        from aws_lambda_powertools.metrics import MetricUnit, single_metric
+    emit_record([(name, value, unit)], **dimensions)
 
-        namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "BedrockGateway")
-        with single_metric(name=name, unit=MetricUnit[unit], value=value, namespace=namespace) as metric:
-            for key, dimension in dimensions.items():
-                metric.add_dimension(name=key, value=dimension)
+
+def emit_record(values: list[Metric], **dimensions: str) -> None:
+    """``values`` as one EMF record with ``dimensions`` (and ``service``), printed at once: each metric is published
+    as if emitted alone with these dimensions. Never fails the answer it describes."""
+    try:
+        from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+        # EphemeralMetrics: no state shared with the handler's ``metrics`` singleton; it honours
+        # POWERTOOLS_METRICS_DISABLED (nothing printed) and takes POWERTOOLS_SERVICE_NAME as the ``service`` dimension
+        record = EphemeralMetrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "BedrockGateway"))
+        for key, dimension in dimensions.items():
+            record.add_dimension(name=key, value=dimension)
+        for name, value, unit in values:
+            record.add_metric(name=name, unit=MetricUnit[unit], value=value)
+        record.flush_metrics()
     except Exception:  # a metric never fails an answer
-        logger.debug("metric not emitted", metric=name, dimensions=dimensions)
+        logger.debug("metrics not emitted", metrics=[name for name, _, _ in values], dimensions=dimensions)

@@ -50,9 +50,10 @@ BATCH_SERVICES = {
     "finalize": "batch-finalize",
 }
 GATEWAY_SERVICE = "model-gateway"
-# The gateway's EMF metrics besides CostUSD (lambdas/gateway/metrics.py), and the error classes of BedrockErrors (the
-# OpenAI error types lambdas/gateway/errors.py maps Bedrock failures to).
+# The gateway's EMF metrics (lambdas/gateway/metrics.py), and the error classes of BedrockErrors (the OpenAI error types
+# lambdas/gateway/errors.py maps Bedrock failures to).
 GATEWAY_TTFT = "TimeToFirstToken"
+GATEWAY_COST = "CostUSD"  # per bot
 GATEWAY_INPUT_TOKENS = "InputTokens"  # lambdas/gateway/metrics.py, per bot
 GATEWAY_OUTPUT_TOKENS = "OutputTokens"
 GATEWAY_GUARDRAIL_INTERVENTIONS = "GuardrailInterventions"
@@ -467,7 +468,7 @@ class GatewayObservability(Construct):
         cost = [
             cw.Metric(
                 namespace=namespace,
-                metric_name="CostUSD",
+                metric_name=GATEWAY_COST,
                 dimensions_map={"bot": bot.name, "service": GATEWAY_SERVICE},
                 statistic="Sum",
                 period=PERIOD,

@@ -1,12 +1,17 @@
-"""The gateway's own EMF metrics against the emulator: TimeToFirstToken, CostUSD and tokens per bot, BedrockErrors by
-error class."""
+"""The gateway's own EMF metrics against the emulator: TimeToFirstToken, CostUSD and tokens per bot (one EMF record per
+answer), BedrockErrors by error class."""
 
 from __future__ import annotations
+
+import json
+import os
+from typing import Any
 
 import httpx
 import pytest
 
 from local.emulator.server import BedrockEmulator
+from stacks.constructs.observability import GATEWAY_COST, GATEWAY_INPUT_TOKENS, GATEWAY_OUTPUT_TOKENS, GATEWAY_TTFT
 from tests.functional.gateway.conftest import KEY, poe_query
 from tests.functional.gateway.test_guardrails import emf_values, logged
 
@@ -14,34 +19,67 @@ pytestmark = pytest.mark.anyio
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
-async def test_streamed_answers_emit_time_to_first_token(
-    client: httpx.AsyncClient, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
-) -> None:
-    # GIVEN a streaming bot WHEN it answers
-    await client.post("/poe/nova-lite", json=poe_query("hello there"), headers=AUTH)
-    # THEN the answer's log line and a TimeToFirstToken metric (ms, by bot) carry the time to the first token
-    ((value, record),) = emf_values(capfd.readouterr().out, "TimeToFirstToken")
-    assert value >= 0 and record["bot"] == "nova-lite"
-    (metric,) = record["_aws"]["CloudWatchMetrics"][0]["Metrics"]
-    assert metric == {"Name": "TimeToFirstToken", "Unit": "Milliseconds"}
-    (usage,) = logged(caplog, "gateway usage")
-    assert usage["first_token_ms"] == value
+def emf_records(output: str) -> list[dict[str, Any]]:
+    """Every EMF record Powertools printed (one JSON object a line with an ``_aws`` key)."""
+    records = []
+    for line in output.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "_aws" in record:
+            records.append(record)
+    return records
 
 
-async def test_answers_emit_cost_and_tokens_per_bot(
+def value(record: dict[str, Any], name: str) -> float:
+    """The one value of metric ``name`` in an EMF record (a number or, as Powertools writes it, a one-item list)."""
+    (single,) = record[name] if isinstance(record[name], list) else [record[name]]
+    return float(single)
+
+
+async def test_a_streamed_answer_emits_its_usage_as_one_emf_record(
     client: httpx.AsyncClient, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    # GIVEN a bot with prices WHEN it answers
+    # GIVEN a streaming bot with prices WHEN it answers
     await client.post("/poe/nova-lite", json=poe_query("three little words"), headers=AUTH)
-    out = capfd.readouterr().out
+    # THEN the answer leaves exactly one EMF record, not one per metric
+    (record,) = emf_records(capfd.readouterr().out)
+    (definition,) = record["_aws"]["CloudWatchMetrics"]
+    # AND it holds the four usage metrics with their units, under the bot and the Powertools service dimensions
+    assert definition["Metrics"] == [
+        {"Name": "TimeToFirstToken", "Unit": "Milliseconds"},
+        {"Name": "CostUSD", "Unit": "Count"},
+        {"Name": "InputTokens", "Unit": "Count"},
+        {"Name": "OutputTokens", "Unit": "Count"},
+    ]
+    assert definition["Dimensions"] == [["bot", "service"]]
+    assert record["bot"] == "nova-lite" and record["service"] == os.environ["POWERTOOLS_SERVICE_NAME"]
+    assert definition["Namespace"] == os.environ["POWERTOOLS_METRICS_NAMESPACE"]
+    # AND its values are the usage the answer's log line records
     (usage,) = logged(caplog, "gateway usage")
-    # THEN cost, input and output tokens are metrics by bot, equal to the usage the answer's log line records
-    ((cost, cost_record),) = emf_values(out, "CostUSD")
-    ((tokens_in, in_record),) = emf_values(out, "InputTokens")
-    ((tokens_out, _),) = emf_values(out, "OutputTokens")
-    assert cost_record["bot"] == in_record["bot"] == "nova-lite"
-    assert tokens_in == usage["input_tokens"] > 0 and tokens_out == usage["output_tokens"] == 3
-    assert cost == pytest.approx(usage["cost_usd"]) and cost > 0
+    assert value(record, "TimeToFirstToken") == usage["first_token_ms"] >= 0
+    assert value(record, "InputTokens") == usage["input_tokens"] > 0
+    assert value(record, "OutputTokens") == usage["output_tokens"] == 3
+    assert value(record, "CostUSD") == pytest.approx(usage["cost_usd"]) and value(record, "CostUSD") > 0
+
+
+async def test_the_usage_record_carries_the_metrics_the_dashboard_reads(
+    client: httpx.AsyncClient, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the names the gateway dashboard graphs per bot, with the bot and service dimensions
+    # (stacks/constructs/observability.py; the gateway has no alarm on its EMF metrics)
+    dashboard = {GATEWAY_TTFT, GATEWAY_COST, GATEWAY_INPUT_TOKENS, GATEWAY_OUTPUT_TOKENS}
+    # WHEN a bot answers
+    await client.post("/poe/nova-lite", json=poe_query("hello there"), headers=AUTH)
+    # THEN its one usage record publishes each of them under exactly those dimensions
+    (record,) = emf_records(capfd.readouterr().out)
+    (definition,) = record["_aws"]["CloudWatchMetrics"]
+    assert {metric["Name"] for metric in definition["Metrics"]} == dashboard
+    assert definition["Dimensions"] == [["bot", "service"]]
+    # AND the earlier helper, one value per metric name, still reads it
+    ((ttft, _),) = emf_values(json.dumps(record), GATEWAY_TTFT)
+    assert ttft == value(record, GATEWAY_TTFT)
 
 
 async def test_bedrock_errors_are_counted_by_class(
