@@ -94,9 +94,9 @@ def test_installing_the_patches_refuses_a_moto_with_other_signatures(monkeypatch
     monkeypatch.setitem(moto_patches.PATCHED, "S3Response.get_object", "(self, version_id)")
     # WHEN the patches are installed
     # THEN they refuse, naming the function and the fix
-    with pytest.raises(RuntimeError, match=r"S3Response\.get_object changed signature.*requirements-dev\.txt"):
-        with moto_patches.installed():
-            pass
+    expected = r"S3Response\.get_object changed signature.*requirements-dev\.txt"
+    with pytest.raises(RuntimeError, match=expected), moto_patches.installed():
+        pass
 
 
 def test_installed_patches_are_removed_after_the_block() -> None:
