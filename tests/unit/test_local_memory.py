@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cli.__main__ import main
 from local import moto_patches
 from local.memory import BYTES_PER_SLOT, DEFAULT_DATA_PLANE_SLOTS, HandlerSlots, default_data_plane_slots
 from local.process import PerThreadEnviron
@@ -109,3 +111,26 @@ def test_installed_patches_are_removed_after_the_block() -> None:
         patched = S3Response.get_object
     # THEN the block ran with a replacement, and moto's own function is back after it
     assert patched is not original and S3Response.get_object is original
+
+
+@pytest.mark.parametrize(
+    ("target", "value", "message"),
+    [
+        ("local", "0", "--local-handlers must be >= 1, got 0"),
+        ("aws", "2", "--local-handlers bounds the local process: it only works with --target local"),
+    ],
+)
+def test_the_cli_refuses_local_handlers_it_cannot_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], target: str, value: str, message: str
+) -> None:
+    # GIVEN an input file
+    path = tmp_path / "topics.csv"
+    path.write_text("topic\ncats\n")
+    # WHEN the batch command gets --local-handlers 0, or --local-handlers with the AWS target
+    code = main(
+        ["batch", "--target", target, "--input", str(path), "--model-id", "m", "--local-handlers", value]
+        + ["--output", str(tmp_path / "out")]
+    )
+    # THEN it exits 2 with one line naming the flag, the value and what to do, before anything starts
+    assert code == 2
+    assert capsys.readouterr().err.strip() == f"error: {message}"
