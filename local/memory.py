@@ -10,7 +10,7 @@ Lambda's own concurrency on AWS is not affected: this is the in-process dispatch
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,15 +66,16 @@ def default_data_plane_slots(available: int | None) -> int:
     return max(1, min(DEFAULT_DATA_PLANE_SLOTS, available // BYTES_PER_SLOT))
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
+    """The C library this process runs on, when it is glibc (it has ``malloc_trim``). Looked up in the process's
+    own symbols, never with ``ctypes.util.find_library``: that runs ``ldconfig`` in a child process, a fork of this
+    whole process that shows as a spike of its size in the process tree's RSS."""
     try:
-        libc = ctypes.CDLL(name)
+        libc = ctypes.CDLL(None)
     except OSError:
         return None
-    return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None  # glibc only
+    return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
 
 
 def limit_malloc_arenas(arenas: int = LOCAL_ARENA_MAX) -> bool:
