@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from cli.__main__ import main
-from local import moto_patches
+from local import memory, moto_patches
 from local.memory import BYTES_PER_SLOT, DEFAULT_DATA_PLANE_SLOTS, HandlerSlots, default_data_plane_slots
 from local.process import PerThreadEnviron
 from local.runner import InProcessLambdas, LocalFunction
@@ -134,3 +135,21 @@ def test_the_cli_refuses_local_handlers_it_cannot_use(
     # THEN it exits 2 with one line naming the flag, the value and what to do, before anything starts
     assert code == 2
     assert capsys.readouterr().err.strip() == f"error: {message}"
+
+
+def test_releasing_freed_memory_starts_no_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a process in which starting a child process is recorded (and fails)
+    started: list[Any] = []
+
+    def no_child(*args: Any, **kwargs: Any) -> Any:
+        started.append(args)
+        raise OSError("no child processes here")
+
+    monkeypatch.setattr(subprocess, "Popen", no_child)
+    memory._libc.cache_clear()
+    # WHEN glibc is told to limit its arenas and to trim after a data-plane handler
+    limited = memory.limit_malloc_arenas()
+    memory.release_freed_memory()
+    # THEN glibc was found and used without a child process (a fork shows as a spike of this process's size)
+    assert started == []
+    assert limited is (memory._libc() is not None)
