@@ -58,10 +58,10 @@ def test_at_most_the_slots_run_data_plane_handlers_at_once_and_the_others_wait()
     names = ["Postprocess", "Finalize", "Postprocess", "Finalize"]
     with ThreadPoolExecutor(5) as pool:  # a thread each, as moto gives each Map iteration
         futures = [pool.submit(lambdas.invoke, name, json.dumps({"n": n}), {}) for n, name in enumerate(names)]
-        # WHEN two of them are inside their handlers
-        _wait_for(lambda: slots.active == 2 and slots.waiting == 2)
-        # THEN the other two wait for a slot, outside their handlers
-        assert _running["entered"] == 2
+        # WHEN two of them are inside their handlers and two wait for a slot
+        _wait_for(lambda: _running["entered"] == 2 and slots.waiting == 2)
+        # THEN those two hold the slots, and the other two have not entered their handlers
+        assert slots.active == 2 and _running["now"] == 2
         # AND a control-plane function is not held back by the busy slots
         poll = pool.submit(lambdas.invoke, "Poll", json.dumps({"n": 9}), {})
         _wait_for(lambda: _running["entered"] == 3)
