@@ -51,6 +51,12 @@ def add_parser(commands: Any) -> None:
     )
     p.add_argument("--inference-params", help='JSON, e.g. \'{"max_tokens": 512, "temperature": 0.2}\'')
     p.add_argument("--step-seconds", type=float, default=0.2, help="emulator: seconds a job spends in each status")
+    p.add_argument(
+        "--local-handlers",
+        type=int,
+        help="local: data-plane handlers (preprocess, postprocess, ...) running at once in the local process, which "
+        "bounds its memory (default: 2, 1 with less than 2 GB free); Lambda's concurrency on AWS is not affected",
+    )
     p.add_argument("--faults", default="", metavar="SPEC", help=FAULTS_HELP)
     p.add_argument("--output", required=True, type=Path, help="folder for the output Parquet files and summary.json")
     p.add_argument("--quiet", action="store_true", help="no progress display")
@@ -108,11 +114,18 @@ def run(args: argparse.Namespace) -> int:
     if args.target == "aws":
         if faults:
             return fail("--faults injects emulator faults: it only works with --target local")
+        if args.local_handlers is not None:
+            return fail("--local-handlers bounds the local process: it only works with --target local")
         return _run_on_aws(args, local_path, source)
     from local.runner import LocalRuntime, RuntimeOptions
 
+    if args.local_handlers is not None and args.local_handlers < 1:
+        return fail(f"--local-handlers must be >= 1, got {args.local_handlers}")
     options = RuntimeOptions(
-        max_concurrent_jobs=args.max_concurrent_jobs, step_seconds=args.step_seconds, faults=faults
+        max_concurrent_jobs=args.max_concurrent_jobs,
+        step_seconds=args.step_seconds,
+        faults=faults,
+        max_data_plane_handlers=args.local_handlers,
     )
     with LocalRuntime(options) as runtime:
         return execute(runtime, args, local_path, source)

@@ -24,8 +24,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from local import moto_patches
 from local.executions import StateMachineRuns
+from local.memory import (
+    HandlerSlots,
+    available_memory,
+    default_data_plane_slots,
+    limit_malloc_arenas,
+    release_freed_memory,
+)
 from local.process import PerThreadEnviron, temporary_environment
+from local.synth_process import synth_in_child
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -55,6 +64,7 @@ class LocalFunction:
     handler: str
     environment: dict[str, str]  # the Variables of its definition in the template, resolved
     memory_mb: int = 128
+    data_plane: bool = False  # packaged as an image: preprocess, postprocess, resubmit, finalize (the data plane)
 
     @property
     def arn(self) -> str:
@@ -75,6 +85,10 @@ class RuntimeOptions:
     # Retry's IntervalSeconds and MaxDelaySeconds are capped at this many seconds (1 is the ASL minimum). Error names,
     # MaxAttempts, BackoffRate and JitterStrategy stay as synthesized. None runs the definition unchanged.
     retry_max_seconds: int | None = 1
+    # Local-only memory bound: how many data-plane handlers run at once in this process (the others wait their turn);
+    # None sizes it from the machine's free memory (local.memory.default_data_plane_slots). Lambda's concurrency on
+    # AWS is not affected.
+    max_data_plane_handlers: int | None = None
 
 
 def cap_retry_intervals(definition: str, max_seconds: int) -> str:
@@ -144,8 +158,11 @@ def _functions(template: dict[str, Any], resolve: Callable[[Any], Any]) -> list[
             continue  # CDK's own helper functions (e.g. auto-delete objects) have no local counterpart
         env = resolve(props.get("Environment", {}).get("Variables", {}))
         memory = int(props.get("MemorySize", 128))  # Lambda's default
+        data_plane = props.get("PackageType") == "Image"
         out.append(
-            LocalFunction(logical_id, logical_id[:64], str(handler), {k: str(v) for k, v in env.items()}, memory)
+            LocalFunction(
+                logical_id, logical_id[:64], str(handler), {k: str(v) for k, v in env.items()}, memory, data_plane
+            )
         )
     return out
 
@@ -192,10 +209,15 @@ class _FakeContext:
 
 class InProcessLambdas:
     """Replaces moto's echoing Lambda backend: each invoke calls our handler in this process, in the invoking thread,
-    with its own function's environment (``environ.bound``; moto invokes from several threads at once)."""
+    with its own function's environment (``environ.bound``; moto invokes from several threads at once). A data-plane
+    handler first takes one of ``slots`` (at most ``slots.size`` run at once; None: no bound), and glibc is asked to
+    return the memory it freed when it ends."""
 
-    def __init__(self, functions: list[LocalFunction], environ: PerThreadEnviron) -> None:
+    def __init__(
+        self, functions: list[LocalFunction], environ: PerThreadEnviron, slots: HandlerSlots | None = None
+    ) -> None:
         self.functions = functions
+        self.slots = slots
         self.by_name = {f.name: f for f in functions}
         self.invocations: dict[str, int] = {f.name: 0 for f in functions}
         self.environ = environ
@@ -221,7 +243,7 @@ class InProcessLambdas:
                     self.foreign_reads.add((function.name, name, reader))
 
         try:
-            with self.environ.bound(environment, on_miss):
+            with self._slot(function), self.environ.bound(environment, on_miss):
                 result = handler(event, _FakeContext(function))
         except Exception as exc:  # a Lambda function error, as the real service reports it
             response_headers["x-amz-function-error"] = "Unhandled"
@@ -232,6 +254,17 @@ class InProcessLambdas:
             }
             return json.dumps(payload).encode()
         return json.dumps(result).encode()
+
+    @contextmanager
+    def _slot(self, function: LocalFunction) -> Iterator[None]:
+        if not function.data_plane or self.slots is None:
+            yield
+            return
+        try:
+            with self.slots.held():
+                yield
+        finally:
+            release_freed_memory()
 
     @contextmanager
     def installed(self) -> Iterator[None]:
@@ -296,7 +329,8 @@ class LocalRuntime(StateMachineRuns):
             self._exit.callback(_quiet_function_logs())
             self._reset_clients()
             environ = self._exit.enter_context(PerThreadEnviron(os.environ).installed())
-            self.lambdas = InProcessLambdas(self.functions, environ)
+            slots = self.options.max_data_plane_handlers or default_data_plane_slots(available_memory())
+            self.lambdas = InProcessLambdas(self.functions, environ, HandlerSlots(slots))
             self._exit.enter_context(self.lambdas.installed())
             self._deploy(res)
         except BaseException:
@@ -316,6 +350,8 @@ class LocalRuntime(StateMachineRuns):
         mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}})
         mock.start()
         self._exit.callback(mock.stop)
+        self._exit.enter_context(moto_patches.installed())
+        limit_malloc_arenas()  # for the threads started from here on (moto's Map iterations, the handlers)
 
     def _start_emulator(self) -> None:
         import boto3
@@ -397,14 +433,12 @@ def _data_bucket(functions: list[LocalFunction]) -> str:
 
 
 def synth_template(options: RuntimeOptions) -> dict[str, Any]:
-    """Synthesize the batch stack in-process (bundling skipped) with the local runtime's context overrides."""
-    from stacks.synth import synth_batch_template
-
+    """Synthesize the batch stack (bundling skipped) with the local runtime's context overrides, in a child process
+    whose CDK node process exits with it (``local.synth_process``)."""
     context: dict[str, Any] = {"pollIntervalSeconds": options.poll_interval_seconds}
     if options.max_concurrent_jobs is not None:
         context["maxConcurrentJobs"] = options.max_concurrent_jobs
-    result = synth_batch_template(context)
-    return result if isinstance(result, dict) else result.template
+    return synth_in_child(context)
 
 
 def _quiet_function_logs() -> Callable[[], None]:

@@ -1,0 +1,92 @@
+"""What keeps the local runtime's memory bounded besides moto's S3 (``local.moto_patches``): a cap on the data-plane
+handlers running at once in the one process, and glibc's allocator told to hand freed memory back.
+
+On AWS each invocation has its own execution environment with its function's memory; locally every handler shares
+this process, so ``maxConcurrentJobs`` postprocess handlers (hundreds of MB each at 50,000 records) would add up.
+``HandlerSlots`` lets only a few data-plane handlers run at once; the others wait their turn in moto's Map threads.
+Lambda's own concurrency on AWS is not affected: this is the in-process dispatch only.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+DEFAULT_DATA_PLANE_SLOTS = 2  # in one process under one GIL, more concurrent handlers mostly add memory
+BYTES_PER_SLOT = 1 << 30  # what a data-plane handler may take at its peak, with headroom
+_M_ARENA_MAX = -8  # mallopt parameter (glibc malloc.h)
+LOCAL_ARENA_MAX = 2
+
+
+class HandlerSlots:
+    """At most ``size`` holders at once; ``active`` and ``waiting`` say how many hold a slot and wait for one."""
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError(f"data-plane handler slots must be >= 1, got {size}")
+        self.size = size
+        self.active = 0
+        self.waiting = 0
+        self._condition = threading.Condition()
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self._condition:
+            self.waiting += 1
+            self._condition.wait_for(lambda: self.active < self.size)
+            self.waiting -= 1
+            self.active += 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self.active -= 1
+                self._condition.notify()
+
+
+def available_memory() -> int | None:
+    """MemAvailable of /proc/meminfo in bytes (None where there is no /proc)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def default_data_plane_slots(available: int | None) -> int:
+    """``DEFAULT_DATA_PLANE_SLOTS``, fewer when the machine has less than ``BYTES_PER_SLOT`` free for each; >= 1."""
+    if available is None:
+        return DEFAULT_DATA_PLANE_SLOTS
+    return max(1, min(DEFAULT_DATA_PLANE_SLOTS, available // BYTES_PER_SLOT))
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """The C library this process runs on, when it is glibc (it has ``malloc_trim``). Looked up in the process's
+    own symbols, never with ``ctypes.util.find_library``: that runs ``ldconfig`` in a child process, a fork of this
+    whole process that shows as a spike of its size in the process tree's RSS."""
+    try:
+        libc = ctypes.CDLL(None)
+    except OSError:
+        return None
+    return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
+
+
+def limit_malloc_arenas(arenas: int = LOCAL_ARENA_MAX) -> bool:
+    """glibc's ``mallopt(M_ARENA_MAX)``: threads share ``arenas`` heaps instead of up to 8 per core, each keeping
+    what its threads freed (moto runs every Map iteration in a thread). True when the C library took it."""
+    libc = _libc()
+    return bool(libc is not None and libc.mallopt(_M_ARENA_MAX, arenas) == 1)
+
+
+def release_freed_memory() -> None:
+    """glibc's ``malloc_trim(0)``: return the free pages of every heap to the system (after a data-plane handler)."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
