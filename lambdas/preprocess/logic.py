@@ -201,11 +201,17 @@ def check_nulls(batch: pa.RecordBatch, columns: tuple[str, ...], first_row: int,
 
 @dataclass(frozen=True)
 class Staged:
-    """The input after one pass: ``records.parquet``, every JSONL line back to back, and where each row's line ends."""
+    """The input after one pass: ``records.parquet``, every JSONL line back to back, and where each row's line ends.
+
+    ``line_ends`` (int64, the byte offset just past row i's line) is a read-only memory map of a local file written
+    during the pass: 8 bytes per row stay on disk, and only the pages read (job boundaries) are ever in memory.
+    ``biggest_row`` is (row, bytes) of the longest line, found batch by batch while staging.
+    """
 
     records_path: Path
     lines_path: Path
-    line_ends: np.ndarray  # int64, byte offset just past row i's line
+    line_ends: np.ndarray
+    biggest_row: tuple[int, int] = (0, 0)
 
     @property
     def rows(self) -> int:
@@ -306,14 +312,15 @@ def stage(
 ) -> Staged:
     """One streaming pass: check each batch, number its rows, append it to ``records.parquet`` (unless the source
     file can serve as the records as it is) and its JSONL lines to one local file. Memory holds two batches at a
-    time plus 8 bytes per row for the line offsets."""
+    time, whatever the row count: the line offsets go to a third local file (see ``Staged``)."""
     records_path, lines_path = workdir / "records.parquet", workdir / "records.jsonl"
+    ends_path = workdir / "line_ends.int64"
     writer: pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
-    ends: list[np.ndarray] = []
     rows = written = 0
+    biggest = (0, 0)
     try:
-        with lines_path.open("wb") as lines_file, _Background() as background:
+        with lines_path.open("wb") as lines_file, ends_path.open("wb") as ends_file, _Background() as background:
             for batch in prefetched(source.batches()):
                 if schema is None:
                     check_schema(batch.schema, plan, source.description)
@@ -330,7 +337,12 @@ def stage(
                 check_nulls(batch, plan.text_columns, rows, source.description)
                 lines = batch_lines(batch, record_ids(rows, batch.num_rows), plan, inference)
                 data, offsets = jsonl.line_bytes(lines)
-                ends.append(offsets[1:].astype(np.int64) - int(offsets[0]) + written)
+                ends = offsets[1:].astype(np.int64) - int(offsets[0]) + written
+                ends.tofile(ends_file)
+                sizes = np.diff(offsets)
+                longest = int(np.argmax(sizes))
+                if int(sizes[longest]) > biggest[1]:
+                    biggest = (rows + longest, int(sizes[longest]))
                 written += int(offsets[-1] - offsets[0])
                 rows += batch.num_rows
                 background.submit(partial(_write_batch, writer, batch, lines_file, lines))
@@ -339,7 +351,8 @@ def stage(
             writer.close()
     if rows == 0:
         raise InputValidationError(f"input {source.description} has no rows; give a file or split with data")
-    return Staged(records_path, lines_path, np.concatenate(ends))
+    line_ends = np.memmap(ends_path, dtype=np.int64, mode="r", shape=(rows,))
+    return Staged(records_path, lines_path, line_ends, biggest)
 
 
 def _write_batch(writer: pq.ParquetWriter | None, records: pa.RecordBatch, lines_file: Any, lines: pa.Array) -> None:
@@ -358,9 +371,8 @@ def fit_job_sizes(
     max_bytes, model = quotas.bytes_per_job, quotas.model_name or "Bedrock"
     limit = f"{max_bytes / 1e9:g} GB" if max_bytes >= 10**7 else f"{max_bytes:,} bytes"
     total_bytes = int(staged.line_ends[-1])
-    biggest_row = int(np.max(np.diff(staged.line_ends, prepend=0)))
+    row, biggest_row = staged.biggest_row
     if biggest_row > max_bytes:
-        row = int(np.argmax(np.diff(staged.line_ends, prepend=0)))
         raise InputValidationError(
             f"row {row} alone makes a {biggest_row / 1e9:.2f} GB record, over the {limit} input file limit of "
             f"{model}; shorten that row's text"
