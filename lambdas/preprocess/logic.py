@@ -199,18 +199,43 @@ def check_nulls(batch: pa.RecordBatch, columns: tuple[str, ...], first_row: int,
             )
 
 
+class LineEnds:
+    """The byte offset just past each row's line (int64), kept in a local file and read a few values at a time with
+    plain reads: nothing per row is in memory. (A memory map would not do: each page read maps its neighbours too,
+    64 KB per job boundary, which grew with the number of jobs.)"""
+
+    def __init__(self, path: Path, count: int) -> None:
+        self.path, self._count = path, count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _read(self, file: Any, row: int) -> int:
+        if not -self._count <= row < self._count:
+            raise IndexError(f"row {row} of {self._count}")
+        file.seek((row % self._count) * 8)
+        return int(np.frombuffer(file.read(8), dtype=np.int64)[0])
+
+    def __getitem__(self, rows: Any) -> Any:
+        """One offset for an integer row, an int64 array for an array of rows."""
+        with self.path.open("rb") as file:
+            if isinstance(rows, int | np.integer):
+                return self._read(file, int(rows))
+            return np.array([self._read(file, int(row)) for row in np.asarray(rows).ravel()], dtype=np.int64)
+
+
 @dataclass(frozen=True)
 class Staged:
     """The input after one pass: ``records.parquet``, every JSONL line back to back, and where each row's line ends.
 
-    ``line_ends`` (int64, the byte offset just past row i's line) is a read-only memory map of a local file written
-    during the pass: 8 bytes per row stay on disk, and only the pages read (job boundaries) are ever in memory.
-    ``biggest_row`` is (row, bytes) of the longest line, found batch by batch while staging.
+    ``line_ends`` (the byte offset just past row i's line) stays in a local file written during the pass (see
+    ``LineEnds``): 8 bytes per row on disk, only the job boundaries are ever read. ``biggest_row`` is (row, bytes)
+    of the longest line, found batch by batch while staging.
     """
 
     records_path: Path
     lines_path: Path
-    line_ends: np.ndarray
+    line_ends: LineEnds
     biggest_row: tuple[int, int] = (0, 0)
 
     @property
@@ -312,7 +337,7 @@ def stage(
 ) -> Staged:
     """One streaming pass: check each batch, number its rows, append it to ``records.parquet`` (unless the source
     file can serve as the records as it is) and its JSONL lines to one local file. Memory holds two batches at a
-    time, whatever the row count: the line offsets go to a third local file (see ``Staged``)."""
+    time, whatever the row count: the line offsets go to a third local file (see ``LineEnds``)."""
     records_path, lines_path = workdir / "records.parquet", workdir / "records.jsonl"
     ends_path = workdir / "line_ends.int64"
     writer: pq.ParquetWriter | None = None
@@ -351,8 +376,7 @@ def stage(
             writer.close()
     if rows == 0:
         raise InputValidationError(f"input {source.description} has no rows; give a file or split with data")
-    line_ends = np.memmap(ends_path, dtype=np.int64, mode="r", shape=(rows,))
-    return Staged(records_path, lines_path, line_ends, biggest)
+    return Staged(records_path, lines_path, LineEnds(ends_path, rows), biggest)
 
 
 def _write_batch(writer: pq.ParquetWriter | None, records: pa.RecordBatch, lines_file: Any, lines: pa.Array) -> None:

@@ -41,8 +41,9 @@ def test_line_offsets_are_a_memory_mapped_file_and_match_the_lines(tmp_path):
     source = Batches([pa.table({"topic": topics[a:b]}) for a, b in ((0, 200), (200, 400), (400, 500))])
     # WHEN the rows are staged
     staged = logic.stage(source, plan(), InferenceSettings(), tmp_path)
-    # THEN the offsets are read from a file on disk, not held in memory
-    assert isinstance(staged.line_ends, np.memmap)
+    # THEN the offsets are read from a file on disk (8 bytes a row), not held in memory
+    assert isinstance(staged.line_ends, logic.LineEnds)
+    assert staged.line_ends.path.stat().st_size == 500 * 8
     assert staged.rows == 500
     # AND each row's byte range is exactly its line in the JSONL file
     data = staged.lines_path.read_bytes()
@@ -53,6 +54,9 @@ def test_line_offsets_are_a_memory_mapped_file_and_match_the_lines(tmp_path):
         assert data[start:end] == lines[row]
     # AND the longest line was found while staging: row 260, with its length in bytes
     assert staged.biggest_row == (260, len(lines[260]))
+    # AND an array of rows reads an array of offsets, negative rows count from the end
+    assert staged.line_ends[np.array([0, 499])].tolist() == [len(lines[0]), len(data)]
+    assert staged.line_ends[-1] == len(data)
     # AND the split reads only job boundaries of the file: 5 jobs of 100 rows tile the lines
     jobs = logic.plan_jobs(staged, logic.fit_job_sizes(staged, 100), "run")
     assert [job.first_row for job in jobs] == [0, 100, 200, 300, 400]
