@@ -211,8 +211,8 @@ class Bench:
         print(f"  {handler:<11} {path:<14} {rows:>11,} rows  peak {result['peak_rss_mb']:8.0f} MB", flush=True)
 
     # preprocess ------------------------------------------------------------------------------------------------
-    def preprocess(self) -> None:
-        for path in PREPROCESS_PATHS:
+    def preprocess(self, paths: tuple[str, ...] = PREPROCESS_PATHS) -> None:
+        for path in paths:
             for rows in self.sizes.preprocess:
                 self.reset()
                 run_input: dict[str, Any] = {"model_id": MODEL, "prompt_id": PROMPT}
@@ -498,6 +498,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
     parser.add_argument("--dir", type=Path, default=ROOT / "bench" / ".data" / "memory", help="scratch space")
     parser.add_argument("--only", default="preprocess,postprocess,resubmit,finalize", help="handlers, comma-separated")
+    parser.add_argument("--paths", default=",".join(PREPROCESS_PATHS), help="preprocess input paths, comma-separated")
+    parser.add_argument("--sizes", help="preprocess row counts, comma-separated (default: 200k, 2M, 20M)")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--event", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--hub-port", type=int, help=argparse.SUPPRESS)
@@ -518,9 +520,12 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"--only {sorted(unknown)}: use preprocess, postprocess, resubmit, finalize")
     scratch = args.dir / ("quick" if args.quick else "full")
-    with Bench(scratch, QUICK if args.quick else FULL) as bench:
+    sizes = QUICK if args.quick else FULL
+    if args.sizes:
+        sizes = Sizes(tuple(int(n) for n in args.sizes.split(",")), sizes.runs, sizes.per_job)
+    with Bench(scratch, sizes) as bench:
         if "preprocess" in only:
-            bench.preprocess()
+            bench.preprocess(tuple(args.paths.split(",")))
         if only - {"preprocess"}:
             bench.runs(only)
         ok = bench.table()

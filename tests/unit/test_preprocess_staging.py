@@ -61,3 +61,14 @@ def test_line_offsets_are_a_memory_mapped_file_and_match_the_lines(tmp_path):
     jobs = logic.plan_jobs(staged, logic.fit_job_sizes(staged, 100), "run")
     assert [job.first_row for job in jobs] == [0, 100, 200, 300, 400]
     assert sum(job.size_bytes for job in jobs) == len(data)
+
+
+def test_big_blocks_are_staged_in_slices_of_at_most_batch_rows():
+    # GIVEN one block of 150,000 short rows (what one 16 MB CSV block holds) and an empty block
+    block = pa.record_batch({"id": pa.array(range(150_000), pa.int64())})
+    empty = block.slice(0, 0)
+    # WHEN it is bounded to 65,536 rows a batch
+    batches = list(logic.bounded(iter([block, empty]), rows=65_536))
+    # THEN every row comes once, in order, in batches of at most 65,536 rows (the empty block passes as it is)
+    assert [batch.num_rows for batch in batches] == [65_536, 65_536, 18_928, 0]
+    assert pa.Table.from_batches(batches).column("id").to_pylist() == list(range(150_000))
