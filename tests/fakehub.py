@@ -65,7 +65,7 @@ import socket
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -415,7 +415,20 @@ class FakeHub:
         return Handler
 
 
-def _client_factory(hub: FakeHub) -> Any:
+@dataclass
+class RemoteHub:
+    """A fake hub served by another process (the memory benchmark's: the served files stay out of the measured
+    process), as ``use_hub`` sees it."""
+
+    port: int
+    blocked: list[str] = field(default_factory=list)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def _client_factory(hub: FakeHub | RemoteHub) -> Any:
     """A ``huggingface_hub`` client factory whose transport reaches only ``hub`` (see the module docstring)."""
     import httpx2
     from huggingface_hub.utils._http import hf_request_event_hook
@@ -457,16 +470,26 @@ def fake_hub(
     row_group_size: int | None = None,
 ) -> Iterator[FakeHub]:
     """Serve ``datasets`` ({repo_id: {split: table}}) as Hub dataset repos and point the HF libraries at them."""
-    import datasets as hf_datasets
-    from huggingface_hub import HfFileSystem, constants
-    from huggingface_hub.utils import _http
-
     files_root = tmp_path / "fakehub-repos"
     repos = {
         repo_id: make_repo(repo_id, splits, files_root, (extra_files or {}).get(repo_id), row_group_size)
         for repo_id, splits in datasets.items()
     }
     hub = FakeHub(repos, page_size=page_size).start()
+    with ExitStack() as stack:
+        stack.callback(hub.stop)
+        stack.enter_context(use_hub(hub, tmp_path))
+        yield hub
+
+
+@contextmanager
+def use_hub(hub: FakeHub | RemoteHub, tmp_path: Path) -> Iterator[FakeHub | RemoteHub]:
+    """Point the HF libraries of this process at ``hub`` (which may serve from another process: only its ``port``,
+    ``endpoint`` and ``blocked`` are used here); fails on exit if a request tried to leave it."""
+    import datasets as hf_datasets
+    from huggingface_hub import HfFileSystem, constants
+    from huggingface_hub.utils import _http
+
     home = tmp_path / "hf-home"
     home.mkdir(exist_ok=True)
     hub_cache, datasets_cache = home / "hub", home / "datasets"
@@ -514,7 +537,6 @@ def fake_hub(
     }
     saved_factory = _http._GLOBAL_CLIENT_FACTORY
     with ExitStack() as stack:
-        stack.callback(hub.stop)
         stack.enter_context(mock.patch.dict(os.environ, env))
         for name in unset:
             os.environ.pop(name, None)  # patch.dict restores the whole environment on exit

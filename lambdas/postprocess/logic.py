@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
@@ -31,8 +32,16 @@ from lambdas.postprocess import columnar
 from lambdas.shared import layout
 from lambdas.shared.model_families import ModelAdapter, adapter_for_family
 from lambdas.shared.models import JobResult, JobState
-from lambdas.shared.run_files import ERROR_CODE, ERROR_MESSAGE, ROW, read_row_numbers, value_column, value_type
-from lambdas.shared.s3io import S3RangeReader, list_keys, put_json
+from lambdas.shared.run_files import (
+    ERROR_CODE,
+    ERROR_MESSAGE,
+    ROW,
+    iter_row_range,
+    read_row_numbers,
+    value_column,
+    value_type,
+)
+from lambdas.shared.s3io import list_keys, put_json
 
 RECORD_ID = "record_id"
 # The code of a row whose output line the model wrote but that cannot be read; never resubmitted (see lambdas/resubmit)
@@ -49,20 +58,6 @@ MISSING_ROW_CODES: dict[str, str] = {
     "Expired": "JOB_EXPIRED",
     "Stopped": "JOB_STOPPED",
 }
-
-
-def read_rows(s3: Any, bucket: str, key: str, first_row: int, count: int) -> pa.Table:
-    """Read rows [first_row, first_row + count) of a Parquet object, fetching only the row groups needed."""
-    parquet = pq.ParquetFile(S3RangeReader(s3, bucket, key))
-    groups, start, group_start = [], None, 0
-    for index in range(parquet.num_row_groups):
-        rows = parquet.metadata.row_group(index).num_rows
-        if group_start + rows > first_row and group_start < first_row + count:
-            groups.append(index)
-            start = group_start if start is None else start
-        group_start += rows
-    table = parquet.read_row_groups(groups)
-    return table.slice(first_row - (start or 0), count)
 
 
 @dataclass(frozen=True)
@@ -280,11 +275,38 @@ def missing_reason(state: JobState) -> tuple[str, str]:
 
 
 def build_table(records: pa.Table, joined: JoinedOutput) -> pa.Table:
+    return add_results(records, joined.columns(), joined.kind)
+
+
+def add_results(records: pa.Table, results: tuple[pa.Array, pa.Array, pa.Array], kind: str = "text") -> pa.Table:
+    """The output rows: the input columns (without a ``record_id``) then the value, error code and message."""
     table = records.drop_columns([RECORD_ID]) if RECORD_ID in records.column_names else records
-    values, codes, messages = joined.columns()
-    table = table.append_column(value_column(joined.kind), values)
+    values, codes, messages = results
+    table = table.append_column(value_column(kind), values)
     table = table.append_column(ERROR_CODE, codes)
     return table.append_column(ERROR_MESSAGE, messages)
+
+
+def write_output(batches: Iterator[pa.RecordBatch], joined: JoinedOutput, path: Path) -> None:
+    """Write the job's output Parquet slice by slice: each batch of input rows with the results of those rows, so
+    the input rows are never all in memory (a job's results are: one value per record)."""
+    values, codes, messages = joined.columns()
+    writer: pq.ParquetWriter | None = None
+    done = 0
+    try:
+        for batch in batches:
+            n = batch.num_rows
+            part = (values.slice(done, n), codes.slice(done, n), messages.slice(done, n))
+            table = add_results(pa.Table.from_batches([batch]), part, joined.kind)
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema, compression="zstd")
+            writer.write_table(table)
+            done += n
+    finally:
+        if writer is not None:
+            writer.close()
+    if done != joined.count:
+        raise RuntimeError(f"read {done} input rows for a job of {joined.count}; the records file is shorter")
 
 
 def read_outputs(s3: Any, bucket: str, prefix: str, joined: JoinedOutput, family: str, workdir: Path) -> dict[str, int]:
@@ -309,10 +331,10 @@ def postprocess(state: JobState, *, s3: Any, workdir: Path) -> JobResult:
     run, job = state.run, state.job
     if job.rows_key is not None:
         rows = read_row_numbers(s3, run.bucket, job.rows_key)
-        records = pa.table({ROW: pa.array(rows, pa.int64())})
+        records: Iterator[pa.RecordBatch] = iter(pa.table({ROW: pa.array(rows, pa.int64())}).to_batches())
         joined = JoinedOutput.for_rows(rows, kind=run.output_kind)
     else:
-        records = read_rows(s3, run.bucket, run.records_key, job.first_row, job.record_count)
+        records = iter_row_range(s3, run.bucket, run.records_key, job.first_row, job.record_count)
         joined = JoinedOutput(first_row=job.first_row, count=job.record_count, kind=run.output_kind)
     tokens = {"inputTokenCount": 0, "outputTokenCount": 0}
     if state.job_arn:
@@ -321,10 +343,9 @@ def postprocess(state: JobState, *, s3: Any, workdir: Path) -> JobResult:
     code, message = missing_reason(state)
     joined.fill_missing(code, message)
 
-    table = build_table(records, joined)
     out_key = layout.output_key(run.run_id, job.index, resubmission=job.resubmission)
     path = workdir / f"{job.index:04d}.parquet"
-    pq.write_table(table, path, compression="zstd")
+    write_output(records, joined, path)
     s3.upload_file(str(path), run.bucket, out_key)
     path.unlink()
 

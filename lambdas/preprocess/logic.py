@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from lambdas.preprocess import jsonl
 from lambdas.preprocess.quotas import lookup_batch_quotas
-from lambdas.preprocess.sources import Source, open_source
+from lambdas.preprocess.sources import BATCH_ROWS, Source, open_source
 from lambdas.shared import layout
 from lambdas.shared.errors import InputValidationError
 from lambdas.shared.model_families import InferenceSettings, ModelFamilyError, ResolvedModel, resolve
@@ -199,13 +199,44 @@ def check_nulls(batch: pa.RecordBatch, columns: tuple[str, ...], first_row: int,
             )
 
 
+class LineEnds:
+    """The byte offset just past each row's line (int64), kept in a local file and read a few values at a time with
+    plain reads: nothing per row is in memory. (A memory map would not do: each page read maps its neighbours too,
+    64 KB per job boundary, which grew with the number of jobs.)"""
+
+    def __init__(self, path: Path, count: int) -> None:
+        self.path, self._count = path, count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _read(self, file: Any, row: int) -> int:
+        if not -self._count <= row < self._count:
+            raise IndexError(f"row {row} of {self._count}")
+        file.seek((row % self._count) * 8)
+        return int(np.frombuffer(file.read(8), dtype=np.int64)[0])
+
+    def __getitem__(self, rows: Any) -> Any:
+        """One offset for an integer row, an int64 array for an array of rows."""
+        with self.path.open("rb") as file:
+            if isinstance(rows, int | np.integer):
+                return self._read(file, int(rows))
+            return np.array([self._read(file, int(row)) for row in np.asarray(rows).ravel()], dtype=np.int64)
+
+
 @dataclass(frozen=True)
 class Staged:
-    """The input after one pass: ``records.parquet``, every JSONL line back to back, and where each row's line ends."""
+    """The input after one pass: ``records.parquet``, every JSONL line back to back, and where each row's line ends.
+
+    ``line_ends`` (the byte offset just past row i's line) stays in a local file written during the pass (see
+    ``LineEnds``): 8 bytes per row on disk, only the job boundaries are ever read. ``biggest_row`` is (row, bytes)
+    of the longest line, found batch by batch while staging.
+    """
 
     records_path: Path
     lines_path: Path
-    line_ends: np.ndarray  # int64, byte offset just past row i's line
+    line_ends: LineEnds
+    biggest_row: tuple[int, int] = (0, 0)
 
     @property
     def rows(self) -> int:
@@ -301,20 +332,32 @@ def prefetched(batches: Iterator[pa.RecordBatch], depth: int = 1) -> Iterator[pa
         worker.join()
 
 
+def bounded(batches: Iterator[pa.RecordBatch], rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    """Batches of at most ``rows`` rows (zero-copy slices). A 16 MB CSV or JSONL block of short rows holds half a
+    million rows, whose JSONL lines would all be built at once: peak memory grew with the block's row count."""
+    for batch in batches:
+        if batch.num_rows <= rows:
+            yield batch
+            continue
+        for start in range(0, batch.num_rows, rows):
+            yield batch.slice(start, rows)
+
+
 def stage(
     source: Source, plan: Plan, inference: InferenceSettings, workdir: Path, *, write_records: bool = True
 ) -> Staged:
     """One streaming pass: check each batch, number its rows, append it to ``records.parquet`` (unless the source
     file can serve as the records as it is) and its JSONL lines to one local file. Memory holds two batches at a
-    time plus 8 bytes per row for the line offsets."""
+    time, whatever the row count: the line offsets go to a third local file (see ``LineEnds``)."""
     records_path, lines_path = workdir / "records.parquet", workdir / "records.jsonl"
+    ends_path = workdir / "line_ends.int64"
     writer: pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
-    ends: list[np.ndarray] = []
     rows = written = 0
+    biggest = (0, 0)
     try:
-        with lines_path.open("wb") as lines_file, _Background() as background:
-            for batch in prefetched(source.batches()):
+        with lines_path.open("wb") as lines_file, ends_path.open("wb") as ends_file, _Background() as background:
+            for batch in prefetched(bounded(source.batches())):
                 if schema is None:
                     check_schema(batch.schema, plan, source.description)
                     schema = batch.schema
@@ -330,7 +373,12 @@ def stage(
                 check_nulls(batch, plan.text_columns, rows, source.description)
                 lines = batch_lines(batch, record_ids(rows, batch.num_rows), plan, inference)
                 data, offsets = jsonl.line_bytes(lines)
-                ends.append(offsets[1:].astype(np.int64) - int(offsets[0]) + written)
+                ends = offsets[1:].astype(np.int64) - int(offsets[0]) + written
+                ends.tofile(ends_file)
+                sizes = np.diff(offsets)
+                longest = int(np.argmax(sizes))
+                if int(sizes[longest]) > biggest[1]:
+                    biggest = (rows + longest, int(sizes[longest]))
                 written += int(offsets[-1] - offsets[0])
                 rows += batch.num_rows
                 background.submit(partial(_write_batch, writer, batch, lines_file, lines))
@@ -339,7 +387,7 @@ def stage(
             writer.close()
     if rows == 0:
         raise InputValidationError(f"input {source.description} has no rows; give a file or split with data")
-    return Staged(records_path, lines_path, np.concatenate(ends))
+    return Staged(records_path, lines_path, LineEnds(ends_path, rows), biggest)
 
 
 def _write_batch(writer: pq.ParquetWriter | None, records: pa.RecordBatch, lines_file: Any, lines: pa.Array) -> None:
@@ -358,9 +406,8 @@ def fit_job_sizes(
     max_bytes, model = quotas.bytes_per_job, quotas.model_name or "Bedrock"
     limit = f"{max_bytes / 1e9:g} GB" if max_bytes >= 10**7 else f"{max_bytes:,} bytes"
     total_bytes = int(staged.line_ends[-1])
-    biggest_row = int(np.max(np.diff(staged.line_ends, prepend=0)))
+    row, biggest_row = staged.biggest_row
     if biggest_row > max_bytes:
-        row = int(np.argmax(np.diff(staged.line_ends, prepend=0)))
         raise InputValidationError(
             f"row {row} alone makes a {biggest_row / 1e9:.2f} GB record, over the {limit} input file limit of "
             f"{model}; shorten that row's text"

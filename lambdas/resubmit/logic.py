@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,8 +145,7 @@ def find_retryable(s3: Any, run: RunContext, jobs: list[JobSpec], results: dict[
 
 def stage_lines(s3: Any, bucket: str, jobs: Iterable[tuple[JobSpec, np.ndarray]], path: Path) -> StagedLines:
     """Stream each planned job's input file and copy the lines of the wanted rows into ``path``, in job order."""
-    rows: list[int] = []
-    ends: list[int] = []
+    rows, ends = array("q"), array("q")  # 8 bytes a line, not a Python int object each
     written = 0
     with path.open("wb") as out:
         for job, wanted_rows in jobs:
@@ -165,7 +165,7 @@ def stage_lines(s3: Any, bucket: str, jobs: Iterable[tuple[JobSpec, np.ndarray]]
                         break
             if wanted:
                 raise RuntimeError(f"{len(wanted)} rows to resubmit are not in {job.input_key}, e.g. row {min(wanted)}")
-    return StagedLines(path, np.array(rows, dtype=np.int64), np.array(ends, dtype=np.int64))
+    return StagedLines(path, np.frombuffer(rows, dtype=np.int64), np.frombuffer(ends, dtype=np.int64))
 
 
 def upload_retry_jobs(s3: Any, run: RunContext, staged: StagedLines, sizes: list[int], workdir: Path) -> list[JobSpec]:

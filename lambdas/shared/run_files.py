@@ -8,6 +8,7 @@ columns.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,8 @@ ROW = "row"
 ERROR_CODE = "error_code"
 ERROR_MESSAGE = "error_message"
 EMBEDDING_TYPE = pa.list_(pa.float32())
+SLICE_BATCH_ROWS = 8_192  # rows decoded at a time when reading a slice of a Parquet object
+READ_BUFFER_BYTES = 1 << 20  # bytes per ranged GET while decoding a column chunk
 
 
 def value_column(output_kind: str) -> str:
@@ -54,3 +57,30 @@ def read_column(s3: Any, bucket: str, key: str, name: str) -> pa.Array:
 def read_row_numbers(s3: Any, bucket: str, key: str) -> np.ndarray:
     """The ``row`` column of a resubmission rows or output file, as int64."""
     return read_column(s3, bucket, key, ROW).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+
+
+def iter_row_range(
+    s3: Any, bucket: str, key: str, first_row: int, count: int, *, batch_rows: int = SLICE_BATCH_ROWS
+) -> Iterator[pa.RecordBatch]:
+    """Rows [first_row, first_row + count) of a Parquet object as batches of at most ``batch_rows``, whatever its
+    row-group layout: only the row groups that overlap the range are fetched, each decoded ``batch_rows`` at a time
+    through a buffered stream of ranged GETs (``buffer_size``; without it Arrow reads a whole column chunk at
+    once, 1.3 GB for a job of one huge row group). Rows of a group before ``first_row`` are decoded and dropped
+    batch by batch: they cost time, never memory."""
+    parquet = pq.ParquetFile(S3RangeReader(s3, bucket, key), pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
+    end, group_start = first_row + count, 0
+    for group in range(parquet.num_row_groups):
+        group_rows = parquet.metadata.row_group(group).num_rows
+        group_end = group_start + group_rows
+        if group_end > first_row and group_start < end:
+            position = group_start
+            for batch in parquet.iter_batches(batch_size=batch_rows, row_groups=[group], use_threads=False):
+                lo, hi = max(first_row, position), min(end, position + batch.num_rows)
+                if hi > lo:
+                    yield batch.slice(lo - position, hi - lo)
+                position += batch.num_rows
+                if position >= end:
+                    return
+        group_start = group_end
+        if group_start >= end:
+            return

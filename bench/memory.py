@@ -1,0 +1,538 @@
+"""Peak memory of each data-plane handler as Lambda runs it, on every input path, at growing row counts.
+
+    python -m bench.memory            # every path at every size (20M rows: ~15 GB of scratch disk, a long run)
+    python -m bench.memory --quick    # small sizes: a smoke test of the harness
+    options: --dir DIR (scratch space, default bench/.data/memory), --only preprocess,postprocess,resubmit,finalize
+
+Each measurement is a fresh Python process that imports the handler and calls ``lambda_handler`` once, as Lambda
+does; its peak RSS is the process's high-water mark (``VmHWM``, see ``peak_rss_kib``) at the end, imports
+included. S3 is a moto server in
+its own process (``moto_server``), so stored objects never count; the Hugging Face path streams from a fake hub
+(tests/fakehub.py) served by another process for the same reason. Data is generated chunk by chunk, never whole.
+Memory is measured, never time: the machine may be shared.
+
+What runs, and the targets (peak at the largest size <= 1.2x the peak at the smallest, and under 1.5 GB):
+
+- preprocess over 200k, 2M and 20M rows from S3 Parquet, CSV and JSONL objects, an S3 prefix of 20 Parquet files,
+  and a Hugging Face dataset;
+- postprocess of the last job of a run of 200k and 2M rows in jobs of 50,000 records (4 and 40 jobs), with
+  ``records.parquet`` in row groups of 65,536 rows (as preprocess writes it) and in ONE row group (a Parquet input
+  is the run's records as it is, whatever its layout);
+- resubmit (plan the resubmission) of the same runs once every job is postprocessed, 5% of rows answered 429;
+- finalize of the same runs once the resubmission jobs are postprocessed (their rows merged into the outputs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BUCKET = "bench-memory"
+MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
+PROMPT = "joke_about_topic"
+CHUNK = 100_000  # rows generated at a time
+PREFIX_FILES = 20
+RUN_INPUT = f"s3://{BUCKET}/inputs/run.parquet"  # what preprocess read: resubmit parses the execution input again
+HF_REPO = "bench/memory"
+RETRYABLE_EVERY = 20  # every 20th row is answered 429 (retryable): 5% of the rows
+MAX_RATIO, MAX_PEAK_MB = 1.2, 1500.0
+PREPROCESS_PATHS = ("parquet", "csv", "jsonl", "prefix", "hf")
+LAYOUTS = ("row groups", "one row group")
+_WORDS = ("river", "market", "energy", "model", "answer", "group", "system", "water", "city", "price")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    preprocess: tuple[int, ...]
+    runs: tuple[int, ...]  # rows of the runs postprocess, resubmit and finalize see
+    per_job: int
+
+
+FULL = Sizes(preprocess=(200_000, 2_000_000, 20_000_000), runs=(200_000, 2_000_000), per_job=50_000)
+QUICK = Sizes(preprocess=(100_000, 300_000), runs=(10_000, 100_000), per_job=2_500)
+
+
+def child_env(endpoint: str) -> dict[str, str]:
+    """What the stack sets on the data-plane functions, and what the Lambda image sets (lambdas/Dockerfile)."""
+    return {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL_S3": endpoint,
+        "DATA_BUCKET": BUCKET,
+        "MAX_RECORDS_PER_JOB": "50000",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_NAMESPACE": "BenchMemory",
+        "POWERTOOLS_SERVICE_NAME": "bench",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "ARROW_DEFAULT_MEMORY_POOL": "system",
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+# ---- the measured process ------------------------------------------------------------------------------------
+
+
+def measure(handler_name: str, event_path: Path, hub_port: int | None) -> None:
+    """Run one handler once in this (fresh) process and print its peak RSS as a JSON line."""
+    import importlib
+
+    from tests.conftest import FakeLambdaContext
+
+    module = importlib.import_module(f"lambdas.{handler_name}.handler")
+    event = json.loads(event_path.read_text())
+    with tempfile.TemporaryDirectory(prefix="bench-memory-hf-") as home:
+        if hub_port is None:
+            result = module.lambda_handler(event, FakeLambdaContext())
+        else:
+            from tests.fakehub import RemoteHub, use_hub
+
+            with use_hub(RemoteHub(hub_port), Path(home)):
+                result = module.lambda_handler(event, FakeLambdaContext())
+    peak_kb = peak_rss_kib()
+    summary = {k: result[k] for k in ("total_records", "num_jobs", "record_count", "rows_resubmitted") if k in result}
+    print(json.dumps({"peak_rss_mb": peak_kb / 1024, **summary}))
+
+
+def peak_rss_kib() -> int:
+    """This process's peak RSS: ``VmHWM`` of /proc/self/status, the high-water mark of this process's own memory.
+    Not ``ru_maxrss``: Linux carries it over ``execve`` from the parent's memory when the child is spawned with
+    vfork (as subprocess does), so every child would start at the harness's own peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # no /proc: ru_maxrss, KiB on Linux
+
+
+def serve_hub(directory: Path) -> None:
+    """Serve every ``{repo}/data/*.parquet`` under ``directory`` as a hub dataset repo until stdin closes."""
+    from tests.fakehub import FakeHub, FakeRepo, RepoFile
+
+    repos = {}
+    for data in sorted(directory.glob("*/*/data")):
+        repo_id = f"{data.parent.parent.name}/{data.parent.name}"
+        files = {f"data/{p.name}": RepoFile(f"data/{p.name}", p.read_bytes()) for p in sorted(data.glob("*.parquet"))}
+        repos[repo_id] = FakeRepo(repo_id, files)
+    hub = FakeHub(repos).start()
+    print(hub.port, flush=True)
+    sys.stdin.read()
+    hub.stop()
+
+
+# ---- the harness ---------------------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, scratch: Path, sizes: Sizes) -> None:
+        self.scratch, self.sizes = scratch, sizes
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        self.port = _free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.env = child_env(self.endpoint)
+        self.rows: list[dict[str, Any]] = []
+        self._moto: subprocess.Popen[bytes] | None = None
+        self._s3: Any = None
+
+    # moto server, and the emulator for Service Quotas (moto has no ListServiceQuotas) ----------------------------
+    def __enter__(self) -> Bench:
+        from local.emulator.jobs import EmulatorState
+        from local.emulator.server import BedrockEmulator
+
+        self._quotas = BedrockEmulator(EmulatorState(s3=None)).start()
+        self.env["AWS_ENDPOINT_URL_SERVICE_QUOTAS"] = self._quotas.endpoint_url
+        log = (self.scratch / "moto.log").open("wb")
+        self._moto = subprocess.Popen(
+            [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+        )
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        import boto3
+
+        self._s3 = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        self.reset()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._moto is not None:
+            self._moto.terminate()
+            self._moto.wait()
+        self._quotas.stop()
+
+    def reset(self) -> None:
+        """An empty bucket again (moto's reset API), so stored objects never pile up on disk."""
+        import urllib.request
+
+        urllib.request.urlopen(urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")).read()
+        self._s3.create_bucket(Bucket=BUCKET)
+
+    # measuring -------------------------------------------------------------------------------------------------
+    def run_measured(self, handler: str, event: dict[str, Any], hub_port: int | None = None) -> dict[str, Any]:
+        event_path = self.scratch / "event.json"
+        event_path.write_text(json.dumps(event))
+        command = [sys.executable, "-m", "bench.memory", "--measure", handler, "--event", str(event_path)]
+        if hub_port is not None:
+            command += ["--hub-port", str(hub_port)]
+        done = subprocess.run(command, cwd=ROOT, env=self.env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{handler} failed:\n{done.stderr[-4000:]}")
+        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        return result
+
+    def record(self, handler: str, path: str, rows: int, result: dict[str, Any]) -> None:
+        self.rows.append({"handler": handler, "path": path, "rows": rows, **result})
+        print(f"  {handler:<11} {path:<14} {rows:>11,} rows  peak {result['peak_rss_mb']:8.0f} MB", flush=True)
+
+    # preprocess ------------------------------------------------------------------------------------------------
+    def preprocess(self, paths: tuple[str, ...] = PREPROCESS_PATHS) -> None:
+        for path in paths:
+            for rows in self.sizes.preprocess:
+                self.reset()
+                run_input: dict[str, Any] = {"model_id": MODEL, "prompt_id": PROMPT}
+                hub: subprocess.Popen[str] | None = None
+                hub_port = None
+                if path == "hf":
+                    hub_dir = self.scratch / f"hub-{rows}"
+                    write_parquet(hub_dir / HF_REPO / "data" / "train-00000-of-00001.parquet", rows)
+                    hub = subprocess.Popen(
+                        [sys.executable, "-m", "bench.memory", "--serve-hub", str(hub_dir)],
+                        cwd=ROOT,
+                        env=self.env,
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        text=True,
+                    )
+                    assert hub.stdout is not None
+                    hub_port = int(hub.stdout.readline())
+                    run_input |= {"dataset_id": HF_REPO, "split": "train"}
+                else:
+                    run_input["s3_uri"] = self.upload_input(path, rows)
+                try:
+                    event = {"input": run_input, "execution_name": f"mem-{path}-{rows}"}
+                    result = self.run_measured("preprocess", event, hub_port)
+                finally:
+                    if hub is not None:
+                        assert hub.stdin is not None
+                        hub.stdin.close()
+                        hub.wait()
+                if result.get("total_records") != rows:
+                    raise RuntimeError(f"preprocess of {path} read {result.get('total_records')} rows, not {rows}")
+                self.record("preprocess", path, rows, result)
+
+    def upload_input(self, path: str, rows: int) -> str:
+        if path == "prefix":
+            per_file, extra = divmod(rows, PREFIX_FILES)
+            first = 0
+            for part in range(PREFIX_FILES):
+                count = per_file + (part < extra)
+                local = write_parquet(self.scratch / f"prefix-{rows}" / f"part-{part:03d}.parquet", count, first)
+                self._s3.upload_file(str(local), BUCKET, f"inputs/prefix-{rows}/part-{part:03d}.parquet")
+                first += count
+            return f"s3://{BUCKET}/inputs/prefix-{rows}/"
+        writers = {"parquet": write_parquet, "csv": write_csv, "jsonl": write_jsonl}
+        local = writers[path](self.scratch / f"input-{rows}.{path}", rows)
+        key = f"inputs/input-{rows}.{path}"
+        self._s3.upload_file(str(local), BUCKET, key)
+        return f"s3://{BUCKET}/{key}"
+
+    # postprocess, resubmit, finalize ---------------------------------------------------------------------------
+    def runs(self, only: set[str]) -> None:
+        for layout_name in LAYOUTS:
+            for rows in self.sizes.runs:
+                self.reset()
+                run = stage_run(
+                    self._s3, self.scratch, rows, self.sizes.per_job, one_row_group=layout_name != LAYOUTS[0]
+                )
+                last = run["jobs"][-1]
+                if "postprocess" in only:
+                    result = self.run_measured("postprocess", job_state(run, last))
+                    self.record("postprocess", layout_name, rows, result)
+                if not only & {"resubmit", "finalize"}:
+                    continue
+                postprocess_all(self._s3, self.scratch, run, self.env)
+                request = {
+                    "run": run["context"],
+                    "execution_input": {"model_id": MODEL, "prompt_id": PROMPT, "s3_uri": RUN_INPUT},
+                }
+                result = self.run_measured("resubmit", request)
+                if "resubmit" in only:
+                    self.record("resubmit", layout_name, rows, result)
+                postprocess_retries(self._s3, self.scratch, run, self.env)
+                if "finalize" in only:
+                    self.record("finalize", layout_name, rows, self.run_measured("finalize", {"run": run["context"]}))
+
+    # report ----------------------------------------------------------------------------------------------------
+    def table(self) -> bool:
+        print(f"\n{'handler':<11} {'path':<14} {'rows':>11} {'peak RSS MB':>12} {'ratio':>6}  result")
+        ok = True
+        for row in self.rows:
+            base = min(
+                (r for r in self.rows if r["handler"] == row["handler"] and r["path"] == row["path"]),
+                key=lambda r: r["rows"],
+            )
+            ratio = row["peak_rss_mb"] / base["peak_rss_mb"]
+            passed = ratio <= MAX_RATIO and row["peak_rss_mb"] < MAX_PEAK_MB
+            ok &= passed
+            print(
+                f"{row['handler']:<11} {row['path']:<14} {row['rows']:>11,} {row['peak_rss_mb']:>12.0f} "
+                f"{ratio:>6.2f}  {'pass' if passed else 'FAIL'}"
+            )
+        print(
+            f"\ntargets: peak <= {MAX_RATIO}x the peak at the smallest size of the same path and < {MAX_PEAK_MB:.0f} MB"
+        )
+        return ok
+
+
+# ---- data, generated chunk by chunk --------------------------------------------------------------------------
+
+
+def chunks(rows: int, first: int = 0) -> Iterator[Any]:
+    """Tables of at most CHUNK rows: ``id`` (the row number) and a short ``topic``."""
+    import pyarrow as pa
+
+    for start in range(first, first + rows, CHUNK):
+        ids = range(start, min(first + rows, start + CHUNK))
+        topics = [f"{_WORDS[i % len(_WORDS)]} {_WORDS[(i // 7) % len(_WORDS)]} {i}" for i in ids]
+        yield pa.table({"id": pa.array(ids, pa.int64()), "topic": pa.array(topics, pa.string())})
+
+
+def _cached(path: Path) -> bool:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.exists()
+
+
+def write_parquet(path: Path, rows: int, first: int = 0, *, one_row_group: bool = False) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if _cached(path):
+        return path
+    partial = path.with_suffix(".partial")
+    if one_row_group:  # one row group needs the whole table at once: the generator's memory, never the handler's
+        pq.write_table(pa.concat_tables(chunks(rows, first)), partial, row_group_size=rows, compression="snappy")
+    else:
+        with pq.ParquetWriter(partial, pa.schema([("id", pa.int64()), ("topic", pa.string())])) as writer:
+            for table in chunks(rows, first):
+                writer.write_table(table)
+    partial.rename(path)
+    return path
+
+
+def write_csv(path: Path, rows: int) -> Path:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    if _cached(path):
+        return path
+    partial = path.with_suffix(".partial")
+    with pacsv.CSVWriter(partial, pa.schema([("id", pa.int64()), ("topic", pa.string())])) as writer:
+        for table in chunks(rows):
+            writer.write_table(table)
+    partial.rename(path)
+    return path
+
+
+def write_jsonl(path: Path, rows: int) -> Path:
+    if _cached(path):
+        return path
+    partial = path.with_suffix(".partial")
+    with partial.open("w") as out:
+        for table in chunks(rows):
+            ids, topics = table.column("id").to_pylist(), table.column("topic").to_pylist()
+            out.write("".join(f'{{"id": {i}, "topic": "{t}"}}\n' for i, t in zip(ids, topics, strict=True)))
+    partial.rename(path)
+    return path
+
+
+def _job_arn(run_id: str, index: int, *, retry: bool = False) -> str:
+    return (
+        f"arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/{'r' if retry else 'j'}{run_id[-4:]}{index:07d}"
+    )
+
+
+def stage_run(s3: Any, scratch: Path, rows: int, per_job: int, *, one_row_group: bool) -> dict[str, Any]:
+    """A run as Bedrock leaves it: records.parquet, the manifest, each job's input file and its output (every
+    RETRYABLE_EVERY-th record answered 429, the others with a text)."""
+    from lambdas.shared import layout
+
+    run_id = f"mem-{rows}-{'one' if one_row_group else 'groups'}"
+    records = write_parquet(scratch / f"records-{rows}-{int(one_row_group)}.parquet", rows, one_row_group=one_row_group)
+    s3.upload_file(str(records), BUCKET, layout.records_key(run_id))
+    jobs = []
+    for index, first in enumerate(range(0, rows, per_job)):
+        count = min(per_job, rows - first)
+        input_key = layout.job_input_key(run_id, index)
+        lines = "".join(
+            json.dumps({"recordId": f"{i:011d}", "modelInput": {"messages": [{"role": "user", "content": f"t {i}"}]}})
+            + "\n"
+            for i in range(first, first + count)
+        ).encode()
+        s3.put_object(Bucket=BUCKET, Key=input_key, Body=lines)
+        arn = _job_arn(run_id, index)
+        put_bedrock_output(s3, run_id, arn, range(first, first + count), fail_every=RETRYABLE_EVERY)
+        jobs.append(
+            {
+                "index": index,
+                "input_key": input_key,
+                "first_row": first,
+                "record_count": count,
+                "size_bytes": len(lines),
+            }
+        )
+    s3.put_object(Bucket=BUCKET, Key=layout.manifest_key(run_id), Body=json.dumps(jobs).encode())
+    context = {
+        "run_id": run_id,
+        "bucket": BUCKET,
+        "model_id": MODEL,
+        "family": "anthropic",
+        "output_kind": "text",
+        "job_name_prefix": "mem",
+        "total_records": rows,
+        "num_jobs": len(jobs),
+        "records_key": layout.records_key(run_id),
+        "manifest_key": layout.manifest_key(run_id),
+    }
+    return {"context": context, "jobs": jobs}
+
+
+def put_bedrock_output(s3: Any, run_id: str, arn: str, rows: Any, *, fail_every: int = 0) -> None:
+    from lambdas.shared import layout
+
+    def line(i: int) -> str:
+        if fail_every and i % fail_every == 7:
+            body: dict[str, Any] = {"error": {"errorCode": 429, "errorMessage": "Too many requests"}}
+        else:
+            body = {"modelOutput": {"content": [{"type": "text", "text": f"answer to row {i}"}]}}
+        return json.dumps({"recordId": f"{i:011d}", "modelInput": {}, **body}) + "\n"
+
+    prefix = f"{layout.bedrock_output_prefix(run_id)}{layout.job_id_from_arn(arn)}/"
+    s3.put_object(Bucket=BUCKET, Key=f"{prefix}input.jsonl.out", Body="".join(line(i) for i in rows).encode())
+    s3.put_object(
+        Bucket=BUCKET, Key=f"{prefix}manifest.json.out", Body=b'{"inputTokenCount": 1, "outputTokenCount": 1}'
+    )
+
+
+def job_state(run: dict[str, Any], job: dict[str, Any], *, retry: bool = False) -> dict[str, Any]:
+    arn = _job_arn(run["context"]["run_id"], job["index"], retry=retry)
+    return {"run": run["context"], "job": job, "job_arn": arn, "status": "Completed", "terminal": True}
+
+
+def _postprocess(env: dict[str, str], states: list[dict[str, Any]], scratch: Path) -> None:
+    """Setup, not measured: postprocess every job in one helper process."""
+    path = scratch / "states.json"
+    path.write_text(json.dumps(states))
+    subprocess.run(
+        [sys.executable, "-m", "bench.memory", "--postprocess-all", str(path)], cwd=ROOT, env=env, check=True
+    )
+
+
+def postprocess_all(s3: Any, scratch: Path, run: dict[str, Any], env: dict[str, str]) -> None:
+    _postprocess(env, [job_state(run, job) for job in run["jobs"]], scratch)
+
+
+def postprocess_retries(s3: Any, scratch: Path, run: dict[str, Any], env: dict[str, str]) -> None:
+    """Answer every resubmission job (all rows succeed this time) and postprocess it."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from lambdas.shared import layout
+
+    run_id = run["context"]["run_id"]
+    manifest = json.loads(
+        s3.get_object(Bucket=BUCKET, Key=layout.manifest_key(run_id, resubmission=True))["Body"].read()
+    )
+    for job in manifest:
+        body = s3.get_object(Bucket=BUCKET, Key=job["rows_key"])["Body"].read()
+        rows = pq.read_table(io.BytesIO(body)).column("row").to_pylist()
+        put_bedrock_output(s3, run_id, _job_arn(run_id, job["index"], retry=True), rows)
+    _postprocess(env, [job_state(run, job, retry=True) for job in manifest], scratch)
+
+
+def postprocess_states(path: Path) -> None:
+    from lambdas.postprocess import logic
+    from lambdas.shared import aws
+    from lambdas.shared.models import JobState
+
+    for state in json.loads(path.read_text()):
+        with tempfile.TemporaryDirectory(prefix="bench-memory-") as workdir:
+            logic.postprocess(JobState.model_validate(state), s3=aws.s3(), workdir=Path(workdir))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
+    parser.add_argument("--dir", type=Path, default=ROOT / "bench" / ".data" / "memory", help="scratch space")
+    parser.add_argument("--only", default="preprocess,postprocess,resubmit,finalize", help="handlers, comma-separated")
+    parser.add_argument("--paths", default=",".join(PREPROCESS_PATHS), help="preprocess input paths, comma-separated")
+    parser.add_argument("--sizes", help="preprocess row counts, comma-separated (default: 200k, 2M, 20M)")
+    parser.add_argument("--measure", help=argparse.SUPPRESS)
+    parser.add_argument("--event", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--hub-port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-hub", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--postprocess-all", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.measure:
+        measure(args.measure, args.event, args.hub_port)
+        return 0
+    if args.serve_hub:
+        serve_hub(args.serve_hub)
+        return 0
+    if args.postprocess_all:
+        postprocess_states(args.postprocess_all)
+        return 0
+    only = set(args.only.split(","))
+    unknown = only - {"preprocess", "postprocess", "resubmit", "finalize"}
+    if unknown:
+        parser.error(f"--only {sorted(unknown)}: use preprocess, postprocess, resubmit, finalize")
+    scratch = args.dir / ("quick" if args.quick else "full")
+    sizes = QUICK if args.quick else FULL
+    if args.sizes:
+        sizes = Sizes(tuple(int(n) for n in args.sizes.split(",")), sizes.runs, sizes.per_job)
+    with Bench(scratch, sizes) as bench:
+        if "preprocess" in only:
+            bench.preprocess(tuple(args.paths.split(",")))
+        if only - {"preprocess"}:
+            bench.runs(only)
+        ok = bench.table()
+    if args.quick:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

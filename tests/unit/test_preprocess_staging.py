@@ -1,0 +1,74 @@
+"""Preprocess staging keeps nothing per row in memory: line offsets live in a memory-mapped local file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from lambdas.preprocess import logic
+from lambdas.shared.model_families import InferenceSettings, resolve
+from prompt_templates import get_template
+
+
+@dataclass
+class Batches:
+    """A source of in-memory batches (what the S3 and Hugging Face sources yield)."""
+
+    tables: list[pa.Table]
+    description: str = "test input"
+    records_object: tuple[str, str] | None = None
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        for table in self.tables:
+            yield from table.to_batches()
+
+
+def plan() -> logic.Plan:
+    return logic.Plan(
+        model=resolve("anthropic.claude-3-haiku-20240307-v1:0"),
+        template=get_template("joke_about_topic"),
+        max_per_job=100,
+    )
+
+
+def test_line_offsets_are_a_memory_mapped_file_and_match_the_lines(tmp_path):
+    # GIVEN 500 rows in three batches, one row in the second batch much longer than the others
+    topics = [f"topic {i}" for i in range(500)]
+    topics[260] = "x" * 5_000
+    source = Batches([pa.table({"topic": topics[a:b]}) for a, b in ((0, 200), (200, 400), (400, 500))])
+    # WHEN the rows are staged
+    staged = logic.stage(source, plan(), InferenceSettings(), tmp_path)
+    # THEN the offsets are read from a file on disk (8 bytes a row), not held in memory
+    assert isinstance(staged.line_ends, logic.LineEnds)
+    assert staged.line_ends.path.stat().st_size == 500 * 8
+    assert staged.rows == 500
+    # AND each row's byte range is exactly its line in the JSONL file
+    data = staged.lines_path.read_bytes()
+    lines = data.splitlines(keepends=True)
+    assert len(lines) == 500 and int(staged.line_ends[-1]) == len(data)
+    for row in (0, 199, 200, 260, 499):
+        start, end = staged.byte_range(row, 1)
+        assert data[start:end] == lines[row]
+    # AND the longest line was found while staging: row 260, with its length in bytes
+    assert staged.biggest_row == (260, len(lines[260]))
+    # AND an array of rows reads an array of offsets, negative rows count from the end
+    assert staged.line_ends[np.array([0, 499])].tolist() == [len(lines[0]), len(data)]
+    assert staged.line_ends[-1] == len(data)
+    # AND the split reads only job boundaries of the file: 5 jobs of 100 rows tile the lines
+    jobs = logic.plan_jobs(staged, logic.fit_job_sizes(staged, 100), "run")
+    assert [job.first_row for job in jobs] == [0, 100, 200, 300, 400]
+    assert sum(job.size_bytes for job in jobs) == len(data)
+
+
+def test_big_blocks_are_staged_in_slices_of_at_most_batch_rows():
+    # GIVEN one block of 150,000 short rows (what one 16 MB CSV block holds) and an empty block
+    block = pa.record_batch({"id": pa.array(range(150_000), pa.int64())})
+    empty = block.slice(0, 0)
+    # WHEN it is bounded to 65,536 rows a batch
+    batches = list(logic.bounded(iter([block, empty]), rows=65_536))
+    # THEN every row comes once, in order, in batches of at most 65,536 rows (the empty block passes as it is)
+    assert [batch.num_rows for batch in batches] == [65_536, 65_536, 18_928, 0]
+    assert pa.Table.from_batches(batches).column("id").to_pylist() == list(range(150_000))
