@@ -396,7 +396,7 @@ def stage_run(s3: Any, scratch: Path, rows: int, per_job: int, *, one_row_group:
         ).encode()
         s3.put_object(Bucket=BUCKET, Key=input_key, Body=lines)
         arn = _job_arn(run_id, index)
-        put_bedrock_output(s3, run_id, arn, range(first, first + count), fail_every=RETRYABLE_EVERY)
+        put_bedrock_output(s3, run_id, arn, range(first, first + count), index=index, fail_every=RETRYABLE_EVERY)
         jobs.append(
             {
                 "index": index,
@@ -422,7 +422,10 @@ def stage_run(s3: Any, scratch: Path, rows: int, per_job: int, *, one_row_group:
     return {"context": context, "jobs": jobs}
 
 
-def put_bedrock_output(s3: Any, run_id: str, arn: str, rows: Any, *, fail_every: int = 0) -> None:
+def put_bedrock_output(
+    s3: Any, run_id: str, arn: str, rows: Any, *, index: int, retry: bool = False, fail_every: int = 0
+) -> None:
+    """Job ``index``'s output as Bedrock writes it: in a folder named by the job id under the job's own output URI."""
     from lambdas.shared import layout
 
     def line(i: int) -> str:
@@ -432,7 +435,7 @@ def put_bedrock_output(s3: Any, run_id: str, arn: str, rows: Any, *, fail_every:
             body = {"modelOutput": {"content": [{"type": "text", "text": f"answer to row {i}"}]}}
         return json.dumps({"recordId": f"{i:011d}", "modelInput": {}, **body}) + "\n"
 
-    prefix = f"{layout.bedrock_output_prefix(run_id)}{layout.job_id_from_arn(arn)}/"
+    prefix = f"{layout.job_output_prefix(run_id, index, resubmission=retry)}{layout.job_id_from_arn(arn)}/"
     s3.put_object(Bucket=BUCKET, Key=f"{prefix}input.jsonl.out", Body="".join(line(i) for i in rows).encode())
     s3.put_object(
         Bucket=BUCKET, Key=f"{prefix}manifest.json.out", Body=b'{"inputTokenCount": 1, "outputTokenCount": 1}'
@@ -472,7 +475,7 @@ def postprocess_retries(s3: Any, scratch: Path, run: dict[str, Any], env: dict[s
     for job in manifest:
         body = s3.get_object(Bucket=BUCKET, Key=job["rows_key"])["Body"].read()
         rows = pq.read_table(io.BytesIO(body)).column("row").to_pylist()
-        put_bedrock_output(s3, run_id, _job_arn(run_id, job["index"], retry=True), rows)
+        put_bedrock_output(s3, run_id, _job_arn(run_id, job["index"], retry=True), rows, index=job["index"], retry=True)
     _postprocess(env, [job_state(run, job, retry=True) for job in manifest], scratch)
 
 
