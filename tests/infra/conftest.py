@@ -19,7 +19,8 @@ from aws_cdk import cx_api
 from aws_cdk.assertions import Capture, Template
 
 from stacks.batch_inference_stack import BatchInferenceStack
-from stacks.synth import build_app
+from stacks.gateway_stack import GatewayStack
+from stacks.synth import build_app, gateway_stack
 
 # -c values arrive as strings: the shared app proves the cast ("7" -> 7).
 CONTEXT = {"maxConcurrentJobs": "7"}
@@ -37,6 +38,35 @@ class Synthesized:
 
     def resource(self, construct: Any) -> dict[str, Any]:
         return self.template.to_json()["Resources"][self.logical_id(construct)]
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """The gateway stack of a synthesized app (cdk-nag ran on both stacks)."""
+
+    app: cdk.App
+    stack: GatewayStack
+    assembly: cx_api.CloudAssembly
+    template: Template
+
+    @property
+    def resources(self) -> dict[str, Any]:
+        resources: dict[str, Any] = self.template.to_json()["Resources"]
+        return resources
+
+    def of_type(self, type_: str) -> dict[str, dict[str, Any]]:
+        return {k: v["Properties"] for k, v in self.resources.items() if v["Type"] == type_}
+
+    def logical_id(self, construct: Any) -> str:
+        return self.stack.get_logical_id(construct.node.default_child)
+
+
+def synth_gateway(context: Mapping[str, Any], outdir: Path) -> Gateway:
+    """Both stacks synthesized with ``context`` (bundling skipped) into ``outdir``; raises on a cdk-nag finding."""
+    app, _ = build_app(dict(context), skip_bundling=True, outdir=str(outdir), gateway=True)
+    assembly = app.synth()
+    stack = gateway_stack(app)
+    return Gateway(app=app, stack=stack, assembly=assembly, template=Template.from_stack(stack))
 
 
 @pytest.fixture(scope="session")

@@ -8,20 +8,17 @@ and gateway keys passed as strings, as ``-c`` passes them.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
 import pytest
-from aws_cdk import cx_api
-from aws_cdk.assertions import Match, Template
+from aws_cdk.assertions import Match
 
 from stacks.config import WEB_ADAPTER_LAYER_VERSION, GatewayBot, GatewayConfig
 from stacks.constructs.model_gateway import MODEL_ACTIONS, bot_model_arns
-from stacks.gateway_stack import GatewayStack
-from stacks.synth import GATEWAY_STACK_NAME, STACK_NAME, build_app, gateway_stack
-from tests.infra.conftest import as_list, cfn_lint, flat
+from stacks.synth import GATEWAY_STACK_NAME, STACK_NAME
+from tests.infra.conftest import Gateway, as_list, cfn_lint, flat, synth_gateway
 
 BOTS_FILE = "tests/infra/data/gateway_bots.json"
 CONTEXT = {
@@ -61,32 +58,9 @@ EXPECTED_MODEL_ARNS = {
 }
 
 
-@dataclass(frozen=True)
-class Gateway:
-    app: cdk.App
-    stack: GatewayStack
-    assembly: cx_api.CloudAssembly
-    template: Template
-
-    @property
-    def resources(self) -> dict[str, Any]:
-        resources: dict[str, Any] = self.template.to_json()["Resources"]
-        return resources
-
-    def logical_id(self, construct: Any) -> str:
-        return self.stack.get_logical_id(construct.node.default_child)
-
-    def of_type(self, type_: str) -> dict[str, dict[str, Any]]:
-        return {k: v["Properties"] for k, v in self.resources.items() if v["Type"] == type_}
-
-
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Gateway:
-    outdir = tmp_path_factory.mktemp("gateway-assembly")
-    app, _ = build_app(CONTEXT, skip_bundling=True, outdir=str(outdir), gateway=True)
-    assembly = app.synth()  # runs cdk-nag on both stacks: raises on an unacknowledged finding
-    stack = gateway_stack(app)
-    return Gateway(app=app, stack=stack, assembly=assembly, template=Template.from_stack(stack))
+    return synth_gateway(CONTEXT, tmp_path_factory.mktemp("gateway-assembly"))
 
 
 @pytest.fixture(scope="module")
@@ -348,11 +322,7 @@ GUARDED_CONTEXT = {"gatewayBotsFile": GUARDED_BOTS_FILE, "kmsKey": "create", "mo
 def guarded(tmp_path_factory: pytest.TempPathFactory) -> Gateway:
     """Bots with guardrails (one from ``defaults``, one ARN, one bot opting out), ``kmsKey: create`` and model
     invocation logging on, passed as strings as ``-c`` passes them."""
-    outdir = tmp_path_factory.mktemp("gateway-guarded-assembly")
-    app, _ = build_app(GUARDED_CONTEXT, skip_bundling=True, outdir=str(outdir), gateway=True)
-    assembly = app.synth()  # cdk-nag on both stacks: raises on an unacknowledged finding
-    stack = gateway_stack(app)
-    return Gateway(app=app, stack=stack, assembly=assembly, template=Template.from_stack(stack))
+    return synth_gateway(GUARDED_CONTEXT, tmp_path_factory.mktemp("gateway-guarded-assembly"))
 
 
 def test_apply_guardrail_is_allowed_on_the_bots_guardrails_only(guarded: Gateway, gateway: Gateway) -> None:

@@ -10,23 +10,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_iam as iam
-from aws_cdk import cx_api
 from aws_cdk.assertions import Template
 
 from stacks.config import ObservabilityConfig
 from stacks.constructs.gateway_service import DOCKERFILE, KEEP_ALIVE_SECONDS
 from stacks.constructs.model_gateway import APP, PORT
 from stacks.constructs.observability import GatewayObservability
-from stacks.gateway_stack import GatewayStack
 from stacks.synth import build_app, gateway_stack
-from tests.infra.conftest import cfn_lint
+from tests.infra.conftest import Gateway, cfn_lint, synth_gateway
 from tests.infra.iam_usage import task_role_modules, ungranted_calls, unused_grants
 
 BOTS_FILE = "tests/infra/data/gateway_bots.json"
@@ -48,40 +45,14 @@ EXISTING_VPC = {
 }
 
 
-@dataclass(frozen=True)
-class Gateway:
-    app: cdk.App
-    stack: GatewayStack
-    assembly: cx_api.CloudAssembly
-    template: Template
-
-    @property
-    def resources(self) -> dict[str, Any]:
-        resources: dict[str, Any] = self.template.to_json()["Resources"]
-        return resources
-
-    def of_type(self, type_: str) -> dict[str, dict[str, Any]]:
-        return {k: v["Properties"] for k, v in self.resources.items() if v["Type"] == type_}
-
-    def logical_id(self, construct: Any) -> str:
-        return self.stack.get_logical_id(construct.node.default_child)
-
-
-def _synth(context: dict[str, Any], outdir: Path) -> Gateway:
-    app, _ = build_app(context, skip_bundling=True, outdir=str(outdir), gateway=True)
-    assembly = app.synth()  # runs cdk-nag on both stacks: raises on an unacknowledged finding
-    stack = gateway_stack(app)
-    return Gateway(app=app, stack=stack, assembly=assembly, template=Template.from_stack(stack))
-
-
 @pytest.fixture(scope="module")
 def fargate(tmp_path_factory: pytest.TempPathFactory) -> Gateway:
-    return _synth(CONTEXT, tmp_path_factory.mktemp("fargate-assembly"))
+    return synth_gateway(CONTEXT, tmp_path_factory.mktemp("fargate-assembly"))
 
 
 @pytest.fixture(scope="module")
 def existing_vpc(tmp_path_factory: pytest.TempPathFactory) -> Gateway:
-    return _synth({**CONTEXT, "gatewayVpc": json.dumps(EXISTING_VPC)}, tmp_path_factory.mktemp("fargate-vpc"))
+    return synth_gateway({**CONTEXT, "gatewayVpc": json.dumps(EXISTING_VPC)}, tmp_path_factory.mktemp("fargate-vpc"))
 
 
 def test_fargate_replaces_the_function_and_the_rest_api(fargate: Gateway) -> None:

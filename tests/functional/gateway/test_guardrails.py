@@ -69,18 +69,27 @@ def logged(caplog: pytest.LogCaptureFixture, message: str) -> list[dict[str, Any
     return [vars(record) for record in caplog.records if record.getMessage() == message]
 
 
-def emf_values(output: str, name: str) -> list[tuple[float, dict[str, Any]]]:
-    """(value, record) of every EMF record of the metric ``name`` printed by Powertools (one value each)."""
+def emf_records(output: str) -> list[dict[str, Any]]:
+    """Every EMF record Powertools printed (one JSON object a line with an ``_aws`` key)."""
     records = []
     for line in output.splitlines():
         try:
             record = json.loads(line)
         except ValueError:
             continue
-        if isinstance(record, dict) and "_aws" in record and name in record:
-            (value,) = record[name] if isinstance(record[name], list) else [record[name]]
-            records.append((value, record))
+        if isinstance(record, dict) and "_aws" in record:
+            records.append(record)
     return records
+
+
+def emf_values(output: str, name: str) -> list[tuple[float, dict[str, Any]]]:
+    """(value, record) of every EMF record of the metric ``name`` printed by Powertools (one value each)."""
+    values = []
+    for record in emf_records(output):
+        if name in record:
+            (value,) = record[name] if isinstance(record[name], list) else [record[name]]
+            values.append((value, record))
+    return values
 
 
 async def test_text_bots_send_their_guardrail_config(guarded_client: httpx.AsyncClient, sent: list[dict[str, Any]]):

@@ -13,23 +13,10 @@ import pytest
 from local.emulator.server import BedrockEmulator
 from stacks.constructs.observability import GATEWAY_COST, GATEWAY_INPUT_TOKENS, GATEWAY_OUTPUT_TOKENS, GATEWAY_TTFT
 from tests.functional.gateway.conftest import KEY, poe_query
-from tests.functional.gateway.test_guardrails import emf_values, logged
+from tests.functional.gateway.test_guardrails import emf_records, emf_values, logged
 
 pytestmark = pytest.mark.anyio
 AUTH = {"Authorization": f"Bearer {KEY}"}
-
-
-def emf_records(output: str) -> list[dict[str, Any]]:
-    """Every EMF record Powertools printed (one JSON object a line with an ``_aws`` key)."""
-    records = []
-    for line in output.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and "_aws" in record:
-            records.append(record)
-    return records
 
 
 def value(record: dict[str, Any], name: str) -> float:
