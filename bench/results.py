@@ -87,12 +87,16 @@ def machine() -> dict[str, Any]:
 
 
 def commit() -> str:
-    """The commit measured, with ``-dirty`` when the work tree has uncommitted changes to tracked files."""
+    """The commit measured, with ``-dirty`` when the work tree has uncommitted changes to tracked files other than
+    the ones a benchmark run writes itself (the results files and the README's results block)."""
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=ROOT, check=True, capture_output=True, text=True
         ).stdout.strip()
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT, check=False).returncode != 0
+        own = [f":!{path.relative_to(ROOT)}" for path in (RESULTS_JSON, RESULTS_MD, README)]
+        dirty = (
+            subprocess.run(["git", "diff", "--quiet", "HEAD", "--", ".", *own], cwd=ROOT, check=False).returncode != 0
+        )
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("-dirty" if dirty else "")
