@@ -1,4 +1,4 @@
-"""Preprocess staging keeps nothing per row in memory: line offsets live in a memory-mapped local file."""
+"""Preprocess staging keeps nothing per row in memory: line offsets live in a local file, read with plain reads."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def plan() -> logic.Plan:
     )
 
 
-def test_line_offsets_are_a_memory_mapped_file_and_match_the_lines(tmp_path):
+def test_line_offsets_are_a_local_file_and_match_the_lines(tmp_path):
     # GIVEN 500 rows in three batches, one row in the second batch much longer than the others
     topics = [f"topic {i}" for i in range(500)]
     topics[260] = "x" * 5_000
