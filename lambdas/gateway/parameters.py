@@ -205,7 +205,7 @@ def thinking_enabled(bot: BotConfig) -> bool:
 
 def check_capabilities(bot: BotConfig, chat: ChatRequest) -> None:
     """Request features the bot's model lacks (``tools``, ``reasoning_effort``): a 400 naming the field and the fix."""
-    check_tools(bot, chat)
+    check_tools(bot, chat.tools)
     effort = chat.reasoning_effort
     if effort is None:
         return

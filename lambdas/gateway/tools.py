@@ -30,7 +30,6 @@ from lambdas.gateway.errors import USER_CAUSED, GatewayError
 
 if TYPE_CHECKING:
     from lambdas.gateway.config import BotConfig
-    from lambdas.gateway.translate import ChatRequest
 
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 MAX_TOOLS = 128
@@ -201,9 +200,9 @@ def tool_result_text(result: ToolResult) -> dict[str, Any]:
 # ---------------------------------------------------------------- what a bot accepts
 
 
-def check_tools(bot: BotConfig, chat: ChatRequest) -> None:
+def check_tools(bot: BotConfig, tools: Sequence[ToolSpec]) -> None:
     """Tools on a bot without ``capabilities.tools``: a 400 naming the field, the bot and the fix."""
-    if chat.tools and not bot.capabilities.tools:
+    if tools and not bot.capabilities.tools:
         raise GatewayError(
             400,
             f"Bot '{bot.name}' does not support 'tools' (function calling): its model has no tool use on Bedrock "

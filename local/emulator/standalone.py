@@ -1,6 +1,6 @@
 """The emulator on its own, with a moto S3 server beside it, for any boto3 client or SDK.
 
-``serve()`` is what ``python -m local.emulator`` (and the project CLI) runs; ``standalone()`` is the same as a
+``serve()`` is what ``python -m cli emulator`` runs; ``standalone()`` is the same as a
 context manager, for code and tests that need the endpoints.
 """
 
