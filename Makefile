@@ -13,7 +13,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 MODEL ?= anthropic.claude-3-haiku-20240307-v1:0
 
-.PHONY: install demo test test-fast lint format typecheck synth synth-all-options bench deploy destroy smoke emulator clean diagram example-synth
+.PHONY: install demo test test-fast docs lint format typecheck synth synth-all-options bench deploy destroy smoke emulator clean diagram example-synth
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -37,12 +37,17 @@ demo: install
 		[print('  ', r['topic'], '->', r['response']) for r in t.slice(0, 3).to_pylist()]"
 	$(PY) -m cli gateway --ask "Streaming answers arrive word by word through the gateway" --bot router-claude
 
-## test: every test layer (unit, functional, infra, e2e), offline and Docker-free
+## test: every test layer (unit, functional, infra, e2e) and the docs build, offline and Docker-free
 test: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy .
+	$(MAKE) --no-print-directory docs
 	$(PY) -m pytest -n 2 --dist loadfile
+
+## docs: the documentation site (mkdocs.yml, docs/) into site/; --strict: a broken link or anchor fails the build
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site 2>&1 | grep -v '^INFO' ; exit $${PIPESTATUS[0]}
 
 ## test-fast: the quick loop (skips the slow end-to-end runs)
 test-fast: install
@@ -68,7 +73,7 @@ ALL_OPTIONS := -c kmsKey=create -c 'batchVpc={"create": true}' -c alarmEmail=ops
 synth-all-options: CONTEXT = $(ALL_OPTIONS)
 synth-all-options: synth
 
-## bench: batch (every input path) and gateway benchmarks on a quiet machine; records bench/results.json, bench/RESULTS.md and the README block
+## bench: batch (every input path) and gateway benchmarks on a quiet machine; records bench/results.json and the pages generated from it
 bench: install
 	$(PY) -m bench
 
@@ -83,7 +88,7 @@ SMOKE_TARGET ?= aws
 smoke: install
 	$(PY) -m cli smoke --target $(SMOKE_TARGET)
 
-## diagram: regenerate docs/architecture.svg (the README's architecture diagram) from docs/diagram.py
+## diagram: regenerate docs/architecture.svg (the architecture diagram of the README and the docs) from docs/diagram.py
 diagram: install
 	$(PY) docs/diagram.py
 

@@ -1,4 +1,6 @@
-"""``python -m cli batch | emulator | gateway | smoke``: the user commands (see README)."""
+"""``python -m cli batch | emulator | gateway | smoke``: the user commands.
+
+See docs/getting-started.md and docs/batch/running.md."""
 
 from __future__ import annotations
 

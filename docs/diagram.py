@@ -1,4 +1,4 @@
-"""Generate ``docs/architecture.svg``, the architecture diagram of the README: ``make diagram``.
+"""Generate ``docs/architecture.svg``, the architecture diagram of the README and the docs: ``make diagram``.
 
 Plain SVG written with the standard library (no Graphviz, no fonts or icons to download), so the output is the same
 on every machine and ``tests/unit/test_diagram.py`` can check that the committed file is up to date. Edit the boxes

@@ -1,7 +1,7 @@
 """The gateway's monthly cost on Lambda and on Fargate at a steady request rate, from list prices.
 
-``python docs/gateway_cost.py`` prints the README table ("Gateway compute: Lambda or Fargate");
-tests/unit/test_gateway_cost.py checks that the README shows this output. Standard library only.
+``python docs/gateway_cost.py`` prints the cost table of docs/gateway/compute.md;
+tests/unit/test_gateway_cost.py checks that the page shows this output. Standard library only.
 
 Prices: US East (N. Virginia), on-demand list prices of the AWS pricing pages named in PRICE_SOURCES, checked on
 2026-12-06 (the Lambda Arm tiers: the AWS Compute Blog, "Introducing tiered pricing for AWS Lambda"; API Gateway's
@@ -133,7 +133,7 @@ def _usd(value: float) -> str:
 
 
 def markdown() -> str:
-    """The README table: per rate, each option's parts and total per month."""
+    """The docs table: per rate, each option's parts and total per month."""
     lines = [
         "| Requests/s | Lambda GB-s (arm64, 1 GB) | Lambda requests | API Gateway REST | **Lambda total** "
         "| Fargate tasks (1 vCPU, 2 GB arm64) | ALB (hours, LCU, IPv4) | NAT (2 gateways + GB) | **Fargate total** |",

@@ -1,4 +1,4 @@
-"""The S3 layout of a run (a contract with users: README, "Start a run", Outputs) and the names derived from run ids."""
+"""The S3 layout of a run (a contract with users: docs/batch/running.md, Outputs) and the names derived from run ids."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Readers of a run's files shared by the data-plane functions: job manifests, job results, output columns.
 
 Imports pyarrow, so control-plane (zip) functions must not import this module. Column names of the output Parquet
-files are a contract (README, "Start a run", Outputs): the input columns, then ``response`` or ``embedding``,
+files are a contract (docs/batch/running.md, Outputs): the input columns, then ``response`` or ``embedding``,
 ``error_code`` and ``error_message``; a resubmission job's output has ``row`` (the row number) instead of the input
 columns.
 """

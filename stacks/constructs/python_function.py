@@ -122,7 +122,7 @@ class PythonFunction(Construct):
         # not document those keys for the execution role's AssumeRole, and a condition on a key the service does not
         # send denies the role to the function. Lambda documents lambda:SourceFunctionArn instead, set on the
         # function's own requests (permissions-source-function-arn); iam:PassRole on a role for Lambda is what
-        # decides which functions may use it. See README, "Logs, metrics and permissions".
+        # decides which functions may use it. See docs/security.md, "Permissions".
         self.role = iam.Role(
             self,
             "Role",

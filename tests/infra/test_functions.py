@@ -288,7 +288,7 @@ def test_lambda_execution_roles_trust_lambda_without_source_conditions(synthesiz
     for fn in synthesized.stack.workflow.functions.values():
         (statement,) = synthesized.resource(fn.role)["Properties"]["AssumeRolePolicyDocument"]["Statement"]
         # THEN only lambda.amazonaws.com may assume it, and without aws:SourceAccount / aws:SourceArn conditions: the
-        # Lambda guide documents no such keys for the execution role's trust (see python_function.py and README)
+        # Lambda guide documents no such keys for the execution role's trust (python_function.py, docs/security.md)
         assert statement["Principal"] == {"Service": "lambda.amazonaws.com"}
         assert statement["Action"] == "sts:AssumeRole" and "Condition" not in statement
 

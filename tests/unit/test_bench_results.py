@@ -25,13 +25,14 @@ def section(ok: bool) -> Section:
     )
 
 
-def test_committed_readme_block_and_results_md_match_the_results_file() -> None:
-    # GIVEN the committed results file (or none yet), README.md and bench/RESULTS.md
+def test_committed_pages_match_the_results_file() -> None:
+    # GIVEN the committed results file (or none yet), the README, docs/benchmarks.md and docs/benchmark-results.md
     recorded = results.load()
-    # WHEN the README block and RESULTS.md are generated from it
-    block = results.render_readme_block(recorded)
+    # WHEN the blocks and the results page are generated from it
+    summary, checks = results.render_summary_block(recorded), results.render_checks_block(recorded)
     # THEN the committed files hold exactly that: nobody typed figures by hand or forgot to regenerate
-    assert block in results.README.read_text()
+    assert summary in results.README.read_text()
+    assert checks in results.DOCS_PAGE.read_text()
     assert results.RESULTS_MD.read_text() == results.render_markdown(recorded)
 
 
@@ -85,19 +86,25 @@ def test_generated_files_show_every_check_with_its_verdict() -> None:
     recorded = {
         "sections": {name: {"run": RUN, **asdict(section(ok=name == "gateway"))} for name in ("batch", "gateway")}
     }
-    # WHEN RESULTS.md and the README block are rendered
-    markdown, block = results.render_markdown(recorded), results.render_readme_block(recorded)
-    # THEN both show each check's figure, target and verdict, and the run's commit and machine
+    # WHEN the results page, the docs block of checks and the README summary are rendered
+    markdown, block = results.render_markdown(recorded), results.render_checks_block(recorded)
+    summary = results.render_summary_block(recorded)
+    # THEN the page and the block show each check's figure, target and verdict, and the run's commit and machine
     assert "| faster than the anchor | 2.00x | >= 3x | FAIL |" in markdown
     assert "| batch | faster than the anchor | 2.00x | >= 3x | FAIL |" in block
     assert "| gateway | faster than the anchor | 4.00x | >= 3x | pass |" in block
     assert "`0123456789ab`" in block and "Test CPU" in markdown
-    assert block.startswith(results.README_START) and block.endswith(results.README_END)
+    assert block.startswith(results.CHECKS_START) and block.endswith(results.CHECKS_END)
+    # AND the summary counts what passes per benchmark and names what does not
+    assert "- `batch` (2026-01-01, commit `0123456789ab`, 2 cores): 0 of 1 checks pass; not yet: faster than" in summary
+    assert "- `gateway` (2026-01-01, commit `0123456789ab`, 2 cores): 1 of 1 checks pass" in summary
 
 
-def test_readme_without_the_block_is_an_actionable_error() -> None:
+def test_a_page_without_its_block_is_an_actionable_error() -> None:
     # GIVEN a README that lost its generated block
     # WHEN the block is written into it
-    # THEN the error says which markers to put back and where
-    with pytest.raises(ValueError, match="bench-results:start.*Benchmarks section"):
-        results.readme_with_block("# README\n", results.render_readme_block(None))
+    # THEN the error names the file and the markers to put back
+    with pytest.raises(ValueError, match="README.md has no .*bench-summary:start.*put the two markers back"):
+        results.with_block(
+            "# README\n", results.render_summary_block(None), results.SUMMARY_START, results.SUMMARY_END, "README.md"
+        )

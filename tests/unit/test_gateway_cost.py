@@ -1,5 +1,5 @@
-"""docs/gateway_cost.py: the README's Lambda-or-Fargate cost table is its output, and its arithmetic follows the
-prices it names."""
+"""docs/gateway_cost.py: the Lambda-or-Fargate cost table of docs/gateway/compute.md is its output, and its
+arithmetic follows the prices it names."""
 
 from __future__ import annotations
 
@@ -23,12 +23,12 @@ def cost() -> ModuleType:
     return module
 
 
-def test_the_readme_table_is_the_scripts_output(cost: ModuleType) -> None:
-    # GIVEN the README's block between the gateway-cost markers
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+def test_the_docs_table_is_the_scripts_output(cost: ModuleType) -> None:
+    # GIVEN the docs page's block between the gateway-cost markers
+    text = (ROOT / "docs" / "gateway" / "compute.md").read_text(encoding="utf-8")
     start, end = "<!-- gateway-cost:start -->\n", "\n<!-- gateway-cost:end -->"
     block = text[text.index(start) + len(start) : text.index(end)]
-    # WHEN the script renders the table / THEN the README shows exactly that (rerun the script after a price change)
+    # WHEN the script renders the table / THEN the page shows exactly that (rerun the script after a price change)
     assert block == cost.markdown()
 
 

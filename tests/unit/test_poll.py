@@ -238,9 +238,9 @@ def test_a_job_stopping_from_outside_is_followed_not_stopped_again(bedrock: tupl
     assert (out.status, out.terminal, out.stop_requested_at) == ("Stopping", False, None)
 
 
-def test_the_readme_states_the_deadline_margin_the_code_uses() -> None:
+def test_the_docs_state_the_deadline_margin_the_code_uses() -> None:
     # GIVEN the margin Poll waits past the service's deadline before it stops a job
     hours = DEADLINE_MARGIN / timedelta(hours=1)
-    # WHEN the README is read THEN its Poll paragraph states that same margin
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
-    assert f"**{hours:g} hours past that deadline**" in readme
+    # WHEN the batch guide is read THEN its Poll paragraph states that same margin
+    page = (Path(__file__).parents[2] / "docs" / "batch" / "how-it-works.md").read_text()
+    assert f"**{hours:g} hours past that deadline**" in page
