@@ -191,7 +191,7 @@ class BotConfig(_Frozen):
     context_tokens: int = Field(default=DEFAULT_CONTEXT_TOKENS, ge=1, le=10_000_000)  # prompts over it are refused
     count_tokens_model_id: str | None = None  # CountTokens model (bare foundation-model id); unset: model_id
     # the models a prompt router or application inference profile sends requests to: the stack allows them in IAM
-    # (stacks/config.py reads them; AWS's default routers need none)
+    # (stacks/config/bots.py reads them; AWS's default routers need none)
     target_model_ids: tuple[str, ...] = ()
     guardrail: GuardrailSettings | None = None  # an Amazon Bedrock guardrail on every answer; unset: none
     prices: Prices = Prices()

@@ -18,7 +18,7 @@ TERMINAL_STATUSES = frozenset({"Completed", "PartiallyCompleted", "Failed", "Sto
 # How long after the service's own deadline a job that is still running is stopped (Poll). Bedrock ends such a job
 # itself (Expired or PartiallyCompleted) and has to write the output of a partial job first, which takes time; how long
 # is undocumented. Two hours leave it room without a stuck job holding a run (and a quota slot) for long. The
-# execution timeout's bounds (stacks/config.py) follow it.
+# execution timeout's bounds (stacks/config/batch.py) follow it.
 DEADLINE_MARGIN = timedelta(hours=2)
 MIN_RECORDS_PER_JOB = 100
 MAX_RECORDS_PER_JOB = 50_000

@@ -72,7 +72,7 @@ GUARDRAIL_ACTIONS = ("bedrock:ApplyGuardrail",)
 
 def web_adapter_layer_arn(scope: Construct, cfg: GatewayConfig, architecture: str) -> str:
     """The Lambda Web Adapter layer (``arn:<partition>:lambda:<region>:<account>:layer:<name>:<version>``) for the
-    stack's region and ``architecture``, as ``stacks/config.py`` (``WEB_ADAPTER_*``) says it is published.
+    stack's region and ``architecture``, as ``stacks/config/gateway.py`` (``WEB_ADAPTER_*``) says it is published.
 
     A stack with a region: synth fails, naming the region and the fix, where no layer is published (GovCloud and the
     other partitions without one, me-south-1, arm64 in China). A stack without one (env-agnostic synth, the region a

@@ -274,7 +274,7 @@ def test_gateway_reads_the_bot_file_with_defaults_applied(tmp_path: Path) -> Non
 
 def test_gateway_defaults_match_cdk_json() -> None:
     # GIVEN the gateway keys of cdk.json / WHEN / THEN they are the documented defaults (the bot file aside); the Lambda
-    # Web Adapter layer is not among them: its release is pinned in stacks/config.py alone (WEB_ADAPTER_*)
+    # Web Adapter layer is not among them: its release is pinned in stacks/config/gateway.py alone (WEB_ADAPTER_*)
     context = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())["context"]
     gateway_keys = {key: value for key, value in context.items() if key.startswith("gateway")}
     assert gateway_keys == {

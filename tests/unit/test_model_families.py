@@ -537,7 +537,7 @@ def test_stacks_use_the_registry_profile_prefixes_and_agree_on_every_configured_
 
 
 def test_the_registry_imports_the_standard_library_only() -> None:
-    # stacks/config.py imports it at synth: it must not pull pydantic, boto3 or pyarrow into the CDK app
+    # stacks/config/ imports it at synth: it must not pull pydantic, boto3 or pyarrow into the CDK app
     code = (
         "import sys; import lambdas.shared.model_families; "
         "print(sorted(m for m in ('pydantic', 'boto3', 'botocore', 'pyarrow', 'aws_lambda_powertools') "
