@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -35,6 +35,7 @@ from lambdas.gateway.streaming import coalesced
 from lambdas.shared.observability import logger
 
 router = APIRouter()
+Body = TypeVar("Body", bound=CountTokensRequest)
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 # anthropic-version values served (Anthropic's "Versions" page): 2023-06-01, and 2026-10-21, which removes temperature,
 # top_p and top_k. 2023-01-01 streamed another format and is not served.
@@ -113,28 +114,30 @@ def invalid_body(error: ValidationError) -> GatewayError:
     return GatewayError(400, problems)
 
 
-async def translated(request: Request, kind: type[CountTokensRequest]) -> tuple[Any, TextBot, Translated, str]:
+async def translated(request: Request, kind: type[Body]) -> tuple[Body, TextBot, Translated]:
+    """The request read in order: the key (401), the headers (400), the body (413, 400), the bot (404, 403), then
+    the Converse request it stands for."""
     check_key(request)
     version = check_headers(request)
     settings = request.app.state.settings
     raw = await read_json(request, settings.max_body_bytes, settings.body_timeout)
     if not isinstance(raw, dict):
         raise GatewayError(400, "The request body must be a JSON object.")
-    bot = authorized_bot(request, str(raw.get("model", "")))
     body = kind.model_validate(raw)
     if version == SAMPLING_REMOVED and any(raw.get(name) is not None for name in ("temperature", "top_p", "top_k")):
         raise GatewayError(
             400, "temperature, top_p and top_k are removed in anthropic-version 2026-10-21; leave them out."
         )
+    bot = authorized_bot(request, body.model)
     reader = AttachmentReader(bot.config, Fetcher.from_settings(settings))
-    return body, bot, await converse_request(bot.config, body, reader), version
+    return body, bot, await converse_request(bot.config, body, reader)
 
 
 @router.post("/v1/messages", response_model=None)
 async def messages(request: Request) -> JSONResponse | StreamingResponse:
     started = time.monotonic()
     try:
-        body, bot, call, _ = await translated(request, MessagesRequest)
+        body, bot, call = await translated(request, MessagesRequest)
         stream = await bot.send(call.request, started, reasoning=call.thinking)
         if body.stream:
             events = message_events(stream, body.model, call.stop_sequences)
@@ -155,7 +158,7 @@ async def count_tokens(request: Request) -> JSONResponse:
     """``{"input_tokens": n}``: Bedrock's CountTokens on bots with ``token_counting``, else the gateway's documented
     estimate; the ``x-gateway-token-count`` header says which."""
     try:
-        _, bot, call, _ = await translated(request, CountTokensRequest)
+        _, bot, call = await translated(request, CountTokensRequest)
         count = await bot.count_tokens(call.request)
     except GatewayError as error:
         return anthropic_error(error)
