@@ -3,6 +3,7 @@ emulator over HTTP: the Anthropic wire format as a client reads it, the shared g
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -10,13 +11,16 @@ import httpx
 import pytest
 
 from lambdas.gateway.app import create_app
-from lambdas.gateway.config import GatewaySettings
+from lambdas.gateway.config import GatewaySettings, GuardrailSettings
 from local.emulator.server import BedrockEmulator
 from tests.functional.gateway.conftest import KEY, TEAM_KEY, parse_sse
+from tests.functional.gateway.test_guardrails import emf_records
+from tests.functional.gateway.test_metrics import value
 
 pytestmark = pytest.mark.anyio
 HEADERS = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
 PROMPT = "Tell me about the lighthouse keeper"
+GUARDRAIL = GuardrailSettings(identifier="gr0abc123def", version="3")
 LONG_SYSTEM = " ".join(f"rule{i}" for i in range(1100))  # over Claude 3.7 Sonnet's 1,024 tokens per checkpoint
 WEATHER: dict[str, Any] = {
     "name": "get_weather",
@@ -244,3 +248,53 @@ async def test_a_bots_own_key_reaches_it(client: httpx.AsyncClient) -> None:
     # GIVEN the bot on the team key WHEN the team key asks it THEN it answers (the same keys as the other routes)
     response = await ask(client, body("nova-micro"), {**HEADERS, "x-api-key": TEAM_KEY})
     assert response.status_code == 200
+
+
+@pytest.fixture
+async def guarded(emulator: BedrockEmulator, settings: GatewaySettings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with a guardrail on Nova Lite (the emulator's guardrail blocks prompts containing ``BLOCKME``)."""
+    bots = dict(settings.bots)
+    bots["nova-lite"] = bots["nova-lite"].model_copy(update={"guardrail": GUARDRAIL})
+    application = create_app(replace(settings, bots=bots))
+    async with (
+        application.router.lifespan_context(application),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://test") as http,
+    ):
+        yield http
+
+
+async def test_the_bots_guardrail_and_metadata_reach_bedrock_and_an_intervention_is_an_error(
+    guarded: httpx.AsyncClient, emulator: BedrockEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the Converse requests the emulator receives are recorded
+    requests: list[dict[str, Any]] = []
+    guard = emulator.runtime.guardrails.guard
+
+    def recording(request: Mapping[str, Any], result: Any, **options: Any) -> Any:
+        requests.append(dict(request))
+        return guard(request, result, **options)
+
+    monkeypatch.setattr(emulator.runtime.guardrails, "guard", recording)
+    # WHEN a blocked prompt is streamed with a user id, and asked again without streaming
+    streamed = await ask(guarded, body("nova-lite", "tell me about BLOCKME", stream=True, metadata={"user_id": "u-1"}))
+    whole = await ask(guarded, body("nova-lite", "tell me about BLOCKME"))
+    # THEN Bedrock got the bot's guardrail and the user id as request metadata
+    assert requests[0]["guardrailConfig"]["guardrailIdentifier"] == GUARDRAIL.identifier
+    assert requests[0]["requestMetadata"] == {"user_id": "u-1"}
+    # AND the stream ends with an Anthropic error event instead of message_stop; the whole answer is a 400
+    events = parse_sse(streamed.text)
+    assert events[-1][0] == "error" and events[-1][1]["error"]["type"] == "invalid_request_error"
+    assert "message_stop" not in [name for name, _ in events]
+    assert error_of(whole) == (400, "invalid_request_error")
+
+
+async def test_an_answer_leaves_the_bots_usage_metrics_and_a_correlation_id(
+    client: httpx.AsyncClient, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a streamed Anthropic message to a bot with prices
+    response = await ask(client, body("nova-lite", "three little words", stream=True))
+    # THEN the answer leaves the bot's one usage record (tokens and cost), as on the other routes
+    (record,) = emf_records(capfd.readouterr().out)
+    assert record["bot"] == "nova-lite" and value(record, "OutputTokens") == 3 and value(record, "CostUSD") > 0
+    # AND the response carries the gateway's correlation id
+    assert response.headers["x-gateway-request-id"]
