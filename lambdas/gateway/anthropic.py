@@ -291,7 +291,7 @@ class MessageTranslator:
         blocks: list[dict[str, Any]] = []
         for number, block in enumerate(message.content):
             blocks.extend(await self.block(block, f"{where}.content[{number}]", message.role))
-            blocks.extend(cache_point(block.get("cache_control"), self.caching))
+            blocks.extend(cache_point(marked(block), self.caching))
         if any("document" in block for block in blocks) and not any("text" in block for block in blocks):
             blocks.append({"text": "(see the attached document)"})  # Converse wants a text block beside a document
         return blocks
@@ -373,6 +373,18 @@ class MessageTranslator:
         if block.get("is_error"):
             result["status"] = "error"
         return {"toolResult": result}
+
+
+def marked(block: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """A block's ``cache_control``, or that of a part of a tool result's content (Converse takes no cache point
+    inside a ``toolResult``: it goes after the block)."""
+    if block.get("cache_control"):
+        return block["cache_control"]
+    parts = block.get("content") if block.get("type") == "tool_result" else None
+    controls = [
+        part["cache_control"] for part in parts or [] if isinstance(part, Mapping) and part.get("cache_control")
+    ]
+    return controls[-1] if controls else None
 
 
 def reasoning_block(block: Mapping[str, Any], where: str) -> ThinkingBlock:

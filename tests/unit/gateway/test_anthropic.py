@@ -96,6 +96,22 @@ def test_tools_choice_and_a_tool_loop_become_converse_tool_blocks() -> None:
     ]
 
 
+def test_cache_control_inside_a_tool_result_puts_the_cache_point_after_the_result() -> None:
+    # GIVEN a tool result whose last text part is marked for caching (as Claude Code marks the conversation's end)
+    part = {"type": "text", "text": "sun", "cache_control": {"type": "ephemeral"}}
+    messages = [
+        {"role": "user", "content": "Oslo?"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "tu_1", "name": "get_weather", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "tu_1", "content": [part]}]},
+    ]
+    # WHEN translated for a caching bot THEN the cachePoint follows the toolResult (Converse takes none inside it)
+    request = translate("claude-sonnet-4", {"max_tokens": 100, "messages": messages, "tools": [WEATHER]}).request
+    assert request["messages"][2]["content"] == [
+        {"toolResult": {"toolUseId": "tu_1", "content": [{"text": "sun"}]}},
+        {"cachePoint": {"type": "default"}},
+    ]
+
+
 def test_tool_choice_none_sends_no_tools_and_the_history_as_text() -> None:
     # GIVEN tool_choice none with a tool call in the history
     messages = [
