@@ -8,11 +8,8 @@ SSE frames are written here (no Powertools resolver: it buffers). Poe queries se
 
 from __future__ import annotations
 
-import asyncio
 import gc
-import hmac
 import json
-import re
 import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
@@ -23,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lambdas.gateway.bodies import bearer, key_matches, read_json, unknown_bot
 from lambdas.gateway.clients import AwsClients
 from lambdas.gateway.config import GatewaySettings, parse_access_keys
 from lambdas.gateway.correlation import CorrelationIds
@@ -40,6 +38,7 @@ from lambdas.gateway.events import (
 from lambdas.gateway.factory import BotHandler, build_bots
 from lambdas.gateway.guardrails import INTERVENED
 from lambdas.gateway.parameters import IMAGE_PARAMETERS, image_parameter_controls, text_parameter_controls
+from lambdas.gateway.routes_anthropic import router as anthropic_router
 from lambdas.gateway.streaming import coalesced
 from lambdas.gateway.tools import ToolCall, ToolResult, content_text, parse_tool_calls, parse_tool_choice, parse_tools
 from lambdas.gateway.translate import (
@@ -240,81 +239,11 @@ def error_response(error: GatewayError, *, openai: bool) -> JSONResponse:
     return JSONResponse(body, status_code=error.status, headers=error.headers())
 
 
-MAX_JSON_DEPTH = 64  # request bodies nest a few levels; deeper ones are refused before json.loads recurses
-# a string to its closing quote, or to the end of an unterminated body: one linear pass, no backtracking
-_JSON_STRINGS = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+(?:"|\\?\Z)', re.DOTALL)
-_NOT_BRACKETS = re.compile(rb"[^\[\]{}]+")
-_OPENERS = frozenset(b"[{")
-BOT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # names echoed in an unknown-bot message
-
-
-def too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether a JSON text nests arrays and objects over ``limit`` levels (brackets inside strings do not count)."""
-    depth = 0
-    for byte in _NOT_BRACKETS.sub(b"", _JSON_STRINGS.sub(b"", body)):
-        depth += 1 if byte in _OPENERS else -1
-        if depth > limit:
-            return True
-    return False
-
-
-def body_too_large(limit: int) -> GatewayError:
-    return GatewayError(413, f"The request body is over {limit} bytes.", code="request_too_large")
-
-
-async def read_body(request: Request, limit: int, timeout: float) -> bytes:
-    """The request body: HTTP 413 once it is over ``limit`` bytes (a declared Content-Length at once, a chunked body
-    as soon as it passes the limit, never read whole), 408 when it has not all arrived within ``timeout`` seconds."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise body_too_large(limit)
-    body = bytearray()
-    try:
-        async with asyncio.timeout(timeout):
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > limit:
-                    raise body_too_large(limit)
-    except TimeoutError:
-        raise GatewayError(408, "The request body did not arrive in time.", code="request_timeout") from None
-    return bytes(body)
-
-
-async def read_json(request: Request, limit: int, timeout: float) -> Any:
-    """The body as JSON: UTF-8 only, at most ``MAX_JSON_DEPTH`` levels deep (HTTP 400 otherwise)."""
-    body = await read_body(request, limit, timeout)
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise GatewayError(400, "The request body is not valid UTF-8.", code="invalid_json") from None
-    if too_deep(body):
-        raise GatewayError(400, f"The JSON nests over {MAX_JSON_DEPTH} levels.", code="invalid_json")
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):
-        raise GatewayError(400, "The request body is not valid JSON.", code="invalid_json") from None
-
-
-def unknown_bot(name: str) -> str:
-    """The unknown-bot message; a name that is no possible bot name (path characters, control bytes, very long) is
-    not echoed."""
-    return f"'{name}'" if BOT_NAME.fullmatch(name) else "(an invalid name)"
-
-
 def validation_failed(error: ValidationError) -> GatewayError:
     problems = "; ".join(
         f"{'.'.join(str(p) for p in item['loc']) or 'body'}: {item['msg']}" for item in error.errors()[:5]
     )
     return GatewayError(422, f"Invalid request body: {problems}", code="invalid_body")
-
-
-def bearer(request: Request) -> str:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
-
-
-def key_matches(given: str, expected: str | None) -> bool:
-    return bool(given) and expected is not None and hmac.compare_digest(given.encode(), expected.encode())
 
 
 # ---------------------------------------------------------------- the app
@@ -349,6 +278,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.add_middleware(CorrelationIds)
     app.state.settings = settings
     app.state.bots = bots
+    app.state.access_keys = keys  # read by the routers included below (a key added at start is seen there too)
+    app.include_router(anthropic_router)
 
     def authorized(request: Request, bot: BotHandler) -> bool:
         return key_matches(bearer(request), keys.get(bot.config.access_key_ref))

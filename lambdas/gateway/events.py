@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from lambdas.gateway.config import BotConfig
 from lambdas.gateway.metrics import COST, INPUT_TOKENS, OUTPUT_TOKENS, TIME_TO_FIRST_TOKEN, Metric, emit_record
@@ -30,6 +32,7 @@ class Finished:
     counted_input_tokens: int | None = None  # before the call (lambdas.gateway.tokens)
     token_count_source: str | None = None  # "count_tokens" or "estimate"
     first_token_ms: int | None = None  # TimeToFirstToken: from the request reaching the bot to its first token
+    response_fields: Mapping[str, Any] | None = None  # Converse additionalModelResponseFields, when asked for
 
 
 @dataclass(frozen=True)

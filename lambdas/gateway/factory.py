@@ -35,7 +35,7 @@ from lambdas.gateway.guardrails import INTERVENED, intervention, with_guardrail
 from lambdas.gateway.images import ImageBot
 from lambdas.gateway.metrics import BEDROCK_ERRORS, emit
 from lambdas.gateway.parameters import apply_text_parameters
-from lambdas.gateway.tokens import TokenCount, check_context, count_input_tokens
+from lambdas.gateway.tokens import TokenCount, check_context, count_input_tokens, count_request_tokens
 from lambdas.gateway.translate import (
     ChatRequest,
     PriceBook,
@@ -61,8 +61,11 @@ class TextStream:
         *,
         started: float | None = None,
         request_id: str | None = None,
+        reasoning: bool | None = None,
     ) -> None:
         self.bot = bot
+        # show the model's reasoning (and keep its signed blocks): the bot's choice, unless the route asks itself
+        self._reasoning = bot.config.capabilities.reasoning if reasoning is None else reasoning
         self._events = events
         self._raw = raw
         self._count = count  # the SDK's event stream, closed when the answer ends or is abandoned
@@ -71,16 +74,17 @@ class TextStream:
 
     async def __aiter__(self) -> AsyncIterator[Event]:
         stop_reason: str | None = None
+        response_fields: Mapping[str, Any] | None = None  # additionalModelResponseFields (e.g. Claude's stop_sequence)
         metadata: Mapping[str, Any] = {}
         first_token_ms: int | None = None  # TimeToFirstToken: the first text or reasoning the client is sent
         tool_calls: dict[int, int] = {}  # content block index -> tool call index (0, 1, ... in the answer)
-        thinking = ThinkingBlocks(self.bot.config.capabilities.reasoning)
+        thinking = ThinkingBlocks(self._reasoning)
         try:
             async for event in self._events:
                 if "contentBlockDelta" in event:
                     delta = event["contentBlockDelta"].get("delta", {})
                     reasoning = delta.get("reasoningContent") or {}
-                    shown = reasoning.get("text") and self.bot.config.capabilities.reasoning
+                    shown = reasoning.get("text") and self._reasoning
                     if first_token_ms is None and (delta.get("text") or shown):
                         first_token_ms = round((time.monotonic() - self._started) * 1000)
                     if delta.get("text"):
@@ -107,6 +111,7 @@ class TextStream:
                     for block in thinking.rest():  # blocks a stream left open
                         yield block
                     stop_reason = event["messageStop"].get("stopReason")
+                    response_fields = event["messageStop"].get("additionalModelResponseFields")
                 elif "metadata" in event:
                     metadata = event["metadata"]
         except GatewayError:
@@ -115,7 +120,7 @@ class TextStream:
             raise self.bot.failed(error) from error
         finally:
             await _close_stream(self._raw)
-        finished = self.bot.finish(stop_reason, metadata, self._count, first_token_ms)
+        finished = self.bot.finish(stop_reason, metadata, self._count, first_token_ms, response_fields)
         if stop_reason == INTERVENED:  # billed and recorded, but the client gets an error, not the blocked answer
             trace = (metadata.get("trace") or {}).get("guardrail")
             raise intervention(self.bot.config, trace=trace, request_id=self._request_id, source="converse")
@@ -175,6 +180,11 @@ class TextBot:
         reason = thinking_off_reason(self.config, chat)
         if reason:
             logger.info("thinking turned off for this request", bot=self.config.name, reason=reason)
+        return await self.send(request, started)
+
+    async def send(self, request: dict[str, Any], started: float, *, reasoning: bool | None = None) -> TextStream:
+        """A Converse request built by a route: counted against ``context_tokens``, then sent (with the bot's
+        guardrail, if any). ``reasoning``: show the model's reasoning whatever the bot's capability says."""
         try:
             client = await self._clients.bedrock_runtime(self.config.region)
             count = await count_input_tokens(self.config, request, client)
@@ -186,13 +196,34 @@ class TextBot:
                 response = await client.converse_stream(**call)
                 stream = response["stream"]
                 request_id = _request_id(response)
-                return TextStream(self, converse_events(stream), stream, count, started=started, request_id=request_id)
+                return TextStream(
+                    self,
+                    converse_events(stream),
+                    stream,
+                    count,
+                    started=started,
+                    request_id=request_id,
+                    reasoning=reasoning,
+                )
             response = await client.converse(**call)
         except GatewayError:
             raise
         except Exception as error:
             raise self.failed(error) from error
-        return TextStream(self, _replay(response), count=count, started=started, request_id=_request_id(response))
+        replayed = _replay(response)
+        return TextStream(
+            self, replayed, count=count, started=started, request_id=_request_id(response), reasoning=reasoning
+        )
+
+    async def count_tokens(self, request: Mapping[str, Any]) -> TokenCount:
+        """The input tokens of a Converse request, as the count-tokens routes report them (``count_request_tokens``)."""
+        try:
+            client = await self._clients.bedrock_runtime(self.config.region)
+            return await count_request_tokens(self.config, request, client)
+        except GatewayError:
+            raise
+        except Exception as error:
+            raise self.failed(error) from error
 
     def failed(self, error: BaseException) -> GatewayError:
         mapped = from_bedrock(error)
@@ -209,6 +240,7 @@ class TextBot:
         metadata: Mapping[str, Any],
         count: TokenCount | None = None,
         first_token_ms: int | None = None,
+        response_fields: Mapping[str, Any] | None = None,
     ) -> Finished:
         usage = Usage.from_converse(metadata.get("usage"))
         invoked = ((metadata.get("trace") or {}).get("promptRouter") or {}).get("invokedModelId")
@@ -223,6 +255,7 @@ class TextBot:
             counted_input_tokens=count.tokens if count else None,
             token_count_source=count.source if count else None,
             first_token_ms=first_token_ms,
+            response_fields=response_fields if isinstance(response_fields, Mapping) else None,
         )
         record_usage(self.config, finished)
         return finished
@@ -254,7 +287,10 @@ async def _replay(response: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
             yield {"contentBlockStart": {"contentBlockIndex": index, "start": start}}
             arguments = json.dumps(tool.get("input") or {})
             yield {"contentBlockDelta": {"contentBlockIndex": index, "delta": {"toolUse": {"input": arguments}}}}
-    yield {"messageStop": {"stopReason": response.get("stopReason")}}
+    stop = {"stopReason": response.get("stopReason")}
+    if response.get("additionalModelResponseFields") is not None:
+        stop["additionalModelResponseFields"] = response["additionalModelResponseFields"]
+    yield {"messageStop": stop}
     yield {"metadata": {key: response[key] for key in ("usage", "metrics", "trace") if key in response}}
 
 

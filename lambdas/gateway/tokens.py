@@ -117,15 +117,7 @@ async def count_input_tokens(bot: BotConfig, request: Mapping[str, Any], client:
     estimate for the others and for prompts that fit whatever their count."""
     bound = upper_bound_tokens(request) if bot.capabilities.token_counting else None
     if bot.capabilities.token_counting and (bound is None or bound > bot.context_tokens):
-        model_id = bot.count_tokens_model_id or bot.model_id
-        try:
-            answer = await client.count_tokens(modelId=model_id, input=count_tokens_input(request))
-            return TokenCount(int(answer["inputTokens"]), "count_tokens")
-        except ClientError as error:
-            code = str(error.response.get("Error", {}).get("Code", ""))
-            if code not in FALLBACK_CODES:
-                raise
-            logger.warning("CountTokens refused; using the estimate", bot=bot.name, count_model_id=model_id, code=code)
+        return await count_request_tokens(bot, request, client)
     return TokenCount(estimate_tokens(request), "estimate")
 
 
@@ -140,3 +132,20 @@ def check_context(bot: BotConfig, count: TokenCount) -> None:
             error_type=TOO_LONG,
             code="context_length_exceeded",
         )
+
+
+async def count_request_tokens(bot: BotConfig, request: Mapping[str, Any], client: Any) -> TokenCount:
+    """The input tokens of a Converse request whatever its size (the count-tokens routes): CountTokens for bots with
+    ``token_counting`` (a refusal of the model: the estimate, as ``count_input_tokens`` does), the documented
+    estimate for the others."""
+    if bot.capabilities.token_counting:
+        model_id = bot.count_tokens_model_id or bot.model_id
+        try:
+            answer = await client.count_tokens(modelId=model_id, input=count_tokens_input(request))
+            return TokenCount(int(answer["inputTokens"]), "count_tokens")
+        except ClientError as error:
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            if code not in FALLBACK_CODES:
+                raise
+            logger.warning("CountTokens refused; using the estimate", bot=bot.name, count_model_id=model_id, code=code)
+    return TokenCount(estimate_tokens(request), "estimate")

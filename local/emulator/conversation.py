@@ -54,7 +54,14 @@ from typing import Any
 from local.emulator.errors import not_found, validation_error
 from local.emulator.families import base_model_id, estimate_tokens
 from local.emulator.protocol import service_model
-from local.emulator.tool_use import check_thinking, check_tool_config, redact_reasoning, sign_reasoning, tool_calls
+from local.emulator.tool_use import (
+    check_claude_top_k,
+    check_thinking,
+    check_tool_config,
+    redact_reasoning,
+    sign_reasoning,
+    tool_calls,
+)
 
 MEDIA_BLOCK_TOKENS = 100  # an image, document, video or audio block, whatever its size
 DEFAULT_SHORT_PROMPT_TOKENS = 32  # prompt routers: prompts up to this size go to the router's first model
@@ -597,6 +604,7 @@ def answer(
     thinking = reasoning_requested(target, request.get("additionalModelRequestFields"), max_tokens)
     check_tool_config(request, target.family, target.model_id)
     check_thinking(request, target.family)
+    check_claude_top_k(request, target.family)
     triggered = triggered_stop(echo)
     tools = tool_calls(request, echo) if triggered is None else []
     text, stop_reason, stop_sequence = shape_text(echo, max_tokens, config.get("stopSequences") or [])

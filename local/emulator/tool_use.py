@@ -14,7 +14,8 @@ that opened the turn to start with its ``reasoningContent`` block, sent back unc
 reasoning (``sign_reasoning``: an HMAC of the text with a fixed emulator key; a redacted block's data carries its
 own HMAC, ``redact_reasoning``) and refuses a reasoning block of the loop whose signature or data does not verify,
 or whose signature is missing; manual thinking (``type: enabled``) refuses a forced ``toolChoice``; thinking takes no
-``temperature`` but 1. Each in the model's words, as Bedrock relays them.
+``temperature`` but 1. Claude's ``top_k`` (``check_claude_top_k``) is an integer 0-500 and is refused with thinking
+on. Each in the model's words, as Bedrock relays them.
 
 Answer: with tools, the model calls one unless the last user message brings tool results and the choice is
 ``auto`` (then it answers in text, echoing the results). It calls the forced tool (``toolChoice.tool``), or every tool
@@ -202,6 +203,30 @@ def check_tool_config(request: Mapping[str, Any], family: str, model_id: str = "
 
 def _snake(kind: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", kind).lower()
+
+
+CLAUDE_MAX_TOP_K = 500  # "Anthropic Claude Messages API": top_k 0-500
+THINKING_TOP_K = (
+    "The model returned the following errors: `top_k` may not be set when thinking is enabled. Please consult our "
+    "documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+    "#important-considerations-when-using-extended-thinking"
+)
+
+
+def check_claude_top_k(request: Mapping[str, Any], family: str) -> None:
+    """Claude's ``top_k`` in ``additionalModelRequestFields``: an integer 0-500 (the Messages API's range), and not
+    with thinking on (extended thinking "isn't compatible with ... top_k modifications"); ValidationException."""
+    fields = request.get("additionalModelRequestFields")
+    if family != "anthropic" or not isinstance(fields, Mapping) or "top_k" not in fields:
+        return
+    top_k = fields["top_k"]
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 0 <= top_k <= CLAUDE_MAX_TOP_K:
+        raise validation_error(
+            f"The model returned the following errors: top_k: Input should be an integer from 0 to {CLAUDE_MAX_TOP_K}"
+        )
+    thinking = fields.get("thinking")
+    if isinstance(thinking, Mapping) and thinking.get("type") in ("enabled", "adaptive"):
+        raise validation_error(THINKING_TOP_K)
 
 
 def check_thinking(request: Mapping[str, Any], family: str) -> None:

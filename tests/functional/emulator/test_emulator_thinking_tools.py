@@ -211,3 +211,21 @@ def test_converse_stream_with_tools_only_on_models_with_streaming_tool_use(
     assert error.value.response["Error"]["Message"] == "This model doesn't support tool use in streaming mode."
     # AND Converse takes the same request
     assert runtime.converse(modelId=model, messages=[user("x")], toolConfig=TOOLS)["stopReason"] == "tool_use"
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        ({"top_k": 501}, "top_k: Input should be an integer from 0 to 500"),
+        ({"top_k": "5"}, "top_k: Input should be an integer from 0 to 500"),
+        ({**THINKING, "top_k": 5}, "`top_k` may not be set when thinking is enabled"),
+    ],
+)
+def test_claude_top_k_is_an_integer_to_500_and_not_with_thinking(
+    runtime: BaseClient, fields: dict[str, Any], says: str
+) -> None:
+    # GIVEN Claude's top_k outside 0-500, not an integer, or beside thinking WHEN Converse is called THEN refused
+    assert says in refused(runtime, modelId=SONNET, additionalModelRequestFields=fields)
+    # AND a top_k in range without thinking is taken
+    answer = runtime.converse(modelId=SONNET, messages=[user("x")], additionalModelRequestFields={"top_k": 500})
+    assert answer["stopReason"] == "end_turn"

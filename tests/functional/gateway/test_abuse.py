@@ -19,7 +19,8 @@ import pytest
 from fastapi import FastAPI
 
 from lambdas.gateway import app as gateway_app
-from lambdas.gateway.app import MAX_JSON_DEPTH, UNAUTHORIZED, create_app
+from lambdas.gateway.app import UNAUTHORIZED, create_app
+from lambdas.gateway.bodies import MAX_JSON_DEPTH
 from lambdas.gateway.config import GatewaySettings
 from lambdas.shared.observability import logger
 from local.emulator.server import BedrockEmulator
