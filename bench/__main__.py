@@ -179,6 +179,9 @@ def postprocess_bench(scratch: Path, rows: int, paths: list[str]) -> dict[str, d
             name: run("bench.postprocess_variants", name, str(job), env=env if name == "ours" else None)
             for name in ("ours", "anchor", "floor")
         }
+        same = json.loads(child("bench.postprocess_variants", "same", str(job)))
+        if not same["equal"]:
+            raise RuntimeError(f"postprocess {path}: ours and the floor wrote different tables: {same}")
         results[path]["records"] = json.loads(
             child("bench.postprocess_variants", "describe", str(job / "records.parquet"))
         )
@@ -213,7 +216,8 @@ def batch_section(pre: dict[str, dict], post: dict[str, dict], rows: int, job_re
         "ours: the deployed handler (Powertools logging, metrics and tracer decorators, production environment) with "
         "S3 on the local disk; anchor: pandas reads everything, per-row dict, str.format, json.dumps (postprocess: "
         "pandas read + inner merge); floor: read the input once and write the output once (the job files; "
-        "postprocess: the joined Parquet); floor+records (not a target): the floor plus writing the rows to a Parquet "
+        "postprocess: read the records and the answers' fields, join, write the joined Parquet as ours does); "
+        "floor+records (not a target): the floor plus writing the rows to a Parquet "
         "file, as preprocess writes records.parquet for inputs that are not Parquet objects.",
         "Each variant runs in its own process, best of BENCH_REPEAT runs (wall time; CPU: the process's CPU time, "
         "every thread, the least of the runs: steadier than wall time on a busy machine); peak RSS is the process's. "
