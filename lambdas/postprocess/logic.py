@@ -277,10 +277,13 @@ class JoinedOutput:
         if not self._chunks:
             return pa.nulls(self.count, self.value_type), pa.nulls(self.count, pa.string()), pa.nulls(self.count)
         indices = pa.array(self.line_of, mask=self.line_of < 0)
-        values = pa.concat_arrays([chunk.values for chunk in self._chunks]).take(indices)
-        codes = pa.concat_arrays([chunk.codes for chunk in self._chunks]).take(indices)
-        messages = pa.concat_arrays([chunk.messages for chunk in self._chunks]).take(indices)
-        return values, codes, messages
+
+        def gathered(parts: list[pa.Array]) -> pa.Array:
+            return (parts[0] if len(parts) == 1 else pa.concat_arrays(parts)).take(indices)  # one chunk: one copy
+
+        values = gathered([chunk.values for chunk in self._chunks])
+        codes = gathered([chunk.codes for chunk in self._chunks])
+        return values, codes, gathered([chunk.messages for chunk in self._chunks])
 
     @property
     def error_counts(self) -> Counter[str]:
