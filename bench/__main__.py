@@ -7,7 +7,9 @@ Environment: BENCH_ROWS (default 2,240,000), BENCH_MAX_PER_JOB (default: rows / 
 BENCH_JOB_RECORDS (default 50,000), BENCH_PATHS (input paths, comma-separated; default parquet,csv,jsonl,hf),
 BENCH_REPEAT (runs per variant, best kept; default 2), BENCH_DIR (scratch space and the generated datasets, reused
 between runs; default bench/.data), BENCH_ONLY (``batch`` or ``gateway``: run one part; default both, the gateway's
-after the batch's; see bench/gateway_bench.py for its own settings).
+after the batch's; see bench/gateway_bench.py for its own settings), BENCH_STEPS (the batch steps to run,
+comma-separated: ``preprocess``, ``postprocess``; default both; a run of one step prints its tables and records
+nothing, as the batch section holds both steps' figures).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # This process only starts others and must stay small: Linux keeps a process's peak RSS across fork and exec, so each
 # child's peak RSS starts at this process's. Generating data, even importing pyarrow, happens in child processes.
 TARGETS = {"faster_than_anchor": 3.0, "times_floor": 2.0}
+STEPS = ("preprocess", "postprocess")  # the batch steps, in the order they run (BENCH_STEPS picks some)
 
 
 def run(module: str, *args: str, env: dict[str, str] | None = None) -> dict:
@@ -176,6 +179,9 @@ def postprocess_bench(scratch: Path, rows: int, paths: list[str]) -> dict[str, d
             name: run("bench.postprocess_variants", name, str(job), env=env if name == "ours" else None)
             for name in ("ours", "anchor", "floor")
         }
+        same = json.loads(child("bench.postprocess_variants", "same", str(job)))
+        if not same["equal"]:
+            raise RuntimeError(f"postprocess {path}: ours and the floor wrote different tables: {same}")
         results[path]["records"] = json.loads(
             child("bench.postprocess_variants", "describe", str(job / "records.parquet"))
         )
@@ -210,7 +216,8 @@ def batch_section(pre: dict[str, dict], post: dict[str, dict], rows: int, job_re
         "ours: the deployed handler (Powertools logging, metrics and tracer decorators, production environment) with "
         "S3 on the local disk; anchor: pandas reads everything, per-row dict, str.format, json.dumps (postprocess: "
         "pandas read + inner merge); floor: read the input once and write the output once (the job files; "
-        "postprocess: the joined Parquet); floor+records (not a target): the floor plus writing the rows to a Parquet "
+        "postprocess: read the records and the answers' fields, join, write the joined Parquet as ours does); "
+        "floor+records (not a target): the floor plus writing the rows to a Parquet "
         "file, as preprocess writes records.parquet for inputs that are not Parquet objects.",
         "Each variant runs in its own process, best of BENCH_REPEAT runs (wall time; CPU: the process's CPU time, "
         "every thread, the least of the runs: steadier than wall time on a busy machine); peak RSS is the process's. "
@@ -326,11 +333,18 @@ def batch() -> int:
     if not set(paths) <= set(PATHS):
         print(f"BENCH_PATHS takes a comma-separated subset of {list(PATHS)}, not {paths}", file=sys.stderr)
         return 2
+    steps = os.environ.get("BENCH_STEPS", ",".join(STEPS)).split(",")
+    if not steps or not set(steps) <= set(STEPS):
+        print(f"BENCH_STEPS takes a comma-separated subset of {list(STEPS)}, not {steps}", file=sys.stderr)
+        return 2
     scratch = Path(os.environ.get("BENCH_DIR") or ROOT / "bench" / ".data")
     scratch.mkdir(parents=True, exist_ok=True)
     print(f"scratch: {scratch}", flush=True)
-    pre = preprocess_bench(scratch, rows, max_per_job, paths)
-    post = postprocess_bench(scratch, job_records, paths)
+    pre = preprocess_bench(scratch, rows, max_per_job, paths) if "preprocess" in steps else {}
+    post = postprocess_bench(scratch, job_records, paths) if "postprocess" in steps else {}
+    if set(steps) != set(STEPS):
+        print(f"\nBENCH_STEPS={','.join(steps)}: a partial run, not recorded")
+        return 0
     record("batch", batch_section(pre, post, rows, job_records))
     print(f"\nrecorded in {RESULTS_JSON.relative_to(ROOT)} and {RESULTS_MD.relative_to(ROOT)}")
     return 0

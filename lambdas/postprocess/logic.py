@@ -17,6 +17,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
@@ -49,6 +50,10 @@ UNPARSABLE_OUTPUT = "UNPARSABLE_OUTPUT"
 # The recordId at the start of an output line ("View the results of a batch inference job": each line starts with it),
 # read without parsing the rest, so a line cut short still says whose it is; the closing quote must be there.
 _LEADING_RECORD_ID = re.compile(rb'^\s*\{\s*"recordId"\s*:\s*"([A-Za-z0-9]+)"')
+
+# Input bytes per row group of a job's output: the batches read from records.parquet are gathered up to this size
+# (memory holds about two such groups: one being compressed, one being read), whatever the number of rows.
+ROW_GROUP_BYTES = 32 << 20
 
 # Code for rows with no output line, by the job's final status.
 MISSING_ROW_CODES: dict[str, str] = {
@@ -95,6 +100,7 @@ class JoinedOutput:
     line_of: np.ndarray = field(init=False)
     _chunks: list[_Chunk] = field(init=False, default_factory=list)
     _lines: int = field(init=False, default=0)
+    _columns: tuple[pa.Array, pa.Array, pa.Array] | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.rows is not None and len(self.rows) != self.count:
@@ -134,6 +140,7 @@ class JoinedOutput:
         self.unmatched_lines += len(record_ids) - int(fresh.sum())
         self._chunks.append(chunk)
         self._lines += len(record_ids)
+        self._columns = None
 
     def add_rows(self, rows: list[tuple[Any, Any, Any]], adapter: ModelAdapter) -> None:
         """Row-by-row path: (recordId, error, modelOutput) tuples parsed with the adapter."""
@@ -186,19 +193,22 @@ class JoinedOutput:
         self.add_rows(rows, adapter)
 
     def add_file(self, path: Path, family: str, adapter: ModelAdapter, source: str) -> None:
-        """A whole ``.jsonl.out`` (downloaded from ``source``, its s3:// URI): Arrow's multithreaded JSON reader and a
-        vectorized reader for the family when one exists; the row-by-row path when any line is corrupt or the output
-        has an unexpected shape."""
+        """A whole ``.jsonl.out`` (downloaded from ``source``, its s3:// URI). Where the family has a vectorized
+        reader, Arrow's multithreaded JSON reader parses only the fields it reads (``add_documented``); otherwise,
+        or when a line does not fit those fields, every field with inferred types, then the vectorized reader or
+        the adapter row by row; the row-by-row path when any line is corrupt or the output has an unexpected shape."""
+        reader = columnar.READERS.get(family)
+        if reader is not None and self.add_documented(path, reader):
+            return
         try:
             table = pajson.read_json(path)
         except pa.ArrowInvalid:
             with path.open("rb") as lines:
                 self.add_lines(lines, adapter, source)
             return
-        reader = columnar.READERS.get(family)
         if reader is not None and "modelOutput" in table.column_names and "recordId" in table.column_names:
             try:
-                self._add_columns(table, reader)
+                self._add_columns(table, reader.read)
                 return
             except (KeyError, TypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 pass  # an unexpected shape: the adapter decides row by row
@@ -208,14 +218,35 @@ class JoinedOutput:
 
         self.add_rows(list(zip(column("recordId"), column("error"), column("modelOutput"), strict=False)), adapter)
 
-    def _add_columns(self, table: pa.Table, reader: columnar.ColumnReader) -> None:
+    def add_documented(self, path: Path, reader: columnar.ColumnReader) -> bool:
+        """The fast path, for files whose every line has the documented shape: Arrow's JSON reader parses only
+        ``recordId``, the part of ``modelOutput`` the family's reader needs and ``error`` (``reader.line_schema``).
+        False, having added nothing, when a line does not fit those types, a line is corrupt, or an answer cannot be
+        read (the general path then reads the file, and the adapter says why, row by row)."""
+        options = pajson.ParseOptions(explicit_schema=reader.line_schema, unexpected_field_behavior="ignore")
+        try:
+            table = pajson.read_json(path, parse_options=options)
+            chunk, numbers = self._columns_of(table, reader.read)
+        except (KeyError, TypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return False
+        if chunk.codes.null_count < len(chunk.codes) and pc.any(pc.equal(chunk.codes, UNPARSABLE_OUTPUT)).as_py():
+            return False
+        self._place(numbers, chunk)
+        return True
+
+    def _add_columns(self, table: pa.Table, reader: columnar.Read) -> None:
+        chunk, numbers = self._columns_of(table, reader)
+        self._place(numbers, chunk)
+
+    def _columns_of(self, table: pa.Table, reader: columnar.Read) -> tuple[_Chunk, np.ndarray]:
+        """The chunk of parsed lines and each line's record number (-1: no usable id)."""
         ids = pc.cast(table.column("recordId").combine_chunks(), pa.int64())  # raises on a non-numeric id
         outputs = table.column("modelOutput").combine_chunks()
         values = reader(outputs).cast(self.value_type)
         codes = pa.nulls(table.num_rows, pa.string())
         messages = pa.nulls(table.num_rows, pa.string())
-        if "error" in table.column_names:
-            error = table.column("error").combine_chunks()
+        error = table.column("error").combine_chunks() if "error" in table.column_names else None
+        if error is not None and error.null_count < len(error):
             has_error = pc.fill_null(error.is_valid(), False)
             codes = pc.if_else(has_error, _error_text(error, "errorCode", "RECORD_ERROR"), codes)
             messages = pc.if_else(has_error, _error_text(error, "errorMessage", ""), messages)
@@ -224,7 +255,7 @@ class JoinedOutput:
         codes = pc.if_else(unreadable, UNPARSABLE_OUTPUT, codes)
         messages = pc.if_else(unreadable, "could not read modelOutput", messages)
         numbers = pc.fill_null(ids, -1).to_numpy(zero_copy_only=False)
-        self._place(numbers, _Chunk(values, codes.cast(pa.string()), messages.cast(pa.string())))
+        return _Chunk(values, codes.cast(pa.string()), messages.cast(pa.string())), numbers
 
     def fill_missing(self, code: str, message: str) -> None:
         missing = self.line_of < 0
@@ -233,16 +264,26 @@ class JoinedOutput:
             self.line_of[missing] = self._lines
             self._chunks.append(chunk)
             self._lines += 1
+            self._columns = None
 
     def columns(self) -> tuple[pa.Array, pa.Array, pa.Array]:
-        """(values, error codes, error messages) in row order; rows still without a line are all null."""
+        """(values, error codes, error messages) in row order; rows still without a line are all null. Assembled
+        once (a gather of every value) and kept until a line is added."""
+        if self._columns is None:
+            self._columns = self._assemble()
+        return self._columns
+
+    def _assemble(self) -> tuple[pa.Array, pa.Array, pa.Array]:
         if not self._chunks:
             return pa.nulls(self.count, self.value_type), pa.nulls(self.count, pa.string()), pa.nulls(self.count)
         indices = pa.array(self.line_of, mask=self.line_of < 0)
-        values = pa.concat_arrays([chunk.values for chunk in self._chunks]).take(indices)
-        codes = pa.concat_arrays([chunk.codes for chunk in self._chunks]).take(indices)
-        messages = pa.concat_arrays([chunk.messages for chunk in self._chunks]).take(indices)
-        return values, codes, messages
+
+        def gathered(parts: list[pa.Array]) -> pa.Array:
+            return (parts[0] if len(parts) == 1 else pa.concat_arrays(parts)).take(indices)  # one chunk: one copy
+
+        values = gathered([chunk.values for chunk in self._chunks])
+        codes = gathered([chunk.codes for chunk in self._chunks])
+        return values, codes, gathered([chunk.messages for chunk in self._chunks])
 
     @property
     def error_counts(self) -> Counter[str]:
@@ -288,25 +329,59 @@ def add_results(records: pa.Table, results: tuple[pa.Array, pa.Array, pa.Array],
 
 
 def write_output(batches: Iterator[pa.RecordBatch], joined: JoinedOutput, path: Path) -> None:
-    """Write the job's output Parquet slice by slice: each batch of input rows with the results of those rows, so
-    the input rows are never all in memory (a job's results are: one value per record)."""
+    """Write the job's output Parquet group by group: each group of input rows (about ``ROW_GROUP_BYTES``) with the
+    results of those rows, so the input rows are never all in memory (a job's results are: one value per record).
+    A group is compressed on a worker thread while the next one is read (Arrow releases the GIL for both), at most
+    one behind."""
     values, codes, messages = joined.columns()
     writer: pq.ParquetWriter | None = None
+    pending: Future[None] | None = None
     done = 0
-    try:
-        for batch in batches:
-            n = batch.num_rows
-            part = (values.slice(done, n), codes.slice(done, n), messages.slice(done, n))
-            table = add_results(pa.Table.from_batches([batch]), part, joined.kind)
-            if writer is None:
-                writer = pq.ParquetWriter(path, table.schema, compression="zstd")
-            writer.write_table(table)
-            done += n
-    finally:
-        if writer is not None:
-            writer.close()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="postprocess-writer") as background:
+        try:
+            for group in _groups(batches):
+                n = group.num_rows
+                part = (values.slice(done, n), codes.slice(done, n), messages.slice(done, n))
+                table = add_results(group, part, joined.kind)
+                if writer is None:
+                    writer = _writer(path, table.schema, value_column(joined.kind))
+                if pending is not None:
+                    pending.result()
+                pending = background.submit(writer.write_table, table)
+                done += n
+            if pending is not None:
+                pending.result()
+        finally:
+            if pending is not None:
+                pending.exception()  # the write in flight ends before the file closes; an error already raised stays
+            if writer is not None:
+                writer.close()
     if done != joined.count:
         raise RuntimeError(f"read {done} input rows for a job of {joined.count}; the records file is shorter")
+
+
+def _groups(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.Table]:
+    """The batches gathered into tables of at least ``ROW_GROUP_BYTES`` (the last one smaller): one row group each.
+    A slice of a job ends in bounded batches of a few thousand rows, some tiny at the records' row-group edges; a
+    row group per batch made many small groups, each with its own dictionary attempts and pages."""
+    pending: list[pa.RecordBatch] = []
+    size = 0
+    for batch in batches:
+        pending.append(batch)
+        size += batch.nbytes
+        if size >= ROW_GROUP_BYTES:
+            yield pa.Table.from_batches(pending)
+            pending, size = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending)
+
+
+def _writer(path: Path, schema: pa.Schema, value: str) -> pq.ParquetWriter:
+    """zstd; a dictionary for every column but the model's answers, which are all different: Arrow would build one
+    for them in every row group and drop it as too large (it stays on for the input columns, which may repeat, and
+    the error columns, which do)."""
+    dictionary = [name for name in schema.names if name != value]
+    return pq.ParquetWriter(path, schema, compression="zstd", use_dictionary=dictionary)
 
 
 def read_outputs(s3: Any, bucket: str, prefix: str, joined: JoinedOutput, family: str, workdir: Path) -> dict[str, int]:

@@ -155,3 +155,71 @@ def test_resubmission_rows_must_be_ascending_and_unique():
     with pytest.raises(ValueError, match="ascending"):
         JoinedOutput.for_rows(np.array([2, 2]))
     assert JoinedOutput.for_rows(np.array([], dtype=np.int64)).columns()[1].to_pylist() == []
+
+
+def documented_lines(family: str) -> list[dict]:
+    """Lines of the documented shape only: answers in shuffled order, a record error, a duplicate, an id outside the
+    job, each with the ``modelInput`` Bedrock echoes (record 109 has no line)."""
+    return [line for line in output_lines(family) if line["recordId"] != f"{108:011d}"]
+
+
+def with_model_input(lines: list[dict]) -> list[dict]:
+    """The lines with an echoed ``modelInput`` whose shape changes from line to line (Arrow cannot infer one type)."""
+    inputs = [{"messages": [{"role": "user", "content": [{"type": "text", "text": "q"}]}]}, {"inputText": 7}, "q"]
+    return [{"recordId": line["recordId"], "modelInput": inputs[i % 3], **line} for i, line in enumerate(lines)]
+
+
+@pytest.mark.parametrize("family", sorted(READERS))
+def test_documented_lines_are_read_by_the_fast_path_and_agree_with_the_adapter(tmp_path, family):
+    # GIVEN output lines of the documented shape, whose echoed modelInput has no single type
+    lines = with_model_input(documented_lines(family))
+    path = tmp_path / "out.jsonl.out"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    fast = JoinedOutput(first_row=100, count=10, kind="text" if family in TEXT_OUTPUTS else "embedding")
+    # WHEN the fast path reads them (Arrow parses recordId, the answer's fields and error, nothing else)
+    taken = fast.add_documented(path, READERS[family])
+    fast.fill_missing("MISSING_OUTPUT", "no line")
+    # THEN it takes them, and every row has what the adapter gives it row by row
+    slow = join(tmp_path, family, lines, vectorized=False)
+    assert taken is True
+    assert fast.columns()[1].to_pylist() == slow.columns()[1].to_pylist()
+    assert fast.columns()[0].equals(slow.columns()[0])
+    assert fast.columns()[1].to_pylist() == [None] * 7 + ["400", "MISSING_OUTPUT", "MISSING_OUTPUT"]
+    assert fast.unmatched_lines == slow.unmatched_lines == 2
+
+
+@pytest.mark.parametrize(
+    ("line", "code"),
+    [
+        ({"recordId": f"{100:011d}", "error": {"errorCode": "ThrottlingException", "errorMessage": "slow"}}, "Thr"),
+        ({"recordId": f"{100:011d}", "modelOutput": {"unexpected": True}}, "UNPARSABLE_OUTPUT"),
+        ({"recordId": f"{100:011d}", "modelOutput": {"content": "a string, not blocks"}}, "UNPARSABLE_OUTPUT"),
+    ],
+)
+def test_a_line_off_the_documented_shape_sends_the_file_down_the_general_path(tmp_path, line, code):
+    # GIVEN a good line and one off the documented shape (a code that is not a number, an answer without content)
+    good = {"recordId": f"{101:011d}", "modelOutput": {"content": [{"type": "text", "text": "ok"}]}}
+    path = tmp_path / "out.jsonl.out"
+    path.write_text(json.dumps(line) + "\n" + json.dumps(good) + "\n")
+    joined = JoinedOutput(first_row=100, count=2, kind="text")
+    # WHEN the fast path tries it THEN it declines, having added nothing
+    assert joined.add_documented(path, READERS["anthropic"]) is False
+    assert joined.columns()[1].to_pylist() == [None, None] and joined.unmatched_lines == 0
+    # AND the file as a whole still gives each row its answer or its code
+    joined.add_file(path, "anthropic", adapter_for_family("anthropic"), SOURCE)
+    values, codes, _ = joined.columns()
+    assert values.to_pylist() == [None, "ok"]
+    assert codes.to_pylist()[0].startswith(code) and codes.to_pylist()[1] is None
+
+
+def test_one_block_answers_and_answers_of_other_blocks_read_as_the_adapter_reads_them(tmp_path):
+    # GIVEN Anthropic answers of one text block each, then one whose only block is not text
+    contents: list[list[dict]] = [[{"type": "text", "text": f"answer {i}"}] for i in range(3)]
+    contents.append([{"type": "tool_use", "id": "t", "name": "f", "input": {}}])
+    lines = [{"recordId": f"{100 + i:011d}", "modelOutput": {"content": c}} for i, c in enumerate(contents)]
+    # WHEN they are read by the vectorized reader and by the adapter
+    fast = join(tmp_path, "anthropic", lines, vectorized=True)
+    slow = join(tmp_path, "anthropic", lines, vectorized=False)
+    # THEN both give the texts, and an empty text for the answer without one
+    assert fast.columns()[0].to_pylist()[:4] == ["answer 0", "answer 1", "answer 2", ""]
+    assert fast.columns()[0].equals(slow.columns()[0])
