@@ -42,6 +42,7 @@ from lambdas.gateway.factory import BotHandler, build_bots
 from lambdas.gateway.guardrails import INTERVENED
 from lambdas.gateway.parameters import IMAGE_PARAMETERS, image_parameter_controls, text_parameter_controls
 from lambdas.gateway.streaming import coalesced
+from lambdas.gateway.structured import parse_response_format
 from lambdas.gateway.tools import ToolCall, ToolResult, content_text, parse_tool_calls, parse_tool_choice, parse_tools
 from lambdas.gateway.translate import (
     ROLES,
@@ -240,6 +241,7 @@ class OpenAIChatRequest(_Body):
             reasoning_effort=self.reasoning_effort,
             tools=tools,
             tool_choice=parse_tool_choice(self.tool_choice, tools),
+            response_format=parse_response_format(self.response_format),
         )
 
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
+from lambdas.gateway import structured
 from lambdas.gateway.attachments import Fetcher, read_attachments
 from lambdas.gateway.clients import AwsClients
 from lambdas.gateway.config import BotConfig, GatewaySettings
@@ -165,11 +166,11 @@ class TextBot:
         self._prices = prices
         self._fetcher = Fetcher.from_settings(settings)
 
-    async def start(self, chat: ChatRequest) -> TextStream:
+    async def start(self, chat: ChatRequest) -> AsyncIterable[Event]:
         """Parameters checked, attachments read, the prompt counted against ``context_tokens``, then the call (with
-        the bot's guardrail, if any)."""
+        the bot's guardrail, if any); a ``response_format`` answer is checked JSON (``lambdas.gateway.structured``)."""
         started = time.monotonic()
-        chat = apply_text_parameters(self.config, chat)
+        chat = apply_text_parameters(self.config, structured.prepare(self.config, chat))
         chat = await read_attachments(self.config, chat, self._fetcher)
         request = converse_request(self.config, chat)
         reason = thinking_off_reason(self.config, chat)
@@ -186,13 +187,19 @@ class TextBot:
                 response = await client.converse_stream(**call)
                 stream = response["stream"]
                 request_id = _request_id(response)
-                return TextStream(self, converse_events(stream), stream, count, started=started, request_id=request_id)
-            response = await client.converse(**call)
+                answer = TextStream(
+                    self, converse_events(stream), stream, count, started=started, request_id=request_id
+                )
+            else:
+                response = await client.converse(**call)
+                answer = TextStream(
+                    self, _replay(response), count=count, started=started, request_id=_request_id(response)
+                )
         except GatewayError:
             raise
         except Exception as error:
             raise self.failed(error) from error
-        return TextStream(self, _replay(response), count=count, started=started, request_id=_request_id(response))
+        return answer if chat.response_format is None else structured.answer_events(answer, chat.response_format)
 
     def failed(self, error: BaseException) -> GatewayError:
         mapped = from_bedrock(error)

@@ -13,7 +13,7 @@ import base64
 import binascii
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from lambdas.gateway.config import BotConfig, Prices
 from lambdas.gateway.errors import USER_CAUSED, GatewayError
@@ -29,6 +29,9 @@ from lambdas.gateway.tools import (
     tool_use_block,
 )
 from lambdas.shared.model_families import ModelRef
+
+if TYPE_CHECKING:
+    from lambdas.gateway.structured import ResponseFormat
 
 Role = Literal["system", "user", "assistant"]
 ROLES: dict[str, Role] = {"system": "system", "user": "user", "bot": "assistant", "assistant": "assistant"}
@@ -118,7 +121,8 @@ class ChatRequest:
 
     ``parameters``: the user's choices (Poe ``parameters``, OpenAI extra body fields), checked by the bot
     (``lambdas.gateway.parameters``); ``thinking_budget`` overrides the bot's Claude thinking budget (0: thinking
-    off); ``reasoning_effort`` (OpenAI) becomes a ``thinking_budget``; ``tools`` / ``tool_choice``: tool use."""
+    off); ``reasoning_effort`` (OpenAI) becomes a ``thinking_budget``; ``tools`` / ``tool_choice``: tool use;
+    ``response_format``: structured output (``lambdas.gateway.structured``)."""
 
     messages: tuple[ChatMessage, ...]
     max_tokens: int | None = None
@@ -130,6 +134,7 @@ class ChatRequest:
     reasoning_effort: str | None = None
     tools: tuple[ToolSpec, ...] = ()
     tool_choice: ToolChoice = ToolChoice()
+    response_format: ResponseFormat | None = None
 
 
 def chat_messages(pairs: Iterable[tuple[str, str]]) -> tuple[ChatMessage, ...]:
@@ -309,6 +314,8 @@ def converse_request(bot: BotConfig, chat: ChatRequest) -> dict[str, Any]:
         request["additionalModelRequestFields"] = fields
     if tools is not None:
         request["toolConfig"] = tools
+    if chat.response_format is not None and chat.response_format.via == "native":
+        request["outputConfig"] = chat.response_format.output_config()
     return request
 
 
