@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lambdas.gateway import error_shapes, openai_parameters
 from lambdas.gateway.bodies import bearer, key_matches, read_json, unknown_bot
 from lambdas.gateway.clients import AwsClients
 from lambdas.gateway.config import GatewaySettings, parse_access_keys
@@ -40,12 +41,14 @@ from lambdas.gateway.guardrails import INTERVENED
 from lambdas.gateway.parameters import IMAGE_PARAMETERS, image_parameter_controls, text_parameter_controls
 from lambdas.gateway.routes_anthropic import router as anthropic_router
 from lambdas.gateway.streaming import coalesced
+from lambdas.gateway.structured import parse_response_format
 from lambdas.gateway.tools import ToolCall, ToolResult, content_text, parse_tool_calls, parse_tool_choice, parse_tools
 from lambdas.gateway.translate import (
     ROLES,
     Attachment,
     ChatMessage,
     ChatRequest,
+    Role,
     ThinkingBlock,
     parse_thinking_blocks,
 )
@@ -56,6 +59,8 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 UNAUTHORIZED = "Invalid or missing access key."
 # OpenAI extra body fields read as parameters (lambdas.gateway.parameters); ``n`` is the number of images.
 OPENAI_PARAMETERS = (*IMAGE_PARAMETERS, "thinking_budget")
+# OpenAI message roles (``tool`` aside) -> chat roles; ``developer`` is OpenAI's current name for the system role
+OPENAI_ROLES: dict[str, Role] = {"developer": "system", "system": "system", "user": "user", "assistant": "assistant"}
 
 
 # ---------------------------------------------------------------- request bodies
@@ -137,15 +142,27 @@ class OpenAIMessage(_Body):
     tool_call_id: str | None = None  # tool: the call this message answers
     thinking_blocks: list[Any] | None = None  # assistant: its signed reasoning, as the answer gave it (LiteLLM's)
 
-    def chat_message(self) -> ChatMessage | None:
-        """A tool message is a user message holding a tool result; unknown roles are dropped."""
+    def chat_message(self, index: int = 0) -> ChatMessage:
+        """A tool message is a user message holding a tool result; ``developer`` (OpenAI's current name for the
+        system role) and ``system`` messages are system instructions; any other role is a 400 naming it."""
         if self.role == "tool":
             if not self.tool_call_id:
-                raise GatewayError(400, "A 'tool' message needs the 'tool_call_id' it answers.", code="invalid_tools")
+                raise GatewayError(
+                    400,
+                    "A 'tool' message needs the 'tool_call_id' it answers.",
+                    code="invalid_tools",
+                    param=f"messages.{index}.tool_call_id",
+                )
             return ChatMessage("user", "", tool_results=(ToolResult(self.tool_call_id, content_text(self.content)),))
-        role = ROLES.get(self.role)
+        role = OPENAI_ROLES.get(self.role)
         if role is None:
-            return None
+            raise GatewayError(
+                400,
+                f"messages[{index}].role {self.role!r} is not supported: use one of {', '.join(OPENAI_ROLES)} or "
+                "'tool' (the deprecated 'function' role: send 'tool' messages instead).",
+                code="invalid_role",
+                param=f"messages.{index}.role",
+            )
         calls: tuple[ToolCall, ...] = parse_tool_calls(self.tool_calls) if role == "assistant" else ()
         thinking = parse_thinking_blocks(self.thinking_blocks) if role == "assistant" else ()
         return ChatMessage(role, self.text(), self.attachments(), tool_calls=calls, thinking=thinking)
@@ -190,7 +207,7 @@ class OpenAIChatRequest(_Body):
 
     model: str
     messages: list[OpenAIMessage] = Field(min_length=1)
-    stream: bool = False
+    stream: bool | None = None  # null: not streamed, as in OpenAI's specification
     stream_options: StreamOptions | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
@@ -201,10 +218,13 @@ class OpenAIChatRequest(_Body):
     tools: list[Any] | None = None
     tool_choice: str | dict[str, Any] | None = None
     reasoning_effort: str | None = None  # reasoning bots: a thinking budget (lambdas.gateway.parameters)
+    response_format: dict[str, Any] | None = None  # structured output (lambdas.gateway.structured)
+    user: str | None = None  # logged as the request's end user, with safety_identifier
+    safety_identifier: str | None = None
 
     def chat(self) -> ChatRequest:
         stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
-        messages = tuple(m for m in (message.chat_message() for message in self.messages) if m is not None)
+        messages = tuple(message.chat_message(index) for index, message in enumerate(self.messages))
         tools = parse_tools(self.tools)
         extra = self.model_extra or {}
         parameters = {name: extra[name] for name in OPENAI_PARAMETERS if name in extra}
@@ -220,6 +240,7 @@ class OpenAIChatRequest(_Body):
             reasoning_effort=self.reasoning_effort,
             tools=tools,
             tool_choice=parse_tool_choice(self.tool_choice, tools),
+            response_format=parse_response_format(self.response_format),
         )
 
 
@@ -284,10 +305,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     def authorized(request: Request, bot: BotHandler) -> bool:
         return key_matches(bearer(request), keys.get(bot.config.access_key_ref))
 
-    @app.exception_handler(Exception)
-    async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unhandled gateway error", path=request.url.path)
-        return error_response(internal_error(), openai=request.url.path.startswith("/v1/"))
+    error_shapes.install(app)  # unknown routes, wrong methods, FastAPI's validation errors, unexpected exceptions
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -348,20 +366,26 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         if not any(key_matches(bearer(request), key) for key in keys.values()):
             return error_response(GatewayError(401, UNAUTHORIZED, openai_type="authentication_error"), openai=True)
         try:
-            body = OpenAIChatRequest.model_validate(
-                await read_json(request, settings.max_body_bytes, settings.body_timeout)
-            )
+            raw = await read_json(request, settings.max_body_bytes, settings.body_timeout)
+            body = OpenAIChatRequest.model_validate(raw)
             bot = bots.get(body.model)
             if bot is None:
-                raise GatewayError(404, f"The model {unknown_bot(body.model)} does not exist.", code="model_not_found")
+                raise GatewayError(
+                    404, f"The model {unknown_bot(body.model)} does not exist.", code="model_not_found", param="model"
+                )
             if not authorized(request, bot):
                 raise GatewayError(401, UNAUTHORIZED, openai_type="authentication_error")
+            openai_parameters.check(
+                raw, bot.config.modality, body.model
+            )  # every parameter honoured, or a 400 naming it
+            if body.user or body.safety_identifier:
+                logger.info("openai end user", bot=body.model, end_user=body.safety_identifier or body.user)
             chat = body.chat()
             stream = await bot.start(chat)
         except GatewayError as error:
             return error_response(error, openai=True)
         except ValidationError as error:
-            return error_response(validation_failed(error), openai=True)
+            return error_response(error_shapes.invalid_body(error.errors()), openai=True)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         if body.stream:
             chunks = coalesced(openai_chunks(stream, body.model, include_usage))
@@ -570,7 +594,12 @@ async def openai_completion(stream: AsyncIterable[Event], model: str) -> JSONRes
     outcome = stop_outcome(finished.stop_reason)
     if outcome.openai_error is not None:
         return error_response(outcome.openai_error, openai=True)
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(text) or (None if calls else "")}
+    # ``refusal``: Bedrock has no refusal message (a blocked answer is an error, stop_outcome); OpenAI requires the key
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": "".join(text) or (None if calls else ""),
+        "refusal": None,
+    }
     if reasoning:
         message["reasoning_content"] = "".join(reasoning)
     if thinking:
@@ -583,7 +612,7 @@ async def openai_completion(stream: AsyncIterable[Event], model: str) -> JSONRes
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": outcome.finish_reason}],
+            "choices": [{"index": 0, "message": message, "finish_reason": outcome.finish_reason, "logprobs": None}],
             "usage": finished.usage.openai(),
             "bedrock": bedrock_details(finished),
         }

@@ -117,6 +117,12 @@ def decode_data_url(url: str, limit: int) -> tuple[bytes, str]:
     return data, content_type
 
 
+def unreadable_url(name: str, reason: str) -> GatewayError:
+    return unsupported(
+        f"The attachment '{name}' has a URL that cannot be used ({reason[:120]}); send a valid http(s) or data: URL."
+    )
+
+
 def too_large(limit: int) -> GatewayError:
     return GatewayError(
         400,
@@ -163,10 +169,19 @@ class Fetcher:
             )
 
     async def fetch(self, url: str, name: str) -> tuple[bytes, str]:
+        """The bytes and media type behind ``url``. A URL that cannot be parsed or fetched is the client's problem: a
+        400 naming the attachment (never a 500 or a 502)."""
         if url.startswith("data:"):
             return decode_data_url(url, self.max_bytes)
-        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        try:
+            scheme = urllib.parse.urlsplit(url).scheme
+            host = httpx.URL(url).host
+        except (ValueError, httpx.InvalidURL) as error:  # e.g. "http://[::1", "http://[x]/a.png", a NUL in the host
+            raise unreadable_url(name, str(error)) from None
+        if scheme not in ("http", "https"):
             raise unsupported(f"The attachment '{name}' must be an http(s) or data: URL.")
+        if not host:
+            raise unreadable_url(name, "it names no host")
         body = bytearray()
         try:
             async with (
@@ -194,12 +209,14 @@ class Fetcher:
                     if len(body) > self.max_bytes:
                         raise too_large(self.max_bytes)
                 return bytes(body), media_type(response.headers.get("content-type", ""))
+        except (ValueError, httpx.InvalidURL) as error:  # a host the client cannot encode (IDNA), found on the way
+            raise unreadable_url(name, str(error)) from None
         except httpx.HTTPError as error:
             raise GatewayError(
-                502,
-                f"The attachment '{name}' could not be downloaded ({type(error).__name__}); please retry.",
-                openai_type="upstream_error",
-                allow_retry=True,
+                400,
+                f"The attachment '{name}' could not be downloaded ({type(error).__name__}): check that its URL is "
+                "public and reachable, or send the file as a data: URL.",
+                error_type=USER_CAUSED,
                 code="attachment_unavailable",
             ) from None
 

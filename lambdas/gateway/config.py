@@ -68,6 +68,8 @@ class Capabilities(_Frozen):
     token_counting: bool = False
     tools: bool = False  # tool use (OpenAI tools / Poe tools): Claude 3+, Nova, Llama 3.1+, Mistral Large, Command R
     tools_streaming: bool = True  # tool use works with ConverseStream; False: requests with tools use Converse
+    forced_tool: bool = False  # takes toolChoice "any" (Claude, Nova, Mistral Large): response_format by a forced tool
+    structured_output: bool = False  # Converse outputConfig.textFormat (JSON schema): Claude Haiku / Sonnet / Opus 4.5+
 
 
 class Prices(_Frozen):

@@ -104,6 +104,7 @@ class GatewayError(Exception):
         error_type: str | None = None,
         retry_after: int | None = None,
         should_retry: bool | None = None,
+        param: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -114,9 +115,10 @@ class GatewayError(Exception):
         self.error_type = error_type
         self.retry_after = retry_after
         self.should_retry = should_retry  # sent as x-should-retry when set (the openai SDK obeys it)
+        self.param = param  # the request field at fault (OpenAI ``error.param``), as a dotted path
 
     def openai_body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.openai_type, "param": None, "code": self.code}}
+        return {"error": {"message": self.message, "type": self.openai_type, "param": self.param, "code": self.code}}
 
     def poe_event(self) -> dict[str, Any]:
         event: dict[str, Any] = {"allow_retry": self.allow_retry, "text": self.message}

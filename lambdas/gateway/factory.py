@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
+from lambdas.gateway import structured
 from lambdas.gateway.attachments import Fetcher, read_attachments
 from lambdas.gateway.clients import AwsClients
 from lambdas.gateway.config import BotConfig, GatewaySettings
@@ -170,17 +171,18 @@ class TextBot:
         self._prices = prices
         self._fetcher = Fetcher.from_settings(settings)
 
-    async def start(self, chat: ChatRequest) -> TextStream:
+    async def start(self, chat: ChatRequest) -> AsyncIterable[Event]:
         """Parameters checked, attachments read, the prompt counted against ``context_tokens``, then the call (with
-        the bot's guardrail, if any)."""
+        the bot's guardrail, if any); a ``response_format`` answer is checked JSON (``lambdas.gateway.structured``)."""
         started = time.monotonic()
-        chat = apply_text_parameters(self.config, chat)
+        chat = apply_text_parameters(self.config, structured.prepare(self.config, chat))
         chat = await read_attachments(self.config, chat, self._fetcher)
         request = converse_request(self.config, chat)
         reason = thinking_off_reason(self.config, chat)
         if reason:
             logger.info("thinking turned off for this request", bot=self.config.name, reason=reason)
-        return await self.send(request, started)
+        answer = await self.send(request, started)
+        return answer if chat.response_format is None else structured.answer_events(answer, chat.response_format)
 
     async def send(self, request: dict[str, Any], started: float, *, reasoning: bool | None = None) -> TextStream:
         """A Converse request built by a route: counted against ``context_tokens``, then sent (with the bot's

@@ -4,9 +4,10 @@ names a bot does not know are ignored.
 
 Image bots (``BotConfig.images``): ``size`` ("1024x1024") or ``width`` + ``height``, ``quality``, ``seed``,
 ``number_of_images`` (OpenAI ``n``) and ``negative_prompt`` for Nova Canvas / Titan; ``aspect_ratio``,
-``negative_prompt`` and ``seed`` for Stability. Text bots: ``temperature``, ``max_tokens`` (clamped to the bot's
-limits, as the request fields are) and ``thinking_budget`` (bots with Claude ``thinking``: 1,024 up to below the
-answer's ``max_tokens``); Poe gets them as ``parameter_controls`` (``text_parameter_controls``).
+``negative_prompt`` and ``seed`` for Stability. Text bots: ``temperature``, ``max_tokens`` (within the bot's
+limits, as the request fields must be: ``check_limits``) and ``thinking_budget`` (bots with Claude ``thinking``:
+1,024 up to below the answer's ``max_tokens``); Poe gets them as ``parameter_controls``
+(``text_parameter_controls``).
 
 OpenAI ``reasoning_effort`` (bots with ``capabilities.reasoning`` and a Claude ``thinking`` budget) becomes a thinking
 budget relative to the answer's ``max_tokens`` (M): ``none`` -> thinking off; ``minimal`` and ``low`` -> 1,024 (the
@@ -203,9 +204,32 @@ def thinking_enabled(bot: BotConfig) -> bool:
     return isinstance(thinking, Mapping) and thinking.get("type") == "enabled"
 
 
+def over_limit(name: str, value: Any, limit: str) -> GatewayError:
+    error = invalid(f"'{name}' = {value!r} is over this bot's limit: {limit}; lower it (the gateway never clamps).")
+    error.param = name
+    return error
+
+
+def check_limits(bot: BotConfig, chat: ChatRequest) -> None:
+    """One rule for every numeric request parameter: a value outside the bot's limits is a 400 naming the parameter
+    and the limit, never clamped in silence (``max_tokens`` / ``max_completion_tokens``, ``temperature``, the number
+    of stop sequences; ``top_p`` is checked against 0-1 when the request is parsed)."""
+    limits = bot.inference
+    if chat.max_tokens is not None and chat.max_tokens > limits.max_tokens:
+        raise over_limit("max_tokens", chat.max_tokens, f"at most {limits.max_tokens} tokens per answer")
+    if chat.temperature is not None and chat.temperature > limits.max_temperature:
+        raise over_limit("temperature", chat.temperature, f"at most {limits.max_temperature}")
+    stops = list(dict.fromkeys([*limits.stop_sequences, *(s for s in chat.stop_sequences if s)]))
+    if chat.stop_sequences and len(stops) > limits.max_stop_sequences:
+        room = max(0, limits.max_stop_sequences - len(limits.stop_sequences))
+        raise over_limit("stop", list(chat.stop_sequences), f"at most {room} stop sequences of the request's own")
+
+
 def check_capabilities(bot: BotConfig, chat: ChatRequest) -> None:
-    """Request features the bot's model lacks (``tools``, ``reasoning_effort``): a 400 naming the field and the fix."""
+    """Request features the bot's model lacks (``tools``, ``reasoning_effort``) and values over the bot's limits: a
+    400 naming the field and the fix."""
     check_tools(bot, chat.tools)
+    check_limits(bot, chat)
     effort = chat.reasoning_effort
     if effort is None:
         return

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from lambdas.gateway.config import BotConfig, Prices
 from lambdas.gateway.errors import USER_CAUSED, GatewayError
+from lambdas.gateway.response_format import ResponseFormat
 from lambdas.gateway.tools import (
     ToolCall,
     ToolChoice,
@@ -118,7 +119,8 @@ class ChatRequest:
 
     ``parameters``: the user's choices (Poe ``parameters``, OpenAI extra body fields), checked by the bot
     (``lambdas.gateway.parameters``); ``thinking_budget`` overrides the bot's Claude thinking budget (0: thinking
-    off); ``reasoning_effort`` (OpenAI) becomes a ``thinking_budget``; ``tools`` / ``tool_choice``: tool use."""
+    off); ``reasoning_effort`` (OpenAI) becomes a ``thinking_budget``; ``tools`` / ``tool_choice``: tool use;
+    ``response_format``: structured output (``lambdas.gateway.structured``)."""
 
     messages: tuple[ChatMessage, ...]
     max_tokens: int | None = None
@@ -130,6 +132,7 @@ class ChatRequest:
     reasoning_effort: str | None = None
     tools: tuple[ToolSpec, ...] = ()
     tool_choice: ToolChoice = ToolChoice()
+    response_format: ResponseFormat | None = None
 
 
 def chat_messages(pairs: Iterable[tuple[str, str]]) -> tuple[ChatMessage, ...]:
@@ -309,6 +312,8 @@ def converse_request(bot: BotConfig, chat: ChatRequest) -> dict[str, Any]:
         request["additionalModelRequestFields"] = fields
     if tools is not None:
         request["toolConfig"] = tools
+    if chat.response_format is not None and chat.response_format.via == "native":
+        request["outputConfig"] = chat.response_format.output_config()
     return request
 
 

@@ -11,6 +11,8 @@ The answer is the text of the last user message, exactly as sent (deterministic)
 - a ``toolConfig`` is checked and the model may answer with one ``toolUse`` block instead of text, or (the last user
   text naming two or more tools) a text block then one ``toolUse`` block per tool named (stop reason ``tool_use``);
   Claude thinking is checked against tool loops, forced tool choice and temperature; see ``local.emulator.tool_use``;
+- ``outputConfig.textFormat`` (structured output) is checked and the answer is a JSON value for its schema instead
+  of the echo, cut at ``maxTokens`` like any answer; see ``local.emulator.structured_output``;
 - ``EMULATOR_STOP_REASON=<value>`` in the last user message makes the model stop there with one of the stop reasons
   no request field produces (``TRIGGERED_STOP_REASONS``: ``content_filtered``, ``malformed_model_output``,
   ``malformed_tool_use``, ``model_context_window_exceeded``), its answer the text before the trigger.
@@ -54,6 +56,7 @@ from typing import Any
 from local.emulator.errors import not_found, validation_error
 from local.emulator.families import base_model_id, estimate_tokens
 from local.emulator.protocol import service_model
+from local.emulator.structured_output import answer_value, output_schema
 from local.emulator.tool_use import (
     check_claude_top_k,
     check_thinking,
@@ -605,9 +608,11 @@ def answer(
     check_tool_config(request, target.family, target.model_id)
     check_thinking(request, target.family)
     check_claude_top_k(request, target.family)
+    schema = output_schema(request, target.family, target.model_id)
     triggered = triggered_stop(echo)
     tools = tool_calls(request, echo) if triggered is None else []
-    text, stop_reason, stop_sequence = shape_text(echo, max_tokens, config.get("stopSequences") or [])
+    answered = echo if schema is None or tools else json.dumps(answer_value(schema, echo))  # structured: the JSON
+    text, stop_reason, stop_sequence = shape_text(answered, max_tokens, config.get("stopSequences") or [])
     if triggered is not None:
         text, stop_reason, stop_sequence = triggered[1], triggered[0], None
     elif len(tools) > 1:  # several calls: the model says which first, in a text block

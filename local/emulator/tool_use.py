@@ -21,8 +21,9 @@ Answer: with tools, the model calls one unless the last user message brings tool
 ``auto`` (then it answers in text, echoing the results). It calls the forced tool (``toolChoice.tool``), or every tool
 the last user text names when it names two or more (a text block saying which comes first, then one ``toolUse``
 block each, as models do when they call tools in parallel), or else the first one; each with an input built from
-the schema's required properties: strings get the last user text, numbers 1, booleans true, arrays [], objects their
-own required properties, enums their first value.
+the schema (``structured_output.example_value``: required properties only, strings the last user text, numbers 1
+or their minimum, arrays of ``minItems`` items, enums their first value); ``EMULATOR_INVALID_JSON`` in the last
+user text makes the input break the schema on purpose (``structured_output.invalid_value``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from typing import Any
 
 from local.emulator.errors import validation_error
 from local.emulator.families import base_model_id
+from local.emulator.structured_output import answer_value
 
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 NEEDS_TOOL_CONFIG = "The toolConfig field must be defined when using toolUse and toolResult content blocks."
@@ -269,21 +271,6 @@ def check_thinking(request: Mapping[str, Any], family: str) -> None:
                     raise validation_error(problem.format(index=index, block=number))
 
 
-def example_input(schema: Mapping[str, Any], text: str) -> Any:
-    """A value for ``schema``: see the module docstring."""
-    if isinstance(schema.get("enum"), list) and schema["enum"]:
-        return schema["enum"][0]
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "string")
-    if kind == "object" or (kind is None and "properties" in schema):
-        properties = schema.get("properties") or {}
-        required = [name for name in schema.get("required") or [] if isinstance(name, str)]
-        return {name: example_input(properties.get(name) or {}, text) for name in required}
-    values: dict[str, Any] = {"integer": 1, "number": 1, "boolean": True, "array": [], "null": None}
-    return values.get(str(kind), text)
-
-
 def tool_calls(request: Mapping[str, Any], text: str) -> list[dict[str, Any]]:
     """The ``toolUse`` block contents the model answers with ([] when it answers in text): the forced tool, or every
     tool the last user text names when it names two or more (in the order named), else the first tool."""
@@ -316,7 +303,7 @@ def tool_calls(request: Mapping[str, Any], text: str) -> list[dict[str, Any]]:
             {
                 "toolUseId": f"tooluse_{digest[:22]}",
                 "name": spec["name"],
-                "input": example_input(spec["inputSchema"]["json"], text),
+                "input": answer_value(spec["inputSchema"]["json"], text),
             }
         )
     return calls

@@ -99,6 +99,7 @@ def test_gateway_requirements_are_the_pinned_set() -> None:
         "botocore==1.43.117",
         "fastapi==0.163.2",
         "httptools==0.9.0",
+        "jsonschema==4.26.0",
         "pydantic==2.14.4",
         "uvicorn==0.54.0",
         "uvloop==0.23.0",

@@ -42,7 +42,7 @@ PARAMETERS_BUILT_ELSEWHERE = {
 
 # What the analysis reports but the code never sends, and why: it reads both branches of a condition.
 NOT_SENT = {
-    "lambdas.gateway.factory:208: Converse takes no parameter guardrailConfig.streamProcessingMode": (
+    "lambdas.gateway.factory:210: Converse takes no parameter guardrailConfig.streamProcessingMode": (
         "guardrails.with_guardrail adds streamProcessingMode for ConverseStream only (streaming=True)"
     ),
 }

@@ -153,12 +153,19 @@ async def test_an_unknown_model_is_a_404(sdk: openai.AsyncOpenAI) -> None:
 
 
 @pytest.mark.parametrize(
-    ("content", "status"),
-    [(b"{oops", 400), (b'{"model": "nova-lite"}', 422), (b'{"model": "nova-lite", "messages": []}', 422)],
+    ("content", "param"),
+    [
+        (b"{oops", None),
+        (b'{"model": "nova-lite"}', "messages"),
+        (b'{"model": "nova-lite", "messages": []}', "messages"),
+    ],
 )
-async def test_malformed_bodies(client: httpx.AsyncClient, content: bytes, status: int) -> None:
+async def test_malformed_bodies(client: httpx.AsyncClient, content: bytes, param: str | None) -> None:
+    # GIVEN a body that is no JSON, or misses its messages WHEN it is posted
     response = await client.post("/v1/chat/completions", content=content, headers={"Authorization": f"Bearer {KEY}"})
-    assert response.status_code == status and response.json()["error"]["message"]
+    # THEN it is a 400 (as OpenAI answers; never 422) naming the field at fault
+    assert response.status_code == 400 and response.json()["error"]["message"]
+    assert response.json()["error"]["param"] == param
 
 
 async def test_media_bots_without_a_media_bucket_answer_503(sdk: openai.AsyncOpenAI) -> None:

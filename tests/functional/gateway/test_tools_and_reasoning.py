@@ -133,7 +133,7 @@ async def test_tool_choice_none_sends_the_tool_history_as_text(sdk: openai.Async
     ("model", "fields", "code", "words"),
     [
         ("deepseek-r1", {"tools": [WEATHER]}, "tools_not_supported", ["'tools'", "deepseek-r1", "capabilities.tools"]),
-        ("nova-canvas", {"tools": [WEATHER]}, "tools_not_supported", ["'tools'", "nova-canvas"]),
+        ("nova-canvas", {"tools": [WEATHER]}, "unsupported_parameter", ["'tools'", "nova-canvas", "images"]),
         (
             "claude-3-haiku",
             {"tools": [{"type": "function", "function": {"name": "get weather!"}}]},

@@ -1,0 +1,90 @@
+"""Errors the app answers itself, in the shape of the API the path belongs to.
+
+A route answers its own errors in its API's shape. What no route handles is answered here: an unknown path (404),
+a method the path does not take (405, with ``Allow``), a request FastAPI's own validation refused (400, as OpenAI
+answers; never FastAPI's 422 ``{"detail": ...}``) and an unexpected exception (500). The shape is chosen by path
+prefix through ``ERROR_SHAPES`` (first match wins; OpenAI's ``{"error": {message, type, param, code}}`` otherwise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from lambdas.gateway.anthropic import error_body as anthropic_shape
+from lambdas.gateway.errors import GatewayError, internal_error
+from lambdas.shared.observability import logger
+
+Shape = Callable[[GatewayError], dict[str, Any]]
+
+
+def openai_shape(error: GatewayError) -> dict[str, Any]:
+    return error.openai_body()
+
+
+def poe_shape(error: GatewayError) -> dict[str, Any]:
+    return {"error": error.message, "code": error.code}
+
+
+# path prefix -> error body shape; the first prefix that matches wins, ``openai_shape`` otherwise
+ERROR_SHAPES: tuple[tuple[str, Shape], ...] = (
+    ("/v1/messages", anthropic_shape),  # the Anthropic Messages routes ({"type": "error", "error": {type, message}})
+    ("/poe/", poe_shape),
+)
+
+
+def shape_for(path: str) -> Shape:
+    return next((shape for prefix, shape in ERROR_SHAPES if path.startswith(prefix)), openai_shape)
+
+
+def shaped_response(path: str, error: GatewayError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        shape_for(path)(error), status_code=error.status, headers={**error.headers(), **(headers or {})}
+    )
+
+
+def field_path(location: Sequence[Any]) -> str | None:
+    """A pydantic error location as a dotted field path (``messages.0.role``), without the leading ``body``."""
+    parts = [str(part) for part in location if part != "body"]
+    return ".".join(parts) or None
+
+
+def invalid_body(errors: Sequence[Any]) -> GatewayError:
+    """HTTP 400 naming the first offending field (``param``) and up to five problems."""
+    problems = "; ".join(f"{field_path(item['loc']) or 'body'}: {item['msg']}" for item in errors[:5])
+    first = field_path(errors[0]["loc"]) if errors else None
+    return GatewayError(400, f"Invalid request body: {problems}", code="invalid_body", param=first)
+
+
+def install(app: FastAPI) -> None:
+    """The app-level handlers: unknown routes, wrong methods, FastAPI validation errors, unexpected exceptions."""
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        path = request.url.path
+        if exc.status_code == 404:
+            error = GatewayError(404, f"Invalid URL: no route takes {request.method} at this path.", code="unknown_url")
+        elif exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow", "")
+            error = GatewayError(
+                405,
+                f"Method {request.method} is not allowed at this path; use {allowed or 'another method'}.",
+                code="method_not_allowed",
+            )
+        else:
+            error = GatewayError(exc.status_code, str(exc.detail), code="http_error")
+        return shaped_response(path, error, dict(exc.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return shaped_response(request.url.path, invalid_body(exc.errors()))
+
+    @app.exception_handler(Exception)
+    async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled gateway error", path=request.url.path)
+        return shaped_response(request.url.path, internal_error())
