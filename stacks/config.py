@@ -58,7 +58,7 @@ DEFAULT_BEDROCK_REGIONS = ("us-east-1", "us-east-2", "us-west-2")
 MAX_EXECUTION_TIMEOUT_HOURS = 365 * 24  # a Standard workflow runs for at most one year
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_GATEWAY_BOTS_FILE = "lambdas/gateway/bots.json"
-MODALITIES = ("text", "image", "video")
+MODALITIES = ("text", "image", "video", "embedding")
 # Lambda Web Adapter, zip form: the layer arn:<partition>:lambda:<region>:<account>:layer:<name>:<version>, published
 # per partition, region and architecture by the project (its README and user guide, "Zip Packages"). The one place
 # that says which release the gateway runs; docs/bedrock-facts.md ("IAM, SNS, KMS and the Lambda Web Adapter") gives

@@ -437,6 +437,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             return StreamingResponse(chunks, media_type="text/event-stream", headers=SSE_HEADERS)
         return await openai_completion(stream, body.model)
 
+    # Route families in their own modules; they import this module's helpers, so they are imported here, not at top.
+    from lambdas.gateway.routes_embeddings import embeddings_router
+
+    app.include_router(embeddings_router(bots, settings, keys, authorized))
     return app
 
 
