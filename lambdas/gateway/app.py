@@ -439,8 +439,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     # Route families in their own modules; they import this module's helpers, so they are imported here, not at top.
     from lambdas.gateway.routes_embeddings import embeddings_router
+    from lambdas.gateway.routes_images import images_router
 
     app.include_router(embeddings_router(bots, settings, keys, authorized))
+    app.include_router(images_router(bots, settings, keys, authorized))
     return app
 
 
