@@ -136,12 +136,15 @@ class EmbeddingBot:
         slots = asyncio.Semaphore(EMBED_CONCURRENCY)
         try:
             runtime = await self._clients.bedrock_runtime(self.config.region)
-            async with asyncio.TaskGroup() as group:
+            async with asyncio.TaskGroup() as group:  # the first failed call cancels the others
                 tasks = [group.create_task(self._call(runtime, texts, settings, slots)) for texts in calls]
-        except* GatewayError as errors:
-            raise errors.exceptions[0] from None
-        except* Exception as errors:
-            raise self.failed(errors.exceptions[0]) from None
+        except ExceptionGroup as failures:  # calls that failed before the others were cancelled: the first one
+            first = failures.exceptions[0]
+            raise first if isinstance(first, GatewayError) else self.failed(first) from None
+        except GatewayError:
+            raise
+        except Exception as error:  # the client could not be made
+            raise self.failed(error) from error
         results = [task.result() for task in tasks]
         vectors = [vector for call_vectors, _ in results for vector in call_vectors]
         tokens = sum(count for _, count in results)

@@ -3,15 +3,20 @@ counts, and the bot-file checks of embedding bots."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 import re
 import struct
 from typing import Any
 
 import pytest
 
-from lambdas.gateway.config import BotConfigError, parse_bots
+from lambdas.gateway.config import BotConfigError, GatewaySettings, parse_bots
 from lambdas.gateway.embeddings import (
+    EMBED_CONCURRENCY,
+    EmbeddingBot,
+    EmbeddingRequest,
     batches,
     check_texts,
     embedding_settings,
@@ -19,6 +24,7 @@ from lambdas.gateway.embeddings import (
     input_tokens,
 )
 from lambdas.gateway.errors import GatewayError
+from lambdas.gateway.translate import PriceBook
 from lambdas.shared.model_families import CohereEmbed, InferenceSettings, embedding_adapter_of
 
 
@@ -144,3 +150,54 @@ def test_embedding_options_belong_to_embedding_bots_only() -> None:
     # GIVEN a text bot with embedding options WHEN it is read THEN it is refused
     with pytest.raises(BotConfigError, match="embedding applies to embedding bots only"):
         parse_bots({"bots": {"t": {"model_id": "amazon.nova-micro-v1:0", "embedding": {"max_inputs": 2}}}})
+
+
+class SlowFirstRuntime:
+    """A bedrock-runtime stand-in for Titan: the earlier a text comes, the later its answer (each call yields to the
+    loop more times), so answers complete in reverse order; it records the calls in flight."""
+
+    def __init__(self, count: int) -> None:
+        self.count, self.in_flight, self.peak = count, 0, 0
+        self.finished: list[str] = []
+
+    async def invoke_model(self, *, modelId: str, body: str, contentType: str, accept: str) -> dict[str, Any]:
+        text = json.loads(body)["inputText"]
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        for _ in range(self.count - int(text.split()[1])):
+            await asyncio.sleep(0)
+        self.in_flight -= 1
+        self.finished.append(text)
+        answer = {"embedding": [float(text.split()[1])], "inputTextTokenCount": 2}
+        return {"body": FakeBody(json.dumps(answer).encode())}
+
+
+class FakeBody:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    async def read(self) -> bytes:
+        return self.data
+
+
+class FakeClients:
+    def __init__(self, runtime: SlowFirstRuntime) -> None:
+        self.runtime = runtime
+
+    async def bedrock_runtime(self, region: str) -> SlowFirstRuntime:
+        return self.runtime
+
+
+def test_answers_completing_out_of_order_are_reassembled_in_order_with_bounded_concurrency() -> None:
+    # GIVEN 12 texts for a Titan bot whose answers complete in reverse order
+    config = bot(model_id="amazon.titan-embed-text-v2:0")
+    runtime = SlowFirstRuntime(12)
+    embedder = EmbeddingBot(config, FakeClients(runtime), PriceBook([config]), GatewaySettings(bots={"e": config}))  # type: ignore[arg-type]
+    texts = tuple(f"text {index}" for index in range(12))
+    # WHEN they are embedded
+    result = asyncio.run(embedder.embed(EmbeddingRequest(texts)))
+    # THEN the calls did finish out of order, at most EMBED_CONCURRENCY at once
+    assert runtime.finished != list(texts) and runtime.peak == EMBED_CONCURRENCY
+    # AND each vector is at its text's index, and the tokens add up
+    assert result.vectors == [[float(index)] for index in range(12)]
+    assert result.input_tokens == 24
