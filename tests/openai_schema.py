@@ -28,7 +28,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "ChatCompletionChunk.Choice": ("delta", "finish_reason", "index"),
     "ErrorObject": ("type", "message", "param", "code"),
 }
-# type name -> extra keys the gateway adds on purpose (docs/gateway-openai.md)
+# type name -> extra keys the gateway adds on purpose (docs/gateway/openai.md)
 EXTENSIONS: dict[str, frozenset[str]] = {
     "ChatCompletion": frozenset({"bedrock"}),
     "ChatCompletionChunk": frozenset({"bedrock"}),

@@ -1,4 +1,4 @@
-"""The Anthropic Messages API over Converse, both ways (docs/gateway-anthropic.md).
+"""The Anthropic Messages API over Converse, both ways (docs/gateway/anthropic.md).
 
 Request (``MessagesRequest``, ``CountTokensRequest``) -> a Converse request for one bot (``converse_request``):
 

@@ -21,10 +21,11 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lambdas.gateway import error_shapes, openai_parameters
-from lambdas.gateway.bodies import bearer, key_matches, read_json, unknown_bot
+from lambdas.gateway.bodies import UNAUTHORIZED, bearer, key_matches, read_json, unknown_bot
 from lambdas.gateway.clients import AwsClients
 from lambdas.gateway.config import GatewaySettings, parse_access_keys
 from lambdas.gateway.correlation import CorrelationIds
+from lambdas.gateway.error_shapes import error_response, invalid_body, validation_failed
 from lambdas.gateway.errors import GatewayError, internal_error, stop_outcome
 from lambdas.gateway.events import (
     Event,
@@ -40,6 +41,8 @@ from lambdas.gateway.factory import BotHandler, build_bots
 from lambdas.gateway.guardrails import INTERVENED
 from lambdas.gateway.parameters import IMAGE_PARAMETERS, image_parameter_controls, text_parameter_controls
 from lambdas.gateway.routes_anthropic import router as anthropic_router
+from lambdas.gateway.routes_embeddings import embeddings_router
+from lambdas.gateway.routes_images import images_router
 from lambdas.gateway.streaming import coalesced
 from lambdas.gateway.structured import parse_response_format
 from lambdas.gateway.tools import ToolCall, ToolResult, content_text, parse_tool_calls, parse_tool_choice, parse_tools
@@ -56,7 +59,6 @@ from lambdas.shared.observability import logger
 
 POE_REPORTS = ("report_feedback", "report_reaction", "report_error")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-UNAUTHORIZED = "Invalid or missing access key."
 # OpenAI extra body fields read as parameters (lambdas.gateway.parameters); ``n`` is the number of images.
 OPENAI_PARAMETERS = (*IMAGE_PARAMETERS, "thinking_budget")
 # OpenAI message roles (``tool`` aside) -> chat roles; ``developer`` is OpenAI's current name for the system role
@@ -255,18 +257,6 @@ def data_line(data: Mapping[str, Any] | str) -> bytes:
     return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n".encode()
 
 
-def error_response(error: GatewayError, *, openai: bool) -> JSONResponse:
-    body = error.openai_body() if openai else {"error": error.message, "code": error.code}
-    return JSONResponse(body, status_code=error.status, headers=error.headers())
-
-
-def validation_failed(error: ValidationError) -> GatewayError:
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in item['loc']) or 'body'}: {item['msg']}" for item in error.errors()[:5]
-    )
-    return GatewayError(422, f"Invalid request body: {problems}", code="invalid_body")
-
-
 # ---------------------------------------------------------------- the app
 
 
@@ -385,13 +375,16 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         except GatewayError as error:
             return error_response(error, openai=True)
         except ValidationError as error:
-            return error_response(error_shapes.invalid_body(error.errors()), openai=True)
+            return error_response(invalid_body(error.errors()), openai=True)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         if body.stream:
             chunks = coalesced(openai_chunks(stream, body.model, include_usage))
             return StreamingResponse(chunks, media_type="text/event-stream", headers=SSE_HEADERS)
         return await openai_completion(stream, body.model)
 
+    # route families in their own modules, with the same keys and checks
+    app.include_router(embeddings_router(bots, settings, keys, authorized))
+    app.include_router(images_router(bots, settings, keys, authorized))
     return app
 
 

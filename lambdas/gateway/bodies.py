@@ -16,6 +16,8 @@ from fastapi import Request
 
 from lambdas.gateway.errors import GatewayError
 
+UNAUTHORIZED = "Invalid or missing access key."
+
 MAX_JSON_DEPTH = 64  # request bodies nest a few levels; deeper ones are refused before json.loads recurses
 # a string to its closing quote, or to the end of an unterminated body: one linear pass, no backtracking
 _JSON_STRINGS = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+(?:"|\\?\Z)', re.DOTALL)

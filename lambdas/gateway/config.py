@@ -19,12 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lambdas.shared.model_families import (
     ACCOUNT_RESOURCE_ARN_KINDS,
+    COHERE_INPUT_TYPES,
     STABILITY_ASPECT_RATIOS,
     ModelRef,
+    embedding_adapter_of,
     image_sizes_of,
 )
 
-Modality = Literal["text", "image", "video"]
+Modality = Literal["text", "image", "video", "embedding"]
 ImageFormat = Literal["amazon", "stability"]  # InvokeModel body: Nova Canvas / Titan Image, or Stability AI
 BOTS_FILE = Path(__file__).with_name("bots.json")
 DEFAULT_KEY_REF = "default"
@@ -73,7 +75,7 @@ class Capabilities(_Frozen):
 
 
 class Prices(_Frozen):
-    """USD. Text: per 1,000 tokens; images: per image; video: per second."""
+    """USD. Text and embeddings: per 1,000 (input) tokens; images: per image; video: per second."""
 
     input_per_1k: float = Field(default=0.0, ge=0)
     output_per_1k: float = Field(default=0.0, ge=0)
@@ -173,6 +175,22 @@ class GuardrailSettings(_Frozen):
         return self.identifier.split(":")[3] if self.identifier.startswith("arn:") else None
 
 
+class EmbeddingOptions(_Frozen):
+    """Embedding bots (``/v1/embeddings``): ``input_type`` (Cohere Embed v3 only: what the vectors are for,
+    ``search_document`` by default) and ``max_inputs`` (the most texts one request may embed; lists longer than the
+    model takes per call are split and answered in order)."""
+
+    input_type: str | None = None
+    max_inputs: int = Field(default=2048, ge=1, le=2048)  # OpenAI's limit for one request's input array
+
+    @field_validator("input_type")
+    @classmethod
+    def _input_type(cls, value: str | None) -> str | None:
+        if value is not None and value not in COHERE_INPUT_TYPES:
+            raise ValueError(f"use one of {', '.join(COHERE_INPUT_TYPES)}")
+        return value
+
+
 class PoeSettings(_Frozen):
     introduction_message: str = ""
     parameter_controls: dict[str, Any] | None = None  # passed to Poe as it is (api_version "2")
@@ -190,6 +208,7 @@ class BotConfig(_Frozen):
     additional_request_fields: dict[str, Any] | None = None  # Converse additionalModelRequestFields, as they are
     image_format: ImageFormat | None = None  # image bots: which InvokeModel request body the model takes
     image_options: ImageOptions | None = None  # image bots: the users' choices; unset: DEFAULT_IMAGE_OPTIONS
+    embedding: EmbeddingOptions | None = None  # embedding bots: input_type, max_inputs; unset: the defaults
     context_tokens: int = Field(default=DEFAULT_CONTEXT_TOKENS, ge=1, le=10_000_000)  # prompts over it are refused
     count_tokens_model_id: str | None = None  # CountTokens model (bare foundation-model id); unset: model_id
     # the models a prompt router or application inference profile sends requests to: the stack allows them in IAM
@@ -239,6 +258,10 @@ class BotConfig(_Frozen):
             raise ValueError("image_options applies to image bots only; remove it")
         if self.modality == "image":
             self._check_image_choices()
+        if self.modality != "embedding" and self.embedding is not None:
+            raise ValueError("embedding applies to embedding bots only; remove it")
+        if self.modality == "embedding":
+            self._check_embedding_model()
         region = self.guardrail.arn_region if self.guardrail else None
         if region is not None and region != self.region:
             raise ValueError(
@@ -264,6 +287,23 @@ class BotConfig(_Frozen):
             problem = sizes.aspect_ratio_problem(ratio)
             if problem:
                 raise ValueError(f"{field}: aspect ratio '{ratio}' cannot be used ({problem}); offer other ones")
+
+    def _check_embedding_model(self) -> None:
+        """The model is an embedding model of the registry (its request body is known), and ``input_type`` is
+        given only to a model that takes it."""
+        adapter = embedding_adapter_of(self.model_id)
+        if adapter is None:
+            raise ValueError(
+                f"embedding bots need an embedding model of lambdas/shared/model_families.py (Titan Text Embeddings "
+                f"V2, Titan Multimodal Embeddings G1, Cohere Embed v3); '{self.model_id}' is none; fix model_id"
+            )
+        if self.embeddings.input_type is not None and "input_type" not in adapter.parameters:
+            raise ValueError(f"embedding.input_type applies to Cohere Embed only, not {adapter.title}; remove it")
+
+    @property
+    def embeddings(self) -> EmbeddingOptions:
+        """The embedding choices: ``embedding``, or the defaults."""
+        return self.embedding if self.embedding is not None else EmbeddingOptions()
 
     @property
     def images(self) -> ImageOptions:

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from lambdas.gateway.anthropic import error_body as anthropic_shape
@@ -59,6 +60,19 @@ def invalid_body(errors: Sequence[Any]) -> GatewayError:
     problems = "; ".join(f"{field_path(item['loc']) or 'body'}: {item['msg']}" for item in errors[:5])
     first = field_path(errors[0]["loc"]) if errors else None
     return GatewayError(400, f"Invalid request body: {problems}", code="invalid_body", param=first)
+
+
+def error_response(error: GatewayError, *, openai: bool) -> JSONResponse:
+    body = error.openai_body() if openai else {"error": error.message, "code": error.code}
+    return JSONResponse(body, status_code=error.status, headers=error.headers())
+
+
+def validation_failed(error: ValidationError) -> GatewayError:
+    """HTTP 422 for a Poe request body (the OpenAI routes answer 400 through ``invalid_body``)."""
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in item['loc']) or 'body'}: {item['msg']}" for item in error.errors()[:5]
+    )
+    return GatewayError(422, f"Invalid request body: {problems}", code="invalid_body")
 
 
 def install(app: FastAPI) -> None:

@@ -6,7 +6,8 @@ Bedrock (errors here are "before the stream": HTTP status), then iterating the r
 show reasoning, a ``ThinkingBlock`` once a signed or redacted reasoning block is complete) and one ``Finished``
 last (errors here are "after the stream started": Poe ``error`` event or OpenAI error chunk). Requests with tools on a
 bot without ``capabilities.tools_streaming`` use Converse, replayed as the same events. Image bots
-(``lambdas.gateway.images``) and video bots (``lambdas.gateway.videos``) answer with a ``MediaFile`` (presigned S3 URL).
+(``lambdas.gateway.images``) and video bots (``lambdas.gateway.videos``) answer with a ``MediaFile`` (presigned S3 URL);
+embedding bots (``lambdas.gateway.embeddings``) answer ``/v1/embeddings`` only.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from lambdas.gateway import structured
 from lambdas.gateway.attachments import Fetcher, read_attachments
 from lambdas.gateway.clients import AwsClients
 from lambdas.gateway.config import BotConfig, GatewaySettings
+from lambdas.gateway.embeddings import EmbeddingBot
 from lambdas.gateway.errors import GatewayError, from_bedrock
 from lambdas.gateway.events import (
     Event,
@@ -315,6 +317,7 @@ HANDLERS: dict[str, Callable[[BotConfig, AwsClients, PriceBook, GatewaySettings]
     "text": TextBot,
     "image": ImageBot,
     "video": VideoBot,
+    "embedding": EmbeddingBot,
 }
 
 

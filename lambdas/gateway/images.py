@@ -14,6 +14,7 @@ import binascii
 import json
 import time
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from lambdas.gateway.attachments import reject_attachments
@@ -90,24 +91,53 @@ async def _replay(events: list[Event]) -> AsyncIterator[Event]:
         yield event
 
 
+@dataclass(frozen=True)
+class GeneratedImages:
+    """The PNGs of one generation, the prompt as sent, and the answer's usage record (already recorded)."""
+
+    images: list[bytes]
+    prompt: str
+    finished: Finished
+
+
 class ImageBot:
-    """Generates the images of one query (``parameters``: size, quality, seed, ...); answers with presigned URLs."""
+    """Generates the images of one query (``parameters``: size, quality, seed, ...); answers with presigned URLs.
+    ``generate`` and ``store`` also serve ``/v1/images/generations`` (``lambdas.gateway.routes_images``)."""
 
     def __init__(self, config: BotConfig, clients: AwsClients, prices: PriceBook, settings: GatewaySettings) -> None:
         self.config = config
         self._clients = clients
         self._media = MediaStore(clients, settings)
 
+    @property
+    def media(self) -> MediaStore:
+        return self._media
+
+    @property
+    def max_prompt(self) -> int:
+        return MAX_PROMPT[self.config.image_format or "amazon"]
+
     async def start(self, chat: ChatRequest) -> AsyncIterator[Event]:
-        image_format = self.config.image_format or "amazon"
         reject_attachments(self.config, chat)
         check_capabilities(self.config, chat)
         options = image_settings(self.config, chat.parameters)
         users = [message.text for message in chat.messages if message.role == "user" and message.text.strip()]
         if not users:
             raise GatewayError(400, "Describe the image you want in a message.", error_type=USER_CAUSED)
-        prompt = users[-1].strip()[: MAX_PROMPT[image_format]]
+        prompt = users[-1].strip()[: self.max_prompt]
         self._media.require()
+        generated = await self.generate(prompt, options)
+        try:
+            files = [await self.store(image) for image in generated.images]
+        except GatewayError:
+            raise
+        except Exception as error:
+            raise from_bedrock(error) from error
+        return _replay([*files, generated.finished])
+
+    async def generate(self, prompt: str, options: ImageSettings) -> GeneratedImages:
+        """The bot's guardrail on ``prompt`` (if any), then one InvokeModel; the usage is recorded (per-image cost)."""
+        image_format = self.config.image_format or "amazon"
         started = time.monotonic()
         try:
             runtime = await self._clients.bedrock_runtime(self.config.region)
@@ -120,7 +150,6 @@ class ImageBot:
             )
             answer = json.loads(await response["body"].read())
             images = image_payloads(answer)
-            files = [await self._store(image) for image in images]
         except GatewayError:
             raise
         except Exception as error:
@@ -128,9 +157,10 @@ class ImageBot:
         cost = self.config.prices.per_image * len(images)
         finished = Finished("end_turn", Usage(), round((time.monotonic() - started) * 1000), None, cost)
         record_usage(self.config, finished)
-        return _replay([*files, finished])
+        return GeneratedImages(images, prompt, finished)
 
-    async def _store(self, image: bytes) -> MediaFile:
+    async def store(self, image: bytes) -> MediaFile:
+        """One PNG in the media bucket, as a presigned URL."""
         key = f"{self._media.prefix(self.config.name)}.png"
         url = await self._media.put(key, image, "image/png")
         return MediaFile(url=url, content_type="image/png", name=key.rsplit("/", 1)[-1])

@@ -1,5 +1,5 @@
 """Every request parameter of OpenAI's chat completions contract, and what the gateway does with it: honoured, or
-refused with a 400 that names it and says why. None is ignored in silence (docs/gateway-openai.md lists them).
+refused with a 400 that names it and says why. None is ignored in silence (docs/gateway/openai.md lists them).
 
 ``HONOURED``: parameters the gateway acts on (by modality: a text parameter sent to an image bot is refused, as the
 image bot could not honour it). ``REFUSED``: parameters Bedrock cannot honour; a value that asks for nothing (null,
@@ -116,7 +116,16 @@ def refused(name: str, value: Any, why: str) -> GatewayError:
 
 def check(body: Mapping[str, Any], modality: str, bot: str) -> None:
     """Every field of a chat completions request body, for ``bot`` of ``modality``; the first one the gateway
-    cannot honour is a 400 naming it (OpenAI ``error.param``) and saying why."""
+    cannot honour is a 400 naming it (OpenAI ``error.param``) and saying why. A bot that does not chat (an embedding
+    model) is a 400 naming the route it answers."""
+    if modality not in ALL:
+        raise GatewayError(
+            400,
+            f"'{bot}' is an {modality} model: it answers POST /v1/embeddings, not chat.",
+            error_type=USER_CAUSED,
+            code="wrong_endpoint",
+            param="model",
+        )
     for name, value in body.items():
         if name in REFUSED:
             if not REFUSED[name].passes(value):

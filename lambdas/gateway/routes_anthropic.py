@@ -1,5 +1,5 @@
 """The Anthropic Messages API routes: ``POST /v1/messages`` and ``POST /v1/messages/count_tokens``
-(docs/gateway-anthropic.md; the translation is ``lambdas.gateway.anthropic``).
+(docs/gateway/anthropic.md; the translation is ``lambdas.gateway.anthropic``).
 
 Same governance as the other routes: the bots' access keys (``x-api-key`` or ``Authorization: Bearer``), the body
 limits, the bot's guardrail, context limit, metrics and cost (``TextBot.send``). Every failure answers in Anthropic's

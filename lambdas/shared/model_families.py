@@ -192,6 +192,24 @@ class ModelAdapter:
         raise NotImplementedError
 
 
+class EmbeddingAdapter(ModelAdapter):
+    """An embedding family, as the gateway calls it on demand: up to ``texts_per_call`` texts per InvokeModel body
+    (``build_texts_input``), one vector per text in the answer, in order (``parse_vectors``); ``max_chars`` is the
+    longest text the model takes (0: no documented limit)."""
+
+    output_kind: ClassVar[OutputKind] = "embedding"
+    texts_per_call: ClassVar[int] = 1
+    max_chars: ClassVar[int] = 0
+
+    def build_texts_input(self, texts: list[str], settings: InferenceSettings) -> dict[str, Any]:
+        if len(texts) != self.texts_per_call:
+            raise ValueError(f"{self.title} embeds {self.texts_per_call} text(s) per call, got {len(texts)}")
+        return self.build_model_input(texts[0], settings)
+
+    def parse_vectors(self, model_output: dict[str, Any]) -> list[list[float]]:
+        return [self.parse_model_output(model_output)]
+
+
 _CHAT_PARAMETERS = frozenset({"max_tokens", "temperature", "top_p", "system"})
 
 
@@ -394,14 +412,14 @@ class ConverseRequest(ModelAdapter):
         return _converse_text(model_output)
 
 
-class TitanTextEmbeddingsV2(ModelAdapter):
+class TitanTextEmbeddingsV2(EmbeddingAdapter):
     """Amazon Titan Text Embeddings V2: ``{"inputText"}`` in, ``{"embedding"}`` out (1,024 dimensions by default)."""
 
     family = "titan-embed-text-v2"
     title = "Amazon Titan Text Embeddings V2"
-    output_kind = "embedding"
     parameters = frozenset({"dimensions", "normalize"})
     choices = {"dimensions": (256, 512, 1024)}
+    max_chars = 50_000
 
     def build_model_input(self, text: str, settings: InferenceSettings) -> dict[str, Any]:
         return {"inputText": text, **_optional(dimensions=settings.dimensions, normalize=settings.normalize)}
@@ -410,12 +428,11 @@ class TitanTextEmbeddingsV2(ModelAdapter):
         return _vector(model_output.get("embedding"), "embedding")
 
 
-class TitanMultimodalEmbeddings(ModelAdapter):
+class TitanMultimodalEmbeddings(EmbeddingAdapter):
     """Amazon Titan Multimodal Embeddings G1, text input only: ``inputText`` (+ ``embeddingConfig``)."""
 
     family = "titan-embed-image-v1"
     title = "Amazon Titan Multimodal Embeddings G1"
-    output_kind = "embedding"
     parameters = frozenset({"dimensions"})
     choices = {"dimensions": (256, 384, 1024)}
 
@@ -432,27 +449,36 @@ class TitanMultimodalEmbeddings(ModelAdapter):
 COHERE_INPUT_TYPES = ("search_document", "search_query", "classification", "clustering")
 
 
-class CohereEmbed(ModelAdapter):
-    """Cohere Embed English/Multilingual v3: one text per record in ``texts``; ``input_type`` search_document by
-    default. The answer is ``embeddings`` (a list of vectors) or, when embedding types were asked for,
-    ``embeddings.float``."""
+class CohereEmbed(EmbeddingAdapter):
+    """Cohere Embed English/Multilingual v3: one text per record in ``texts`` (the gateway sends up to 96 per call);
+    ``input_type`` search_document by default. The answer is ``embeddings`` (a list of vectors, in the order of
+    ``texts``) or, when embedding types were asked for, ``embeddings.float``."""
 
     family = "cohere-embed"
     title = "Cohere Embed v3"
-    output_kind = "embedding"
     parameters = frozenset({"input_type"})
     choices = {"input_type": COHERE_INPUT_TYPES}
+    texts_per_call = 96  # "Cohere Embed v3": 0 to 96 texts per call, each at most 2,048 characters
+    max_chars = 2048
 
     def build_model_input(self, text: str, settings: InferenceSettings) -> dict[str, Any]:
-        return {"texts": [text], "input_type": settings.input_type or "search_document"}
+        return self.build_texts_input([text], settings)
+
+    def build_texts_input(self, texts: list[str], settings: InferenceSettings) -> dict[str, Any]:
+        if not 1 <= len(texts) <= self.texts_per_call:
+            raise ValueError(f"{self.title} embeds 1 to {self.texts_per_call} texts per call, got {len(texts)}")
+        return {"texts": list(texts), "input_type": settings.input_type or "search_document"}
 
     def parse_model_output(self, model_output: dict[str, Any]) -> list[float]:
+        return self.parse_vectors(model_output)[0]
+
+    def parse_vectors(self, model_output: dict[str, Any]) -> list[list[float]]:
         embeddings = model_output.get("embeddings")
         if isinstance(embeddings, dict):
             embeddings = embeddings.get("float")
         if not isinstance(embeddings, list) or not embeddings:
             raise ValueError("modelOutput has no 'embeddings' list (nor 'embeddings.float')")
-        return _vector(embeddings[0], "embeddings[0]")
+        return [_vector(vector, f"embeddings[{index}]") for index, vector in enumerate(embeddings)]
 
 
 ADAPTERS: dict[str, type[ModelAdapter]] = {
@@ -811,3 +837,17 @@ def image_sizes_of(model_id: str) -> ImageSizes | None:
     base = ModelRef.parse(model_id).base_model_id
     matches = [prefix for prefix in IMAGE_MODEL_SIZES if base.startswith(prefix)]
     return IMAGE_MODEL_SIZES[max(matches, key=len)] if matches else None
+
+
+# ---------------------------------------------------------------- embedding models (the gateway's embedding bots)
+
+
+def embedding_adapter_of(model_id: str) -> EmbeddingAdapter | None:
+    """The embedding family of a model id (foundation model or inference profile), or None when the id names no
+    embedding model of the registry."""
+    try:
+        family = family_of(model_id)
+    except ModelFamilyError:
+        return None
+    adapter = ADAPTERS[family]()
+    return adapter if isinstance(adapter, EmbeddingAdapter) else None

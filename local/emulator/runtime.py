@@ -13,8 +13,8 @@ answers HTTP 200 with a chunked ``application/vnd.amazon.eventstream`` body, one
 or, for a tool call, ``contentBlockStart`` ``toolUse`` {toolUseId, name} and its input JSON in 2+
 ``contentBlockDelta`` pieces -, ``contentBlockStop``, ``messageStop``, then ``metadata`` (usage, metrics, trace)
 last. Errors found before streaming are normal JSON error responses. InvokeModel returns the model's JSON body with
-``X-Amzn-Bedrock-Input-Token-Count`` / ``-Output-Token-Count`` / ``-Invocation-Latency`` headers for text and
-embedding models.
+``X-Amzn-Bedrock-Input-Token-Count`` / ``-Output-Token-Count`` headers for text models (not for embedding models,
+``UNCOUNTED_FAMILIES``) and ``-Invocation-Latency`` for all.
 
 Runtime faults (``local.emulator.faults``): ``runtime_throttle`` and ``model_error`` hit the next N inference calls
 (ThrottlingException 429, then ModelErrorException 424 where the operation models it); ``runtime_error=<Name>:N``
@@ -116,6 +116,9 @@ RUNTIME_CALL_FAULTS: dict[str, tuple[tuple[str, str, str], ...]] = {
     )
     for operation in ("Converse", "ConverseStream", "CountTokens", "InvokeModel", "StartAsyncInvoke")
 }
+# Embedding families answer without token-count headers: InvokeModelResponse models none (botocore) and no page we read
+# promises them, so the stricter reading (a client must not count on them; Titan's body has inputTextTokenCount)
+UNCOUNTED_FAMILIES = ("titan-embed-text-v2", "titan-embed-image-v1", "cohere-embed")
 _GEO_PREFIXED = re.compile(r"^(us|us-gov|eu|apac|jp|au|ca|global)\.")
 
 StreamHook = Callable[[str], None]
@@ -312,10 +315,11 @@ class RuntimeState:
             except RecordError as error:
                 raise validation_error(str(error)) from None
             output = invocation.output
-            headers |= {
-                "x-amzn-bedrock-input-token-count": str(invocation.input_tokens),
-                "x-amzn-bedrock-output-token-count": str(invocation.output_tokens),
-            }
+            if family not in UNCOUNTED_FAMILIES:
+                headers |= {
+                    "x-amzn-bedrock-input-token-count": str(invocation.input_tokens),
+                    "x-amzn-bedrock-output-token-count": str(invocation.output_tokens),
+                }
         headers["x-amzn-bedrock-invocation-latency"] = str(_elapsed_ms(started))
         return HttpResponse(200, headers, json.dumps(output).encode())
 

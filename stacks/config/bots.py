@@ -13,7 +13,7 @@ from typing import Any
 from stacks.config.batch import is_inference_profile
 from stacks.config.common import REGION, check_model_id
 
-MODALITIES = ("text", "image", "video")
+MODALITIES = ("text", "image", "video", "embedding")
 # ARNs a bot's model_id may be instead of a model or system inference-profile id. These name no model, so the bot lists
 # the models they send requests to in target_model_ids (IAM must allow those too), except for AWS's default prompt
 # routers, whose models are known (below).

@@ -61,7 +61,8 @@ def test_openai_sdk_over_http_streaming_with_usage(gateway: RunningGateway) -> N
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == PROMPT
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == len(PROMPT.split())
     # AND the model list has every modality
-    assert {m.model_extra["modality"] for m in client.models.list() if m.model_extra} == {"text", "image", "video"}
+    modalities = {m.model_extra["modality"] for m in client.models.list() if m.model_extra}
+    assert modalities == {"text", "image", "video", "embedding"}
 
 
 def test_image_bot_over_http(gateway: RunningGateway) -> None:

@@ -42,7 +42,7 @@ PARAMETERS_BUILT_ELSEWHERE = {
 
 # What the analysis reports but the code never sends, and why: it reads both branches of a condition.
 NOT_SENT = {
-    "lambdas.gateway.factory:210: Converse takes no parameter guardrailConfig.streamProcessingMode": (
+    "lambdas.gateway.factory: Converse takes no parameter guardrailConfig.streamProcessingMode": (
         "guardrails.with_guardrail adds streamProcessingMode for ConverseStream only (streaming=True)"
     ),
 }
@@ -160,7 +160,10 @@ def test_the_gateway_reads_its_lambda_credentials_without_creating_a_client(
 
 def test_every_call_is_in_the_pinned_sdk(calls: dict[str, list[AwsCall]]) -> None:
     # GIVEN every AWS call of every function (zip and image) / WHEN checking it against the installed botocore
-    problems = {problem for found in calls.values() for call in found for problem in check(call)}
+    # (a problem without its line number: an edit above a known exception does not break it)
+    problems = {
+        re.sub(r":\d+: ", ": ", problem, count=1) for found in calls.values() for c in found for problem in check(c)
+    }
     # THEN the operation, each request parameter and each response member read exist (but where a branch never sends
     # what the analysis saw in another one)
     assert sorted(problems - set(NOT_SENT)) == []

@@ -136,9 +136,9 @@ def test_malformed_output_is_a_retryable_error_on_both_routes(stop: str) -> None
 def test_the_shipped_bots_file_is_valid_and_covers_every_modality() -> None:
     # GIVEN the bots.json shipped with the gateway WHEN it is loaded
     bots = load_bots(BOTS_FILE)
-    # THEN it has at least 30 bots, text, image and video ones, and routers priced by their models
+    # THEN it has at least 30 bots, text, image, video and embedding ones, and routers priced by their models
     assert len(bots) >= 30
-    assert {bot.modality for bot in bots.values()} == {"text", "image", "video"}
+    assert {bot.modality for bot in bots.values()} == {"text", "image", "video", "embedding"}
     assert sum(bot.is_router for bot in bots.values()) == 3
     assert bots["nova-reel"].prices.per_video_second > 0
 

@@ -1,0 +1,99 @@
+"""``POST /v1/embeddings``: OpenAI's embeddings API over the gateway's embedding bots (``lambdas.gateway.embeddings``).
+
+Request: ``model`` (an embedding bot), ``input`` (a string or a list of strings; token arrays are refused),
+``encoding_format`` (``float``, or ``base64``: little-endian float32 as OpenAI sends it), ``dimensions`` (one of the
+model's sizes), ``user`` (accepted, not used). Answer: ``{"object": "list", "data": [{"object": "embedding", "index",
+"embedding"}], "model", "usage": {"prompt_tokens", "total_tokens"}}``. Keys, body limits, correlation ids, guardrails,
+errors and per-bot metrics are the chat route's (``lambdas.gateway.app``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lambdas.gateway.bodies import UNAUTHORIZED, bearer, key_matches, read_json, unknown_bot
+from lambdas.gateway.config import GatewaySettings
+from lambdas.gateway.embeddings import EmbeddingBot, EmbeddingRequest, encode_base64, invalid
+from lambdas.gateway.error_shapes import error_response, invalid_body
+from lambdas.gateway.errors import GatewayError
+from lambdas.gateway.factory import BotHandler
+
+
+class OpenAIEmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    input: str | list[Any]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, ge=1)
+    user: str | None = None
+
+    def texts(self) -> tuple[str, ...]:
+        """``input`` as texts; a token array (integers, or lists of them) is a 400 naming ``input``."""
+        if isinstance(self.input, str):
+            return (self.input,)
+        for index, item in enumerate(self.input):
+            if not isinstance(item, str):
+                raise invalid(
+                    f"'input[{index}]' is not a string: token arrays are not supported (the gateway cannot know the "
+                    "Bedrock model's tokens); send the text itself."
+                )
+        return tuple(self.input)
+
+
+def embedding_data(vectors: list[list[float]], encoding_format: str) -> list[dict[str, Any]]:
+    return [
+        {"object": "embedding", "index": index, "embedding": encode_base64(v) if encoding_format == "base64" else v}
+        for index, v in enumerate(vectors)
+    ]
+
+
+def embeddings_router(
+    bots: Mapping[str, BotHandler],
+    settings: GatewaySettings,
+    keys: Mapping[str, str],
+    authorized: Callable[[Request, BotHandler], bool],
+) -> APIRouter:
+    """The route, with the app's bots, settings, access keys (filled at start) and per-bot key check."""
+    router = APIRouter()
+
+    @router.post("/v1/embeddings", response_model=None)
+    async def embeddings(request: Request) -> JSONResponse:
+        if not any(key_matches(bearer(request), key) for key in keys.values()):
+            return error_response(GatewayError(401, UNAUTHORIZED, openai_type="authentication_error"), openai=True)
+        try:
+            body = OpenAIEmbeddingRequest.model_validate(
+                await read_json(request, settings.max_body_bytes, settings.body_timeout)
+            )
+            bot = bots.get(body.model)
+            if bot is None:
+                raise GatewayError(404, f"The model {unknown_bot(body.model)} does not exist.", code="model_not_found")
+            if not authorized(request, bot):
+                raise GatewayError(401, UNAUTHORIZED, openai_type="authentication_error")
+            if not isinstance(bot, EmbeddingBot):
+                embedders = sorted(name for name, other in bots.items() if isinstance(other, EmbeddingBot))
+                raise invalid(
+                    f"'model' = '{body.model}' is a {bot.config.modality} model; /v1/embeddings serves the embedding "
+                    f"models: {', '.join(embedders) or 'none configured'}.",
+                    code="wrong_endpoint",
+                )
+            result = await bot.embed(EmbeddingRequest(body.texts(), body.dimensions))
+        except GatewayError as error:
+            return error_response(error, openai=True)
+        except ValidationError as error:
+            return error_response(invalid_body(error.errors()), openai=True)
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": embedding_data(result.vectors, body.encoding_format),
+                "model": body.model,
+                "usage": {"prompt_tokens": result.input_tokens, "total_tokens": result.input_tokens},
+            }
+        )
+
+    return router
