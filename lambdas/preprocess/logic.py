@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from lambdas.preprocess import jsonl
 from lambdas.preprocess.quotas import lookup_batch_quotas
-from lambdas.preprocess.sources import BATCH_ROWS, Source, open_source
+from lambdas.preprocess.sources import BATCH_BYTES, BATCH_ROWS, Source, open_source
 from lambdas.shared import layout
 from lambdas.shared.errors import InputValidationError
 from lambdas.shared.model_families import InferenceSettings, ModelFamilyError, ResolvedModel, resolve
@@ -332,15 +332,49 @@ def prefetched(batches: Iterator[pa.RecordBatch], depth: int = 1) -> Iterator[pa
         worker.join()
 
 
-def bounded(batches: Iterator[pa.RecordBatch], rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
-    """Batches of at most ``rows`` rows (zero-copy slices). A 16 MB CSV or JSONL block of short rows holds half a
-    million rows, whose JSONL lines would all be built at once: peak memory grew with the block's row count."""
+def rebatched(
+    batches: Iterator[pa.RecordBatch], rows: int = BATCH_ROWS, nbytes: int = BATCH_BYTES
+) -> Iterator[pa.RecordBatch]:
+    """Batches of at most ``rows`` rows and about ``nbytes`` bytes, every row once and in order: a bigger batch is cut
+    into zero-copy slices, consecutive smaller ones (2 MB CSV blocks) are joined up to the limits.
+
+    Both limits bound memory: the JSONL lines of a whole batch are built at once and the pipeline holds a few batches
+    (a 16 MB block of short rows held half a million rows; 65,536 rows of long text are 60 MB). Joining small blocks
+    keeps the per-batch work and the row groups of ``records.parquet`` (one per batch) from growing in number. A batch
+    whose schema differs from the one before is passed on alone, for ``stage`` to report; an empty batch passes only
+    when nothing waits (the schema of an input without rows is still checked)."""
+    waiting: list[pa.RecordBatch] = []
+    waiting_rows = waiting_bytes = 0
+
+    def flush() -> Iterator[pa.RecordBatch]:
+        nonlocal waiting, waiting_rows, waiting_bytes
+        if waiting:
+            yield waiting[0] if len(waiting) == 1 else pa.concat_batches(waiting)
+        waiting, waiting_rows, waiting_bytes = [], 0, 0
+
     for batch in batches:
-        if batch.num_rows <= rows:
-            yield batch
+        if batch.num_rows == 0:
+            if not waiting:
+                yield batch
             continue
-        for start in range(0, batch.num_rows, rows):
-            yield batch.slice(start, rows)
+        if waiting and not batch.schema.equals(waiting[0].schema):
+            yield from flush()
+        size = batch.nbytes
+        if waiting and (waiting_rows + batch.num_rows > rows or waiting_bytes + size > nbytes):
+            yield from flush()
+        if batch.num_rows > rows or size > nbytes:
+            step = max(1, min(rows, batch.num_rows * nbytes // max(size, 1)))
+            for start in range(0, batch.num_rows, step):
+                piece = batch.slice(start, step)
+                if piece.num_rows == step:
+                    yield piece
+                else:  # the remainder may be joined with what follows
+                    waiting, waiting_rows, waiting_bytes = [piece], piece.num_rows, piece.nbytes
+            continue
+        waiting.append(batch)
+        waiting_rows += batch.num_rows
+        waiting_bytes += size
+    yield from flush()
 
 
 def stage(
@@ -357,7 +391,7 @@ def stage(
     biggest = (0, 0)
     try:
         with lines_path.open("wb") as lines_file, ends_path.open("wb") as ends_file, _Background() as background:
-            for batch in prefetched(bounded(source.batches())):
+            for batch in prefetched(rebatched(source.batches())):
                 if schema is None:
                     check_schema(batch.schema, plan, source.description)
                     schema = batch.schema

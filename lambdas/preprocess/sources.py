@@ -30,6 +30,7 @@ from lambdas.shared.models import ExecutionInput
 from lambdas.shared.s3io import S3RangeReader, list_keys
 
 BATCH_ROWS = 65_536
+BATCH_BYTES = 16 << 20  # preprocess stages batches of at most BATCH_ROWS rows and about BATCH_BYTES bytes
 CSV_BLOCK_BYTES = 2 << 20  # CSV and JSONL blocks; a read restarts with blocks 8x bigger for a longer row ...
 MAX_BLOCK_BYTES = 1 << 30  # ... up to 1 GiB (Bedrock's input file limit is 1 GB: no valid record is longer)
 SUPPORTED_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
