@@ -171,6 +171,10 @@ class ParquetSource:
 
 @dataclass
 class HuggingFaceSource:
+    """A hub dataset's split, streamed. A Parquet dataset is scanned with ``pre_buffer=False``, as ParquetSource reads
+    S3 Parquet: ``datasets`` scans with Arrow's default pre-buffering, which kept the buffers of the row groups ahead
+    (120 MB more peak at 500k SimpleCoT rows)."""
+
     dataset_id: str
     split: str
     description: str
@@ -179,9 +183,14 @@ class HuggingFaceSource:
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         import datasets  # heavy import, only needed for this source
+        import pyarrow.dataset as pads
+        from datasets.packaged_modules.parquet.parquet import ParquetConfig
 
         try:
-            dataset = datasets.load_dataset(self.dataset_id, split=self.split, streaming=True)
+            builder = datasets.load_dataset_builder(self.dataset_id)  # what load_dataset(streaming=True) does
+            if isinstance(builder.config, ParquetConfig):  # most hub datasets: Parquet, streamed without pre-buffering
+                builder.config.fragment_scan_options = pads.ParquetFragmentScanOptions(pre_buffer=False)
+            dataset = builder.as_streaming_dataset(split=self.split)
         except (FileNotFoundError, ValueError, RuntimeError) as exc:
             # FileNotFoundError: unknown or empty repo; ValueError: unknown split; RuntimeError: a script dataset.
             # ConnectionError (hub unreachable) is not the user's input: it propagates as itself.
