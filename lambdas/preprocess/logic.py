@@ -498,13 +498,20 @@ def concurrency_cap(configured: int, quotas: BatchQuotas) -> int:
 
 
 def plan_jobs(staged: Staged, sizes: list[int], run_id: str) -> list[JobSpec]:
-    jobs, first = [], 0
-    for index, size in enumerate(sizes):
-        start, end = staged.byte_range(first, size)
-        key = layout.job_input_key(run_id, index)
-        jobs.append(JobSpec(index=index, input_key=key, first_row=first, record_count=size, size_bytes=end - start))
-        first += size
-    return jobs
+    """One job per size, in row order; the jobs' byte ranges tile the JSONL file (its boundaries read at once)."""
+    bounds = np.cumsum([0, *sizes])
+    ends = staged.line_ends[bounds[1:] - 1]
+    starts = np.concatenate([[0], ends[:-1]])
+    return [
+        JobSpec(
+            index=index,
+            input_key=layout.job_input_key(run_id, index),
+            first_row=int(bounds[index]),
+            record_count=size,
+            size_bytes=int(ends[index] - starts[index]),
+        )
+        for index, size in enumerate(sizes)
+    ]
 
 
 def preprocess(
@@ -536,9 +543,10 @@ def preprocess(
     jobs = plan_jobs(staged, fit_job_sizes(staged, max_per_job, inp.max_num_jobs, quotas=quotas), run_id)
     # Validation is over: only now does anything go to S3.
     with staged.lines_path.open("rb") as lines:
-        for job in jobs:
-            start, end = staged.byte_range(job.first_row, job.record_count)
-            s3.upload_fileobj(FileRange(lines, start, end), settings.data_bucket, job.input_key)
+        start = 0
+        for job in jobs:  # the jobs tile the JSONL file in order
+            s3.upload_fileobj(FileRange(lines, start, start + job.size_bytes), settings.data_bucket, job.input_key)
+            start += job.size_bytes
     if copy_from is None:
         s3.upload_file(str(staged.records_path), settings.data_bucket, layout.records_key(run_id))
     else:  # server-side copy: no re-encoding, and the run keeps its own copy if the input is overwritten later
