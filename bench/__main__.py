@@ -7,7 +7,9 @@ Environment: BENCH_ROWS (default 2,240,000), BENCH_MAX_PER_JOB (default: rows / 
 BENCH_JOB_RECORDS (default 50,000), BENCH_PATHS (input paths, comma-separated; default parquet,csv,jsonl,hf),
 BENCH_REPEAT (runs per variant, best kept; default 2), BENCH_DIR (scratch space and the generated datasets, reused
 between runs; default bench/.data), BENCH_ONLY (``batch`` or ``gateway``: run one part; default both, the gateway's
-after the batch's; see bench/gateway_bench.py for its own settings).
+after the batch's; see bench/gateway_bench.py for its own settings), BENCH_STEPS (the batch steps to run,
+comma-separated: ``preprocess``, ``postprocess``; default both: a run of one step prints its tables but records
+nothing, as a section holds both).
 """
 
 from __future__ import annotations
@@ -321,11 +323,18 @@ def batch() -> int:
     if not set(paths) <= set(PATHS):
         print(f"BENCH_PATHS takes a comma-separated subset of {list(PATHS)}, not {paths}", file=sys.stderr)
         return 2
+    steps = os.environ.get("BENCH_STEPS", "preprocess,postprocess").split(",")
+    if not steps or not set(steps) <= {"preprocess", "postprocess"}:
+        print(f"BENCH_STEPS takes a comma-separated subset of preprocess,postprocess, not {steps}", file=sys.stderr)
+        return 2
     scratch = Path(os.environ.get("BENCH_DIR") or ROOT / "bench" / ".data")
     scratch.mkdir(parents=True, exist_ok=True)
     print(f"scratch: {scratch}", flush=True)
-    pre = preprocess_bench(scratch, rows, max_per_job, paths)
-    post = postprocess_bench(scratch, job_records, paths)
+    pre = preprocess_bench(scratch, rows, max_per_job, paths) if "preprocess" in steps else {}
+    post = postprocess_bench(scratch, job_records, paths) if "postprocess" in steps else {}
+    if not (pre and post):
+        print("\none step only (BENCH_STEPS): nothing recorded")
+        return 0
     record("batch", batch_section(pre, post, rows, job_records))
     print(f"\nrecorded in {RESULTS_JSON.relative_to(ROOT)} and {RESULTS_MD.relative_to(ROOT)}")
     return 0
