@@ -220,8 +220,9 @@ def batch_section(pre: dict[str, dict], post: dict[str, dict], rows: int, job_re
         "floor+records (not a target): the floor plus writing the rows to a Parquet "
         "file, as preprocess writes records.parquet for inputs that are not Parquet objects.",
         "Each variant runs in its own process, best of BENCH_REPEAT runs (wall time; CPU: the process's CPU time, "
-        "every thread, the least of the runs: steadier than wall time on a busy machine); peak RSS is the process's. "
-        "The hf path's peak RSS includes the local fake hub, which holds the served file in the same process.",
+        "every thread, the least of the runs: steadier than wall time on a busy machine); peak RSS is the process's "
+        "own high-water mark (VmHWM). The hf path's fake hub runs in a process of its own: neither the served file "
+        "nor the hub's work counts for any variant.",
     ]
     if "ours 1/4" in pre.get("parquet", {}):
         small, full = pre["parquet"]["ours 1/4"]["peak_rss_mb"], pre["parquet"]["ours"]["peak_rss_mb"]

@@ -4,7 +4,7 @@ own).
 ``python -m bench.preprocess_variants VARIANT PATH INPUT OUTDIR MAX_PER_JOB [REFERENCE]`` prints a JSON line with
 seconds and rows. PATH is the input path: ``parquet``, ``csv`` or ``jsonl`` (an S3 object; INPUT is the local file)
 or ``hf`` (a Hugging Face dataset streamed from a local fake hub serving INPUT, a Parquet file, as the dataset's train
-split). VARIANT:
+split; the hub runs in a process of its own, ``python -m bench.preprocess_variants serve-hub PARQUET``). VARIANT:
 
 - ``ours``: the deployed preprocess function (``lambda_handler``, see bench/production.py) on that input;
 - ``anchor``: the public samples' approach: read everything into pandas, then a dict, ``str.format`` and
@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import subprocess
 import sys
 import tempfile
 import urllib.request
@@ -42,19 +43,40 @@ MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 PROMPT = "question_answering"
 HF_REPO = "bench/simplecot"
 HF_FILE = "data/train-00000-of-00001.parquet"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextmanager
 def hub(parquet: Path) -> Iterator[str]:
-    """Serve ``parquet`` as the train split of HF_REPO on a local fake hub, the HF libraries pointed at it (set up
-    before timing starts); yields the file's URL on the hub."""
-    from tests.fakehub import FakeRepo, RepoFile, fake_hub
+    """Serve ``parquet`` as the train split of HF_REPO on a local fake hub in a process of its own (the served file and
+    the hub's work stay out of the measured process: the real hub is another machine), and point this process's HF
+    libraries at it (set up before timing starts); yields the file's URL on the hub."""
+    from tests.fakehub import RemoteHub, use_hub
 
     with ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-hub-")))
-        served = stack.enter_context(fake_hub(scratch, datasets={}))
-        served.repos[HF_REPO] = FakeRepo(HF_REPO, {HF_FILE: RepoFile(HF_FILE, parquet.read_bytes())})
-        yield f"{served.endpoint}/datasets/{HF_REPO}/resolve/main/{HF_FILE}"
+        server = subprocess.Popen(
+            [sys.executable, "-m", "bench.preprocess_variants", "serve-hub", str(parquet)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        assert server.stdin is not None and server.stdout is not None
+        stack.callback(server.wait)
+        stack.callback(server.stdin.close)  # the server stops when its stdin closes
+        remote = stack.enter_context(use_hub(RemoteHub(int(server.stdout.readline())), scratch))
+        yield f"{remote.endpoint}/datasets/{HF_REPO}/resolve/main/{HF_FILE}"
+
+
+def serve_hub(parquet: Path) -> None:
+    """The hub's process: serve ``parquet`` as HF_REPO's train split, print the port, stop when stdin closes."""
+    from tests.fakehub import FakeHub, FakeRepo, RepoFile
+
+    served = FakeHub({HF_REPO: FakeRepo(HF_REPO, {HF_FILE: RepoFile(HF_FILE, parquet.read_bytes())})}).start()
+    print(served.port, flush=True)
+    sys.stdin.read()
+    served.stop()
 
 
 def ours(path: str, source: Path, out: Path, max_per_job: int) -> int:
@@ -148,6 +170,9 @@ def floor(path: str, source: Path, out: Path, reference: Path, url: str, *, reco
 
 
 def main() -> None:
+    if sys.argv[1] == "serve-hub":
+        serve_hub(Path(sys.argv[2]))
+        return
     variant, path, source, out, max_per_job = sys.argv[1:6]
     if path not in PATHS:
         raise SystemExit(f"PATH must be one of {PATHS}, not {path!r}")

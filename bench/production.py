@@ -5,7 +5,8 @@ decorators, the pydantic parse, ``Settings.from_env``, the one call into ``logic
 gives the function (``POWERTOOLS_*`` from ``stacks/constructs/python_function.py``, the data-plane image's
 ``ARROW_DEFAULT_MEMORY_POOL``): JSON log lines at INFO and the EMF metrics line go to stdout as in Lambda. Two
 things differ, both outside what a variant does itself: S3 is :class:`LocalS3` (the network transfer is not part of
-any variant; a copy is a local file copy where S3 copies server-side), and X-Ray is off (Powertools disables the
+any variant; a copy is a hard link, as S3 copies server-side without the bytes passing through the function), and
+X-Ray is off (Powertools disables the
 tracer outside the Lambda environment; in Lambda it adds one segment per invocation, not per row).
 """
 
@@ -114,24 +115,32 @@ class LocalS3:
             raise self._missing("HeadObject")
         shutil.copyfile(path, filename)
 
-    def upload_fileobj(self, body: Any, bucket: str, key: str) -> None:
+    def _new(self, bucket: str, key: str) -> Path:
+        """The path an object is written to, as a new file: an object is never changed in place, so a copy (a hard
+        link) keeps its bytes when either key is written again."""
         path = self._path(bucket, key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("wb") as out:
+        path.unlink(missing_ok=True)
+        return path
+
+    def upload_fileobj(self, body: Any, bucket: str, key: str) -> None:
+        with self._new(bucket, key).open("wb") as out:
             shutil.copyfileobj(body, out, 8 << 20)  # boto3's uploader reads 8 MB parts
 
     def upload_file(self, filename: str, bucket: str, key: str) -> None:
-        path = self._path(bucket, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(filename, path)
+        shutil.copyfile(filename, self._new(bucket, key))
 
     def copy(self, source: dict[str, str], bucket: str, key: str) -> None:
-        self.upload_file(str(self._path(source["Bucket"], source["Key"])), bucket, key)
+        """S3 copies server-side: no byte passes through the function, so neither does one here (a hard link; a file
+        copy only where the file system cannot link)."""
+        source_path, path = self._path(source["Bucket"], source["Key"]), self._new(bucket, key)
+        try:
+            path.hardlink_to(source_path.resolve())
+        except OSError:
+            shutil.copyfile(source_path, path)
 
     def put_object(self, *, Bucket: str, Key: str, Body: bytes, **_: Any) -> dict[str, Any]:  # noqa: N803
-        path = self._path(Bucket, Key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(Body)
+        self._new(Bucket, Key).write_bytes(Body)
         return {}
 
 

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from lambdas.preprocess import jsonl
 from lambdas.preprocess.quotas import lookup_batch_quotas
-from lambdas.preprocess.sources import BATCH_ROWS, Source, open_source
+from lambdas.preprocess.sources import BATCH_BYTES, BATCH_ROWS, Source, open_source
 from lambdas.shared import layout
 from lambdas.shared.errors import InputValidationError
 from lambdas.shared.model_families import InferenceSettings, ModelFamilyError, ResolvedModel, resolve
@@ -332,15 +332,49 @@ def prefetched(batches: Iterator[pa.RecordBatch], depth: int = 1) -> Iterator[pa
         worker.join()
 
 
-def bounded(batches: Iterator[pa.RecordBatch], rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
-    """Batches of at most ``rows`` rows (zero-copy slices). A 16 MB CSV or JSONL block of short rows holds half a
-    million rows, whose JSONL lines would all be built at once: peak memory grew with the block's row count."""
+def rebatched(
+    batches: Iterator[pa.RecordBatch], rows: int = BATCH_ROWS, nbytes: int = BATCH_BYTES
+) -> Iterator[pa.RecordBatch]:
+    """Batches of at most ``rows`` rows and about ``nbytes`` bytes, every row once and in order: a bigger batch is cut
+    into zero-copy slices, consecutive smaller ones (2 MB CSV blocks) are joined up to the limits.
+
+    Both limits bound memory: the JSONL lines of a whole batch are built at once and the pipeline holds a few batches
+    (a 16 MB block of short rows held half a million rows; 65,536 rows of long text are 60 MB). Joining small blocks
+    keeps the per-batch work and the row groups of ``records.parquet`` (one per batch) from growing in number. A batch
+    whose schema differs from the one before is passed on alone, for ``stage`` to report; an empty batch passes only
+    when nothing waits (the schema of an input without rows is still checked)."""
+    waiting: list[pa.RecordBatch] = []
+    waiting_rows = waiting_bytes = 0
+
+    def flush() -> Iterator[pa.RecordBatch]:
+        nonlocal waiting, waiting_rows, waiting_bytes
+        if waiting:
+            yield waiting[0] if len(waiting) == 1 else pa.concat_batches(waiting)
+        waiting, waiting_rows, waiting_bytes = [], 0, 0
+
     for batch in batches:
-        if batch.num_rows <= rows:
-            yield batch
+        if batch.num_rows == 0:
+            if not waiting:
+                yield batch
             continue
-        for start in range(0, batch.num_rows, rows):
-            yield batch.slice(start, rows)
+        if waiting and not batch.schema.equals(waiting[0].schema):
+            yield from flush()
+        size = batch.nbytes
+        if waiting and (waiting_rows + batch.num_rows > rows or waiting_bytes + size > nbytes):
+            yield from flush()
+        if batch.num_rows > rows or size > nbytes:
+            step = max(1, min(rows, batch.num_rows * nbytes // max(size, 1)))
+            for start in range(0, batch.num_rows, step):
+                piece = batch.slice(start, step)
+                if piece.num_rows == step:
+                    yield piece
+                else:  # the remainder may be joined with what follows
+                    waiting, waiting_rows, waiting_bytes = [piece], piece.num_rows, piece.nbytes
+            continue
+        waiting.append(batch)
+        waiting_rows += batch.num_rows
+        waiting_bytes += size
+    yield from flush()
 
 
 def stage(
@@ -357,7 +391,7 @@ def stage(
     biggest = (0, 0)
     try:
         with lines_path.open("wb") as lines_file, ends_path.open("wb") as ends_file, _Background() as background:
-            for batch in prefetched(bounded(source.batches())):
+            for batch in prefetched(rebatched(source.batches())):
                 if schema is None:
                     check_schema(batch.schema, plan, source.description)
                     schema = batch.schema
@@ -464,13 +498,20 @@ def concurrency_cap(configured: int, quotas: BatchQuotas) -> int:
 
 
 def plan_jobs(staged: Staged, sizes: list[int], run_id: str) -> list[JobSpec]:
-    jobs, first = [], 0
-    for index, size in enumerate(sizes):
-        start, end = staged.byte_range(first, size)
-        key = layout.job_input_key(run_id, index)
-        jobs.append(JobSpec(index=index, input_key=key, first_row=first, record_count=size, size_bytes=end - start))
-        first += size
-    return jobs
+    """One job per size, in row order; the jobs' byte ranges tile the JSONL file (its boundaries read at once)."""
+    bounds = np.cumsum([0, *sizes])
+    ends = staged.line_ends[bounds[1:] - 1]
+    starts = np.concatenate([[0], ends[:-1]])
+    return [
+        JobSpec(
+            index=index,
+            input_key=layout.job_input_key(run_id, index),
+            first_row=int(bounds[index]),
+            record_count=size,
+            size_bytes=int(ends[index] - starts[index]),
+        )
+        for index, size in enumerate(sizes)
+    ]
 
 
 def preprocess(
@@ -502,9 +543,10 @@ def preprocess(
     jobs = plan_jobs(staged, fit_job_sizes(staged, max_per_job, inp.max_num_jobs, quotas=quotas), run_id)
     # Validation is over: only now does anything go to S3.
     with staged.lines_path.open("rb") as lines:
-        for job in jobs:
-            start, end = staged.byte_range(job.first_row, job.record_count)
-            s3.upload_fileobj(FileRange(lines, start, end), settings.data_bucket, job.input_key)
+        start = 0
+        for job in jobs:  # the jobs tile the JSONL file in order
+            s3.upload_fileobj(FileRange(lines, start, start + job.size_bytes), settings.data_bucket, job.input_key)
+            start += job.size_bytes
     if copy_from is None:
         s3.upload_file(str(staged.records_path), settings.data_bucket, layout.records_key(run_id))
     else:  # server-side copy: no re-encoding, and the run keeps its own copy if the input is overwritten later

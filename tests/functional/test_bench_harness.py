@@ -89,6 +89,19 @@ def test_local_s3_serves_byte_ranges_and_missing_keys_as_s3_does(tmp_path: Path)
     assert listed == [[{"Key": "a/b.bin", "Size": 10}]]
 
 
+def test_local_s3_copies_without_moving_bytes_and_never_changes_an_object_in_place(tmp_path: Path) -> None:
+    # GIVEN an object in the local S3, copied to another key (S3 copies server-side: no byte through the function)
+    s3 = LocalS3(tmp_path)
+    s3.put_object(Bucket=BUCKET, Key="inputs/data.parquet", Body=b"input bytes")
+    s3.copy({"Bucket": BUCKET, "Key": "inputs/data.parquet"}, BUCKET, "runs/r/records.parquet")
+    source, copy = tmp_path / BUCKET / "inputs/data.parquet", tmp_path / BUCKET / "runs/r/records.parquet"
+    # THEN the copy is the same file (a hard link), read back as the same bytes
+    assert copy.samefile(source) and copy.read_bytes() == b"input bytes"
+    # WHEN the copy's key is written again THEN the source keeps its bytes (a write makes a new file)
+    s3.put_object(Bucket=BUCKET, Key="runs/r/records.parquet", Body=b"other")
+    assert source.read_bytes() == b"input bytes" and copy.read_bytes() == b"other"
+
+
 def test_batch_section_judges_every_path_against_both_targets() -> None:
     # GIVEN preprocess figures where ours is 2.5x faster than the anchor and 1.5x the floor, on one path
     def seconds(value: float) -> dict[str, float]:

@@ -67,8 +67,26 @@ def test_big_blocks_are_staged_in_slices_of_at_most_batch_rows():
     # GIVEN one block of 150,000 short rows (what one 16 MB CSV block holds) and an empty block
     block = pa.record_batch({"id": pa.array(range(150_000), pa.int64())})
     empty = block.slice(0, 0)
-    # WHEN it is bounded to 65,536 rows a batch
-    batches = list(logic.bounded(iter([block, empty]), rows=65_536))
-    # THEN every row comes once, in order, in batches of at most 65,536 rows (the empty block passes as it is)
-    assert [batch.num_rows for batch in batches] == [65_536, 65_536, 18_928, 0]
+    # WHEN it is rebatched to 65,536 rows a batch
+    batches = list(logic.rebatched(iter([block, empty]), rows=65_536))
+    # THEN every row comes once, in order, in batches of at most 65,536 rows (the empty block is dropped: rows wait)
+    assert [batch.num_rows for batch in batches] == [65_536, 65_536, 18_928]
     assert pa.Table.from_batches(batches).column("id").to_pylist() == list(range(150_000))
+
+
+def test_big_batches_are_cut_by_bytes_and_small_ones_joined():
+    # GIVEN a batch of 1,000 rows of 1 KB text, then 40 blocks of 10 rows, then a block with another schema
+    text = pa.array(["x" * 1000] * 1000)
+    big = pa.record_batch({"id": pa.array(range(1000), pa.int64()), "text": text})
+    small = [big.slice(0, 10) for _ in range(40)]
+    other = pa.record_batch({"id": pa.array(["a"] * 5)})
+    # WHEN rebatched to at most 100 KB and 300 rows a batch
+    batches = list(logic.rebatched(iter([big, *small, other]), rows=300, nbytes=100_000))
+    # THEN the big batch is cut by bytes (about 98 rows a slice), small blocks are joined up to the limits, and the
+    # batch with another schema comes alone; no batch passes the limits and every row comes once, in order
+    sizes = [batch.num_rows for batch in batches]
+    assert sizes[:10] == [98] * 10 and sum(sizes[:-1]) == 1400 and sizes[-1] == 5
+    assert all(batch.nbytes <= 100_000 and batch.num_rows <= 300 for batch in batches)
+    ids = pa.Table.from_batches(batches[:-1]).column("id").to_pylist()
+    assert ids == list(range(1000)) + list(range(10)) * 40
+    assert batches[-1].schema == other.schema

@@ -1,0 +1,73 @@
+"""CSV and JSONL sources read in small blocks: a row longer than a block restarts the read with bigger blocks."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from lambdas.preprocess import sources
+from lambdas.shared.errors import InputValidationError
+
+LONG_ROW = 1000  # the row whose text is longer than several blocks
+
+
+class OneObjectS3:
+    """The one S3 call a text source makes, on one object in memory; counts the GETs."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body, self.gets = body, 0
+
+    def get_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803 - boto3's argument names
+        self.gets += 1
+        return {"Body": io.BytesIO(self.body)}
+
+
+def rows(long_text: int) -> list[dict[str, Any]]:
+    return [{"id": i, "text": "x" * long_text if i == LONG_ROW else f"t{i}"} for i in range(3000)]
+
+
+def as_csv(records: list[dict[str, Any]]) -> bytes:
+    return ("id,text\n" + "".join(f"{r['id']},{r['text']}\n" for r in records)).encode()
+
+
+def as_jsonl(records: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(r) + "\n" for r in records).encode()
+
+
+@pytest.mark.parametrize(("fmt", "encode"), [(sources.CSV, as_csv), (sources.JSONL, as_jsonl)], ids=["csv", "jsonl"])
+def test_a_row_longer_than_a_block_restarts_the_read_with_bigger_blocks(monkeypatch, fmt, encode):
+    # GIVEN 4 KiB blocks and 3,000 short rows, of which row 1,000 holds 20 KB of text (five blocks)
+    monkeypatch.setattr(sources, "CSV_BLOCK_BYTES", 4096)
+    s3 = OneObjectS3(encode(rows(20_000)))
+    # WHEN the source is read
+    table = pa.Table.from_batches(list(sources.TextSource(s3, "b", "k", "s3://b/k", fmt).batches()))
+    # THEN the read started over once (32 KiB blocks), and every row came once, in order, with the first types
+    assert s3.gets == 2
+    assert table.column("id").to_pylist() == list(range(3000))
+    assert len(table.column("text")[LONG_ROW].as_py()) == 20_000
+    assert table.schema == pa.schema([("id", pa.int64()), ("text", pa.string())])
+
+
+def test_short_rows_are_read_in_one_pass(monkeypatch):
+    # GIVEN 4 KiB blocks and a CSV file of short rows, several blocks long
+    monkeypatch.setattr(sources, "CSV_BLOCK_BYTES", 4096)
+    s3 = OneObjectS3(as_csv(rows(10)))
+    # WHEN it is read
+    table = pa.Table.from_batches(list(sources.TextSource(s3, "b", "k", "s3://b/k", sources.CSV).batches()))
+    # THEN one GET was enough and every row came once
+    assert s3.gets == 1 and table.num_rows == 3000
+
+
+def test_a_row_longer_than_the_biggest_block_is_a_clear_error(monkeypatch):
+    # GIVEN blocks of 4 KiB that may grow to 32 KiB only, and a row of 300 KB
+    monkeypatch.setattr(sources, "CSV_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(sources, "MAX_BLOCK_BYTES", 32_768)
+    s3 = OneObjectS3(as_csv(rows(300_000)))
+    # WHEN the source is read THEN the error names the file and the format, after bigger blocks were tried
+    with pytest.raises(InputValidationError, match=r"s3_uri 's3://b/k' could not be read as CSV: .*straddl"):
+        list(sources.TextSource(s3, "b", "k", "s3://b/k", sources.CSV).batches())
+    assert s3.gets == 2  # 4 KiB, then 32 KiB
