@@ -314,13 +314,35 @@ class Bench:
 
 
 def chunks(rows: int, first: int = 0) -> Iterator[Any]:
-    """Tables of at most CHUNK rows: ``id`` (the row number) and a short ``topic``."""
+    """Tables of at most CHUNK rows: ``id`` (the row number), a short ``topic`` and 200-800 characters of ``text``
+    (a slice of a fixed word stream at an offset and of a length drawn from row ``first``'s seed, so a file's rows
+    are the same whatever the chunking). The template sends only the topic; the text is the rest of a real row,
+    which preprocess reads and, off Parquet, writes to records.parquet."""
+    import numpy as np
     import pyarrow as pa
 
+    stream = " ".join(np.random.default_rng(11).choice(_WORDS, 400_000).tolist())  # ~2.6 MB of words
     for start in range(first, first + rows, CHUNK):
         ids = range(start, min(first + rows, start + CHUNK))
         topics = [f"{_WORDS[i % len(_WORDS)]} {_WORDS[(i // 7) % len(_WORDS)]} {i}" for i in ids]
-        yield pa.table({"id": pa.array(ids, pa.int64()), "topic": pa.array(topics, pa.string())})
+        rng = np.random.default_rng(start)
+        lengths = rng.integers(200, 801, len(ids))
+        offsets = rng.integers(0, len(stream) - 800, len(ids))
+        texts = [stream[o : o + n] for o, n in zip(offsets.tolist(), lengths.tolist(), strict=True)]
+        yield pa.table(
+            {
+                "id": pa.array(ids, pa.int64()),
+                "topic": pa.array(topics, pa.string()),
+                "text": pa.array(texts, pa.string()),
+            }
+        )
+
+
+def schema() -> Any:
+    """The generated rows' columns (built on demand: the harness process never imports pyarrow)."""
+    import pyarrow as pa
+
+    return pa.schema([("id", pa.int64()), ("topic", pa.string()), ("text", pa.string())])
 
 
 def _cached(path: Path) -> bool:
@@ -338,7 +360,7 @@ def write_parquet(path: Path, rows: int, first: int = 0, *, one_row_group: bool 
     if one_row_group:  # one row group needs the whole table at once: the generator's memory, never the handler's
         pq.write_table(pa.concat_tables(chunks(rows, first)), partial, row_group_size=rows, compression="snappy")
     else:
-        with pq.ParquetWriter(partial, pa.schema([("id", pa.int64()), ("topic", pa.string())])) as writer:
+        with pq.ParquetWriter(partial, schema(), compression="snappy") as writer:
             for table in chunks(rows, first):
                 writer.write_table(table)
     partial.rename(path)
@@ -346,13 +368,12 @@ def write_parquet(path: Path, rows: int, first: int = 0, *, one_row_group: bool 
 
 
 def write_csv(path: Path, rows: int) -> Path:
-    import pyarrow as pa
     import pyarrow.csv as pacsv
 
     if _cached(path):
         return path
     partial = path.with_suffix(".partial")
-    with pacsv.CSVWriter(partial, pa.schema([("id", pa.int64()), ("topic", pa.string())])) as writer:
+    with pacsv.CSVWriter(partial, schema()) as writer:
         for table in chunks(rows):
             writer.write_table(table)
     partial.rename(path)
@@ -365,8 +386,13 @@ def write_jsonl(path: Path, rows: int) -> Path:
     partial = path.with_suffix(".partial")
     with partial.open("w") as out:
         for table in chunks(rows):
-            ids, topics = table.column("id").to_pylist(), table.column("topic").to_pylist()
-            out.write("".join(f'{{"id": {i}, "topic": "{t}"}}\n' for i, t in zip(ids, topics, strict=True)))
+            ids, topics, texts = (table.column(name).to_pylist() for name in ("id", "topic", "text"))
+            out.write(
+                "".join(
+                    f'{{"id": {i}, "topic": "{t}", "text": "{x}"}}\n'
+                    for i, t, x in zip(ids, topics, texts, strict=True)
+                )
+            )
     partial.rename(path)
     return path
 
