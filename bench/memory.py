@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.production import allocator_env
 from bench.results import Check, Section, at_most
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,7 +84,7 @@ def child_env(endpoint: str) -> dict[str, str]:
         "POWERTOOLS_METRICS_NAMESPACE": "BenchMemory",
         "POWERTOOLS_SERVICE_NAME": "bench",
         "POWERTOOLS_LOG_LEVEL": "WARNING",
-        "ARROW_DEFAULT_MEMORY_POOL": "system",
+        **allocator_env(),
         "PYTHONPATH": str(ROOT),
     }
 

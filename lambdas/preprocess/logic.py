@@ -332,15 +332,35 @@ def prefetched(batches: Iterator[pa.RecordBatch], depth: int = 1) -> Iterator[pa
         worker.join()
 
 
-def bounded(batches: Iterator[pa.RecordBatch], rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
-    """Batches of at most ``rows`` rows (zero-copy slices). A 16 MB CSV or JSONL block of short rows holds half a
-    million rows, whose JSONL lines would all be built at once: peak memory grew with the block's row count."""
+def rebatched(batches: Iterator[pa.RecordBatch], rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    """Batches of ``rows`` rows (the last one shorter), whatever the source's: bigger ones sliced (zero-copy),
+    consecutive smaller ones (1 MB CSV or JSONL blocks, small Parquet row groups or files) joined. So what preprocess
+    holds at a time depends on ``rows``, never on the input's layout: a 16 MB block of short rows held half a
+    million rows, whose JSONL lines were all built at once. A batch with another schema is never joined to the
+    ones before it (``stage`` reports the change); an empty batch passes when no rows are pending (its schema is
+    still checked)."""
+    pending: list[pa.RecordBatch] = []
+    count = 0
     for batch in batches:
-        if batch.num_rows <= rows:
+        if pending and not batch.schema.equals(pending[0].schema):
+            yield _joined(pending)
+            pending, count = [], 0
+        if batch.num_rows == 0 and not pending:
             yield batch
-            continue
-        for start in range(0, batch.num_rows, rows):
-            yield batch.slice(start, rows)
+        start = 0
+        while start < batch.num_rows:
+            take = min(rows - count, batch.num_rows - start)
+            pending.append(batch.slice(start, take))
+            count, start = count + take, start + take
+            if count == rows:
+                yield _joined(pending)
+                pending, count = [], 0
+    if pending:
+        yield _joined(pending)
+
+
+def _joined(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    return batches[0] if len(batches) == 1 else pa.concat_batches(batches)
 
 
 def stage(
@@ -357,7 +377,7 @@ def stage(
     biggest = (0, 0)
     try:
         with lines_path.open("wb") as lines_file, ends_path.open("wb") as ends_file, _Background() as background:
-            for batch in prefetched(bounded(source.batches())):
+            for batch in prefetched(rebatched(source.batches())):
                 if schema is None:
                     check_schema(batch.schema, plan, source.description)
                     schema = batch.schema

@@ -23,7 +23,11 @@ from lambdas.shared.models import ExecutionInput
 from lambdas.shared.s3io import S3RangeReader, list_keys
 
 BATCH_ROWS = 65_536
-CSV_BLOCK_BYTES = 16 << 20
+# Arrow's streaming CSV and JSON readers read up to 32 blocks ahead on a background thread (its source: a
+# background generator of its default queue size), so the block size bounds that buffer: 16 MB blocks held up to
+# 512 MB of raw input, which grew with the file up to that. 1 MB (Arrow's default) keeps it at 32 MB; the stage
+# joins the small blocks into batches of BATCH_ROWS rows (logic.rebatched).
+CSV_BLOCK_BYTES = 1 << 20
 SUPPORTED_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 _UTF8_HINT = "; if the file is not UTF-8, convert it first (e.g. iconv -f latin1 -t utf-8)"
 
@@ -70,7 +74,7 @@ JSONL = TextFormat(
 
 @dataclass
 class TextSource:
-    """A CSV or JSONL object streamed from S3 in blocks of CSV_BLOCK_BYTES."""
+    """A CSV or JSONL object streamed from S3 in blocks of CSV_BLOCK_BYTES (see there: it bounds the read-ahead)."""
 
     s3: Any
     bucket: str

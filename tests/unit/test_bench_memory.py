@@ -15,12 +15,14 @@ from bench.memory import (
     MAX_PEAK_MB,
     MAX_RATIO,
     Sizes,
+    child_env,
     memory_section,
     parse_sizes,
     rows_label,
     scaled,
     with_ratios,
 )
+from bench.production import allocator_env, image_env, production_env
 
 
 def peak(handler: str, path: str, rows: int, mb: float) -> dict:
@@ -202,3 +204,24 @@ def test_make_bench_rejects_a_bad_part_or_scale_before_measuring(
     code = main()
     # THEN it stops with a usage error naming the setting, before any benchmark runs
     assert code == 2 and message in capsys.readouterr().err
+
+
+def test_image_env_reads_every_env_of_a_dockerfile_with_continuation_lines(tmp_path) -> None:
+    # GIVEN a Dockerfile with a multi-line ENV and another ENV later
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text('FROM x\n# a comment\nENV A=1 \\\n    B="two words" \\\n    C=3\nRUN true\nENV D=4\n')
+    # WHEN its environment is read
+    env = image_env(dockerfile)
+    # THEN every variable is there, quotes removed
+    assert env == {"A": "1", "B": "two words", "C": "3", "D": "4"}
+
+
+def test_benchmarks_run_the_handlers_with_the_images_allocator_settings() -> None:
+    # GIVEN the data-plane image's allocator settings (lambdas/Dockerfile)
+    allocators = allocator_env()
+    # WHEN the memory benchmark and the batch benchmark build a measured process's environment
+    memory_env = child_env("http://127.0.0.1:1")
+    batch_env = production_env("preprocess", 50_000)
+    # THEN both carry the image's Arrow pool and glibc malloc settings, as Lambda runs them
+    assert {"ARROW_DEFAULT_MEMORY_POOL", "MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_"} <= set(allocators)
+    assert allocators.items() <= memory_env.items() and allocators.items() <= batch_env.items()

@@ -63,12 +63,37 @@ def test_line_offsets_are_a_local_file_and_match_the_lines(tmp_path):
     assert sum(job.size_bytes for job in jobs) == len(data)
 
 
-def test_big_blocks_are_staged_in_slices_of_at_most_batch_rows():
+def test_big_blocks_are_staged_in_slices_of_batch_rows():
     # GIVEN one block of 150,000 short rows (what one 16 MB CSV block holds) and an empty block
     block = pa.record_batch({"id": pa.array(range(150_000), pa.int64())})
     empty = block.slice(0, 0)
-    # WHEN it is bounded to 65,536 rows a batch
-    batches = list(logic.bounded(iter([block, empty]), rows=65_536))
-    # THEN every row comes once, in order, in batches of at most 65,536 rows (the empty block passes as it is)
-    assert [batch.num_rows for batch in batches] == [65_536, 65_536, 18_928, 0]
+    # WHEN it is rebatched to 65,536 rows a batch
+    batches = list(logic.rebatched(iter([block, empty]), rows=65_536))
+    # THEN every row comes once, in order, in batches of 65,536 rows and the rest (the empty block adds nothing)
+    assert [batch.num_rows for batch in batches] == [65_536, 65_536, 18_928]
     assert pa.Table.from_batches(batches).column("id").to_pylist() == list(range(150_000))
+
+
+def test_small_blocks_are_joined_into_batches_of_batch_rows():
+    # GIVEN 1,000-row blocks (a 1 MB CSV block of long rows, or small Parquet files under a prefix)
+    blocks = [pa.record_batch({"id": pa.array(range(i, i + 1_000), pa.int64())}) for i in range(0, 10_500, 1_000)]
+    blocks[-1] = blocks[-1].slice(0, 500)
+    # WHEN they are rebatched to 4,096 rows a batch
+    batches = list(logic.rebatched(iter(blocks), rows=4_096))
+    # THEN the blocks are joined, every row once and in order: batch size depends on rows, not on the input's blocks
+    assert [batch.num_rows for batch in batches] == [4_096, 4_096, 2_308]
+    assert pa.Table.from_batches(batches).column("id").to_pylist() == list(range(10_500))
+
+
+def test_rebatching_never_joins_batches_of_different_schemas():
+    # GIVEN a block of ints, then an empty first block of a source, then blocks whose id became text
+    ints = pa.record_batch({"id": pa.array([1, 2, 3], pa.int64())})
+    texts = pa.record_batch({"id": pa.array(["4", "5"], pa.string())})
+    # WHEN they are rebatched
+    batches = list(logic.rebatched(iter([texts.slice(0, 0), ints, texts, texts]), rows=4))
+    # THEN the empty block passes (its schema is checked), the ints stay apart from the texts (stage names the change)
+    assert [(b.num_rows, b.schema.field("id").type) for b in batches] == [
+        (0, pa.string()),
+        (3, pa.int64()),
+        (4, pa.string()),
+    ]
