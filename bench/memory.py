@@ -1,8 +1,9 @@
 """Peak memory of each data-plane handler as Lambda runs it, on every input path, at growing row counts.
 
-    python -m bench.memory            # every path at every size (20M rows: ~15 GB of scratch disk, a long run)
+    python -m bench.memory            # every path at every size (20M rows: up to ~25 GB of scratch disk, a long run)
     python -m bench.memory --quick    # small sizes: a smoke test of the harness
-    options: --dir DIR (scratch space, default bench/.data/memory), --only preprocess,postprocess,resubmit,finalize
+    options: --dir DIR (scratch space, default bench/.data/memory), --only preprocess,postprocess,resubmit,finalize,
+    --paths, --sizes, --run-sizes, --per-job, --json FILE (every measurement, after each), --keep-data
 
 Each measurement is a fresh Python process that imports the handler and calls ``lambda_handler`` once, as Lambda
 does; its peak RSS is the process's high-water mark (``VmHWM``, see ``peak_rss_kib``) at the end, imports
