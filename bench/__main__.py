@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from bench.local_memory import local_memory_section
-from bench.memory import FULL, LOCAL_ROWS, memory_section, scaled
+from bench.memory import FULL, LOCAL_ROWS, memory_section, parse_scale, scaled
 from bench.production import PATHS, production_env
 from bench.results import RESULTS_JSON, RESULTS_MD, Section, at_least, at_most, record
 
@@ -332,7 +332,8 @@ def memory() -> int:
     """bench/memory.py and bench/local_memory.py in child processes (they start the measured ones), each recorded
     as its own section whether its targets pass or not; non-zero when a run failed or a target was missed."""
     try:
-        sizes = scaled(FULL, float(os.environ.get("BENCH_MEMORY_SCALE", "1")))
+        scale = parse_scale(os.environ.get("BENCH_MEMORY_SCALE", "1"))
+        sizes = scaled(FULL, scale)
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -356,7 +357,7 @@ def memory() -> int:
             "local_memory",
             [
                 "bench.local_memory",
-                "--rows=" + ",".join(str(round(rows * sizes.per_job / FULL.per_job)) for rows in LOCAL_ROWS),
+                "--rows=" + ",".join(str(round(rows * scale)) for rows in LOCAL_ROWS),
                 f"--data-dir={scratch}",
                 f"--json={figures}",
             ],

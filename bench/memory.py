@@ -631,11 +631,20 @@ def postprocess_states(path: Path) -> None:
             logic.postprocess(JobState.model_validate(state), s3=aws.s3(), workdir=Path(workdir))
 
 
+def parse_scale(text: str) -> float:
+    """BENCH_MEMORY_SCALE's value as a number > 0."""
+    try:
+        scale = float(text)
+    except ValueError:
+        scale = 0.0
+    if not scale > 0:
+        raise ValueError(f"BENCH_MEMORY_SCALE must be a number > 0 (1 runs 200k, 2M and 20M rows), not {text!r}")
+    return scale
+
+
 def scaled(sizes: Sizes, scale: float) -> Sizes:
     """Every size times ``scale`` (make bench's BENCH_MEMORY_SCALE; 1 is the issue's sizes), jobs included, so a
     shrunk run still splits each run into as many jobs. Raises when a size would be under 1,000 rows."""
-    if not scale > 0:
-        raise ValueError(f"BENCH_MEMORY_SCALE must be a number > 0 (1 runs 200k, 2M and 20M rows), not {scale!r}")
 
     def times(rows: int) -> int:
         return round(rows * scale)

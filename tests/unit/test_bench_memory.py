@@ -17,6 +17,7 @@ from bench.memory import (
     Sizes,
     child_env,
     memory_section,
+    parse_scale,
     parse_sizes,
     rows_label,
     scaled,
@@ -144,12 +145,15 @@ def test_scale_shrinks_every_size_and_the_jobs_with_them() -> None:
     assert scaled(FULL, 1) == FULL
 
 
-@pytest.mark.parametrize(("scale", "message"), [(0.0, "must be a number > 0"), (0.001, "fewer than 1,000 rows")])
-def test_scale_rejects_sizes_that_measure_nothing(scale: float, message: str) -> None:
-    # GIVEN a scale of zero, or one that leaves a few hundred rows
-    # WHEN the sizes are scaled THEN the error names the knob and what to use
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("0", "must be a number > 0 .* not '0'"), ("abc", "not 'abc'"), ("0.001", "fewer than 1,000 rows")],
+)
+def test_scale_rejects_sizes_that_measure_nothing(text: str, message: str) -> None:
+    # GIVEN a scale of zero, one that is not a number, or one that leaves a few hundred rows
+    # WHEN it is read and the sizes are scaled THEN the error names the knob, the value and what to use
     with pytest.raises(ValueError, match=message) as error:
-        scaled(FULL, scale)
+        scaled(FULL, parse_scale(text))
     assert "BENCH_MEMORY_SCALE" in str(error.value)
 
 
