@@ -174,6 +174,7 @@ class Bench:
             except OSError:
                 time.sleep(0.1)
         import boto3
+        from botocore.config import Config
 
         self._s3 = boto3.client(
             "s3",
@@ -181,6 +182,9 @@ class Bench:
             region_name="us-east-1",
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
+            # moto completes a multipart upload of GBs slowly on a busy machine: a read timeout retried the
+            # completion, which moto had already done (500, "no such upload"). Setup only: nothing measured here.
+            config=Config(read_timeout=1800, retries={"max_attempts": 1}),
         )
         self.reset()
         return self
