@@ -420,6 +420,11 @@ def memory_section(rows: list[dict[str, Any]], seconds: float, per_job: int) -> 
         "one row group; postprocess is measured on the run's last job.",
         f"The memory benchmark took {seconds / 60:.0f} min.",
     ]
+    if per_job != FULL.per_job:
+        notes.append(
+            "Shrunk sizes (BENCH_MEMORY_SCALE < 1) test the harness, not the targets: a run of a few thousand rows "
+            "holds less than one batch of 65,536 rows, so the larger sizes' ratios say little."
+        )
     return Section(
         title="Memory: peak RSS of each data-plane handler as the input grows",
         columns=["handler", "input path", *(rows_label(size) for size in sizes), "result"],

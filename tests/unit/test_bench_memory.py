@@ -109,8 +109,10 @@ def test_memory_section_has_a_column_per_size_and_two_checks_per_handler_and_pat
         ("postprocess row groups: peak at 2M / at 200k", "1.30x", "FAIL"),
         ("postprocess row groups: highest peak RSS", "260 MB", "pass"),
     ]
-    # AND the run's length is in the notes, and the section renders in RESULTS.md
+    # AND the run's length is in the notes (no shrunk-size warning at full size), and it renders in RESULTS.md
     assert any("took 30 min" in note for note in section.notes)
+    assert not any("Shrunk sizes" in note for note in section.notes)
+    assert any("Shrunk sizes" in note for note in memory_section(rows, 60.0, 500).notes)
     rendered = results.render_markdown({"sections": {"memory": {"run": RUN, **asdict(section)}}})
     assert "| preprocess | parquet | 250 MB | 275 MB (1.10x) | 290 MB (1.16x) | pass |" in rendered
 
