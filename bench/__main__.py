@@ -6,10 +6,16 @@ a Hugging Face dataset from a local fake hub), and one job of 50,000 records bac
 Environment: BENCH_ROWS (default 2,240,000), BENCH_MAX_PER_JOB (default: rows / 45, the reference job count),
 BENCH_JOB_RECORDS (default 50,000), BENCH_PATHS (input paths, comma-separated; default parquet,csv,jsonl,hf),
 BENCH_REPEAT (runs per variant, best kept; default 2), BENCH_DIR (scratch space and the generated datasets, reused
-between runs; default bench/.data), BENCH_ONLY (``batch`` or ``gateway``: run one part; default both, the gateway's
-after the batch's; see bench/gateway_bench.py for its own settings), BENCH_STEPS (the batch steps to run,
-comma-separated: ``preprocess``, ``postprocess``; default both; a run of one step prints its tables and records
-nothing, as the batch section holds both steps' figures).
+between runs; default bench/.data), BENCH_ONLY (``batch``, ``memory`` or ``gateway``, or several comma-separated:
+run those parts; default all three in that order; see bench/gateway_bench.py for the gateway's own settings),
+BENCH_STEPS (the batch steps to run, comma-separated: ``preprocess``, ``postprocess``; default both; a run of one
+step prints its tables and records nothing, as the batch section holds both steps' figures).
+
+The memory part (bench/memory.py, then bench/local_memory.py) records two sections: ``memory`` (peak RSS of each
+data-plane handler at 200k, 2M and 20M rows of preprocess input on every path, and of postprocess, resubmit and
+finalize over runs of 200k and 2M rows) and ``local_memory`` (the local runtime's process tree at 200k and 2M rows).
+BENCH_MEMORY_SCALE (default 1) multiplies every one of those sizes (0.01: a smoke run of a few minutes); at 20M rows
+the inputs need up to ~25 GB of scratch disk, generated one path at a time and deleted after use.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench.local_memory import local_memory_section
+from bench.memory import FULL, LOCAL_ROWS, memory_section, parse_scale, scaled
 from bench.production import PATHS, production_env
 from bench.results import RESULTS_JSON, RESULTS_MD, Section, at_least, at_most, record
 
@@ -317,13 +325,68 @@ def gateway() -> int:
     return code
 
 
+PARTS = ("batch", "memory", "gateway")
+
+
 def main() -> int:
-    only = os.environ.get("BENCH_ONLY", "")
-    if only not in ("", "batch", "gateway"):
-        print(f"BENCH_ONLY must be batch or gateway, not {only!r}", file=sys.stderr)
+    only = [part.strip() for part in os.environ.get("BENCH_ONLY", ",".join(PARTS)).split(",") if part.strip()]
+    if not only or not set(only) <= set(PARTS):
+        print(f"BENCH_ONLY takes a comma-separated subset of {list(PARTS)}, not {only}", file=sys.stderr)
         return 2
-    code = 0 if only == "gateway" else batch()
-    return code or (0 if only == "batch" else gateway())
+    parts = {"batch": batch, "memory": memory, "gateway": gateway}
+    for part in PARTS:
+        if part in only:
+            code = parts[part]()
+            if code:
+                return code
+    return 0
+
+
+def memory() -> int:
+    """bench/memory.py and bench/local_memory.py in child processes (they start the measured ones), each recorded
+    as its own section whether its targets pass or not; non-zero when a run failed or a target was missed."""
+    try:
+        scale = parse_scale(os.environ.get("BENCH_MEMORY_SCALE", "1"))
+        sizes = scaled(FULL, scale)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    scratch = Path(os.environ.get("BENCH_DIR") or ROOT / "bench" / ".data")
+    scratch.mkdir(parents=True, exist_ok=True)
+    figures, codes = scratch / "memory.json", []
+    for kind, command, section in (
+        (
+            "memory",
+            [
+                "bench.memory",
+                f"--dir={scratch / 'memory'}",
+                "--sizes=" + ",".join(map(str, sizes.preprocess)),
+                "--run-sizes=" + ",".join(map(str, sizes.runs)),
+                f"--per-job={sizes.per_job}",
+                f"--json={figures}",
+            ],
+            lambda found, seconds: memory_section(found, seconds, sizes.per_job),
+        ),
+        (
+            "local_memory",
+            [
+                "bench.local_memory",
+                "--rows=" + ",".join(str(round(rows * scale)) for rows in LOCAL_ROWS),
+                f"--data-dir={scratch}",
+                f"--json={figures}",
+            ],
+            local_memory_section,
+        ),
+    ):
+        figures.unlink(missing_ok=True)
+        started = time.monotonic()
+        code = subprocess.run([sys.executable, "-m", *command], cwd=ROOT, check=False).returncode
+        seconds = time.monotonic() - started
+        print(f"{kind}: {seconds / 60:.1f} min", flush=True)
+        if figures.exists():  # a failed run still records what it measured
+            record(kind, section(json.loads(figures.read_text()), seconds))
+        codes.append(code)
+    return max(codes)
 
 
 def batch() -> int:

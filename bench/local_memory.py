@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import random
 import subprocess
@@ -18,9 +19,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+from bench.results import Check, Section, at_most
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_ID = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -31,11 +32,15 @@ _VOCABULARY = (
     "question answer number value total reason because therefore step first then next finally"
 )
 _WORDS = tuple(_VOCABULARY.split())
+MAX_RATIO, MAX_PEAK_MIB = 1.3, 1500.0  # issue 11: the whole process tree under 1.5 GB, <= 1.3x from 200k to 2M rows
 
 
 def write_input(path: Path, rows: int, *, seed: int = 11, chunk: int = 50_000) -> Path:
     """``rows`` rows of (id, topic, text): text of 200-800 characters, a slice of a random word stream at a random
     offset (fast, and every row's text its own). Kept when it already has ``rows`` rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     if path.exists() and pq.ParquetFile(path).metadata.num_rows == rows:
         return path
     rng = random.Random(seed)
@@ -112,6 +117,8 @@ def measure(input_path: Path, output_dir: Path, interval: float, extra: list[str
 
 
 def rows_back(output_dir: Path) -> int:
+    import pyarrow.parquet as pq
+
     return sum(pq.ParquetFile(path).metadata.num_rows for path in output_dir.glob("*.parquet"))
 
 
@@ -120,17 +127,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", default="200000,2000000", help="comma-separated input sizes (default 200000,2000000)")
     parser.add_argument("--interval", type=float, default=0.05, help="seconds between RSS samples (default 0.05)")
     parser.add_argument("--data-dir", type=Path, default=ROOT / "bench" / ".data", help="where the inputs are kept")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file (make bench reads it)")
     parser.add_argument("cli_args", nargs="*", help="more `cli batch` arguments, after --")
     args = parser.parse_args(argv)
     sizes = [int(value) for value in args.rows.split(",") if value.strip()]
     args.data_dir.mkdir(parents=True, exist_ok=True)
     peaks: list[tuple[int, int]] = []
+    measured: list[dict[str, Any]] = []
     for rows in sizes:
         input_path = write_input(args.data_dir / f"local-memory-{rows}.parquet", rows)
         with tempfile.TemporaryDirectory(prefix="local-memory-") as scratch:
             output_dir = Path(scratch) / "out"
             peak = measure(input_path, output_dir, args.interval, args.cli_args)
             back = rows_back(output_dir)
+        measured.append({"rows": rows, "peak_rss_mib": peak / 2**20, "rows_back": back})
+        if args.json:
+            args.json.write_text(json.dumps(measured, indent=1) + "\n")
         if back != rows:
             raise SystemExit(f"{rows} rows in, {back} rows back")
         peaks.append((rows, peak))
@@ -138,6 +150,56 @@ def main(argv: list[str] | None = None) -> int:
         mib = peak / 2**20
         print(f"{rows:>10,} rows: peak RSS {mib:,.0f} MiB (x{ratio:.2f} of {peaks[0][0]:,} rows), all rows back")
     return 0
+
+
+def local_memory_section(measured: list[dict[str, Any]], seconds: float) -> Section:
+    """The local runtime's part of results.json: peak RSS of the whole process tree per size, its ratio to the
+    smallest size, and whether every row came back; checks at the largest size (<= MAX_RATIO, < MAX_PEAK_MIB) and
+    that every run returned every row."""
+    from bench.memory import rows_label
+
+    ordered = sorted(measured, key=lambda m: int(m["rows"]))
+    base = ordered[0]["peak_rss_mib"] if ordered else None
+    table = [
+        [
+            rows_label(int(m["rows"])),
+            f"{m['peak_rss_mib']:,.0f} MiB",
+            f"{m['peak_rss_mib'] / base:.2f}x" if base else "-",
+            f"{m['rows_back']:,} of {int(m['rows']):,}",
+        ]
+        for m in ordered
+    ]
+    largest = ordered[-1] if len(ordered) > 1 else None  # one size: no ratio, "not measured"
+    ratio = largest["peak_rss_mib"] / ordered[0]["peak_rss_mib"] if largest else None
+    ratio_name = (
+        f"peak at {rows_label(int(largest['rows']))} / at {rows_label(int(ordered[0]['rows']))}"
+        if largest
+        else "peak ratio"
+    )
+    top = max((m["peak_rss_mib"] for m in ordered), default=None)
+    lost = "; ".join(f"{m['rows_back']:,} of {int(m['rows']):,}" for m in ordered if m["rows_back"] != m["rows"])
+    checks = [
+        at_most(ratio_name, ratio, MAX_RATIO),
+        Check(
+            "highest peak RSS (process tree)",
+            "-" if top is None else f"{top:,.0f} MiB",
+            f"< {MAX_PEAK_MIB:,.0f} MiB",
+            None if top is None else top < MAX_PEAK_MIB,
+        ),
+        Check("every input row back", lost or ("all" if ordered else "-"), "all", not lost if ordered else None),
+    ]
+    return Section(
+        title="Memory: the local runtime (python -m cli batch) as the input grows",
+        columns=["rows", "peak RSS (process tree)", "ratio", "rows back"],
+        rows=table,
+        checks=checks,
+        notes=[
+            "The CLI's process and every process it starts (the CDK synth's node process included), sampled from "
+            "/proc; rows: id, a short topic and 200-800 characters of text (bench/local_memory.py).",
+            f"The local-runtime memory benchmark took {seconds / 60:.0f} min.",
+        ],
+        figures={"measurements": ordered, "seconds": round(seconds, 1)},
+    )
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Peak memory of each data-plane handler as Lambda runs it, on every input path, at growing row counts.
 
-    python -m bench.memory            # every path at every size (20M rows: ~15 GB of scratch disk, a long run)
+    python -m bench.memory            # every path at every size (20M rows: up to ~25 GB of scratch disk, a long run)
     python -m bench.memory --quick    # small sizes: a smoke test of the harness
-    options: --dir DIR (scratch space, default bench/.data/memory), --only preprocess,postprocess,resubmit,finalize
+    options: --dir DIR (scratch space, default bench/.data/memory), --only preprocess,postprocess,resubmit,finalize,
+    --paths, --sizes, --run-sizes, --per-job, --json FILE (every measurement, after each), --keep-data
 
 Each measurement is a fresh Python process that imports the handler and calls ``lambda_handler`` once, as Lambda
 does; its peak RSS is the process's high-water mark (``VmHWM``, see ``peak_rss_kib``) at the end, imports
@@ -39,6 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.production import allocator_env
+from bench.results import Check, Section, at_most
+
 ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "bench-memory"
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -62,6 +66,7 @@ class Sizes:
 
 
 FULL = Sizes(preprocess=(200_000, 2_000_000, 20_000_000), runs=(200_000, 2_000_000), per_job=50_000)
+LOCAL_ROWS = (200_000, 2_000_000)  # bench/local_memory.py's sizes in make bench
 QUICK = Sizes(preprocess=(100_000, 300_000), runs=(10_000, 100_000), per_job=2_500)
 
 
@@ -80,7 +85,7 @@ def child_env(endpoint: str) -> dict[str, str]:
         "POWERTOOLS_METRICS_NAMESPACE": "BenchMemory",
         "POWERTOOLS_SERVICE_NAME": "bench",
         "POWERTOOLS_LOG_LEVEL": "WARNING",
-        "ARROW_DEFAULT_MEMORY_POOL": "system",
+        **allocator_env(),
         "PYTHONPATH": str(ROOT),
     }
 
@@ -138,8 +143,8 @@ def serve_hub(directory: Path) -> None:
 
 
 class Bench:
-    def __init__(self, scratch: Path, sizes: Sizes) -> None:
-        self.scratch, self.sizes = scratch, sizes
+    def __init__(self, scratch: Path, sizes: Sizes, *, keep_data: bool = False, json_path: Path | None = None) -> None:
+        self.scratch, self.sizes, self.keep_data, self.json_path = scratch, sizes, keep_data, json_path
         self.scratch.mkdir(parents=True, exist_ok=True)
         self.port = _free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
@@ -169,6 +174,7 @@ class Bench:
             except OSError:
                 time.sleep(0.1)
         import boto3
+        from botocore.config import Config
 
         self._s3 = boto3.client(
             "s3",
@@ -176,6 +182,9 @@ class Bench:
             region_name="us-east-1",
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
+            # moto completes a multipart upload of GBs slowly on a busy machine: a read timeout retried the
+            # completion, which moto had already done (500, "no such upload"). Setup only: nothing measured here.
+            config=Config(read_timeout=1800, retries={"max_attempts": 1}),
         )
         self.reset()
         return self
@@ -208,7 +217,12 @@ class Bench:
 
     def record(self, handler: str, path: str, rows: int, result: dict[str, Any]) -> None:
         self.rows.append({"handler": handler, "path": path, "rows": rows, **result})
-        print(f"  {handler:<11} {path:<14} {rows:>11,} rows  peak {result['peak_rss_mb']:8.0f} MB", flush=True)
+        if "error" in result:
+            print(f"  {handler:<11} {path:<14} {rows:>11,} rows  FAILED: {result['error']}", flush=True)
+        else:
+            print(f"  {handler:<11} {path:<14} {rows:>11,} rows  peak {result['peak_rss_mb']:8.0f} MB", flush=True)
+        if self.json_path is not None:  # after each measurement: a run that stops early keeps what it measured
+            self.json_path.write_text(json.dumps(self.rows, indent=1) + "\n")
 
     # preprocess ------------------------------------------------------------------------------------------------
     def preprocess(self, paths: tuple[str, ...] = PREPROCESS_PATHS) -> None:
@@ -237,13 +251,17 @@ class Bench:
                 try:
                     event = {"input": run_input, "execution_name": f"mem-{path}-{rows}"}
                     result = self.run_measured("preprocess", event, hub_port)
+                    if result.get("total_records") != rows:
+                        result = {"error": f"read {result.get('total_records')} rows, not {rows}"}
+                except RuntimeError as exc:  # recorded as failed; the other paths are still measured
+                    result = {"error": str(exc).strip().splitlines()[-1]}
                 finally:
                     if hub is not None:
                         assert hub.stdin is not None
                         hub.stdin.close()
                         hub.wait()
-                if result.get("total_records") != rows:
-                    raise RuntimeError(f"preprocess of {path} read {result.get('total_records')} rows, not {rows}")
+                    self.discard(self.scratch / f"input-{rows}.{path}", self.scratch / f"hub-{rows}")
+                    self.reset()  # moto's copies of the input and the job files go too
                 self.record("preprocess", path, rows, result)
 
     def upload_input(self, path: str, rows: int) -> str:
@@ -254,13 +272,26 @@ class Bench:
                 count = per_file + (part < extra)
                 local = write_parquet(self.scratch / f"prefix-{rows}" / f"part-{part:03d}.parquet", count, first)
                 self._s3.upload_file(str(local), BUCKET, f"inputs/prefix-{rows}/part-{part:03d}.parquet")
+                self.discard(local)
                 first += count
             return f"s3://{BUCKET}/inputs/prefix-{rows}/"
         writers = {"parquet": write_parquet, "csv": write_csv, "jsonl": write_jsonl}
         local = writers[path](self.scratch / f"input-{rows}.{path}", rows)
         key = f"inputs/input-{rows}.{path}"
         self._s3.upload_file(str(local), BUCKET, key)
+        self.discard(local)
         return f"s3://{BUCKET}/{key}"
+
+    def discard(self, *paths: Path) -> None:
+        """Delete generated data once it is in S3 or measured (unless --keep-data): at 20M rows an input is up to
+        ~10 GB, and moto keeps its own copy."""
+        if self.keep_data:
+            return
+        for path in paths:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
     # postprocess, resubmit, finalize ---------------------------------------------------------------------------
     def runs(self, only: set[str]) -> None:
@@ -287,40 +318,156 @@ class Bench:
                 postprocess_retries(self._s3, self.scratch, run, self.env)
                 if "finalize" in only:
                     self.record("finalize", layout_name, rows, self.run_measured("finalize", {"run": run["context"]}))
+                self.discard(self.scratch / f"records-{rows}-{int(layout_name != LAYOUTS[0])}.parquet")
 
     # report ----------------------------------------------------------------------------------------------------
     def table(self) -> bool:
         print(f"\n{'handler':<11} {'path':<14} {'rows':>11} {'peak RSS MB':>12} {'ratio':>6}  result")
-        ok = True
-        for row in self.rows:
-            base = min(
-                (r for r in self.rows if r["handler"] == row["handler"] and r["path"] == row["path"]),
-                key=lambda r: r["rows"],
-            )
-            ratio = row["peak_rss_mb"] / base["peak_rss_mb"]
-            passed = ratio <= MAX_RATIO and row["peak_rss_mb"] < MAX_PEAK_MB
-            ok &= passed
+        for row in with_ratios(self.rows):
+            peak = "failed" if "error" in row else f"{row['peak_rss_mb']:.0f}"
+            ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}"
             print(
-                f"{row['handler']:<11} {row['path']:<14} {row['rows']:>11,} {row['peak_rss_mb']:>12.0f} "
-                f"{ratio:>6.2f}  {'pass' if passed else 'FAIL'}"
+                f"{row['handler']:<11} {row['path']:<14} {row['rows']:>11,} {peak:>12} {ratio:>6}  "
+                f"{'pass' if row['ok'] else 'FAIL'}"
             )
         print(
             f"\ntargets: peak <= {MAX_RATIO}x the peak at the smallest size of the same path and < {MAX_PEAK_MB:.0f} MB"
         )
-        return ok
+        return all(row["ok"] for row in with_ratios(self.rows))
+
+
+# ---- verdicts and the results section (pure: no measuring) -------------------------------------------------------
+
+
+def with_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each measurement with ``ratio`` (its peak over the peak at the smallest size of the same handler and path)
+    and ``ok`` (ratio <= MAX_RATIO and peak < MAX_PEAK_MB). A failed run (``error``) has no peak: ratio None, not
+    ok; when the smallest size failed, the others have no ratio either."""
+    out = []
+    for row in rows:
+        same = [r for r in rows if (r["handler"], r["path"]) == (row["handler"], row["path"])]
+        base = min(same, key=_size)
+        if "error" in row or "error" in base:
+            out.append({**row, "ratio": None, "ok": False})
+            continue
+        ratio = row["peak_rss_mb"] / base["peak_rss_mb"]
+        out.append({**row, "ratio": ratio, "ok": ratio <= MAX_RATIO and row["peak_rss_mb"] < MAX_PEAK_MB})
+    return out
+
+
+def _size(row: dict[str, Any]) -> int:
+    return int(row["rows"])
+
+
+def rows_label(rows: int) -> str:
+    """200000 -> '200k', 2000000 -> '2M', 2500 -> '2,500'."""
+    if rows >= 1_000_000 and rows % 1_000_000 == 0:
+        return f"{rows // 1_000_000}M"
+    if rows >= 1_000 and rows % 1_000 == 0:
+        return f"{rows // 1_000}k"
+    return f"{rows:,}"
+
+
+def memory_section(rows: list[dict[str, Any]], seconds: float, per_job: int) -> Section:
+    """The memory benchmark's part of results.json: per handler and path, the peak RSS at each size with its ratio
+    to the smallest size, and two checks at the largest size: the ratio (<= MAX_RATIO) and the peak (< MAX_PEAK_MB).
+    A handler and path measured at one size only has no ratio: that check is "not measured", never a pass."""
+    measured = with_ratios(rows)
+    sizes = sorted({_size(r) for r in measured})
+    groups: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
+    for row in measured:
+        groups.setdefault((row["handler"], row["path"]), {})[_size(row)] = row
+    table, checks = [], []
+    for (handler, path), by_size in groups.items():
+        smallest, largest = min(by_size), max(by_size)
+        cells = []
+        for size in sizes:
+            cell = by_size.get(size)
+            if cell is None:
+                cells.append("-")
+            elif "error" in cell:
+                cells.append(f"failed: {cell['error']}")
+            elif cell["ratio"] is None or size == smallest:
+                cells.append(f"{cell['peak_rss_mb']:.0f} MB")
+            else:
+                cells.append(f"{cell['peak_rss_mb']:.0f} MB ({cell['ratio']:.2f}x)")
+        failed = any("error" in r for r in by_size.values())
+        ok = all(r["ok"] for r in by_size.values()) and largest > smallest
+        table.append([handler, path, *cells, "pass" if ok else "FAIL" if failed or largest > smallest else "-"])
+        ratio = by_size[largest]["ratio"] if largest > smallest else None
+        name = f"{handler} {path}"
+        ratio_name = f"{name}: peak at {rows_label(largest)} / at {rows_label(smallest)}"
+        if "error" in by_size[largest] or "error" in by_size[smallest]:
+            checks.append(Check(ratio_name, "failed", f"<= {MAX_RATIO:g}x", False))
+        else:
+            checks.append(at_most(ratio_name, ratio, MAX_RATIO))
+        peaks = [r["peak_rss_mb"] for r in by_size.values() if "error" not in r]
+        top = max(peaks, default=None)
+        checks.append(
+            Check(
+                f"{name}: highest peak RSS",
+                "-" if top is None else f"{top:.0f} MB",
+                f"< {MAX_PEAK_MB:g} MB",
+                None if top is None else top < MAX_PEAK_MB,
+            )
+        )
+    notes = [
+        "Peak RSS (VmHWM, MB of 2^20 bytes as Lambda counts memory) of one handler call in a fresh process, as "
+        "Lambda runs it; S3 is a moto server and the Hugging Face hub a fake one, each in its own process, so "
+        "stored objects are not counted. Ratios are to the smallest size of the same handler and path.",
+        "Rows: id, a short topic (the prompt's only column) and 200-800 characters of text. Postprocess, resubmit "
+        f"and finalize: runs in jobs of {per_job:,} records, records.parquet in row groups of 65,536 rows and in "
+        "one row group; postprocess is measured on the run's last job.",
+        f"The memory benchmark took {seconds / 60:.0f} min.",
+    ]
+    if per_job != FULL.per_job:
+        notes.append(
+            "Shrunk sizes (BENCH_MEMORY_SCALE < 1) test the harness, not the targets: a run of a few thousand rows "
+            "holds less than one batch of 65,536 rows, so the larger sizes' ratios say little."
+        )
+    return Section(
+        title="Memory: peak RSS of each data-plane handler as the input grows",
+        columns=["handler", "input path", *(rows_label(size) for size in sizes), "result"],
+        rows=table,
+        checks=checks,
+        notes=notes,
+        figures={"measurements": measured, "seconds": round(seconds, 1), "per_job": per_job},
+    )
 
 
 # ---- data, generated chunk by chunk --------------------------------------------------------------------------
 
 
 def chunks(rows: int, first: int = 0) -> Iterator[Any]:
-    """Tables of at most CHUNK rows: ``id`` (the row number) and a short ``topic``."""
+    """Tables of at most CHUNK rows: ``id`` (the row number), a short ``topic`` and 200-800 characters of ``text``
+    (a slice of a fixed word stream at an offset and of a length drawn from row ``first``'s seed, so a file's rows
+    are the same whatever the chunking). The template sends only the topic; the text is the rest of a real row,
+    which preprocess reads and, off Parquet, writes to records.parquet."""
+    import numpy as np
     import pyarrow as pa
 
+    stream = " ".join(np.random.default_rng(11).choice(_WORDS, 400_000).tolist())  # ~2.6 MB of words
     for start in range(first, first + rows, CHUNK):
         ids = range(start, min(first + rows, start + CHUNK))
         topics = [f"{_WORDS[i % len(_WORDS)]} {_WORDS[(i // 7) % len(_WORDS)]} {i}" for i in ids]
-        yield pa.table({"id": pa.array(ids, pa.int64()), "topic": pa.array(topics, pa.string())})
+        rng = np.random.default_rng(start)
+        lengths = rng.integers(200, 801, len(ids))
+        offsets = rng.integers(0, len(stream) - 800, len(ids))
+        texts = [stream[o : o + n] for o, n in zip(offsets.tolist(), lengths.tolist(), strict=True)]
+        yield pa.table(
+            {
+                "id": pa.array(ids, pa.int64()),
+                "topic": pa.array(topics, pa.string()),
+                "text": pa.array(texts, pa.string()),
+            }
+        )
+
+
+def schema() -> Any:
+    """The generated rows' columns (built on demand: the harness process never imports pyarrow)."""
+    import pyarrow as pa
+
+    return pa.schema([("id", pa.int64()), ("topic", pa.string()), ("text", pa.string())])
 
 
 def _cached(path: Path) -> bool:
@@ -338,7 +485,7 @@ def write_parquet(path: Path, rows: int, first: int = 0, *, one_row_group: bool 
     if one_row_group:  # one row group needs the whole table at once: the generator's memory, never the handler's
         pq.write_table(pa.concat_tables(chunks(rows, first)), partial, row_group_size=rows, compression="snappy")
     else:
-        with pq.ParquetWriter(partial, pa.schema([("id", pa.int64()), ("topic", pa.string())])) as writer:
+        with pq.ParquetWriter(partial, schema(), compression="snappy") as writer:
             for table in chunks(rows, first):
                 writer.write_table(table)
     partial.rename(path)
@@ -346,13 +493,12 @@ def write_parquet(path: Path, rows: int, first: int = 0, *, one_row_group: bool 
 
 
 def write_csv(path: Path, rows: int) -> Path:
-    import pyarrow as pa
     import pyarrow.csv as pacsv
 
     if _cached(path):
         return path
     partial = path.with_suffix(".partial")
-    with pacsv.CSVWriter(partial, pa.schema([("id", pa.int64()), ("topic", pa.string())])) as writer:
+    with pacsv.CSVWriter(partial, schema()) as writer:
         for table in chunks(rows):
             writer.write_table(table)
     partial.rename(path)
@@ -365,8 +511,13 @@ def write_jsonl(path: Path, rows: int) -> Path:
     partial = path.with_suffix(".partial")
     with partial.open("w") as out:
         for table in chunks(rows):
-            ids, topics = table.column("id").to_pylist(), table.column("topic").to_pylist()
-            out.write("".join(f'{{"id": {i}, "topic": "{t}"}}\n' for i, t in zip(ids, topics, strict=True)))
+            ids, topics, texts = (table.column(name).to_pylist() for name in ("id", "topic", "text"))
+            out.write(
+                "".join(
+                    f'{{"id": {i}, "topic": "{t}", "text": "{x}"}}\n'
+                    for i, t, x in zip(ids, topics, texts, strict=True)
+                )
+            )
     partial.rename(path)
     return path
 
@@ -489,6 +640,41 @@ def postprocess_states(path: Path) -> None:
             logic.postprocess(JobState.model_validate(state), s3=aws.s3(), workdir=Path(workdir))
 
 
+def parse_scale(text: str) -> float:
+    """BENCH_MEMORY_SCALE's value as a number > 0."""
+    try:
+        scale = float(text)
+    except ValueError:
+        scale = 0.0
+    if not scale > 0:
+        raise ValueError(f"BENCH_MEMORY_SCALE must be a number > 0 (1 runs 200k, 2M and 20M rows), not {text!r}")
+    return scale
+
+
+def scaled(sizes: Sizes, scale: float) -> Sizes:
+    """Every size times ``scale`` (make bench's BENCH_MEMORY_SCALE; 1 is the issue's sizes), jobs included, so a
+    shrunk run still splits each run into as many jobs. Raises when a size would be under 1,000 rows."""
+
+    def times(rows: int) -> int:
+        return round(rows * scale)
+
+    out = Sizes(tuple(map(times, sizes.preprocess)), tuple(map(times, sizes.runs)), times(sizes.per_job))
+    if min(*out.preprocess, *out.runs) < 1_000:
+        raise ValueError(f"BENCH_MEMORY_SCALE={scale:g} leaves fewer than 1,000 rows in a run; use at least 0.01")
+    return out
+
+
+def parse_sizes(text: str, knob: str) -> tuple[int, ...]:
+    """'200000,2000000' -> (200000, 2000000): row counts, each >= 1, smallest first."""
+    try:
+        sizes = tuple(sorted(int(value) for value in text.split(",") if value.strip()))
+    except ValueError:
+        sizes = ()
+    if not sizes or sizes[0] < 1:
+        raise ValueError(f"{knob} takes comma-separated row counts >= 1 (e.g. 200000,2000000), not {text!r}")
+    return sizes
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -503,6 +689,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="preprocess,postprocess,resubmit,finalize", help="handlers, comma-separated")
     parser.add_argument("--paths", default=",".join(PREPROCESS_PATHS), help="preprocess input paths, comma-separated")
     parser.add_argument("--sizes", help="preprocess row counts, comma-separated (default: 200k, 2M, 20M)")
+    parser.add_argument("--run-sizes", help="rows of the postprocess/resubmit/finalize runs (default: 200k, 2M)")
+    parser.add_argument("--per-job", type=int, help="records per job of those runs (default 50,000)")
+    parser.add_argument("--json", type=Path, help="also write every measurement to this file (make bench reads it)")
+    parser.add_argument("--keep-data", action="store_true", help="keep generated inputs for the next run")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--event", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--hub-port", type=int, help=argparse.SUPPRESS)
@@ -524,9 +714,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--only {sorted(unknown)}: use preprocess, postprocess, resubmit, finalize")
     scratch = args.dir / ("quick" if args.quick else "full")
     sizes = QUICK if args.quick else FULL
-    if args.sizes:
-        sizes = Sizes(tuple(int(n) for n in args.sizes.split(",")), sizes.runs, sizes.per_job)
-    with Bench(scratch, sizes) as bench:
+    try:
+        sizes = Sizes(
+            parse_sizes(args.sizes, "--sizes") if args.sizes else sizes.preprocess,
+            parse_sizes(args.run_sizes, "--run-sizes") if args.run_sizes else sizes.runs,
+            args.per_job or sizes.per_job,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    with Bench(scratch, sizes, keep_data=args.keep_data, json_path=args.json) as bench:
         if "preprocess" in only:
             bench.preprocess(tuple(args.paths.split(",")))
         if only - {"preprocess"}:

@@ -12,6 +12,7 @@ tracer outside the Lambda environment; in Lambda it adds one segment per invocat
 
 from __future__ import annotations
 
+import shlex
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,12 +21,32 @@ from typing import Any, BinaryIO
 
 BUCKET = "bench-data"
 PATHS = ("parquet", "csv", "jsonl", "hf")  # the preprocess input paths: S3 objects of three formats, a HF dataset
+DOCKERFILE = Path(__file__).resolve().parent.parent / "lambdas" / "Dockerfile"
+
+
+def image_env(dockerfile: Path = DOCKERFILE) -> dict[str, str]:
+    """Every ``ENV`` of the data-plane image (``lambdas/Dockerfile``), continuation lines joined."""
+    env: dict[str, str] = {}
+    for line in dockerfile.read_text().replace("\\\n", " ").splitlines():
+        if line.startswith("ENV "):
+            for pair in shlex.split(line[4:]):
+                name, _, value = pair.partition("=")
+                env[name] = value
+    return env
+
+
+def allocator_env() -> dict[str, str]:
+    """The image's memory allocator settings (Arrow's pool, glibc's malloc), which a benchmark's process must run
+    with to measure what Lambda runs; read from the Dockerfile, so the two cannot drift apart."""
+    return {name: value for name, value in image_env().items() if name.startswith(("ARROW_", "MALLOC_"))}
+
+
 # stacks/constructs/python_function.py (POWERTOOLS_*, the INFO log level), batch_workflow.py (service name, data
-# plane settings) and lambdas/Dockerfile (the Arrow allocator).
+# plane settings) and lambdas/Dockerfile (the allocators).
 FUNCTION_ENV = {
     "POWERTOOLS_METRICS_NAMESPACE": "BedrockBatch",
     "POWERTOOLS_LOG_LEVEL": "INFO",
-    "ARROW_DEFAULT_MEMORY_POOL": "system",
+    **allocator_env(),
     "DATA_BUCKET": BUCKET,
 }
 

@@ -18,8 +18,10 @@ from pathlib import Path
 
 DEFAULT_DATA_PLANE_SLOTS = 2  # in one process under one GIL, more concurrent handlers mostly add memory
 BYTES_PER_SLOT = 1 << 30  # what a data-plane handler may take at its peak, with headroom
-_M_ARENA_MAX = -8  # mallopt parameter (glibc malloc.h)
+_M_ARENA_MAX = -8  # mallopt parameters (glibc malloc.h)
+_M_MMAP_THRESHOLD = -3
 LOCAL_ARENA_MAX = 2
+MMAP_THRESHOLD = 128 * 1024  # as the data-plane image sets it (lambdas/Dockerfile, MALLOC_MMAP_THRESHOLD_)
 
 
 class HandlerSlots:
@@ -83,6 +85,14 @@ def limit_malloc_arenas(arenas: int = LOCAL_ARENA_MAX) -> bool:
     what its threads freed (moto runs every Map iteration in a thread). True when the C library took it."""
     libc = _libc()
     return bool(libc is not None and libc.mallopt(_M_ARENA_MAX, arenas) == 1)
+
+
+def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
+    """glibc's ``mallopt(M_MMAP_THRESHOLD)``: blocks of ``threshold`` bytes and more are mapped on their own and go
+    back to the system when freed. Setting it turns off glibc's dynamic threshold, which rises to the largest block
+    freed so far and then serves such blocks from the heaps, which keep them (docs/memory.md). True when taken."""
+    libc = _libc()
+    return bool(libc is not None and libc.mallopt(_M_MMAP_THRESHOLD, threshold) == 1)
 
 
 def release_freed_memory() -> None:

@@ -30,6 +30,7 @@ from local.memory import (
     HandlerSlots,
     available_memory,
     default_data_plane_slots,
+    fix_mmap_threshold,
     limit_malloc_arenas,
     release_freed_memory,
 )
@@ -352,6 +353,7 @@ class LocalRuntime(StateMachineRuns):
         self._exit.callback(mock.stop)
         self._exit.enter_context(moto_patches.installed())
         limit_malloc_arenas()  # for the threads started from here on (moto's Map iterations, the handlers)
+        fix_mmap_threshold()
 
     def _start_emulator(self) -> None:
         import boto3

@@ -31,7 +31,11 @@ from lambdas.shared.s3io import S3RangeReader, list_keys
 
 BATCH_ROWS = 65_536
 BATCH_BYTES = 16 << 20  # preprocess stages batches of at most BATCH_ROWS rows and about BATCH_BYTES bytes
-CSV_BLOCK_BYTES = 2 << 20  # CSV and JSONL blocks; a read restarts with blocks 8x bigger for a longer row ...
+# Arrow's streaming CSV and JSON readers read up to 32 blocks ahead on a background thread (its source: a
+# background generator of its default queue size), so the block size bounds that buffer: 16 MB blocks held up to
+# 512 MB of raw input. 2 MB blocks keep it at 64 MB and parse faster than 16 MB ones; the stage joins the small
+# blocks into batches (logic.rebatched). A read restarts with blocks 8x bigger for a longer row ...
+CSV_BLOCK_BYTES = 2 << 20
 MAX_BLOCK_BYTES = 1 << 30  # ... up to 1 GiB (Bedrock's input file limit is 1 GB: no valid record is longer)
 SUPPORTED_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 _UTF8_HINT = "; if the file is not UTF-8, convert it first (e.g. iconv -f latin1 -t utf-8)"

@@ -147,9 +147,10 @@ def test_releasing_freed_memory_starts_no_process(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(subprocess, "Popen", no_child)
     memory._libc.cache_clear()
-    # WHEN glibc is told to limit its arenas and to trim after a data-plane handler
+    # WHEN glibc is told to limit its arenas, to fix its mmap threshold and to trim after a data-plane handler
     limited = memory.limit_malloc_arenas()
+    fixed = memory.fix_mmap_threshold()
     memory.release_freed_memory()
     # THEN glibc was found and used without a child process (a fork shows as a spike of this process's size)
     assert started == []
-    assert limited is (memory._libc() is not None)
+    assert limited is fixed is (memory._libc() is not None)

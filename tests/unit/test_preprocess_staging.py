@@ -63,7 +63,7 @@ def test_line_offsets_are_a_local_file_and_match_the_lines(tmp_path):
     assert sum(job.size_bytes for job in jobs) == len(data)
 
 
-def test_big_blocks_are_staged_in_slices_of_at_most_batch_rows():
+def test_big_blocks_are_staged_in_slices_of_batch_rows():
     # GIVEN one block of 150,000 short rows (what one 16 MB CSV block holds) and an empty block
     block = pa.record_batch({"id": pa.array(range(150_000), pa.int64())})
     empty = block.slice(0, 0)
@@ -90,3 +90,17 @@ def test_big_batches_are_cut_by_bytes_and_small_ones_joined():
     ids = pa.Table.from_batches(batches[:-1]).column("id").to_pylist()
     assert ids == list(range(1000)) + list(range(10)) * 40
     assert batches[-1].schema == other.schema
+
+
+def test_rebatching_never_joins_batches_of_different_schemas():
+    # GIVEN a block of ints, then an empty first block of a source, then blocks whose id became text
+    ints = pa.record_batch({"id": pa.array([1, 2, 3], pa.int64())})
+    texts = pa.record_batch({"id": pa.array(["4", "5"], pa.string())})
+    # WHEN they are rebatched
+    batches = list(logic.rebatched(iter([texts.slice(0, 0), ints, texts, texts]), rows=4))
+    # THEN the empty block passes (its schema is checked), the ints stay apart from the texts (stage names the change)
+    assert [(b.num_rows, b.schema.field("id").type) for b in batches] == [
+        (0, pa.string()),
+        (3, pa.int64()),
+        (4, pa.string()),
+    ]
