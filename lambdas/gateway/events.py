@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lambdas.gateway.config import BotConfig
+from lambdas.gateway.key_guard import current_caller
 from lambdas.gateway.metrics import COST, INPUT_TOKENS, OUTPUT_TOKENS, TIME_TO_FIRST_TOKEN, Metric, emit_record
 from lambdas.gateway.translate import ThinkingBlock, Usage
 from lambdas.shared.observability import logger
@@ -70,8 +71,11 @@ Event = TextDelta | ReasoningDelta | ThinkingBlock | ToolCallStart | ToolCallDel
 
 def record_usage(bot: BotConfig, finished: Finished) -> None:
     """One structured log line and one EMF record of the answer's metrics (time to first token, cost, tokens; per
-    bot)."""
+    bot); with a team key, the answer is charged to it (``lambdas.gateway.key_guard``)."""
     usage = finished.usage
+    caller = current_caller()
+    if caller is not None:
+        caller.charge(bot.name, usage.prompt_tokens, usage.output_tokens, finished.cost_usd)
     logger.info(
         "gateway usage",
         bot=bot.name,
