@@ -434,6 +434,28 @@ def _gateway_vpc(value: object) -> GatewayVpcConfig | None:
     )
 
 
+# The keys GatewayKeysConfig reads (team keys: their table and budget alarm).
+TEAM_KEYS_KEYS = ("gatewayKeysDeletionProtection", "gatewayKeyBudgetAlarmPercent")
+
+
+@dataclass(frozen=True)
+class GatewayKeysConfig:
+    """Team keys (``docs/gateway-keys.md``): whether the key table is protected from deletion
+    (``gatewayKeysDeletionProtection``, on by default) and the share of a key's monthly budget, in percent, past which
+    the budget alarm fires (``gatewayKeyBudgetAlarmPercent``)."""
+
+    deletion_protection: bool = True
+    budget_alarm_percent: int = 80
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, object]) -> GatewayKeysConfig:
+        ctx = _Context(context)
+        return cls(
+            deletion_protection=ctx.boolean("gatewayKeysDeletionProtection", cls.deletion_protection),
+            budget_alarm_percent=ctx.integer("gatewayKeyBudgetAlarmPercent", cls.budget_alarm_percent, 1, 100),
+        )
+
+
 @dataclass(frozen=True)
 class GatewayConfig:
     """The model gateway: its bots (from ``gatewayBotsFile``), function size, Web Adapter layer, API throttling,
@@ -454,6 +476,7 @@ class GatewayConfig:
     model_invocation_logging: bool = False  # account-level Bedrock invocation logs into a log group of the stack
     compute: str = "lambda"  # gatewayCompute: "lambda" (API Gateway + Lambda) or "fargate" (ALB + ECS Fargate)
     service: GatewayServiceConfig | None = None  # the Fargate settings, set exactly when compute is "fargate"
+    keys: GatewayKeysConfig = GatewayKeysConfig()  # team keys: the key table and the budget alarm
 
     @classmethod
     def from_app(cls, app: _HasNode) -> GatewayConfig:
@@ -502,6 +525,7 @@ class GatewayConfig:
             model_invocation_logging=ctx.boolean("modelInvocationLogging", False),
             compute=compute,
             service=GatewayServiceConfig.from_context(context) if compute == "fargate" else None,
+            keys=GatewayKeysConfig.from_context(context),
         )
 
 
@@ -749,6 +773,7 @@ GATEWAY_KEYS = (
     "modelInvocationLogging",
     "gatewayCompute",
     *FARGATE_KEYS,
+    *TEAM_KEYS_KEYS,
 )
 # The keys ObservabilityConfig reads (dashboards and alarms of both stacks).
 OBSERVABILITY_KEYS = (
