@@ -46,8 +46,8 @@ def _statements(gateway: Gateway, role_id: str) -> list[dict[str, Any]]:
 
 
 def _app_role(gateway: Gateway) -> str:
-    function = gateway.stack.gateway.function.role if gateway.stack.service is None else gateway.stack.service.task_role
-    return gateway.stack.get_logical_id(function.node.default_child)
+    role = gateway.stack.gateway.function.role if gateway.stack.service is None else gateway.stack.service.task_role
+    return gateway.logical_id(role)
 
 
 def test_the_table_is_on_demand_recoverable_protected_and_keeps_its_data(default: Gateway) -> None:
