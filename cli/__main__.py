@@ -1,4 +1,4 @@
-"""``python -m cli batch | emulator | gateway | smoke``: the user commands (see README)."""
+"""``python -m cli batch | emulator | gateway | keys | smoke``: the user commands (see README)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from cli import batch, emulator, smoke
+from cli import batch, emulator, keys, smoke
 from cli import gateway as gateway_cli
 
 
@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     batch.add_parser(commands)
     emulator.add_parser(commands)
     gateway_cli.add_parser(commands)
+    keys.add_parser(commands)
     smoke.add_parser(commands)
     args = parser.parse_args(argv)
     return run_command(args)

@@ -223,11 +223,18 @@ def rate_limited(limit: str, value: int, now: datetime) -> GatewayError:
     )
 
 
+def usd(amount: float) -> str:
+    """Dollars with cents, and the digits beyond them that are not zero (``$50.00``, ``$0.0000015``)."""
+    text = f"{amount:.8f}".rstrip("0")
+    whole, _, cents = text.partition(".")
+    return f"${whole}.{cents.ljust(2, '0')}"
+
+
 def over_budget(key: TeamKey, spent: float, now: datetime) -> GatewayError:
     assert key.monthly_budget_usd is not None
     return GatewayError(
         429,
-        f"This access key has spent ${spent:.4f} of its monthly budget of ${key.monthly_budget_usd:.2f} in "
+        f"This access key has spent {usd(spent)} of its monthly budget of {usd(key.monthly_budget_usd)} in "
         f"{month_of(now)} (UTC). It resets on the 1st; ask the gateway's admin to raise the budget.",
         openai_type="insufficient_quota",
         code="monthly_budget_exceeded",

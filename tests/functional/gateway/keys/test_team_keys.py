@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from lambdas.gateway.app import create_app
 from lambdas.gateway.config import GatewaySettings
+from lambdas.gateway.team_keys import usd
 from local.emulator.server import BedrockEmulator
 from tests.functional.gateway.conftest import KEY, POE_URL, openai_client, poe_messages, poe_query
 from tests.functional.gateway.keys.conftest import ADMIN, Clock, keyed_settings, new_key, with_clock
@@ -248,7 +249,7 @@ async def test_a_monthly_budget_refuses_after_it_is_spent_and_other_keys_go_on(
         answer = await ask_poe(keyed_app, tiny)
         assert answer.status_code == 429
         message = answer.json()["error"]
-    assert "monthly budget of $0.00" in message and f"${spent:.4f}" in message and "2026-03" in message
+    assert "monthly budget of $0.000001 " in message and usd(spent) in message and "2026-03" in message
     # AND the other key is unaffected
     assert (await ask_openai(keyed_app, other)).choices[0].message.content == "hello"
     # AND next month the tiny key is answered again
