@@ -117,6 +117,7 @@ class GatewayStack(cdk.Stack):
             service=self.service,
             bots=cfg.bots,
             cfg=observability or ObservabilityConfig(),
+            key_budget_alarm_percent=cfg.keys.budget_alarm_percent,
         )
 
     @property

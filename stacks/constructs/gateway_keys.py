@@ -10,12 +10,14 @@ The table (``pk``/``sk`` strings, on demand, point-in-time recovery, TTL on ``ex
 from __future__ import annotations
 
 import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from lambdas.gateway.metrics import BUDGET_USED_PERCENT, COST, INPUT_TOKENS, OUTPUT_TOKENS, REQUESTS
 from stacks.config import GatewayKeysConfig
 from stacks.constructs.encryption_key import grant_key_through
 from stacks.constructs.nag import acknowledge
@@ -91,3 +93,52 @@ class GatewayKeys(Construct):
         )
         if self.encryption_key is not None:
             grant_key_through(self.encryption_key, role, "dynamodb", TABLE_KEY_ACTIONS)
+
+
+# ---------------------------------------------------------------- metrics (lambdas/gateway/key_guard.py emits them)
+
+
+def per_key(namespace: str, metric: str, statistic: str = "SUM") -> str:
+    """A CloudWatch Metrics Insights query: ``metric`` per team key (the keys are data, not known at synth)."""
+    return f'SELECT {statistic}({metric}) FROM SCHEMA("{namespace}", key, service) GROUP BY key'
+
+
+def team_key_widgets(namespace: str, period: cdk.Duration, width: int) -> list[cw.IWidget]:
+    """Requests, tokens, cost and budget used per team key, one line per key."""
+
+    def query(metric: str, statistic: str = "SUM", label: str = "") -> cw.MathExpression:
+        return cw.MathExpression(expression=per_key(namespace, metric, statistic), period=period, label=label)
+
+    return [
+        cw.GraphWidget(title="Answers per team key", left=[query(REQUESTS)], width=width),
+        cw.GraphWidget(title="Estimated cost per team key (USD)", left=[query(COST)], width=width),
+        cw.GraphWidget(
+            title="Tokens per team key (input, output)",
+            left=[query(INPUT_TOKENS, label="in")],
+            right=[query(OUTPUT_TOKENS, label="out")],
+            width=width,
+        ),
+        cw.GraphWidget(
+            title="Monthly budget used per team key (%)", left=[query(BUDGET_USED_PERCENT, "MAX")], width=width
+        ),
+    ]
+
+
+def budget_alarm(scope: Construct, namespace: str, percent: int, period: cdk.Duration) -> cw.Alarm:
+    """Fires when any team key has spent more than ``percent`` of its monthly budget (the highest share of all
+    keys, as each answer leaves it); the log's ``key spend recorded`` lines name the key."""
+    return cw.Alarm(
+        scope,
+        "TeamKeyBudgetAlarm",
+        metric=cw.MathExpression(
+            expression=f'SELECT MAX({BUDGET_USED_PERCENT}) FROM SCHEMA("{namespace}", key, service)',
+            period=period,
+            label="Highest share of a monthly budget spent (%)",
+        ),
+        threshold=percent,
+        evaluation_periods=1,
+        comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        alarm_description=f"A team key has spent more than {percent}% of its monthly budget "
+        "(python -m cli keys usage <name>; docs/gateway-keys.md).",
+    )

@@ -4,12 +4,15 @@ this table only, on Lambda and on Fargate."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
+from lambdas.gateway.metrics import BUDGET_USED_PERCENT, COST, INPUT_TOKENS, OUTPUT_TOKENS, REQUESTS
 from stacks.config import GatewayKeysConfig
-from stacks.constructs.gateway_keys import TABLE_ACTIONS, TTL_ATTRIBUTE
+from stacks.constructs.gateway_keys import TABLE_ACTIONS, TTL_ATTRIBUTE, per_key
+from stacks.constructs.gateway_service import METRICS_NAMESPACE
 from tests.infra.conftest import Gateway, flat, synth_gateway
 from tests.infra.iam_usage import code_actions
 
@@ -138,3 +141,25 @@ def _via(statement: dict[str, Any]) -> str:
     conditions = statement.get("Condition", {}).get("StringEquals", {})
     service = flat(conditions.get("kms:ViaService", ""))
     return "via:" + service.split(".", 1)[0] if service else ""
+
+
+@pytest.mark.parametrize("fixture", ["default", "fargate_kms"])
+def test_the_dashboard_shows_each_key_and_an_alarm_watches_the_budgets(
+    fixture: str, request: pytest.FixtureRequest
+) -> None:
+    # GIVEN the gateway stack (budget alarm at the default 80 %, or 90 % from cdk.json)
+    gateway: Gateway = request.getfixturevalue(fixture)
+    namespace = METRICS_NAMESPACE  # the app's, on Lambda and on Fargate
+    percent = 80 if fixture == "default" else 90
+    (dashboard,) = gateway.of_type("AWS::CloudWatch::Dashboard").values()
+    body = str(flat(dashboard["DashboardBody"]))  # the dashboard JSON as text: quotes inside strings escaped
+    # THEN per-key widgets query the metrics the app emits with the key's name, grouped by key
+    for metric in (REQUESTS, COST, INPUT_TOKENS, OUTPUT_TOKENS, BUDGET_USED_PERCENT):
+        assert json.dumps(per_key(namespace, metric, "MAX" if metric == BUDGET_USED_PERCENT else "SUM"))[1:-1] in body
+    # AND one alarm fires when any key passes the configured share of its budget
+    (alarm,) = [
+        a for a in gateway.of_type("AWS::CloudWatch::Alarm").values() if "monthly budget" in a["AlarmDescription"]
+    ]
+    assert alarm["Threshold"] == percent and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    (query,) = alarm["Metrics"]
+    assert query["Expression"] == f'SELECT MAX({BUDGET_USED_PERCENT}) FROM SCHEMA("{namespace}", key, service)'
