@@ -15,10 +15,12 @@ from fastapi import FastAPI
 
 from lambdas.gateway.app import create_app
 from lambdas.gateway.config import GatewaySettings
+from lambdas.gateway.key_guard import KeyGuard, TeamKeys, current_caller
 from lambdas.gateway.team_keys import usd
 from local.emulator.server import BedrockEmulator
 from tests.functional.gateway.conftest import KEY, POE_URL, openai_client, poe_messages, poe_query
 from tests.functional.gateway.keys.conftest import ADMIN, Clock, keyed_settings, new_key, with_clock
+from tests.functional.gateway.test_guardrails import emf_records, emf_values, logged
 from tests.poe_client import poe_responses_until_error
 
 pytestmark = pytest.mark.anyio
@@ -321,3 +323,67 @@ async def test_a_revoked_key_works_until_the_cache_expires_then_stops(
             clock.advance(1)
             with pytest.raises(openai.AuthenticationError):
                 await ask_openai(app, secret)
+
+
+async def test_usage_metrics_and_logs_name_the_key_never_its_secret(
+    keyed_app: FastAPI, admin: httpx.AsyncClient, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a key with a budget WHEN it gets one answer
+    secret = await new_key(admin, "team-a", monthly_budget_usd=1)
+    capfd.readouterr()
+    answer = await ask_openai(keyed_app, secret)
+    captured = capfd.readouterr()
+    printed = captured.out + captured.err  # EMF records and JSON log lines, wherever Powertools prints them
+    # THEN one EMF record per answer carries Requests, CostUSD and the tokens under the key's name
+    (record,) = [r for r in emf_records(printed) if r.get("key") == "team-a" and "Requests" in r]
+    (definition,) = record["_aws"]["CloudWatchMetrics"]
+    assert definition["Dimensions"] == [["key", "service"]]
+    assert [m["Name"] for m in definition["Metrics"]] == ["Requests", "CostUSD", "InputTokens", "OutputTokens"]
+    assert record["Requests"] == [1.0] and record["OutputTokens"] == [float(answer.usage.completion_tokens)]
+    # AND the share of the budget spent is published after the spend is recorded
+    ((percent, _),) = [(v, r) for v, r in emf_values(printed, "BudgetUsedPercent") if r["key"] == "team-a"]
+    assert percent == pytest.approx(100 * record["CostUSD"][0] / 1)
+    # AND the usage and spend log lines name the key
+    (usage,) = logged(caplog, "gateway usage")
+    (spend,) = logged(caplog, "key spend recorded")
+    assert usage["team_key"] == "team-a" and spend["key"] == "team-a"
+    # AND no output holds the secret
+    assert secret not in printed and secret not in caplog.text
+
+
+async def test_answers_finished_before_the_client_left_are_still_charged(
+    keyed_app: FastAPI, admin: httpx.AsyncClient
+) -> None:
+    # GIVEN a key, and a route that finishes an answer, starts streaming it, and is cut before its last byte
+    secret = await new_key(admin, "team-a")
+    keys: TeamKeys = keyed_app.state.team_keys
+
+    async def cut_stream(scope: Any, receive: Any, send: Any) -> None:
+        caller = current_caller()
+        assert caller is not None
+        caller.charge(BOT, 3, 4, 0.5)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+        raise ConnectionResetError("the client left")
+
+    guard = KeyGuard(cut_stream, keys)
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    scope = {
+        "type": "http",
+        "path": "/v1/chat/completions",
+        "headers": [(b"authorization", f"Bearer {secret}".encode())],
+    }
+    # WHEN the request runs through the guard
+    with pytest.raises(ConnectionResetError):
+        await guard(scope, receive, send)
+    # THEN the finished answer is charged all the same
+    usage = (await admin.get("/admin/usage", params={"key": "team-a"})).json()
+    assert (usage["requests"], usage["tokens"], usage["cost_usd"]) == (1, 7, 0.5)
+    assert [m.get("more_body") for m in sent if m["type"] == "http.response.body"] == [True]
