@@ -91,7 +91,7 @@ def record_usage(bot: BotConfig, finished: Finished) -> None:
         token_count_source=finished.token_count_source,
         cost_usd=round(finished.cost_usd, 8),
         first_token_ms=finished.first_token_ms,
-        **({"team_key": caller.key.name} if caller is not None else {}),  # the key's name, never its secret
+        team_key=caller.key.name if caller is not None else None,  # a team key's name, never its secret
     )
     values: list[Metric] = [
         (COST, finished.cost_usd, "Count"),

@@ -4,6 +4,7 @@ official clients, in process)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import MutableMapping
 from typing import Any
 
 import boto3
@@ -369,8 +370,8 @@ async def test_answers_finished_before_the_client_left_are_still_charged(
     guard = KeyGuard(cut_stream, keys)
     sent: list[dict[str, Any]] = []
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.disconnect"}
