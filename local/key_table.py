@@ -29,8 +29,9 @@ def create_key_table(endpoint_url: str, region: str = "us-east-1", table: str = 
 
 
 @contextmanager
-def moto_dynamodb(host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-    """A moto server (DynamoDB among its services) on ``port`` (0: any free port); yields its endpoint URL."""
+def moto_server(host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """A moto server (every service moto has: DynamoDB, CloudFormation, Secrets Manager...) on ``port`` (0: any
+    free port); yields its endpoint URL."""
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)

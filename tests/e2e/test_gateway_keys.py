@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 
+import boto3
 import fastapi_poe as fp
 import httpx
 import openai
@@ -14,6 +15,7 @@ import pytest
 
 from cli.__main__ import main
 from cli.gateway import RunningGateway, local_gateway, poe_query
+from local.key_table import moto_server
 from tests.poe_client import poe_responses, poe_responses_until_error
 
 pytestmark = pytest.mark.slow
@@ -116,3 +118,30 @@ def test_the_cli_refuses_a_wrong_admin_key(gateway: RunningGateway, capsys: pyte
     # GIVEN a wrong admin key WHEN the CLI lists keys THEN the gateway's 401 is reported and the exit code is 1
     code = main(["keys", "list", "--url", gateway.url, "--admin-key", "wrong"])
     assert code == 1 and "401" in capsys.readouterr().err
+
+
+def test_the_cli_finds_a_deployed_gateway_and_its_admin_key_from_the_stack(
+    gateway: RunningGateway, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a "deployed" gateway stack in a moto server: outputs ApiUrl and AdminKeySecretArn, the admin key in it
+    with moto_server() as aws:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDFORMATION", aws)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", aws)
+        secret = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
+            Name="admin-key", SecretString=gateway.admin_key
+        )
+        template = {
+            "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+            "Outputs": {"ApiUrl": {"Value": f"{gateway.url}/"}, "AdminKeySecretArn": {"Value": secret["ARN"]}},
+        }
+        boto3.client("cloudformation", region_name="us-east-1").create_stack(
+            StackName="BedrockModelGateway", TemplateBody=json.dumps(template)
+        )
+        capsys.readouterr()
+        # WHEN the CLI creates and lists keys with --target aws (no URL, no admin key given)
+        created = main(["keys", "create", "team-aws", "--budget", "3", "--target", "aws"])
+        listed = main(["keys", "list", "--target", "aws"])
+        out = capsys.readouterr().out
+    # THEN it reached the stack's gateway with the stack's admin key
+    assert created == 0 and listed == 0
+    assert '"name": "team-aws"' in out and '"monthly_budget_usd": 3.0' in out

@@ -18,7 +18,7 @@ from lambdas.gateway.config import GatewaySettings
 from lambdas.gateway.key_guard import TeamKeys
 from lambdas.gateway.team_keys import TeamKeySettings
 from local.emulator.server import BedrockEmulator
-from local.key_table import create_key_table, moto_dynamodb
+from local.key_table import create_key_table, moto_server
 
 ADMIN_KEY = "admin-key-0123456789abcdef0123456789"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -45,7 +45,7 @@ class Clock:
 
 @pytest.fixture(scope="module")
 def dynamodb_endpoint() -> Iterator[str]:
-    with moto_dynamodb() as endpoint:
+    with moto_server() as endpoint:
         yield endpoint
 
 
