@@ -194,7 +194,8 @@ def bot_guardrail_arns(scope: IConstruct, cfg: GatewayConfig) -> list[str]:
 
 class ModelGateway(Construct):
     """``function`` (PythonFunction), ``api``, ``media_bucket`` (DataBucket: ``media_bucket.bucket`` is the bucket),
-    ``access_keys`` (the secret) and ``access_logs`` (the API's access log group).
+    ``access_keys`` (the secret), ``team_keys`` (GatewayKeys: the team-key table and admin key) and ``access_logs``
+    (the API's access log group).
 
     ``existing_media_bucket`` (any ``s3.IBucket``) replaces the media bucket the construct would create; its expiry of
     generated media is then its owner's. ``encryption_key`` (an existing ``kms.IKey`` whose policy lets CloudWatch Logs
