@@ -4,6 +4,7 @@ same code locally as on AWS."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -13,7 +14,10 @@ TABLE = "gateway-keys"
 FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
-def create_key_table(endpoint_url: str, region: str = "us-east-1", table: str = TABLE) -> str:
+def create_key_table(endpoint_url: str, region: str = "us-east-1", table: str | None = None) -> str:
+    """Create the table (a new name each time unless ``table`` is given: moto servers of one process share their
+    state, so two local gateways in one process would otherwise meet in one table); its name."""
+    table = table or f"{TABLE}-{uuid.uuid4().hex[:12]}"
     client = boto3.client("dynamodb", endpoint_url=endpoint_url, region_name=region, **FAKE_CREDENTIALS)
     client.create_table(
         TableName=table,
