@@ -1,6 +1,6 @@
-"""``python -m cli batch | emulator | gateway | smoke``: the user commands.
+"""``python -m cli batch | emulator | gateway | keys | smoke``: the user commands.
 
-See docs/getting-started.md and docs/batch/running.md."""
+See docs/getting-started.md, docs/batch/running.md and docs/gateway/keys.md."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import argparse
 import os
 import sys
 
-from cli import batch, emulator, smoke
+from cli import batch, emulator, keys, smoke
 from cli import gateway as gateway_cli
 
 
@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     batch.add_parser(commands)
     emulator.add_parser(commands)
     gateway_cli.add_parser(commands)
+    keys.add_parser(commands)
     smoke.add_parser(commands)
     args = parser.parse_args(argv)
     return run_command(args)

@@ -4,8 +4,9 @@
     # Poe:    POST http://127.0.0.1:8080/poe/<bot>          Authorization: Bearer <key>
     # OpenAI: OPENAI_BASE_URL=http://127.0.0.1:8080/v1 OPENAI_API_KEY=<key>
 
-``--target local`` (default) starts the emulator (with a moto S3 server beside it holding the media bucket) and
-points the app's clients at them through ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` / ``AWS_ENDPOINT_URL_S3``; ``--target
+``--target local`` (default) starts the emulator (with a moto server beside it holding the media bucket and the
+team-key table) and points the app's clients at them through ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` /
+``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL_DYNAMODB``; ``--target
 aws`` serves the same app against the Bedrock of your current AWS credentials (set ``GATEWAY_MEDIA_BUCKET`` for
 image and video bots).
 """
@@ -38,6 +39,7 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--s3-port", type=int, default=0, help="moto S3 port beside the emulator (default: any free port)")
     p.add_argument("--faults", default="", metavar="SPEC", help=FAULTS_HELP)
     p.add_argument("--access-key", help="the key clients send (default: $GATEWAY_ACCESS_KEY or a new random one)")
+    p.add_argument("--admin-key", help="the admin key of /admin/ (default: $GATEWAY_ADMIN_KEY or a new random one)")
     p.add_argument("--ask", metavar="PROMPT", help="stream one answer through the Poe route, print it and stop")
     p.add_argument("--bot", default="router-claude", help="the bot --ask talks to (default: router-claude)")
     p.set_defaults(func=run)
@@ -49,6 +51,7 @@ class RunningGateway:
     access_key: str
     emulator_url: str | None
     models: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # bot -> (model id, region)
+    admin_key: str = ""  # the admin API's key (team keys); empty: the admin API is off
 
 
 @contextmanager
@@ -62,6 +65,7 @@ def local_gateway(
     faults: dict[str, Any] | None = None,
     access_key: str | None = None,
     log_level: str = "warning",
+    admin_key: str | None = None,
 ) -> Iterator[RunningGateway]:
     """The gateway served by uvicorn from a background thread (and, for ``local``, the emulator it talks to).
     ``log_level``: uvicorn's (``info``, as the deployed function's ``python -m uvicorn`` runs, logs each request)."""
@@ -78,6 +82,7 @@ def local_gateway(
         emulator_url = None
         if target == "local":
             from local.emulator.standalone import standalone
+            from local.key_table import create_key_table
 
             logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's S3 server logs every request
             for name, value in FAKE_AWS_ENV.items():
@@ -86,7 +91,12 @@ def local_gateway(
             emulator.state.faults.update(faults or {})
             emulator.state.s3.create_bucket(Bucket=MEDIA_BUCKET)
             emulator_url = emulator.endpoint_url
+            moto_url = emulator.state.s3.meta.endpoint_url  # a moto server: its DynamoDB holds the team-key table
+            admin = admin_key or os.environ.get("GATEWAY_ADMIN_KEY") or secrets.token_urlsafe(24)[:32]
             env |= {
+                "AWS_ENDPOINT_URL_DYNAMODB": moto_url,
+                "GATEWAY_KEYS_TABLE": create_key_table(moto_url),
+                "GATEWAY_ADMIN_KEY": admin,
                 "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": emulator_url,
                 "AWS_ENDPOINT_URL_S3": emulator.state.s3.meta.endpoint_url,
                 "GATEWAY_MEDIA_BUCKET": MEDIA_BUCKET,
@@ -113,7 +123,7 @@ def local_gateway(
             time.sleep(0.02)
         bound = server.servers[0].sockets[0].getsockname()[1]
         models = {name: (bot.model_id, bot.region) for name, bot in settings.bots.items()}
-        yield RunningGateway(f"http://{host}:{bound}", key, emulator_url, models)
+        yield RunningGateway(f"http://{host}:{bound}", key, emulator_url, models, settings.team_keys.admin_key)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -136,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
             s3_port=args.s3_port,
             faults=faults,
             access_key=args.access_key,
+            admin_key=args.admin_key,
         )
         with gateway as running:
             if args.ask:
@@ -144,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
             if running.emulator_url:
                 print(f"Emulator:    {running.emulator_url}  (text answers echo the last user message)")
             print(f"Access key:  {running.access_key}")
+            if running.admin_key:
+                print(f"Admin key:   {running.admin_key}   (team keys: python -m cli keys create <team> --help)")
             print(f"Poe:         POST {running.url}/poe/<bot>   (Authorization: Bearer <access key>)")
             print(f"OpenAI:      OPENAI_BASE_URL={running.url}/v1 OPENAI_API_KEY={running.access_key}")
             print(f"Bots:        curl -H 'Authorization: Bearer {running.access_key}' {running.url}/v1/models")

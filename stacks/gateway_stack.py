@@ -20,7 +20,7 @@ class GatewayStack(cdk.Stack):
     """``gateway`` (ModelGateway: Lambda behind API Gateway, ``gatewayCompute=lambda``, the default) or ``service``
     (GatewayService: ECS Fargate behind an Application Load Balancer, ``gatewayCompute=fargate``; None otherwise), and
     ``observability`` (dashboard, alarms; ``observability`` defaults to ``ObservabilityConfig()``: no alarm mail);
-    outputs ``ApiUrl``, ``MediaBucketName`` and ``AccessKeysSecretArn``.
+    outputs ``ApiUrl``, ``MediaBucketName``, ``AccessKeysSecretArn`` and ``AdminKeySecretArn``.
 
     ``security.kms_key`` (``kmsKey``): the gateway's own customer-managed key (``"create"``) or the given key encrypts
     the media bucket and the log groups (``encryption_key``; None without ``kmsKey``). ``cfg.model_invocation_logging``
@@ -103,6 +103,12 @@ class GatewayStack(cdk.Stack):
             value=compute.access_keys.secret_arn,
             description='The access keys {"<access_key_ref>": "<key>"}: set with put-secret-value; read by cli smoke',
         )
+        cdk.CfnOutput(
+            self,
+            "AdminKeySecretArn",
+            value=compute.team_keys.admin_key.secret_arn,
+            description="The admin key of /admin/ (team keys; docs/gateway/keys.md): read by cli keys --target aws",
+        )
         self.observability = GatewayObservability(
             self,
             "Observability",
@@ -111,6 +117,7 @@ class GatewayStack(cdk.Stack):
             service=self.service,
             bots=cfg.bots,
             cfg=observability or ObservabilityConfig(),
+            key_budget_alarm_percent=cfg.keys.budget_alarm_percent,
         )
 
     @property

@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lambdas.gateway.attachments import AttachmentReader
 from lambdas.gateway.config import BotConfig
+from lambdas.gateway.error_shapes import anthropic_shape as error_body
 from lambdas.gateway.errors import GatewayError, internal_error, stop_outcome
 from lambdas.gateway.events import Event, Finished, ReasoningDelta, TextDelta, ToolCallDelta, ToolCallStart
 from lambdas.gateway.tools import TOOL_NAME
@@ -455,29 +456,6 @@ async def converse_request(bot: BotConfig, body: CountTokensRequest, reader: Att
 
 
 # ---------------------------------------------------------------- answer -> Anthropic events
-
-
-def error_type(status: int) -> tuple[int, str]:
-    """(HTTP status, Anthropic error type) for a gateway status (Anthropic's "Errors" page): 503 is
-    ``overloaded_error`` 529, other 5xx ``api_error`` 500, 422 a 400, other 4xx keep their status."""
-    if status == 503:
-        return 529, "overloaded_error"
-    if status >= 500:
-        return 500, "api_error"
-    known = {
-        401: "authentication_error",
-        403: "permission_error",
-        404: "not_found_error",
-        413: "request_too_large",
-        429: "rate_limit_error",
-    }
-    if status == 422:
-        return 400, "invalid_request_error"
-    return status, known.get(status, "invalid_request_error")
-
-
-def error_body(error: GatewayError) -> dict[str, Any]:
-    return {"type": "error", "error": {"type": error_type(error.status)[1], "message": error.message}}
 
 
 def usage_body(finished: Finished) -> dict[str, Any]:

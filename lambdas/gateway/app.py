@@ -39,7 +39,9 @@ from lambdas.gateway.events import (
 )
 from lambdas.gateway.factory import BotHandler, build_bots
 from lambdas.gateway.guardrails import INTERVENED
+from lambdas.gateway.key_guard import KeyGuard, TeamKeys, current_caller, require_bot
 from lambdas.gateway.parameters import IMAGE_PARAMETERS, image_parameter_controls, text_parameter_controls
+from lambdas.gateway.routes_admin import router as admin_router
 from lambdas.gateway.routes_anthropic import router as anthropic_router
 from lambdas.gateway.routes_embeddings import embeddings_router
 from lambdas.gateway.routes_images import images_router
@@ -286,14 +288,26 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         await clients.close()
 
     app = FastAPI(title="Bedrock model gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    team_keys = TeamKeys(settings.team_keys, clients)
+    app.add_middleware(KeyGuard, keys=team_keys)  # team keys: every route, inside the correlation ids
     app.add_middleware(CorrelationIds)
     app.state.settings = settings
     app.state.bots = bots
     app.state.access_keys = keys  # read by the routers included below (a key added at start is seen there too)
     app.include_router(anthropic_router)
+    app.state.team_keys = team_keys
+    app.include_router(admin_router)
 
     def authorized(request: Request, bot: BotHandler) -> bool:
-        return key_matches(bearer(request), keys.get(bot.config.access_key_ref))
+        """A team key that may use the bot (else its 403 is raised), or the bot's Secrets Manager key."""
+        return require_bot(bot.config.name) or key_matches(bearer(request), keys.get(bot.config.access_key_ref))
+
+    def authenticated(request: Request) -> bool:
+        return current_caller() is not None or any(key_matches(bearer(request), key) for key in keys.values())
+
+    @app.exception_handler(GatewayError)
+    async def _refused(request: Request, exc: GatewayError) -> JSONResponse:
+        return error_shapes.shaped_response(request.url.path, exc)
 
     error_shapes.install(app)  # unknown routes, wrong methods, FastAPI's validation errors, unexpected exceptions
 
@@ -336,8 +350,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @app.get("/v1/models", response_model=None)
     async def models(request: Request) -> JSONResponse:
-        if not any(key_matches(bearer(request), key) for key in keys.values()):
+        if not authenticated(request):
             return error_response(GatewayError(401, UNAUTHORIZED, openai_type="authentication_error"), openai=True)
+        caller = current_caller()
         data = [
             {
                 "id": name,
@@ -348,16 +363,18 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 "model_id": bot.config.model_id,
             }
             for name, bot in bots.items()
+            if caller is None or caller.key.may_use(name)  # a team key sees only the bots it may use
         ]
         return JSONResponse({"object": "list", "data": data})
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(request: Request) -> JSONResponse | StreamingResponse:
-        if not any(key_matches(bearer(request), key) for key in keys.values()):
+        if not authenticated(request):
             return error_response(GatewayError(401, UNAUTHORIZED, openai_type="authentication_error"), openai=True)
         try:
             raw = await read_json(request, settings.max_body_bytes, settings.body_timeout)
             body = OpenAIChatRequest.model_validate(raw)
+            require_bot(body.model)  # a team key: 403 for a bot it may not use, whether the bot exists or not
             bot = bots.get(body.model)
             if bot is None:
                 raise GatewayError(

@@ -17,7 +17,6 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from lambdas.gateway.anthropic import error_body as anthropic_shape
 from lambdas.gateway.errors import GatewayError, internal_error
 from lambdas.shared.observability import logger
 
@@ -32,10 +31,34 @@ def poe_shape(error: GatewayError) -> dict[str, Any]:
     return {"error": error.message, "code": error.code}
 
 
+def anthropic_error_type(status: int) -> tuple[int, str]:
+    """(HTTP status, Anthropic error type) for a gateway status (Anthropic's "Errors" page): 503 is
+    ``overloaded_error`` 529, other 5xx ``api_error`` 500, 422 a 400, other 4xx keep their status."""
+    if status == 503:
+        return 529, "overloaded_error"
+    if status >= 500:
+        return 500, "api_error"
+    known = {
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        413: "request_too_large",
+        429: "rate_limit_error",
+    }
+    if status == 422:
+        return 400, "invalid_request_error"
+    return status, known.get(status, "invalid_request_error")
+
+
+def anthropic_shape(error: GatewayError) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": anthropic_error_type(error.status)[1], "message": error.message}}
+
+
 # path prefix -> error body shape; the first prefix that matches wins, ``openai_shape`` otherwise
 ERROR_SHAPES: tuple[tuple[str, Shape], ...] = (
     ("/v1/messages", anthropic_shape),  # the Anthropic Messages routes ({"type": "error", "error": {type, message}})
     ("/poe/", poe_shape),
+    ("/admin/", poe_shape),  # the admin API answers the same flat shape: {"error": message, "code": code}
 )
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lambdas.gateway.config import BotConfig
+from lambdas.gateway.key_guard import current_caller
 from lambdas.gateway.metrics import COST, INPUT_TOKENS, OUTPUT_TOKENS, TIME_TO_FIRST_TOKEN, Metric, emit_record
 from lambdas.gateway.translate import ThinkingBlock, Usage
 from lambdas.shared.observability import logger
@@ -73,8 +74,11 @@ Event = TextDelta | ReasoningDelta | ThinkingBlock | ToolCallStart | ToolCallDel
 
 def record_usage(bot: BotConfig, finished: Finished) -> None:
     """One structured log line and one EMF record of the answer's metrics (time to first token, cost, tokens; per
-    bot)."""
+    bot); with a team key, the answer is charged to it (``lambdas.gateway.key_guard``)."""
     usage = finished.usage
+    caller = current_caller()
+    if caller is not None:
+        caller.charge(bot.name, usage.prompt_tokens, usage.output_tokens, finished.cost_usd)
     logger.info(
         "gateway usage",
         bot=bot.name,
@@ -90,6 +94,7 @@ def record_usage(bot: BotConfig, finished: Finished) -> None:
         token_count_source=finished.token_count_source,
         cost_usd=round(finished.cost_usd, 8),
         first_token_ms=finished.first_token_ms,
+        team_key=caller.key.name if caller is not None else None,  # a team key's name, never its secret
     )
     values: list[Metric] = [
         (COST, finished.cost_usd, "Count"),

@@ -17,6 +17,8 @@ BEDROCK_ERRORS = "BedrockErrors"  # Bedrock failures by ``error_class`` (the Ope
 COST = "CostUSD"  # estimated cost of an answer from the bot's prices (USD; unit Count: CloudWatch has no currency)
 INPUT_TOKENS = "InputTokens"  # per answer, per bot (cache reads and writes included)
 OUTPUT_TOKENS = "OutputTokens"
+REQUESTS = "Requests"  # answers, per team key (with COST and the tokens, dimension ``key``)
+BUDGET_USED_PERCENT = "BudgetUsedPercent"  # a team key's month spend over its monthly budget, after each answer
 
 Metric = tuple[str, float, str]  # (name, value, unit: a Powertools ``MetricUnit`` name)
 

@@ -22,15 +22,16 @@ from lambdas.gateway.anthropic import (
     MessagesRequest,
     Translated,
     converse_request,
-    error_body,
-    error_type,
     message_body,
     message_events,
 )
 from lambdas.gateway.attachments import AttachmentReader, Fetcher
 from lambdas.gateway.bodies import bearer, key_matches, read_json, unknown_bot
+from lambdas.gateway.error_shapes import anthropic_error_type as error_type
+from lambdas.gateway.error_shapes import anthropic_shape as error_body
 from lambdas.gateway.errors import GatewayError, internal_error
 from lambdas.gateway.factory import TextBot
+from lambdas.gateway.key_guard import current_caller, require_bot
 from lambdas.gateway.streaming import coalesced
 from lambdas.shared.observability import logger
 
@@ -86,7 +87,7 @@ def check_headers(request: Request) -> str:
 def check_key(request: Request) -> None:
     """401 unless the caller sends one of the gateway's keys."""
     keys: dict[str, str] = request.app.state.access_keys
-    if not any(key_matches(request_key(request), key) for key in keys.values()):
+    if current_caller() is None and not any(key_matches(request_key(request), key) for key in keys.values()):
         raise GatewayError(401, "Invalid or missing API key (x-api-key or Authorization: Bearer).")
 
 
@@ -95,10 +96,11 @@ def authorized_bot(request: Request, model: str) -> TextBot:
     video bot."""
     keys: dict[str, str] = request.app.state.access_keys
     given = request_key(request)
+    team_key = require_bot(model)  # a team key: 403 for a bot it may not use, whether the bot exists or not
     bot = request.app.state.bots.get(model)
     if bot is None:
         raise GatewayError(404, f"model: {unknown_bot(model)} is not a model of this gateway (see GET /v1/models).")
-    if not key_matches(given, keys.get(bot.config.access_key_ref)):
+    if not team_key and not key_matches(given, keys.get(bot.config.access_key_ref)):
         raise GatewayError(403, f"Your API key may not use the model '{model}'.")
     if not isinstance(bot, TextBot):
         raise GatewayError(

@@ -1,7 +1,8 @@
 """Deployment settings, read once from the CDK context (``cdk.json`` plus ``-c key=value``) into frozen dataclasses.
 
 One module per concern: ``common`` (the registry of settings and the typed readers), ``functions`` (what every
-function and bucket shares), ``batch``, ``security``, ``bots`` and ``gateway`` (with ``fargate``), ``operations``;
+function and bucket shares), ``batch``, ``security``, ``bots`` and ``gateway`` (with ``fargate`` and ``team_keys``),
+``operations``;
 ``reference`` renders the configuration reference (docs/configuration.md) from the registry. Every key is declared
 once, with its type, default and meaning, and read through that declaration, so the reference cannot drift from the
 code. A bad value fails with the key, the value and the fix. Nothing else under ``stacks/`` reads context,
@@ -51,6 +52,7 @@ from stacks.config.gateway import (
 )
 from stacks.config.operations import ObservabilityConfig
 from stacks.config.security import KMS_KEY_CREATE, MAX_JOB_SUBNETS, MAX_TAGS, BatchVpcConfig, SecurityConfig
+from stacks.config.team_keys import GatewayKeysConfig
 
 # The keys the batch stack reads (AppConfig), the gateway stack (GatewayConfig, which also reads bedrockRegions) and
 # both stacks' dashboards and alarms (ObservabilityConfig): the ones `cdk.json` and `-c` may set.
@@ -119,6 +121,7 @@ __all__ = [
     "FunctionConfig",
     "GatewayBot",
     "GatewayConfig",
+    "GatewayKeysConfig",
     "GatewayServiceConfig",
     "GatewayVpcConfig",
     "HasNode",

@@ -12,6 +12,7 @@ from stacks.config.batch import BEDROCK_REGIONS, DEFAULT_BEDROCK_REGIONS
 from stacks.config.bots import GatewayBot, load_bots
 from stacks.config.common import PROJECT_ROOT, Context, HasNode, check_region, error, reject_typos, setting
 from stacks.config.fargate import FARGATE_KEYS, GatewayServiceConfig
+from stacks.config.team_keys import GatewayKeysConfig
 
 DEFAULT_GATEWAY_BOTS_FILE = "lambdas/gateway/bots.json"
 GATEWAY_COMPUTES = ("lambda", "fargate")
@@ -111,6 +112,7 @@ class GatewayConfig:
     model_invocation_logging: bool = False  # account-level Bedrock invocation logs into a log group of the stack
     compute: str = COMPUTE.default  # "lambda" (API Gateway + Lambda) or "fargate" (ALB + ECS Fargate)
     service: GatewayServiceConfig | None = None  # the Fargate settings, set exactly when compute is "fargate"
+    keys: GatewayKeysConfig = GatewayKeysConfig()  # team keys: the key table and the budget alarm
 
     @classmethod
     def from_app(cls, app: HasNode) -> GatewayConfig:
@@ -155,6 +157,7 @@ class GatewayConfig:
             model_invocation_logging=ctx.boolean(INVOCATION_LOGGING),
             compute=compute,
             service=GatewayServiceConfig.from_context(context) if compute == "fargate" else None,
+            keys=GatewayKeysConfig.from_context(context),
         )
 
 

@@ -27,6 +27,7 @@ from constructs import Construct
 from stacks.config import FunctionConfig, GatewayConfig, GatewayServiceConfig, StorageConfig
 from stacks.constructs.batch_network import add_flow_logs
 from stacks.constructs.data_bucket import ACCESS_LOG_EXPIRATION
+from stacks.constructs.gateway_keys import GatewayKeys
 from stacks.constructs.model_gateway import (
     APP,
     GATEWAY_TIMEOUT,
@@ -104,6 +105,7 @@ class GatewayService(Construct):
             self, cfg=cfg, storage=storage, existing_bucket=existing_media_bucket, encryption_key=encryption_key
         )
         self.access_keys = access_key_secret(self, encryption_key=encryption_key)
+        self.team_keys = GatewayKeys(self, "TeamKeys", cfg=cfg.keys, encryption_key=encryption_key)
         self.vpc, public, private = self._network(settings, function_settings, encryption_key)
 
         self.cluster = ecs.Cluster(self, "Cluster", vpc=self.vpc, container_insights_v2=ecs.ContainerInsights.ENABLED)
@@ -132,6 +134,7 @@ class GatewayService(Construct):
             bucket=self.media_bucket.bucket,
             access_keys=self.access_keys,
             encryption_key=encryption_key,
+            team_keys=self.team_keys,
         )
         self.task_definition = ecs.FargateTaskDefinition(
             self,
@@ -167,6 +170,7 @@ class GatewayService(Construct):
                 "GATEWAY_ACCESS_KEYS_SECRET_ARN": self.access_keys.secret_arn,
                 "GATEWAY_ACCOUNT_ID": cdk.Aws.ACCOUNT_ID,
                 "AWS_DEFAULT_REGION": cdk.Aws.REGION,
+                **self.team_keys.environment,
                 "POWERTOOLS_SERVICE_NAME": SERVICE,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                 "POWERTOOLS_LOG_LEVEL": "INFO",
@@ -184,8 +188,8 @@ class GatewayService(Construct):
             self.task_definition,
             "AwsSolutions-ECS2",
             "The environment holds no secrets: the bot file's path, the media bucket's name, the access-key secret's "
-            "ARN (the keys are read from Secrets Manager at run time), the account, the region and Powertools "
-            "settings.",
+            "ARN (the keys are read from Secrets Manager at run time), the team-key table's name and the admin-key "
+            "secret's ARN, the account, the region and Powertools settings.",
         )
 
         self.access_logs_bucket = s3.Bucket(

@@ -41,6 +41,7 @@ from stacks.config import (
 )
 from stacks.constructs.data_bucket import MULTIPART_UPLOAD_ABORT, DataBucket
 from stacks.constructs.encryption_key import grant_key_through, grant_s3_objects_key
+from stacks.constructs.gateway_keys import GatewayKeys
 from stacks.constructs.nag import acknowledge, acknowledge_wildcard_resource
 from stacks.constructs.python_function import PythonFunction, retention
 
@@ -50,7 +51,7 @@ REQUIREMENTS = "requirements-gateway.txt"
 # The services the gateway's clients call (lambdas/gateway/clients.py). No sts: Lambda puts the function role's
 # credentials in the environment (Lambda developer guide, "Defined runtime environment variables"), which botocore's
 # first credential provider reads, so no provider assumes a role (tests/infra/test_lambda_sdk.py).
-SDK_SERVICES = ("bedrock-runtime", "s3", "secretsmanager")
+SDK_SERVICES = ("bedrock-runtime", "s3", "secretsmanager", "dynamodb")
 RUN_SCRIPT = "stacks/constructs/gateway_run.sh"  # staged as run.sh at the asset root: the function's handler
 LAMBDA_TASK_ROOT = "/var/task"
 PORT = 8080
@@ -193,7 +194,8 @@ def bot_guardrail_arns(scope: IConstruct, cfg: GatewayConfig) -> list[str]:
 
 class ModelGateway(Construct):
     """``function`` (PythonFunction), ``api``, ``media_bucket`` (DataBucket: ``media_bucket.bucket`` is the bucket),
-    ``access_keys`` (the secret) and ``access_logs`` (the API's access log group).
+    ``access_keys`` (the secret), ``team_keys`` (GatewayKeys: the team-key table and admin key) and ``access_logs``
+    (the API's access log group).
 
     ``existing_media_bucket`` (any ``s3.IBucket``) replaces the media bucket the construct would create; its expiry of
     generated media is then its owner's. ``encryption_key`` (an existing ``kms.IKey`` whose policy lets CloudWatch Logs
@@ -218,6 +220,7 @@ class ModelGateway(Construct):
         )
         bucket = self.media_bucket.bucket
         self.access_keys = access_key_secret(self, encryption_key=encryption_key)
+        self.team_keys = GatewayKeys(self, "TeamKeys", cfg=cfg.keys, encryption_key=encryption_key)
 
         bots_file = _asset_bots_file(cfg.bots_file)
         extra_files = {"run.sh": RUN_SCRIPT}
@@ -252,10 +255,16 @@ class ModelGateway(Construct):
                 "GATEWAY_MEDIA_BUCKET": bucket.bucket_name,
                 "GATEWAY_ACCESS_KEYS_SECRET_ARN": self.access_keys.secret_arn,
                 "GATEWAY_ACCOUNT_ID": cdk.Aws.ACCOUNT_ID,  # fills the account-less router/profile ARNs of bots.json
+                **self.team_keys.environment,
             },
         )
         grant_gateway_app(
-            self.function.role, cfg=cfg, bucket=bucket, access_keys=self.access_keys, encryption_key=encryption_key
+            self.function.role,
+            cfg=cfg,
+            bucket=bucket,
+            access_keys=self.access_keys,
+            encryption_key=encryption_key,
+            team_keys=self.team_keys,
         )
 
         self.access_logs = logs.LogGroup(
@@ -392,11 +401,15 @@ def grant_gateway_app(
     bucket: s3.IBucket,
     access_keys: secretsmanager.ISecret,
     encryption_key: kms.IKey | None = None,
+    team_keys: GatewayKeys | None = None,
 ) -> None:
     """What the gateway app does with AWS, granted to ``role`` (the Lambda function's or the Fargate task's): read the
-    access keys, invoke the bots' models (and their guardrails and async invocations), write and presign media, and
-    use ``encryption_key`` through S3 and Secrets Manager."""
+    access keys, invoke the bots' models (and their guardrails and async invocations), write and presign media, use
+    the team-key table and read the admin key (``team_keys``), and use ``encryption_key`` through S3, Secrets
+    Manager and DynamoDB."""
     role.add_to_principal_policy(iam.PolicyStatement(actions=list(SECRET_ACTIONS), resources=[access_keys.secret_arn]))
+    if team_keys is not None:
+        team_keys.grant(role)
     role.add_to_principal_policy(iam.PolicyStatement(actions=list(MODEL_ACTIONS), resources=bot_model_arns(role, cfg)))
     stack = cdk.Stack.of(role)
     video_regions = dict.fromkeys(_region(stack, bot) for bot in cfg.bots if bot.modality == "video")

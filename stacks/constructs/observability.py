@@ -35,6 +35,7 @@ from constructs import Construct
 
 from stacks.config import GatewayBot, ObservabilityConfig
 from stacks.constructs.conditions import any_resource_arn, for_this_account
+from stacks.constructs.gateway_keys import budget_alarm, team_key_widgets
 from stacks.constructs.gateway_service import METRICS_NAMESPACE as FARGATE_METRICS_NAMESPACE
 from stacks.constructs.gateway_service import GatewayService
 from stacks.constructs.python_function import PythonFunction
@@ -359,9 +360,11 @@ class GatewayObservability(Construct):
         api: apigw.RestApi | None = None,
         function: PythonFunction | None = None,
         service: GatewayService | None = None,
+        key_budget_alarm_percent: int | None = None,
     ) -> None:
         """``api`` and ``function`` (the Lambda gateway: API Gateway's metrics) or ``service`` (the Fargate gateway:
-        the load balancer's and the ECS service's metrics)."""
+        the load balancer's and the ECS service's metrics). ``key_budget_alarm_percent``: team keys' widgets and
+        their budget alarm (``stacks/constructs/gateway_keys.py``); None: neither."""
         super().__init__(scope, id_)
         lambda_parts = api is not None and function is not None
         if lambda_parts == (service is not None) or (not lambda_parts and (api is not None or function is not None)):
@@ -437,6 +440,8 @@ class GatewayObservability(Construct):
                 f"({throttled}rejected access keys 401/403).",
             ),
         }
+        if key_budget_alarm_percent is not None:
+            self.alarms["TeamKeyBudget"] = budget_alarm(self, namespace, key_budget_alarm_percent, PERIOD)
         if function is not None:
             fn = function.function
             self.alarms["FunctionErrors"] = _at_least_once(
@@ -530,6 +535,10 @@ class GatewayObservability(Construct):
             )
         self.dashboard.add_widgets(*row)
         self.dashboard.add_widgets(*compute_widgets)
+        if key_budget_alarm_percent is not None:
+            widgets = team_key_widgets(namespace, PERIOD, WIDTH)
+            self.dashboard.add_widgets(*widgets[:2])
+            self.dashboard.add_widgets(*widgets[2:])
         self.dashboard.add_widgets(
             cw.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms.values()), width=2 * WIDTH)
         )

@@ -305,8 +305,9 @@ def code_actions(module: str) -> dict[str, str]:
 
 
 def _kms_for_code(actions: Mapping[str, str]) -> set[tuple[str, str]]:
-    """KMS through S3 and Secrets Manager: what SSE-KMS objects and secrets need (S3 user guide, "Using server-side
-    encryption with AWS KMS keys"; Secrets Manager user guide, "Secret encryption and decryption")."""
+    """KMS through S3, Secrets Manager and DynamoDB: what SSE-KMS objects and secrets need (S3 user guide, "Using
+    server-side encryption with AWS KMS keys"; Secrets Manager user guide, "Secret encryption and decryption"), and
+    what a caller of a table under a customer managed key is given (docs/bedrock-facts.md, team keys)."""
     uses: set[tuple[str, str]] = set()
     if {"s3:GetObject", "s3:PutObject"} & set(actions):
         uses.add(("kms:Decrypt", "via:s3"))
@@ -314,6 +315,8 @@ def _kms_for_code(actions: Mapping[str, str]) -> set[tuple[str, str]]:
         uses.add(("kms:GenerateDataKey", "via:s3"))
     if "secretsmanager:GetSecretValue" in actions:
         uses.add(("kms:Decrypt", "via:secretsmanager"))
+    if any(action.startswith("dynamodb:") for action in actions):  # a table under a customer managed key
+        uses |= {("kms:Decrypt", "via:dynamodb"), ("kms:DescribeKey", "via:dynamodb")}
     return uses
 
 

@@ -73,7 +73,8 @@ def test_reused_constructs_are_in_the_template(example: Example) -> None:
     # WHEN / THEN it holds the workflow's state machine, its six functions, its own Bedrock role, and the gateway
     template.resource_count_is("AWS::StepFunctions::StateMachine", 1)
     template.resource_count_is("AWS::ApiGateway::RestApi", 1)
-    template.resource_count_is("AWS::SecretsManager::Secret", 1)
+    template.resource_count_is("AWS::SecretsManager::Secret", 2)  # the access keys and the admin key (team keys)
+    template.resource_count_is("AWS::DynamoDB::Table", 1)  # the team keys
     assert set(example.stack.batch.functions) == {"preprocess", "submit", "poll", "postprocess", "resubmit", "finalize"}
     template.has_resource_properties(
         "AWS::IAM::Role",

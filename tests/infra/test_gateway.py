@@ -173,10 +173,15 @@ def test_access_keys_stay_in_secrets_manager(gateway: Gateway, function: dict[st
         "GATEWAY_ACCOUNT_ID",
         "GATEWAY_MEDIA_BUCKET",
         "GATEWAY_ACCESS_KEYS_SECRET_ARN",
+        "GATEWAY_KEYS_TABLE",  # team keys: the table's name and the admin key's secret ARN
+        "GATEWAY_ADMIN_KEY_SECRET_ARN",
     }
-    # AND the role may read that secret only
+    admin_id = gateway.logical_id(gateway.stack.gateway.team_keys.admin_key)
+    assert env["GATEWAY_ADMIN_KEY_SECRET_ARN"] == {"Ref": admin_id}
+    # AND the role may read those secrets only
     reads = [s for s in statements(gateway) if "secretsmanager:GetSecretValue" in as_list(s["Action"])]
-    assert [s["Resource"] for s in reads] == [{"Ref": secret_id}]
+    resources = [resource for s in reads for resource in as_list(s["Resource"])]
+    assert sorted(map(str, resources)) == sorted([str({"Ref": secret_id}), str({"Ref": admin_id})])
 
 
 def test_media_bucket_is_private_encrypted_ssl_only_and_expires(gateway: Gateway, function: dict[str, Any]) -> None:

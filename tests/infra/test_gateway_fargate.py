@@ -240,7 +240,8 @@ def test_load_balancer_access_logs_go_to_an_sse_s3_bucket(fargate: Gateway) -> N
 
 
 def _role_grants(template: Mapping[str, Any], role: str) -> set[tuple[str, str]]:
-    """(action, resource) pairs of ``role``; the logical ids of the media bucket and the secret made neutral."""
+    """(action, resource) pairs of ``role``; the logical ids of the media bucket, the secrets and the key table made
+    neutral."""
     resources = template["Resources"]
     found = set()
     for resource in resources.values():
@@ -254,7 +255,7 @@ def _role_grants(template: Mapping[str, Any], role: str) -> set[tuple[str, str]]
                     statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
                 ):
                     text = json.dumps(arn, sort_keys=True)
-                    for kind in ("MediaBucket", "AccessKeys"):
+                    for kind in ("MediaBucket", "AccessKeys", "TeamKeysTable", "TeamKeysAdminKey"):
                         for logical_id in resources:
                             if kind in logical_id and logical_id in text:
                                 text = text.replace(logical_id, kind)
@@ -323,8 +324,9 @@ def test_dashboard_and_alarms_read_the_load_balancer_and_the_service(fargate: Ga
         assert metric in body
     assert "AWS/ApplicationELB" in body and "AWS/ECS" in body and "AWS/ApiGateway" not in body
     assert "ActiveConnectionCount" in body and "RequestCountPerTarget" in body
-    # AND the alarms are the error rates plus unhealthy tasks and rejected connections (no Lambda alarms)
-    assert set(alarms) == {"Gateway5xxRate", "Gateway4xxRate", "UnhealthyTasks", "RejectedConnections"}
+    # AND the alarms are the error rates plus unhealthy tasks and rejected connections (no Lambda alarms), and the
+    # team keys' budget alarm
+    assert set(alarms) == {"Gateway5xxRate", "Gateway4xxRate", "UnhealthyTasks", "RejectedConnections", "TeamKeyBudget"}
 
 
 def test_outputs_name_the_https_url(fargate: Gateway) -> None:

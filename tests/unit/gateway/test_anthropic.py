@@ -15,12 +15,12 @@ from lambdas.gateway.anthropic import (
     MessagesRequest,
     Translated,
     converse_request,
-    error_type,
     message_body,
     message_events,
 )
 from lambdas.gateway.attachments import AttachmentReader, Fetcher
 from lambdas.gateway.config import BotConfig, load_bots
+from lambdas.gateway.error_shapes import anthropic_error_type as error_type
 from lambdas.gateway.errors import GatewayError
 from lambdas.gateway.events import Event, Finished, ReasoningDelta, TextDelta, ToolCallDelta, ToolCallStart
 from lambdas.gateway.translate import ThinkingBlock, Usage
