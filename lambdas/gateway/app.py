@@ -345,7 +345,16 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         yield
         await clients.close()
 
-    app = FastAPI(title="Bedrock model gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # FastAPI's own OpenTelemetry support is off: the gateway traces with Powertools (X-Ray) and its metrics are EMF.
+    # Left on, it looks the global OpenTelemetry providers up on every request (environment reads included) only to
+    # find none configured.
+    app = FastAPI(
+        title="Bedrock model gateway",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     app.add_middleware(CorrelationIds)
     app.state.settings = settings
     app.state.bots = bots
