@@ -30,6 +30,7 @@ _MAX_PAYLOAD_LENGTH = 24 * 1024 * 1024
 _STRING = 7  # header value type: 2-byte length, UTF-8
 _KNOWN: dict[bytes, dict[str, Any]] = {}  # header blocks already decoded: a stream repeats a few (one per event type)
 _KNOWN_MAX = 64
+_JSON = json.JSONDecoder()
 # a message framed here: headers, payload, (total length, headers length, prelude CRC, message CRC)
 Frame = tuple[dict[str, Any], bytes, tuple[int, int, int, int]]
 
@@ -123,10 +124,11 @@ def text_delta(headers: dict[str, Any], payload: bytes) -> dict[str, Any] | None
     if headers.get(":event-type") != TEXT_DELTA or headers.get(":message-type") != "event":
         return None
     try:
-        body = json.loads(payload.decode("utf-8"))  # as botocore reads a JSON payload: UTF-8, then the JSON text
+        text = payload.decode("utf-8")  # as botocore reads a JSON payload: UTF-8, then the JSON text
+        body, end = _JSON.raw_decode(text)  # json.loads without its whitespace scans, for what Bedrock sends
     except ValueError:  # UnicodeDecodeError too
         return None
-    if type(body) is not dict:
+    if end != len(text) or type(body) is not dict:  # whitespace around it (or data after it): botocore decides
         return None
     delta, index = body.get("delta"), body.get("contentBlockIndex")
     # botocore: ContentBlockDeltaEvent {delta: ContentBlockDelta (union), contentBlockIndex: integer}, values as sent

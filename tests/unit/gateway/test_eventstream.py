@@ -266,3 +266,24 @@ def test_a_corrupt_message_in_a_stream_raises_as_aiobotocore_raises_it() -> None
     assert ours == theirs and len(ours) == 1
     assert type(our_error) is type(their_error) and str(our_error) == str(their_error)
     assert type(our_error).__name__ == "ChecksumMismatch"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b' {"delta": {"text": "a"}, "contentBlockIndex": 0}',
+        b'{"delta": {"text": "b"}, "contentBlockIndex": 0}\n',
+        b'{"delta": {"text": "c"}, "contentBlockIndex": 0} {}',
+        b'{"delta": {"text": "\\u00e9t\\u00e9"}, "contentBlockIndex": 0}',
+        b'\xff{"delta": {"text": "d"}, "contentBlockIndex": 0}',
+    ],
+    ids=["space before", "newline after", "data after", "escapes", "not UTF-8"],
+)
+def test_a_text_delta_payload_is_read_as_botocore_reads_it(payload: bytes) -> None:
+    # GIVEN a text delta whose JSON payload has whitespace or data around it, escapes, or bytes that are not UTF-8
+    data = FRAMES[1] + message(STRINGS, payload)
+    # WHEN both read it
+    ours, our_error = asyncio.run(events(converse_events(stream(data, 64))))
+    theirs, their_error = asyncio.run(events(aiter(stream(data, 64))))
+    # THEN they yield the same events, or raise the same error after the same events
+    assert ours == theirs and type(our_error) is type(their_error) and str(our_error) == str(their_error)
