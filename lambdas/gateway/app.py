@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lambdas.gateway import metrics
 from lambdas.gateway.clients import AwsClients
 from lambdas.gateway.config import GatewaySettings, parse_access_keys
 from lambdas.gateway.correlation import CorrelationIds
@@ -322,6 +323,7 @@ def key_matches(given: str, expected: str | None) -> bool:
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings.from_env()
+    metrics.use_agent(settings.emf_agent)  # where this process's EMF records go (printed unless an agent is set)
     clients = AwsClients(settings)
     bots = build_bots(settings, clients)
     keys: dict[str, str] = dict(settings.access_keys)

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lambdas.gateway.metrics import EmfAgent
 from lambdas.shared.model_families import (
     ACCOUNT_RESOURCE_ARN_KINDS,
     STABILITY_ASPECT_RATIOS,
@@ -381,6 +382,7 @@ class GatewaySettings:
     attachment_max_bytes: int = 4_718_592  # one attachment (Converse: documents 4.5 MB, images 3.75 MB)
     attachment_timeout: float = 10.0  # seconds to download one attachment URL
     attachment_private_hosts: bool = False  # local runs only: allow attachment URLs on private/loopback addresses
+    emf_agent: EmfAgent | None = None  # the Fargate task: EMF records to the CloudWatch agent, not printed
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -405,6 +407,11 @@ class GatewaySettings:
             attachment_max_bytes=int(env.get("GATEWAY_ATTACHMENT_MAX_BYTES", "4718592")),
             attachment_timeout=float(env.get("GATEWAY_ATTACHMENT_TIMEOUT", "10")),
             attachment_private_hosts=env.get("GATEWAY_ATTACHMENT_PRIVATE_HOSTS", "").lower() == "true",
+            emf_agent=(
+                EmfAgent.parse(env["GATEWAY_EMF_AGENT_ENDPOINT"], env.get("GATEWAY_EMF_LOG_GROUP", ""))
+                if env.get("GATEWAY_EMF_AGENT_ENDPOINT")
+                else None
+            ),
         )
 
 
