@@ -246,7 +246,7 @@ def test_frames_are_botocores_messages_or_its_errors(data: bytes) -> None:
 def test_frames_read_in_pieces_are_the_messages_read_at_once(size: int) -> None:
     # GIVEN a stream of several messages (one with headers that are not all strings) arriving ``size`` bytes a time
     data = b"".join(FRAMES) + message([(b":message-type", 7, string("event")), (b"n", 4, struct.pack(">i", 7))])
-    buffer, pieces = MessageBuffer(), []
+    buffer, pieces = MessageBuffer(), list[Any]()
     # WHEN frames is read after each piece
     for start in range(0, len(data), size):
         buffer.add_data(data[start : start + size])
