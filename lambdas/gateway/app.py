@@ -232,6 +232,17 @@ def sse(event: str, data: Mapping[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
 
+# json.dumps of a str alone is this function's result (ASCII: non-ASCII characters escaped), as it is inside any JSON
+# json.dumps writes: the per-frame encoders below use it directly and keep the rest of a frame's bytes ready.
+json_string = json.encoder.encode_basestring_ascii
+_TEXT_EVENT = b'event: text\ndata: {"text": '
+
+
+def text_event(text: str) -> bytes:
+    """``sse("text", {"text": text})``, byte for byte, with only the text encoded."""
+    return _TEXT_EVENT + json_string(text).encode() + b"}\n\n"
+
+
 def data_line(data: Mapping[str, Any] | str) -> bytes:
     return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n".encode()
 
@@ -492,7 +503,7 @@ async def poe_answer(bot: BotHandler, chat: ChatRequest) -> AsyncIterator[bytes]
                 if reasoning:
                     yield sse("text", {"text": "\n\n"})
                     reasoning = False
-                yield sse("text", {"text": event.text})
+                yield text_event(event.text)
             elif isinstance(event, Progress):
                 yield sse("replace_response", {"text": event.text})
                 progressed = True
@@ -581,12 +592,13 @@ class ContentLines:
         whole = json.dumps(_chunk(completion_id, model, created, {"content": self._MARK}, None))
         mark = json.dumps(self._MARK)
         head, _, tail = whole.partition(mark)
-        self._parts = (f"data: {head}", f"{tail}\n\n") if whole.count(mark) == 1 else None
+        # json.dumps writes ASCII only, so the parts are their bytes
+        self._parts = (f"data: {head}".encode(), f"{tail}\n\n".encode()) if whole.count(mark) == 1 else None
 
     def __call__(self, text: str) -> bytes:
         if self._parts is None:  # the mark is in the model's name: the whole chunk, encoded each time
             return data_line(_chunk(*self._chunk, {"content": text}, None))
-        return f"{self._parts[0]}{json.dumps(text)}{self._parts[1]}".encode()
+        return self._parts[0] + json_string(text).encode() + self._parts[1]
 
 
 async def openai_chunks(stream: AsyncIterable[Event], model: str, include_usage: bool) -> AsyncIterator[bytes]:
