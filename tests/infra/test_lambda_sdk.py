@@ -42,7 +42,7 @@ PARAMETERS_BUILT_ELSEWHERE = {
 
 # What the analysis reports but the code never sends, and why: it reads both branches of a condition.
 NOT_SENT = {
-    "lambdas.gateway.factory:190: Converse takes no parameter guardrailConfig.streamProcessingMode": (
+    "lambdas.gateway.factory:195: Converse takes no parameter guardrailConfig.streamProcessingMode": (
         "guardrails.with_guardrail adds streamProcessingMode for ConverseStream only (streaming=True)"
     ),
 }
