@@ -20,7 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lambdas.gateway import error_shapes, openai_parameters
+from lambdas.gateway import error_shapes, metrics, openai_parameters
 from lambdas.gateway.bodies import UNAUTHORIZED, bearer, key_matches, read_json, unknown_bot
 from lambdas.gateway.clients import AwsClients
 from lambdas.gateway.config import GatewaySettings, parse_access_keys
@@ -255,6 +255,17 @@ def sse(event: str, data: Mapping[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
 
+# json.dumps of a str alone is this function's result (ASCII: non-ASCII characters escaped), as it is inside any JSON
+# json.dumps writes: the per-frame encoders below use it directly and keep the rest of a frame's bytes ready.
+json_string = json.encoder.encode_basestring_ascii
+_TEXT_EVENT = b'event: text\ndata: {"text": '
+
+
+def text_event(text: str) -> bytes:
+    """``sse("text", {"text": text})``, byte for byte, with only the text encoded."""
+    return _TEXT_EVENT + json_string(text).encode() + b"}\n\n"
+
+
 def data_line(data: Mapping[str, Any] | str) -> bytes:
     return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n".encode()
 
@@ -264,6 +275,7 @@ def data_line(data: Mapping[str, Any] | str) -> bytes:
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings.from_env()
+    metrics.use_agent(settings.emf_agent)  # where this process's EMF records go (printed unless an agent is set)
     clients = AwsClients(settings)
     bots = build_bots(settings, clients)
     keys: dict[str, str] = dict(settings.access_keys)
@@ -287,7 +299,16 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         yield
         await clients.close()
 
-    app = FastAPI(title="Bedrock model gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # FastAPI's own OpenTelemetry support is off: the gateway traces with Powertools (X-Ray) and its metrics are EMF.
+    # Left on, it looks the global OpenTelemetry providers up on every request (environment reads included) only to
+    # find none configured.
+    app = FastAPI(
+        title="Bedrock model gateway",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     team_keys = TeamKeys(settings.team_keys, clients)
     app.add_middleware(KeyGuard, keys=team_keys)  # team keys: every route, inside the correlation ids
     app.add_middleware(CorrelationIds)
@@ -446,7 +467,7 @@ async def poe_answer(bot: BotHandler, chat: ChatRequest) -> AsyncIterator[bytes]
                 if reasoning:
                     yield sse("text", {"text": "\n\n"})
                     reasoning = False
-                yield sse("text", {"text": event.text})
+                yield text_event(event.text)
             elif isinstance(event, Progress):
                 yield sse("replace_response", {"text": event.text})
                 progressed = True
@@ -535,12 +556,13 @@ class ContentLines:
         whole = json.dumps(_chunk(completion_id, model, created, {"content": self._MARK}, None))
         mark = json.dumps(self._MARK)
         head, _, tail = whole.partition(mark)
-        self._parts = (f"data: {head}", f"{tail}\n\n") if whole.count(mark) == 1 else None
+        # json.dumps writes ASCII only, so the parts are their bytes
+        self._parts = (f"data: {head}".encode(), f"{tail}\n\n".encode()) if whole.count(mark) == 1 else None
 
     def __call__(self, text: str) -> bytes:
         if self._parts is None:  # the mark is in the model's name: the whole chunk, encoded each time
             return data_line(_chunk(*self._chunk, {"content": text}, None))
-        return f"{self._parts[0]}{json.dumps(text)}{self._parts[1]}".encode()
+        return self._parts[0] + json_string(text).encode() + self._parts[1]
 
 
 async def openai_chunks(stream: AsyncIterable[Event], model: str, include_usage: bool) -> AsyncIterator[bytes]:

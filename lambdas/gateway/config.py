@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lambdas.gateway.metrics import EmfAgent
 from lambdas.gateway.team_keys import TeamKeySettings
 from lambdas.shared.model_families import (
     ACCOUNT_RESOURCE_ARN_KINDS,
@@ -425,6 +426,7 @@ class GatewaySettings:
     attachment_timeout: float = 10.0  # seconds to download one attachment URL
     attachment_private_hosts: bool = False  # local runs only: allow attachment URLs on private/loopback addresses
     team_keys: TeamKeySettings = field(default_factory=TeamKeySettings)  # the team-key table and the admin key
+    emf_agent: EmfAgent | None = None  # the Fargate task: EMF records to the CloudWatch agent, not printed
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -450,6 +452,11 @@ class GatewaySettings:
             attachment_timeout=float(env.get("GATEWAY_ATTACHMENT_TIMEOUT", "10")),
             attachment_private_hosts=env.get("GATEWAY_ATTACHMENT_PRIVATE_HOSTS", "").lower() == "true",
             team_keys=TeamKeySettings.from_env(env),
+            emf_agent=(
+                EmfAgent.parse(env["GATEWAY_EMF_AGENT_ENDPOINT"], env.get("GATEWAY_EMF_LOG_GROUP", ""))
+                if env.get("GATEWAY_EMF_AGENT_ENDPOINT")
+                else None
+            ),
         )
 
 

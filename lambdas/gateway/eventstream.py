@@ -2,42 +2,98 @@
 
 aiobotocore parses every event-stream message with botocore's generic, shape-driven parser behind two async
 generators; for a text delta (``contentBlockDelta`` whose ``delta`` is ``{"text": ...}``) that walk is most of the
-CPU a streamed frame costs the gateway. ``converse_events`` frames the messages with botocore's own
-``EventStreamBuffer`` (prelude and message CRCs checked by botocore; string headers, all Bedrock sends, decoded in one
-pass, any other header type by botocore's parser) and builds a text delta from its JSON payload directly: the same
-dict botocore builds (the shape's two members, unknown keys such as padding dropped).
-Every other message (other events, other deltas, errors and exceptions) goes through the stream's own parser, so its
-result and its errors are exactly aiobotocore's.
+CPU a streamed frame costs the gateway. ``converse_events`` frames the messages itself (``MessageBuffer.frames``: the
+prelude and message CRCs and botocore's length limits checked as botocore checks them; string headers, all Bedrock
+sends, decoded in one pass) and builds a text delta from its JSON payload directly: the same dict botocore builds (the
+shape's two members, unknown keys such as padding dropped). Anything unusual (a bad CRC, a length over botocore's
+limits, a header of another type) is handed to botocore's own ``EventStreamBuffer`` code, so its result and its errors
+are botocore's. Every other message (other events, other deltas, errors and exceptions) goes through the stream's own
+parser, so its result and its errors are exactly aiobotocore's.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+import struct
+from binascii import crc32
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from botocore.eventstream import EventStreamBuffer, EventStreamMessage
+from botocore.eventstream import EventStreamBuffer, EventStreamMessage, MessagePrelude
 
 TEXT_DELTA = "contentBlockDelta"
 _PRELUDE_LENGTH = 12  # total length, headers length, prelude CRC: 4 bytes each
+_PRELUDE = struct.Struct(">III")
+_CRC = struct.Struct(">I")
+_MAX_HEADERS_LENGTH = 128 * 1024  # botocore.eventstream's limits: a message over them is botocore's error to raise
+_MAX_PAYLOAD_LENGTH = 24 * 1024 * 1024
 _STRING = 7  # header value type: 2-byte length, UTF-8
 _KNOWN: dict[bytes, dict[str, Any]] = {}  # header blocks already decoded: a stream repeats a few (one per event type)
 _KNOWN_MAX = 64
+_JSON = json.JSONDecoder()
+# a message framed here: headers, payload, (total length, headers length, prelude CRC, message CRC)
+Frame = tuple[dict[str, Any], bytes, tuple[int, int, int, int]]
 
 
 class MessageBuffer(EventStreamBuffer):
     """botocore's buffer, with headers that are all strings read without its per-byte parser (and a header block seen
-    before not read again)."""
+    before not read again), and ``frames`` for the messages of a stream without a message object each."""
+
+    def frames(self) -> Iterator[Frame | EventStreamMessage]:
+        """The complete messages in the buffer, in order: ``(headers, payload, prelude and CRC)`` for a well-formed
+        message whose headers are all strings, else botocore's ``EventStreamMessage`` (its ``next``: its checks, its
+        errors)."""
+        while True:
+            data: bytes = self._data  # type: ignore[has-type]  # botocore is untyped
+            if len(data) < _PRELUDE_LENGTH:
+                return
+            total, headers_length, prelude_crc = _PRELUDE.unpack_from(data)
+            headers_end = _PRELUDE_LENGTH + headers_length
+            payload_end = total - 4
+            if (
+                self._prelude is not None  # botocore's own parse is under way
+                or headers_length > _MAX_HEADERS_LENGTH
+                or payload_end - headers_end > _MAX_PAYLOAD_LENGTH
+                or payload_end < headers_end
+                or crc32(data[:8]) != prelude_crc
+            ):
+                message = self._botocore_next()
+                if message is None:
+                    return
+                yield message
+                continue
+            if len(data) < total:
+                return
+            headers = self._string_headers(data[_PRELUDE_LENGTH:headers_end])
+            message_crc = _CRC.unpack_from(data, payload_end)[0]
+            if headers is None or crc32(data[:payload_end]) != message_crc:
+                message = self._botocore_next()
+                if message is None:
+                    return
+                yield message
+                continue
+            self._data = data[total:]
+            yield headers, data[headers_end:payload_end], (total, headers_length, prelude_crc, message_crc)
+
+    def _botocore_next(self) -> EventStreamMessage | None:
+        """The next message as botocore's ``next`` reads it (it raises for a malformed one), None if incomplete."""
+        try:
+            return self.next()
+        except StopIteration:
+            return None
 
     def _parse_headers(self) -> dict[str, Any]:
-        data = self._data[_PRELUDE_LENGTH : self._prelude.headers_end]
+        headers = self._string_headers(self._data[_PRELUDE_LENGTH : self._prelude.headers_end])
+        return super()._parse_headers() if headers is None else headers
+
+    @classmethod
+    def _string_headers(cls, data: bytes) -> dict[str, Any] | None:
+        """The headers of the block ``data`` in a dict of their own if all are well-formed strings, else None."""
         known = _KNOWN.get(data)
         if known is not None:
             return dict(known)
-        headers = self._strings(data)
-        if headers is None:
-            return super()._parse_headers()
-        if len(_KNOWN) < _KNOWN_MAX:
+        headers = cls._strings(data)
+        if headers is not None and len(_KNOWN) < _KNOWN_MAX:
             _KNOWN[data] = dict(headers)
         return headers
 
@@ -63,16 +119,16 @@ class MessageBuffer(EventStreamBuffer):
         return headers
 
 
-def text_delta(message: EventStreamMessage) -> dict[str, Any] | None:
+def text_delta(headers: dict[str, Any], payload: bytes) -> dict[str, Any] | None:
     """The parsed event of a text-delta message, or None for any other message (the generic parser's to handle)."""
-    headers = message.headers
     if headers.get(":event-type") != TEXT_DELTA or headers.get(":message-type") != "event":
         return None
     try:
-        body = json.loads(message.payload)
-    except ValueError:
+        text = payload.decode("utf-8")  # as botocore reads a JSON payload: UTF-8, then the JSON text
+        body, end = _JSON.raw_decode(text)  # json.loads without its whitespace scans, for what Bedrock sends
+    except ValueError:  # UnicodeDecodeError too
         return None
-    if type(body) is not dict:
+    if end != len(text) or type(body) is not dict:  # whitespace around it (or data after it): botocore decides
         return None
     delta, index = body.get("delta"), body.get("contentBlockIndex")
     # botocore: ContentBlockDeltaEvent {delta: ContentBlockDelta (union), contentBlockIndex: integer}, values as sent
@@ -93,9 +149,17 @@ async def converse_events(stream: Any) -> AsyncIterator[dict[str, Any]]:
     buffer = MessageBuffer()
     async for chunk, _ in content.iter_chunks():  # as AioEventStream._create_raw_event_generator reads it
         buffer.add_data(chunk)
-        for message in buffer:
-            event = text_delta(message)
-            if event is None:
-                event = await parse(message)  # raises EventStreamError for an error or exception message
+        for frame in buffer.frames():
+            if type(frame) is tuple:
+                headers, payload, (total, headers_length, prelude_crc, message_crc) = frame
+                event = text_delta(headers, payload)
+                if event is None:  # as botocore's buffer builds the message
+                    prelude = MessagePrelude(total, headers_length, prelude_crc)
+                    event = await parse(EventStreamMessage(prelude, headers, payload, message_crc))
+            else:  # botocore framed it
+                assert isinstance(frame, EventStreamMessage)
+                event = text_delta(frame.headers, frame.payload)
+                if event is None:
+                    event = await parse(frame)  # raises EventStreamError for an error or exception message
             if event:  # an unknown event type parses to {} and is skipped, as AioEventStream does
                 yield event

@@ -86,6 +86,11 @@ class TextStream:
             async for event in self._events:
                 if "contentBlockDelta" in event:
                     delta = event["contentBlockDelta"].get("delta", {})
+                    if len(delta) == 1 and delta.get("text"):  # text alone, most of an answer: the branches below
+                        if first_token_ms is None:  # would reach only the first-token time and the TextDelta
+                            first_token_ms = round((time.monotonic() - self._started) * 1000)
+                        yield TextDelta(delta["text"])
+                        continue
                     reasoning = delta.get("reasoningContent") or {}
                     shown = reasoning.get("text") and self._reasoning
                     if first_token_ms is None and (delta.get("text") or shown):

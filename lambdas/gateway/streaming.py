@@ -26,23 +26,38 @@ class _Failed:
 async def coalesced(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
     """``chunks`` joined per write: each item is every chunk produced since the previous one (in order, none
     dropped); an error of ``chunks`` is raised after the chunks before it. Closing this iterator (the client left)
-    cancels the reading task, which closes ``chunks``."""
-    ready: asyncio.Queue[object] = asyncio.Queue()
+    cancels the reading task, which closes ``chunks``.
+
+    The hand-off is a list and one future the writer waits on when the list is empty (an ``asyncio.Queue`` does the
+    same with more bookkeeping per item: counts of unfinished items, an event, a deque of waiters)."""
+    ready: list[object] = []
+    loop = asyncio.get_running_loop()
+    waiting: list[asyncio.Future[None]] = []  # the writer's future while it waits for a chunk (at most one)
+
+    def put(item: object) -> None:
+        ready.append(item)
+        if waiting and not waiting[0].done():
+            waiting[0].set_result(None)
 
     async def read() -> None:
         try:
             async for chunk in chunks:
-                ready.put_nowait(chunk)
+                put(chunk)
         except Exception as error:  # handed to the writer; cancellation is not an answer's error
-            ready.put_nowait(_Failed(error))
-        ready.put_nowait(_END)
+            put(_Failed(error))
+        put(_END)
 
     reader = asyncio.ensure_future(read())
     try:
         while True:
-            batch = [await ready.get()]
-            while not ready.empty():
-                batch.append(ready.get_nowait())
+            if not ready:
+                waiting.append(loop.create_future())
+                try:
+                    await waiting[0]
+                finally:
+                    waiting.clear()
+            batch = ready[:]
+            ready.clear()
             data: list[bytes] = []
             for item in batch:
                 if isinstance(item, bytes):

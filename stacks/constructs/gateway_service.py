@@ -9,9 +9,17 @@ client ─HTTPS 443─> ALB (ACM certificate; HTTP 80 redirects to 443; access l
 ```
 Only the load balancer's security group reaches the tasks; the tasks reach AWS over HTTPS through NAT. Autoscaling
 follows CPU and the ALB's requests per task, between ``gatewayMinTasks`` and ``gatewayMaxTasks``.
+
+Metrics: the app's per-bot EMF records go over UDP to a CloudWatch agent container in the same task (its EMF
+listener), which writes them to their own log group (``metrics_log_group``) as EMF, where CloudWatch makes them
+metrics; the app does not print them, so the awslogs driver is not counted on to extract them and none is counted
+twice (docs/gateway/fargate-metrics.md).
 """
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
@@ -52,6 +60,12 @@ HTTP_PORT = 80
 KEEP_ALIVE_SECONDS = GATEWAY_TIMEOUT.to_seconds() + 5
 SERVICE = "model-gateway"  # the Powertools service name, as the Lambda function's
 METRICS_NAMESPACE = "BedrockGateway"  # the Lambda function's metrics namespace (ModelGateway)
+# The CloudWatch agent, pinned (EMF needs 1.230621.0 or later); ``logs.metrics_collected.emf`` with no address: it
+# listens for EMF on UDP and TCP port 25888.
+AGENT_IMAGE = "public.ecr.aws/cloudwatch-agent/cloudwatch-agent:1.300059.0b1207"
+AGENT_CONFIG: dict[str, Any] = {"logs": {"metrics_collected": {"emf": {}}}}
+EMF_PORT = 25888
+EMF_ENDPOINT = f"udp://127.0.0.1:{EMF_PORT}"  # the task's containers share one network namespace (awsvpc)
 
 
 def uvicorn_command(workers: int) -> list[str]:
@@ -81,7 +95,8 @@ def uvicorn_command(workers: int) -> list[str]:
 class GatewayService(Construct):
     """``media_bucket`` (DataBucket), ``access_keys`` (the secret), ``vpc``, ``cluster``, ``task_definition``,
     ``task_role``, ``execution_role``, ``service`` (FargateService), ``load_balancer``, ``target_group``,
-    ``access_logs_bucket`` (the ALB's access logs) and ``log_group`` (the containers' logs).
+    ``access_logs_bucket`` (the ALB's access logs), ``log_group`` (the containers' logs), ``agent`` (the CloudWatch
+    agent container) and ``metrics_log_group`` (the EMF records it writes).
 
     ``settings.vpc`` None: a VPC with public subnets (the load balancer, NAT gateways) and private subnets (the tasks)
     in two Availability Zones, with flow logs. Otherwise the given VPC and subnets (their routes are the owner's).
@@ -158,6 +173,19 @@ class GatewayService(Construct):
             ignore_mode=cdk.IgnoreMode.DOCKER,
             build_args={"BOTS_FILE": cfg.bots_file},
         )
+        # The app's EMF records, written by the agent (its own log group: only EMF, the metrics' source)
+        self.metrics_log_group = logs.LogGroup(
+            self, "MetricsLogs", retention=retention(function_settings), encryption_key=encryption_key
+        )
+        self.agent = self.task_definition.add_container(
+            "CloudWatchAgent",
+            image=ecs.ContainerImage.from_registry(AGENT_IMAGE),
+            environment={"CW_CONFIG_CONTENT": json.dumps(AGENT_CONFIG)},
+            logging=ecs.LogDrivers.aws_logs(stream_prefix="cloudwatch-agent", log_group=self.log_group),
+            essential=False,  # without it the answers go on; only their metrics wait for the agent's restart
+        )
+        # The agent writes with the task role: log streams and events in the metrics log group, nothing else
+        self.metrics_log_group.grant_write(self.task_role)
         self.container = self.task_definition.add_container(
             "Gateway",
             image=image,
@@ -169,6 +197,8 @@ class GatewayService(Construct):
                 "GATEWAY_MEDIA_BUCKET": self.media_bucket.bucket.bucket_name,
                 "GATEWAY_ACCESS_KEYS_SECRET_ARN": self.access_keys.secret_arn,
                 "GATEWAY_ACCOUNT_ID": cdk.Aws.ACCOUNT_ID,
+                "GATEWAY_EMF_AGENT_ENDPOINT": EMF_ENDPOINT,
+                "GATEWAY_EMF_LOG_GROUP": self.metrics_log_group.log_group_name,
                 "AWS_DEFAULT_REGION": cdk.Aws.REGION,
                 **self.team_keys.environment,
                 "POWERTOOLS_SERVICE_NAME": SERVICE,
@@ -177,6 +207,9 @@ class GatewayService(Construct):
                 # No X-Ray daemon runs next to the app: the tracer stays off rather than sending to nowhere.
                 "POWERTOOLS_TRACE_DISABLED": "true",
             },
+        )
+        self.container.add_container_dependencies(
+            ecs.ContainerDependency(container=self.agent, condition=ecs.ContainerDependencyCondition.START)
         )
         acknowledge(
             self.execution_role,
@@ -189,7 +222,8 @@ class GatewayService(Construct):
             "AwsSolutions-ECS2",
             "The environment holds no secrets: the bot file's path, the media bucket's name, the access-key secret's "
             "ARN (the keys are read from Secrets Manager at run time), the team-key table's name and the admin-key "
-            "secret's ARN, the account, the region and Powertools settings.",
+            "secret's ARN, the account, the region, Powertools settings, the metrics log group's name and the "
+            "agent's address; the agent's: its configuration.",
         )
 
         self.access_logs_bucket = s3.Bucket(

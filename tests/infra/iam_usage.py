@@ -12,7 +12,8 @@ A role's allowed actions come from what assumes it:
   uses ``LAMBDA_SERVICE_ACTIONS``. CDK's ``AwsCustomResource`` provider: the SDK calls of the ``Custom::AWS``
   resources of its stack.
 - an ECS task role (the Fargate gateway): the code of the module its container's command serves with uvicorn, as for
-  the Lambda's ``run.sh``. The task execution role: what ECS does with it (``ECS_EXECUTION_ACTIONS``).
+  the Lambda's ``run.sh``, plus what a CloudWatch agent container of the task does with it (``AGENT_ACTIONS``). The
+  task execution role: what ECS does with it (``ECS_EXECUTION_ACTIONS``).
 - a state machine: its definition's task resources (optimized and ``aws-sdk`` integrations), Distributed Maps
   (child executions) and item readers, and the logging, tracing and encryption it is configured with.
 - a service role: the actions the service documents for it (``SERVICE_ROLE_ACTIONS``).
@@ -60,6 +61,12 @@ ECS_EXECUTION_ACTIONS = {
     "ecr:BatchGetImage": "pulls the container image",
     "logs:CreateLogStream": "awslogs log driver",
     "logs:PutLogEvents": "awslogs log driver",
+}
+# A CloudWatch agent container (its image) in a task: it writes the EMF records it receives to their log group
+AGENT_IMAGE_PREFIX = "public.ecr.aws/cloudwatch-agent/cloudwatch-agent:"
+AGENT_ACTIONS = {
+    "logs:CreateLogStream": "the CloudWatch agent container writes EMF records",
+    "logs:PutLogEvents": "the CloudWatch agent container writes EMF records",
 }
 # The operations IAM authorizes under another action (Service Authorization Reference; Amazon S3 user guide,
 # "Required permissions for Amazon S3 API operations"; Bedrock user guide, "Carry out a conversation with the
@@ -352,9 +359,24 @@ def task_role_modules(resources: Mapping[str, Any]) -> dict[str, str]:
         role = _role_id(props.get("TaskRoleArn"))
         if role is None:
             continue
-        (module,) = {_served_module(c.get("Command", [])) for c in props["ContainerDefinitions"]}
+        apps = [c for c in props["ContainerDefinitions"] if not _is_agent(c)]
+        (module,) = {_served_module(c.get("Command", [])) for c in apps}
         found[role] = module
     return found
+
+
+def _is_agent(container: Mapping[str, Any]) -> bool:
+    return str(container.get("Image", "")).startswith(AGENT_IMAGE_PREFIX)
+
+
+def _task_roles_with_agent(resources: Mapping[str, Any]) -> set[str]:
+    """The task roles of task definitions that run a CloudWatch agent container."""
+    return {
+        role
+        for props in (r["Properties"] for r in resources.values() if r["Type"] == "AWS::ECS::TaskDefinition")
+        if any(_is_agent(c) for c in props["ContainerDefinitions"])
+        and (role := _role_id(props.get("TaskRoleArn"))) is not None
+    }
 
 
 def _execution_roles(resources: Mapping[str, Any]) -> set[str]:
@@ -438,9 +460,10 @@ def role_uses(template: Mapping[str, Any]) -> dict[str, Use]:
             continue
         actions = {**code_actions(_function_module(props)), **LAMBDA_SERVICE_ACTIONS}
         uses[role] = Use(actions, frozenset(_kms_for_code(actions)))
+    agents = _task_roles_with_agent(resources)
     for role, module in task_role_modules(resources).items():
         actions = code_actions(module)  # the task runs no Lambda service: no logs or X-Ray of its own
-        uses[role] = Use(actions, frozenset(_kms_for_code(actions)))
+        uses[role] = Use({**actions, **(AGENT_ACTIONS if role in agents else {})}, frozenset(_kms_for_code(actions)))
     for role in _execution_roles(resources):
         uses[role] = Use(ECS_EXECUTION_ACTIONS)
     for props in (r["Properties"] for r in resources.values() if r["Type"] == "AWS::StepFunctions::StateMachine"):

@@ -19,7 +19,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk.assertions import Template
 
 from stacks.config import ObservabilityConfig
-from stacks.constructs.gateway_service import DOCKERFILE, KEEP_ALIVE_SECONDS
+from stacks.constructs.gateway_service import AGENT_IMAGE, DOCKERFILE, KEEP_ALIVE_SECONDS
 from stacks.constructs.model_gateway import APP, PORT
 from stacks.constructs.observability import GatewayObservability
 from stacks.synth import build_app, gateway_stack
@@ -76,7 +76,7 @@ def test_the_task_is_arm64_and_sized_from_config(fargate: Gateway) -> None:
     assert task["RuntimePlatform"] == {"CpuArchitecture": "ARM64", "OperatingSystemFamily": "LINUX"}
     assert (task["Cpu"], task["Memory"]) == ("2048", "5120")
     # AND its container runs uvicorn with uvloop and httptools, one worker per vCPU, serving the gateway app
-    (container,) = task["ContainerDefinitions"]
+    container = gateway_container(task)
     command = container["Command"]
     assert command[:3] == ["python", "-m", "uvicorn"] and command[-1] == APP
     options = dict(zip(command[3:-2:2], command[4:-1:2], strict=True))
@@ -91,6 +91,42 @@ def test_the_task_is_arm64_and_sized_from_config(fargate: Gateway) -> None:
     assert env["GATEWAY_BOTS_FILE"] == "/app/gateway-bots.json" and env["POWERTOOLS_TRACE_DISABLED"] == "true"
     assert {"GATEWAY_MEDIA_BUCKET", "GATEWAY_ACCESS_KEYS_SECRET_ARN", "POWERTOOLS_METRICS_NAMESPACE"} <= set(env)
     assert container["LogConfiguration"]["LogDriver"] == "awslogs"
+
+
+def gateway_container(task: Mapping[str, Any]) -> Mapping[str, Any]:
+    (container,) = [c for c in task["ContainerDefinitions"] if c["Name"] == "Gateway"]
+    return container
+
+
+def test_the_apps_emf_records_go_to_a_cloudwatch_agent_in_the_task(fargate: Gateway) -> None:
+    # GIVEN the task definition, its roles and log groups
+    (task,) = fargate.of_type("AWS::ECS::TaskDefinition").values()
+    (agent,) = [c for c in task["ContainerDefinitions"] if c["Name"] == "CloudWatchAgent"]
+    app = gateway_container(task)
+    # THEN a CloudWatch agent container, pinned, runs beside the app with EMF collection on (its UDP/TCP listener)
+    assert agent["Image"] == AGENT_IMAGE and not AGENT_IMAGE.endswith(":latest")
+    config = {e["Name"]: e["Value"] for e in agent["Environment"]}["CW_CONFIG_CONTENT"]
+    assert json.loads(config) == {"logs": {"metrics_collected": {"emf": {}}}}
+    assert agent["Essential"] is False and agent["LogConfiguration"]["LogDriver"] == "awslogs"
+    # AND the app sends its records to that listener (started first), for a log group of their own
+    env = {e["Name"]: e["Value"] for e in app["Environment"]}
+    assert env["GATEWAY_EMF_AGENT_ENDPOINT"] == "udp://127.0.0.1:25888"
+    assert app["DependsOn"] == [{"ContainerName": "CloudWatchAgent", "Condition": "START"}]
+    groups = fargate.of_type("AWS::Logs::LogGroup")
+    metrics_group = env["GATEWAY_EMF_LOG_GROUP"]["Ref"]
+    assert metrics_group in groups and metrics_group != app["LogConfiguration"]["Options"]["awslogs-group"]["Ref"]
+    assert "RetentionInDays" in groups[metrics_group]
+    # AND the task role may write log streams and events to that group only (the agent uses the task role)
+    role = task["TaskRoleArn"]["Fn::GetAtt"][0]
+    writes = [
+        s
+        for policy in fargate.of_type("AWS::IAM::Policy").values()
+        if {"Ref": role} in policy["Roles"]
+        for s in policy["PolicyDocument"]["Statement"]
+        if any(str(a).startswith("logs:") for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]]))
+    ]
+    assert [sorted(s["Action"]) for s in writes] == [["logs:CreateLogStream", "logs:PutLogEvents"]]
+    assert writes[0]["Resource"] == {"Fn::GetAtt": [metrics_group, "Arn"]}
 
 
 def test_the_image_is_built_from_the_gateway_dockerfile_with_a_small_context(fargate: Gateway) -> None:
@@ -279,8 +315,15 @@ def test_the_task_role_has_the_lambda_functions_grants(fargate: Gateway, tmp_pat
         for action, arn in _role_grants(lambda_template, function_role)
         if not action.startswith(("logs:", "xray:"))
     }
-    task_grants = _role_grants(fargate.template.to_json(), task_role)
-    # THEN the task role may do what the function may, on the same resources, and nothing more
+    metrics_group = fargate.logical_id(service.metrics_log_group)
+    agent_writes = {("logs:CreateLogStream", metrics_group), ("logs:PutLogEvents", metrics_group)}
+    task_grants = {
+        grant
+        for grant in _role_grants(fargate.template.to_json(), task_role)
+        if (grant[0], metrics_group if metrics_group in grant[1] else "") not in agent_writes
+    }
+    # THEN the task role may do what the function may, on the same resources, and nothing more (but the writes of
+    # the CloudWatch agent container to the metrics log group, which the Lambda function's runtime does for it)
     assert task_grants == lambda_grants
     assert {"bedrock:InvokeModelWithResponseStream", "secretsmanager:GetSecretValue"} <= {a for a, _ in task_grants}
 

@@ -109,7 +109,8 @@ def test_the_app_is_told_where_the_table_and_admin_key_are(default: Gateway, far
     # GIVEN the Lambda function's and the Fargate container's environments
     (function,) = [f for f in default.of_type("AWS::Lambda::Function").values() if f["Handler"] == "run.sh"]
     (task,) = fargate_kms.of_type("AWS::ECS::TaskDefinition").values()
-    container_env = {e["Name"]: e["Value"] for e in task["ContainerDefinitions"][0]["Environment"]}
+    (app,) = [c for c in task["ContainerDefinitions"] if c["Name"] == "Gateway"]
+    container_env = {e["Name"]: e["Value"] for e in app["Environment"]}
     for env, gateway in ((function["Environment"]["Variables"], default), (container_env, fargate_kms)):
         table_id, _ = _table(gateway)
         # THEN the table's name and the admin secret's ARN, never a secret value

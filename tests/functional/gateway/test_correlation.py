@@ -64,3 +64,27 @@ async def test_api_gateways_request_id_is_used_and_a_client_id_is_not(app: FastA
 def test_a_malformed_request_context_gets_a_new_id(header: bytes) -> None:
     rid = request_id([(b"x-amzn-request-context", header)])
     assert len(rid) == 32 and rid.isalnum()
+
+
+async def test_a_request_never_looks_up_opentelemetry(
+    app: FastAPI, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN OpenTelemetry's global provider look-ups made to fail (FastAPI's native telemetry calls them per request)
+    from opentelemetry import _logs, metrics, trace
+
+    def consulted() -> None:
+        raise AssertionError("OpenTelemetry looked up during a request")
+
+    for module, name in (
+        (trace, "get_tracer_provider"),
+        (metrics, "get_meter_provider"),
+        (_logs, "get_logger_provider"),
+    ):
+        monkeypatch.setattr(module, name, consulted)
+    # WHEN a streamed answer and a health check go through the app
+    health = await client.get("/health")
+    body = {"model": "nova-lite", "stream": True, "messages": [{"role": "user", "content": "hello there"}]}
+    streamed = await client.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}"})
+    # THEN both succeed: the app's telemetry is off, so FastAPI never asks OpenTelemetry for a provider
+    assert health.status_code == 200 and streamed.status_code == 200
+    assert streamed.text.rstrip().endswith("data: [DONE]")

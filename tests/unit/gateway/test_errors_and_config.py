@@ -19,6 +19,7 @@ from lambdas.gateway.config import (
     parse_bots,
 )
 from lambdas.gateway.errors import BEDROCK_ERRORS, GatewayError, from_bedrock, stop_outcome
+from lambdas.gateway.metrics import EmfAgent
 
 
 def client_error(code: str, message: str = "boom", status: int = 400) -> ClientError:
@@ -223,3 +224,30 @@ def test_a_custom_routers_target_models_are_accepted_and_filled_in() -> None:
     bot = parse_bots(document, "111122223333")["mine"]
     assert bot.model_id == "arn:aws:bedrock:us-east-1:111122223333:prompt-router/abcd1234"
     assert bot.target_model_ids == ("anthropic.claude-3-haiku-20240307-v1:0",)
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    ["tcp://127.0.0.1:25888", "udp://127.0.0.1", "udp://:25888", "127.0.0.1:25888", "udp://host:port", "udp://h:1/x"],
+)
+def test_an_emf_agent_endpoint_that_is_not_udp_host_port_is_refused(endpoint: str) -> None:
+    # GIVEN the Fargate task's agent endpoint set to something other than udp://host:port
+    env = {"GATEWAY_EMF_AGENT_ENDPOINT": endpoint, "GATEWAY_EMF_LOG_GROUP": "metrics"}
+    # WHEN the settings are read THEN the error names the variable, the value and the form to use
+    with pytest.raises(ValueError, match="GATEWAY_EMF_AGENT_ENDPOINT must be udp://host:port") as error:
+        GatewaySettings.from_env(env)
+    assert repr(endpoint) in str(error.value)
+
+
+def test_an_emf_agent_without_a_log_group_is_refused() -> None:
+    # GIVEN an agent endpoint but no log group WHEN the settings are read THEN the error names the missing variable
+    with pytest.raises(ValueError, match="GATEWAY_EMF_LOG_GROUP must name the log group"):
+        GatewaySettings.from_env({"GATEWAY_EMF_AGENT_ENDPOINT": "udp://127.0.0.1:25888"})
+
+
+def test_the_emf_agent_is_read_from_the_environment_and_is_off_without_it() -> None:
+    # GIVEN the variables the Fargate task sets, and none
+    env = {"GATEWAY_EMF_AGENT_ENDPOINT": "udp://127.0.0.1:25888", "GATEWAY_EMF_LOG_GROUP": "g"}
+    # WHEN the settings are read THEN the agent is the one given, and without them records are printed (no agent)
+    assert GatewaySettings.from_env(env).emf_agent == EmfAgent("127.0.0.1", 25888, "g")
+    assert GatewaySettings.from_env({}).emf_agent is None

@@ -187,3 +187,103 @@ def test_a_header_block_seen_before_gives_the_same_headers_in_a_dict_of_its_own(
     # THEN the second still has exactly the headers it was sent with
     assert second.headers == {":event-type": "contentBlockDelta", ":message-type": "event"}
     assert (first.payload, second.payload) == (b'{"a": 1}', b'{"a": 2}')
+
+
+def framed(data: bytes) -> tuple[list[Any], str | None]:
+    """The headers and payloads ``MessageBuffer.frames`` gives for ``data``, and the error it raised (its type)."""
+    buffer = MessageBuffer()
+    buffer.add_data(data)
+    out: list[Any] = []
+    try:
+        for frame in buffer.frames():
+            out.append(frame[:2] if isinstance(frame, tuple) else (frame.headers, frame.payload))
+    except Exception as error:  # noqa: BLE001 - compared below
+        return out, type(error).__name__
+    return out, None
+
+
+def corrupt(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
+
+
+DELTA = event_frame("contentBlockDelta", {"delta": {"text": "Hi"}, "contentBlockIndex": 0})
+STRINGS = [(b":event-type", 7, string("contentBlockDelta")), (b":message-type", 7, string("event"))]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(DELTA + corrupt(DELTA, len(DELTA) - 1), id="message CRC wrong"),
+        pytest.param(DELTA + corrupt(DELTA, 9), id="prelude CRC wrong"),
+        pytest.param(DELTA + corrupt(DELTA, len(DELTA) - 10), id="payload changed"),
+        pytest.param(DELTA + corrupt(DELTA, 5), id="headers length changed"),
+        pytest.param(DELTA + corrupt(DELTA, 0), id="total length changed"),
+        pytest.param(DELTA + message([(b"count", 4, struct.pack(">i", 1))]), id="a header not a string"),
+        pytest.param(DELTA + message(STRINGS, b"x" * 10)[:-3], id="message incomplete"),
+        pytest.param(DELTA + DELTA[:11], id="prelude incomplete"),
+        pytest.param(
+            DELTA
+            + struct.pack(">II", 200_000, 140_000)
+            + struct.pack(">I", zlib.crc32(struct.pack(">II", 200_000, 140_000))),
+            id="headers over botocore's limit",
+        ),
+        pytest.param(
+            DELTA + struct.pack(">II", 30 << 20, 0) + struct.pack(">I", zlib.crc32(struct.pack(">II", 30 << 20, 0))),
+            id="payload over botocore's limit",
+        ),
+    ],
+)
+def test_frames_are_botocores_messages_or_its_errors(data: bytes) -> None:
+    # GIVEN a good text delta followed by a malformed, unusual or incomplete message
+    # WHEN MessageBuffer.frames and botocore's EventStreamBuffer read the same bytes
+    # THEN they give the same headers and payloads, and raise the same error (or wait for more bytes) at the same point
+    ours = framed(data)
+    assert ours == parsed(EventStreamBuffer(), data)
+    assert ours[0][0][0][":event-type"] == "contentBlockDelta"  # the good message first
+
+
+@pytest.mark.parametrize("size", [1, 5, 13, 100])
+def test_frames_read_in_pieces_are_the_messages_read_at_once(size: int) -> None:
+    # GIVEN a stream of several messages (one with headers that are not all strings) arriving ``size`` bytes a time
+    data = b"".join(FRAMES) + message([(b":message-type", 7, string("event")), (b"n", 4, struct.pack(">i", 7))])
+    buffer, pieces = MessageBuffer(), list[Any]()
+    # WHEN frames is read after each piece
+    for start in range(0, len(data), size):
+        buffer.add_data(data[start : start + size])
+        pieces.extend(f[:2] if isinstance(f, tuple) else (f.headers, f.payload) for f in buffer.frames())
+    # THEN every message comes out once, in order, as botocore frames them from the whole stream
+    assert pieces == parsed(EventStreamBuffer(), data)[0]
+    assert len(pieces) == len(FRAMES) + 1
+
+
+def test_a_corrupt_message_in_a_stream_raises_as_aiobotocore_raises_it() -> None:
+    # GIVEN a ConverseStream body whose second text delta has a wrong message CRC
+    data = FRAMES[1] + corrupt(FRAMES[2], len(FRAMES[2]) - 1)
+    # WHEN both read it
+    ours, our_error = asyncio.run(events(converse_events(stream(data, 16))))
+    theirs, their_error = asyncio.run(events(aiter(stream(data, 16))))
+    # THEN both yield the first delta, then raise the same checksum error
+    assert ours == theirs and len(ours) == 1
+    assert type(our_error) is type(their_error) and str(our_error) == str(their_error)
+    assert type(our_error).__name__ == "ChecksumMismatch"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b' {"delta": {"text": "a"}, "contentBlockIndex": 0}',
+        b'{"delta": {"text": "b"}, "contentBlockIndex": 0}\n',
+        b'{"delta": {"text": "c"}, "contentBlockIndex": 0} {}',
+        b'{"delta": {"text": "\\u00e9t\\u00e9"}, "contentBlockIndex": 0}',
+        b'\xff{"delta": {"text": "d"}, "contentBlockIndex": 0}',
+    ],
+    ids=["space before", "newline after", "data after", "escapes", "not UTF-8"],
+)
+def test_a_text_delta_payload_is_read_as_botocore_reads_it(payload: bytes) -> None:
+    # GIVEN a text delta whose JSON payload has whitespace or data around it, escapes, or bytes that are not UTF-8
+    data = FRAMES[1] + message(STRINGS, payload)
+    # WHEN both read it
+    ours, our_error = asyncio.run(events(converse_events(stream(data, 64))))
+    theirs, their_error = asyncio.run(events(aiter(stream(data, 64))))
+    # THEN they yield the same events, or raise the same error after the same events
+    assert ours == theirs and type(our_error) is type(their_error) and str(our_error) == str(their_error)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from lambdas.gateway.app import ContentLines, _chunk, data_line
+from lambdas.gateway.app import ContentLines, _chunk, data_line, sse, text_event
 from lambdas.gateway.streaming import coalesced
 
 
@@ -102,6 +102,16 @@ def test_a_content_line_is_the_whole_chunk_encoded(text: str) -> None:
     line = lines(text)
     # THEN it is, byte for byte, the data line of the whole chunk encoded
     assert line == data_line(_chunk("chatcmpl-abc", "claude-3-haiku", 1700000000, {"content": text}, None))
+
+
+@pytest.mark.parametrize(
+    "text", ["", "hello", ' "quoted" \\ back\nslash\t', "été 東京 🙂", "\u2028\x00\x1f\x7f", "\ud800 lone surrogate"]
+)
+def test_a_poe_text_event_is_the_whole_event_encoded(text: str) -> None:
+    # GIVEN a text delta (escapes, non-ASCII, control characters, a lone surrogate)
+    # WHEN its Poe text event is made with only the text encoded
+    # THEN it is, byte for byte, the event with its whole data encoded by json.dumps
+    assert text_event(text) == sse("text", {"text": text})
 
 
 def test_a_model_name_holding_the_mark_still_gets_the_whole_chunk() -> None:
