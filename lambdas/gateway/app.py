@@ -421,8 +421,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         return await openai_completion(stream, body.model)
 
     # route families in their own modules, with the same keys and checks
-    app.include_router(embeddings_router(bots, settings, keys, authorized))
-    app.include_router(images_router(bots, settings, keys, authorized))
+    app.include_router(embeddings_router(bots, settings, authenticated, authorized))
+    app.include_router(images_router(bots, settings, authenticated, authorized))
     return app
 
 

@@ -16,12 +16,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lambdas.gateway.bodies import UNAUTHORIZED, bearer, key_matches, read_json, unknown_bot
 from lambdas.gateway.config import GatewaySettings
 from lambdas.gateway.embeddings import EmbeddingBot, EmbeddingRequest, encode_base64, invalid
 from lambdas.gateway.error_shapes import error_response, invalid_body
 from lambdas.gateway.errors import GatewayError
 from lambdas.gateway.factory import BotHandler
+from lambdas.gateway.routes_common import model_request
 
 
 class OpenAIEmbeddingRequest(BaseModel):
@@ -56,25 +56,16 @@ def embedding_data(vectors: list[list[float]], encoding_format: str) -> list[dic
 def embeddings_router(
     bots: Mapping[str, BotHandler],
     settings: GatewaySettings,
-    keys: Mapping[str, str],
+    authenticated: Callable[[Request], bool],
     authorized: Callable[[Request, BotHandler], bool],
 ) -> APIRouter:
-    """The route, with the app's bots, settings, access keys (filled at start) and per-bot key check."""
+    """The route, with the app's bots, settings, and its key checks (any key of the gateway; the bot's)."""
     router = APIRouter()
 
     @router.post("/v1/embeddings", response_model=None)
     async def embeddings(request: Request) -> JSONResponse:
-        if not any(key_matches(bearer(request), key) for key in keys.values()):
-            return error_response(GatewayError(401, UNAUTHORIZED, openai_type="authentication_error"), openai=True)
         try:
-            body = OpenAIEmbeddingRequest.model_validate(
-                await read_json(request, settings.max_body_bytes, settings.body_timeout)
-            )
-            bot = bots.get(body.model)
-            if bot is None:
-                raise GatewayError(404, f"The model {unknown_bot(body.model)} does not exist.", code="model_not_found")
-            if not authorized(request, bot):
-                raise GatewayError(401, UNAUTHORIZED, openai_type="authentication_error")
+            body, bot = await model_request(request, OpenAIEmbeddingRequest, bots, settings, authenticated, authorized)
             if not isinstance(bot, EmbeddingBot):
                 embedders = sorted(name for name, other in bots.items() if isinstance(other, EmbeddingBot))
                 raise invalid(

@@ -24,13 +24,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lambdas.gateway.bodies import UNAUTHORIZED, bearer, key_matches, read_json, unknown_bot
 from lambdas.gateway.config import BotConfig, GatewaySettings
 from lambdas.gateway.error_shapes import error_response, invalid_body
 from lambdas.gateway.errors import USER_CAUSED, GatewayError, from_bedrock
 from lambdas.gateway.factory import BotHandler
 from lambdas.gateway.images import ImageBot
 from lambdas.gateway.parameters import image_settings
+from lambdas.gateway.routes_common import model_request
 
 SIZE = re.compile(r"^([1-9][0-9]{1,4})x([1-9][0-9]{1,4})$")
 QUALITY_ALIASES = {"hd": "premium"}  # OpenAI's DALL-E 3 name for the better quality
@@ -134,25 +134,16 @@ async def stored_url(bot: ImageBot, image: bytes) -> str:
 def images_router(
     bots: Mapping[str, BotHandler],
     settings: GatewaySettings,
-    keys: Mapping[str, str],
+    authenticated: Callable[[Request], bool],
     authorized: Callable[[Request, BotHandler], bool],
 ) -> APIRouter:
-    """The route, with the app's bots, settings, access keys (filled at start) and per-bot key check."""
+    """The route, with the app's bots, settings, and its key checks (any key of the gateway; the bot's)."""
     router = APIRouter()
 
     @router.post("/v1/images/generations", response_model=None)
     async def generations(request: Request) -> JSONResponse:
-        if not any(key_matches(bearer(request), key) for key in keys.values()):
-            return error_response(GatewayError(401, UNAUTHORIZED, openai_type="authentication_error"), openai=True)
         try:
-            body = OpenAIImageRequest.model_validate(
-                await read_json(request, settings.max_body_bytes, settings.body_timeout)
-            )
-            bot = bots.get(body.model)
-            if bot is None:
-                raise GatewayError(404, f"The model {unknown_bot(body.model)} does not exist.", code="model_not_found")
-            if not authorized(request, bot):
-                raise GatewayError(401, UNAUTHORIZED, openai_type="authentication_error")
+            body, bot = await model_request(request, OpenAIImageRequest, bots, settings, authenticated, authorized)
             if not isinstance(bot, ImageBot):
                 painters = sorted(name for name, other in bots.items() if isinstance(other, ImageBot))
                 raise invalid(
