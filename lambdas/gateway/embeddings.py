@@ -22,13 +22,11 @@ from typing import Any
 
 from lambdas.gateway.clients import AwsClients
 from lambdas.gateway.config import BotConfig, GatewaySettings
-from lambdas.gateway.errors import USER_CAUSED, GatewayError, from_bedrock
+from lambdas.gateway.errors import USER_CAUSED, GatewayError, bedrock_failure
 from lambdas.gateway.events import Event, Finished, record_usage
 from lambdas.gateway.guardrails import check_prompt
-from lambdas.gateway.metrics import BEDROCK_ERRORS, emit
 from lambdas.gateway.translate import ChatRequest, PriceBook, Usage
 from lambdas.shared.model_families import EmbeddingAdapter, InferenceSettings, embedding_adapter_of
-from lambdas.shared.observability import logger
 
 EMBED_CONCURRENCY = 4  # InvokeModel calls one request has in flight at once
 CHARS_PER_TOKEN = 4  # the estimate when Bedrock reports no count ("Cohere Embed v3": 1 token is about 4 characters)
@@ -176,10 +174,4 @@ class EmbeddingBot:
         return vectors, input_tokens(answer, response, texts)
 
     def failed(self, error: BaseException) -> GatewayError:
-        mapped = from_bedrock(error)
-        if mapped.status == 500:
-            logger.exception("gateway internal error", bot=self.config.name)
-        else:
-            logger.warning("bedrock error", bot=self.config.name, status=mapped.status, code=mapped.code)
-        emit(BEDROCK_ERRORS, 1, "Count", error_class=mapped.openai_type)
-        return mapped
+        return bedrock_failure(self.config.name, error)

@@ -20,6 +20,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from lambdas.gateway import metrics
 from lambdas.shared.observability import logger
 
 USER_CAUSED = "user_caused_error"
@@ -218,3 +219,15 @@ def stop_outcome(stop_reason: str | None) -> StopOutcome:
         error = GatewayError(502, message, openai_type="upstream_error", allow_retry=True, code=stop_reason)
         return StopOutcome("stop", error, error)
     return StopOutcome("stop", None)
+
+
+def bedrock_failure(bot: str, error: BaseException) -> GatewayError:
+    """A failed Bedrock call of ``bot`` as the answer's GatewayError: logged (an unexpected one with its traceback)
+    and counted as ``BedrockErrors`` by error class."""
+    mapped = from_bedrock(error)
+    if mapped.status == 500:
+        logger.exception("gateway internal error", bot=bot)
+    else:
+        logger.warning("bedrock error", bot=bot, status=mapped.status, code=mapped.code)
+    metrics.emit(metrics.BEDROCK_ERRORS, 1, "Count", error_class=mapped.openai_type)
+    return mapped

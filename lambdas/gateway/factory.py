@@ -23,7 +23,7 @@ from lambdas.gateway.attachments import Fetcher, read_attachments
 from lambdas.gateway.clients import AwsClients
 from lambdas.gateway.config import BotConfig, GatewaySettings
 from lambdas.gateway.embeddings import EmbeddingBot
-from lambdas.gateway.errors import GatewayError, from_bedrock
+from lambdas.gateway.errors import GatewayError, bedrock_failure
 from lambdas.gateway.events import (
     Event,
     Finished,
@@ -36,7 +36,6 @@ from lambdas.gateway.events import (
 from lambdas.gateway.eventstream import converse_events
 from lambdas.gateway.guardrails import INTERVENED, intervention, with_guardrail
 from lambdas.gateway.images import ImageBot
-from lambdas.gateway.metrics import BEDROCK_ERRORS, emit
 from lambdas.gateway.parameters import apply_text_parameters
 from lambdas.gateway.tokens import TokenCount, check_context, count_input_tokens, count_request_tokens
 from lambdas.gateway.translate import (
@@ -235,13 +234,7 @@ class TextBot:
             raise self.failed(error) from error
 
     def failed(self, error: BaseException) -> GatewayError:
-        mapped = from_bedrock(error)
-        if mapped.status == 500:
-            logger.exception("gateway internal error", bot=self.config.name)
-        else:
-            logger.warning("bedrock error", bot=self.config.name, status=mapped.status, code=mapped.code)
-        emit(BEDROCK_ERRORS, 1, "Count", error_class=mapped.openai_type)
-        return mapped
+        return bedrock_failure(self.config.name, error)
 
     def finish(
         self,
