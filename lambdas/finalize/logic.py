@@ -32,6 +32,7 @@ from lambdas.shared.run_files import (
     read_results,
     read_row_numbers,
     value_column,
+    value_kind,
     value_type,
 )
 from lambdas.shared.s3io import S3RangeReader, get_json, put_json
@@ -165,7 +166,8 @@ def merge_resubmission(
         return report
 
     outputs = _RetryOutputs(s3, run.bucket, resubmission.results)
-    value_name = value_column(run.output_kind)
+    kind = value_kind(run)
+    value_name = value_column(kind)
     for owner_index in np.unique(owner):
         job = planned[int(owner_index)]
         mine = np.flatnonzero(owner == owner_index)
@@ -179,7 +181,7 @@ def merge_resubmission(
             targets.append(rows[in_source] - job.first_row)
         update, target = pa.concat_tables(parts), np.concatenate(targets)
         codes = update.column(ERROR_CODE).combine_chunks().cast(pa.string())
-        values = update.column(value_name).combine_chunks().cast(value_type(run.output_kind))
+        values = update.column(value_name).combine_chunks().cast(value_type(kind))
         messages = mark_resubmitted(update.column(ERROR_MESSAGE).combine_chunks(), codes)
 
         local = workdir / "output.parquet"
@@ -263,7 +265,7 @@ def summarize(
         )
     all_results = [*results.values(), *resubmission.results.values()]
     billed = [(r.index, r.input_tokens, r.output_tokens, r.resubmission) for r in all_results]
-    estimated_cost = (prices or PriceTable.load()).estimate(run.model_id, billed)
+    estimated_cost = (prices or PriceTable.load()).estimate(run.model_for(None).model_id, billed)
     return {
         "run_id": run.run_id,
         "execution_arn": run.execution_arn,  # the correlation id of every log line of the run

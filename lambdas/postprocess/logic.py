@@ -40,6 +40,7 @@ from lambdas.shared.run_files import (
     iter_row_range,
     read_row_numbers,
     value_column,
+    value_kind,
     value_type,
 )
 from lambdas.shared.s3io import list_keys, put_json
@@ -404,17 +405,18 @@ def postprocess(state: JobState, *, s3: Any, workdir: Path) -> JobResult:
     (``output/<NNNN>.parquet``); a resubmission job's has their row numbers instead (``retry/output/<NNNN>.parquet``,
     column ``row``), which Finalize merges into the planned jobs' outputs."""
     run, job = state.run, state.job
+    model, kind = run.model_for(job.model), value_kind(run)
     if job.rows_key is not None:
         rows = read_row_numbers(s3, run.bucket, job.rows_key)
         records: Iterator[pa.RecordBatch] = iter(pa.table({ROW: pa.array(rows, pa.int64())}).to_batches())
-        joined = JoinedOutput.for_rows(rows, kind=run.output_kind)
+        joined = JoinedOutput.for_rows(rows, kind=kind)
     else:
         records = iter_row_range(s3, run.bucket, run.records_key, job.first_row, job.record_count)
-        joined = JoinedOutput(first_row=job.first_row, count=job.record_count, kind=run.output_kind)
+        joined = JoinedOutput(first_row=job.first_row, count=job.record_count, kind=kind)
     tokens = {"inputTokenCount": 0, "outputTokenCount": 0}
     if state.job_arn:
         prefix = layout.job_output_prefix(run.run_id, job.index, resubmission=job.resubmission)
-        tokens = read_outputs(s3, run.bucket, prefix, joined, run.family, workdir)
+        tokens = read_outputs(s3, run.bucket, prefix, joined, model.family, workdir)
     code, message = missing_reason(state)
     joined.fill_missing(code, message)
 
@@ -439,6 +441,8 @@ def postprocess(state: JobState, *, s3: Any, workdir: Path) -> JobResult:
         output_key=out_key,
         error_counts=dict(errors),
         resubmission=job.resubmission,
+        model=job.model,
+        on_demand=job.on_demand,
     )
     key = layout.result_key(run.run_id, job.index, resubmission=job.resubmission)
     put_json(s3, run.bucket, key, result.model_dump(mode="json"))

@@ -115,6 +115,7 @@ class Plan:
 
 
 def make_plan(inp: ExecutionInput, settings: Settings) -> Plan:
+    assert inp.model_id is not None  # a rows run has one (ExecutionInput's validator)
     try:
         model = resolve(inp.model_id, model_family=inp.model_family, invocation_type=inp.invocation_type)
     except ModelFamilyError as exc:
@@ -530,7 +531,7 @@ def preprocess(
     run context to the later steps."""
     inp = ExecutionInput.parse(raw_input)
     plan = make_plan(inp, settings)
-    quotas = lookup_batch_quotas(inp.model_id, service_quotas=service_quotas)
+    quotas = lookup_batch_quotas(plan.model.ref.model_id, service_quotas=service_quotas)
     if quotas.note:
         logger.warning("batch quotas: defaults used", defaults_used=quotas.defaults_used(), note=quotas.note)
     logger.info("batch quotas", **quotas.summary())
