@@ -20,7 +20,7 @@ from lambdas.shared.errors import ServiceQuotaExceededException
 from lambdas.submit_job import handler as submit_handler
 from local.emulator import Quotas
 from tests.functional.conftest import BUCKET
-from tests.functional.prepared_input import HAIKU_ID, TITAN_ID, execution_input, interleaved, jsonl
+from tests.prepared_records import HAIKU_ID, TITAN_ID, execution_input, interleaved, jsonl
 
 KEY = "openai/batches/batch_2/prepared.jsonl"
 

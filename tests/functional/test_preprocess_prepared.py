@@ -15,7 +15,7 @@ from lambdas.preprocess import handler, prepared
 from lambdas.shared.errors import InputValidationError
 from local.emulator import Quotas
 from tests.functional.conftest import BUCKET
-from tests.functional.prepared_input import (
+from tests.prepared_records import (
     HAIKU_ID,
     MODELS,
     TITAN_ID,
