@@ -145,12 +145,16 @@ def test_other_keys_are_input_columns_typed_from_their_values(s3, lambda_context
 
 BAD_LINES: dict[str, tuple[bytes, str]] = {
     "not JSON": (b'{"model": "titan-embed", "model_input": {}\n', r"line 2 of s3://.* is not valid JSON"),
-    "not an object": (b"[1, 2]\n", r"line 2 of .* is a JSON list, not an object; give one JSON object per line"),
+    "not an object": (b"[1, 2]\n", r"line 2 of .* is a JSON array, not an object; give one JSON object per line"),
     "no model": (b'{"model_input": {"inputText": "x"}}\n', r"line 2 of .* has no 'model'; set 'model' to one of"),
     "unknown model": (
         b'{"model": "gpt-4o", "model_input": {"inputText": "x"}}\n',
         r"line 2 of .* has 'model' = \"gpt-4o\", not a key of models; set 'model' to one of the execution input's "
         r"models \['titan-embed'\]",
+    ),
+    "model not a string": (
+        b'{"model": ["titan-embed"], "model_input": {}}\n',
+        r"line 2 of .* has 'model' = \[\"titan-embed\"\], not a key of models",
     ),
     "model_input missing": (b'{"model": "titan-embed"}\n', r"line 2 of .* has no 'model_input'; give the record's"),
     "model_input not an object": (
