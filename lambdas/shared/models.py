@@ -194,6 +194,9 @@ class JobSpec(BaseModel):
     size_bytes: int
     resubmission: bool = False
     rows_key: str | None = None
+    # A group under the model's minimum records per batch job: run through the runtime (InvokeModel or Converse per
+    # record) by "Run job on demand" instead of a batch job (lambdas/on_demand), priced at on-demand rates.
+    on_demand: bool = False
 
     @model_validator(mode="after")
     def _rows_key_iff_resubmission(self) -> JobSpec:
@@ -216,6 +219,9 @@ class JobState(BaseModel):
     polls: int = 0
     unreadable_polls: int = 0  # consecutive polls that could not read the status (lambdas/poll_job/logic.py)
     stop_requested_at: str | None = None  # when Poll asked Bedrock to stop the job (past the service's deadline)
+    # The run was cancelled (runs/<run>/cancel.json): Submit created no job, Poll stopped it, or the on-demand runner
+    # stopped taking records. Postprocess gives the rows without a result the code batch_cancelled.
+    cancelled: bool = False
     counters: dict[str, int] = Field(default_factory=dict)
     failure: dict[str, Any] | None = None  # set by a Catch: {"Error": ..., "Cause": ...}
 
@@ -245,6 +251,7 @@ class JobResult(BaseModel):
     output_key: str
     error_counts: dict[str, int] = Field(default_factory=dict)
     resubmission: bool = False  # stored as runs/<run>/retry/results/<NNNN>.json
+    on_demand: bool = False  # ran through the runtime, not as a batch job: priced at on-demand rates
 
 
 class ResubmissionRequest(BaseModel):
