@@ -17,7 +17,7 @@ _lock = threading.Lock()
 _RETRIES = Config(retries={"mode": "adaptive", "max_attempts": 8}, connect_timeout=5, read_timeout=60)
 # The on-demand runner retries throttling and 5xx itself, with backoff bounded by the time its invocation has left
 # (lambdas/on_demand/logic.py): one attempt per call here; a model may take minutes to answer one record.
-_ONE_ATTEMPT = Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=5, read_timeout=180)
+_ONE_ATTEMPT = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5, read_timeout=180)
 
 
 @cache

@@ -31,7 +31,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         vpc=(settings.job_subnet_ids, settings.job_security_group_ids) if settings.job_subnet_ids else None,
     )
     if out.cancelled:
-        logger.info("job not submitted: the run was cancelled", message=out.message)
+        logger.info("job not submitted: the run was cancelled", reason=out.message)
         return out.model_dump(mode="json")
     append_correlation_keys(**out.correlation_keys())  # now with the job's ARN
     logger.info("job submitted", job_name=out.job_name)

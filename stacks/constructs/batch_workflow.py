@@ -100,11 +100,18 @@ DATA_ACCESS: dict[str, dict[str, list[str]]] = {
         "write": [f"{RUNS_PREFIX}*/output/*", f"{RUNS_PREFIX}*/results/*"],
         "list_prefixes": [f"{RUNS_PREFIX}*/bedrock-output/"],
     },
-    # Reads the planned jobs (manifest, results, outputs' error codes, input lines of the rows to retry).
+    # Reads the planned jobs (manifest, results, outputs' error codes, input lines of the rows to retry) and the
+    # cancel marker (a cancelled run resubmits nothing).
     "resubmit": {
-        "read": [MANIFEST_KEYS, f"{RUNS_PREFIX}*/results/*", f"{RUNS_PREFIX}*/output/*", f"{RUNS_PREFIX}*/jobs/*"],
+        "read": [
+            MANIFEST_KEYS,
+            f"{RUNS_PREFIX}*/results/*",
+            f"{RUNS_PREFIX}*/output/*",
+            f"{RUNS_PREFIX}*/jobs/*",
+            CANCEL_KEYS,
+        ],
         "write": [f"{RUNS_PREFIX}*/retry/*"],
-        "list_prefixes": [f"{RUNS_PREFIX}*/results/"],
+        "list_prefixes": [f"{RUNS_PREFIX}*/results/", CANCEL_KEYS],
     },
     # Finalize reads every job's manifest, result and output, and the resubmission plan; it rewrites the outputs
     # that have resubmitted rows.

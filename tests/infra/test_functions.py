@@ -248,9 +248,9 @@ def _s3_access(synthesized: Synthesized, template: Template, key: str) -> dict[s
         # the planned jobs' manifest, results, outputs and input lines -> the resubmission files
         (
             "resubmit",
-            ["/runs/*/jobs.json", "/runs/*/jobs/*", "/runs/*/output/*", "/runs/*/results/*"],
+            ["/runs/*/cancel.json", "/runs/*/jobs.json", "/runs/*/jobs/*", "/runs/*/output/*", "/runs/*/results/*"],
             ["/runs/*/retry/*"],
-            ["runs/*/results/*"],
+            ["runs/*/cancel.json*", "runs/*/results/*"],
         ),
         # an on-demand job's input file, what it wrote so far and the cancel marker -> the job's batch-format output
         (
