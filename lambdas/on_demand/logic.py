@@ -210,11 +210,13 @@ def call_model(runtime: Any, model_id: str, invocation_type: str, model_input: d
         accept="application/json",
     )
     output = json.loads(response["body"].read())
-    # Text models report their tokens in these headers; embedding models do not (docs/bedrock-facts.md).
+    # Text models report their tokens in these headers; embedding models may not (docs/bedrock-facts.md), and Titan's
+    # embedding answers count their input in the body (inputTextTokenCount). Other embeddings: 0, said in the docs.
     headers = response["ResponseMetadata"].get("HTTPHeaders", {})
+    body_tokens = output.get("inputTextTokenCount") if isinstance(output, dict) else None
     return Answer(
         {"modelOutput": output},
-        int(headers.get("x-amzn-bedrock-input-token-count") or 0),
+        int(headers.get("x-amzn-bedrock-input-token-count") or body_tokens or 0),
         int(headers.get("x-amzn-bedrock-output-token-count") or 0),
     )
 
@@ -351,6 +353,7 @@ def _answer_all(
     """Answer ``todo`` in input order, at most ``concurrency`` at a time, until done, cancelled or out of time; the
     answers in input order (every record taken is answered: the runner waits for the calls in flight)."""
     run = state.run
+    model = run.model_for(state.job.model)  # a prepared run's job names its model; a rows run has one
     answers: dict[int, Answer] = {}
     with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="on-demand") as pool:
         in_flight: dict[Future[Answer], int] = {}
@@ -368,8 +371,8 @@ def _answer_all(
                 future = pool.submit(
                     answer_record,
                     runtime,
-                    run.model_id,
-                    run.invocation_type,
+                    model.model_id,
+                    model.invocation_type,
                     record,
                     backoff=backoff,
                     sleep=sleep,

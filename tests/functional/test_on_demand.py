@@ -230,7 +230,7 @@ def test_a_cancelled_runner_takes_no_more_records_and_the_rest_end_batch_cancell
 
 def staged_batch_job(s3: Any, name: str, rows: int = 120) -> dict[str, Any]:
     state = stage_run(s3, rows, name)
-    assert state["job"]["on_demand"] is False
+    assert state["job"].get("on_demand", False) is False
     return state
 
 

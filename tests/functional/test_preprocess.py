@@ -124,7 +124,7 @@ def test_fewer_rows_than_a_batch_job_needs_make_one_on_demand_job(s3, lambda_con
     uri = put_table(s3, "inputs/data100.parquet", topics(100))
     run_ctx = run(lambda_context, {"model_id": CLAUDE, "s3_uri": uri, "prompt_id": "joke_about_topic"}, "exec-100")
     manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=run_ctx["manifest_key"])["Body"].read())
-    assert [(job["record_count"], job["on_demand"]) for job in manifest] == [(100, False)]
+    assert [(job["record_count"], job.get("on_demand", False)) for job in manifest] == [(100, False)]
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
