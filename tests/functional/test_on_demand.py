@@ -27,9 +27,11 @@ from lambdas.shared.models import JobState
 from lambdas.submit_job import handler as submit_handler
 from local.emulator import ManualClock
 from tests.functional.conftest import BUCKET
+from tests.prepared_records import execution_input, interleaved, jsonl
 
 CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
 JOKES = {"model_id": CLAUDE, "prompt_id": "joke_about_topic"}
+PREPARED_KEY = "openai/batches/batch_od/prepared.jsonl"
 
 
 @dataclass
@@ -290,3 +292,29 @@ def test_a_cancelled_run_resubmits_nothing(s3, emulator):
     plan = resubmit_handler.lambda_handler({"run": state["run"], "execution_input": execution_input}, Context())
     # THEN no row is resubmitted: batch_cancelled is not an error a retry fixes
     assert (plan["job_count"], plan["rows_retryable"], plan["rows_not_retryable"]) == (0, 0, 120)
+
+
+# ---------------------------------------------------------------- prepared runs (several models)
+
+
+def test_a_prepared_runs_small_groups_run_on_demand_each_with_its_own_model(s3, emulator):
+    # GIVEN a prepared run (as the gateway writes it) of 150 Claude 3.5 Haiku records and 7 Titan embeddings: the
+    # Claude group is a batch job, the Titan group (under 100) one on-demand job
+    s3.put_object(Bucket=BUCKET, Key=PREPARED_KEY, Body=jsonl(interleaved({"claude-haiku": 150, "titan-embed": 7})))
+    execution = execution_input(f"s3://{BUCKET}/{PREPARED_KEY}", models=["claude-haiku", "titan-embed"])
+    run = preprocess_handler.lambda_handler({"input": execution, "execution_name": "batch_od"}, Context())
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=run["manifest_key"])["Body"].read())
+    (titan_job,) = [job for job in manifest if job["on_demand"]]
+    assert titan_job["model"] == "titan-embed" and titan_job["record_count"] == 7
+    # WHEN the runner answers the on-demand job and Postprocess reads it
+    done = on_demand_handler.lambda_handler({"run": run, "job": titan_job}, Context())
+    result = postprocess_handler.lambda_handler(done, Context())
+    # THEN each record went to Titan with InvokeModel (its modelInput as the body), no batch job was created for it,
+    # and the output keeps each record's modelOutput as the runtime answered it, with Titan's input tokens counted
+    assert emulator.jobs_created_per_model() == {}
+    table = output_table(s3, result["output_key"])
+    outputs = [json.loads(text) for text in table.column("model_output").to_pylist()]
+    assert len(outputs) == 7 and all(len(output["embedding"]) > 0 for output in outputs)
+    assert table.column("custom_id").to_pylist() == [f"req-{2 * i + 2}" for i in range(7)]  # Titan's, in order
+    assert (result["model"], result["on_demand"], result["succeeded"]) == ("titan-embed", True, 7)
+    assert result["input_tokens"] == sum(output["inputTextTokenCount"] for output in outputs) > 0
