@@ -321,6 +321,8 @@ class LocalRuntime(StateMachineRuns):
                 temporary_environment(
                     {
                         "AWS_ENDPOINT_URL_BEDROCK": self.emulator.endpoint_url,
+                        # Run on demand answers small jobs through the runtime (InvokeModel, Converse)
+                        "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": self.emulator.endpoint_url,
                         # preprocess reads the model's quotas from the emulator's Service Quotas
                         "AWS_ENDPOINT_URL_SERVICE_QUOTAS": self.emulator.endpoint_url,
                     }

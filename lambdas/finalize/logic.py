@@ -271,7 +271,8 @@ def summarize(
         estimated_cost = prepared_cost(models, prices)
     else:
         billed = [(r.index, r.input_tokens, r.output_tokens, r.resubmission) for r in all_results]
-        estimated_cost = prices.estimate(run.model_for(None).model_id, billed)
+        on_demand_jobs = {r.index for r in results.values() if r.on_demand}
+        estimated_cost = prices.estimate(run.model_for(None).model_id, billed, on_demand_jobs=on_demand_jobs)
     return {
         "run_id": run.run_id,
         "execution_arn": run.execution_arn,  # the correlation id of every log line of the run
@@ -284,6 +285,8 @@ def summarize(
         "succeeded": succeeded,
         "failed": failed,
         "error_counts": dict(errors),
+        # records of on-demand jobs (fewer than a batch job takes): answered through the runtime, billed on demand
+        "on_demand_records": sum(r.record_count for r in results.values() if r.on_demand),
         "input_tokens": sum(r.input_tokens for r in all_results),  # resubmission jobs included: they are billed too
         "output_tokens": sum(r.output_tokens for r in all_results),
         "estimated_cost": estimated_cost,

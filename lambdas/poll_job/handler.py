@@ -19,7 +19,7 @@ from lambdas.shared.settings import Settings
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     state = JobState.model_validate(event)
     append_correlation_keys(**state.correlation_keys())
-    out = logic.poll(state, bedrock=aws.bedrock(), timeout_hours=Settings.from_env().job_timeout_hours)
+    out = logic.poll(state, bedrock=aws.bedrock(), s3=aws.s3(), timeout_hours=Settings.from_env().job_timeout_hours)
     logger.info("job polled", status=out.status, previous_status=state.status, counters=out.counters)
     if out.status and out.status != state.status:  # one count per transition, not per poll
         record_job_status(out.status)

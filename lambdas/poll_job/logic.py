@@ -14,6 +14,10 @@ job the service failed to end, never a shorter deadline of its own. A stop is no
 until Bedrock says ``Stopped`` (it writes the output of the records it processed first), so polling goes on until
 then. A Stop refused because the job ended in the meantime (``ValidationException`` or ``ConflictException``: which
 one Bedrock sends is undocumented) is that race, not an error: the job's status is read again and followed.
+
+Cancel (lambdas/shared/cancel.py): while a job runs and no stop was asked yet, each poll looks for the run's cancel
+marker; when it is there, the job is stopped the same way (and followed to ``Stopped``, whose output is delivered),
+and the state is marked ``cancelled`` so that its rows without a result get ``batch_cancelled``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from lambdas.shared.cancel import cancel_requested
 from lambdas.shared.models import DEADLINE_MARGIN, TERMINAL_STATUSES, JobState
 from lambdas.shared.observability import logger
 
@@ -80,7 +85,10 @@ def stop(state: JobState, *, bedrock: Any) -> dict[str, Any] | None:
     return None
 
 
-def poll(state: JobState, *, bedrock: Any, timeout_hours: int, now: datetime | None = None) -> JobState:
+def poll(
+    state: JobState, *, bedrock: Any, timeout_hours: int, s3: Any | None = None, now: datetime | None = None
+) -> JobState:
+    """One poll of the job; with ``s3`` (the data bucket's client) a running job of a cancelled run is stopped."""
     now = now or datetime.now(UTC)
     try:
         job = bedrock.get_model_invocation_job(jobIdentifier=state.job_arn)
@@ -104,6 +112,17 @@ def poll(state: JobState, *, bedrock: Any, timeout_hours: int, now: datetime | N
             f"{DEADLINE_MARGIN} after the service's deadline {deadline.isoformat()}"
         )
         logger.warning("job past the service's deadline; stop requested", deadline=str(deadline))
+    elif running and stop_requested_at is None and s3 is not None:
+        cancel = cancel_requested(s3, state.run.bucket, state.run.run_id)
+        if cancel is not None:
+            refused = stop(state, bedrock=bedrock)
+            if refused is not None:  # it ended meanwhile: its rows keep what the job gave them
+                return _followed(state, refused, message, stop_requested_at)
+            stop_requested_at = now.isoformat()
+            when = f" at {cancel.requested_at}" if cancel.requested_at else ""
+            message = f"stopped by the orchestrator: the run was cancelled{when} ({cancel.key})"
+            logger.info("run cancelled; stop requested", cancel_key=cancel.key, requested_at=cancel.requested_at)
+            state = state.model_copy(update={"cancelled": True})
     return _followed(state, job, message, stop_requested_at)
 
 

@@ -9,6 +9,8 @@ and its record, without a line, gets the job-level code (``MISSING_OUTPUT`` for 
 every job is read, whatever its status: a ``Stopped`` or ``PartiallyCompleted`` job's processed records are results
 (billed once, never resubmitted); only its rows without an output line get ``JOB_STOPPED`` / ``NOT_PROCESSED``.
 A resubmission job's rows are the row numbers listed in its rows file; its output keeps them in a ``row`` column.
+An on-demand job (``JobSpec.on_demand``) has no job ARN: its runner (lambdas/on_demand) wrote the same files under the
+job's output prefix, read the same way. Rows a cancelled run left without a result get ``batch_cancelled``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import pyarrow.parquet as pq
 
 from lambdas.postprocess import columnar
 from lambdas.shared import layout
+from lambdas.shared.cancel import BATCH_CANCELLED
 from lambdas.shared.model_families import ModelAdapter, adapter_for_family
 from lambdas.shared.models import JobResult, JobState
 from lambdas.shared.run_files import (
@@ -389,9 +392,15 @@ def _error_text(error: pa.Array, name: str, default: str) -> pa.Array:
 
 
 def missing_reason(state: JobState) -> tuple[str, str]:
+    if state.cancelled:
+        if state.job_arn is None and not state.job.on_demand:  # never submitted: the message is the cancel's reason
+            return BATCH_CANCELLED, state.message or "the run was cancelled before this record was processed"
+        what = "the on-demand job" if state.job.on_demand else f"job {state.job_arn}"
+        detail = f" ({state.message})" if state.message else ""
+        return BATCH_CANCELLED, f"the run was cancelled: {what} stopped before this record was processed{detail}"
     if state.failure is not None:
         cause = str(state.failure.get("Cause") or state.failure.get("Error") or "unknown error")
-        code = "SUBMIT_FAILED" if not state.job_arn else "ORCHESTRATION_ERROR"
+        code = "SUBMIT_FAILED" if not state.job_arn and not state.job.on_demand else "ORCHESTRATION_ERROR"
         return code, cause[:1000]
     status = state.status or "Unknown"
     code = MISSING_ROW_CODES.get(status, "MISSING_OUTPUT")
@@ -497,7 +506,7 @@ def postprocess(state: JobState, *, s3: Any, workdir: Path) -> JobResult:
         records = iter_row_range(s3, run.bucket, run.records_key, job.first_row, job.record_count)
         joined = JoinedOutput(first_row=job.first_row, count=job.record_count, kind=kind)
     tokens = {"inputTokenCount": 0, "outputTokenCount": 0}
-    if state.job_arn:
+    if state.job_arn or job.on_demand:
         prefix = layout.job_output_prefix(run.run_id, job.index, resubmission=job.resubmission)
         tokens = read_outputs(s3, run.bucket, prefix, joined, model.family, workdir)
     code, message = missing_reason(state)

@@ -505,8 +505,9 @@ def concurrency_cap(configured: int, quotas: BatchQuotas) -> int:
     return configured
 
 
-def plan_jobs(staged: Staged, sizes: list[int], run_id: str) -> list[JobSpec]:
-    """One job per size, in row order; the jobs' byte ranges tile the JSONL file (its boundaries read at once)."""
+def plan_jobs(staged: Staged, sizes: list[int], run_id: str, *, on_demand: bool = False) -> list[JobSpec]:
+    """One job per size, in row order; the jobs' byte ranges tile the JSONL file (its boundaries read at once).
+    ``on_demand``: the jobs run through the runtime, record by record, instead of as batch jobs."""
     bounds = np.cumsum([0, *sizes])
     ends = staged.line_ends[bounds[1:] - 1]
     starts = np.concatenate([[0], ends[:-1]])
@@ -517,9 +518,23 @@ def plan_jobs(staged: Staged, sizes: list[int], run_id: str) -> list[JobSpec]:
             first_row=int(bounds[index]),
             record_count=size,
             size_bytes=int(ends[index] - starts[index]),
+            on_demand=on_demand,
         )
         for index, size in enumerate(sizes)
     ]
+
+
+def plan_run_jobs(
+    staged: Staged, max_per_job: int, max_num_jobs: int | None, quotas: BatchQuotas, run_id: str
+) -> list[JobSpec]:
+    """The run's jobs: batch jobs within the model's quotas, or, for fewer rows than a batch job of the model needs
+    (its minimum records per job, 100 by default), one on-demand job of them all (lambdas/on_demand): answered
+    through the runtime at on-demand prices, instead of being refused."""
+    minimum = quotas.min_records_per_job.value
+    if staged.rows < minimum:
+        logger.info("fewer rows than a batch job needs: one on-demand job", rows=staged.rows, min_per_job=minimum)
+        return plan_jobs(staged, [staged.rows], run_id, on_demand=True)
+    return plan_jobs(staged, fit_job_sizes(staged, max_per_job, max_num_jobs, quotas=quotas), run_id)
 
 
 def preprocess(
@@ -548,7 +563,7 @@ def preprocess(
     copy_from = source.records_object  # a Parquet input is already the records (ids are row numbers)
     staged = stage(source, plan, inp.inference_params.settings(), workdir, write_records=copy_from is None)
     total = staged.rows
-    jobs = plan_jobs(staged, fit_job_sizes(staged, max_per_job, inp.max_num_jobs, quotas=quotas), run_id)
+    jobs = plan_run_jobs(staged, max_per_job, inp.max_num_jobs, quotas, run_id)
     # Validation is over: only now does anything go to S3.
     with staged.lines_path.open("rb") as lines:
         start = 0

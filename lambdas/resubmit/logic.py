@@ -13,7 +13,8 @@ so they are never resubmitted; nor is ``UNPARSABLE_OUTPUT`` (an output line was 
 processed and billed it, even when the line itself is garbled). Retry jobs follow the planned jobs' rules: each
 holds 100 to ``max_records_per_job`` records and at most 1 GB, sizes differ by at most one. Fewer than 100 retryable
 rows make no job: they are reported, not resubmitted. The lines are staged in ``/tmp`` first (like preprocess does),
-so the split knows their sizes.
+so the split knows their sizes. A cancelled run (``runs/<run>/cancel.json``) resubmits nothing: its retryable rows are
+reported, and its ``batch_cancelled`` rows are never retryable.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lambdas.shared import layout
+from lambdas.shared.cancel import cancel_requested
 from lambdas.shared.models import MAX_FILE_BYTES, MIN_RECORDS_PER_JOB, JobResult, JobSpec, ResubmissionPlan, RunContext
 from lambdas.shared.run_files import ERROR_CODE, ROW, read_column, read_manifest, read_results
 from lambdas.shared.s3io import FileRange, iter_lines, put_json
@@ -216,6 +218,7 @@ def describe(
     not_retryable: int,
     job_count: int,
     min_per_job: int = MIN_RECORDS_PER_JOB,
+    cancelled: bool = False,
 ) -> str:
     """One sentence for the summary: what was resubmitted, what is reported and why."""
     repeat = f"; {not_retryable} rows whose error a retry would repeat (e.g. 400) are not resubmitted"
@@ -223,6 +226,8 @@ def describe(
         repeat = ""
     if retryable == 0:
         return "no row needs resubmission" + repeat
+    if cancelled:
+        return f"the run was cancelled: {retryable} retryable rows are reported, not resubmitted" + repeat
     if not enabled:
         return f"resubmission is off (resubmit_failed: false): {retryable} retryable rows are reported" + repeat
     if resubmitted == 0:
@@ -241,6 +246,8 @@ def plan_resubmission(run: RunContext, *, enabled: bool, max_per_job: int, s3: A
     results = read_results(s3, run.bucket, run.run_id)
     per_job = find_retryable(s3, run, jobs, results)
     retryable = sum(len(rows) for rows in per_job)
+    cancelled = cancel_requested(s3, run.bucket, run.run_id) is not None
+    resubmitting = enabled and not cancelled
     retry_jobs: list[JobSpec] = []
     resubmitted = 0
     min_per_job = MIN_RECORDS_PER_JOB
@@ -251,7 +258,7 @@ def plan_resubmission(run: RunContext, *, enabled: bool, max_per_job: int, s3: A
         # The model's quotas as preprocess read them (the run context carries them): the planned jobs' limits.
         quotas = run.model_for(model_name).quotas
         min_per_job, most = quotas.min_records_per_job.value, min(max_per_job, quotas.records_per_job)
-        sizes = plan_retry_sizes(count, most, min_per_job=min_per_job) if enabled else []
+        sizes = plan_retry_sizes(count, most, min_per_job=min_per_job) if resubmitting else []
         if not sizes:
             continue
         staged = stage_lines(s3, run.bucket, mine, workdir / "retry.jsonl")
@@ -284,6 +291,7 @@ def plan_resubmission(run: RunContext, *, enabled: bool, max_per_job: int, s3: A
             not_retryable=failed - retryable,
             job_count=len(retry_jobs),
             min_per_job=min_per_job,
+            cancelled=cancelled,
         ),
     )
     put_json(s3, run.bucket, layout.retry_plan_key(run.run_id), plan.model_dump(mode="json"))

@@ -15,6 +15,9 @@ from botocore.config import Config
 
 _lock = threading.Lock()
 _RETRIES = Config(retries={"mode": "adaptive", "max_attempts": 8}, connect_timeout=5, read_timeout=60)
+# The on-demand runner retries throttling and 5xx itself, with backoff bounded by the time its invocation has left
+# (lambdas/on_demand/logic.py): one attempt per call here; a model may take minutes to answer one record.
+_ONE_ATTEMPT = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5, read_timeout=180)
 
 
 @cache
@@ -35,6 +38,13 @@ def service_quotas() -> Any:
     return _client("service-quotas")
 
 
+@cache
+def bedrock_runtime() -> Any:
+    with _lock:
+        return boto3.session.Session().client("bedrock-runtime", config=_ONE_ATTEMPT)
+
+
 def reset() -> None:
     """Forget cached clients (tests and the local runtime call this when they switch backends)."""
     _client.cache_clear()
+    bedrock_runtime.cache_clear()

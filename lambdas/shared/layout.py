@@ -75,6 +75,12 @@ def results_prefix(run_id: str, *, resubmission: bool = False) -> str:
     return f"{_jobs_root(run_id, resubmission)}results/"
 
 
+def cancel_key(run_id: str) -> str:
+    """The cancel marker of a run (``{"requested_at": "<ISO 8601>"}``): while it exists, no new job starts, jobs in
+    flight are stopped and on-demand jobs take no more records (lambdas/shared/cancel.py)."""
+    return f"runs/{run_id}/cancel.json"
+
+
 def summary_key(run_id: str) -> str:
     return f"runs/{run_id}/summary.json"
 

@@ -408,6 +408,9 @@ class JobState(BaseModel):
     polls: int = 0
     unreadable_polls: int = 0  # consecutive polls that could not read the status (lambdas/poll_job/logic.py)
     stop_requested_at: str | None = None  # when Poll asked Bedrock to stop the job (past the service's deadline)
+    # The run was cancelled (runs/<run>/cancel.json): Submit created no job, Poll stopped it, or the on-demand runner
+    # stopped taking records. Postprocess gives the rows without a result the code batch_cancelled.
+    cancelled: bool = False
     counters: dict[str, int] = Field(default_factory=dict)
     failure: dict[str, Any] | None = None  # set by a Catch: {"Error": ..., "Cause": ...}
 

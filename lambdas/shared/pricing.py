@@ -1,9 +1,11 @@
 """Estimated cost of a batch run from token counts and a price table the user edits (``lambdas/shared/prices.json``).
 
 Prices are on-demand USD per 1M tokens, by foundation-model id; batch jobs are billed at on-demand times the file's
-``batch_discount`` (0.5: batch inference costs half of on-demand). An inference-profile id or an ARN is priced by the
-model it names (``us.anthropic.claude-...`` -> ``anthropic.claude-...``), unless the table lists the id itself. A model
-the table does not list gets no estimate and a message saying where to add it: a guessed price would look like a fact.
+``batch_discount`` (0.5: batch inference costs half of on-demand). On-demand jobs (groups of fewer records than a batch
+job takes, answered through the runtime: lambdas/on_demand) are billed at the on-demand prices themselves. An
+inference-profile id or an ARN is priced by the model it names (``us.anthropic.claude-...`` -> ``anthropic.claude-..``),
+unless the table lists the id itself. A model the table does not list gets no estimate and a message saying where to
+add it: a guessed price would look like a fact.
 
 ``overrides`` (cdk.json ``prices``, passed to Finalize as ``PRICES``) replace or add models without editing the file.
 """
@@ -11,6 +13,7 @@ the table does not list gets no estimate and a message saying where to add it: a
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,9 +84,12 @@ class PriceTable:
                 return key, self.models[key]
         return None
 
-    def estimate(self, model_id: str, jobs: list[tuple[int, int, int, bool]]) -> dict[str, Any]:
+    def estimate(
+        self, model_id: str, jobs: list[tuple[int, int, int, bool]], *, on_demand_jobs: Collection[int] = ()
+    ) -> dict[str, Any]:
         """The ``estimated_cost`` section of summary.json for ``jobs`` as (index, input tokens, output tokens,
-        resubmission) tuples; ``total_usd`` is None when the model has no price."""
+        resubmission) tuples; ``total_usd`` is None when the model has no price. The planned jobs whose index is in
+        ``on_demand_jobs`` ran on demand: priced at the on-demand rates, without the batch discount."""
         input_tokens = sum(job[1] for job in jobs)
         output_tokens = sum(job[2] for job in jobs)
         found = self.price_for(model_id)
@@ -100,7 +106,23 @@ class PriceTable:
                 f"(lambdas/shared/{PRICES_FILE_NAME}, or the prices of cdk.json)",
             }
         key, price = found
-        total = price.batch_cost(input_tokens, output_tokens)
+
+        def on_demand(index: int, resubmission: bool) -> bool:
+            return not resubmission and index in on_demand_jobs
+
+        def cost(index: int, tokens_in: int, tokens_out: int, resubmission: bool) -> float:
+            if on_demand(index, resubmission):
+                return price.on_demand_cost(tokens_in, tokens_out)
+            return price.batch_cost(tokens_in, tokens_out)
+
+        total = sum(cost(*job) for job in jobs)
+        on_demand_count = sum(on_demand(index, resubmission) for index, _, _, resubmission in jobs)
+        rates = (
+            f"batch prices ({price.batch_discount:g} x on-demand of {key}, from {price.source})"
+            if not on_demand_count
+            else f"batch prices ({price.batch_discount:g} x on-demand of {key}, from {price.source}); "
+            f"{on_demand_count} on-demand job(s) at the on-demand prices (no batch discount)"
+        )
         return {
             "currency": self.currency,
             "total_usd": round(total, 6),
@@ -115,14 +137,14 @@ class PriceTable:
                 {
                     "index": index,
                     "resubmission": resubmission,
+                    "on_demand": on_demand(index, resubmission),
                     "input_tokens": tokens_in,
                     "output_tokens": tokens_out,
-                    "usd": round(price.batch_cost(tokens_in, tokens_out), 6),
+                    "usd": round(cost(index, tokens_in, tokens_out, resubmission), 6),
                 }
                 for index, tokens_in, tokens_out, resubmission in jobs
             ],
-            "message": f"estimated cost {format_usd(total)} at batch prices ({price.batch_discount:g} x on-demand "
-            f"of {key}, from {price.source})",
+            "message": f"estimated cost {format_usd(total)} at {rates}",
         }
 
     def estimate_model(

@@ -21,6 +21,7 @@ class Settings:
     job_subnet_ids: tuple[str, ...] = ()  # JOB_SUBNET_IDS (batchVpc): comma-separated, the jobs' vpcConfig
     job_security_group_ids: tuple[str, ...] = ()  # JOB_SECURITY_GROUP_IDS (batchVpc): comma-separated
     price_overrides: str = ""  # PRICES (cdk.json prices, Finalize only): JSON, model id -> per-1M-token prices
+    on_demand_concurrency: int = 4  # ON_DEMAND_CONCURRENCY (cdk.json onDemandConcurrency): records in flight per job
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -37,6 +38,7 @@ class Settings:
             job_subnet_ids=_ids(os.environ.get("JOB_SUBNET_IDS", "")),
             job_security_group_ids=_ids(os.environ.get("JOB_SECURITY_GROUP_IDS", "")),
             price_overrides=os.environ.get("PRICES", ""),
+            on_demand_concurrency=int(os.environ.get("ON_DEMAND_CONCURRENCY", "4")),
         )
 
 

@@ -23,12 +23,16 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     out = logic.submit(
         state,
         bedrock=aws.bedrock(),
+        s3=aws.s3(),
         role_arn=settings.bedrock_role_arn,
         timeout_hours=settings.job_timeout_hours,
         output_kms_key_id=settings.output_kms_key_id,
         tags=settings.job_tags,
         vpc=(settings.job_subnet_ids, settings.job_security_group_ids) if settings.job_subnet_ids else None,
     )
+    if out.cancelled:
+        logger.info("job not submitted: the run was cancelled", reason=out.message)
+        return out.model_dump(mode="json")
     append_correlation_keys(**out.correlation_keys())  # now with the job's ARN
     logger.info("job submitted", job_name=out.job_name)
     metrics.add_metric(name="JobsSubmitted", unit="Count", value=1)

@@ -1,4 +1,8 @@
-"""Submit one Bedrock batch job. Idempotent: the clientRequestToken is derived from the run id and job index."""
+"""Submit one Bedrock batch job. Idempotent: the clientRequestToken is derived from the run id and job index.
+
+A cancelled run (``runs/<run>/cancel.json``, lambdas/shared/cancel.py) submits no new job: the state comes back
+``cancelled`` and terminal, and the state machine sends it to postprocessing, which gives its rows ``batch_cancelled``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from lambdas.shared import layout
+from lambdas.shared.cancel import cancel_requested
 from lambdas.shared.errors import ServiceQuotaExceededException, ThrottlingException
 from lambdas.shared.model_families import ModelRef
 from lambdas.shared.models import JobState
@@ -21,6 +26,7 @@ _RETRIED: dict[str, type[Exception]] = {
 
 
 RUN_TAG = "bedrock-batch-run"
+CANCELLED_STATUS = "Cancelled"  # the status of a job a cancelled run never submitted (not one of Bedrock's)
 # The statuses that hold one of the model's "submitted and in-progress" job slots: every status before the end
 # (docs/bedrock-facts.md, Batch quotas).
 IN_FLIGHT_STATUSES = ("Submitted", "Validating", "Scheduled", "InProgress", "Stopping")
@@ -99,15 +105,22 @@ def submit(
     state: JobState,
     *,
     bedrock: Any,
+    s3: Any,
     role_arn: str,
     timeout_hours: int,
     output_kms_key_id: str | None = None,
     tags: Sequence[tuple[str, str]] = (),
     vpc: tuple[Sequence[str], Sequence[str]] | None = None,
 ) -> JobState:
-    """Create the job (or find the one a previous attempt created) and return the state with its ARN."""
+    """Create the job (or find the one a previous attempt created) and return the state with its ARN; in a cancelled
+    run, the state ``cancelled`` and terminal, without a job."""
     if state.job_arn:
         return state  # a retried state after a successful create: nothing to do
+    cancel = cancel_requested(s3, state.run.bucket, state.run.run_id)
+    if cancel is not None:
+        return state.model_copy(
+            update={"cancelled": True, "terminal": True, "status": CANCELLED_STATUS, "message": cancel.reason()}
+        )
     check_job_slot(state, bedrock)
     request = build_request(
         state,

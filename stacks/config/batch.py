@@ -84,6 +84,16 @@ BEDROCK_REGIONS = setting(
     kind="list of region names",
     default_text="`us-east-1`, `us-east-2`, `us-west-2`",
 )
+ON_DEMAND_CONCURRENCY = setting(
+    "batch",
+    "onDemandConcurrency",
+    4,
+    "records one on-demand job (a group of fewer records than a batch job of the model takes, answered through "
+    "InvokeModel or Converse instead) sends at a time; throttled calls are retried with backoff, so more mostly "
+    "spends the model's on-demand quota sooner",
+    low=1,
+    high=64,
+)
 PRICES = setting(
     "batch",
     "prices",
@@ -106,6 +116,7 @@ class BatchConfig:
     execution_timeout_hours: int = EXECUTION_TIMEOUT.default
     max_records_per_job: int = MAX_RECORDS_PER_JOB.default
     allowed_model_ids: tuple[str, ...] = DEFAULT_ALLOWED_MODEL_IDS
+    on_demand_concurrency: int = ON_DEMAND_CONCURRENCY.default
     bedrock_regions: tuple[str, ...] = DEFAULT_BEDROCK_REGIONS
     # cdk.json prices (over lambdas/shared/prices.json): (model id, on-demand USD per 1M input, per 1M output tokens)
     prices: tuple[tuple[str, float, float], ...] = ()
@@ -136,6 +147,7 @@ class BatchConfig:
             ),
             max_records_per_job=ctx.integer(MAX_RECORDS_PER_JOB),
             allowed_model_ids=ctx.strings(ALLOWED_MODEL_IDS, check_batch_model_id),
+            on_demand_concurrency=ctx.integer(ON_DEMAND_CONCURRENCY),
             bedrock_regions=ctx.strings(BEDROCK_REGIONS, check_region),
             prices=parse_prices(ctx.raw(PRICES)),
         )

@@ -3,9 +3,14 @@
 ```
 Preprocess input ─(any error)─> Input rejected (Fail)
   └─> Run jobs: Distributed Map over runs/<run>/jobs.json, MaxConcurrency = maxConcurrentJobs; per job:
-        Submit job ─> Wait for job ─> Check job status ─> Job finished? ─(no)─> Wait for job
-                                                                      └(yes)─> Process job results
-        (Submit and Check errors go to Process job results with $.failure; its own errors to Job results missing)
+        Job on demand? ─(no)─> Submit job ─> Job cancelled? ─(yes)─> Process job results
+                      │                                   └(no)─> Wait for job ─> Check job status ─> Job finished?
+                      │                                             ─(no)─> Wait for job  └(yes)─> Process job results
+                      └(yes)─> Run job on demand ─> On-demand job finished? ─(no)─> Run job on demand
+                                                                           └(yes)─> Process job results
+        (Submit, Check and Run errors go to Process job results with $.failure; its own errors to Job results
+        missing. A cancelled run, runs/<run>/cancel.json: Submit submits nothing, Check stops the job, Run takes no
+        more records.)
   └─> Plan resubmission (failed or missing rows worth a retry -> runs/<run>/retry/jobs.json)
   └─> Records to resubmit? ─(yes)─> Rerun failed records: the same per-job chain ("Submit retry job", ...) over
                                     runs/<run>/retry/jobs.json
@@ -54,21 +59,36 @@ LAMBDA_SERVICE_ERRORS = [
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
 ]
-# The AWS services the control-plane (zip) functions call: Submit and Poll, Bedrock's control plane only. Their zip
-# bundles the pinned SDK with these services' models (see PythonFunction, bundle_aws_sdk).
-CONTROL_PLANE_SDK_SERVICES = ("bedrock",)
+# The AWS services the control-plane (zip) functions call: Submit and Poll, Bedrock's control plane and S3 (the
+# run's cancel marker). Their zip bundles the pinned SDK with these services' models (see PythonFunction,
+# bundle_aws_sdk).
+CONTROL_PLANE_SDK_SERVICES = ("bedrock", "s3")
+# Run on demand: Bedrock's runtime (InvokeModel, Converse) and S3.
+ON_DEMAND_SDK_SERVICES = ("bedrock-runtime", "s3")
 DATA_PLANE_TIMEOUT = cdk.Duration.minutes(15)
 CONTROL_PLANE_TIMEOUT = cdk.Duration.minutes(1)
 LAMBDA_TASK_ROOT = "/var/task"  # where lambdas/Dockerfile puts the sources (and a prompt_templates_file)
 
 # The job manifests the Distributed Maps read: runs/<run>/jobs.json and runs/<run>/retry/jobs.json.
 MANIFEST_KEYS = f"{RUNS_PREFIX}*/jobs.json"
+# A run's cancel marker (lambdas/shared/cancel.py), looked up by listing its key first.
+CANCEL_KEYS = f"{RUNS_PREFIX}*/cancel.json"
 # A prepared run's input as the gateway stores an OpenAI batch (input_format "prepared"; docs/batch/running.md).
 PREPARED_INPUTS = "openai/batches/*/prepared.jsonl"
 # Who may touch which keys of the data bucket (S3 key patterns of lambdas/shared/layout.py; list_prefixes limit
 # s3:ListBucket by s3:prefix). IAM's '*' spans '/': runs/*/output/* also covers the resubmission jobs'
 # runs/<run>/retry/output/ (and results/, jobs/, jobs.json the same way).
 DATA_ACCESS: dict[str, dict[str, list[str]]] = {
+    # Submit and Poll read the run's cancel marker only (Submit then submits nothing, Poll stops the job).
+    "submit": {"read": [CANCEL_KEYS], "write": [], "list_prefixes": [CANCEL_KEYS]},
+    "poll": {"read": [CANCEL_KEYS], "write": [], "list_prefixes": [CANCEL_KEYS]},
+    # Run on demand reads the job's input file, what it already wrote for the job and the cancel marker; it writes
+    # the job's output as a batch job would (its .jsonl.out and manifest.json.out).
+    "on_demand": {
+        "read": [f"{RUNS_PREFIX}*/jobs/*", f"{RUNS_PREFIX}*/bedrock-output/*", CANCEL_KEYS],
+        "write": [f"{RUNS_PREFIX}*/bedrock-output/*"],
+        "list_prefixes": [f"{RUNS_PREFIX}*/bedrock-output/", CANCEL_KEYS],
+    },
     # Reads the input (an upload under inputs/, a file of an earlier run, e.g. its output, or a prepared batch file)
     # and writes the run's records, job files and manifest.
     "preprocess": {
@@ -82,11 +102,18 @@ DATA_ACCESS: dict[str, dict[str, list[str]]] = {
         "write": [f"{RUNS_PREFIX}*/output/*", f"{RUNS_PREFIX}*/results/*"],
         "list_prefixes": [f"{RUNS_PREFIX}*/bedrock-output/"],
     },
-    # Reads the planned jobs (manifest, results, outputs' error codes, input lines of the rows to retry).
+    # Reads the planned jobs (manifest, results, outputs' error codes, input lines of the rows to retry) and the
+    # cancel marker (a cancelled run resubmits nothing).
     "resubmit": {
-        "read": [MANIFEST_KEYS, f"{RUNS_PREFIX}*/results/*", f"{RUNS_PREFIX}*/output/*", f"{RUNS_PREFIX}*/jobs/*"],
+        "read": [
+            MANIFEST_KEYS,
+            f"{RUNS_PREFIX}*/results/*",
+            f"{RUNS_PREFIX}*/output/*",
+            f"{RUNS_PREFIX}*/jobs/*",
+            CANCEL_KEYS,
+        ],
         "write": [f"{RUNS_PREFIX}*/retry/*"],
-        "list_prefixes": [f"{RUNS_PREFIX}*/results/"],
+        "list_prefixes": [f"{RUNS_PREFIX}*/results/", CANCEL_KEYS],
     },
     # Finalize reads every job's manifest, result and output, and the resubmission plan; it rewrites the outputs
     # that have resubmitted rows.
@@ -199,7 +226,14 @@ class BatchWorkflow(Construct):
             image_build_args[TEMPLATES_FILE_ENV] = project_path
             image_files.append(project_path)
 
-        def function(id_: str, name: str, *, timeout: cdk.Duration, data_plane: bool = False) -> PythonFunction:
+        def function(
+            id_: str,
+            name: str,
+            *,
+            timeout: cdk.Duration,
+            data_plane: bool = False,
+            sdk_services: tuple[str, ...] = CONTROL_PLANE_SDK_SERVICES,
+        ) -> PythonFunction:
             settings = function_settings
             if data_plane:
                 packaging, memory_mb, storage_mb = (
@@ -233,18 +267,24 @@ class BatchWorkflow(Construct):
                 encryption_key=encryption_key,
                 image_build_args=image_build_args if data_plane else None,
                 image_files=image_files if data_plane else (),
-                bundle_aws_sdk=() if data_plane else CONTROL_PLANE_SDK_SERVICES,
+                bundle_aws_sdk=() if data_plane else sdk_services,
             )
 
         self.functions = {
             "preprocess": function("Preprocess", "preprocess", data_plane=True, timeout=DATA_PLANE_TIMEOUT),
             "submit": function("SubmitJob", "submit_job", timeout=CONTROL_PLANE_TIMEOUT),
             "poll": function("PollJob", "poll_job", timeout=CONTROL_PLANE_TIMEOUT),
+            # Answers a job of fewer records than a batch job takes through the runtime, as long as Lambda allows;
+            # the state machine calls it again until the job is done (lambdas/on_demand/logic.py).
+            "on_demand": function(
+                "RunOnDemand", "on_demand", timeout=DATA_PLANE_TIMEOUT, sdk_services=ON_DEMAND_SDK_SERVICES
+            ),
             "postprocess": function("Postprocess", "postprocess", data_plane=True, timeout=DATA_PLANE_TIMEOUT),
             # Plan resubmission and Finalize read and write output Parquet (pyarrow): container images too.
             "resubmit": function("PlanResubmission", "resubmit", data_plane=True, timeout=DATA_PLANE_TIMEOUT),
             "finalize": function("Finalize", "finalize", data_plane=True, timeout=DATA_PLANE_TIMEOUT),
         }
+        self.functions["on_demand"].function.add_environment("ON_DEMAND_CONCURRENCY", str(cfg.on_demand_concurrency))
         if cfg.prices:  # cdk.json prices: Finalize's estimated cost uses them over lambdas/shared/prices.json
             self.functions["finalize"].function.add_environment("PRICES", cfg.prices_json())
         self._grant_bedrock(cfg)
@@ -295,7 +335,7 @@ class BatchWorkflow(Construct):
             fn = self.functions[key]
             grant_objects(bucket, fn.role, **access)
             if encryption_key is not None:
-                grant_s3_objects_key(encryption_key, fn.role)
+                grant_s3_objects_key(encryption_key, fn.role, write=bool(access["write"]))
             for pattern in dict.fromkeys(access["read"] + access["write"]):
                 verbs = [verb for kind, verb in (("read", "reads"), ("write", "writes")) if pattern in access[kind]]
                 names = (
@@ -471,6 +511,15 @@ class BatchWorkflow(Construct):
             jitter_strategy=sfn.JitterType.FULL,
         )
         submit.add_catch(process, errors=["States.ALL"], result_path="$.failure")
+        # A job of fewer records than a batch job takes runs through the runtime, one call of the function per
+        # stretch of Lambda's 15 minutes, until it says it is done.
+        run_on_demand = self._invoke(f"Run {label} on demand", "on_demand", result_path="$")
+        run_on_demand.add_catch(process, errors=["States.ALL"], result_path="$.failure")
+        run_on_demand.next(
+            sfn.Choice(self, f"On-demand {label} finished?")
+            .when(sfn.Condition.boolean_equals("$.terminal", True), process)
+            .otherwise(run_on_demand)
+        )
         wait = sfn.Wait(
             self, f"Wait for {label}", time=sfn.WaitTime.duration(cdk.Duration.seconds(cfg.poll_interval_seconds))
         )
@@ -488,7 +537,17 @@ class BatchWorkflow(Construct):
             .when(sfn.Condition.boolean_equals("$.terminal", True), process)
             .otherwise(wait)
         )
-        return submit.next(wait).next(check).next(finished)
+        submitted = (
+            sfn.Choice(self, f"{title} cancelled?")
+            .when(sfn.Condition.boolean_equals("$.cancelled", True), process)
+            .otherwise(wait)
+        )
+        submit.next(submitted)
+        wait.next(check).next(finished)
+        on_demand = sfn.Condition.and_(
+            sfn.Condition.is_present("$.job.on_demand"), sfn.Condition.boolean_equals("$.job.on_demand", True)
+        )
+        return sfn.Choice(self, f"{title} on demand?").when(on_demand, run_on_demand).otherwise(submit)
 
     def _acknowledge_state_machine_grants(self, bucket: s3.IBucket) -> None:
         role = self.state_machine.role
@@ -538,6 +597,12 @@ class BatchWorkflow(Construct):
             iam.PolicyStatement(
                 actions=["bedrock:GetModelInvocationJob", "bedrock:StopModelInvocationJob"], resources=[jobs]
             )
+        )
+        # Run on demand calls InvokeModel and Converse (authorized as bedrock:InvokeModel) on the models a run may use,
+        # the same models (and profiles' regions) as the batch role; it never streams.
+        on_demand = self.functions["on_demand"]
+        on_demand.function.add_to_role_policy(
+            iam.PolicyStatement(actions=["bedrock:InvokeModel"], resources=model_arns(self, cfg))
         )
         for fn in (submit, poll):
             acknowledge_wildcard_resource(

@@ -66,10 +66,12 @@ def emulator(s3: Any) -> Iterator[Any]:
     with BedrockEmulator(EmulatorState(s3=s3, step_seconds=0)) as server:
         quotas_endpoint = os.environ.get("AWS_ENDPOINT_URL_SERVICE_QUOTAS", "")
         os.environ["AWS_ENDPOINT_URL_BEDROCK"] = server.endpoint_url
+        os.environ["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"] = server.endpoint_url  # Run on demand's InvokeModel, Converse
         os.environ["AWS_ENDPOINT_URL_SERVICE_QUOTAS"] = server.endpoint_url  # this state's per-model quotas
         aws.reset()
         yield server
         os.environ.pop("AWS_ENDPOINT_URL_BEDROCK", None)
+        os.environ.pop("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", None)
         os.environ["AWS_ENDPOINT_URL_SERVICE_QUOTAS"] = quotas_endpoint
         aws.reset()
 

@@ -95,7 +95,6 @@ BAD_INPUTS: dict[str, tuple[dict[str, Any], pa.Table, str]] = {
         topics(200).append_column("response", pa.array(["x"] * 200)),
         r"reserved for the output",
     ),
-    "too few rows": ({"prompt_id": "joke_about_topic"}, topics(99), r"at least 100 records"),
     "null template value": (
         {"prompt_id": "joke_about_topic"},
         pa.table({"topic": ["a"] * 150 + [None] * 50}),
@@ -109,6 +108,23 @@ BAD_INPUTS: dict[str, tuple[dict[str, Any], pa.Table, str]] = {
     ),
     "prompt_id missing for text model": ({}, topics(200), r"field 'prompt_id' is missing"),
 }
+
+
+def test_fewer_rows_than_a_batch_job_needs_make_one_on_demand_job(s3, lambda_context):
+    # GIVEN 99 rows, one fewer than the smallest batch job
+    uri = put_table(s3, "inputs/data.parquet", topics(99))
+    # WHEN preprocess runs
+    run_ctx = run(lambda_context, {"model_id": CLAUDE, "s3_uri": uri, "prompt_id": "joke_about_topic"})
+    # THEN the rows are one job marked on_demand, whose input file holds every row as a batch record would
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=run_ctx["manifest_key"])["Body"].read())
+    assert [(job["first_row"], job["record_count"], job["on_demand"]) for job in manifest] == [(0, 99, True)]
+    lines = read_jsonl(s3, manifest[0]["input_key"])
+    assert [line["recordId"] for line in lines] == [f"{row:011d}" for row in range(99)]
+    # AND a run of 100 rows is a batch job as before
+    uri = put_table(s3, "inputs/data100.parquet", topics(100))
+    run_ctx = run(lambda_context, {"model_id": CLAUDE, "s3_uri": uri, "prompt_id": "joke_about_topic"}, "exec-100")
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=run_ctx["manifest_key"])["Body"].read())
+    assert [(job["record_count"], job.get("on_demand", False)) for job in manifest] == [(100, False)]
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))

@@ -233,11 +233,13 @@ def test_the_models_quotas_cap_the_split_and_the_concurrency_with_warnings(
     assert concurrency["capped_to"] == 3 and concurrency["model_quota_name"] == "Claude 3 Haiku"
 
 
-def test_too_few_rows_for_the_models_minimum_are_rejected_naming_it(s3, emulator, lambda_context):
+def test_fewer_rows_than_the_models_minimum_make_one_on_demand_job(s3, emulator, lambda_context):
     # GIVEN a model whose minimum is 500 records per job, and 300 rows
     emulator.state.model_quotas[CLAUDE] = Quotas(min_records_per_job=500)
     uri = put(s3, "inputs/t.csv", csv_bytes(topics(0, 300)))
-    # WHEN preprocessed THEN the run is rejected naming the model's minimum, and nothing reached S3
-    with pytest.raises(InputValidationError, match=r"300 rows, but a batch job of Claude 3 Haiku needs at least 500"):
-        run(lambda_context, {**JOKES, "s3_uri": uri})
-    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/")
+    # WHEN preprocessed
+    run_ctx = run(lambda_context, {**JOKES, "s3_uri": uri})
+    # THEN the run is not refused: its 300 rows are one on-demand job (the model's minimum, not 100, decides)
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=run_ctx["manifest_key"])["Body"].read())
+    assert [(job["record_count"], job["on_demand"]) for job in manifest] == [(300, True)]
+    assert len(s3.get_object(Bucket=BUCKET, Key=manifest[0]["input_key"])["Body"].read().splitlines()) == 300

@@ -39,6 +39,7 @@ from botocore import xform_name
 
 from stacks.constructs.invocation_logging import PROVIDER_ID
 from stacks.constructs.model_gateway import RUN_SCRIPT
+from tests.infra.aws_calls import function_calls
 from tests.infra.conftest import flat
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -300,15 +301,32 @@ def code_actions(module: str) -> dict[str, str]:
         for operation in _service_model(service).operation_names:
             by_method.setdefault(xform_name(operation), []).append((service, operation))
     actions: dict[str, str] = {}
+    spelled = _spelled_out_members(module)
     for call in calls:
         if call.method in S3_TRANSFER and "s3" in services:
             for operation in S3_TRANSFER[call.method]:
                 actions.update(operation_actions("s3", operation, passed=()))
         method = call.operation_name or call.method
-        passed = None if call.spread or call.operation_name else call.keywords
         for service, operation in by_method.get(method, []):
+            passed: Collection[str] | None = None if call.operation_name else call.keywords
+            if call.spread:  # **request: the members the source analysis read, when it read them all
+                passed = spelled.get((service, operation))
             actions.update(operation_actions(service, operation, passed=passed))
     return actions
+
+
+def _spelled_out_members(module: str) -> dict[tuple[str, str], frozenset[str]]:
+    """The request members of each operation ``module``'s code calls, where ``tests/infra/aws_calls.py`` reads every
+    call of it in full (a ``**request`` built in the calling function or returned by a project function); the
+    operations it cannot read whole are left out (any member may then be passed)."""
+    found: dict[tuple[str, str], list[Any]] = {}
+    for call in function_calls(module):
+        found.setdefault((call.service, call.operation), []).append(call)
+    return {
+        operation: frozenset(path[0] for call in calls for path in call.params)
+        for operation, calls in found.items()
+        if all(call.params_known for call in calls)
+    }
 
 
 def _kms_for_code(actions: Mapping[str, str]) -> set[tuple[str, str]]:

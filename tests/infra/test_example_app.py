@@ -70,12 +70,20 @@ def test_the_teams_buckets_are_used_and_no_other_bucket_is_created(example: Exam
 def test_reused_constructs_are_in_the_template(example: Example) -> None:
     # GIVEN the example stack
     template = example.template
-    # WHEN / THEN it holds the workflow's state machine, its six functions, its own Bedrock role, and the gateway
+    # WHEN / THEN it holds the workflow's state machine, its seven functions, its own Bedrock role, and the gateway
     template.resource_count_is("AWS::StepFunctions::StateMachine", 1)
     template.resource_count_is("AWS::ApiGateway::RestApi", 1)
     template.resource_count_is("AWS::SecretsManager::Secret", 2)  # the access keys and the admin key (team keys)
     template.resource_count_is("AWS::DynamoDB::Table", 1)  # the team keys
-    assert set(example.stack.batch.functions) == {"preprocess", "submit", "poll", "postprocess", "resubmit", "finalize"}
+    assert set(example.stack.batch.functions) == {
+        "preprocess",
+        "submit",
+        "poll",
+        "on_demand",
+        "postprocess",
+        "resubmit",
+        "finalize",
+    }
     template.has_resource_properties(
         "AWS::IAM::Role",
         {

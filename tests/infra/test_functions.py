@@ -249,9 +249,16 @@ def _s3_access(synthesized: Synthesized, template: Template, key: str) -> dict[s
         # the planned jobs' manifest, results, outputs and input lines -> the resubmission files
         (
             "resubmit",
-            ["/runs/*/jobs.json", "/runs/*/jobs/*", "/runs/*/output/*", "/runs/*/results/*"],
+            ["/runs/*/cancel.json", "/runs/*/jobs.json", "/runs/*/jobs/*", "/runs/*/output/*", "/runs/*/results/*"],
             ["/runs/*/retry/*"],
-            ["runs/*/results/*"],
+            ["runs/*/cancel.json*", "runs/*/results/*"],
+        ),
+        # an on-demand job's input file, what it wrote so far and the cancel marker -> the job's batch-format output
+        (
+            "on_demand",
+            ["/runs/*/bedrock-output/*", "/runs/*/cancel.json", "/runs/*/jobs/*"],
+            ["/runs/*/bedrock-output/*"],
+            ["runs/*/bedrock-output/*", "runs/*/cancel.json*"],
         ),
         # manifests, results, outputs and the resubmission plan -> the merged outputs and the summary
         (
@@ -277,11 +284,16 @@ def test_each_data_function_reaches_only_the_layout_prefixes_it_uses(
 
 
 @pytest.mark.parametrize("key", CONTROL_PLANE)
-def test_control_plane_functions_have_no_access_to_the_bucket(
+def test_control_plane_functions_read_only_the_runs_cancel_marker(
     synthesized: Synthesized, template: Template, key: str
 ) -> None:
-    # GIVEN Submit and Poll (Bedrock reads and writes the job files with its own role) / THEN no S3 permission at all
-    assert _s3_access(synthesized, template, key) == {}
+    # GIVEN Submit and Poll (Bedrock reads and writes the job files with its own role)
+    # WHEN / THEN the one thing they may touch in the bucket is a run's cancel marker: read it, and list its key (so
+    # that a missing marker answers an empty listing, not a 403)
+    assert _s3_access(synthesized, template, key) == {
+        "s3:GetObject": ["/runs/*/cancel.json"],
+        "s3:ListBucket": ["runs/*/cancel.json*"],
+    }
 
 
 def test_lambda_execution_roles_trust_lambda_without_source_conditions(synthesized: Synthesized) -> None:
@@ -308,3 +320,29 @@ def test_cdk_json_prices_reach_finalize_only() -> None:
     # THEN Finalize gets them as PRICES (what its price table reads over prices.json), and no other function does
     assert json.loads(env["finalize"]["PRICES"]) == prices
     assert [key for key, variables in env.items() if "PRICES" in variables] == ["finalize"]
+
+
+def test_the_on_demand_runner_is_a_zip_of_lambdas_longest_timeout_invoking_only_the_allowed_models(
+    synthesized: Synthesized, template: Template
+) -> None:
+    # GIVEN the function of "Run job on demand"
+    fn = synthesized.stack.workflow.functions["on_demand"]
+    props = synthesized.resource(fn.function)["Properties"]
+    # WHEN reading its settings and its Bedrock statements
+    bedrock = [
+        statement
+        for statement in policy_statements(template, synthesized.logical_id(fn.role))
+        if any(action.startswith("bedrock:") for action in as_list(statement["Action"]))
+    ]
+    # THEN it is a small zip (no pyarrow: it moves JSON lines) that may run Lambda's full 15 minutes, with its
+    # concurrency from cdk.json (default 4)
+    assert props["Handler"] == "lambdas.on_demand.handler.lambda_handler"
+    assert "PackageType" not in props and props["Timeout"] == 900 and props["MemorySize"] == 256
+    assert props["Environment"]["Variables"]["ON_DEMAND_CONCURRENCY"] == "4"
+    # AND it may call bedrock:InvokeModel (InvokeModel, and Converse, which IAM authorizes as InvokeModel) on the
+    # models and profiles of allowedModelIds only, as the batch role may; nothing streams, nothing else of Bedrock
+    (statement,) = bedrock
+    assert statement["Action"] == "bedrock:InvokeModel"
+    resources = [json.dumps(resource) for resource in as_list(statement["Resource"])]
+    assert resources and all("foundation-model/" in r or "inference-profile/" in r for r in resources)
+    assert any("anthropic.claude-3-haiku-20240307-v1:0" in r for r in resources)

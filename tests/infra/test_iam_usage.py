@@ -104,14 +104,20 @@ def test_the_code_scan_finds_each_control_function_s_calls() -> None:
     # GIVEN the submit and poll handlers / WHEN their code (and what it imports) is scanned
     submit, poll = code_actions("lambdas.submit_job.handler"), code_actions("lambdas.poll_job.handler")
     # THEN submit creates jobs with tags and a role to pass and lists jobs for its job-slot check, poll gets and
-    # stops them, and neither reads Service Quotas (Preprocess alone does)
-    assert set(submit) == {
-        "bedrock:CreateModelInvocationJob",
-        "bedrock:TagResource",
-        "iam:PassRole",
-        "bedrock:ListModelInvocationJobs",
-    }
-    assert set(poll) == {"bedrock:GetModelInvocationJob", "bedrock:StopModelInvocationJob"}
+    # stops them, both read the run's cancel marker (listed first), and neither reads Service Quotas (Preprocess
+    # alone does)
+    cancel_marker = {"s3:ListBucket", "s3:GetObject"}
+    assert (
+        set(submit)
+        == {
+            "bedrock:CreateModelInvocationJob",
+            "bedrock:TagResource",
+            "iam:PassRole",
+            "bedrock:ListModelInvocationJobs",
+        }
+        | cancel_marker
+    )
+    assert set(poll) == {"bedrock:GetModelInvocationJob", "bedrock:StopModelInvocationJob"} | cancel_marker
     preprocess = code_actions("lambdas.preprocess.handler")
     assert {"servicequotas:ListServiceQuotas", "servicequotas:ListAWSDefaultServiceQuotas"} <= set(preprocess)
     assert not {action for action in {*submit, *poll} if action.startswith("servicequotas:")}

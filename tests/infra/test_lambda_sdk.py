@@ -53,7 +53,7 @@ def functions() -> dict[str, PythonFunction]:
     """Every function of both stacks, by construct path (bundling skipped: the assets are checked below)."""
     app, _ = build_app(skip_bundling=True, gateway=True)
     found = {c.node.path: c for c in app.node.find_all() if isinstance(c, PythonFunction)}
-    assert len(found) == 7  # six batch functions and the gateway
+    assert len(found) == 8  # seven batch functions and the gateway
     return found
 
 
@@ -116,7 +116,7 @@ def test_every_zip_function_declares_exactly_the_services_its_code_calls(
 ) -> None:
     # GIVEN each zip function and the services its code calls
     zips = {path: fn for path, fn in functions.items() if fn.packaging is Packaging.ZIP}
-    assert len(zips) == 3  # Submit, Poll, the gateway
+    assert len(zips) == 4  # Submit, Poll, Run on demand, the gateway
     for path, fn in zips.items():
         called, declared = {call.service for call in calls[path]}, set(fn.aws_sdk_services)
         # WHEN / THEN it bundles the SDK with the models of those services (none: no SDK), and of no other service

@@ -87,10 +87,12 @@ def test_every_lambda_task_returns_the_payload_and_retries_lambda_errors(
         "Preprocess input",
         "Submit job",
         "Check job status",
+        "Run job on demand",
         "Process job results",
         "Plan resubmission",
         "Submit retry job",
         "Check retry job status",
+        "Run retry job on demand",
         "Process retry job results",
         "Finalize run",
     }
@@ -131,7 +133,8 @@ def test_job_loop_contract(states: dict[str, dict[str, Any]]) -> None:
         "JitterStrategy": "FULL",
     }
     assert check["Retry"][1]["ErrorEquals"] == ["ThrottlingException"]
-    assert (submit["Next"], states["Wait for job"]["Next"], check["Next"]) == (
+    assert (submit["Next"], states["Job cancelled?"]["Default"], states["Wait for job"]["Next"], check["Next"]) == (
+        "Job cancelled?",
         "Wait for job",
         "Check job status",
         "Job finished?",
@@ -143,6 +146,38 @@ def test_job_loop_contract(states: dict[str, dict[str, Any]]) -> None:
     assert states["Job finished?"]["Default"] == "Wait for job"
 
 
+def test_on_demand_jobs_loop_on_the_runner_and_batch_jobs_go_to_submit(states: dict[str, dict[str, Any]]) -> None:
+    # GIVEN the first state of the per-job chain and the on-demand states
+    first, run, finished = states["Job on demand?"], states["Run job on demand"], states["On-demand job finished?"]
+    # WHEN / THEN a job marked on_demand goes to the runner, any other job (and an item without the flag) to Submit
+    assert first["Choices"] == [
+        {
+            "And": [
+                {"Variable": "$.job.on_demand", "IsPresent": True},
+                {"Variable": "$.job.on_demand", "BooleanEquals": True},
+            ],
+            "Next": "Run job on demand",
+        }
+    ]
+    assert first["Default"] == "Submit job"
+    # AND the runner gets and returns the whole state, is called again until it says the job is done (Lambda's 15
+    # minutes), and its failures go to postprocessing like Submit's and Poll's
+    assert run["ResultPath"] == "$" and "Parameters" not in run
+    assert run["Retry"][0]["ErrorEquals"] == LAMBDA_SERVICE_ERRORS
+    assert run["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "Process job results"}]
+    assert run["Next"] == "On-demand job finished?"
+    assert finished["Choices"] == [{"Variable": "$.terminal", "BooleanEquals": True, "Next": "Process job results"}]
+    assert finished["Default"] == "Run job on demand"
+
+
+def test_a_job_submit_found_cancelled_goes_straight_to_postprocessing(states: dict[str, dict[str, Any]]) -> None:
+    # GIVEN the state after Submit / WHEN Submit found the run's cancel marker (no job) / THEN no wait, no poll
+    assert states["Job cancelled?"]["Choices"] == [
+        {"Variable": "$.cancelled", "BooleanEquals": True, "Next": "Process job results"}
+    ]
+    assert states["Job cancelled?"]["Default"] == "Wait for job"
+
+
 def test_resubmission_jobs_run_the_same_chain_under_their_own_state_names(definition: dict) -> None:
     # GIVEN the item processors of the two job Maps
     planned = definition["States"]["Run jobs"]["ItemProcessor"]
@@ -152,6 +187,10 @@ def test_resubmission_jobs_run_the_same_chain_under_their_own_state_names(defini
     # THEN both are the same chain: same tasks, waits, retries, catches and choices
     assert renamed == planned
     assert set(resubmitted["States"]) == {
+        "Retry job on demand?",
+        "Run retry job on demand",
+        "On-demand retry job finished?",
+        "Retry job cancelled?",
         "Submit retry job",
         "Wait for retry job",
         "Check retry job status",

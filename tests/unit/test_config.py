@@ -173,6 +173,7 @@ def test_every_known_key_is_read() -> None:
         "maxRecordsPerJob": "50000",
         "allowedModelIds": ",".join(DEFAULT_ALLOWED_MODEL_IDS),
         "bedrockRegions": "us-east-1,us-east-2,us-west-2",
+        "onDemandConcurrency": "4",
         "lambdaArchitecture": "arm64",
         "controlPlaneMemoryMb": "256",
         "dataPlaneMemoryMb": "3008",
@@ -187,6 +188,15 @@ def test_every_known_key_is_read() -> None:
     }
     assert set(defaults) == set(KNOWN_KEYS)
     assert AppConfig.from_context(defaults) == AppConfig.from_context({})
+
+
+@pytest.mark.parametrize("value", ["0", "65", "x"])
+def test_on_demand_concurrency_is_bounded_and_named_in_the_error(value: str) -> None:
+    # GIVEN onDemandConcurrency outside 1-64 (or not a number) / WHEN reading / THEN the key and the fix are named
+    with pytest.raises(ValueError, match="onDemandConcurrency"):
+        AppConfig.from_context({"onDemandConcurrency": value})
+    # AND a value inside reaches the batch config
+    assert AppConfig.from_context({"onDemandConcurrency": "8"}).batch.on_demand_concurrency == 8
 
 
 def test_prices_override_the_price_file_per_model() -> None:

@@ -32,6 +32,23 @@ def test_batch_price_is_the_on_demand_price_times_the_discount_of_the_file(table
     assert estimate["message"].startswith("estimated cost $0.8750 at batch prices")
 
 
+def test_on_demand_jobs_are_priced_at_the_on_demand_rate_without_the_batch_discount(table: PriceTable) -> None:
+    # GIVEN a planned job that ran as a batch job, one that ran on demand (index 1), and a resubmission job that
+    # shares index 1 (resubmission jobs are always batch jobs)
+    jobs = [(0, 1_000_000, 1_000_000, False), (1, 1_000_000, 1_000_000, False), (1, 1_000_000, 1_000_000, True)]
+    # WHEN estimating the run's cost
+    estimate = table.estimate(CLAUDE_3_HAIKU, jobs, on_demand_jobs={1})
+    # THEN the on-demand job costs the full on-demand price (0.25 + 1.25) and the two batch jobs half of it
+    assert [(job["on_demand"], job["usd"]) for job in estimate["jobs"]] == [
+        (False, pytest.approx(0.75)),
+        (True, pytest.approx(1.5)),
+        (False, pytest.approx(0.75)),
+    ]
+    assert estimate["total_usd"] == pytest.approx(3.0)
+    # AND the message says which rate applied to what
+    assert "1 on-demand job(s) at the on-demand prices (no batch discount)" in estimate["message"]
+
+
 @pytest.mark.parametrize(
     "model_id",
     [

@@ -15,7 +15,7 @@ from cli import aws_errors
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = (ROOT / "docs" / "troubleshooting.md").read_text(encoding="utf-8")
 INPUT_ERRORS = {"InputValidationError", "ModelFamilyError", "InvalidParameterError", "UnknownModelError"}
-ROW_CODE = re.compile(r"^(JOB|SUBMIT|NOT|MISSING|UNPARSABLE|RECORD|ORCHESTRATION)_[A-Z_]+$")
+ROW_CODE = re.compile(r"^((JOB|SUBMIT|NOT|MISSING|UNPARSABLE|RECORD|ORCHESTRATION)_[A-Z_]+|batch_cancelled)$")
 
 
 def calls(path: Path, names: set[str]) -> list[ast.Call]:
@@ -61,12 +61,13 @@ def test_the_input_checks_were_found() -> None:
 def test_every_row_error_code_has_its_row() -> None:
     # GIVEN the error codes the batch handlers write into output rows
     codes = set()
-    for path in [*(ROOT / "lambdas" / name / "logic.py" for name in ("postprocess", "resubmit", "finalize"))]:
+    logic = (ROOT / "lambdas" / name / "logic.py" for name in ("postprocess", "resubmit", "finalize", "on_demand"))
+    for path in [*logic, ROOT / "lambdas" / "shared" / "cancel.py"]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and ROW_CODE.match(node.value):
                 codes.add(node.value)
     # WHEN the page is searched THEN each is in it, as code
-    assert {"JOB_FAILED", "UNPARSABLE_OUTPUT", "MISSING_OUTPUT"} <= codes
+    assert {"JOB_FAILED", "UNPARSABLE_OUTPUT", "MISSING_OUTPUT", "batch_cancelled"} <= codes
     assert sorted(code for code in codes if f"`{code}`" not in PAGE) == []
 
 
