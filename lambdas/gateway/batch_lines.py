@@ -106,7 +106,9 @@ def _error(number: int, code: str, problem: str, fix: str, param: str | None = N
 def _from_gateway(number: int, error: GatewayError, param_prefix: str = "body") -> LineError:
     """A synchronous route's 400 as the line's error: same code and message, the parameter under ``body``."""
     param = f"{param_prefix}.{error.param}" if error.param else param_prefix
-    message = f"Line {number}: {error.message.rstrip()} Fix the line and upload the file again."
+    text = error.message.rstrip()
+    text += "" if text.endswith((".", "!", "?")) else "."
+    message = f"Line {number}: {text} Fix the line and upload the file again."
     return LineError(code=error.code or "invalid_request", line=number, message=message, param=param)
 
 
@@ -251,16 +253,16 @@ def _bot(body: Mapping[str, Any], number: int, endpoint: str, bots: BotLookup) -
             "Use a bot of that kind (GET /v1/models shows each bot's modality).",
             "body.model",
         )
-    problem = (
-        "a prompt router picks a model per request, and a batch job runs one model"
-        if bot.is_router
-        else batch_model_problem(bot.model_id)
-    )
-    if problem:
+    if bot.is_router or batch_model_problem(bot.model_id):
+        why = (
+            "a prompt router picks a model per request, and a batch job runs one model"
+            if bot.is_router
+            else (f"its model {bot.model_id} does not run Bedrock batch inference jobs")
+        )
         return _error(
             number,
             "model_not_batchable",
-            f"bot '{name}' cannot run in batch: {problem}.",
+            f"bot '{name}' cannot run in batch: {why}.",
             "Use another bot, or ask it through the synchronous route.",
             "body.model",
         )
