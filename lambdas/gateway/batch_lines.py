@@ -38,6 +38,8 @@ from lambdas.gateway.error_shapes import invalid_body
 from lambdas.gateway.errors import GatewayError, stop_outcome
 from lambdas.gateway.openai_chat import OpenAIChatRequest
 from lambdas.gateway.parameters import apply_text_parameters
+from lambdas.gateway.response_format import ResponseFormat
+from lambdas.gateway.structured import check_answer
 from lambdas.gateway.structured import prepare as prepare_response_format
 from lambdas.gateway.translate import Usage, converse_request
 from lambdas.shared.model_families import batch_model_problem, embedding_adapter_of
@@ -376,9 +378,10 @@ def output_line(
     if code in (None, "") and isinstance(model_output, dict):
         try:
             if endpoint == CHAT:
-                body = chat_completion(
-                    model_output, str(row.get("model") or ""), f"chatcmpl-{_hex(batch_id, custom_id, 'c')}", when
-                )
+                completion_id = f"chatcmpl-{_hex(batch_id, custom_id, 'c')}"
+                completion = chat_completion(model_output, str(row.get("model") or ""), completion_id, when)
+                check_structured(_json(row.get("model_input")), completion, model_output.get("stopReason"))
+                body = completion
             else:
                 body = embedding_list(model_output, row)
         except GatewayError as error:
@@ -429,6 +432,28 @@ def chat_completion(output: Mapping[str, Any], model: str, completion_id: str, c
         "choices": [{"index": 0, "message": message, "finish_reason": outcome.finish_reason, "logprobs": None}],
         "usage": Usage.from_converse(output.get("usage")).openai(),
     }
+
+
+def requested_format(model_input: Any) -> ResponseFormat | None:
+    """The structured output a record asked Bedrock for (Converse ``outputConfig``, as ``ResponseFormat.output_config``
+    writes it), or None."""
+    text_format = (
+        ((model_input or {}).get("outputConfig") or {}).get("textFormat") if isinstance(model_input, dict) else None
+    )
+    definition = ((text_format or {}).get("structure") or {}).get("jsonSchema")
+    if not isinstance(definition, Mapping) or not isinstance(definition.get("schema"), str):
+        return None
+    schema = json.loads(definition["schema"])
+    return ResponseFormat("json_schema", str(definition.get("name") or ""), schema, via="native")
+
+
+def check_structured(model_input: Any, completion: Mapping[str, Any], stop_reason: Any) -> None:
+    """The synchronous route's check of a structured-output answer (``structured.check_answer``): an answer that is
+    not JSON matching the record's schema raises its 502 ``invalid_structured_output``."""
+    fmt = requested_format(model_input)
+    if fmt is not None:
+        content = completion["choices"][0]["message"]["content"]
+        check_answer(fmt, content or "", stop_reason if isinstance(stop_reason, str) else None)
 
 
 def embedding_list(output: Mapping[str, Any], row: Mapping[str, Any]) -> dict[str, Any]:

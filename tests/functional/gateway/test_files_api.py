@@ -3,6 +3,7 @@ batch bucket: upload, list, retrieve, download (streamed) and delete, each key s
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
@@ -200,3 +201,25 @@ async def test_a_batch_output_file_is_served_to_its_owner_only(
     assert (await sdk.files.retrieve(written.id)).purpose == "batch_output"
     with pytest.raises(openai.NotFoundError):
         await other_sdk.files.content(written.id)
+
+
+async def test_an_upload_that_does_not_arrive_in_time_is_408(
+    settings: GatewaySettings, s3_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a gateway whose body timeout is short, and an upload that sends its first part and then stalls
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server)
+    application = create_app(replace(settings, batch_bucket=BUCKET, body_timeout=0.05))
+
+    async def stalled() -> AsyncIterator[bytes]:
+        yield b'--x\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+        await asyncio.Event().wait()  # never sends the rest
+
+    async with application.router.lifespan_context(application), http(application) as client:
+        # WHEN it is posted
+        answer = await client.post(
+            "/v1/files",
+            content=stalled(),
+            headers={"Authorization": f"Bearer {KEY}", "Content-Type": "multipart/form-data; boundary=x"},
+        )
+    # THEN the body guard every route has answers 408
+    assert answer.status_code == 408 and answer.json()["error"]["code"] == "request_timeout"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from openai.types import BatchError, CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion
 
@@ -289,3 +290,33 @@ def test_an_embedding_row_is_an_embeddings_list() -> None:
     assert kind == "output" and response.model == "titan-embed-v2"
     assert response.data[0].embedding == answer["embedding"]
     assert response.usage.prompt_tokens == answer["inputTextTokenCount"]
+
+
+# ---------------------------------------------------------------- structured output (Bedrock's own)
+
+
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+JSON_SCHEMA = {"type": "json_schema", "json_schema": {"name": "place", "schema": SCHEMA}}
+
+
+def test_structured_output_of_a_bot_with_bedrocks_own_goes_into_the_record() -> None:
+    # GIVEN a json_schema response_format for a bot with Bedrock's structured output
+    prepared = prepare(chat_line(model="claude-haiku-4.5", response_format=JSON_SCHEMA))
+    # THEN the record carries outputConfig (batch jobs take it) and no toolConfig
+    assert isinstance(prepared, PreparedLine)
+    assert "toolConfig" not in prepared.model_input
+    assert json.loads(prepared.model_input["outputConfig"]["textFormat"]["structure"]["jsonSchema"]["schema"]) == SCHEMA
+
+
+@pytest.mark.parametrize(("answer", "kind"), [('{"city": "Lyon"}', "output"), ('{"town": "Lyon"}', "error")])
+def test_a_structured_answer_is_checked_against_the_records_schema(answer: str, kind: str) -> None:
+    # GIVEN the record of a structured-output line and the model's answer
+    prepared = prepare(chat_line(model="claude-haiku-4.5", response_format=JSON_SCHEMA))
+    assert isinstance(prepared, PreparedLine)
+    row = prepared.record() | {"model_input": json.dumps(prepared.model_input), "model_output": converse_output(answer)}
+    # WHEN it becomes an output line
+    written, raw = output_line(row, endpoint=CHAT, batch_id="b", created=0)
+    # THEN an answer matching the schema is an output line, one breaking it the route's invalid_structured_output
+    assert written == kind
+    if kind == "error":
+        assert json.loads(raw)["error"]["code"] == "invalid_structured_output"
