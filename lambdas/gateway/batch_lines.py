@@ -101,6 +101,32 @@ class BotLookup:
     may_use: Callable[[str], bool] = field(default=lambda _: True)
 
 
+class LineSplitter:
+    """A JSONL file's lines from its bytes in any chunks (e.g. streamed from S3): ``feed`` each chunk, then ``end``;
+    each gives ``(number, raw)`` for the non-blank lines completed so far, ``number`` counting every line from 1 (so
+    a line error names the line an editor shows). A final line without a newline counts."""
+
+    def __init__(self) -> None:
+        self._rest = b""
+        self._number = 0
+
+    def feed(self, chunk: bytes) -> list[tuple[int, bytes]]:
+        *complete, self._rest = (self._rest + chunk).split(b"\n")
+        return self._numbered(complete)
+
+    def end(self) -> list[tuple[int, bytes]]:
+        rest, self._rest = self._rest, b""
+        return self._numbered([rest]) if rest else []
+
+    def _numbered(self, lines: list[bytes]) -> list[tuple[int, bytes]]:
+        found = []
+        for raw in lines:
+            self._number += 1
+            if raw.strip():
+                found.append((self._number, raw.rstrip(b"\r")))
+        return found
+
+
 def _error(number: int, code: str, problem: str, fix: str, param: str | None = None) -> LineError:
     return LineError(code=code, line=number, message=f"Line {number}: {problem} {fix}", param=param)
 

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import Field, File, create_form_parser
 
+from lambdas.gateway.batch_lines import LineSplitter
 from lambdas.gateway.batch_store import UPLOAD_PURPOSES, BatchStore, FileInfo
 from lambdas.gateway.bodies import UNAUTHORIZED, bearer, key_matches, read_body
 from lambdas.gateway.config import GatewaySettings
@@ -55,12 +56,11 @@ def check_jsonl(content: bytes) -> None:
     if not content.strip():
         raise _invalid("The file is empty: upload one JSON request per line.", "invalid_file", "file")
     try:
-        text = content.decode("utf-8")
+        content.decode("utf-8")
     except UnicodeDecodeError:
         raise _invalid("The file is not UTF-8 text: upload JSONL (UTF-8).", "invalid_file", "file") from None
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
+    splitter = LineSplitter()
+    for number, line in [*splitter.feed(content), *splitter.end()]:
         try:
             parsed = json.loads(line)
         except (ValueError, RecursionError):

@@ -18,6 +18,7 @@ from lambdas.gateway.batch_lines import (
     MAX_RECORD_BYTES,
     BotLookup,
     LineError,
+    LineSplitter,
     PreparedLine,
     output_line,
     prepare_line,
@@ -320,3 +321,13 @@ def test_a_structured_answer_is_checked_against_the_records_schema(answer: str, 
     assert written == kind
     if kind == "error":
         assert json.loads(raw)["error"]["code"] == "invalid_structured_output"
+
+
+def test_the_splitter_numbers_every_line_and_skips_blank_ones() -> None:
+    # GIVEN a file with a blank line, a CRLF line and no final newline, cut into chunks mid-line
+    data = b'{"a": 1}\n\n{"b": 2}\r\n{"c": 3}'
+    splitter = LineSplitter()
+    # WHEN it is fed chunk by chunk
+    found = [line for chunk in (data[:5], data[5:14], data[14:]) for line in splitter.feed(chunk)] + splitter.end()
+    # THEN each non-blank line comes once, whole, with the number an editor shows
+    assert found == [(1, b'{"a": 1}'), (3, b'{"b": 2}'), (4, b'{"c": 3}')]
