@@ -336,16 +336,16 @@ def _chat_input(body: dict[str, Any], bot: BotConfig, number: int) -> dict[str, 
             "body.messages",
         )
     chat = apply_text_parameters(bot, prepare_response_format(bot, chat))
-    if chat.tools or chat.tool_choice.mode != "auto":
+    converse = converse_request(bot, chat)
+    if "toolConfig" in converse:  # the bot gives the response_format through a forced tool call
         return _error(
             number,
             "tools_not_supported",
-            f"bot '{bot.name}' gives this structured output or tool choice through a forced tool call, which Bedrock "
-            "batch jobs of the Converse type cannot make.",
-            "Remove 'response_format' / 'tool_choice', or use a bot with Bedrock's structured output.",
-            "body.response_format" if request.response_format else "body.tool_choice",
+            f"bot '{bot.name}' gives this structured output through a forced tool call, which Bedrock batch jobs of "
+            "the Converse type cannot make.",
+            "Remove 'response_format', or use a bot with Bedrock's structured output (capabilities.structured_output).",
+            "body.response_format",
         )
-    converse = converse_request(bot, chat)
     converse.pop("modelId")  # the job names the model
     return converse
 

@@ -331,3 +331,19 @@ def test_the_splitter_numbers_every_line_and_skips_blank_ones() -> None:
     found = [line for chunk in (data[:5], data[5:14], data[14:]) for line in splitter.feed(chunk)] + splitter.end()
     # THEN each non-blank line comes once, whole, with the number an editor shows
     assert found == [(1, b'{"a": 1}'), (3, b'{"b": 2}'), (4, b'{"c": 3}')]
+
+
+def test_tool_choice_none_and_a_past_tool_loop_need_no_tool_configuration() -> None:
+    # GIVEN a line with tool_choice "none" whose history holds a tool call and its result, and no tools
+    messages = [
+        {"role": "user", "content": "Weather?"},
+        {
+            "role": "assistant",
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "w", "arguments": "{}"}}],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+    ]
+    prepared = prepare(chat_line(messages=messages, tool_choice="none"))
+    # THEN it is prepared without toolConfig (the history goes as text), and the emulator answers the record
+    assert isinstance(prepared, PreparedLine) and "toolConfig" not in prepared.model_input
+    invoke_converse(prepared.bot.model_id, prepared.model_input)
