@@ -427,6 +427,10 @@ class GatewaySettings:
     attachment_private_hosts: bool = False  # local runs only: allow attachment URLs on private/loopback addresses
     team_keys: TeamKeySettings = field(default_factory=TeamKeySettings)  # the team-key table and the admin key
     emf_agent: EmfAgent | None = None  # the Fargate task: EMF records to the CloudWatch agent, not printed
+    batch_bucket: str = ""  # the Batch API's files and batches (the batch stack's bucket); empty: those routes 503
+    batch_region: str = "us-east-1"
+    # POST /v1/files: the largest upload (API Gateway's 10 MB REST payload; larger inputs go as s3:// references)
+    max_upload_bytes: int = 10_000_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -457,6 +461,9 @@ class GatewaySettings:
                 if env.get("GATEWAY_EMF_AGENT_ENDPOINT")
                 else None
             ),
+            batch_bucket=env.get("GATEWAY_BATCH_BUCKET", ""),
+            batch_region=env.get("GATEWAY_BATCH_REGION") or env.get("AWS_REGION") or "us-east-1",
+            max_upload_bytes=int(env.get("GATEWAY_MAX_UPLOAD_BYTES", "10000000")),
         )
 
 
