@@ -427,6 +427,10 @@ class GatewaySettings:
     attachment_private_hosts: bool = False  # local runs only: allow attachment URLs on private/loopback addresses
     team_keys: TeamKeySettings = field(default_factory=TeamKeySettings)  # the team-key table and the admin key
     emf_agent: EmfAgent | None = None  # the Fargate task: EMF records to the CloudWatch agent, not printed
+    # The Batch API (lambdas.gateway.routes_batches): the batch stack's data bucket and state machine; empty when the
+    # gateway is deployed without the batch stack (the batch routes then answer 501 naming the fix)
+    batch_bucket: str = ""
+    batch_state_machine_arn: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -452,6 +456,8 @@ class GatewaySettings:
             attachment_timeout=float(env.get("GATEWAY_ATTACHMENT_TIMEOUT", "10")),
             attachment_private_hosts=env.get("GATEWAY_ATTACHMENT_PRIVATE_HOSTS", "").lower() == "true",
             team_keys=TeamKeySettings.from_env(env),
+            batch_bucket=env.get("GATEWAY_BATCH_BUCKET", ""),
+            batch_state_machine_arn=env.get("GATEWAY_BATCH_STATE_MACHINE_ARN", ""),
             emf_agent=(
                 EmfAgent.parse(env["GATEWAY_EMF_AGENT_ENDPOINT"], env.get("GATEWAY_EMF_LOG_GROUP", ""))
                 if env.get("GATEWAY_EMF_AGENT_ENDPOINT")
