@@ -18,7 +18,9 @@ import struct
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from lambdas.gateway.clients import AwsClients
 from lambdas.gateway.config import BotConfig, GatewaySettings
@@ -35,6 +37,31 @@ TOKEN_COUNT_HEADER = "x-amzn-bedrock-input-token-count"
 
 def invalid(message: str, code: str = "invalid_input") -> GatewayError:
     return GatewayError(400, message, error_type=USER_CAUSED, code=code)
+
+
+class OpenAIEmbeddingRequest(BaseModel):
+    """OpenAI's embeddings request body, read by ``POST /v1/embeddings`` and by the batch input lines
+    (``lambdas.gateway.batch_lines``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    input: str | list[Any]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, ge=1)
+    user: str | None = None
+
+    def texts(self) -> tuple[str, ...]:
+        """``input`` as texts; a token array (integers, or lists of them) is a 400 naming ``input``."""
+        if isinstance(self.input, str):
+            return (self.input,)
+        for index, item in enumerate(self.input):
+            if not isinstance(item, str):
+                raise invalid(
+                    f"'input[{index}]' is not a string: token arrays are not supported (the gateway cannot know the "
+                    "Bedrock model's tokens); send the text itself."
+                )
+        return tuple(self.input)
 
 
 @dataclass(frozen=True)

@@ -10,40 +10,18 @@ errors and per-bot metrics are the chat route's (``lambdas.gateway.app``).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from lambdas.gateway.config import GatewaySettings
-from lambdas.gateway.embeddings import EmbeddingBot, EmbeddingRequest, encode_base64, invalid
+from lambdas.gateway.embeddings import EmbeddingBot, EmbeddingRequest, OpenAIEmbeddingRequest, encode_base64, invalid
 from lambdas.gateway.error_shapes import error_response, invalid_body
 from lambdas.gateway.errors import GatewayError
 from lambdas.gateway.factory import BotHandler
 from lambdas.gateway.routes_common import model_request
-
-
-class OpenAIEmbeddingRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    model: str
-    input: str | list[Any]
-    encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(default=None, ge=1)
-    user: str | None = None
-
-    def texts(self) -> tuple[str, ...]:
-        """``input`` as texts; a token array (integers, or lists of them) is a 400 naming ``input``."""
-        if isinstance(self.input, str):
-            return (self.input,)
-        for index, item in enumerate(self.input):
-            if not isinstance(item, str):
-                raise invalid(
-                    f"'input[{index}]' is not a string: token arrays are not supported (the gateway cannot know the "
-                    "Bedrock model's tokens); send the text itself."
-                )
-        return tuple(self.input)
 
 
 def embedding_data(vectors: list[list[float]], encoding_format: str) -> list[dict[str, Any]]:

@@ -10,11 +10,12 @@ from typing import Any, cast
 import fastapi_poe as fp
 import pytest
 
-from lambdas.gateway.app import OpenAIChatRequest, PoeRequest, openai_chunks, openai_completion
+from lambdas.gateway.app import PoeRequest, openai_chunks, openai_completion
 from lambdas.gateway.config import BotConfig, load_bots
 from lambdas.gateway.errors import GatewayError
 from lambdas.gateway.events import Event, Finished, ReasoningDelta, TextDelta, ToolCallDelta, ToolCallStart
 from lambdas.gateway.factory import TextBot, TextStream, _replay
+from lambdas.gateway.openai_chat import OpenAIChatRequest
 from lambdas.gateway.parameters import apply_text_parameters, effort_budget, text_parameter_controls
 from lambdas.gateway.tokens import estimate_tokens
 from lambdas.gateway.tools import ToolCall, ToolResult
