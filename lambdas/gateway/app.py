@@ -44,6 +44,7 @@ from lambdas.gateway.openai_chat import OpenAIChatRequest
 from lambdas.gateway.parameters import image_parameter_controls, text_parameter_controls
 from lambdas.gateway.routes_admin import router as admin_router
 from lambdas.gateway.routes_anthropic import router as anthropic_router
+from lambdas.gateway.routes_batches import batches_router
 from lambdas.gateway.routes_embeddings import embeddings_router
 from lambdas.gateway.routes_images import images_router
 from lambdas.gateway.streaming import coalesced
@@ -308,6 +309,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     # route families in their own modules, with the same keys and checks
     app.include_router(embeddings_router(bots, settings, authenticated, authorized))
     app.include_router(images_router(bots, settings, authenticated, authorized))
+    app.include_router(batches_router(bots, settings, clients, keys))
     return app
 
 

@@ -60,7 +60,7 @@ class BatchApiTarget:
 
 
 def export_batch_api(
-    stack: cdk.Stack, *, bucket: s3.IBucket, state_machine: sfn.IStateMachine, encryption_key: kms.IKey | None
+    stack: cdk.Stack, *, bucket: s3.IBucket, state_machine: sfn.StateMachine, encryption_key: kms.IKey | None
 ) -> BatchApiTarget:
     """Export the batch stack's bucket, state machine and key (names prefixed by the stack's name, so the app deploys
     twice into one account) and return what another stack of the app imports them by."""

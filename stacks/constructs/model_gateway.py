@@ -52,7 +52,7 @@ REQUIREMENTS = "requirements-gateway.txt"
 # The services the gateway's clients call (lambdas/gateway/clients.py). No sts: Lambda puts the function role's
 # credentials in the environment (Lambda developer guide, "Defined runtime environment variables"), which botocore's
 # first credential provider reads, so no provider assumes a role (tests/infra/test_lambda_sdk.py).
-SDK_SERVICES = ("bedrock-runtime", "s3", "secretsmanager", "dynamodb")
+SDK_SERVICES = ("bedrock-runtime", "s3", "secretsmanager", "dynamodb", "stepfunctions")
 RUN_SCRIPT = "stacks/constructs/gateway_run.sh"  # staged as run.sh at the asset root: the function's handler
 LAMBDA_TASK_ROOT = "/var/task"
 PORT = 8080
