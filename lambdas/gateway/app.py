@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lambdas.gateway import error_shapes, metrics, openai_parameters
+from lambdas.gateway.batch_store import BatchStore
 from lambdas.gateway.bodies import UNAUTHORIZED, bearer, key_matches, read_json, unknown_bot
 from lambdas.gateway.clients import AwsClients
 from lambdas.gateway.config import GatewaySettings, parse_access_keys
@@ -46,6 +47,7 @@ from lambdas.gateway.routes_admin import router as admin_router
 from lambdas.gateway.routes_anthropic import router as anthropic_router
 from lambdas.gateway.routes_batches import batches_router
 from lambdas.gateway.routes_embeddings import embeddings_router
+from lambdas.gateway.routes_files import files_router
 from lambdas.gateway.routes_images import images_router
 from lambdas.gateway.streaming import coalesced
 from lambdas.gateway.tools import ToolResult, parse_tool_calls, parse_tools
@@ -309,7 +311,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     # route families in their own modules, with the same keys and checks
     app.include_router(embeddings_router(bots, settings, authenticated, authorized))
     app.include_router(images_router(bots, settings, authenticated, authorized))
-    app.include_router(batches_router(bots, settings, clients, keys))
+    app.state.batch_store = BatchStore(clients, settings)  # the Batch API's files and batches, in the batch bucket
+    app.include_router(files_router(settings, app.state.batch_store, authenticated, keys))
+    app.include_router(batches_router(bots, settings, app.state.batch_store, clients, keys))
     return app
 
 

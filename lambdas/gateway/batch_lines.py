@@ -38,6 +38,8 @@ from lambdas.gateway.error_shapes import invalid_body
 from lambdas.gateway.errors import GatewayError, stop_outcome
 from lambdas.gateway.openai_chat import OpenAIChatRequest
 from lambdas.gateway.parameters import apply_text_parameters
+from lambdas.gateway.response_format import ResponseFormat
+from lambdas.gateway.structured import check_answer
 from lambdas.gateway.structured import prepare as prepare_response_format
 from lambdas.gateway.translate import Usage, converse_request
 from lambdas.shared.model_families import batch_model_problem, embedding_adapter_of
@@ -99,6 +101,32 @@ class BotLookup:
     may_use: Callable[[str], bool] = field(default=lambda _: True)
 
 
+class LineSplitter:
+    """A JSONL file's lines from its bytes in any chunks (e.g. streamed from S3): ``feed`` each chunk, then ``end``;
+    each gives ``(number, raw)`` for the non-blank lines completed so far, ``number`` counting every line from 1 (so
+    a line error names the line an editor shows). A final line without a newline counts."""
+
+    def __init__(self) -> None:
+        self._rest = b""
+        self._number = 0
+
+    def feed(self, chunk: bytes) -> list[tuple[int, bytes]]:
+        *complete, self._rest = (self._rest + chunk).split(b"\n")
+        return self._numbered(complete)
+
+    def end(self) -> list[tuple[int, bytes]]:
+        rest, self._rest = self._rest, b""
+        return self._numbered([rest]) if rest else []
+
+    def _numbered(self, lines: list[bytes]) -> list[tuple[int, bytes]]:
+        found = []
+        for raw in lines:
+            self._number += 1
+            if raw.strip():
+                found.append((self._number, raw.rstrip(b"\r")))
+        return found
+
+
 def _error(number: int, code: str, problem: str, fix: str, param: str | None = None) -> LineError:
     return LineError(code=code, line=number, message=f"Line {number}: {problem} {fix}", param=param)
 
@@ -106,7 +134,9 @@ def _error(number: int, code: str, problem: str, fix: str, param: str | None = N
 def _from_gateway(number: int, error: GatewayError, param_prefix: str = "body") -> LineError:
     """A synchronous route's 400 as the line's error: same code and message, the parameter under ``body``."""
     param = f"{param_prefix}.{error.param}" if error.param else param_prefix
-    message = f"Line {number}: {error.message.rstrip()} Fix the line and upload the file again."
+    text = error.message.rstrip()
+    text += "" if text.endswith((".", "!", "?")) else "."
+    message = f"Line {number}: {text} Fix the line and upload the file again."
     return LineError(code=error.code or "invalid_request", line=number, message=message, param=param)
 
 
@@ -251,16 +281,16 @@ def _bot(body: Mapping[str, Any], number: int, endpoint: str, bots: BotLookup) -
             "Use a bot of that kind (GET /v1/models shows each bot's modality).",
             "body.model",
         )
-    problem = (
-        "a prompt router picks a model per request, and a batch job runs one model"
-        if bot.is_router
-        else batch_model_problem(bot.model_id)
-    )
-    if problem:
+    if bot.is_router or batch_model_problem(bot.model_id):
+        why = (
+            "a prompt router picks a model per request, and a batch job runs one model"
+            if bot.is_router
+            else (f"its model {bot.model_id} does not run Bedrock batch inference jobs")
+        )
         return _error(
             number,
             "model_not_batchable",
-            f"bot '{name}' cannot run in batch: {problem}.",
+            f"bot '{name}' cannot run in batch: {why}.",
             "Use another bot, or ask it through the synchronous route.",
             "body.model",
         )
@@ -306,16 +336,16 @@ def _chat_input(body: dict[str, Any], bot: BotConfig, number: int) -> dict[str, 
             "body.messages",
         )
     chat = apply_text_parameters(bot, prepare_response_format(bot, chat))
-    if chat.tools or chat.tool_choice.mode != "auto":
+    converse = converse_request(bot, chat)
+    if "toolConfig" in converse:  # the bot gives the response_format through a forced tool call
         return _error(
             number,
             "tools_not_supported",
-            f"bot '{bot.name}' gives this structured output or tool choice through a forced tool call, which Bedrock "
-            "batch jobs of the Converse type cannot make.",
-            "Remove 'response_format' / 'tool_choice', or use a bot with Bedrock's structured output.",
-            "body.response_format" if request.response_format else "body.tool_choice",
+            f"bot '{bot.name}' gives this structured output through a forced tool call, which Bedrock batch jobs of "
+            "the Converse type cannot make.",
+            "Remove 'response_format', or use a bot with Bedrock's structured output (capabilities.structured_output).",
+            "body.response_format",
         )
-    converse = converse_request(bot, chat)
     converse.pop("modelId")  # the job names the model
     return converse
 
@@ -374,9 +404,10 @@ def output_line(
     if code in (None, "") and isinstance(model_output, dict):
         try:
             if endpoint == CHAT:
-                body = chat_completion(
-                    model_output, str(row.get("model") or ""), f"chatcmpl-{_hex(batch_id, custom_id, 'c')}", when
-                )
+                completion_id = f"chatcmpl-{_hex(batch_id, custom_id, 'c')}"
+                completion = chat_completion(model_output, str(row.get("model") or ""), completion_id, when)
+                check_structured(_json(row.get("model_input")), completion, model_output.get("stopReason"))
+                body = completion
             else:
                 body = embedding_list(model_output, row)
         except GatewayError as error:
@@ -427,6 +458,28 @@ def chat_completion(output: Mapping[str, Any], model: str, completion_id: str, c
         "choices": [{"index": 0, "message": message, "finish_reason": outcome.finish_reason, "logprobs": None}],
         "usage": Usage.from_converse(output.get("usage")).openai(),
     }
+
+
+def requested_format(model_input: Any) -> ResponseFormat | None:
+    """The structured output a record asked Bedrock for (Converse ``outputConfig``, as ``ResponseFormat.output_config``
+    writes it), or None."""
+    text_format = (
+        ((model_input or {}).get("outputConfig") or {}).get("textFormat") if isinstance(model_input, dict) else None
+    )
+    definition = ((text_format or {}).get("structure") or {}).get("jsonSchema")
+    if not isinstance(definition, Mapping) or not isinstance(definition.get("schema"), str):
+        return None
+    schema = json.loads(definition["schema"])
+    return ResponseFormat("json_schema", str(definition.get("name") or ""), schema, via="native")
+
+
+def check_structured(model_input: Any, completion: Mapping[str, Any], stop_reason: Any) -> None:
+    """The synchronous route's check of a structured-output answer (``structured.check_answer``): an answer that is
+    not JSON matching the record's schema raises its 502 ``invalid_structured_output``."""
+    fmt = requested_format(model_input)
+    if fmt is not None:
+        content = completion["choices"][0]["message"]["content"]
+        check_answer(fmt, content or "", stop_reason if isinstance(stop_reason, str) else None)
 
 
 def embedding_list(output: Mapping[str, Any], row: Mapping[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from lambdas.gateway.batch_lines import LineSplitter
 from lambdas.gateway.batch_status import BatchRecord, JobCounts, RunFiles
 from lambdas.gateway.batch_store import BATCHES, newest_first_hex
 from lambdas.shared import layout
@@ -141,19 +142,18 @@ async def write_cancel_marker(s3: Any, bucket: str, batch_id: str, now: datetime
     await put_json(s3, bucket, cancel_key(batch_id), {"requested_at": moment})
 
 
-async def lines(s3: Any, bucket: str, key: str) -> AsyncIterator[bytes]:
-    """The object's lines (without their line ends), streamed: at most one chunk and one line held at a time."""
+async def lines(s3: Any, bucket: str, key: str) -> AsyncIterator[tuple[int, bytes]]:
+    """The object's non-blank lines with their numbers (``batch_lines.LineSplitter``), streamed: one chunk and its
+    lines held at a time."""
     response = await s3.get_object(Bucket=bucket, Key=key)
     body = response["Body"]
-    pending = b""
+    splitter = LineSplitter()
     try:
         async for chunk in body.iter_chunks(CHUNK_BYTES):
-            pending += chunk
-            *complete, pending = pending.split(b"\n")
-            for line in complete:
-                yield line.rstrip(b"\r")
-        if pending:
-            yield pending.rstrip(b"\r")
+            for numbered in splitter.feed(chunk):
+                yield numbered
+        for numbered in splitter.end():
+            yield numbered
     finally:
         body.close()
 

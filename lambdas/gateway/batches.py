@@ -106,12 +106,8 @@ class Batches:
         seen: set[str] = set()
         total = 0
         try:
-            number = 0
-            async for raw in records.lines(self.s3, self.bucket, request.input_key):
-                number += 1
-                if not raw.strip():
-                    continue  # a blank line (the file's last newline, say) is no request
-                total += 1
+            async for number, raw in records.lines(self.s3, self.bucket, request.input_key):
+                total += 1  # blank lines (the file's last newline, say) are no requests: LineSplitter skips them
                 line = prepare_line(raw, number, endpoint=request.endpoint, bots=bots, seen=seen)
                 if isinstance(line, BadLine):
                     bad_lines += 1

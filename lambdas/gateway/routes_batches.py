@@ -3,8 +3,8 @@
 ``lambdas.gateway.batches`` does the work.
 
 Keys: any key of the gateway (team keys through the KeyGuard middleware, or a Secrets Manager key); a batch belongs to
-the key that created it (``owner``: the team key's name, or the Secrets Manager key's reference), and another key's
-batch answers 404. Each line's bot must be one the key may use (a team key's bot list; a Secrets Manager key: the
+the key that created it (``owner``: ``team:<name>`` or ``key:<ref>``, as its files), and another key's batch answers
+404. Each line's bot must be one the key may use (a team key's bot list; a Secrets Manager key: the
 bots of that key). Without the batch stack (no bucket or state machine configured) every route answers 501 saying so.
 """
 
@@ -29,6 +29,7 @@ from lambdas.gateway.error_shapes import error_response, invalid_body
 from lambdas.gateway.errors import GatewayError
 from lambdas.gateway.factory import BotHandler
 from lambdas.gateway.key_guard import current_caller
+from lambdas.gateway.routes_files import key_owner
 
 # OpenAI's metadata limits (openai.types.shared.Metadata): at most 16 pairs, keys up to 64 characters, values up to 512
 METADATA_PAIRS, METADATA_KEY_CHARS, METADATA_VALUE_CHARS = 16, 64, 512
@@ -61,23 +62,22 @@ class CreateBatch(BaseModel):
 
 
 def batches_router(
-    bots: Mapping[str, BotHandler], settings: GatewaySettings, clients: AwsClients, keys: Mapping[str, str]
+    bots: Mapping[str, BotHandler],
+    settings: GatewaySettings,
+    store: BatchStore,
+    clients: AwsClients,
+    keys: Mapping[str, str],
 ) -> APIRouter:
-    """The routes, with the app's bots, settings, AWS clients and Secrets Manager keys (``keys``: ref -> key, filled
-    at start)."""
+    """The routes, with the app's bots, settings, file store, AWS clients and Secrets Manager keys (``keys``: ref ->
+    key, filled at start)."""
     router = APIRouter()
-    store = BatchStore(clients, settings)
 
     def owner_of(request: Request) -> str:
-        """The key's name (a team key's, or the reference of the Secrets Manager key sent), or the 401."""
-        caller = current_caller()
-        if caller is not None:
-            return caller.key.name
-        sent = bearer(request)
-        for ref, key in keys.items():
-            if key_matches(sent, key):
-                return ref
-        raise GatewayError(401, UNAUTHORIZED, openai_type="authentication_error")
+        """The name the key's files and batches are owned by (``routes_files.key_owner``), or the 401."""
+        owner = key_owner(request, keys)
+        if owner is None:
+            raise GatewayError(401, UNAUTHORIZED, openai_type="authentication_error")
+        return owner
 
     def lookup(request: Request) -> BotLookup:
         caller = current_caller()

@@ -101,6 +101,7 @@ def test_gateway_requirements_are_the_pinned_set() -> None:
         "httptools==0.9.0",
         "jsonschema==4.26.0",
         "pydantic==2.14.4",
+        "python-multipart==0.0.34",
         "uvicorn==0.54.0",
         "uvloop==0.23.0",
     ]

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 import boto3
 import httpx
@@ -47,7 +48,7 @@ class BatchAws:
     sfn: Any
     state_machine_arn: str
 
-    def upload(self, lines: list[dict[str, Any]] | list[str], owner: str = "default", purpose: str = "batch") -> str:
+    def upload(self, lines: list[dict[str, Any]] | list[str], owner: str = "key:default", purpose: str = "batch") -> str:
         """An input file as the Files API stores it (``lambdas.gateway.batch_store``); its id."""
         file_id = f"file-{newest_first_hex()}"
         body = "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines).encode()
@@ -220,7 +221,7 @@ async def test_status_follows_the_run_and_the_output_files_are_written_once(
     assert answer["object"] == "chat.completion" and answer["choices"][0]["message"]["content"] == "answer req-0"
     # AND the files carry the Files API's metadata (owner, purpose batch_output)
     head = s3.head_object(Bucket=batch_aws.bucket, Key=f"openai/batches/{batch.id}/output.jsonl")
-    assert head["Metadata"]["owner"] == "default" and head["Metadata"]["purpose"] == "batch_output"
+    assert unquote(head["Metadata"]["owner"]) == "key:default" and head["Metadata"]["purpose"] == "batch_output"
     # AND reading the batch again writes nothing new
     written = head["LastModified"]
     await sdk.batches.retrieve(batch.id)
@@ -269,7 +270,7 @@ async def test_a_key_sees_and_cancels_only_its_own_batches(batch_app: FastAPI, b
                     input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
                 )
             )
-        other_file = batch_aws.upload([chat_line("t", model="nova-micro")], owner="team")
+        other_file = batch_aws.upload([chat_line("t", model="nova-micro")], owner="key:team")
         other = await theirs.batches.create(
             input_file_id=other_file, endpoint="/v1/chat/completions", completion_window="24h"
         )
@@ -340,20 +341,20 @@ async def test_a_bad_create_body_is_a_400_naming_the_field(
 async def test_s3_inputs_only_from_the_key_s_own_folder(sdk: openai.AsyncOpenAI, batch_aws: BatchAws) -> None:
     # GIVEN an input in the default key's folder of the batch bucket, and the same file elsewhere
     line = (json.dumps(chat_line("big")) + "\n").encode()
-    batch_aws.s3.put_object(Bucket=batch_aws.bucket, Key="openai/inputs/default/big.jsonl", Body=line)
-    batch_aws.s3.put_object(Bucket=batch_aws.bucket, Key="openai/inputs/team/big.jsonl", Body=line)
+    batch_aws.s3.put_object(Bucket=batch_aws.bucket, Key="openai/inputs/key:default/big.jsonl", Body=line)
+    batch_aws.s3.put_object(Bucket=batch_aws.bucket, Key="openai/inputs/key:team/big.jsonl", Body=line)
     # WHEN batches are created from them / THEN its own runs, another key's folder is a 400 naming the fix
     ok = await sdk.batches.create(
-        input_file_id=f"s3://{batch_aws.bucket}/openai/inputs/default/big.jsonl",
+        input_file_id=f"s3://{batch_aws.bucket}/openai/inputs/key:default/big.jsonl",
         endpoint="/v1/chat/completions",
         completion_window="24h",
     )
     assert ok.status == "in_progress" and ok.request_counts is not None and ok.request_counts.total == 1
     for uri in (
-        f"s3://{batch_aws.bucket}/openai/inputs/team/big.jsonl",
-        "s3://other-bucket/openai/inputs/default/big.jsonl",
+        f"s3://{batch_aws.bucket}/openai/inputs/key:team/big.jsonl",
+        "s3://other-bucket/openai/inputs/key:default/big.jsonl",
     ):
-        with pytest.raises(openai.BadRequestError, match="openai/inputs/default/"):
+        with pytest.raises(openai.BadRequestError, match="openai/inputs/key:default/"):
             await sdk.batches.create(input_file_id=uri, endpoint="/v1/chat/completions", completion_window="24h")
 
 
