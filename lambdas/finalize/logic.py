@@ -23,8 +23,8 @@ import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
 
 from lambdas.shared import layout
-from lambdas.shared.models import FinalizeResult, JobResult, JobSpec, ResubmissionPlan, RunContext
-from lambdas.shared.pricing import PriceTable
+from lambdas.shared.models import FinalizeResult, JobResult, JobSpec, ResubmissionPlan, RunContext, RunModel
+from lambdas.shared.pricing import PriceTable, format_usd
 from lambdas.shared.run_files import (
     ERROR_CODE,
     ERROR_MESSAGE,
@@ -32,6 +32,7 @@ from lambdas.shared.run_files import (
     read_results,
     read_row_numbers,
     value_column,
+    value_kind,
     value_type,
 )
 from lambdas.shared.s3io import S3RangeReader, get_json, put_json
@@ -165,7 +166,8 @@ def merge_resubmission(
         return report
 
     outputs = _RetryOutputs(s3, run.bucket, resubmission.results)
-    value_name = value_column(run.output_kind)
+    kind = value_kind(run)
+    value_name = value_column(kind)
     for owner_index in np.unique(owner):
         job = planned[int(owner_index)]
         mine = np.flatnonzero(owner == owner_index)
@@ -179,7 +181,7 @@ def merge_resubmission(
             targets.append(rows[in_source] - job.first_row)
         update, target = pa.concat_tables(parts), np.concatenate(targets)
         codes = update.column(ERROR_CODE).combine_chunks().cast(pa.string())
-        values = update.column(value_name).combine_chunks().cast(value_type(run.output_kind))
+        values = update.column(value_name).combine_chunks().cast(value_type(kind))
         messages = mark_resubmitted(update.column(ERROR_MESSAGE).combine_chunks(), codes)
 
         local = workdir / "output.parquet"
@@ -262,8 +264,14 @@ def summarize(
             f"(jobs without results: {missing_jobs}); see the execution history for those jobs"
         )
     all_results = [*results.values(), *resubmission.results.values()]
-    billed = [(r.index, r.input_tokens, r.output_tokens, r.resubmission) for r in all_results]
-    estimated_cost = (prices or PriceTable.load()).estimate(run.model_id, billed)
+    prices = prices or PriceTable.load()
+    models: dict[str, Any] | None = None
+    if run.prepared:
+        models = model_summaries(run, jobs, results, resubmission, merge, prices)
+        estimated_cost = prepared_cost(models, prices)
+    else:
+        billed = [(r.index, r.input_tokens, r.output_tokens, r.resubmission) for r in all_results]
+        estimated_cost = prices.estimate(run.model_for(None).model_id, billed)
     return {
         "run_id": run.run_id,
         "execution_arn": run.execution_arn,  # the correlation id of every log line of the run
@@ -285,8 +293,80 @@ def summarize(
         "jobs": [results[i].model_dump(mode="json") for i in sorted(results)],
         "output_files": [f"s3://{run.bucket}/{results[i].output_key}" for i in sorted(results)],
         "resubmission": resubmission_summary(resubmission, merge),
-        # The model's batch quotas the run was split and submitted with, each from "service-quotas" or "default".
-        "quotas": run.quotas.summary() | {"max_concurrent_jobs_effective": run.max_concurrent_jobs},
+        # The model's batch quotas the run was split and submitted with, each from "service-quotas" or "default"
+        # (a prepared run: per model, in "models").
+        "quotas": None if run.prepared else _quotas(run.model_for(None)),
+    } | ({"models": models} if models is not None else {})
+
+
+def _quotas(model: RunModel) -> dict[str, Any]:
+    return model.quotas.summary() | {"max_concurrent_jobs_effective": model.max_concurrent_jobs}
+
+
+def model_summaries(
+    run: RunContext,
+    jobs: list[JobSpec],
+    results: dict[int, JobResult],
+    resubmission: Resubmission,
+    merge: MergeReport,
+    prices: PriceTable,
+) -> dict[str, Any]:
+    """The ``models`` section of a prepared run's summary: per model, its records and how they ended (after the
+    merge of resubmissions), the tokens of all its jobs (resubmissions included) and their estimated cost, with
+    on-demand records at on-demand prices."""
+    assert run.models is not None
+    section: dict[str, Any] = {}
+    for name, model in run.models.items():
+        planned = [job for job in jobs if job.model == name]
+        ended = [results[job.index] for job in planned if job.index in results]
+        errors: Counter[str] = Counter()
+        for result in ended:
+            errors.update(merge.error_counts.get(result.index, result.error_counts))
+        billed = ended + [result for result in resubmission.results.values() if result.model == name]
+        batch = [result for result in billed if not result.on_demand]
+        on_demand = [result for result in billed if result.on_demand]
+        usd, priced = prices.estimate_model(
+            model.model_id,
+            (sum(r.input_tokens for r in batch), sum(r.output_tokens for r in batch)),
+            (sum(r.input_tokens for r in on_demand), sum(r.output_tokens for r in on_demand)),
+        )
+        records_out = sum(result.record_count for result in ended)
+        section[name] = {
+            "model_id": model.model_id,
+            "invocation_type": model.invocation_type,
+            "records": sum(job.record_count for job in planned),
+            "records_out": records_out,
+            "succeeded": records_out - sum(errors.values()),
+            "failed": sum(errors.values()),
+            "error_counts": dict(errors),
+            "input_tokens": sum(result.input_tokens for result in billed),
+            "output_tokens": sum(result.output_tokens for result in billed),
+            "jobs": len(planned),
+            "on_demand_records": sum(job.record_count for job in planned if job.on_demand),
+            "estimated_cost_usd": usd,
+            "estimated_cost": priced,
+            "quotas": _quotas(model),
+        }
+    return section
+
+
+def prepared_cost(models: dict[str, Any], prices: PriceTable) -> dict[str, Any]:
+    """The ``estimated_cost`` of a prepared run: the sum of its models' (None when a model with records has no
+    price: a partial sum would look like the whole)."""
+    unpriced = [name for name, entry in models.items() if entry["estimated_cost_usd"] is None and entry["records"]]
+    total = None if unpriced else round(sum(entry["estimated_cost_usd"] or 0.0 for entry in models.values()), 6)
+    on_demand = sum(entry["on_demand_records"] for entry in models.values())
+    if total is None:
+        message = f"no estimate: no price for model(s) {unpriced} (see models.<name>.estimated_cost in summary.json)"
+    else:
+        message = f"estimated cost {format_usd(total)} over {len(models)} models at batch prices"
+        if on_demand:
+            message += f"; {on_demand} on-demand records at on-demand prices (no batch discount)"
+    return {
+        "currency": prices.currency,
+        "total_usd": total,
+        "models": {name: entry["estimated_cost_usd"] for name, entry in models.items()},
+        "message": message,
     }
 
 

@@ -36,10 +36,12 @@ from lambdas.shared.models import JobResult, JobState
 from lambdas.shared.run_files import (
     ERROR_CODE,
     ERROR_MESSAGE,
+    MODEL_OUTPUT,
     ROW,
     iter_row_range,
     read_row_numbers,
     value_column,
+    value_kind,
     value_type,
 )
 from lambdas.shared.s3io import list_keys, put_json
@@ -63,6 +65,42 @@ MISSING_ROW_CODES: dict[str, str] = {
     "Expired": "JOB_EXPIRED",
     "Stopped": "JOB_STOPPED",
 }
+
+
+_DECODER = json.JSONDecoder()
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+
+def raw_members(text: str) -> dict[str, tuple[Any, str]]:
+    """The members of a JSON object as (value, the value's own JSON text exactly as written), so a prepared run
+    keeps each record's ``modelOutput`` as Bedrock wrote it. As strict as ``json.loads`` (which it uses for every key
+    and value); a repeated key keeps its last value, as ``json.loads`` does. ValueError when ``text`` is not one JSON
+    object."""
+    members: dict[str, tuple[Any, str]] = {}
+    at = _WHITESPACE.match(text).end()  # type: ignore[union-attr]  # the pattern matches the empty string
+    if text[at : at + 1] != "{":
+        raise ValueError("not a JSON object")
+    at = _WHITESPACE.match(text, at + 1).end()  # type: ignore[union-attr]
+    closed = text[at : at + 1] == "}"
+    while not closed:
+        if text[at : at + 1] != '"':
+            raise ValueError(f"expected a member name at {at}")
+        key, at = _DECODER.raw_decode(text, at)
+        at = _WHITESPACE.match(text, at).end()  # type: ignore[union-attr]
+        if text[at : at + 1] != ":":
+            raise ValueError(f"expected ':' at {at}")
+        start = _WHITESPACE.match(text, at + 1).end()  # type: ignore[union-attr]
+        value, end = _DECODER.raw_decode(text, start)
+        members[key] = (value, text[start:end])
+        at = _WHITESPACE.match(text, end).end()  # type: ignore[union-attr]
+        separator = text[at : at + 1]
+        if separator not in (",", "}"):
+            raise ValueError(f"expected ',' or '}}' at {at}")
+        closed = separator == "}"
+        at = _WHITESPACE.match(text, at + 1).end()  # type: ignore[union-attr]
+    if text[at:].strip(" \t\n\r"):
+        raise ValueError(f"extra data at {at}")
+    return members
 
 
 @dataclass(frozen=True)
@@ -192,11 +230,55 @@ class JoinedOutput:
                 rows.append((leading.group(1).decode(), None, _Garbled(source)))
         self.add_rows(rows, adapter)
 
+    def add_raw_lines(self, lines: Any, source: str) -> None:
+        """A prepared run's output lines (bytes or str): each record's value is its ``modelOutput`` JSON text exactly
+        as the line has it, whatever the model; errors, garbled and unmatched lines as ``add_lines`` reads them."""
+        ids, values, codes, messages = [], [], [], []
+        for raw in lines:
+            data = raw.encode() if isinstance(raw, str) else raw
+            if not data.strip():
+                continue
+            try:
+                members: dict[str, tuple[Any, str]] | None = raw_members(data.decode("utf-8"))
+            except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+                members = None
+            value = code = message = None
+            if members is None:
+                leading = _LEADING_RECORD_ID.match(data)
+                ids.append(_record_number(leading.group(1).decode()) if leading else -1)
+                code = UNPARSABLE_OUTPUT
+                message = (
+                    f"the output line of this record could not be parsed (not valid JSON); Bedrock processed the "
+                    f"record, so it is not resubmitted; read the line in {source}"
+                )
+            else:
+                ids.append(_record_number(members.get("recordId", (None, ""))[0]))
+                error = members.get("error", (None, ""))[0]
+                output = members.get("modelOutput")
+                if error is not None:
+                    details = error if isinstance(error, dict) else {"errorMessage": error}
+                    code = str(details.get("errorCode") or "RECORD_ERROR")
+                    message = str(details.get("errorMessage") or error)
+                elif output is None or output[0] is None:
+                    code, message = UNPARSABLE_OUTPUT, f"the output line has no modelOutput and no error; see {source}"
+                else:
+                    value = output[1]
+            values.append(value)
+            codes.append(code)
+            messages.append(message)
+        chunk = _Chunk(pa.array(values, pa.string()), pa.array(codes, pa.string()), pa.array(messages, pa.string()))
+        self._place(np.array(ids, dtype=np.int64), chunk)
+
     def add_file(self, path: Path, family: str, adapter: ModelAdapter, source: str) -> None:
         """A whole ``.jsonl.out`` (downloaded from ``source``, its s3:// URI). Where the family has a vectorized
         reader, Arrow's multithreaded JSON reader parses only the fields it reads (``add_documented``); otherwise,
         or when a line does not fit those fields, every field with inferred types, then the vectorized reader or
-        the adapter row by row; the row-by-row path when any line is corrupt or the output has an unexpected shape."""
+        the adapter row by row; the row-by-row path when any line is corrupt or the output has an unexpected shape.
+        A prepared run's output (kind ``model_output``) keeps each line's raw ``modelOutput`` text instead."""
+        if self.kind == MODEL_OUTPUT:
+            with path.open("rb") as lines:
+                self.add_raw_lines(lines, source)
+            return
         reader = columnar.READERS.get(family)
         if reader is not None and self.add_documented(path, reader):
             return
@@ -404,17 +486,18 @@ def postprocess(state: JobState, *, s3: Any, workdir: Path) -> JobResult:
     (``output/<NNNN>.parquet``); a resubmission job's has their row numbers instead (``retry/output/<NNNN>.parquet``,
     column ``row``), which Finalize merges into the planned jobs' outputs."""
     run, job = state.run, state.job
+    model, kind = run.model_for(job.model), value_kind(run)
     if job.rows_key is not None:
         rows = read_row_numbers(s3, run.bucket, job.rows_key)
         records: Iterator[pa.RecordBatch] = iter(pa.table({ROW: pa.array(rows, pa.int64())}).to_batches())
-        joined = JoinedOutput.for_rows(rows, kind=run.output_kind)
+        joined = JoinedOutput.for_rows(rows, kind=kind)
     else:
         records = iter_row_range(s3, run.bucket, run.records_key, job.first_row, job.record_count)
-        joined = JoinedOutput(first_row=job.first_row, count=job.record_count, kind=run.output_kind)
+        joined = JoinedOutput(first_row=job.first_row, count=job.record_count, kind=kind)
     tokens = {"inputTokenCount": 0, "outputTokenCount": 0}
     if state.job_arn:
         prefix = layout.job_output_prefix(run.run_id, job.index, resubmission=job.resubmission)
-        tokens = read_outputs(s3, run.bucket, prefix, joined, run.family, workdir)
+        tokens = read_outputs(s3, run.bucket, prefix, joined, model.family, workdir)
     code, message = missing_reason(state)
     joined.fill_missing(code, message)
 
@@ -439,6 +522,8 @@ def postprocess(state: JobState, *, s3: Any, workdir: Path) -> JobResult:
         output_key=out_key,
         error_counts=dict(errors),
         resubmission=job.resubmission,
+        model=job.model,
+        on_demand=job.on_demand,
     )
     key = layout.result_key(run.run_id, job.index, resubmission=job.resubmission)
     put_json(s3, run.bucket, key, result.model_dump(mode="json"))

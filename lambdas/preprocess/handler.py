@@ -9,7 +9,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
-from lambdas.preprocess import logic
+from lambdas.preprocess import logic, prepared
 from lambdas.shared import aws, layout
 from lambdas.shared.observability import append_correlation_keys, logger, metrics, tracer
 from lambdas.shared.settings import Settings
@@ -29,8 +29,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     append_correlation_keys(
         run_id=layout.run_id_from_execution_name(request.execution_name), execution_arn=request.execution_id
     )
+    # A prepared input (JSONL records of several models) or rows: the same call, the module of its format.
+    preprocess = prepared.preprocess if prepared.is_prepared(request.input) else logic.preprocess
     with tempfile.TemporaryDirectory(prefix="preprocess-") as workdir:
-        run = logic.preprocess(
+        run = preprocess(
             request.input,
             request.execution_name,
             s3=aws.s3(),

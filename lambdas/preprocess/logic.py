@@ -114,13 +114,12 @@ class Plan:
         return jsonl.escaped_parts(self.template, batch)
 
 
-def make_plan(inp: ExecutionInput, settings: Settings) -> Plan:
-    try:
-        model = resolve(inp.model_id, model_family=inp.model_family, invocation_type=inp.invocation_type)
-    except ModelFamilyError as exc:
-        raise InputValidationError(exc.describe()) from None
+def check_enabled(model: ResolvedModel, settings: Settings, field: str = "model_id") -> None:
+    """Refuse a model the deployment does not enable (cdk.json ``allowedModelIds``; empty: every model).
+    ``field`` names where the model came from in the execution input."""
+    model_id = model.ref.model_id
     # An ARN of an allowed model or profile is allowed too (allowedModelIds holds ids, not ARNs).
-    ids = {inp.model_id, model.ref.resource_id} if model.ref.names_a_model else {inp.model_id}
+    ids = {model_id, model.ref.resource_id} if model.ref.names_a_model else {model_id}
     if settings.allowed_model_ids and not ids & set(settings.allowed_model_ids):
         unreadable = (
             ""
@@ -128,9 +127,18 @@ def make_plan(inp: ExecutionInput, settings: Settings) -> Plan:
             else f" (allowedModelIds takes model and inference-profile ids, not {model.ref.arn_kind} ARNs)"
         )
         raise InputValidationError(
-            f"field 'model_id' = '{inp.model_id}' is not enabled in this deployment{unreadable} (enabled: "
+            f"field '{field}' = '{model_id}' is not enabled in this deployment{unreadable} (enabled: "
             f"{list(settings.allowed_model_ids)}); add it to allowedModelIds in cdk.json and redeploy"
         )
+
+
+def make_plan(inp: ExecutionInput, settings: Settings) -> Plan:
+    assert inp.model_id is not None  # a rows run has one (ExecutionInput's validator)
+    try:
+        model = resolve(inp.model_id, model_family=inp.model_family, invocation_type=inp.invocation_type)
+    except ModelFamilyError as exc:
+        raise InputValidationError(exc.describe()) from None
+    check_enabled(model, settings)
     try:
         model.check_settings(inp.inference_params.settings())
     except ModelFamilyError as exc:
@@ -530,7 +538,7 @@ def preprocess(
     run context to the later steps."""
     inp = ExecutionInput.parse(raw_input)
     plan = make_plan(inp, settings)
-    quotas = lookup_batch_quotas(inp.model_id, service_quotas=service_quotas)
+    quotas = lookup_batch_quotas(plan.model.ref.model_id, service_quotas=service_quotas)
     if quotas.note:
         logger.warning("batch quotas: defaults used", defaults_used=quotas.defaults_used(), note=quotas.note)
     logger.info("batch quotas", **quotas.summary())

@@ -168,13 +168,23 @@ def stage_lines(s3: Any, bucket: str, jobs: Iterable[tuple[JobSpec, np.ndarray]]
     return StagedLines(path, np.frombuffer(rows, dtype=np.int64), np.frombuffer(ends, dtype=np.int64))
 
 
-def upload_retry_jobs(s3: Any, run: RunContext, staged: StagedLines, sizes: list[int], workdir: Path) -> list[JobSpec]:
+def upload_retry_jobs(
+    s3: Any,
+    run: RunContext,
+    staged: StagedLines,
+    sizes: list[int],
+    workdir: Path,
+    *,
+    first_index: int = 0,
+    model: str | None = None,
+) -> list[JobSpec]:
     """Job ``k`` takes the next ``sizes[k]`` staged lines: its input file ``retry/jobs/<NNNN>.jsonl`` and its rows
-    file ``retry/rows/<NNNN>.parquet`` (ascending row numbers)."""
+    file ``retry/rows/<NNNN>.parquet`` (ascending row numbers). Indexes start at ``first_index``; in a prepared run
+    every job is of ``model``, the model of all the staged lines."""
     jobs, first = [], 0
     rows_path = workdir / "retry-rows.parquet"
     with staged.path.open("rb") as lines:
-        for index, size in enumerate(sizes):
+        for index, size in enumerate(sizes, start=first_index):
             start, end = staged.byte_range(first, size)
             input_key = layout.job_input_key(run.run_id, index, resubmission=True)
             s3.upload_fileobj(FileRange(lines, start, end), run.bucket, input_key)
@@ -191,6 +201,7 @@ def upload_retry_jobs(s3: Any, run: RunContext, staged: StagedLines, sizes: list
                     size_bytes=end - start,
                     resubmission=True,
                     rows_key=rows_key,
+                    model=model,
                 )
             )
             first += size
@@ -230,16 +241,24 @@ def plan_resubmission(run: RunContext, *, enabled: bool, max_per_job: int, s3: A
     results = read_results(s3, run.bucket, run.run_id)
     per_job = find_retryable(s3, run, jobs, results)
     retryable = sum(len(rows) for rows in per_job)
-    # The model's quotas as preprocess read them (the run context carries them): the same limits as the planned jobs.
-    quotas = run.quotas
-    min_per_job, max_per_job = quotas.min_records_per_job.value, min(max_per_job, quotas.records_per_job)
-    sizes = plan_retry_sizes(retryable, max_per_job, min_per_job=min_per_job) if enabled else []
     retry_jobs: list[JobSpec] = []
-    if sizes:
-        staged = stage_lines(s3, run.bucket, zip(jobs, per_job, strict=True), workdir / "retry.jsonl")
+    resubmitted = 0
+    min_per_job = MIN_RECORDS_PER_JOB
+    # One group of retry jobs per model (a rows run has one, None): retry jobs never mix models.
+    for model_name in dict.fromkeys(job.model for job in jobs):
+        mine = [(job, rows) for job, rows in zip(jobs, per_job, strict=True) if job.model == model_name]
+        count = sum(len(rows) for _, rows in mine)
+        # The model's quotas as preprocess read them (the run context carries them): the planned jobs' limits.
+        quotas = run.model_for(model_name).quotas
+        min_per_job, most = quotas.min_records_per_job.value, min(max_per_job, quotas.records_per_job)
+        sizes = plan_retry_sizes(count, most, min_per_job=min_per_job) if enabled else []
+        if not sizes:
+            continue
+        staged = stage_lines(s3, run.bucket, mine, workdir / "retry.jsonl")
         # now also within the model's file size quota
-        sizes = plan_retry_sizes(retryable, max_per_job, staged.ends, quotas.bytes_per_job, min_per_job)
-        retry_jobs = upload_retry_jobs(s3, run, staged, sizes, workdir)
+        sizes = plan_retry_sizes(count, most, staged.ends, quotas.bytes_per_job, min_per_job)
+        retry_jobs += upload_retry_jobs(s3, run, staged, sizes, workdir, first_index=len(retry_jobs), model=model_name)
+        resubmitted += sum(sizes)
     manifest_key = layout.manifest_key(run.run_id, resubmission=True)
     s3.put_object(
         Bucket=run.bucket,
@@ -248,7 +267,6 @@ def plan_resubmission(run: RunContext, *, enabled: bool, max_per_job: int, s3: A
         ContentType="application/json",
     )
     failed = sum(result.failed for result in results.values())
-    resubmitted = sum(sizes)
     plan = ResubmissionPlan(
         enabled=enabled,
         manifest_key=manifest_key,

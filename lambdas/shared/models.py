@@ -25,6 +25,24 @@ MAX_RECORDS_PER_JOB = 50_000
 # Bedrock's input file limit (1 GB; one file per job here, so also under the 5 GB per job), in decimal bytes to be safe
 MAX_FILE_BYTES = 1_000_000_000
 _S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][-.a-z0-9]{1,61}[a-z0-9])/(?P<key>.+)$")
+# A prepared run's models travel in every state payload (RunContext.models, about 1 KB each with their quotas), which
+# Step Functions caps at 256 KB: a run takes at most this many.
+MAX_PREPARED_MODELS = 32
+# A model's name in a prepared run: a key of the execution input's "models" (the gateway's bot names), written into
+# every prepared line's "model" and into summary.json.
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+# Keys of the execution input that a prepared run refuses: each record's modelInput is complete already, and each
+# model says its own id, family and invocation type (in "models").
+PREPARED_REFUSES: dict[str, str] = {
+    "model_id": "each model's id goes in models.<name>.model_id",
+    "prompt_id": "prepared records carry their whole modelInput; no template is rendered",
+    "dataset_id": "a prepared run reads its JSONL file from s3_uri",
+    "split": "a prepared run reads its JSONL file from s3_uri",
+    "inference_params": "prepared records carry their inference parameters in their modelInput",
+    "invocation_type": "each model's invocation type goes in models.<name>.invocation_type",
+    "model_family": "each model's family goes in models.<name>.model_family",
+    "max_num_jobs": "a prepared run plans its jobs per model; bound a job's size with max_records_per_job",
+}
 
 # Example fixes shown next to validation errors, by field.
 _FIXES: dict[str, str] = {
@@ -37,6 +55,10 @@ _FIXES: dict[str, str] = {
     "invocation_type": 'use "InvokeModel" (the model\'s own format, default) or "Converse" (any text model)',
     "model_family": f"use one of {list(MODEL_FAMILIES)}",
     "resubmit_failed": "use true (default: failed records are resubmitted once) or false",
+    "input_format": 'use "rows" (default: rows rendered with a prompt template) or "prepared" (JSONL records with '
+    "their model and modelInput)",
+    "models": 'e.g. {"claude-haiku": {"model_id": "us.anthropic.claude-3-5-haiku-20241022-v1:0", '
+    '"invocation_type": "Converse"}}',
 }
 
 
@@ -66,12 +88,38 @@ class InferenceParams(BaseModel):
         )
 
 
-class ExecutionInput(BaseModel):
-    """What a user passes to StartExecution. The keys of the public aws-samples orchestrator are accepted as is."""
+class PreparedModel(BaseModel):
+    """One model of a prepared run, as the execution input names it (``models.<name>``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
     model_id: str = Field(min_length=1, max_length=2048)
+    invocation_type: Literal["InvokeModel", "Converse"] = "InvokeModel"
+    model_family: str | None = None  # as the execution input's model_family: for ids that name no model
+    # What the model returns; None: as its family says. When given, it must agree with the family (a check that the
+    # caller and the orchestrator read the model the same way).
+    output_kind: Literal["text", "embedding"] | None = None
+
+    @field_validator("model_family")
+    @classmethod
+    def _known_family(cls, value: str | None) -> str | None:
+        if value is not None and value not in MODEL_FAMILIES:
+            raise ValueError("is not a model family")
+        return value
+
+
+class ExecutionInput(BaseModel):
+    """What a user passes to StartExecution. The keys of the public aws-samples orchestrator are accepted as is.
+
+    ``input_format`` "rows" (the default): a table whose rows a prompt template renders for ``model_id``.
+    "prepared": a JSONL file of complete records, each naming its model, a key of ``models`` (see
+    docs/batch/running.md, "Prepared input")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    input_format: Literal["rows", "prepared"] = "rows"
+    model_id: str | None = Field(default=None, min_length=1, max_length=2048)
+    models: dict[str, PreparedModel] | None = None
     prompt_id: str | None = None
     s3_uri: str | None = None
     dataset_id: str | None = None
@@ -102,8 +150,66 @@ class ExecutionInput(BaseModel):
             raise ValueError("must look like s3://<bucket>/<key>")
         return value
 
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, value: dict[str, PreparedModel] | None) -> dict[str, PreparedModel] | None:
+        if value is None:
+            return value
+        if not value:
+            raise ValueError("names no model; give at least one")
+        if len(value) > MAX_PREPARED_MODELS:
+            raise ValueError(
+                f"names {len(value)} models, more than the {MAX_PREPARED_MODELS} a run takes; split the run"
+            )
+        for name in value:
+            if not _MODEL_NAME.match(name):
+                raise ValueError(
+                    f"has a model named {name!r}; a name is 1 to 128 letters, digits and . _ : - (starting with a "
+                    "letter or digit)"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _format_fields(self) -> ExecutionInput:
+        """The fields each input format needs and refuses. Model-level errors name their field themselves (see
+        ``describe_validation_error``)."""
+        if self.input_format == "rows":
+            if self.models is not None:
+                raise ValueError(
+                    "field 'models' is given with input_format 'rows'; models name the models of a prepared run: "
+                    'set "input_format": "prepared" (a JSONL file of records with model and model_input), or '
+                    "remove models and give model_id"
+                )
+            if self.model_id is None:
+                raise ValueError(
+                    "field 'model_id' is missing; a rows run needs the model to run, "
+                    + _FIXES["model_id"]
+                    + ' (or set "input_format": "prepared" with models)'
+                )
+            return self
+        for name, why in PREPARED_REFUSES.items():
+            if name in self.model_fields_set:
+                value = getattr(self, name)
+                shown = "{...}" if isinstance(value, BaseModel) else repr(value)
+                raise ValueError(
+                    f"field '{name}' = {shown[:80]} is not taken with input_format 'prepared' ({why}); remove it"
+                )
+        if self.models is None:
+            raise ValueError(
+                "field 'models' is missing; input_format 'prepared' needs the models its records name, "
+                + _FIXES["models"]
+            )
+        if self.s3_uri is None:
+            raise ValueError(
+                "field 's3_uri' is missing; input_format 'prepared' reads a JSONL file of records, e.g. "
+                '"s3_uri": "s3://<bucket>/openai/batches/<batch_id>/prepared.jsonl"'
+            )
+        return self
+
     @model_validator(mode="after")
     def _one_source(self) -> ExecutionInput:
+        if self.input_format == "prepared":
+            return self  # _format_fields: s3_uri, never dataset_id
         if (self.s3_uri is None) == (self.dataset_id is None):
             got = "both" if self.s3_uri else "neither"
             raise ValueError(
@@ -111,6 +217,10 @@ class ExecutionInput(BaseModel):
                 'e.g. "s3_uri": "s3://<bucket>/inputs/data.csv" or "dataset_id": "w601sxs/simpleCoT", "split": "train"'
             )
         return self
+
+    @property
+    def prepared(self) -> bool:
+        return self.input_format == "prepared"
 
     @property
     def s3_location(self) -> tuple[str, str]:
@@ -138,6 +248,9 @@ def describe_validation_error(exc: ValidationError, what: str) -> str:
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "(input)"
         top = str(err["loc"][0]) if err["loc"] else ""
+        if not err["loc"] and err["msg"].startswith("Value error, field '"):
+            problems.append(err["msg"].removeprefix("Value error, "))  # a check of several fields names its own
+            continue
         if err["type"] == "extra_forbidden":
             known = ", ".join(ExecutionInput.model_fields) if what == "execution input" else ""
             problems.append(f"unknown field '{field}'; remove it (known fields: {known})")
@@ -152,16 +265,36 @@ def describe_validation_error(exc: ValidationError, what: str) -> str:
     return f"invalid {what}: " + " | ".join(problems)
 
 
+class RunModel(BaseModel):
+    """One model of a run, everything the later steps need to submit, read and price its jobs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model_id: str
+    family: str  # keys the adapter that reads its records' output (``converse`` for Converse jobs)
+    invocation_type: Literal["InvokeModel", "Converse"] = "InvokeModel"
+    output_kind: Literal["text", "embedding"]
+    # The model's batch quotas, looked up once by preprocess (lambdas/preprocess/quotas.py), and the cap on this model's
+    # submitted + in-progress jobs that Submit keeps: min(maxConcurrentJobs, the model's quota).
+    quotas: BatchQuotas = Field(default_factory=BatchQuotas)
+    max_concurrent_jobs: int | None = None
+
+
 class RunContext(BaseModel):
-    """Everything about a run the later states need. Small: it travels in every state payload."""
+    """Everything about a run the later states need. Small: it travels in every state payload.
+
+    A rows run has one model (``model_id``, ``family``, ``output_kind``, ``invocation_type``, ``quotas``,
+    ``max_concurrent_jobs``); a prepared run has ``models`` instead (by name, the keys jobs name in
+    ``JobSpec.model``), and the single-model fields are None. ``model_for(job.model)`` gives a job's model either way.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     run_id: str
     bucket: str
-    model_id: str
-    family: str
-    output_kind: Literal["text", "embedding"]
+    model_id: str | None = None
+    family: str | None = None
+    output_kind: Literal["text", "embedding"] | None = None
     invocation_type: Literal["InvokeModel", "Converse"] = "InvokeModel"
     job_name_prefix: str
     total_records: int
@@ -174,6 +307,37 @@ class RunContext(BaseModel):
     # submitted + in-progress jobs that Submit keeps: min(maxConcurrentJobs, the model's quota).
     quotas: BatchQuotas = Field(default_factory=BatchQuotas)
     max_concurrent_jobs: int | None = None
+    models: dict[str, RunModel] | None = None  # a prepared run's models, by name
+
+    @model_validator(mode="after")
+    def _one_model_or_models(self) -> RunContext:
+        single = (self.model_id, self.family, self.output_kind)
+        if self.models is None and None in single:
+            raise ValueError("a rows run names its model_id, family and output_kind")
+        if self.models is not None and (not self.models or any(value is not None for value in single)):
+            raise ValueError("a prepared run names its models in models, and no model_id, family or output_kind")
+        return self
+
+    @property
+    def prepared(self) -> bool:
+        return self.models is not None
+
+    def model_for(self, name: str | None) -> RunModel:
+        """The model of a job (``JobSpec.model``): one of ``models`` in a prepared run, the run's model otherwise."""
+        if self.models is None:
+            if name is not None:
+                raise ValueError(f"job names model {name!r}, but run {self.run_id} is a rows run of one model")
+            return RunModel(
+                model_id=str(self.model_id),
+                family=str(self.family),
+                invocation_type=self.invocation_type,
+                output_kind=self.output_kind or "text",
+                quotas=self.quotas,
+                max_concurrent_jobs=self.max_concurrent_jobs,
+            )
+        if name not in self.models:
+            raise ValueError(f"job names model {name!r}, not one of run {self.run_id}'s models {sorted(self.models)}")
+        return self.models[name]
 
 
 class JobSpec(BaseModel):
@@ -194,6 +358,10 @@ class JobSpec(BaseModel):
     size_bytes: int
     resubmission: bool = False
     rows_key: str | None = None
+    # A prepared run's job runs one model (a key of RunContext.models; jobs never mix models); None in a rows run.
+    model: str | None = None
+    # A model's group under Bedrock's minimum records per job: run on demand through the runtime, not as a batch job.
+    on_demand: bool = False
 
     @model_validator(mode="after")
     def _rows_key_iff_resubmission(self) -> JobSpec:
@@ -245,6 +413,8 @@ class JobResult(BaseModel):
     output_key: str
     error_counts: dict[str, int] = Field(default_factory=dict)
     resubmission: bool = False  # stored as runs/<run>/retry/results/<NNNN>.json
+    model: str | None = None  # the job's model in a prepared run (JobSpec.model)
+    on_demand: bool = False  # the job ran on demand (JobSpec.on_demand)
 
 
 class ResubmissionRequest(BaseModel):

@@ -43,6 +43,10 @@ class ModelPrice:
     def batch_cost(self, input_tokens: int, output_tokens: int) -> float:
         return (input_tokens * self.batch_input_per_1m + output_tokens * self.batch_output_per_1m) / TOKENS_PER_UNIT
 
+    def on_demand_cost(self, input_tokens: int, output_tokens: int) -> float:
+        """Records a prepared run sends on demand (a model's group under the minimum of a batch job): no discount."""
+        return (input_tokens * self.input_per_1m + output_tokens * self.output_per_1m) / TOKENS_PER_UNIT
+
 
 @dataclass(frozen=True)
 class PriceTable:
@@ -120,6 +124,24 @@ class PriceTable:
             "message": f"estimated cost {format_usd(total)} at batch prices ({price.batch_discount:g} x on-demand "
             f"of {key}, from {price.source})",
         }
+
+    def estimate_model(
+        self, model_id: str, batch_tokens: tuple[int, int], on_demand_tokens: tuple[int, int] = (0, 0)
+    ) -> tuple[float | None, str]:
+        """(USD or None, how it was priced) of one model of a prepared run: its batch jobs' (input, output) tokens at
+        batch prices, its on-demand records' tokens at on-demand prices (no batch discount)."""
+        found = self.price_for(model_id)
+        if found is None:
+            return None, (
+                f"no price for model {model_id}: add it to {PRICES_FILE_NAME} (lambdas/shared/{PRICES_FILE_NAME}, or "
+                "the prices of cdk.json)"
+            )
+        key, price = found
+        total = price.batch_cost(*batch_tokens) + price.on_demand_cost(*on_demand_tokens)
+        how = f"batch tokens at {price.batch_discount:g} x on-demand of {key}"
+        if any(on_demand_tokens):
+            how += ", on-demand records' tokens at the on-demand price (no batch discount)"
+        return round(total, 6), f"{format_usd(total)}: {how}, from {price.source}"
 
 
 def format_usd(amount: float) -> str:

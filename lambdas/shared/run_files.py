@@ -1,9 +1,9 @@
 """Readers of a run's files shared by the data-plane functions: job manifests, job results, output columns.
 
 Imports pyarrow, so control-plane (zip) functions must not import this module. Column names of the output Parquet
-files are a contract (docs/batch/running.md, Outputs): the input columns, then ``response`` or ``embedding``,
-``error_code`` and ``error_message``; a resubmission job's output has ``row`` (the row number) instead of the input
-columns.
+files are a contract (docs/batch/running.md, Outputs): the input columns, then ``response`` or ``embedding``
+(``model_output`` in a prepared run), ``error_code`` and ``error_message``; a resubmission job's output has ``row``
+(the row number) instead of the input columns.
 """
 
 from __future__ import annotations
@@ -16,24 +16,34 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lambdas.shared import layout
-from lambdas.shared.models import JobResult, JobSpec
+from lambdas.shared.models import JobResult, JobSpec, RunContext
 from lambdas.shared.s3io import S3RangeReader, get_json, list_keys
 
 ROW = "row"
 ERROR_CODE = "error_code"
 ERROR_MESSAGE = "error_message"
 EMBEDDING_TYPE = pa.list_(pa.float32())
+# The value kind of a prepared run's outputs: each record's modelOutput JSON exactly as Bedrock wrote it, as a string.
+MODEL_OUTPUT = "model_output"
 SLICE_BATCH_ROWS = 8_192  # rows decoded at a time when reading a slice of a Parquet object
 READ_BUFFER_BYTES = 1 << 20  # bytes per ranged GET while decoding a column chunk
 
 
 def value_column(output_kind: str) -> str:
-    """``response`` (text models) or ``embedding`` (embedding models)."""
+    """``response`` (text models), ``embedding`` (embedding models) or ``model_output`` (a prepared run)."""
+    if output_kind == MODEL_OUTPUT:
+        return MODEL_OUTPUT
     return "embedding" if output_kind == "embedding" else "response"
 
 
 def value_type(output_kind: str) -> pa.DataType:
     return EMBEDDING_TYPE if output_kind == "embedding" else pa.string()
+
+
+def value_kind(run: RunContext) -> str:
+    """The kind of value a run's outputs hold: ``model_output`` in a prepared run (every model's), else the run's
+    model's output kind (``text`` or ``embedding``)."""
+    return MODEL_OUTPUT if run.prepared else run.model_for(None).output_kind
 
 
 def read_manifest(s3: Any, bucket: str, key: str) -> list[JobSpec]:

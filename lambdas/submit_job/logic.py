@@ -43,15 +43,15 @@ def jobs_in_flight(bedrock: Any, model_id: str) -> int:
 def check_job_slot(state: JobState, bedrock: Any) -> None:
     """Raise ServiceQuotaExceededException (the state machine waits and retries) while the model already has as
     many jobs in flight as the run's cap, min(maxConcurrentJobs, the model's quota), computed by preprocess."""
-    run = state.run
-    if run.max_concurrent_jobs is None:
+    model = state.run.model_for(state.job.model)
+    if model.max_concurrent_jobs is None:
         return
-    active = jobs_in_flight(bedrock, run.model_id)
-    if active >= run.max_concurrent_jobs:
-        quota = run.quotas.max_concurrent_jobs
+    active = jobs_in_flight(bedrock, model.model_id)
+    if active >= model.max_concurrent_jobs:
+        quota = model.quotas.max_concurrent_jobs
         raise ServiceQuotaExceededException(
-            f"no free job slot for job {state.job.index}: {active} jobs of {run.model_id} are submitted or in "
-            f"progress, and the cap is {run.max_concurrent_jobs} (min of maxConcurrentJobs and the model's quota of "
+            f"no free job slot for job {state.job.index}: {active} jobs of {model.model_id} are submitted or in "
+            f"progress, and the cap is {model.max_concurrent_jobs} (min of maxConcurrentJobs and the model's quota of "
             f"{quota.value}, from {quota.source}); waiting for a job to end"
         )
 
@@ -69,6 +69,7 @@ def build_request(
     ``tags`` (cdk.json ``tags``) go on the job next to its run id (which they cannot replace); ``vpc`` (subnet ids,
     security group ids; cdk.json ``batchVpc``) runs the job in a VPC."""
     run, job = state.run, state.job
+    model = run.model_for(job.model)  # a prepared run's job runs its own model (jobs never mix models)
     prefix = layout.job_output_prefix(run.run_id, job.index, resubmission=job.resubmission)
     output: dict[str, str] = {"s3Uri": f"s3://{run.bucket}/{prefix}"}
     if output_kms_key_id:
@@ -78,14 +79,14 @@ def build_request(
     request: dict[str, Any] = {
         "jobName": layout.job_name(run.job_name_prefix, run.run_id, job.index, resubmission=job.resubmission),
         "roleArn": role_arn,
-        "modelId": run.model_id,
+        "modelId": model.model_id,
         "clientRequestToken": layout.client_request_token(run.run_id, job.index, resubmission=job.resubmission),
         "inputDataConfig": {
             "s3InputDataConfig": {"s3Uri": f"s3://{run.bucket}/{job.input_key}", "s3InputFormat": "JSONL"}
         },
         "outputDataConfig": {"s3OutputDataConfig": output},
         "timeoutDurationInHours": timeout_hours,
-        "modelInvocationType": run.invocation_type,
+        "modelInvocationType": model.invocation_type,
         "tags": job_tags,
     }
     if vpc is not None:

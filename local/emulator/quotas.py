@@ -39,6 +39,7 @@ DEFAULT_MAX_RESULTS = 100
 # Foundation-model id prefixes -> the model's name in its quota names; longest prefix wins.
 MODEL_QUOTA_NAMES: dict[str, str] = {
     "anthropic.claude-3-haiku": "Claude 3 Haiku",
+    "anthropic.claude-3-5-haiku": "Claude 3.5 Haiku",
     "anthropic.claude-3-5-sonnet-20240620": "Claude 3.5 Sonnet",
     "anthropic.claude-3-5-sonnet-20241022": "Claude 3.5 Sonnet v2",
     "anthropic.claude-3-7-sonnet": "Claude 3.7 Sonnet",
