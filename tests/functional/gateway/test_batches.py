@@ -48,7 +48,9 @@ class BatchAws:
     sfn: Any
     state_machine_arn: str
 
-    def upload(self, lines: list[dict[str, Any]] | list[str], owner: str = "key:default", purpose: str = "batch") -> str:
+    def upload(
+        self, lines: list[dict[str, Any]] | list[str], owner: str = "key:default", purpose: str = "batch"
+    ) -> str:
         """An input file as the Files API stores it (``lambdas.gateway.batch_store``); its id."""
         file_id = f"file-{newest_first_hex()}"
         body = "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines).encode()
