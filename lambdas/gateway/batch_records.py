@@ -79,6 +79,9 @@ async def put_json(s3: Any, bucket: str, key: str, value: Any) -> None:
 
 
 async def read_record(s3: Any, bucket: str, batch_id: str) -> BatchRecord | None:
+    """The batch's record, or None when there is none (listed first: see ``read_run``)."""
+    if "batch.json" not in await batch_objects(s3, bucket, batch_id):
+        return None
     raw = await get_json(s3, bucket, record_key(batch_id))
     return BatchRecord.from_json(raw) if raw is not None else None
 
@@ -106,28 +109,41 @@ async def batch_objects(s3: Any, bucket: str, batch_id: str) -> set[str]:
     return names
 
 
+async def _listed(s3: Any, bucket: str, prefix: str, delimiter: str = "") -> dict[str, Any]:
+    """The objects under ``prefix`` (with ``delimiter``: its top level only), by key."""
+    found: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix} | ({"Delimiter": delimiter} if delimiter else {})
+    async for page in s3.get_paginator("list_objects_v2").paginate(**kwargs):
+        found.update((item["Key"], item) for item in page.get("Contents") or [])
+    return found
+
+
 async def read_run(s3: Any, bucket: str, batch_id: str) -> RunFiles:
-    """What the batch's run wrote so far (nothing yet: an empty ``RunFiles``)."""
+    """What the batch's run wrote so far (nothing yet: an empty ``RunFiles``). Only listed objects are read: without
+    s3:ListBucket on a key's prefix S3 answers a missing key with 403, not 404 (docs/bedrock-facts.md)."""
     run = run_id(batch_id)
-    manifest = await get_json(s3, bucket, layout.manifest_key(run))
+    top = await _listed(s3, bucket, f"{layout.run_prefix(run)}/", "/")
+
+    async def read(key: str) -> Any | None:
+        return await get_json(s3, bucket, key) if key in top else None
+
+    manifest = await read(layout.manifest_key(run))
     results: list[JobCounts] = []
-    prefix = layout.results_prefix(run)
-    async for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents") or []:
-            result = await get_json(s3, bucket, item["Key"])
-            if result is None:
-                continue
-            results.append(
-                JobCounts(
-                    succeeded=int(result.get("succeeded", 0)),
-                    failed=int(result.get("failed", 0)),
-                    input_tokens=int(result.get("input_tokens", 0)),
-                    output_tokens=int(result.get("output_tokens", 0)),
-                    written_at=item.get("LastModified"),
-                )
+    for key, item in sorted((await _listed(s3, bucket, layout.results_prefix(run))).items()):
+        result = await get_json(s3, bucket, key)
+        if result is None:
+            continue
+        results.append(
+            JobCounts(
+                succeeded=int(result.get("succeeded", 0)),
+                failed=int(result.get("failed", 0)),
+                input_tokens=int(result.get("input_tokens", 0)),
+                output_tokens=int(result.get("output_tokens", 0)),
+                written_at=item.get("LastModified"),
             )
-    summary = await get_json(s3, bucket, layout.summary_key(run))
-    cancel = await get_json(s3, bucket, cancel_key(batch_id))
+        )
+    summary = await read(layout.summary_key(run))
+    cancel = await read(cancel_key(batch_id))
     requested = datetime.fromisoformat(cancel["requested_at"]) if cancel and cancel.get("requested_at") else None
     return RunFiles(
         planned_jobs=len(manifest) if isinstance(manifest, list) else None,

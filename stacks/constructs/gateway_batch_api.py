@@ -3,7 +3,7 @@ what it may do with them, declared once (``BATCH_API_ACCESS``) and granted from 
 
 ```
 gateway ─ openai/files/*, openai/batches/*  (Get, Put, Delete, List under openai/)     ─> batch stack's data bucket
-        ─ runs/<run>/... of its batches      (Get; List of runs/*/results/; Put cancel.json)
+        ─ runs/batch-*/... (its batches' runs: Get, List; Put cancel.json)
         ─ StartExecution (execution name = batch id), DescribeExecution of its executions ─> batch state machine
         ─ with kmsKey: the bucket's key through S3, and the state machine's key for the execution data
 ```
@@ -26,13 +26,16 @@ from stacks.constructs.encryption_key import grant_s3_objects_key
 from stacks.constructs.nag import acknowledge_wildcard_resource
 
 OPENAI_PREFIX = "openai/"  # the Files and Batches API's objects (lambdas.gateway.batch_store)
+# The runs of batches: a batch's execution is named by its id (batch_<hex>), its run id is made from that name
+# (lambdas.shared.layout.run_id_from_execution_name: "batch-<hex>-<digest>"); no other run's files
+BATCH_RUNS_PREFIX = f"{RUNS_PREFIX}batch-"
 # Who touches which keys of the batch bucket, as DATA_ACCESS does for the batch functions (stacks/constructs/
-# batch_workflow.py). The gateway reads what a run wrote (jobs.json, results/, output/, summary.json), lists a run's
-# results while it runs, and writes the cancel marker the run honours.
+# batch_workflow.py). The gateway reads what a batch's run wrote (jobs.json, results/, output/, summary.json), lists
+# it first (S3 answers a missing key 403 without s3:ListBucket), and writes the cancel marker the run honours.
 BATCH_API_ACCESS: dict[str, list[str]] = {
-    "read": [f"{OPENAI_PREFIX}*", f"{RUNS_PREFIX}*"],
-    "write": [f"{OPENAI_PREFIX}*", f"{RUNS_PREFIX}*/cancel.json"],
-    "list_prefixes": [OPENAI_PREFIX, f"{RUNS_PREFIX}*/results/"],
+    "read": [f"{OPENAI_PREFIX}*", f"{BATCH_RUNS_PREFIX}*"],
+    "write": [f"{OPENAI_PREFIX}*", f"{BATCH_RUNS_PREFIX}*/cancel.json"],
+    "list_prefixes": [OPENAI_PREFIX, BATCH_RUNS_PREFIX],
 }
 # StartExecution names the state machine; DescribeExecution names an execution of it.
 START_ACTIONS = ("states:StartExecution",)

@@ -15,8 +15,9 @@ from typing import Any
 import aws_cdk as cdk
 import pytest
 
+from lambdas.gateway.batch_records import new_batch_id, run_id
 from stacks.config import AppConfig, GatewayConfig
-from stacks.constructs.gateway_batch_api import BATCH_API_ACCESS
+from stacks.constructs.gateway_batch_api import BATCH_API_ACCESS, BATCH_RUNS_PREFIX
 from stacks.gateway_stack import GatewayStack
 from stacks.synth import STACK_NAME, build_app
 from tests.infra.conftest import Gateway, flat, synth_gateway
@@ -92,10 +93,10 @@ def test_the_gateway_role_gets_exactly_the_batch_api_grants(fixture: str, reques
     # WHEN the app role's statements on the batch stack's resources are read
     grants = _batch_grants(gateway)
     bucket = IMPORTS["bucket"]
-    # THEN S3 is openai/ (read, write, delete, list) and runs/ (read, the results' list, the cancel marker) only
-    assert grants["s3:GetObject"] == {f"arn:aws:s3:::{bucket}/openai/*", f"arn:aws:s3:::{bucket}/runs/*"}
+    # THEN S3 is openai/ (read, write, delete, list) and the batches' runs (read, list, the cancel marker) only
+    assert grants["s3:GetObject"] == {f"arn:aws:s3:::{bucket}/openai/*", f"arn:aws:s3:::{bucket}/runs/batch-*"}
     put = {text.rsplit(bucket, 1)[1] for text in grants["s3:PutObject"]}
-    assert put == {"/openai/*", "/runs/*/cancel.json"}
+    assert put == {"/openai/*", "/runs/batch-*/cancel.json"}
     assert {text.rsplit(bucket, 1)[1] for text in grants["s3:DeleteObject"]} == {"/openai/*"}
     assert {text.rsplit(bucket, 1)[1] for text in grants["s3:ListBucket"]} == {""}
     # AND Step Functions: start on the state machine, describe on its executions only
@@ -114,7 +115,7 @@ def test_list_is_limited_to_the_declared_prefixes(fixture: str, request: pytest.
     (listing,) = [
         s for s in _statements(gateway) if s["Action"] == "s3:ListBucket" and "BatchApi" in _text(s["Resource"])
     ]
-    # THEN it is limited to openai/ and the runs' results by s3:prefix
+    # THEN it is limited to openai/ and the batches' runs by s3:prefix
     prefixes = listing["Condition"]["StringLike"]["s3:prefix"]
     assert sorted(prefixes) == sorted(f"{p}*" for p in BATCH_API_ACCESS["list_prefixes"])
 
@@ -166,3 +167,10 @@ def test_a_gateway_without_the_batch_stack_gets_no_batch_grant_or_setting(tmp_pa
     # THEN nothing of the Batch API is there: the routes answer 501 naming the fix (tests/functional)
     assert "GATEWAY_BATCH" not in text and "states:" not in text and "BatchApi" not in text
     assert cdk.Stack.of(stack).dependencies == []
+
+
+def test_a_batch_s_run_is_under_the_granted_runs_prefix() -> None:
+    # GIVEN a new batch id / WHEN its run id is made from it (the execution's name)
+    key = f"runs/{run_id(new_batch_id())}/jobs.json"
+    # THEN its files are under the prefix the gateway may read and list
+    assert key.startswith(BATCH_RUNS_PREFIX)
