@@ -82,6 +82,8 @@ def raw_members(text: str) -> dict[str, tuple[Any, str]]:
         raise ValueError("not a JSON object")
     at = _WHITESPACE.match(text, at + 1).end()  # type: ignore[union-attr]
     closed = text[at : at + 1] == "}"
+    if closed:  # the empty object
+        at += 1
     while not closed:
         if text[at : at + 1] != '"':
             raise ValueError(f"expected a member name at {at}")

@@ -6,7 +6,16 @@ import re
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from lambdas.shared.errors import InputValidationError
 from lambdas.shared.model_families import MODEL_FAMILIES, InferenceSettings
@@ -265,6 +274,16 @@ def describe_validation_error(exc: ValidationError, what: str) -> str:
     return f"invalid {what}: " + " | ".join(problems)
 
 
+def _without_prepared_defaults(data: dict[str, Any], model: str | None, on_demand: bool) -> dict[str, Any]:
+    """A job's or result's JSON without ``model`` and ``on_demand`` when they say nothing (a rows run's job): a rows
+    run writes its manifests, results and summary exactly as before prepared runs existed."""
+    if model is None:
+        data.pop("model", None)
+    if not on_demand:
+        data.pop("on_demand", None)
+    return data
+
+
 class RunModel(BaseModel):
     """One model of a run, everything the later steps need to submit, read and price its jobs."""
 
@@ -363,6 +382,10 @@ class JobSpec(BaseModel):
     # A model's group under Bedrock's minimum records per job: run on demand through the runtime, not as a batch job.
     on_demand: bool = False
 
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _without_prepared_defaults(handler(self), self.model, self.on_demand)
+
     @model_validator(mode="after")
     def _rows_key_iff_resubmission(self) -> JobSpec:
         if self.resubmission != (self.rows_key is not None):
@@ -415,6 +438,10 @@ class JobResult(BaseModel):
     resubmission: bool = False  # stored as runs/<run>/retry/results/<NNNN>.json
     model: str | None = None  # the job's model in a prepared run (JobSpec.model)
     on_demand: bool = False  # the job ran on demand (JobSpec.on_demand)
+
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _without_prepared_defaults(handler(self), self.model, self.on_demand)
 
 
 class ResubmissionRequest(BaseModel):

@@ -15,7 +15,7 @@ from lambdas.preprocess import handler, prepared
 from lambdas.shared.errors import InputValidationError
 from local.emulator import Quotas
 from tests.functional.conftest import BUCKET
-from tests.functional.prepared_input import (
+from tests.prepared_records import (
     HAIKU_ID,
     MODELS,
     TITAN_ID,
@@ -69,7 +69,7 @@ def test_records_are_grouped_by_model_in_input_order_and_planned_per_model(s3, l
     # AND the jobs never mix models: Claude in 2 balanced jobs (125 + 125), Titan in 1, and Nova's 30 records, under
     # the 100-record minimum of a batch job, in one on-demand job
     manifest = read_json(s3, run_ctx["manifest_key"])
-    assert [(job["model"], job["record_count"], job["on_demand"]) for job in manifest] == [
+    assert [(job["model"], job["record_count"], job.get("on_demand", False)) for job in manifest] == [
         ("claude-haiku", 125, False),
         ("claude-haiku", 125, False),
         ("titan-embed", 120, False),
