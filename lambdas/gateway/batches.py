@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from lambdas.gateway import batch_records as records
 from lambdas.gateway.batch_executions import BatchExecutions, ExecutionNotStarted
 from lambdas.gateway.batch_lines import ENDPOINTS, BotLookup, PreparedLine, output_line, prepare_line
@@ -124,6 +126,16 @@ class Batches:
                 await upload.abort()
             else:
                 await upload.finish()
+        except ClientError as error:  # the input is missing or unreadable (a file deleted meanwhile, an s3:// URI)
+            await upload.abort()
+            code = error.response.get("Error", {}).get("Code", "Error")
+            raise GatewayError(
+                400,
+                f"The input file {request.input_file_id[:200]!r} cannot be read ({code}): upload it again, or check "
+                "that the s3:// object exists.",
+                code="invalid_input_file",
+                param="input_file_id",
+            ) from error
         except BaseException:
             await upload.abort()
             raise

@@ -360,6 +360,15 @@ async def test_s3_inputs_only_from_the_key_s_own_folder(sdk: openai.AsyncOpenAI,
             await sdk.batches.create(input_file_id=uri, endpoint="/v1/chat/completions", completion_window="24h")
 
 
+async def test_a_missing_s3_input_is_a_400_naming_it(sdk: openai.AsyncOpenAI, batch_aws: BatchAws) -> None:
+    # GIVEN an s3:// URI of the key's folder where no object is
+    uri = f"s3://{batch_aws.bucket}/openai/inputs/key:default/missing.jsonl"
+    # WHEN a batch is created from it / THEN a 400 names the input and nothing runs
+    with pytest.raises(openai.BadRequestError, match="cannot be read"):
+        await sdk.batches.create(input_file_id=uri, endpoint="/v1/chat/completions", completion_window="24h")
+    assert batch_aws.keys("openai/batches/") == []
+
+
 async def test_without_the_batch_stack_the_routes_say_the_api_is_not_deployed(
     emulator: Any, settings: GatewaySettings
 ) -> None:
