@@ -45,15 +45,15 @@ DESCRIBE_ACTIONS = ("states:DescribeExecution",)
 @dataclass(frozen=True)
 class BatchApiTarget:
     """The batch stack's pieces the gateway's Batch API uses, as the gateway stack imports them (``export_batch_api``
-    made the exports): the data bucket's name, the state machine's ARN and name and, with ``kmsKey``, the ARN of the
-    key that encrypts both (None: AWS-managed keys).
+    made the exports): the data bucket's name, the state machine's ARN, the ARN pattern of its executions and, with
+    ``kmsKey``, the ARN of the key that encrypts both (None: AWS-managed keys).
 
     Named exports rather than CDK's automatic ones: the cdk-nag acknowledgements of the wildcard grants below name
     the resources as the synthesized template does, which the automatic export names (hashed) do not allow."""
 
     bucket_name: str
     state_machine_arn: str
-    state_machine_name: str
+    executions_arn: str  # arn:<partition>:states:<region>:<account>:execution:<state machine name>:*
     key_arn: str | None = None
 
     @property
@@ -70,7 +70,13 @@ def export_batch_api(
     values = {
         "BucketName": bucket.bucket_name,
         "StateMachineArn": state_machine.state_machine_arn,
-        "StateMachineName": state_machine.state_machine_name,
+        # its executions, in the batch stack's own region and account
+        "ExecutionsArn": stack.format_arn(
+            service="states",
+            resource="execution",
+            resource_name=f"{state_machine.state_machine_name}:*",
+            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+        ),
     }
     if encryption_key is not None:
         values["KeyArn"] = encryption_key.key_arn
@@ -82,7 +88,7 @@ def export_batch_api(
     return BatchApiTarget(
         bucket_name=imported["BucketName"],
         state_machine_arn=imported["StateMachineArn"],
-        state_machine_name=imported["StateMachineName"],
+        executions_arn=imported["ExecutionsArn"],
         key_arn=imported.get("KeyArn"),
     )
 
@@ -105,12 +111,7 @@ def grant_batch_api(role: iam.IRole, target: BatchApiTarget) -> None:
             "ids made from them) are only known at run time.",
         )
     role.add_to_principal_policy(iam.PolicyStatement(actions=list(START_ACTIONS), resources=[target.state_machine_arn]))
-    executions = stack.format_arn(
-        service="states",
-        resource="execution",
-        resource_name=f"{target.state_machine_name}:*",
-        arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-    )
+    executions = target.executions_arn
     role.add_to_principal_policy(iam.PolicyStatement(actions=list(DESCRIBE_ACTIONS), resources=[executions]))
     acknowledge_wildcard_resource(
         role,

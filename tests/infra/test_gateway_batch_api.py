@@ -31,7 +31,7 @@ FARGATE = {
 IMPORTS = {
     "bucket": f"{STACK_NAME}-BatchApiBucketName",
     "state_machine": f"{STACK_NAME}-BatchApiStateMachineArn",
-    "state_machine_name": f"{STACK_NAME}-BatchApiStateMachineName",
+    "executions": f"{STACK_NAME}-BatchApiExecutionsArn",
     "key": f"{STACK_NAME}-BatchApiKeyArn",
 }
 
@@ -101,8 +101,7 @@ def test_the_gateway_role_gets_exactly_the_batch_api_grants(fixture: str, reques
     assert {text.rsplit(bucket, 1)[1] for text in grants["s3:ListBucket"]} == {""}
     # AND Step Functions: start on the state machine, describe on its executions only
     assert grants["states:StartExecution"] == {IMPORTS["state_machine"]}
-    (executions,) = grants["states:DescribeExecution"]
-    assert executions.endswith(f":execution:{IMPORTS['state_machine_name']}:*")
+    assert grants["states:DescribeExecution"] == {IMPORTS["executions"]}
     # AND the batch key: through S3, and for the state machine's execution data
     assert grants["kms:GenerateDataKey (states)"] == grants["kms:Decrypt (states)"] == {IMPORTS["key"]}
     assert IMPORTS["key"] in grants["kms:Decrypt (s3)"]
@@ -139,9 +138,12 @@ def test_the_function_and_the_task_are_told_the_bucket_and_the_state_machine(
 def test_the_batch_stack_exports_what_the_gateway_imports_and_deploys_first(on_lambda: Gateway) -> None:
     # GIVEN the synthesized app / WHEN the batch stack's outputs and the stacks' order are read
     batch = on_lambda.assembly.get_stack_by_name(STACK_NAME).template
-    exports = {o["Export"]["Name"] for o in batch["Outputs"].values() if "Export" in o}
+    exports = {o["Export"]["Name"]: o["Value"] for o in batch["Outputs"].values() if "Export" in o}
     # THEN every import has its export, and the gateway stack depends on the batch stack
-    assert set(IMPORTS.values()) <= exports
+    assert set(IMPORTS.values()) <= set(exports)
+    executions = flat(exports[IMPORTS["executions"]])
+    assert executions.startswith("arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:")
+    assert executions.endswith(".Name>:*")
     assert STACK_NAME in [d.node.id for d in on_lambda.stack.dependencies]
 
 
