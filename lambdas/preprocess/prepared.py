@@ -217,11 +217,13 @@ class Split:
 
     spills: dict[str, _Spill]
     columns: dict[str, set[str]]
-    lines: int = 0
 
     @property
     def records(self) -> int:
         return sum(spill.count for spill in self.spills.values())
+
+
+_JSON_TYPE_NAMES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
 
 
 def _line_error(number: int, description: str, problem: str, fix: str) -> InputValidationError:
@@ -238,7 +240,6 @@ def split_by_model(body: Any, description: str, models: dict[str, GroupModel], w
     max_line = max(model.quotas.bytes_per_job for model in models.values())
     try:
         for number, raw in numbered_lines(body, max_line, description):
-            split.lines = number
             if not raw.strip():
                 continue  # a blank line holds no record
             _add_line(split, number, raw, description, models)
@@ -267,11 +268,11 @@ def _add_line(split: Split, number: int, raw: bytes, description: str, models: d
         raise _line_error(
             number,
             description,
-            f"is a JSON {type(line).__name__}, not an object",
+            f"is a JSON {_JSON_TYPE_NAMES.get(type(line), type(line).__name__)}, not an object",
             f"give one JSON object per line, e.g. {EXAMPLE_LINE}",
         )
     name = line.get(MODEL_KEY)
-    if name is None or name not in models:
+    if not isinstance(name, str) or name not in models:
         problem = "has no 'model'" if name is None else f"has 'model' = {json.dumps(name)[:80]}, not a key of models"
         raise _line_error(
             number,

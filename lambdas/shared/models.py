@@ -261,7 +261,8 @@ def describe_validation_error(exc: ValidationError, what: str) -> str:
             problems.append(err["msg"].removeprefix("Value error, "))  # a check of several fields names its own
             continue
         if err["type"] == "extra_forbidden":
-            known = ", ".join(ExecutionInput.model_fields) if what == "execution input" else ""
+            fields = PreparedModel.model_fields if top == "models" else ExecutionInput.model_fields
+            known = ", ".join(fields) if what == "execution input" else ""
             problems.append(f"unknown field '{field}'; remove it (known fields: {known})")
             continue
         value = err.get("input")
@@ -276,10 +277,10 @@ def describe_validation_error(exc: ValidationError, what: str) -> str:
 
 def _without_prepared_defaults(data: dict[str, Any], model: str | None, on_demand: bool) -> dict[str, Any]:
     """A job's or result's JSON without ``model`` and ``on_demand`` when they say nothing (a rows run's job): a rows
-    run writes its manifests, results and summary exactly as before prepared runs existed."""
-    if model is None:
+    run writes its manifests, results and summary exactly as before prepared runs existed. A prepared run's jobs
+    and results always carry both."""
+    if model is None and not on_demand:
         data.pop("model", None)
-    if not on_demand:
         data.pop("on_demand", None)
     return data
 

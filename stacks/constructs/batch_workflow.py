@@ -63,14 +63,16 @@ LAMBDA_TASK_ROOT = "/var/task"  # where lambdas/Dockerfile puts the sources (and
 
 # The job manifests the Distributed Maps read: runs/<run>/jobs.json and runs/<run>/retry/jobs.json.
 MANIFEST_KEYS = f"{RUNS_PREFIX}*/jobs.json"
+# A prepared run's input as the gateway stores an OpenAI batch (input_format "prepared"; docs/batch/running.md).
+PREPARED_INPUTS = "openai/batches/*/prepared.jsonl"
 # Who may touch which keys of the data bucket (S3 key patterns of lambdas/shared/layout.py; list_prefixes limit
 # s3:ListBucket by s3:prefix). IAM's '*' spans '/': runs/*/output/* also covers the resubmission jobs'
 # runs/<run>/retry/output/ (and results/, jobs/, jobs.json the same way).
 DATA_ACCESS: dict[str, dict[str, list[str]]] = {
-    # Reads the input (an upload under inputs/, or a file of an earlier run, e.g. its output) and writes the run's
-    # records, job files and manifest.
+    # Reads the input (an upload under inputs/, a file of an earlier run, e.g. its output, or a prepared batch file)
+    # and writes the run's records, job files and manifest.
     "preprocess": {
-        "read": [f"{INPUTS_PREFIX}*", f"{RUNS_PREFIX}*"],
+        "read": [f"{INPUTS_PREFIX}*", f"{RUNS_PREFIX}*", PREPARED_INPUTS],
         "write": [f"{RUNS_PREFIX}*/records.parquet", f"{RUNS_PREFIX}*/jobs/*", MANIFEST_KEYS],
         "list_prefixes": [INPUTS_PREFIX, RUNS_PREFIX],
     },
@@ -296,7 +298,13 @@ class BatchWorkflow(Construct):
                 grant_s3_objects_key(encryption_key, fn.role)
             for pattern in dict.fromkeys(access["read"] + access["write"]):
                 verbs = [verb for kind, verb in (("read", "reads"), ("write", "writes")) if pattern in access[kind]]
-                names = "uploads' names" if pattern.startswith(INPUTS_PREFIX) else "run ids"
+                names = (
+                    "uploads' names"
+                    if pattern.startswith(INPUTS_PREFIX)
+                    else "batch ids"
+                    if pattern == PREPARED_INPUTS
+                    else "run ids"
+                )
                 acknowledge_wildcard_resource(
                     fn.role,
                     bucket.arn_for_objects(pattern),

@@ -27,9 +27,12 @@ def test_a_prepared_run_of_two_models_returns_every_record_once_with_its_model_o
     path.write_bytes(jsonl(lines))
     batch_id = "batch_0001a2b3c4"
     with LocalRuntime(RuntimeOptions(step_seconds=0.05, max_concurrent_jobs=1)) as runtime:
+        # (stored where the gateway stores a batch's prepared file)
+        key = f"openai/batches/{batch_id}/prepared.jsonl"
+        runtime.s3.upload_file(str(path), runtime.bucket, key)
         execution = runtime.start(
             execution_input(
-                runtime.upload_input(path), models=["claude-haiku", "titan-embed"], max_records_per_job=120
+                f"s3://{runtime.bucket}/{key}", models=["claude-haiku", "titan-embed"], max_records_per_job=120
             ),
             name=batch_id,
         )

@@ -69,7 +69,7 @@ def test_records_are_grouped_by_model_in_input_order_and_planned_per_model(s3, l
     # AND the jobs never mix models: Claude in 2 balanced jobs (125 + 125), Titan in 1, and Nova's 30 records, under
     # the 100-record minimum of a batch job, in one on-demand job
     manifest = read_json(s3, run_ctx["manifest_key"])
-    assert [(job["model"], job["record_count"], job.get("on_demand", False)) for job in manifest] == [
+    assert [(job["model"], job["record_count"], job["on_demand"]) for job in manifest] == [
         ("claude-haiku", 125, False),
         ("claude-haiku", 125, False),
         ("titan-embed", 120, False),
@@ -145,12 +145,16 @@ def test_other_keys_are_input_columns_typed_from_their_values(s3, lambda_context
 
 BAD_LINES: dict[str, tuple[bytes, str]] = {
     "not JSON": (b'{"model": "titan-embed", "model_input": {}\n', r"line 2 of s3://.* is not valid JSON"),
-    "not an object": (b"[1, 2]\n", r"line 2 of .* is a JSON list, not an object; give one JSON object per line"),
+    "not an object": (b"[1, 2]\n", r"line 2 of .* is a JSON array, not an object; give one JSON object per line"),
     "no model": (b'{"model_input": {"inputText": "x"}}\n', r"line 2 of .* has no 'model'; set 'model' to one of"),
     "unknown model": (
         b'{"model": "gpt-4o", "model_input": {"inputText": "x"}}\n',
         r"line 2 of .* has 'model' = \"gpt-4o\", not a key of models; set 'model' to one of the execution input's "
         r"models \['titan-embed'\]",
+    ),
+    "model not a string": (
+        b'{"model": ["titan-embed"], "model_input": {}}\n',
+        r"line 2 of .* has 'model' = \[\"titan-embed\"\], not a key of models",
     ),
     "model_input missing": (b'{"model": "titan-embed"}\n', r"line 2 of .* has no 'model_input'; give the record's"),
     "model_input not an object": (

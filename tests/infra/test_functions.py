@@ -231,10 +231,11 @@ def _s3_access(synthesized: Synthesized, template: Template, key: str) -> dict[s
 @pytest.mark.parametrize(
     ("key", "reads", "writes", "lists"),
     [
-        # the input (an upload, or an earlier run's file) -> the run's records, job files and manifest
+        # the input (an upload, an earlier run's file, or a prepared batch file) -> the run's records, job files and
+        # manifest
         (
             "preprocess",
-            ["/inputs/*", "/runs/*"],
+            ["/inputs/*", "/openai/batches/*/prepared.jsonl", "/runs/*"],
             ["/runs/*/jobs.json", "/runs/*/jobs/*", "/runs/*/records.parquet"],
             ["inputs/*", "runs/*"],
         ),

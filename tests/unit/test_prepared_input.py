@@ -80,7 +80,11 @@ INVALID = {
     "empty models": ({**PREPARED, "models": {}}, "field 'models' = {...}: names no model"),
     "bad model name": ({**PREPARED, "models": {"a b": HAIKU}}, "has a model named 'a b'"),
     "model without id": ({**PREPARED, "models": {"a": {"invocation_type": "Converse"}}}, "field 'models.a.model_id'"),
-    "unknown model key": ({**PREPARED, "models": {"a": {**HAIKU, "prompt": "x"}}}, "unknown field 'models.a.prompt'"),
+    "unknown model key": (
+        {**PREPARED, "models": {"a": {**HAIKU, "prompt": "x"}}},
+        "unknown field 'models.a.prompt'; remove it (known fields: model_id, invocation_type, model_family, "
+        "output_kind)",
+    ),
     "unknown family": ({**PREPARED, "models": {"a": {**HAIKU, "model_family": "gpt"}}}, "is not a model family"),
     "bad invocation type": (
         {**PREPARED, "models": {"a": {**HAIKU, "invocation_type": "Chat"}}},
@@ -189,3 +193,15 @@ def test_a_job_result_says_its_model() -> None:
     )
     again = JobResult.model_validate(result.model_dump(mode="json"))
     assert (again.model, again.on_demand) == ("m", False)
+
+
+def test_a_rows_runs_jobs_are_written_as_before_and_a_prepared_runs_always_say_their_model() -> None:
+    # GIVEN a rows run's job and a prepared run's batch job
+    rows_job = JobSpec(index=0, input_key="k", first_row=0, record_count=100, size_bytes=1)
+    prepared_job = JobSpec(index=0, input_key="k", first_row=0, record_count=100, size_bytes=1, model="m")
+    # WHEN they are written to the manifest THEN the rows run's has no new keys, the prepared run's has both
+    assert "model" not in rows_job.model_dump() and "on_demand" not in rows_job.model_dump(mode="json")
+    assert (prepared_job.model_dump()["model"], prepared_job.model_dump()["on_demand"]) == ("m", False)
+    # AND both read back as they were
+    assert JobSpec.model_validate(rows_job.model_dump()) == rows_job
+    assert JobSpec.model_validate(prepared_job.model_dump()) == prepared_job
