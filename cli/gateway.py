@@ -6,9 +6,12 @@
 
 ``--target local`` (default) starts the emulator (with a moto server beside it holding the media bucket and the
 team-key table) and points the app's clients at them through ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` /
-``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL_DYNAMODB``; ``--target
-aws`` serves the same app against the Bedrock of your current AWS credentials (set ``GATEWAY_MEDIA_BUCKET`` for
-image and video bots).
+``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL_DYNAMODB``; with the Batch API (the default, ``--no-batch`` to start
+faster without it) the emulator and the moto server are the local runtime's (``local.runner.LocalRuntime``: the
+synthesized batch state machine in moto's Step Functions, its handlers in-process), so ``/v1/batches`` runs real
+batch runs locally. ``--target aws`` serves the same app against the Bedrock of your current AWS credentials (set
+``GATEWAY_MEDIA_BUCKET`` for image and video bots, ``GATEWAY_BATCH_BUCKET`` and ``GATEWAY_BATCH_STATE_MACHINE_ARN``
+for the Batch API).
 """
 
 from __future__ import annotations
@@ -42,6 +45,11 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--admin-key", help="the admin key of /admin/ (default: $GATEWAY_ADMIN_KEY or a new random one)")
     p.add_argument("--ask", metavar="PROMPT", help="stream one answer through the Poe route, print it and stop")
     p.add_argument("--bot", default="router-claude", help="the bot --ask talks to (default: router-claude)")
+    p.add_argument(
+        "--no-batch",
+        action="store_true",
+        help="local: no Batch API (/v1/batches answers 501), so no batch state machine is synthesized at start",
+    )
     p.set_defaults(func=run)
 
 
@@ -66,9 +74,13 @@ def local_gateway(
     access_key: str | None = None,
     log_level: str = "warning",
     admin_key: str | None = None,
+    batch: bool = False,
+    step_seconds: float = 1.0,
 ) -> Iterator[RunningGateway]:
     """The gateway served by uvicorn from a background thread (and, for ``local``, the emulator it talks to).
-    ``log_level``: uvicorn's (``info``, as the deployed function's ``python -m uvicorn`` runs, logs each request)."""
+    ``log_level``: uvicorn's (``info``, as the deployed function's ``python -m uvicorn`` runs, logs each request).
+    ``batch`` (local): the Batch API over a local runtime (the synthesized state machine, handlers in-process), whose
+    emulator keeps each batch job status ``step_seconds``."""
     import logging
 
     import uvicorn
@@ -87,18 +99,30 @@ def local_gateway(
             logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's S3 server logs every request
             for name, value in FAKE_AWS_ENV.items():
                 os.environ.setdefault(name, value)
-            emulator = stack.enter_context(standalone(emulator_port, host=host, s3_port=s3_port, step_seconds=1))
+            if batch:
+                runtime = stack.enter_context(local_batch_runtime(step_seconds))
+                emulator = runtime.emulator
+                moto_url = runtime.http_endpoint()  # the runtime's own moto state, over HTTP
+                env |= {
+                    "AWS_ENDPOINT_URL_SFN": moto_url,
+                    "GATEWAY_BATCH_BUCKET": runtime.bucket,
+                    "GATEWAY_BATCH_STATE_MACHINE_ARN": runtime.state_machine_arn,
+                    "GATEWAY_BATCH_REGION": LOCAL_REGION,
+                }
+                _s3_client(moto_url).create_bucket(Bucket=MEDIA_BUCKET)
+            else:
+                emulator = stack.enter_context(standalone(emulator_port, host=host, s3_port=s3_port, step_seconds=1))
+                moto_url = emulator.state.s3.meta.endpoint_url  # a moto server: its DynamoDB holds the team-key table
+                emulator.state.s3.create_bucket(Bucket=MEDIA_BUCKET)
             emulator.state.faults.update(faults or {})
-            emulator.state.s3.create_bucket(Bucket=MEDIA_BUCKET)
             emulator_url = emulator.endpoint_url
-            moto_url = emulator.state.s3.meta.endpoint_url  # a moto server: its DynamoDB holds the team-key table
             admin = admin_key or os.environ.get("GATEWAY_ADMIN_KEY") or secrets.token_urlsafe(24)[:32]
             env |= {
                 "AWS_ENDPOINT_URL_DYNAMODB": moto_url,
                 "GATEWAY_KEYS_TABLE": create_key_table(moto_url),
                 "GATEWAY_ADMIN_KEY": admin,
                 "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": emulator_url,
-                "AWS_ENDPOINT_URL_S3": emulator.state.s3.meta.endpoint_url,
+                "AWS_ENDPOINT_URL_S3": moto_url,
                 "GATEWAY_MEDIA_BUCKET": MEDIA_BUCKET,
                 "GATEWAY_VIDEO_POLL_SECONDS": "1",
             }
@@ -126,6 +150,24 @@ def local_gateway(
         yield RunningGateway(f"http://{host}:{bound}", key, emulator_url, models, settings.team_keys.admin_key)
 
 
+LOCAL_REGION = "us-east-1"  # the local runtime's region (local.runner.REGION)
+
+
+@contextmanager
+def local_batch_runtime(step_seconds: float) -> Iterator[Any]:
+    """The local runtime the Batch API runs batches on (``local.runner.LocalRuntime``)."""
+    from local.runner import LocalRuntime, RuntimeOptions
+
+    with LocalRuntime(RuntimeOptions(step_seconds=step_seconds)) as runtime:
+        yield runtime
+
+
+def _s3_client(endpoint: str) -> Any:
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, region_name=LOCAL_REGION)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.ask:  # one answer on the terminal: keep the gateway's own logs and metrics out of it
         os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
@@ -147,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
             faults=faults,
             access_key=args.access_key,
             admin_key=args.admin_key,
+            batch=not args.no_batch and not args.ask,  # --ask: one answer, no batch runtime to start
         )
         with gateway as running:
             if args.ask:
@@ -160,6 +203,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"Poe:         POST {running.url}/poe/<bot>   (Authorization: Bearer <access key>)")
             print(f"OpenAI:      OPENAI_BASE_URL={running.url}/v1 OPENAI_API_KEY={running.access_key}")
             print(f"Bots:        curl -H 'Authorization: Bearer {running.access_key}' {running.url}/v1/models")
+            if not args.no_batch:
+                print(f"Batch API:   {running.url}/v1/files, {running.url}/v1/batches  (runs on the local runtime)")
             wait_until_interrupted()
     except BotConfigError as exc:
         return fail(str(exc), EXIT_BAD_INPUT)

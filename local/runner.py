@@ -420,6 +420,22 @@ class LocalRuntime(StateMachineRuns):
             name="BatchInference", definition=definition, roleArn=role_arn, type="STANDARD"
         )["stateMachineArn"]
 
+    def http_endpoint(self) -> str:
+        """A moto server in this process, serving this runtime's own S3, Step Functions (and every other service moto
+        has) over HTTP, for clients moto's in-process mock cannot serve (the gateway's aiobotocore); started on first
+        use, stopped with the runtime. Moto keeps one state per process, so both see the same buckets and
+        executions."""
+        if getattr(self, "_http_endpoint", None) is None:
+            from moto.server import ThreadedMotoServer
+
+            server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            server.start()
+            self._exit.callback(server.stop)
+            host, port = server.get_host_and_port()
+            self._http_endpoint: str | None = f"http://{host}:{port}"
+        assert self._http_endpoint is not None
+        return self._http_endpoint
+
     def job_statuses(self) -> dict[str, int]:
         """Bedrock jobs by status, as the emulator sees them (for progress displays)."""
         counts: dict[str, int] = {}

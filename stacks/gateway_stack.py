@@ -9,6 +9,7 @@ from constructs import Construct
 
 from stacks.config import FunctionConfig, GatewayConfig, ObservabilityConfig, SecurityConfig, StorageConfig
 from stacks.constructs.encryption_key import EncryptionKey
+from stacks.constructs.gateway_batch_api import BatchApiTarget
 from stacks.constructs.gateway_service import GatewayService
 from stacks.constructs.invocation_logging import ModelInvocationLogging
 from stacks.constructs.model_gateway import ModelGateway
@@ -24,7 +25,8 @@ class GatewayStack(cdk.Stack):
 
     ``security.kms_key`` (``kmsKey``): the gateway's own customer-managed key (``"create"``) or the given key encrypts
     the media bucket and the log groups (``encryption_key``; None without ``kmsKey``). ``cfg.model_invocation_logging``
-    adds ``invocation_logging`` (ModelInvocationLogging; None when off)."""
+    adds ``invocation_logging`` (ModelInvocationLogging; None when off). ``batch`` (the batch stack's bucket and state
+    machine, passed by ``stacks.synth.build_app``) serves the OpenAI Batch API; None: its routes answer 501."""
 
     def __init__(
         self,
@@ -36,6 +38,7 @@ class GatewayStack(cdk.Stack):
         storage: StorageConfig,
         observability: ObservabilityConfig | None = None,
         security: SecurityConfig | None = None,
+        batch: BatchApiTarget | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id_, **kwargs)
@@ -63,6 +66,7 @@ class GatewayStack(cdk.Stack):
                 function_settings=function_settings,
                 storage=storage,
                 encryption_key=self.encryption_key,
+                batch=batch,
             )
             url = self.service.url
         else:
@@ -73,6 +77,7 @@ class GatewayStack(cdk.Stack):
                 function_settings=function_settings,
                 storage=storage,
                 encryption_key=self.encryption_key,
+                batch=batch,
             )
             url = self._gateway.api.url
         self.invocation_logging = (

@@ -20,6 +20,7 @@ from cdk_nag import AwsSolutionsChecks
 
 from stacks.batch_inference_stack import BatchInferenceStack
 from stacks.config import AppConfig, GatewayConfig
+from stacks.constructs.gateway_batch_api import export_batch_api
 from stacks.gateway_stack import GatewayStack
 
 STACK_NAME = "BedrockBatchInference"
@@ -55,16 +56,25 @@ def build_app(
         post_cli_context={"aws:cdk:bundling-stacks": []} if skip_bundling else None,
         outdir=outdir,
     )
+    gateway_cfg = GatewayConfig.from_app(app) if gateway else None
+    # Fargate: the certificate's region (an ALB uses certificates of its own region only). The batch stack goes to
+    # the same region: the gateway's Batch API uses its bucket and state machine (cross-stack references need one
+    # environment), so both stacks have it.
+    env = (
+        None
+        if gateway_cfg is None or gateway_cfg.service is None
+        else cdk.Environment(region=gateway_cfg.service.region)
+    )
     stack = BatchInferenceStack(
         app,
         STACK_NAME,
         cfg=AppConfig.from_app(app),
         description="Amazon Bedrock batch inference orchestrator (Step Functions Distributed Map)",
+        env=env,
     )
-    if gateway:
+    if gateway_cfg is not None:
         cfg = AppConfig.from_app(app)
-        gateway_cfg = GatewayConfig.from_app(app)
-        GatewayStack(
+        gateway_stack = GatewayStack(
             app,
             GATEWAY_STACK_NAME,
             cfg=gateway_cfg,
@@ -72,12 +82,19 @@ def build_app(
             storage=cfg.storage,
             observability=cfg.observability,
             security=cfg.security,
+            # the OpenAI Batch API over this app's batch stack (stacks compose: no lookup)
+            batch=export_batch_api(
+                stack,
+                bucket=stack.data_bucket.bucket,
+                state_machine=stack.workflow.state_machine,
+                encryption_key=stack.encryption_key,
+            ),
             description="Amazon Bedrock model gateway (REST API streaming from Lambda)"
             if gateway_cfg.service is None
             else "Amazon Bedrock model gateway (ECS Fargate behind an Application Load Balancer)",
-            # Fargate: the certificate's region (an ALB uses certificates of its own region only).
-            env=None if gateway_cfg.service is None else cdk.Environment(region=gateway_cfg.service.region),
+            env=env,
         )
+        gateway_stack.add_stack_dependency(stack)  # it imports the batch stack's exports: deployed after it
     # Cost attribution (cdk.json "tags"): on every taggable resource of every stack; Submit puts them on the jobs too.
     for key, value in AppConfig.from_app(app).security.tags:
         cdk.Tags.of(app).add(key, value)

@@ -62,3 +62,14 @@ def _reset_metrics() -> Any:
 
     yield
     metrics.clear_metrics()
+
+
+@pytest.fixture(scope="module")
+def batch_gateway() -> Any:
+    """A gateway whose Batch API runs on a local runtime (``tests/openai_batch.py``): ``.url`` (the SDK's base URL is
+    ``url + "/v1"``), ``.key`` and ``.client()`` (the openai SDK on it). One per module: the runtime synthesizes the
+    batch state machine at start."""
+    from tests.openai_batch import batch_gateway as start
+
+    with start() as gateway:
+        yield gateway

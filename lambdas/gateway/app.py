@@ -45,6 +45,7 @@ from lambdas.gateway.openai_chat import OpenAIChatRequest
 from lambdas.gateway.parameters import image_parameter_controls, text_parameter_controls
 from lambdas.gateway.routes_admin import router as admin_router
 from lambdas.gateway.routes_anthropic import router as anthropic_router
+from lambdas.gateway.routes_batches import batches_router
 from lambdas.gateway.routes_embeddings import embeddings_router
 from lambdas.gateway.routes_files import files_router
 from lambdas.gateway.routes_images import images_router
@@ -312,6 +313,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(images_router(bots, settings, authenticated, authorized))
     app.state.batch_store = BatchStore(clients, settings)  # the Batch API's files and batches, in the batch bucket
     app.include_router(files_router(settings, app.state.batch_store, authenticated, keys))
+    app.include_router(batches_router(bots, settings, app.state.batch_store, clients, keys))
     return app
 
 

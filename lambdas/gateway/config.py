@@ -427,8 +427,12 @@ class GatewaySettings:
     attachment_private_hosts: bool = False  # local runs only: allow attachment URLs on private/loopback addresses
     team_keys: TeamKeySettings = field(default_factory=TeamKeySettings)  # the team-key table and the admin key
     emf_agent: EmfAgent | None = None  # the Fargate task: EMF records to the CloudWatch agent, not printed
-    batch_bucket: str = ""  # the Batch API's files and batches (the batch stack's bucket); empty: those routes 503
+    # The Batch API: the batch stack's data bucket (files and batches, lambdas.gateway.batch_store) and state machine
+    # (lambdas.gateway.routes_batches); empty when the gateway is deployed without the batch stack (those routes
+    # then answer an error naming the fix)
+    batch_bucket: str = ""
     batch_region: str = "us-east-1"
+    batch_state_machine_arn: str = ""
     # POST /v1/files: the largest upload (API Gateway's 10 MB REST payload; larger inputs go as s3:// references)
     max_upload_bytes: int = 10_000_000
 
@@ -456,6 +460,7 @@ class GatewaySettings:
             attachment_timeout=float(env.get("GATEWAY_ATTACHMENT_TIMEOUT", "10")),
             attachment_private_hosts=env.get("GATEWAY_ATTACHMENT_PRIVATE_HOSTS", "").lower() == "true",
             team_keys=TeamKeySettings.from_env(env),
+            batch_state_machine_arn=env.get("GATEWAY_BATCH_STATE_MACHINE_ARN", ""),
             emf_agent=(
                 EmfAgent.parse(env["GATEWAY_EMF_AGENT_ENDPOINT"], env.get("GATEWAY_EMF_LOG_GROUP", ""))
                 if env.get("GATEWAY_EMF_AGENT_ENDPOINT")

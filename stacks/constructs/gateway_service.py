@@ -35,6 +35,7 @@ from constructs import Construct
 from stacks.config import FunctionConfig, GatewayConfig, GatewayServiceConfig, StorageConfig
 from stacks.constructs.batch_network import add_flow_logs
 from stacks.constructs.data_bucket import ACCESS_LOG_EXPIRATION
+from stacks.constructs.gateway_batch_api import BatchApiTarget
 from stacks.constructs.gateway_keys import GatewayKeys
 from stacks.constructs.model_gateway import (
     APP,
@@ -100,8 +101,8 @@ class GatewayService(Construct):
 
     ``settings.vpc`` None: a VPC with public subnets (the load balancer, NAT gateways) and private subnets (the tasks)
     in two Availability Zones, with flow logs. Otherwise the given VPC and subnets (their routes are the owner's).
-    ``existing_media_bucket`` and ``encryption_key`` as for ``ModelGateway``; the access-log bucket stays SSE-S3, the
-    only encryption ALB access logs support."""
+    ``existing_media_bucket``, ``encryption_key`` and ``batch`` as for ``ModelGateway``; the access-log bucket stays
+    SSE-S3, the only encryption ALB access logs support."""
 
     def __init__(
         self,
@@ -114,6 +115,7 @@ class GatewayService(Construct):
         storage: StorageConfig,
         existing_media_bucket: s3.IBucket | None = None,
         encryption_key: kms.IKey | None = None,
+        batch: BatchApiTarget | None = None,
     ) -> None:
         super().__init__(scope, id_)
         self.media_bucket = media_bucket(
@@ -150,6 +152,7 @@ class GatewayService(Construct):
             access_keys=self.access_keys,
             encryption_key=encryption_key,
             team_keys=self.team_keys,
+            batch=batch,
         )
         self.task_definition = ecs.FargateTaskDefinition(
             self,
@@ -201,6 +204,7 @@ class GatewayService(Construct):
                 "GATEWAY_EMF_LOG_GROUP": self.metrics_log_group.log_group_name,
                 "AWS_DEFAULT_REGION": cdk.Aws.REGION,
                 **self.team_keys.environment,
+                **(batch.environment if batch else {}),
                 "POWERTOOLS_SERVICE_NAME": SERVICE,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                 "POWERTOOLS_LOG_LEVEL": "INFO",

@@ -41,6 +41,7 @@ from stacks.config import (
 )
 from stacks.constructs.data_bucket import MULTIPART_UPLOAD_ABORT, DataBucket
 from stacks.constructs.encryption_key import grant_key_through, grant_s3_objects_key
+from stacks.constructs.gateway_batch_api import BatchApiTarget, grant_batch_api
 from stacks.constructs.gateway_keys import GatewayKeys
 from stacks.constructs.nag import acknowledge, acknowledge_wildcard_resource
 from stacks.constructs.python_function import PythonFunction, retention
@@ -51,7 +52,7 @@ REQUIREMENTS = "requirements-gateway.txt"
 # The services the gateway's clients call (lambdas/gateway/clients.py). No sts: Lambda puts the function role's
 # credentials in the environment (Lambda developer guide, "Defined runtime environment variables"), which botocore's
 # first credential provider reads, so no provider assumes a role (tests/infra/test_lambda_sdk.py).
-SDK_SERVICES = ("bedrock-runtime", "s3", "secretsmanager", "dynamodb")
+SDK_SERVICES = ("bedrock-runtime", "s3", "secretsmanager", "dynamodb", "stepfunctions")
 RUN_SCRIPT = "stacks/constructs/gateway_run.sh"  # staged as run.sh at the asset root: the function's handler
 LAMBDA_TASK_ROOT = "/var/task"
 PORT = 8080
@@ -200,7 +201,8 @@ class ModelGateway(Construct):
     ``existing_media_bucket`` (any ``s3.IBucket``) replaces the media bucket the construct would create; its expiry of
     generated media is then its owner's. ``encryption_key`` (an existing ``kms.IKey`` whose policy lets CloudWatch Logs
     use it, as ``EncryptionKey`` makes it) encrypts a created media bucket (SSE-KMS), the log groups and the secret;
-    the function may use it for media objects through S3.
+    the function may use it for media objects through S3. ``batch`` (the batch stack's bucket and state machine)
+    serves the OpenAI Batch API over them (``stacks.constructs.gateway_batch_api``); None: the batch routes answer 501.
     """
 
     def __init__(
@@ -213,6 +215,7 @@ class ModelGateway(Construct):
         storage: StorageConfig,
         existing_media_bucket: s3.IBucket | None = None,
         encryption_key: kms.IKey | None = None,
+        batch: BatchApiTarget | None = None,
     ) -> None:
         super().__init__(scope, id_)
         self.media_bucket = media_bucket(
@@ -256,6 +259,7 @@ class ModelGateway(Construct):
                 "GATEWAY_ACCESS_KEYS_SECRET_ARN": self.access_keys.secret_arn,
                 "GATEWAY_ACCOUNT_ID": cdk.Aws.ACCOUNT_ID,  # fills the account-less router/profile ARNs of bots.json
                 **self.team_keys.environment,
+                **(batch.environment if batch else {}),
             },
         )
         grant_gateway_app(
@@ -265,6 +269,7 @@ class ModelGateway(Construct):
             access_keys=self.access_keys,
             encryption_key=encryption_key,
             team_keys=self.team_keys,
+            batch=batch,
         )
 
         self.access_logs = logs.LogGroup(
@@ -402,11 +407,14 @@ def grant_gateway_app(
     access_keys: secretsmanager.ISecret,
     encryption_key: kms.IKey | None = None,
     team_keys: GatewayKeys | None = None,
+    batch: BatchApiTarget | None = None,
 ) -> None:
     """What the gateway app does with AWS, granted to ``role`` (the Lambda function's or the Fargate task's): read the
     access keys, invoke the bots' models (and their guardrails and async invocations), write and presign media, use
-    the team-key table and read the admin key (``team_keys``), and use ``encryption_key`` through S3, Secrets
-    Manager and DynamoDB."""
+    the team-key table and read the admin key (``team_keys``), use ``encryption_key`` through S3, Secrets
+    Manager and DynamoDB, and serve the Batch API over ``batch``."""
+    if batch is not None:
+        grant_batch_api(role, batch)
     role.add_to_principal_policy(iam.PolicyStatement(actions=list(SECRET_ACTIONS), resources=[access_keys.secret_arn]))
     if team_keys is not None:
         team_keys.grant(role)

@@ -25,7 +25,8 @@ def acknowledge_wildcard_resource(scope: IConstruct, resource: str, reason: str)
 
 
 def _flatten(node: Any) -> str:
-    """cdk-nag's ``flattenCfnReference``: Fn::Join joined, Fn::GetAtt as <Id.Attr>, Ref as <Id>, others as JSON."""
+    """cdk-nag's ``flattenCfnReference``: Fn::Join joined, Fn::GetAtt as <Id.Attr>, Ref as <Id>, Fn::ImportValue as
+    the export's name, others as JSON."""
     if isinstance(node, str):
         return node.replace("${", "<").replace("}", ">")
     if isinstance(node, dict) and "Fn::Join" in node:
@@ -34,6 +35,8 @@ def _flatten(node: Any) -> str:
     if isinstance(node, dict) and "Fn::GetAtt" in node:
         resource, attribute = node["Fn::GetAtt"]
         return f"<{_flatten(resource)}.{_flatten(attribute)}>"
+    if isinstance(node, dict) and "Fn::ImportValue" in node:  # an export of another stack, by its name
+        return _flatten(node["Fn::ImportValue"])
     if isinstance(node, dict) and "Ref" in node:
         return f"<{_flatten(node['Ref'])}>"
     return json.dumps(node, separators=(",", ":"))  # JSON.stringify, as cdk-nag falls back to

@@ -175,6 +175,8 @@ def test_access_keys_stay_in_secrets_manager(gateway: Gateway, function: dict[st
         "GATEWAY_ACCESS_KEYS_SECRET_ARN",
         "GATEWAY_KEYS_TABLE",  # team keys: the table's name and the admin key's secret ARN
         "GATEWAY_ADMIN_KEY_SECRET_ARN",
+        "GATEWAY_BATCH_BUCKET",  # the Batch API: the batch stack's bucket and state machine (names, no key)
+        "GATEWAY_BATCH_STATE_MACHINE_ARN",
     }
     admin_id = gateway.logical_id(gateway.stack.gateway.team_keys.admin_key)
     assert env["GATEWAY_ADMIN_KEY_SECRET_ARN"] == {"Ref": admin_id}
@@ -215,7 +217,11 @@ def test_media_bucket_is_private_encrypted_ssl_only_and_expires(gateway: Gateway
     )
     # AND the function reads (presigns) and writes (one PutObject, never multipart) its objects, and knows its name
     assert function["Environment"]["Variables"]["GATEWAY_MEDIA_BUCKET"] == {"Ref": bucket_id}
-    media = [s for s in statements(gateway) if any(a.startswith("s3:") for a in as_list(s["Action"]))]
+    media = [
+        s
+        for s in statements(gateway)
+        if any(a.startswith("s3:") for a in as_list(s["Action"])) and bucket_id in json.dumps(s["Resource"])
+    ]  # (the Batch API's S3 grants, on the batch stack's bucket: tests/infra/test_gateway_batch_api.py)
     assert [(sorted(as_list(s["Action"])), flat(s["Resource"])) for s in media] == [
         (["s3:GetObject", "s3:PutObject"], f"<{bucket_id}.Arn>/*")
     ]
@@ -374,7 +380,7 @@ def test_kms_key_encrypts_the_media_bucket_and_lets_the_function_presign(guarded
     uses = [
         s
         for s in statements(guarded)
-        if s["Resource"] == {"Fn::GetAtt": [key_id, "Arn"]} and "kms:GenerateDataKey" in as_list(s["Action"])
+        if {"Fn::GetAtt": [key_id, "Arn"]} in as_list(s["Resource"]) and "kms:GenerateDataKey" in as_list(s["Action"])
     ]
     (use,) = uses
     assert sorted(as_list(use["Action"])) == ["kms:Decrypt", "kms:GenerateDataKey"]
