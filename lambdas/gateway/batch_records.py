@@ -55,7 +55,7 @@ def run_id(batch_id: str) -> str:
 
 
 def cancel_key(batch_id: str) -> str:
-    return f"{layout.run_prefix(run_id(batch_id))}/cancel.json"
+    return layout.cancel_key(run_id(batch_id))
 
 
 def _missing(error: ClientError) -> bool:
