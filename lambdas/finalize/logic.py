@@ -10,6 +10,7 @@ from the resubmission outputs, never from the file being rewritten), so a retrie
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -373,12 +374,40 @@ def prepared_cost(models: dict[str, Any], prices: PriceTable) -> dict[str, Any]:
     }
 
 
+ROW_LINES_BATCH = 2_048  # rows per Arrow batch when writing a prepared run's JSON lines (bounded memory)
+
+
+def write_row_lines(s3: Any, run: RunContext, results: dict[int, JobResult], workdir: Path) -> list[str]:
+    """A prepared run's output rows as JSON lines, one file per job next to its Parquet (``layout.output_rows_key``),
+    every column (the reader checks an answer against its request's ``model_input``). Streamed batch by batch from
+    the final Parquet (after the resubmission merge): memory stays bounded; written again, they are the same bytes."""
+    keys = []
+    for index in sorted(results):
+        local = workdir / f"rows-{index:04d}.parquet"
+        lines = workdir / f"rows-{index:04d}.jsonl"
+        s3.download_file(run.bucket, results[index].output_key, str(local))
+        parquet = pq.ParquetFile(local)
+        with lines.open("w", encoding="utf-8") as out:
+            for batch in parquet.iter_batches(batch_size=ROW_LINES_BATCH):
+                for row in batch.to_pylist():
+                    out.write(json.dumps(row, ensure_ascii=False, separators=(",", ":"), default=str))
+                    out.write("\n")
+        key = layout.output_rows_key(run.run_id, index)
+        s3.upload_file(str(lines), run.bucket, key)
+        local.unlink()
+        lines.unlink()
+        keys.append(f"s3://{run.bucket}/{key}")
+    return keys
+
+
 def finalize(run: RunContext, *, s3: Any, workdir: Path, prices: PriceTable | None = None) -> FinalizeResult:
     jobs = read_manifest(s3, run.bucket, run.manifest_key)
     results = read_results(s3, run.bucket, run.run_id)
     resubmission = load_resubmission(s3, run)
     merge = merge_resubmission(s3, run, jobs, results, resubmission, workdir)
     summary = summarize(run, jobs, results, resubmission, merge, prices)
+    if run.models is not None:
+        summary["output_row_files"] = write_row_lines(s3, run, results, workdir)
     key = layout.summary_key(run.run_id)
     put_json(s3, run.bucket, key, summary)
     return FinalizeResult(

@@ -17,12 +17,11 @@ the run has ended the output and error files are written once from the run's out
 
 from __future__ import annotations
 
-import tempfile
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -49,7 +48,6 @@ MAX_ERRORS = 100  # the line errors a failed batch lists (every bad line is coun
 JOB_NAME_PREFIX = "oai-batch"
 BATCHES_CREATED = "BatchesCreated"  # metric: batches whose run started, per key and bot
 START_FAILED = "batch_start_failed"
-OUTPUT_ROWS = 1024  # output Parquet rows converted at a time
 
 
 @dataclass(frozen=True)
@@ -266,9 +264,8 @@ class Batches:
         }
         lines = 0
         try:
-            with tempfile.TemporaryDirectory() as work:
-                for uri in run.summary.get("output_files") or []:
-                    lines += await self._convert(str(uri), record, created, uploads, Path(work))
+            for uri in run.summary.get("output_row_files") or []:
+                lines += await self._convert(str(uri), record, created, uploads)
             # the errors file's upload last: its presence says both are complete
             await uploads["output"].finish()
             await uploads["errors"].finish()
@@ -283,30 +280,15 @@ class Batches:
         logger.info("batch output written", batch_id=record.id, rows=lines, output=batch_file_id(record.id, "output"))
         return True
 
-    async def _convert(
-        self, uri: str, record: BatchRecord, created: int, uploads: Mapping[str, records.Upload], work: Path
-    ) -> int:
-        """One output Parquet file's rows, converted into lines of the two uploads; the number of rows."""
-        import pyarrow.parquet as pq  # only here: the rest of the gateway never needs Arrow
-
-        key = uri.removeprefix(f"s3://{self.bucket}/")
-        local = work / "output.parquet"
-        response = await self.s3.get_object(Bucket=self.bucket, Key=key)
-        body = response["Body"]
-        try:
-            with local.open("wb") as out:
-                async for chunk in body.iter_chunks(records.CHUNK_BYTES):
-                    out.write(chunk)
-        finally:
-            body.close()
+    async def _convert(self, uri: str, record: BatchRecord, created: int, uploads: Mapping[str, records.Upload]) -> int:
+        """One job's output rows (the JSON lines Finalize writes next to its Parquet, ``output_row_files``),
+        converted into lines of the two uploads; the number of rows. Streamed: no Arrow in the gateway."""
         rows = 0
-        parquet = pq.ParquetFile(local)
-        for batch in parquet.iter_batches(batch_size=OUTPUT_ROWS):
-            for row in batch.to_pylist():
-                kind, line = output_line(row, endpoint=record.endpoint, batch_id=record.id, created=created)
-                await uploads["output" if kind == "output" else "errors"].write(line)
-                rows += 1
-        local.unlink()
+        async for _, raw in records.lines(self.s3, self.bucket, uri.removeprefix(f"s3://{self.bucket}/")):
+            row = json.loads(raw)
+            kind, line = output_line(row, endpoint=record.endpoint, batch_id=record.id, created=created)
+            await uploads["output" if kind == "output" else "errors"].write(line)
+            rows += 1
         return rows
 
 

@@ -67,6 +67,12 @@ def output_key(run_id: str, index: int, *, resubmission: bool = False) -> str:
     return f"{_jobs_root(run_id, resubmission)}output/{index:04d}.parquet"
 
 
+def output_rows_key(run_id: str, index: int) -> str:
+    """A prepared run's output rows as JSON lines (every column), written by Finalize next to the job's output
+    Parquet, so a reader without Arrow (the gateway's Batch API) can stream them."""
+    return f"runs/{run_id}/output/{index:04d}.jsonl"
+
+
 def result_key(run_id: str, index: int, *, resubmission: bool = False) -> str:
     return f"{results_prefix(run_id, resubmission=resubmission)}{index:04d}.json"
 

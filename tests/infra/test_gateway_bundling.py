@@ -100,7 +100,6 @@ def test_gateway_requirements_are_the_pinned_set() -> None:
         "fastapi==0.163.2",
         "httptools==0.9.0",
         "jsonschema==4.26.0",
-        "pyarrow==26.0.1",
         "pydantic==2.14.4",
         "python-multipart==0.0.34",
         "uvicorn==0.54.0",

@@ -9,7 +9,6 @@ moto, as a test sets a job's status in the emulator. The whole flow over the loc
 
 from __future__ import annotations
 
-import io
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -21,8 +20,6 @@ from urllib.parse import unquote
 import boto3
 import httpx
 import openai
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from fastapi import FastAPI
 
@@ -246,7 +243,7 @@ async def test_cancel_writes_the_marker_and_answers_cancelling(sdk: openai.Async
     batch_aws.s3.put_object(
         Bucket=batch_aws.bucket,
         Key=layout.summary_key(run_id(batch.id)),
-        Body=json.dumps({"succeeded": 0, "failed": 1, "output_files": []}),
+        Body=json.dumps({"succeeded": 0, "failed": 1, "output_files": [], "output_row_files": []}),
     )
     batch_aws.end_execution(batch.id)
     assert (await sdk.batches.cancel(batch.id)).status == "cancelled"
@@ -394,28 +391,34 @@ def _write_output(s3: Any, bucket: str, run: str) -> None:
             }
         )
 
-    table = pa.table(
+    rows = [
         {
-            "custom_id": ["req-0", "req-1", "req-2"],
-            "line": [1, 2, 3],
-            "model": [BOT] * 3,
-            "bedrock_model_id": ["anthropic.claude-3-haiku-20240307-v1:0"] * 3,
-            "record_id": ["r0", "r1", "r2"],
-            "model_output": [converse("answer req-0"), converse("answer req-1"), None],
-            "error_code": [None, None, "ValidationException"],
-            "error_message": [None, None, "Malformed input request"],
+            "custom_id": f"req-{i}",
+            "line": i + 1,
+            "model": BOT,
+            "bedrock_model_id": "anthropic.claude-3-haiku-20240307-v1:0",
+            "record_id": f"r{i}",
+            "model_output": output,
+            "error_code": code,
+            "error_message": message,
         }
-    )
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer)
-    key = layout.output_key(run, 0)
-    s3.put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
+        for i, (output, code, message) in enumerate(
+            [
+                (converse("answer req-0"), None, None),
+                (converse("answer req-1"), None, None),
+                (None, "ValidationException", "Malformed input request"),
+            ]
+        )
+    ]
+    key = layout.output_rows_key(run, 0)  # what Finalize writes for a prepared run, next to the job's Parquet
+    s3.put_object(Bucket=bucket, Key=key, Body="".join(json.dumps(row) + "\n" for row in rows))
     summary = {
         "succeeded": 2,
         "failed": 1,
         "input_tokens": 30,
         "output_tokens": 12,
-        "output_files": [f"s3://{bucket}/{key}"],
+        "output_files": [f"s3://{bucket}/{layout.output_key(run, 0)}"],
+        "output_row_files": [f"s3://{bucket}/{key}"],
     }
     s3.put_object(Bucket=bucket, Key=layout.summary_key(run), Body=json.dumps(summary))
 
