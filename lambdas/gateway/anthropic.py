@@ -424,8 +424,8 @@ async def converse_request(
     max_tokens = getattr(body, "max_tokens", None)
     limited = min(max_tokens, bot.inference.max_tokens) if max_tokens is not None else None
     fields = thinking_fields(bot, body, limited)
-    if betas:
-        fields["anthropic_beta"] = list(betas)
+    if betas:  # after any the bot's own fields name
+        fields["anthropic_beta"] = list(dict.fromkeys([*fields.get("anthropic_beta", []), *betas]))
     if body.context_management is not None:
         fields["context_management"] = body.context_management
     if body.output_config is not None and body.output_config.effort is not None:

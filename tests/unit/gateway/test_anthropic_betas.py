@@ -117,3 +117,20 @@ def test_no_beta_is_both_served_and_forwarded_and_every_field_beta_is_forwarded(
     # GIVEN the beta tables THEN a beta has one rule, and a beta that opens a field is one Bedrock takes
     assert not anthropic_betas.FORWARDED & anthropic_betas.SERVED
     assert set(anthropic_betas.FIELD_BETAS.values()) <= anthropic_betas.FORWARDED
+
+
+def test_a_bots_own_betas_are_kept_beside_the_requests() -> None:
+    # GIVEN a bot whose own request fields name a beta, and a request forwarding another
+    bot = load_bots()["claude-sonnet-4.5"]
+    bot = bot.model_copy(update={"additional_request_fields": {"anthropic_beta": ["context-1m-2025-08-07"]}})
+    body = MessagesRequest.model_validate(
+        {"model": "x", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
+    )
+    reader = AttachmentReader(bot, Fetcher(max_bytes=1_000_000, timeout=1))
+    # WHEN it is translated
+    call = asyncio.run(converse_request(bot, body, reader, ("interleaved-thinking-2025-05-14",)))
+    # THEN both go to Bedrock, the bot's first, once each
+    assert call.request["additionalModelRequestFields"]["anthropic_beta"] == [
+        "context-1m-2025-08-07",
+        "interleaved-thinking-2025-05-14",
+    ]
