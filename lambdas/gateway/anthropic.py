@@ -81,6 +81,13 @@ class _Strict(BaseModel):
 class CacheControl(_Strict):
     type: Literal["ephemeral"]
     ttl: Literal["5m", "1h"] | None = None
+    scope: str | None = None  # prompt-caching-scope beta (where Anthropic shares a cache): Bedrock's points have none
+
+
+class OutputConfig(_Strict):
+    """``output_config`` (the effort beta): how much the model may spend; forwarded where the model takes it."""
+
+    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
 
 
 class Thinking(_Strict):
@@ -112,6 +119,9 @@ class CountTokensRequest(_Strict):
     tools: list[dict[str, Any]] | None = None
     tool_choice: ToolChoiceParam | None = None
     thinking: Thinking | None = None
+    # fields of Bedrock's Claude betas (lambdas.gateway.anthropic_betas.FIELD_BETAS): forwarded with their beta
+    context_management: dict[str, Any] | None = None
+    output_config: OutputConfig | None = None
 
 
 class MessagesRequest(CountTokensRequest):
@@ -405,11 +415,21 @@ def reasoning_block(block: Mapping[str, Any], where: str) -> ThinkingBlock:
     return ThinkingBlock(text, signature)
 
 
-async def converse_request(bot: BotConfig, body: CountTokensRequest, reader: AttachmentReader) -> Translated:
-    """The Converse request for ``body`` on ``bot`` (a ``MessagesRequest``, or a ``CountTokensRequest``)."""
+async def converse_request(
+    bot: BotConfig, body: CountTokensRequest, reader: AttachmentReader, betas: Sequence[str] = ()
+) -> Translated:
+    """The Converse request for ``body`` on ``bot`` (a ``MessagesRequest``, or a ``CountTokensRequest``); ``betas``:
+    the request's betas Bedrock takes for the bot's model (``lambdas.gateway.anthropic_betas.for_model``), which go
+    with the fields they open."""
     max_tokens = getattr(body, "max_tokens", None)
     limited = min(max_tokens, bot.inference.max_tokens) if max_tokens is not None else None
     fields = thinking_fields(bot, body, limited)
+    if betas:  # after any the bot's own fields name
+        fields["anthropic_beta"] = list(dict.fromkeys([*fields.get("anthropic_beta", []), *betas]))
+    if body.context_management is not None:
+        fields["context_management"] = body.context_management
+    if body.output_config is not None and body.output_config.effort is not None:
+        fields["output_config"] = body.output_config.model_dump(exclude_none=True)
     thinking = thinking_is_on(fields)
     tools = tool_config(bot, body)
     translator = MessageTranslator(bot, reader, tools=tools is not None, thinking=thinking)

@@ -26,7 +26,7 @@ from lambdas.gateway.bodies import UNAUTHORIZED, bearer, key_matches, read_json,
 from lambdas.gateway.clients import AwsClients
 from lambdas.gateway.config import GatewaySettings, parse_access_keys
 from lambdas.gateway.correlation import CorrelationIds
-from lambdas.gateway.error_shapes import error_response, invalid_body, validation_failed
+from lambdas.gateway.error_shapes import error_response, invalid_body
 from lambdas.gateway.errors import GatewayError, internal_error, stop_outcome
 from lambdas.gateway.events import (
     Event,
@@ -240,8 +240,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             chat = body.chat() if body.type == "query" else None
         except GatewayError as error:
             return error_response(error, openai=False)
-        except ValidationError as error:
-            return error_response(validation_failed(error), openai=False)
+        except ValidationError as error:  # 400 as for unparsable JSON (docs/gateway/index.md: "Poe request errors")
+            return error_response(invalid_body(error.errors()), openai=False)
         if chat is not None:
             return StreamingResponse(
                 coalesced(poe_answer(bot, chat)), media_type="text/event-stream", headers=SSE_HEADERS

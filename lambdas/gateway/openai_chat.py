@@ -32,6 +32,7 @@ class OpenAIMessage(_Body):
     tool_calls: list[Any] | None = None  # assistant: the calls it made
     tool_call_id: str | None = None  # tool: the call this message answers
     thinking_blocks: list[Any] | None = None  # assistant: its signed reasoning, as the answer gave it (LiteLLM's)
+    refusal: str | None = None  # assistant: what it refused with; its text (openai_parameters.MESSAGE_FIELDS)
 
     def chat_message(self, index: int = 0) -> ChatMessage:
         """A tool message is a user message holding a tool result; ``developer`` (OpenAI's current name for the
@@ -59,9 +60,12 @@ class OpenAIMessage(_Body):
         return ChatMessage(role, self.text(), self.attachments(), tool_calls=calls, thinking=thinking)
 
     def text(self) -> str:
-        if isinstance(self.content, list):
-            return "\n".join(str(part.get("text", "")) for part in self.content if part.get("type") == "text")
-        return self.content or ""
+        """The text parts (and an assistant's refusal parts and ``refusal``: what it said), one per line."""
+        parts = self.content if isinstance(self.content, list) else [{"type": "text", "text": self.content or ""}]
+        texts = [str(part.get(part["type"]) or "") for part in parts if part.get("type") in ("text", "refusal")]
+        if self.refusal and self.role == "assistant":
+            texts.append(self.refusal)
+        return "\n".join(text for text in texts if text)
 
     def attachments(self) -> tuple[Attachment, ...]:
         """``image_url`` parts ({"url": data: or http(s) URL}) and ``file`` parts ({"file_data": data: URL})."""
@@ -84,7 +88,7 @@ class OpenAIMessage(_Body):
                     )
                 url = data if data.startswith("data:") else f"data:application/octet-stream;base64,{data}"
                 files.append(Attachment(url=url, name=str(file.get("filename") or f"file{index}")))
-            elif kind not in ("text", None):
+            elif kind not in ("text", "refusal", None):
                 raise GatewayError(400, f"Content parts of type '{kind}' are not supported.", code="invalid_content")
         return tuple(files)
 

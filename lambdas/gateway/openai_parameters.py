@@ -5,6 +5,10 @@ refused with a 400 that names it and says why. None is ignored in silence (docs/
 image bot could not honour it). ``REFUSED``: parameters Bedrock cannot honour; a value that asks for nothing (null,
 the default, an empty map) passes, any other is a 400. ``GATEWAY_EXTRAS``: the gateway's own body fields
 (``lambdas.gateway.parameters``). A body field in none of the three is a 400 naming it.
+
+The fields of each message and the types of its content parts follow the same rule (``MESSAGE_FIELDS``,
+``MESSAGE_REFUSED``, ``PART_TYPES``, ``PART_REFUSED``; ``check_messages``), with ``param`` the field's path
+(``messages.2.name``, ``messages.0.content.1``).
 """
 
 from __future__ import annotations
@@ -103,6 +107,36 @@ REFUSED_OPTIONS: dict[str, Refused] = {
 }
 
 
+# message fields the gateway acts on (``lambdas.gateway.app.OpenAIMessage``). Its own answer fields, sent back with
+# an assistant message (SDKs dump the answer's message into the next request): ``thinking_blocks`` (the signed
+# reasoning, which goes back to the model) and ``reasoning_content`` (the same reasoning as plain text, which Bedrock
+# cannot take back unsigned: the thinking blocks carry it)
+MESSAGE_FIELDS = frozenset(
+    {"role", "content", "tool_calls", "tool_call_id", "refusal", "thinking_blocks", "reasoning_content"}
+)
+MESSAGE_REFUSED: dict[str, Refused] = {
+    "name": Refused(
+        "Bedrock Converse messages carry no participant name (a message is a role and its content): write the name "
+        "into the message's content"
+    ),
+    "function_call": Refused("the deprecated function_call is not supported: send the assistant's 'tool_calls'"),
+    "audio": Refused("the gateway answers in text only, so there is no earlier audio answer to refer to"),
+    "annotations": Refused(
+        "an earlier answer's annotations (URL citations) cannot go back to a Bedrock model: send them empty", _empty
+    ),
+}
+# content part types the gateway reads: text, images (``image_url``), files with their data (``file.file_data``) and
+# an assistant's ``refusal`` (its text, as the assistant said it)
+PART_TYPES = frozenset({"text", "image_url", "file", "refusal"})
+PART_REFUSED: dict[str, str] = {
+    "input_audio": "no bot of this gateway reads audio (it passes text, images and documents to Bedrock Converse)",
+}
+FILE_REFUSED: dict[str, str] = {
+    "file_id": "the chat route reads a file's content from 'file_data' (a data: URL or base64); it looks up no "
+    "uploaded file ids",
+}
+
+
 def refused(name: str, value: Any, why: str) -> GatewayError:
     shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
     return GatewayError(
@@ -145,8 +179,61 @@ def check(body: Mapping[str, Any], modality: str, bot: str) -> None:
                 code="unknown_parameter",
                 param=name[:60],
             )
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        check_messages(messages)
     options = body.get("stream_options")
     if isinstance(options, Mapping):
         for name, rule in REFUSED_OPTIONS.items():
             if not rule.passes(options.get(name)):
                 raise refused(f"stream_options.{name}", options.get(name), rule.why)
+
+
+def unknown_field(path: str, allowed: frozenset[str]) -> GatewayError:
+    return GatewayError(
+        400,
+        f"Unknown field '{path[:80]}': a chat message has {', '.join(sorted(allowed))}.",
+        error_type=USER_CAUSED,
+        code="unknown_parameter",
+        param=path[:80],
+    )
+
+
+def check_messages(messages: list[Any]) -> None:
+    """Every field of every message and the type of every content part: honoured, or a 400 naming its path."""
+    for index, message in enumerate(messages):
+        if not isinstance(message, Mapping) or message.get("role") == "function":
+            continue  # the body's own validation names it; the deprecated role is refused for itself (messages.N.role)
+        for name, value in message.items():
+            path = f"messages.{index}.{name}"
+            if name in MESSAGE_REFUSED:
+                if not MESSAGE_REFUSED[name].passes(value):
+                    raise refused(path, value, MESSAGE_REFUSED[name].why)
+            elif name not in MESSAGE_FIELDS:
+                raise unknown_field(path, MESSAGE_FIELDS | set(MESSAGE_REFUSED))
+        content = message.get("content")
+        for number, part in enumerate(content if isinstance(content, list) else []):
+            kind = part.get("type") if isinstance(part, Mapping) else None
+            path = f"messages.{index}.content.{number}"
+            if kind in PART_REFUSED:
+                raise refused(path, {"type": kind}, PART_REFUSED[kind])
+            if kind not in PART_TYPES:
+                raise GatewayError(
+                    400,
+                    f"Content part type {str(kind)[:40]!r} is not supported: send {', '.join(sorted(PART_TYPES))}.",
+                    error_type=USER_CAUSED,
+                    code="invalid_content",
+                    param=path,
+                )
+            if kind == "refusal" and message.get("role") != "assistant":
+                raise GatewayError(
+                    400,
+                    "A 'refusal' part belongs to an assistant message (what the assistant refused with).",
+                    error_type=USER_CAUSED,
+                    code="invalid_content",
+                    param=path,
+                )
+            file = part.get("file") if kind == "file" else None
+            for name, why in FILE_REFUSED.items():
+                if isinstance(file, Mapping) and file.get(name) is not None:
+                    raise refused(f"{path}.file.{name}", file[name], why)

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
+from lambdas.gateway import anthropic_betas
 from lambdas.gateway.anthropic import (
     CountTokensRequest,
     MessagesRequest,
@@ -25,6 +26,7 @@ from lambdas.gateway.anthropic import (
     message_body,
     message_events,
 )
+from lambdas.gateway.anthropic_betas import Betas
 from lambdas.gateway.attachments import AttachmentReader, Fetcher
 from lambdas.gateway.bodies import bearer, key_matches, read_json, unknown_bot
 from lambdas.gateway.error_shapes import anthropic_error_type as error_type
@@ -42,16 +44,7 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 # top_p and top_k. 2023-01-01 streamed another format and is not served.
 VERSIONS = ("2023-06-01", "2026-10-21")
 SAMPLING_REMOVED = "2026-10-21"
-# anthropic-beta values accepted: features the gateway serves as it is (Anthropic answers an unknown beta with an
-# invalid_request_error, "Beta headers" page); any other is refused the same way
-BETAS = frozenset(
-    {
-        "token-counting-2024-11-01",  # /v1/messages/count_tokens
-        "prompt-caching-2024-07-31",  # cache_control -> cachePoint
-        "extended-cache-ttl-2025-04-11",  # cache_control.ttl "1h"
-        "claude-code-20250219",  # sent by Claude Code; asks for nothing the request does not say itself
-    }
-)
+BETAS_NOT_FORWARDED = "x-gateway-betas-not-forwarded"  # Bedrock betas accepted but not taken by the bot's model
 NOT_FOUND_METHODS = ["GET", "PUT", "PATCH", "DELETE", "POST"]
 
 
@@ -65,23 +58,16 @@ def request_key(request: Request) -> str:
     return request.headers.get("x-api-key", "").strip() or bearer(request)
 
 
-def check_headers(request: Request) -> str:
+def check_headers(request: Request) -> tuple[str, tuple[str, ...]]:
+    """The ``anthropic-version`` (400 unless served) and the ``anthropic-beta`` values (400 for a beta the gateway
+    neither serves nor forwards: ``lambdas.gateway.anthropic_betas``)."""
     version = request.headers.get("anthropic-version", "")
     if version not in VERSIONS:
         shown = f"'{version}'" if version else "missing"
         raise GatewayError(
             400, f"anthropic-version: {shown}; send one of {list(VERSIONS)} (the SDKs send it for you).", code="version"
         )
-    betas = [beta.strip() for beta in request.headers.get("anthropic-beta", "").split(",") if beta.strip()]
-    unknown = [beta for beta in betas if beta not in BETAS]
-    if unknown:
-        raise GatewayError(
-            400,
-            f"Unsupported beta header: {', '.join(unknown)}. This gateway serves {sorted(BETAS)}; Claude Code: set "
-            "CLAUDE_CODE_DISABLE_EXPERIMENTAL_BETAS=1.",
-            code="beta",
-        )
-    return version
+    return version, anthropic_betas.parse(",".join(request.headers.getlist("anthropic-beta")))
 
 
 def check_key(request: Request) -> None:
@@ -116,11 +102,11 @@ def invalid_body(error: ValidationError) -> GatewayError:
     return GatewayError(400, problems)
 
 
-async def translated(request: Request, kind: type[Body]) -> tuple[Body, TextBot, Translated]:
-    """The request read in order: the key (401), the headers (400), the body (413, 400), the bot (404, 403), then
-    the Converse request it stands for."""
+async def translated(request: Request, kind: type[Body]) -> tuple[Body, TextBot, Translated, Betas]:
+    """The request read in order: the key (401), the headers (400), the body (413, 400), the bot (404, 403), the
+    betas for the bot's model (400), then the Converse request it stands for."""
     check_key(request)
-    version = check_headers(request)
+    version, given = check_headers(request)
     settings = request.app.state.settings
     raw = await read_json(request, settings.max_body_bytes, settings.body_timeout)
     if not isinstance(raw, dict):
@@ -131,21 +117,28 @@ async def translated(request: Request, kind: type[Body]) -> tuple[Body, TextBot,
             400, "temperature, top_p and top_k are removed in anthropic-version 2026-10-21; leave them out."
         )
     bot = authorized_bot(request, body.model)
+    sent = [name for name, value in raw.items() if value is not None]
+    betas = anthropic_betas.for_model(given, bot.config.model_id, sent, body.model)
     reader = AttachmentReader(bot.config, Fetcher.from_settings(settings))
-    return body, bot, await converse_request(bot.config, body, reader)
+    return body, bot, await converse_request(bot.config, body, reader, betas.forwarded), betas
+
+
+def beta_headers(betas: Betas) -> dict[str, str]:
+    return {BETAS_NOT_FORWARDED: ",".join(betas.not_forwarded)} if betas.not_forwarded else {}
 
 
 @router.post("/v1/messages", response_model=None)
 async def messages(request: Request) -> JSONResponse | StreamingResponse:
     started = time.monotonic()
     try:
-        body, bot, call = await translated(request, MessagesRequest)
+        body, bot, call, betas = await translated(request, MessagesRequest)
         stream = await bot.send(call.request, started, reasoning=call.thinking)
         if body.stream:
             events = message_events(stream, body.model, call.stop_sequences)
             frames = coalesced(sse(name, data) async for name, data in events)
-            return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)
-        return JSONResponse(await message_body(stream, body.model, call.stop_sequences))
+            headers = {**SSE_HEADERS, **beta_headers(betas)}
+            return StreamingResponse(frames, media_type="text/event-stream", headers=headers)
+        return JSONResponse(await message_body(stream, body.model, call.stop_sequences), headers=beta_headers(betas))
     except GatewayError as error:
         return anthropic_error(error)
     except ValidationError as error:
@@ -160,7 +153,7 @@ async def count_tokens(request: Request) -> JSONResponse:
     """``{"input_tokens": n}``: Bedrock's CountTokens on bots with ``token_counting``, else the gateway's documented
     estimate; the ``x-gateway-token-count`` header says which."""
     try:
-        _, bot, call = await translated(request, CountTokensRequest)
+        _, bot, call, betas = await translated(request, CountTokensRequest)
         count = await bot.count_tokens(call.request)
     except GatewayError as error:
         return anthropic_error(error)
@@ -169,7 +162,8 @@ async def count_tokens(request: Request) -> JSONResponse:
     except Exception:
         logger.exception("anthropic count_tokens failed", path=request.url.path)
         return anthropic_error(internal_error())
-    return JSONResponse({"input_tokens": count.tokens}, headers={"x-gateway-token-count": count.source})
+    headers = {"x-gateway-token-count": count.source, **beta_headers(betas)}
+    return JSONResponse({"input_tokens": count.tokens}, headers=headers)
 
 
 @router.api_route("/v1/messages/{rest:path}", methods=NOT_FOUND_METHODS, response_model=None)

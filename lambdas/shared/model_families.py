@@ -851,3 +851,28 @@ def embedding_adapter_of(model_id: str) -> EmbeddingAdapter | None:
         return None
     adapter = ADAPTERS[family]()
     return adapter if isinstance(adapter, EmbeddingAdapter) else None
+
+
+# ---------------------------------------------------------------- Claude betas (the gateway's Anthropic Messages API)
+
+# The anthropic_beta values Bedrock takes per Claude model (Bedrock's "Anthropic Claude Messages API" page, Request
+# and Response: anthropic_beta), by foundation-model id prefix (longest prefix wins). The gateway forwards a beta of
+# the request in Converse additionalModelRequestFields.anthropic_beta only where it is listed for the bot's model
+# (lambdas/gateway/anthropic_betas.py); local/emulator/claude_betas.py keeps the emulator's copy of the page.
+_CLAUDE_4_BETAS = frozenset({"token-efficient-tools-2025-02-19", "interleaved-thinking-2025-05-14"})
+CLAUDE_BETAS: dict[str, frozenset[str]] = {
+    "anthropic.claude-3-7-sonnet": frozenset({"token-efficient-tools-2025-02-19", "output-128k-2025-02-19"}),
+    "anthropic.claude-sonnet-4-": _CLAUDE_4_BETAS | {"context-1m-2025-08-07"},
+    "anthropic.claude-sonnet-4-5": _CLAUDE_4_BETAS | {"context-1m-2025-08-07", "context-management-2025-06-27"},
+    "anthropic.claude-haiku-4-5": _CLAUDE_4_BETAS | {"context-management-2025-06-27"},
+    "anthropic.claude-opus-4-": _CLAUDE_4_BETAS,
+    "anthropic.claude-opus-4-5": _CLAUDE_4_BETAS | {"effort-2025-11-24"},
+}
+
+
+def claude_betas_of(model_id: str) -> frozenset[str]:
+    """The anthropic_beta values Bedrock takes for a model id (foundation model or inference profile); none for a
+    model that is not listed (other families included)."""
+    base = ModelRef.parse(model_id).base_model_id
+    matches = [prefix for prefix in CLAUDE_BETAS if base.startswith(prefix)]
+    return CLAUDE_BETAS[max(matches, key=len)] if matches else frozenset()

@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from local.emulator.claude_betas import check_anthropic_beta
 from local.emulator.errors import not_found, validation_error
 from local.emulator.families import base_model_id, estimate_tokens
 from local.emulator.protocol import service_model
@@ -608,6 +609,7 @@ def answer(
     check_tool_config(request, target.family, target.model_id)
     check_thinking(request, target.family)
     check_claude_top_k(request, target.family)
+    check_anthropic_beta(request, target.model_id, target.family)
     schema = output_schema(request, target.family, target.model_id)
     triggered = triggered_stop(echo)
     tools = tool_calls(request, echo) if triggered is None else []

@@ -54,6 +54,22 @@ COHERE_DIMENSIONS = 1024  # Cohere Embed v3
 COHERE_INPUT_TYPES = ("search_document", "search_query", "classification", "clustering", "image")
 COHERE_EMBEDDING_TYPES = ("float", "int8", "uint8", "binary", "ubinary")
 COHERE_MAX_TEXTS, COHERE_MAX_CHARS = 96, 2048
+# Amazon Nova Multimodal Embeddings ("Complete embeddings request and response schema"; docs/bedrock-facts.md)
+NOVA_MME_SCHEMA_VERSION = "nova-multimodal-embed-v1"
+NOVA_MME_PURPOSES = (
+    "GENERIC_INDEX",
+    "GENERIC_RETRIEVAL",
+    "TEXT_RETRIEVAL",
+    "IMAGE_RETRIEVAL",
+    "VIDEO_RETRIEVAL",
+    "DOCUMENT_RETRIEVAL",
+    "AUDIO_RETRIEVAL",
+    "CLASSIFICATION",
+    "CLUSTERING",
+)
+NOVA_MME_DIMENSIONS = (256, 384, 1024, 3072)
+NOVA_MME_TRUNCATION = ("START", "END", "NONE")
+NOVA_MME_MAX_TOKENS = 8192  # "the maximum context length is 8K tokens"
 
 
 def base_model_id(model_id: str) -> str:
@@ -549,6 +565,57 @@ def invoke_cohere_embed(model_id: str, model_input: dict[str, Any]) -> Invocatio
     return Invocation(output, tokens, 0)
 
 
+def invoke_nova_mme(model_id: str, model_input: dict[str, Any]) -> Invocation:
+    """Amazon Nova Multimodal Embeddings, synchronous: ``taskType`` ``SINGLE_EMBEDDING`` and
+    ``singleEmbeddingParams`` (``embeddingPurpose``, ``embeddingDimension``, one of ``text`` / ``image`` / ``audio`` /
+    ``video``) in; ``embeddings`` (one ``{"embeddingType": "TEXT", "embedding"}``) out. Only text with an inline
+    ``value`` is emulated. Stricter than the page where it is silent: ``embeddingDimension`` and
+    ``text.truncationMode`` are required, and a text over the model's 8K tokens with ``truncationMode`` NONE is
+    refused (START / END cut it, as their names say)."""
+    _no_extra_keys(model_input, ("schemaVersion", "taskType", "singleEmbeddingParams"))
+    if "schemaVersion" in model_input:
+        _enum(model_input["schemaVersion"], "#/schemaVersion", (NOVA_MME_SCHEMA_VERSION,))
+    _enum(_require(model_input, "taskType", str, "String"), "#/taskType", ("SINGLE_EMBEDDING",))
+    params = _require(model_input, "singleEmbeddingParams", dict, "JSONObject")
+    where = "#/singleEmbeddingParams"
+    _no_extra_keys(params, ("embeddingPurpose", "embeddingDimension", "text", "image", "audio", "video"), where)
+    purpose = _required_at(params, where, "embeddingPurpose", str, "String")
+    _enum(purpose, f"{where}/embeddingPurpose", NOVA_MME_PURPOSES)
+    dimension = _required_at(params, where, "embeddingDimension", int, "Integer")
+    _enum(dimension, f"{where}/embeddingDimension", NOVA_MME_DIMENSIONS)
+    given = [kind for kind in ("text", "image", "audio", "video") if kind in params]
+    if len(given) != 1:
+        raise _malformed(f"{where}: exactly one of [text, image, audio, video] is required, found {given}")
+    if given != ["text"]:
+        raise _malformed(f"{where}: only text input is emulated; give 'text'")
+    text = _typed(params["text"], f"{where}/text", dict, "JSONObject")
+    _no_extra_keys(text, ("truncationMode", "value", "source"), f"{where}/text")
+    mode = _required_at(text, f"{where}/text", "truncationMode", str, "String")
+    _enum(mode, f"{where}/text/truncationMode", NOVA_MME_TRUNCATION)
+    if "source" in text:
+        raise _malformed(f"{where}/text: only an inline 'value' is emulated; give 'value'")
+    value = _required_at(text, f"{where}/text", "value", str, "String")
+    if not value.strip():
+        raise _malformed(f"{where}/text/value: expected minLength: 1, actual: 0")
+    words = value.split()
+    if len(words) > NOVA_MME_MAX_TOKENS:
+        if mode == "NONE":
+            raise _malformed(
+                f"{where}/text/value: {len(words)} tokens is over the model's {NOVA_MME_MAX_TOKENS}; shorten it or "
+                "set truncationMode START or END"
+            )
+        words = words[-NOVA_MME_MAX_TOKENS:] if mode == "START" else words[:NOVA_MME_MAX_TOKENS]
+    vector = embed(" ".join(words), dimension)
+    return Invocation({"embeddings": [{"embeddingType": "TEXT", "embedding": vector}]}, len(words), 0)
+
+
+def _required_at(container: dict[str, Any], where: str, key: str, kind: type, kind_name: str) -> Any:
+    """``container[key]`` of a nested object at ``where``, required and of ``kind``."""
+    if key not in container:
+        raise _malformed(f"{where}: required key [{key}] not found")
+    return _typed(container[key], f"{where}/{key}", kind, kind_name)
+
+
 # ---------------------------------------------------------------- registries
 
 FAMILIES: dict[str, Invoke] = {
@@ -560,6 +627,7 @@ FAMILIES: dict[str, Invoke] = {
     "titan-embed-text-v2": invoke_titan_embed_v2,
     "titan-embed-image-v1": invoke_titan_embed_image,
     "cohere-embed": invoke_cohere_embed,
+    "nova-multimodal-embed": invoke_nova_mme,
     "converse": invoke_converse,
 }
 
@@ -577,6 +645,7 @@ MODEL_ID_PREFIXES: dict[str, str] = {
     "amazon.titan-embed-image-v1": "titan-embed-image-v1",
     "cohere.embed-english-v3": "cohere-embed",
     "cohere.embed-multilingual-v3": "cohere-embed",
+    "amazon.nova-2-multimodal-embeddings": "nova-multimodal-embed",
 }
 
 # For ids that name no model (custom models, application inference profiles): telltale modelInput keys -> family.
@@ -584,6 +653,7 @@ MODEL_ID_PREFIXES: dict[str, str] = {
 SHAPE_KEYS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("anthropic_version",), "anthropic-messages"),
     (("texts",), "cohere-embed"),
+    (("singleEmbeddingParams",), "nova-multimodal-embed"),
     (("embeddingConfig",), "titan-embed-image-v1"),
     (("inputImage",), "titan-embed-image-v1"),
     (("inputText",), "titan-embed-text-v2"),

@@ -118,7 +118,7 @@ RUNTIME_CALL_FAULTS: dict[str, tuple[tuple[str, str, str], ...]] = {
 }
 # Embedding families answer without token-count headers: InvokeModelResponse models none (botocore) and no page we read
 # promises them, so the stricter reading (a client must not count on them; Titan's body has inputTextTokenCount)
-UNCOUNTED_FAMILIES = ("titan-embed-text-v2", "titan-embed-image-v1", "cohere-embed")
+UNCOUNTED_FAMILIES = ("titan-embed-text-v2", "titan-embed-image-v1", "cohere-embed", "nova-multimodal-embed")
 _GEO_PREFIXED = re.compile(r"^(us|us-gov|eu|apac|jp|au|ca|global)\.")
 
 StreamHook = Callable[[str], None]

@@ -151,3 +151,74 @@ def test_a_key_of_another_bot_is_permission_denied(monkeypatch: pytest.MonkeyPat
         anthropic_client(gw.url, key).messages.create(
             model="nova-lite", max_tokens=100, messages=[{"role": "user", "content": PROMPT}]
         )
+
+
+# ---------------------------------------------------------------- Claude Code's betas, as it sends them by default
+
+# the anthropic-beta values of Claude Code's requests with its default settings (as public gateway issue threads
+# report them), and the body fields two of them open
+CLAUDE_CODE_BETAS: Any = [
+    "claude-code-20250219",
+    "interleaved-thinking-2025-05-14",
+    "context-management-2025-06-27",
+    "prompt-caching-scope-2026-01-05",
+    "effort-2025-11-24",
+    "fine-grained-tool-streaming-2025-05-14",
+]
+EDITS: Any = {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]}
+SYSTEM: Any = [
+    {"type": "text", "text": "You are a coding agent.", "cache_control": {"type": "ephemeral", "scope": "global"}}
+]
+
+
+def test_claude_codes_default_betas_stream_a_tool_call_with_context_editing(gateway: RunningGateway) -> None:
+    # GIVEN the SDK sending Claude Code's betas, a system prompt cached with a scope, a tool and context editing
+    client = anthropic_client(gateway.url, gateway.access_key, bearer=True)
+    # WHEN it streams a request to Claude Sonnet 4.5 (which takes interleaved thinking and context editing on Bedrock)
+    with client.beta.messages.stream(
+        model="claude-sonnet-4.5",
+        max_tokens=300,
+        betas=CLAUDE_CODE_BETAS,
+        system=SYSTEM,
+        tools=[WEATHER],
+        context_management=EDITS,
+        messages=[{"role": "user", "content": "Oslo"}],
+    ) as stream:
+        final = stream.get_final_message()
+    # THEN the model calls the tool (the emulator refuses context_management without its beta, so it was forwarded)
+    assert final.stop_reason == "tool_use" and final.content[-1].type == "tool_use"
+
+
+@pytest.mark.parametrize(
+    ("model", "not_forwarded"),
+    [
+        ("claude-sonnet-4.5", "effort-2025-11-24"),
+        ("claude-3-haiku", "interleaved-thinking-2025-05-14,context-management-2025-06-27,effort-2025-11-24"),
+        ("nova-pro", "interleaved-thinking-2025-05-14,context-management-2025-06-27,effort-2025-11-24"),
+    ],
+)
+def test_claude_codes_betas_are_answered_on_any_bot_and_the_unforwarded_named(
+    gateway: RunningGateway, model: str, not_forwarded: str
+) -> None:
+    # GIVEN Claude Code's betas WHEN the SDK asks a bot whose model takes some, none, or is no Claude model
+    raw = anthropic_client(gateway.url, gateway.access_key).beta.messages.with_raw_response.create(
+        model=model,
+        max_tokens=100,
+        betas=CLAUDE_CODE_BETAS,
+        system=SYSTEM,
+        messages=[{"role": "user", "content": PROMPT}],
+    )
+    # THEN it is answered, and the Bedrock betas the model does not take are named in a header (never in silence)
+    assert raw.parse().content[0].text == PROMPT  # type: ignore[union-attr]
+    assert raw.headers["x-gateway-betas-not-forwarded"] == not_forwarded
+
+
+def test_a_betas_field_on_a_model_without_the_beta_and_an_unserved_beta_are_400s(gateway: RunningGateway) -> None:
+    client = anthropic_client(gateway.url, gateway.access_key)
+    ask: Any = {"max_tokens": 100, "messages": [{"role": "user", "content": PROMPT}]}
+    # GIVEN context editing on Claude 3 Haiku (Bedrock has no context editing for it) WHEN sent THEN a 400 naming it
+    with pytest.raises(anthropic.BadRequestError, match="context_management"):
+        client.beta.messages.create(model="claude-3-haiku", betas=CLAUDE_CODE_BETAS, context_management=EDITS, **ask)
+    # GIVEN a beta for a feature Bedrock's Converse lacks (the Files API) WHEN sent THEN a 400 naming the beta
+    with pytest.raises(anthropic.BadRequestError, match="files-api-2025-04-14"):
+        client.beta.messages.create(model="claude-sonnet-4.5", betas=["files-api-2025-04-14"], **ask)

@@ -201,6 +201,7 @@ WRONG_SHAPES: dict[str, list[dict[str, Any]]] = {
     "titan-embed-image-v1": [{"inputText": "x", "dimensions": 256}, COHERE_INPUT, {"embeddingConfig": {}}],
     "cohere-embed": [TITAN_INPUT, {"texts": ["x"]}, {"texts": "x", "input_type": "search_document"}],
     "converse": [NOVA_INPUT, ANTHROPIC_INPUT, MISTRAL_CHAT_INPUT],
+    "nova-multimodal-embed": [TITAN_INPUT, COHERE_INPUT, {"taskType": "SINGLE_EMBEDDING"}],
 }
 
 

@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 
 from local.emulator.server import BedrockEmulator
-from tests.functional.gateway.conftest import KEY, TEAM_KEY, parse_sse, poe_messages, poe_query
+from tests.functional.gateway.conftest import KEY, POE_URL, TEAM_KEY, parse_sse, poe_messages, poe_query
 
 pytestmark = pytest.mark.anyio
 PROMPT = "Tell me a short story about a lighthouse keeper"
@@ -121,13 +121,67 @@ async def test_the_poe_client_reports_a_401_as_bot_error(app: FastAPI) -> None:
         ("/poe/no-such-bot", b'{"type": "query"}', 404),
         ("/poe/claude-3-haiku", b'{"type": "teleport"}', 501),
         ("/poe/claude-3-haiku", b"{not json", 400),
-        ("/poe/claude-3-haiku", b'{"query": []}', 422),
-        ("/poe/claude-3-haiku", b'{"type": "query", "query": "not a list"}', 422),
+        ("/poe/claude-3-haiku", b'{"query": []}', 400),
+        ("/poe/claude-3-haiku", b'{"type": "query", "query": "not a list"}', 400),
     ],
 )
 async def test_bad_requests(client: httpx.AsyncClient, path: str, content: bytes, status: int) -> None:
+    # GIVEN a request the Poe route cannot serve WHEN it is posted THEN its status, in the Poe error shape
     response = await client.post(path, content=content, headers={"Authorization": f"Bearer {KEY}"})
     assert response.status_code == status and "error" in response.json()
+
+
+@pytest.mark.parametrize(
+    ("content", "field"),
+    [
+        (b'{"version": "1.2", "query": []}', "type"),
+        (b'{"type": "query", "query": "not a list"}', "query"),
+        (b'{"type": "query", "query": [{"content": "hi"}]}', "query.0.role"),
+        (b'{"type": "query", "query": [{"role": "user", "content": ["not", "text"]}]}', "query.0.content"),
+        (b'{"type": "query", "query": [], "temperature": "hot"}', "temperature"),
+    ],
+)
+async def test_a_malformed_poe_body_is_a_400_in_the_poe_shape_naming_the_field(
+    client: httpx.AsyncClient, content: bytes, field: str
+) -> None:
+    # GIVEN a JSON body that is no Poe request
+    # WHEN it is posted to the Poe route over raw HTTP
+    response = await client.post("/poe/claude-3-haiku", content=content, headers={"Authorization": f"Bearer {KEY}"})
+    # THEN it is a 400 (never FastAPI's 422) in the Poe route's flat error shape, naming the field at fault
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert set(body) == {"error", "code"} and body["code"] == "invalid_body"
+    assert f"{field}:" in body["error"]
+
+
+@pytest.mark.filterwarnings("ignore:Pydantic serializer warnings")  # the malformed message, on purpose
+async def test_the_poe_client_sending_a_malformed_body_gets_a_bot_error(app: FastAPI) -> None:
+    # GIVEN a query whose message content is a list (the client's model does not check what it is built with)
+    message = fp.ProtocolMessage.model_construct(role="user", content=["not", "text"], content_type="text/markdown")
+    request = fp.QueryRequest(
+        version="1.2",
+        type="query",
+        query=[fp.ProtocolMessage(role="user", content="x")],
+        user_id="u",
+        conversation_id="c",
+        message_id="m",
+    )
+    request.query = [message]
+    statuses: list[int] = []
+
+    async def record(response: httpx.Response) -> None:
+        statuses.append(response.status_code)
+
+    # WHEN the fastapi_poe client sends it to the gateway
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, event_hooks={"response": [record]}) as session:
+        with pytest.raises(fp.BotError):
+            async for _ in fp.stream_request(
+                request, "claude-3-haiku", KEY, base_url=POE_URL, session=session, retry_sleep_time=0
+            ):
+                pass
+    # THEN every try was answered 400 (the client retried it, as it retries any answer that is no event stream)
+    assert statuses and set(statuses) == {400}
 
 
 async def test_a_body_over_the_limit_is_a_413(client: httpx.AsyncClient) -> None:
