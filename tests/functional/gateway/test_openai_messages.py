@@ -20,7 +20,7 @@ from openai.types.chat import (
 )
 
 from lambdas.gateway import openai_parameters
-from lambdas.gateway.app import OpenAIMessage
+from lambdas.gateway.openai_chat import OpenAIMessage
 from tests import openai_schema
 from tests.functional.gateway.conftest import KEY
 
