@@ -86,7 +86,7 @@ class TeamKeys:
         self.clients = clients
         self.clock = clock
         self._cache: dict[str, tuple[TeamKey | None, float]] = {}  # name -> (record or None, read at: monotonic)
-        self._admin_key: str | None = settings.admin_key or None
+        self._admin_key: tuple[str | None, float] | None = None  # (the admin secret's value, read at: monotonic)
         self.monotonic: Callable[[], float] = time.monotonic
 
     @property
@@ -140,13 +140,18 @@ class TeamKeys:
             emit_record([(BUDGET_USED_PERCENT, 100 * spent / key.monthly_budget_usd, "Percent")], key=key.name)
 
     async def admin_key(self) -> str | None:
-        """The admin key: ``GATEWAY_ADMIN_KEY``, or the admin secret read once (on AWS)."""
-        if self._admin_key is None and self.settings.admin_key_secret_arn:
-            arn = self.settings.admin_key_secret_arn
-            secrets = await self.clients.client("secretsmanager", arn.split(":")[3])
-            value = await secrets.get_secret_value(SecretId=arn)
-            self._admin_key = value["SecretString"].strip() or None
-        return self._admin_key
+        """The admin key: ``GATEWAY_ADMIN_KEY``, or the admin secret (on AWS), read again once it is older than
+        ``cache_seconds``: a rotated admin key takes effect within 30 seconds, like a revoked team key."""
+        if self.settings.admin_key or not self.settings.admin_key_secret_arn:
+            return self.settings.admin_key or None
+        now = self.monotonic()
+        if self._admin_key is not None and now - self._admin_key[1] < self.settings.cache_seconds:
+            return self._admin_key[0]
+        arn = self.settings.admin_key_secret_arn
+        secrets = await self.clients.client("secretsmanager", arn.split(":")[3])
+        value = await secrets.get_secret_value(SecretId=arn)
+        self._admin_key = (value["SecretString"].strip() or None, now)
+        return self._admin_key[0]
 
 
 def bearer_of(scope: Scope) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import MutableMapping
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -433,3 +434,39 @@ async def test_the_embeddings_and_images_routes_take_a_team_key_and_enforce_its_
     assert len(answered.json()["data"][0]["embedding"]) == 1024
     assert other.status_code == 403 and "'cohere-embed-english'" in other.json()["error"]["message"]
     assert image.status_code == 403 and "'nova-canvas'" in image.json()["error"]["message"]
+
+
+async def test_a_rotated_admin_key_takes_effect_within_the_cache_time(
+    emulator: BedrockEmulator,
+    settings: GatewaySettings,
+    key_table: str,
+    dynamodb_endpoint: str,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN a gateway whose admin key is a Secrets Manager secret (as on AWS), cached for 30 s
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", dynamodb_endpoint)  # the moto server has every service
+    secrets = boto3.client("secretsmanager", region_name="us-east-1", endpoint_url=dynamodb_endpoint)
+    arn = secrets.create_secret(Name=f"admin-{key_table}", SecretString="old-admin-key-0123456789abcdef")["ARN"]
+    keyed = keyed_settings(settings, key_table, cache_seconds=30)
+    keyed = replace(keyed, team_keys=replace(keyed.team_keys, admin_key="", admin_key_secret_arn=arn))
+    app = with_clock(create_app(keyed), clock)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,
+    ):
+
+        async def status(admin_key: str) -> int:
+            return (await http.get("/admin/keys", headers={"Authorization": f"Bearer {admin_key}"})).status_code
+
+        assert await status("old-admin-key-0123456789abcdef") == 200
+        # WHEN the secret is rotated
+        secrets.put_secret_value(SecretId=arn, SecretString="new-admin-key-0123456789abcdef")
+        # THEN the old key still works within the 30 s the process trusts what it read
+        clock.advance(29)
+        assert await status("old-admin-key-0123456789abcdef") == 200
+        assert await status("new-admin-key-0123456789abcdef") == 401
+        # AND once they have passed, only the new key works
+        clock.advance(1)
+        assert await status("old-admin-key-0123456789abcdef") == 401
+        assert await status("new-admin-key-0123456789abcdef") == 200
