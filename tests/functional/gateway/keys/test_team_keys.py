@@ -201,16 +201,22 @@ async def test_requests_per_minute_on_both_routes_with_retry_after(
     # WHEN it asks twice THEN both are answered
     await ask_openai(keyed_app, secret)
     assert (await ask_poe(keyed_app, secret)).status_code == 200
-    # WHEN it asks a third time in the minute THEN 429 with Retry-After to the minute's end, on both routes
+    # WHEN it asks a third time at once THEN 429 on both routes, with Retry-After: the 30 s its bucket takes to hold
+    # one request again (2 per 60 s)
     with pytest.raises(openai.RateLimitError) as limited:
         await ask_openai(keyed_app, secret)
-    assert limited.value.response.headers["retry-after"] == "55"
+    assert limited.value.response.headers["retry-after"] == "30"
     assert "2 requests per minute" in limited.value.message
     poe = await ask_poe(keyed_app, secret)
-    assert poe.status_code == 429 and poe.headers["retry-after"] == "55"
-    # WHEN the next minute starts THEN it is answered again
-    clock.advance(55)
+    assert poe.status_code == 429 and poe.headers["retry-after"] == "30"
+    # WHEN 29 s have passed THEN it is still refused, 1 s to go
+    clock.advance(29)
+    poe = await ask_poe(keyed_app, secret)
+    assert poe.status_code == 429 and poe.headers["retry-after"] == "1"
+    # WHEN the Retry-After has passed THEN it is answered once, and not twice
+    clock.advance(1)
     assert (await ask_openai(keyed_app, secret)).choices[0].message.content == "hello"
+    assert (await ask_poe(keyed_app, secret)).status_code == 429
 
 
 async def test_tokens_per_minute_on_both_routes(keyed_app: FastAPI, admin: httpx.AsyncClient, clock: Clock) -> None:
