@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, MutableMapping
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -483,6 +484,7 @@ async def test_a_rotated_admin_key_takes_effect_within_the_cache_time(
 # ---------------------------------------------------------------- limits leased by slices
 
 
+@asynccontextmanager
 async def process(
     settings: GatewaySettings, key_table: str, clock: Clock, cache_seconds: float = 0
 ) -> AsyncIterator[FastAPI]:
@@ -514,18 +516,14 @@ async def test_two_processes_share_one_keys_requests_per_minute(
 ) -> None:
     # GIVEN a key of 4 requests per minute, and two gateway processes on the same table
     secret = await new_key(admin, "team-a", requests_per_minute=4)
-    first_process = process(settings, key_table, clock)
-    second_process = process(settings, key_table, clock)
-    first, second = await anext(first_process), await anext(second_process)
-    # WHEN each sends 4 requests, in turns
-    answered = 0
-    for _ in range(4):
-        for app in (first, second):
-            answered += (await ask_poe(app, secret)).status_code == 200
+    async with process(settings, key_table, clock) as first, process(settings, key_table, clock) as second:
+        # WHEN each sends 4 requests, in turns
+        answered = 0
+        for _ in range(4):
+            for app in (first, second):
+                answered += (await ask_poe(app, secret)).status_code == 200
     # THEN 4 are answered in all, not 4 per process
     assert answered == 4
-    for generator in (first_process, second_process):
-        await generator.aclose()
 
 
 async def test_a_budget_spent_in_one_process_refuses_in_another(
@@ -533,17 +531,13 @@ async def test_a_budget_spent_in_one_process_refuses_in_another(
 ) -> None:
     # GIVEN a key with a budget smaller than one answer, and two gateway processes
     secret = await new_key(admin, "team-a", monthly_budget_usd=0.000001)
-    first_process = process(settings, key_table, clock)
-    second_process = process(settings, key_table, clock)
-    first, second = await anext(first_process), await anext(second_process)
-    # WHEN the first process answers once (the budget was not spent when it was asked)
-    assert (await ask_poe(first, secret)).status_code == 200
-    # THEN the second process refuses the key, naming the budget and the month's spend
-    refused = await ask_poe(second, secret)
+    async with process(settings, key_table, clock) as first, process(settings, key_table, clock) as second:
+        # WHEN the first process answers once (the budget was not spent when it was asked)
+        assert (await ask_poe(first, secret)).status_code == 200
+        # THEN the second process refuses the key, naming the budget and the month's spend
+        refused = await ask_poe(second, secret)
     assert refused.status_code == 429 and refused.json()["code"] == "monthly_budget_exceeded"
     assert "monthly budget of $0.000001 " in refused.json()["error"]
-    for generator in (first_process, second_process):
-        await generator.aclose()
 
 
 async def test_a_budget_slice_of_a_process_gone_comes_back_when_it_expires(
@@ -573,24 +567,18 @@ async def test_a_budget_held_by_another_process_is_a_429_that_says_when_to_retry
 ) -> None:
     # GIVEN a key with a $1 budget whose whole rest another process holds in a slice
     secret = await new_key(admin, "team-a", monthly_budget_usd=1)
-    other_process = process(settings, key_table, clock)
-    other = await anext(other_process)
-    keys: TeamKeys = other.state.team_keys
-    key = await keys.lookup("team-a")
-    assert key is not None
-    client, table = await keys.table()
-    await lease_budget(client, table, key, keys.process, {}, clock(), asked=1.0, held=0.0, returned=0.0)
-    clock.advance(2)
-    # WHEN this process is asked THEN 429 says the rest is held and when its slice comes back (3 s)
-    this_process = process(settings, key_table, clock)
-    refused = await ask_poe(await anext(this_process), secret)
-    await this_process.aclose()
+    async with process(settings, key_table, clock) as other, process(settings, key_table, clock) as this:
+        keys: TeamKeys = other.state.team_keys
+        key = await keys.lookup("team-a")
+        assert key is not None
+        client, table = await keys.table()
+        await lease_budget(client, table, key, keys.process, {}, clock(), asked=1.0, held=0.0, returned=0.0)
+        clock.advance(2)
+        # WHEN this process is asked THEN 429 says the rest is held and when its slice comes back (3 s)
+        refused = await ask_poe(this, secret)
     assert refused.status_code == 429 and refused.json()["code"] == "monthly_budget_held"
-    assert (
-        refused.headers["retry-after"] == "3"
-        and "held by its requests in other gateway processes" in (refused.json()["error"])
-    )
-    await other_process.aclose()
+    assert refused.headers["retry-after"] == "3"
+    assert "held by its requests in other gateway processes" in refused.json()["error"]
 
 
 async def test_the_request_path_makes_no_table_call_while_the_slices_last(
