@@ -157,6 +157,23 @@ class Allowance:
             or (key.monthly_budget_usd is not None and self.wallet.low(now, self.budget_slice()))
         )
 
+    def needs_rate(self, now: float) -> bool:
+        """A per-minute limit's permit cannot admit, or is low: its next slice is due."""
+        key = self.key
+        return any(
+            limit is not None and (not permit.usable(now, at_least) or permit.low(now, slice_of(limit)))
+            for limit, permit, at_least in (
+                (key.requests_per_minute, self.requests, 1.0),
+                (key.tokens_per_minute, self.tokens, 1e-9),
+            )
+        )
+
+    def needs_budget(self, now: datetime) -> bool:
+        moment, size = now.timestamp(), self.budget_slice()
+        return self.key.monthly_budget_usd is not None and (
+            self.month != month_of(now) or not self.wallet.usable(moment, 1e-12) or self.wallet.low(moment, size)
+        )
+
     def budget_slice(self) -> float:
         return (self.key.monthly_budget_usd or 0.0) / SLICES_PER_BUDGET
 
@@ -248,17 +265,17 @@ class TeamKeys:
         refusal = allowance.refused(self.clock().timestamp())
         raise refusal or limits_unavailable()
 
-    def _lease_in_background(self, allowance: Allowance) -> None:
+    def _lease_in_background(self, allowance: Allowance) -> asyncio.Future[None]:
+        """The key's lease in flight, or a new one (tracked, so that shutdown waits for it)."""
         if allowance.leasing is None or allowance.leasing.done():
             allowance.leasing = asyncio.ensure_future(self._leased(allowance))
             self._background.add(allowance.leasing)
             allowance.leasing.add_done_callback(self._background.discard)
+        return allowance.leasing
 
     async def _lease(self, allowance: Allowance) -> None:
-        """Wait for the lease in flight, or make one."""
-        if allowance.leasing is None or allowance.leasing.done():
-            allowance.leasing = asyncio.ensure_future(self._leased(allowance))
-        await asyncio.shield(allowance.leasing)
+        """Wait for the lease in flight, or make one (a request that gives up waiting leaves it running)."""
+        await asyncio.shield(self._lease_in_background(allowance))
 
     async def _leased(self, allowance: Allowance) -> None:
         """One lease of every limit of the key whose permit is low: the slices asked, the expired ones given back;
@@ -269,11 +286,9 @@ class TeamKeys:
         try:
             client, table = await self.table()
             work: list[Any] = []
-            if key.requests_per_minute is not None or key.tokens_per_minute is not None:
+            if allowance.needs_rate(moment):
                 work.append(self._lease_rate(allowance, client, table, moment))
-            if key.monthly_budget_usd is not None and (
-                allowance.month != month_of(now) or allowance.wallet.low(moment, allowance.budget_slice())
-            ):
+            if allowance.needs_budget(now):
                 work.append(self._lease_budget(allowance, client, table, now))
             refusals = [refusal for refusal in await asyncio.gather(*work) if refusal is not None]
         except Exception:  # LeaseConflict too: the request waits for the next lease, or gets the 503
@@ -355,8 +370,8 @@ class TeamKeys:
         key, now = caller.key, self.clock()
         allowance = self.allowance(key) if caller.key.name in self._allowances else None
         drawn, owed = 0.0, 0
-        if allowance is not None and key.monthly_budget_usd is not None:
-            drawn = allowance.wallet.draw(caller.spend.cost_usd)
+        if allowance is not None and key.monthly_budget_usd is not None and allowance.month == month_of(now):
+            drawn = allowance.wallet.draw(caller.spend.cost_usd)  # (a slice of last month is not this month's)
         if allowance is not None and key.tokens_per_minute is not None:
             owed = caller.spend.tokens - int(allowance.tokens.draw(caller.spend.tokens))
         elif key.tokens_per_minute is not None:
