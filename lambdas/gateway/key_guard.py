@@ -313,8 +313,8 @@ class TeamKeys:
         try:
             lease = await lease_rate(client, table, key, allowance.bucket_item, moment, **asks)
         except BaseException:
-            allowance.requests.expired += asks["requests"][1]
-            allowance.tokens.expired += asks["tokens"][1]
+            allowance.requests.keep(asks["requests"][1])
+            allowance.tokens.keep(asks["tokens"][1])
             raise
         allowance.bucket_item = lease.item
         allowance.requests.add(lease.requests, moment)
@@ -335,7 +335,7 @@ class TeamKeys:
             allowance.wallet, allowance.month, allowance.month_item = Permit(), month, {}
         wallet = allowance.wallet
         wallet.roll(moment)
-        returned = wallet.take_back()
+        returned, since = wallet.take_back()
         try:
             lease = await lease_budget(
                 client,
@@ -349,7 +349,7 @@ class TeamKeys:
                 returned=returned,
             )
         except BaseException:
-            wallet.expired += returned
+            wallet.keep((returned, since))
             raise
         allowance.month_item = lease.item
         wallet.add(lease.granted, moment)

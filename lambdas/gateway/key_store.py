@@ -21,6 +21,7 @@ DynamoDB and on moto.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -177,6 +178,8 @@ BUCKET_NAMES = {
     "#at": "refilled_at",
     "#version": "version",
     "#owed": "tokens_owed",
+    "#requests_full": "requests_full_at",
+    "#tokens_full": "tokens_full_at",
     "#expires": "expires",
 }
 BUCKET_TTL_SECONDS = 3600  # an idle key's bucket item goes an hour after its last lease (a full bucket again)
@@ -204,12 +207,13 @@ class RateLease:
     item: dict[str, Any] = field(default_factory=dict)  # the bucket item as written: the next lease starts from it
 
 
-def _bucket(item: Mapping[str, Any], level: str, limit: int | None, now: float) -> Bucket | None:
+def _bucket(item: Mapping[str, Any], kind: str, limit: int | None, now: float) -> Bucket | None:
     if limit is None:
         return None
-    if level not in item:  # a new key, an idle one whose item TTL deleted, or a limit just set: a full bucket
-        return Bucket(limit, float(limit), now)
-    return Bucket(limit, _read_number(item, level), _read_number(item, "refilled_at"))
+    if f"{kind}_level" not in item:  # a new key, an idle one whose item TTL deleted, or a limit just set: full
+        return Bucket(limit, float(limit), now, now)
+    level, full_at = _read_number(item, f"{kind}_level"), _read_number(item, f"{kind}_full_at")
+    return Bucket(limit, level, _read_number(item, "refilled_at"), full_at)
 
 
 async def _conditional(client: Any, request: dict[str, Any]) -> dict[str, Any] | None:
@@ -230,11 +234,12 @@ async def lease_rate(
     item: Mapping[str, Any],
     now: float,
     *,
-    requests: tuple[int, float] = (0, 0.0),
-    tokens: tuple[int, float] = (0, 0.0),
+    requests: tuple[int, tuple[float, float]] = (0, (0.0, math.inf)),
+    tokens: tuple[int, tuple[float, float]] = (0, (0.0, math.inf)),
 ) -> RateLease:
     """Lease slices of the key's per-minute limits from its token buckets (item ``bucket``): ``requests`` and
-    ``tokens`` are (units asked, expired units given back). ``item``: the bucket item as this process last saw it.
+    ``tokens`` are (units asked, (expired units given back, when the earliest was leased)). ``item``: the bucket
+    item as this process last saw it.
 
     The buckets are refilled, the answers' tokens owed are taken and the slices leased in Python; one UpdateItem
     writes the result on the condition that the item's ``version`` is still the one read. When another process
@@ -251,16 +256,20 @@ async def lease_rate(
         }
         sets = ["#at = :at", "#version = :next", "#expires = :expires"]
         written: dict[str, Any] = {"refilled_at": values[":at"], "version": values[":next"]}
-        requests_bucket = _bucket(seen, "requests_level", key.requests_per_minute, now)
+        requests_bucket = _bucket(seen, "requests", key.requests_per_minute, now)
         if requests_bucket is not None:
-            out.requests_bucket, out.requests = lease_from(requests_bucket, now, requests[0], requests[1])
+            back, since = requests[1]
+            out.requests_bucket, out.requests = lease_from(requests_bucket, now, requests[0], back, leased_at=since)
             values[":requests"] = written["requests_level"] = _number(out.requests_bucket.level)
-            sets.append("#requests = :requests")
-        tokens_bucket = _bucket(seen, "tokens_level", key.tokens_per_minute, now)
+            values[":requests_full"] = written["requests_full_at"] = _number(out.requests_bucket.full_at)
+            sets += ["#requests = :requests", "#requests_full = :requests_full"]
+        tokens_bucket = _bucket(seen, "tokens", key.tokens_per_minute, now)
         if tokens_bucket is not None:
-            out.tokens_bucket, out.tokens = lease_from(tokens_bucket, now, tokens[0], tokens[1], owed)
+            back, since = tokens[1]
+            out.tokens_bucket, out.tokens = lease_from(tokens_bucket, now, tokens[0], back, owed, since)
             values[":tokens"] = written["tokens_level"] = _number(out.tokens_bucket.level)
-            sets.append("#tokens = :tokens")
+            values[":tokens_full"] = written["tokens_full_at"] = _number(out.tokens_bucket.full_at)
+            sets += ["#tokens = :tokens", "#tokens_full = :tokens_full"]
         update = "SET " + ", ".join(sets)
         if owed and tokens_bucket is not None:  # taken into the bucket: off the counter (ADD keeps newer debts)
             values[":paid"] = _number(-owed)

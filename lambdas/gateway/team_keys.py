@@ -197,14 +197,19 @@ class Bucket:
     """One per-minute limit as a token bucket: it holds at most ``limit`` (a minute's allowance, the largest burst)
     and refills at ``limit`` per 60 seconds, continuously. ``level`` is what it held at ``at`` (epoch seconds);
     answers' tokens beyond what was leased for them make it negative, down to ``1 - limit``, so a key in debt waits
-    at most a minute."""
+    at most a minute. ``full_at``: the last moment it held its limit (see ``lease_from``)."""
 
     limit: int
     level: float
     at: float
+    full_at: float = 0.0
 
     def level_at(self, now: float) -> float:
         return min(float(self.limit), self.level + self.limit * max(0.0, now - self.at) / 60)
+
+    def full_until(self, now: float) -> float:
+        """The last moment, up to ``now``, at which the bucket held its limit."""
+        return now if self.level_at(now) >= self.limit - 1e-9 else self.full_at
 
     def seconds_to(self, level: float, now: float) -> int:
         """Whole seconds until the bucket holds ``level`` (at least 1: a Retry-After)."""
@@ -212,14 +217,31 @@ class Bucket:
         return max(1, math.ceil(missing * 60 / self.limit - 1e-9))
 
 
-def lease_from(bucket: Bucket, now: float, asked: int, returned: float = 0.0, owed: float = 0.0) -> tuple[Bucket, int]:
-    """Give back ``returned`` (a slice not used in time), take ``owed`` (answers' tokens beyond their slices) and
-    lease up to ``asked`` whole units while the bucket holds at least 1: the bucket after, and what was leased."""
-    level = min(float(bucket.limit), bucket.level_at(now) + returned)
+def lease_from(
+    bucket: Bucket,
+    now: float,
+    asked: int,
+    returned: float = 0.0,
+    owed: float = 0.0,
+    leased_at: float = math.inf,
+) -> tuple[Bucket, int]:
+    """Give back ``returned`` (slices leased at ``leased_at`` or later, not used in time), take ``owed`` (answers'
+    tokens beyond their slices) and lease up to ``asked`` whole units while the bucket holds at least 1: the bucket
+    after, and what was leased.
+
+    Units given back count again only if the bucket has not been full since they were leased: had they never been
+    leased, a full bucket would have dropped them (it holds at most its limit), so crediting them then would let a
+    burst pass the limit. Either way the bucket is what it would be had the unused units never left it."""
+    full = bucket.full_until(now)
+    level = bucket.level_at(now)
+    if returned > 0 and leased_at >= full:  # full at the moment of the lease: before it
+        level = min(float(bucket.limit), level + returned)
+    if level >= bucket.limit - 1e-9:
+        full = now
     level = max(1.0 - bucket.limit, level - owed)
     whole = math.floor(level + 1e-9)  # a bucket refilled to 1 in float steps may hold 0.9999999999999
     granted = max(0, min(asked, whole))
-    return Bucket(bucket.limit, level - granted, now), granted
+    return Bucket(bucket.limit, level - granted, now, full), granted
 
 
 @dataclass(frozen=True)
@@ -243,10 +265,14 @@ def budget_available(budget: float, spent: float, wallets: Mapping[str, Wallet],
 
 @dataclass
 class Slice:
-    """Units a process leased: usable until ``until`` (epoch seconds)."""
+    """Units a process leased: usable until ``until`` (epoch seconds), ``LEASE_SECONDS`` after they were leased."""
 
     left: float = 0.0
     until: float = 0.0
+
+    @property
+    def leased_at(self) -> float:
+        return self.until - LEASE_SECONDS
 
     def usable(self, now: float, at_least: float) -> bool:
         return self.left >= at_least and now < self.until
@@ -255,23 +281,29 @@ class Slice:
 @dataclass
 class Permit:
     """What one process holds of one limit of a key: the slice it admits on and the next one, leased in the
-    background before the first runs out. A slice not used in time is kept in ``expired`` until the next lease
-    gives it back."""
+    background before the first runs out. A slice not used in time is kept in ``expired`` (with the time the
+    earliest of them was leased) until the next lease gives it back."""
 
     current: Slice = field(default_factory=Slice)
     following: Slice | None = None
     expired: float = 0.0
+    expired_since: float = math.inf
+
+    def set_aside(self, piece: Slice) -> None:
+        if piece.left > 0:
+            self.expired += piece.left
+            self.expired_since = min(self.expired_since, piece.leased_at)
+            piece.left = 0.0
 
     def roll(self, now: float) -> None:
         """Set aside a slice whose time is over; move to the next one when the current is spent or over."""
-        if self.current.until <= now and self.current.left > 0:
-            self.expired += self.current.left
-            self.current.left = 0.0
+        if self.current.until <= now:
+            self.set_aside(self.current)
         if self.following is not None and (self.current.left <= 0 or self.current.until <= now):
             if self.following.until > now:
                 self.current = self.following
             else:
-                self.expired += max(0.0, self.following.left)
+                self.set_aside(self.following)
             self.following = None
 
     def usable(self, now: float, at_least: float) -> bool:
@@ -289,13 +321,19 @@ class Permit:
         if self.current.usable(now, 1e-12):
             self.following = fresh
         else:
-            self.expired += max(0.0, self.current.left)
+            self.set_aside(self.current)
             self.current = fresh
 
-    def take_back(self) -> float:
-        """The expired units to give back with the next lease (cleared: put them back with ``add`` if it fails)."""
-        back, self.expired = self.expired, 0.0
+    def take_back(self) -> tuple[float, float]:
+        """The expired units to give back with the next lease and when the earliest was leased (cleared: put them
+        back with ``keep`` if the lease fails)."""
+        back = (self.expired, self.expired_since)
+        self.expired, self.expired_since = 0.0, math.inf
         return back
+
+    def keep(self, back: tuple[float, float]) -> None:
+        self.expired += back[0]
+        self.expired_since = min(self.expired_since, back[1])
 
     def draw(self, amount: float) -> float:
         """Spend up to ``amount`` from the slices (the current first); what was drawn."""

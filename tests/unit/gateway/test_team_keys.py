@@ -126,6 +126,21 @@ def test_a_lease_takes_whole_units_gives_back_and_pays_tokens_owed() -> None:
     assert granted == 0 and after.level == 1 - 10 and after.seconds_to(1, 0.0) == 60
 
 
+def test_units_given_back_count_again_only_if_the_bucket_was_not_full_since_they_were_leased() -> None:
+    # GIVEN a bucket of 4 that leased 1 at t=0 (3 left) and was then refilled to full by t=15
+    bucket, _ = lease_from(Bucket(4, 4.0, 0.0, 0.0), 0.0, 1)
+    # WHEN another process empties it at t=100 and the unused unit comes back then
+    drained, taken = lease_from(bucket, 100.0, 4)
+    after, granted = lease_from(drained, 100.0, 4, returned=1, leased_at=0.0)
+    # THEN the unit does not count again: a full bucket would have dropped it, and the burst stays at 4
+    assert taken == 4 and granted == 0
+    # WHEN a unit comes back to a bucket that was not full since it was leased
+    leased, _ = lease_from(Bucket(4, 2.0, 0.0, -100.0), 0.0, 1)
+    back, granted = lease_from(leased, 1.0, 0, returned=1, leased_at=0.0)
+    # THEN it counts again, as if it had never left
+    assert back.level == pytest.approx(2.0 + 4 / 60)
+
+
 def test_a_burst_at_a_minute_boundary_passes_no_more_than_the_limit() -> None:
     # GIVEN a bucket of 4 per minute, full at 12:00:59.5
     now = datetime(2026, 3, 14, 12, 0, 59, 500000, tzinfo=UTC).timestamp()
@@ -151,9 +166,9 @@ def test_a_permit_admits_on_its_slice_then_the_next_and_gives_back_what_expired(
     # WHEN the first slice is spent THEN the next one is used
     permit.current.left = 0
     assert permit.usable(2.0, 1) and permit.current.left == 3 and permit.following is None
-    # WHEN its time is over unused THEN it is set aside to be given back, once
+    # WHEN its time is over unused THEN it is set aside to be given back once, with the time it was leased
     assert not permit.usable(6.0, 1)
-    assert permit.take_back() == 3 and permit.take_back() == 0
+    assert permit.take_back() == (3, 1.0) and permit.take_back()[0] == 0
     # AND an answer draws from the slices it holds, never more
     permit.add(2, 6.0)
     assert permit.draw(5) == 2 and permit.held() == 0

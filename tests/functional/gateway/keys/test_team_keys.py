@@ -621,3 +621,19 @@ async def test_a_key_table_that_does_not_answer_is_a_503(
     answer = await ask_poe(keyed_app, secret)
     assert answer.status_code == 503 and answer.json()["code"] == "key_limits_unavailable"
     assert answer.headers["retry-after"] == "1"
+
+
+async def test_a_slice_leased_ahead_and_not_used_counts_again(
+    keyed_app: FastAPI, admin: httpx.AsyncClient, clock: Clock
+) -> None:
+    # GIVEN a key of 2 requests per minute that sent one request: the process leased a second slice ahead of need
+    secret = await new_key(admin, "team-a", requests_per_minute=2)
+    assert (await ask_poe(keyed_app, secret)).status_code == 200
+    # WHEN it sends its second request 20 s later (the slice leased ahead expired unused; the bucket has refilled
+    # only two thirds of a request since)
+    clock.advance(20)
+    answer = await ask_poe(keyed_app, secret)
+    # THEN it is answered: the unused slice was given back (lost, it would have cost the key this request)
+    assert answer.status_code == 200
+    # AND a third request now is refused: two in 20 s is all 2 per minute allows
+    assert (await ask_poe(keyed_app, secret)).status_code == 429
