@@ -133,6 +133,8 @@ class Allowance:
         self.month_item: dict[str, Any] = {}
         self.refusal: tuple[Refusal, float] | None = None  # the last lease's refusal, kept until (epoch seconds)
         self.leasing: asyncio.Task[None] | None = None
+        self.waiting = 0  # requests waiting for a lease: a requests slice is at least as large
+        self.failed = False  # the last lease failed (the table did not answer)
 
     def limited(self) -> bool:
         key = self.key
@@ -249,7 +251,7 @@ class TeamKeys:
         allowance = self.allowance(key)
         if not allowance.limited():
             return
-        for _ in range(4):  # a lease's slice can be taken by the requests waiting with this one: lease again
+        for _ in range(100):  # a lease's slice can be taken by the requests waiting with this one: lease again
             now = self.clock()
             moment = now.timestamp()
             refusal = allowance.refused(moment)
@@ -261,9 +263,14 @@ class TeamKeys:
                 if allowance.low(moment):
                     self._lease_in_background(allowance)
                 return
-            await self._lease(allowance)
-        refusal = allowance.refused(self.clock().timestamp())
-        raise refusal or limits_unavailable()
+            allowance.waiting += 1
+            try:
+                await self._lease(allowance)
+            finally:
+                allowance.waiting -= 1
+            if allowance.failed:
+                raise limits_unavailable()
+        raise limits_unavailable()  # leases kept granting less than the requests waiting took: give up
 
     def _lease_in_background(self, allowance: Allowance) -> asyncio.Future[None]:
         """The key's lease in flight, or a new one (tracked, so that shutdown waits for it)."""
@@ -291,9 +298,11 @@ class TeamKeys:
             if allowance.needs_budget(now):
                 work.append(self._lease_budget(allowance, client, table, now))
             refusals = [refusal for refusal in await asyncio.gather(*work) if refusal is not None]
-        except Exception:  # LeaseConflict too: the request waits for the next lease, or gets the 503
+        except Exception:  # LeaseConflict too: the requests waiting for it get the 503
             logger.exception("key slices not leased", key=key.name)
+            allowance.failed = True
             return
+        allowance.failed = False
         if refusals:  # the longest wait: the request needs every limit
             refusal, retry_at = max(refusals, key=lambda found: found[1])
             allowance.refusal = (refusal, moment + min(LEASE_SECONDS, max(0.0, retry_at - moment)))
@@ -309,6 +318,8 @@ class TeamKeys:
         ):
             permit.roll(moment)
             wanted = slice_of(limit) if limit is not None and permit.following is None else 0
+            if name == "requests" and wanted:
+                wanted = max(wanted, allowance.waiting)  # one lease for every request waiting for it
             asks[name] = (wanted, permit.take_back())
         try:
             lease = await lease_rate(client, table, key, allowance.bucket_item, moment, **asks)

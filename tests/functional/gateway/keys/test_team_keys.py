@@ -637,3 +637,14 @@ async def test_a_slice_leased_ahead_and_not_used_counts_again(
     assert answer.status_code == 200
     # AND a third request now is refused: two in 20 s is all 2 per minute allows
     assert (await ask_poe(keyed_app, secret)).status_code == 429
+
+
+async def test_concurrent_first_requests_of_a_small_limit_are_all_answered_within_it(
+    keyed_app: FastAPI, admin: httpx.AsyncClient
+) -> None:
+    # GIVEN a key of 12 requests per minute (slices of 1), not yet used by this process
+    secret = await new_key(admin, "team-a", requests_per_minute=12)
+    # WHEN 16 requests arrive at once (all waiting for the process's first lease)
+    statuses = await asyncio.gather(*(ask_poe(keyed_app, secret) for _ in range(16)))
+    # THEN the 12 the bucket holds are answered (one lease for all those waiting) and the rest get 429, none a 503
+    assert sorted(answer.status_code for answer in statuses) == [200] * 12 + [429] * 4
