@@ -73,7 +73,7 @@ ALL_OPTIONS := -c kmsKey=create -c 'batchVpc={"create": true}' -c alarmEmail=ops
 synth-all-options: CONTEXT = $(ALL_OPTIONS)
 synth-all-options: synth
 
-## bench: batch (every input path), memory and gateway benchmarks on a quiet machine; records bench/results.json and the pages generated from it
+## bench: batch (every input path), memory, gateway and team-key benchmarks on a quiet machine; records bench/results.json and the pages generated from it
 bench: install
 	$(PY) -m bench
 

@@ -6,8 +6,9 @@ a Hugging Face dataset from a local fake hub), and one job of 50,000 records bac
 Environment: BENCH_ROWS (default 2,240,000), BENCH_MAX_PER_JOB (default: rows / 45, the reference job count),
 BENCH_JOB_RECORDS (default 50,000), BENCH_PATHS (input paths, comma-separated; default parquet,csv,jsonl,hf),
 BENCH_REPEAT (runs per variant, best kept; default 2), BENCH_DIR (scratch space and the generated datasets, reused
-between runs; default bench/.data), BENCH_ONLY (``batch``, ``memory`` or ``gateway``, or several comma-separated:
-run those parts; default all three in that order; see bench/gateway_bench.py for the gateway's own settings),
+between runs; default bench/.data), BENCH_ONLY (``batch``, ``memory``, ``gateway`` or ``keys``, or several
+comma-separated: run those parts; default all four in that order; see bench/gateway_bench.py for the gateway's
+own settings and bench/keys_bench.py for the team-key benchmark's),
 BENCH_STEPS (the batch steps to run, comma-separated: ``preprocess``, ``postprocess``; default both; a run of one
 step prints its tables and records nothing, as the batch section holds both steps' figures).
 
@@ -325,7 +326,70 @@ def gateway() -> int:
     return code
 
 
-PARTS = ("batch", "memory", "gateway")
+def keys_section(results: dict) -> Section:
+    """The team-key benchmark's figures (bench/keys_bench.py's results) as its section of results.json."""
+    rows, checks = [], []
+    for name, figures in results["passes"].items():
+        for kind in ("no team key", "team key"):
+            r = figures[kind]
+            rows.append(
+                [
+                    name,
+                    kind,
+                    *(f"{r[k]:.2f} ms" for k in ("ttft_p50_ms", "ttft_p99_ms", "total_p50_ms", "total_p99_ms")),
+                    f"{r['dynamodb_calls_per_request']:.2f}",
+                ]
+            )
+        rows.append(
+            [
+                name,
+                "added",
+                *(
+                    f"{figures[f'added_{k}']:.2f} ms"
+                    for k in ("ttft_p50_ms", "ttft_p99_ms", "total_p50_ms", "total_p99_ms")
+                ),
+                f"TTFT p50 ratio {figures['ttft_p50_ratio']:.3f}x",
+            ]
+        )
+        where = (
+            "DynamoDB on moto over HTTP"
+            if not figures["dynamodb_delay_ms"]
+            else f"each DynamoDB call held {figures['dynamodb_delay_ms']:g} ms (AWS model)"
+        )
+        checks.append(
+            at_most(
+                f"team key: added TTFT p50, {where}",
+                figures["added_ttft_p50_ms"],
+                results["checks"]["target_ms"],
+                " ms",
+            )
+        )
+    return Section(
+        title="Team keys: the key check's added latency, against the same request without a team key",
+        columns=["pass", "key", "TTFT p50", "TTFT p99", "total p50", "total p99", "DynamoDB calls/request"],
+        rows=rows,
+        checks=checks,
+        notes=[
+            f"{results['requests']} streamed requests per key kind and pass, one at a time, interleaved; the team key "
+            f"has every limit ({results['team_key_limits']}); the gateway runs with the deployed function's logging "
+            "and metrics. Total includes the team key's spend, written before the last byte (one UpdateItem). "
+            "See bench/keys_bench.py."
+        ],
+        figures=results,
+    )
+
+
+def keys() -> int:
+    """The team-key benchmark in its own process; recorded as the keys section."""
+    started = time.time()
+    code = subprocess.run([sys.executable, "-m", "bench.keys_bench"], cwd=ROOT, check=False).returncode
+    written = [f for f in (ROOT / "bench" / "results").glob("keys-*.json") if f.stat().st_mtime >= started]
+    if code == 0 and written:
+        record("keys", keys_section(json.loads(max(written, key=lambda f: f.stat().st_mtime).read_text())))
+    return code
+
+
+PARTS = ("batch", "memory", "gateway", "keys")
 
 
 def main() -> int:
@@ -333,7 +397,7 @@ def main() -> int:
     if not only or not set(only) <= set(PARTS):
         print(f"BENCH_ONLY takes a comma-separated subset of {list(PARTS)}, not {only}", file=sys.stderr)
         return 2
-    parts = {"batch": batch, "memory": memory, "gateway": gateway}
+    parts = {"batch": batch, "memory": memory, "gateway": gateway, "keys": keys}
     for part in PARTS:
         if part in only:
             code = parts[part]()

@@ -185,6 +185,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         gc.collect()
         gc.freeze()
         yield
+        await team_keys.close()  # the key slices being leased, before their client closes
         await clients.close()
 
     # FastAPI's own OpenTelemetry support is off: the gateway traces with Powertools (X-Ray) and its metrics are EMF.

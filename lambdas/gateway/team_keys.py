@@ -170,26 +170,183 @@ def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-# ---------------------------------------------------------------- windows
+# ---------------------------------------------------------------- token buckets and slices
+
+LEASE_SECONDS = 5.0  # a slice a process leased is used within this time; what is left then goes back to the table
+SLICES_PER_LIMIT = 20  # a slice of a rate limit: 1/20 of a minute's allowance (3 s at the full rate), at least 1
+SLICES_PER_BUDGET = 20  # a slice of a monthly budget: 1/20 of it
 
 
 def month_of(now: datetime) -> str:
     return now.astimezone(UTC).strftime("%Y-%m")
 
 
-def minute_of(now: datetime) -> int:
-    """The fixed one-minute window ``now`` falls in (minutes since the epoch)."""
-    return int(now.timestamp() // 60)
-
-
-def seconds_to_next_minute(now: datetime) -> int:
-    return max(1, math.ceil(60 - now.timestamp() % 60))
-
-
 def seconds_to_next_month(now: datetime) -> int:
     now = now.astimezone(UTC)
     start = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
     return max(1, math.ceil((start - now).total_seconds()))
+
+
+def slice_of(limit: float) -> int:
+    """The requests or tokens a process leases at once for a per-minute ``limit``."""
+    return max(1, math.ceil(limit / SLICES_PER_LIMIT))
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """One per-minute limit as a token bucket: it holds at most ``limit`` (a minute's allowance, the largest burst)
+    and refills at ``limit`` per 60 seconds, continuously. ``level`` is what it held at ``at`` (epoch seconds);
+    answers' tokens beyond what was leased for them make it negative, down to ``1 - limit``, so a key in debt waits
+    at most a minute. ``full_at``: the last moment it held its limit (see ``lease_from``)."""
+
+    limit: int
+    level: float
+    at: float
+    full_at: float = 0.0
+
+    def level_at(self, now: float) -> float:
+        return min(float(self.limit), self.level + self.limit * max(0.0, now - self.at) / 60)
+
+    def full_until(self, now: float) -> float:
+        """The last moment, up to ``now``, at which the bucket held its limit."""
+        return now if self.level_at(now) >= self.limit - 1e-9 else self.full_at
+
+    def seconds_to(self, level: float, now: float) -> int:
+        """Whole seconds until the bucket holds ``level`` (at least 1: a Retry-After)."""
+        missing = level - self.level_at(now)
+        return max(1, math.ceil(missing * 60 / self.limit - 1e-9))
+
+
+def lease_from(
+    bucket: Bucket,
+    now: float,
+    asked: int,
+    returned: float = 0.0,
+    owed: float = 0.0,
+    leased_at: float = math.inf,
+) -> tuple[Bucket, int]:
+    """Give back ``returned`` (slices leased at ``leased_at`` or later, not used in time), take ``owed`` (answers'
+    tokens beyond their slices) and lease up to ``asked`` whole units while the bucket holds at least 1: the bucket
+    after, and what was leased.
+
+    Units given back count again only if the bucket has not been full since they were leased: had they never been
+    leased, a full bucket would have dropped them (it holds at most its limit), so crediting them then would let a
+    burst pass the limit. Either way the bucket is what it would be had the unused units never left it."""
+    full = bucket.full_until(now)
+    level = bucket.level_at(now)
+    if returned > 0 and leased_at >= full:  # full at the moment of the lease: before it
+        level = min(float(bucket.limit), level + returned)
+    if level >= bucket.limit - 1e-9:
+        full = now
+    level = max(1.0 - bucket.limit, level - owed)
+    whole = math.floor(level + 1e-9)  # a bucket refilled to 1 in float steps may hold 0.9999999999999
+    granted = max(0, min(asked, whole))
+    return Bucket(bucket.limit, level - granted, now, full), granted
+
+
+@dataclass(frozen=True)
+class Wallet:
+    """A process's slice of a key's monthly budget, as the month's item records it: the dollars not yet spent and
+    the time (epoch seconds) after which the process no longer admits on it."""
+
+    left: float
+    until: float
+
+
+def budget_available(budget: float, spent: float, wallets: Mapping[str, Wallet], me: str, now: float) -> float:
+    """What is left of ``budget`` for process ``me`` to lease: the month's spend and the unspent slices other
+    processes may still admit on (expired ones no longer count) are taken out."""
+    held = sum(max(0.0, w.left) for owner, w in wallets.items() if owner != me and w.until > now)
+    return budget - spent - held
+
+
+# ---------------------------------------------------------------- a process's slices
+
+
+@dataclass
+class Slice:
+    """Units a process leased: usable until ``until`` (epoch seconds), ``LEASE_SECONDS`` after they were leased."""
+
+    left: float = 0.0
+    until: float = 0.0
+
+    @property
+    def leased_at(self) -> float:
+        return self.until - LEASE_SECONDS
+
+    def usable(self, now: float, at_least: float) -> bool:
+        return self.left >= at_least and now < self.until
+
+
+@dataclass
+class Permit:
+    """What one process holds of one limit of a key: the slice it admits on and the next one, leased in the
+    background before the first runs out. A slice not used in time is kept in ``expired`` (with the time the
+    earliest of them was leased) until the next lease gives it back."""
+
+    current: Slice = field(default_factory=Slice)
+    following: Slice | None = None
+    expired: float = 0.0
+    expired_since: float = math.inf
+
+    def set_aside(self, piece: Slice) -> None:
+        if piece.left > 0:
+            self.expired += piece.left
+            self.expired_since = min(self.expired_since, piece.leased_at)
+            piece.left = 0.0
+
+    def roll(self, now: float) -> None:
+        """Set aside a slice whose time is over; move to the next one when the current is spent or over."""
+        if self.current.until <= now:
+            self.set_aside(self.current)
+        if self.following is not None and (self.current.left <= 0 or self.current.until <= now):
+            if self.following.until > now:
+                self.current = self.following
+            else:
+                self.set_aside(self.following)
+            self.following = None
+
+    def usable(self, now: float, at_least: float) -> bool:
+        self.roll(now)
+        return self.current.usable(now, at_least)
+
+    def low(self, now: float, size: float) -> bool:
+        """Time to lease the next slice: none is waiting, and the current is half spent or half through."""
+        return self.following is None and (self.current.left < size / 2 or self.current.until - now < LEASE_SECONDS / 2)
+
+    def add(self, granted: float, now: float) -> None:
+        if granted <= 0:
+            return
+        fresh = Slice(granted, now + LEASE_SECONDS)
+        if self.current.usable(now, 1e-12):
+            self.following = fresh
+        else:
+            self.set_aside(self.current)
+            self.current = fresh
+
+    def take_back(self) -> tuple[float, float]:
+        """The expired units to give back with the next lease and when the earliest was leased (cleared: put them
+        back with ``keep`` if the lease fails)."""
+        back = (self.expired, self.expired_since)
+        self.expired, self.expired_since = 0.0, math.inf
+        return back
+
+    def keep(self, back: tuple[float, float]) -> None:
+        self.expired += back[0]
+        self.expired_since = min(self.expired_since, back[1])
+
+    def draw(self, amount: float) -> float:
+        """Spend up to ``amount`` from the slices (the current first); what was drawn."""
+        drawn = 0.0
+        for piece in (self.current, self.following):
+            if piece is not None and piece.left > 0 and drawn < amount:
+                taken = min(piece.left, amount - drawn)
+                piece.left -= taken
+                drawn += taken
+        return drawn
+
+    def held(self) -> float:
+        return max(0.0, self.current.left) + (max(0.0, self.following.left) if self.following else 0.0)
 
 
 # ---------------------------------------------------------------- refusals
@@ -210,8 +367,8 @@ def bot_refused(bot: str) -> GatewayError:
     )
 
 
-def rate_limited(limit: str, value: int, now: datetime) -> GatewayError:
-    wait = seconds_to_next_minute(now)
+def rate_limited(limit: str, value: int, wait: int) -> GatewayError:
+    """429 for a per-minute limit; ``wait``: the seconds until its bucket holds enough again (Retry-After)."""
     return GatewayError(
         429,
         f"This access key is over its limit of {value} {limit} per minute: retry in {wait} s.",
@@ -240,4 +397,20 @@ def over_budget(key: TeamKey, spent: float, now: datetime) -> GatewayError:
         code="monthly_budget_exceeded",
         retry_after=seconds_to_next_month(now),
         should_retry=False,
+    )
+
+
+def budget_held(key: TeamKey, spent: float, now: datetime, wait: int) -> GatewayError:
+    """429 when the month's spend is under the budget but the rest is leased by other gateway processes' requests
+    (their slices come back within ``LEASE_SECONDS``)."""
+    assert key.monthly_budget_usd is not None
+    return GatewayError(
+        429,
+        f"This access key has spent {usd(spent)} of its monthly budget of {usd(key.monthly_budget_usd)} in "
+        f"{month_of(now)} (UTC) and the rest is held by its requests in other gateway processes: retry in {wait} s.",
+        openai_type="rate_limit_error",
+        code="monthly_budget_held",
+        retry_after=wait,
+        should_retry=True,
+        allow_retry=True,
     )

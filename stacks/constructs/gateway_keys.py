@@ -2,7 +2,7 @@
 with them.
 
 The table (``pk``/``sk`` strings, on demand, point-in-time recovery, TTL on ``expires``) holds each key's record
-(the SHA-256 of its secret, never the secret), its monthly usage and its one-minute rate windows
+(the SHA-256 of its secret, never the secret), its monthly usage and its rate limits' token buckets
 (``lambdas/gateway/key_store.py``). The admin key is a secret Secrets Manager generates; the admin API compares
 ``Authorization: Bearer`` with it.
 """
@@ -34,7 +34,7 @@ TABLE_ACTIONS = (
 # A table under a customer managed key: the caller's use of the key goes through DynamoDB (kms:ViaService).
 TABLE_KEY_ACTIONS = ["kms:Decrypt", "kms:DescribeKey"]
 ADMIN_KEY_ACTIONS = ("secretsmanager:GetSecretValue",)
-TTL_ATTRIBUTE = "expires"  # lambdas/gateway/key_store.py MINUTE_TTL_SECONDS: minute windows go after an hour
+TTL_ATTRIBUTE = "expires"  # lambdas/gateway/key_store.py BUCKET_TTL_SECONDS: an idle key's bucket goes after an hour
 
 
 class GatewayKeys(Construct):

@@ -4,7 +4,9 @@ official clients, in process)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import MutableMapping
+from collections.abc import AsyncIterator, MutableMapping
+from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -14,10 +16,12 @@ import openai
 import pytest
 from fastapi import FastAPI
 
+from lambdas.gateway import key_guard
 from lambdas.gateway.app import create_app
 from lambdas.gateway.config import GatewaySettings
 from lambdas.gateway.key_guard import KeyGuard, TeamKeys, current_caller
-from lambdas.gateway.team_keys import usd
+from lambdas.gateway.key_store import lease_budget
+from lambdas.gateway.team_keys import LEASE_SECONDS, usd
 from local.emulator.server import BedrockEmulator
 from tests.functional.gateway.conftest import KEY, POE_URL, openai_client, poe_messages, poe_query
 from tests.functional.gateway.keys.conftest import ADMIN, Clock, keyed_settings, new_key, with_clock
@@ -200,16 +204,22 @@ async def test_requests_per_minute_on_both_routes_with_retry_after(
     # WHEN it asks twice THEN both are answered
     await ask_openai(keyed_app, secret)
     assert (await ask_poe(keyed_app, secret)).status_code == 200
-    # WHEN it asks a third time in the minute THEN 429 with Retry-After to the minute's end, on both routes
+    # WHEN it asks a third time at once THEN 429 on both routes, with Retry-After: the 30 s its bucket takes to hold
+    # one request again (2 per 60 s)
     with pytest.raises(openai.RateLimitError) as limited:
         await ask_openai(keyed_app, secret)
-    assert limited.value.response.headers["retry-after"] == "55"
+    assert limited.value.response.headers["retry-after"] == "30"
     assert "2 requests per minute" in limited.value.message
     poe = await ask_poe(keyed_app, secret)
-    assert poe.status_code == 429 and poe.headers["retry-after"] == "55"
-    # WHEN the next minute starts THEN it is answered again
-    clock.advance(55)
+    assert poe.status_code == 429 and poe.headers["retry-after"] == "30"
+    # WHEN 29 s have passed THEN it is still refused, 1 s to go
+    clock.advance(29)
+    poe = await ask_poe(keyed_app, secret)
+    assert poe.status_code == 429 and poe.headers["retry-after"] == "1"
+    # WHEN the Retry-After has passed THEN it is answered once, and not twice
+    clock.advance(1)
     assert (await ask_openai(keyed_app, secret)).choices[0].message.content == "hello"
+    assert (await ask_poe(keyed_app, secret)).status_code == 429
 
 
 async def test_tokens_per_minute_on_both_routes(keyed_app: FastAPI, admin: httpx.AsyncClient, clock: Clock) -> None:
@@ -433,3 +443,208 @@ async def test_the_embeddings_and_images_routes_take_a_team_key_and_enforce_its_
     assert len(answered.json()["data"][0]["embedding"]) == 1024
     assert other.status_code == 403 and "'cohere-embed-english'" in other.json()["error"]["message"]
     assert image.status_code == 403 and "'nova-canvas'" in image.json()["error"]["message"]
+
+
+async def test_a_rotated_admin_key_takes_effect_within_the_cache_time(
+    emulator: BedrockEmulator,
+    settings: GatewaySettings,
+    key_table: str,
+    dynamodb_endpoint: str,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN a gateway whose admin key is a Secrets Manager secret (as on AWS), cached for 30 s
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", dynamodb_endpoint)  # the moto server has every service
+    secrets = boto3.client("secretsmanager", region_name="us-east-1", endpoint_url=dynamodb_endpoint)
+    arn = secrets.create_secret(Name=f"admin-{key_table}", SecretString="old-admin-key-0123456789abcdef")["ARN"]
+    keyed = keyed_settings(settings, key_table, cache_seconds=30)
+    keyed = replace(keyed, team_keys=replace(keyed.team_keys, admin_key="", admin_key_secret_arn=arn))
+    app = with_clock(create_app(keyed), clock)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,
+    ):
+
+        async def status(admin_key: str) -> int:
+            return (await http.get("/admin/keys", headers={"Authorization": f"Bearer {admin_key}"})).status_code
+
+        assert await status("old-admin-key-0123456789abcdef") == 200
+        # WHEN the secret is rotated
+        secrets.put_secret_value(SecretId=arn, SecretString="new-admin-key-0123456789abcdef")
+        # THEN the old key still works within the 30 s the process trusts what it read
+        clock.advance(29)
+        assert await status("old-admin-key-0123456789abcdef") == 200
+        assert await status("new-admin-key-0123456789abcdef") == 401
+        # AND once they have passed, only the new key works
+        clock.advance(1)
+        assert await status("old-admin-key-0123456789abcdef") == 401
+        assert await status("new-admin-key-0123456789abcdef") == 200
+
+
+# ---------------------------------------------------------------- limits leased by slices
+
+
+@asynccontextmanager
+async def process(
+    settings: GatewaySettings, key_table: str, clock: Clock, cache_seconds: float = 0
+) -> AsyncIterator[FastAPI]:
+    """Another gateway process on the same table (its own key cache, slices and process id), on the test's clock."""
+    app = with_clock(create_app(keyed_settings(settings, key_table, cache_seconds=cache_seconds)), clock)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+async def test_a_burst_at_a_minute_boundary_passes_the_limit_once(
+    keyed_app: FastAPI, admin: httpx.AsyncClient, clock: Clock
+) -> None:
+    # GIVEN a key of 4 requests per minute, idle, at 12:00:59.5
+    secret = await new_key(admin, "team-a", requests_per_minute=4)
+    clock.advance(54.5)
+    # WHEN it sends 4 requests before the minute turns and 4 more half a second after it
+    before = [(await ask_poe(keyed_app, secret)).status_code for _ in range(4)]
+    clock.advance(1)
+    after = [(await ask_poe(keyed_app, secret)).status_code for _ in range(4)]
+    # THEN the first 4 are answered and the next 4 refused (fixed windows answered all 8)
+    assert before == [200] * 4 and after == [429] * 4
+    # AND one more is answered once its bucket holds one again (4 per 60 s: 15 s after the burst)
+    clock.advance(14)
+    assert (await ask_poe(keyed_app, secret)).status_code == 200
+
+
+async def test_two_processes_share_one_keys_requests_per_minute(
+    emulator: BedrockEmulator, settings: GatewaySettings, key_table: str, clock: Clock, admin: httpx.AsyncClient
+) -> None:
+    # GIVEN a key of 4 requests per minute, and two gateway processes on the same table
+    secret = await new_key(admin, "team-a", requests_per_minute=4)
+    async with process(settings, key_table, clock) as first, process(settings, key_table, clock) as second:
+        # WHEN each sends 4 requests, in turns
+        answered = 0
+        for _ in range(4):
+            for app in (first, second):
+                answered += (await ask_poe(app, secret)).status_code == 200
+    # THEN 4 are answered in all, not 4 per process
+    assert answered == 4
+
+
+async def test_a_budget_spent_in_one_process_refuses_in_another(
+    emulator: BedrockEmulator, settings: GatewaySettings, key_table: str, clock: Clock, admin: httpx.AsyncClient
+) -> None:
+    # GIVEN a key with a budget smaller than one answer, and two gateway processes
+    secret = await new_key(admin, "team-a", monthly_budget_usd=0.000001)
+    async with process(settings, key_table, clock) as first, process(settings, key_table, clock) as second:
+        # WHEN the first process answers once (the budget was not spent when it was asked)
+        assert (await ask_poe(first, secret)).status_code == 200
+        # THEN the second process refuses the key, naming the budget and the month's spend
+        refused = await ask_poe(second, secret)
+    assert refused.status_code == 429 and refused.json()["code"] == "monthly_budget_exceeded"
+    assert "monthly budget of $0.000001 " in refused.json()["error"]
+
+
+async def test_a_budget_slice_of_a_process_gone_comes_back_when_it_expires(
+    keyed_app: FastAPI, admin: httpx.AsyncClient, clock: Clock
+) -> None:
+    # GIVEN a key with a $1 budget, and a process that leased all of it and died before spending any
+    await new_key(admin, "team-a", monthly_budget_usd=1)
+    keys: TeamKeys = keyed_app.state.team_keys
+    key = await keys.lookup("team-a")
+    assert key is not None
+    client, table = await keys.table()
+    gone = await lease_budget(client, table, key, "gone", {}, clock(), asked=1.0, held=0.0, returned=0.0)
+    assert gone.granted == pytest.approx(1.0)
+    # WHEN another process leases a slice while the dead one's is still live
+    alive = await lease_budget(client, table, key, "alive", {}, clock(), asked=0.05, held=0.0, returned=0.0)
+    # THEN it gets nothing: the whole budget is held
+    assert alive.granted == 0 and alive.spent == 0
+    # WHEN the dead process's slice has expired
+    clock.advance(LEASE_SECONDS)
+    later = await lease_budget(client, table, key, "alive", alive.item, clock(), asked=0.05, held=0.0, returned=0.0)
+    # THEN the budget is leased again
+    assert later.granted == pytest.approx(0.05)
+
+
+async def test_a_budget_held_by_another_process_is_a_429_that_says_when_to_retry(
+    emulator: BedrockEmulator, settings: GatewaySettings, key_table: str, clock: Clock, admin: httpx.AsyncClient
+) -> None:
+    # GIVEN a key with a $1 budget whose whole rest another process holds in a slice
+    secret = await new_key(admin, "team-a", monthly_budget_usd=1)
+    async with process(settings, key_table, clock) as other, process(settings, key_table, clock) as this:
+        keys: TeamKeys = other.state.team_keys
+        key = await keys.lookup("team-a")
+        assert key is not None
+        client, table = await keys.table()
+        await lease_budget(client, table, key, keys.process, {}, clock(), asked=1.0, held=0.0, returned=0.0)
+        clock.advance(2)
+        # WHEN this process is asked THEN 429 says the rest is held and when its slice comes back (3 s)
+        refused = await ask_poe(this, secret)
+    assert refused.status_code == 429 and refused.json()["code"] == "monthly_budget_held"
+    assert refused.headers["retry-after"] == "3"
+    assert "held by its requests in other gateway processes" in refused.json()["error"]
+
+
+async def test_the_request_path_makes_no_table_call_while_the_slices_last(
+    keyed_app: FastAPI, admin: httpx.AsyncClient, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a key with every limit, roomy, that has been used once (its record and first slices are in the process)
+    secret = await new_key(admin, "team-a", requests_per_minute=600, tokens_per_minute=100_000, monthly_budget_usd=50)
+    keys: TeamKeys = keyed_app.state.team_keys
+    keys.settings = replace(keys.settings, cache_seconds=30)
+    await ask_openai(keyed_app, secret)
+    waits: list[str] = []
+    leased = keys._lease
+
+    async def spy(allowance: Any) -> None:
+        waits.append(allowance.key.name)
+        await leased(allowance)
+
+    monkeypatch.setattr(keys, "_lease", spy)
+    # WHEN it sends 40 requests, 0.1 s apart (more than one slice of 30 requests)
+    for _ in range(40):
+        clock.advance(0.1)
+        await ask_openai(keyed_app, secret)
+    # THEN no request waited for a lease: the next slices were leased in the background
+    assert waits == []
+    usage = (await admin.get("/admin/usage", params={"key": "team-a"})).json()
+    assert usage["requests"] == 41
+
+
+async def test_a_key_table_that_does_not_answer_is_a_503(
+    keyed_app: FastAPI, admin: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a key with a limit, and a table whose leases fail
+    secret = await new_key(admin, "team-a", requests_per_minute=10)
+
+    async def failing(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("the table did not answer")
+
+    monkeypatch.setattr(key_guard, "lease_rate", failing)
+    # WHEN the key is used THEN 503 says so, and that a retry may work
+    answer = await ask_poe(keyed_app, secret)
+    assert answer.status_code == 503 and answer.json()["code"] == "key_limits_unavailable"
+    assert answer.headers["retry-after"] == "1"
+
+
+async def test_a_slice_leased_ahead_and_not_used_counts_again(
+    keyed_app: FastAPI, admin: httpx.AsyncClient, clock: Clock
+) -> None:
+    # GIVEN a key of 2 requests per minute that sent one request: the process leased a second slice ahead of need
+    secret = await new_key(admin, "team-a", requests_per_minute=2)
+    assert (await ask_poe(keyed_app, secret)).status_code == 200
+    # WHEN it sends its second request 20 s later (the slice leased ahead expired unused; the bucket has refilled
+    # only two thirds of a request since)
+    clock.advance(20)
+    answer = await ask_poe(keyed_app, secret)
+    # THEN it is answered: the unused slice was given back (lost, it would have cost the key this request)
+    assert answer.status_code == 200
+    # AND a third request now is refused: two in 20 s is all 2 per minute allows
+    assert (await ask_poe(keyed_app, secret)).status_code == 429
+
+
+async def test_concurrent_first_requests_of_a_small_limit_are_all_answered_within_it(
+    keyed_app: FastAPI, admin: httpx.AsyncClient
+) -> None:
+    # GIVEN a key of 12 requests per minute (slices of 1), not yet used by this process
+    secret = await new_key(admin, "team-a", requests_per_minute=12)
+    # WHEN 16 requests arrive at once (all waiting for the process's first lease)
+    statuses = await asyncio.gather(*(ask_poe(keyed_app, secret) for _ in range(16)))
+    # THEN the 12 the bucket holds are answered (one lease for all those waiting) and the rest get 429, none a 503
+    assert sorted(answer.status_code for answer in statuses) == [200] * 12 + [429] * 4
