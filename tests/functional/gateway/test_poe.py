@@ -157,7 +157,7 @@ async def test_a_malformed_poe_body_is_a_400_in_the_poe_shape_naming_the_field(
 @pytest.mark.filterwarnings("ignore:Pydantic serializer warnings")  # the malformed message, on purpose
 async def test_the_poe_client_sending_a_malformed_body_gets_a_bot_error(app: FastAPI) -> None:
     # GIVEN a query whose message content is a list (the client's model does not check what it is built with)
-    message = fp.ProtocolMessage.model_construct(role="user", content=["not", "text"], content_type="text/markdown")
+    message = fp.ProtocolMessage.model_construct(role="user", content=["not", "text"], content_type="text/markdown")  # type: ignore[arg-type]  # malformed on purpose
     request = fp.QueryRequest(
         version="1.2",
         type="query",
