@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -57,6 +57,13 @@ class Source(Protocol):
     def records_object(self) -> tuple[str, str] | None:
         """(bucket, key) of an S3 Parquet object that can serve as the run's records as it is (no re-encoding)."""
         ...
+
+
+@runtime_checkable
+class Counted(Protocol):
+    """A source that can say how many rows it holds before it is read (None: it cannot tell)."""
+
+    def known_rows(self) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -150,6 +157,11 @@ class MultiSource:
         for part in self.parts:
             yield from part.batches()
 
+    def known_rows(self) -> int | None:
+        """The rows of every file, when each file says how many it holds before it is read (Parquet)."""
+        counts = [part.known_rows() if isinstance(part, Counted) else None for part in self.parts]
+        return None if None in counts else sum(count or 0 for count in counts)
+
 
 @dataclass
 class ParquetSource:
@@ -163,14 +175,20 @@ class ParquetSource:
     def records_object(self) -> tuple[str, str]:
         return self.bucket, self.key
 
-    def batches(self) -> Iterator[pa.RecordBatch]:
+    def _open(self) -> pq.ParquetFile:
         try:
-            parquet = pq.ParquetFile(S3RangeReader(self.s3, self.bucket, self.key, self.size), pre_buffer=False)
+            return pq.ParquetFile(S3RangeReader(self.s3, self.bucket, self.key, self.size), pre_buffer=False)
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputValidationError(
                 f"s3_uri '{self.description}' could not be read as Parquet: {exc}; check the file is valid Parquet"
             ) from None
-        yield from parquet_batches(parquet)
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        yield from parquet_batches(self._open())
+
+    def known_rows(self) -> int:
+        """The row count in the file's footer (two ranged GETs: its length, then the footer)."""
+        return int(self._open().metadata.num_rows)
 
 
 @dataclass
