@@ -492,18 +492,21 @@ def stage_planned(
                 "is valid Parquet"
             )
         fitted = fit_job_sizes(staged, max_per_job, max_num_jobs, quotas=quotas)
+        if fitted != sizes:  # the byte quotas need more jobs: staged again, the plan made from the bytes
+            uploads.abort()
+            logger.info(
+                "jobs split further for the byte quota: staging again", planned_jobs=len(sizes), jobs=len(fitted)
+            )
+            return None
+        jobs = plan_jobs(staged, sizes, run_id)
+        if [job.size_bytes for job in jobs] != uploads.job_bytes:
+            raise RuntimeError(f"job file sizes {uploads.job_bytes} differ from the line offsets' {jobs}")
+        uploads.complete()
     except BaseException:
         uploads.abort()
         raise
-    if fitted != sizes:  # the byte quotas need more jobs: staged again, the plan made from the bytes
-        uploads.abort()
-        logger.info("jobs split further for the byte quota: staging again", planned_jobs=len(sizes), jobs=len(fitted))
-        return None
-    jobs = plan_jobs(staged, sizes, run_id)
-    if [job.size_bytes for job in jobs] != uploads.job_bytes:
-        uploads.abort()
-        raise RuntimeError(f"job file sizes {uploads.job_bytes} differ from the line offsets' {jobs}")
-    uploads.complete()
+    finally:
+        uploads.close()
     return staged, jobs
 
 

@@ -12,20 +12,27 @@ error (Amazon S3 user guide, "Uploading and copying objects using multipart uplo
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 # S3's minimum part size is 5 MiB for every part but the last; 8 MiB is boto3's own default part size.
 PART_BYTES = 8 << 20
+# Parts sent at once: one HTTP stream to S3 is slower than preprocess builds lines (boto3's managed uploads send up
+# to 10 parts at once for the same reason); each part in flight holds its buffer, so this bounds that memory too.
+PARTS_IN_FLIGHT = 4
 
 
 class JobUploads:
     """One multipart upload per planned job (``keys[i]`` holds ``sizes[i]`` rows), fed the JSONL lines in row order.
 
     ``write`` takes the lines of the next rows and cuts them at the jobs' boundaries; a job's buffer is sent as a part
-    whenever it holds ``PART_BYTES``, and its last part when its last row arrives. ``job_bytes`` is each job file's
-    size. Memory holds one job's buffer (one part, plus the batch that filled it), whatever the job sizes."""
+    whenever it holds ``PART_BYTES``, and its last part when its last row arrives, up to ``PARTS_IN_FLIGHT`` parts at
+    once on worker threads (``write`` waits for the oldest beyond that). ``job_bytes`` is each job file's size.
+    Memory holds the buffer being filled and the parts in flight, whatever the job sizes. ``close`` ends the workers
+    (``complete`` and ``abort`` wait for every part first)."""
 
     def __init__(self, s3: Any, bucket: str, keys: list[str], sizes: list[int], *, part_bytes: int | None = None):
         if len(keys) != len(sizes):
@@ -38,6 +45,8 @@ class JobUploads:
         self.job_bytes = [0] * len(keys)
         self._job = self._row = 0
         self._buffer = bytearray()
+        self._pool = ThreadPoolExecutor(max_workers=PARTS_IN_FLIGHT, thread_name_prefix="preprocess-upload")
+        self._in_flight: deque[Future[None]] = deque()
 
     @property
     def rows(self) -> int:
@@ -68,25 +77,46 @@ class JobUploads:
         if upload_id is None:
             upload_id = self._s3.create_multipart_upload(Bucket=self._bucket, Key=key)["UploadId"]
             self._upload_ids[job] = upload_id
-        number = len(self._parts[job]) + 1
-        answer = self._s3.upload_part(
-            Bucket=self._bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=self._buffer
-        )
-        self._parts[job].append({"ETag": answer["ETag"], "PartNumber": number})
+        part: dict[str, Any] = {"PartNumber": len(self._parts[job]) + 1}
+        self._parts[job].append(part)
+        while len(self._in_flight) >= PARTS_IN_FLIGHT:
+            self._in_flight.popleft().result()
+        self._in_flight.append(self._pool.submit(self._upload_part, key, upload_id, part, self._buffer))
         self._buffer = bytearray()
+
+    def _upload_part(self, key: str, upload_id: str, part: dict[str, Any], body: bytearray) -> None:
+        answer = self._s3.upload_part(
+            Bucket=self._bucket, Key=key, UploadId=upload_id, PartNumber=part["PartNumber"], Body=body
+        )
+        part["ETag"] = answer["ETag"]
+
+    def _drain(self, *, raise_errors: bool) -> None:
+        """Wait for every part in flight; the first error is raised when ``raise_errors``."""
+        while self._in_flight:
+            future = self._in_flight.popleft()
+            if raise_errors:
+                future.result()
+            else:
+                future.exception()
+
+    def close(self) -> None:
+        self._drain(raise_errors=False)
+        self._pool.shutdown(wait=True)
 
     def complete(self) -> None:
         """Make every job file visible; each job must have received all its rows."""
         if self._row != (self._ends[-1] if self._ends else 0):
             raise ValueError(f"{self._row} rows written of the {self._ends[-1]} planned")
-        for key, upload_id, parts in zip(self._keys, self._upload_ids, self._parts, strict=True):
+        self._drain(raise_errors=True)
+        for job, (key, upload_id, parts) in enumerate(zip(self._keys, self._upload_ids, self._parts, strict=True)):
             self._s3.complete_multipart_upload(
                 Bucket=self._bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
             )
-        self._upload_ids = [None] * len(self._keys)
+            self._upload_ids[job] = None  # completed: nothing to abort
 
     def abort(self) -> None:
         """End every upload still open: S3 drops their parts and no job file appears."""
+        self._drain(raise_errors=False)
         for key, upload_id in zip(self._keys, self._upload_ids, strict=True):
             if upload_id is not None:
                 self._s3.abort_multipart_upload(Bucket=self._bucket, Key=key, UploadId=upload_id)
