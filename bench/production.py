@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import shlex
 import shutil
+import threading
+import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -99,6 +101,8 @@ class LocalS3:
     """The S3 calls the data-plane functions make, on files under ``root/<bucket>/<key>``."""
 
     root: Path
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _parts: dict[str, dict[int, tuple[int, int]]] = field(default_factory=dict, init=False, repr=False)
 
     def _path(self, bucket: str, key: str) -> Path:
         return self.root / bucket / key
@@ -162,6 +166,58 @@ class LocalS3:
 
     def put_object(self, *, Bucket: str, Key: str, Body: bytes, **_: Any) -> dict[str, Any]:  # noqa: N803
         self._new(Bucket, Key).write_bytes(Body)
+        return {}
+
+    # Multipart uploads: the parts are appended to one file in the order they arrive (S3 assembles them server-side:
+    # no byte passes through the function then, nor here when they arrived in order; otherwise the file is rebuilt in
+    # part order, a copy S3 would not make, charged to the caller).
+    def _upload(self, upload_id: str) -> Path:
+        return self.root / ".uploads" / upload_id
+
+    def create_multipart_upload(self, *, Bucket: str, Key: str, **_: Any) -> dict[str, Any]:  # noqa: N803
+        upload_id = uuid.uuid4().hex
+        path = self._upload(upload_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+        with self._lock:
+            self._parts[upload_id] = {}
+        return {"UploadId": upload_id, "Bucket": Bucket, "Key": Key}
+
+    def upload_part(self, *, UploadId: str, PartNumber: int, Body: Any, **_: Any) -> dict[str, Any]:  # noqa: N803
+        with self._lock, self._upload(UploadId).open("ab") as out:
+            self._parts[UploadId][PartNumber] = (out.tell(), len(Body))
+            out.write(Body)
+        return {"ETag": f'"{UploadId}-{PartNumber}"'}
+
+    def complete_multipart_upload(
+        self,
+        *,
+        Bucket: str,  # noqa: N803
+        Key: str,  # noqa: N803
+        UploadId: str,  # noqa: N803
+        MultipartUpload: dict[str, Any],  # noqa: N803
+    ) -> dict[str, Any]:
+        with self._lock:
+            stored = self._parts.pop(UploadId)
+        numbers = [part["PartNumber"] for part in MultipartUpload["Parts"]]
+        if sorted(stored) != numbers:
+            raise ValueError(f"parts {numbers} listed, {sorted(stored)} uploaded")
+        source, target = self._upload(UploadId), self._new(Bucket, Key)
+        if [stored[n][0] for n in numbers] == sorted(offset for offset, _ in stored.values()):
+            source.rename(target)  # arrived in order: the file is the object
+            return {}
+        with source.open("rb") as parts, target.open("wb") as out:
+            for number in numbers:
+                offset, length = stored[number]
+                parts.seek(offset)
+                out.write(parts.read(length))
+        source.unlink()
+        return {}
+
+    def abort_multipart_upload(self, *, UploadId: str, **_: Any) -> dict[str, Any]:  # noqa: N803
+        with self._lock:
+            self._parts.pop(UploadId, None)
+        self._upload(UploadId).unlink(missing_ok=True)
         return {}
 
 

@@ -21,7 +21,10 @@ BYTES_PER_SLOT = 1 << 30  # what a data-plane handler may take at its peak, with
 _M_ARENA_MAX = -8  # mallopt parameters (glibc malloc.h)
 _M_MMAP_THRESHOLD = -3
 LOCAL_ARENA_MAX = 2
-MMAP_THRESHOLD = 128 * 1024  # as the data-plane image sets it (lambdas/Dockerfile, MALLOC_MMAP_THRESHOLD_)
+# Lower than the data-plane image's 32 MiB (lambdas/Dockerfile, MALLOC_MMAP_THRESHOLD_), which buys a handler's CPU
+# back: one local process holds moto's S3 and every handler at once, its memory bound (docs/memory.md) was measured
+# with 128 KiB, and a local run's time is mostly elsewhere (the emulator's waits, moto).
+MMAP_THRESHOLD = 128 * 1024
 
 
 class HandlerSlots:

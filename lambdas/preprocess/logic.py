@@ -5,6 +5,8 @@ written to ``records.parquet`` (the input rows as they are; a Parquet input is c
 JSONL lines (vectorized, see ``jsonl.py``) appended to one local file. A row's record id is its row number, so
 postprocess places results without a hash join. Then, with the row count known, the rows are split into balanced
 jobs and each job's byte range of the JSONL file is uploaded. Every error is raised before anything is uploaded.
+A source that knows its row count before the pass (Parquet) has its jobs planned first and their lines streamed to
+S3 as multipart uploads during the pass (``stage_planned``), completed only once every row is validated.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ import pyarrow.parquet as pq
 
 from lambdas.preprocess import jsonl
 from lambdas.preprocess.quotas import lookup_batch_quotas
-from lambdas.preprocess.sources import BATCH_BYTES, BATCH_ROWS, Source, open_source
+from lambdas.preprocess.sources import BATCH_BYTES, BATCH_ROWS, Counted, Source, open_source
+from lambdas.preprocess.uploads import JobUploads
 from lambdas.shared import layout
 from lambdas.shared.errors import InputValidationError
 from lambdas.shared.model_families import InferenceSettings, ModelFamilyError, ResolvedModel, resolve
@@ -386,11 +389,18 @@ def rebatched(
 
 
 def stage(
-    source: Source, plan: Plan, inference: InferenceSettings, workdir: Path, *, write_records: bool = True
+    source: Source,
+    plan: Plan,
+    inference: InferenceSettings,
+    workdir: Path,
+    *,
+    write_records: bool = True,
+    uploads: JobUploads | None = None,
 ) -> Staged:
     """One streaming pass: check each batch, number its rows, append it to ``records.parquet`` (unless the source
-    file can serve as the records as it is) and its JSONL lines to one local file. Memory holds two batches at a
-    time, whatever the row count: the line offsets go to a third local file (see ``LineEnds``)."""
+    file can serve as the records as it is) and its JSONL lines to one local file, or to the planned jobs'
+    ``uploads``. Memory holds two batches at a time, whatever the row count: the line offsets go to a third local
+    file (see ``LineEnds``)."""
     records_path, lines_path = workdir / "records.parquet", workdir / "records.jsonl"
     ends_path = workdir / "line_ends.int64"
     writer: pq.ParquetWriter | None = None
@@ -399,6 +409,7 @@ def stage(
     biggest = (0, 0)
     try:
         with lines_path.open("wb") as lines_file, ends_path.open("wb") as ends_file, _Background() as background:
+            send = uploads.write if uploads is not None else partial(_append_lines, lines_file)
             for batch in prefetched(rebatched(source.batches())):
                 if schema is None:
                     check_schema(batch.schema, plan, source.description)
@@ -423,7 +434,7 @@ def stage(
                     biggest = (rows + longest, int(sizes[longest]))
                 written += int(offsets[-1] - offsets[0])
                 rows += batch.num_rows
-                background.submit(partial(_write_batch, writer, batch, lines_file, lines))
+                background.submit(partial(_write_batch, writer, batch, send, lines))
     finally:
         if writer is not None:
             writer.close()
@@ -432,11 +443,79 @@ def stage(
     return Staged(records_path, lines_path, LineEnds(ends_path, rows), biggest)
 
 
-def _write_batch(writer: pq.ParquetWriter | None, records: pa.RecordBatch, lines_file: Any, lines: pa.Array) -> None:
+def _write_batch(
+    writer: pq.ParquetWriter | None,
+    records: pa.RecordBatch,
+    send: Callable[[memoryview, np.ndarray], None],
+    lines: pa.Array,
+) -> None:
     if writer is not None:
         writer.write_batch(records)
-    data, offsets = jsonl.line_bytes(lines)
+    send(*jsonl.line_bytes(lines))
+
+
+def _append_lines(lines_file: Any, data: memoryview, offsets: np.ndarray) -> None:
     lines_file.write(data[offsets[0] : offsets[-1]])
+
+
+def stage_planned(
+    source: Source,
+    plan: Plan,
+    inference: InferenceSettings,
+    workdir: Path,
+    *,
+    s3: Any,
+    bucket: str,
+    run_id: str,
+    max_per_job: int,
+    max_num_jobs: int | None,
+    quotas: BatchQuotas,
+    write_records: bool,
+) -> tuple[Staged, list[JobSpec]] | None:
+    """Stage with the jobs planned before the pass and their files streamed to S3 (``uploads.JobUploads``), for a
+    source that knows its row count (Parquet); None, having left nothing in S3, where the rows or the jobs are only
+    known after the pass: a source that cannot count, a count the plan refuses (``stage`` then reports the input's
+    errors in their usual order), or jobs whose files the byte quotas split further. Every error of the pass aborts
+    the uploads, so no job file appears."""
+    rows = source.known_rows() if isinstance(source, Counted) else None
+    if not rows:
+        return None
+    try:
+        sizes = plan_job_sizes(
+            rows,
+            max_per_job,
+            max_num_jobs,
+            min_per_job=quotas.min_records_per_job.value,
+            model=quotas.model_name or "Bedrock",
+        )
+    except InputValidationError:
+        return None
+    keys = [layout.job_input_key(run_id, index) for index in range(len(sizes))]
+    uploads = JobUploads(s3, bucket, keys, sizes)
+    try:
+        staged = stage(source, plan, inference, workdir, write_records=write_records, uploads=uploads)
+        if staged.rows != rows:
+            raise InputValidationError(
+                f"input {source.description} holds {staged.rows} rows where its footer says {rows}; check the file "
+                "is valid Parquet"
+            )
+        fitted = fit_job_sizes(staged, max_per_job, max_num_jobs, quotas=quotas)
+        if fitted != sizes:  # the byte quotas need more jobs: staged again, the plan made from the bytes
+            uploads.abort()
+            logger.info(
+                "jobs split further for the byte quota: staging again", planned_jobs=len(sizes), jobs=len(fitted)
+            )
+            return None
+        jobs = plan_jobs(staged, sizes, run_id)
+        if [job.size_bytes for job in jobs] != uploads.job_bytes:
+            raise RuntimeError(f"job file sizes {uploads.job_bytes} differ from the line offsets' {jobs}")
+        uploads.complete()
+    except BaseException:
+        uploads.abort()
+        raise
+    finally:
+        uploads.close()
+    return staged, jobs
 
 
 def fit_job_sizes(
@@ -561,15 +640,32 @@ def preprocess(
     run_id = layout.run_id_from_execution_name(execution_name)
     source = open_source(inp, s3, settings.data_bucket)
     copy_from = source.records_object  # a Parquet input is already the records (ids are row numbers)
-    staged = stage(source, plan, inp.inference_params.settings(), workdir, write_records=copy_from is None)
+    inference = inp.inference_params.settings()
+    planned = stage_planned(
+        source,
+        plan,
+        inference,
+        workdir,
+        s3=s3,
+        bucket=settings.data_bucket,
+        run_id=run_id,
+        max_per_job=max_per_job,
+        max_num_jobs=inp.max_num_jobs,
+        quotas=quotas,
+        write_records=copy_from is None,
+    )
+    if planned is not None:  # the job files are in S3 already
+        staged, jobs = planned
+    else:
+        staged = stage(source, plan, inference, workdir, write_records=copy_from is None)
+        jobs = plan_run_jobs(staged, max_per_job, inp.max_num_jobs, quotas, run_id)
+        # Validation is over: only now does anything go to S3.
+        with staged.lines_path.open("rb") as lines:
+            start = 0
+            for job in jobs:  # the jobs tile the JSONL file in order
+                s3.upload_fileobj(FileRange(lines, start, start + job.size_bytes), settings.data_bucket, job.input_key)
+                start += job.size_bytes
     total = staged.rows
-    jobs = plan_run_jobs(staged, max_per_job, inp.max_num_jobs, quotas, run_id)
-    # Validation is over: only now does anything go to S3.
-    with staged.lines_path.open("rb") as lines:
-        start = 0
-        for job in jobs:  # the jobs tile the JSONL file in order
-            s3.upload_fileobj(FileRange(lines, start, start + job.size_bytes), settings.data_bucket, job.input_key)
-            start += job.size_bytes
     if copy_from is None:
         s3.upload_file(str(staged.records_path), settings.data_bucket, layout.records_key(run_id))
     else:  # server-side copy: no re-encoding, and the run keeps its own copy if the input is overwritten later

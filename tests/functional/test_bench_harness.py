@@ -103,6 +103,30 @@ def test_local_s3_copies_without_moving_bytes_and_never_changes_an_object_in_pla
     assert source.read_bytes() == b"input bytes" and copy.read_bytes() == b"other"
 
 
+def test_local_s3_assembles_multipart_uploads_in_part_order_and_drops_aborted_ones(tmp_path: Path) -> None:
+    # GIVEN two multipart uploads in the local S3: one whose parts arrive in order, one whose part 2 arrives first
+    s3 = LocalS3(tmp_path)
+    ordered = s3.create_multipart_upload(Bucket=BUCKET, Key="runs/r/jobs/0000.jsonl")["UploadId"]
+    crossed = s3.create_multipart_upload(Bucket=BUCKET, Key="runs/r/jobs/0001.jsonl")["UploadId"]
+    etags = {
+        (upload, number): s3.upload_part(
+            Bucket=BUCKET, Key="k", UploadId=upload, PartNumber=number, Body=bytearray(body)
+        )["ETag"]
+        for upload, number, body in ((ordered, 1, b"a1"), (ordered, 2, b"a2"), (crossed, 2, b"b2"), (crossed, 1, b"b1"))
+    }
+    aborted = s3.create_multipart_upload(Bucket=BUCKET, Key="runs/r/jobs/0002.jsonl")["UploadId"]
+    s3.upload_part(Bucket=BUCKET, Key="k", UploadId=aborted, PartNumber=1, Body=b"c1")
+    # WHEN both are completed and the third is aborted
+    for upload, key in ((ordered, "runs/r/jobs/0000.jsonl"), (crossed, "runs/r/jobs/0001.jsonl")):
+        parts = [{"PartNumber": n, "ETag": etags[upload, n]} for n in (1, 2)]
+        s3.complete_multipart_upload(Bucket=BUCKET, Key=key, UploadId=upload, MultipartUpload={"Parts": parts})
+    s3.abort_multipart_upload(Bucket=BUCKET, Key="runs/r/jobs/0002.jsonl", UploadId=aborted)
+    # THEN each object holds its parts in part order, and the aborted one does not exist
+    jobs = tmp_path / BUCKET / "runs/r/jobs"
+    assert (jobs / "0000.jsonl").read_bytes() == b"a1a2" and (jobs / "0001.jsonl").read_bytes() == b"b1b2"
+    assert not (jobs / "0002.jsonl").exists() and list((tmp_path / ".uploads").iterdir()) == []
+
+
 def test_batch_section_judges_every_path_against_both_targets() -> None:
     # GIVEN preprocess figures where ours is 2.5x faster than the anchor and 1.5x the floor, on one path
     def seconds(value: float) -> dict[str, float]:

@@ -99,6 +99,53 @@ def test_test_split_gives_its_own_rows(s3, lambda_context, hub):
     assert TEST_FILE in hub.downloaded(DATASET)
 
 
+def test_a_parquet_split_is_read_by_row_group_with_its_jobs_planned_first(s3, lambda_context, tmp_path, monkeypatch):
+    # GIVEN a hub dataset whose train split is one Parquet file of 3 row groups, and preprocess's planned path watched
+    from lambdas.preprocess import logic
+
+    planned: list[dict[str, Any] | None] = []
+    original = logic.stage_planned
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        planned.append(None if result is None else {"jobs": len(result[1])})
+        return result
+
+    monkeypatch.setattr(logic, "stage_planned", watched)
+    with fake_hub(tmp_path, datasets={DATASET: {"train": TRAIN}}, row_group_size=100) as hub:
+        # WHEN preprocess runs on it with at most 125 records per job
+        run_ctx = run(lambda_context, dataset_id=DATASET, split="train", max_records_per_job=125)
+        requests = list(hub.requests)
+    # THEN the jobs were planned from the file's footer and streamed (the planned path took the run)
+    assert planned == [{"jobs": 2}]
+    # AND the file was read in ranges, never whole
+    reads = [r for r in requests if r.method == "GET" and r.path.endswith(TRAIN_FILE)]
+    assert reads and all(r.range for r in reads)
+    # AND every row is a record, in order, with its prompt; records.parquet holds the rows as they are
+    lines = [line for i in range(2) for line in read_jsonl(s3, f"runs/hf-run/jobs/{i:04d}.jsonl")]
+    assert [line["recordId"] for line in lines] == [f"{i:011d}" for i in range(250)]
+    prompts = [line["modelInput"]["messages"][0]["content"][0]["text"] for line in lines]
+    assert prompts == [QA_PREFIX + source for source in TRAIN.column("source").to_pylist()]
+    records = pq.read_table(io.BytesIO(s3.get_object(Bucket=BUCKET, Key=run_ctx["records_key"])["Body"].read()))
+    assert records.equals(TRAIN)
+
+
+def test_a_split_of_jsonl_files_is_streamed_by_datasets(s3, lambda_context, tmp_path):
+    # GIVEN a hub dataset whose only data is a JSON Lines file (no Parquet: datasets' json builder reads it)
+    body = b"".join(json.dumps({"source": f"question {i}"}).encode() + b"\n" for i in range(150))
+    files = {"jsonl/corpus": {"data/train.jsonl": body}}
+    with fake_hub(tmp_path, datasets={"jsonl/corpus": {}}, extra_files=files):
+        # WHEN preprocess runs on its train split
+        run_ctx = run(lambda_context, dataset_id="jsonl/corpus", split="train")
+    # THEN every line is a record, in order
+    assert run_ctx["total_records"] == 150
+    prompts = [
+        line["modelInput"]["messages"][0]["content"][0]["text"]
+        for line in read_jsonl(s3, "runs/hf-run/jobs/0000.jsonl")
+    ]
+    assert prompts == [f"{QA_PREFIX}question {i}" for i in range(150)]
+
+
 @pytest.mark.parametrize(
     ("dataset_id", "split", "message"),
     [

@@ -1,0 +1,121 @@
+"""Parquet inputs: jobs planned from the footer's row count and their files streamed to S3 as multipart uploads during
+the pass, byte for byte what staging writes, and nothing left in S3 when the pass fails or the plan changes."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from lambdas.preprocess import handler, logic, uploads
+from lambdas.shared.errors import InputValidationError
+from local.emulator import Quotas
+from tests.functional.conftest import BUCKET
+
+CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
+JOKES = {"model_id": CLAUDE, "prompt_id": "joke_about_topic"}
+
+
+def run(lambda_context, execution_input: Any, name: str) -> dict:
+    return handler.lambda_handler({"input": execution_input, "execution_name": name}, lambda_context)
+
+
+def put(s3, key: str, table: pa.Table, *, row_group_size: int = 1000) -> str:
+    buffer = io.BytesIO()
+    if key.endswith(".csv"):
+        pacsv.write_csv(table, buffer)
+    else:
+        pq.write_table(table, buffer, row_group_size=row_group_size)
+    s3.put_object(Bucket=BUCKET, Key=key, Body=buffer.getvalue())
+    return f"s3://{BUCKET}/{key}"
+
+
+def job_files(s3, run_ctx: dict) -> list[bytes]:
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=run_ctx["manifest_key"])["Body"].read())
+    files = [s3.get_object(Bucket=BUCKET, Key=job["input_key"])["Body"].read() for job in manifest]
+    assert [len(body) for body in files] == [job["size_bytes"] for job in manifest]
+    return files
+
+
+def open_uploads(s3) -> list[dict]:
+    return s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
+
+
+def long_topics(n: int, width: int = 1000) -> pa.Table:
+    return pa.table({"id": list(range(n)), "topic": [f"{i:06d} " + "w" * width for i in range(n)]})
+
+
+@pytest.fixture
+def sent(monkeypatch) -> list[int]:
+    """The size of every part the planned path sends, in order."""
+    sizes: list[int] = []
+    original = uploads.JobUploads._send
+
+    def counted(self: uploads.JobUploads) -> None:
+        sizes.append(len(self._buffer))
+        original(self)
+
+    monkeypatch.setattr(uploads.JobUploads, "_send", counted)
+    return sizes
+
+
+def test_streamed_job_files_of_several_parts_equal_the_staged_ones(s3, lambda_context, monkeypatch, sent):
+    # GIVEN 12,000 rows of ~1 KB as Parquet (planned, streamed) and as CSV (staged), S3's minimum part size of 5 MiB,
+    # and each Parquet row group of 1,000 rows staged alone
+    monkeypatch.setattr(uploads, "PART_BYTES", 5 << 20)
+    monkeypatch.setattr(logic, "rebatched", lambda batches: batches)
+    parquet_uri = put(s3, "inputs/long.parquet", long_topics(12_000))
+    csv_uri = put(s3, "inputs/long.csv", long_topics(12_000))
+    # WHEN both are preprocessed into jobs of 6,000 records
+    streamed = run(lambda_context, {**JOKES, "s3_uri": parquet_uri, "max_records_per_job": 6000}, "exec-parquet")
+    parts = list(sent)
+    staged = run(lambda_context, {**JOKES, "s3_uri": csv_uri, "max_records_per_job": 6000}, "exec-csv")
+    # THEN the Parquet input's two jobs went up in parts of at least 5 MiB (the last of each smaller)
+    assert len(parts) == 4 and parts[0] >= 5 << 20 and parts[2] >= 5 << 20
+    assert sent[4:] == []  # the CSV input was staged: no part sent by the planned path
+    # AND the job files are byte for byte the staged path's, every row once and in order
+    assert job_files(s3, streamed) == job_files(s3, staged)
+    ids = [json.loads(line)["recordId"] for body in job_files(s3, streamed) for line in body.splitlines()]
+    assert ids == [f"{i:011d}" for i in range(12_000)]
+    assert open_uploads(s3) == []
+
+
+def test_a_null_found_mid_pass_aborts_every_upload(s3, lambda_context, monkeypatch, sent):
+    # GIVEN a Parquet input whose row 2,500 is null, in its third row group of 1,000 rows, each group staged alone
+    monkeypatch.setattr(logic, "rebatched", lambda batches: batches)
+    table = pa.table({"topic": [f"topic {i}" if i != 2500 else None for i in range(3000)]})
+    uri = put(s3, "inputs/late-null.parquet", table)
+    # WHEN preprocess runs THEN it names the row
+    with pytest.raises(InputValidationError, match="null in row 2500"):
+        run(lambda_context, {**JOKES, "s3_uri": uri, "max_records_per_job": 1000}, "exec-null")
+    # AND the first two jobs had been sent, but no upload stays open and no file of the run exists
+    assert len(sent) == 2
+    assert open_uploads(s3) == []
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/")
+
+
+def test_jobs_the_byte_quota_splits_further_are_staged_again(s3, emulator, lambda_context, sent):
+    # GIVEN a Parquet input whose 2 planned jobs (by rows) would exceed the model's input file size quota
+    uri = put(s3, "inputs/t.parquet", long_topics(1000, width=50), row_group_size=100)
+    emulator.state.model_quotas[CLAUDE] = Quotas(max_file_bytes=60_000)
+    # WHEN preprocessed with up to 500 records per job
+    run_ctx = run(lambda_context, {**JOKES, "s3_uri": uri, "max_records_per_job": 500}, "exec-quota")
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=run_ctx["manifest_key"])["Body"].read())
+    # THEN the two planned jobs had been sent, then the jobs were split further: balanced, each file under the limit,
+    # and no upload of the first plan remains
+    sizes = [job["record_count"] for job in manifest]
+    assert len(sent) == 2
+    assert len(sizes) > 2 and max(sizes) - min(sizes) <= 1 and sum(sizes) == 1000
+    assert all(job["size_bytes"] <= 60_000 for job in manifest)
+    keys = [
+        obj["Key"] for obj in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"runs/{run_ctx['run_id']}/jobs/")["Contents"]
+    ]
+    assert sorted(keys) == sorted(job["input_key"] for job in manifest)
+    assert open_uploads(s3) == []
+    ids = [json.loads(line)["recordId"] for body in job_files(s3, run_ctx) for line in body.splitlines()]
+    assert ids == [f"{i:011d}" for i in range(1000)]
