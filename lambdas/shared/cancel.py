@@ -6,18 +6,15 @@ Whoever may write under ``runs/<run>/`` cancels a run by writing the marker (the
 processed), the on-demand runner takes no more records, and nothing is resubmitted. Postprocess and Finalize still run,
 so every record already processed is delivered and every other row has an error; the execution ends SUCCEEDED.
 
-The marker is looked up by listing its key first: without s3:ListBucket on a key's prefix S3 answers a missing key
-with 403, not 404, and a missing marker is the normal case. Its content is informative only: a marker that is not the
-JSON object above still cancels the run (its presence is the request).
+The marker is found by listing its key, never read: its presence is the request (any content cancels), the time it
+was written is when, and a listing needs neither s3:GetObject nor the bucket key's kms:Decrypt.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
-
-from botocore.exceptions import ClientError
 
 from lambdas.shared import layout
 
@@ -40,26 +37,13 @@ class CancelRequest:
         )
 
 
-def parse_marker(key: str, body: bytes) -> CancelRequest:
-    """The request a marker's bytes hold. Pure: any content cancels; ``requested_at`` is kept when it is a string."""
-    try:
-        data: Any = json.loads(body) if body.strip() else {}
-    except ValueError:
-        data = {}
-    requested_at = data.get("requested_at") if isinstance(data, dict) else None
-    return CancelRequest(key=key, requested_at=requested_at if isinstance(requested_at, str) else None)
-
-
 def cancel_requested(s3: Any, bucket: str, run_id: str) -> CancelRequest | None:
-    """The run's cancel request, or None when it has none."""
+    """The run's cancel request, or None when it has none: found by listing the marker's key (a listing reads no
+    object, so no decryption either), ``requested_at`` being when the marker was written."""
     key = layout.cancel_key(run_id)
     listed = s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("Contents", [])
-    if not any(item["Key"] == key for item in listed):
+    found = next((item for item in listed if item["Key"] == key), None)
+    if found is None:
         return None
-    try:
-        body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return None  # deleted between the listing and the read: the run is no longer cancelled
-        raise
-    return parse_marker(key, body)
+    written = found.get("LastModified")
+    return CancelRequest(key=key, requested_at=written.isoformat() if isinstance(written, datetime) else None)

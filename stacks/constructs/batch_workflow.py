@@ -71,7 +71,8 @@ LAMBDA_TASK_ROOT = "/var/task"  # where lambdas/Dockerfile puts the sources (and
 
 # The job manifests the Distributed Maps read: runs/<run>/jobs.json and runs/<run>/retry/jobs.json.
 MANIFEST_KEYS = f"{RUNS_PREFIX}*/jobs.json"
-# A run's cancel marker (lambdas/shared/cancel.py), looked up by listing its key first.
+# A run's cancel marker (lambdas/shared/cancel.py): found by listing its key (its presence is the request), never read,
+# so the functions that only look for it get no object or key access.
 CANCEL_KEYS = f"{RUNS_PREFIX}*/cancel.json"
 # A prepared run's input as the gateway stores an OpenAI batch (input_format "prepared"; docs/batch/running.md).
 PREPARED_INPUTS = "openai/batches/*/prepared.jsonl"
@@ -79,13 +80,13 @@ PREPARED_INPUTS = "openai/batches/*/prepared.jsonl"
 # s3:ListBucket by s3:prefix). IAM's '*' spans '/': runs/*/output/* also covers the resubmission jobs'
 # runs/<run>/retry/output/ (and results/, jobs/, jobs.json the same way).
 DATA_ACCESS: dict[str, dict[str, list[str]]] = {
-    # Submit and Poll read the run's cancel marker only (Submit then submits nothing, Poll stops the job).
-    "submit": {"read": [CANCEL_KEYS], "write": [], "list_prefixes": [CANCEL_KEYS]},
-    "poll": {"read": [CANCEL_KEYS], "write": [], "list_prefixes": [CANCEL_KEYS]},
+    # Submit and Poll only look for the run's cancel marker (Submit then submits nothing, Poll stops the job).
+    "submit": {"read": [], "write": [], "list_prefixes": [CANCEL_KEYS]},
+    "poll": {"read": [], "write": [], "list_prefixes": [CANCEL_KEYS]},
     # Run on demand reads the job's input file, what it already wrote for the job and the cancel marker; it writes
     # the job's output as a batch job would (its .jsonl.out and manifest.json.out).
     "on_demand": {
-        "read": [f"{RUNS_PREFIX}*/jobs/*", f"{RUNS_PREFIX}*/bedrock-output/*", CANCEL_KEYS],
+        "read": [f"{RUNS_PREFIX}*/jobs/*", f"{RUNS_PREFIX}*/bedrock-output/*"],
         "write": [f"{RUNS_PREFIX}*/bedrock-output/*"],
         "list_prefixes": [f"{RUNS_PREFIX}*/bedrock-output/", CANCEL_KEYS],
     },
@@ -110,7 +111,6 @@ DATA_ACCESS: dict[str, dict[str, list[str]]] = {
             f"{RUNS_PREFIX}*/results/*",
             f"{RUNS_PREFIX}*/output/*",
             f"{RUNS_PREFIX}*/jobs/*",
-            CANCEL_KEYS,
         ],
         "write": [f"{RUNS_PREFIX}*/retry/*"],
         "list_prefixes": [f"{RUNS_PREFIX}*/results/", CANCEL_KEYS],
@@ -334,7 +334,7 @@ class BatchWorkflow(Construct):
         for key, access in DATA_ACCESS.items():
             fn = self.functions[key]
             grant_objects(bucket, fn.role, **access)
-            if encryption_key is not None:
+            if encryption_key is not None and (access["read"] or access["write"]):  # listing reads no object
                 grant_s3_objects_key(encryption_key, fn.role, write=bool(access["write"]))
             for pattern in dict.fromkeys(access["read"] + access["write"]):
                 verbs = [verb for kind, verb in (("read", "reads"), ("write", "writes")) if pattern in access[kind]]

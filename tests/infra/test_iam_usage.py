@@ -104,9 +104,9 @@ def test_the_code_scan_finds_each_control_function_s_calls() -> None:
     # GIVEN the submit and poll handlers / WHEN their code (and what it imports) is scanned
     submit, poll = code_actions("lambdas.submit_job.handler"), code_actions("lambdas.poll_job.handler")
     # THEN submit creates jobs with tags and a role to pass and lists jobs for its job-slot check, poll gets and
-    # stops them, both read the run's cancel marker (listed first), and neither reads Service Quotas (Preprocess
-    # alone does)
-    cancel_marker = {"s3:ListBucket", "s3:GetObject"}
+    # stops them, both look for the run's cancel marker (by listing, never reading it), and neither reads Service
+    # Quotas (Preprocess alone does)
+    cancel_marker = {"s3:ListBucket"}
     assert (
         set(submit)
         == {

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
-import json
 import random
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -14,7 +14,7 @@ from lambdas.on_demand.logic import Backoff, answer_record, converse_request, is
 from lambdas.postprocess.logic import missing_reason
 from lambdas.resubmit.logic import describe
 from lambdas.resubmit.logic import is_retryable as resubmission_retries
-from lambdas.shared.cancel import BATCH_CANCELLED, parse_marker
+from lambdas.shared.cancel import BATCH_CANCELLED, cancel_requested
 from lambdas.shared.models import JobState
 
 RECORD: dict[str, Any] = {
@@ -170,20 +170,30 @@ def test_the_output_goes_where_a_batch_job_of_the_same_index_would_write_it() ->
     )
 
 
-@pytest.mark.parametrize(
-    ("body", "requested_at"),
-    [
-        (json.dumps({"requested_at": "2026-12-06T12:00:00Z"}).encode(), "2026-12-06T12:00:00Z"),
-        (b"", None),
-        (b"not json", None),
-        (b'{"requested_at": 5}', None),
-    ],
-)
-def test_any_marker_cancels_and_its_time_is_kept_when_it_has_one(body: bytes, requested_at: str | None) -> None:
-    # GIVEN a marker's bytes / WHEN parsed / THEN it is a cancel request, with the time it states if it states one
-    request = parse_marker("runs/r/cancel.json", body)
-    assert request.requested_at == requested_at
-    assert request.reason().startswith("the run was cancelled") and "runs/r/cancel.json" in request.reason()
+class _Listing:
+    """An S3 client that only lists (what the functions looking for a marker may do), with the listed keys."""
+
+    def __init__(self, keys: dict[str, datetime]) -> None:
+        self.keys = keys
+
+    def list_objects_v2(self, Bucket: str, Prefix: str, MaxKeys: int) -> dict[str, Any]:  # noqa: N803 (boto3's names)
+        found = [{"Key": k, "LastModified": t} for k, t in sorted(self.keys.items()) if k.startswith(Prefix)]
+        return {"Contents": found[:MaxKeys]} if found else {}
+
+
+def test_a_marker_is_found_by_listing_and_its_time_is_when_it_was_written() -> None:
+    # GIVEN a run with a cancel marker, a run without one, and a run whose key only starts like the marker's
+    written = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    s3 = _Listing({"runs/r/cancel.json": written, "runs/other/cancel.json.bak": written})
+    # WHEN each is looked up
+    request = cancel_requested(s3, "bucket", "r")
+    # THEN only the marker itself cancels, dated when it was written, and its reason says so
+    assert request is not None and request.requested_at == written.isoformat()
+    assert (
+        request.reason().startswith("the run was cancelled at 2026-12-06") and "runs/r/cancel.json" in request.reason()
+    )
+    assert cancel_requested(s3, "bucket", "none") is None
+    assert cancel_requested(s3, "bucket", "other") is None
 
 
 def test_rows_a_cancel_left_without_a_result_get_batch_cancelled_whatever_stopped_them() -> None:
