@@ -35,6 +35,10 @@ from tests.infra.aws_calls import AwsCall, check, function_calls
 # all its parameters, so that this test checks them.
 PARAMETERS_BUILT_ELSEWHERE = {
     "lambdas.gateway.factory": {"Converse", "ConverseStream"},
+    # a listing's optional StartAfter / ContinuationToken go in a dict built first (the Batch API's pages)
+    "lambdas.gateway.batch_records": {"ListObjectsV2"},
+    # a lease's update is computed from the item it read (the condition, the values), then sent (team-key limits)
+    "lambdas.gateway.key_store": {"UpdateItem"},
     "*": {"PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload", "HeadObject", "GetObject"}
     | {"CopyObject", "UploadPartCopy"},
 }

@@ -60,4 +60,4 @@ def test_the_local_runtime_bounds_the_image_packaged_functions_as_the_data_plane
     # THEN exactly the data-plane handlers (packaged as an image) take a data-plane slot when they run
     data_plane = {f.handler.split(".")[1] for f in functions if f.data_plane}
     assert data_plane == {"preprocess", "postprocess", "resubmit", "finalize"}
-    assert {f.handler.split(".")[1] for f in functions} - data_plane == {"submit_job", "poll_job"}
+    assert {f.handler.split(".")[1] for f in functions} - data_plane == {"submit_job", "poll_job", "on_demand"}  # zips

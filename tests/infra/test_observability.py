@@ -156,8 +156,8 @@ def test_batch_dashboard_shows_executions_jobs_records_tokens_and_functions(plai
     assert metric_names(widgets["Jobs by status"]) == [JOB_STATUS_METRIC] * len(JOB_STATUSES)
     assert metric_names(widgets["Estimated cost (USD, batch prices from prices.json)"]) == ["EstimatedCostUSD"]
     # AND every function's errors, throttles and p99 duration are graphed
-    assert metric_names(widgets["Lambda errors and throttles"]) == ["Errors"] * 6 + ["Throttles"] * 6
-    assert metric_names(widgets["Lambda duration p99 (ms)"]) == ["Duration"] * 6
+    assert metric_names(widgets["Lambda errors and throttles"]) == ["Errors"] * 7 + ["Throttles"] * 7
+    assert metric_names(widgets["Lambda duration p99 (ms)"]) == ["Duration"] * 7
     assert "Alarms" in widgets
 
 
