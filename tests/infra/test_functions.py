@@ -249,14 +249,14 @@ def _s3_access(synthesized: Synthesized, template: Template, key: str) -> dict[s
         # the planned jobs' manifest, results, outputs and input lines -> the resubmission files
         (
             "resubmit",
-            ["/runs/*/cancel.json", "/runs/*/jobs.json", "/runs/*/jobs/*", "/runs/*/output/*", "/runs/*/results/*"],
+            ["/runs/*/jobs.json", "/runs/*/jobs/*", "/runs/*/output/*", "/runs/*/results/*"],
             ["/runs/*/retry/*"],
             ["runs/*/cancel.json*", "runs/*/results/*"],
         ),
-        # an on-demand job's input file, what it wrote so far and the cancel marker -> the job's batch-format output
+        # an on-demand job's input file and what it wrote so far (it lists the cancel marker) -> its batch-format output
         (
             "on_demand",
-            ["/runs/*/bedrock-output/*", "/runs/*/cancel.json", "/runs/*/jobs/*"],
+            ["/runs/*/bedrock-output/*", "/runs/*/jobs/*"],
             ["/runs/*/bedrock-output/*"],
             ["runs/*/bedrock-output/*", "runs/*/cancel.json*"],
         ),
@@ -284,16 +284,13 @@ def test_each_data_function_reaches_only_the_layout_prefixes_it_uses(
 
 
 @pytest.mark.parametrize("key", CONTROL_PLANE)
-def test_control_plane_functions_read_only_the_runs_cancel_marker(
+def test_control_plane_functions_only_list_the_runs_cancel_marker(
     synthesized: Synthesized, template: Template, key: str
 ) -> None:
     # GIVEN Submit and Poll (Bedrock reads and writes the job files with its own role)
-    # WHEN / THEN the one thing they may touch in the bucket is a run's cancel marker: read it, and list its key (so
-    # that a missing marker answers an empty listing, not a 403)
-    assert _s3_access(synthesized, template, key) == {
-        "s3:GetObject": ["/runs/*/cancel.json"],
-        "s3:ListBucket": ["runs/*/cancel.json*"],
-    }
+    # WHEN / THEN the one thing they may do in the bucket is list a run's cancel marker key (its presence is the
+    # request): no object of the bucket is theirs to read
+    assert _s3_access(synthesized, template, key) == {"s3:ListBucket": ["runs/*/cancel.json*"]}
 
 
 def test_lambda_execution_roles_trust_lambda_without_source_conditions(synthesized: Synthesized) -> None:
