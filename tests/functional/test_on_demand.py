@@ -209,19 +209,27 @@ def test_a_cancelled_runner_takes_no_more_records_and_the_rest_end_batch_cancell
     # GIVEN an on-demand job of 10 records, two at a time, in a run cancelled while its first records are answered
     monkeypatch.setenv("ON_DEMAND_CONCURRENCY", "2")
     state = stage_run(s3, 10, "cancel-od")
-    hook_calls: list[str] = []
+    answered: list[str] = []
+    sent: set[bytes] = set()
+
+    def note_request(params: dict[str, Any], **_: Any) -> None:
+        sent.add(bytes(params["body"]))  # a retried call sends the same body again: one record, one entry
 
     def cancel_after_first_record(event_name: str, **_: Any) -> None:
-        hook_calls.append(event_name)
-        if len(hook_calls) == 1:
+        answered.append(event_name)
+        if len(answered) == 1:
             cancel(s3, "cancel-od")
 
-    aws.bedrock_runtime().meta.events.register("after-call.bedrock-runtime.InvokeModel", cancel_after_first_record)
+    runtime = aws.bedrock_runtime()
+    runtime.meta.events.register("before-call.bedrock-runtime.InvokeModel", note_request)
+    runtime.meta.events.register("after-call.bedrock-runtime.InvokeModel", cancel_after_first_record)
     # WHEN the runner runs, then Postprocess
     done = on_demand_handler.lambda_handler(state, Context())
     result = postprocess_handler.lambda_handler(done, Context())
-    # THEN the two records taken before the cancel are answered and written, no other record was sent
-    assert len(hook_calls) == 2 and [line["recordId"] for line in out_lines(s3, state)] == [f"{i:011d}" for i in (0, 1)]
+    # THEN the two records taken before the cancel are answered and written, and no other record was sent (however
+    # often a slow emulator made a call retry)
+    assert [line["recordId"] for line in out_lines(s3, state)] == [f"{i:011d}" for i in (0, 1)]
+    assert len(sent) == 2
     assert (done["terminal"], done["cancelled"], done["status"]) == (True, True, "Stopped")
     # AND Postprocess delivers them and gives the 8 others batch_cancelled, naming the cancel
     table = output_table(s3, result["output_key"])
