@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -215,10 +216,15 @@ def test_a_cancelled_runner_takes_no_more_records_and_the_rest_end_batch_cancell
     def note_request(params: dict[str, Any], **_: Any) -> None:
         sent.add(bytes(params["body"]))  # a retried call sends the same body again: one record, one entry
 
+    writing = threading.Lock()
+
     def cancel_after_first_record(event_name: str, **_: Any) -> None:
-        answered.append(event_name)
-        if len(answered) == 1:
-            cancel(s3, "cancel-od")
+        # the lock holds every other answer until the marker is written, so no record can finish (and let the runner
+        # take the next one) between the first answer and the write, however slow the write is
+        with writing:
+            answered.append(event_name)
+            if len(answered) == 1:
+                cancel(s3, "cancel-od")
 
     runtime = aws.bedrock_runtime()
     runtime.meta.events.register("before-call.bedrock-runtime.InvokeModel", note_request)
