@@ -22,10 +22,12 @@ from lambdas.gateway.team_keys import TeamKeySettings
 from lambdas.shared.model_families import (
     ACCOUNT_RESOURCE_ARN_KINDS,
     COHERE_INPUT_TYPES,
+    NOVA_MME_PURPOSES,
     STABILITY_ASPECT_RATIOS,
     ModelRef,
     embedding_adapter_of,
     image_sizes_of,
+    price_published,
 )
 
 Modality = Literal["text", "image", "video", "embedding"]
@@ -179,10 +181,12 @@ class GuardrailSettings(_Frozen):
 
 class EmbeddingOptions(_Frozen):
     """Embedding bots (``/v1/embeddings``): ``input_type`` (Cohere Embed v3 only: what the vectors are for,
-    ``search_document`` by default) and ``max_inputs`` (the most texts one request may embed; lists longer than the
+    ``search_document`` by default), ``embedding_purpose`` (Amazon Nova Multimodal Embeddings only, the same idea:
+    ``GENERIC_INDEX`` by default) and ``max_inputs`` (the most texts one request may embed; lists longer than the
     model takes per call are split and answered in order)."""
 
     input_type: str | None = None
+    embedding_purpose: str | None = None
     max_inputs: int = Field(default=2048, ge=1, le=2048)  # OpenAI's limit for one request's input array
 
     @field_validator("input_type")
@@ -190,6 +194,13 @@ class EmbeddingOptions(_Frozen):
     def _input_type(cls, value: str | None) -> str | None:
         if value is not None and value not in COHERE_INPUT_TYPES:
             raise ValueError(f"use one of {', '.join(COHERE_INPUT_TYPES)}")
+        return value
+
+    @field_validator("embedding_purpose")
+    @classmethod
+    def _embedding_purpose(cls, value: str | None) -> str | None:
+        if value is not None and value not in NOVA_MME_PURPOSES:
+            raise ValueError(f"use one of {', '.join(NOVA_MME_PURPOSES)}")
         return value
 
 
@@ -264,6 +275,13 @@ class BotConfig(_Frozen):
             raise ValueError("embedding applies to embedding bots only; remove it")
         if self.modality == "embedding":
             self._check_embedding_model()
+        if not price_published(self.model_id) and self.prices.input_per_1k <= 0:
+            raise ValueError(
+                f"bot '{self.name}' calls '{self.model_id}', whose price this project could not read on a public "
+                "page (it is not in lambdas/shared/prices.json), so the bot must carry its own; set "
+                f"bots.{self.name}.prices.input_per_1k to the USD per 1,000 input tokens the Amazon Bedrock pricing "
+                f"page lists for the model in {self.region}"
+            )
         region = self.guardrail.arn_region if self.guardrail else None
         if region is not None and region != self.region:
             raise ValueError(
@@ -291,16 +309,22 @@ class BotConfig(_Frozen):
                 raise ValueError(f"{field}: aspect ratio '{ratio}' cannot be used ({problem}); offer other ones")
 
     def _check_embedding_model(self) -> None:
-        """The model is an embedding model of the registry (its request body is known), and ``input_type`` is
-        given only to a model that takes it."""
+        """The model is an embedding model of the registry (its request body is known), and ``input_type`` and
+        ``embedding_purpose`` are given only to a model that takes them."""
         adapter = embedding_adapter_of(self.model_id)
         if adapter is None:
             raise ValueError(
                 f"embedding bots need an embedding model of lambdas/shared/model_families.py (Titan Text Embeddings "
-                f"V2, Titan Multimodal Embeddings G1, Cohere Embed v3); '{self.model_id}' is none; fix model_id"
+                f"V2, Titan Multimodal Embeddings G1, Cohere Embed v3, Nova Multimodal Embeddings); "
+                f"'{self.model_id}' is none; fix model_id"
             )
         if self.embeddings.input_type is not None and "input_type" not in adapter.parameters:
             raise ValueError(f"embedding.input_type applies to Cohere Embed only, not {adapter.title}; remove it")
+        if self.embeddings.embedding_purpose is not None and "embedding_purpose" not in adapter.parameters:
+            raise ValueError(
+                f"embedding.embedding_purpose applies to Nova Multimodal Embeddings only, not {adapter.title}; "
+                "remove it (Cohere Embed takes embedding.input_type)"
+            )
 
     @property
     def embeddings(self) -> EmbeddingOptions:

@@ -1,11 +1,12 @@
 """Embedding bots: texts -> InvokeModel on the bot's embedding model (body by its family in
 ``lambdas.shared.model_families``) -> one vector per text, in the order given.
 
-A list longer than the model takes per call (Titan: one text, Cohere Embed v3: 96) is split into calls of at most that
-many texts, run ``EMBED_CONCURRENCY`` at a time, and reassembled in order; if any call fails the request fails (no
-vector is dropped or answered out of place). Input tokens come from the answer (Titan's ``inputTextTokenCount``), else
-from Bedrock's ``X-Amzn-Bedrock-Input-Token-Count`` header, else an estimate of one token per 4 characters
-(docs/bedrock-facts.md, Embeddings). A bot's guardrail checks each call's texts (``ApplyGuardrail``) before the call.
+A list longer than the model takes per call (Titan and Nova Multimodal Embeddings: one text, Cohere Embed v3: 96) is
+split into calls of at most that many texts, run ``EMBED_CONCURRENCY`` at a time, and reassembled in order; if any call
+fails the request fails (no vector is dropped or answered out of place). Input tokens come from the answer (Titan's
+``inputTextTokenCount``), else from Bedrock's ``X-Amzn-Bedrock-Input-Token-Count`` header, else an estimate of one
+token per 4 characters (Cohere's and Nova's answers carry no count; docs/bedrock-facts.md, Embeddings). A bot's
+guardrail checks each call's texts (``ApplyGuardrail``) before the call.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def check_texts(config: BotConfig, adapter: EmbeddingAdapter, texts: Sequence[st
 
 def embedding_settings(config: BotConfig, adapter: EmbeddingAdapter, dimensions: int | None) -> InferenceSettings:
     """The InvokeModel settings of a request: ``dimensions`` one of the model's (a 400 naming them otherwise), the
-    bot's ``input_type``."""
+    bot's ``input_type`` (Cohere) and ``embedding_purpose`` (Nova Multimodal Embeddings)."""
     if dimensions is not None:
         accepted = adapter.choices.get("dimensions") if "dimensions" in adapter.parameters else None
         if accepted is None:
@@ -122,7 +123,10 @@ def embedding_settings(config: BotConfig, adapter: EmbeddingAdapter, dimensions:
                 f"{', '.join(map(str, accepted))}.",
                 code="invalid_dimensions",
             )
-    return InferenceSettings(dimensions=dimensions, input_type=config.embeddings.input_type)
+    options = config.embeddings
+    return InferenceSettings(
+        dimensions=dimensions, input_type=options.input_type, embedding_purpose=options.embedding_purpose
+    )
 
 
 def input_tokens(answer: dict[str, Any], response: dict[str, Any], texts: Sequence[str]) -> int:

@@ -31,6 +31,11 @@ titan-embed-text-v2    Titan Text Embeddings V2: inputText, dimensions      ``em
 titan-embed-image-v1   Titan Multimodal Embeddings G1: inputText,           ``embedding``
                        embeddingConfig.outputEmbeddingLength (256/384/1024)
 cohere-embed           Cohere Embed v3: texts, input_type                   ``embeddings[0]`` or ``embeddings.float[0]``
+nova-multimodal-embed  Amazon Nova Multimodal Embeddings ("Complete         ``embeddings[0].embedding``
+                       embeddings request and response schema"):
+                       taskType SINGLE_EMBEDDING, singleEmbeddingParams
+                       {embeddingPurpose, embeddingDimension (256/384/
+                       1024/3072), text {truncationMode NONE, value}}
 =====================  ===================================================  =========================================
 
 This module imports the standard library only: ``stacks/`` imports ``PROFILE_PREFIXES`` from it at synth time.
@@ -102,6 +107,7 @@ class InferenceSettings:
     dimensions: int | None = None  # embedding length (Titan embeddings)
     normalize: bool | None = None  # Titan Text Embeddings V2
     input_type: str | None = None  # Cohere Embed
+    embedding_purpose: str | None = None  # Amazon Nova Multimodal Embeddings (GENERIC_INDEX when None)
 
     def changed(self) -> dict[str, Any]:
         """The settings that differ from their defaults, i.e. the ones a run asked for."""
@@ -481,6 +487,55 @@ class CohereEmbed(EmbeddingAdapter):
         return [_vector(vector, f"embeddings[{index}]") for index, vector in enumerate(embeddings)]
 
 
+# Amazon Nova Multimodal Embeddings ("Complete embeddings request and response schema": embeddingPurpose,
+# embeddingDimension; docs/bedrock-facts.md, Embeddings).
+NOVA_MME_PURPOSES = (
+    "GENERIC_INDEX",
+    "GENERIC_RETRIEVAL",
+    "TEXT_RETRIEVAL",
+    "IMAGE_RETRIEVAL",
+    "VIDEO_RETRIEVAL",
+    "DOCUMENT_RETRIEVAL",
+    "AUDIO_RETRIEVAL",
+    "CLASSIFICATION",
+    "CLUSTERING",
+)
+NOVA_MME_DIMENSIONS = (256, 384, 1024, 3072)
+
+
+class NovaMultimodalEmbeddings(EmbeddingAdapter):
+    """Amazon Nova Multimodal Embeddings, text input, synchronous: one text per call as ``singleEmbeddingParams.text``
+    with ``truncationMode`` ``NONE`` (a text over the model's 8K tokens is Bedrock's 400, never cut silently), the
+    ``embeddingPurpose`` (``GENERIC_INDEX`` by default) and the ``embeddingDimension`` (3,072, the model's default,
+    unless ``dimensions`` says otherwise: always sent). The answer is ``embeddings`` (one item) with no token count."""
+
+    family = "nova-multimodal-embed"
+    title = "Amazon Nova Multimodal Embeddings"
+    parameters = frozenset({"dimensions", "embedding_purpose"})
+    choices = {"dimensions": NOVA_MME_DIMENSIONS, "embedding_purpose": NOVA_MME_PURPOSES}
+    SCHEMA_VERSION: ClassVar[str] = "nova-multimodal-embed-v1"
+    DEFAULT_PURPOSE: ClassVar[str] = "GENERIC_INDEX"
+    DEFAULT_DIMENSION: ClassVar[int] = 3072
+
+    def build_model_input(self, text: str, settings: InferenceSettings) -> dict[str, Any]:
+        return {
+            "schemaVersion": self.SCHEMA_VERSION,
+            "taskType": "SINGLE_EMBEDDING",
+            "singleEmbeddingParams": {
+                "embeddingPurpose": settings.embedding_purpose or self.DEFAULT_PURPOSE,
+                "embeddingDimension": settings.dimensions or self.DEFAULT_DIMENSION,
+                "text": {"truncationMode": "NONE", "value": text},
+            },
+        }
+
+    def parse_model_output(self, model_output: dict[str, Any]) -> list[float]:
+        embeddings = model_output.get("embeddings")
+        first = embeddings[0] if isinstance(embeddings, list) and embeddings else None
+        if not isinstance(first, dict):
+            raise ValueError("modelOutput has no 'embeddings[0]' object")
+        return _vector(first.get("embedding"), "embeddings[0].embedding")
+
+
 ADAPTERS: dict[str, type[ModelAdapter]] = {
     adapter.family: adapter
     for adapter in (
@@ -494,6 +549,7 @@ ADAPTERS: dict[str, type[ModelAdapter]] = {
         TitanTextEmbeddingsV2,
         TitanMultimodalEmbeddings,
         CohereEmbed,
+        NovaMultimodalEmbeddings,
     )
 }
 
@@ -518,7 +574,13 @@ MODEL_ID_PREFIXES: dict[str, str] = {
     "amazon.titan-embed-image-v1": "titan-embed-image-v1",
     "cohere.embed-english-v3": "cohere-embed",
     "cohere.embed-multilingual-v3": "cohere-embed",
+    "amazon.nova-2-multimodal-embeddings": "nova-multimodal-embed",
 }
+# Models of the registry whose on-demand price the project could not read on a public AWS page. Only these may be
+# missing from lambdas/shared/prices.json (tests/unit/test_pricing.py), and a gateway bot on one must carry its own
+# prices in its bot file, or the bot file does not load (lambdas/gateway/config.py; synth: stacks/config/bots.py).
+# When AWS publishes the price: add it to prices.json and remove the prefix here.
+UNPRICED_MODEL_PREFIXES: tuple[str, ...] = ("amazon.nova-2-multimodal-embeddings",)
 # The most tokens each model generates (max_tokens, max_gen_len, maxTokens), by foundation-model id prefix (longest
 # prefix wins); a run asking for more is refused before any record is built, since the model would reject every
 # record (docs/bedrock-facts.md, modelInput per model family). A model not listed here has no ceiling checked.
@@ -546,7 +608,8 @@ MAX_OUTPUT_TOKENS: dict[str, int] = {
 }
 # Foundation-model id prefixes of the models that run batch inference jobs: the Amazon Bedrock docs page "Supported
 # Regions and models for batch inference", among the models of MODEL_ID_PREFIXES. The others (Mistral 7B Instruct,
-# Mixtral 8x7B, Mistral Large 24.02, Cohere Embed v3) serve on-demand calls only: the gateway's, not batch runs.
+# Mixtral 8x7B, Mistral Large 24.02, Cohere Embed v3, Nova Multimodal Embeddings) serve on-demand calls only: the
+# gateway's, not batch runs.
 # local/emulator/batch_models.py keeps the emulator's copy of the page (BATCH_MODELS); a test keeps the two equal.
 BATCH_MODEL_PREFIXES: tuple[str, ...] = (
     "amazon.nova-micro-v1",
@@ -642,6 +705,13 @@ def family_of(model_id: str) -> str:
             "the model uses one of their formats, or add the family to lambdas/shared/model_families.py"
         )
     return MODEL_ID_PREFIXES[max(matches, key=len)]
+
+
+def price_published(model_id: str) -> bool:
+    """False for a model of ``UNPRICED_MODEL_PREFIXES`` (foundation model, profile or ARN of one): whoever serves it
+    supplies its price; True otherwise (an ARN that names no model included: its price is the operator's anyway)."""
+    ref = ModelRef.parse(model_id)
+    return not (ref.names_a_model and ref.base_model_id.startswith(UNPRICED_MODEL_PREFIXES))
 
 
 def batch_model_problem(model_id: str) -> str | None:

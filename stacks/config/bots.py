@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lambdas.shared.model_families import price_published
 from stacks.config.batch import is_inference_profile
 from stacks.config.common import REGION, check_model_id
 
@@ -107,6 +108,17 @@ def _bot(name: str, entry: Mapping[str, Any], path: Path) -> GatewayBot:
         not isinstance(count_tokens, str) or check_model_id(count_tokens) or is_inference_profile(count_tokens)
     ):
         raise fail("count_tokens_model_id", "a foundation-model id (CountTokens takes no profile ids)")
+    prices = entry.get("prices")
+    own_price = prices.get("input_per_1k") if isinstance(prices, dict) else None
+    if not price_published(model_id) and not (
+        isinstance(own_price, int | float) and not isinstance(own_price, bool) and own_price > 0
+    ):
+        raise fail(
+            "prices",
+            f'{{"input_per_1k": <USD per 1,000 input tokens>}}: {model_id} has no price in lambdas/shared/prices.json '
+            "(the project found none published), so its bot must carry the one the Amazon Bedrock pricing page lists "
+            "for its region",
+        )
     guardrail = entry.get("guardrail")
     identifier = guardrail.get("identifier") if isinstance(guardrail, dict) else None
     if guardrail is not None and (

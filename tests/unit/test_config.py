@@ -237,6 +237,7 @@ def test_inference_profile_ids() -> None:
 
 ROUTER = "arn:aws:bedrock:us-east-1:123456789012:default-prompt-router/anthropic.claude:1"
 CUSTOM_ROUTER = "arn:aws:bedrock:us-east-1:123456789012:prompt-router/abcdefgh1234"
+NOVA_MME = "amazon.nova-2-multimodal-embeddings-v1:0"  # no published price: its bots carry their own
 
 
 def _bots_file(tmp_path: Path, document: Any) -> dict[str, object]:
@@ -314,6 +315,8 @@ def test_a_missing_bot_file_names_the_key(tmp_path: Path) -> None:
         ({"model_id": CUSTOM_ROUTER}, "target_model_ids must be the models the prompt-router sends requests to"),
         ({"model_id": ROUTER, "target_model_ids": [ROUTER]}, "target_model_ids must be model or inference-profile"),
         ({"model_id": "amazon.nova-lite-v1:0", "count_tokens_model_id": "us.amazon.nova-lite-v1:0"}, "CountTokens"),
+        ({"model_id": NOVA_MME, "modality": "embedding"}, 'prices must be {"input_per_1k": <USD per 1,000 input'),
+        ({"model_id": f"us.{NOVA_MME}", "prices": {"input_per_1k": 0}}, "Amazon Bedrock pricing page"),
     ],
 )
 def test_a_bad_bot_names_the_file_the_bot_and_the_field(tmp_path: Path, bot: dict[str, Any], message: str) -> None:
@@ -323,6 +326,15 @@ def test_a_bad_bot_names_the_file_the_bot_and_the_field(tmp_path: Path, bot: dic
     with pytest.raises(ValueError, match="gatewayBotsFile: bot 'bad' in .*bots.json: ") as caught:
         GatewayConfig.from_context(context, root=tmp_path)
     assert message in str(caught.value)
+
+
+def test_an_unpriced_model_synthesizes_with_the_bots_own_price(tmp_path: Path) -> None:
+    # GIVEN a Nova Multimodal Embeddings bot (no published price) carrying the operator's price
+    bot = {"model_id": NOVA_MME, "modality": "embedding", "prices": {"input_per_1k": 0.5}}
+    context = _bots_file(tmp_path, {"defaults": {}, "bots": {"nova-embed": bot}})
+    # WHEN reading the gateway config THEN the bot is read, for IAM to grant its model
+    (read,) = GatewayConfig.from_context(context, root=tmp_path).bots
+    assert (read.name, read.model_id, read.modality) == ("nova-embed", NOVA_MME, "embedding")
 
 
 @pytest.mark.parametrize("document", [[], {"bots": {}}, {"bots": []}, {"defaults": [], "bots": {"a": {}}}])

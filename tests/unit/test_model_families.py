@@ -50,6 +50,7 @@ MODEL_OF_FAMILY = {
     "titan-embed-text-v2": "amazon.titan-embed-text-v2:0",
     "titan-embed-image-v1": "amazon.titan-embed-image-v1",
     "cohere-embed": "cohere.embed-english-v3",
+    "nova-multimodal-embed": "amazon.nova-2-multimodal-embeddings-v1:0",
 }
 TEXT_FAMILIES = sorted(name for name, adapter in ADAPTERS.items() if adapter.output_kind == "text")
 EMBEDDING_FAMILIES = sorted(name for name, adapter in ADAPTERS.items() if adapter.output_kind == "embedding")
@@ -101,6 +102,8 @@ def test_model_ids_resolve_to_their_family(model_id: str, family: str) -> None:
         ("mistral.mistral-large-2402-v1:0", "mistral-text", "mistral.mistral-small-2402"),
         ("cohere.embed-english-v3", "cohere-embed", "amazon.titan-embed-text-v2"),
         ("arn:aws:bedrock:eu-west-1::foundation-model/cohere.embed-multilingual-v3", "cohere-embed", "amazon.titan"),
+        ("amazon.nova-2-multimodal-embeddings-v1:0", "nova-multimodal-embed", "amazon.titan-embed-text-v2"),
+        ("us.amazon.nova-2-multimodal-embeddings-v1:0", "nova-multimodal-embed", "amazon.titan-embed-text-v2"),
     ],
 )
 def test_models_without_batch_inference_have_a_family_but_do_not_resolve_for_a_batch_run(
@@ -288,6 +291,18 @@ BUILT: dict[str, tuple[InferenceSettings, dict[str, Any]]] = {
         {"inputText": "hi", "embeddingConfig": {"outputEmbeddingLength": 384}},
     ),
     "cohere-embed": (InferenceSettings(input_type="search_query"), {"texts": ["hi"], "input_type": "search_query"}),
+    "nova-multimodal-embed": (
+        InferenceSettings(dimensions=384, embedding_purpose="CLUSTERING"),
+        {
+            "schemaVersion": "nova-multimodal-embed-v1",
+            "taskType": "SINGLE_EMBEDDING",
+            "singleEmbeddingParams": {
+                "embeddingPurpose": "CLUSTERING",
+                "embeddingDimension": 384,
+                "text": {"truncationMode": "NONE", "value": "hi"},
+            },
+        },
+    ),
 }
 MINIMAL: dict[str, dict[str, Any]] = {
     "anthropic": {
@@ -316,6 +331,15 @@ MINIMAL: dict[str, dict[str, Any]] = {
     "titan-embed-text-v2": {"inputText": "hi"},
     "titan-embed-image-v1": {"inputText": "hi"},
     "cohere-embed": {"texts": ["hi"], "input_type": "search_document"},
+    "nova-multimodal-embed": {
+        "schemaVersion": "nova-multimodal-embed-v1",
+        "taskType": "SINGLE_EMBEDDING",
+        "singleEmbeddingParams": {
+            "embeddingPurpose": "GENERIC_INDEX",
+            "embeddingDimension": 3072,
+            "text": {"truncationMode": "NONE", "value": "hi"},
+        },
+    },
 }
 
 
@@ -371,6 +395,10 @@ PARSED: dict[str, list[tuple[dict[str, Any], Any]]] = {
             [0.5, -1.0, 0.25],
         ),
     ],
+    "nova-multimodal-embed": [
+        ({"embeddings": [{"embeddingType": "TEXT", "embedding": VECTOR}]}, [0.5, -1.0, 0.25]),
+        ({"embeddings": [{"embeddingType": "TEXT", "embedding": VECTOR, "truncatedCharLength": 9}]}, [0.5, -1.0, 0.25]),
+    ],
 }
 # Shapes that are not this family's answer: each must be a ValueError (postprocess records UNPARSABLE_OUTPUT).
 UNPARSABLE: dict[str, list[dict[str, Any]]] = {
@@ -384,6 +412,7 @@ UNPARSABLE: dict[str, list[dict[str, Any]]] = {
     "titan-embed-text-v2": [{"embedding": []}, {"embeddings": [VECTOR]}],
     "titan-embed-image-v1": [{"message": "the input was refused"}],
     "cohere-embed": [{"embeddings": []}, {"embeddings": {"int8": [[1]]}}, {"embedding": VECTOR}],
+    "nova-multimodal-embed": [{"embeddings": []}, {"embeddings": [VECTOR]}, {"embeddings": [{"embedding": []}]}],
 }
 
 
@@ -421,6 +450,24 @@ def test_another_shape_is_a_value_error(family: str, output: dict[str, Any]) -> 
         ("titan-embed-image-v1", InferenceSettings(normalize=True), "inference_params.normalize", "remove"),
         ("cohere-embed", InferenceSettings(dimensions=1024), "inference_params.dimensions", "input_type"),
         ("cohere-embed", InferenceSettings(input_type="query"), "inference_params.input_type", "'search_query'"),
+        (
+            "nova-multimodal-embed",
+            InferenceSettings(dimensions=512),
+            "inference_params.dimensions",
+            "256, 384, 1024, 3072",
+        ),
+        (
+            "nova-multimodal-embed",
+            InferenceSettings(embedding_purpose="SEARCH"),
+            "inference_params.embedding_purpose",
+            "'GENERIC_INDEX'",
+        ),
+        (
+            "nova-multimodal-embed",
+            InferenceSettings(input_type="search_query"),
+            "inference_params.input_type",
+            "remove",
+        ),
     ],
 )
 def test_parameters_that_make_no_sense_for_the_family_are_clear_errors(
@@ -532,8 +579,10 @@ def test_stacks_use_the_registry_profile_prefixes_and_agree_on_every_configured_
         ref = resolve(model_id).ref  # every configured model belongs to a family
         assert config.is_inference_profile(model_id) == (ref.profile_geo is not None)
         assert config.base_model_id(model_id) == ref.base_model_id
-    # one model per family at least, but Cohere Embed: not a batch model (docs/bedrock-facts.md, Batch job requests)
-    assert {resolve(model_id).family for model_id in allowed} == set(MODEL_FAMILIES) - {"cohere-embed"}
+    # one model per family at least, but Cohere Embed and Nova Multimodal Embeddings: not batch models
+    # (docs/bedrock-facts.md, Batch job requests)
+    on_demand_only = {"cohere-embed", "nova-multimodal-embed"}
+    assert {resolve(model_id).family for model_id in allowed} == set(MODEL_FAMILIES) - on_demand_only
 
 
 def test_the_registry_imports_the_standard_library_only() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lambdas.shared.model_families import MODEL_ID_PREFIXES, family_of
+from lambdas.shared.model_families import MODEL_ID_PREFIXES, UNPRICED_MODEL_PREFIXES, family_of, price_published
 from lambdas.shared.pricing import PRICES_FILE, PriceTable
 from stacks.config import DEFAULT_ALLOWED_MODEL_IDS, PROJECT_ROOT
 
@@ -101,8 +101,37 @@ def test_a_malformed_price_file_fails_naming_the_entry(tmp_path: Path, models: d
 def test_every_allowed_model_and_every_registry_prefix_has_a_price(table: PriceTable) -> None:
     # GIVEN the allowedModelIds of cdk.json and of the defaults, and the model-family registry's id prefixes
     allowed = json.loads((PROJECT_ROOT / "cdk.json").read_text())["context"]["allowedModelIds"]
-    # WHEN looking up their prices / THEN every allowed model has one, and every family prefix has at least one model
+    # WHEN looking up their prices / THEN every allowed model has one, and every family prefix has at least one model,
+    # but the prefixes the registry marks as unpriced (no public price: their bots carry the operator's)
     assert [m for m in [*allowed, *DEFAULT_ALLOWED_MODEL_IDS] if table.price_for(m) is None] == []
-    assert [p for p in MODEL_ID_PREFIXES if not any(m.startswith(p) for m in table.models)] == []
+    priced_prefixes = [p for p in MODEL_ID_PREFIXES if p not in UNPRICED_MODEL_PREFIXES]
+    assert [p for p in priced_prefixes if not any(m.startswith(p) for m in table.models)] == []
     # AND every priced model is one the registry can run
     assert all(family_of(model_id) for model_id in table.models)
+
+
+def test_only_the_marked_models_go_without_a_price_and_the_mark_goes_with_a_price(table: PriceTable) -> None:
+    # GIVEN the registry's unpriced models (Nova Multimodal Embeddings: no public price found)
+    assert UNPRICED_MODEL_PREFIXES == ("amazon.nova-2-multimodal-embeddings",)
+    # WHEN compared with the registry and the price file
+    # THEN each is a model of the registry, none is priced in the file (a price there must remove the mark), and no
+    # model id can be unpriced unless it is marked
+    assert all(prefix in MODEL_ID_PREFIXES for prefix in UNPRICED_MODEL_PREFIXES)
+    assert [m for m in table.models if m.startswith(UNPRICED_MODEL_PREFIXES)] == []
+    assert [m for m in table.models if not price_published(m)] == []
+
+
+@pytest.mark.parametrize(
+    ("model_id", "published"),
+    [
+        ("amazon.nova-2-multimodal-embeddings-v1:0", False),
+        ("us.amazon.nova-2-multimodal-embeddings-v1:0", False),
+        ("arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-2-multimodal-embeddings-v1:0", False),
+        ("amazon.titan-embed-text-v2:0", True),
+        ("amazon.nova-lite-v1:0", True),
+        ("arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc123", True),
+    ],
+)
+def test_price_published_reads_profiles_and_arns_by_their_model(model_id: str, published: bool) -> None:
+    # GIVEN a model id in any of its forms WHEN asked whether its price is published THEN its model decides
+    assert price_published(model_id) is published

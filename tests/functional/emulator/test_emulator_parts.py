@@ -140,6 +140,8 @@ ROUND_TRIPS = [
     ("amazon.titan-embed-text-v2:0", "InvokeModel", InferenceSettings(), 1024),
     ("amazon.titan-embed-image-v1", "InvokeModel", InferenceSettings(dimensions=384), 384),
     ("cohere.embed-multilingual-v3", "InvokeModel", InferenceSettings(input_type="search_query"), 1024),
+    ("amazon.nova-2-multimodal-embeddings-v1:0", "InvokeModel", InferenceSettings(dimensions=256), 256),
+    ("us.amazon.nova-2-multimodal-embeddings-v1:0", "InvokeModel", InferenceSettings(), 3072),
 ]
 
 

@@ -8,6 +8,7 @@ import base64
 import json
 import re
 import struct
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +26,17 @@ from lambdas.gateway.embeddings import (
 )
 from lambdas.gateway.errors import GatewayError
 from lambdas.gateway.translate import PriceBook
-from lambdas.shared.model_families import CohereEmbed, InferenceSettings, embedding_adapter_of
+from lambdas.shared.model_families import (
+    CohereEmbed,
+    InferenceSettings,
+    NovaMultimodalEmbeddings,
+    embedding_adapter_of,
+)
+
+ROOT = Path(__file__).resolve().parents[3]
+NOVA_MME = "amazon.nova-2-multimodal-embeddings-v1:0"
+NOVA_BOTS_FILE = ROOT / "tests" / "data" / "gateway_bots_nova_embeddings.json"
+OPERATOR_PRICE = {"input_per_1k": 0.5}  # an operator's price (none is published): a test value
 
 
 def bot(**fields: Any) -> Any:
@@ -201,3 +212,139 @@ def test_answers_completing_out_of_order_are_reassembled_in_order_with_bounded_c
     # AND each vector is at its text's index, and the tokens add up
     assert result.vectors == [[float(index)] for index in range(12)]
     assert result.input_tokens == 24
+
+
+# ---------------------------------------------------------------- Amazon Nova Multimodal Embeddings
+
+
+def test_nova_multimodal_embeddings_sends_one_text_with_its_purpose_and_dimension() -> None:
+    # GIVEN the registry's adapter of Nova Multimodal Embeddings
+    adapter = embedding_adapter_of(f"us.{NOVA_MME}")
+    assert isinstance(adapter, NovaMultimodalEmbeddings) and adapter.texts_per_call == 1
+    # WHEN a call's body is built without settings THEN it is the documented synchronous request: the text not cut
+    # (truncationMode NONE), the generic index purpose and the model's default size, always sent
+    assert adapter.build_texts_input(["a lighthouse"], InferenceSettings()) == {
+        "schemaVersion": "nova-multimodal-embed-v1",
+        "taskType": "SINGLE_EMBEDDING",
+        "singleEmbeddingParams": {
+            "embeddingPurpose": "GENERIC_INDEX",
+            "embeddingDimension": 3072,
+            "text": {"truncationMode": "NONE", "value": "a lighthouse"},
+        },
+    }
+    # AND a bot's purpose and a request's dimensions take their places
+    body = adapter.build_texts_input(["q"], InferenceSettings(dimensions=256, embedding_purpose="TEXT_RETRIEVAL"))
+    assert body["singleEmbeddingParams"]["embeddingPurpose"] == "TEXT_RETRIEVAL"
+    assert body["singleEmbeddingParams"]["embeddingDimension"] == 256
+    # AND a call is one text; the answer's one vector is read from embeddings[0].embedding
+    with pytest.raises(ValueError, match="1 text"):
+        adapter.build_texts_input(["a", "b"], InferenceSettings())
+    answer = {"embeddings": [{"embeddingType": "TEXT", "embedding": [0.5, -1]}]}
+    assert adapter.parse_vectors(answer) == [[0.5, -1.0]]
+
+
+def test_nova_dimensions_are_its_four_sizes() -> None:
+    # GIVEN a Nova Multimodal Embeddings bot
+    config = bot(model_id=NOVA_MME, prices=OPERATOR_PRICE)
+    adapter = embedding_adapter_of(config.model_id)
+    assert adapter is not None
+    # WHEN each documented size is asked for THEN it passes
+    assert [embedding_settings(config, adapter, size).dimensions for size in (256, 384, 1024, 3072)] == [
+        256,
+        384,
+        1024,
+        3072,
+    ]
+    # AND any other size is a 400 naming the four
+    for size in (512, 1536, 4096):
+        with pytest.raises(GatewayError, match=r"'dimensions' = \d+ is not accepted .*use one of 256, 384, 1024, 3072"):
+            embedding_settings(config, adapter, size)
+
+
+class RecordingRuntime:
+    """A bedrock-runtime stand-in for Nova Multimodal Embeddings: records each body, answers the documented shape
+    (no token count, no token-count header) with a vector naming the text's number."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+
+    async def invoke_model(self, *, modelId: str, body: str, contentType: str, accept: str) -> dict[str, Any]:
+        request = json.loads(body)
+        self.bodies.append(request)
+        number = float(request["singleEmbeddingParams"]["text"]["value"].split()[1])
+        answer = {"embeddings": [{"embeddingType": "TEXT", "embedding": [number]}]}
+        return {"body": FakeBody(json.dumps(answer).encode())}
+
+
+def test_a_nova_bot_sends_its_embedding_purpose_with_each_text() -> None:
+    # GIVEN a Nova bot configured for search queries
+    config = bot(model_id=NOVA_MME, embedding={"embedding_purpose": "GENERIC_RETRIEVAL"}, prices=OPERATOR_PRICE)
+    runtime = RecordingRuntime()
+    embedder = EmbeddingBot(config, FakeClients(runtime), PriceBook([config]), GatewaySettings(bots={"e": config}))  # type: ignore[arg-type]
+    texts = ("text 0 abc", "text 1 abcdef", "text 2 ab")
+    # WHEN three texts are embedded at 384 dimensions
+    result = asyncio.run(embedder.embed(EmbeddingRequest(texts, 384)))
+    # THEN each text was its own call, with the bot's purpose and the size asked for
+    assert sorted(body["singleEmbeddingParams"]["text"]["value"] for body in runtime.bodies) == list(texts)
+    assert {body["singleEmbeddingParams"]["embeddingPurpose"] for body in runtime.bodies} == {"GENERIC_RETRIEVAL"}
+    assert {body["singleEmbeddingParams"]["embeddingDimension"] for body in runtime.bodies} == {384}
+    # AND the vectors are in the order of the texts; with no count in the answer, tokens are estimated (4 characters
+    # a token, per text) and priced at the bot's own price
+    assert result.vectors == [[0.0], [1.0], [2.0]]
+    assert result.input_tokens == 3 + 4 + 3
+    assert result.cost_usd == pytest.approx(10 / 1000 * 0.5)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"model_id": NOVA_MME}, "bot 'e' calls 'amazon.nova-2-multimodal-embeddings-v1:0', whose price"),
+        ({"model_id": f"eu.{NOVA_MME}", "prices": {"input_per_1k": 0}}, "set bots.e.prices.input_per_1k"),
+        (
+            {"model_id": NOVA_MME, "prices": OPERATOR_PRICE, "embedding": {"embedding_purpose": "SEARCH"}},
+            "use one of GENERIC_INDEX, GENERIC_RETRIEVAL",
+        ),
+        (
+            {"model_id": NOVA_MME, "prices": OPERATOR_PRICE, "embedding": {"input_type": "search_query"}},
+            "embedding.input_type applies to Cohere Embed only",
+        ),
+        (
+            {"model_id": "cohere.embed-english-v3", "embedding": {"embedding_purpose": "GENERIC_INDEX"}},
+            "embedding.embedding_purpose applies to Nova Multimodal Embeddings only",
+        ),
+    ],
+)
+def test_bad_nova_bots_stop_the_start_naming_the_bot_the_model_and_the_fix(
+    fields: dict[str, Any], message: str
+) -> None:
+    # GIVEN a Nova Multimodal Embeddings bot without its own price, or with an option it does not take
+    # WHEN the bot file is read THEN the start stops, naming the bot, what is wrong and the fix
+    with pytest.raises(BotConfigError, match=re.escape(message)) as raised:
+        bot(**fields)
+    assert "bot 'e'" in str(raised.value)
+
+
+def test_a_nova_bot_without_its_price_names_the_pricing_page_and_the_region() -> None:
+    # GIVEN a Nova bot in eu-west-1 without prices WHEN read THEN the fix says which price to look up, where
+    with pytest.raises(BotConfigError) as raised:
+        bot(model_id=NOVA_MME, region="eu-west-1")
+    assert "Amazon Bedrock pricing page lists for the model in eu-west-1" in str(raised.value)
+    assert "not in lambdas/shared/prices.json" in str(raised.value)
+
+
+def test_the_documented_nova_bot_is_the_tested_one() -> None:
+    # GIVEN the bot entry the docs tell operators to add, and the tests' bot file
+    page = (ROOT / "docs" / "gateway" / "embeddings-images.md").read_text()
+    block = page.split('```json\n"nova-embed": ', 1)[1].split("```", 1)[0]
+    fixture = json.loads(NOVA_BOTS_FILE.read_text())["bots"]["nova-embed"]
+    # WHEN the documented entry gets the test's price in place of the placeholder
+    documented = json.loads(
+        block.replace("<USD per 1,000 input tokens>", json.dumps(fixture["prices"]["input_per_1k"]))
+    )
+    # THEN it is the entry the tests serve, and it loads (with the price) but not without it
+    assert documented == fixture
+    assert (
+        parse_bots({"bots": {"nova-embed": documented}})["nova-embed"].embeddings.embedding_purpose == "GENERIC_INDEX"
+    )
+    with pytest.raises(BotConfigError, match="nova-embed"):
+        parse_bots({"bots": {"nova-embed": {**documented, "prices": {}}}})
