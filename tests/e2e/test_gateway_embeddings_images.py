@@ -1,6 +1,7 @@
 """Issue 12 items 1 and 2, as a client runs them: the official openai SDK over HTTP against the gateway that
 ``python -m cli gateway`` serves (uvicorn + emulator + moto S3) - embeddings as floats, as base64 the SDK decodes
-itself, with dimensions, in lists longer than a model takes per call; images as presigned URLs and as base64 JSON."""
+itself, with dimensions, in lists longer than a model takes per call; images as presigned URLs and as base64 JSON; and
+Nova Multimodal Embeddings from the bot file an operator writes with their own price."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import base64
 import math
 import struct
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import openai
@@ -100,3 +102,59 @@ def test_images_as_urls_and_as_base64_over_http(sdk: openai.OpenAI) -> None:
 def test_an_unknown_size_names_the_accepted_ones_over_http(sdk: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError, match="use one of 1024x1024"):
         sdk.images.generate(model="titan-image-v2", prompt="a boat", size="1536x1024")
+
+
+# ---------------------------------------------------------------- Nova Multimodal Embeddings, with an operator's price
+
+NOVA_BOTS_FILE = Path(__file__).resolve().parents[1] / "data" / "gateway_bots_nova_embeddings.json"
+
+
+@pytest.fixture(scope="module")
+def nova_sdk() -> Iterator[openai.OpenAI]:
+    """The SDK over HTTP on a gateway started from the test bot file that adds the Nova Multimodal Embeddings bots (as
+    an operator does, with their own price: none is published)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GATEWAY_BOTS_FILE", str(NOVA_BOTS_FILE))
+        with local_gateway(0, access_key="e2e-key-nova-embeddings-0123456789ab") as running:
+            yield openai.OpenAI(base_url=f"{running.url}/v1", api_key=running.access_key, max_retries=0, timeout=60)
+
+
+def test_nova_embeddings_over_http(nova_sdk: openai.OpenAI) -> None:
+    # GIVEN the SDK over HTTP WHEN it embeds a string THEN one unit vector of 3,072 values (the model's default)
+    one = nova_sdk.embeddings.create(model="nova-embed", input="a lighthouse", encoding_format="float")
+    assert len(one.data) == 1 and len(one.data[0].embedding) == 3072
+    assert math.isclose(norm(one.data[0].embedding), 1.0)
+    # WHEN it embeds a list of three, each text also embedded alone
+    given = ["a lighthouse", "a harbour", "the sea at night"]
+    alone = [nova_sdk.embeddings.create(model="nova-embed", input=text, encoding_format="float") for text in given]
+    answer = nova_sdk.embeddings.create(model="nova-embed", input=given, encoding_format="float")
+    # THEN the three vectors come back at their texts' indexes, each the one its text gets alone
+    assert [item.index for item in answer.data] == [0, 1, 2]
+    for item, single in zip(answer.data, alone, strict=True):
+        assert item.embedding == pytest.approx(single.data[0].embedding)
+    assert answer.data[0].embedding == pytest.approx(one.data[0].embedding)
+    # AND the usage counts the three texts (estimated: the answer has no count), as the SDK types it
+    assert answer.usage.prompt_tokens == answer.usage.total_tokens == sum(-(-len(text) // 4) for text in given)
+
+
+def test_nova_dimensions_and_base64_over_http(nova_sdk: openai.OpenAI) -> None:
+    # GIVEN a text WHEN 256 float dimensions are asked for THEN a unit vector of 256 values comes back
+    floats = nova_sdk.embeddings.create(model="nova-embed", input="the tide", dimensions=256, encoding_format="float")
+    vector = floats.data[0].embedding
+    assert len(vector) == 256 and math.isclose(norm(vector), 1.0)
+    # AND as base64 it is the little-endian float32 bytes of that vector
+    raw = nova_sdk.embeddings.create(model="nova-embed", input="the tide", dimensions=256, encoding_format="base64")
+    encoded = raw.data[0].embedding
+    assert isinstance(encoded, str)
+    values = struct.unpack("<256f", base64.b64decode(encoded))
+    assert all(math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-7) for a, b in zip(values, vector, strict=True))
+    # AND the SDK's default (base64, decoded by the SDK itself) gives it too
+    decoded = nova_sdk.embeddings.create(model="nova-embed", input="the tide", dimensions=256).data[0].embedding
+    assert all(math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-7) for a, b in zip(decoded, vector, strict=True))
+
+
+def test_nova_bad_dimensions_are_a_400_naming_the_four_over_http(nova_sdk: openai.OpenAI) -> None:
+    # GIVEN a size the model does not make WHEN it is asked for THEN a 400 names the accepted sizes
+    with pytest.raises(openai.BadRequestError, match="256, 384, 1024, 3072") as raised:
+        nova_sdk.embeddings.create(model="nova-embed", input="x", dimensions=768)
+    assert raised.value.code == "invalid_dimensions"

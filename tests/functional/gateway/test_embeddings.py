@@ -1,6 +1,7 @@
 """``POST /v1/embeddings`` in-process, driven by the openai SDK against the emulator: every shipped embedding bot,
 float and base64 vectors, dimensions, long lists split and reassembled in order, errors naming the field, per-bot
-metrics and the shared governance (keys, unknown models, wrong endpoints)."""
+metrics and the shared governance (keys, unknown models, wrong endpoints); and the Nova Multimodal Embeddings bots an
+operator adds with their own price (the test bot file ``tests/data/gateway_bots_nova_embeddings.json``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import base64
 import json
 import math
 import struct
+from collections.abc import AsyncIterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,8 +20,8 @@ import pytest
 from fastapi import FastAPI
 
 from lambdas.gateway.app import create_app
-from lambdas.gateway.config import GatewaySettings
-from local.emulator.families import embed
+from lambdas.gateway.config import GatewaySettings, load_bots
+from local.emulator.families import FAMILIES, embed, invoke_nova_mme
 from local.emulator.server import BedrockEmulator
 from tests.functional.gateway.conftest import KEY, TEAM_KEY, openai_client
 from tests.functional.gateway.test_guardrails import emf_records, logged
@@ -201,3 +204,137 @@ async def test_a_failed_call_fails_the_whole_request(client: httpx.AsyncClient, 
     assert response.status_code == 429
     assert response.headers.get("x-should-retry") == "true"
     assert "data" not in json.loads(response.text)
+
+
+# ---------------------------------------------------------------- Amazon Nova Multimodal Embeddings (operator-priced)
+
+NOVA_BOTS_FILE = Path(__file__).resolve().parents[2] / "data" / "gateway_bots_nova_embeddings.json"
+NOVA_PRICE = 0.5  # the test bot file's price per 1,000 tokens (none is published: an operator supplies it)
+
+
+def estimated_tokens(texts: list[str]) -> int:
+    """Nova's answer has no token count and the emulator sends no count header: one token per 4 characters."""
+    return sum(math.ceil(len(text) / 4) for text in texts)
+
+
+@pytest.fixture
+async def nova(emulator: BedrockEmulator, settings: GatewaySettings) -> AsyncIterator[openai.AsyncOpenAI]:
+    """The SDK on an app serving the shipped bots plus the test bot file's Nova Multimodal Embeddings bots."""
+    application = create_app(replace(settings, bots={**settings.bots, **load_bots(NOVA_BOTS_FILE)}))
+    async with application.router.lifespan_context(application), openai_client(application, KEY) as sdk:
+        yield sdk
+
+
+async def test_nova_embeds_a_string_and_a_list_of_three_in_order(
+    nova: openai.AsyncOpenAI, emulator: BedrockEmulator
+) -> None:
+    # GIVEN the operator's Nova Multimodal Embeddings bot WHEN the SDK embeds one string
+    one = await nova.embeddings.create(model="nova-embed", input="a lighthouse", encoding_format="float")
+    # THEN one 3,072-value vector (the model's default size) is the emulator's vector of that text
+    assert [item.index for item in one.data] == [0] and one.model == "nova-embed"
+    assert one.data[0].embedding == pytest.approx(embed("a lighthouse", 3072))
+    # WHEN it embeds a list of three
+    answer = await nova.embeddings.create(model="nova-embed", input=texts(3), encoding_format="float")
+    # THEN each text was its own InvokeModel call (1 + 3 in all), and each vector is its own text's, at its index
+    assert emulator.calls().get("InvokeModel") == 4
+    assert [item.index for item in answer.data] == [0, 1, 2]
+    for item, text in zip(answer.data, texts(3), strict=True):
+        assert item.embedding == pytest.approx(embed(text, 3072))
+    # AND the usage is the estimate (the answer carries no count)
+    assert answer.usage.prompt_tokens == answer.usage.total_tokens == estimated_tokens(texts(3))
+
+
+async def test_nova_dimensions_and_base64(nova: openai.AsyncOpenAI) -> None:
+    # GIVEN a text WHEN 256 dimensions are asked for THEN the vector has 256 values, the model's at that size
+    small = await nova.embeddings.create(model="nova-embed", input="one text", dimensions=256, encoding_format="float")
+    assert len(small.data[0].embedding) == 256
+    assert small.data[0].embedding == pytest.approx(embed("one text", 256))
+    # WHEN it is asked for as base64 THEN it decodes as little-endian float32 to the same vector
+    raw = await nova.embeddings.create(model="nova-embed", input="one text", dimensions=256, encoding_format="base64")
+    encoded = raw.data[0].embedding
+    assert isinstance(encoded, str)
+    data = base64.b64decode(encoded)
+    assert list(struct.unpack(f"<{len(data) // 4}f", data)) == pytest.approx(embed("one text", 256), rel=1e-6)
+
+
+async def test_nova_refuses_other_dimensions_naming_its_four(
+    nova: openai.AsyncOpenAI, emulator: BedrockEmulator
+) -> None:
+    # GIVEN a size Nova Multimodal Embeddings does not make WHEN it is asked for
+    with pytest.raises(openai.BadRequestError) as raised:
+        await nova.embeddings.create(model="nova-embed", input="x", dimensions=512)
+    # THEN the 400 names the field and the four sizes, before any Bedrock call
+    assert raised.value.code == "invalid_dimensions"
+    assert "'dimensions' = 512" in raised.value.message and "256, 384, 1024, 3072" in raised.value.message
+    assert not emulator.calls().get("InvokeModel")
+
+
+async def test_each_nova_bot_sends_its_own_embedding_purpose(
+    nova: openai.AsyncOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the emulator's Nova family, watched for the bodies it is sent
+    sent: list[dict[str, Any]] = []
+
+    def watched(model_id: str, model_input: dict[str, Any]) -> Any:
+        sent.append(model_input)
+        return invoke_nova_mme(model_id, model_input)
+
+    monkeypatch.setitem(FAMILIES, "nova-multimodal-embed", watched)
+    # WHEN the index bot and the query bot of the same model embed a text each
+    await nova.embeddings.create(model="nova-embed", input="a document", encoding_format="float")
+    await nova.embeddings.create(model="nova-embed-query", input="a query", dimensions=1024, encoding_format="float")
+    # THEN each call carried its bot's purpose, the size asked for (3,072 when none) and the text, never truncated
+    assert [body["singleEmbeddingParams"] for body in sent] == [
+        {
+            "embeddingPurpose": "GENERIC_INDEX",
+            "embeddingDimension": 3072,
+            "text": {"truncationMode": "NONE", "value": "a document"},
+        },
+        {
+            "embeddingPurpose": "GENERIC_RETRIEVAL",
+            "embeddingDimension": 1024,
+            "text": {"truncationMode": "NONE", "value": "a query"},
+        },
+    ]
+
+
+async def test_a_text_over_novas_context_is_bedrocks_400_not_cut(nova: openai.AsyncOpenAI) -> None:
+    # GIVEN a text over the model's 8K tokens (the emulator counts words) WHEN it is embedded
+    with pytest.raises(openai.BadRequestError) as raised:
+        await nova.embeddings.create(model="nova-embed", input="word " * 8193)
+    # THEN Bedrock's ValidationException reaches the client as a 400 naming the text, rather than a vector of a part
+    assert "ValidationException" in raised.value.message and "truncationMode" in raised.value.message
+
+
+async def test_a_nova_answer_leaves_the_bots_cost_and_token_metrics(
+    emulator: BedrockEmulator,
+    settings: GatewaySettings,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN the operator's Nova bot at its own price per 1,000 tokens
+    application = create_app(replace(settings, bots={**settings.bots, **load_bots(NOVA_BOTS_FILE)}))
+    async with (
+        application.router.lifespan_context(application),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://test") as client,
+    ):
+        capfd.readouterr()  # the start's output
+        # WHEN two texts are embedded
+        given = ["one two three", "four five"]
+        response = await client.post("/v1/embeddings", json={"model": "nova-embed", "input": given}, headers=AUTH)
+    assert response.status_code == 200
+    # THEN one EMF record carries the estimated tokens and their cost at the bot's price, as for the other bots
+    (record,) = emf_records(capfd.readouterr().out)
+    tokens = estimated_tokens(given)
+    assert record["bot"] == "nova-embed" and value(record, "InputTokens") == tokens == 7
+    assert response.json()["usage"] == {"prompt_tokens": tokens, "total_tokens": tokens}
+    assert math.isclose(value(record, "CostUSD"), tokens / 1000 * NOVA_PRICE)
+    (usage,) = logged(caplog, "gateway usage")
+    assert usage["bot"] == "nova-embed" and usage["input_tokens"] == tokens
+
+
+async def test_models_lists_the_nova_bots_as_embedding_models(nova: openai.AsyncOpenAI) -> None:
+    # GIVEN the test bot file's Nova bots WHEN the model list is read THEN they are listed with their modality
+    models = {model.id: model for model in (await nova.models.list()).data}
+    for bot in ("nova-embed", "nova-embed-query"):
+        assert (models[bot].model_extra or {})["modality"] == "embedding"

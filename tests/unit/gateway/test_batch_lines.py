@@ -5,6 +5,7 @@ openai package's types."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from lambdas.gateway.batch_lines import (
 from lambdas.gateway.config import load_bots
 from local.emulator.families import invoke_converse, invoke_titan_embed_v2
 
+ROOT = Path(__file__).resolve().parents[3]
 BOTS = load_bots()
 ALL = BotLookup(BOTS)
 
@@ -167,6 +169,11 @@ def test_a_model_without_batch_inference_is_refused() -> None:
     # GIVEN Cohere Embed v3 (on-demand only) and a prompt router
     refused(prepare(embed_line(model="cohere-embed-english", input="x"), endpoint=EMBEDDINGS), "model_not_batchable")
     refused(prepare(chat_line(model="router-claude")), "model_not_batchable")
+    # AND an operator's Nova Multimodal Embeddings bot (not on Bedrock's batch models page)
+    nova = BotLookup({**BOTS, **load_bots(ROOT / "tests" / "data" / "gateway_bots_nova_embeddings.json")})
+    line = embed_line(model="nova-embed", input="x")
+    error = refused(prepare(line, endpoint=EMBEDDINGS, bots=nova), "model_not_batchable")
+    assert "amazon.nova-2-multimodal-embeddings-v1:0 does not run Bedrock batch inference jobs" in error.message
 
 
 def test_a_body_the_synchronous_route_refuses_is_refused_with_its_message() -> None:
