@@ -9,6 +9,7 @@ import base64
 import math
 import struct
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -113,10 +114,11 @@ NOVA_BOTS_FILE = Path(__file__).resolve().parents[1] / "data" / "gateway_bots_no
 def nova_sdk() -> Iterator[openai.OpenAI]:
     """The SDK over HTTP on a gateway started from the test bot file that adds the Nova Multimodal Embeddings bots (as
     an operator does, with their own price: none is published)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GATEWAY_BOTS_FILE", str(NOVA_BOTS_FILE))
-        with local_gateway(0, access_key="e2e-key-nova-embeddings-0123456789ab") as running:
-            yield openai.OpenAI(base_url=f"{running.url}/v1", api_key=running.access_key, max_retries=0, timeout=60)
+    with ExitStack() as stack:
+        with pytest.MonkeyPatch.context() as patch:  # the bot file is read once, at start: only the start sees it
+            patch.setenv("GATEWAY_BOTS_FILE", str(NOVA_BOTS_FILE))
+            running = stack.enter_context(local_gateway(0, access_key="e2e-key-nova-embeddings-0123456789ab"))
+        yield openai.OpenAI(base_url=f"{running.url}/v1", api_key=running.access_key, max_retries=0, timeout=60)
 
 
 def test_nova_embeddings_over_http(nova_sdk: openai.OpenAI) -> None:

@@ -54,3 +54,15 @@ def test_nothing_is_granted_that_no_bot_names(granted: list[str]) -> None:
     # WHEN the granted ARNs are read back to their model ids THEN each is one the file names (or a profile's model)
     for arn in granted:
         assert arn.split("/", 1)[-1] in bases, arn
+
+
+def test_an_operators_nova_embeddings_bot_gets_its_model_granted() -> None:
+    # GIVEN the bot file an operator writes for Nova Multimodal Embeddings (with their own price: none is published)
+    nova_file = Path(PROJECT_ROOT) / "tests" / "data" / "gateway_bots_nova_embeddings.json"
+    stack = cdk.Stack(cdk.App(), "Nova", env=cdk.Environment(account="111122223333", region="us-east-1"))
+    # WHEN the stack computes the models the gateway may invoke
+    granted = [flat(stack.resolve(arn)) for arn in bot_model_arns(stack, GatewayConfig(bots=load_bots(nova_file)))]
+    # THEN the model is granted in the bots' region, and nothing else
+    assert sorted(set(granted)) == [
+        "arn:<AWS::Partition>:bedrock:us-east-1::foundation-model/amazon.nova-2-multimodal-embeddings-v1:0"
+    ]
