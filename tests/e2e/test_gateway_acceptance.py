@@ -65,13 +65,16 @@ def _serve(*args: str, env: dict[str, str] | None = None) -> Iterator[Served]:
     )
     assert process.stdout is not None
     output: list[str] = []
-    deadline = time.monotonic() + 60
+    # a generous bound: the start synthesizes the stacks (node) first, which takes minutes on a loaded 2-core machine
+    deadline = time.monotonic() + 300
     while not any(line.startswith("OpenAI:") for line in output):  # the last line of the start banner
         line = process.stdout.readline()
+        if line:
+            output.append(line)
         if not line or time.monotonic() > deadline:
             process.kill()
-            raise RuntimeError("python -m cli gateway did not start:\n" + "".join(output))
-        output.append(line)
+            ended = "exited" if not line else "still starting after 300 s"
+            raise RuntimeError(f"python -m cli gateway did not start ({ended}):\n" + "".join(output))
     url = re.search(r"Gateway:\s+(\S+)", "".join(output))
     assert url is not None
     try:

@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import boto3
@@ -21,7 +22,7 @@ from lambdas.gateway.app import create_app
 from lambdas.gateway.config import GatewaySettings, load_bots
 from lambdas.gateway.images import REQUEST_BODIES
 from lambdas.gateway.parameters import image_settings
-from local.emulator.jobs import EmulatorState
+from local.emulator.jobs import EmulatorState, ManualClock
 from local.emulator.server import BedrockEmulator
 from tests.functional.gateway.conftest import KEY, parse_sse, poe_messages, poe_query
 
@@ -134,9 +135,18 @@ async def test_without_a_media_bucket_image_bots_answer_503(client: httpx.AsyncC
 
 @pytest.fixture
 def reel_emulator(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[BedrockEmulator]:
-    """An emulator that writes Nova Reel outputs into the moto S3 server, with videos ready after one poll."""
+    """An emulator that writes Nova Reel outputs into the moto S3 server, with videos ready after a few polls.
+
+    Its clock moves 0.02 s each time it is read, not with the wall clock: a video (2 steps of 0.05 s) is in progress
+    for the first reads after it starts however slowly a loaded machine runs the gateway's polls."""
     s3 = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
-    with BedrockEmulator(EmulatorState(s3=s3, step_seconds=0.05)) as server:
+    clock = ManualClock()
+
+    def ticking() -> datetime:
+        clock.advance(0.02)
+        return clock()
+
+    with BedrockEmulator(EmulatorState(s3=s3, step_seconds=0.05, clock=ticking)) as server:
         monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", server.endpoint_url)
         yield server
 
