@@ -41,6 +41,7 @@ from lambdas.gateway.parameters import apply_text_parameters
 from lambdas.gateway.response_format import ResponseFormat
 from lambdas.gateway.structured import check_answer
 from lambdas.gateway.structured import prepare as prepare_response_format
+from lambdas.gateway.tokens import TokenCount, check_context
 from lambdas.gateway.translate import Usage, converse_request
 from lambdas.shared.model_families import batch_model_problem, embedding_adapter_of
 
@@ -131,13 +132,24 @@ def _error(number: int, code: str, problem: str, fix: str, param: str | None = N
     return LineError(code=code, line=number, message=f"Line {number}: {problem} {fix}", param=param)
 
 
-def _from_gateway(number: int, error: GatewayError, param_prefix: str = "body") -> LineError:
+def from_gateway(number: int, error: GatewayError, param_prefix: str = "body") -> LineError:
     """A synchronous route's 400 as the line's error: same code and message, the parameter under ``body``."""
     param = f"{param_prefix}.{error.param}" if error.param else param_prefix
     text = error.message.rstrip()
     text += "" if text.endswith((".", "!", "?")) else "."
     message = f"Line {number}: {text} Fix the line and upload the file again."
     return LineError(code=error.code or "invalid_request", line=number, message=message, param=param)
+
+
+def context_error(line: PreparedLine, count: TokenCount) -> LineError | None:
+    """The synchronous route's context check (``tokens.check_context``) of a chat line whose record counts ``count``
+    tokens (``tokens.count_input_tokens``, as the route counts it): its ``context_length_exceeded`` as the line's
+    error, or None when the prompt fits the bot's ``context_tokens``."""
+    try:
+        check_context(line.bot, count)
+    except GatewayError as error:
+        return from_gateway(line.line, error, "body.messages")
+    return None
 
 
 def prepare_line(
@@ -212,9 +224,9 @@ def prepare_line(
             model_input = _embedding_input(body, bot, number)
             encoding = OpenAIEmbeddingRequest.model_validate(body).encoding_format
     except GatewayError as error:
-        return _from_gateway(number, error)
+        return from_gateway(number, error)
     except ValidationError as error:
-        return _from_gateway(number, invalid_body(error.errors()))
+        return from_gateway(number, invalid_body(error.errors()))
     if isinstance(model_input, LineError):
         return model_input
     size = len(json.dumps(model_input, ensure_ascii=False).encode())

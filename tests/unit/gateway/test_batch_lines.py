@@ -20,10 +20,12 @@ from lambdas.gateway.batch_lines import (
     LineError,
     LineSplitter,
     PreparedLine,
+    context_error,
     output_line,
     prepare_line,
 )
 from lambdas.gateway.config import load_bots
+from lambdas.gateway.tokens import TokenCount, estimate_tokens
 from local.emulator.families import invoke_converse, invoke_titan_embed_v2
 
 BOTS = load_bots()
@@ -197,6 +199,25 @@ def test_structured_output_through_a_forced_tool_is_refused() -> None:
 def test_attachments_are_refused() -> None:
     content = [{"type": "text", "text": "what is it?"}, {"type": "image_url", "image_url": {"url": "https://x/a.png"}}]
     refused(prepare(chat_line(messages=[{"role": "user", "content": content}])), "attachments_not_supported")
+
+
+def test_a_chat_line_over_its_bots_context_is_refused_as_the_synchronous_route_refuses_it() -> None:
+    # GIVEN a prepared chat line whose bot takes 50 tokens of context, and its record's estimate (the count the
+    # synchronous route takes for a bot without CountTokens)
+    small = BOTS["claude-3-haiku"].model_copy(update={"context_tokens": 50})
+    prepared = prepare(
+        chat_line(messages=[{"role": "user", "content": "word " * 100}]), 4, bots=BotLookup({**BOTS, small.name: small})
+    )
+    assert isinstance(prepared, PreparedLine)
+    count = TokenCount(estimate_tokens(prepared.model_input), "estimate")
+    # WHEN its context is checked
+    error = refused(context_error(prepared, count) or prepared, "context_length_exceeded")
+    # THEN the line's error is the route's (code and message), naming line 4, the limit and the fix
+    assert error.line == 4 and error.param == "body.messages"
+    assert f"about {count.tokens:,} tokens, over this bot's limit of 50" in error.message
+    assert error.message.endswith("Fix the line and upload the file again.")
+    # AND the same line within the limit passes
+    assert context_error(prepared, TokenCount(50, "count_tokens")) is None
 
 
 def test_more_than_50000_lines_are_refused() -> None:
