@@ -198,8 +198,8 @@ class BatchStore:
             kwargs["StartAfter"] = start
         async for page in paginator.paginate(**kwargs):
             listed = [file_id for item in page.get("Contents") or [] if (file_id := _file_id_of(item["Key"]))]
-            for start in range(0, len(listed), HEAD_CONCURRENCY):  # bounded: see HEAD_CONCURRENCY
-                heads = listed[start : start + HEAD_CONCURRENCY]
+            for first in range(0, len(listed), HEAD_CONCURRENCY):  # bounded: see HEAD_CONCURRENCY
+                heads = listed[first : first + HEAD_CONCURRENCY]
                 for info in await asyncio.gather(*(self.get_file(file_id, owner) for file_id in heads)):
                     if info is None or (purpose is not None and info.purpose != purpose):
                         continue
