@@ -30,6 +30,7 @@ from lambdas.gateway import batch_records as records
 from lambdas.gateway.batch_executions import BatchExecutions, ExecutionNotStarted
 from lambdas.gateway.batch_lines import (
     CHAT,
+    DEFAULT_ATTACHMENT_BYTES,
     ENDPOINTS,
     BotLookup,
     PreparedLine,
@@ -96,15 +97,23 @@ def run_model(line: PreparedLine) -> dict[str, Any]:
 
 class Batches:
     """The batches of one deployment: its bucket, its state machine's executions, an S3 client, and ``runtime``: the
-    bedrock-runtime client of a region (for CountTokens, as the synchronous route counts a prompt)."""
+    bedrock-runtime client of a region (for CountTokens, as the synchronous route counts a prompt), and
+    ``attachment_max_bytes``, the largest attachment a line may inline (the gateway's setting)."""
 
     def __init__(
-        self, *, s3: Any, bucket: str, executions: BatchExecutions, runtime: Callable[[str], Awaitable[Any]]
+        self,
+        *,
+        s3: Any,
+        bucket: str,
+        executions: BatchExecutions,
+        runtime: Callable[[str], Awaitable[Any]],
+        attachment_max_bytes: int = DEFAULT_ATTACHMENT_BYTES,
     ) -> None:
         self.s3 = s3
         self.bucket = bucket
         self.executions = executions
         self.runtime = runtime
+        self.attachment_max_bytes = attachment_max_bytes  # the largest inline attachment of a line, as synchronously
 
     async def _within_context(self, line: PreparedLine, endpoint: str) -> PreparedLine | BadLine:
         """A chat line counted and checked against its bot's ``context_tokens`` exactly as the synchronous route
@@ -136,7 +145,14 @@ class Batches:
         try:
             async for number, raw in records.lines(self.s3, self.bucket, request.input_key):
                 total += 1  # blank lines (the file's last newline, say) are no requests: LineSplitter skips them
-                line = prepare_line(raw, number, endpoint=request.endpoint, bots=bots, seen=seen)
+                line = prepare_line(
+                    raw,
+                    number,
+                    endpoint=request.endpoint,
+                    bots=bots,
+                    seen=seen,
+                    attachment_max_bytes=self.attachment_max_bytes,
+                )
                 if isinstance(line, PreparedLine):
                     line = await self._within_context(line, request.endpoint)
                 if isinstance(line, BadLine):
