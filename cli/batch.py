@@ -8,7 +8,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from local.executions import CancelOutcome
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 # Static (the emulator package is imported only when a command runs); a test checks it names every fault.
@@ -125,8 +128,8 @@ def cancel(args: argparse.Namespace) -> int:
     return report_cancel(target.cancel(args.run_id), target.bucket)
 
 
-def report_cancel(outcome: Any, bucket: str) -> int:
-    """Print a ``local.executions.CancelOutcome``; its exit code."""
+def report_cancel(outcome: CancelOutcome, bucket: str) -> int:
+    """Print what a cancel did (``StateMachineRuns.cancel``); its exit code."""
     run, marker = outcome.run_id, f"s3://{bucket}/{outcome.marker}"
     if outcome.state == "unknown":
         return fail(
