@@ -1,5 +1,6 @@
 """``python -m cli batch``: run a batch inference locally (moto + emulator) or on the deployed stack (``--target aws``)
-and write the results to a folder."""
+and write the results to a folder; ``python -m cli batch cancel <run id> --target aws``: cancel a run of the deployed
+stack (its cancel marker, ``lambdas.shared.cancel``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from local.executions import CancelOutcome
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 # Static (the emulator package is imported only when a command runs); a test checks it names every fault.
@@ -32,13 +36,13 @@ def add_parser(commands: Any) -> None:
         help="local: moto + the Bedrock emulator; aws: the deployed stack with your AWS credentials",
     )
     p.add_argument("--stack-name", default="BedrockBatchInference", help="--target aws: the deployed stack's name")
+    # --input, --model-id and --output are required for a run, checked in run(): ``batch cancel`` takes none of them
     p.add_argument(
         "--input",
-        required=True,
-        help="a local CSV/Parquet/JSONL file, s3://... (--target aws: in the stack's bucket), or hf:ORG/NAME",
+        help="required: a local CSV/Parquet/JSONL file, s3://... (--target aws: in the stack's bucket), or hf:ORG/NAME",
     )
     p.add_argument("--split", default="train", help="dataset split for hf: inputs (default: train)")
-    p.add_argument("--model-id", required=True, help="Bedrock model id, e.g. anthropic.claude-3-haiku-20240307-v1:0")
+    p.add_argument("--model-id", help="required: Bedrock model id, e.g. anthropic.claude-3-haiku-20240307-v1:0")
     p.add_argument("--prompt-id", help="a key of prompt_id_to_template in prompt_templates.py (text models)")
     p.add_argument("--max-records-per-job", type=int, help="records per Bedrock job (100-50000)")
     p.add_argument("--max-num-jobs", type=int, help="refuse to run if more jobs than this would be needed")
@@ -58,9 +62,27 @@ def add_parser(commands: Any) -> None:
         "bounds its memory (default: 2, 1 with less than 2 GB free); Lambda's concurrency on AWS is not affected",
     )
     p.add_argument("--faults", default="", metavar="SPEC", help=FAULTS_HELP)
-    p.add_argument("--output", required=True, type=Path, help="folder for the output Parquet files and summary.json")
+    p.add_argument("--output", type=Path, help="required: folder for the output Parquet files and summary.json")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=run)
+    actions = p.add_subparsers(dest="batch_action", metavar="{cancel}")
+    c = actions.add_parser(
+        "cancel",
+        help="cancel a running run: no new job starts, jobs in flight stop, processed records are delivered",
+        description="Write the run's cancel marker runs/<run id>/cancel.json into the stack's bucket. The run submits "
+        "no new job, stops the jobs in flight (Bedrock delivers the records they processed), takes no more on-demand "
+        "records and resubmits nothing; its output still holds every row, those not processed with error_code "
+        "batch_cancelled.",
+    )
+    c.add_argument(
+        "run_id",
+        metavar="RUN_ID",
+        help="the run's id, as `python -m cli batch` prints it (run <id>: ...), or a batch id",
+    )
+    # SUPPRESS: given before `cancel` (batch --target aws cancel ...) the batch parser's value stays
+    c.add_argument("--target", choices=["local", "aws"], default=argparse.SUPPRESS, help="aws: the deployed stack")
+    c.add_argument("--stack-name", default=argparse.SUPPRESS, help="the deployed stack's name")
+    c.set_defaults(func=cancel)
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
@@ -87,8 +109,72 @@ def execution_input(args: argparse.Namespace, source: dict[str, str]) -> dict[st
     return payload
 
 
+LOCAL_CANCEL = (
+    "a local run lives only inside the process that runs it (python -m cli batch, or the local gateway's runtime), "
+    "so another command cannot reach it: stop that process with Ctrl-C, or cancel a local gateway batch with "
+    "POST /v1/batches/<id>/cancel; pass --target aws to cancel a run of the deployed stack"
+)
+
+
+def cancel(args: argparse.Namespace) -> int:
+    """``batch cancel``: write the run's cancel marker if the run is running and has none, and say what follows.
+    Missing credentials, region or stack raise ``AwsSetupError`` (one line from ``cli.__main__``)."""
+    if args.target != "aws":
+        return fail(LOCAL_CANCEL)
+    from cli.aws_errors import aws_session
+    from cli.aws_target import AwsBatchTarget
+
+    target = AwsBatchTarget(aws_session(), args.stack_name)
+    return report_cancel(target.cancel(args.run_id), target.bucket)
+
+
+def report_cancel(outcome: CancelOutcome, bucket: str) -> int:
+    """Print what a cancel did (``StateMachineRuns.cancel``); its exit code."""
+    run, marker = outcome.run_id, f"s3://{bucket}/{outcome.marker}"
+    if outcome.state == "unknown":
+        return fail(
+            f"no run '{run}' in s3://{bucket}/runs/ and no running execution of the stack's state machine has it: "
+            "check the id (python -m cli batch prints it as 'run <id>: ...'; a gateway batch's id works too)"
+        )
+    if outcome.state == "finished":
+        return fail(f"run '{run}' has finished (its summary.json is written): there is nothing to cancel", EXIT_FAILED)
+    if outcome.state == "not_running":
+        return fail(
+            f"run '{run}' is not running (no running execution of the stack's state machine has it: it failed or was "
+            "aborted): there is nothing to cancel",
+            EXIT_FAILED,
+        )
+    if outcome.state == "already_requested":
+        print(f"run {run}: a cancel was already requested at {outcome.requested_at} ({marker}); nothing written")
+    else:
+        print(f"run {run}: cancel requested at {outcome.requested_at} ({marker})")
+    if outcome.jobs_planned is None:
+        print("- the run has not planned its jobs yet: none will be submitted")
+    else:
+        waiting = outcome.jobs_planned - outcome.jobs_ended
+        print(
+            f"- {outcome.jobs_ended} of {outcome.jobs_planned} jobs have ended and keep their results; the other "
+            f"{waiting}: a job not yet submitted is not submitted, a Bedrock job in flight is stopped "
+            "(StopModelInvocationJob) and delivers the records it processed, an on-demand job takes no more records"
+        )
+    print(
+        "- nothing is resubmitted; every record already processed is in the output, every other row has error_code "
+        "batch_cancelled; the execution ends SUCCEEDED"
+    )
+    print(f"- execution: {outcome.execution_arn}")
+    return EXIT_OK
+
+
 def run(args: argparse.Namespace) -> int:
     from local.emulator.faults import FaultSpecError, parse_faults
+
+    missing = [
+        flag
+        for flag, value in (("--input", args.input), ("--model-id", args.model_id), ("--output", args.output))
+        if value is None
+    ]
+    if missing:
+        return fail(f"the following arguments are required: {', '.join(missing)} (or: batch cancel RUN_ID)")
 
     try:
         faults = parse_faults(args.faults)

@@ -7,11 +7,22 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from lambdas.shared.layout import run_id_from_execution_name, summary_key
+from lambdas.shared.cancel import cancel_requested
+from lambdas.shared.layout import (
+    cancel_key,
+    manifest_key,
+    results_prefix,
+    run_id_from_execution_name,
+    run_prefix,
+    summary_key,
+)
 from lambdas.shared.s3io import list_keys
+
+CancelState = Literal["requested", "already_requested", "finished", "not_running", "unknown"]
 
 
 @dataclass
@@ -32,6 +43,21 @@ class ExecutionOutcome:
             return str(payload.get("errorMessage", self.cause))
         except (ValueError, AttributeError):
             return self.cause
+
+
+@dataclass(frozen=True)
+class CancelOutcome:
+    """What ``StateMachineRuns.cancel`` did: ``requested`` (the marker was written now), ``already_requested`` (it was
+    there: ``requested_at`` says since when), ``finished`` (the run has its summary), ``not_running`` (the run has
+    files but no running execution: it failed or was aborted) or ``unknown`` (no run of that id)."""
+
+    state: CancelState
+    run_id: str
+    marker: str  # the cancel marker's key
+    execution_arn: str | None = None
+    requested_at: str | None = None
+    jobs_planned: int | None = None  # None: the run has not planned its jobs yet
+    jobs_ended: int = 0
 
 
 class StateMachineRuns:
@@ -86,6 +112,54 @@ class StateMachineRuns:
         self.s3.download_file(self.bucket, summary_key(run_id), str(summary))
         written.append(summary)
         return written
+
+    def running_execution(self, run_id: str) -> str | None:
+        """The ARN of the running execution whose run id is ``run_id`` (any execution name, as the steps derive the
+        run id from it), or None."""
+        pages = self.sfn.get_paginator("list_executions").paginate(
+            stateMachineArn=self.state_machine_arn, statusFilter="RUNNING"
+        )
+        for page in pages:
+            for execution in page["executions"]:
+                if run_id_from_execution_name(execution["name"]) == run_id:
+                    return str(execution["executionArn"])
+        return None
+
+    def _exists(self, key: str) -> bool:
+        listed = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1).get("Contents", [])
+        return any(item["Key"] == key for item in listed)
+
+    def cancel(self, run: str, now: datetime | None = None) -> CancelOutcome:
+        """Cancel a running run by writing its cancel marker (``lambdas.shared.cancel``), once: a run that is not
+        running (finished, failed, unknown) gets no marker, and a marker already there is left as it is (its time is
+        the cancel's). ``run``: the run id, or the execution's name (a gateway batch's id), from which the steps
+        derive the run id. The outcome counts the run's planned jobs and those that have ended."""
+        run_id = run_id_from_execution_name(run)  # a run id is its own
+        marker = cancel_key(run_id)
+        execution_arn = self.running_execution(run_id)
+        if execution_arn is None:
+            if self._exists(summary_key(run_id)):
+                return CancelOutcome("finished", run_id, marker)
+            known = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=f"{run_prefix(run_id)}/", MaxKeys=1)
+            return CancelOutcome("not_running" if known.get("Contents") else "unknown", run_id, marker)
+        jobs_planned = None
+        if self._exists(manifest_key(run_id)):
+            body = self.s3.get_object(Bucket=self.bucket, Key=manifest_key(run_id))["Body"].read()
+            jobs_planned = len(json.loads(body))
+        jobs_ended = sum(1 for _ in list_keys(self.s3, self.bucket, results_prefix(run_id)))
+        found = cancel_requested(self.s3, self.bucket, run_id)
+        if found is not None:
+            return CancelOutcome(
+                "already_requested", run_id, marker, execution_arn, found.requested_at, jobs_planned, jobs_ended
+            )
+        moment = (now or datetime.now(UTC)).isoformat()
+        self.s3.put_object(
+            Bucket=self.bucket,
+            Key=marker,
+            Body=json.dumps({"requested_at": moment}).encode(),
+            ContentType="application/json",
+        )
+        return CancelOutcome("requested", run_id, marker, execution_arn, moment, jobs_planned, jobs_ended)
 
     def job_statuses(self) -> dict[str, int]:
         """Bedrock jobs by status, when the target can tell cheaply (the local emulator can); else empty."""

@@ -15,18 +15,20 @@ with a ``chat.completion`` or an embeddings ``list`` as the synchronous route an
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import ValidationError
 
 from lambdas.gateway import openai_parameters
+from lambdas.gateway.attachments import Fetcher, read_attachments
 from lambdas.gateway.bodies import MAX_JSON_DEPTH, too_deep
-from lambdas.gateway.config import BotConfig
+from lambdas.gateway.config import BotConfig, GatewaySettings
 from lambdas.gateway.embeddings import (
     CHARS_PER_TOKEN,
     OpenAIEmbeddingRequest,
@@ -41,7 +43,8 @@ from lambdas.gateway.parameters import apply_text_parameters
 from lambdas.gateway.response_format import ResponseFormat
 from lambdas.gateway.structured import check_answer
 from lambdas.gateway.structured import prepare as prepare_response_format
-from lambdas.gateway.translate import Usage, converse_request
+from lambdas.gateway.tokens import TokenCount, check_context
+from lambdas.gateway.translate import ChatRequest, Usage, converse_request
 from lambdas.shared.model_families import batch_model_problem, embedding_adapter_of
 
 CHAT, EMBEDDINGS = "/v1/chat/completions", "/v1/embeddings"
@@ -50,6 +53,46 @@ MAX_LINES = 50_000  # OpenAI's limit of requests per batch input file
 # The largest ``modelInput`` one record may carry: Bedrock documents no per-record size for batch jobs; we take the
 # largest body its runtime accepts (botocore bedrock-runtime shape ``Body``: max 25,000,000 bytes).
 MAX_RECORD_BYTES = 25_000_000
+
+
+# The largest attachment one line may inline (as the synchronous route: GATEWAY_ATTACHMENT_MAX_BYTES, whose default
+# follows Converse's document and image limits); a line's record is also bounded by MAX_RECORD_BYTES.
+DEFAULT_ATTACHMENT_BYTES = GatewaySettings.attachment_max_bytes
+
+
+def _record_json(value: Any) -> Any:
+    """``json.dumps``' ``default``: the bytes of an image or document block as base64 text, as the Converse request
+    body carries a blob (Bedrock API reference, ``ImageSource.bytes``: "Base64-encoded binary data object"), which a
+    Converse batch record is (the on-demand runner decodes them back for the SDK: ``lambdas.on_demand.logic``)."""
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode("ascii")
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def record_bytes(model_input: Mapping[str, Any]) -> bytes:
+    """A record's ``modelInput`` as the JSON it is written as (blobs in base64)."""
+    return json.dumps(model_input, ensure_ascii=False, separators=(",", ":"), default=_record_json).encode()
+
+
+class InlineAttachments(Fetcher):
+    """The synchronous route's attachment fetcher for batch lines: ``data:`` URLs decoded, nothing fetched (a batch
+    is validated before it runs, not by downloading files; ``_chat_input`` refuses other URLs first)."""
+
+    async def fetch(self, url: str, name: str) -> tuple[bytes, str]:
+        if not url.startswith("data:"):
+            raise AssertionError(f"batch lines fetch nothing, got a URL for '{name}'")  # _chat_input refused it
+        return await super().fetch(url, name)
+
+
+def _without_io(coroutine: Coroutine[Any, Any, ChatRequest]) -> ChatRequest:
+    """The result of a coroutine that never waits (``read_attachments`` with ``InlineAttachments``: only ``data:``
+    URLs, decoded in place), so that the synchronous route's code runs here without an event loop."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise RuntimeError("reading a batch line's attachments waited for I/O")
 
 
 @dataclass(frozen=True)
@@ -89,7 +132,8 @@ class PreparedLine:
         return record
 
     def jsonl(self) -> bytes:
-        return json.dumps(self.record(), ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+        """The prepared line; image and document bytes in base64 (``_record_json``)."""
+        return record_bytes(self.record()) + b"\n"
 
 
 @dataclass(frozen=True)
@@ -131,7 +175,7 @@ def _error(number: int, code: str, problem: str, fix: str, param: str | None = N
     return LineError(code=code, line=number, message=f"Line {number}: {problem} {fix}", param=param)
 
 
-def _from_gateway(number: int, error: GatewayError, param_prefix: str = "body") -> LineError:
+def from_gateway(number: int, error: GatewayError, param_prefix: str = "body") -> LineError:
     """A synchronous route's 400 as the line's error: same code and message, the parameter under ``body``."""
     param = f"{param_prefix}.{error.param}" if error.param else param_prefix
     text = error.message.rstrip()
@@ -140,10 +184,28 @@ def _from_gateway(number: int, error: GatewayError, param_prefix: str = "body") 
     return LineError(code=error.code or "invalid_request", line=number, message=message, param=param)
 
 
+def context_error(line: PreparedLine, count: TokenCount) -> LineError | None:
+    """The synchronous route's context check (``tokens.check_context``) of a chat line whose record counts ``count``
+    tokens (``tokens.count_input_tokens``, as the route counts it): its ``context_length_exceeded`` as the line's
+    error, or None when the prompt fits the bot's ``context_tokens``."""
+    try:
+        check_context(line.bot, count)
+    except GatewayError as error:
+        return from_gateway(line.line, error, "body.messages")
+    return None
+
+
 def prepare_line(
-    raw: bytes, number: int, *, endpoint: str, bots: BotLookup, seen: set[str]
+    raw: bytes,
+    number: int,
+    *,
+    endpoint: str,
+    bots: BotLookup,
+    seen: set[str],
+    attachment_max_bytes: int = DEFAULT_ATTACHMENT_BYTES,
 ) -> PreparedLine | LineError:
-    """One input line (``number`` counts from 1) checked and converted; ``seen`` collects the file's custom ids."""
+    """One input line (``number`` counts from 1) checked and converted; ``seen`` collects the file's custom ids;
+    ``attachment_max_bytes``: the largest inline attachment (the gateway's ``attachment_max_bytes``)."""
     if number > MAX_LINES:
         return _error(
             number,
@@ -207,17 +269,17 @@ def prepare_line(
     encoding = None
     try:
         if endpoint == CHAT:
-            model_input = _chat_input(body, bot, number)
+            model_input = _chat_input(body, bot, number, attachment_max_bytes)
         else:
             model_input = _embedding_input(body, bot, number)
             encoding = OpenAIEmbeddingRequest.model_validate(body).encoding_format
     except GatewayError as error:
-        return _from_gateway(number, error)
+        return from_gateway(number, error)
     except ValidationError as error:
-        return _from_gateway(number, invalid_body(error.errors()))
+        return from_gateway(number, invalid_body(error.errors()))
     if isinstance(model_input, LineError):
         return model_input
-    size = len(json.dumps(model_input, ensure_ascii=False).encode())
+    size = len(record_bytes(model_input))
     if size > MAX_RECORD_BYTES:
         return _error(
             number,
@@ -305,9 +367,12 @@ def _bot(body: Mapping[str, Any], number: int, endpoint: str, bots: BotLookup) -
     return bot
 
 
-def _chat_input(body: dict[str, Any], bot: BotConfig, number: int) -> dict[str, Any] | LineError:
-    """The Converse request body of a chat line: the synchronous route's checks and translation, without what a
-    batch record cannot carry (streaming, tools, attachments that need fetching, structured output through a tool)."""
+def _chat_input(
+    body: dict[str, Any], bot: BotConfig, number: int, attachment_max_bytes: int = DEFAULT_ATTACHMENT_BYTES
+) -> dict[str, Any] | LineError:
+    """The Converse request body of a chat line: the synchronous route's checks and translation (attachments
+    included: ``attachments.read_attachments``), without what a batch record cannot carry (streaming, tools,
+    attachments that need fetching, structured output through a tool)."""
     if body.get("stream"):
         return _error(
             number,
@@ -327,15 +392,20 @@ def _chat_input(body: dict[str, Any], bot: BotConfig, number: int) -> dict[str, 
     request = OpenAIChatRequest.model_validate(body)
     openai_parameters.check(body, bot.modality, bot.name)
     chat = request.chat()
-    if any(message.attachments for message in chat.messages):
-        return _error(
-            number,
-            "attachments_not_supported",
-            "a message has an image_url or file part, which batch lines do not take yet.",
-            "Send text content only, or ask through the synchronous route.",
-            "body.messages",
-        )
+    for index, message in enumerate(chat.messages):
+        remote = next((a for a in message.attachments if not a.url.startswith("data:")), None)
+        if remote is not None:
+            return _error(
+                number,
+                "attachments_not_supported",
+                f"message {index}'s attachment '{remote.name}' is a URL ({remote.url[:60]!r}), which a batch does not "
+                "download.",
+                "Inline the file as a base64 data: URL (data:<media type>;base64,<data>), or ask through the "
+                "synchronous route.",
+                f"body.messages[{index}]",
+            )
     chat = apply_text_parameters(bot, prepare_response_format(bot, chat))
+    chat = _without_io(read_attachments(bot, chat, InlineAttachments(attachment_max_bytes, timeout=0)))
     converse = converse_request(bot, chat)
     if "toolConfig" in converse:  # the bot gives the response_format through a forced tool call
         return _error(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -28,7 +28,16 @@ from botocore.exceptions import ClientError
 
 from lambdas.gateway import batch_records as records
 from lambdas.gateway.batch_executions import BatchExecutions, ExecutionNotStarted
-from lambdas.gateway.batch_lines import ENDPOINTS, BotLookup, PreparedLine, output_line, prepare_line
+from lambdas.gateway.batch_lines import (
+    CHAT,
+    DEFAULT_ATTACHMENT_BYTES,
+    ENDPOINTS,
+    BotLookup,
+    PreparedLine,
+    context_error,
+    output_line,
+    prepare_line,
+)
 from lambdas.gateway.batch_lines import LineError as BadLine
 from lambdas.gateway.batch_status import (
     ENDED,
@@ -40,8 +49,9 @@ from lambdas.gateway.batch_status import (
     status_of,
 )
 from lambdas.gateway.batch_store import OUTPUT_KINDS, _metadata, batch_file_id
-from lambdas.gateway.errors import GatewayError
+from lambdas.gateway.errors import GatewayError, bedrock_failure
 from lambdas.gateway.metrics import emit_record
+from lambdas.gateway.tokens import count_input_tokens
 from lambdas.shared.observability import logger
 
 MAX_ERRORS = 100  # the line errors a failed batch lists (every bad line is counted; the message says how many)
@@ -86,12 +96,39 @@ def run_model(line: PreparedLine) -> dict[str, Any]:
 
 
 class Batches:
-    """The batches of one deployment: its bucket, its state machine's executions, and an S3 client."""
+    """The batches of one deployment: its bucket, its state machine's executions, an S3 client, and ``runtime``: the
+    bedrock-runtime client of a region (for CountTokens, as the synchronous route counts a prompt), and
+    ``attachment_max_bytes``, the largest attachment a line may inline (the gateway's setting)."""
 
-    def __init__(self, *, s3: Any, bucket: str, executions: BatchExecutions) -> None:
+    def __init__(
+        self,
+        *,
+        s3: Any,
+        bucket: str,
+        executions: BatchExecutions,
+        runtime: Callable[[str], Awaitable[Any]],
+        attachment_max_bytes: int = DEFAULT_ATTACHMENT_BYTES,
+    ) -> None:
         self.s3 = s3
         self.bucket = bucket
         self.executions = executions
+        self.runtime = runtime
+        self.attachment_max_bytes = attachment_max_bytes  # the largest inline attachment of a line, as synchronously
+
+    async def _within_context(self, line: PreparedLine, endpoint: str) -> PreparedLine | BadLine:
+        """A chat line counted and checked against its bot's ``context_tokens`` exactly as the synchronous route
+        counts a prompt (``tokens.count_input_tokens``: the estimate, or CountTokens for a bot with
+        ``token_counting`` when the prompt might not fit). A failed CountTokens call that is not the line's fault
+        (throttling, 5xx) is the create's error, as it is the synchronous answer's: retrying the create may pass."""
+        if endpoint != CHAT:
+            return line  # embeddings lines: the route's own checks (check_texts) ran in prepare_line
+        try:
+            count = await count_input_tokens(line.bot, line.model_input, await self.runtime(line.bot.region))
+        except GatewayError:
+            raise
+        except Exception as error:
+            raise bedrock_failure(line.bot.name, error) from error
+        return context_error(line, count) or line
 
     # ------------------------------------------------------------ create
 
@@ -108,7 +145,16 @@ class Batches:
         try:
             async for number, raw in records.lines(self.s3, self.bucket, request.input_key):
                 total += 1  # blank lines (the file's last newline, say) are no requests: LineSplitter skips them
-                line = prepare_line(raw, number, endpoint=request.endpoint, bots=bots, seen=seen)
+                line = prepare_line(
+                    raw,
+                    number,
+                    endpoint=request.endpoint,
+                    bots=bots,
+                    seen=seen,
+                    attachment_max_bytes=self.attachment_max_bytes,
+                )
+                if isinstance(line, PreparedLine):
+                    line = await self._within_context(line, request.endpoint)
                 if isinstance(line, BadLine):
                     bad_lines += 1
                     if len(errors) < MAX_ERRORS:

@@ -108,6 +108,8 @@ def batches_router(
             s3=await store.s3(),
             bucket=settings.batch_bucket,
             executions=BatchExecutions(states, settings.batch_state_machine_arn),
+            runtime=clients.bedrock_runtime,
+            attachment_max_bytes=settings.attachment_max_bytes,
         )
 
     async def input_key(reference: str, owner: str, bucket: str) -> str:

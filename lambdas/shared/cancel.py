@@ -1,10 +1,11 @@
 """A run's cancel marker, ``runs/<run>/cancel.json`` (``{"requested_at": "<ISO 8601>"}``), and what it means.
 
 Whoever may write under ``runs/<run>/`` cancels a run by writing the marker (the gateway's batch cancel does, and
-``python -m cli batch cancel``). The run honours it from then on: Submit creates no new job (its rows end with
-``BATCH_CANCELLED``), Poll stops a job in flight (StopModelInvocationJob: Bedrock writes the output of the records it
-processed), the on-demand runner takes no more records, and nothing is resubmitted. Postprocess and Finalize still run,
-so every record already processed is delivered and every other row has an error; the execution ends SUCCEEDED.
+``python -m cli batch cancel <run> --target aws``). The run honours it from then on: Submit creates no new job (its
+rows end with ``BATCH_CANCELLED``), Poll stops a job in flight (StopModelInvocationJob: Bedrock writes the output of the
+records it processed), the on-demand runner takes no more records, and nothing is resubmitted. Postprocess and Finalize
+still run, so every record already processed is delivered and every other row has an error; the execution ends
+SUCCEEDED.
 
 The marker is found by listing its key, never read: its presence is the request (any content cancels), the time it
 was written is when, and a listing needs neither s3:GetObject nor the bucket key's kms:Decrypt.

@@ -15,6 +15,9 @@ to ``MODEL_ID_PREFIXES`` and, if its input has a telltale key, a line to ``SHAPE
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
 import hashlib
 import itertools
 import math
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from local.emulator.batch_models import batch_model
+from local.emulator.protocol import service_model
 
 
 class RecordError(Exception):
@@ -382,6 +386,54 @@ def invoke_nova(model_id: str, model_input: dict[str, Any]) -> Invocation:
     return Invocation(*_converse_like(model_input))
 
 
+@functools.cache
+def _converse_enum(shape: str) -> tuple[str, ...]:
+    return tuple(service_model("bedrock-runtime").shape_for(shape).enum)
+
+
+# Bedrock API reference, "Message" (content): up to 20 images of at most 3.75 MB each and up to five documents of at
+# most 4.5 MB each; "MB" read as the smaller, decimal value (the stricter reading).
+MEDIA_LIMITS = {"image": (20, 3_750_000), "document": (5, 4_500_000)}
+
+
+def _converse_media(model_input: dict[str, Any]) -> None:
+    """The image and document blocks of a Converse record as the Converse request body has them (botocore
+    ``ImageBlock``: ``format`` and ``source`` required; ``DocumentBlock``: ``name`` and ``source``; a ``source`` is a
+    union of one member), their ``bytes`` as JSON carries a blob: base64 text of at least one byte (the stricter
+    reading: anything that is not valid base64 is refused, not decoded leniently), within ``MEDIA_LIMITS`` per
+    message."""
+    for index, message in enumerate(model_input["messages"]):
+        counts = dict.fromkeys(MEDIA_LIMITS, 0)
+        for number, block in enumerate(message["content"]):
+            for kind, required, enum in (("image", "format", "ImageFormat"), ("document", "name", "DocumentFormat")):
+                if kind not in block:
+                    continue
+                most, largest = MEDIA_LIMITS[kind]
+                counts[kind] += 1
+                if counts[kind] > most:
+                    raise _malformed(f"#/messages/{index}/content: more than {most} {kind} blocks in one message")
+                where = f"#/messages/{index}/content/{number}/{kind}"
+                media = _typed(block[kind], where, dict, "JSONObject")
+                _required_at(media, where, required, str, "String")
+                if "format" in media:
+                    _enum(media["format"], f"{where}/format", _converse_enum(enum))
+                source = _required_at(media, where, "source", dict, "JSONObject")
+                if len(source) != 1:
+                    raise _malformed(f"{where}/source: expected exactly one member, found: {len(source)}")
+                if "bytes" in source:
+                    data = _typed(source["bytes"], f"{where}/source/bytes", str, "String")
+                    try:
+                        decoded = base64.b64decode(data, validate=True)
+                    except (binascii.Error, ValueError):
+                        raise _malformed(f"{where}/source/bytes: expected base64 text") from None
+                    if not decoded:
+                        raise _malformed(f"{where}/source/bytes: expected minimum length: 1, actual: 0")
+                    if len(decoded) > largest:
+                        raise _malformed(
+                            f"{where}/source/bytes: {len(decoded):,} bytes, over the {largest:,} a {kind} takes"
+                        )
+
+
 def invoke_converse(model_id: str, model_input: dict[str, Any]) -> Invocation:
     """Jobs of ``modelInvocationType`` ``Converse``: the Converse request body in, a Converse response out.
 
@@ -392,6 +444,7 @@ def invoke_converse(model_id: str, model_input: dict[str, Any]) -> Invocation:
     _no_extra_keys(model_input, _CONVERSE_KEYS)
     _messages(model_input)
     _check_blocks(model_id, model_input, _BLOCK_KINDS)
+    _converse_media(model_input)
     _check_inference_config(model_id, model_input, _CONVERSE_INFERENCE_KEYS)
     output, input_tokens, output_tokens = _converse_like(model_input)
     return Invocation({**output, "metrics": {"latencyMs": 1}}, input_tokens, output_tokens)

@@ -49,6 +49,7 @@ BATCH_SERVICES = {
     "postprocess": "batch-postprocess",
     "resubmit": "batch-resubmit",
     "finalize": "batch-finalize",
+    "on_demand": "batch-on-demand",
 }
 GATEWAY_SERVICE = "model-gateway"
 # The gateway's EMF metrics (lambdas/gateway/metrics.py), and the error classes of BedrockErrors (the OpenAI error types
@@ -82,6 +83,7 @@ BATCH_METRICS = {
     "RunsFinalized": "finalize",
     "RecordsRecovered": "finalize",
     "EstimatedCostUSD": "finalize",
+    "OnDemandRecords": "on_demand",  # records Run job on demand answered through the runtime (on-demand prices)
 }
 # Job status transitions (lambdas/shared/observability.py record_job_status): metric JOB_STATUS_METRIC with dimensions
 # Status and service. Submit counts "Submitted"; Poll counts every later status of GetModelInvocationJob.
@@ -340,6 +342,13 @@ class BatchObservability(Construct):
                 left=[emf("EstimatedCostUSD")],
                 width=WIDTH,
             ),
+        )
+        self.dashboard.add_widgets(
+            cw.GraphWidget(
+                title="Records answered on demand (runtime, on-demand prices)",
+                left=[emf("OnDemandRecords")],
+                width=WIDTH,
+            )
         )
         self.dashboard.add_widgets(*_function_widgets(functions))
         self.dashboard.add_widgets(

@@ -1,5 +1,6 @@
 """``--target aws`` against a "deployed" stack: moto's CloudFormation holds the stack outputs, and the state machine
-behind them is our synthesized one (the local runtime), so the CLI's AWS path runs end to end without an account."""
+behind them is our synthesized one (the local runtime), so the CLI's AWS path (``batch`` and ``batch cancel``) runs
+end to end without an account."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from local.runner import LocalRuntime, RuntimeOptions
-from tests.e2e.local_runs import deploy_outputs, read_results, run_batch
+from cli.__main__ import main
+from local.runner import LocalRuntime, RuntimeOptions, synth_template
+from tests.e2e.local_runs import CLAUDE, deploy_outputs, read_results, read_summary, run_batch
+from tests.e2e.test_local_faults import assert_every_row_once_with_a_response_or_an_error, write_topics
 
 pytestmark = pytest.mark.slow
 
@@ -42,3 +45,47 @@ def test_aws_target_without_the_stack_is_one_clear_line(tmp_path: Path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1, err
     assert "stack 'Missing' does not exist in region us-east-1" in err[0] and "make deploy" in err[0]
+
+
+def test_batch_cancel_stops_a_running_run_of_the_stack(tmp_path: Path, capsys):
+    # GIVEN a deployed stack running 300 rows in three batch jobs, one at a time, each status lasting 2 s
+    rows = 300
+    path = write_topics(tmp_path / "topics.parquet", rows)
+    out = tmp_path / "out"
+    options = RuntimeOptions(step_seconds=2, max_concurrent_jobs=1)
+    with LocalRuntime(options, template=synth_template(options)) as runtime:
+        deploy_outputs(runtime, "BedrockBatchInference")
+        execution = {"model_id": CLAUDE, "prompt_id": "joke_about_topic", "s3_uri": runtime.upload_input(path)}
+        execution_arn = runtime.start(execution | {"max_records_per_job": 100})
+        run_id = runtime.run_id(execution_arn)
+        state = runtime.emulator.state
+        held: set[str] = set()
+        printed: list[str] = []
+
+        def cancel_once_a_job_runs() -> None:
+            # WHEN `python -m cli batch cancel` runs as soon as the first job is InProgress; every job is held where
+            # it is from then on, so none can complete on its own
+            for job in runtime.emulator.jobs():
+                if job["jobId"] not in held and job["status"] in ("Submitted", "Validating", "Scheduled", "InProgress"):
+                    if job["status"] == "InProgress" and not held:
+                        assert main(["batch", "cancel", run_id, "--target", "aws"]) == 0
+                        printed.append(capsys.readouterr().out)
+                    if held or job["status"] == "InProgress":
+                        state.set_job_status(job["jobId"], job["status"], hold=True)
+                        held.add(job["jobId"])
+
+        outcome = runtime.wait(execution_arn, on_tick=cancel_once_a_job_runs)
+        assert outcome.status == "SUCCEEDED", outcome.error_message
+        runtime.download_outputs(run_id, out)
+        jobs = runtime.emulator.jobs()
+    # THEN the command said what would happen: no job of the three had ended
+    (said,) = printed
+    assert f"run {run_id}: cancel requested at" in said and "0 of 3 jobs have ended" in said
+    # AND the running job was stopped and no other was created; every row is in the output once
+    assert [job["status"] for job in jobs] == ["Stopped"]
+    results = read_results(out).to_pylist()
+    assert_every_row_once_with_a_response_or_an_error(results, rows)
+    # AND the records it processed are delivered, the others are batch_cancelled
+    summary = read_summary(out)
+    assert summary["complete"] is True and summary["error_counts"] == {"batch_cancelled": 250}
+    assert summary["jobs_by_status"] == {"Stopped": 1, "Cancelled": 2}

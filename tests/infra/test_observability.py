@@ -47,6 +47,7 @@ HANDLER_FILES = {
     "postprocess": "postprocess",
     "resubmit": "resubmit",
     "finalize": "finalize",
+    "on_demand": "on_demand",
 }
 
 
@@ -214,6 +215,27 @@ def test_estimated_cost_graph_is_the_finalize_metric(plain: Synth) -> None:
     (row,) = dashboard(plain, plain.batch)["Estimated cost (USD, batch prices from prices.json)"]
     assert row[:4] == ["BedrockBatch", "EstimatedCostUSD", "service", BATCH_SERVICES["finalize"]]
     assert row[-1]["stat"] == "Sum"
+
+
+def test_on_demand_records_graph_is_the_metric_the_on_demand_runner_emits(plain: Synth) -> None:
+    # GIVEN the batch dashboard and the on-demand runner as synthesized
+    (row,) = dashboard(plain, plain.batch)["Records answered on demand (runtime, on-demand prices)"]
+    runner = plain.batch_stack.workflow.functions["on_demand"]
+    variables = plain.batch[plain.logical_id(plain.batch_stack, runner.function)]["Properties"]["Environment"][
+        "Variables"
+    ]
+    # THEN the widget sums OnDemandRecords in the runner's namespace, under the service dimension its Powertools
+    # settings give (a dimension the runner does not emit would graph nothing)
+    assert row[:4] == [
+        variables["POWERTOOLS_METRICS_NAMESPACE"],
+        "OnDemandRecords",
+        "service",
+        variables["POWERTOOLS_SERVICE_NAME"],
+    ]
+    assert row[-1]["stat"] == "Sum"
+    # AND the runner's handler emits that metric
+    handler = (PROJECT_ROOT / "lambdas" / "on_demand" / "handler.py").read_text()
+    assert 'metrics.add_metric(name="OnDemandRecords"' in handler
 
 
 def test_batch_alarms_on_failed_and_timed_out_runs_failed_records_and_function_errors(plain: Synth) -> None:

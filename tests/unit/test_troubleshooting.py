@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from cli import aws_errors
+from cli.batch import LOCAL_CANCEL, report_cancel
+from local.executions import CancelOutcome
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = (ROOT / "docs" / "troubleshooting.md").read_text(encoding="utf-8")
@@ -95,3 +97,18 @@ def test_every_setup_line_of_the_cli_has_its_row(line: str) -> None:
     start = re.split(r"[:(]| m ", line)[0].strip()
     # THEN it is there
     assert start in PAGE.replace("<id>", "m"), start
+
+
+@pytest.mark.parametrize("state", ["unknown", "finished", "not_running"])
+def test_every_refusal_of_batch_cancel_has_its_row(state: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN the line `python -m cli batch cancel` prints for a run it does not cancel
+    report_cancel(CancelOutcome(state, "<id>", "runs/<id>/cancel.json"), "<bucket>")  # type: ignore[arg-type]
+    line = capsys.readouterr().err.removeprefix("error: ")
+    # WHEN the page is searched for its start (before the details) THEN it is there
+    start = re.split(r"[:(]", line)[0].strip()
+    assert start in PAGE, start
+
+
+def test_the_local_cancel_line_has_its_row() -> None:
+    # GIVEN / WHEN the line of a cancel without --target aws THEN its start is in the page
+    assert LOCAL_CANCEL.split(" (")[0] in PAGE

@@ -302,6 +302,74 @@ async def test_a_line_naming_a_bot_of_another_key_is_refused(sdk: openai.AsyncOp
     assert batch_aws.sfn.list_executions(stateMachineArn=batch_aws.state_machine_arn)["executions"] == []
 
 
+@pytest.fixture
+async def small_context_sdk(
+    emulator: Any, settings: GatewaySettings, batch_aws: BatchAws
+) -> AsyncIterator[openai.AsyncOpenAI]:
+    """The SDK on a gateway whose claude-3-haiku (CountTokens) and llama-3.1-8b (the estimate) take 40 tokens."""
+    bots = dict(settings.bots)
+    for name in ("claude-3-haiku", "llama-3.1-8b"):
+        bots[name] = bots[name].model_copy(update={"context_tokens": 40})
+    configured = replace(
+        settings,
+        bots=bots,
+        batch_bucket=batch_aws.bucket,
+        batch_region=REGION,
+        batch_state_machine_arn=batch_aws.state_machine_arn,
+    )
+    application = create_app(configured)
+    async with application.router.lifespan_context(application), openai_client(application, KEY) as client:
+        yield client
+
+
+async def test_a_line_over_its_bots_context_fails_the_batch_as_the_synchronous_route_refuses_it(
+    small_context_sdk: openai.AsyncOpenAI, batch_aws: BatchAws, emulator: Any
+) -> None:
+    # GIVEN lines within and over 40 tokens, for a bot counted with CountTokens and a bot counted by the estimate
+    long = " ".join(["word"] * 60)  # 60 words for the emulator's CountTokens, 75 tokens for the estimate
+    file_id = batch_aws.upload(
+        [
+            chat_line("short", "hello"),
+            chat_line("long", long),
+            chat_line("short-llama", "hello", model="llama-3.1-8b"),
+            chat_line("long-llama", long, model="llama-3.1-8b"),
+        ]
+    )
+    # WHEN the batch is created
+    batch = await small_context_sdk.batches.create(
+        input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    # THEN it fails naming lines 2 and 4 with the synchronous route's code, its count and the fix; nothing runs
+    assert batch.status == "failed" and batch.errors is not None and batch.errors.data is not None
+    assert [(e.line, e.code, e.param) for e in batch.errors.data] == [
+        (2, "context_length_exceeded", "body.messages"),
+        (4, "context_length_exceeded", "body.messages"),
+    ]
+    counted, estimated = (str(e.message) for e in batch.errors.data)
+    assert counted.startswith("Line 2: The conversation is ") and "over this bot's limit of 40" in counted
+    assert "about" not in counted  # Bedrock's count, as the route says it
+    assert estimated.startswith("Line 4: The conversation is about ") and "Fix the line" in estimated
+    assert batch_aws.sfn.list_executions(stateMachineArn=batch_aws.state_machine_arn)["executions"] == []
+    # AND CountTokens was asked for the claude lines only (their prompts might not fit 40 tokens), as the route asks
+    assert emulator.calls().get("CountTokens") == 2
+
+
+async def test_a_throttled_count_fails_the_create_not_the_line(
+    small_context_sdk: openai.AsyncOpenAI, batch_aws: BatchAws, emulator: Any
+) -> None:
+    # GIVEN CountTokens throttled, and a line that needs it
+    emulator.state.faults["runtime_throttle"] = 100
+    file_id = batch_aws.upload([chat_line("a", "hello")])
+    # WHEN the batch is created / THEN the create answers Bedrock's throttling (retryable), as the route would
+    with pytest.raises(openai.RateLimitError):
+        await small_context_sdk.batches.create(
+            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+    # AND no batch run started and no prepared input is left
+    assert batch_aws.sfn.list_executions(stateMachineArn=batch_aws.state_machine_arn)["executions"] == []
+    assert batch_aws.keys("openai/batches/") == []
+
+
 @pytest.mark.parametrize(
     ("body", "status", "names"),
     [

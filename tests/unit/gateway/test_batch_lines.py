@@ -4,6 +4,7 @@ openai package's types."""
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,14 @@ from lambdas.gateway.batch_lines import (
     LineError,
     LineSplitter,
     PreparedLine,
+    context_error,
     output_line,
     prepare_line,
 )
 from lambdas.gateway.config import load_bots
-from local.emulator.families import invoke_converse, invoke_titan_embed_v2
+from lambdas.gateway.tokens import TokenCount, estimate_tokens
+from local.emulator.families import RecordError, invoke_converse, invoke_titan_embed_v2
+from local.emulator.media import png
 
 ROOT = Path(__file__).resolve().parents[3]
 BOTS = load_bots()
@@ -201,9 +205,124 @@ def test_structured_output_through_a_forced_tool_is_refused() -> None:
     refused(prepare(chat_line(response_format=schema)), "tools_not_supported")
 
 
-def test_attachments_are_refused() -> None:
-    content = [{"type": "text", "text": "what is it?"}, {"type": "image_url", "image_url": {"url": "https://x/a.png"}}]
-    refused(prepare(chat_line(messages=[{"role": "user", "content": content}])), "attachments_not_supported")
+PNG = png(4, 4, (10, 200, 30))
+PDF = b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n"
+
+
+def data_url(media_type: str, data: bytes) -> str:
+    return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
+
+
+def image_line(url: str, model: str = "claude-3-haiku") -> dict[str, Any]:
+    content = [{"type": "text", "text": "what is it?"}, {"type": "image_url", "image_url": {"url": url}}]
+    return chat_line(model=model, messages=[{"role": "user", "content": content}])
+
+
+def test_an_inline_image_becomes_the_converse_image_block_with_base64_bytes() -> None:
+    # GIVEN a chat line with an image as a base64 data: URL, for a bot that reads images
+    prepared = prepare(image_line(data_url("image/png", PNG)))
+    # WHEN it is prepared / THEN the record holds the synchronous route's blocks (the image before the text, as the
+    # route orders them), the image's bytes in base64 text
+    assert isinstance(prepared, PreparedLine)
+    record = json.loads(prepared.jsonl())["model_input"]
+    image, text = record["messages"][0]["content"]
+    assert text == {"text": "what is it?"}
+    assert image == {"image": {"format": "png", "source": {"bytes": base64.b64encode(PNG).decode()}}}
+    # AND the prepared model input keeps the bytes (for CountTokens, as the synchronous route sends them)
+    assert prepared.model_input["messages"][0]["content"][0]["image"]["source"]["bytes"] == PNG
+    # AND the emulator's Converse batch record checks answer it
+    assert invoke_converse(BOTS["claude-3-haiku"].model_id, record).output["stopReason"] == "end_turn"
+
+
+def test_an_inline_pdf_becomes_a_document_block() -> None:
+    # GIVEN a file part holding a PDF, for a bot that reads documents
+    part = {"type": "file", "file": {"filename": "report.pdf", "file_data": data_url("application/pdf", PDF)}}
+    line = chat_line(model="claude-3.5-sonnet-v2", messages=[{"role": "user", "content": [part]}])
+    # WHEN it is prepared / THEN the record has the route's document block, which the emulator accepts
+    prepared = prepare(line)
+    assert isinstance(prepared, PreparedLine)
+    record = json.loads(prepared.jsonl())["model_input"]
+    (document,) = [block["document"] for block in record["messages"][0]["content"] if "document" in block]
+    assert document["format"] == "pdf" and base64.b64decode(document["source"]["bytes"]) == PDF
+    assert invoke_converse(BOTS["claude-3.5-sonnet-v2"].model_id, record).output["stopReason"] == "end_turn"
+
+
+def test_a_remote_attachment_url_is_refused_naming_the_data_url_fix() -> None:
+    # GIVEN an image part with an https URL (a batch is validated without downloading anything)
+    error = refused(prepare(image_line("https://example.com/a.png"), 3), "attachments_not_supported")
+    # THEN the line is named with the URL and the fix: inline it
+    assert error.line == 3 and error.param == "body.messages[0]"
+    assert "https://example.com/a.png" in error.message and "base64 data: URL" in error.message
+
+
+def test_the_emulator_refuses_more_than_20_images_in_one_message() -> None:
+    # GIVEN a Converse batch record with 21 images in its user message
+    image = {"image": {"format": "png", "source": {"bytes": base64.b64encode(PNG).decode()}}}
+    record = {"messages": [{"role": "user", "content": [{"text": "hi"}, *[image] * 21]}]}
+    # WHEN the emulator answers it / THEN it is a record error naming the limit
+    with pytest.raises(RecordError, match="more than 20 image blocks"):
+        invoke_converse(BOTS["claude-3-haiku"].model_id, record)
+
+
+def test_an_inline_image_for_a_bot_that_reads_none_is_refused_as_the_synchronous_route_refuses_it() -> None:
+    # GIVEN / WHEN an inline image for Claude 3.5 Haiku (text only on Bedrock)
+    error = refused(prepare(image_line(data_url("image/png", PNG), model="claude-3.5-haiku")), "unsupported_attachment")
+    # THEN the route's message says what the bot takes
+    assert "cannot read images" in error.message and error.param == "body"
+
+
+def test_an_inline_attachment_over_the_limit_is_refused() -> None:
+    # GIVEN an inline image over the gateway's attachment limit
+    raw = json.dumps(image_line(data_url("image/png", PNG))).encode()
+    # WHEN it is prepared with a limit below its size / THEN it is the route's attachment_too_large
+    line = prepare_line(raw, 1, endpoint=CHAT, bots=ALL, seen=set(), attachment_max_bytes=len(PNG) - 1)
+    refused(line, "attachment_too_large")
+
+
+def test_an_inline_attachment_that_is_not_base64_is_refused() -> None:
+    refused(prepare(image_line("data:image/png;base64,***")), "unsupported_attachment")
+
+
+@pytest.mark.parametrize(
+    ("image", "detail"),
+    [
+        ({"format": "png", "source": {"bytes": "not base64!"}}, "expected base64 text"),
+        ({"source": {"bytes": base64.b64encode(PNG).decode()}}, "required key [format] not found"),
+        ({"format": "tiff", "source": {"bytes": base64.b64encode(PNG).decode()}}, "tiff is not a valid enum value"),
+        ({"format": "png", "source": {}}, "expected exactly one member"),
+        ({"format": "png", "source": {"bytes": base64.b64encode(b"x" * 3_750_001).decode()}}, "3,750,001 bytes"),
+    ],
+)
+def test_the_emulator_refuses_a_converse_record_whose_image_block_is_malformed(
+    image: dict[str, Any], detail: str
+) -> None:
+    # GIVEN a Converse batch record whose image block breaks the Converse request body's rules
+    record = {"messages": [{"role": "user", "content": [{"text": "hi"}, {"image": image}]}]}
+    # WHEN the emulator answers it / THEN it is a record error naming the member
+    with pytest.raises(RecordError, match=r"#/messages/0/content/1/image"):
+        invoke_converse(BOTS["claude-3-haiku"].model_id, record)
+    with pytest.raises(RecordError) as raised:
+        invoke_converse(BOTS["claude-3-haiku"].model_id, record)
+    assert detail in str(raised.value)
+
+
+def test_a_chat_line_over_its_bots_context_is_refused_as_the_synchronous_route_refuses_it() -> None:
+    # GIVEN a prepared chat line whose bot takes 50 tokens of context, and its record's estimate (the count the
+    # synchronous route takes for a bot without CountTokens)
+    small = BOTS["claude-3-haiku"].model_copy(update={"context_tokens": 50})
+    prepared = prepare(
+        chat_line(messages=[{"role": "user", "content": "word " * 100}]), 4, bots=BotLookup({**BOTS, small.name: small})
+    )
+    assert isinstance(prepared, PreparedLine)
+    count = TokenCount(estimate_tokens(prepared.model_input), "estimate")
+    # WHEN its context is checked
+    error = refused(context_error(prepared, count) or prepared, "context_length_exceeded")
+    # THEN the line's error is the route's (code and message), naming line 4, the limit and the fix
+    assert error.line == 4 and error.param == "body.messages"
+    assert f"about {count.tokens:,} tokens, over this bot's limit of 50" in error.message
+    assert error.message.endswith("Fix the line and upload the file again.")
+    # AND the same line within the limit passes
+    assert context_error(prepared, TokenCount(50, "count_tokens")) is None
 
 
 def test_more_than_50000_lines_are_refused() -> None:
