@@ -318,6 +318,21 @@ def gateway_section(results: dict) -> Section:
         at_most("app import (cold)", results["import_s"], targets["import_s"], " s"),
         at_most("Lambda zip (deflated)", zip_mb, targets["zip_mb"], " MB", 1),
     ]
+    notes = [
+        f"topology {results['topology']}, text frames {results['pace_s']} s apart in the paced cases (@100, "
+        f"@500 x 20 s: 1,000-frame answers, the target's workload; @500 x 2 s (stress): 90-frame answers, ten "
+        "times the answers a second, not held to the target); gateway CPU: user + system time of the gateway's "
+        "process over a case's run, per answer and per text frame it streamed; see bench/gateway_bench.py"
+    ]
+    for level, pair in results["latency"].items():
+        busy = pair["gateway"].get("cores_busy")
+        if level.startswith("500") and busy:
+            emulator = "-" if busy["emulator"] is None else f"{busy['emulator']:.2f}"
+            notes.append(
+                f"@{level}, gateway run: cores kept busy by the gateway {busy['gateway']:.2f}, the emulator "
+                f"{emulator}, the load generator {busy['load_generator']:.2f}, of {busy['machine']} (all three share "
+                "them)"
+            )
     return Section(
         title="Gateway: streaming through the gateway vs ConverseStream straight to the emulator",
         columns=[
@@ -333,12 +348,7 @@ def gateway_section(results: dict) -> Section:
         ],
         rows=table_rows,
         checks=checks,
-        notes=[
-            f"topology {results['topology']}, text frames {results['pace_s']} s apart in the paced cases (@100, "
-            f"@500 x 20 s: 1,000-frame answers, the target's workload; @500 x 2 s (stress): 90-frame answers, ten "
-            "times the answers a second, not held to the target); gateway CPU: user + system time of the gateway's "
-            "process over a case's run, per answer and per text frame it streamed; see bench/gateway_bench.py"
-        ],
+        notes=notes,
         figures=results,
     )
 

@@ -171,6 +171,11 @@ with tempfile.TemporaryDirectory() as out:
     return {name: value for name, value in variables.items() if name.startswith("POWERTOOLS_")}
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _child(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     process = subprocess.Popen(
         [sys.executable, "-m", "bench.gateway_bench", "serve", *args],
@@ -219,8 +224,11 @@ class Server:
 
     def gateway_cpu_seconds(self) -> float:
         """User + system CPU of the gateway's process so far (the last child: the gateway, or the shared one)."""
-        fields = Path(f"/proc/{self.processes[-1].pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _cpu_seconds(self.processes[-1].pid)
+
+    def emulator_cpu_seconds(self) -> float | None:
+        """User + system CPU of the emulator's own process so far; None when it shares the gateway's."""
+        return _cpu_seconds(self.processes[0].pid) if len(self.processes) > 1 else None
 
     def delay(self, seconds: float) -> None:
         assert self.knobs.stdin is not None and self.knobs.stdout is not None
@@ -437,10 +445,21 @@ async def latency(
                 runs = []
                 for _ in range(repeat):
                     cpu_before = server.gateway_cpu_seconds()
+                    emulator_before, generator_before = server.emulator_cpu_seconds(), time.process_time()
                     run = await load(functools.partial(client.stream, prompt), requests, concurrency, stagger)
                     cpu_ms = (server.gateway_cpu_seconds() - cpu_before) * 1000
                     run["gateway_cpu_ms_per_answer"] = cpu_ms / max(1, run["answers"])
                     run["gateway_cpu_us_per_frame"] = cpu_ms * 1000 / max(1, run["frames"])
+                    # the cores each process kept busy over the run: three processes share this machine's cores, and
+                    # a run whose emulator and load generator need most of them measures a starved gateway
+                    emulator_cpu = server.emulator_cpu_seconds()
+                    emulator_used = None if emulator_cpu is None else emulator_cpu - (emulator_before or 0.0)
+                    run["cores_busy"] = {
+                        "gateway": cpu_ms / 1000 / run["wall_s"],
+                        "emulator": None if emulator_used is None else emulator_used / run["wall_s"],
+                        "load_generator": (time.process_time() - generator_before) / run["wall_s"],
+                        "machine": os.cpu_count(),
+                    }
                     runs.append(run)
             out[name] = min(runs, key=lambda r: (r["errors"], r.get("ttft_p50_ms", float("inf"))))
     finally:
@@ -610,6 +629,14 @@ def print_report(results: dict[str, Any]) -> None:
             f"{gateway['gateway_cpu_ms_per_answer']:.2f} ms an answer, "
             f"{gateway.get('gateway_cpu_us_per_frame', nan):.1f} us a frame"
         )
+        for variant in ("direct", "gateway"):
+            busy = pair[variant].get("cores_busy")
+            if busy:
+                emulator = "shared" if busy["emulator"] is None else f"{busy['emulator']:.2f}"
+                print(
+                    f"   ({variant} run: cores kept busy by the gateway {busy['gateway']:.2f}, the emulator "
+                    f"{emulator}, the load generator {busy['load_generator']:.2f}, of {busy['machine']} here)"
+                )
     ramp_result = results.get("max_streams")
     if ramp_result is None:
         print("=> max concurrent streams: not measured (BENCH_GATEWAY_CASES)")

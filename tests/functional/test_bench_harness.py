@@ -154,6 +154,7 @@ def _gateway_results(cases: tuple[str, ...], ramp: bool = True) -> dict[str, Any
     timings = {"ttft_p50_ms": 10.0, "ttft_p99_ms": 20.0, "total_p50_ms": 100.0, "total_p99_ms": 200.0, "errors": 0}
     timings |= {"frames_per_answer": 1000.0, "gateway_cpu_ms_per_answer": 0.5, "gateway_cpu_us_per_frame": 0.5}
     gateway = timings | {"gateway_cpu_ms_per_answer": 21.0, "gateway_cpu_us_per_frame": 21.0}
+    gateway |= {"cores_busy": {"gateway": 0.5, "emulator": 0.75, "load_generator": 0.5, "machine": 2}}
     added = {"added_ttft_p50_ms": 2.0, "added_ttft_p99_ms": 25.0, "added_total_p50_ms": 3.0, "added_total_p99_ms": 4.0}
     latency = {case: {"direct": timings, "gateway": gateway, **added} for case in cases}
     if AT_500 in latency:
@@ -198,6 +199,9 @@ def test_gateway_section_holds_the_gateway_benchs_checks() -> None:
     by_case = {row[0]: row for row in section.rows}
     assert by_case["gateway @500 x 20 s"][-3:] == ["1000", "21.00 ms", "21.0 us"]
     assert by_case["direct @500 x 20 s"][-2:] == ["", ""]  # the gateway idles while the direct baseline runs
+    # AND the cores each process kept busy in the 500-stream runs are noted (a starved gateway shows there)
+    noted = "@500 x 20 s, gateway run: cores kept busy by the gateway 0.50, the emulator 0.75"
+    assert any(note.startswith(noted) for note in section.notes)
 
 
 def test_gateway_section_of_a_run_of_some_cases_says_what_was_not_measured() -> None:
