@@ -165,6 +165,13 @@ def data_line(data: Mapping[str, Any] | str) -> bytes:
 
 # ---------------------------------------------------------------- the app
 
+# The garbage collector's young-generation threshold (CPython's is 700 allocations). Each streamed frame allocates a
+# few short-lived containers (the event's dicts, the delta): at 500 streams of 20-second answers (25,000 frames a
+# second) the default ran about 60 collections a second and a full one (every live stream's objects) every few seconds,
+# 11% of the process's CPU; at 10,000 most of those objects are gone before a collection sees them: 2% (see
+# docs/gateway-streaming-cpu.md). Older generations keep CPython's thresholds.
+GC_YOUNG_THRESHOLD = 10_000
+
 # The middlewares between the server and the routes, each known to pass a body message that is not the last one on
 # unchanged (``lambdas.gateway.streaming.AnswerResponse`` sends those past them): Starlette's and FastAPI's error and
 # exit-stack layers act on exceptions and on the response's start, ``CorrelationIds`` on the start, ``KeyGuard`` on
@@ -226,6 +233,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         # full collection scans only what requests create (shorter pauses while other streams wait on the loop)
         gc.collect()
         gc.freeze()
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         yield
         await team_keys.close()  # the key slices being leased, before their client closes
         await clients.close()
