@@ -151,8 +151,9 @@ def _gateway_results(cases: tuple[str, ...], ramp: bool = True) -> dict[str, Any
     targets, the gateway's CPU per answer and per frame on its rows."""
     from bench.gateway_bench import AT_500, TARGETS
 
-    timings = {"ttft_p50_ms": 10.0, "ttft_p99_ms": 20.0, "total_p50_ms": 100.0, "total_p99_ms": 200.0, "errors": 0}
-    timings |= {"frames_per_answer": 1000.0, "gateway_cpu_ms_per_answer": 0.5, "gateway_cpu_us_per_frame": 0.5}
+    timings: dict[str, Any] = {"ttft_p50_ms": 10.0, "ttft_p99_ms": 20.0, "total_p50_ms": 100.0, "total_p99_ms": 200.0}
+    timings |= {"errors": 0, "frames_per_answer": 1000.0, "gateway_cpu_ms_per_answer": 0.5}
+    timings |= {"gateway_cpu_us_per_frame": 0.5}
     gateway = timings | {"gateway_cpu_ms_per_answer": 21.0, "gateway_cpu_us_per_frame": 21.0}
     gateway |= {"cores_busy": {"gateway": 0.5, "emulator": 0.75, "load_generator": 0.5, "machine": 2}}
     added = {"added_ttft_p50_ms": 2.0, "added_ttft_p99_ms": 25.0, "added_total_p50_ms": 3.0, "added_total_p99_ms": 4.0}
