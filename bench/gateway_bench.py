@@ -10,21 +10,22 @@ baseline (aiobotocore ``converse_stream`` on the emulator's URL) and the gateway
 The gateway's process runs as the deployed function does: the function's POWERTOOLS_* variables (log level INFO,
 metrics on, its service and namespace, read from the synthesized template), uvicorn logging each request as the
 function's ``python -m uvicorn`` does; what it prints (JSON logs, one EMF record per answer, access lines) goes to a
-file, counted in the report. Every case reports the gateway's CPU per streamed answer (user + system time of its
-process over the answers: less sensitive to a shared machine than wall time).
+file, counted in the report. Every case reports the gateway's CPU per streamed answer and per text frame (user +
+system time of its process over the run: less sensitive to a shared machine than wall time) and the cores the
+gateway, the emulator and the load generator each kept busy (the three share the machine's cores).
 
 Cases: ``@1``, one stream at a time; ``@100``, 100 streams open at once, as a busy service has them: the emulator
 paces its text frames (BENCH_GATEWAY_PACE seconds apart, default 0.02 s: 50 frames/s, about a fast model's stream)
 and the 100 clients start at random moments within one stream's length, then each opens its next stream when its
 last one ends - this is the case the 5/20 ms targets apply to; ``@100 burst``, 100 unpaced streams started at the same
 instant, over and over: no service sees this, it measures how the CPU each answer costs queues (reported, not held
-to the targets). Answers in these cases are ~100 frames (``PROMPT``, ~2 s paced).
+to the targets). Answers in these cases are 90 frames (``PROMPT``, ~2 s paced).
 
 ``@500 x 20 s`` is the workload issue 11 states for one Fargate task of 1 vCPU and holds to an added TTFT p50 under
 10 ms: 500 streams open in the one process, each a 20-second answer (``LONG_PROMPT``, 1,000 words: the emulator
 echoes the prompt one word per text frame, so 1,000 frames 0.02 s apart; the bot's default ``max_tokens`` of 1,024
 keeps the echo whole), starts spread over one answer's length, so ~25 answers start a second and 25,000 frames a
-second leave the gateway. ``@500 x 2 s (stress)`` is the same 500 streams of the ~100-frame answers: the same frames
+second leave the gateway. ``@500 x 2 s (stress)`` is the same 500 streams of the 90-frame answers: the same frames
 a second but ten times the answers (~250 a second), so each answer's own CPU (the request, its log line and EMF
 record) counts ten times as much; reported, not held to the target.
 
@@ -35,9 +36,9 @@ report shows both per answer and per frame. To profile, attach py-spy to the pid
 (``py-spy record --pid <pid> --format raw -o profile.txt``).
 
 Environment: BENCH_GATEWAY_REQUESTS (measured answers per case, a quarter of it at @1; default 1000: p99 is the 10th
-slowest),
-BENCH_GATEWAY_PACE, BENCH_GATEWAY_MAX_STREAMS (ramp cap, default 1000), BENCH_GATEWAY_STREAM_DELAY (seconds between
-text frames during the ramp, default 0.05), BENCH_GATEWAY_SKIP_ZIP=1 (do not pip-install the Lambda asset),
+slowest), BENCH_GATEWAY_PACE, BENCH_GATEWAY_MAX_STREAMS (ramp cap, default 1000), BENCH_GATEWAY_STREAM_DELAY
+(seconds between text frames during the ramp, default 0.05), BENCH_GATEWAY_SKIP_ZIP=1 (do not pip-install the Lambda
+asset),
 BENCH_GATEWAY_TOPOLOGY (``split``, default: the emulator and the gateway in two processes, so the gateway process holds
 only the gateway as in Lambda; ``shared``: both in the one process ``local_gateway`` runs), BENCH_GATEWAY_CASES
 (comma-separated case names of ``CASES`` and ``ramp``, e.g. ``500 x 20 s,500 x 2 s (stress)``: run only those, for a
