@@ -221,6 +221,20 @@ def test_gateway_section_of_a_run_of_some_cases_says_what_was_not_measured() -> 
     assert {row[0].split(" @")[1] for row in section.rows} == {AT_500, AT_500_STRESS}
 
 
+def test_an_added_ttft_far_below_zero_is_not_judged() -> None:
+    # GIVEN a 500-stream run where the direct baseline was 1.9 s slower than the gateway (a machine too busy for it)
+    from bench.__main__ import gateway_section
+    from bench.gateway_bench import AT_500
+
+    results = _gateway_results((AT_500,), ramp=False)
+    results["checks"]["added_ttft_p50_ms_at_500"] = -1888.0
+    # WHEN it becomes the gateway section
+    section = gateway_section(results)
+    # THEN the figure is shown but not judged: a negative added latency must not pass the target
+    check = next(c for c in section.checks if c.name.startswith(f"added TTFT p50 @{AT_500}"))
+    assert (check.value, check.ok) == ("-1888.00 ms", None)
+
+
 def test_keys_section_holds_the_one_millisecond_target_for_both_passes() -> None:
     # GIVEN results shaped as bench/keys_bench.py writes them: the key check adds 0.4 ms on moto, 1.2 ms modelled
     from bench.__main__ import keys_section
