@@ -17,8 +17,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
 from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.telemetry._asgi import ExceptionTelemetryMiddleware
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.middleware.exceptions import ExceptionMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lambdas.gateway import error_shapes, metrics, openai_parameters
 from lambdas.gateway.batch_store import BatchStore
@@ -49,7 +54,7 @@ from lambdas.gateway.routes_batches import batches_router
 from lambdas.gateway.routes_embeddings import embeddings_router
 from lambdas.gateway.routes_files import files_router
 from lambdas.gateway.routes_images import images_router
-from lambdas.gateway.streaming import coalesced
+from lambdas.gateway.streaming import SERVER_SEND, AnswerResponse, coalesced
 from lambdas.gateway.tools import ToolResult, parse_tool_calls, parse_tools
 from lambdas.gateway.translate import (
     ROLES,
@@ -160,6 +165,50 @@ def data_line(data: Mapping[str, Any] | str) -> bytes:
 
 # ---------------------------------------------------------------- the app
 
+# The garbage collector's young-generation threshold (CPython's is 700 allocations). Each streamed frame allocates a
+# few short-lived containers (the event's dicts, the delta): at 500 streams of 20-second answers (25,000 frames a
+# second) the default ran about 60 collections a second and a full one (every live stream's objects) every few seconds,
+# 11% of the process's CPU; at 10,000 most of those objects are gone before a collection sees them: 2% (see
+# docs/gateway-streaming-cpu.md). Older generations keep CPython's thresholds.
+GC_YOUNG_THRESHOLD = 10_000
+
+# The middlewares between the server and the routes, each known to pass a body message that is not the last one on
+# unchanged (``lambdas.gateway.streaming.AnswerResponse`` sends those past them): Starlette's and FastAPI's error and
+# exit-stack layers act on exceptions and on the response's start, ``CorrelationIds`` on the start, ``KeyGuard`` on
+# the last body message.
+PASS_THROUGH_MIDDLEWARE: tuple[type, ...] = (
+    ServerErrorMiddleware,
+    ExceptionTelemetryMiddleware,
+    CorrelationIds,
+    KeyGuard,
+    ExceptionMiddleware,
+    AsyncExitStackMiddleware,
+)
+
+
+class GatewayApp(FastAPI):
+    """FastAPI, with the server's own ``send`` kept in each HTTP request's scope (``SERVER_SEND``) for the streamed
+    answers' body (``AnswerResponse``), and only middlewares of ``PASS_THROUGH_MIDDLEWARE`` between it and the
+    routes: another one (which may change or count body messages) stops the app at its first request."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        layer: Any = stack
+        while layer is not self.router:
+            if type(layer) not in PASS_THROUGH_MIDDLEWARE:
+                raise RuntimeError(
+                    f"{type(layer).__name__} sits between the server and the routes, but streamed answers send their "
+                    "body past it (lambdas.gateway.streaming.AnswerResponse); if it passes body messages on unchanged, "
+                    "add it to PASS_THROUGH_MIDDLEWARE in lambdas/gateway/app.py"
+                )
+            layer = layer.app
+        return stack
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope[SERVER_SEND] = send
+        await super().__call__(scope, receive, send)
+
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings.from_env()
@@ -184,6 +233,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         # full collection scans only what requests create (shorter pauses while other streams wait on the loop)
         gc.collect()
         gc.freeze()
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         yield
         await team_keys.close()  # the key slices being leased, before their client closes
         await clients.close()
@@ -191,7 +241,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     # FastAPI's own OpenTelemetry support is off: the gateway traces with Powertools (X-Ray) and its metrics are EMF.
     # Left on, it looks the global OpenTelemetry providers up on every request (environment reads included) only to
     # find none configured.
-    app = FastAPI(
+    app = GatewayApp(
         title="Bedrock model gateway",
         lifespan=lifespan,
         docs_url=None,
@@ -244,9 +294,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         except ValidationError as error:  # 400 as for unparsable JSON (docs/gateway/index.md: "Poe request errors")
             return error_response(invalid_body(error.errors()), openai=False)
         if chat is not None:
-            return StreamingResponse(
-                coalesced(poe_answer(bot, chat)), media_type="text/event-stream", headers=SSE_HEADERS
-            )
+            return AnswerResponse(coalesced(poe_answer(bot, chat)), media_type="text/event-stream", headers=SSE_HEADERS)
         if body.type == "settings":
             return JSONResponse(poe_settings(bot))
         if body.type in POE_REPORTS:
@@ -306,7 +354,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         if body.stream:
             chunks = coalesced(openai_chunks(stream, body.model, include_usage))
-            return StreamingResponse(chunks, media_type="text/event-stream", headers=SSE_HEADERS)
+            return AnswerResponse(chunks, media_type="text/event-stream", headers=SSE_HEADERS)
         return await openai_completion(stream, body.model)
 
     # route families in their own modules, with the same keys and checks

@@ -34,7 +34,7 @@ from lambdas.gateway.error_shapes import anthropic_shape as error_body
 from lambdas.gateway.errors import GatewayError, internal_error
 from lambdas.gateway.factory import TextBot
 from lambdas.gateway.key_guard import current_caller, require_bot
-from lambdas.gateway.streaming import coalesced
+from lambdas.gateway.streaming import AnswerResponse, coalesced
 from lambdas.shared.observability import logger
 
 router = APIRouter()
@@ -137,7 +137,7 @@ async def messages(request: Request) -> JSONResponse | StreamingResponse:
             events = message_events(stream, body.model, call.stop_sequences)
             frames = coalesced(sse(name, data) async for name, data in events)
             headers = {**SSE_HEADERS, **beta_headers(betas)}
-            return StreamingResponse(frames, media_type="text/event-stream", headers=headers)
+            return AnswerResponse(frames, media_type="text/event-stream", headers=headers)
         return JSONResponse(await message_body(stream, body.model, call.stop_sequences), headers=beta_headers(betas))
     except GatewayError as error:
         return anthropic_error(error)

@@ -5,6 +5,13 @@ ASGI ``send`` chain: with hundreds of streams open that, not the text, is most o
 the answer in a task of its own and hands the writer everything produced since its last write at once, so that frames
 that arrived together (one network read from Bedrock holds several when the process is busy) leave together. It never
 waits for more: a frame that arrives alone is written alone, at once, so nothing is delayed, the first token included.
+
+``AnswerResponse`` writes the body of a streamed answer past the ASGI middlewares' ``send`` wrappers, to the server's
+own ``send`` (``GatewayApp`` keeps it in the request's scope). Every wrapper between them acts on the response's start
+(status and headers) or on its last body message only, so the answer's other body messages pass through them
+unchanged; each wrapper is a coroutine call per write, for nothing. The start and the last message still go through
+the whole chain. Which wrappers there are is fixed: ``lambdas.gateway.app.PASS_THROUGH_MIDDLEWARE`` names them, and
+``GatewayApp`` refuses to serve with any other (one that may change or count body messages).
 """
 
 from __future__ import annotations
@@ -12,6 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+SERVER_SEND = "gateway.server_send"  # scope key: the server's own ``send``, set by ``GatewayApp`` (lambdas.gateway.app)
 
 _END = object()  # the answer is complete
 
@@ -74,3 +87,25 @@ async def coalesced(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]
             reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reader
+
+
+class AnswerResponse(StreamingResponse):
+    """A streamed answer (``text/event-stream``) whose body messages, all but the last, go to the server's ``send``
+    (``SERVER_SEND`` in the scope) instead of through the middlewares' wrappers, which pass them on unchanged (see
+    the module). Without ``SERVER_SEND`` in the scope (an app that does not set it) it is Starlette's response."""
+
+    _body_send: Send | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._body_send = scope.get(SERVER_SEND)
+        await super().__call__(scope, receive, send)
+
+    async def stream_response(self, send: Send) -> None:
+        """Starlette's ``stream_response`` (the start, a body message per chunk, an empty last one), with the body
+        messages before the last one sent to the server's ``send`` directly."""
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        body_send = self._body_send or send
+        async for chunk in self.body_iterator:
+            data: Any = chunk if isinstance(chunk, bytes | memoryview) else chunk.encode(self.charset)
+            await body_send({"type": "http.response.body", "body": data, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})

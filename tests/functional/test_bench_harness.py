@@ -146,41 +146,93 @@ def test_batch_section_judges_every_path_against_both_targets() -> None:
     }
 
 
-def test_gateway_section_holds_the_gateway_benchs_checks() -> None:
-    # GIVEN results shaped as bench/gateway_bench.py writes them, p99 over its target
-    from bench.__main__ import gateway_section
-    from bench.gateway_bench import TARGETS
+def _gateway_results(cases: tuple[str, ...], ramp: bool = True) -> dict[str, Any]:
+    """Results shaped as bench/gateway_bench.py writes them for ``cases``: p99 @100 and p50 @500 x 20 s over their
+    targets, the gateway's CPU per answer and per frame on its rows."""
+    from bench.gateway_bench import AT_500, TARGETS
 
-    timings = {"ttft_p50_ms": 10.0, "ttft_p99_ms": 20.0, "total_p50_ms": 100.0, "total_p99_ms": 200.0, "errors": 0}
+    timings: dict[str, Any] = {"ttft_p50_ms": 10.0, "ttft_p99_ms": 20.0, "total_p50_ms": 100.0, "total_p99_ms": 200.0}
+    timings |= {"errors": 0, "frames_per_answer": 1000.0, "gateway_cpu_ms_per_answer": 0.5}
+    timings |= {"gateway_cpu_us_per_frame": 0.5}
+    gateway = timings | {"gateway_cpu_ms_per_answer": 21.0, "gateway_cpu_us_per_frame": 21.0}
+    gateway |= {"cores_busy": {"gateway": 0.5, "emulator": 0.75, "load_generator": 0.5, "machine": 2}}
     added = {"added_ttft_p50_ms": 2.0, "added_ttft_p99_ms": 25.0, "added_total_p50_ms": 3.0, "added_total_p99_ms": 4.0}
-    pair = {"direct": timings, "gateway": timings, **added}
+    latency = {case: {"direct": timings, "gateway": gateway, **added} for case in cases}
+    if AT_500 in latency:
+        latency[AT_500] |= {"added_ttft_p50_ms": 12.0}
     results = {
         "topology": "split",
         "pace_s": 0.02,
-        "latency": {"1": pair, "100": pair, "100 burst": pair},
-        "max_streams": {"max_streams_without_errors": 1000, "steps": []},
+        "latency": latency,
         "import_s": 0.6,
         "zip": {"zip_mb": None, "note": "not measured"},
         "checks": {
-            "added_ttft_p50_ms": 2.0,
-            "added_ttft_p99_ms": 25.0,
-            "added_ttft_p50_ms_at_500": 12.0,
+            "added_ttft_p50_ms": latency.get("100", {}).get("added_ttft_p50_ms"),
+            "added_ttft_p99_ms": latency.get("100", {}).get("added_ttft_p99_ms"),
+            "added_ttft_p50_ms_at_500": latency.get(AT_500, {}).get("added_ttft_p50_ms"),
             "targets": TARGETS,
         },
     }
-    # WHEN it becomes the gateway section of the results file
+    return results | ({"max_streams": {"max_streams_without_errors": 1000, "steps": []}} if ramp else {})
+
+
+def test_gateway_section_holds_the_gateway_benchs_checks() -> None:
+    # GIVEN results of every case of the gateway bench, p99 @100 and p50 @500 x 20 s over their targets
+    from bench.__main__ import gateway_section
+    from bench.gateway_bench import CASES
+
+    results = _gateway_results(CASES)
+    # WHEN they become the gateway section of the results file
     section = gateway_section(results)
-    # THEN every target of the gateway bench is a check, judged (an unmeasured zip says so), and each case a row
+    # THEN every target of the gateway bench is a check, judged (an unmeasured zip says so), the 500-stream target on
+    # the 20-second answers; each case is a row, the gateway's with its CPU per answer and per frame
     verdicts = {check.name: check.verdict for check in section.checks}
     assert verdicts == {
         "added TTFT p50 @100 open streams": "pass",
         "added TTFT p99 @100 open streams": "FAIL",
-        "added TTFT p50 @500 open streams in one process": "FAIL",
+        "added TTFT p50 @500 x 20 s: 500 open streams of 20 s answers in one process": "FAIL",
         "concurrent streams without errors": "pass",
         "app import (cold)": "pass",
         "Lambda zip (deflated)": "not measured",
     }
     assert [row[0] for row in section.rows][:3] == ["direct @1", "gateway @1", "added @1"]
+    assert "gateway @500 x 2 s (stress)" in [row[0] for row in section.rows]
+    by_case = {row[0]: row for row in section.rows}
+    assert by_case["gateway @500 x 20 s"][-3:] == ["1000", "21.00 ms", "21.0 us"]
+    assert by_case["direct @500 x 20 s"][-2:] == ["", ""]  # the gateway idles while the direct baseline runs
+    # AND the cores each process kept busy in the 500-stream runs are noted (a starved gateway shows there)
+    noted = "@500 x 20 s, gateway run: cores kept busy by the gateway 0.50, the emulator 0.75"
+    assert any(note.startswith(noted) for note in section.notes)
+
+
+def test_gateway_section_of_a_run_of_some_cases_says_what_was_not_measured() -> None:
+    # GIVEN results of a short run of the two 500-stream cases only (BENCH_GATEWAY_CASES), no ramp
+    from bench.__main__ import gateway_section
+    from bench.gateway_bench import AT_500, AT_500_STRESS
+
+    results = _gateway_results((AT_500, AT_500_STRESS), ramp=False)
+    # WHEN they become the gateway section
+    section = gateway_section(results)
+    # THEN the checks of the cases not run are "not measured", not passed or failed, and only the run cases are rows
+    verdicts = {check.name: check.verdict for check in section.checks}
+    assert verdicts["added TTFT p50 @100 open streams"] == "not measured"
+    assert verdicts["concurrent streams without errors"] == "not measured"
+    assert verdicts["added TTFT p50 @500 x 20 s: 500 open streams of 20 s answers in one process"] == "FAIL"
+    assert {row[0].split(" @")[1] for row in section.rows} == {AT_500, AT_500_STRESS}
+
+
+def test_an_added_ttft_far_below_zero_is_not_judged() -> None:
+    # GIVEN a 500-stream run where the direct baseline was 1.9 s slower than the gateway (a machine too busy for it)
+    from bench.__main__ import gateway_section
+    from bench.gateway_bench import AT_500
+
+    results = _gateway_results((AT_500,), ramp=False)
+    results["checks"]["added_ttft_p50_ms_at_500"] = -1888.0
+    # WHEN it becomes the gateway section
+    section = gateway_section(results)
+    # THEN the figure is shown but not judged: a negative added latency must not pass the target
+    check = next(c for c in section.checks if c.name.startswith(f"added TTFT p50 @{AT_500}"))
+    assert (check.value, check.ok) == ("-1888.00 ms", None)
 
 
 def test_keys_section_holds_the_one_millisecond_target_for_both_passes() -> None:

@@ -88,3 +88,17 @@ async def test_a_request_never_looks_up_opentelemetry(
     # THEN both succeed: the app's telemetry is off, so FastAPI never asks OpenTelemetry for a provider
     assert health.status_code == 200 and streamed.status_code == 200
     assert streamed.text.rstrip().endswith("data: [DONE]")
+
+
+async def test_a_started_app_lets_young_objects_die_before_the_collector_runs(app: FastAPI) -> None:
+    # GIVEN the gateway app whose lifespan has started (the fixture runs it, as uvicorn does)
+    import gc
+
+    from lambdas.gateway.app import GC_YOUNG_THRESHOLD
+
+    # WHEN the garbage collector's thresholds are read
+    young, *older = gc.get_threshold()
+    # THEN young collections wait for GC_YOUNG_THRESHOLD allocations (each streamed frame's short-lived containers
+    # mostly die first), the older generations keep CPython's own thresholds
+    assert young == GC_YOUNG_THRESHOLD == 10_000
+    assert older == [10, 10]

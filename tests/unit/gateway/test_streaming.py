@@ -1,16 +1,19 @@
 """``coalesced``: an answer's chunks, joined per write, none lost, none held back, errors and cancellation kept;
-``ContentLines``: an OpenAI content chunk with only its text encoded per frame, byte for byte the whole chunk."""
+``ContentLines``: an OpenAI content chunk with only its text encoded per frame, byte for byte the whole chunk;
+``AnswerResponse``: the server gets the messages Starlette's response sends, the body past the middlewares' wrappers."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
+from starlette.types import Message
 
 from lambdas.gateway.app import ContentLines, _chunk, data_line, sse, text_event
-from lambdas.gateway.streaming import coalesced
+from lambdas.gateway.streaming import SERVER_SEND, AnswerResponse, coalesced
 
 
 async def collect(chunks: AsyncIterator[bytes]) -> list[bytes]:
@@ -121,3 +124,70 @@ def test_a_model_name_holding_the_mark_still_gets_the_whole_chunk() -> None:
     line = ContentLines("chatcmpl-abc", model, 1)("hi")
     assert line == data_line(_chunk("chatcmpl-abc", model, 1, {"content": "hi"}, None))
     assert json.loads(line.decode().removeprefix("data: "))["choices"][0]["delta"] == {"content": "hi"}
+
+
+def _messages_through_a_middleware(scope_send: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """An ``AnswerResponse`` of three chunks behind one wrapping middleware: (what the middleware's wrapper saw, what
+    the server got). ``scope_send``: the scope holds the server's ``send`` as ``GatewayApp`` puts it there."""
+    wrapped: list[dict[str, Any]] = []
+    server: list[dict[str, Any]] = []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for chunk in (b"data: 1\n\n", b"data: 2\n\n", b"data: 3\n\n"):
+            yield chunk
+
+    async def server_send(message: Message) -> None:
+        server.append(dict(message))
+
+    async def wrapper(message: Message) -> None:
+        wrapped.append(dict(message))
+        await server_send(message)
+
+    async def receive() -> Message:
+        await asyncio.Event().wait()  # no disconnect while the answer is written
+        return {"type": "http.disconnect"}
+
+    scope: dict[str, Any] = {"type": "http", "asgi": {"spec_version": "2.3"}}
+    if scope_send:
+        scope[SERVER_SEND] = server_send
+    response = AnswerResponse(chunks(), media_type="text/event-stream")
+    asyncio.run(response(scope, receive, wrapper))
+    return wrapped, server
+
+
+def test_an_answers_body_goes_to_the_server_past_the_wrappers_start_and_end_through_them() -> None:
+    # GIVEN a streamed answer behind a middleware's send wrapper, the server's send in the scope (GatewayApp)
+    # WHEN it is written
+    wrapped, server = _messages_through_a_middleware(scope_send=True)
+    # THEN the server gets exactly what Starlette's StreamingResponse sends through the wrapper (the start, one body
+    # message per chunk, an empty last one), and the wrapper sees the start and the last message, not the chunks
+    plain_wrapped, plain_server = _messages_through_a_middleware(scope_send=False)
+    assert server == plain_server == plain_wrapped
+    assert [m["type"] for m in server] == ["http.response.start", *["http.response.body"] * 4]
+    assert [m.get("body") for m in server[1:]] == [b"data: 1\n\n", b"data: 2\n\n", b"data: 3\n\n", b""]
+    assert wrapped == [server[0], server[-1]]
+    assert server[-1]["more_body"] is False and all(m["more_body"] for m in server[1:-1])
+
+
+def test_the_app_refuses_a_middleware_not_known_to_pass_body_messages_on() -> None:
+    # GIVEN the gateway app with one more middleware, which could change or count the body messages streamed
+    # answers send past it
+    from starlette.middleware.gzip import GZipMiddleware
+
+    from lambdas.gateway.app import GatewayApp
+
+    app = GatewayApp()
+    app.add_middleware(GZipMiddleware)
+    # WHEN its middleware stack is built (at its first request) THEN it refuses, naming the middleware and the fix
+    with pytest.raises(RuntimeError, match="GZipMiddleware sits between the server and the routes.*PASS_THROUGH"):
+        app.build_middleware_stack()
+
+
+def test_the_gateway_apps_middlewares_all_pass_body_messages_on() -> None:
+    # GIVEN the gateway app as deployed (its correlation ids and team keys, FastAPI's own layers)
+    from lambdas.gateway.app import create_app
+    from lambdas.gateway.config import GatewaySettings, load_bots
+
+    app = create_app(GatewaySettings(bots=dict(load_bots()), access_keys={"default": "k" * 32}))
+    # WHEN its middleware stack is built THEN it is accepted: each layer is one known to pass body messages on
+    assert app.build_middleware_stack() is not None
