@@ -42,6 +42,7 @@ from typing import Any
 
 from bench.production import allocator_env
 from bench.results import Check, Section, at_most
+from lambdas.shared.allocator import FUNCTION_ENVIRONMENT
 
 ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "bench-memory"
@@ -209,7 +210,8 @@ class Bench:
         command = [sys.executable, "-m", "bench.memory", "--measure", handler, "--event", str(event_path)]
         if hub_port is not None:
             command += ["--hub-port", str(hub_port)]
-        done = subprocess.run(command, cwd=ROOT, env=self.env, capture_output=True, text=True)
+        env = {**self.env, **FUNCTION_ENVIRONMENT.get(handler, {})}  # the function's own allocator settings
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"{handler} failed:\n{done.stderr[-4000:]}")
         result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from lambdas.shared.allocator import FUNCTION_ENVIRONMENT
+
 BUCKET = "bench-data"
 PATHS = ("parquet", "csv", "jsonl", "hf")  # the preprocess input paths: S3 objects of three formats, a HF dataset
 DOCKERFILE = Path(__file__).resolve().parent.parent / "lambdas" / "Dockerfile"
@@ -44,7 +46,7 @@ def allocator_env() -> dict[str, str]:
 
 
 # stacks/constructs/python_function.py (POWERTOOLS_*, the INFO log level), batch_workflow.py (service name, data
-# plane settings) and lambdas/Dockerfile (the allocators).
+# plane settings) and lambdas/Dockerfile (the allocators; a function's own: lambdas/shared/allocator.py).
 FUNCTION_ENV = {
     "POWERTOOLS_METRICS_NAMESPACE": "BedrockBatch",
     "POWERTOOLS_LOG_LEVEL": "INFO",
@@ -55,9 +57,11 @@ FUNCTION_ENV = {
 
 def production_env(function: str, max_records_per_job: int) -> dict[str, str]:
     """The environment of the deployed ``function`` (``preprocess``, ``postprocess``...), for a child process: set
-    before Powertools creates its singletons and pyarrow its memory pool."""
+    before Powertools creates its singletons, pyarrow its memory pool and glibc its malloc (the function's own
+    allocator settings, ``FUNCTION_ENVIRONMENT``, as the stack sets them)."""
     return {
         **FUNCTION_ENV,
+        **FUNCTION_ENVIRONMENT.get(function, {}),
         "POWERTOOLS_SERVICE_NAME": f"batch-{function}",
         "MAX_RECORDS_PER_JOB": str(max_records_per_job),
     }

@@ -23,13 +23,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
+from botocore.exceptions import BotoCoreError
 
 from lambdas.postprocess import columnar
 from lambdas.shared import layout
@@ -274,18 +275,19 @@ class JoinedOutput:
         chunk = _Chunk(pa.array(values, pa.string()), pa.array(codes, pa.string()), pa.array(messages, pa.string()))
         self._place(np.array(ids, dtype=np.int64), chunk)
 
-    def add_file(self, path: Path, family: str, adapter: ModelAdapter, source: str) -> None:
+    def add_file(self, path: Path, family: str, adapter: ModelAdapter, source: str, *, documented: bool = True) -> None:
         """A whole ``.jsonl.out`` (downloaded from ``source``, its s3:// URI). Where the family has a vectorized
-        reader, Arrow's multithreaded JSON reader parses only the fields it reads (``add_documented``); otherwise,
-        or when a line does not fit those fields, every field with inferred types, then the vectorized reader or
-        the adapter row by row; the row-by-row path when any line is corrupt or the output has an unexpected shape.
+        reader, Arrow's multithreaded JSON reader parses only the fields it reads (``add_documented``; skipped with
+        ``documented=False``, when the caller already tried it); otherwise, or when a line does not fit those
+        fields, every field with inferred types, then the vectorized reader or the adapter row by row; the
+        row-by-row path when any line is corrupt or the output has an unexpected shape.
         A prepared run's output (kind ``model_output``) keeps each line's raw ``modelOutput`` text instead."""
         if self.kind == MODEL_OUTPUT:
             with path.open("rb") as lines:
                 self.add_raw_lines(lines, source)
             return
         reader = columnar.READERS.get(family)
-        if reader is not None and self.add_documented(path, reader):
+        if documented and reader is not None and self.add_documented(path, reader):
             return
         try:
             table = pajson.read_json(path)
@@ -305,14 +307,15 @@ class JoinedOutput:
 
         self.add_rows(list(zip(column("recordId"), column("error"), column("modelOutput"), strict=False)), adapter)
 
-    def add_documented(self, path: Path, reader: columnar.ColumnReader) -> bool:
+    def add_documented(self, lines: Path | BinaryIO, reader: columnar.ColumnReader) -> bool:
         """The fast path, for files whose every line has the documented shape: Arrow's JSON reader parses only
         ``recordId``, the part of ``modelOutput`` the family's reader needs and ``error`` (``reader.line_schema``).
-        False, having added nothing, when a line does not fit those types, a line is corrupt, or an answer cannot be
-        read (the general path then reads the file, and the adapter says why, row by row)."""
+        ``lines``: a local file, or a readable stream (an S3 object's body, read as it arrives). False, having added
+        nothing, when a line does not fit those types, a line is corrupt, or an answer cannot be read (the general
+        path then reads the file, and the adapter says why, row by row)."""
         options = pajson.ParseOptions(explicit_schema=reader.line_schema, unexpected_field_behavior="ignore")
         try:
-            table = pajson.read_json(path, parse_options=options)
+            table = pajson.read_json(lines, parse_options=options)
             chunk, numbers = self._columns_of(table, reader.read)
         except (KeyError, TypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return False
@@ -478,18 +481,39 @@ def _writer(path: Path, schema: pa.Schema, value: str) -> pq.ParquetWriter:
 
 
 def read_outputs(s3: Any, bucket: str, prefix: str, joined: JoinedOutput, family: str, workdir: Path) -> dict[str, int]:
-    """Feed every ``*.jsonl.out`` under the job's output prefix into ``joined``; return the manifest's token counts."""
+    """Feed every ``*.jsonl.out`` under the job's output prefix into ``joined``; return the manifest's token counts.
+
+    Where the family has a vectorized reader, the object is parsed as it streams from S3 (``add_documented`` on its
+    body: no copy on local storage, the parse overlaps the transfer); an object that does not fit the documented
+    shape, a prepared run's output, or a stream cut short is downloaded (``download_file`` retries) and read from
+    the file by the general path."""
     tokens = {"inputTokenCount": 0, "outputTokenCount": 0}
+    reader = None if joined.kind == MODEL_OUTPUT else columnar.READERS.get(family)
     for key, _size in list_keys(s3, bucket, prefix):
         if key.endswith(".jsonl.out"):
+            if reader is not None and _add_streamed(s3, bucket, key, joined, reader):
+                continue
             local = workdir / "output.jsonl"
             s3.download_file(bucket, key, str(local))
-            joined.add_file(local, family, adapter_for_family(family), f"s3://{bucket}/{key}")
+            source = f"s3://{bucket}/{key}"
+            joined.add_file(local, family, adapter_for_family(family), source, documented=reader is None)
             local.unlink()
         elif key.endswith("manifest.json.out"):
             manifest = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
             tokens = {name: int(manifest.get(name) or 0) for name in tokens}
     return tokens
+
+
+def _add_streamed(s3: Any, bucket: str, key: str, joined: JoinedOutput, reader: columnar.ColumnReader) -> bool:
+    """The fast path on the object's body as it arrives; False, having added nothing, when the object does not fit
+    the documented shape or the stream broke off (a read timeout or a reset connection: ``BotoCoreError``)."""
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    try:
+        return joined.add_documented(body, reader)
+    except BotoCoreError:
+        return False
+    finally:
+        body.close()
 
 
 def postprocess(state: JobState, *, s3: Any, workdir: Path) -> JobResult:

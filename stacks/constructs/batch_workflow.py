@@ -37,6 +37,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from lambdas.shared.allocator import FUNCTION_ENVIRONMENT
 from prompt_templates import TEMPLATES_FILE_ENV, load_templates_file
 from stacks.config import BatchConfig, FunctionConfig, SecurityConfig
 from stacks.constructs.batch_network import BatchNetwork
@@ -285,6 +286,9 @@ class BatchWorkflow(Construct):
             "finalize": function("Finalize", "finalize", data_plane=True, timeout=DATA_PLANE_TIMEOUT),
         }
         self.functions["on_demand"].function.add_environment("ON_DEMAND_CONCURRENCY", str(cfg.on_demand_concurrency))
+        for key, variables in FUNCTION_ENVIRONMENT.items():  # a function's allocator settings beyond the image's
+            for name, value in variables.items():
+                self.functions[key].function.add_environment(name, value)
         if cfg.prices:  # cdk.json prices: Finalize's estimated cost uses them over lambdas/shared/prices.json
             self.functions["finalize"].function.add_environment("PRICES", cfg.prices_json())
         self._grant_bedrock(cfg)

@@ -182,3 +182,103 @@ def test_embeddings_are_float32_lists(s3, lambda_context):
     table = read_output(s3)
     assert table.schema.field("embedding").type == pa.list_(pa.float32())
     assert table.column("embedding")[3].as_py() == [0.5] * 4
+
+
+class RecordingS3:
+    """The moto client, recording every ``download_file``; with ``cut_after`` bytes, the body of each output object
+    GET (no Range) breaks off after that many bytes as a reset connection does (botocore's ResponseStreamingError)."""
+
+    def __init__(self, s3, cut_after: int | None = None) -> None:
+        self._s3, self._cut_after = s3, cut_after
+        self.downloads: list[str] = []
+        self.streamed: list[str] = []
+
+    def get_object(self, **kwargs):
+        answer = self._s3.get_object(**kwargs)
+        if kwargs["Key"].endswith(".jsonl.out"):
+            self.streamed.append(kwargs["Key"])
+            if self._cut_after is not None:
+                answer["Body"] = CutBody(answer["Body"], self._cut_after)
+        return answer
+
+    def download_file(self, bucket, key, filename):
+        self.downloads.append(key)
+        return self._s3.download_file(bucket, key, filename)
+
+    def __getattr__(self, name):
+        return getattr(self._s3, name)
+
+
+class CutBody(io.RawIOBase):
+    """A response body that raises ResponseStreamingError once ``limit`` bytes were read."""
+
+    def __init__(self, body, limit: int) -> None:
+        super().__init__()
+        self._body, self._left = body, limit
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size=-1):
+        from botocore.exceptions import ResponseStreamingError
+
+        if self._left <= 0:
+            raise ResponseStreamingError(error="Connection broken: connection reset by peer")
+        data = self._body.read(self._left if size is None or size < 0 else min(size, self._left))
+        self._left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._body.close()
+        super().close()
+
+
+def run_logic(s3, tmp_path, first_row: int, count: int) -> dict:
+    from lambdas.postprocess import logic
+    from lambdas.shared.models import JobState
+
+    return logic.postprocess(JobState.model_validate(state(first_row, count)), s3=s3, workdir=tmp_path).model_dump()
+
+
+def test_an_output_of_the_documented_shape_is_parsed_as_it_streams_without_a_local_copy(s3, tmp_path):
+    # GIVEN job 1's output, every line of the documented shape, shuffled
+    stage_records(s3, 300)
+    put_output(s3, [ok(i, f"answer {i}") for i in reversed(range(150, 300))])
+    recording = RecordingS3(s3)
+    # WHEN postprocess runs
+    result = run_logic(recording, tmp_path, 150, 150)
+    # THEN the object was read once, from its GET's body, and never downloaded to local storage
+    assert len(recording.streamed) == 1 and recording.downloads == []
+    # AND every row has its own answer
+    assert [r["response"] for r in read_output(s3).to_pylist()] == [f"answer {i}" for i in range(150, 300)]
+    assert result["succeeded"] == 150 and list(tmp_path.iterdir()) == []
+
+
+def test_an_output_off_the_documented_shape_is_downloaded_and_read_by_the_general_path(s3, tmp_path):
+    # GIVEN job 1's output with a corrupt line (its recordId readable) among good ones
+    stage_records(s3, 300)
+    lines = [ok(i, f"answer {i}") for i in range(150, 299)] + [ok(299, "answer 299")[:40]]
+    put_output(s3, lines)
+    recording = RecordingS3(s3)
+    # WHEN postprocess runs
+    result = run_logic(recording, tmp_path, 150, 150)
+    # THEN the streamed parse declined it, and the object was downloaded and read line by line
+    assert len(recording.streamed) == 1 and len(recording.downloads) == 1
+    rows = read_output(s3).to_pylist()
+    assert all(r["response"] == f"answer {r['id']}" for r in rows[:149])
+    assert rows[149]["error_code"] == "UNPARSABLE_OUTPUT"
+    assert result["succeeded"] == 149 and list(tmp_path.iterdir()) == []
+
+
+def test_an_output_stream_cut_short_is_downloaded_and_read_again_whole(s3, tmp_path):
+    # GIVEN job 1's output, whose GET body breaks off after 1,000 bytes (a reset connection)
+    stage_records(s3, 300)
+    put_output(s3, [ok(i, f"answer {i}") for i in range(150, 300)])
+    recording = RecordingS3(s3, cut_after=1_000)
+    # WHEN postprocess runs
+    result = run_logic(recording, tmp_path, 150, 150)
+    # THEN nothing of the broken stream was kept: the object was downloaded (download_file retries) and every row has
+    # its answer once
+    assert len(recording.downloads) == 1
+    assert [r["response"] for r in read_output(s3).to_pylist()] == [f"answer {i}" for i in range(150, 300)]
+    assert result["succeeded"] == 150 and result["failed"] == 0

@@ -10,6 +10,7 @@ import pytest
 from aws_cdk import aws_logs as logs
 from aws_cdk.assertions import Template
 
+from lambdas.shared.allocator import FUNCTION_ENVIRONMENT
 from stacks.config import LOG_RETENTION_DAYS
 from stacks.synth import build_app
 from tests.infra.conftest import Synthesized, as_list, policy_statements
@@ -79,10 +80,20 @@ def test_every_function_traces_logs_json_and_gets_the_contract_environment(synth
     assert props["LoggingConfig"]["LogFormat"] == "JSON"
     assert props["LoggingConfig"]["LogGroup"] == {"Ref": synthesized.logical_id(fn.log_group)}
     assert synthesized.resource(fn.log_group)["Properties"]["RetentionInDays"] == 30
-    assert set(variables) == ENVIRONMENT_KEYS
+    assert set(variables) == ENVIRONMENT_KEYS | set(FUNCTION_ENVIRONMENT.get(key, {}))
     assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "BedrockBatch"
     assert variables["ALLOWED_MODEL_IDS"].split(",")[0] == "anthropic.claude-3-haiku-20240307-v1:0"
     assert props["Role"] == {"Fn::GetAtt": [synthesized.logical_id(fn.role), "Arn"]}
+
+
+def test_postprocess_alone_keeps_freed_memory_for_its_next_row_group(synthesized: Synthesized) -> None:
+    # GIVEN every function's environment
+    env = {key: _function(synthesized, key)["Environment"]["Variables"] for key in HANDLERS}
+    # WHEN looking for glibc settings beyond the image's (lambdas/Dockerfile)
+    name = "MALLOC_TRIM_THRESHOLD_"
+    trims = {key: variables[name] for key, variables in env.items() if name in variables}
+    # THEN only postprocess has one, the value of lambdas/shared/allocator.py (64 MiB): the others keep the image's
+    assert trims == {"postprocess": str(64 << 20)} == {"postprocess": FUNCTION_ENVIRONMENT["postprocess"][name]}
 
 
 def test_each_function_has_a_role_of_its_own(synthesized: Synthesized) -> None:

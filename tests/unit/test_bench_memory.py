@@ -24,6 +24,7 @@ from bench.memory import (
     with_ratios,
 )
 from bench.production import allocator_env, image_env, production_env
+from lambdas.shared.allocator import FUNCTION_ENVIRONMENT
 
 
 def peak(handler: str, path: str, rows: int, mb: float) -> dict:
@@ -231,3 +232,13 @@ def test_benchmarks_run_the_handlers_with_the_images_allocator_settings() -> Non
     # THEN both carry the image's Arrow pool and glibc malloc settings, as Lambda runs them
     assert {"ARROW_DEFAULT_MEMORY_POOL", "MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_"} <= set(allocators)
     assert allocators.items() <= memory_env.items() and allocators.items() <= batch_env.items()
+
+
+def test_the_batch_benchmark_runs_postprocess_with_its_own_allocator_settings_too() -> None:
+    # GIVEN postprocess's glibc setting beyond the image's (lambdas/shared/allocator.py, which the stack sets)
+    own = FUNCTION_ENVIRONMENT["postprocess"]
+    # WHEN the batch benchmark builds the environment of postprocess and of preprocess
+    postprocess, preprocess = production_env("postprocess", 50_000), production_env("preprocess", 50_000)
+    # THEN postprocess runs with it on top of the image's settings, and preprocess without it
+    assert own.items() <= postprocess.items() and allocator_env().items() <= postprocess.items()
+    assert not set(own) & set(preprocess)
