@@ -1,12 +1,15 @@
 """Preprocess: validate everything, number the rows, render model inputs and split them into Bedrock batch jobs.
 
-One streaming pass, so memory stays bounded whatever the input size: each source batch is checked (columns, nulls),
+Streaming passes, so memory stays bounded whatever the input size: each source batch is checked (columns, nulls),
 written to ``records.parquet`` (the input rows as they are; a Parquet input is copied instead) and rendered into
-JSONL lines (vectorized, see ``jsonl.py``) appended to one local file. A row's record id is its row number, so
-postprocess places results without a hash join. Then, with the row count known, the rows are split into balanced
-jobs and each job's byte range of the JSONL file is uploaded. Every error is raised before anything is uploaded.
-A source that knows its row count before the pass (Parquet) has its jobs planned first and their lines streamed to
-S3 as multipart uploads during the pass (``stage_planned``), completed only once every row is validated.
+JSONL lines (vectorized, see ``jsonl.py``). A row's record id is its row number, so postprocess places results without
+a hash join. The rows are split into balanced jobs, which needs the row count: a source that knows it before the pass
+(Parquet footers) has its jobs planned first and their lines streamed to S3 as multipart uploads during the pass
+(``stage_planned``), completed only once every row is validated. A source that cannot count its rows first (CSV,
+JSONL) is read once into ``records.parquet`` (``convert``), whose footer then gives the count for the same planned
+pass. Where the plan changes after the pass (the byte quotas need more jobs) or cannot be made first, the lines are
+staged in one local file (``stage``) and each job's byte range of it is uploaded. Every error is raised before
+anything becomes visible in S3.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import pyarrow.parquet as pq
 
 from lambdas.preprocess import jsonl
 from lambdas.preprocess.quotas import lookup_batch_quotas
-from lambdas.preprocess.sources import BATCH_BYTES, BATCH_ROWS, Counted, Source, open_source
+from lambdas.preprocess.sources import BATCH_BYTES, BATCH_ROWS, Counted, LocalParquet, Source, open_source
 from lambdas.preprocess.uploads import JobUploads
 from lambdas.shared import layout
 from lambdas.shared.errors import InputValidationError
@@ -415,26 +418,14 @@ def stage(
     records_path, lines_path = workdir / "records.parquet", workdir / "records.jsonl"
     ends_path = workdir / "line_ends.int64"
     writer: pq.ParquetWriter | None = None
-    schema: pa.Schema | None = None
     rows = written = 0
     biggest = (0, 0)
     try:
         with lines_path.open("wb") as lines_file, ends_path.open("wb") as ends_file, _Background() as background:
             send = uploads.write if uploads is not None else partial(_append_lines, lines_file)
-            for batch in prefetched(rebatched(source.batches())):
-                if schema is None:
-                    check_schema(batch.schema, plan, source.description)
-                    schema = batch.schema
-                    if write_records:
-                        writer = pq.ParquetWriter(records_path, schema, compression="snappy")
-                elif not batch.schema.equals(schema):
-                    raise InputValidationError(
-                        f"input {source.description} changes its columns or types after row {rows}; "
-                        "make every file and block share one schema"
-                    )
-                if batch.num_rows == 0:
-                    continue
-                check_nulls(batch, plan.text_columns, rows, source.description)
+            for batch in checked(source, plan):
+                if write_records and writer is None:
+                    writer = pq.ParquetWriter(records_path, batch.schema, compression="snappy")
                 lines = batch_lines(batch, record_ids(rows, batch.num_rows), plan, inference)
                 data, offsets = jsonl.line_bytes(lines)
                 ends = offsets[1:].astype(np.int64) - int(offsets[0]) + written
@@ -450,8 +441,56 @@ def stage(
         if writer is not None:
             writer.close()
     if rows == 0:
-        raise InputValidationError(f"input {source.description} has no rows; give a file or split with data")
+        raise _no_rows(source)
     return Staged(records_path, lines_path, LineEnds(ends_path, rows), biggest)
+
+
+def _no_rows(source: Source) -> InputValidationError:
+    return InputValidationError(f"input {source.description} has no rows; give a file or split with data")
+
+
+def checked(source: Source, plan: Plan) -> Iterator[pa.RecordBatch]:
+    """The source's rows in batches (``rebatched``, read a batch ahead), each checked before it is passed on: the
+    schema (the first batch's, even an empty one; every later batch must share it) and nulls in the text columns.
+    Empty batches are not passed on."""
+    schema: pa.Schema | None = None
+    rows = 0
+    for batch in prefetched(rebatched(source.batches())):
+        if schema is None:
+            check_schema(batch.schema, plan, source.description)
+            schema = batch.schema
+        elif not batch.schema.equals(schema):
+            raise InputValidationError(
+                f"input {source.description} changes its columns or types after row {rows}; "
+                "make every file and block share one schema"
+            )
+        if batch.num_rows == 0:
+            continue
+        check_nulls(batch, plan.text_columns, rows, source.description)
+        rows += batch.num_rows
+        yield batch
+
+
+def convert(source: Source, plan: Plan, workdir: Path) -> LocalParquet:
+    """The first of two passes over a source that cannot tell its row count before it is read (CSV, JSONL, a split
+    that ``datasets`` streams): every batch checked as ``stage`` checks it and written to ``records.parquet`` (the
+    run's records), which then serves as a source whose footer gives the row count. The second pass plans the jobs
+    first and streams their files to S3 (``stage_planned``), as for a Parquet input: the JSONL lines are written
+    once, where staging them wrote a local file, read it back and uploaded it. Memory holds a few batches, as in
+    ``stage``; the file is what the run uploads as its records anyway."""
+    records_path = workdir / "records.parquet"
+    writer: pq.ParquetWriter | None = None
+    try:
+        for batch in checked(source, plan):
+            if writer is None:
+                writer = pq.ParquetWriter(records_path, batch.schema, compression="snappy")
+            writer.write_batch(batch)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        raise _no_rows(source)
+    return LocalParquet(records_path, source.description)
 
 
 def _write_batch(
@@ -478,17 +517,17 @@ def stage_planned(
     s3: Any,
     bucket: str,
     run_id: str,
+    rows: int | None,
     max_per_job: int,
     max_num_jobs: int | None,
     quotas: BatchQuotas,
     write_records: bool,
 ) -> tuple[Staged, list[JobSpec]] | None:
     """Stage with the jobs planned before the pass and their files streamed to S3 (``uploads.JobUploads``), for a
-    source that knows its row count (Parquet); None, having left nothing in S3, where the rows or the jobs are only
-    known after the pass: a source that cannot count, a count the plan refuses (``stage`` then reports the input's
-    errors in their usual order), or jobs whose files the byte quotas split further. Every error of the pass aborts
-    the uploads, so no job file appears."""
-    rows = source.known_rows() if isinstance(source, Counted) else None
+    source that knows its row count, ``rows`` (Parquet, or the records ``convert`` wrote); None, having left nothing
+    in S3, where the rows or the jobs are only known after the pass: a source that cannot count, a count the plan
+    refuses (``stage`` then reports the input's errors in their usual order), or jobs whose files the byte quotas
+    split further. Every error of the pass aborts the uploads, so no job file appears."""
     if not rows:
         return None
     try:
@@ -527,6 +566,11 @@ def stage_planned(
     finally:
         uploads.close()
     return staged, jobs
+
+
+def known_rows(source: Source) -> int | None:
+    """How many rows the source holds, when it can tell before it is read (its Parquet footers); None otherwise."""
+    return source.known_rows() if isinstance(source, Counted) else None
 
 
 def fit_job_sizes(
@@ -649,8 +693,12 @@ def preprocess(
     logger.info("batch quotas", **quotas.summary())
     max_per_job = capped_records_per_job(plan.max_per_job, quotas, asked=inp.max_records_per_job is not None)
     run_id = layout.run_id_from_execution_name(execution_name)
-    source = open_source(inp, s3, settings.data_bucket)
+    source: Source = open_source(inp, s3, settings.data_bucket)
     copy_from = source.records_object  # a Parquet input is already the records (ids are row numbers)
+    write_records, rows = copy_from is None, known_rows(source)
+    if rows is None:  # counted by a first pass, which writes the records
+        source, write_records = convert(source, plan, workdir), False
+        rows = known_rows(source)
     inference = inp.inference_params.settings()
     planned = stage_planned(
         source,
@@ -660,15 +708,16 @@ def preprocess(
         s3=s3,
         bucket=settings.data_bucket,
         run_id=run_id,
+        rows=rows,
         max_per_job=max_per_job,
         max_num_jobs=inp.max_num_jobs,
         quotas=quotas,
-        write_records=copy_from is None,
+        write_records=write_records,
     )
     if planned is not None:  # the job files are in S3 already
         staged, jobs = planned
     else:
-        staged = stage(source, plan, inference, workdir, write_records=copy_from is None)
+        staged = stage(source, plan, inference, workdir, write_records=write_records)
         jobs = plan_run_jobs(staged, max_per_job, inp.max_num_jobs, quotas, run_id)
         # Validation is over: only now does anything go to S3.
         with staged.lines_path.open("rb") as lines:

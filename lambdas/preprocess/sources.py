@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
@@ -189,6 +189,23 @@ class ParquetSource:
     def known_rows(self) -> int:
         """The row count in the file's footer (two ranged GETs: its length, then the footer)."""
         return int(self._open().metadata.num_rows)
+
+
+@dataclass
+class LocalParquet:
+    """A local Parquet file preprocess wrote (the rows of a source that cannot count them before it is read, see
+    ``logic.convert``), read back one row group at a time; ``description`` names the input it came from."""
+
+    path: Path
+    description: str
+
+    records_object = None
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        yield from parquet_batches(pq.ParquetFile(self.path, pre_buffer=False))
+
+    def known_rows(self) -> int:
+        return int(pq.ParquetFile(self.path).metadata.num_rows)
 
 
 @dataclass
