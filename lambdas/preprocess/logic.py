@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from lambdas.preprocess import jsonl
 from lambdas.preprocess.quotas import lookup_batch_quotas
 from lambdas.preprocess.sources import BATCH_BYTES, BATCH_ROWS, Counted, LocalParquet, Source, open_source
-from lambdas.preprocess.uploads import JobUploads
+from lambdas.preprocess.uploads import JobUploads, ObjectUpload
 from lambdas.shared import layout
 from lambdas.shared.errors import InputValidationError
 from lambdas.shared.model_families import InferenceSettings, ModelFamilyError, ResolvedModel, resolve
@@ -410,11 +410,12 @@ def stage(
     *,
     write_records: bool = True,
     uploads: JobUploads | None = None,
+    records: ObjectUpload | None = None,
 ) -> Staged:
     """One streaming pass: check each batch, number its rows, append it to ``records.parquet`` (unless the source
-    file can serve as the records as it is) and its JSONL lines to one local file, or to the planned jobs'
-    ``uploads``. Memory holds two batches at a time, whatever the row count: the line offsets go to a third local
-    file (see ``LineEnds``)."""
+    file can serve as the records as it is), a local file or the ``records`` upload, and its JSONL lines to one
+    local file, or to the planned jobs' ``uploads``. Memory holds two batches at a time, whatever the row count: the
+    line offsets go to a third local file (see ``LineEnds``)."""
     records_path, lines_path = workdir / "records.parquet", workdir / "records.jsonl"
     ends_path = workdir / "line_ends.int64"
     writer: pq.ParquetWriter | None = None
@@ -425,7 +426,8 @@ def stage(
             send = uploads.write if uploads is not None else partial(_append_lines, lines_file)
             for batch in checked(source, plan):
                 if write_records and writer is None:
-                    writer = pq.ParquetWriter(records_path, batch.schema, compression="snappy")
+                    sink = records if records is not None else records_path
+                    writer = pq.ParquetWriter(sink, batch.schema, compression="snappy")
                 lines = batch_lines(batch, record_ids(rows, batch.num_rows), plan, inference)
                 data, offsets = jsonl.line_bytes(lines)
                 ends = offsets[1:].astype(np.int64) - int(offsets[0]) + written
@@ -527,7 +529,8 @@ def stage_planned(
     source that knows its row count, ``rows`` (Parquet, or the records ``convert`` wrote); None, having left nothing
     in S3, where the rows or the jobs are only known after the pass: a source that cannot count, a count the plan
     refuses (``stage`` then reports the input's errors in their usual order), or jobs whose files the byte quotas
-    split further. Every error of the pass aborts the uploads, so no job file appears."""
+    split further. ``write_records``: the rows go to the run's records, streamed to S3 too (``uploads.ObjectUpload``)
+    and completed with the job files. Every error of the pass aborts the uploads, so no file appears."""
     if not rows:
         return None
     try:
@@ -542,8 +545,9 @@ def stage_planned(
         return None
     keys = [layout.job_input_key(run_id, index) for index in range(len(sizes))]
     uploads = JobUploads(s3, bucket, keys, sizes)
+    records = ObjectUpload(s3, bucket, layout.records_key(run_id)) if write_records else None
     try:
-        staged = stage(source, plan, inference, workdir, write_records=write_records, uploads=uploads)
+        staged = stage(source, plan, inference, workdir, write_records=write_records, uploads=uploads, records=records)
         if staged.rows != rows:
             raise InputValidationError(
                 f"input {source.description} holds {staged.rows} rows where its footer says {rows}; check the file "
@@ -552,6 +556,8 @@ def stage_planned(
         fitted = fit_job_sizes(staged, max_per_job, max_num_jobs, quotas=quotas)
         if fitted != sizes:  # the byte quotas need more jobs: staged again, the plan made from the bytes
             uploads.abort()
+            if records is not None:
+                records.abort()
             logger.info(
                 "jobs split further for the byte quota: staging again", planned_jobs=len(sizes), jobs=len(fitted)
             )
@@ -560,11 +566,17 @@ def stage_planned(
         if [job.size_bytes for job in jobs] != uploads.job_bytes:
             raise RuntimeError(f"job file sizes {uploads.job_bytes} differ from the line offsets' {jobs}")
         uploads.complete()
+        if records is not None:
+            records.complete()
     except BaseException:
         uploads.abort()
+        if records is not None:
+            records.abort()
         raise
     finally:
         uploads.close()
+        if records is not None:
+            records.close()
     return staged, jobs
 
 
@@ -714,6 +726,7 @@ def preprocess(
         quotas=quotas,
         write_records=write_records,
     )
+    records_sent = planned is not None and write_records  # streamed with the job files
     if planned is not None:  # the job files are in S3 already
         staged, jobs = planned
     else:
@@ -727,7 +740,8 @@ def preprocess(
                 start += job.size_bytes
     total = staged.rows
     if copy_from is None:
-        s3.upload_file(str(staged.records_path), settings.data_bucket, layout.records_key(run_id))
+        if not records_sent:
+            s3.upload_file(str(staged.records_path), settings.data_bucket, layout.records_key(run_id))
     else:  # server-side copy: no re-encoding, and the run keeps its own copy if the input is overwritten later
         source_bucket, source_key = copy_from
         s3.copy({"Bucket": source_bucket, "Key": source_key}, settings.data_bucket, layout.records_key(run_id))

@@ -127,3 +127,45 @@ def test_jobs_the_byte_quota_splits_further_are_staged_again(s3, emulator, lambd
     assert open_uploads(s3) == []
     ids = [json.loads(line)["recordId"] for body in job_files(s3, run_ctx) for line in body.splitlines()]
     assert ids == [f"{i:011d}" for i in range(1000)]
+
+
+def test_records_of_a_prefix_of_parquet_files_are_streamed_with_the_jobs(s3, lambda_context, monkeypatch):
+    # GIVEN a prefix of two Parquet files (planned from their footers; their rows written to records.parquet), and
+    # the local upload of a records file watched
+    first, second = long_topics(300, width=10), long_topics(200, width=10)
+    put(s3, "inputs/two/a.parquet", first, row_group_size=100)
+    put(s3, "inputs/two/b.parquet", second, row_group_size=100)
+    local_uploads: list[str] = []
+    monkeypatch.setattr(type(s3), "upload_file", lambda self, name, *args, **kwargs: local_uploads.append(name))
+    # WHEN preprocess runs on the prefix
+    run_ctx = run(lambda_context, {**JOKES, "s3_uri": f"s3://{BUCKET}/inputs/two/"}, "exec-two")
+    # THEN records.parquet holds both files' rows in order, sent during the pass (no local file uploaded after it)
+    body = s3.get_object(Bucket=BUCKET, Key=run_ctx["records_key"])["Body"].read()
+    assert pq.read_table(io.BytesIO(body)).equals(pa.concat_tables([first, second]))
+    assert local_uploads == []
+    assert open_uploads(s3) == []
+
+
+def test_a_null_in_a_later_file_aborts_the_streamed_records_too(s3, lambda_context, monkeypatch):
+    # GIVEN a prefix of two Parquet files whose second holds a null topic, each row group of 100 rows staged alone,
+    # and records parts of 1 KiB (so the records upload has parts in S3 before the null is found)
+    monkeypatch.setattr(logic, "rebatched", lambda batches: batches)
+    put(s3, "inputs/bad/a.parquet", long_topics(300, width=10), row_group_size=100)
+    put(s3, "inputs/bad/b.parquet", pa.table({"id": [1, 2], "topic": ["x", None]}))
+    monkeypatch.setattr(uploads, "PART_BYTES", 1 << 10)
+    records_parts: list[int] = []
+    original = uploads.ObjectUpload._send
+
+    def counted(self: uploads.ObjectUpload) -> None:
+        records_parts.append(len(self._buffer))
+        original(self)
+
+    monkeypatch.setattr(uploads.ObjectUpload, "_send", counted)
+    # WHEN preprocess runs THEN it names the row
+    with pytest.raises(InputValidationError, match="null in row 301"):
+        run(lambda_context, {**JOKES, "s3_uri": f"s3://{BUCKET}/inputs/bad/"}, "exec-bad")
+    # AND the records had been sent in part, but neither their upload nor the job files' stays open, and no file of
+    # the run exists
+    assert records_parts
+    assert open_uploads(s3) == []
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/")
