@@ -473,23 +473,26 @@ def checked(source: Source, plan: Plan) -> Iterator[pa.RecordBatch]:
         yield batch
 
 
-def convert(source: Source, plan: Plan, workdir: Path) -> LocalParquet:
+def convert(source: Source, plan: Plan, workdir: Path, *, upload: ObjectUpload | None = None) -> LocalParquet:
     """The first of two passes over a source that cannot tell its row count before it is read (CSV, JSONL, a split
     that ``datasets`` streams): every batch checked as ``stage`` checks it and written to ``records.parquet`` (the
     run's records), which then serves as a source whose footer gives the row count. The second pass plans the jobs
     first and streams their files to S3 (``stage_planned``), as for a Parquet input: the JSONL lines are written
     once, where staging them wrote a local file, read it back and uploaded it. Memory holds a few batches, as in
-    ``stage``; the file is what the run uploads as its records anyway."""
+    ``stage``; the file is what the run uploads as its records anyway: ``upload`` sends it to S3 as it is written
+    (completed by the caller once the run is validated)."""
     records_path = workdir / "records.parquet"
     writer: pq.ParquetWriter | None = None
-    try:
-        for batch in checked(source, plan):
-            if writer is None:
-                writer = pq.ParquetWriter(records_path, batch.schema, compression="snappy")
-            writer.write_batch(batch)
-    finally:
-        if writer is not None:
-            writer.close()
+    with records_path.open("wb") as file:
+        sink = _Tee(file, upload) if upload is not None else file
+        try:
+            for batch in checked(source, plan):
+                if writer is None:
+                    writer = pq.ParquetWriter(sink, batch.schema, compression="snappy")
+                writer.write_batch(batch)
+        finally:
+            if writer is not None:
+                writer.close()
     if writer is None:
         raise _no_rows(source)
     return LocalParquet(records_path, source.description)
@@ -508,6 +511,22 @@ def _write_batch(
 
 def _append_lines(lines_file: Any, data: memoryview, offsets: np.ndarray) -> None:
     lines_file.write(data[offsets[0] : offsets[-1]])
+
+
+class _Tee:
+    """A file to write into that writes into a local file and an upload."""
+
+    closed = False
+
+    def __init__(self, file: Any, upload: ObjectUpload) -> None:
+        self._file, self._upload = file, upload
+
+    def write(self, data: Any) -> int:
+        self._file.write(data)
+        return self._upload.write(data)
+
+    def flush(self) -> None:
+        self._file.flush()
 
 
 def stage_planned(
@@ -708,43 +727,47 @@ def preprocess(
     source: Source = open_source(inp, s3, settings.data_bucket)
     copy_from = source.records_object  # a Parquet input is already the records (ids are row numbers)
     write_records, rows = copy_from is None, known_rows(source)
-    if rows is None:  # counted by a first pass, which writes the records
-        source, write_records = convert(source, plan, workdir), False
-        rows = known_rows(source)
-    inference = inp.inference_params.settings()
-    planned = stage_planned(
-        source,
-        plan,
-        inference,
-        workdir,
-        s3=s3,
-        bucket=settings.data_bucket,
-        run_id=run_id,
-        rows=rows,
-        max_per_job=max_per_job,
-        max_num_jobs=inp.max_num_jobs,
-        quotas=quotas,
-        write_records=write_records,
-    )
-    records_sent = planned is not None and write_records  # streamed with the job files
-    if planned is not None:  # the job files are in S3 already
-        staged, jobs = planned
-    else:
-        staged = stage(source, plan, inference, workdir, write_records=write_records)
-        jobs = plan_run_jobs(staged, max_per_job, inp.max_num_jobs, quotas, run_id)
-        # Validation is over: only now does anything go to S3.
-        with staged.lines_path.open("rb") as lines:
-            start = 0
-            for job in jobs:  # the jobs tile the JSONL file in order
-                s3.upload_fileobj(FileRange(lines, start, start + job.size_bytes), settings.data_bucket, job.input_key)
-                start += job.size_bytes
-    total = staged.rows
-    if copy_from is None:
-        if not records_sent:
+    with contextlib.ExitStack() as stack:
+        streamed: ObjectUpload | None = None  # the records, sent to S3 as the first pass writes them
+        if rows is None:  # counted by a first pass, which writes the records
+            streamed = stack.enter_context(ObjectUpload(s3, settings.data_bucket, layout.records_key(run_id)))
+            source, write_records = convert(source, plan, workdir, upload=streamed), False
+            rows = known_rows(source)
+        inference = inp.inference_params.settings()
+        planned = stage_planned(
+            source,
+            plan,
+            inference,
+            workdir,
+            s3=s3,
+            bucket=settings.data_bucket,
+            run_id=run_id,
+            rows=rows,
+            max_per_job=max_per_job,
+            max_num_jobs=inp.max_num_jobs,
+            quotas=quotas,
+            write_records=write_records,
+        )
+        if planned is not None:  # the job files are in S3 already
+            staged, jobs = planned
+        else:
+            staged = stage(source, plan, inference, workdir, write_records=write_records)
+            jobs = plan_run_jobs(staged, max_per_job, inp.max_num_jobs, quotas, run_id)
+            # Validation is over: only now does anything go to S3.
+            with staged.lines_path.open("rb") as lines:
+                start = 0
+                for job in jobs:  # the jobs tile the JSONL file in order
+                    body = FileRange(lines, start, start + job.size_bytes)
+                    s3.upload_fileobj(body, settings.data_bucket, job.input_key)
+                    start += job.size_bytes
+        if copy_from is not None:  # server-side copy: no re-encoding, the run keeps its own if the input changes later
+            source_bucket, source_key = copy_from
+            s3.copy({"Bucket": source_bucket, "Key": source_key}, settings.data_bucket, layout.records_key(run_id))
+        elif streamed is not None:
+            streamed.complete()
+        elif planned is None or not write_records:  # else: streamed with the job files (stage_planned)
             s3.upload_file(str(staged.records_path), settings.data_bucket, layout.records_key(run_id))
-    else:  # server-side copy: no re-encoding, and the run keeps its own copy if the input is overwritten later
-        source_bucket, source_key = copy_from
-        s3.copy({"Bucket": source_bucket, "Key": source_key}, settings.data_bucket, layout.records_key(run_id))
+    total = staged.rows
     manifest = [job.model_dump() for job in jobs]
     s3.put_object(
         Bucket=settings.data_bucket,

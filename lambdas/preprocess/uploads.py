@@ -197,3 +197,14 @@ class ObjectUpload:
     def close(self) -> None:
         self._drain(raise_errors=False)
         self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> ObjectUpload:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        """On an error, abort the upload (whatever it was), then end the workers."""
+        try:
+            if kind is not None:
+                self.abort()
+        finally:
+            self.close()

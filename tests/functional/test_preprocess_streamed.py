@@ -169,3 +169,58 @@ def test_a_null_in_a_later_file_aborts_the_streamed_records_too(s3, lambda_conte
     assert records_parts
     assert open_uploads(s3) == []
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/")
+
+
+def test_a_csv_input_is_read_once_and_its_records_sent_as_the_first_pass_writes_them(s3, lambda_context, monkeypatch):
+    # GIVEN a CSV input, its reads counted, and the local upload of a records file watched
+    from lambdas.preprocess import sources
+
+    table = long_topics(500, width=10)
+    uri = put(s3, "inputs/once.csv", table)
+    reads: list[str] = []
+    original = sources.TextSource.batches
+
+    def counted(self: sources.TextSource) -> Any:
+        reads.append(self.key)
+        return original(self)
+
+    monkeypatch.setattr(sources.TextSource, "batches", counted)
+    local_uploads: list[str] = []
+    monkeypatch.setattr(type(s3), "upload_file", lambda self, name, *args, **kwargs: local_uploads.append(name))
+    # WHEN preprocess runs on it in jobs of 250 records
+    run_ctx = run(lambda_context, {**JOKES, "s3_uri": uri, "max_records_per_job": 250}, "exec-once")
+    # THEN the CSV was read once; records.parquet holds its rows, sent during the first pass (no local upload after)
+    assert reads == ["inputs/once.csv"]
+    body = s3.get_object(Bucket=BUCKET, Key=run_ctx["records_key"])["Body"].read()
+    assert pq.read_table(io.BytesIO(body)).equals(table)
+    assert local_uploads == []
+    # AND the two jobs hold every row once, in order
+    ids = [json.loads(line)["recordId"] for body in job_files(s3, run_ctx) for line in body.splitlines()]
+    assert ids == [f"{i:011d}" for i in range(500)]
+    assert open_uploads(s3) == []
+
+
+def test_an_error_found_after_the_first_pass_aborts_the_records_upload(s3, lambda_context, monkeypatch):
+    # GIVEN a CSV input of 1,000 rows and records parts of 1 KiB (the records upload has parts in S3 after the first
+    # pass)
+    monkeypatch.setattr(uploads, "PART_BYTES", 1 << 10)
+    uri = put(s3, "inputs/many.csv", long_topics(1000, width=10))
+    records_parts: list[int] = []
+    original = uploads.ObjectUpload._send
+
+    def counted(self: uploads.ObjectUpload) -> None:
+        records_parts.append(len(self._buffer))
+        original(self)
+
+    monkeypatch.setattr(uploads.ObjectUpload, "_send", counted)
+    # WHEN preprocess runs with at most 2 jobs of 100 records THEN the plan is refused once the rows are counted
+    with pytest.raises(InputValidationError, match="max_num_jobs=2 is too small"):
+        run(
+            lambda_context,
+            {**JOKES, "s3_uri": uri, "max_records_per_job": 100, "max_num_jobs": 2},
+            "exec-too-many",
+        )
+    # AND the records had gone up in parts, but no upload stays open and no file of the run exists
+    assert len(records_parts) > 1
+    assert open_uploads(s3) == []
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/")
