@@ -33,7 +33,15 @@ import pyarrow.parquet as pq
 
 from lambdas.preprocess import jsonl
 from lambdas.preprocess.quotas import lookup_batch_quotas
-from lambdas.preprocess.sources import BATCH_BYTES, BATCH_ROWS, Counted, LocalParquet, Source, open_source
+from lambdas.preprocess.sources import (
+    BATCH_BYTES,
+    BATCH_ROWS,
+    Counted,
+    LocalParquet,
+    Projected,
+    Source,
+    open_source,
+)
 from lambdas.preprocess.uploads import JobUploads, ObjectUpload
 from lambdas.shared import layout
 from lambdas.shared.errors import InputValidationError
@@ -424,7 +432,7 @@ def stage(
     try:
         with lines_path.open("wb") as lines_file, ends_path.open("wb") as ends_file, _Background() as background:
             send = uploads.write if uploads is not None else partial(_append_lines, lines_file)
-            for batch in checked(source, plan):
+            for batch in checked(source, plan, text_only=not write_records):
                 if write_records and writer is None:
                     sink = records if records is not None else records_path
                     writer = pq.ParquetWriter(sink, batch.schema, compression="snappy")
@@ -451,13 +459,20 @@ def _no_rows(source: Source) -> InputValidationError:
     return InputValidationError(f"input {source.description} has no rows; give a file or split with data")
 
 
-def checked(source: Source, plan: Plan) -> Iterator[pa.RecordBatch]:
+def checked(source: Source, plan: Plan, *, text_only: bool = False) -> Iterator[pa.RecordBatch]:
     """The source's rows in batches (``rebatched``, read a batch ahead), each checked before it is passed on: the
     schema (the first batch's, even an empty one; every later batch must share it) and nulls in the text columns.
-    Empty batches are not passed on."""
+    Empty batches are not passed on. ``text_only``: where nothing but the JSONL lines needs the rows (the records are
+    written already, or copied), a source whose columns can be read alone (Parquet) is checked against its whole
+    schema first and read for the template's columns only: the others are neither fetched nor decoded."""
+    if text_only and isinstance(source, Projected):
+        check_schema(source.schema(), plan, source.description)
+        batches = source.column_batches(plan.text_columns)
+    else:
+        batches = source.batches()
     schema: pa.Schema | None = None
     rows = 0
-    for batch in prefetched(rebatched(source.batches())):
+    for batch in prefetched(rebatched(batches)):
         if schema is None:
             check_schema(batch.schema, plan, source.description)
             schema = batch.schema

@@ -224,3 +224,38 @@ def test_an_error_found_after_the_first_pass_aborts_the_records_upload(s3, lambd
     assert len(records_parts) > 1
     assert open_uploads(s3) == []
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/")
+
+
+def test_a_parquet_input_is_read_for_the_template_columns_only(s3, lambda_context, monkeypatch):
+    # GIVEN a Parquet input whose template uses one column of three, and the columns each Parquet read asks for
+    from lambdas.preprocess import sources
+
+    table = long_topics(400, width=10).append_column("notes", pa.array(["n" * 200] * 400))
+    uri = put(s3, "inputs/wide.parquet", table, row_group_size=100)
+    asked: list[Any] = []
+    original = sources.parquet_batches
+
+    def watched(parquet: pq.ParquetFile, columns: Any = None) -> Any:
+        asked.append(columns)
+        return original(parquet, columns)
+
+    monkeypatch.setattr(sources, "parquet_batches", watched)
+    # WHEN preprocess runs on it
+    run_ctx = run(lambda_context, {**JOKES, "s3_uri": uri}, "exec-wide")
+    # THEN the file was read for the template's column only
+    assert asked == [("topic",)]
+    # AND every row is a record with its prompt, and the records are the whole input (a copy)
+    lines = [json.loads(line) for body in job_files(s3, run_ctx) for line in body.splitlines()]
+    assert [line["recordId"] for line in lines] == [f"{i:011d}" for i in range(400)]
+    assert all(table.column("topic")[i].as_py() in json.dumps(line) for i, line in enumerate(lines))
+    body = s3.get_object(Bucket=BUCKET, Key=run_ctx["records_key"])["Body"].read()
+    assert pq.read_table(io.BytesIO(body)).equals(table)
+
+
+def test_a_reserved_column_the_template_does_not_use_is_still_refused(s3, lambda_context):
+    # GIVEN a Parquet input with a column named like an output column, which the template does not read
+    uri = put(s3, "inputs/reserved.parquet", pa.table({"topic": ["a"] * 200, "response": ["b"] * 200}))
+    # WHEN preprocess runs THEN the column is refused by name (the whole schema is checked, not only what is read)
+    with pytest.raises(InputValidationError, match=r"\['response'\] whose names are reserved"):
+        run(lambda_context, {**JOKES, "s3_uri": uri}, "exec-reserved")
+    assert open_uploads(s3) == []
