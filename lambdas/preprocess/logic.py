@@ -1,12 +1,15 @@
 """Preprocess: validate everything, number the rows, render model inputs and split them into Bedrock batch jobs.
 
-One streaming pass, so memory stays bounded whatever the input size: each source batch is checked (columns, nulls),
+Streaming passes, so memory stays bounded whatever the input size: each source batch is checked (columns, nulls),
 written to ``records.parquet`` (the input rows as they are; a Parquet input is copied instead) and rendered into
-JSONL lines (vectorized, see ``jsonl.py``) appended to one local file. A row's record id is its row number, so
-postprocess places results without a hash join. Then, with the row count known, the rows are split into balanced
-jobs and each job's byte range of the JSONL file is uploaded. Every error is raised before anything is uploaded.
-A source that knows its row count before the pass (Parquet) has its jobs planned first and their lines streamed to
-S3 as multipart uploads during the pass (``stage_planned``), completed only once every row is validated.
+JSONL lines (vectorized, see ``jsonl.py``). A row's record id is its row number, so postprocess places results without
+a hash join. The rows are split into balanced jobs, which needs the row count: a source that knows it before the pass
+(Parquet footers) has its jobs planned first and their lines streamed to S3 as multipart uploads during the pass
+(``stage_planned``), completed only once every row is validated. A source that cannot count its rows first (CSV,
+JSONL) is read once into ``records.parquet`` (``convert``), whose footer then gives the count for the same planned
+pass. Where the plan changes after the pass (the byte quotas need more jobs) or cannot be made first, the lines are
+staged in one local file (``stage``) and each job's byte range of it is uploaded. Every error is raised before
+anything becomes visible in S3.
 """
 
 from __future__ import annotations
@@ -30,8 +33,16 @@ import pyarrow.parquet as pq
 
 from lambdas.preprocess import jsonl
 from lambdas.preprocess.quotas import lookup_batch_quotas
-from lambdas.preprocess.sources import BATCH_BYTES, BATCH_ROWS, Counted, Source, open_source
-from lambdas.preprocess.uploads import JobUploads
+from lambdas.preprocess.sources import (
+    BATCH_BYTES,
+    BATCH_ROWS,
+    Counted,
+    LocalParquet,
+    Projected,
+    Source,
+    open_source,
+)
+from lambdas.preprocess.uploads import JobUploads, ObjectUpload
 from lambdas.shared import layout
 from lambdas.shared.errors import InputValidationError
 from lambdas.shared.model_families import InferenceSettings, ModelFamilyError, ResolvedModel, resolve
@@ -44,17 +55,28 @@ from prompt_templates import PromptTemplate, TemplateError, get_template
 
 RESERVED_COLUMNS = ("response", "embedding", "error_code", "error_message")
 EMBEDDING_INPUT_COLUMN = "input_text"
+ID_DIGITS = 11  # a record id's width: the row number, zero-padded
 
 
 def record_id(row: int) -> str:
     """11-character alphanumeric record id; the row number, so postprocess can place results without a hash join."""
-    return f"{row:011d}"
+    return f"{row:0{ID_DIGITS}d}"
 
 
 def record_ids(first: int, count: int) -> pa.Array:
-    """``record_id`` for rows first .. first + count - 1, vectorized."""
-    numbers = pa.array(np.arange(first, first + count, dtype=np.int64)).cast(pa.string())
-    return pc.ascii_lpad(numbers, width=11, padding="0")
+    """``record_id`` for rows first .. first + count - 1, vectorized: the digits of every id written at once into
+    one buffer of fixed-width strings (a tenth of the CPU of formatting the numbers and padding them)."""
+    if first + count > 10**ID_DIGITS:  # ids wider than 11 digits (never in practice): formatted and padded
+        numbers = pa.array(np.arange(first, first + count, dtype=np.int64)).cast(pa.string())
+        return pc.ascii_lpad(numbers, width=ID_DIGITS, padding="0")
+    numbers = np.arange(first, first + count, dtype=np.int64)
+    digits = np.empty((count, ID_DIGITS), dtype=np.uint8)
+    for place in range(ID_DIGITS - 1, -1, -1):
+        numbers, digit = np.divmod(numbers, 10)
+        digits[:, place] = digit
+    digits += ord("0")
+    offsets = np.arange(0, ID_DIGITS * (count + 1), ID_DIGITS, dtype=np.int32)
+    return pa.StringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(digits))
 
 
 def plan_job_sizes(
@@ -396,34 +418,24 @@ def stage(
     *,
     write_records: bool = True,
     uploads: JobUploads | None = None,
+    records: ObjectUpload | None = None,
 ) -> Staged:
     """One streaming pass: check each batch, number its rows, append it to ``records.parquet`` (unless the source
-    file can serve as the records as it is) and its JSONL lines to one local file, or to the planned jobs'
-    ``uploads``. Memory holds two batches at a time, whatever the row count: the line offsets go to a third local
-    file (see ``LineEnds``)."""
+    file can serve as the records as it is), a local file or the ``records`` upload, and its JSONL lines to one
+    local file, or to the planned jobs' ``uploads``. Memory holds two batches at a time, whatever the row count: the
+    line offsets go to a third local file (see ``LineEnds``)."""
     records_path, lines_path = workdir / "records.parquet", workdir / "records.jsonl"
     ends_path = workdir / "line_ends.int64"
     writer: pq.ParquetWriter | None = None
-    schema: pa.Schema | None = None
     rows = written = 0
     biggest = (0, 0)
     try:
         with lines_path.open("wb") as lines_file, ends_path.open("wb") as ends_file, _Background() as background:
             send = uploads.write if uploads is not None else partial(_append_lines, lines_file)
-            for batch in prefetched(rebatched(source.batches())):
-                if schema is None:
-                    check_schema(batch.schema, plan, source.description)
-                    schema = batch.schema
-                    if write_records:
-                        writer = pq.ParquetWriter(records_path, schema, compression="snappy")
-                elif not batch.schema.equals(schema):
-                    raise InputValidationError(
-                        f"input {source.description} changes its columns or types after row {rows}; "
-                        "make every file and block share one schema"
-                    )
-                if batch.num_rows == 0:
-                    continue
-                check_nulls(batch, plan.text_columns, rows, source.description)
+            for batch in checked(source, plan, text_only=not write_records):
+                if write_records and writer is None:
+                    sink = records if records is not None else records_path
+                    writer = pq.ParquetWriter(sink, batch.schema, compression="snappy")
                 lines = batch_lines(batch, record_ids(rows, batch.num_rows), plan, inference)
                 data, offsets = jsonl.line_bytes(lines)
                 ends = offsets[1:].astype(np.int64) - int(offsets[0]) + written
@@ -439,8 +451,66 @@ def stage(
         if writer is not None:
             writer.close()
     if rows == 0:
-        raise InputValidationError(f"input {source.description} has no rows; give a file or split with data")
+        raise _no_rows(source)
     return Staged(records_path, lines_path, LineEnds(ends_path, rows), biggest)
+
+
+def _no_rows(source: Source) -> InputValidationError:
+    return InputValidationError(f"input {source.description} has no rows; give a file or split with data")
+
+
+def checked(source: Source, plan: Plan, *, text_only: bool = False) -> Iterator[pa.RecordBatch]:
+    """The source's rows in batches (``rebatched``, read a batch ahead), each checked before it is passed on: the
+    schema (the first batch's, even an empty one; every later batch must share it) and nulls in the text columns.
+    Empty batches are not passed on. ``text_only``: where nothing but the JSONL lines needs the rows (the records are
+    written already, or copied), a source whose columns can be read alone (Parquet) is checked against its whole
+    schema first and read for the template's columns only: the others are neither fetched nor decoded."""
+    if text_only and isinstance(source, Projected):
+        check_schema(source.schema(), plan, source.description)
+        batches = source.column_batches(plan.text_columns)
+    else:
+        batches = source.batches()
+    schema: pa.Schema | None = None
+    rows = 0
+    for batch in prefetched(rebatched(batches)):
+        if schema is None:
+            check_schema(batch.schema, plan, source.description)
+            schema = batch.schema
+        elif not batch.schema.equals(schema):
+            raise InputValidationError(
+                f"input {source.description} changes its columns or types after row {rows}; "
+                "make every file and block share one schema"
+            )
+        if batch.num_rows == 0:
+            continue
+        check_nulls(batch, plan.text_columns, rows, source.description)
+        rows += batch.num_rows
+        yield batch
+
+
+def convert(source: Source, plan: Plan, workdir: Path, *, upload: ObjectUpload | None = None) -> LocalParquet:
+    """The first of two passes over a source that cannot tell its row count before it is read (CSV, JSONL, a split
+    that ``datasets`` streams): every batch checked as ``stage`` checks it and written to ``records.parquet`` (the
+    run's records), which then serves as a source whose footer gives the row count. The second pass plans the jobs
+    first and streams their files to S3 (``stage_planned``), as for a Parquet input: the JSONL lines are written
+    once, where staging them wrote a local file, read it back and uploaded it. Memory holds a few batches, as in
+    ``stage``; the file is what the run uploads as its records anyway: ``upload`` sends it to S3 as it is written
+    (completed by the caller once the run is validated)."""
+    records_path = workdir / "records.parquet"
+    writer: pq.ParquetWriter | None = None
+    with records_path.open("wb") as file:
+        sink = _Tee(file, upload) if upload is not None else file
+        try:
+            for batch in checked(source, plan):
+                if writer is None:
+                    writer = pq.ParquetWriter(sink, batch.schema, compression="snappy")
+                writer.write_batch(batch)
+        finally:
+            if writer is not None:
+                writer.close()
+    if writer is None:
+        raise _no_rows(source)
+    return LocalParquet(records_path, source.description)
 
 
 def _write_batch(
@@ -458,6 +528,22 @@ def _append_lines(lines_file: Any, data: memoryview, offsets: np.ndarray) -> Non
     lines_file.write(data[offsets[0] : offsets[-1]])
 
 
+class _Tee:
+    """A file to write into that writes into a local file and an upload."""
+
+    closed = False
+
+    def __init__(self, file: Any, upload: ObjectUpload) -> None:
+        self._file, self._upload = file, upload
+
+    def write(self, data: Any) -> int:
+        self._file.write(data)
+        return self._upload.write(data)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+
 def stage_planned(
     source: Source,
     plan: Plan,
@@ -467,17 +553,18 @@ def stage_planned(
     s3: Any,
     bucket: str,
     run_id: str,
+    rows: int | None,
     max_per_job: int,
     max_num_jobs: int | None,
     quotas: BatchQuotas,
     write_records: bool,
 ) -> tuple[Staged, list[JobSpec]] | None:
     """Stage with the jobs planned before the pass and their files streamed to S3 (``uploads.JobUploads``), for a
-    source that knows its row count (Parquet); None, having left nothing in S3, where the rows or the jobs are only
-    known after the pass: a source that cannot count, a count the plan refuses (``stage`` then reports the input's
-    errors in their usual order), or jobs whose files the byte quotas split further. Every error of the pass aborts
-    the uploads, so no job file appears."""
-    rows = source.known_rows() if isinstance(source, Counted) else None
+    source that knows its row count, ``rows`` (Parquet, or the records ``convert`` wrote); None, having left nothing
+    in S3, where the rows or the jobs are only known after the pass: a source that cannot count, a count the plan
+    refuses (``stage`` then reports the input's errors in their usual order), or jobs whose files the byte quotas
+    split further. ``write_records``: the rows go to the run's records, streamed to S3 too (``uploads.ObjectUpload``)
+    and completed with the job files. Every error of the pass aborts the uploads, so no file appears."""
     if not rows:
         return None
     try:
@@ -492,8 +579,9 @@ def stage_planned(
         return None
     keys = [layout.job_input_key(run_id, index) for index in range(len(sizes))]
     uploads = JobUploads(s3, bucket, keys, sizes)
+    records = ObjectUpload(s3, bucket, layout.records_key(run_id)) if write_records else None
     try:
-        staged = stage(source, plan, inference, workdir, write_records=write_records, uploads=uploads)
+        staged = stage(source, plan, inference, workdir, write_records=write_records, uploads=uploads, records=records)
         if staged.rows != rows:
             raise InputValidationError(
                 f"input {source.description} holds {staged.rows} rows where its footer says {rows}; check the file "
@@ -502,6 +590,8 @@ def stage_planned(
         fitted = fit_job_sizes(staged, max_per_job, max_num_jobs, quotas=quotas)
         if fitted != sizes:  # the byte quotas need more jobs: staged again, the plan made from the bytes
             uploads.abort()
+            if records is not None:
+                records.abort()
             logger.info(
                 "jobs split further for the byte quota: staging again", planned_jobs=len(sizes), jobs=len(fitted)
             )
@@ -510,12 +600,23 @@ def stage_planned(
         if [job.size_bytes for job in jobs] != uploads.job_bytes:
             raise RuntimeError(f"job file sizes {uploads.job_bytes} differ from the line offsets' {jobs}")
         uploads.complete()
+        if records is not None:
+            records.complete()
     except BaseException:
         uploads.abort()
+        if records is not None:
+            records.abort()
         raise
     finally:
         uploads.close()
+        if records is not None:
+            records.close()
     return staged, jobs
+
+
+def known_rows(source: Source) -> int | None:
+    """How many rows the source holds, when it can tell before it is read (its Parquet footers); None otherwise."""
+    return source.known_rows() if isinstance(source, Counted) else None
 
 
 def fit_job_sizes(
@@ -638,39 +739,50 @@ def preprocess(
     logger.info("batch quotas", **quotas.summary())
     max_per_job = capped_records_per_job(plan.max_per_job, quotas, asked=inp.max_records_per_job is not None)
     run_id = layout.run_id_from_execution_name(execution_name)
-    source = open_source(inp, s3, settings.data_bucket)
+    source: Source = open_source(inp, s3, settings.data_bucket)
     copy_from = source.records_object  # a Parquet input is already the records (ids are row numbers)
-    inference = inp.inference_params.settings()
-    planned = stage_planned(
-        source,
-        plan,
-        inference,
-        workdir,
-        s3=s3,
-        bucket=settings.data_bucket,
-        run_id=run_id,
-        max_per_job=max_per_job,
-        max_num_jobs=inp.max_num_jobs,
-        quotas=quotas,
-        write_records=copy_from is None,
-    )
-    if planned is not None:  # the job files are in S3 already
-        staged, jobs = planned
-    else:
-        staged = stage(source, plan, inference, workdir, write_records=copy_from is None)
-        jobs = plan_run_jobs(staged, max_per_job, inp.max_num_jobs, quotas, run_id)
-        # Validation is over: only now does anything go to S3.
-        with staged.lines_path.open("rb") as lines:
-            start = 0
-            for job in jobs:  # the jobs tile the JSONL file in order
-                s3.upload_fileobj(FileRange(lines, start, start + job.size_bytes), settings.data_bucket, job.input_key)
-                start += job.size_bytes
+    write_records, rows = copy_from is None, known_rows(source)
+    with contextlib.ExitStack() as stack:
+        streamed: ObjectUpload | None = None  # the records, sent to S3 as the first pass writes them
+        if rows is None:  # counted by a first pass, which writes the records
+            streamed = stack.enter_context(ObjectUpload(s3, settings.data_bucket, layout.records_key(run_id)))
+            source, write_records = convert(source, plan, workdir, upload=streamed), False
+            rows = known_rows(source)
+        inference = inp.inference_params.settings()
+        planned = stage_planned(
+            source,
+            plan,
+            inference,
+            workdir,
+            s3=s3,
+            bucket=settings.data_bucket,
+            run_id=run_id,
+            rows=rows,
+            max_per_job=max_per_job,
+            max_num_jobs=inp.max_num_jobs,
+            quotas=quotas,
+            write_records=write_records,
+        )
+        if planned is not None:  # the job files are in S3 already
+            staged, jobs = planned
+        else:
+            staged = stage(source, plan, inference, workdir, write_records=write_records)
+            jobs = plan_run_jobs(staged, max_per_job, inp.max_num_jobs, quotas, run_id)
+            # Validation is over: only now does anything go to S3.
+            with staged.lines_path.open("rb") as lines:
+                start = 0
+                for job in jobs:  # the jobs tile the JSONL file in order
+                    body = FileRange(lines, start, start + job.size_bytes)
+                    s3.upload_fileobj(body, settings.data_bucket, job.input_key)
+                    start += job.size_bytes
+        if copy_from is not None:  # server-side copy: no re-encoding, the run keeps its own if the input changes later
+            source_bucket, source_key = copy_from
+            s3.copy({"Bucket": source_bucket, "Key": source_key}, settings.data_bucket, layout.records_key(run_id))
+        elif streamed is not None:
+            streamed.complete()
+        elif planned is None or not write_records:  # else: streamed with the job files (stage_planned)
+            s3.upload_file(str(staged.records_path), settings.data_bucket, layout.records_key(run_id))
     total = staged.rows
-    if copy_from is None:
-        s3.upload_file(str(staged.records_path), settings.data_bucket, layout.records_key(run_id))
-    else:  # server-side copy: no re-encoding, and the run keeps its own copy if the input is overwritten later
-        source_bucket, source_key = copy_from
-        s3.copy({"Bucket": source_bucket, "Key": source_key}, settings.data_bucket, layout.records_key(run_id))
     manifest = [job.model_dump() for job in jobs]
     s3.put_object(
         Bucket=settings.data_bucket,

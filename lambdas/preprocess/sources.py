@@ -14,9 +14,9 @@ already seen fixed, skipping the rows already delivered.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
@@ -41,11 +41,12 @@ SUPPORTED_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".
 _UTF8_HINT = "; if the file is not UTF-8, convert it first (e.g. iconv -f latin1 -t utf-8)"
 
 
-def parquet_batches(parquet: pq.ParquetFile) -> Iterator[pa.RecordBatch]:
-    """Batches of at most BATCH_ROWS, one row group at a time. Open the file with ``pre_buffer=False``: with
-    pre-buffering, pyarrow keeps every row group's buffers while iterating (memory grew with the file's size)."""
+def parquet_batches(parquet: pq.ParquetFile, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """Batches of at most BATCH_ROWS, one row group at a time, of every column or only ``columns``. Open the file
+    with ``pre_buffer=False``: with pre-buffering, pyarrow keeps every row group's buffers while iterating (memory
+    grew with the file's size)."""
     for group in range(parquet.num_row_groups):
-        yield from parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=[group])
+        yield from parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=[group], columns=columns)
 
 
 class Source(Protocol):
@@ -64,6 +65,16 @@ class Counted(Protocol):
     """A source that can say how many rows it holds before it is read (None: it cannot tell)."""
 
     def known_rows(self) -> int | None: ...
+
+
+@runtime_checkable
+class Projected(Protocol):
+    """A source whose columns can be read alone (Parquet): its whole schema is known before it is read, and
+    ``column_batches`` decodes (and, from S3, fetches) only the columns asked for."""
+
+    def schema(self) -> pa.Schema: ...
+
+    def column_batches(self, columns: Sequence[str]) -> Iterator[pa.RecordBatch]: ...
 
 
 @dataclass(frozen=True)
@@ -186,9 +197,38 @@ class ParquetSource:
     def batches(self) -> Iterator[pa.RecordBatch]:
         yield from parquet_batches(self._open())
 
+    def column_batches(self, columns: Sequence[str]) -> Iterator[pa.RecordBatch]:
+        yield from parquet_batches(self._open(), columns)
+
+    def schema(self) -> pa.Schema:
+        return self._open().schema_arrow
+
     def known_rows(self) -> int:
         """The row count in the file's footer (two ranged GETs: its length, then the footer)."""
         return int(self._open().metadata.num_rows)
+
+
+@dataclass
+class LocalParquet:
+    """A local Parquet file preprocess wrote (the rows of a source that cannot count them before it is read, see
+    ``logic.convert``), read back one row group at a time; ``description`` names the input it came from."""
+
+    path: Path
+    description: str
+
+    records_object = None
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        yield from parquet_batches(pq.ParquetFile(self.path, pre_buffer=False))
+
+    def column_batches(self, columns: Sequence[str]) -> Iterator[pa.RecordBatch]:
+        yield from parquet_batches(pq.ParquetFile(self.path, pre_buffer=False), columns)
+
+    def schema(self) -> pa.Schema:
+        return pq.ParquetFile(self.path).schema_arrow
+
+    def known_rows(self) -> int:
+        return int(pq.ParquetFile(self.path).metadata.num_rows)
 
 
 @dataclass

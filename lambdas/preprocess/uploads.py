@@ -122,3 +122,89 @@ class JobUploads:
                 self._s3.abort_multipart_upload(Bucket=self._bucket, Key=key, UploadId=upload_id)
         self._upload_ids = [None] * len(self._keys)
         self._buffer = bytearray()
+
+
+class ObjectUpload:
+    """One object written as a stream of bytes, as into a file (``write``: pyarrow's ParquetWriter writes
+    ``records.parquet`` into it), and sent as a multipart upload of parts of ``PART_BYTES``, up to
+    ``PARTS_IN_FLIGHT`` at once on worker threads, while the rest is still being written: the object is uploaded
+    during the pass, not from a local file after it. Invisible until ``complete``; ``abort`` leaves nothing.
+    ``close`` ends the workers."""
+
+    closed = False  # what pyarrow asks of a Python file it writes into
+
+    def __init__(self, s3: Any, bucket: str, key: str, *, part_bytes: int | None = None):
+        self._s3, self._bucket, self.key = s3, bucket, key
+        self._part_bytes = part_bytes or PART_BYTES
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+        self._buffer = bytearray()
+        self.size = 0
+        self._pool = ThreadPoolExecutor(max_workers=PARTS_IN_FLIGHT, thread_name_prefix="preprocess-records")
+        self._in_flight: deque[Future[None]] = deque()
+
+    def write(self, data: Any) -> int:
+        self._buffer += data
+        self.size += len(data)
+        if len(self._buffer) >= self._part_bytes:
+            self._send()
+        return len(data)
+
+    def flush(self) -> None:
+        """Nothing to do: a part is sent once it holds ``PART_BYTES``, the rest by ``complete``."""
+
+    def _send(self) -> None:
+        if self._upload_id is None:
+            self._upload_id = self._s3.create_multipart_upload(Bucket=self._bucket, Key=self.key)["UploadId"]
+        part: dict[str, Any] = {"PartNumber": len(self._parts) + 1}
+        self._parts.append(part)
+        while len(self._in_flight) >= PARTS_IN_FLIGHT:
+            self._in_flight.popleft().result()
+        self._in_flight.append(self._pool.submit(self._upload_part, self._upload_id, part, self._buffer))
+        self._buffer = bytearray()
+
+    def _upload_part(self, upload_id: str, part: dict[str, Any], body: bytearray) -> None:
+        answer = self._s3.upload_part(
+            Bucket=self._bucket, Key=self.key, UploadId=upload_id, PartNumber=part["PartNumber"], Body=body
+        )
+        part["ETag"] = answer["ETag"]
+
+    def _drain(self, *, raise_errors: bool) -> None:
+        while self._in_flight:
+            future = self._in_flight.popleft()
+            if raise_errors:
+                future.result()
+            else:
+                future.exception()
+
+    def complete(self) -> None:
+        """Send what is left as the last part (any size) and make the object visible."""
+        if self._buffer or not self._parts:
+            self._send()
+        self._drain(raise_errors=True)
+        self._s3.complete_multipart_upload(
+            Bucket=self._bucket, Key=self.key, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
+        )
+        self._upload_id = None
+
+    def abort(self) -> None:
+        """End the upload if one is open: S3 drops its parts and no object appears."""
+        self._drain(raise_errors=False)
+        if self._upload_id is not None:
+            self._s3.abort_multipart_upload(Bucket=self._bucket, Key=self.key, UploadId=self._upload_id)
+        self._upload_id, self._buffer = None, bytearray()
+
+    def close(self) -> None:
+        self._drain(raise_errors=False)
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> ObjectUpload:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        """On an error, abort the upload (whatever it was), then end the workers."""
+        try:
+            if kind is not None:
+                self.abort()
+        finally:
+            self.close()

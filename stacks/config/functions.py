@@ -29,7 +29,7 @@ DATA_PLANE_STORAGE = setting(
     "functions",
     "dataPlaneEphemeralStorageMb",
     10240,
-    "`/tmp` of the data-plane functions (the JSONL of a run is staged there)",
+    "`/tmp` of the data-plane functions (preprocess writes a CSV or JSONL input's records.parquet there)",
     low=512,
     high=10240,
 )

@@ -65,23 +65,31 @@ def sent(monkeypatch) -> list[int]:
 
 
 def test_streamed_job_files_of_several_parts_equal_the_staged_ones(s3, lambda_context, monkeypatch, sent):
-    # GIVEN 12,000 rows of ~1 KB as Parquet (planned, streamed) and as CSV (staged), S3's minimum part size of 5 MiB,
-    # and each Parquet row group of 1,000 rows staged alone
+    # GIVEN 12,000 rows of ~1 KB as Parquet and as CSV, S3's minimum part size of 5 MiB, and each Parquet row group of
+    # 1,000 rows staged alone
     monkeypatch.setattr(uploads, "PART_BYTES", 5 << 20)
     monkeypatch.setattr(logic, "rebatched", lambda batches: batches)
     parquet_uri = put(s3, "inputs/long.parquet", long_topics(12_000))
     csv_uri = put(s3, "inputs/long.csv", long_topics(12_000))
-    # WHEN both are preprocessed into jobs of 6,000 records
+    # WHEN both are preprocessed into jobs of 6,000 records, and the CSV once more with the planned path off (its
+    # lines staged in a local file, then uploaded)
     streamed = run(lambda_context, {**JOKES, "s3_uri": parquet_uri, "max_records_per_job": 6000}, "exec-parquet")
-    parts = list(sent)
-    staged = run(lambda_context, {**JOKES, "s3_uri": csv_uri, "max_records_per_job": 6000}, "exec-csv")
+    parquet_parts = list(sent)
+    converted = run(lambda_context, {**JOKES, "s3_uri": csv_uri, "max_records_per_job": 6000}, "exec-csv")
+    csv_parts = sent[len(parquet_parts) :]
+    monkeypatch.setattr(logic, "stage_planned", lambda *args, **kwargs: None)
+    staged = run(lambda_context, {**JOKES, "s3_uri": csv_uri, "max_records_per_job": 6000}, "exec-staged")
     # THEN the Parquet input's two jobs went up in parts of at least 5 MiB (the last of each smaller)
-    assert len(parts) == 4 and parts[0] >= 5 << 20 and parts[2] >= 5 << 20
-    assert sent[4:] == []  # the CSV input was staged: no part sent by the planned path
+    assert len(parquet_parts) == 4 and parquet_parts[0] >= 5 << 20 and parquet_parts[2] >= 5 << 20
+    # AND the CSV input's jobs were streamed too (its rows counted by the first pass), the staged run sent no part
+    assert len(csv_parts) >= 2 and len(sent) == len(parquet_parts) + len(csv_parts)
     # AND the job files are byte for byte the staged path's, every row once and in order
-    assert job_files(s3, streamed) == job_files(s3, staged)
+    assert job_files(s3, streamed) == job_files(s3, staged) == job_files(s3, converted)
     ids = [json.loads(line)["recordId"] for body in job_files(s3, streamed) for line in body.splitlines()]
     assert ids == [f"{i:011d}" for i in range(12_000)]
+    # AND both CSV runs' records are the same Parquet file (the same row groups)
+    records = [s3.get_object(Bucket=BUCKET, Key=r["records_key"])["Body"].read() for r in (converted, staged)]
+    assert records[0] == records[1]
     assert open_uploads(s3) == []
 
 
@@ -119,3 +127,135 @@ def test_jobs_the_byte_quota_splits_further_are_staged_again(s3, emulator, lambd
     assert open_uploads(s3) == []
     ids = [json.loads(line)["recordId"] for body in job_files(s3, run_ctx) for line in body.splitlines()]
     assert ids == [f"{i:011d}" for i in range(1000)]
+
+
+def test_records_of_a_prefix_of_parquet_files_are_streamed_with_the_jobs(s3, lambda_context, monkeypatch):
+    # GIVEN a prefix of two Parquet files (planned from their footers; their rows written to records.parquet), and
+    # the local upload of a records file watched
+    first, second = long_topics(300, width=10), long_topics(200, width=10)
+    put(s3, "inputs/two/a.parquet", first, row_group_size=100)
+    put(s3, "inputs/two/b.parquet", second, row_group_size=100)
+    local_uploads: list[str] = []
+    monkeypatch.setattr(type(s3), "upload_file", lambda self, name, *args, **kwargs: local_uploads.append(name))
+    # WHEN preprocess runs on the prefix
+    run_ctx = run(lambda_context, {**JOKES, "s3_uri": f"s3://{BUCKET}/inputs/two/"}, "exec-two")
+    # THEN records.parquet holds both files' rows in order, sent during the pass (no local file uploaded after it)
+    body = s3.get_object(Bucket=BUCKET, Key=run_ctx["records_key"])["Body"].read()
+    assert pq.read_table(io.BytesIO(body)).equals(pa.concat_tables([first, second]))
+    assert local_uploads == []
+    assert open_uploads(s3) == []
+
+
+def test_a_null_in_a_later_file_aborts_the_streamed_records_too(s3, lambda_context, monkeypatch):
+    # GIVEN a prefix of two Parquet files whose second holds a null topic, each row group of 100 rows staged alone,
+    # and records parts of 1 KiB (so the records upload has parts in S3 before the null is found)
+    monkeypatch.setattr(logic, "rebatched", lambda batches: batches)
+    put(s3, "inputs/bad/a.parquet", long_topics(300, width=10), row_group_size=100)
+    put(s3, "inputs/bad/b.parquet", pa.table({"id": [1, 2], "topic": ["x", None]}))
+    monkeypatch.setattr(uploads, "PART_BYTES", 1 << 10)
+    records_parts: list[int] = []
+    original = uploads.ObjectUpload._send
+
+    def counted(self: uploads.ObjectUpload) -> None:
+        records_parts.append(len(self._buffer))
+        original(self)
+
+    monkeypatch.setattr(uploads.ObjectUpload, "_send", counted)
+    # WHEN preprocess runs THEN it names the row
+    with pytest.raises(InputValidationError, match="null in row 301"):
+        run(lambda_context, {**JOKES, "s3_uri": f"s3://{BUCKET}/inputs/bad/"}, "exec-bad")
+    # AND the records had been sent in part, but neither their upload nor the job files' stays open, and no file of
+    # the run exists
+    assert records_parts
+    assert open_uploads(s3) == []
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/")
+
+
+def test_a_csv_input_is_read_once_and_its_records_sent_as_the_first_pass_writes_them(s3, lambda_context, monkeypatch):
+    # GIVEN a CSV input, its reads counted, and the local upload of a records file watched
+    from lambdas.preprocess import sources
+
+    table = long_topics(500, width=10)
+    uri = put(s3, "inputs/once.csv", table)
+    reads: list[str] = []
+    original = sources.TextSource.batches
+
+    def counted(self: sources.TextSource) -> Any:
+        reads.append(self.key)
+        return original(self)
+
+    monkeypatch.setattr(sources.TextSource, "batches", counted)
+    local_uploads: list[str] = []
+    monkeypatch.setattr(type(s3), "upload_file", lambda self, name, *args, **kwargs: local_uploads.append(name))
+    # WHEN preprocess runs on it in jobs of 250 records
+    run_ctx = run(lambda_context, {**JOKES, "s3_uri": uri, "max_records_per_job": 250}, "exec-once")
+    # THEN the CSV was read once; records.parquet holds its rows, sent during the first pass (no local upload after)
+    assert reads == ["inputs/once.csv"]
+    body = s3.get_object(Bucket=BUCKET, Key=run_ctx["records_key"])["Body"].read()
+    assert pq.read_table(io.BytesIO(body)).equals(table)
+    assert local_uploads == []
+    # AND the two jobs hold every row once, in order
+    ids = [json.loads(line)["recordId"] for body in job_files(s3, run_ctx) for line in body.splitlines()]
+    assert ids == [f"{i:011d}" for i in range(500)]
+    assert open_uploads(s3) == []
+
+
+def test_an_error_found_after_the_first_pass_aborts_the_records_upload(s3, lambda_context, monkeypatch):
+    # GIVEN a CSV input of 1,000 rows and records parts of 1 KiB (the records upload has parts in S3 after the first
+    # pass)
+    monkeypatch.setattr(uploads, "PART_BYTES", 1 << 10)
+    uri = put(s3, "inputs/many.csv", long_topics(1000, width=10))
+    records_parts: list[int] = []
+    original = uploads.ObjectUpload._send
+
+    def counted(self: uploads.ObjectUpload) -> None:
+        records_parts.append(len(self._buffer))
+        original(self)
+
+    monkeypatch.setattr(uploads.ObjectUpload, "_send", counted)
+    # WHEN preprocess runs with at most 2 jobs of 100 records THEN the plan is refused once the rows are counted
+    with pytest.raises(InputValidationError, match="max_num_jobs=2 is too small"):
+        run(
+            lambda_context,
+            {**JOKES, "s3_uri": uri, "max_records_per_job": 100, "max_num_jobs": 2},
+            "exec-too-many",
+        )
+    # AND the records had gone up in parts, but no upload stays open and no file of the run exists
+    assert len(records_parts) > 1
+    assert open_uploads(s3) == []
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/")
+
+
+def test_a_parquet_input_is_read_for_the_template_columns_only(s3, lambda_context, monkeypatch):
+    # GIVEN a Parquet input whose template uses one column of three, and the columns each Parquet read asks for
+    from lambdas.preprocess import sources
+
+    table = long_topics(400, width=10).append_column("notes", pa.array(["n" * 200] * 400))
+    uri = put(s3, "inputs/wide.parquet", table, row_group_size=100)
+    asked: list[Any] = []
+    original = sources.parquet_batches
+
+    def watched(parquet: pq.ParquetFile, columns: Any = None) -> Any:
+        asked.append(columns)
+        return original(parquet, columns)
+
+    monkeypatch.setattr(sources, "parquet_batches", watched)
+    # WHEN preprocess runs on it
+    run_ctx = run(lambda_context, {**JOKES, "s3_uri": uri}, "exec-wide")
+    # THEN the file was read for the template's column only
+    assert asked == [("topic",)]
+    # AND every row is a record with its prompt, and the records are the whole input (a copy)
+    lines = [json.loads(line) for body in job_files(s3, run_ctx) for line in body.splitlines()]
+    assert [line["recordId"] for line in lines] == [f"{i:011d}" for i in range(400)]
+    assert all(table.column("topic")[i].as_py() in json.dumps(line) for i, line in enumerate(lines))
+    body = s3.get_object(Bucket=BUCKET, Key=run_ctx["records_key"])["Body"].read()
+    assert pq.read_table(io.BytesIO(body)).equals(table)
+
+
+def test_a_reserved_column_the_template_does_not_use_is_still_refused(s3, lambda_context):
+    # GIVEN a Parquet input with a column named like an output column, which the template does not read
+    uri = put(s3, "inputs/reserved.parquet", pa.table({"topic": ["a"] * 200, "response": ["b"] * 200}))
+    # WHEN preprocess runs THEN the column is refused by name (the whole schema is checked, not only what is read)
+    with pytest.raises(InputValidationError, match=r"\['response'\] whose names are reserved"):
+        run(lambda_context, {**JOKES, "s3_uri": uri}, "exec-reserved")
+    assert open_uploads(s3) == []

@@ -4,7 +4,7 @@ import pyarrow as pa
 import pytest
 
 from lambdas.preprocess import jsonl
-from lambdas.preprocess.logic import Plan, batch_lines, record_ids
+from lambdas.preprocess.logic import Plan, batch_lines, record_id, record_ids
 from lambdas.shared.model_families import ADAPTERS, InferenceSettings, resolve
 from prompt_templates import PromptTemplate, get_template
 
@@ -21,6 +21,18 @@ TRICKY = [
 def test_escape_is_json_dumps_for_every_control_character():
     texts = [*TRICKY, "".join(chr(c) for c in range(0x20)), "x" * 10]
     assert jsonl.escape(pa.array(texts)).to_pylist() == [json.dumps(t, ensure_ascii=False)[1:-1] for t in texts]
+
+
+@pytest.mark.parametrize("first", [0, 7, 99_999, 99_999_999_990])
+def test_vectorized_record_ids_are_the_row_numbers_zero_padded(first):
+    # GIVEN runs of rows starting anywhere, some crossing a power of ten (up to the last 11-digit id and past it)
+    # WHEN their record ids are built at once
+    ids = record_ids(first, 20).to_pylist()
+    # THEN each is record_id of its row: 11 digits, wider only past 99,999,999,999
+    assert (
+        ids == [record_id(row) for row in range(first, first + 20)] == [f"{r:011d}" for r in range(first, first + 20)]
+    )
+    assert len(ids[-1]) == (12 if first + 20 > 10**11 else 11)
 
 
 @pytest.mark.parametrize("family", sorted(ADAPTERS))
