@@ -25,7 +25,44 @@ PART_BYTES = 8 << 20
 PARTS_IN_FLIGHT = 4
 
 
-class JobUploads:
+class _Parts:
+    """The part sending both uploaders share: ``send`` puts a part on a worker thread, up to ``PARTS_IN_FLIGHT`` at
+    once (it waits for the oldest beyond that), ``drain`` waits for every part in flight, ``close`` ends the workers."""
+
+    def __init__(self, s3: Any, bucket: str, thread_name: str) -> None:
+        self._s3, self._bucket = s3, bucket
+        self._pool = ThreadPoolExecutor(max_workers=PARTS_IN_FLIGHT, thread_name_prefix=thread_name)
+        self._in_flight: deque[Future[None]] = deque()
+
+    def _send_part(self, key: str, upload_id: str, parts: list[dict[str, Any]], body: bytearray) -> None:
+        """``body`` as the next part of ``parts`` (its ETag recorded there once sent)."""
+        part: dict[str, Any] = {"PartNumber": len(parts) + 1}
+        parts.append(part)
+        while len(self._in_flight) >= PARTS_IN_FLIGHT:
+            self._in_flight.popleft().result()
+        self._in_flight.append(self._pool.submit(self._upload_part, key, upload_id, part, body))
+
+    def _upload_part(self, key: str, upload_id: str, part: dict[str, Any], body: bytearray) -> None:
+        answer = self._s3.upload_part(
+            Bucket=self._bucket, Key=key, UploadId=upload_id, PartNumber=part["PartNumber"], Body=body
+        )
+        part["ETag"] = answer["ETag"]
+
+    def _drain(self, *, raise_errors: bool) -> None:
+        """Wait for every part in flight; the first error is raised when ``raise_errors``."""
+        while self._in_flight:
+            future = self._in_flight.popleft()
+            if raise_errors:
+                future.result()
+            else:
+                future.exception()
+
+    def close(self) -> None:
+        self._drain(raise_errors=False)
+        self._pool.shutdown(wait=True)
+
+
+class JobUploads(_Parts):
     """One multipart upload per planned job (``keys[i]`` holds ``sizes[i]`` rows), fed the JSONL lines in row order.
 
     ``write`` takes the lines of the next rows and cuts them at the jobs' boundaries; a job's buffer is sent as a part
@@ -37,7 +74,8 @@ class JobUploads:
     def __init__(self, s3: Any, bucket: str, keys: list[str], sizes: list[int], *, part_bytes: int | None = None):
         if len(keys) != len(sizes):
             raise ValueError(f"{len(keys)} keys for {len(sizes)} jobs")
-        self._s3, self._bucket, self._keys = s3, bucket, keys
+        super().__init__(s3, bucket, "preprocess-upload")
+        self._keys = keys
         self._part_bytes = part_bytes or PART_BYTES
         self._ends = np.cumsum(sizes).tolist()  # the row after each job's last
         self._upload_ids: list[str | None] = [None] * len(keys)
@@ -45,8 +83,6 @@ class JobUploads:
         self.job_bytes = [0] * len(keys)
         self._job = self._row = 0
         self._buffer = bytearray()
-        self._pool = ThreadPoolExecutor(max_workers=PARTS_IN_FLIGHT, thread_name_prefix="preprocess-upload")
-        self._in_flight: deque[Future[None]] = deque()
 
     @property
     def rows(self) -> int:
@@ -77,31 +113,8 @@ class JobUploads:
         if upload_id is None:
             upload_id = self._s3.create_multipart_upload(Bucket=self._bucket, Key=key)["UploadId"]
             self._upload_ids[job] = upload_id
-        part: dict[str, Any] = {"PartNumber": len(self._parts[job]) + 1}
-        self._parts[job].append(part)
-        while len(self._in_flight) >= PARTS_IN_FLIGHT:
-            self._in_flight.popleft().result()
-        self._in_flight.append(self._pool.submit(self._upload_part, key, upload_id, part, self._buffer))
+        self._send_part(key, upload_id, self._parts[job], self._buffer)
         self._buffer = bytearray()
-
-    def _upload_part(self, key: str, upload_id: str, part: dict[str, Any], body: bytearray) -> None:
-        answer = self._s3.upload_part(
-            Bucket=self._bucket, Key=key, UploadId=upload_id, PartNumber=part["PartNumber"], Body=body
-        )
-        part["ETag"] = answer["ETag"]
-
-    def _drain(self, *, raise_errors: bool) -> None:
-        """Wait for every part in flight; the first error is raised when ``raise_errors``."""
-        while self._in_flight:
-            future = self._in_flight.popleft()
-            if raise_errors:
-                future.result()
-            else:
-                future.exception()
-
-    def close(self) -> None:
-        self._drain(raise_errors=False)
-        self._pool.shutdown(wait=True)
 
     def complete(self) -> None:
         """Make every job file visible; each job must have received all its rows."""
@@ -124,7 +137,7 @@ class JobUploads:
         self._buffer = bytearray()
 
 
-class ObjectUpload:
+class ObjectUpload(_Parts):
     """One object written as a stream of bytes, as into a file (``write``: pyarrow's ParquetWriter writes
     ``records.parquet`` into it), and sent as a multipart upload of parts of ``PART_BYTES``, up to
     ``PARTS_IN_FLIGHT`` at once on worker threads, while the rest is still being written: the object is uploaded
@@ -134,14 +147,13 @@ class ObjectUpload:
     closed = False  # what pyarrow asks of a Python file it writes into
 
     def __init__(self, s3: Any, bucket: str, key: str, *, part_bytes: int | None = None):
-        self._s3, self._bucket, self.key = s3, bucket, key
+        super().__init__(s3, bucket, "preprocess-records")
+        self.key = key
         self._part_bytes = part_bytes or PART_BYTES
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
         self._buffer = bytearray()
         self.size = 0
-        self._pool = ThreadPoolExecutor(max_workers=PARTS_IN_FLIGHT, thread_name_prefix="preprocess-records")
-        self._in_flight: deque[Future[None]] = deque()
 
     def write(self, data: Any) -> int:
         self._buffer += data
@@ -156,26 +168,8 @@ class ObjectUpload:
     def _send(self) -> None:
         if self._upload_id is None:
             self._upload_id = self._s3.create_multipart_upload(Bucket=self._bucket, Key=self.key)["UploadId"]
-        part: dict[str, Any] = {"PartNumber": len(self._parts) + 1}
-        self._parts.append(part)
-        while len(self._in_flight) >= PARTS_IN_FLIGHT:
-            self._in_flight.popleft().result()
-        self._in_flight.append(self._pool.submit(self._upload_part, self._upload_id, part, self._buffer))
+        self._send_part(self.key, self._upload_id, self._parts, self._buffer)
         self._buffer = bytearray()
-
-    def _upload_part(self, upload_id: str, part: dict[str, Any], body: bytearray) -> None:
-        answer = self._s3.upload_part(
-            Bucket=self._bucket, Key=self.key, UploadId=upload_id, PartNumber=part["PartNumber"], Body=body
-        )
-        part["ETag"] = answer["ETag"]
-
-    def _drain(self, *, raise_errors: bool) -> None:
-        while self._in_flight:
-            future = self._in_flight.popleft()
-            if raise_errors:
-                future.result()
-            else:
-                future.exception()
 
     def complete(self) -> None:
         """Send what is left as the last part (any size) and make the object visible."""
@@ -193,10 +187,6 @@ class ObjectUpload:
         if self._upload_id is not None:
             self._s3.abort_multipart_upload(Bucket=self._bucket, Key=self.key, UploadId=self._upload_id)
         self._upload_id, self._buffer = None, bytearray()
-
-    def close(self) -> None:
-        self._drain(raise_errors=False)
-        self._pool.shutdown(wait=True)
 
     def __enter__(self) -> ObjectUpload:
         return self
