@@ -9,6 +9,7 @@ files are a contract (docs/batch/running.md, Outputs): the input columns, then `
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ EMBEDDING_TYPE = pa.list_(pa.float32())
 MODEL_OUTPUT = "model_output"
 SLICE_BATCH_ROWS = 8_192  # rows decoded at a time when reading a slice of a Parquet object
 READ_BUFFER_BYTES = 1 << 20  # bytes per ranged GET while decoding a column chunk
+RESULT_READS_AT_ONCE = 16  # GETs of a run's job results in flight (finalize and resubmit read one per job)
 
 
 def value_column(output_kind: str) -> str:
@@ -51,12 +53,16 @@ def read_manifest(s3: Any, bucket: str, key: str) -> list[JobSpec]:
 
 
 def read_results(s3: Any, bucket: str, run_id: str, *, resubmission: bool = False) -> dict[int, JobResult]:
-    """The results postprocess stored, by job index: of the planned jobs, or of the resubmission jobs."""
-    results: dict[int, JobResult] = {}
-    for key, _size in list_keys(s3, bucket, layout.results_prefix(run_id, resubmission=resubmission)):
-        result = JobResult.model_validate(get_json(s3, bucket, key))
-        results[result.index] = result
-    return results
+    """The results postprocess stored, by job index: of the planned jobs, or of the resubmission jobs. One small
+    object per job, read ``RESULT_READS_AT_ONCE`` at a time: one after the other, each GET's round trip adds up
+    (45 of them at the reference size) while the function waits (boto3 clients are thread-safe)."""
+    keys = [key for key, _size in list_keys(s3, bucket, layout.results_prefix(run_id, resubmission=resubmission))]
+
+    def read(key: str) -> JobResult:
+        return JobResult.model_validate(get_json(s3, bucket, key))
+
+    with ThreadPoolExecutor(max_workers=max(1, min(RESULT_READS_AT_ONCE, len(keys)))) as pool:
+        return {result.index: result for result in pool.map(read, keys)}
 
 
 def read_column(s3: Any, bucket: str, key: str, name: str) -> pa.Array:
