@@ -44,6 +44,7 @@ from lambdas.preprocess.sources import (
 )
 from lambdas.preprocess.uploads import JobUploads, ObjectUpload
 from lambdas.shared import layout
+from lambdas.shared.allocator import release_free_memory
 from lambdas.shared.errors import InputValidationError
 from lambdas.shared.model_families import InferenceSettings, ModelFamilyError, ResolvedModel, resolve
 from lambdas.shared.models import ExecutionInput, JobSpec, RunContext
@@ -56,6 +57,7 @@ from prompt_templates import PromptTemplate, TemplateError, get_template
 RESERVED_COLUMNS = ("response", "embedding", "error_code", "error_message")
 EMBEDDING_INPUT_COLUMN = "input_text"
 ID_DIGITS = 11  # a record id's width: the row number, zero-padded
+TRIM_EVERY_BATCHES = 8  # batches (of up to 65,536 rows) between two release_free_memory() calls
 
 
 def record_id(row: int) -> str:
@@ -471,7 +473,7 @@ def checked(source: Source, plan: Plan, *, text_only: bool = False) -> Iterator[
     else:
         batches = source.batches()
     schema: pa.Schema | None = None
-    rows = 0
+    rows = batches_read = 0
     for batch in prefetched(rebatched(batches)):
         if schema is None:
             check_schema(batch.schema, plan, source.description)
@@ -485,7 +487,10 @@ def checked(source: Source, plan: Plan, *, text_only: bool = False) -> Iterator[
             continue
         check_nulls(batch, plan.text_columns, rows, source.description)
         rows += batch.num_rows
+        batches_read += 1
         yield batch
+        if batches_read % TRIM_EVERY_BATCHES == 0:
+            release_free_memory()  # memory flat in the row count: see lambdas/shared/allocator.py
 
 
 def convert(source: Source, plan: Plan, workdir: Path, *, upload: ObjectUpload | None = None) -> LocalParquet:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from lambdas.preprocess import logic
 from lambdas.shared.model_families import InferenceSettings, resolve
@@ -104,3 +106,24 @@ def test_rebatching_never_joins_batches_of_different_schemas():
         (3, pa.int64()),
         (4, pa.string()),
     ]
+
+
+def test_free_heap_memory_is_released_every_few_batches_of_a_long_input(tmp_path, monkeypatch):
+    # GIVEN an input of 20 batches (each rebatched on its own: 70,000 rows is more than a batch holds)
+    released: list[int] = []
+    monkeypatch.setattr(logic, "release_free_memory", lambda: released.append(1) or True)
+    source = Batches([pa.table({"topic": [f"topic {i}" for i in range(70_000 * 10)]})])
+    # WHEN the rows are checked as preprocess reads them
+    batches = list(logic.checked(source, plan()))
+    # THEN glibc's free pages are given back once every TRIM_EVERY_BATCHES batches, and no row is lost
+    assert sum(batch.num_rows for batch in batches) == 700_000
+    assert len(released) == len(batches) // logic.TRIM_EVERY_BATCHES > 0
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
+def test_release_free_memory_calls_glibc_when_the_process_runs_on_it():
+    # GIVEN this process (Linux with glibc in CI and in Lambda's image)
+    from lambdas.shared.allocator import release_free_memory
+
+    # WHEN free memory is released THEN glibc took the call (elsewhere the call does nothing and says so)
+    assert release_free_memory() is True
