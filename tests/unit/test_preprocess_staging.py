@@ -111,7 +111,12 @@ def test_rebatching_never_joins_batches_of_different_schemas():
 def test_free_heap_memory_is_released_every_few_batches_of_a_long_input(tmp_path, monkeypatch):
     # GIVEN an input of 20 batches (each rebatched on its own: 70,000 rows is more than a batch holds)
     released: list[int] = []
-    monkeypatch.setattr(logic, "release_free_memory", lambda: released.append(1) or True)
+
+    def release() -> bool:
+        released.append(1)
+        return True
+
+    monkeypatch.setattr(logic, "release_free_memory", release)
     source = Batches([pa.table({"topic": [f"topic {i}" for i in range(70_000 * 10)]})])
     # WHEN the rows are checked as preprocess reads them
     batches = list(logic.checked(source, plan()))
