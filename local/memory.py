@@ -9,12 +9,12 @@ Lambda's own concurrency on AWS is not affected: this is the in-process dispatch
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from lambdas.shared.allocator import glibc
 
 DEFAULT_DATA_PLANE_SLOTS = 2  # in one process under one GIL, more concurrent handlers mostly add memory
 BYTES_PER_SLOT = 1 << 30  # what a data-plane handler may take at its peak, with headroom
@@ -71,22 +71,10 @@ def default_data_plane_slots(available: int | None) -> int:
     return max(1, min(DEFAULT_DATA_PLANE_SLOTS, available // BYTES_PER_SLOT))
 
 
-@functools.cache
-def _libc() -> ctypes.CDLL | None:
-    """The C library this process runs on, when it is glibc (it has ``malloc_trim``). Looked up in the process's
-    own symbols, never with ``ctypes.util.find_library``: that runs ``ldconfig`` in a child process, a fork of this
-    whole process that shows as a spike of its size in the process tree's RSS."""
-    try:
-        libc = ctypes.CDLL(None)
-    except OSError:
-        return None
-    return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
-
-
 def limit_malloc_arenas(arenas: int = LOCAL_ARENA_MAX) -> bool:
     """glibc's ``mallopt(M_ARENA_MAX)``: threads share ``arenas`` heaps instead of up to 8 per core, each keeping
     what its threads freed (moto runs every Map iteration in a thread). True when the C library took it."""
-    libc = _libc()
+    libc = glibc()
     return bool(libc is not None and libc.mallopt(_M_ARENA_MAX, arenas) == 1)
 
 
@@ -94,12 +82,5 @@ def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
     """glibc's ``mallopt(M_MMAP_THRESHOLD)``: blocks of ``threshold`` bytes and more are mapped on their own and go
     back to the system when freed. Setting it turns off glibc's dynamic threshold, which rises to the largest block
     freed so far and then serves such blocks from the heaps, which keep them (docs/memory.md). True when taken."""
-    libc = _libc()
+    libc = glibc()
     return bool(libc is not None and libc.mallopt(_M_MMAP_THRESHOLD, threshold) == 1)
-
-
-def release_freed_memory() -> None:
-    """glibc's ``malloc_trim(0)``: return the free pages of every heap to the system (after a data-plane handler)."""
-    libc = _libc()
-    if libc is not None:
-        libc.malloc_trim(0)

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from lambdas.shared.allocator import release_free_memory
 from local import moto_patches
 from local.executions import StateMachineRuns
 from local.memory import (
@@ -32,7 +33,6 @@ from local.memory import (
     default_data_plane_slots,
     fix_mmap_threshold,
     limit_malloc_arenas,
-    release_freed_memory,
 )
 from local.process import PerThreadEnviron, temporary_environment
 from local.synth_process import synth_in_child
@@ -265,7 +265,7 @@ class InProcessLambdas:
             with self.slots.held():
                 yield
         finally:
-            release_freed_memory()
+            release_free_memory()
 
     @contextmanager
     def installed(self) -> Iterator[None]:

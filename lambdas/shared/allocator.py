@@ -25,24 +25,25 @@ FUNCTION_ENVIRONMENT: dict[str, dict[str, str]] = {
 
 
 @functools.cache
-def _glibc() -> ctypes.CDLL | None:
-    """The process's C library when it is glibc (it has ``malloc_trim``), looked up in the process's own symbols
-    (never ``ctypes.util.find_library``, which forks the process to run ``ldconfig``); None elsewhere."""
+def glibc() -> ctypes.CDLL | None:
+    """The C library this process runs on, when it is glibc (it has ``malloc_trim`` and ``mallopt``); None
+    elsewhere. Looked up in the process's own symbols, never with ``ctypes.util.find_library``: that runs
+    ``ldconfig`` in a child process, a fork of this whole process that shows as a spike of its size in the RSS."""
     try:
         libc = ctypes.CDLL(None)
     except OSError:
         return None
-    return libc if hasattr(libc, "malloc_trim") else None
+    return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
 
 
 def release_free_memory() -> bool:
     """glibc's ``malloc_trim(0)``: give the free pages inside every heap back to the system, not only those at a
     heap's top (malloc_trim(3)). Preprocess calls it every ``TRIM_EVERY_BATCHES`` batches: the holes its batches
-    leave in the two heaps add up over a long input (at 2.24M CSV rows the peak was 1.2x the peak at 560k rows,
-    0.9-1.1x with the trim; see docs/memory.md), and a trim at that pace costs no measurable CPU (one every half
-    million rows or so; one every two batches did cost CPU, as the pages are faulted in again). True when glibc took
-    the call."""
-    libc = _glibc()
+    leave in the heaps add up over a long input (from 500k to 2.24M CSV rows the peak grew 1.31x without the trim,
+    1.20x with it; JSONL 1.23x and 1.03x; docs/memory.md), and at that pace (about one trim every half million rows)
+    it costs no measurable CPU, where one every two batches did (the pages are faulted in again). The local runtime
+    calls it after each data-plane handler. True when glibc took the call."""
+    libc = glibc()
     if libc is None:
         return False
     libc.malloc_trim(0)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from cli.__main__ import main
+from lambdas.shared import allocator
 from local import memory, moto_patches
 from local.memory import BYTES_PER_SLOT, DEFAULT_DATA_PLANE_SLOTS, HandlerSlots, default_data_plane_slots
 from local.process import PerThreadEnviron
@@ -146,11 +147,11 @@ def test_releasing_freed_memory_starts_no_process(monkeypatch: pytest.MonkeyPatc
         raise OSError("no child processes here")
 
     monkeypatch.setattr(subprocess, "Popen", no_child)
-    memory._libc.cache_clear()
+    allocator.glibc.cache_clear()
     # WHEN glibc is told to limit its arenas, to fix its mmap threshold and to trim after a data-plane handler
     limited = memory.limit_malloc_arenas()
     fixed = memory.fix_mmap_threshold()
-    memory.release_freed_memory()
+    allocator.release_free_memory()
     # THEN glibc was found and used without a child process (a fork shows as a spike of this process's size)
     assert started == []
-    assert limited is fixed is (memory._libc() is not None)
+    assert limited is fixed is (allocator.glibc() is not None)
