@@ -83,6 +83,24 @@ async def sdk(app: FastAPI) -> AsyncIterator[openai.AsyncOpenAI]:
         yield client
 
 
+def moto_server(*buckets: str) -> Iterator[str]:
+    """A moto server over HTTP on a free port (its URL), with ``buckets`` created; stopped when the generator ends.
+    Fixtures ``yield from`` it."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1")
+    for bucket in buckets:
+        s3.create_bucket(Bucket=bucket)
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
 def parse_sse(text: str) -> list[tuple[str, Any]]:
     """(event, data) pairs of an SSE body; ``data`` parsed as JSON when it is JSON."""
     events: list[tuple[str, Any]] = []

@@ -8,7 +8,6 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 
-import boto3
 import httpx
 import openai
 import pytest
@@ -18,7 +17,7 @@ from openai.types import FileDeleted, FileObject
 from lambdas.gateway.app import create_app
 from lambdas.gateway.batch_store import BatchStore, batch_file_id
 from lambdas.gateway.config import GatewaySettings
-from tests.functional.gateway.conftest import KEY, TEAM_KEY, openai_client
+from tests.functional.gateway.conftest import KEY, TEAM_KEY, moto_server, openai_client
 
 pytestmark = pytest.mark.anyio
 BUCKET = "batch-data"
@@ -38,15 +37,7 @@ LINES = b"".join(
 
 @pytest.fixture(scope="module")
 def s3_server() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    boto3.client("s3", endpoint_url=url, region_name="us-east-1").create_bucket(Bucket=BUCKET)
-    yield url
-    server.stop()
+    yield from moto_server(BUCKET)
 
 
 @pytest.fixture

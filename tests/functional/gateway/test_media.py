@@ -24,7 +24,7 @@ from lambdas.gateway.images import REQUEST_BODIES
 from lambdas.gateway.parameters import image_settings
 from local.emulator.jobs import EmulatorState, ManualClock
 from local.emulator.server import BedrockEmulator
-from tests.functional.gateway.conftest import KEY, parse_sse, poe_messages, poe_query
+from tests.functional.gateway.conftest import KEY, moto_server, parse_sse, poe_messages, poe_query
 
 pytestmark = pytest.mark.anyio
 BUCKET = "gateway-media"
@@ -34,15 +34,7 @@ NO_RETRIES = Config(retries={"total_max_attempts": 1})
 
 @pytest.fixture(scope="module")
 def s3_server() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    boto3.client("s3", endpoint_url=url, region_name="us-east-1").create_bucket(Bucket=BUCKET)
-    yield url
-    server.stop()
+    yield from moto_server(BUCKET)
 
 
 @asynccontextmanager

@@ -14,7 +14,7 @@ import pytest
 from lambdas.gateway.app import create_app
 from lambdas.gateway.config import GatewaySettings
 from local.emulator.server import BedrockEmulator
-from tests.functional.gateway.conftest import poe_messages
+from tests.functional.gateway.conftest import moto_server, poe_messages
 
 pytestmark = pytest.mark.anyio
 SECRET_KEY = "secret-access-key-0123456789abcdef"
@@ -22,13 +22,7 @@ SECRET_KEY = "secret-access-key-0123456789abcdef"
 
 @pytest.fixture(scope="module")
 def secrets_server() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    yield from moto_server()
 
 
 async def test_keys_come_from_the_secret_and_the_environment_holds_none(
