@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +67,20 @@ def deploy_outputs(runtime: LocalRuntime, stack_name: str) -> None:
     boto3.client("cloudformation", region_name="us-east-1").create_stack(
         StackName=stack_name, TemplateBody=json.dumps(template)
     )
+
+
+def cancel_when_a_job_runs(runtime: LocalRuntime, cancel: Callable[[], None]) -> Callable[[], None]:
+    """An ``on_tick`` for ``runtime.wait``: calls ``cancel`` once, as soon as the first job is InProgress, and from
+    then on holds every job where it is (the emulator's clock no longer moves it), so none can complete on its own."""
+    held: set[str] = set()
+
+    def tick() -> None:
+        for job in runtime.emulator.jobs():
+            if job["jobId"] not in held and job["status"] in ("Submitted", "Validating", "Scheduled", "InProgress"):
+                if job["status"] == "InProgress" and not held:
+                    cancel()
+                if held or job["status"] == "InProgress":
+                    runtime.emulator.state.set_job_status(job["jobId"], job["status"], hold=True)
+                    held.add(job["jobId"])
+
+    return tick

@@ -10,7 +10,7 @@ import pytest
 
 from cli.__main__ import main
 from local.runner import LocalRuntime, RuntimeOptions, synth_template
-from tests.e2e.local_runs import CLAUDE, deploy_outputs, read_results, read_summary, run_batch
+from tests.e2e.local_runs import CLAUDE, cancel_when_a_job_runs, deploy_outputs, read_results, read_summary, run_batch
 from tests.e2e.test_local_faults import assert_every_row_once_with_a_response_or_an_error, write_topics
 
 pytestmark = pytest.mark.slow
@@ -58,23 +58,15 @@ def test_batch_cancel_stops_a_running_run_of_the_stack(tmp_path: Path, capsys):
         execution = {"model_id": CLAUDE, "prompt_id": "joke_about_topic", "s3_uri": runtime.upload_input(path)}
         execution_arn = runtime.start(execution | {"max_records_per_job": 100})
         run_id = runtime.run_id(execution_arn)
-        state = runtime.emulator.state
-        held: set[str] = set()
         printed: list[str] = []
 
-        def cancel_once_a_job_runs() -> None:
-            # WHEN `python -m cli batch cancel` runs as soon as the first job is InProgress; every job is held where
-            # it is from then on, so none can complete on its own
-            for job in runtime.emulator.jobs():
-                if job["jobId"] not in held and job["status"] in ("Submitted", "Validating", "Scheduled", "InProgress"):
-                    if job["status"] == "InProgress" and not held:
-                        assert main(["batch", "cancel", run_id, "--target", "aws"]) == 0
-                        printed.append(capsys.readouterr().out)
-                    if held or job["status"] == "InProgress":
-                        state.set_job_status(job["jobId"], job["status"], hold=True)
-                        held.add(job["jobId"])
+        def cancel() -> None:
+            assert main(["batch", "cancel", run_id, "--target", "aws"]) == 0
+            printed.append(capsys.readouterr().out)
 
-        outcome = runtime.wait(execution_arn, on_tick=cancel_once_a_job_runs)
+        # WHEN `python -m cli batch cancel` runs as soon as the first job is InProgress; every job is held where it
+        # is from then on, so none can complete on its own
+        outcome = runtime.wait(execution_arn, on_tick=cancel_when_a_job_runs(runtime, cancel))
         assert outcome.status == "SUCCEEDED", outcome.error_message
         runtime.download_outputs(run_id, out)
         jobs = runtime.emulator.jobs()

@@ -15,7 +15,7 @@ from lambdas.on_demand import logic as on_demand
 from lambdas.shared import layout
 from local import runner
 from local.runner import LocalRuntime, RuntimeOptions, synth_template
-from tests.e2e.local_runs import CLAUDE, read_results, read_summary
+from tests.e2e.local_runs import CLAUDE, cancel_when_a_job_runs, read_results, read_summary
 from tests.e2e.test_local_faults import assert_every_row_once_with_a_response_or_an_error, write_topics
 
 RECORDS_PER_INVOCATION = 12  # the fake Lambda context has time for this many records, then runs low
@@ -80,22 +80,14 @@ def test_a_cancelled_run_stops_its_job_submits_no_other_and_accounts_for_every_r
         execution = {"model_id": CLAUDE, "prompt_id": "joke_about_topic", "s3_uri": runtime.upload_input(path)}
         execution_arn = runtime.start(execution | {"max_records_per_job": per_job})
         run_id = runtime.run_id(execution_arn)
-        state = runtime.emulator.state
-        held: set[str] = set()
 
-        def cancel_once_a_job_runs() -> None:
-            # WHEN the run is cancelled (the marker written, as the gateway's cancel does) as soon as the first job is
-            # InProgress; every job is held where it is from then on, so none can complete on its own
-            for job in runtime.emulator.jobs():
-                if job["jobId"] not in held and job["status"] in ("Submitted", "Validating", "Scheduled", "InProgress"):
-                    if job["status"] == "InProgress" and not held:
-                        body = json.dumps({"requested_at": "2026-12-06T12:00:00+00:00"}).encode()
-                        runtime.s3.put_object(Bucket=runtime.bucket, Key=layout.cancel_key(run_id), Body=body)
-                    if held or job["status"] == "InProgress":
-                        state.set_job_status(job["jobId"], job["status"], hold=True)
-                        held.add(job["jobId"])
+        def cancel() -> None:
+            body = json.dumps({"requested_at": "2026-12-06T12:00:00+00:00"}).encode()
+            runtime.s3.put_object(Bucket=runtime.bucket, Key=layout.cancel_key(run_id), Body=body)
 
-        outcome = runtime.wait(execution_arn, on_tick=cancel_once_a_job_runs)
+        # WHEN the run is cancelled (the marker written, as the gateway's cancel does) as soon as the first job is
+        # InProgress; every job is held where it is from then on, so none can complete on its own
+        outcome = runtime.wait(execution_arn, on_tick=cancel_when_a_job_runs(runtime, cancel))
         assert outcome.status == "SUCCEEDED", outcome.error_message
         runtime.download_outputs(run_id, out)
         jobs = runtime.emulator.jobs()
