@@ -46,6 +46,19 @@ def open_uploads(s3) -> list[dict]:
     return s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
 
 
+def count_records_parts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the parts the records upload sends, as it sends them."""
+    sizes: list[int] = []
+    original = uploads.ObjectUpload._send
+
+    def counted(self: uploads.ObjectUpload) -> None:
+        sizes.append(len(self._buffer))
+        original(self)
+
+    monkeypatch.setattr(uploads.ObjectUpload, "_send", counted)
+    return sizes
+
+
 def long_topics(n: int, width: int = 1000) -> pa.Table:
     return pa.table({"id": list(range(n)), "topic": [f"{i:06d} " + "w" * width for i in range(n)]})
 
@@ -153,14 +166,7 @@ def test_a_null_in_a_later_file_aborts_the_streamed_records_too(s3, lambda_conte
     put(s3, "inputs/bad/a.parquet", long_topics(300, width=10), row_group_size=100)
     put(s3, "inputs/bad/b.parquet", pa.table({"id": [1, 2], "topic": ["x", None]}))
     monkeypatch.setattr(uploads, "PART_BYTES", 1 << 10)
-    records_parts: list[int] = []
-    original = uploads.ObjectUpload._send
-
-    def counted(self: uploads.ObjectUpload) -> None:
-        records_parts.append(len(self._buffer))
-        original(self)
-
-    monkeypatch.setattr(uploads.ObjectUpload, "_send", counted)
+    records_parts = count_records_parts(monkeypatch)
     # WHEN preprocess runs THEN it names the row
     with pytest.raises(InputValidationError, match="null in row 301"):
         run(lambda_context, {**JOKES, "s3_uri": f"s3://{BUCKET}/inputs/bad/"}, "exec-bad")
@@ -205,14 +211,7 @@ def test_an_error_found_after_the_first_pass_aborts_the_records_upload(s3, lambd
     # pass)
     monkeypatch.setattr(uploads, "PART_BYTES", 1 << 10)
     uri = put(s3, "inputs/many.csv", long_topics(1000, width=10))
-    records_parts: list[int] = []
-    original = uploads.ObjectUpload._send
-
-    def counted(self: uploads.ObjectUpload) -> None:
-        records_parts.append(len(self._buffer))
-        original(self)
-
-    monkeypatch.setattr(uploads.ObjectUpload, "_send", counted)
+    records_parts = count_records_parts(monkeypatch)
     # WHEN preprocess runs with at most 2 jobs of 100 records THEN the plan is refused once the rows are counted
     with pytest.raises(InputValidationError, match="max_num_jobs=2 is too small"):
         run(
