@@ -87,15 +87,24 @@ def grant_s3_objects_key(key: kms.IKey, grantee: iam.IGrantable, *, write: bool 
     grant_key_through(key, grantee, "s3", S3_OBJECT_KEY_ACTIONS if write else S3_READ_KEY_ACTIONS)
 
 
-def grant_key_through(key: kms.IKey, grantee: iam.IGrantable, service: str, actions: list[str]) -> None:
-    """Let ``grantee`` use ``key`` for ``actions`` only when ``service`` (``s3``, ``secretsmanager``) asks on its
-    behalf in this region (``kms:ViaService``)."""
+def grant_key_through(
+    key: kms.IKey,
+    grantee: iam.IGrantable,
+    service: str,
+    actions: list[str],
+    *,
+    context: dict[str, str] | None = None,
+) -> None:
+    """Let ``grantee`` use ``key`` for ``actions`` only when ``service`` (``s3``, ``secretsmanager``, ``dynamodb``)
+    asks on its behalf in this region (``kms:ViaService``), and with ``context``, only with that encryption context
+    (``{"aws:dynamodb:tableName": ...}``: each pair becomes a ``kms:EncryptionContext:<key>`` condition)."""
     stack = cdk.Stack.of(key)
+    conditions = {f"kms:EncryptionContext:{name}": value for name, value in (context or {}).items()}
     grantee.grant_principal.add_to_principal_policy(
         iam.PolicyStatement(
             actions=actions,
             resources=[key.key_arn],
-            conditions={"StringEquals": {"kms:ViaService": f"{service}.{stack.region}.amazonaws.com"}},
+            conditions={"StringEquals": {"kms:ViaService": f"{service}.{stack.region}.amazonaws.com", **conditions}},
         )
     )
 

@@ -5,7 +5,8 @@ what it may do with them, declared once (``BATCH_API_ACCESS``) and granted from 
 gateway ─ openai/files/*, openai/batches/*  (Get, Put, Delete, List under openai/)     ─> batch stack's data bucket
         ─ runs/batch-*/... (its batches' runs: Get, List; Put cancel.json)
         ─ StartExecution (execution name = batch id), DescribeExecution of its executions ─> batch state machine
-        ─ with kmsKey: the bucket's key through S3, and the state machine's key for the execution data
+        ─ with kmsKey: the bucket's key through S3, and the state machine's key (Decrypt, through Step Functions)
+          to read the executions it describes
 ```
 The stacks compose: ``build_app`` passes the batch stack's bucket, state machine and key to the gateway stack
 (``BatchApiTarget``); nothing is looked up. A gateway built without one serves no Batch API (the routes answer 501).
@@ -40,6 +41,10 @@ BATCH_API_ACCESS: dict[str, list[str]] = {
 # StartExecution names the state machine; DescribeExecution names an execution of it.
 START_ACTIONS = ("states:StartExecution",)
 DESCRIBE_ACTIONS = ("states:DescribeExecution",)
+# A state machine under a customer managed key: of the calls above, only DescribeExecution needs the caller's use of
+# the key (kms:Decrypt; StartExecution needs none), which Step Functions makes on the caller's behalf with the state
+# machine's ARN as encryption context (docs/bedrock-facts.md, "AWS service facts": Step Functions).
+DESCRIBE_KEY_ACTIONS = ("kms:Decrypt",)
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,7 @@ def export_batch_api(
 def grant_batch_api(role: iam.IRole, target: BatchApiTarget) -> None:
     """Grant ``role`` (the gateway function's or task's) ``BATCH_API_ACCESS`` on the bucket (and the deletion of its
     own objects under ``openai/``), starting executions of the state machine and describing them, and with a key,
-    its use through S3 and for the execution data."""
+    its use through S3 and (Decrypt) through Step Functions for the executions it describes."""
     stack = cdk.Stack.of(role)
     bucket = s3.Bucket.from_bucket_name(stack, "BatchApiBucket", target.bucket_name)
     grant_objects(bucket, role, **BATCH_API_ACCESS)
@@ -122,14 +127,17 @@ def grant_batch_api(role: iam.IRole, target: BatchApiTarget) -> None:
     if target.key_arn is not None:
         key = kms.Key.from_key_arn(stack, "BatchApiKey", target.key_arn)
         grant_s3_objects_key(key, role)
-        # Step Functions encrypts an execution's input and history with the state machine's key: starting an
-        # execution needs GenerateDataKey, describing it Decrypt, each in the context of that state machine.
+        # DescribeExecution returns the execution's data, which Step Functions decrypts for the caller: kms:Decrypt,
+        # asked by Step Functions in this region (kms:ViaService) in the context of this state machine only.
         role.add_to_principal_policy(
             iam.PolicyStatement(
-                actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                actions=list(DESCRIBE_KEY_ACTIONS),
                 resources=[target.key_arn],
                 conditions={
-                    "StringEquals": {"kms:EncryptionContext:aws:states:stateMachineArn": target.state_machine_arn}
+                    "StringEquals": {
+                        "kms:EncryptionContext:aws:states:stateMachineArn": target.state_machine_arn,
+                        "kms:ViaService": f"states.{stack.region}.amazonaws.com",
+                    }
                 },
             )
         )

@@ -31,8 +31,11 @@ TABLE_ACTIONS = (
     "dynamodb:DeleteItem",
     "dynamodb:Scan",
 )
-# A table under a customer managed key: the caller's use of the key goes through DynamoDB (kms:ViaService).
-TABLE_KEY_ACTIONS = ["kms:Decrypt", "kms:DescribeKey"]
+# A table under a customer managed key: DynamoDB decrypts the table key with it for the principal that reads or
+# writes the table (kms:Decrypt, through DynamoDB, with the table and account as encryption context); the rest of
+# what DynamoDB does with the key runs on grants made for the principal that created the table (docs/bedrock-facts.md,
+# "AWS service facts": DynamoDB).
+TABLE_KEY_ACTIONS = ["kms:Decrypt"]
 ADMIN_KEY_ACTIONS = ("secretsmanager:GetSecretValue",)
 TTL_ATTRIBUTE = "expires"  # lambdas/gateway/key_store.py BUCKET_TTL_SECONDS: an idle key's bucket goes after an hour
 
@@ -86,13 +89,22 @@ class GatewayKeys(Construct):
 
     def grant(self, role: iam.IRole) -> None:
         """The table's item actions the app calls, on this table only; the admin key's value; the encryption key
-        through DynamoDB and Secrets Manager only."""
+        through DynamoDB (for this table only) and Secrets Manager only."""
         role.add_to_principal_policy(iam.PolicyStatement(actions=list(TABLE_ACTIONS), resources=[self.table.table_arn]))
         role.add_to_principal_policy(
             iam.PolicyStatement(actions=list(ADMIN_KEY_ACTIONS), resources=[self.admin_key.secret_arn])
         )
         if self.encryption_key is not None:
-            grant_key_through(self.encryption_key, role, "dynamodb", TABLE_KEY_ACTIONS)
+            grant_key_through(
+                self.encryption_key,
+                role,
+                "dynamodb",
+                TABLE_KEY_ACTIONS,
+                context={
+                    "aws:dynamodb:tableName": self.table.table_name,
+                    "aws:dynamodb:subscriberId": cdk.Stack.of(self).account,
+                },
+            )
 
 
 # ---------------------------------------------------------------- metrics (lambdas/gateway/key_guard.py emits them)

@@ -341,13 +341,12 @@ def _kms_for_code(actions: Mapping[str, str]) -> set[tuple[str, str]]:
     if "secretsmanager:GetSecretValue" in actions:
         uses.add(("kms:Decrypt", "via:secretsmanager"))
     if any(action.startswith("dynamodb:") for action in actions):  # a table under a customer managed key
-        uses |= {("kms:Decrypt", "via:dynamodb"), ("kms:DescribeKey", "via:dynamodb")}
-    # A state machine under a customer managed key (Step Functions developer guide, "Data at rest encryption"): its
-    # callers encrypt an execution's input when they start it and decrypt it when they describe it.
-    if "states:StartExecution" in actions:
-        uses.add(("kms:GenerateDataKey", "states"))
+        uses.add(("kms:Decrypt", "via:dynamodb"))
+    # A state machine under a customer managed key (Step Functions developer guide, "Data at rest encryption",
+    # "Required permissions for API callers"): StartExecution needs nothing of its caller, DescribeExecution needs
+    # kms:Decrypt, which Step Functions asks for on the caller's behalf (kms:ViaService states).
     if "states:DescribeExecution" in actions:
-        uses.add(("kms:Decrypt", "states"))
+        uses.add(("kms:Decrypt", "via:states"))
     return uses
 
 

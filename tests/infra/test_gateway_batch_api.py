@@ -102,9 +102,29 @@ def test_the_gateway_role_gets_exactly_the_batch_api_grants(fixture: str, reques
     # AND Step Functions: start on the state machine, describe on its executions only
     assert grants["states:StartExecution"] == {IMPORTS["state_machine"]}
     assert grants["states:DescribeExecution"] == {IMPORTS["executions"]}
-    # AND the batch key: through S3, and for the state machine's execution data
-    assert grants["kms:GenerateDataKey (states)"] == grants["kms:Decrypt (states)"] == {IMPORTS["key"]}
+    # AND the batch key: through S3, and Decrypt alone for the state machine's execution data (DescribeExecution;
+    # StartExecution needs nothing of its caller)
+    assert grants["kms:Decrypt (states)"] == {IMPORTS["key"]}
+    assert "kms:GenerateDataKey (states)" not in grants
     assert IMPORTS["key"] in grants["kms:Decrypt (s3)"]
+
+
+@pytest.mark.parametrize("fixture", ["on_lambda", "on_fargate"])
+def test_the_execution_data_key_is_used_through_step_functions_for_this_state_machine_only(
+    fixture: str, request: pytest.FixtureRequest
+) -> None:
+    # GIVEN the app synthesized with kmsKey / WHEN the statement on the state machine's key is read
+    gateway: Gateway = request.getfixturevalue(fixture)
+    (statement,) = [s for s in _statements(gateway) if "stateMachineArn" in json.dumps(s.get("Condition", {}))]
+    # THEN it lets Step Functions decrypt on the gateway's behalf (DescribeExecution), in this region, with this
+    # state machine's ARN as encryption context, and nothing else
+    assert statement["Action"] == "kms:Decrypt"
+    conditions = statement["Condition"]["StringEquals"]
+    assert _text(conditions["kms:EncryptionContext:aws:states:stateMachineArn"]) == IMPORTS["state_machine"]
+    assert _text(conditions["kms:ViaService"]).startswith("states.") and set(conditions) == {
+        "kms:EncryptionContext:aws:states:stateMachineArn",
+        "kms:ViaService",
+    }
 
 
 @pytest.mark.parametrize("fixture", ["on_lambda", "on_fargate"])

@@ -105,6 +105,25 @@ def test_the_app_may_call_exactly_the_item_actions_its_code_calls_on_this_table(
     assert bool(kms) == (fixture == "fargate_kms")
 
 
+def test_with_kms_key_the_app_may_decrypt_the_table_key_through_dynamodb_for_this_table_only(
+    fargate_kms: Gateway,
+) -> None:
+    # GIVEN the gateway with kmsKey (the key table under the stack's customer managed key)
+    table_id, _ = _table(fargate_kms)
+    (key_id,) = fargate_kms.of_type("AWS::KMS::Key")
+    # WHEN the app role's statements that DynamoDB may use on its behalf are read
+    (statement,) = [s for s in _statements(fargate_kms, _app_role(fargate_kms)) if _via(s) == "via:dynamodb"]
+    # THEN it is kms:Decrypt alone (DynamoDB decrypts the table key for the principal that reads or writes the
+    # table; the rest runs on the grants made for the table's creator), on the stack's key
+    assert _actions(statement) == ["kms:Decrypt"]
+    assert key_id in flat(statement["Resource"])
+    # AND only with this table's DynamoDB encryption context: its name and this account
+    conditions = statement["Condition"]["StringEquals"]
+    assert flat(conditions["kms:EncryptionContext:aws:dynamodb:tableName"]) == flat({"Ref": table_id})
+    assert flat(conditions["kms:EncryptionContext:aws:dynamodb:subscriberId"]) == flat({"Ref": "AWS::AccountId"})
+    assert flat(conditions["kms:ViaService"]) == "dynamodb.us-east-1.amazonaws.com"  # the certificate's region
+
+
 def test_the_app_is_told_where_the_table_and_admin_key_are(default: Gateway, fargate_kms: Gateway) -> None:
     # GIVEN the Lambda function's and the Fargate container's environments
     (function,) = [f for f in default.of_type("AWS::Lambda::Function").values() if f["Handler"] == "run.sh"]
