@@ -44,11 +44,12 @@ from stacks.config.gateway import (
     WEB_ADAPTER_CHINA_ACCOUNTS,
     WEB_ADAPTER_CHINA_ARCHITECTURES,
     WEB_ADAPTER_COMMERCIAL_ACCOUNT,
-    WEB_ADAPTER_COMMERCIAL_GAPS,
+    WEB_ADAPTER_COMMERCIAL_REGIONS,
     WEB_ADAPTER_LAYER_NAMES,
     WEB_ADAPTER_LAYER_VERSION,
     WEB_ADAPTER_RELEASE,
     GatewayConfig,
+    web_adapter_publishers,
 )
 from stacks.config.operations import ObservabilityConfig
 from stacks.config.security import KMS_KEY_CREATE, MAX_JOB_SUBNETS, MAX_TAGS, BatchVpcConfig, SecurityConfig
@@ -111,7 +112,7 @@ __all__ = [
     "WEB_ADAPTER_CHINA_ACCOUNTS",
     "WEB_ADAPTER_CHINA_ARCHITECTURES",
     "WEB_ADAPTER_COMMERCIAL_ACCOUNT",
-    "WEB_ADAPTER_COMMERCIAL_GAPS",
+    "WEB_ADAPTER_COMMERCIAL_REGIONS",
     "WEB_ADAPTER_LAYER_NAMES",
     "WEB_ADAPTER_LAYER_VERSION",
     "WEB_ADAPTER_RELEASE",
@@ -134,4 +135,5 @@ __all__ = [
     "late_job_hours",
     "load_bots",
     "parse_model_arn",
+    "web_adapter_publishers",
 ]

@@ -23,13 +23,58 @@ GATEWAY_COMPUTES = ("lambda", "fargate")
 WEB_ADAPTER_RELEASE = "v1.1.0"
 WEB_ADAPTER_LAYER_VERSION = 30
 WEB_ADAPTER_LAYER_NAMES = {"arm64": "LambdaAdapterLayerArm64", "x86_64": "LambdaAdapterLayerX86"}
-# Who publishes the layer where. Commercial regions: one account, both architectures, every region of the release
-# pipeline, which dropped me-south-1 (so no layer there since v1.0.0). China: one account per region, x86_64 only
-# (the README lists no arm64 layer there). No other partition (GovCloud, ISO, European Sovereign Cloud) has one.
+# Who publishes the layer where. Commercial regions: one account, both architectures, in the regions of the release
+# pipeline (its .github/workflows/prod.json, every one arm64_supported), which dropped me-south-1 for v1.0.0; a region
+# added to AWS later has no layer until the pipeline lists it. China: one account per region, x86_64 only (the README
+# lists no arm64 layer there). No other partition (GovCloud, ISO, European Sovereign Cloud) has one.
 WEB_ADAPTER_COMMERCIAL_ACCOUNT = "753240598075"
-WEB_ADAPTER_COMMERCIAL_GAPS = ("me-south-1",)
+WEB_ADAPTER_COMMERCIAL_REGIONS = (
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "ca-central-1",
+    "ca-west-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "il-central-1",
+    "me-central-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+)
 WEB_ADAPTER_CHINA_ACCOUNTS = {"cn-north-1": "041581134020", "cn-northwest-1": "069767869989"}
 WEB_ADAPTER_CHINA_ARCHITECTURES = ("x86_64",)
+
+
+def web_adapter_publishers(architecture: str) -> dict[str, str]:
+    """The region -> account of every published Lambda Web Adapter layer of ``architecture`` (``arm64``,
+    ``x86_64``), as the constants above say."""
+    publishers = dict.fromkeys(WEB_ADAPTER_COMMERCIAL_REGIONS, WEB_ADAPTER_COMMERCIAL_ACCOUNT)
+    if architecture in WEB_ADAPTER_CHINA_ARCHITECTURES:
+        publishers.update(WEB_ADAPTER_CHINA_ACCOUNTS)
+    return publishers
+
 
 BOTS_FILE = setting(
     "gateway",

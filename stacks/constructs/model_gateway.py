@@ -27,8 +27,6 @@ from lambdas.shared.model_families import ACCOUNT_RESOURCE_ARN_KINDS
 from stacks.config import (
     WEB_ADAPTER_CHINA_ACCOUNTS,
     WEB_ADAPTER_CHINA_ARCHITECTURES,
-    WEB_ADAPTER_COMMERCIAL_ACCOUNT,
-    WEB_ADAPTER_COMMERCIAL_GAPS,
     WEB_ADAPTER_LAYER_NAMES,
     WEB_ADAPTER_RELEASE,
     FunctionConfig,
@@ -38,6 +36,7 @@ from stacks.config import (
     base_model_id,
     is_inference_profile,
     parse_model_arn,
+    web_adapter_publishers,
 )
 from stacks.constructs.data_bucket import MULTIPART_UPLOAD_ABORT, DataBucket
 from stacks.constructs.encryption_key import grant_key_through, grant_s3_objects_key
@@ -74,14 +73,16 @@ GUARDRAIL_ACTIONS = ("bedrock:ApplyGuardrail",)
 
 def web_adapter_layer_arn(scope: Construct, cfg: GatewayConfig, architecture: str) -> str:
     """The Lambda Web Adapter layer (``arn:<partition>:lambda:<region>:<account>:layer:<name>:<version>``) for the
-    stack's region and ``architecture``, as ``stacks/config/gateway.py`` (``WEB_ADAPTER_*``) says it is published.
+    stack's region and ``architecture``, as ``stacks/config/gateway.py`` (``web_adapter_publishers``) says it is
+    published.
 
-    A stack with a region: synth fails, naming the region and the fix, where no layer is published (GovCloud and the
-    other partitions without one, me-south-1, arm64 in China). A stack without one (env-agnostic synth, the region a
-    token): the commercial layer, its account looked up by the partition deployed to (``Fn::FindInMap`` on
-    ``AWS::Partition``), so that in any other partition CloudFormation stops before creating anything ("Unable to get
-    mapping for WebAdapterLayerPublisher::aws-cn::account"); China, whose accounts differ per region, needs the
-    region at synth. With ``gatewayWebAdapterLayerAccount`` the layer is that account's copy, wherever it is."""
+    A stack with a region: synth fails, naming the region and the fix, where no layer is published (a commercial
+    region the release pipeline does not list, such as me-south-1, GovCloud and the other partitions, arm64 in
+    China). A stack without one (env-agnostic synth, the region a token): the account is looked up by the region
+    deployed to (``Fn::FindInMap`` on ``AWS::Region``, then the architecture) in a mapping of exactly the published
+    layers, so that anywhere else CloudFormation stops before creating anything ("Unable to get mapping for
+    WebAdapterLayerPublisher::<region>::<architecture>"). With ``gatewayWebAdapterLayerAccount`` the layer is that
+    account's copy, wherever it is."""
     stack = cdk.Stack.of(scope)
     name, version, region = WEB_ADAPTER_LAYER_NAMES[architecture], cfg.web_adapter_layer_version, stack.region
     known = not cdk.Token.is_unresolved(region)
@@ -91,12 +92,24 @@ def web_adapter_layer_arn(scope: Construct, cfg: GatewayConfig, architecture: st
     elif known:
         account = _web_adapter_publisher(region, architecture)
     else:
-        mapping = stack.node.try_find_child("WebAdapterLayerPublisher") or cdk.CfnMapping(
-            stack, "WebAdapterLayerPublisher", mapping={"aws": {"account": WEB_ADAPTER_COMMERCIAL_ACCOUNT}}
-        )
-        assert isinstance(mapping, cdk.CfnMapping)
-        account = mapping.find_in_map(cdk.Aws.PARTITION, "account")
+        account = _publisher_mapping(stack).find_in_map(cdk.Aws.REGION, _mapping_key(architecture))
     return f"arn:{partition}:lambda:{region}:{account}:layer:{name}:{version}"
+
+
+def _mapping_key(architecture: str) -> str:
+    return architecture.replace("_", "")  # "arm64", "x8664": CloudFormation mapping keys are alphanumeric
+
+
+def _publisher_mapping(stack: cdk.Stack) -> cdk.CfnMapping:
+    """One mapping per stack: region -> architecture -> the account that publishes the layer there."""
+    found = stack.node.try_find_child("WebAdapterLayerPublisher")
+    if isinstance(found, cdk.CfnMapping):
+        return found
+    table: dict[str, dict[str, str]] = {}
+    for architecture in WEB_ADAPTER_LAYER_NAMES:
+        for region, account in web_adapter_publishers(architecture).items():
+            table.setdefault(region, {})[_mapping_key(architecture)] = account
+    return cdk.CfnMapping(stack, "WebAdapterLayerPublisher", mapping=table)
 
 
 def _web_adapter_publisher(region: str, architecture: str) -> str:
@@ -108,11 +121,10 @@ def _web_adapter_publisher(region: str, architecture: str) -> str:
         "(and gatewayWebAdapterLayerVersion) in cdk.json"
     )
     where = f"{WEB_ADAPTER_LAYER_NAMES[architecture]} ({architecture}, release {WEB_ADAPTER_RELEASE})"
-    if partition == "aws" and region not in WEB_ADAPTER_COMMERCIAL_GAPS:
-        return WEB_ADAPTER_COMMERCIAL_ACCOUNT
-    if partition == "aws-cn" and region in WEB_ADAPTER_CHINA_ACCOUNTS:
-        if architecture in WEB_ADAPTER_CHINA_ARCHITECTURES:
-            return WEB_ADAPTER_CHINA_ACCOUNTS[region]
+    publishers = web_adapter_publishers(architecture)
+    if region in publishers:
+        return publishers[region]
+    if region in WEB_ADAPTER_CHINA_ACCOUNTS:
         raise ValueError(
             f"the Lambda Web Adapter project publishes no {where} layer in {region}: only "
             f"{', '.join(WEB_ADAPTER_CHINA_ARCHITECTURES)} in China. Set lambdaArchitecture to x86_64 in cdk.json, "

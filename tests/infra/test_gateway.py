@@ -15,7 +15,7 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Match
 
-from stacks.config import WEB_ADAPTER_LAYER_VERSION, GatewayBot, GatewayConfig
+from stacks.config import WEB_ADAPTER_LAYER_VERSION, GatewayBot, GatewayConfig, web_adapter_publishers
 from stacks.constructs.model_gateway import MODEL_ACTIONS, bot_model_arns
 from stacks.synth import GATEWAY_STACK_NAME, STACK_NAME
 from tests.infra.conftest import Gateway, as_list, cfn_lint, flat, synth_gateway
@@ -28,9 +28,9 @@ CONTEXT = {
     "gatewayThrottlingBurstLimit": "40",
     "gatewayMediaExpirationDays": "3",
 }
-# Env-agnostic synth: the commercial layer, its account looked up by partition (any other partition fails the deploy).
+# Env-agnostic synth: the account looked up by region and architecture (a region without the layer fails the deploy).
 LWA_LAYER = (
-    "arn:<AWS::Partition>:lambda:<AWS::Region>:<WebAdapterLayerPublisher[<AWS::Partition>].account>"
+    "arn:<AWS::Partition>:lambda:<AWS::Region>:<WebAdapterLayerPublisher[<AWS::Region>].arm64>"
     f":layer:LambdaAdapterLayerArm64:{WEB_ADAPTER_LAYER_VERSION}"
 )
 
@@ -137,11 +137,14 @@ def test_function_runs_the_app_under_the_web_adapter(function: dict[str, Any]) -
     assert env["GATEWAY_BOTS_FILE"] == "/var/task/gateway-bots.json"
 
 
-def test_env_agnostic_gateway_takes_the_layer_account_by_partition(gateway: Gateway) -> None:
+def test_env_agnostic_gateway_takes_the_layer_account_by_region(gateway: Gateway) -> None:
     # GIVEN the project's env-agnostic gateway stack / WHEN reading its mappings
-    mappings = gateway.template.to_json()["Mappings"]
-    # THEN the layer's account is known for the commercial partition only: a deploy elsewhere stops before any resource
-    assert mappings["WebAdapterLayerPublisher"] == {"aws": {"account": "753240598075"}}
+    mapping = gateway.template.to_json()["Mappings"]["WebAdapterLayerPublisher"]
+    # THEN the arm64 layer's account is known in exactly the regions that publish it: a deploy elsewhere stops before
+    # any resource
+    assert {region: accounts["arm64"] for region, accounts in mapping.items() if "arm64" in accounts} == (
+        web_adapter_publishers("arm64")
+    )
 
 
 def test_run_script_serves_the_app_with_uvicorn() -> None:
