@@ -556,17 +556,22 @@ def unused_grants(template: Mapping[str, Any]) -> list[str]:
     return unused
 
 
-def ungranted_calls(template: Mapping[str, Any]) -> list[str]:
-    """Each action a function's code calls that its role is not granted at all: "<role>: <action> (<why>)"."""
-    resources = template["Resources"]
-    statements = role_statements(template)
-    missing: list[str] = []
+def _code_roles(resources: Mapping[str, Any]) -> dict[str, str]:
+    """The roles whose use is their code's (functions, but CDK's custom resource provider, and ECS task roles), with
+    the module their code starts from."""
     served = {
         role: _function_module(props)
         for props in (r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::Function")
         if (role := _role_id(props["Role"])) is not None and not role.startswith(PROVIDER_ID)
     }
-    for role, module in {**served, **task_role_modules(resources)}.items():
+    return {**served, **task_role_modules(resources)}
+
+
+def ungranted_calls(template: Mapping[str, Any]) -> list[str]:
+    """Each action a function's code calls that its role is not granted at all: "<role>: <action> (<why>)"."""
+    statements = role_statements(template)
+    missing: list[str] = []
+    for role, module in _code_roles(template["Resources"]).items():
         granted = {
             action
             for statement in statements.get(role, [])
@@ -575,4 +580,24 @@ def ungranted_calls(template: Mapping[str, Any]) -> list[str]:
         for action, why in code_actions(module).items():
             if action not in granted:
                 missing.append(f"{role}: {action} ({why})")
+    return missing
+
+
+def ungranted_key_uses(template: Mapping[str, Any]) -> list[str]:
+    """Each use of the customer managed key a function's or task's code needs (``_kms_for_code``: through S3, Secrets
+    Manager, DynamoDB, Step Functions) that its role is not granted with that scope: "<role>: <action> (<scope>)".
+    Meaningful for a template synthesized with ``kmsKey``, where every bucket, secret, table and state machine the
+    code touches is under the key."""
+    statements = role_statements(template)
+    missing: list[str] = []
+    for role, module in _code_roles(template["Resources"]).items():
+        granted = {
+            (action, _kms_scope(statement))
+            for statement in statements.get(role, [])
+            for action in (statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])
+            if action.startswith("kms:")
+        }
+        missing += [
+            f"{role}: {action} ({scope})" for action, scope in sorted(_kms_for_code(code_actions(module)) - granted)
+        ]
     return missing

@@ -21,7 +21,14 @@ from stacks.constructs.encryption_key import LOGS_KEY_ACTIONS
 from stacks.constructs.invocation_logging import PROVIDER_ID
 from stacks.synth import build_app
 from tests.infra.conftest import Synthesized, flat
-from tests.infra.iam_usage import PROJECT_ROOT, code_actions, role_statements, ungranted_calls, unused_grants
+from tests.infra.iam_usage import (
+    PROJECT_ROOT,
+    code_actions,
+    role_statements,
+    ungranted_calls,
+    ungranted_key_uses,
+    unused_grants,
+)
 
 # make synth-all-options (Makefile ALL_OPTIONS), as context values.
 ALL_OPTIONS: dict[str, Any] = {
@@ -98,6 +105,18 @@ def test_every_action_the_code_calls_is_granted(
     missing = {m.split(": ")[1].split(" ")[0] for template in templates.values() for m in ungranted_calls(template)}
     # THEN only what no configured bot needs is not granted
     assert missing == not_granted and not_granted <= set(BOT_DEPENDENT)
+
+
+@pytest.mark.parametrize("fixture", ["all_options", "fargate"])
+def test_every_key_use_the_code_needs_is_granted(fixture: str, request: pytest.FixtureRequest) -> None:
+    # GIVEN both stacks with kmsKey (every bucket, secret, key table and the state machine under the key), the
+    # gateway on Lambda or on Fargate
+    templates: dict[str, dict[str, Any]] = request.getfixturevalue(fixture)
+    for name, template in templates.items():
+        # WHEN each function's or task's code is matched with its role's key statements (by the service they go
+        # through: S3, Secrets Manager, DynamoDB, Step Functions)
+        # THEN every key use the code needs is granted (with test_every_granted_action_is_used: no more, no less)
+        assert ungranted_key_uses(template) == [], name
 
 
 def test_the_code_scan_finds_each_control_function_s_calls() -> None:
