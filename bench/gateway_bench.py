@@ -3,19 +3,28 @@ same emulator, the concurrent streams one gateway process holds, the app's cold 
 
 The gateway and the emulator run in child processes (``python -m bench.gateway_bench serve ...``; by default one
 each, see BENCH_GATEWAY_TOPOLOGY), so the load generator in this process shares a GIL with neither. Both the
-baseline (aiobotocore ``converse_stream`` on the emulator's URL) and the gateway (``/v1/chat/completions`` with
+baseline (aiobotocore ``converse_stream`` on the emulator's URL, its events read with the gateway's
+``converse_events``, aiobotocore's events at less CPU a frame) and the gateway (``/v1/chat/completions`` with
 ``stream: true`` through aiohttp) send the same prompt to the same emulator. TTFT = time to the first text delta
 (``contentBlockDelta`` / a chunk with ``delta.content``); total = time to the end of the stream.
+
+Cores (``placement``): the gateway's process runs on one core of its own, as a Fargate task of 1 vCPU has one, and
+the emulator and this load generator on the machine's other cores (on AWS, Bedrock and the clients run on other
+machines), for the direct and the gateway runs alike, so the difference is the gateway's. Each run records the
+machine's load average and, pinned, how busy the gateway's core was and how much of that was other processes (on a
+shared machine they run there too, and the gateway waits for them). Nothing is pinned on a machine (or a
+``taskset``) of one core, in the ``shared`` topology, or with BENCH_GATEWAY_PIN=0; the report says which.
 
 The gateway's process runs as the deployed function does: the function's POWERTOOLS_* variables (log level INFO,
 metrics on, its service and namespace, read from the synthesized template), uvicorn logging each request as the
 function's ``python -m uvicorn`` does; what it prints (JSON logs, one EMF record per answer, access lines) goes to a
 file, counted in the report. Every case reports the gateway's CPU per streamed answer and per text frame (user +
 system time of its process over the run: less sensitive to a shared machine than wall time) and the cores the
-gateway, the emulator and the load generator each kept busy (the three share the machine's cores).
+gateway, the emulator and the load generator each kept busy.
 
 Cases: ``@1``, one stream at a time; ``@100``, 100 streams open at once, as a busy service has them: the emulator
-paces its text frames (BENCH_GATEWAY_PACE seconds apart, default 0.02 s: 50 frames/s, about a fast model's stream)
+paces its text frames (BENCH_GATEWAY_PACE seconds apart, default 0.02 s: 50 frames/s, about a fast model's stream;
+it sends every paced stream from one thread, ``local.emulator.server``)
 and the 100 clients start at random moments within one stream's length, then each opens its next stream when its
 last one ends - this is the case the 5/20 ms targets apply to; ``@100 burst``, 100 unpaced streams started at the same
 instant, over and over: no service sees this, it measures how the CPU each answer costs queues (reported, not held
@@ -40,7 +49,10 @@ slowest), BENCH_GATEWAY_PACE, BENCH_GATEWAY_MAX_STREAMS (ramp cap, default 1000)
 (seconds between text frames during the ramp, default 0.05), BENCH_GATEWAY_SKIP_ZIP=1 (do not pip-install the Lambda
 asset),
 BENCH_GATEWAY_TOPOLOGY (``split``, default: the emulator and the gateway in two processes, so the gateway process holds
-only the gateway as in Lambda; ``shared``: both in the one process ``local_gateway`` runs), BENCH_GATEWAY_CASES
+only the gateway as in Lambda; ``shared``: both in the one process ``local_gateway`` runs), BENCH_GATEWAY_PIN (``0``:
+pin no process to a core; default ``1``), BENCH_GATEWAY_NICE (a scheduling priority for the load generator, the
+gateway and the emulator while the cases run, e.g. ``-10`` on a shared machine, where other work otherwise takes the
+gateway's core too; negative values need root; default: unchanged), BENCH_GATEWAY_CASES
 (comma-separated case names of ``CASES`` and ``ramp``, e.g. ``500 x 20 s,500 x 2 s (stress)``: run only those, for a
 short measurement; a case not run is "not measured" in the report).
 """
@@ -141,6 +153,27 @@ def pin(pid: int, cores: Iterable[int]) -> None:
             continue
 
 
+def set_nice(pid: int, nice: int) -> None:
+    """Every thread of process ``pid`` at scheduling priority ``nice`` (children and threads started later inherit
+    it), and its session's autogroup too where Linux groups sessions (``sched_autogroup_enabled``: a thread's nice
+    then only weighs against its own session's threads). Below 0 needs the privilege to raise a priority (root, or
+    CAP_SYS_NICE)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            os.setpriority(os.PRIO_PROCESS, int(task.name), nice)
+        except ProcessLookupError:  # the thread has ended
+            continue
+    autogroup = Path(f"/proc/{pid}/autogroup")
+    if autogroup.exists():
+        autogroup.write_text(str(nice))
+
+
+def autogroup_nice(pid: int) -> int | None:
+    """The nice of process ``pid``'s autogroup (``/autogroup-48 nice 0``), None without autogroups."""
+    autogroup = Path(f"/proc/{pid}/autogroup")
+    return int(autogroup.read_text().split()[-1]) if autogroup.exists() else None
+
+
 def core_busy_seconds(cores: Iterable[int], stat: str | None = None) -> float:
     """CPU time spent on ``cores`` since boot by everything (every process, the kernel): /proc/stat's user to steal
     columns less idle and iowait. ``stat``: that file's text (read now if None)."""
@@ -179,6 +212,9 @@ def serve(role: str, emulator_url: str = "") -> None:
     cores = os.environ.get("BENCH_GATEWAY_CORES")
     if cores:
         pin(os.getpid(), _cores(cores))
+    nice = int(os.environ.get("BENCH_GATEWAY_NICE", "0"))
+    if nice:
+        set_nice(os.getpid(), nice)
     control = sys.stdout
     output = os.environ.get("BENCH_GATEWAY_OUTPUT")
     if output and role != "emulator":
@@ -256,6 +292,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _child(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    nice = int(os.environ.get("BENCH_GATEWAY_NICE", "0"))
     process = subprocess.Popen(
         [sys.executable, "-m", "bench.gateway_bench", "serve", *args],
         cwd=ROOT,
@@ -263,6 +300,7 @@ def _child(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Po
         stdout=subprocess.PIPE,
         text=True,
         env=None if env is None else os.environ | env,
+        start_new_session=bool(nice),  # an autogroup of its own, given the priority in ``serve``
     )
     assert process.stdout is not None
     return process, json.loads(process.stdout.readline())
@@ -805,6 +843,14 @@ def gateway_bench() -> dict[str, Any]:
     }
     if cores.others is not None:
         pin(os.getpid(), cores.others)  # the load generator, and the children it starts, off the gateway's core
+    # BENCH_GATEWAY_NICE (e.g. -10): the scheduler prefers the bench's three processes to other work on a shared
+    # machine, which otherwise takes the gateway's core as well (each run reports how much of it); default: unchanged
+    nice = int(os.environ.get("BENCH_GATEWAY_NICE", "0"))
+    usual_nice, usual_group = os.getpriority(os.PRIO_PROCESS, 0), autogroup_nice(os.getpid())
+    if nice:
+        set_nice(os.getpid(), nice)
+        results["placement"]["note"] += f"; the bench's processes at nice {nice} (BENCH_GATEWAY_NICE)"
+    results["placement"]["nice"] = nice or usual_nice
     results["pace_s"] = pace
     # the gateway's Bedrock connection pool bounds the streams it has open upstream; the rest wait for a connection
     from lambdas.gateway.config import GatewaySettings
@@ -815,7 +861,7 @@ def gateway_bench() -> dict[str, Any]:
     scratch = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     server = Server(topology, environment, scratch / "gateway-output.log", cores)
     print(f"gateway process: pid {server.gateway_pid} (profile it with: py-spy record --pid {server.gateway_pid})")
-    print(f"cores: {cores.note}", flush=True)
+    print(f"cores: {results['placement']['note']}", flush=True)
     stream_s = len(PROMPT.split()) * pace  # one paced answer's length: the starts spread over it
     long_s = len(LONG_PROMPT.split()) * pace
     cases: dict[str, Callable[[], Coroutine[Any, Any, dict[str, dict[str, Any]]]]] = {
@@ -839,6 +885,10 @@ def gateway_bench() -> dict[str, Any]:
             results["max_streams"] = asyncio.run(ramp(server, levels, delay))
     finally:
         server.close()
+        if nice:  # the import time and the zip are measured as usual
+            set_nice(os.getpid(), usual_nice)
+            if usual_group is not None:
+                Path("/proc/self/autogroup").write_text(str(usual_group))
         results["gateway_output"] = server.output_counts() | {"answers": Gateway.answers}
         server.output.unlink(missing_ok=True)
         scratch.rmdir()

@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from bench.gateway_bench import core_busy_seconds, pin, placement
+from bench.gateway_bench import autogroup_nice, core_busy_seconds, pin, placement, set_nice
 
 
 def test_the_gateway_gets_one_core_and_the_others_the_rest() -> None:
@@ -40,24 +42,46 @@ def test_nothing_is_pinned_where_the_gateway_cannot_have_a_core_of_its_own(
     assert reason in cores.note and "share" in cores.note
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="Linux only")
-def test_pin_moves_every_thread_of_a_running_process() -> None:
-    # GIVEN a process that started a second thread before being pinned
+@pytest.fixture
+def two_threads() -> Iterator[int]:
+    """A running process that started a second thread, in a session (and autogroup) of its own; its pid."""
     code = "import sys, threading; threading.Thread(target=sys.stdin.read).start(); print('ready', flush=True)"
-    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "ready"
-        core = min(os.sched_getaffinity(0))
-        # WHEN it is pinned to one core
-        pin(child.pid, {core})
-        # THEN each of its threads runs on that core only
-        threads = [int(task) for task in os.listdir(f"/proc/{child.pid}/task")]
-        assert len(threads) == 2
-        assert all(os.sched_getaffinity(thread) == {core} for thread in threads)
+        yield child.pid
     finally:
         assert child.stdin is not None
         child.stdin.close()
         child.wait(10)
+
+
+def _threads(pid: int) -> list[int]:
+    return [int(task.name) for task in Path(f"/proc/{pid}/task").iterdir()]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="Linux only")
+def test_pin_moves_every_thread_of_a_running_process(two_threads: int) -> None:
+    # GIVEN a process that started a second thread before being pinned
+    core = min(os.sched_getaffinity(0))
+    # WHEN it is pinned to one core
+    pin(two_threads, {core})
+    # THEN each of its threads runs on that core only
+    assert len(_threads(two_threads)) == 2
+    assert all(os.sched_getaffinity(thread) == {core} for thread in _threads(two_threads))
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="Linux only")
+def test_set_nice_changes_every_thread_of_a_running_process(two_threads: int) -> None:
+    # GIVEN a process that started a second thread, at this process's priority
+    nice = min(19, os.getpriority(os.PRIO_PROCESS, 0) + 5)  # lowering a priority needs no privilege
+    # WHEN its priority is set
+    set_nice(two_threads, nice)
+    # THEN each of its threads has it, and so has its session's autogroup where there are autogroups
+    assert [os.getpriority(os.PRIO_PROCESS, thread) for thread in _threads(two_threads)] == [nice, nice]
+    assert autogroup_nice(two_threads) in (nice, None)
 
 
 def test_a_cores_busy_time_is_everything_but_idle_and_iowait() -> None:
