@@ -321,14 +321,22 @@ def gateway_section(results: dict) -> Section:
         "times the answers a second, not held to the target); gateway CPU: user + system time of the gateway's "
         "process over a case's run, per answer and per text frame it streamed; see bench/gateway_bench.py"
     ]
+    shared = "all three share them"
+    if "placement" in results:
+        notes.append(f"cores: {results['placement']['note']}")
+        shared = "placed as above" if results["placement"]["gateway"] is not None else shared
     for level, pair in results["latency"].items():
         busy = pair["gateway"].get("cores_busy")
         if level.startswith("500") and busy:
             emulator = "-" if busy["emulator"] is None else f"{busy['emulator']:.2f}"
             notes.append(
                 f"@{level}, gateway run: cores kept busy by the gateway {busy['gateway']:.2f}, the emulator "
-                f"{emulator}, the load generator {busy['load_generator']:.2f}, of {busy['machine']} (all three share "
-                "them)"
+                f"{emulator}, the load generator {busy['load_generator']:.2f}, of {busy['machine']} ({shared})"
+                + (
+                    f"; the gateway's core busy {core['busy']:.2f}, {core['others']:.2f} of it other processes"
+                    if (core := pair["gateway"].get("gateway_core"))
+                    else ""
+                )
             )
     return Section(
         title="Gateway: streaming through the gateway vs ConverseStream straight to the emulator",

@@ -24,7 +24,7 @@ import re
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -55,10 +55,19 @@ class HttpRequest:
 
 
 @dataclass(frozen=True)
+class PacedBody:
+    """A streamed body whose chunks each come with the seconds to wait before sending it, ``(wait, chunk)``, produced
+    as they are sent. The HTTP server sends every paced body from one thread (``local.emulator.server``), so many
+    slow streams do not hold as many threads, each waking for every chunk."""
+
+    chunks: Iterator[tuple[float, bytes]]
+
+
+@dataclass(frozen=True)
 class HttpResponse:
     status: int
     headers: dict[str, str]
-    body: bytes | Iterable[bytes]  # an iterable is sent with chunked transfer encoding
+    body: bytes | Iterable[bytes] | PacedBody  # an iterable (or paced body) is sent with chunked transfer encoding
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from local.emulator.async_invoke import AsyncInvocations
@@ -63,7 +64,7 @@ from local.emulator.faults import parse_exception_calls
 from local.emulator.guardrails import Guardrails
 from local.emulator.images import IMAGE_FAMILIES, image_family
 from local.emulator.jobs import EmulatorState
-from local.emulator.protocol import Handler, HttpResponse, service_model, to_wire
+from local.emulator.protocol import Handler, HttpResponse, PacedBody, service_model, to_wire
 from local.emulator.tool_use import check_streaming_tools, json_pieces
 
 COUNT_TOKENS_UNSUPPORTED = "The provided model doesn't support counting tokens."
@@ -251,10 +252,14 @@ class RuntimeState:
         result = self._answer(params, streaming=True)
         error = self._stream_error()
         headers = {"x-amzn-requestid": str(uuid.uuid4()), "content-type": CONTENT_TYPE}
-        return HttpResponse(200, headers, self._frames(result, started, error))
+        frames = self._frames(result, started, error)
+        if self.stream_delay_seconds:  # paced: the HTTP layer waits before each text frame (one thread for all)
+            return HttpResponse(200, headers, PacedBody(frames))
+        return HttpResponse(200, headers, (frame for _, frame in frames))
 
-    def _frames(self, result: Answer, started: float, error: StreamError | None) -> Iterator[bytes]:
-        """The stream's frames, produced as the client reads them (the HTTP layer sends each as one chunk)."""
+    def _frames(self, result: Answer, started: float, error: StreamError | None) -> Iterator[tuple[float, bytes]]:
+        """The stream's frames, each with the seconds to wait before sending it (``stream_delay_seconds`` before a
+        text delta), produced as they are sent (the HTTP layer sends each as one chunk)."""
         shape = service_model("bedrock-runtime").shape_for("ConverseStreamOutput")
         text_index = 0 if result.reasoning is None else 1
         text_deltas = 0
@@ -263,16 +268,18 @@ class RuntimeState:
             text_done = event_type == "contentBlockStop" and body["contentBlockIndex"] == text_index
             if error is not None and ((is_text and text_deltas == error.after) or text_done):
                 message = f"{STREAM_ERROR_MESSAGES[error.name]} (emulated fault {error.name} after {error.after})"
-                yield exception_frame(error.name, {"message": message})
+                yield 0.0, exception_frame(error.name, {"message": message})
                 return
             if event_type == "metadata":
                 body = {**body, "metrics": {"latencyMs": _elapsed_ms(started)}}
             if self.before_stream_event is not None:
                 self.before_stream_event(event_type)
-            if is_text and self.stream_delay_seconds:
-                time.sleep(self.stream_delay_seconds)
             text_deltas += is_text
-            yield event_frame(event_type, to_wire(body, shape.members[event_type]))
+            wait = self.stream_delay_seconds if is_text else 0.0
+            if is_text and type(body["delta"]["text"]) is str:
+                yield wait, _text_delta_frame(body["contentBlockIndex"], body["delta"]["text"])
+            else:
+                yield wait, event_frame(event_type, to_wire(body, shape.members[event_type]))
 
     # ------------------------------------------------------------ CountTokens
 
@@ -364,6 +371,15 @@ def stream_events(result: Answer, words_per_delta: int = 1) -> Iterator[tuple[st
     if result.trace() is not None:
         metadata["trace"] = result.trace()
     yield "metadata", metadata
+
+
+@lru_cache(maxsize=4096)
+def _text_delta_frame(index: int, text: str) -> bytes:
+    """A text delta's frame, encoded as every other frame is, once per (block, text): an answer repeats its words, and
+    encoding (the shape walk, JSON, two CRC32s) was most of the CPU a streamed frame cost the emulator."""
+    body = {"contentBlockIndex": index, "delta": {"text": text}}
+    shape = service_model("bedrock-runtime").shape_for("ConverseStreamOutput").members["contentBlockDelta"]
+    return event_frame("contentBlockDelta", to_wire(body, shape))
 
 
 def _chunks(text: str, words_per_delta: int) -> Iterator[str]:

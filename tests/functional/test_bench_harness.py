@@ -221,6 +221,24 @@ def test_gateway_section_of_a_run_of_some_cases_says_what_was_not_measured() -> 
     assert {row[0].split(" @")[1] for row in section.rows} == {AT_500, AT_500_STRESS}
 
 
+def test_gateway_section_notes_where_each_process_ran() -> None:
+    # GIVEN a 500-stream run with the gateway pinned to core 1, and other work taking 0.3 of that core
+    from bench.__main__ import gateway_section
+    from bench.gateway_bench import AT_500
+
+    results = _gateway_results((AT_500,), ramp=False)
+    results["placement"] = {"gateway": [1], "others": [0], "note": "the gateway's process pinned to core 1"}
+    results["latency"][AT_500]["gateway"] = results["latency"][AT_500]["gateway"] | {
+        "gateway_core": {"busy": 0.8, "others": 0.3}
+    }
+    # WHEN it becomes the gateway section
+    section = gateway_section(results)
+    # THEN the notes give the placement, and the run's note how much of the gateway's core other processes took
+    assert "cores: the gateway's process pinned to core 1" in section.notes
+    run = next(note for note in section.notes if note.startswith(f"@{AT_500}, gateway run"))
+    assert "(placed as above)" in run and "the gateway's core busy 0.80, 0.30 of it other processes" in run
+
+
 def test_an_added_ttft_far_below_zero_is_not_judged() -> None:
     # GIVEN a 500-stream run where the direct baseline was 1.9 s slower than the gateway (a machine too busy for it)
     from bench.__main__ import gateway_section

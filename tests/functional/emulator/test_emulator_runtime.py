@@ -7,6 +7,7 @@ prompt routers), CountTokens, InvokeModel on image models (real PNGs, content fi
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import struct
@@ -23,7 +24,7 @@ from local.emulator.faults import RUNTIME_EXCEPTIONS, parse_faults
 from local.emulator.protocol import service_model
 from local.emulator.runtime import RUNTIME_ERROR_MESSAGES
 from tests.functional.conftest import BUCKET
-from tests.functional.emulator.conftest import error_code, user
+from tests.functional.emulator.conftest import REGION, error_code, user
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 SONNET_37 = "us.anthropic.claude-3-7-sonnet-20250219-v1:0"
@@ -210,6 +211,62 @@ def test_converse_stream_delivers_each_delta_before_the_next_is_produced(
             allowed.release()
     # THEN deltas arrived one by one, as they were produced (a buffered answer would have deadlocked the gate)
     assert log == ["produced", "received"] * 4
+
+
+def _without_latency(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events with metadata's latencyMs (the stream's own duration) left out."""
+    return [{**e, "metadata": {**e["metadata"], "metrics": {}}} if "metadata" in e else e for e in events]
+
+
+def test_a_paced_stream_carries_the_same_events_from_one_thread_for_all_streams(
+    runtime: BaseClient, emulator: BedrockEmulator
+) -> None:
+    # GIVEN an unpaced stream's events, then text frames paced (as the gateway benchmark runs the emulator), and a
+    # hook noting the thread that produces each frame
+    request = {"modelId": HAIKU, "messages": [user(PROMPT)]}
+    unpaced = stream_events(runtime, **request)
+    threads: list[str] = []
+    emulator.runtime.before_stream_event = lambda _event: threads.append(threading.current_thread().name)
+    emulator.runtime.stream_delay_seconds = 0.001
+    # WHEN two paced streams run at once from two threads, then a third on a connection the first two used
+    results: list[list[dict[str, Any]]] = []
+    readers = [threading.Thread(target=lambda: results.append(stream_events(runtime, **request))) for _ in range(2)]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join()
+    results.append(stream_events(runtime, **request))
+    # THEN each paced stream has the unpaced one's events (latency apart), and one thread produced every frame
+    assert [_without_latency(events) for events in results] == [_without_latency(unpaced)] * 3
+    assert set(threads) == {"bedrock-emulator-pacer"} and len(threads) == 3 * len(unpaced)
+
+
+def test_a_paced_stream_parses_in_aiobotocore_and_ends_with_its_fault(emulator: BedrockEmulator) -> None:
+    # GIVEN paced text frames and a stream fault after two text deltas
+    from aiobotocore.session import get_session
+
+    emulator.runtime.stream_delay_seconds = 0.001
+    emulator.state.faults.update(parse_faults("stream_error_after=2"))
+
+    async def read() -> tuple[list[dict[str, Any]], str]:
+        session = get_session()
+        async with session.create_client(
+            "bedrock-runtime", endpoint_url=emulator.endpoint_url, region_name=REGION
+        ) as c:
+            response = await c.converse_stream(modelId=HAIKU, messages=[user(PROMPT)])
+            events: list[dict[str, Any]] = []
+            try:
+                async for event in response["stream"]:
+                    events.append(event)
+            except EventStreamError as error:
+                return events, error.response["Error"]["Code"]
+            return events, ""
+
+    # WHEN aiobotocore reads the stream
+    events, code = asyncio.run(read())
+    # THEN it parsed messageStart and the two text deltas, then the fault's exception frame
+    assert [next(iter(event)) for event in events] == ["messageStart", "contentBlockDelta", "contentBlockDelta"]
+    assert code == "modelStreamErrorException"
 
 
 def test_reasoning_request_adds_a_reasoning_block(runtime: BaseClient) -> None:
