@@ -32,8 +32,10 @@ class _Parts:
     """The part sending both uploaders share: ``send`` puts a part on a worker thread, up to ``PARTS_IN_FLIGHT`` at
     once (it waits for the oldest beyond that), ``drain`` waits for every part in flight, ``close`` ends the workers."""
 
-    def __init__(self, s3: Any, bucket: str, thread_name: str) -> None:
+    def __init__(self, s3: Any, bucket: str, thread_name: str, part_bytes: int | None) -> None:
         self._s3, self._bucket = s3, bucket
+        self._part_bytes = part_bytes or PART_BYTES
+        self._buffer = bytearray()
         self._pool = ThreadPoolExecutor(max_workers=PARTS_IN_FLIGHT, thread_name_prefix=thread_name)
         self._in_flight: deque[Future[None]] = deque()
 
@@ -44,6 +46,21 @@ class _Parts:
         while len(self._in_flight) >= PARTS_IN_FLIGHT:
             self._in_flight.popleft().result()
         self._in_flight.append(self._pool.submit(self._upload_part, key, upload_id, part, body))
+
+    def _fill(self, data: Any) -> None:
+        """Append ``data`` to the buffer being filled, sending it as a part each time it holds ``_part_bytes``: every
+        part but the last is exactly that size, however big one write is (a batch's lines can be 50 MB; a part that
+        size, times the parts in flight, held hundreds of MB)."""
+        view, start = memoryview(data).cast("B"), 0
+        while start < len(view):
+            take = min(len(view) - start, self._part_bytes - len(self._buffer))
+            self._buffer += view[start : start + take]
+            start += take
+            if len(self._buffer) >= self._part_bytes:
+                self._send()
+
+    def _send(self) -> None:
+        raise NotImplementedError
 
     def _upload_part(self, key: str, upload_id: str, part: dict[str, Any], body: bytearray) -> None:
         answer = self._s3.upload_part(
@@ -94,17 +111,15 @@ class JobUploads(_Parts):
     ):
         if (sizes is None) == (max_rows is None or max_bytes is None):
             raise ValueError("give either the planned sizes, or max_rows and max_bytes")
-        super().__init__(s3, bucket, "preprocess-upload")
+        super().__init__(s3, bucket, "preprocess-upload", part_bytes)
         self._key_for = key_for
         self._sizes, self._max_rows, self._max_bytes = sizes, max_rows, max_bytes
-        self._part_bytes = part_bytes or PART_BYTES
         self._keys: list[str] = []
         self._upload_ids: list[str | None] = []
         self._parts: list[list[dict[str, Any]]] = []
         self.record_counts: list[int] = []
         self.job_bytes: list[int] = []
         self._open = False  # whether the last job still takes rows
-        self._buffer = bytearray()
         self.broken = False
 
     def _start_job(self) -> None:
@@ -151,17 +166,17 @@ class JobUploads(_Parts):
                 self._close_job()
                 continue
             piece = data[int(offsets[first]) : int(offsets[first + take])]
-            self._buffer += piece
+            self._fill(piece)
             self.job_bytes[job] += len(piece)
             self.record_counts[job] += take
             first += take
             if self._full(job):
                 self._close_job()
-            elif len(self._buffer) >= self._part_bytes:
-                self._send()
 
     def _close_job(self) -> None:
-        self._send()
+        """Send what is left of the job as its last part (a job whose bytes filled its last part exactly has none)."""
+        if self._buffer or not self._parts[-1]:
+            self._send()
         self._open = False
 
     def finish(self) -> list[int]:
@@ -214,20 +229,17 @@ class ObjectUpload(_Parts):
     closed = False  # what pyarrow asks of a Python file it writes into
 
     def __init__(self, s3: Any, bucket: str, key: str, *, part_bytes: int | None = None):
-        super().__init__(s3, bucket, "preprocess-records")
+        super().__init__(s3, bucket, "preprocess-records", part_bytes)
         self.key = key
-        self._part_bytes = part_bytes or PART_BYTES
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
-        self._buffer = bytearray()
         self.size = 0
 
     def write(self, data: Any) -> int:
-        self._buffer += data
-        self.size += len(data)
-        if len(self._buffer) >= self._part_bytes:
-            self._send()
-        return len(data)
+        size = memoryview(data).nbytes
+        self._fill(data)
+        self.size += size
+        return size
 
     def flush(self) -> None:
         """Nothing to do: a part is sent once it holds ``PART_BYTES``, the rest by ``complete``."""
