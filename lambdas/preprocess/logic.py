@@ -65,12 +65,13 @@ RESERVED_COLUMNS = ("response", "embedding", "error_code", "error_message")
 EMBEDDING_INPUT_COLUMN = "input_text"
 ID_DIGITS = 11  # a record id's width: the row number, zero-padded
 # How records.parquet is encoded: Snappy where it is read back in the same run's second pass, or copied from a local
-# file; uncompressed without dictionaries in the one pass over a CSV or JSONL input (``stage_greedy``), where encoding
-# runs beside the line building and Snappy cost 2.7 s of CPU more than it saved in writing at 2.24M SimpleCoT rows, for
-# a file 2.6 times bigger (docs/preprocess-performance.md, "Records compression").
+# file; uncompressed, without dictionaries or statistics, in the one pass over a CSV or JSONL input (``stage_greedy``),
+# where encoding runs beside the line building and Snappy cost 3-5 s of CPU more than it saved in writing at 2.24M
+# SimpleCoT rows, for a file 2.6 times bigger (docs/preprocess-performance.md, "Records compression"). Nothing reads the
+# statistics (postprocess and finalize read rows by position): leaving them out halves the rest of the encoding.
 RECORDS_ENCODINGS: dict[str, dict[str, Any]] = {
     "snappy": {"compression": "snappy"},
-    "none": {"compression": "none", "use_dictionary": False},
+    "none": {"compression": "none", "use_dictionary": False, "write_statistics": False},
 }
 ONE_PASS_RECORDS = "none"
 TRIM_EVERY_BATCHES = 8  # batches (of up to 65,536 rows) between two release_free_memory() calls
