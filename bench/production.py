@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 from lambdas.shared.allocator import FUNCTION_ENVIRONMENT
 
 BUCKET = "bench-data"
+PART_WAIT_SECONDS = 0.5  # how long LocalS3 holds a part back for the part before it (see its multipart uploads)
 PATHS = ("parquet", "csv", "jsonl", "hf")  # the preprocess input paths: S3 objects of three formats, a HF dataset
 DOCKERFILE = Path(__file__).resolve().parent.parent / "lambdas" / "Dockerfile"
 
@@ -105,7 +106,7 @@ class LocalS3:
     """The S3 calls the data-plane functions make, on files under ``root/<bucket>/<key>``."""
 
     root: Path
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _lock: threading.Condition = field(default_factory=threading.Condition, init=False, repr=False)
     _parts: dict[str, dict[int, tuple[int, int]]] = field(default_factory=dict, init=False, repr=False)
 
     def _path(self, bucket: str, key: str) -> Path:
@@ -174,7 +175,9 @@ class LocalS3:
 
     # Multipart uploads: the parts are appended to one file in the order they arrive (S3 assembles them server-side:
     # no byte passes through the function then, nor here when they arrived in order; otherwise the file is rebuilt in
-    # part order, a copy S3 would not make, charged to the caller).
+    # part order, a copy S3 would not make, charged to the caller). A part waits up to PART_WAIT_SECONDS for the one
+    # before it, so parts sent in order from several threads (whose calls reach the lock in any order) are appended
+    # in order, as S3 would place them, without that copy.
     def _upload(self, upload_id: str) -> Path:
         return self.root / ".uploads" / upload_id
 
@@ -188,9 +191,15 @@ class LocalS3:
         return {"UploadId": upload_id, "Bucket": Bucket, "Key": Key}
 
     def upload_part(self, *, UploadId: str, PartNumber: int, Body: Any, **_: Any) -> dict[str, Any]:  # noqa: N803
-        with self._lock, self._upload(UploadId).open("ab") as out:
-            self._parts[UploadId][PartNumber] = (out.tell(), len(Body))
-            out.write(Body)
+        with self._lock:
+            before = PartNumber - 1
+            self._lock.wait_for(
+                lambda: before in self._parts.get(UploadId, {before: 0}) or not before, PART_WAIT_SECONDS
+            )
+            with self._upload(UploadId).open("ab") as out:
+                self._parts[UploadId][PartNumber] = (out.tell(), len(Body))
+                out.write(Body)
+            self._lock.notify_all()
         return {"ETag": f'"{UploadId}-{PartNumber}"'}
 
     def complete_multipart_upload(

@@ -57,17 +57,31 @@ def escape_literal(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)[1:-1]
 
 
+_SCAN_BYTES = 1 << 20  # bytes scanned at a time for characters to escape: the temporaries stay in the CPU's caches
+
+
 def _rows_needing_escape(texts: pa.Array) -> np.ndarray:
-    """Boolean mask of the rows holding '"', '\\' or a control character: one SIMD pass over the UTF-8 bytes."""
+    """Boolean mask of the rows holding '"', '\\' or a control character: SIMD passes over the UTF-8 bytes, a
+    megabyte at a time into two reused buffers (temporaries the size of a whole column were faulted in afresh for
+    every batch: three times the CPU)."""
     data = texts.buffers()[2]
     offsets = np.frombuffer(texts.buffers()[1], dtype=np.int32)[texts.offset : texts.offset + len(texts) + 1]
-    if data is None or offsets[-1] == offsets[0]:
-        return np.zeros(len(texts), dtype=bool)
-    raw = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
-    hits = np.flatnonzero((raw < 0x20) | (raw == 0x22) | (raw == 0x5C))
     mask = np.zeros(len(texts), dtype=bool)
-    if len(hits):
-        mask[np.searchsorted(offsets[1:] - offsets[0], hits, side="right")] = True
+    if data is None or offsets[-1] == offsets[0]:
+        return mask
+    raw = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
+    hit, other = np.empty(min(len(raw), _SCAN_BYTES), dtype=bool), np.empty(min(len(raw), _SCAN_BYTES), dtype=bool)
+    ends = offsets[1:] - offsets[0]
+    for start in range(0, len(raw), _SCAN_BYTES):
+        chunk = raw[start : start + _SCAN_BYTES]
+        found, also = hit[: len(chunk)], other[: len(chunk)]
+        np.less(chunk, 0x20, out=found)
+        np.equal(chunk, 0x22, out=also)
+        found |= also
+        np.equal(chunk, 0x5C, out=also)
+        found |= also
+        if found.any():
+            mask[np.searchsorted(ends, np.flatnonzero(found) + start, side="right")] = True
     return mask
 
 

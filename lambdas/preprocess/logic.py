@@ -3,11 +3,18 @@
 Streaming passes, so memory stays bounded whatever the input size: each source batch is checked (columns, nulls),
 written to ``records.parquet`` (the input rows as they are; a Parquet input is copied instead) and rendered into
 JSONL lines (vectorized, see ``jsonl.py``). A row's record id is its row number, so postprocess places results without
-a hash join. The rows are split into balanced jobs, which needs the row count: a source that knows it before the pass
-(Parquet footers) has its jobs planned first and their lines streamed to S3 as multipart uploads during the pass
-(``stage_planned``), completed only once every row is validated. A source that cannot count its rows first (CSV,
-JSONL) is read once into ``records.parquet`` (``convert``), whose footer then gives the count for the same planned
-pass. Where the plan changes after the pass (the byte quotas need more jobs) or cannot be made first, the lines are
+a hash join. The job files go to S3 as multipart uploads while the lines are built, completed only once every row is
+validated, and how the rows are split into jobs depends on when the row count is known:
+
+- a source that knows it before the pass (Parquet footers) gets balanced jobs, planned first (``plan_job_sizes``:
+  ``ceil(rows / max)`` jobs whose sizes differ by at most one) and streamed during the pass (``stage_planned``);
+- a source that cannot count its rows first (CSV, JSONL, a split that ``datasets`` streams) is read once, its jobs
+  cut greedily as the rows arrive (``stage_greedy``): a job closes at ``max_records_per_job`` rows or before the line
+  that would take its file over the model's byte quota, and the last job holds the rest, so it may be small. Where
+  that cannot stand (a job under the model's minimum records per job), the uploads are aborted and the input takes
+  two passes: read once into ``records.parquet`` (``convert``), whose footer gives the count for a planned pass.
+
+Where the plan changes after a planned pass (the byte quotas need more jobs) or cannot be made first, the lines are
 staged in one local file (``stage``) and each job's byte range of it is uploaded. Every error is raised before
 anything becomes visible in S3.
 """
@@ -57,6 +64,16 @@ from prompt_templates import PromptTemplate, TemplateError, get_template
 RESERVED_COLUMNS = ("response", "embedding", "error_code", "error_message")
 EMBEDDING_INPUT_COLUMN = "input_text"
 ID_DIGITS = 11  # a record id's width: the row number, zero-padded
+# How records.parquet is encoded: Snappy where it is read back in the same run's second pass, or copied from a local
+# file; uncompressed, without dictionaries or statistics, in the one pass over a CSV or JSONL input (``stage_greedy``),
+# where encoding runs beside the line building and Snappy cost 3-5 s of CPU more than it saved in writing at 2.24M
+# SimpleCoT rows, for a file 2.6 times bigger (docs/preprocess-performance.md, "Records compression"). Nothing reads the
+# statistics (postprocess and finalize read rows by position): leaving them out halves the rest of the encoding.
+RECORDS_ENCODINGS: dict[str, dict[str, Any]] = {
+    "snappy": {"compression": "snappy"},
+    "none": {"compression": "none", "use_dictionary": False, "write_statistics": False},
+}
+ONE_PASS_RECORDS = "none"
 TRIM_EVERY_BATCHES = 8  # batches (of up to 65,536 rows) between two release_free_memory() calls
 
 
@@ -421,23 +438,30 @@ def stage(
     write_records: bool = True,
     uploads: JobUploads | None = None,
     records: ObjectUpload | None = None,
+    records_compression: str = "snappy",
 ) -> Staged:
     """One streaming pass: check each batch, number its rows, append it to ``records.parquet`` (unless the source
-    file can serve as the records as it is), a local file or the ``records`` upload, and its JSONL lines to one
-    local file, or to the planned jobs' ``uploads``. Memory holds two batches at a time, whatever the row count: the
-    line offsets go to a third local file (see ``LineEnds``)."""
+    file can serve as the records as it is), a local file or the ``records`` upload (encoded as
+    ``records_compression`` says, see ``RECORDS_ENCODINGS``), and its JSONL lines to one local file, or to the jobs'
+    ``uploads`` (planned, or cut greedily), with no local copy. Memory holds two batches at a time, whatever the row
+    count: the line offsets go to a local file (see ``LineEnds``), 8 bytes a row."""
     records_path, lines_path = workdir / "records.parquet", workdir / "records.jsonl"
     ends_path = workdir / "line_ends.int64"
     writer: pq.ParquetWriter | None = None
     rows = written = 0
     biggest = (0, 0)
     try:
-        with lines_path.open("wb") as lines_file, ends_path.open("wb") as ends_file, _Background() as background:
-            send = uploads.write if uploads is not None else partial(_append_lines, lines_file)
+        with contextlib.ExitStack() as files:
+            ends_file = files.enter_context(ends_path.open("wb"))
+            if uploads is not None:
+                send = uploads.write
+            else:
+                send = partial(_append_lines, files.enter_context(lines_path.open("wb")))
+            background = files.enter_context(_Background())
             for batch in checked(source, plan, text_only=not write_records):
                 if write_records and writer is None:
                     sink = records if records is not None else records_path
-                    writer = pq.ParquetWriter(sink, batch.schema, compression="snappy")
+                    writer = pq.ParquetWriter(sink, batch.schema, **RECORDS_ENCODINGS[records_compression])
                 lines = batch_lines(batch, record_ids(rows, batch.num_rows), plan, inference)
                 data, offsets = jsonl.line_bytes(lines)
                 ends = offsets[1:].astype(np.int64) - int(offsets[0]) + written
@@ -495,7 +519,8 @@ def checked(source: Source, plan: Plan, *, text_only: bool = False) -> Iterator[
 
 def convert(source: Source, plan: Plan, workdir: Path, *, upload: ObjectUpload | None = None) -> LocalParquet:
     """The first of two passes over a source that cannot tell its row count before it is read (CSV, JSONL, a split
-    that ``datasets`` streams): every batch checked as ``stage`` checks it and written to ``records.parquet`` (the
+    that ``datasets`` streams), taken only where the jobs its one pass cut cannot stand (``stage_greedy``): every
+    batch checked as ``stage`` checks it and written to ``records.parquet`` (the
     run's records), which then serves as a source whose footer gives the row count. The second pass plans the jobs
     first and streams their files to S3 (``stage_planned``), as for a Parquet input: the JSONL lines are written
     once, where staging them wrote a local file, read it back and uploaded it. Memory holds a few batches, as in
@@ -582,8 +607,7 @@ def stage_planned(
         )
     except InputValidationError:
         return None
-    keys = [layout.job_input_key(run_id, index) for index in range(len(sizes))]
-    uploads = JobUploads(s3, bucket, keys, sizes)
+    uploads = JobUploads(s3, bucket, partial(layout.job_input_key, run_id), sizes=sizes)
     records = ObjectUpload(s3, bucket, layout.records_key(run_id)) if write_records else None
     try:
         staged = stage(source, plan, inference, workdir, write_records=write_records, uploads=uploads, records=records)
@@ -616,6 +640,79 @@ def stage_planned(
         uploads.close()
         if records is not None:
             records.close()
+    return staged, jobs
+
+
+def stage_greedy(
+    source: Source,
+    plan: Plan,
+    inference: InferenceSettings,
+    workdir: Path,
+    *,
+    s3: Any,
+    bucket: str,
+    run_id: str,
+    max_per_job: int,
+    max_num_jobs: int | None,
+    quotas: BatchQuotas,
+) -> tuple[Staged, list[JobSpec]] | None:
+    """The one pass over a source that cannot count its rows before it is read (CSV, JSONL, a split ``datasets``
+    streams): each checked batch goes to the run's records (a ParquetWriter writing into the ``records.parquet``
+    upload) and its JSONL lines to the job files, cut greedily as the rows arrive (``uploads.JobUploads`` without
+    sizes): a job closes at ``max_per_job`` rows, or before the line that would take its file over the model's byte
+    quota; the last job holds the rest. Only the line ends stay local (8 bytes a row).
+
+    Every error of the pass aborts the uploads; so does an error of the plan (max_num_jobs, a row over the byte
+    quota: raised as the balanced plan raises them, ``fit_job_sizes``). None, having left nothing in S3, where the
+    greedy jobs cannot stand but balanced ones can: a job under the model's minimum records per job (the last one,
+    or one of rows so long that few fit in the byte quota), or fewer rows than a batch job needs split into several
+    jobs; the caller then takes the two passes (``convert``, then ``stage_planned``)."""
+    uploads = JobUploads(
+        s3, bucket, partial(layout.job_input_key, run_id), max_rows=max_per_job, max_bytes=quotas.bytes_per_job
+    )
+    records = ObjectUpload(s3, bucket, layout.records_key(run_id))
+    try:
+        staged = stage(
+            source,
+            plan,
+            inference,
+            workdir,
+            uploads=uploads,
+            records=records,
+            records_compression=ONE_PASS_RECORDS,
+        )
+        sizes = uploads.finish()
+        minimum = quotas.min_records_per_job.value
+        if staged.rows < minimum:  # one on-demand job of every row, as plan_run_jobs makes
+            stands, on_demand = len(sizes) == 1 and not uploads.broken, True
+        else:
+            too_many = max_num_jobs is not None and len(sizes) > max_num_jobs
+            stands, on_demand = not (uploads.broken or too_many or min(sizes) < minimum), False
+            if not stands:
+                fit_job_sizes(staged, max_per_job, max_num_jobs, quotas=quotas)  # raises the plan's error, if any
+        if not stands:
+            uploads.abort()
+            records.abort()
+            logger.info(
+                "greedy jobs cannot stand: two passes",
+                jobs=len(sizes),
+                smallest_job=min(sizes, default=0),
+                min_per_job=minimum,
+                line_over_byte_quota=uploads.broken,
+            )
+            return None
+        jobs = plan_jobs(staged, sizes, run_id, on_demand=on_demand)
+        if [job.size_bytes for job in jobs] != uploads.job_bytes:
+            raise RuntimeError(f"job file sizes {uploads.job_bytes} differ from the line offsets' {jobs}")
+        uploads.complete()
+        records.complete()
+    except BaseException:
+        uploads.abort()
+        records.abort()
+        raise
+    finally:
+        uploads.close()
+        records.close()
     return staged, jobs
 
 
@@ -747,13 +844,28 @@ def preprocess(
     source: Source = open_source(inp, s3, settings.data_bucket)
     copy_from = source.records_object  # a Parquet input is already the records (ids are row numbers)
     write_records, rows = copy_from is None, known_rows(source)
+    inference = inp.inference_params.settings()
+    if rows is None:  # one pass, the jobs cut as the rows arrive
+        planned = stage_greedy(
+            source,
+            plan,
+            inference,
+            workdir,
+            s3=s3,
+            bucket=settings.data_bucket,
+            run_id=run_id,
+            max_per_job=max_per_job,
+            max_num_jobs=inp.max_num_jobs,
+            quotas=quotas,
+        )
+        if planned is not None:
+            return _finish(planned, inp, plan, run_id, quotas, s3=s3, settings=settings, execution_arn=execution_arn)
     with contextlib.ExitStack() as stack:
         streamed: ObjectUpload | None = None  # the records, sent to S3 as the first pass writes them
         if rows is None:  # counted by a first pass, which writes the records
             streamed = stack.enter_context(ObjectUpload(s3, settings.data_bucket, layout.records_key(run_id)))
             source, write_records = convert(source, plan, workdir, upload=streamed), False
             rows = known_rows(source)
-        inference = inp.inference_params.settings()
         planned = stage_planned(
             source,
             plan,
@@ -787,6 +899,22 @@ def preprocess(
             streamed.complete()
         elif planned is None or not write_records:  # else: streamed with the job files (stage_planned)
             s3.upload_file(str(staged.records_path), settings.data_bucket, layout.records_key(run_id))
+    return _finish((staged, jobs), inp, plan, run_id, quotas, s3=s3, settings=settings, execution_arn=execution_arn)
+
+
+def _finish(
+    planned: tuple[Staged, list[JobSpec]],
+    inp: ExecutionInput,
+    plan: Plan,
+    run_id: str,
+    quotas: BatchQuotas,
+    *,
+    s3: Any,
+    settings: Settings,
+    execution_arn: str | None,
+) -> RunContext:
+    """The job manifest, written once the job files and records are in S3, and the run context."""
+    staged, jobs = planned
     total = staged.rows
     manifest = [job.model_dump() for job in jobs]
     s3.put_object(

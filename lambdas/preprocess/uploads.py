@@ -1,9 +1,11 @@
-"""Job files written straight to S3 during preprocess's one pass, when the input gives its row count before it.
+"""Job files and records written straight to S3 during preprocess's pass, as multipart uploads.
 
-A Parquet input (one object, or a prefix of Parquet objects) holds its row count in its footers, so the jobs can be
-planned by rows before the pass, and each job's JSONL lines sent as they are built: one multipart upload per job,
-parts of at least ``PART_BYTES``. The lines are then written once, where staging wrote them to a local file, read
-them back and uploaded them (2.3 GB twice more at 2.24M SimpleCoT rows).
+Each job's JSONL lines are sent as they are built: one multipart upload per job, parts of at least ``PART_BYTES``
+(``JobUploads``). The jobs are cut either by a plan made before the pass (a Parquet input holds its row count in its
+footers: balanced sizes) or greedily as the rows arrive (CSV, JSONL: a job closes at its row limit or before the line
+that would take it over its byte limit). The lines are then written once, where staging wrote them to a local file,
+read them back and uploaded them (2.3 GB twice more at 2.24M SimpleCoT rows). ``records.parquet`` goes up the same
+way, written by pyarrow into an ``ObjectUpload`` as into a file.
 
 Nothing becomes visible before the pass has validated every row: an object written by a multipart upload exists
 only once the upload is completed, so every upload stays open until ``complete`` and ``abort`` ends them all on an
@@ -13,6 +15,7 @@ error (Amazon S3 user guide, "Uploading and copying objects using multipart uplo
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -29,8 +32,10 @@ class _Parts:
     """The part sending both uploaders share: ``send`` puts a part on a worker thread, up to ``PARTS_IN_FLIGHT`` at
     once (it waits for the oldest beyond that), ``drain`` waits for every part in flight, ``close`` ends the workers."""
 
-    def __init__(self, s3: Any, bucket: str, thread_name: str) -> None:
+    def __init__(self, s3: Any, bucket: str, thread_name: str, part_bytes: int | None) -> None:
         self._s3, self._bucket = s3, bucket
+        self._part_bytes = part_bytes or PART_BYTES
+        self._buffer = bytearray()
         self._pool = ThreadPoolExecutor(max_workers=PARTS_IN_FLIGHT, thread_name_prefix=thread_name)
         self._in_flight: deque[Future[None]] = deque()
 
@@ -41,6 +46,21 @@ class _Parts:
         while len(self._in_flight) >= PARTS_IN_FLIGHT:
             self._in_flight.popleft().result()
         self._in_flight.append(self._pool.submit(self._upload_part, key, upload_id, part, body))
+
+    def _fill(self, data: Any) -> None:
+        """Append ``data`` to the buffer being filled, sending it as a part each time it holds ``_part_bytes``: every
+        part but the last is exactly that size, however big one write is (a batch's lines can be 50 MB; a part that
+        size, times the parts in flight, held hundreds of MB)."""
+        view, start = memoryview(data).cast("B"), 0
+        while start < len(view):
+            take = min(len(view) - start, self._part_bytes - len(self._buffer))
+            self._buffer += view[start : start + take]
+            start += take
+            if len(self._buffer) >= self._part_bytes:
+                self._send()
+
+    def _send(self) -> None:
+        raise NotImplementedError
 
     def _upload_part(self, key: str, upload_id: str, part: dict[str, Any], body: bytearray) -> None:
         answer = self._s3.upload_part(
@@ -63,63 +83,125 @@ class _Parts:
 
 
 class JobUploads(_Parts):
-    """One multipart upload per planned job (``keys[i]`` holds ``sizes[i]`` rows), fed the JSONL lines in row order.
+    """One multipart upload per job, fed the JSONL lines in row order, cut into jobs by one of two rules:
 
-    ``write`` takes the lines of the next rows and cuts them at the jobs' boundaries; a job's buffer is sent as a part
-    whenever it holds ``PART_BYTES``, and its last part when its last row arrives, up to ``PARTS_IN_FLIGHT`` parts at
-    once on worker threads (``write`` waits for the oldest beyond that). ``job_bytes`` is each job file's size.
-    Memory holds the buffer being filled and the parts in flight, whatever the job sizes. ``close`` ends the workers
-    (``complete`` and ``abort`` wait for every part first)."""
+    - planned (``sizes``): job ``i`` holds ``sizes[i]`` rows, for a source that knows its row count before the pass;
+    - greedy (``max_rows`` and ``max_bytes``, no ``sizes``): a job closes once it holds ``max_rows`` rows, or when
+      the next line would take its file over ``max_bytes``; the next job starts with that line. The last job holds
+      what is left (``finish``). A single line over ``max_bytes`` fits no job: every upload is aborted, ``broken``
+      is set and later lines are ignored (the caller reports the row once the pass is over).
 
-    def __init__(self, s3: Any, bucket: str, keys: list[str], sizes: list[int], *, part_bytes: int | None = None):
-        if len(keys) != len(sizes):
-            raise ValueError(f"{len(keys)} keys for {len(sizes)} jobs")
-        super().__init__(s3, bucket, "preprocess-upload")
-        self._keys = keys
-        self._part_bytes = part_bytes or PART_BYTES
-        self._ends = np.cumsum(sizes).tolist()  # the row after each job's last
-        self._upload_ids: list[str | None] = [None] * len(keys)
-        self._parts: list[list[dict[str, Any]]] = [[] for _ in keys]
-        self.job_bytes = [0] * len(keys)
-        self._job = self._row = 0
-        self._buffer = bytearray()
+    Job ``i`` is written to ``key_for(i)``. ``write`` takes the lines of the next rows and cuts them at the jobs'
+    boundaries; a job's buffer is sent as a part whenever it holds ``PART_BYTES``, and its last part when the job
+    closes, up to ``PARTS_IN_FLIGHT`` parts at once on worker threads (``write`` waits for the oldest beyond that).
+    ``record_counts`` and ``job_bytes`` are each job's rows and file size. Memory holds the buffer being filled and
+    the parts in flight, whatever the job sizes. ``close`` ends the workers (``complete`` and ``abort`` wait for
+    every part first)."""
 
-    @property
-    def rows(self) -> int:
-        """Rows written so far."""
-        return self._row
+    def __init__(
+        self,
+        s3: Any,
+        bucket: str,
+        key_for: Callable[[int], str],
+        *,
+        sizes: list[int] | None = None,
+        max_rows: int | None = None,
+        max_bytes: int | None = None,
+        part_bytes: int | None = None,
+    ):
+        if (sizes is None) == (max_rows is None or max_bytes is None):
+            raise ValueError("give either the planned sizes, or max_rows and max_bytes")
+        super().__init__(s3, bucket, "preprocess-upload", part_bytes)
+        self._key_for = key_for
+        self._sizes, self._max_rows, self._max_bytes = sizes, max_rows, max_bytes
+        self._keys: list[str] = []
+        self._upload_ids: list[str | None] = []
+        self._parts: list[list[dict[str, Any]]] = []
+        self.record_counts: list[int] = []
+        self.job_bytes: list[int] = []
+        self._open = False  # whether the last job still takes rows
+        self.broken = False
+
+    def _start_job(self) -> None:
+        job = len(self._keys)
+        if self._sizes is not None and job >= len(self._sizes):
+            raise ValueError(f"more rows than the {sum(self._sizes)} planned")
+        self._keys.append(self._key_for(job))
+        self._upload_ids.append(None)
+        self._parts.append([])
+        self.record_counts.append(0)
+        self.job_bytes.append(0)
+        self._open = True
+
+    def _take(self, offsets: np.ndarray, first: int, count: int) -> int:
+        """How many of the lines ``first`` .. ``count - 1`` the open job takes."""
+        job = len(self._keys) - 1
+        if self._sizes is not None:
+            return min(count - first, self._sizes[job] - self.record_counts[job])
+        assert self._max_rows is not None and self._max_bytes is not None
+        take = min(count - first, self._max_rows - self.record_counts[job])
+        room = self._max_bytes - self.job_bytes[job]
+        if int(offsets[first + take]) - int(offsets[first]) > room:  # the bytes cut first: the lines that fit
+            ends = offsets[first + 1 : first + take + 1] - offsets[first]
+            take = int(np.searchsorted(ends, room, side="right"))
+        return take
+
+    def _full(self, job: int) -> bool:
+        limit = self._sizes[job] if self._sizes is not None else self._max_rows
+        return self.record_counts[job] == limit
 
     def write(self, data: memoryview, offsets: np.ndarray) -> None:
         """The lines of the next ``len(offsets) - 1`` rows: row ``i``'s line is ``data[offsets[i]:offsets[i + 1]]``."""
         first, count = 0, len(offsets) - 1
-        while first < count:
-            if self._job >= len(self._keys):
-                raise ValueError(f"more rows than the {self._ends[-1] if self._ends else 0} planned")
-            take = min(count - first, self._ends[self._job] - self._row)
+        while first < count and not self.broken:
+            if not self._open:
+                self._start_job()
+            job = len(self._keys) - 1
+            take = self._take(offsets, first, count)
+            if take == 0:  # the next line does not fit in the job's bytes
+                if self.record_counts[job] == 0:  # nor in any job's
+                    self.abort()
+                    self.broken = True
+                    return
+                self._close_job()
+                continue
             piece = data[int(offsets[first]) : int(offsets[first + take])]
-            self._buffer += piece
-            self.job_bytes[self._job] += len(piece)
-            self._row, first = self._row + take, first + take
-            if self._row == self._ends[self._job]:
-                self._send()
-                self._job += 1
-            elif len(self._buffer) >= self._part_bytes:
-                self._send()
+            self._fill(piece)
+            self.job_bytes[job] += len(piece)
+            self.record_counts[job] += take
+            first += take
+            if self._full(job):
+                self._close_job()
+
+    def _close_job(self) -> None:
+        """Send what is left of the job as its last part (a job whose bytes filled its last part exactly has none)."""
+        if self._buffer or not self._parts[-1]:
+            self._send()
+        self._open = False
+
+    def finish(self) -> list[int]:
+        """Close the last job (greedy: it takes what is left); the rows of each job."""
+        if self._open and not self.broken:
+            self._close_job()
+        return self.record_counts
 
     def _send(self) -> None:
         """The buffer as the current job's next part (its upload created with the first part)."""
-        job, key = self._job, self._keys[self._job]
+        job = len(self._keys) - 1
         upload_id = self._upload_ids[job]
         if upload_id is None:
-            upload_id = self._s3.create_multipart_upload(Bucket=self._bucket, Key=key)["UploadId"]
+            upload_id = self._s3.create_multipart_upload(Bucket=self._bucket, Key=self._keys[job])["UploadId"]
             self._upload_ids[job] = upload_id
-        self._send_part(key, upload_id, self._parts[job], self._buffer)
+        self._send_part(self._keys[job], upload_id, self._parts[job], self._buffer)
         self._buffer = bytearray()
 
     def complete(self) -> None:
-        """Make every job file visible; each job must have received all its rows."""
-        if self._row != (self._ends[-1] if self._ends else 0):
-            raise ValueError(f"{self._row} rows written of the {self._ends[-1]} planned")
+        """Make every job file visible; each job must have received all its rows (planned: every planned job)."""
+        if self.broken:
+            raise ValueError("a line over the byte limit: nothing to complete")
+        self.finish()
+        if self._sizes is not None and self.record_counts != self._sizes:
+            raise ValueError(f"{sum(self.record_counts)} rows written of the {sum(self._sizes)} planned")
         self._drain(raise_errors=True)
         for job, (key, upload_id, parts) in enumerate(zip(self._keys, self._upload_ids, self._parts, strict=True)):
             self._s3.complete_multipart_upload(
@@ -147,20 +229,17 @@ class ObjectUpload(_Parts):
     closed = False  # what pyarrow asks of a Python file it writes into
 
     def __init__(self, s3: Any, bucket: str, key: str, *, part_bytes: int | None = None):
-        super().__init__(s3, bucket, "preprocess-records")
+        super().__init__(s3, bucket, "preprocess-records", part_bytes)
         self.key = key
-        self._part_bytes = part_bytes or PART_BYTES
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
-        self._buffer = bytearray()
         self.size = 0
 
     def write(self, data: Any) -> int:
-        self._buffer += data
-        self.size += len(data)
-        if len(self._buffer) >= self._part_bytes:
-            self._send()
-        return len(data)
+        size = memoryview(data).nbytes
+        self._fill(data)
+        self.size += size
+        return size
 
     def flush(self) -> None:
         """Nothing to do: a part is sent once it holds ``PART_BYTES``, the rest by ``complete``."""

@@ -29,7 +29,8 @@ DATA_PLANE_STORAGE = setting(
     "functions",
     "dataPlaneEphemeralStorageMb",
     10240,
-    "`/tmp` of the data-plane functions (preprocess writes a CSV or JSONL input's records.parquet there)",
+    "`/tmp` of the data-plane functions (preprocess keeps 8 bytes of line offsets per row there; a CSV or JSONL input "
+    "whose greedy jobs fall back to two passes, its records.parquet too)",
     low=512,
     high=10240,
 )

@@ -81,10 +81,16 @@ def test_jobs_are_split_further_when_their_files_would_exceed_the_byte_limit(s3,
     # WHEN preprocessed with up to 500 records per job
     run_ctx = run(lambda_context, {**JOKES, "s3_uri": uri, "max_records_per_job": 500})
     manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=run_ctx["manifest_key"])["Body"].read())
-    # THEN there are more, still balanced, jobs and every file is under the limit
+    # THEN there are more jobs, cut greedily as the rows came (a CSV input: its row count is known only at its end):
+    # each as many rows as fit under the limit, the last the rest
     sizes = [job["record_count"] for job in manifest]
-    assert len(sizes) > 2 and max(sizes) - min(sizes) <= 1 and sum(sizes) == 1000
+    assert sizes == [255, 255, 255, 235]
     assert all(job["size_bytes"] <= 60_000 for job in manifest)
+    files = [s3.get_object(Bucket=BUCKET, Key=job["input_key"])["Body"].read() for job in manifest]
+    assert all(
+        len(body) + len(following.splitlines()[0]) + 1 > 60_000
+        for body, following in zip(files, files[1:], strict=False)
+    )
 
 
 BIG_TEXT = "x" * 5000
@@ -220,9 +226,10 @@ def test_the_models_quotas_cap_the_split_and_the_concurrency_with_warnings(
     uri = put(s3, "inputs/t.csv", csv_bytes(topics(0, 2100)))
     # WHEN preprocessed
     run_ctx = run(lambda_context, {**JOKES, "s3_uri": uri, "max_records_per_job": 5000})
-    # THEN the jobs are balanced within the model's 1,000 and the run carries the capped concurrency and the quotas
+    # THEN the jobs are cut within the model's 1,000 (greedily: a CSV input) and the run carries the capped
+    # concurrency and the quotas
     manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=run_ctx["manifest_key"])["Body"].read())
-    assert [job["record_count"] for job in manifest] == [700, 700, 700]
+    assert [job["record_count"] for job in manifest] == [1000, 1000, 100]
     assert run_ctx["max_concurrent_jobs"] == 3
     assert run_ctx["quotas"]["max_records_per_job"] == {"value": 1000, "source": "service-quotas", "quota_code": ANY}
     # AND both caps were logged as warnings, naming the model's quota

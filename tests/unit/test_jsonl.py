@@ -23,6 +23,17 @@ def test_escape_is_json_dumps_for_every_control_character():
     assert jsonl.escape(pa.array(texts)).to_pylist() == [json.dumps(t, ensure_ascii=False)[1:-1] for t in texts]
 
 
+@pytest.mark.parametrize("scan_bytes", [1, 5, 64])
+def test_escape_finds_the_rows_to_escape_across_scan_chunks(monkeypatch, scan_bytes):
+    # GIVEN texts scanned a few bytes at a time, characters to escape at the ends and middles of chunks, and a slice
+    # (an offset into the buffers) of a longer array
+    monkeypatch.setattr(jsonl, "_SCAN_BYTES", scan_bytes)
+    texts = ["skip", *TRICKY, "abcd", '"', "long text without any of them", "tail\\", "ok", "é\n"]
+    array = pa.array(texts).slice(1)
+    # WHEN escaped THEN every row is exactly json.dumps's, the rows without escapes untouched
+    assert jsonl.escape(array).to_pylist() == [json.dumps(t, ensure_ascii=False)[1:-1] for t in texts[1:]]
+
+
 @pytest.mark.parametrize("first", [0, 7, 99_999, 99_999_999_990])
 def test_vectorized_record_ids_are_the_row_numbers_zero_padded(first):
     # GIVEN runs of rows starting anywhere, some crossing a power of ten (up to the last 11-digit id and past it)

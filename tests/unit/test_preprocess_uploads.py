@@ -1,0 +1,104 @@
+"""How ``uploads.JobUploads`` cuts JSONL lines into job files: by a plan, or greedily by rows and bytes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from lambdas.preprocess.uploads import JobUploads
+
+
+class MultipartS3:
+    """The four multipart calls, in memory: an object exists only once its upload is completed."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.open: dict[str, dict[int, bytes]] = {}
+
+    def create_multipart_upload(self, *, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803
+        upload_id = f"{Key}#{len(self.open)}"
+        self.open[upload_id] = {}
+        return {"UploadId": upload_id}
+
+    def upload_part(self, *, UploadId: str, PartNumber: int, Body: Any, **_: Any) -> dict[str, Any]:  # noqa: N803
+        self.open[UploadId][PartNumber] = bytes(Body)
+        return {"ETag": f"{UploadId}-{PartNumber}"}
+
+    def complete_multipart_upload(self, *, Key: str, UploadId: str, MultipartUpload: Any, **_: Any) -> None:  # noqa: N803
+        parts = self.open.pop(UploadId)
+        self.objects[Key] = b"".join(parts[part["PartNumber"]] for part in MultipartUpload["Parts"])
+
+    def abort_multipart_upload(self, *, UploadId: str, **_: Any) -> None:  # noqa: N803
+        self.open.pop(UploadId)
+
+
+def lines(sizes: list[int], first: int = 0) -> tuple[memoryview, np.ndarray]:
+    """One line per size (its last byte a newline), as ``jsonl.line_bytes`` gives them."""
+    data = b"".join((f"{first + i:x}".encode() * size)[: size - 1] + b"\n" for i, size in enumerate(sizes))
+    return memoryview(data), np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)
+
+
+def key(index: int) -> str:
+    return f"jobs/{index:04d}.jsonl"
+
+
+def test_greedy_jobs_close_at_the_row_limit_or_before_a_line_over_the_byte_limit():
+    # GIVEN greedy uploads of at most 3 rows and 25 bytes a job
+    s3 = MultipartS3()
+    uploads = JobUploads(s3, "bucket", key, max_rows=3, max_bytes=25, part_bytes=8)
+    # WHEN lines of 5, 5, 5, 10, 10, 6 and 20 bytes arrive in two writes
+    first, second = lines([5, 5, 5, 10]), lines([10, 6, 20], first=4)
+    uploads.write(*first)
+    uploads.write(*second)
+    sizes = uploads.finish()
+    uploads.complete()
+    # THEN the first job closed at 3 rows; the second (across the two writes) before the line that would take it to
+    # 26 bytes, the third likewise before the 20-byte line; the last job holds the rest
+    assert sizes == [3, 2, 1, 1]
+    assert uploads.job_bytes == [15, 20, 6, 20]
+    # AND the files hold every line once, in order, and no upload stays open
+    assert [len(s3.objects[key(i)]) for i in range(4)] == [15, 20, 6, 20]
+    assert b"".join(s3.objects[key(i)] for i in range(4)) == bytes(first[0]) + bytes(second[0])
+    assert s3.open == {}
+
+
+def test_a_line_over_the_byte_limit_aborts_every_greedy_upload():
+    # GIVEN greedy uploads of at most 25 bytes a job, one job already sent in parts
+    s3 = MultipartS3()
+    uploads = JobUploads(s3, "bucket", key, max_rows=10, max_bytes=25, part_bytes=8)
+    uploads.write(*lines([10, 10]))
+    # WHEN a line of 30 bytes arrives, then more lines
+    uploads.write(*lines([10, 30, 5], first=2))
+    uploads.write(*lines([5], first=5))
+    # THEN every upload was aborted, nothing exists, and the later lines were ignored
+    assert uploads.broken and s3.open == {} and s3.objects == {}
+    # AND nothing can be completed
+    with pytest.raises(ValueError, match="over the byte limit"):
+        uploads.complete()
+
+
+def test_planned_jobs_take_their_planned_rows_whatever_their_bytes():
+    # GIVEN uploads planned as jobs of 2 and 3 rows
+    s3 = MultipartS3()
+    uploads = JobUploads(s3, "bucket", key, sizes=[2, 3], part_bytes=8)
+    # WHEN five lines arrive THEN the jobs take 2 and 3 of them
+    uploads.write(*lines([40, 1, 1, 1, 1]))
+    uploads.complete()
+    assert uploads.record_counts == [2, 3] and uploads.job_bytes == [41, 3]
+    # AND a sixth line is refused
+    with pytest.raises(ValueError, match="more rows than the 5 planned"):
+        uploads.write(*lines([1]))
+
+
+def test_planned_jobs_missing_rows_are_not_completed():
+    # GIVEN uploads planned as jobs of 2 and 3 rows, given four lines
+    s3 = MultipartS3()
+    uploads = JobUploads(s3, "bucket", key, sizes=[2, 3], part_bytes=8)
+    uploads.write(*lines([1, 1, 1, 1]))
+    # WHEN completed THEN it refuses, and abort leaves nothing
+    with pytest.raises(ValueError, match="4 rows written of the 5 planned"):
+        uploads.complete()
+    uploads.abort()
+    assert s3.open == {} and s3.objects == {}
