@@ -38,12 +38,14 @@ import pyarrow.parquet as pq
 from bench.production import BUCKET, PATHS, LambdaContext, LocalS3, use_local_aws
 from bench.timing import report
 from lambdas.preprocess import handler
+from lambdas.preprocess.logic import ONE_PASS_RECORDS, RECORDS_ENCODINGS
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 PROMPT = "question_answering"
 HF_REPO = "bench/simplecot"
 HF_FILE = "data/train-00000-of-00001.parquet"
 ROOT = Path(__file__).resolve().parent.parent
+ONE_PASS_ENCODING = RECORDS_ENCODINGS[ONE_PASS_RECORDS]  # how preprocess writes the records of a CSV or JSONL input
 
 
 @contextmanager
@@ -152,14 +154,15 @@ def _batches(path: str, source: Path, url: str) -> Iterator[pa.RecordBatch]:
 
 def floor(path: str, source: Path, out: Path, reference: Path, url: str, *, records: bool = False) -> int:
     """What cannot be avoided: read the input once and write the same job files (the anchor's JSONL, copied).
-    ``records``: also write every row to a Parquet file as preprocess writes records.parquet (snappy), the least an
+    ``records``: also write every row to a Parquet file as preprocess's one pass writes records.parquet
+    (``ONE_PASS_ENCODING``: uncompressed, no dictionaries, no statistics), the least an
     implementation that keeps a CSV, JSONL or HF input's rows as Parquet for postprocess must add."""
     rows, writer = 0, None
     try:
         for batch in _batches(path, source, url):
             rows += batch.num_rows
             if records:
-                writer = writer or pq.ParquetWriter(out / "records.parquet", batch.schema, compression="snappy")
+                writer = writer or pq.ParquetWriter(out / "records.parquet", batch.schema, **ONE_PASS_ENCODING)
                 writer.write_batch(batch)
     finally:
         if writer is not None:
