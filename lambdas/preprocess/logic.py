@@ -44,7 +44,7 @@ from lambdas.preprocess.sources import (
 )
 from lambdas.preprocess.uploads import JobUploads, ObjectUpload
 from lambdas.shared import layout
-from lambdas.shared.allocator import release_free_memory
+from lambdas.shared.allocator import arrow_pool, release_free_memory
 from lambdas.shared.errors import InputValidationError
 from lambdas.shared.model_families import InferenceSettings, ModelFamilyError, ResolvedModel, resolve
 from lambdas.shared.models import ExecutionInput, JobSpec, RunContext
@@ -57,6 +57,7 @@ from prompt_templates import PromptTemplate, TemplateError, get_template
 RESERVED_COLUMNS = ("response", "embedding", "error_code", "error_message")
 EMBEDDING_INPUT_COLUMN = "input_text"
 ID_DIGITS = 11  # a record id's width: the row number, zero-padded
+TEXT_PASS_POOL = "mimalloc"  # Arrow's memory pool for the pass over a CSV, JSONL or streamed input (arrow_pool)
 TRIM_EVERY_BATCHES = 8  # batches (of up to 65,536 rows) between two release_free_memory() calls
 
 
@@ -751,7 +752,8 @@ def preprocess(
         streamed: ObjectUpload | None = None  # the records, sent to S3 as the first pass writes them
         if rows is None:  # counted by a first pass, which writes the records
             streamed = stack.enter_context(ObjectUpload(s3, settings.data_bucket, layout.records_key(run_id)))
-            source, write_records = convert(source, plan, workdir, upload=streamed), False
+            with arrow_pool(TEXT_PASS_POOL):  # memory flat in the row count: see arrow_pool
+                source, write_records = convert(source, plan, workdir, upload=streamed), False
             rows = known_rows(source)
         inference = inp.inference_params.settings()
         planned = stage_planned(

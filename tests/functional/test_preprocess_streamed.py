@@ -258,3 +258,27 @@ def test_a_reserved_column_the_template_does_not_use_is_still_refused(s3, lambda
     with pytest.raises(InputValidationError, match=r"\['response'\] whose names are reserved"):
         run(lambda_context, {**JOKES, "s3_uri": uri}, "exec-reserved")
     assert open_uploads(s3) == []
+
+
+def test_the_pass_over_a_csv_input_runs_on_mimalloc_and_the_parquet_pass_on_the_images_pool(
+    s3, lambda_context, monkeypatch
+):
+    # GIVEN a CSV input, and the Arrow pool each pass of preprocess runs on, recorded as it runs
+    pools: dict[str, str] = {}
+    for name in ("convert", "stage_planned"):
+        original = getattr(logic, name)
+
+        def recorded(*args: Any, _name: str = name, _original: Any = original, **kwargs: Any) -> Any:
+            pools[_name] = pa.default_memory_pool().backend_name
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(logic, name, recorded)
+    image_pool = pa.default_memory_pool().backend_name
+    uri = put(s3, "inputs/pools.csv", long_topics(300, width=10))
+    # WHEN preprocess runs on it
+    run_ctx = run(lambda_context, {**JOKES, "s3_uri": uri, "max_records_per_job": 100}, "exec-pools")
+    # THEN the first pass (parse, check, write records.parquet) ran on mimalloc, the second on the process's pool,
+    # which is the process's pool again afterwards; every row is in the jobs
+    assert pools == {"convert": "mimalloc", "stage_planned": image_pool}
+    assert pa.default_memory_pool().backend_name == image_pool and run_ctx["total_records"] == 300
+    assert sum(len(body.splitlines()) for body in job_files(s3, run_ctx)) == 300
