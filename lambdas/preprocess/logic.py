@@ -57,7 +57,7 @@ from prompt_templates import PromptTemplate, TemplateError, get_template
 RESERVED_COLUMNS = ("response", "embedding", "error_code", "error_message")
 EMBEDDING_INPUT_COLUMN = "input_text"
 ID_DIGITS = 11  # a record id's width: the row number, zero-padded
-TEXT_PASS_POOL = "mimalloc"  # Arrow's memory pool for the pass over a CSV, JSONL or streamed input (arrow_pool)
+RECORDS_POOL = "mimalloc"  # Arrow's memory pool for a run whose records.parquet preprocess writes (arrow_pool)
 TRIM_EVERY_BATCHES = 8  # batches (of up to 65,536 rows) between two release_free_memory() calls
 
 
@@ -749,11 +749,12 @@ def preprocess(
     copy_from = source.records_object  # a Parquet input is already the records (ids are row numbers)
     write_records, rows = copy_from is None, known_rows(source)
     with contextlib.ExitStack() as stack:
+        if write_records:  # a pass writes records.parquet: memory flat in the row count only on mimalloc (arrow_pool)
+            stack.enter_context(arrow_pool(RECORDS_POOL))
         streamed: ObjectUpload | None = None  # the records, sent to S3 as the first pass writes them
         if rows is None:  # counted by a first pass, which writes the records
             streamed = stack.enter_context(ObjectUpload(s3, settings.data_bucket, layout.records_key(run_id)))
-            with arrow_pool(TEXT_PASS_POOL):  # memory flat in the row count: see arrow_pool
-                source, write_records = convert(source, plan, workdir, upload=streamed), False
+            source, write_records = convert(source, plan, workdir, upload=streamed), False
             rows = known_rows(source)
         inference = inp.inference_params.settings()
         planned = stage_planned(
