@@ -40,6 +40,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,10 +233,12 @@ class Bench:
         if hub_port is not None:
             command += ["--hub-port", str(hub_port)]
         env = {**self.env, **FUNCTION_ENVIRONMENT.get(handler, {})}  # the function's own allocator settings
+        started = time.monotonic()
         done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"{handler} failed:\n{done.stderr[-4000:]}")
         result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        result["seconds"] = round(time.monotonic() - started, 1)  # the call's wall time, for the record: not judged
         return result
 
     def record(self, handler: str, path: str, rows: int, result: dict[str, Any]) -> None:
@@ -243,7 +246,9 @@ class Bench:
         if "error" in result:
             print(f"  {handler:<11} {path:<14} {rows:>11,} rows  FAILED: {result['error']}", flush=True)
         else:
-            print(f"  {handler:<11} {path:<14} {rows:>11,} rows  peak {result['peak_rss_mb']:8.0f} MB", flush=True)
+            took = f"  ({result['seconds']:.0f} s)" if "seconds" in result else ""
+            peak = result["peak_rss_mb"]
+            print(f"  {handler:<11} {path:<14} {rows:>11,} rows  peak {peak:8.0f} MB{took}", flush=True)
         if self.json_path is not None:  # after each measurement: a run that stops early keeps what it measured
             self.json_path.write_text(json.dumps(self.rows, indent=1) + "\n")
 
