@@ -7,10 +7,17 @@
 
 Each measurement is a fresh Python process that imports the handler and calls ``lambda_handler`` once, as Lambda
 does; its peak RSS is the process's high-water mark (``VmHWM``, see ``peak_rss_kib``) at the end, imports
-included. S3 is a moto server in
-its own process (``moto_server``), so stored objects never count; the Hugging Face path streams from a fake hub
-(tests/fakehub.py) served by another process for the same reason. Data is generated chunk by chunk, never whole.
-Memory is measured, never time: the machine may be shared.
+included. S3 is the local disk: the measured process's S3 client is ``bench.production.LocalS3`` over
+``DIR/s3`` (objects are files under ``DIR/s3/<bucket>/<key>``), which streams every GET from its file as the caller
+reads (a ranged GET reads its range only) and appends multipart parts to one file, so stored objects never count in
+its RSS and a 20M-row input is not read whole per request. A server in another process would serve the same bytes
+more slowly: moto's reads a whole object for every GET, ranges included, and one 20M-row Parquet preprocess ran 46
+minutes on it without finishing. boto3's S3 client is still built in the measured process (its memory counts, as in
+Lambda) but not called; what LocalS3 leaves out is a constant: boto3's transfer threads and their buffers (up to 10
+parts of 8 MB), the same at any row count. The set-up (inputs, staged runs, Bedrock's outputs) writes the files
+straight into that directory. The Hugging Face path streams from a fake hub (tests/fakehub.py) served by another
+process, so the hub's files never count either. Data is generated chunk by chunk, never whole. Memory is measured,
+never time: the machine may be shared.
 
 What runs, and the targets (peak at the largest size <= 1.2x the peak at the smallest, and under 1.5 GB):
 
@@ -30,7 +37,6 @@ import json
 import os
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -54,6 +60,7 @@ RUN_INPUT = f"s3://{BUCKET}/inputs/run.parquet"  # what preprocess read: resubmi
 HF_REPO = "bench/memory"
 RETRYABLE_EVERY = 20  # every 20th row is answered 429 (retryable): 5% of the rows
 MAX_RATIO, MAX_PEAK_MB = 1.2, 1500.0
+S3_ROOT_ENV = "BENCH_MEMORY_S3"  # the folder LocalS3 serves in the measured and helper processes
 PREPROCESS_PATHS = ("parquet", "csv", "jsonl", "prefix", "hf")
 LAYOUTS = ("row groups", "one row group")
 _WORDS = ("river", "market", "energy", "model", "answer", "group", "system", "water", "city", "price")
@@ -71,15 +78,17 @@ LOCAL_ROWS = (200_000, 2_000_000)  # bench/local_memory.py's sizes in make bench
 QUICK = Sizes(preprocess=(100_000, 300_000), runs=(10_000, 100_000), per_job=2_500)
 
 
-def child_env(endpoint: str) -> dict[str, str]:
-    """What the stack sets on the data-plane functions, and what the Lambda image sets (lambdas/Dockerfile)."""
+def child_env(s3_root: Path) -> dict[str, str]:
+    """What the stack sets on the data-plane functions, and what the Lambda image sets (lambdas/Dockerfile); S3 is
+    ``LocalS3`` over ``s3_root`` (``BENCH_MEMORY_S3``, read by ``use_disk_s3`` in each child)."""
+    env = {name: value for name, value in os.environ.items() if name != "AWS_ENDPOINT_URL_S3"}
     return {
-        **os.environ,
+        **env,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL_S3": endpoint,
+        S3_ROOT_ENV: str(s3_root),
         "DATA_BUCKET": BUCKET,
         "MAX_RECORDS_PER_JOB": "50000",
         "POWERTOOLS_TRACE_DISABLED": "true",
@@ -94,12 +103,27 @@ def child_env(endpoint: str) -> dict[str, str]:
 # ---- the measured process ------------------------------------------------------------------------------------
 
 
+_KEPT: list[Any] = []  # the boto3 S3 client the function would build, alive for the whole measurement
+
+
+def use_disk_s3() -> None:
+    """Point the handlers' S3 client factory (``lambdas.shared.aws.s3``) at LocalS3 over ``BENCH_MEMORY_S3``. The
+    boto3 client the function would use is built first and kept, so its memory counts as in Lambda."""
+    from bench.production import LocalS3
+    from lambdas.shared import aws
+
+    local = LocalS3(Path(os.environ[S3_ROOT_ENV]))
+    _KEPT.append(aws.s3())
+    aws.s3 = lambda: local
+
+
 def measure(handler_name: str, event_path: Path, hub_port: int | None) -> None:
     """Run one handler once in this (fresh) process and print its peak RSS as a JSON line."""
     import importlib
 
     from tests.conftest import FakeLambdaContext
 
+    use_disk_s3()
     module = importlib.import_module(f"lambdas.{handler_name}.handler")
     event = json.loads(event_path.read_text())
     with tempfile.TemporaryDirectory(prefix="bench-memory-hf-") as home:
@@ -125,15 +149,38 @@ def peak_rss_kib() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # no /proc: ru_maxrss, KiB on Linux
 
 
+def mapped_file(path: Path, name: str) -> Any:
+    """``path`` as the hub file ``name``: memory-mapped (a 20M-row file is ~3.5 GB: read whole, it would sit in the
+    hub's memory while the measured process runs), its hashes computed once, in blocks."""
+    import hashlib
+    import mmap
+
+    from tests.fakehub import RepoFile
+
+    with path.open("rb") as file:
+        data = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    blob, sha256 = hashlib.sha1(b"blob %d\0" % len(data)), hashlib.sha256()
+    for start in range(0, len(data), 64 << 20):
+        blob.update(data[start : start + (64 << 20)])
+        sha256.update(data[start : start + (64 << 20)])
+    served = RepoFile(name, data)
+    served.__dict__.update(oid=blob.hexdigest(), sha256=sha256.hexdigest())  # RepoFile's cached properties
+    return served
+
+
 def serve_hub(directory: Path) -> None:
-    """Serve every ``{repo}/data/*.parquet`` under ``directory`` as a hub dataset repo until stdin closes."""
-    from tests.fakehub import FakeHub, FakeRepo, RepoFile
+    """Serve every ``{repo}/data/*.parquet`` under ``directory`` as a hub dataset repo until stdin closes (files
+    memory-mapped, ``mapped_file``)."""
+    import hashlib
+
+    from tests.fakehub import FakeHub, FakeRepo
 
     repos = {}
     for data in sorted(directory.glob("*/*/data")):
         repo_id = f"{data.parent.parent.name}/{data.parent.name}"
-        files = {f"data/{p.name}": RepoFile(f"data/{p.name}", p.read_bytes()) for p in sorted(data.glob("*.parquet"))}
-        repos[repo_id] = FakeRepo(repo_id, files)
+        files = {f"data/{p.name}": mapped_file(p, f"data/{p.name}") for p in sorted(data.glob("*.parquet"))}
+        revision = hashlib.sha1(repo_id.encode() + "".join(f.oid for f in files.values()).encode()).hexdigest()
+        repos[repo_id] = FakeRepo(repo_id, files, sha=revision)
     hub = FakeHub(repos).start()
     print(hub.port, flush=True)
     sys.stdin.read()
@@ -147,61 +194,36 @@ class Bench:
     def __init__(self, scratch: Path, sizes: Sizes, *, keep_data: bool = False, json_path: Path | None = None) -> None:
         self.scratch, self.sizes, self.keep_data, self.json_path = scratch, sizes, keep_data, json_path
         self.scratch.mkdir(parents=True, exist_ok=True)
-        self.port = _free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.env = child_env(self.endpoint)
+        self.store = scratch / "s3"  # LocalS3's root: DIR/s3/<bucket>/<key>
+        self.env = child_env(self.store)
         self.rows: list[dict[str, Any]] = []
-        self._moto: subprocess.Popen[bytes] | None = None
         self._s3: Any = None
 
-    # moto server, and the emulator for Service Quotas (moto has no ListServiceQuotas) ----------------------------
+    # the file-backed S3, and the emulator for Service Quotas (preprocess reads its quotas) ------------------------
     def __enter__(self) -> Bench:
+        from bench.production import LocalS3
         from local.emulator.jobs import EmulatorState
         from local.emulator.server import BedrockEmulator
 
         self._quotas = BedrockEmulator(EmulatorState(s3=None)).start()
         self.env["AWS_ENDPOINT_URL_SERVICE_QUOTAS"] = self._quotas.endpoint_url
-        log = (self.scratch / "moto.log").open("wb")
-        self._moto = subprocess.Popen(
-            [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=self.env,
-        )
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        import boto3
-        from botocore.config import Config
-
-        self._s3 = boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            # moto completes a multipart upload of GBs slowly on a busy machine: a read timeout retried the
-            # completion, which moto had already done (500, "no such upload"). Setup only: nothing measured here.
-            config=Config(read_timeout=1800, retries={"max_attempts": 1}),
-        )
+        self._s3 = LocalS3(self.store)
         self.reset()
         return self
 
     def __exit__(self, *_: object) -> None:
-        if self._moto is not None:
-            self._moto.terminate()
-            self._moto.wait()
         self._quotas.stop()
+        self.discard(self.store)
 
     def reset(self) -> None:
-        """An empty bucket again (moto's reset API), so stored objects never pile up on disk."""
-        import urllib.request
+        """An empty bucket again, and no multipart upload left over, so stored objects never pile up on disk."""
+        for folder in (self.store / BUCKET, self.store / ".uploads"):
+            shutil.rmtree(folder, ignore_errors=True)
+        (self.store / BUCKET).mkdir(parents=True)
 
-        urllib.request.urlopen(urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")).read()
-        self._s3.create_bucket(Bucket=BUCKET)
+    def object_path(self, key: str) -> Path:
+        """Where the object ``key`` of the bench's bucket lives: the set-up writes its files there directly."""
+        return self.store / BUCKET / key
 
     # measuring -------------------------------------------------------------------------------------------------
     def run_measured(self, handler: str, event: dict[str, Any], hub_port: int | None = None) -> dict[str, Any]:
@@ -211,10 +233,12 @@ class Bench:
         if hub_port is not None:
             command += ["--hub-port", str(hub_port)]
         env = {**self.env, **FUNCTION_ENVIRONMENT.get(handler, {})}  # the function's own allocator settings
+        started = time.monotonic()
         done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"{handler} failed:\n{done.stderr[-4000:]}")
         result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        result["seconds"] = round(time.monotonic() - started, 1)  # the call's wall time, for the record: not judged
         return result
 
     def record(self, handler: str, path: str, rows: int, result: dict[str, Any]) -> None:
@@ -222,7 +246,9 @@ class Bench:
         if "error" in result:
             print(f"  {handler:<11} {path:<14} {rows:>11,} rows  FAILED: {result['error']}", flush=True)
         else:
-            print(f"  {handler:<11} {path:<14} {rows:>11,} rows  peak {result['peak_rss_mb']:8.0f} MB", flush=True)
+            took = f"  ({result['seconds']:.0f} s)" if "seconds" in result else ""
+            peak = result["peak_rss_mb"]
+            print(f"  {handler:<11} {path:<14} {rows:>11,} rows  peak {peak:8.0f} MB{took}", flush=True)
         if self.json_path is not None:  # after each measurement: a run that stops early keeps what it measured
             self.json_path.write_text(json.dumps(self.rows, indent=1) + "\n")
 
@@ -263,7 +289,7 @@ class Bench:
                         hub.stdin.close()
                         hub.wait()
                     self.discard(self.scratch / f"input-{rows}.{path}", self.scratch / f"hub-{rows}")
-                    self.reset()  # moto's copies of the input and the job files go too
+                    self.reset()  # the job files and records.parquet go too
                 self.record("preprocess", path, rows, result)
 
     def upload_input(self, path: str, rows: int) -> str:
@@ -273,20 +299,25 @@ class Bench:
             for part in range(PREFIX_FILES):
                 count = per_file + (part < extra)
                 local = write_parquet(self.scratch / f"prefix-{rows}" / f"part-{part:03d}.parquet", count, first)
-                self._s3.upload_file(str(local), BUCKET, f"inputs/prefix-{rows}/part-{part:03d}.parquet")
-                self.discard(local)
+                self.put_file(local, f"inputs/prefix-{rows}/part-{part:03d}.parquet")
                 first += count
             return f"s3://{BUCKET}/inputs/prefix-{rows}/"
         writers = {"parquet": write_parquet, "csv": write_csv, "jsonl": write_jsonl}
         local = writers[path](self.scratch / f"input-{rows}.{path}", rows)
         key = f"inputs/input-{rows}.{path}"
-        self._s3.upload_file(str(local), BUCKET, key)
-        self.discard(local)
+        self.put_file(local, key)
         return f"s3://{BUCKET}/{key}"
 
+    def put_file(self, local: Path, key: str) -> None:
+        """Store a generated file as object ``key``: a hard link into the bucket (no second copy on disk), then the
+        generated file itself goes unless --keep-data (the object goes with the next reset)."""
+        target = self.object_path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.hardlink_to(local)
+        self.discard(local)
+
     def discard(self, *paths: Path) -> None:
-        """Delete generated data once it is in S3 or measured (unless --keep-data): at 20M rows an input is up to
-        ~10 GB, and moto keeps its own copy."""
+        """Delete generated data once it is measured (unless --keep-data): at 20M rows an input is up to ~11 GB."""
         if self.keep_data:
             return
         for path in paths:
@@ -415,8 +446,9 @@ def memory_section(rows: list[dict[str, Any]], seconds: float, per_job: int) -> 
         )
     notes = [
         "Peak RSS (VmHWM, MB of 2^20 bytes as Lambda counts memory) of one handler call in a fresh process, as "
-        "Lambda runs it; S3 is a moto server and the Hugging Face hub a fake one, each in its own process, so "
-        "stored objects are not counted. Ratios are to the smallest size of the same handler and path.",
+        "Lambda runs it; S3 is the local disk (LocalS3: every GET streams from a file, a ranged GET reads its range "
+        "only) and the Hugging Face hub a fake one in its own process, so stored objects are not counted. Ratios "
+        "are to the smallest size of the same handler and path.",
         "Rows: id, a short topic (the prompt's only column) and 200-800 characters of text. Postprocess, resubmit "
         f"and finalize: runs in jobs of {per_job:,} records, records.parquet in row groups of 65,536 rows and in "
         "one row group; postprocess is measured on the run's last job.",
@@ -637,6 +669,7 @@ def postprocess_states(path: Path) -> None:
     from lambdas.shared import aws
     from lambdas.shared.models import JobState
 
+    use_disk_s3()
     for state in json.loads(path.read_text()):
         with tempfile.TemporaryDirectory(prefix="bench-memory-") as workdir:
             logic.postprocess(JobState.model_validate(state), s3=aws.s3(), workdir=Path(workdir))
@@ -675,13 +708,6 @@ def parse_sizes(text: str, knob: str) -> tuple[int, ...]:
     if not sizes or sizes[0] < 1:
         raise ValueError(f"{knob} takes comma-separated row counts >= 1 (e.g. 200000,2000000), not {text!r}")
     return sizes
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,12 +12,14 @@ tracer outside the Lambda environment; in Lambda it adds one segment per invocat
 
 from __future__ import annotations
 
+import io
 import shlex
 import shutil
 import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -68,19 +70,34 @@ def production_env(function: str, max_records_per_job: int) -> dict[str, str]:
     }
 
 
-class _Range:
+class _Range(io.RawIOBase):
     """A body that reads ``length`` bytes of an open file from its current position."""
 
     def __init__(self, file: BinaryIO, length: int) -> None:
+        super().__init__()
         self._file, self._left = file, length
 
-    def read(self, size: int = -1) -> bytes:
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
         size = self._left if size is None or size < 0 else min(size, self._left)
+        if size == 0 or self._file.closed:
+            return b""
         data = self._file.read(size)
         self._left -= len(data)
         if self._left == 0 or not data:
             self._file.close()
         return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
 
 
 class _Paginator:
@@ -96,9 +113,13 @@ class _ListObjects:
         self._s3 = s3
 
     def paginate(self, *, Bucket: str, Prefix: str = "") -> Iterator[dict[str, Any]]:  # noqa: N803
-        base = self._s3.root / Bucket
-        keys = sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
-        yield {"Contents": [{"Key": k, "Size": (base / k).stat().st_size} for k in keys if k.startswith(Prefix)]}
+        token = None
+        while True:
+            page = self._s3.list_objects_v2(Bucket=Bucket, Prefix=Prefix, ContinuationToken=token)
+            yield page
+            if not page["IsTruncated"]:
+                return
+            token = page["NextContinuationToken"]
 
 
 @dataclass
@@ -112,10 +133,11 @@ class LocalS3:
     def _path(self, bucket: str, key: str) -> Path:
         return self.root / bucket / key
 
-    def _missing(self, operation: str) -> Exception:
+    def _missing(self, operation: str, code: str = "404") -> Exception:
+        """S3's error for a missing key: HEAD has no body, so its code is the status ("404"); GET's is NoSuchKey."""
         from botocore.exceptions import ClientError  # imported late: the bench's parent process stays small
 
-        return ClientError({"Error": {"Code": "404", "Message": "Not Found"}}, operation)
+        return ClientError({"Error": {"Code": code, "Message": "Not Found"}}, operation)
 
     def head_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803 - boto3's argument names
         path = self._path(Bucket, Key)
@@ -124,15 +146,52 @@ class LocalS3:
         return {"ContentLength": path.stat().st_size}
 
     def get_object(self, *, Bucket: str, Key: str, Range: str | None = None) -> dict[str, Any]:  # noqa: N803
+        """The body is botocore's ``StreamingBody`` (``read``, ``iter_lines``, ``iter_chunks``, ``close``, and its
+        length check) over the file, as boto3 returns it over the socket: read as the caller reads, never whole."""
+        from botocore.response import StreamingBody
+
         path = self._path(Bucket, Key)
         if not path.is_file():
-            raise self._missing("GetObject")
+            raise self._missing("GetObject", "NoSuchKey")
         file = path.open("rb")
-        if Range is None:
-            return {"Body": file, "ContentLength": path.stat().st_size}
-        first, last = (int(n) for n in Range.removeprefix("bytes=").split("-"))
-        file.seek(first)
-        return {"Body": _Range(file, last - first + 1), "ContentLength": last - first + 1}
+        size = path.stat().st_size
+        if Range is not None:
+            first, last = (int(n) for n in Range.removeprefix("bytes=").split("-"))
+            last = min(last, size - 1)
+            file.seek(first)
+            size = last - first + 1
+        return {"Body": StreamingBody(_Range(file, size), size), "ContentLength": size}
+
+    def list_objects_v2(
+        self,
+        *,
+        Bucket: str,  # noqa: N803
+        Prefix: str = "",  # noqa: N803
+        MaxKeys: int = 1000,  # noqa: N803
+        ContinuationToken: str | None = None,  # noqa: N803
+    ) -> dict[str, Any]:
+        """One page of keys in key order, at most ``MaxKeys`` (S3's limit, 1,000), with size and modification time;
+        no ``Contents`` when nothing matches, as S3 answers."""
+        base = self._path(Bucket, "")
+        folder = base / Prefix.rpartition("/")[0]  # only the folder that can hold the prefix's keys is walked
+        found = sorted(
+            key
+            for key in (p.relative_to(base).as_posix() for p in folder.rglob("*") if p.is_file())
+            if key.startswith(Prefix) and (ContinuationToken is None or key > ContinuationToken)
+        )
+        page, truncated = found[: min(MaxKeys, 1000)], len(found) > min(MaxKeys, 1000)
+        out: dict[str, Any] = {"IsTruncated": truncated, "KeyCount": len(page), "Prefix": Prefix}
+        if page:
+            out["Contents"] = [self._listed(base / key, key) for key in page]
+        if truncated:
+            out["NextContinuationToken"] = page[-1]
+        return out
+
+    @staticmethod
+    def _listed(path: Path, key: str) -> dict[str, Any]:
+        stat = path.stat()
+        modified = datetime.fromtimestamp(stat.st_mtime, tz=UTC)
+        return {"Key": key, "Size": stat.st_size, "LastModified": modified}
 
     def get_paginator(self, operation: str) -> _ListObjects:
         if operation != "list_objects_v2":
@@ -169,8 +228,13 @@ class LocalS3:
         except OSError:
             shutil.copyfile(source_path, path)
 
-    def put_object(self, *, Bucket: str, Key: str, Body: bytes, **_: Any) -> dict[str, Any]:  # noqa: N803
-        self._new(Bucket, Key).write_bytes(Body)
+    def put_object(self, *, Bucket: str, Key: str, Body: bytes | BinaryIO, **_: Any) -> dict[str, Any]:  # noqa: N803
+        """``Body`` is bytes or a readable file, as boto3 takes it."""
+        with self._new(Bucket, Key).open("wb") as out:
+            if isinstance(Body, bytes | bytearray | memoryview):
+                out.write(Body)
+            else:
+                shutil.copyfileobj(Body, out, 8 << 20)
         return {}
 
     # Multipart uploads: the parts are appended to one file in the order they arrive (S3 assembles them server-side:

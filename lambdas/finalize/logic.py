@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
 
 from lambdas.shared import layout
+from lambdas.shared.allocator import release_free_memory
 from lambdas.shared.models import FinalizeResult, JobResult, JobSpec, ResubmissionPlan, RunContext, RunModel
 from lambdas.shared.pricing import PriceTable, format_usd
 from lambdas.shared.run_files import (
@@ -201,6 +202,8 @@ def merge_resubmission(
         report.files_rewritten.append(result.output_key)
         counts = pc.value_counts(merged.column(ERROR_CODE).combine_chunks().drop_null()).to_pylist()
         report.error_counts[job.index] = Counter({item["values"]: item["counts"] for item in counts})
+        del table, merged, update, parts
+        release_free_memory()  # each file's buffers leave holes in glibc's heaps: memory flat in the job count
     return report
 
 

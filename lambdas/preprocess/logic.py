@@ -51,7 +51,7 @@ from lambdas.preprocess.sources import (
 )
 from lambdas.preprocess.uploads import JobUploads, ObjectUpload
 from lambdas.shared import layout
-from lambdas.shared.allocator import release_free_memory
+from lambdas.shared.allocator import arrow_pool, release_free_memory
 from lambdas.shared.errors import InputValidationError
 from lambdas.shared.model_families import InferenceSettings, ModelFamilyError, ResolvedModel, resolve
 from lambdas.shared.models import ExecutionInput, JobSpec, RunContext
@@ -74,6 +74,7 @@ RECORDS_ENCODINGS: dict[str, dict[str, Any]] = {
     "none": {"compression": "none", "use_dictionary": False, "write_statistics": False},
 }
 ONE_PASS_RECORDS = "none"
+RECORDS_POOL = "mimalloc"  # Arrow's memory pool for a run whose records.parquet preprocess writes (arrow_pool)
 TRIM_EVERY_BATCHES = 8  # batches (of up to 65,536 rows) between two release_free_memory() calls
 
 
@@ -845,22 +846,26 @@ def preprocess(
     copy_from = source.records_object  # a Parquet input is already the records (ids are row numbers)
     write_records, rows = copy_from is None, known_rows(source)
     inference = inp.inference_params.settings()
-    if rows is None:  # one pass, the jobs cut as the rows arrive
-        planned = stage_greedy(
-            source,
-            plan,
-            inference,
-            workdir,
-            s3=s3,
-            bucket=settings.data_bucket,
-            run_id=run_id,
-            max_per_job=max_per_job,
-            max_num_jobs=inp.max_num_jobs,
-            quotas=quotas,
-        )
-        if planned is not None:
-            return _finish(planned, inp, plan, run_id, quotas, s3=s3, settings=settings, execution_arn=execution_arn)
     with contextlib.ExitStack() as stack:
+        if write_records:  # a pass writes records.parquet: memory flat in the row count only on mimalloc (arrow_pool)
+            stack.enter_context(arrow_pool(RECORDS_POOL))
+        if rows is None:  # one pass, the jobs cut as the rows arrive
+            planned = stage_greedy(
+                source,
+                plan,
+                inference,
+                workdir,
+                s3=s3,
+                bucket=settings.data_bucket,
+                run_id=run_id,
+                max_per_job=max_per_job,
+                max_num_jobs=inp.max_num_jobs,
+                quotas=quotas,
+            )
+            if planned is not None:
+                return _finish(
+                    planned, inp, plan, run_id, quotas, s3=s3, settings=settings, execution_arn=execution_arn
+                )
         streamed: ObjectUpload | None = None  # the records, sent to S3 as the first pass writes them
         if rows is None:  # counted by a first pass, which writes the records
             streamed = stack.enter_context(ObjectUpload(s3, settings.data_bucket, layout.records_key(run_id)))

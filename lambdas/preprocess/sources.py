@@ -31,6 +31,7 @@ from lambdas.shared.s3io import S3RangeReader, list_keys
 
 BATCH_ROWS = 65_536
 BATCH_BYTES = 16 << 20  # preprocess stages batches of at most BATCH_ROWS rows and about BATCH_BYTES bytes
+READ_BUFFER_BYTES = 8 << 20  # bytes per read (a ranged GET from S3) while decoding a Parquet column chunk
 # Arrow's streaming CSV and JSON readers read up to 32 blocks ahead on a background thread (its source: a
 # background generator of its default queue size), so the block size bounds that buffer: 16 MB blocks held up to
 # 512 MB of raw input. 2 MB blocks keep it at 64 MB and parse faster than 16 MB ones; the stage joins the small
@@ -42,11 +43,30 @@ _UTF8_HINT = "; if the file is not UTF-8, convert it first (e.g. iconv -f latin1
 
 
 def parquet_batches(parquet: pq.ParquetFile, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
-    """Batches of at most BATCH_ROWS, one row group at a time, of every column or only ``columns``. Open the file
-    with ``pre_buffer=False``: with pre-buffering, pyarrow keeps every row group's buffers while iterating (memory
-    grew with the file's size)."""
+    """Batches of at most BATCH_ROWS rows and about BATCH_BYTES bytes (``batch_rows``), one row group at a time, of
+    every column or only ``columns``. Open the file with ``pre_buffer=False``: with pre-buffering, pyarrow keeps
+    every row group's buffers while iterating (memory grew with the file's size); and with ``buffer_size``
+    (READ_BUFFER_BYTES): without it, Arrow reads a whole column chunk at once, whatever the row group's size."""
     for group in range(parquet.num_row_groups):
-        yield from parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=[group], columns=columns)
+        rows = batch_rows(parquet.metadata.row_group(group), columns)
+        yield from parquet.iter_batches(batch_size=rows, row_groups=[group], columns=columns)
+
+
+def batch_rows(group: pq.RowGroupMetaData, columns: Sequence[str] | None = None) -> int:
+    """Rows per decoded batch of a row group: BATCH_ROWS, fewer where that many rows of the columns read would be
+    more than BATCH_BYTES uncompressed (from the footer). A batch of 65,536 rows of long text is 35 MB or more: the
+    stage slices it into batches of BATCH_BYTES, but every slice keeps the whole batch alive, so the rows a row group
+    decodes at once (more in bigger row groups) were what the memory depended on. The footer's sizes are of the
+    encoded pages: a dictionary-encoded column (a few values repeated) decodes to more, and is cut by the stage."""
+    wanted = None if columns is None else set(columns)
+    size = sum(
+        group.column(index).total_uncompressed_size
+        for index in range(group.num_columns)
+        if wanted is None or group.column(index).path_in_schema.split(".")[0] in wanted
+    )
+    if group.num_rows == 0 or size <= BATCH_BYTES:
+        return BATCH_ROWS
+    return max(1, min(BATCH_ROWS, BATCH_BYTES * group.num_rows // size))
 
 
 class Source(Protocol):
@@ -188,7 +208,11 @@ class ParquetSource:
 
     def _open(self) -> pq.ParquetFile:
         try:
-            return pq.ParquetFile(S3RangeReader(self.s3, self.bucket, self.key, self.size), pre_buffer=False)
+            return pq.ParquetFile(
+                S3RangeReader(self.s3, self.bucket, self.key, self.size),
+                pre_buffer=False,
+                buffer_size=READ_BUFFER_BYTES,
+            )
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputValidationError(
                 f"s3_uri '{self.description}' could not be read as Parquet: {exc}; check the file is valid Parquet"
@@ -219,10 +243,10 @@ class LocalParquet:
     records_object = None
 
     def batches(self) -> Iterator[pa.RecordBatch]:
-        yield from parquet_batches(pq.ParquetFile(self.path, pre_buffer=False))
+        yield from parquet_batches(pq.ParquetFile(self.path, pre_buffer=False, buffer_size=READ_BUFFER_BYTES))
 
     def column_batches(self, columns: Sequence[str]) -> Iterator[pa.RecordBatch]:
-        yield from parquet_batches(pq.ParquetFile(self.path, pre_buffer=False), columns)
+        yield from parquet_batches(pq.ParquetFile(self.path, pre_buffer=False, buffer_size=READ_BUFFER_BYTES), columns)
 
     def schema(self) -> pa.Schema:
         return pq.ParquetFile(self.path).schema_arrow
@@ -298,7 +322,7 @@ class HuggingFaceSource:
 
     def _open(self, file: Any, path: str) -> pq.ParquetFile:
         try:
-            return pq.ParquetFile(file, pre_buffer=False)
+            return pq.ParquetFile(file, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputValidationError(
                 f"dataset_id '{self.dataset_id}' split '{self.split}' has unreadable data: {path}: {exc}"

@@ -86,8 +86,33 @@ def test_local_s3_serves_byte_ranges_and_missing_keys_as_s3_does(tmp_path: Path)
 
     with pytest.raises(ClientError, match="404"):
         s3.head_object(Bucket=BUCKET, Key="missing")
+    with pytest.raises(ClientError, match="NoSuchKey"):
+        s3.get_object(Bucket=BUCKET, Key="missing")
     listed = [page["Contents"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="a/")]
-    assert listed == [[{"Key": "a/b.bin", "Size": 10}]]
+    assert [[(item["Key"], item["Size"]) for item in page] for page in listed] == [[("a/b.bin", 10)]]
+
+
+def test_local_s3_lists_in_pages_of_1000_keys_and_streams_bodies_line_by_line(tmp_path: Path) -> None:
+    # GIVEN 1,001 objects under one prefix, one other object, and a JSONL object in the local S3
+    s3 = LocalS3(tmp_path)
+    for i in range(1001):
+        s3.put_object(Bucket=BUCKET, Key=f"runs/r/results/{i:04d}.json", Body=b"{}")
+    s3.put_object(Bucket=BUCKET, Key="runs/other.json", Body=b"{}")
+    s3.put_object(Bucket=BUCKET, Key="runs/r/jobs/0000.jsonl", Body=b'{"a": 1}\n{"a": 2}\n')
+    # WHEN the prefix is listed, one key is looked up with MaxKeys=1, and the JSONL body is read line by line
+    pages = list(s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="runs/r/results/"))
+    one = s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/other.json", MaxKeys=1)
+    none = s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/missing/")
+    lines = list(s3.get_object(Bucket=BUCKET, Key="runs/r/jobs/0000.jsonl")["Body"].iter_lines())
+    # THEN S3's pages: 1,000 keys then the last one, in key order, each with its modification time
+    assert [len(page["Contents"]) for page in pages] == [1000, 1]
+    keys = [item["Key"] for page in pages for item in page["Contents"]]
+    assert keys == [f"runs/r/results/{i:04d}.json" for i in range(1001)]
+    assert all("LastModified" in item for page in pages for item in page["Contents"])
+    # AND a lookup finds just its key, an empty listing has no Contents, and the body streams as boto3's does
+    assert [item["Key"] for item in one["Contents"]] == ["runs/other.json"] and one["IsTruncated"] is False
+    assert "Contents" not in none and none["KeyCount"] == 0
+    assert lines == [b'{"a": 1}', b'{"a": 2}']
 
 
 def test_local_s3_copies_without_moving_bytes_and_never_changes_an_object_in_place(tmp_path: Path) -> None:

@@ -261,3 +261,23 @@ def test_finalize_logs_carry_the_run_id_and_the_execution_arn(s3, lambda_context
     # THEN its log line names the run and the execution, which is also the correlation id
     (line,) = [json.loads(text) for text in log_lines.getvalue().splitlines() if '"run finalized"' in text]
     assert (line["run_id"], line["execution_arn"], line["correlation_id"]) == (RUN, EXECUTION_ARN, EXECUTION_ARN)
+
+
+def test_free_heap_memory_is_released_after_each_output_file_rewritten(s3, lambda_context, monkeypatch):
+    # GIVEN a run whose resubmission rewrites two planned jobs' outputs, and glibc's trim counted
+    from lambdas.finalize import logic
+
+    released: list[int] = []
+
+    def release() -> bool:
+        released.append(1)
+        return True
+
+    monkeypatch.setattr(logic, "release_free_memory", release)
+    run, retry_jobs = staged(s3, lambda_context)
+    run_both_retry_jobs(s3, lambda_context, run, retry_jobs)
+    # WHEN the run is finalized
+    _, summary = finalize(s3, lambda_context, run)
+    # THEN the free heap memory went back to the system once per rewritten file (each file's buffers leave holes in
+    # the heaps: 40 files of 50,000 rows grew the peak 1.27x over 4 files without the trim)
+    assert len(released) == len(summary["resubmission"]["output_files_rewritten"]) == 2

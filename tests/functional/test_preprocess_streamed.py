@@ -259,3 +259,32 @@ def test_a_reserved_column_the_template_does_not_use_is_still_refused(s3, lambda
     with pytest.raises(InputValidationError, match=r"\['response'\] whose names are reserved"):
         run(lambda_context, {**JOKES, "s3_uri": uri}, "exec-reserved")
     assert open_uploads(s3) == []
+
+
+@pytest.mark.parametrize(("name", "pool"), [("pools.csv", "mimalloc"), ("pools.parquet", None)])
+def test_a_run_that_writes_its_records_runs_on_mimalloc_and_one_over_a_parquet_object_on_the_images_pool(
+    s3, lambda_context, monkeypatch, name: str, pool: str | None
+):
+    # GIVEN a CSV input (its records written by preprocess) or one Parquet object (copied as the records), and the
+    # Arrow pool each pass of preprocess runs on, recorded as it runs
+    pools: dict[str, str] = {}
+    for step in ("convert", "stage_planned"):
+        original = getattr(logic, step)
+
+        def recorded(*args: Any, _step: str = step, _original: Any = original, **kwargs: Any) -> Any:
+            pools[_step] = pa.default_memory_pool().backend_name
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(logic, step, recorded)
+    image_pool = pa.default_memory_pool().backend_name
+    uri = put(s3, f"inputs/{name}", long_topics(300, width=10))
+    # WHEN preprocess runs on it
+    run_ctx = run(lambda_context, {**JOKES, "s3_uri": uri, "max_records_per_job": 100}, "exec-pools")
+    # THEN the CSV's passes (parse, check, write records.parquet; then the job files) ran on mimalloc, the Parquet
+    # object's one pass on the process's pool, which is the process's pool again afterwards
+    expected = {"convert": pool, "stage_planned": pool} if pool else {"stage_planned": image_pool}
+    assert pools == expected
+    assert pa.default_memory_pool().backend_name == image_pool
+    # AND every row is in the jobs
+    assert run_ctx["total_records"] == 300
+    assert sum(len(body.splitlines()) for body in job_files(s3, run_ctx)) == 300

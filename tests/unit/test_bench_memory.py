@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 
@@ -227,7 +228,7 @@ def test_benchmarks_run_the_handlers_with_the_images_allocator_settings() -> Non
     # GIVEN the data-plane image's allocator settings (lambdas/Dockerfile)
     allocators = allocator_env()
     # WHEN the memory benchmark and the batch benchmark build a measured process's environment
-    memory_env = child_env("http://127.0.0.1:1")
+    memory_env = child_env(Path("/tmp/s3"))
     batch_env = production_env("preprocess", 50_000)
     # THEN both carry the image's Arrow pool and glibc malloc settings, as Lambda runs them
     assert {"ARROW_DEFAULT_MEMORY_POOL", "MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_"} <= set(allocators)
@@ -242,3 +243,55 @@ def test_the_batch_benchmark_runs_postprocess_with_its_own_allocator_settings_to
     # THEN postprocess runs with it on top of the image's settings, and preprocess without it
     assert own.items() <= postprocess.items() and allocator_env().items() <= postprocess.items()
     assert not set(own) & set(preprocess)
+
+
+def test_measured_processes_get_the_disk_s3_and_still_build_the_functions_boto3_client(tmp_path, monkeypatch) -> None:
+    # GIVEN a child's environment naming the S3 folder (the handlers' client factory restored after the test)
+    from bench import memory
+    from bench.production import LocalS3
+    from lambdas.shared import aws
+
+    monkeypatch.setattr(aws, "s3", aws.s3)
+    monkeypatch.setattr(memory, "_KEPT", [])
+    monkeypatch.setenv(memory.S3_ROOT_ENV, str(tmp_path))
+    assert child_env(tmp_path)[memory.S3_ROOT_ENV] == str(tmp_path)
+    # WHEN the child points the handlers at it
+    memory.use_disk_s3()
+    # THEN the handlers' S3 is LocalS3 over that folder, and boto3's S3 client was built and is kept alive
+    assert isinstance(aws.s3(), LocalS3) and aws.s3().root == tmp_path
+    assert [client.meta.service_model.service_name for client in memory._KEPT] == ["s3"]
+
+
+def test_set_up_links_inputs_into_the_bucket_and_reset_leaves_it_empty(tmp_path) -> None:
+    # GIVEN the harness over a scratch folder (not entered: no quota emulator needed) and a generated input
+    from bench.memory import BUCKET, Bench
+
+    bench = Bench(tmp_path, FULL)
+    bench.reset()
+    generated = tmp_path / "input-10.csv"
+    generated.write_text("id,topic\n1,a\n")
+    # WHEN the input is stored as an object
+    bench.put_file(generated, "inputs/input-10.csv")
+    stored = tmp_path / "s3" / BUCKET / "inputs/input-10.csv"
+    # THEN the object is the generated file itself (a hard link: no second copy), and the generated name is gone
+    assert stored.read_text() == "id,topic\n1,a\n" and stored.stat().st_nlink == 1 and not generated.exists()
+    # AND a reset leaves an empty bucket and no multipart upload behind
+    (tmp_path / "s3" / ".uploads").mkdir()
+    (tmp_path / "s3" / ".uploads" / "part").write_bytes(b"x")
+    bench.reset()
+    assert list((tmp_path / "s3" / BUCKET).iterdir()) == [] and not (tmp_path / "s3" / ".uploads").exists()
+
+
+def test_the_hub_serves_a_memory_mapped_file_with_the_hashes_of_its_bytes(tmp_path) -> None:
+    # GIVEN a file of 70 MB (more than one block of the hashing)
+    from bench.memory import mapped_file
+    from tests.fakehub import RepoFile
+
+    path = tmp_path / "train.parquet"
+    path.write_bytes(bytes(range(256)) * (70 * 4096))
+    # WHEN it is mapped as a hub file
+    served = mapped_file(path, "data/train.parquet")
+    # THEN it has the hashes and the bytes the fake hub computes from the file read whole
+    whole = RepoFile("data/train.parquet", path.read_bytes())
+    assert (served.oid, served.sha256, len(served.data)) == (whole.oid, whole.sha256, len(whole.data))
+    assert served.data[1000:1010] == whole.data[1000:1010]

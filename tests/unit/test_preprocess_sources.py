@@ -71,3 +71,24 @@ def test_a_row_longer_than_the_biggest_block_is_a_clear_error(monkeypatch):
     with pytest.raises(InputValidationError, match=r"s3_uri 's3://b/k' could not be read as CSV: .*straddl"):
         list(sources.TextSource(s3, "b", "k", "s3://b/k", sources.CSV).batches())
     assert s3.gets == 2  # 4 KiB, then 32 KiB
+
+
+def test_parquet_batches_stay_near_batch_bytes_whatever_the_row_group_size(tmp_path, monkeypatch) -> None:
+    # GIVEN batches of at most 1 MB, and a Parquet file of one row group of 5,000 rows of 1,000 bytes of text each its
+    # own (~5 MB) and a short id column
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(sources, "BATCH_BYTES", 1 << 20)
+    path = tmp_path / "one-group.parquet"
+    table = pa.table({"id": pa.array(range(5000), pa.int64()), "text": [f"{i:05d}" * 200 for i in range(5000)]})
+    pq.write_table(table, path, row_group_size=5000)
+    # WHEN the file is read in batches, every column and then the id column alone
+    source = sources.LocalParquet(path, "one-group.parquet")
+    every = list(source.batches())
+    ids = list(source.column_batches(["id"]))
+    # THEN every row comes once, in order, in batches of about 1 MB (the row group decoded a batch at a time, never
+    # whole: a batch keeps its buffers alive while the stage works on its slices)
+    assert pa.Table.from_batches(every).equals(table)
+    assert len(every) >= 5 and max(batch.nbytes for batch in every) <= 1.1 * (1 << 20)
+    # AND the id column alone is small: its rows come BATCH_ROWS at a time (here the whole group), as before
+    assert [batch.num_rows for batch in ids] == [5000]

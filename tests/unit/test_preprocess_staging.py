@@ -132,3 +132,40 @@ def test_release_free_memory_calls_glibc_when_the_process_runs_on_it():
 
     # WHEN free memory is released THEN glibc took the call (elsewhere the call does nothing and says so)
     assert release_free_memory() is True
+
+
+def test_arrow_pool_switches_arrows_default_pool_for_the_block_only():
+    # GIVEN Arrow's default pool as the process starts (the image's: system)
+    import pyarrow as pa
+
+    from lambdas.shared.allocator import arrow_pool
+
+    before = pa.default_memory_pool().backend_name
+    # WHEN a buffer is allocated inside arrow_pool("mimalloc") and kept past the block
+    with arrow_pool("mimalloc") as backend:
+        inside = pa.default_memory_pool().backend_name
+        kept = pa.allocate_buffer(1 << 20)
+        held = pa.mimalloc_memory_pool().bytes_allocated()
+    # THEN the block ran on mimalloc (this pyarrow has it, as the image's does), the buffer came from it, and the
+    # process's pool is the one before again
+    assert backend == inside == "mimalloc" and held >= 1 << 20
+    assert pa.default_memory_pool().backend_name == before
+    # AND the buffer goes back to the pool it came from when freed
+    del kept
+    assert pa.mimalloc_memory_pool().bytes_allocated() == held - (1 << 20)
+
+
+def test_arrow_pool_keeps_the_pool_where_pyarrow_lacks_the_backend(monkeypatch):
+    # GIVEN a pyarrow built without mimalloc (its pool function raises NotImplementedError, as pyarrow documents)
+    import pyarrow as pa
+
+    from lambdas.shared.allocator import arrow_pool
+
+    def missing() -> None:
+        raise NotImplementedError("mimalloc support is not enabled")
+
+    monkeypatch.setattr(pa, "mimalloc_memory_pool", missing)
+    before = pa.default_memory_pool().backend_name
+    # WHEN the block runs THEN it runs on the pool there was, and says so
+    with arrow_pool("mimalloc") as backend:
+        assert backend == pa.default_memory_pool().backend_name == before
