@@ -268,7 +268,7 @@ def test_a_run_that_writes_its_records_runs_on_mimalloc_and_one_over_a_parquet_o
     # GIVEN a CSV input (its records written by preprocess) or one Parquet object (copied as the records), and the
     # Arrow pool each pass of preprocess runs on, recorded as it runs
     pools: dict[str, str] = {}
-    for step in ("convert", "stage_planned"):
+    for step in ("stage",):  # every route's pass over the rows (one pass, two passes, planned)
         original = getattr(logic, step)
 
         def recorded(*args: Any, _step: str = step, _original: Any = original, **kwargs: Any) -> Any:
@@ -280,9 +280,9 @@ def test_a_run_that_writes_its_records_runs_on_mimalloc_and_one_over_a_parquet_o
     uri = put(s3, f"inputs/{name}", long_topics(300, width=10))
     # WHEN preprocess runs on it
     run_ctx = run(lambda_context, {**JOKES, "s3_uri": uri, "max_records_per_job": 100}, "exec-pools")
-    # THEN the CSV's passes (parse, check, write records.parquet; then the job files) ran on mimalloc, the Parquet
-    # object's one pass on the process's pool, which is the process's pool again afterwards
-    expected = {"convert": pool, "stage_planned": pool} if pool else {"stage_planned": image_pool}
+    # THEN the CSV's one pass (parse, check, write records.parquet and the job files) ran on mimalloc, the Parquet
+    # object's pass on the process's pool, which is the process's pool again afterwards
+    expected = {"stage": pool or image_pool}
     assert pools == expected
     assert pa.default_memory_pool().backend_name == image_pool
     # AND every row is in the jobs
