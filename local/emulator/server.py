@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -171,6 +172,15 @@ class _Server(ThreadingHTTPServer):
     def server_close(self) -> None:
         super().server_close()
         self.pacer.stop()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up before its answer was written (a cancelled run, a timed-out read: BrokenPipe,
+        ConnectionReset) is logged at debug level; the stdlib printed a traceback on stderr for each, which a local
+        run showed its user. Any other error keeps the stdlib's traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            logger.debug("client %s hung up before its answer was written", client_address)
+            return
+        super().handle_error(request, client_address)
 
 
 class BedrockEmulator:
