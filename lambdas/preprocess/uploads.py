@@ -35,7 +35,8 @@ class _Parts:
     def __init__(self, s3: Any, bucket: str, thread_name: str, part_bytes: int | None) -> None:
         self._s3, self._bucket = s3, bucket
         self._part_bytes = part_bytes or PART_BYTES
-        self._buffer = bytearray()
+        self._spare: deque[bytearray] = deque()  # sent parts' buffers, filled again (at most PARTS_IN_FLIGHT)
+        self._buffer, self._filled = bytearray(self._part_bytes), 0
         self._pool = ThreadPoolExecutor(max_workers=PARTS_IN_FLIGHT, thread_name_prefix=thread_name)
         self._in_flight: deque[Future[None]] = deque()
 
@@ -53,11 +54,22 @@ class _Parts:
         size, times the parts in flight, held hundreds of MB)."""
         view, start = memoryview(data).cast("B"), 0
         while start < len(view):
-            take = min(len(view) - start, self._part_bytes - len(self._buffer))
-            self._buffer += view[start : start + take]
+            take = min(len(view) - start, self._part_bytes - self._filled)
+            self._buffer[self._filled : self._filled + take] = view[start : start + take]
+            self._filled += take
             start += take
-            if len(self._buffer) >= self._part_bytes:
+            if self._filled >= self._part_bytes:
                 self._send()
+
+    def _next_part(self) -> bytearray:
+        """The part filled so far, and a buffer of ``_part_bytes`` to fill next: one whose part has been sent, or a
+        new one. Every buffer has that one size and is filled in place (a shorter last part is copied out), so the
+        same few blocks serve every part: growing a buffer step by step to 8 MiB, part after part, left holes in
+        glibc's heaps that grew with the row count (20M CSV rows: 15-40 MB of the peak, in paired runs)."""
+        body = self._buffer if self._filled == self._part_bytes else self._buffer[: self._filled]
+        self._buffer = self._spare.popleft() if self._spare else bytearray(self._part_bytes)
+        self._filled = 0
+        return body
 
     def _send(self) -> None:
         raise NotImplementedError
@@ -67,6 +79,8 @@ class _Parts:
             Bucket=self._bucket, Key=key, UploadId=upload_id, PartNumber=part["PartNumber"], Body=body
         )
         part["ETag"] = answer["ETag"]
+        if len(body) == self._part_bytes:  # sent: its buffer can hold a later part
+            self._spare.append(body)
 
     def _drain(self, *, raise_errors: bool) -> None:
         """Wait for every part in flight; the first error is raised when ``raise_errors``."""
@@ -175,7 +189,7 @@ class JobUploads(_Parts):
 
     def _close_job(self) -> None:
         """Send what is left of the job as its last part (a job whose bytes filled its last part exactly has none)."""
-        if self._buffer or not self._parts[-1]:
+        if self._filled or not self._parts[-1]:
             self._send()
         self._open = False
 
@@ -192,8 +206,7 @@ class JobUploads(_Parts):
         if upload_id is None:
             upload_id = self._s3.create_multipart_upload(Bucket=self._bucket, Key=self._keys[job])["UploadId"]
             self._upload_ids[job] = upload_id
-        self._send_part(self._keys[job], upload_id, self._parts[job], self._buffer)
-        self._buffer = bytearray()
+        self._send_part(self._keys[job], upload_id, self._parts[job], self._next_part())
 
     def complete(self) -> None:
         """Make every job file visible; each job must have received all its rows (planned: every planned job)."""
@@ -216,7 +229,7 @@ class JobUploads(_Parts):
             if upload_id is not None:
                 self._s3.abort_multipart_upload(Bucket=self._bucket, Key=key, UploadId=upload_id)
         self._upload_ids = [None] * len(self._keys)
-        self._buffer = bytearray()
+        self._filled = 0
 
 
 class ObjectUpload(_Parts):
@@ -247,12 +260,11 @@ class ObjectUpload(_Parts):
     def _send(self) -> None:
         if self._upload_id is None:
             self._upload_id = self._s3.create_multipart_upload(Bucket=self._bucket, Key=self.key)["UploadId"]
-        self._send_part(self.key, self._upload_id, self._parts, self._buffer)
-        self._buffer = bytearray()
+        self._send_part(self.key, self._upload_id, self._parts, self._next_part())
 
     def complete(self) -> None:
         """Send what is left as the last part (any size) and make the object visible."""
-        if self._buffer or not self._parts:
+        if self._filled or not self._parts:
             self._send()
         self._drain(raise_errors=True)
         self._s3.complete_multipart_upload(
@@ -265,7 +277,7 @@ class ObjectUpload(_Parts):
         self._drain(raise_errors=False)
         if self._upload_id is not None:
             self._s3.abort_multipart_upload(Bucket=self._bucket, Key=self.key, UploadId=self._upload_id)
-        self._upload_id, self._buffer = None, bytearray()
+        self._upload_id, self._filled = None, 0
 
     def __enter__(self) -> ObjectUpload:
         return self

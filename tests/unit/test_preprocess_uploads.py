@@ -102,3 +102,33 @@ def test_planned_jobs_missing_rows_are_not_completed():
         uploads.complete()
     uploads.abort()
     assert s3.open == {} and s3.objects == {}
+
+
+class BodyKeepingS3(MultipartS3):
+    """Also keeps every body object it was given (not a copy), to see which buffers carried the parts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bodies: list[Any] = []
+
+    def upload_part(self, *, Body: Any, **kwargs: Any) -> dict[str, Any]:  # noqa: N803
+        self.bodies.append(Body)
+        return super().upload_part(Body=Body, **kwargs)
+
+
+def test_full_parts_are_sent_from_a_few_reused_buffers_and_every_byte_arrives():
+    # GIVEN one planned job of 60 lines of 7 bytes, sent in parts of 8 bytes (52 full parts and a short last one)
+    s3 = BodyKeepingS3()
+    data, offsets = lines([7] * 60)
+    uploads = JobUploads(s3, "bucket", key, sizes=[60], part_bytes=8)
+    # WHEN the lines are written in three pieces and the job completed
+    for first, last in ((0, 20), (20, 45), (45, 60)):
+        uploads.write(data, offsets[first : last + 1])
+    uploads.complete()
+    uploads.close()
+    # THEN the job file holds every byte, in order
+    assert s3.objects[key(0)] == bytes(data)
+    # AND the full parts went out in a handful of buffers, each used again once its part was sent
+    full = {id(body) for body in s3.bodies if len(body) == 8}
+    assert len(s3.bodies) == 53
+    assert len(full) <= 6  # at most the parts in flight (4), the one being filled, and one being handed over
