@@ -534,7 +534,7 @@ def convert(source: Source, plan: Plan, workdir: Path, *, upload: ObjectUpload |
         try:
             for batch in checked(source, plan):
                 if writer is None:
-                    writer = pq.ParquetWriter(sink, batch.schema, compression="snappy")
+                    writer = pq.ParquetWriter(sink, batch.schema, **RECORDS_ENCODINGS["snappy"])
                 writer.write_batch(batch)
         finally:
             if writer is not None:
@@ -608,9 +608,11 @@ def stage_planned(
         )
     except InputValidationError:
         return None
-    uploads = JobUploads(s3, bucket, partial(layout.job_input_key, run_id), sizes=sizes)
-    records = ObjectUpload(s3, bucket, layout.records_key(run_id)) if write_records else None
-    try:
+    with contextlib.ExitStack() as uploading:  # an error of the pass aborts every upload
+        uploads = uploading.enter_context(JobUploads(s3, bucket, partial(layout.job_input_key, run_id), sizes=sizes))
+        records = (
+            uploading.enter_context(ObjectUpload(s3, bucket, layout.records_key(run_id))) if write_records else None
+        )
         staged = stage(source, plan, inference, workdir, write_records=write_records, uploads=uploads, records=records)
         if staged.rows != rows:
             raise InputValidationError(
@@ -619,29 +621,39 @@ def stage_planned(
             )
         fitted = fit_job_sizes(staged, max_per_job, max_num_jobs, quotas=quotas)
         if fitted != sizes:  # the byte quotas need more jobs: staged again, the plan made from the bytes
-            uploads.abort()
-            if records is not None:
-                records.abort()
+            _abort(uploads, records)
             logger.info(
                 "jobs split further for the byte quota: staging again", planned_jobs=len(sizes), jobs=len(fitted)
             )
             return None
-        jobs = plan_jobs(staged, sizes, run_id)
-        if [job.size_bytes for job in jobs] != uploads.job_bytes:
-            raise RuntimeError(f"job file sizes {uploads.job_bytes} differ from the line offsets' {jobs}")
-        uploads.complete()
-        if records is not None:
-            records.complete()
-    except BaseException:
-        uploads.abort()
-        if records is not None:
-            records.abort()
-        raise
-    finally:
-        uploads.close()
-        if records is not None:
-            records.close()
-    return staged, jobs
+        return staged, _completed(staged, sizes, run_id, uploads, records)
+
+
+def _abort(*uploads: JobUploads | ObjectUpload | None) -> None:
+    """End every upload given: nothing of them becomes visible."""
+    for upload in uploads:
+        if upload is not None:
+            upload.abort()
+
+
+def _completed(
+    staged: Staged,
+    sizes: list[int],
+    run_id: str,
+    uploads: JobUploads,
+    records: ObjectUpload | None,
+    *,
+    on_demand: bool = False,
+) -> list[JobSpec]:
+    """The jobs of ``sizes``, once the bytes each job's upload received match the line offsets; then the job files
+    (and the ``records``) are completed: visible in S3."""
+    jobs = plan_jobs(staged, sizes, run_id, on_demand=on_demand)
+    if [job.size_bytes for job in jobs] != uploads.job_bytes:
+        raise RuntimeError(f"job file sizes {uploads.job_bytes} differ from the line offsets' {jobs}")
+    uploads.complete()
+    if records is not None:
+        records.complete()
+    return jobs
 
 
 def stage_greedy(
@@ -668,11 +680,13 @@ def stage_greedy(
     greedy jobs cannot stand but balanced ones can: a job under the model's minimum records per job (the last one,
     or one of rows so long that few fit in the byte quota), or fewer rows than a batch job needs split into several
     jobs; the caller then takes the two passes (``convert``, then ``stage_planned``)."""
-    uploads = JobUploads(
-        s3, bucket, partial(layout.job_input_key, run_id), max_rows=max_per_job, max_bytes=quotas.bytes_per_job
-    )
-    records = ObjectUpload(s3, bucket, layout.records_key(run_id))
-    try:
+    with contextlib.ExitStack() as uploading:  # an error of the pass or of the plan aborts every upload
+        uploads = uploading.enter_context(
+            JobUploads(
+                s3, bucket, partial(layout.job_input_key, run_id), max_rows=max_per_job, max_bytes=quotas.bytes_per_job
+            )
+        )
+        records = uploading.enter_context(ObjectUpload(s3, bucket, layout.records_key(run_id)))
         staged = stage(
             source,
             plan,
@@ -692,8 +706,7 @@ def stage_greedy(
             if not stands:
                 fit_job_sizes(staged, max_per_job, max_num_jobs, quotas=quotas)  # raises the plan's error, if any
         if not stands:
-            uploads.abort()
-            records.abort()
+            _abort(uploads, records)
             logger.info(
                 "greedy jobs cannot stand: two passes",
                 jobs=len(sizes),
@@ -702,19 +715,7 @@ def stage_greedy(
                 line_over_byte_quota=uploads.broken,
             )
             return None
-        jobs = plan_jobs(staged, sizes, run_id, on_demand=on_demand)
-        if [job.size_bytes for job in jobs] != uploads.job_bytes:
-            raise RuntimeError(f"job file sizes {uploads.job_bytes} differ from the line offsets' {jobs}")
-        uploads.complete()
-        records.complete()
-    except BaseException:
-        uploads.abort()
-        records.abort()
-        raise
-    finally:
-        uploads.close()
-        records.close()
-    return staged, jobs
+        return staged, _completed(staged, sizes, run_id, uploads, records, on_demand=on_demand)
 
 
 def known_rows(source: Source) -> int | None:
@@ -849,6 +850,7 @@ def preprocess(
     with contextlib.ExitStack() as stack:
         if write_records:  # a pass writes records.parquet: memory flat in the row count only on mimalloc (arrow_pool)
             stack.enter_context(arrow_pool(RECORDS_POOL))
+        streamed: ObjectUpload | None = None  # the records, sent to S3 as the first of two passes writes them
         if rows is None:  # one pass, the jobs cut as the rows arrive
             planned = stage_greedy(
                 source,
@@ -866,8 +868,7 @@ def preprocess(
                 return _finish(
                     planned, inp, plan, run_id, quotas, s3=s3, settings=settings, execution_arn=execution_arn
                 )
-        streamed: ObjectUpload | None = None  # the records, sent to S3 as the first pass writes them
-        if rows is None:  # counted by a first pass, which writes the records
+            # the greedy jobs cannot stand: counted by a first pass, which writes the records
             streamed = stack.enter_context(ObjectUpload(s3, settings.data_bucket, layout.records_key(run_id)))
             source, write_records = convert(source, plan, workdir, upload=streamed), False
             rows = known_rows(source)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -30,7 +30,8 @@ PARTS_IN_FLIGHT = 4
 
 class _Parts:
     """The part sending both uploaders share: ``send`` puts a part on a worker thread, up to ``PARTS_IN_FLIGHT`` at
-    once (it waits for the oldest beyond that), ``drain`` waits for every part in flight, ``close`` ends the workers."""
+    once (it waits for the oldest beyond that), ``drain`` waits for every part in flight, ``close`` ends the workers.
+    As a context manager, an error inside the block aborts the upload(s), and the workers end either way."""
 
     def __init__(self, s3: Any, bucket: str, thread_name: str, part_bytes: int | None) -> None:
         self._s3, self._bucket = s3, bucket
@@ -62,12 +63,15 @@ class _Parts:
                 self._send()
 
     def _next_part(self) -> bytearray:
-        """The part filled so far, and a buffer of ``_part_bytes`` to fill next: one whose part has been sent, or a
-        new one. Every buffer has that one size and is filled in place (a shorter last part is copied out), so the
-        same few blocks serve every part: growing a buffer step by step to 8 MiB, part after part, left holes in
-        glibc's heaps that grew with the row count (20M CSV rows: 15-40 MB of the peak, in paired runs)."""
-        body = self._buffer if self._filled == self._part_bytes else self._buffer[: self._filled]
-        self._buffer = self._spare.popleft() if self._spare else bytearray(self._part_bytes)
+        """The part filled so far, and the buffer to fill next: a full part's buffer goes with it and is replaced by
+        one whose part has been sent, or a new one; a shorter last part is copied out and its buffer kept. Every
+        buffer has the one size ``_part_bytes`` and is filled in place, so the same few blocks serve every part:
+        growing a buffer step by step to 8 MiB, part after part, left holes in glibc's heaps that grew with the row
+        count (20M CSV rows: 15-40 MB of the peak, in paired runs)."""
+        if self._filled < self._part_bytes:  # a shorter last part: copied out, this buffer is filled again
+            body = self._buffer[: self._filled]
+        else:
+            body, self._buffer = self._buffer, self._spare.popleft() if self._spare else bytearray(self._part_bytes)
         self._filled = 0
         return body
 
@@ -94,6 +98,21 @@ class _Parts:
     def close(self) -> None:
         self._drain(raise_errors=False)
         self._pool.shutdown(wait=True)
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        """On an error, abort the upload(s) (whatever the error was: nothing becomes visible), then end the
+        workers; without one, only end the workers (completing is the caller's)."""
+        try:
+            if kind is not None:
+                self.abort()
+        finally:
+            self.close()
 
 
 class JobUploads(_Parts):
@@ -278,14 +297,3 @@ class ObjectUpload(_Parts):
         if self._upload_id is not None:
             self._s3.abort_multipart_upload(Bucket=self._bucket, Key=self.key, UploadId=self._upload_id)
         self._upload_id, self._filled = None, 0
-
-    def __enter__(self) -> ObjectUpload:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        """On an error, abort the upload (whatever it was), then end the workers."""
-        try:
-            if kind is not None:
-                self.abort()
-        finally:
-            self.close()
