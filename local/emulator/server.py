@@ -54,6 +54,14 @@ def control_plane_routes(state: EmulatorState) -> RouteTable:
     return routes
 
 
+LAST_CHUNK = b"0\r\n\r\n"  # ends a body sent in HTTP/1.1 chunked transfer coding
+
+
+def _chunk(data: bytes) -> bytes:
+    """``data`` as one chunk of a body in chunked transfer coding: its size in hex, CRLF, the bytes, CRLF."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as botocore's connection pool expects
     disable_nagle_algorithm = True  # headers and body are separate writes: avoid the 40 ms delayed-ACK stall
@@ -87,9 +95,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         for chunk in response.body:
             if chunk:
-                self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                self.wfile.write(_chunk(chunk))
                 self.wfile.flush()
-        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.write(LAST_CHUNK)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
 
@@ -124,8 +132,8 @@ class _Pacer:
                 if wait > 0:
                     await asyncio.sleep(wait)
                 if chunk:
-                    await loop.sock_sendall(connection, b"%x\r\n%b\r\n" % (len(chunk), chunk))
-            await loop.sock_sendall(connection, b"0\r\n\r\n")
+                    await loop.sock_sendall(connection, _chunk(chunk))
+            await loop.sock_sendall(connection, LAST_CHUNK)
         finally:
             close = getattr(body.chunks, "close", None)
             if close is not None:  # a generator cut short runs its cleanup now, as in the request's thread
