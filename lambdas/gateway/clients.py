@@ -1,4 +1,5 @@
-"""The AWS client service: one pooled aiobotocore session, one client per (service, region), closed at shutdown.
+"""The AWS client service: one pooled aiobotocore session, one client per (service, region), closed at shutdown, and
+the read pacer of streamed answers (``lambdas.gateway.pacing``) when ``GATEWAY_STREAM_INTERVAL_MS`` turns it on.
 
 Endpoints come from boto's standard configuration (``AWS_ENDPOINT_URL_BEDROCK_RUNTIME``), so the same code talks to
 Bedrock or to the local emulator.
@@ -14,6 +15,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 from lambdas.gateway.config import GatewaySettings
+from lambdas.gateway.pacing import ReadPacer
 
 
 class AwsClients:
@@ -28,6 +30,8 @@ class AwsClients:
         self._stack = AsyncExitStack()
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = asyncio.Lock()
+        # one pacer for every streamed answer of the process (its one timer), None when pacing is off
+        self.pacer = ReadPacer(settings.stream_interval_ms / 1000) if settings.stream_interval_ms else None
 
     async def client(self, service: str, region: str) -> Any:
         key = (service, region)

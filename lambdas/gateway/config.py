@@ -440,6 +440,9 @@ class GatewaySettings:
     # Connections to Bedrock held open: one per open stream (a stream keeps its connection until it ends), so the
     # streams a process serves at once, not a cost - aiohttp opens them on demand. In Lambda one request at a time.
     max_pool_connections: int = 1000
+    # Read pacing (lambdas.gateway.pacing): after an answer's first token, its Bedrock connection is read at most
+    # every this many milliseconds, several events a read; 0: every event read as it arrives (the Lambda option)
+    stream_interval_ms: int = 0
     media_bucket: str = ""  # S3 bucket for generated images (presigned URLs); empty: image bots answer 503
     media_region: str = "us-east-1"
     media_url_seconds: int = 3600
@@ -474,6 +477,7 @@ class GatewaySettings:
             max_attempts=int(env.get("GATEWAY_MAX_ATTEMPTS", "4")),
             retry_mode=env.get("GATEWAY_RETRY_MODE", "adaptive"),
             max_pool_connections=int(env.get("GATEWAY_MAX_POOL_CONNECTIONS", "1000")),
+            stream_interval_ms=stream_interval_ms(env.get("GATEWAY_STREAM_INTERVAL_MS", "0")),
             media_bucket=env.get("GATEWAY_MEDIA_BUCKET", ""),
             media_region=env.get("GATEWAY_MEDIA_REGION") or env.get("AWS_REGION") or "us-east-1",
             media_url_seconds=int(env.get("GATEWAY_MEDIA_URL_SECONDS", "3600")),
@@ -494,6 +498,17 @@ class GatewaySettings:
             batch_region=env.get("GATEWAY_BATCH_REGION") or env.get("AWS_REGION") or "us-east-1",
             max_upload_bytes=int(env.get("GATEWAY_MAX_UPLOAD_BYTES", "10000000")),
         )
+
+
+def stream_interval_ms(raw: str) -> int:
+    """``GATEWAY_STREAM_INTERVAL_MS``: whole milliseconds, 0 (off) to 1000."""
+    value = raw.strip()
+    if not value.isdigit() or int(value) > 1000:
+        raise BotConfigError(
+            f"GATEWAY_STREAM_INTERVAL_MS must be whole milliseconds from 0 (off) to 1000, got {raw!r}; "
+            "set it with the cdk.json key gatewayStreamIntervalMs"
+        )
+    return int(value)
 
 
 def parse_access_keys(raw: str, source: str) -> dict[str, str]:

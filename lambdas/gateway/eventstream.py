@@ -16,10 +16,12 @@ from __future__ import annotations
 import json
 import struct
 from binascii import crc32
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
 from botocore.eventstream import EventStreamBuffer, EventStreamMessage, MessagePrelude
+
+from lambdas.gateway.pacing import ReadPacer
 
 TEXT_DELTA = "contentBlockDelta"
 _PRELUDE_LENGTH = 12  # total length, headers length, prelude CRC: 4 bytes each
@@ -137,29 +139,67 @@ def text_delta(headers: dict[str, Any], payload: bytes) -> dict[str, Any] | None
     return {TEXT_DELTA: {"delta": {"text": delta["text"]}, "contentBlockIndex": index}}
 
 
-async def converse_events(stream: Any) -> AsyncIterator[dict[str, Any]]:
+async def converse_events(stream: Any, pacer: ReadPacer | None = None) -> AsyncGenerator[dict[str, Any], None]:
     """The events of aiobotocore's ConverseStream ``stream`` (an ``AioEventStream``), as iterating it yields them.
-    A stream without aiobotocore's raw response (a test double) is iterated as it is."""
-    raw, parse = getattr(stream, "_raw_stream", None), getattr(stream, "_parse_event", None)
+    A stream without aiobotocore's raw response (a test double) is iterated as it is.
+
+    ``pacer`` (``lambdas.gateway.pacing``): once a text delta has been yielded, the connection is paused after each
+    read until the pacer's next round, and each read then takes everything buffered since (``readany``); the same
+    bytes in fewer pieces. Without it the body is read as aiobotocore reads it, an HTTP chunk at a time."""
+    raw: Any = getattr(stream, "_raw_stream", None)
+    parse = getattr(stream, "_parse_event", None)
     content = getattr(raw, "content", None)
     if content is None or parse is None:
         async for event in stream:
             yield event
         return
     buffer = MessageBuffer()
-    async for chunk, _ in content.iter_chunks():  # as AioEventStream._create_raw_event_generator reads it
-        buffer.add_data(chunk)
-        for frame in buffer.frames():
-            if type(frame) is tuple:
-                headers, payload, (total, headers_length, prelude_crc, message_crc) = frame
-                event = text_delta(headers, payload)
-                if event is None:  # as botocore's buffer builds the message
-                    prelude = MessagePrelude(total, headers_length, prelude_crc)
-                    event = await parse(EventStreamMessage(prelude, headers, payload, message_crc))
-            else:  # botocore framed it
-                assert isinstance(frame, EventStreamMessage)
-                event = text_delta(frame.headers, frame.payload)
-                if event is None:
-                    event = await parse(frame)  # raises EventStreamError for an error or exception message
-            if event:  # an unknown event type parses to {} and is skipped, as AioEventStream does
-                yield event
+    paused: Any = None  # the transport the pacer holds for this answer, released when the answer ends in any way
+    texting = False  # a text delta has been yielded: reads may be paced from now on
+    try:
+        # unpaced: as AioEventStream._create_raw_event_generator reads it (an HTTP chunk at a time)
+        reads = content.iter_chunks() if pacer is None else _Buffered(content)
+        async for chunk, _ in reads:
+            buffer.add_data(chunk)
+            for frame in buffer.frames():
+                if type(frame) is tuple:
+                    headers, payload, (total, headers_length, prelude_crc, message_crc) = frame
+                    event = text_delta(headers, payload)
+                    if event is None:  # as botocore's buffer builds the message
+                        prelude = MessagePrelude(total, headers_length, prelude_crc)
+                        event = await parse(EventStreamMessage(prelude, headers, payload, message_crc))
+                    else:
+                        texting = True
+                else:  # botocore framed it
+                    assert isinstance(frame, EventStreamMessage)
+                    event = text_delta(frame.headers, frame.payload)
+                    if event is None:
+                        event = await parse(frame)  # raises EventStreamError for an error or exception message
+                    else:
+                        texting = True
+                if event:  # an unknown event type parses to {} and is skipped, as AioEventStream does
+                    yield event
+            if texting and pacer is not None and not content.is_eof():
+                connection = raw.connection  # None once aiohttp released it (the response is complete)
+                if connection is not None:
+                    paused = connection.transport
+                    pacer.pause(paused, connection.protocol)
+    finally:
+        if paused is not None and pacer is not None:
+            pacer.release(paused)
+
+
+class _Buffered:
+    """``iter_chunks``' shape over aiohttp's ``readany``: each item everything buffered at the time of the read."""
+
+    def __init__(self, content: Any) -> None:
+        self._content = content
+
+    def __aiter__(self) -> _Buffered:
+        return self
+
+    async def __anext__(self) -> tuple[bytes, bool]:
+        data: bytes = await self._content.readany()
+        if not data:
+            raise StopAsyncIteration
+        return data, False

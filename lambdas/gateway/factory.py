@@ -206,7 +206,7 @@ class TextBot:
                 request_id = _request_id(response)
                 return TextStream(
                     self,
-                    converse_events(stream),
+                    converse_events(stream, self._clients.pacer),
                     stream,
                     count,
                     started=started,

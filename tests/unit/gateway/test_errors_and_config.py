@@ -197,6 +197,21 @@ def test_settings_from_env_read_the_bots_file_and_limits() -> None:
     assert settings.max_body_bytes == 2048 and settings.access_keys == {"default": "k"} and settings.bots
 
 
+@pytest.mark.parametrize("value", ["fast", "-1", "1001", "2.5"])
+def test_a_stream_interval_that_is_not_whole_milliseconds_stops_the_start(value: str) -> None:
+    # GIVEN GATEWAY_STREAM_INTERVAL_MS that is not 0-1000 whole milliseconds
+    # WHEN the settings are read THEN the start fails naming the variable, the value and the cdk.json key
+    with pytest.raises(BotConfigError, match=f"GATEWAY_STREAM_INTERVAL_MS must be whole milliseconds.*'{value}'"):
+        GatewaySettings.from_env({"GATEWAY_STREAM_INTERVAL_MS": value})
+
+
+def test_read_pacing_is_off_unless_the_environment_sets_it() -> None:
+    # GIVEN no variable (the Lambda function), then the Fargate task's
+    # WHEN the settings are read THEN pacing is off, then at the task's interval
+    assert GatewaySettings.from_env({}).stream_interval_ms == 0
+    assert GatewaySettings.from_env({"GATEWAY_STREAM_INTERVAL_MS": "50"}).stream_interval_ms == 50
+
+
 def test_account_less_router_arns_get_the_deploying_account() -> None:
     # GIVEN the shipped bots.json, whose default prompt routers leave the account empty
     # WHEN the gateway starts in account 111122223333 (GATEWAY_ACCOUNT_ID, set by the stack)

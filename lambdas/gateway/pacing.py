@@ -1,0 +1,94 @@
+"""Read pacing: once an answer's first token is on its way, its Bedrock connection is read at most every interval.
+
+A streamed answer's events arrive one at a time (a token or a few every tens of milliseconds per stream), and each
+costs the process a wake-up, a read, aiohttp's ``data_received`` and parser, a pass through the gateway's generators
+and a write to the client, whatever its size. With hundreds of streams open that per-read cost fills a core. After an
+answer's first text delta has been handed on (its time to first token is never touched), ``converse_events`` pauses
+reading the answer's connection (``transport.pause_reading()``) after each read; ``ReadPacer`` resumes every paused
+connection at once, ``interval`` seconds after the first pause since its last round, with one timer for all of them.
+Meanwhile the kernel (or, over TLS, the SSL protocol's incoming buffer) keeps what arrives, so the next read takes
+several events at once: one read, one parse, one write for all of them. Nothing is dropped or reordered (the bytes
+are the same, read in fewer pieces), and no event waits longer than one interval, the answer's end included.
+
+aiohttp pauses the same transport for its own flow control (``BaseProtocol._reading_paused`` when its buffer is full,
+``_buffer_paused``): a connection aiohttp holds is neither paused nor resumed here, so a resume here never undoes
+aiohttp's pause. aiohttp resuming a connection paused here (its ``StreamReader`` resumes on every read) only reads it
+early. A connection is resumed at once when its answer ends for any reason (``release``: the end, an error, the
+client leaving), so no paused transport outlives its answer or goes back to the connection pool paused.
+
+Over TLS (``uvloop``'s and asyncio's SSL transports) ``pause_reading`` stops the decrypted data reaching aiohttp but
+not the socket's reads into the SSL protocol's buffer (up to its high-water mark): the socket's wake-up and read stay
+per event, and the decryption, aiohttp's Python, the gateway's generators and the write to the client are paid once
+per interval.
+
+``interval`` 0 turns pacing off (the Lambda option: one stream per execution environment, nothing to group).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol
+
+
+class _Loop(Protocol):
+    def call_later(self, delay: float, callback: Any, /) -> Any: ...
+
+
+class ReadPacer:
+    """Connections paused after a read, all resumed by one timer ``interval`` seconds after the first of them was
+    paused. ``loop``: where the timer runs (the running loop at the first pause, unless given)."""
+
+    def __init__(self, interval: float, loop: _Loop | None = None) -> None:
+        self.interval = interval
+        self._loop = loop
+        self._paused: dict[Any, Any] = {}  # transport -> its aiohttp protocol, paused here
+        self._armed = False
+
+    def __len__(self) -> int:
+        """Connections paused here now."""
+        return len(self._paused)
+
+    def pause(self, transport: Any, protocol: Any) -> None:
+        """Stop reading ``transport`` until the next round, unless it is closing, already not reading, or aiohttp's
+        flow control holds it (``protocol``'s flags)."""
+        if (
+            transport is None
+            or transport.is_closing()
+            or not transport.is_reading()
+            or getattr(protocol, "_reading_paused", False)
+            or getattr(protocol, "_buffer_paused", False)
+        ):
+            return
+        transport.pause_reading()
+        self._paused[transport] = protocol
+        if not self._armed:
+            self._armed = True
+            loop = self._loop or asyncio.get_running_loop()
+            loop.call_later(self.interval, self._round)
+
+    def release(self, transport: Any) -> None:
+        """Resume ``transport`` now if it is paused here (its answer ended, failed or was left)."""
+        protocol = self._paused.pop(transport, _NONE)
+        if protocol is not _NONE:
+            _resume(transport, protocol)
+
+    def _round(self) -> None:
+        self._armed = False
+        paused, self._paused = self._paused, {}
+        for transport, protocol in paused.items():
+            _resume(transport, protocol)
+
+
+_NONE = object()
+
+
+def _resume(transport: Any, protocol: Any) -> None:
+    """Resume a transport paused here, unless it closed or aiohttp's flow control paused it meanwhile (aiohttp then
+    resumes it itself when its buffer drains)."""
+    if (
+        transport.is_closing()
+        or getattr(protocol, "_reading_paused", False)
+        or getattr(protocol, "_buffer_paused", False)
+    ):
+        return
+    transport.resume_reading()
