@@ -73,6 +73,17 @@ REQUESTS_PER_TASK = setting(
     low=1,
     high=1_000_000,
 )
+STREAM_INTERVAL = setting(
+    "fargate",
+    "gatewayStreamIntervalMs",
+    50,
+    "read pacing: after an answer's first token, a task reads each answer's Bedrock connection at most this often "
+    "and forwards what arrived meanwhile at once (fewer reads and writes a token, so more streams a vCPU); the "
+    "first token is never held, nor any text longer than this; `0` reads every event as it arrives",
+    kind="milliseconds 0-1000",
+    low=0,
+    high=1000,
+)
 GATEWAY_VPC = setting(
     "fargate",
     "gatewayVpc",
@@ -90,6 +101,7 @@ FARGATE_KEYS = (
     MIN_TASKS.key,
     MAX_TASKS.key,
     REQUESTS_PER_TASK.key,
+    STREAM_INTERVAL.key,
     GATEWAY_VPC.key,
 )
 
@@ -110,8 +122,9 @@ class GatewayServiceConfig:
 
     ``certificate_arn``: the ACM certificate of the HTTPS listener. ``task_cpu`` (CPU units, 1024 = 1 vCPU) and
     ``task_memory_mb`` size one task; uvicorn runs one worker per vCPU. ``min_tasks``..``max_tasks``: autoscaling on
-    CPU and on ``requests_per_task`` (ALB requests per task per minute). ``vpc``: None creates a VPC (public subnets for
-    the load balancer, private subnets with NAT gateways for the tasks)."""
+    CPU and on ``requests_per_task`` (ALB requests per task per minute). ``stream_interval_ms``: the task's read
+    pacing (``GATEWAY_STREAM_INTERVAL_MS``, ``lambdas.gateway.pacing``). ``vpc``: None creates a VPC (public subnets
+    for the load balancer, private subnets with NAT gateways for the tasks)."""
 
     certificate_arn: str
     task_cpu: int = TASK_CPU.default
@@ -119,6 +132,7 @@ class GatewayServiceConfig:
     min_tasks: int = MIN_TASKS.default
     max_tasks: int = MAX_TASKS.default
     requests_per_task: int = REQUESTS_PER_TASK.default
+    stream_interval_ms: int = STREAM_INTERVAL.default
     vpc: GatewayVpcConfig | None = None
 
     @property
@@ -168,6 +182,7 @@ class GatewayServiceConfig:
             min_tasks=min_tasks,
             max_tasks=max_tasks,
             requests_per_task=ctx.integer(REQUESTS_PER_TASK),
+            stream_interval_ms=ctx.integer(STREAM_INTERVAL),
             vpc=_gateway_vpc(ctx.raw(GATEWAY_VPC)),
         )
 

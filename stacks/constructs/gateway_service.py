@@ -202,6 +202,8 @@ class GatewayService(Construct):
                 "GATEWAY_ACCOUNT_ID": cdk.Aws.ACCOUNT_ID,
                 "GATEWAY_EMF_AGENT_ENDPOINT": EMF_ENDPOINT,
                 "GATEWAY_EMF_LOG_GROUP": self.metrics_log_group.log_group_name,
+                # a task serves hundreds of streams: reading each at most this often is what lets one vCPU hold them
+                "GATEWAY_STREAM_INTERVAL_MS": str(settings.stream_interval_ms),
                 "AWS_DEFAULT_REGION": cdk.Aws.REGION,
                 **self.team_keys.environment,
                 **(batch.environment if batch else {}),

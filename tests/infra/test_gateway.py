@@ -15,6 +15,7 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Match
 
+from lambdas.gateway.config import GatewaySettings
 from stacks.config import WEB_ADAPTER_LAYER_VERSION, GatewayBot, GatewayConfig, web_adapter_publishers
 from stacks.constructs.model_gateway import MODEL_ACTIONS, bot_model_arns
 from stacks.synth import GATEWAY_STACK_NAME, STACK_NAME
@@ -135,6 +136,14 @@ def test_function_runs_the_app_under_the_web_adapter(function: dict[str, Any]) -
     assert env["PORT"] == "8080"
     # AND a bot file outside lambdas/ is staged into the asset, where the app is told to read it
     assert env["GATEWAY_BOTS_FILE"] == "/var/task/gateway-bots.json"
+
+
+def test_the_function_reads_every_event_as_it_arrives(function: dict[str, Any]) -> None:
+    # GIVEN the Lambda option: one stream per execution environment, nothing for read pacing to group
+    env = function["Environment"]["Variables"]
+    # THEN the function sets no read pacing, and the app's default for it is off
+    assert "GATEWAY_STREAM_INTERVAL_MS" not in env
+    assert GatewaySettings.stream_interval_ms == 0
 
 
 def test_env_agnostic_gateway_takes_the_layer_account_by_region(gateway: Gateway) -> None:

@@ -19,6 +19,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk.assertions import Template
 
 from stacks.config import ObservabilityConfig
+from stacks.config.fargate import STREAM_INTERVAL
 from stacks.constructs.gateway_service import AGENT_IMAGE, DOCKERFILE, KEEP_ALIVE_SECONDS
 from stacks.constructs.model_gateway import APP, PORT
 from stacks.constructs.observability import GatewayObservability
@@ -91,6 +92,24 @@ def test_the_task_is_arm64_and_sized_from_config(fargate: Gateway) -> None:
     assert env["GATEWAY_BOTS_FILE"] == "/app/gateway-bots.json" and env["POWERTOOLS_TRACE_DISABLED"] == "true"
     assert {"GATEWAY_MEDIA_BUCKET", "GATEWAY_ACCESS_KEYS_SECRET_ARN", "POWERTOOLS_METRICS_NAMESPACE"} <= set(env)
     assert container["LogConfiguration"]["LogDriver"] == "awslogs"
+
+
+def test_the_task_paces_its_reads_with_the_configured_interval(fargate: Gateway) -> None:
+    # GIVEN the Fargate task, gatewayStreamIntervalMs not set in the context
+    (task,) = fargate.of_type("AWS::ECS::TaskDefinition").values()
+    env = {e["Name"]: e["Value"] for e in gateway_container(task)["Environment"]}
+    # THEN the app reads its answers' connections paced at the setting's default (lambdas.gateway.pacing)
+    assert env["GATEWAY_STREAM_INTERVAL_MS"] == str(STREAM_INTERVAL.default) != "0"
+
+
+def test_a_configured_stream_interval_reaches_the_task(tmp_path: Path) -> None:
+    # GIVEN gatewayStreamIntervalMs=0 (pacing off), passed as -c passes it
+    gateway = synth_gateway({**CONTEXT, "gatewayStreamIntervalMs": "0"}, tmp_path)
+    # WHEN the task is synthesized
+    (task,) = gateway.of_type("AWS::ECS::TaskDefinition").values()
+    env = {e["Name"]: e["Value"] for e in gateway_container(task)["Environment"]}
+    # THEN the task reads every event as it arrives
+    assert env["GATEWAY_STREAM_INTERVAL_MS"] == "0"
 
 
 def gateway_container(task: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from stacks.config import FARGATE_KEYS, FARGATE_TASK_SIZES, GatewayConfig
+from stacks.config.fargate import STREAM_INTERVAL
 
 CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/11111111-2222-3333-4444-555555555555"
 FARGATE = {"gatewayCompute": "fargate", "gatewayCertificateArn": CERTIFICATE}
@@ -39,6 +40,15 @@ def test_fargate_settings_are_cast_from_strings() -> None:
     assert service.vpc is None  # the stack creates one
 
 
+def test_read_pacing_defaults_on_for_fargate_and_may_be_turned_off() -> None:
+    # GIVEN the Fargate option without and with gatewayStreamIntervalMs (as -c passes it)
+    default = GatewayConfig.from_context(FARGATE).service
+    off = GatewayConfig.from_context({**FARGATE, "gatewayStreamIntervalMs": "0"}).service
+    # THEN the task paces its reads by default, and 0 turns it off
+    assert default is not None and default.stream_interval_ms == STREAM_INTERVAL.default > 0
+    assert off is not None and off.stream_interval_ms == 0
+
+
 def test_a_quarter_vcpu_task_still_runs_one_worker() -> None:
     # GIVEN the smallest Fargate task / THEN one uvicorn worker, and memory defaults to what that size allows
     service = GatewayConfig.from_context({**FARGATE, "gatewayTaskCpu": "256"}).service
@@ -58,6 +68,9 @@ def test_a_quarter_vcpu_task_still_runs_one_worker() -> None:
         ({**FARGATE, "gatewayVpc": '{"vpcId": "vpc-0123456789abcdef0"}'}, "gatewayVpc must be"),
         ({**FARGATE, "gatewayVpc": "not json"}, "gatewayVpc must be a JSON object"),
         ({"gatewayCertificateArn": CERTIFICATE}, "apply to gatewayCompute=fargate only"),
+        ({**FARGATE, "gatewayStreamIntervalMs": "-5"}, "gatewayStreamIntervalMs must be an integer between 0 and 1000"),
+        ({**FARGATE, "gatewayStreamIntervalMs": "2000"}, "gatewayStreamIntervalMs must be an integer between 0 and"),
+        ({"gatewayStreamIntervalMs": "50"}, "apply to gatewayCompute=fargate only"),
         ({"gatewayTaskCpu": "1024"}, "gatewayTaskCpu apply to gatewayCompute=fargate only"),
     ],
 )
