@@ -54,7 +54,13 @@ pin no process to a core; default ``1``), BENCH_GATEWAY_NICE (a scheduling prior
 gateway and the emulator while the cases run, e.g. ``-10`` on a shared machine, where other work otherwise takes the
 gateway's core too; negative values need root; default: unchanged), BENCH_GATEWAY_CASES
 (comma-separated case names of ``CASES`` and ``ramp``, e.g. ``500 x 20 s,500 x 2 s (stress)``: run only those, for a
-short measurement; a case not run is "not measured" in the report).
+short measurement; a case not run is "not measured" in the report), GATEWAY_STREAM_INTERVAL_MS (the gateway's read
+pacing, ``lambdas.gateway.pacing``; default: the Fargate task's, ``gatewayStreamIntervalMs``'s default, as every case
+is one process serving many streams, a task's shape; ``0`` to compare with pacing off).
+
+Besides TTFT and total time, each case reports the gaps between the pieces of text a client receives (p50 and p99
+over every gap of the measured answers; text within ``ARRIVAL`` of the text before it came in the same read and makes
+no gap): read pacing trades them (fewer, longer gaps) for CPU.
 """
 
 from __future__ import annotations
@@ -77,6 +83,7 @@ from pathlib import Path
 from typing import Any
 
 from lambdas.gateway.eventstream import converse_events
+from stacks.config.fargate import STREAM_INTERVAL
 
 ROOT = Path(__file__).resolve().parent.parent
 BOT = "claude-3-haiku"
@@ -100,7 +107,10 @@ AT_500 = "500 x 20 s"
 AT_500_STRESS = "500 x 2 s (stress)"
 CASES = ("1", "100", "100 burst", AT_500, AT_500_STRESS)
 
-Timing = tuple[float, float, int]  # (ttft seconds, total seconds, text frames received)
+# (ttft seconds, total seconds, text frames received, the gaps between text arrivals in seconds: text that came
+# within ARRIVAL of the text before it arrived with it, in one read, and makes no gap)
+Timing = tuple[float, float, int, list[float]]
+ARRIVAL = 0.001
 _CONTENT, _EMPTY = b'"content": "', b'"content": ""'  # as the gateway's chunks spell them (json.dumps)
 
 
@@ -409,15 +419,21 @@ class Direct:
         response = await self.client.converse_stream(
             modelId=MODEL_ID, messages=[{"role": "user", "content": [{"text": prompt}]}]
         )
+        gaps: list[float] = []
+        last = 0.0
         async for event in converse_events(response["stream"]):
             if event.get("contentBlockDelta", {}).get("delta", {}).get("text"):
                 frames += 1
+                now = time.perf_counter()
                 if first is None:
-                    first = time.perf_counter()
+                    first = now
+                elif now - last >= ARRIVAL:
+                    gaps.append(now - last)
+                last = now
         end = time.perf_counter()
         if first is None:
             raise RuntimeError("no text delta")
-        return first - started, end - started, frames
+        return first - started, end - started, frames, gaps
 
 
 class Gateway:
@@ -454,6 +470,8 @@ class Gateway:
         first = None
         done = False
         frames = 0
+        gaps: list[float] = []
+        last = 0.0
         async with self.session.post("/v1/chat/completions", json=body) as response:
             if response.status != 200:
                 raise RuntimeError(f"HTTP {response.status}: {(await response.read())[:200]!r}")
@@ -466,19 +484,27 @@ class Gateway:
                     continue
                 if first is not None and _CONTENT in data and _EMPTY not in data and b'"error"' not in data:
                     frames += 1  # a text chunk after the first, counted without parsing 25,000 of them a second
-                    continue  # (the prompts hold no quote); anything else is parsed and checked
+                    now = time.perf_counter()  # (the prompts hold no quote); anything else is parsed and checked
+                    if now - last >= ARRIVAL:
+                        gaps.append(now - last)
+                    last = now
+                    continue
                 chunk = json.loads(data)
                 if "error" in chunk:
                     raise RuntimeError(f"stream error: {chunk['error']}")
                 if any(c.get("delta", {}).get("content") for c in chunk.get("choices", [])):
                     frames += 1
+                    now = time.perf_counter()
                     if first is None:
-                        first = time.perf_counter()
+                        first = now
+                    elif now - last >= ARRIVAL:
+                        gaps.append(now - last)
+                    last = now
         end = time.perf_counter()
         if first is None or not done:
             raise RuntimeError("no content delta" if first is None else "no [DONE]")
         Gateway.answers += 1
-        return first - started, end - started, frames
+        return first - started, end - started, frames, gaps
 
 
 # ------------------------------------------------------------------ measurements
@@ -535,6 +561,7 @@ async def load(
     wall = time.perf_counter() - started
     ttft = [r[0] * 1000 for r in results]
     total = [r[1] * 1000 for r in results]
+    gaps = [gap * 1000 for r in results for gap in r[3]]
     summary: dict[str, Any] = {"requests": requests, "concurrency": concurrency, "errors": len(errors), "wall_s": wall}
     summary["open_at_start_mean"] = sum(open_at_start) / max(1, len(open_at_start))
     summary |= {"answers": answers, "frames": frames, "frames_per_answer": frames / max(1, answers)}
@@ -545,6 +572,8 @@ async def load(
             "total_p50_ms": percentile(total, 50),
             "total_p99_ms": percentile(total, 99),
         }
+    if gaps:  # what a client sees between pieces of text (read pacing groups them: fewer, longer gaps)
+        summary |= {"gap_p50_ms": percentile(gaps, 50), "gap_p99_ms": percentile(gaps, 99), "gaps": len(gaps)}
     if errors:
         summary["first_errors"] = sorted(set(errors))[:3]
     return summary
@@ -726,7 +755,8 @@ def print_report(results: dict[str, Any]) -> None:
         print(f"   (cores: {results['placement']['note']})")
     print(
         f"{'case':<28} {'TTFT p50':>9} {'TTFT p99':>9} {'total p50':>10} {'total p99':>10} {'errors':>7} "
-        f"{'gw/direct p50 TTFT':>19} {'open':>5} {'frames':>7} {'gw CPU/answer':>14} {'gw CPU/frame':>13}"
+        f"{'gw/direct p50 TTFT':>19} {'open':>5} {'frames':>7} {'gw CPU/answer':>14} {'gw CPU/frame':>13} "
+        f"{'gap p50':>8} {'gap p99':>8}"
     )
     for level, pair in results["latency"].items():
         for name in ("direct", "gateway"):
@@ -738,7 +768,8 @@ def print_report(results: dict[str, Any]) -> None:
                 f"{r.get('total_p99_ms', nan):>8.2f}ms {r['errors']:>7} "
                 f"{ratio if name == 'gateway' else 1.0:>19.2f} {r.get('open_at_start_mean', 0):>5.0f} "
                 f"{r.get('frames_per_answer', nan):>7.0f} {r['gateway_cpu_ms_per_answer']:>12.2f}ms "
-                f"{r.get('gateway_cpu_us_per_frame', nan):>11.1f}us"
+                f"{r.get('gateway_cpu_us_per_frame', nan):>11.1f}us "
+                f"{r.get('gap_p50_ms', nan):>6.1f}ms {r.get('gap_p99_ms', nan):>6.1f}ms"
             )
         print(
             f"{'  added @' + level:<28} {pair['added_ttft_p50_ms']:>7.2f}ms {pair['added_ttft_p99_ms']:>7.2f}ms "
@@ -748,13 +779,14 @@ def print_report(results: dict[str, Any]) -> None:
         f"   (open: streams open when each measured one started, mean; frames: text frames per answer; paced cases: "
         f"frames {results['pace_s']} s apart, starts spread over an answer's length; @100 burst: unpaced and "
         "simultaneous; gw CPU: user + system CPU of the gateway's process over the run, per streamed answer and per "
-        "text frame, ~0 on direct rows, where the gateway idles)"
+        "text frame, ~0 on direct rows, where the gateway idles; gap: the time between pieces of text a client "
+        f"receives, text within {ARRIVAL * 1000:g} ms of the one before counted as one piece)"
     )
     printed = results["gateway_output"]
     print(
-        f"   (the gateway ran with the deployed function's {results['gateway_environment']}: it printed "
-        f"{printed['json_logs']} JSON log lines and {printed['emf_records']} EMF records, {printed['lines']} lines in "
-        f"all, for {printed['answers']} answers)"
+        "   (the gateway ran with the deployed function's logging and metrics and the Fargate task's read pacing, "
+        f"{results['gateway_environment']}: it printed {printed['json_logs']} JSON log lines and "
+        f"{printed['emf_records']} EMF records, {printed['lines']} lines in all, for {printed['answers']} answers)"
     )
     checks = results["checks"]
     print(
@@ -856,7 +888,12 @@ def gateway_bench() -> dict[str, Any]:
     from lambdas.gateway.config import GatewaySettings
 
     results["gateway_max_pool_connections"] = GatewaySettings.from_env().max_pool_connections
-    environment = deployed_environment()
+    # The deployed function's logging and metrics, and the Fargate task's read pacing: every case runs one process
+    # with many streams, a task's shape (a Lambda environment serves one stream). GATEWAY_STREAM_INTERVAL_MS in this
+    # process's environment overrides the task's value, for runs that compare intervals.
+    environment = deployed_environment() | {
+        "GATEWAY_STREAM_INTERVAL_MS": os.environ.get("GATEWAY_STREAM_INTERVAL_MS", str(STREAM_INTERVAL.default))
+    }
     results["gateway_environment"] = environment
     scratch = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     server = Server(topology, environment, scratch / "gateway-output.log", cores)
