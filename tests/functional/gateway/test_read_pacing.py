@@ -23,6 +23,12 @@ pytestmark = pytest.mark.anyio
 PROMPT = " ".join(f"word{i}," for i in range(60))
 
 
+@pytest.fixture(params=["asyncio", ("asyncio", {"use_uvloop": True})], ids=["asyncio", "uvloop"])
+def anyio_backend(request: pytest.FixtureRequest) -> Any:
+    """Each test on asyncio's loop and on uvloop, the loop uvicorn runs the gateway on (its transports pause)."""
+    return request.param
+
+
 @pytest.fixture
 def settings(settings: GatewaySettings) -> GatewaySettings:
     return replace(settings, stream_interval_ms=5)
