@@ -71,6 +71,11 @@ def test_ours_is_the_deployed_handler_and_does_the_anchors_work(path: str, input
     ours_lines = sorted(line for job in jobs for line in job.read_text().splitlines())
     anchor_lines = sorted(line for job in Path(reference).glob("*.jsonl") for line in job.read_text().splitlines())
     assert ours_lines == anchor_lines and len(ours_lines) == ROWS
+    # AND the floor wrote the anchor's job files, byte for byte (from its memory, see bench/preprocess_variants.py)
+    floor_jobs = sorted((tmp_path / "floor" / "last").glob("*.jsonl"))
+    assert [job.read_bytes() for job in floor_jobs] == [
+        job.read_bytes() for job in sorted(Path(reference).glob("*.jsonl"))
+    ]
 
 
 def test_local_s3_serves_byte_ranges_and_missing_keys_as_s3_does(tmp_path: Path) -> None:
