@@ -6,9 +6,11 @@ a Hugging Face dataset from a local fake hub), and one job of 50,000 records bac
 Environment: BENCH_ROWS (default 2,240,000), BENCH_MAX_PER_JOB (default: rows / 45, the reference job count),
 BENCH_JOB_RECORDS (default 50,000), BENCH_PATHS (input paths, comma-separated; default parquet,csv,jsonl,hf),
 BENCH_REPEAT (runs per variant, best kept; default 2), BENCH_DIR (scratch space and the generated datasets, reused
-between runs; default bench/.data), BENCH_ONLY (``batch``, ``memory``, ``gateway`` or ``keys``, or several
-comma-separated: run those parts; default all four in that order; see bench/gateway_bench.py for the gateway's
-own settings and bench/keys_bench.py for the team-key benchmark's),
+between runs; default bench/.data), BENCH_OUTPUT_DIR (where the preprocess variants write their output; default a
+folder of /dev/shm when it and free RAM have room, BENCH_DIR otherwise: see ``output_root``), BENCH_ONLY
+(``batch``, ``memory``, ``gateway`` or ``keys``, or several comma-separated: run those parts; default all four in
+that order; see bench/gateway_bench.py for the gateway's own settings and bench/keys_bench.py for the team-key
+benchmark's),
 BENCH_STEPS (the batch steps to run, comma-separated: ``preprocess``, ``postprocess``; default both; a run of one
 step prints its tables and records nothing, as the batch section holds both steps' figures).
 
