@@ -6,9 +6,11 @@ a Hugging Face dataset from a local fake hub), and one job of 50,000 records bac
 Environment: BENCH_ROWS (default 2,240,000), BENCH_MAX_PER_JOB (default: rows / 45, the reference job count),
 BENCH_JOB_RECORDS (default 50,000), BENCH_PATHS (input paths, comma-separated; default parquet,csv,jsonl,hf),
 BENCH_REPEAT (runs per variant, best kept; default 2), BENCH_DIR (scratch space and the generated datasets, reused
-between runs; default bench/.data), BENCH_ONLY (``batch``, ``memory``, ``gateway`` or ``keys``, or several
-comma-separated: run those parts; default all four in that order; see bench/gateway_bench.py for the gateway's
-own settings and bench/keys_bench.py for the team-key benchmark's),
+between runs; default bench/.data), BENCH_OUTPUT_DIR (where the preprocess variants write their output; default a
+folder of /dev/shm when it and free RAM have room, BENCH_DIR otherwise: see ``output_root``), BENCH_ONLY
+(``batch``, ``memory``, ``gateway`` or ``keys``, or several comma-separated: run those parts; default all four in
+that order; see bench/gateway_bench.py for the gateway's own settings and bench/keys_bench.py for the team-key
+benchmark's),
 BENCH_STEPS (the batch steps to run, comma-separated: ``preprocess``, ``postprocess``; default both; a run of one
 step prints its tables and records nothing, as the batch section holds both steps' figures).
 
@@ -39,6 +41,13 @@ ROOT = Path(__file__).resolve().parent.parent
 # child's peak RSS starts at this process's. Generating data, even importing pyarrow, happens in child processes.
 TARGETS = {"faster_than_anchor": 3.0, "times_floor": 2.0}
 STEPS = ("preprocess", "postprocess")  # the batch steps, in the order they run (BENCH_STEPS picks some)
+# The preprocess variants' output goes to RAM when there is room (output_root): S3 in the bench is a folder of files,
+# and the most the bench holds at once is the anchor's job files (the floor's reference) next to one variant's output
+# (job files and records.parquet: about 2 KB a SimpleCoT row in all; 3 KB a row leaves room), plus RAM_MARGIN for the
+# processes themselves.
+RAM_DIR = Path("/dev/shm")
+OUTPUT_BYTES_PER_ROW = 3 << 10
+RAM_MARGIN = 4 << 30
 
 
 def run(module: str, *args: str, env: dict[str, str] | None = None) -> dict:
@@ -111,9 +120,37 @@ def inputs(scratch: Path, rows: int) -> dict[str, Path]:
     }
 
 
-def preprocess_path(scratch: Path, path: str, source: Path, rows: int, max_per_job: int) -> dict[str, dict]:
-    """ours (the deployed function, production environment), the anchor and the floor on one input path."""
-    module, per_job, work = "bench.preprocess_variants", str(max_per_job), scratch / "preprocess" / path
+def meminfo_available(meminfo: Path = Path("/proc/meminfo")) -> int:
+    """The bytes of RAM the kernel can still give (``MemAvailable``), 0 where that cannot be read."""
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) << 10
+    except OSError:
+        pass
+    return 0
+
+
+def output_root(scratch: Path, rows: int, ram: Path = RAM_DIR) -> Path:
+    """Where the preprocess variants write their output (S3's objects, the job files): BENCH_OUTPUT_DIR when set; a
+    folder of ``ram`` (a RAM-backed file system) when it and the machine's free RAM have room for the most the bench
+    holds at once (``OUTPUT_BYTES_PER_ROW`` a row), as S3 takes the bytes into its own memory and network, never into
+    this machine's disk; ``scratch`` otherwise. Every variant writes to the same kind of storage either way: the
+    local disk's write-back, which grows with what earlier variants left dirty, would be charged to whichever
+    variant came later."""
+    if chosen := os.environ.get("BENCH_OUTPUT_DIR"):
+        return Path(chosen)
+    needed = rows * OUTPUT_BYTES_PER_ROW
+    if ram.is_dir() and shutil.disk_usage(ram).free >= needed and meminfo_available() >= needed + RAM_MARGIN:
+        return ram / f"bench-output-{os.getpid()}"
+    return scratch
+
+
+def preprocess_path(output: Path, path: str, source: Path, rows: int, max_per_job: int) -> dict[str, dict]:
+    """ours (the deployed function, production environment), the anchor and the floor on one input path, each
+    writing under ``output``; a variant's output is deleted once checked (the anchor's job files, the floor's
+    reference, once the floors have run)."""
+    module, per_job, work = "bench.preprocess_variants", str(max_per_job), output / "preprocess" / path
     results = {
         "ours": run(
             module,
@@ -124,39 +161,47 @@ def preprocess_path(scratch: Path, path: str, source: Path, rows: int, max_per_j
             per_job,
             env=production_env("preprocess", max_per_job),
         ),
-        "anchor": run(module, "anchor", path, str(source), str(work / "anchor"), per_job),
     }
+    ours_bytes = sum(f.stat().st_size for f in (work / "ours" / "last").rglob("jobs/*.jsonl"))
+    shutil.rmtree(work / "ours")
+    results["anchor"] = run(module, "anchor", path, str(source), str(work / "anchor"), per_job)
     # the floor writes the bytes the anchor wrote (the same JSONL, the same total size)
     reference = work / "anchor" / "last"
-    results["floor"] = run(module, "floor", path, str(source), str(work / "floor"), per_job, str(reference))
-    if path != "parquet":  # preprocess writes these inputs' rows to records.parquet too (a Parquet input is copied)
-        records = run(module, "floor+records", path, str(source), str(work / "floor+records"), per_job, str(reference))
-        results["floor+records"] = records
-    ours_bytes = sum(f.stat().st_size for f in (work / "ours" / "last").rglob("jobs/*.jsonl"))
     anchor_bytes = sum(f.stat().st_size for f in reference.glob("*.jsonl"))
+    shards = len(list(reference.glob("*.jsonl")))
+    floors = ["floor", "floor+records"] if path != "parquet" else ["floor"]  # records.parquet: not for Parquet
+    for name in floors:
+        results[name] = run(module, name, path, str(source), str(work / name), per_job, str(reference))
+        shutil.rmtree(work / name)
+    shutil.rmtree(work)
     counts = {name: result["rows"] for name, result in results.items()}
     if set(counts.values()) != {rows} or ours_bytes != anchor_bytes:
         raise RuntimeError(
             f"{path}: the variants did not do the same work: rows {counts} (expected {rows}), job file bytes "
             f"ours {ours_bytes:,} vs anchor {anchor_bytes:,}"
         )
-    shards = len(list(reference.glob("*.jsonl")))
     table(f"preprocess, {path} input: {rows:,} SimpleCoT-shaped rows -> {shards} job files", results)
     return results
 
 
 def preprocess_bench(scratch: Path, rows: int, max_per_job: int, paths: list[str]) -> dict[str, dict[str, dict]]:
     sources = inputs(scratch, rows)
-    results = {path: preprocess_path(scratch, path, sources[path], rows, max_per_job) for path in paths}
-    if "parquet" in paths:  # memory must not grow with the row count: ours again on a quarter of the rows
-        quarter = simplecot_like(scratch / f"simplecot-{rows // 4}.parquet", rows // 4)
-        per_job = max(100, max_per_job // 4)
-        results["parquet"]["ours 1/4"] = run(
-            "bench.preprocess_variants", "ours", "parquet", str(quarter), str(scratch / "preprocess" / "ours-quarter"),
-            str(per_job), env=production_env("preprocess", per_job),
-        )  # fmt: skip
-        small, full = results["parquet"]["ours 1/4"]["peak_rss_mb"], results["parquet"]["ours"]["peak_rss_mb"]
-        print(f"=> peak RSS {full:.0f} MB; with 1/4 of the rows {small:.0f} MB ({full / small:.2f}x for 4x the rows)")
+    output = output_root(scratch, rows)
+    print(f"preprocess output: {output}", flush=True)
+    try:
+        results = {path: preprocess_path(output, path, sources[path], rows, max_per_job) for path in paths}
+        if "parquet" in paths:  # memory must not grow with the row count: ours again on a quarter of the rows
+            quarter = simplecot_like(scratch / f"simplecot-{rows // 4}.parquet", rows // 4)
+            per_job = max(100, max_per_job // 4)
+            target = output / "preprocess" / "ours-quarter"
+            results["parquet"]["ours 1/4"] = run(
+                "bench.preprocess_variants", "ours", "parquet", str(quarter), str(target), str(per_job),
+                env=production_env("preprocess", per_job),
+            )  # fmt: skip
+            small, full = results["parquet"]["ours 1/4"]["peak_rss_mb"], results["parquet"]["ours"]["peak_rss_mb"]
+            print(f"=> peak RSS {full:.0f} MB; with 1/4 of the rows {small:.0f} MB ({full / small:.2f}x for 4x rows)")
+    finally:
+        shutil.rmtree(output if output != scratch else output / "preprocess", ignore_errors=True)
     return results
 
 

@@ -13,6 +13,8 @@ tracer outside the Lambda environment; in Lambda it adds one segment per invocat
 from __future__ import annotations
 
 import io
+import itertools
+import os
 import shlex
 import shutil
 import threading
@@ -128,7 +130,9 @@ class LocalS3:
 
     root: Path
     _lock: threading.Condition = field(default_factory=threading.Condition, init=False, repr=False)
-    _parts: dict[str, dict[int, tuple[int, int]]] = field(default_factory=dict, init=False, repr=False)
+    _parts: dict[str, dict[int, tuple[int, int]]] = field(default_factory=dict, init=False, repr=False)  # written
+    _placed: dict[str, set[int]] = field(default_factory=dict, init=False, repr=False)  # parts with a range
+    _ends: dict[str, int] = field(default_factory=dict, init=False, repr=False)  # each upload's next free offset
 
     def _path(self, bucket: str, key: str) -> Path:
         return self.root / bucket / key
@@ -237,11 +241,13 @@ class LocalS3:
                 shutil.copyfileobj(Body, out, 8 << 20)
         return {}
 
-    # Multipart uploads: the parts are appended to one file in the order they arrive (S3 assembles them server-side:
-    # no byte passes through the function then, nor here when they arrived in order; otherwise the file is rebuilt in
-    # part order, a copy S3 would not make, charged to the caller). A part waits up to PART_WAIT_SECONDS for the one
-    # before it, so parts sent in order from several threads (whose calls reach the lock in any order) are appended
-    # in order, as S3 would place them, without that copy.
+    # Multipart uploads: each part takes the next free range of one file in the order the parts arrive, and is written
+    # there outside the lock (``os.pwrite`` at its offset): S3 takes the parts of one upload, and of several, in
+    # parallel, so the stand-in must not write them one at a time either. S3 assembles the parts server-side: no
+    # byte passes through the function then, nor here when they arrived in order; otherwise the file is rebuilt in
+    # part order, a copy S3 would not make, charged to the caller. A part waits up to PART_WAIT_SECONDS for the one
+    # before it to take its range, so parts sent in order from several threads (whose calls reach the lock in any
+    # order) are placed in order, as S3 would place them, without that copy.
     def _upload(self, upload_id: str) -> Path:
         return self.root / ".uploads" / upload_id
 
@@ -252,18 +258,32 @@ class LocalS3:
         path.write_bytes(b"")
         with self._lock:
             self._parts[upload_id] = {}
+            self._ends[upload_id] = 0
         return {"UploadId": upload_id, "Bucket": Bucket, "Key": Key}
 
     def upload_part(self, *, UploadId: str, PartNumber: int, Body: Any, **_: Any) -> dict[str, Any]:  # noqa: N803
+        """The part's range is reserved under the lock (after the part before it, when that one comes in time), its
+        bytes written outside it; the part counts as uploaded once they are all written, as S3 answers an UploadPart
+        once it holds the part."""
+        length = memoryview(Body).nbytes
         with self._lock:
             before = PartNumber - 1
-            self._lock.wait_for(
-                lambda: before in self._parts.get(UploadId, {before: 0}) or not before, PART_WAIT_SECONDS
-            )
-            with self._upload(UploadId).open("ab") as out:
-                self._parts[UploadId][PartNumber] = (out.tell(), len(Body))
-                out.write(Body)
+            self._lock.wait_for(lambda: before in self._placed.get(UploadId, {before}) or not before, PART_WAIT_SECONDS)
+            if UploadId not in self._ends:
+                raise self._missing("UploadPart", "NoSuchUpload")
+            offset = self._ends[UploadId]
+            self._ends[UploadId] += length
+            self._placed.setdefault(UploadId, set()).add(PartNumber)
             self._lock.notify_all()
+        descriptor = os.open(self._upload(UploadId), os.O_WRONLY)
+        try:
+            view, written = memoryview(Body).cast("B"), 0
+            while written < length:
+                written += os.pwrite(descriptor, view[written:], offset + written)
+        finally:
+            os.close(descriptor)
+        with self._lock:
+            self._parts[UploadId][PartNumber] = (offset, length)
         return {"ETag": f'"{UploadId}-{PartNumber}"'}
 
     def complete_multipart_upload(
@@ -276,12 +296,15 @@ class LocalS3:
     ) -> dict[str, Any]:
         with self._lock:
             stored = self._parts.pop(UploadId)
+            self._placed.pop(UploadId, None)
+            self._ends.pop(UploadId, None)
         numbers = [part["PartNumber"] for part in MultipartUpload["Parts"]]
         if sorted(stored) != numbers:
             raise ValueError(f"parts {numbers} listed, {sorted(stored)} uploaded")
         source, target = self._upload(UploadId), self._new(Bucket, Key)
-        if [stored[n][0] for n in numbers] == sorted(offset for offset, _ in stored.values()):
-            source.rename(target)  # arrived in order: the file is the object
+        starts = list(itertools.accumulate((stored[n][1] for n in numbers), initial=0))
+        if [stored[n][0] for n in numbers] == starts[:-1] and source.stat().st_size == starts[-1]:
+            source.rename(target)  # arrived in order, nothing else in the file: the file is the object
             return {}
         with source.open("rb") as parts, target.open("wb") as out:
             for number in numbers:
@@ -294,6 +317,8 @@ class LocalS3:
     def abort_multipart_upload(self, *, UploadId: str, **_: Any) -> dict[str, Any]:  # noqa: N803
         with self._lock:
             self._parts.pop(UploadId, None)
+            self._placed.pop(UploadId, None)
+            self._ends.pop(UploadId, None)
         self._upload(UploadId).unlink(missing_ok=True)
         return {}
 

@@ -56,7 +56,9 @@ class _Parts:
         view, start = memoryview(data).cast("B"), 0
         while start < len(view):
             take = min(len(view) - start, self._part_bytes - self._filled)
-            self._buffer[self._filled : self._filled + take] = view[start : start + take]
+            # through a memoryview: a bytearray's slice assignment copies any other object into a new bytearray
+            # first (CPython's bytearray_ass_subscript), a second copy of every byte into memory just allocated
+            memoryview(self._buffer)[self._filled : self._filled + take] = view[start : start + take]
             self._filled += take
             start += take
             if self._filled >= self._part_bytes:

@@ -71,6 +71,11 @@ def test_ours_is_the_deployed_handler_and_does_the_anchors_work(path: str, input
     ours_lines = sorted(line for job in jobs for line in job.read_text().splitlines())
     anchor_lines = sorted(line for job in Path(reference).glob("*.jsonl") for line in job.read_text().splitlines())
     assert ours_lines == anchor_lines and len(ours_lines) == ROWS
+    # AND the floor wrote the anchor's job files, byte for byte (from its memory, see bench/preprocess_variants.py)
+    floor_jobs = sorted((tmp_path / "floor" / "last").glob("*.jsonl"))
+    assert [job.read_bytes() for job in floor_jobs] == [
+        job.read_bytes() for job in sorted(Path(reference).glob("*.jsonl"))
+    ]
 
 
 def test_local_s3_serves_byte_ranges_and_missing_keys_as_s3_does(tmp_path: Path) -> None:
@@ -309,3 +314,57 @@ def test_keys_section_holds_the_one_millisecond_target_for_both_passes() -> None
         "team key: added TTFT p50, each DynamoDB call held 5 ms (AWS model)": "FAIL",
     }
     assert [row[1] for row in section.rows] == ["no team key", "team key", "added"] * 2
+
+
+def test_local_s3_writes_parts_in_parallel_and_still_assembles_them_in_part_order(tmp_path: Path, monkeypatch) -> None:
+    # GIVEN the local S3, whose write of one part (part 1 of job 0) is held until the test lets it go
+    import threading
+
+    from bench import production
+
+    s3 = LocalS3(tmp_path)
+    first = s3.create_multipart_upload(Bucket=BUCKET, Key="runs/r/jobs/0000.jsonl")["UploadId"]
+    other = s3.create_multipart_upload(Bucket=BUCKET, Key="runs/r/jobs/0001.jsonl")["UploadId"]
+    writing, release, pwrite = threading.Event(), threading.Event(), os.pwrite
+
+    def held(descriptor: int, data: Any, offset: int) -> int:
+        if bytes(data[:2]) == b"a1":
+            writing.set()
+            assert release.wait(30), "the held part was never let go"
+        return pwrite(descriptor, data, offset)
+
+    monkeypatch.setattr(production.os, "pwrite", held)
+    part = {"Bucket": BUCKET, "Key": "k"}
+    held_part = threading.Thread(
+        target=s3.upload_part, kwargs={**part, "UploadId": first, "PartNumber": 1, "Body": b"a1"}
+    )
+    held_part.start()
+    assert writing.wait(30)
+    # WHEN other parts arrive while that part is being written: the next part of the same upload, and another upload's
+    s3.upload_part(**part, UploadId=first, PartNumber=2, Body=bytearray(b"a2"))
+    s3.upload_part(**part, UploadId=other, PartNumber=1, Body=memoryview(b"b1"))
+    # THEN they were taken without waiting for it (this thread got here while it is still held)
+    assert held_part.is_alive()
+    release.set()
+    held_part.join(30)
+    # AND once completed, each object holds its parts in part order
+    for upload, key, count in ((first, "runs/r/jobs/0000.jsonl", 2), (other, "runs/r/jobs/0001.jsonl", 1)):
+        parts = [{"PartNumber": n, "ETag": f'"{upload}-{n}"'} for n in range(1, count + 1)]
+        s3.complete_multipart_upload(Bucket=BUCKET, Key=key, UploadId=upload, MultipartUpload={"Parts": parts})
+    jobs = tmp_path / BUCKET / "runs/r/jobs"
+    assert (jobs / "0000.jsonl").read_bytes() == b"a1a2" and (jobs / "0001.jsonl").read_bytes() == b"b1"
+
+
+def test_local_s3_rebuilds_an_object_whose_file_holds_a_part_sent_twice(tmp_path: Path) -> None:
+    # GIVEN a multipart upload whose last part was sent twice (a retry: S3 keeps the last one of a part number)
+    s3 = LocalS3(tmp_path)
+    upload = s3.create_multipart_upload(Bucket=BUCKET, Key="runs/r/jobs/0000.jsonl")["UploadId"]
+    for number, body in ((1, b"a1"), (2, b"xx"), (2, b"a2")):
+        s3.upload_part(Bucket=BUCKET, Key="k", UploadId=upload, PartNumber=number, Body=body)
+    # WHEN it is completed
+    parts = [{"PartNumber": n, "ETag": f'"{upload}-{n}"'} for n in (1, 2)]
+    s3.complete_multipart_upload(
+        Bucket=BUCKET, Key="runs/r/jobs/0000.jsonl", UploadId=upload, MultipartUpload={"Parts": parts}
+    )
+    # THEN the object holds each part once, the last one sent of each number, and nothing of the replaced one
+    assert (tmp_path / BUCKET / "runs/r/jobs/0000.jsonl").read_bytes() == b"a1a2"

@@ -86,14 +86,16 @@ def test_every_function_traces_logs_json_and_gets_the_contract_environment(synth
     assert props["Role"] == {"Fn::GetAtt": [synthesized.logical_id(fn.role), "Arn"]}
 
 
-def test_postprocess_alone_keeps_freed_memory_for_its_next_row_group(synthesized: Synthesized) -> None:
+def test_postprocess_and_preprocess_alone_keep_freed_memory_for_their_next_batch(synthesized: Synthesized) -> None:
     # GIVEN every function's environment
     env = {key: _function(synthesized, key)["Environment"]["Variables"] for key in HANDLERS}
     # WHEN looking for glibc settings beyond the image's (lambdas/Dockerfile)
     name = "MALLOC_TRIM_THRESHOLD_"
     trims = {key: variables[name] for key, variables in env.items() if name in variables}
-    # THEN only postprocess has one, the value of lambdas/shared/allocator.py (64 MiB): the others keep the image's
-    assert trims == {"postprocess": str(64 << 20)} == {"postprocess": FUNCTION_ENVIRONMENT["postprocess"][name]}
+    # THEN only postprocess (64 MiB) and preprocess (256 MiB) have one, the values of lambdas/shared/allocator.py:
+    # the others keep the image's
+    assert trims == {"postprocess": str(64 << 20), "preprocess": str(256 << 20)}
+    assert trims == {key: FUNCTION_ENVIRONMENT[key][name] for key in ("postprocess", "preprocess")}
 
 
 def test_each_function_has_a_role_of_its_own(synthesized: Synthesized) -> None:

@@ -235,14 +235,18 @@ def test_benchmarks_run_the_handlers_with_the_images_allocator_settings() -> Non
     assert allocators.items() <= memory_env.items() and allocators.items() <= batch_env.items()
 
 
-def test_the_batch_benchmark_runs_postprocess_with_its_own_allocator_settings_too() -> None:
-    # GIVEN postprocess's glibc setting beyond the image's (lambdas/shared/allocator.py, which the stack sets)
-    own = FUNCTION_ENVIRONMENT["postprocess"]
-    # WHEN the batch benchmark builds the environment of postprocess and of preprocess
+def test_the_batch_benchmark_runs_each_function_with_its_own_allocator_settings_too() -> None:
+    # GIVEN postprocess's and preprocess's glibc settings beyond the image's (lambdas/shared/allocator.py, which the
+    # stack sets), each its own value
+    postprocess_own, preprocess_own = FUNCTION_ENVIRONMENT["postprocess"], FUNCTION_ENVIRONMENT["preprocess"]
+    assert postprocess_own != preprocess_own
+    # WHEN the batch benchmark builds the environment of postprocess, of preprocess and of finalize
     postprocess, preprocess = production_env("postprocess", 50_000), production_env("preprocess", 50_000)
-    # THEN postprocess runs with it on top of the image's settings, and preprocess without it
-    assert own.items() <= postprocess.items() and allocator_env().items() <= postprocess.items()
-    assert not set(own) & set(preprocess)
+    finalize = production_env("finalize", 50_000)
+    # THEN each runs with its own on top of the image's settings, and a function without any keeps the image's
+    assert postprocess_own.items() <= postprocess.items() and allocator_env().items() <= postprocess.items()
+    assert preprocess_own.items() <= preprocess.items() and allocator_env().items() <= preprocess.items()
+    assert not set(postprocess_own) & set(finalize)
 
 
 def test_measured_processes_get_the_disk_s3_and_still_build_the_functions_boto3_client(tmp_path, monkeypatch) -> None:

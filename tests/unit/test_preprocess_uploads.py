@@ -132,3 +132,35 @@ def test_full_parts_are_sent_from_a_few_reused_buffers_and_every_byte_arrives():
     full = {id(body) for body in s3.bodies if len(body) == 8}
     assert len(s3.bodies) == 53
     assert len(full) <= 6  # at most the parts in flight (4), the one being filled, and one being handed over
+
+
+def test_records_written_from_arrow_buffers_go_up_in_parts_of_the_s3_minimum_but_the_last():
+    # GIVEN the records upload with parts of S3's smallest size but the last (5 MiB), and writes of every size from
+    # Arrow buffers (what pyarrow's writer and the JSONL lines hand over: not bytearrays)
+    import pyarrow as pa
+
+    from lambdas.preprocess.uploads import ObjectUpload
+
+    s3 = PartSizesS3()
+    written = [bytes([i]) * size for i, size in enumerate((3, 5 << 20, 7 << 20, 1, 2 << 20))]
+    upload = ObjectUpload(s3, "bucket", "records.parquet", part_bytes=5 << 20)
+    # WHEN they are written and the upload completed
+    for data in written:
+        upload.write(pa.py_buffer(data))
+    upload.complete()
+    upload.close()
+    # THEN the object holds every byte in order, in parts of exactly 5 MiB but the last (the rest: 4 MiB + 4 bytes)
+    assert s3.objects["records.parquet"] == b"".join(written)
+    assert [s3.sizes[number] for number in sorted(s3.sizes)] == [5 << 20, 5 << 20, (4 << 20) + 4]
+
+
+class PartSizesS3(MultipartS3):
+    """Also keeps each part's size by its number."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: dict[int, int] = {}
+
+    def upload_part(self, *, PartNumber: int, Body: Any, **kwargs: Any) -> dict[str, Any]:  # noqa: N803
+        self.sizes[PartNumber] = len(Body)
+        return super().upload_part(PartNumber=PartNumber, Body=Body, **kwargs)
