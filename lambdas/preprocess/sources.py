@@ -14,7 +14,9 @@ already seen fixed, skipping the rows already delivered.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol, runtime_checkable
@@ -38,6 +40,9 @@ READ_BUFFER_BYTES = 8 << 20  # bytes per read (a ranged GET from S3) while decod
 # blocks into batches (logic.rebatched). A read restarts with blocks 8x bigger for a longer row ...
 CSV_BLOCK_BYTES = 2 << 20
 MAX_BLOCK_BYTES = 1 << 30  # ... up to 1 GiB (Bedrock's input file limit is 1 GB: no valid record is longer)
+# bytes per ranged read while a hub file is copied as the run's records (HubParquetFile.copy_to): one request per
+# 16 MiB, each held once in memory on its way into the records' upload
+COPY_BYTES = 16 << 20
 SUPPORTED_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 _UTF8_HINT = "; if the file is not UTF-8, convert it first (e.g. iconv -f latin1 -t utf-8)"
 
@@ -95,6 +100,15 @@ class Projected(Protocol):
     def schema(self) -> pa.Schema: ...
 
     def column_batches(self, columns: Sequence[str]) -> Iterator[pa.RecordBatch]: ...
+
+
+@runtime_checkable
+class Copied(Protocol):
+    """A source whose one file serves as the run's records as it is: its bytes are copied into the records' upload
+    (``sink``, written as a file), neither decoded nor encoded; ``stop`` set ends the copy early. A Parquet object in
+    S3 is copied server-side instead (``records_object``)."""
+
+    def copy_to(self, sink: Any, stop: threading.Event) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -324,9 +338,24 @@ class HuggingFaceSource:
         try:
             return pq.ParquetFile(file, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
         except (pa.ArrowInvalid, OSError) as exc:
-            raise InputValidationError(
-                f"dataset_id '{self.dataset_id}' split '{self.split}' has unreadable data: {path}: {exc}"
-            ) from None
+            raise self._unreadable(path, exc) from None
+
+    def _unreadable(self, path: str, exc: Exception) -> InputValidationError:
+        return InputValidationError(
+            f"dataset_id '{self.dataset_id}' split '{self.split}' has unreadable data: {path}: {exc}"
+        )
+
+    def one_file(self) -> HubParquetFile | None:
+        """The split as a ``HubParquetFile`` when it is one Parquet file whose rows need no cast to the dataset's
+        features (the file's bytes can then be the run's records); None otherwise (read by ``batches``)."""
+        files = self._parquet_files()
+        if files is None or len(files) != 1:
+            return None
+        features = self._load_builder().info.features
+        single = HubParquetFile(self, files[0], self.description)
+        if features is not None and not single.schema().equals(features.arrow_schema):
+            return None
+        return single
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         files = self._parquet_files()
@@ -352,9 +381,7 @@ class HuggingFaceSource:
                         else:
                             yield batch
                 except pa.ArrowInvalid as exc:
-                    raise InputValidationError(
-                        f"dataset_id '{self.dataset_id}' split '{self.split}' has unreadable data: {path}: {exc}"
-                    ) from None
+                    raise self._unreadable(path, exc) from None
 
     def _streamed_batches(self) -> Iterator[pa.RecordBatch]:
         import pyarrow.dataset as pads
@@ -378,9 +405,65 @@ class HuggingFaceSource:
             ) from None
 
 
+@dataclass
+class HubParquetFile:
+    """A hub split that is one Parquet file whose rows need no cast (its schema is the dataset's features', or the
+    dataset declares none): the file, read as ``HuggingFaceSource`` reads it, is the rows ``datasets`` gives, so its
+    bytes serve as the run's records as they are (``copy_to``), as an S3 Parquet input is copied server-side. The
+    JSONL lines need only the template's columns (``column_batches``): the others are neither fetched nor decoded,
+    and nothing is encoded. ``hub`` says what to say of an unreadable file."""
+
+    hub: HuggingFaceSource
+    path: str  # hf:// path
+    description: str
+
+    records_object = None
+
+    @contextmanager
+    def _parquet(self) -> Iterator[pq.ParquetFile]:
+        from huggingface_hub import HfFileSystem
+
+        with HfFileSystem().open(self.path, "rb") as file:
+            yield self.hub._open(file, self.path)
+
+    def _batches(self, columns: Sequence[str] | None) -> Iterator[pa.RecordBatch]:
+        with self._parquet() as parquet:
+            try:
+                yield from parquet_batches(parquet, columns)
+            except pa.ArrowInvalid as exc:
+                raise self.hub._unreadable(self.path, exc) from None
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        yield from self._batches(None)
+
+    def column_batches(self, columns: Sequence[str]) -> Iterator[pa.RecordBatch]:
+        yield from self._batches(columns)
+
+    def schema(self) -> pa.Schema:
+        with self._parquet() as parquet:
+            return parquet.schema_arrow
+
+    def known_rows(self) -> int:
+        with self._parquet() as parquet:
+            return int(parquet.metadata.num_rows)
+
+    def copy_to(self, sink: Any, stop: threading.Event) -> None:
+        """The file's bytes, in order, into ``sink``: ranged reads of COPY_BYTES (``cache_type="none"``: each read
+        is one request for exactly those bytes, nothing read ahead or kept)."""
+        from huggingface_hub import HfFileSystem
+
+        with HfFileSystem().open(self.path, "rb", block_size=COPY_BYTES, cache_type="none") as file:
+            while not stop.is_set():
+                chunk = file.read(COPY_BYTES)
+                if not chunk:
+                    return
+                sink.write(chunk)
+
+
 def open_source(inp: ExecutionInput, s3: Any, data_bucket: str) -> Source:
     if inp.dataset_id is not None:
-        return HuggingFaceSource(inp.dataset_id, inp.split, description=f"hf:{inp.dataset_id}[{inp.split}]")
+        hub = HuggingFaceSource(inp.dataset_id, inp.split, description=f"hf:{inp.dataset_id}[{inp.split}]")
+        return hub.one_file() or hub
     bucket, key = inp.s3_location
     if bucket != data_bucket:
         raise InputValidationError(
