@@ -269,6 +269,16 @@ class LocalParquet:
         return int(pq.ParquetFile(self.path).metadata.num_rows)
 
 
+def hub_file(path: str) -> Any:
+    """A hub file (``hf://`` path) opened for ranged reads without fsspec's cache: each read is one request for the
+    bytes asked, which Arrow's Parquet reader asks READ_BUFFER_BYTES at a time. Its default read-ahead cache fetched
+    5 MiB more than each read and copied what it returned twice (a partial hit joined to a new block), every copy a
+    fresh allocation the kernel faulted in."""
+    from huggingface_hub import HfFileSystem
+
+    return HfFileSystem().open(path, "rb", cache_type="none")
+
+
 @dataclass
 class HuggingFaceSource:
     """A hub dataset's split. A split of Parquet files (most hub datasets, and every one the hub converted) is read
@@ -326,11 +336,9 @@ class HuggingFaceSource:
         files = self._parquet_files()
         if files is None:
             return None
-        from huggingface_hub import HfFileSystem
-
-        total, hub = 0, HfFileSystem()
+        total = 0
         for path in files:
-            with hub.open(path, "rb") as file:
+            with hub_file(path) as file:
                 total += self._open(file, path).metadata.num_rows
         return total
 
@@ -367,13 +375,11 @@ class HuggingFaceSource:
     def _file_batches(self, files: list[str]) -> Iterator[pa.RecordBatch]:
         """Each file's row groups in turn, cast to the dataset's declared features as ``datasets`` casts them."""
         from datasets.table import table_cast
-        from huggingface_hub import HfFileSystem
 
         features = self._load_builder().info.features
         schema = features.arrow_schema if features is not None else None
-        hub = HfFileSystem()
         for path in files:
-            with hub.open(path, "rb") as file:
+            with hub_file(path) as file:
                 try:
                     for batch in parquet_batches(self._open(file, path)):
                         if schema is not None and not batch.schema.equals(schema):
@@ -421,9 +427,7 @@ class HubParquetFile:
 
     @contextmanager
     def _parquet(self) -> Iterator[pq.ParquetFile]:
-        from huggingface_hub import HfFileSystem
-
-        with HfFileSystem().open(self.path, "rb") as file:
+        with hub_file(self.path) as file:
             yield self.hub._open(file, self.path)
 
     def _batches(self, columns: Sequence[str] | None) -> Iterator[pa.RecordBatch]:
@@ -448,11 +452,8 @@ class HubParquetFile:
             return int(parquet.metadata.num_rows)
 
     def copy_to(self, sink: Any, stop: threading.Event) -> None:
-        """The file's bytes, in order, into ``sink``: ranged reads of COPY_BYTES (``cache_type="none"``: each read
-        is one request for exactly those bytes, nothing read ahead or kept)."""
-        from huggingface_hub import HfFileSystem
-
-        with HfFileSystem().open(self.path, "rb", block_size=COPY_BYTES, cache_type="none") as file:
+        """The file's bytes, in order, into ``sink``: ranged reads of COPY_BYTES."""
+        with hub_file(self.path) as file:
             while not stop.is_set():
                 chunk = file.read(COPY_BYTES)
                 if not chunk:
