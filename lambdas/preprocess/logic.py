@@ -50,7 +50,7 @@ from lambdas.preprocess.sources import (
     Source,
     open_source,
 )
-from lambdas.preprocess.uploads import JobUploads, ObjectUpload
+from lambdas.preprocess.uploads import PARTS_IN_FLIGHT, JobUploads, ObjectUpload
 from lambdas.shared import layout
 from lambdas.shared.allocator import arrow_pool, release_free_memory
 from lambdas.shared.errors import InputValidationError
@@ -76,6 +76,7 @@ RECORDS_ENCODINGS: dict[str, dict[str, Any]] = {
 }
 ONE_PASS_RECORDS = "none"
 RECORDS_POOL = "mimalloc"  # Arrow's memory pool for a run whose records.parquet preprocess writes (arrow_pool)
+COPY_PARTS_IN_FLIGHT = 1  # parts of a copied file's records sent at once (see _Copying)
 TRIM_EVERY_BATCHES = 8  # batches (of up to 65,536 rows) between two release_free_memory() calls
 
 
@@ -599,7 +600,7 @@ class _Copying:
 
 def copy_records(source: Copied, s3: Any, bucket: str, run_id: str) -> None:
     """The run's records as ``source``'s bytes, uploaded once the run is validated (the staged fallback)."""
-    with ObjectUpload(s3, bucket, layout.records_key(run_id)) as records:
+    with ObjectUpload(s3, bucket, layout.records_key(run_id), in_flight=COPY_PARTS_IN_FLIGHT) as records:
         source.copy_to(records, threading.Event())
         records.complete()
 
@@ -642,7 +643,14 @@ def stage_planned(
     with contextlib.ExitStack() as uploading:  # an error of the pass aborts every upload
         uploads = uploading.enter_context(JobUploads(s3, bucket, partial(layout.job_input_key, run_id), sizes=sizes))
         records = (
-            uploading.enter_context(ObjectUpload(s3, bucket, layout.records_key(run_id)))
+            uploading.enter_context(
+                ObjectUpload(
+                    s3,
+                    bucket,
+                    layout.records_key(run_id),
+                    in_flight=COPY_PARTS_IN_FLIGHT if copied else PARTS_IN_FLIGHT,
+                )
+            )
             if write_records or copied is not None
             else None
         )
