@@ -590,12 +590,16 @@ class _Copying:
     def wait(self) -> None:
         self._copy.result()
 
+    def stop(self) -> None:
+        """End the copy (after the read under way) and wait for it: nothing is written into the upload after this."""
+        self._stop.set()
+        self._pool.shutdown(wait=True)
+
     def __enter__(self) -> _Copying:
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._pool.shutdown(wait=True)
+        self.stop()
 
 
 def copy_records(source: Copied, s3: Any, bucket: str, run_id: str) -> None:
@@ -671,6 +675,8 @@ def stage_planned(
             )
         fitted = fit_job_sizes(staged, max_per_job, max_num_jobs, quotas=quotas)
         if fitted != sizes:  # the byte quotas need more jobs: staged again, the plan made from the bytes
+            if copying is not None:
+                copying.stop()  # before the abort: a write after it would start the upload again
             _abort(uploads, records)
             logger.info(
                 "jobs split further for the byte quota: staging again", planned_jobs=len(sizes), jobs=len(fitted)

@@ -223,6 +223,28 @@ def test_a_copied_split_whose_jobs_are_staged_again_still_gets_its_records(s3, l
     assert run_ctx["total_records"] == 250 and run_ctx["num_jobs"] == 2
 
 
+def test_a_copied_split_whose_plan_the_byte_quotas_change_leaves_no_upload_open(
+    s3, lambda_context, tmp_path, monkeypatch
+):
+    # GIVEN a hub split of one Parquet file (250 rows, planned as 2 jobs of 125) whose lines the byte quotas would
+    # split into 3 jobs (fit_job_sizes stands in for the quota arithmetic)
+    from lambdas.preprocess import logic
+
+    monkeypatch.setattr(logic, "fit_job_sizes", lambda *args, **kwargs: [84, 83, 83])
+    with fake_hub(tmp_path, datasets={DATASET: {"train": TRAIN}}) as hub:
+        served = bytes(hub.repos[DATASET].files[TRAIN_FILE].data)
+        # WHEN preprocess runs on it
+        run_ctx = run(lambda_context, dataset_id=DATASET, split="train", max_records_per_job=125)
+    # THEN the first pass's uploads (the job files and the records being copied) were aborted, none left open
+    assert "Uploads" not in s3.list_multipart_uploads(Bucket=BUCKET)
+    # AND the run has the 3 jobs of the byte plan, every row once, and the file as its records
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=run_ctx["manifest_key"])["Body"].read())
+    assert [job["record_count"] for job in manifest] == [84, 83, 83]
+    lines = [line for job in manifest for line in read_jsonl(s3, job["input_key"])]
+    assert [line["recordId"] for line in lines] == [f"{i:011d}" for i in range(250)]
+    assert records_bytes(s3, run_ctx) == served
+
+
 def test_a_split_of_several_parquet_files_writes_its_records_from_the_rows(s3, lambda_context, tmp_path):
     # GIVEN a hub dataset whose train split is two Parquet files (no single file can be the records)
     first, second = TRAIN.slice(0, 100), TRAIN.slice(100)
