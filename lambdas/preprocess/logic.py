@@ -43,13 +43,14 @@ from lambdas.preprocess.quotas import lookup_batch_quotas
 from lambdas.preprocess.sources import (
     BATCH_BYTES,
     BATCH_ROWS,
+    Copied,
     Counted,
     LocalParquet,
     Projected,
     Source,
     open_source,
 )
-from lambdas.preprocess.uploads import JobUploads, ObjectUpload
+from lambdas.preprocess.uploads import PARTS_IN_FLIGHT, JobUploads, ObjectUpload
 from lambdas.shared import layout
 from lambdas.shared.allocator import arrow_pool, release_free_memory
 from lambdas.shared.errors import InputValidationError
@@ -75,6 +76,7 @@ RECORDS_ENCODINGS: dict[str, dict[str, Any]] = {
 }
 ONE_PASS_RECORDS = "none"
 RECORDS_POOL = "mimalloc"  # Arrow's memory pool for a run whose records.parquet preprocess writes (arrow_pool)
+COPY_PARTS_IN_FLIGHT = 1  # parts of a copied file's records sent at once (see _Copying)
 TRIM_EVERY_BATCHES = 8  # batches (of up to 65,536 rows) between two release_free_memory() calls
 
 
@@ -575,6 +577,38 @@ class _Tee:
         self._file.flush()
 
 
+class _Copying:
+    """The records of a ``Copied`` source (a hub split of one Parquet file): its bytes copied into ``upload`` on a
+    thread of their own while the pass builds the job files. ``wait`` returns once every byte is written (raising the
+    copy's error); leaving the block stops the copy first, so an upload aborted on an error gets no more writes."""
+
+    def __init__(self, source: Copied, upload: ObjectUpload) -> None:
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="preprocess-copy")
+        self._copy = self._pool.submit(source.copy_to, upload, self._stop)
+
+    def wait(self) -> None:
+        self._copy.result()
+
+    def stop(self) -> None:
+        """End the copy (after the read under way) and wait for it: nothing is written into the upload after this."""
+        self._stop.set()
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> _Copying:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def copy_records(source: Copied, s3: Any, bucket: str, run_id: str) -> None:
+    """The run's records as ``source``'s bytes, uploaded once the run is validated (the staged fallback)."""
+    with ObjectUpload(s3, bucket, layout.records_key(run_id), in_flight=COPY_PARTS_IN_FLIGHT) as records:
+        source.copy_to(records, threading.Event())
+        records.complete()
+
+
 def stage_planned(
     source: Source,
     plan: Plan,
@@ -589,13 +623,15 @@ def stage_planned(
     max_num_jobs: int | None,
     quotas: BatchQuotas,
     write_records: bool,
+    copied: Copied | None = None,
 ) -> tuple[Staged, list[JobSpec]] | None:
     """Stage with the jobs planned before the pass and their files streamed to S3 (``uploads.JobUploads``), for a
     source that knows its row count, ``rows`` (Parquet, or the records ``convert`` wrote); None, having left nothing
     in S3, where the rows or the jobs are only known after the pass: a source that cannot count, a count the plan
     refuses (``stage`` then reports the input's errors in their usual order), or jobs whose files the byte quotas
     split further. ``write_records``: the rows go to the run's records, streamed to S3 too (``uploads.ObjectUpload``)
-    and completed with the job files. Every error of the pass aborts the uploads, so no file appears."""
+    and completed with the job files; ``copied``: the records are that source's bytes, copied into their upload
+    during the pass. Every error of the pass aborts the uploads, so no file appears."""
     if not rows:
         return None
     try:
@@ -611,9 +647,27 @@ def stage_planned(
     with contextlib.ExitStack() as uploading:  # an error of the pass aborts every upload
         uploads = uploading.enter_context(JobUploads(s3, bucket, partial(layout.job_input_key, run_id), sizes=sizes))
         records = (
-            uploading.enter_context(ObjectUpload(s3, bucket, layout.records_key(run_id))) if write_records else None
+            uploading.enter_context(
+                ObjectUpload(
+                    s3,
+                    bucket,
+                    layout.records_key(run_id),
+                    in_flight=COPY_PARTS_IN_FLIGHT if copied else PARTS_IN_FLIGHT,
+                )
+            )
+            if write_records or copied is not None
+            else None
         )
-        staged = stage(source, plan, inference, workdir, write_records=write_records, uploads=uploads, records=records)
+        copying = uploading.enter_context(_Copying(copied, records)) if copied is not None and records else None
+        staged = stage(
+            source,
+            plan,
+            inference,
+            workdir,
+            write_records=write_records,
+            uploads=uploads,
+            records=records if write_records else None,
+        )
         if staged.rows != rows:
             raise InputValidationError(
                 f"input {source.description} holds {staged.rows} rows where its footer says {rows}; check the file "
@@ -621,11 +675,15 @@ def stage_planned(
             )
         fitted = fit_job_sizes(staged, max_per_job, max_num_jobs, quotas=quotas)
         if fitted != sizes:  # the byte quotas need more jobs: staged again, the plan made from the bytes
+            if copying is not None:
+                copying.stop()  # before the abort: a write after it would start the upload again
             _abort(uploads, records)
             logger.info(
                 "jobs split further for the byte quota: staging again", planned_jobs=len(sizes), jobs=len(fitted)
             )
             return None
+        if copying is not None:
+            copying.wait()
         return staged, _completed(staged, sizes, run_id, uploads, records)
 
 
@@ -845,7 +903,8 @@ def preprocess(
     run_id = layout.run_id_from_execution_name(execution_name)
     source: Source = open_source(inp, s3, settings.data_bucket)
     copy_from = source.records_object  # a Parquet input is already the records (ids are row numbers)
-    write_records, rows = copy_from is None, known_rows(source)
+    copied = source if isinstance(source, Copied) else None  # ... and so is a hub split of one Parquet file
+    write_records, rows = copy_from is None and copied is None, known_rows(source)
     inference = inp.inference_params.settings()
     with contextlib.ExitStack() as stack:
         if write_records:  # a pass writes records.parquet: memory flat in the row count only on mimalloc (arrow_pool)
@@ -885,6 +944,7 @@ def preprocess(
             max_num_jobs=inp.max_num_jobs,
             quotas=quotas,
             write_records=write_records,
+            copied=copied,
         )
         if planned is not None:  # the job files are in S3 already
             staged, jobs = planned
@@ -903,6 +963,9 @@ def preprocess(
             s3.copy({"Bucket": source_bucket, "Key": source_key}, settings.data_bucket, layout.records_key(run_id))
         elif streamed is not None:
             streamed.complete()
+        elif copied is not None:
+            if planned is None:  # else: copied during the pass (stage_planned)
+                copy_records(copied, s3, settings.data_bucket, run_id)
         elif planned is None or not write_records:  # else: streamed with the job files (stage_planned)
             s3.upload_file(str(staged.records_path), settings.data_bucket, layout.records_key(run_id))
     return _finish((staged, jobs), inp, plan, run_id, quotas, s3=s3, settings=settings, execution_arn=execution_arn)

@@ -14,7 +14,9 @@ already seen fixed, skipping the rows already delivered.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol, runtime_checkable
@@ -38,6 +40,10 @@ READ_BUFFER_BYTES = 8 << 20  # bytes per read (a ranged GET from S3) while decod
 # blocks into batches (logic.rebatched). A read restarts with blocks 8x bigger for a longer row ...
 CSV_BLOCK_BYTES = 2 << 20
 MAX_BLOCK_BYTES = 1 << 30  # ... up to 1 GiB (Bedrock's input file limit is 1 GB: no valid record is longer)
+# bytes per ranged read while a hub file is copied as the run's records (HubParquetFile.copy_to), each held in memory
+# on its way into the records' upload: 16 MiB reads peaked 60 MB higher (403-408 MB at 2M rows in bench.memory, against
+# 338-347 MB), their bodies and the chunks they were joined from staying in the heaps between reads
+COPY_BYTES = 8 << 20
 SUPPORTED_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 _UTF8_HINT = "; if the file is not UTF-8, convert it first (e.g. iconv -f latin1 -t utf-8)"
 
@@ -95,6 +101,15 @@ class Projected(Protocol):
     def schema(self) -> pa.Schema: ...
 
     def column_batches(self, columns: Sequence[str]) -> Iterator[pa.RecordBatch]: ...
+
+
+@runtime_checkable
+class Copied(Protocol):
+    """A source whose one file serves as the run's records as it is: its bytes are copied into the records' upload
+    (``sink``, written as a file), neither decoded nor encoded; ``stop`` set ends the copy early. A Parquet object in
+    S3 is copied server-side instead (``records_object``)."""
+
+    def copy_to(self, sink: Any, stop: threading.Event) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -255,6 +270,16 @@ class LocalParquet:
         return int(pq.ParquetFile(self.path).metadata.num_rows)
 
 
+def hub_file(path: str) -> Any:
+    """A hub file (``hf://`` path) opened for ranged reads without fsspec's cache: each read is one request for the
+    bytes asked, which Arrow's Parquet reader asks READ_BUFFER_BYTES at a time. Its default read-ahead cache fetched
+    5 MiB more than each read and copied what it returned twice (a partial hit joined to a new block), every copy a
+    fresh allocation the kernel faulted in."""
+    from huggingface_hub import HfFileSystem
+
+    return HfFileSystem().open(path, "rb", cache_type="none")
+
+
 @dataclass
 class HuggingFaceSource:
     """A hub dataset's split. A split of Parquet files (most hub datasets, and every one the hub converted) is read
@@ -312,11 +337,9 @@ class HuggingFaceSource:
         files = self._parquet_files()
         if files is None:
             return None
-        from huggingface_hub import HfFileSystem
-
-        total, hub = 0, HfFileSystem()
+        total = 0
         for path in files:
-            with hub.open(path, "rb") as file:
+            with hub_file(path) as file:
                 total += self._open(file, path).metadata.num_rows
         return total
 
@@ -324,9 +347,24 @@ class HuggingFaceSource:
         try:
             return pq.ParquetFile(file, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
         except (pa.ArrowInvalid, OSError) as exc:
-            raise InputValidationError(
-                f"dataset_id '{self.dataset_id}' split '{self.split}' has unreadable data: {path}: {exc}"
-            ) from None
+            raise self._unreadable(path, exc) from None
+
+    def _unreadable(self, path: str, exc: Exception) -> InputValidationError:
+        return InputValidationError(
+            f"dataset_id '{self.dataset_id}' split '{self.split}' has unreadable data: {path}: {exc}"
+        )
+
+    def one_file(self) -> HubParquetFile | None:
+        """The split as a ``HubParquetFile`` when it is one Parquet file whose rows need no cast to the dataset's
+        features (the file's bytes can then be the run's records); None otherwise (read by ``batches``)."""
+        files = self._parquet_files()
+        if files is None or len(files) != 1:
+            return None
+        features = self._load_builder().info.features
+        single = HubParquetFile(self, files[0], self.description)
+        if features is not None and not single.schema().equals(features.arrow_schema):
+            return None
+        return single
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         files = self._parquet_files()
@@ -338,13 +376,11 @@ class HuggingFaceSource:
     def _file_batches(self, files: list[str]) -> Iterator[pa.RecordBatch]:
         """Each file's row groups in turn, cast to the dataset's declared features as ``datasets`` casts them."""
         from datasets.table import table_cast
-        from huggingface_hub import HfFileSystem
 
         features = self._load_builder().info.features
         schema = features.arrow_schema if features is not None else None
-        hub = HfFileSystem()
         for path in files:
-            with hub.open(path, "rb") as file:
+            with hub_file(path) as file:
                 try:
                     for batch in parquet_batches(self._open(file, path)):
                         if schema is not None and not batch.schema.equals(schema):
@@ -352,9 +388,7 @@ class HuggingFaceSource:
                         else:
                             yield batch
                 except pa.ArrowInvalid as exc:
-                    raise InputValidationError(
-                        f"dataset_id '{self.dataset_id}' split '{self.split}' has unreadable data: {path}: {exc}"
-                    ) from None
+                    raise self._unreadable(path, exc) from None
 
     def _streamed_batches(self) -> Iterator[pa.RecordBatch]:
         import pyarrow.dataset as pads
@@ -378,9 +412,60 @@ class HuggingFaceSource:
             ) from None
 
 
+@dataclass
+class HubParquetFile:
+    """A hub split that is one Parquet file whose rows need no cast (its schema is the dataset's features', or the
+    dataset declares none): the file, read as ``HuggingFaceSource`` reads it, is the rows ``datasets`` gives, so its
+    bytes serve as the run's records as they are (``copy_to``), as an S3 Parquet input is copied server-side. The
+    JSONL lines need only the template's columns (``column_batches``): the others are neither fetched nor decoded,
+    and nothing is encoded. ``hub`` says what to say of an unreadable file."""
+
+    hub: HuggingFaceSource
+    path: str  # hf:// path
+    description: str
+
+    records_object = None
+
+    @contextmanager
+    def _parquet(self) -> Iterator[pq.ParquetFile]:
+        with hub_file(self.path) as file:
+            yield self.hub._open(file, self.path)
+
+    def _batches(self, columns: Sequence[str] | None) -> Iterator[pa.RecordBatch]:
+        with self._parquet() as parquet:
+            try:
+                yield from parquet_batches(parquet, columns)
+            except pa.ArrowInvalid as exc:
+                raise self.hub._unreadable(self.path, exc) from None
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        yield from self._batches(None)
+
+    def column_batches(self, columns: Sequence[str]) -> Iterator[pa.RecordBatch]:
+        yield from self._batches(columns)
+
+    def schema(self) -> pa.Schema:
+        with self._parquet() as parquet:
+            return parquet.schema_arrow
+
+    def known_rows(self) -> int:
+        with self._parquet() as parquet:
+            return int(parquet.metadata.num_rows)
+
+    def copy_to(self, sink: Any, stop: threading.Event) -> None:
+        """The file's bytes, in order, into ``sink``: ranged reads of COPY_BYTES."""
+        with hub_file(self.path) as file:
+            while not stop.is_set():
+                chunk = file.read(COPY_BYTES)
+                if not chunk:
+                    return
+                sink.write(chunk)
+
+
 def open_source(inp: ExecutionInput, s3: Any, data_bucket: str) -> Source:
     if inp.dataset_id is not None:
-        return HuggingFaceSource(inp.dataset_id, inp.split, description=f"hf:{inp.dataset_id}[{inp.split}]")
+        hub = HuggingFaceSource(inp.dataset_id, inp.split, description=f"hf:{inp.dataset_id}[{inp.split}]")
+        return hub.one_file() or hub
     bucket, key = inp.s3_location
     if bucket != data_bucket:
         raise InputValidationError(

@@ -33,19 +33,21 @@ class _Parts:
     once (it waits for the oldest beyond that), ``drain`` waits for every part in flight, ``close`` ends the workers.
     As a context manager, an error inside the block aborts the upload(s), and the workers end either way."""
 
-    def __init__(self, s3: Any, bucket: str, thread_name: str, part_bytes: int | None) -> None:
-        self._s3, self._bucket = s3, bucket
+    def __init__(
+        self, s3: Any, bucket: str, thread_name: str, part_bytes: int | None, in_flight: int = PARTS_IN_FLIGHT
+    ) -> None:
+        self._s3, self._bucket, self._max_in_flight = s3, bucket, in_flight
         self._part_bytes = part_bytes or PART_BYTES
         self._spare: deque[bytearray] = deque()  # sent parts' buffers, filled again (at most PARTS_IN_FLIGHT)
         self._buffer, self._filled = bytearray(self._part_bytes), 0
-        self._pool = ThreadPoolExecutor(max_workers=PARTS_IN_FLIGHT, thread_name_prefix=thread_name)
+        self._pool = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix=thread_name)
         self._in_flight: deque[Future[None]] = deque()
 
     def _send_part(self, key: str, upload_id: str, parts: list[dict[str, Any]], body: bytearray) -> None:
         """``body`` as the next part of ``parts`` (its ETag recorded there once sent)."""
         part: dict[str, Any] = {"PartNumber": len(parts) + 1}
         parts.append(part)
-        while len(self._in_flight) >= PARTS_IN_FLIGHT:
+        while len(self._in_flight) >= self._max_in_flight:
             self._in_flight.popleft().result()
         self._in_flight.append(self._pool.submit(self._upload_part, key, upload_id, part, body))
 
@@ -258,12 +260,15 @@ class ObjectUpload(_Parts):
     ``records.parquet`` into it), and sent as a multipart upload of parts of ``PART_BYTES``, up to
     ``PARTS_IN_FLIGHT`` at once on worker threads, while the rest is still being written: the object is uploaded
     during the pass, not from a local file after it. Invisible until ``complete``; ``abort`` leaves nothing.
-    ``close`` ends the workers."""
+    ``close`` ends the workers. ``in_flight``: fewer parts at once, where the writer is slower than the upload (a copy
+    of a file read from the hub)."""
 
     closed = False  # what pyarrow asks of a Python file it writes into
 
-    def __init__(self, s3: Any, bucket: str, key: str, *, part_bytes: int | None = None):
-        super().__init__(s3, bucket, "preprocess-records", part_bytes)
+    def __init__(
+        self, s3: Any, bucket: str, key: str, *, part_bytes: int | None = None, in_flight: int = PARTS_IN_FLIGHT
+    ):
+        super().__init__(s3, bucket, "preprocess-records", part_bytes, in_flight)
         self.key = key
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []

@@ -13,7 +13,7 @@ import pytest
 
 from lambdas.preprocess import handler
 from lambdas.shared.errors import InputValidationError
-from tests.fakehub import FakeHub, HubEscapeError, fake_hub
+from tests.fakehub import FakeHub, HubEscapeError, fake_hub, parquet_bytes
 from tests.functional.conftest import BUCKET
 
 CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -184,3 +184,119 @@ def test_fake_hub_refuses_any_other_host(tmp_path):
                 get_session().get("https://huggingface.co/api/datasets/w601sxs/simpleCoT")
             # THEN it is refused and recorded, and leaving the fake hub fails even if the error was swallowed
             assert h.blocked == ["GET https://huggingface.co/api/datasets/w601sxs/simpleCoT"]
+
+
+def records_bytes(s3: Any, run_ctx: dict[str, Any]) -> bytes:
+    return bytes(s3.get_object(Bucket=BUCKET, Key=run_ctx["records_key"])["Body"].read())
+
+
+def test_a_split_of_one_parquet_file_is_copied_as_the_records(s3, lambda_context, tmp_path):
+    # GIVEN a hub dataset whose train split is one Parquet file (3 row groups), no features declared
+    with fake_hub(tmp_path, datasets={DATASET: {"train": TRAIN}}, row_group_size=100) as hub:
+        served = bytes(hub.repos[DATASET].files[TRAIN_FILE].data)
+        # WHEN preprocess runs on it
+        run_ctx = run(lambda_context, dataset_id=DATASET, split="train", max_records_per_job=125)
+        requests = list(hub.requests)
+    # THEN records.parquet is the hub's file, byte for byte (neither decoded nor encoded)
+    assert records_bytes(s3, run_ctx) == served
+    # AND every row is a record, in order, with its prompt
+    lines = [line for i in range(2) for line in read_jsonl(s3, f"runs/hf-run/jobs/{i:04d}.jsonl")]
+    assert [line["recordId"] for line in lines] == [f"{i:011d}" for i in range(250)]
+    prompts = [line["modelInput"]["messages"][0]["content"][0]["text"] for line in lines]
+    assert prompts == [QA_PREFIX + source for source in TRAIN.column("source").to_pylist()]
+    # AND the file was only ever read in ranges
+    reads = [r for r in requests if r.method == "GET" and r.path.endswith(TRAIN_FILE)]
+    assert reads and all(r.range for r in reads)
+
+
+def test_a_copied_split_whose_jobs_are_staged_again_still_gets_its_records(s3, lambda_context, tmp_path, monkeypatch):
+    # GIVEN a hub split of one Parquet file, and a plan the byte quotas refuse (stage_planned gives up: staged again)
+    from lambdas.preprocess import logic
+
+    monkeypatch.setattr(logic, "stage_planned", lambda *args, **kwargs: None)
+    with fake_hub(tmp_path, datasets={DATASET: {"train": TRAIN}}) as hub:
+        served = bytes(hub.repos[DATASET].files[TRAIN_FILE].data)
+        # WHEN preprocess runs on it
+        run_ctx = run(lambda_context, dataset_id=DATASET, split="train", max_records_per_job=125)
+    # THEN the staged run's records are the hub's file too, and every row is in a job
+    assert records_bytes(s3, run_ctx) == served
+    assert run_ctx["total_records"] == 250 and run_ctx["num_jobs"] == 2
+
+
+def test_a_copied_split_whose_plan_the_byte_quotas_change_leaves_no_upload_open(
+    s3, lambda_context, tmp_path, monkeypatch
+):
+    # GIVEN a hub split of one Parquet file (250 rows, planned as 2 jobs of 125) whose lines the byte quotas would
+    # split into 3 jobs (fit_job_sizes stands in for the quota arithmetic)
+    from lambdas.preprocess import logic
+
+    monkeypatch.setattr(logic, "fit_job_sizes", lambda *args, **kwargs: [84, 83, 83])
+    with fake_hub(tmp_path, datasets={DATASET: {"train": TRAIN}}) as hub:
+        served = bytes(hub.repos[DATASET].files[TRAIN_FILE].data)
+        # WHEN preprocess runs on it
+        run_ctx = run(lambda_context, dataset_id=DATASET, split="train", max_records_per_job=125)
+    # THEN the first pass's uploads (the job files and the records being copied) were aborted, none left open
+    assert "Uploads" not in s3.list_multipart_uploads(Bucket=BUCKET)
+    # AND the run has the 3 jobs of the byte plan, every row once, and the file as its records
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=run_ctx["manifest_key"])["Body"].read())
+    assert [job["record_count"] for job in manifest] == [84, 83, 83]
+    lines = [line for job in manifest for line in read_jsonl(s3, job["input_key"])]
+    assert [line["recordId"] for line in lines] == [f"{i:011d}" for i in range(250)]
+    assert records_bytes(s3, run_ctx) == served
+
+
+def test_a_split_of_several_parquet_files_writes_its_records_from_the_rows(s3, lambda_context, tmp_path):
+    # GIVEN a hub dataset whose train split is two Parquet files (no single file can be the records)
+    first, second = TRAIN.slice(0, 100), TRAIN.slice(100)
+    files = {
+        DATASET: {
+            "data/train-00000-of-00002.parquet": parquet_bytes(first),
+            "data/train-00001-of-00002.parquet": parquet_bytes(second),
+        }
+    }
+    with fake_hub(tmp_path, datasets={DATASET: {}}, extra_files=files):
+        # WHEN preprocess runs on it
+        run_ctx = run(lambda_context, dataset_id=DATASET, split="train", max_records_per_job=125)
+    # THEN records.parquet holds both files' rows, in order, and every row is a record
+    records = pq.read_table(io.BytesIO(records_bytes(s3, run_ctx)))
+    assert records.equals(TRAIN)
+    lines = [line for i in range(2) for line in read_jsonl(s3, f"runs/hf-run/jobs/{i:04d}.jsonl")]
+    assert [line["recordId"] for line in lines] == [f"{i:011d}" for i in range(250)]
+
+
+CARD_TARGET_INT = b"""---
+dataset_info:
+  features:
+  - name: source
+    dtype: string
+  - name: rationale
+    dtype: string
+  - name: target
+    dtype: int64
+---
+"""
+
+
+def test_a_split_whose_features_need_a_cast_writes_the_cast_rows_as_records(s3, lambda_context, tmp_path):
+    # GIVEN a hub split of one Parquet file whose card declares `target` as int64 (the file holds strings)
+    with fake_hub(
+        tmp_path, datasets={DATASET: {"train": TRAIN}}, extra_files={DATASET: {"README.md": CARD_TARGET_INT}}
+    ):
+        # WHEN preprocess runs on it
+        run_ctx = run(lambda_context, dataset_id=DATASET, split="train", max_records_per_job=125)
+    # THEN records.parquet holds the rows cast as datasets casts them (target as int64), not the file's bytes
+    records = pq.read_table(io.BytesIO(records_bytes(s3, run_ctx)))
+    assert records.schema.field("target").type == pa.int64()
+    assert records.column("target").to_pylist() == [2 * i for i in range(250)]
+    assert run_ctx["total_records"] == 250
+
+
+def test_an_invalid_row_in_a_copied_split_leaves_nothing_in_s3(s3, lambda_context, tmp_path):
+    # GIVEN a hub split of one Parquet file with a null prompt column in its last row
+    broken = TRAIN.set_column(0, "source", pa.array([*TRAIN.column("source").to_pylist()[:-1], None], pa.string()))
+    # WHEN preprocess runs on it THEN it fails naming the null
+    with fake_hub(tmp_path, datasets={DATASET: {"train": broken}}), pytest.raises(InputValidationError, match="null"):
+        run(lambda_context, dataset_id=DATASET, split="train", max_records_per_job=125)
+    # AND nothing became visible: no records, no job file, no manifest, no upload left open
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/hf-run/")
+    assert "Uploads" not in s3.list_multipart_uploads(Bucket=BUCKET)

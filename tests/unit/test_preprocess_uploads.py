@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import numpy as np
 import pytest
 
-from lambdas.preprocess.uploads import JobUploads
+from lambdas.preprocess.uploads import JobUploads, ObjectUpload
 
 
 class MultipartS3:
@@ -164,3 +166,39 @@ class PartSizesS3(MultipartS3):
     def upload_part(self, *, PartNumber: int, Body: Any, **kwargs: Any) -> dict[str, Any]:  # noqa: N803
         self.sizes[PartNumber] = len(Body)
         return super().upload_part(PartNumber=PartNumber, Body=Body, **kwargs)
+
+
+class CountingS3(MultipartS3):
+    """Records the most parts being sent at once (each part takes a moment, so parts allowed at once overlap)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sending = self.most_at_once = 0
+        self._lock = threading.Lock()
+
+    def upload_part(self, **kwargs: Any) -> dict[str, Any]:
+        with self._lock:
+            self.sending += 1
+            self.most_at_once = max(self.most_at_once, self.sending)
+        time.sleep(0.01)
+        try:
+            return super().upload_part(**kwargs)
+        finally:
+            with self._lock:
+                self.sending -= 1
+
+
+@pytest.mark.parametrize("in_flight", [1, 2])
+def test_an_object_upload_sends_at_most_its_parts_in_flight_at_once(in_flight):
+    # GIVEN an object upload of 8-byte parts allowed `in_flight` parts at once
+    s3 = CountingS3()
+    upload = ObjectUpload(s3, "bucket", "records.parquet", part_bytes=8, in_flight=in_flight)
+    # WHEN 20 parts' worth of bytes are written, one part at a time, and the upload is completed
+    body = bytes(range(160))
+    with upload:
+        for start in range(0, len(body), 8):
+            upload.write(body[start : start + 8])
+        upload.complete()
+    # THEN never more than `in_flight` parts were sent at once, and the object is whole
+    assert 1 <= s3.most_at_once <= in_flight
+    assert s3.objects["records.parquet"] == body
