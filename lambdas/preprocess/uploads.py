@@ -118,12 +118,14 @@ class _Parts:
         raise NotImplementedError
 
     def _upload_part(self, key: str, upload_id: str, part: dict[str, Any], body: bytearray) -> None:
-        answer = self._s3.upload_part(
-            Bucket=self._bucket, Key=key, UploadId=upload_id, PartNumber=part["PartNumber"], Body=body
-        )
-        part["ETag"] = answer["ETag"]
-        if len(body) == self._part_bytes:  # sent: its buffer can hold a later part
-            self._buffers.give(body)
+        try:
+            answer = self._s3.upload_part(
+                Bucket=self._bucket, Key=key, UploadId=upload_id, PartNumber=part["PartNumber"], Body=body
+            )
+            part["ETag"] = answer["ETag"]
+        finally:  # sent, or failed (the error is raised from the part's future): its buffer can hold a later part
+            if len(body) == self._part_bytes:  # a pool buffer (a short last part is a copy)
+                self._buffers.give(body)
 
     def _drain(self, *, raise_errors: bool) -> None:
         """Wait for every part in flight; the first error is raised when ``raise_errors``."""

@@ -193,6 +193,38 @@ def test_uploaders_sharing_part_buffers_never_make_more_than_the_limit_and_wait_
     assert s3.objects["records.parquet"] == bytes(data)
 
 
+class FailingS3(MultipartS3):
+    """S3 that refuses every part."""
+
+    def upload_part(self, **_: Any) -> dict[str, Any]:
+        raise RuntimeError("S3 refused the part")
+
+
+def test_failed_parts_give_their_buffers_back_so_the_error_is_raised_instead_of_a_wait():
+    # GIVEN an upload whose own pool holds 5 buffers (4 parts in flight and one being filled) and an S3 that refuses
+    # every part
+    upload = ObjectUpload(FailingS3(), "bucket", "records.parquet", part_bytes=8)
+    failed: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            for _ in range(40):  # 40 parts: far more than the pool's buffers
+                upload.write(b"x" * 8)
+            upload.complete()
+        except RuntimeError as exc:
+            failed.append(exc)
+
+    # WHEN more parts are written than the pool has buffers (in a thread: a writer left waiting for a buffer that
+    # never comes back would otherwise hang the test run; the timeout only ends such a broken run)
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    writer.join(timeout=60)
+    # THEN the writer got S3's error instead of waiting for a buffer
+    assert not writer.is_alive()
+    assert [str(exc) for exc in failed] == ["S3 refused the part"]
+    upload.close()
+
+
 def test_a_part_size_other_than_the_pools_is_refused():
     # GIVEN a pool of 8-byte buffers
     pool = PartBuffers(part_bytes=8, limit=3)
