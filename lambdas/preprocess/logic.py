@@ -50,7 +50,7 @@ from lambdas.preprocess.sources import (
     Source,
     open_source,
 )
-from lambdas.preprocess.uploads import PARTS_IN_FLIGHT, JobUploads, ObjectUpload
+from lambdas.preprocess.uploads import PARTS_IN_FLIGHT, JobUploads, ObjectUpload, PartBuffers
 from lambdas.shared import layout
 from lambdas.shared.allocator import arrow_pool, release_free_memory
 from lambdas.shared.errors import InputValidationError
@@ -644,14 +644,18 @@ def stage_planned(
         )
     except InputValidationError:
         return None
+    buffers = PartBuffers()  # the uploads' part buffers: one bound, whatever the pass's length
     with contextlib.ExitStack() as uploading:  # an error of the pass aborts every upload
-        uploads = uploading.enter_context(JobUploads(s3, bucket, partial(layout.job_input_key, run_id), sizes=sizes))
+        uploads = uploading.enter_context(
+            JobUploads(s3, bucket, partial(layout.job_input_key, run_id), sizes=sizes, buffers=buffers)
+        )
         records = (
             uploading.enter_context(
                 ObjectUpload(
                     s3,
                     bucket,
                     layout.records_key(run_id),
+                    buffers=buffers,
                     in_flight=COPY_PARTS_IN_FLIGHT if copied else PARTS_IN_FLIGHT,
                 )
             )
@@ -738,13 +742,19 @@ def stage_greedy(
     greedy jobs cannot stand but balanced ones can: a job under the model's minimum records per job (the last one,
     or one of rows so long that few fit in the byte quota), or fewer rows than a batch job needs split into several
     jobs; the caller then takes the two passes (``convert``, then ``stage_planned``)."""
+    buffers = PartBuffers()  # the two uploads' part buffers: one bound, whatever the pass's length
     with contextlib.ExitStack() as uploading:  # an error of the pass or of the plan aborts every upload
         uploads = uploading.enter_context(
             JobUploads(
-                s3, bucket, partial(layout.job_input_key, run_id), max_rows=max_per_job, max_bytes=quotas.bytes_per_job
+                s3,
+                bucket,
+                partial(layout.job_input_key, run_id),
+                max_rows=max_per_job,
+                max_bytes=quotas.bytes_per_job,
+                buffers=buffers,
             )
         )
-        records = uploading.enter_context(ObjectUpload(s3, bucket, layout.records_key(run_id)))
+        records = uploading.enter_context(ObjectUpload(s3, bucket, layout.records_key(run_id), buffers=buffers))
         staged = stage(
             source,
             plan,

@@ -14,6 +14,7 @@ error (Amazon S3 user guide, "Uploading and copying objects using multipart uplo
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,18 +29,60 @@ PART_BYTES = 8 << 20
 PARTS_IN_FLIGHT = 4
 
 
+class PartBuffers:
+    """The part buffers of one pass, shared by its uploaders (the job files' and ``records.parquet``'s): at most
+    ``limit`` buffers of ``part_bytes`` ever exist (default: ``PARTS_IN_FLIGHT`` parts in flight plus one being
+    filled per uploader, for two), each filled in place and taken again once its part is sent. ``take`` waits for a
+    sent part's buffer when all exist and none is free. Each uploader holds one buffer to fill, so a pool shared by
+    ``n`` uploaders needs a ``limit`` above ``n`` (then one part is always in flight when a ``take`` waits).
+
+    The bound is what keeps the pass's memory flat: each uploader used to make a new buffer whenever none of its own
+    was free, and kept it, so the buffers added up over a long pass to whatever the slowest moment of S3 needed
+    (bench.memory, CSV: 5 buffers at 200k rows, 8 at 2M, 9 at 20M, 8 MiB each; up to 12 could exist)."""
+
+    def __init__(self, part_bytes: int | None = None, limit: int | None = None) -> None:
+        self.part_bytes = part_bytes or PART_BYTES
+        self.limit = limit or PARTS_IN_FLIGHT + 2
+        self.made = 0  # buffers that exist (never more than limit)
+        self._free: list[bytearray] = []
+        self._changed = threading.Condition()
+
+    def take(self) -> bytearray:
+        """A free buffer, a new one while fewer than ``limit`` exist, or else the next one given back."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._free or self.made < self.limit)
+            if self._free:
+                return self._free.pop()
+            self.made += 1
+        return bytearray(self.part_bytes)
+
+    def give(self, buffer: bytearray) -> None:
+        """``buffer``'s part is sent: it can be filled again."""
+        with self._changed:
+            self._free.append(buffer)
+            self._changed.notify()
+
+
 class _Parts:
     """The part sending both uploaders share: ``send`` puts a part on a worker thread, up to ``PARTS_IN_FLIGHT`` at
     once (it waits for the oldest beyond that), ``drain`` waits for every part in flight, ``close`` ends the workers.
     As a context manager, an error inside the block aborts the upload(s), and the workers end either way."""
 
     def __init__(
-        self, s3: Any, bucket: str, thread_name: str, part_bytes: int | None, in_flight: int = PARTS_IN_FLIGHT
+        self,
+        s3: Any,
+        bucket: str,
+        thread_name: str,
+        part_bytes: int | None,
+        buffers: PartBuffers | None,
+        in_flight: int = PARTS_IN_FLIGHT,
     ) -> None:
         self._s3, self._bucket, self._max_in_flight = s3, bucket, in_flight
-        self._part_bytes = part_bytes or PART_BYTES
-        self._spare: deque[bytearray] = deque()  # sent parts' buffers, filled again (at most PARTS_IN_FLIGHT)
-        self._buffer, self._filled = bytearray(self._part_bytes), 0
+        self._buffers = buffers or PartBuffers(part_bytes, in_flight + 1)
+        if part_bytes is not None and part_bytes != self._buffers.part_bytes:
+            raise ValueError(f"parts of {part_bytes} bytes from buffers of {self._buffers.part_bytes}")
+        self._part_bytes = self._buffers.part_bytes
+        self._buffer, self._filled = self._buffers.take(), 0
         self._pool = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix=thread_name)
         self._in_flight: deque[Future[None]] = deque()
 
@@ -68,14 +111,14 @@ class _Parts:
 
     def _next_part(self) -> bytearray:
         """The part filled so far, and the buffer to fill next: a full part's buffer goes with it and is replaced by
-        one whose part has been sent, or a new one; a shorter last part is copied out and its buffer kept. Every
-        buffer has the one size ``_part_bytes`` and is filled in place, so the same few blocks serve every part:
-        growing a buffer step by step to 8 MiB, part after part, left holes in glibc's heaps that grew with the row
-        count (20M CSV rows: 15-40 MB of the peak, in paired runs)."""
+        one from the pool (``PartBuffers``: one whose part has been sent, or a new one up to its limit); a shorter
+        last part is copied out and its buffer kept. Every buffer has the one size ``_part_bytes`` and is filled in
+        place, so the same few blocks serve every part: growing a buffer step by step to 8 MiB, part after part, left
+        holes in glibc's heaps that grew with the row count (20M CSV rows: 15-40 MB of the peak, in paired runs)."""
         if self._filled < self._part_bytes:  # a shorter last part: copied out, this buffer is filled again
             body = self._buffer[: self._filled]
         else:
-            body, self._buffer = self._buffer, self._spare.popleft() if self._spare else bytearray(self._part_bytes)
+            body, self._buffer = self._buffer, self._buffers.take()
         self._filled = 0
         return body
 
@@ -83,12 +126,14 @@ class _Parts:
         raise NotImplementedError
 
     def _upload_part(self, key: str, upload_id: str, part: dict[str, Any], body: bytearray) -> None:
-        answer = self._s3.upload_part(
-            Bucket=self._bucket, Key=key, UploadId=upload_id, PartNumber=part["PartNumber"], Body=body
-        )
-        part["ETag"] = answer["ETag"]
-        if len(body) == self._part_bytes:  # sent: its buffer can hold a later part
-            self._spare.append(body)
+        try:
+            answer = self._s3.upload_part(
+                Bucket=self._bucket, Key=key, UploadId=upload_id, PartNumber=part["PartNumber"], Body=body
+            )
+            part["ETag"] = answer["ETag"]
+        finally:  # sent, or failed (the error is raised from the part's future): its buffer can hold a later part
+            if len(body) == self._part_bytes:  # a pool buffer (a short last part is a copy)
+                self._buffers.give(body)
 
     def _drain(self, *, raise_errors: bool) -> None:
         """Wait for every part in flight; the first error is raised when ``raise_errors``."""
@@ -145,10 +190,11 @@ class JobUploads(_Parts):
         max_rows: int | None = None,
         max_bytes: int | None = None,
         part_bytes: int | None = None,
+        buffers: PartBuffers | None = None,
     ):
         if (sizes is None) == (max_rows is None or max_bytes is None):
             raise ValueError("give either the planned sizes, or max_rows and max_bytes")
-        super().__init__(s3, bucket, "preprocess-upload", part_bytes)
+        super().__init__(s3, bucket, "preprocess-upload", part_bytes, buffers)
         self._key_for = key_for
         self._sizes, self._max_rows, self._max_bytes = sizes, max_rows, max_bytes
         self._keys: list[str] = []
@@ -266,9 +312,16 @@ class ObjectUpload(_Parts):
     closed = False  # what pyarrow asks of a Python file it writes into
 
     def __init__(
-        self, s3: Any, bucket: str, key: str, *, part_bytes: int | None = None, in_flight: int = PARTS_IN_FLIGHT
+        self,
+        s3: Any,
+        bucket: str,
+        key: str,
+        *,
+        part_bytes: int | None = None,
+        buffers: PartBuffers | None = None,
+        in_flight: int = PARTS_IN_FLIGHT,
     ):
-        super().__init__(s3, bucket, "preprocess-records", part_bytes, in_flight)
+        super().__init__(s3, bucket, "preprocess-records", part_bytes, buffers, in_flight)
         self.key = key
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lambdas.preprocess.uploads import JobUploads, ObjectUpload
+from lambdas.preprocess.uploads import PARTS_IN_FLIGHT, JobUploads, ObjectUpload, PartBuffers
 
 
 class MultipartS3:
@@ -133,7 +133,7 @@ def test_full_parts_are_sent_from_a_few_reused_buffers_and_every_byte_arrives():
     # AND the full parts went out in a handful of buffers, each used again once its part was sent
     full = {id(body) for body in s3.bodies if len(body) == 8}
     assert len(s3.bodies) == 53
-    assert len(full) <= 6  # at most the parts in flight (4), the one being filled, and one being handed over
+    assert len(full) <= PARTS_IN_FLIGHT + 1  # at most the parts in flight and the one being filled
 
 
 def test_records_written_from_arrow_buffers_go_up_in_parts_of_the_s3_minimum_but_the_last():
@@ -202,3 +202,102 @@ def test_an_object_upload_sends_at_most_its_parts_in_flight_at_once(in_flight):
     # THEN never more than `in_flight` parts were sent at once, and the object is whole
     assert 1 <= s3.most_at_once <= in_flight
     assert s3.objects["records.parquet"] == body
+
+
+class GatedS3(MultipartS3):
+    """S3 that takes no part until ``gate`` opens: every part sent stays in flight, holding its buffer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def upload_part(self, **kwargs: Any) -> dict[str, Any]:
+        self.gate.wait()
+        return super().upload_part(**kwargs)
+
+
+class WatchedBuffers(PartBuffers):
+    """A pool that says when a ``take`` has to wait: every buffer exists and none is free."""
+
+    def __init__(self, part_bytes: int, limit: int) -> None:
+        super().__init__(part_bytes, limit)
+        self.exhausted = threading.Event()
+
+    def take(self) -> bytearray:
+        if self.made == self.limit and not self._free:
+            self.exhausted.set()
+        return super().take()
+
+
+def test_uploaders_sharing_part_buffers_never_make_more_than_the_limit_and_wait_for_a_sent_part():
+    # GIVEN a job upload and a records upload sharing a pool of 3 buffers of 8 bytes, and an S3 that takes no part
+    # until its gate opens
+    s3 = GatedS3()
+    pool = WatchedBuffers(part_bytes=8, limit=3)
+    jobs = JobUploads(s3, "bucket", key, sizes=[40], part_bytes=8, buffers=pool)
+    records = ObjectUpload(s3, "bucket", "records.parquet", part_bytes=8, buffers=pool)
+    data, offsets = lines([4] * 40)
+
+    def write() -> None:  # 20 parts to each upload, one line of each at a time, as the pass interleaves them
+        for row in range(40):
+            jobs.write(data, offsets[row : row + 2])
+            records.write(data[offsets[row] : offsets[row + 1]])
+        jobs.complete()
+        records.complete()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    # WHEN the writer has filled every buffer the pool may make (the safety timeout only ends a broken run)
+    exhausted = pool.exhausted.wait(timeout=60)
+    made_while_blocked = pool.made
+    s3.gate.set()  # S3 takes the parts: their buffers come back
+    writer.join()
+    jobs.close()
+    records.close()
+    # THEN it waited for a sent part's buffer instead of making a fourth, and never made more than 3
+    assert exhausted and made_while_blocked == 3
+    assert pool.made == 3
+    # AND every byte arrived in order, in both objects
+    assert s3.objects[key(0)] == bytes(data)
+    assert s3.objects["records.parquet"] == bytes(data)
+
+
+class FailingS3(MultipartS3):
+    """S3 that refuses every part."""
+
+    def upload_part(self, **_: Any) -> dict[str, Any]:
+        raise RuntimeError("S3 refused the part")
+
+
+def test_failed_parts_give_their_buffers_back_so_the_error_is_raised_instead_of_a_wait():
+    # GIVEN an upload whose own pool holds 5 buffers (4 parts in flight and one being filled) and an S3 that refuses
+    # every part
+    upload = ObjectUpload(FailingS3(), "bucket", "records.parquet", part_bytes=8)
+    failed: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            for _ in range(40):  # 40 parts: far more than the pool's buffers
+                upload.write(b"x" * 8)
+            upload.complete()
+        except RuntimeError as exc:
+            failed.append(exc)
+
+    # WHEN more parts are written than the pool has buffers (in a thread: a writer left waiting for a buffer that
+    # never comes back would otherwise hang the test run; the timeout only ends such a broken run)
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    writer.join(timeout=60)
+    # THEN the writer got S3's error instead of waiting for a buffer
+    assert not writer.is_alive()
+    assert [str(exc) for exc in failed] == ["S3 refused the part"]
+    upload.close()
+
+
+def test_a_part_size_other_than_the_pools_is_refused():
+    # GIVEN a pool of 8-byte buffers
+    pool = PartBuffers(part_bytes=8, limit=3)
+    # WHEN an upload asks for 16-byte parts from it
+    # THEN it is refused
+    with pytest.raises(ValueError, match="parts of 16 bytes from buffers of 8"):
+        ObjectUpload(MultipartS3(), "bucket", "records.parquet", part_bytes=16, buffers=pool)
