@@ -5,7 +5,8 @@ costs the process a wake-up, a read, aiohttp's ``data_received`` and parser, a p
 and a write to the client, whatever its size. With hundreds of streams open that per-read cost fills a core. After an
 answer's first text delta has been handed on (its time to first token is never touched), ``converse_events`` pauses
 reading the answer's connection (``transport.pause_reading()``) after each read; ``ReadPacer`` resumes every paused
-connection at once, ``interval`` seconds after the first pause since its last round, with one timer for all of them.
+connection about ``interval`` seconds after its pause, with one timer for all of them that ticks ``SLOTS`` times an
+interval, each tick resuming the connections paused one interval before it (spread, not all at once).
 Meanwhile the kernel (or, over TLS, the SSL protocol's incoming buffer) keeps what arrives, so the next read takes
 several events at once: one read, one parse, one write for all of them. Nothing is dropped or reordered (the bytes
 are the same, read in fewer pieces), and no event waits longer than one interval, the answer's end included.
@@ -34,23 +35,36 @@ class _Loop(Protocol):
     def call_later(self, delay: float, callback: Any, /) -> Any: ...
 
 
-class ReadPacer:
-    """Connections paused after a read, all resumed by one timer ``interval`` seconds after the first of them was
-    paused. ``loop``: where the timer runs (the running loop at the first pause, unless given)."""
+SLOTS = 10  # rounds per interval: each resumes the connections paused one interval before it
 
-    def __init__(self, interval: float, loop: _Loop | None = None) -> None:
+
+class ReadPacer:
+    """Connections paused after a read, each resumed about ``interval`` seconds later by one timer for all of them.
+
+    The timer ticks every ``interval / slots`` while anything is paused; a connection paused between two ticks is
+    resumed ``slots`` ticks after the first of them, so it waits a little less than ``interval``, never more. One
+    round for every connection at once (``slots=1``) would make the process's work come in bursts: at 500 streams
+    every round resumed ~500 connections, whose reads and writes then ran back to back (~20 ms of CPU), and a new
+    request or a first token that arrived meanwhile waited for the whole burst (the bench's added time to first
+    token). Spread over ``slots`` rounds, each burst is a tenth of that. ``loop``: where the timer runs (the running
+    loop at the first pause, unless given)."""
+
+    def __init__(self, interval: float, loop: _Loop | None = None, slots: int = SLOTS) -> None:
         self.interval = interval
         self._loop = loop
-        self._paused: dict[Any, Any] = {}  # transport -> its aiohttp protocol, paused here
+        self._tick = interval / slots
+        self._slots: list[dict[Any, Any]] = [{} for _ in range(slots)]  # per slot: transport -> its aiohttp protocol
+        self._slot = 0  # where pauses go now; resumed when the ticks come round to it again
+        self._count = 0
         self._armed = False
 
     def __len__(self) -> int:
         """Connections paused here now."""
-        return len(self._paused)
+        return self._count
 
     def pause(self, transport: Any, protocol: Any) -> None:
-        """Stop reading ``transport`` until the next round, unless it is closing, already not reading, or aiohttp's
-        flow control holds it (``protocol``'s flags)."""
+        """Stop reading ``transport`` until about one interval from now, unless it is closing, already not reading,
+        or aiohttp's flow control holds it (``protocol``'s flags)."""
         if (
             transport is None
             or transport.is_closing()
@@ -60,23 +74,33 @@ class ReadPacer:
         ):
             return
         transport.pause_reading()
-        self._paused[transport] = protocol
+        self._slots[self._slot][transport] = protocol
+        self._count += 1
         if not self._armed:
             self._armed = True
             loop = self._loop or asyncio.get_running_loop()
-            loop.call_later(self.interval, self._round)
+            loop.call_later(self._tick, self._round)
 
     def release(self, transport: Any) -> None:
         """Resume ``transport`` now if it is paused here (its answer ended, failed or was left)."""
-        protocol = self._paused.pop(transport, _NONE)
-        if protocol is not _NONE:
-            _resume(transport, protocol)
+        for slot in self._slots:
+            protocol = slot.pop(transport, _NONE)
+            if protocol is not _NONE:
+                self._count -= 1
+                _resume(transport, protocol)
+                return
 
     def _round(self) -> None:
-        self._armed = False
-        paused, self._paused = self._paused, {}
-        for transport, protocol in paused.items():
+        """One tick: the next slot's connections (paused one interval ago) read again; new pauses go there."""
+        self._slot = (self._slot + 1) % len(self._slots)
+        due, self._slots[self._slot] = self._slots[self._slot], {}
+        self._count -= len(due)
+        for transport, protocol in due.items():
             _resume(transport, protocol)
+        self._armed = self._count > 0
+        if self._armed:
+            loop = self._loop or asyncio.get_running_loop()
+            loop.call_later(self._tick, self._round)
 
 
 _NONE = object()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from lambdas.gateway.eventstream import converse_events
-from lambdas.gateway.pacing import ReadPacer
+from lambdas.gateway.pacing import SLOTS, ReadPacer
 from local.emulator.eventstream import event_frame
 from tests.unit.gateway.test_eventstream import FRAMES, events, stream
 
@@ -26,10 +26,12 @@ class FakeLoop:
     def call_later(self, delay: float, callback: Any) -> None:
         self.timers.append((delay, callback))
 
-    def fire(self) -> None:
-        timers, self.timers = self.timers, []
-        for _, callback in timers:
-            callback()
+    def fire(self, ticks: int = 1) -> None:
+        """Run the scheduled timer ``ticks`` times (each run may schedule the next)."""
+        for _ in range(ticks):
+            timers, self.timers = self.timers, []
+            for _, callback in timers:
+                callback()
 
 
 class Transport:
@@ -153,8 +155,8 @@ def test_the_first_token_is_never_held_and_nothing_before_it_is_paced() -> None:
     got = asyncio.run(drive(converse_events(answer, ReadPacer(0.05, loop)), loop, log))
     # THEN no read is paused before the first text delta has been handed on: it leaves with its own read
     assert log[:4] == ["read", "event messageStart", "read", "event contentBlockDelta"]
-    # AND only after it is the connection paused, until the pacer's round
-    assert log[4:7] == ["pause", "round", "resume"]
+    # AND only after it is the connection paused, for one interval: the pacer's SLOTS rounds, then it reads again
+    assert log[4 : 6 + SLOTS] == ["pause", *["round"] * SLOTS, "resume"]
     assert "".join(map(text, got)) == "".join(f" w{i}" for i in range(6))
 
 
@@ -166,31 +168,39 @@ def test_no_event_waits_longer_than_one_round_the_end_included() -> None:
     pacer = ReadPacer(0.05, loop)
     # WHEN it is read with pacing on
     got = asyncio.run(drive(converse_events(answer, pacer), loop, log))
-    # THEN each pause is followed by one round that resumes it before the next read
+    # THEN each pause lasts one interval (SLOTS rounds), and the connection is resumed before the next read
     assert log.count("pause") == len(DELTAS)
     for at, entry in enumerate(log):
         if entry == "pause":
-            assert log[at + 1 : at + 4] == ["round", "resume", "read"]
+            assert log[at + 1 : at + SLOTS + 3] == [*["round"] * SLOTS, "resume", "read"]
     # AND the answer's end came with the read after one round, and nothing is left paused
     assert next(iter(got[-1])) == "messageStop" and log[-2:] == ["read", "event messageStop"]
     assert transport.reading and len(pacer) == 0
 
 
-def test_one_timer_resumes_every_paused_connection() -> None:
-    # GIVEN a pacer and three connections paused one after the other
+def test_one_timer_resumes_each_connection_one_interval_after_its_pause_spread_over_the_rounds() -> None:
+    # GIVEN a pacer and three connections, paused in three different rounds (two in the first)
     loop = FakeLoop()
     pacer = ReadPacer(0.04, loop)
     log: list[str] = []
-    transports = [Transport(log) for _ in range(3)]
-    for transport in transports:
-        pacer.pause(transport, Protocol())
-    # THEN one timer of the interval is scheduled for all of them
-    assert [delay for delay, _ in loop.timers] == [0.04] and len(pacer) == 3
-    # WHEN it fires THEN all three read again and the next pause schedules the next round
+    first, second, third = (Transport(log) for _ in range(3))
+    pacer.pause(first, Protocol())
+    pacer.pause(second, Protocol())
+    # THEN one timer is scheduled, for one round of the SLOTS an interval holds
+    assert [delay for delay, _ in loop.timers] == [0.04 / SLOTS] and len(pacer) == 2
     loop.fire()
-    assert all(t.reading for t in transports) and len(pacer) == 0
-    pacer.pause(transports[0], Protocol())
-    assert [delay for delay, _ in loop.timers] == [0.04]
+    pacer.pause(third, Protocol())
+    # WHEN the rounds of one interval after the first two pauses have run
+    loop.fire(SLOTS - 1)
+    # THEN those two read again, and the one paused a round later is still paused
+    assert first.reading and second.reading and not third.reading and len(pacer) == 1
+    # AND it reads again in the next round, one interval after its own pause; with nothing paused the timer stops
+    assert len(loop.timers) == 1
+    loop.fire()
+    assert third.reading and len(pacer) == 0 and loop.timers == []
+    # AND the next pause schedules the timer again
+    pacer.pause(first, Protocol())
+    assert [delay for delay, _ in loop.timers] == [0.04 / SLOTS]
 
 
 @pytest.mark.parametrize("flag", ["_reading_paused", "_buffer_paused"])
@@ -209,8 +219,8 @@ def test_aiohttps_own_pause_is_neither_taken_over_nor_undone(flag: str) -> None:
     paced, other = Transport(log), Protocol()
     pacer.pause(paced, other)
     setattr(other, flag, True)
-    # WHEN the round comes THEN the pacer does not resume it: aiohttp resumes it when its buffer drains
-    loop.fire()
+    # WHEN its interval's rounds come THEN the pacer does not resume it: aiohttp resumes it when its buffer drains
+    loop.fire(SLOTS)
     assert log == ["pause"] and not paced.reading
 
 
@@ -225,8 +235,8 @@ def test_a_closing_connection_is_neither_paused_nor_resumed() -> None:
     paused = Transport(log)
     pacer.pause(paused, Protocol())
     paused.closing = True
-    # WHEN the round comes THEN neither is touched but the first pause
-    loop.fire()
+    # WHEN its interval's rounds come THEN neither is touched but the first pause
+    loop.fire(SLOTS)
     assert log == ["pause"] and len(pacer) == 0
 
 
