@@ -34,7 +34,8 @@ SUMMARY_END = "<!-- bench-summary:end -->"
 
 @dataclass(frozen=True)
 class Check:
-    """One figure held to a target. ``ok`` is None when the figure could not be measured."""
+    """One figure held to a target. ``ok`` is None when the figure could not be measured (``value`` "-") or was
+    measured but cannot be judged (e.g. an added latency below minus its target: the baseline was the slower)."""
 
     name: str
     value: str
@@ -43,7 +44,9 @@ class Check:
 
     @property
     def verdict(self) -> str:
-        return {True: "pass", False: "FAIL", None: "not measured"}[self.ok]
+        if self.ok is None:
+            return "not measured" if self.value == "-" else "not judged"
+        return "pass" if self.ok else "FAIL"
 
 
 @dataclass(frozen=True)
@@ -201,12 +204,14 @@ def render_summary_block(results: dict[str, Any] | None) -> str:
         checks = _checks(section)
         passed = sum(check.ok is True for check in checks)
         failed = [check.name for check in checks if check.ok is False]
+        unjudged = [check.name for check in checks if check.ok is None]  # not measured, or not judged
         run = section["run"]
         line = (
             f"- `{name}` ({run['date'][:10]}, commit `{run['commit'][:12]}`, {run['machine']['cores']} cores): "
             f"{passed} of {len(checks)} checks pass"
         )
-        lines.append(line + (f"; not yet: {'; '.join(failed)}" if failed else ""))
+        line += f"; not yet: {'; '.join(failed)}" if failed else ""
+        lines.append(line + (f"; not judged: {'; '.join(unjudged)}" if unjudged else ""))
     lines.append(SUMMARY_END)
     return "\n".join(lines)
 

@@ -72,10 +72,11 @@ def test_record_fills_in_this_runs_date_commit_and_machine(tmp_path: Path) -> No
         (at_most("x", 2.0, 2.0), "pass"),
         (at_most("x", 2.01, 2.0), "FAIL"),
         (at_most("x", None, 2.0), "not measured"),
+        (Check("added TTFT", "-24.32 ms", "<= 10 ms", None), "not judged"),
     ],
 )
 def test_checks_compare_the_figure_with_its_target(check: Check, verdict: str) -> None:
-    # GIVEN a figure on either side of its target (or none)
+    # GIVEN a figure on either side of its target (or none, or one measured that cannot be judged)
     # WHEN it is judged
     # THEN the verdict follows the target's direction, the limit itself included
     assert check.verdict == verdict
@@ -98,6 +99,16 @@ def test_generated_files_show_every_check_with_its_verdict() -> None:
     # AND the summary counts what passes per benchmark and names what does not
     assert "- `batch` (2026-01-01, commit `0123456789ab`, 2 cores): 0 of 1 checks pass; not yet: faster than" in summary
     assert "- `gateway` (2026-01-01, commit `0123456789ab`, 2 cores): 1 of 1 checks pass" in summary
+
+
+def test_the_summary_names_the_checks_that_could_not_be_judged() -> None:
+    # GIVEN a section whose one check has no verdict (its figure could not be measured or judged)
+    unjudged = Section(title="gateway", columns=["x"], rows=[["1"]], checks=[at_most("added TTFT", None, 10.0)])
+    recorded = {"sections": {"gateway": {"run": RUN, **asdict(unjudged)}}}
+    # WHEN the README summary is rendered
+    summary = results.render_summary_block(recorded)
+    # THEN it counts no pass and names the check as not judged, not as passing or failing
+    assert "0 of 1 checks pass; not judged: added TTFT" in summary and "not yet" not in summary
 
 
 def test_a_page_without_its_block_is_an_actionable_error() -> None:
