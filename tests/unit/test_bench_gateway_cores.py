@@ -21,6 +21,8 @@ def test_the_gateway_gets_one_core_and_the_others_the_rest() -> None:
     # THEN the gateway's process has one core, not shared with the emulator and the load generator, which have the rest
     assert cores.gateway == {3} and cores.others == {0, 1, 2}
     assert "pinned to core 3" in cores.note
+    # AND the load generator takes the idle gateway's core in a direct run, the emulator's side in a gateway run
+    assert cores.generator("direct") == {3} and cores.generator("gateway") == {0, 1, 2}
 
 
 @pytest.mark.parametrize(
