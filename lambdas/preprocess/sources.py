@@ -361,7 +361,7 @@ class HuggingFaceSource:
         if files is None or len(files) != 1:
             return None
         features = self._load_builder().info.features
-        single = HubParquetFile(self, files[0], self.description)
+        single = HubParquetFile.read(self, files[0])
         if features is not None and not single.schema().equals(features.arrow_schema):
             return None
         return single
@@ -418,13 +418,23 @@ class HubParquetFile:
     dataset declares none): the file, read as ``HuggingFaceSource`` reads it, is the rows ``datasets`` gives, so its
     bytes serve as the run's records as they are (``copy_to``), as an S3 Parquet input is copied server-side. The
     JSONL lines need only the template's columns (``column_batches``): the others are neither fetched nor decoded,
-    and nothing is encoded. ``hub`` says what to say of an unreadable file."""
+    and nothing is encoded. ``hub`` says what to say of an unreadable file. Its footer is read once (``read``): the
+    schema and the row count are asked of it several times (the features' check, the plan, the schema check)."""
 
     hub: HuggingFaceSource
     path: str  # hf:// path
     description: str
+    arrow_schema: pa.Schema
+    rows: int
 
     records_object = None
+
+    @classmethod
+    def read(cls, hub: HuggingFaceSource, path: str) -> HubParquetFile:
+        """The file at ``path`` of ``hub``'s split, with its footer's schema and row count."""
+        with hub_file(path) as file:
+            parquet = hub._open(file, path)
+            return cls(hub, path, hub.description, parquet.schema_arrow, int(parquet.metadata.num_rows))
 
     @contextmanager
     def _parquet(self) -> Iterator[pq.ParquetFile]:
@@ -445,12 +455,10 @@ class HubParquetFile:
         yield from self._batches(columns)
 
     def schema(self) -> pa.Schema:
-        with self._parquet() as parquet:
-            return parquet.schema_arrow
+        return self.arrow_schema
 
     def known_rows(self) -> int:
-        with self._parquet() as parquet:
-            return int(parquet.metadata.num_rows)
+        return self.rows
 
     def copy_to(self, sink: Any, stop: threading.Event) -> None:
         """The file's bytes, in order, into ``sink``: ranged reads of COPY_BYTES."""
