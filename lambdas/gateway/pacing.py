@@ -55,12 +55,11 @@ class ReadPacer:
         self._tick = interval / slots
         self._slots: list[dict[Any, Any]] = [{} for _ in range(slots)]  # per slot: transport -> its aiohttp protocol
         self._slot = 0  # where pauses go now; resumed when the ticks come round to it again
-        self._count = 0
         self._armed = False
 
     def __len__(self) -> int:
         """Connections paused here now."""
-        return self._count
+        return sum(map(len, self._slots))
 
     def pause(self, transport: Any, protocol: Any) -> None:
         """Stop reading ``transport`` until about one interval from now, unless it is closing, already not reading,
@@ -75,7 +74,6 @@ class ReadPacer:
             return
         transport.pause_reading()
         self._slots[self._slot][transport] = protocol
-        self._count += 1
         if not self._armed:
             self._armed = True
             loop = self._loop or asyncio.get_running_loop()
@@ -86,7 +84,6 @@ class ReadPacer:
         for slot in self._slots:
             protocol = slot.pop(transport, _NONE)
             if protocol is not _NONE:
-                self._count -= 1
                 _resume(transport, protocol)
                 return
 
@@ -94,10 +91,9 @@ class ReadPacer:
         """One tick: the next slot's connections (paused one interval ago) read again; new pauses go there."""
         self._slot = (self._slot + 1) % len(self._slots)
         due, self._slots[self._slot] = self._slots[self._slot], {}
-        self._count -= len(due)
         for transport, protocol in due.items():
             _resume(transport, protocol)
-        self._armed = self._count > 0
+        self._armed = any(self._slots)
         if self._armed:
             loop = self._loop or asyncio.get_running_loop()
             loop.call_later(self._tick, self._round)
