@@ -111,6 +111,34 @@ CASES = ("1", "100", "100 burst", AT_500, AT_500_STRESS)
 # within ARRIVAL of the text before it arrived with it, in one read, and makes no gap)
 Timing = tuple[float, float, int, list[float]]
 ARRIVAL = 0.001
+
+
+class Arrivals:
+    """When one answer's pieces of text reached the client: the count, the first, and the gaps between them."""
+
+    def __init__(self, started: float) -> None:
+        self.started, self.frames, self.last = started, 0, 0.0
+        self.first: float | None = None
+        self.gaps: list[float] = []
+
+    def text(self) -> None:
+        """A piece of text arrived now."""
+        now = time.perf_counter()
+        self.frames += 1
+        if self.first is None:
+            self.first = now
+        elif now - self.last >= ARRIVAL:
+            self.gaps.append(now - self.last)
+        self.last = now
+
+    def timing(self, missing: str) -> Timing:
+        """The answer's ``Timing``, now that it ended; ``missing`` is the error when no text came."""
+        end = time.perf_counter()
+        if self.first is None:
+            raise RuntimeError(missing)
+        return self.first - self.started, end - self.started, self.frames, self.gaps
+
+
 _CONTENT, _EMPTY = b'"content": "', b'"content": ""'  # as the gateway's chunks spell them (json.dumps)
 
 
@@ -424,27 +452,14 @@ class Direct:
         await self._context.__aexit__(*exc)
 
     async def stream(self, prompt: str = PROMPT) -> Timing:
-        started = time.perf_counter()
-        first = None
-        frames = 0
+        arrivals = Arrivals(time.perf_counter())
         response = await self.client.converse_stream(
             modelId=MODEL_ID, messages=[{"role": "user", "content": [{"text": prompt}]}]
         )
-        gaps: list[float] = []
-        last = 0.0
         async for event in converse_events(response["stream"]):
             if event.get("contentBlockDelta", {}).get("delta", {}).get("text"):
-                frames += 1
-                now = time.perf_counter()
-                if first is None:
-                    first = now
-                elif now - last >= ARRIVAL:
-                    gaps.append(now - last)
-                last = now
-        end = time.perf_counter()
-        if first is None:
-            raise RuntimeError("no text delta")
-        return first - started, end - started, frames, gaps
+                arrivals.text()
+        return arrivals.timing("no text delta")
 
 
 class Gateway:
@@ -477,12 +492,7 @@ class Gateway:
 
     async def stream(self, prompt: str = PROMPT) -> Timing:
         body = {"model": BOT, "stream": True, "messages": [{"role": "user", "content": prompt}]}
-        started = time.perf_counter()
-        first = None
-        done = False
-        frames = 0
-        gaps: list[float] = []
-        last = 0.0
+        arrivals, done = Arrivals(time.perf_counter()), False
         async with self.session.post("/v1/chat/completions", json=body) as response:
             if response.status != 200:
                 raise RuntimeError(f"HTTP {response.status}: {(await response.read())[:200]!r}")
@@ -493,29 +503,19 @@ class Gateway:
                 if data == b"[DONE]":
                     done = True
                     continue
-                if first is not None and _CONTENT in data and _EMPTY not in data and b'"error"' not in data:
-                    frames += 1  # a text chunk after the first, counted without parsing 25,000 of them a second
-                    now = time.perf_counter()  # (the prompts hold no quote); anything else is parsed and checked
-                    if now - last >= ARRIVAL:
-                        gaps.append(now - last)
-                    last = now
-                    continue
+                if arrivals.first is not None and _CONTENT in data and _EMPTY not in data and b'"error"' not in data:
+                    arrivals.text()  # a text chunk after the first, counted without parsing 25,000 of them a second
+                    continue  # (the prompts hold no quote); anything else is parsed and checked
                 chunk = json.loads(data)
                 if "error" in chunk:
                     raise RuntimeError(f"stream error: {chunk['error']}")
                 if any(c.get("delta", {}).get("content") for c in chunk.get("choices", [])):
-                    frames += 1
-                    now = time.perf_counter()
-                    if first is None:
-                        first = now
-                    elif now - last >= ARRIVAL:
-                        gaps.append(now - last)
-                    last = now
-        end = time.perf_counter()
-        if first is None or not done:
-            raise RuntimeError("no content delta" if first is None else "no [DONE]")
+                    arrivals.text()
+        timing = arrivals.timing("no content delta")
+        if not done:
+            raise RuntimeError("no [DONE]")
         Gateway.answers += 1
-        return first - started, end - started, frames, gaps
+        return timing
 
 
 # ------------------------------------------------------------------ measurements
