@@ -256,6 +256,8 @@ class EmulatorState:
         self._peak_active: dict[str, int] = {}  # most submitted + in-progress jobs seen at once, per base model
         self._injected: Counter[str] = Counter()  # fault name -> records, jobs, calls or lines hit so far
         self._transient_struck: set[str] = set()  # records a retryable record error already struck (see faults)
+        self._hold_new = False  # hold_new_jobs(): each job created meanwhile waits in Submitted until released
+        self._held_new: list[Job] = []  # the jobs it holds
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------ operations (botocore wire dicts)
@@ -367,6 +369,21 @@ class EmulatorState:
         with self._lock:
             return dict(self._peak_active)
 
+    def hold_new_jobs(self, hold: bool = True) -> None:
+        """While set, every job created waits in ``Submitted`` (it holds its quota slot) whatever the clock says;
+        clearing it releases every job held so, which then carries on from ``Submitted`` as from now. A test hook: it
+        makes a full quota certain where a slow machine could otherwise let the first jobs end before the later ones
+        are submitted."""
+        with self._lock:
+            self._hold_new = hold
+            if not hold:
+                now = self._now()
+                for job in self._held_new:
+                    job.held = False
+                    if job.status == "Submitted":  # not stopped meanwhile
+                        job.move("Submitted", now)
+                self._held_new.clear()
+
     def jobs_created_per_model(self) -> dict[str, int]:
         """How many jobs were ever created, per ``modelId`` as submitted (idempotent retries not counted)."""
         with self._lock:
@@ -391,6 +408,9 @@ class EmulatorState:
         self._jobs[job_id] = job
         self._created[job.model_id] += 1
         self._assign_job_fault(job)
+        if self._hold_new:
+            job.held = True
+            self._held_new.append(job)
         return job
 
     def _fault_count(self, name: str) -> int:

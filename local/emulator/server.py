@@ -246,6 +246,10 @@ class BedrockEmulator:
     def jobs(self) -> list[dict[str, Any]]:
         return self.state.jobs()
 
+    def hold_new_jobs(self, hold: bool = True) -> None:
+        """See ``EmulatorState.hold_new_jobs``."""
+        self.state.hold_new_jobs(hold)
+
     def jobs_created_per_model(self) -> dict[str, int]:
         return self.state.jobs_created_per_model()
 

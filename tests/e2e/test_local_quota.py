@@ -5,6 +5,7 @@ it used. The emulator serves the quotas through Service Quotas and validates the
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,14 @@ CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
 
 
 def test_more_concurrent_jobs_than_the_quota_wait_for_a_slot_and_all_finish(tmp_path: Path):
-    # GIVEN 8 jobs, a concurrency cap of 8, but a quota of 3 jobs in flight per model (scaled down from 20); each
-    # status lasts 0.5 s, so a job holds its slot ~2.5 s and the later submissions surely meet a full quota
+    # GIVEN 8 jobs, a concurrency cap of 8, but a quota of 3 jobs in flight per model (scaled down from 20), and the
+    # emulator holding its first jobs in Submitted until a submission has met the full quota (on a loaded machine the
+    # first jobs could otherwise end before the later ones are submitted, and the quota would never be met)
     path = tmp_path / "topics.csv"
     path.write_text("topic\n" + "".join(f"topic {i}\n" for i in range(800)))
     options = RuntimeOptions(max_concurrent_jobs=8, step_seconds=0.5, max_active_jobs_per_model=3)
     with LocalRuntime(options) as runtime:
+        runtime.emulator.hold_new_jobs()
         execution = runtime.start(
             {
                 "model_id": CLAUDE,
@@ -33,13 +36,22 @@ def test_more_concurrent_jobs_than_the_quota_wait_for_a_slot_and_all_finish(tmp_
                 "max_records_per_job": 100,
             }
         )
-        # WHEN the run goes
+        # WHEN the run goes, and its jobs are let go once a ninth submission was tried (8 jobs: one was refused)
+        submit = _submit(runtime)
+        deadline = time.monotonic() + 120
+        while runtime.lambdas.invocations[submit] <= 8 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        refused_while_held = runtime.lambdas.invocations[submit] > 8
+        held = runtime.emulator.jobs_created_per_model()
+        runtime.emulator.hold_new_jobs(False)
         outcome = runtime.wait(execution)
-        # THEN it succeeds, the quota was hit and retried, and never more than 3 jobs were in flight
+        # THEN a submission met the full quota while 3 jobs held it, none beyond 3 was created, and once they were
+        # released the refused submissions went back through the Retry and every job finished
+        assert refused_while_held, "no submission was refused while the quota was full"
+        assert held == {CLAUDE: 3}
         assert outcome.status == "SUCCEEDED", outcome.error_message
         assert runtime.emulator.peak_active_jobs_per_model() == {CLAUDE: 3}
         assert runtime.emulator.jobs_created_per_model() == {CLAUDE: 8}
-        assert runtime.lambdas.invocations[_submit(runtime)] > 8  # quota errors went back through the Retry
         files = runtime.download_outputs(runtime.run_id(execution), tmp_path / "out")
     table = pq.read_table([f for f in files if f.suffix == ".parquet"])
     assert table.num_rows == 800 and table.column("error_code").null_count == 800

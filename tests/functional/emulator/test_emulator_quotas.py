@@ -133,3 +133,24 @@ def test_the_models_own_job_quota_caps_its_jobs_in_flight(
     with pytest.raises(bedrock.exceptions.ServiceQuotaExceededException, match="the quota is 2"):
         create_job(bedrock, "slot-3", uri)
     assert create_job(bedrock, "titan-1", uri, model_id=TITAN)
+
+
+def test_jobs_held_in_submitted_keep_their_slots_until_released_then_carry_on(
+    bedrock: BaseClient, s3: BaseClient, state: EmulatorState, clock: ManualClock
+) -> None:
+    # GIVEN Claude limited to 2 jobs in flight and the emulator holding new jobs (the hook a test uses to make a
+    # full quota certain), two jobs created while it holds
+    state.model_quotas[CLAUDE] = Quotas(max_active_jobs_per_model=2)
+    uri = put_jsonl(s3, "inputs/held.jsonl", [claude_record(i) for i in range(100)])
+    state.hold_new_jobs()
+    held = [create_job(bedrock, f"held-{i}", uri) for i in range(2)]
+    # WHEN far more time passes than the jobs need
+    clock.advance(3600)
+    # THEN both are still Submitted and a third job is refused for the quota
+    assert {bedrock.get_model_invocation_job(jobIdentifier=arn)["status"] for arn in held} == {"Submitted"}
+    with pytest.raises(bedrock.exceptions.ServiceQuotaExceededException, match="the quota is 2"):
+        create_job(bedrock, "held-3", uri)
+    # AND once released they carry on from Submitted to Completed, and later jobs are not held
+    state.hold_new_jobs(False)
+    assert [run_to_end(bedrock, clock, arn)["status"] for arn in held] == ["Completed", "Completed"]
+    assert run_to_end(bedrock, clock, create_job(bedrock, "after", uri))["status"] == "Completed"
