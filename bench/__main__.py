@@ -18,7 +18,8 @@ The memory part (bench/memory.py, then bench/local_memory.py) records two sectio
 data-plane handler at 200k, 2M and 20M rows of preprocess input on every path, and of postprocess, resubmit and
 finalize over runs of 200k and 2M rows) and ``local_memory`` (the local runtime's process tree at 200k and 2M rows).
 BENCH_MEMORY_SCALE (default 1) multiplies every one of those sizes (0.01: a smoke run of a few minutes); at 20M rows
-the inputs need up to ~25 GB of scratch disk, generated one path at a time and deleted after use.
+the inputs need up to ~25 GB of scratch disk, generated one path at a time and deleted after use. BENCH_MEMORY_REPEAT
+(default 3) is how many times preprocess is called per path and size on the same input; the highest peak counts.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import time
 from pathlib import Path
 
 from bench.local_memory import local_memory_section
-from bench.memory import FULL, LOCAL_ROWS, memory_section, parse_scale, scaled
+from bench.memory import FULL, LOCAL_ROWS, MEMORY_REPEAT, memory_section, parse_repeat, parse_scale, scaled
 from bench.production import PATHS, production_env
 from bench.results import RESULTS_JSON, RESULTS_MD, Check, Section, at_least, at_most, record
 
@@ -500,6 +501,7 @@ def memory() -> int:
     try:
         scale = parse_scale(os.environ.get("BENCH_MEMORY_SCALE", "1"))
         sizes = scaled(FULL, scale)
+        repeat = parse_repeat(os.environ.get("BENCH_MEMORY_REPEAT", str(MEMORY_REPEAT)))
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -515,6 +517,7 @@ def memory() -> int:
                 "--sizes=" + ",".join(map(str, sizes.preprocess)),
                 "--run-sizes=" + ",".join(map(str, sizes.runs)),
                 f"--per-job={sizes.per_job}",
+                f"--repeat={repeat}",
                 f"--json={figures}",
             ],
             lambda found, seconds: memory_section(found, seconds, sizes.per_job),

@@ -3,7 +3,8 @@
     python -m bench.memory            # every path at every size (20M rows: up to ~25 GB of scratch disk, a long run)
     python -m bench.memory --quick    # small sizes: a smoke test of the harness
     options: --dir DIR (scratch space, default bench/.data/memory), --only preprocess,postprocess,resubmit,finalize,
-    --paths, --sizes, --run-sizes, --per-job, --json FILE (every measurement, after each), --keep-data
+    --paths, --sizes, --run-sizes, --per-job, --json FILE (every measurement, after each), --keep-data, --repeat N
+    (preprocess calls per path and size on the same input, each in a fresh process; the highest peak counts)
 
 Each measurement is a fresh Python process that imports the handler and calls ``lambda_handler`` once, as Lambda
 does; its peak RSS is the process's high-water mark (``VmHWM``, see ``peak_rss_kib``) at the end, imports
@@ -60,6 +61,7 @@ RUN_INPUT = f"s3://{BUCKET}/inputs/run.parquet"  # what preprocess read: resubmi
 HF_REPO = "bench/memory"
 RETRYABLE_EVERY = 20  # every 20th row is answered 429 (retryable): 5% of the rows
 MAX_RATIO, MAX_PEAK_MB = 1.2, 1500.0
+MEMORY_REPEAT = 3  # preprocess calls per path and size in make bench (BENCH_MEMORY_REPEAT): the highest peak counts
 S3_ROOT_ENV = "BENCH_MEMORY_S3"  # the folder LocalS3 serves in the measured and helper processes
 PREPROCESS_PATHS = ("parquet", "csv", "jsonl", "prefix", "hf")
 LAYOUTS = ("row groups", "one row group")
@@ -191,8 +193,17 @@ def serve_hub(directory: Path) -> None:
 
 
 class Bench:
-    def __init__(self, scratch: Path, sizes: Sizes, *, keep_data: bool = False, json_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        scratch: Path,
+        sizes: Sizes,
+        *,
+        keep_data: bool = False,
+        json_path: Path | None = None,
+        repeat: int = 1,
+    ) -> None:
         self.scratch, self.sizes, self.keep_data, self.json_path = scratch, sizes, keep_data, json_path
+        self.repeat = repeat  # preprocess calls per path and size, on the same input: the highest peak counts
         self.scratch.mkdir(parents=True, exist_ok=True)
         self.store = scratch / "s3"  # LocalS3's root: DIR/s3/<bucket>/<key>
         self.env = child_env(self.store)
@@ -215,11 +226,18 @@ class Bench:
         self._quotas.stop()
         self.discard(self.store)
 
-    def reset(self) -> None:
-        """An empty bucket again, and no multipart upload left over, so stored objects never pile up on disk."""
-        for folder in (self.store / BUCKET, self.store / ".uploads"):
-            shutil.rmtree(folder, ignore_errors=True)
-        (self.store / BUCKET).mkdir(parents=True)
+    def reset(self, *, keep_inputs: bool = False) -> None:
+        """An empty bucket again, and no multipart upload left over, so stored objects never pile up on disk;
+        ``keep_inputs``: all but the inputs (``inputs/``), for another call on the same input."""
+        shutil.rmtree(self.store / ".uploads", ignore_errors=True)
+        bucket = self.store / BUCKET
+        if keep_inputs and bucket.is_dir():
+            for entry in bucket.iterdir():
+                if entry.name != "inputs":
+                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            return
+        shutil.rmtree(bucket, ignore_errors=True)
+        bucket.mkdir(parents=True)
 
     def object_path(self, key: str) -> Path:
         """Where the object ``key`` of the bench's bucket lives: the set-up writes its files there directly."""
@@ -248,7 +266,9 @@ class Bench:
         else:
             took = f"  ({result['seconds']:.0f} s)" if "seconds" in result else ""
             peak = result["peak_rss_mb"]
-            print(f"  {handler:<11} {path:<14} {rows:>11,} rows  peak {peak:8.0f} MB{took}", flush=True)
+            calls = result.get("peaks_mb", [])
+            each = f"  (highest of {', '.join(f'{p:.0f}' for p in calls)})" if len(calls) > 1 else ""
+            print(f"  {handler:<11} {path:<14} {rows:>11,} rows  peak {peak:8.0f} MB{took}{each}", flush=True)
         if self.json_path is not None:  # after each measurement: a run that stops early keeps what it measured
             self.json_path.write_text(json.dumps(self.rows, indent=1) + "\n")
 
@@ -278,9 +298,7 @@ class Bench:
                     run_input["s3_uri"] = self.upload_input(path, rows)
                 try:
                     event = {"input": run_input, "execution_name": f"mem-{path}-{rows}"}
-                    result = self.run_measured("preprocess", event, hub_port)
-                    if result.get("total_records") != rows:
-                        result = {"error": f"read {result.get('total_records')} rows, not {rows}"}
+                    result = self.call_preprocess(event, rows, hub_port)
                 except RuntimeError as exc:  # recorded as failed; the other paths are still measured
                     result = {"error": str(exc).strip().splitlines()[-1]}
                 finally:
@@ -291,6 +309,22 @@ class Bench:
                     self.discard(self.scratch / f"input-{rows}.{path}", self.scratch / f"hub-{rows}")
                     self.reset()  # the job files and records.parquet go too
                 self.record("preprocess", path, rows, result)
+
+    def call_preprocess(self, event: dict[str, Any], rows: int, hub_port: int | None) -> dict[str, Any]:
+        """``repeat`` calls of preprocess on the same input, each in a fresh process (what the last one staged is
+        deleted first): the result of the call with the highest peak, and every call's peak (``peaks_mb``). One run's
+        peak is the top of a sawtooth that differs by tens of MB between identical calls; the highest of several is
+        what a function's memory must be sized for, and both sizes of a ratio are judged the same way."""
+        results = []
+        for call in range(self.repeat):
+            if call:
+                self.reset(keep_inputs=True)
+            result = self.run_measured("preprocess", event, hub_port)
+            if result.get("total_records") != rows:
+                return {"error": f"read {result.get('total_records')} rows, not {rows}"}
+            results.append(result)
+        highest = max(results, key=lambda r: float(r["peak_rss_mb"]))
+        return {**highest, "peaks_mb": [r["peak_rss_mb"] for r in results]}
 
     def upload_input(self, path: str, rows: int) -> str:
         if path == "prefix":
@@ -420,10 +454,12 @@ def memory_section(rows: list[dict[str, Any]], seconds: float, per_job: int) -> 
                 cells.append("-")
             elif "error" in cell:
                 cells.append(f"failed: {cell['error']}")
-            elif cell["ratio"] is None or size == smallest:
-                cells.append(f"{cell['peak_rss_mb']:.0f} MB")
             else:
-                cells.append(f"{cell['peak_rss_mb']:.0f} MB ({cell['ratio']:.2f}x)")
+                parts = [] if cell["ratio"] is None or size == smallest else [f"{cell['ratio']:.2f}x"]
+                calls = cell.get("peaks_mb", [])
+                if len(calls) > 1:
+                    parts.append("calls " + ", ".join(f"{peak:.0f}" for peak in calls))
+                cells.append(f"{cell['peak_rss_mb']:.0f} MB" + (f" ({'; '.join(parts)})" if parts else ""))
         failed = any("error" in r for r in by_size.values())
         ok = all(r["ok"] for r in by_size.values()) and largest > smallest
         table.append([handler, path, *cells, "pass" if ok else "FAIL" if failed or largest > smallest else "-"])
@@ -454,6 +490,14 @@ def memory_section(rows: list[dict[str, Any]], seconds: float, per_job: int) -> 
         "one row group; postprocess is measured on the run's last job.",
         f"The memory benchmark took {seconds / 60:.0f} min.",
     ]
+    repeats = max((len(r.get("peaks_mb", [])) for r in measured), default=0)
+    if repeats > 1:
+        notes.append(
+            f"Preprocess was called {repeats} times per path and size on the same input, each call in a fresh "
+            "process: its peak is the highest of the calls (each call's peak in brackets), the memory a function "
+            "must be sized for; one call's peak is the top of a sawtooth that differs by tens of MB between "
+            "identical calls, and both sizes of a ratio are judged the same way."
+        )
     if per_job != FULL.per_job:
         notes.append(
             "Shrunk sizes (BENCH_MEMORY_SCALE < 1) test the harness, not the targets: a run of a few thousand rows "
@@ -699,6 +743,17 @@ def scaled(sizes: Sizes, scale: float) -> Sizes:
     return out
 
 
+def parse_repeat(text: str) -> int:
+    """BENCH_MEMORY_REPEAT: preprocess calls per path and size, a whole number of at least 1."""
+    try:
+        repeat = int(text)
+    except ValueError:
+        repeat = 0
+    if repeat < 1:
+        raise ValueError(f"BENCH_MEMORY_REPEAT={text!r}: give a whole number of calls, 1 or more (default 3)")
+    return repeat
+
+
 def parse_sizes(text: str, knob: str) -> tuple[int, ...]:
     """'200000,2000000' -> (200000, 2000000): row counts, each >= 1, smallest first."""
     try:
@@ -721,6 +776,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-job", type=int, help="records per job of those runs (default 50,000)")
     parser.add_argument("--json", type=Path, help="also write every measurement to this file (make bench reads it)")
     parser.add_argument("--keep-data", action="store_true", help="keep generated inputs for the next run")
+    parser.add_argument("--repeat", type=int, default=1, help="preprocess calls per path and size (highest counts)")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--event", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--hub-port", type=int, help=argparse.SUPPRESS)
@@ -750,7 +806,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     except ValueError as exc:
         parser.error(str(exc))
-    with Bench(scratch, sizes, keep_data=args.keep_data, json_path=args.json) as bench:
+    if args.repeat < 1:
+        parser.error(f"--repeat {args.repeat}: give 1 or more calls")
+    with Bench(scratch, sizes, keep_data=args.keep_data, json_path=args.json, repeat=args.repeat) as bench:
         if "preprocess" in only:
             bench.preprocess(tuple(args.paths.split(",")))
         if only - {"preprocess"}:

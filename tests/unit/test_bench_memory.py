@@ -200,18 +200,71 @@ def test_local_memory_section_with_no_second_size_measures_no_ratio() -> None:
 
 @pytest.mark.parametrize(
     ("env", "message"),
-    [({"BENCH_ONLY": "memroy"}, "BENCH_ONLY takes"), ({"BENCH_ONLY": "memory", "BENCH_MEMORY_SCALE": "0"}, "> 0")],
+    [
+        ({"BENCH_ONLY": "memroy"}, "BENCH_ONLY takes"),
+        ({"BENCH_ONLY": "memory", "BENCH_MEMORY_SCALE": "0"}, "> 0"),
+        ({"BENCH_ONLY": "memory", "BENCH_MEMORY_REPEAT": "0"}, "BENCH_MEMORY_REPEAT='0'"),
+        ({"BENCH_ONLY": "memory", "BENCH_MEMORY_REPEAT": "three"}, "1 or more"),
+    ],
 )
 def test_make_bench_rejects_a_bad_part_or_scale_before_measuring(
     env: dict[str, str], message: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # GIVEN a misspelt part, or a scale of zero
+    # GIVEN a misspelt part, a scale of zero, or a number of calls that is not one
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     # WHEN make bench starts
     code = main()
     # THEN it stops with a usage error naming the setting, before any benchmark runs
     assert code == 2 and message in capsys.readouterr().err
+
+
+def test_repeated_calls_on_one_input_count_the_highest_peak_and_keep_every_calls(tmp_path, monkeypatch) -> None:
+    # GIVEN the harness calling preprocess three times per input, whose calls peak at 410, 452 and 431 MB, each
+    # staging a job file next to the input in the bucket
+    from bench.memory import BUCKET, Bench
+
+    bench = Bench(tmp_path, FULL, repeat=3)
+    bench.reset()
+    bucket = tmp_path / "s3" / BUCKET
+    (bucket / "inputs").mkdir()
+    (bucket / "inputs" / "input.csv").write_text("topic\na\n")
+    peaks, seen_before_call = iter([410.0, 452.0, 431.0]), []
+
+    def call(handler: str, event: dict, hub_port: int | None = None) -> dict:
+        seen_before_call.append(sorted(p.name for p in bucket.iterdir()))
+        (bucket / "runs").mkdir(exist_ok=True)
+        return {"peak_rss_mb": next(peaks), "total_records": 1}
+
+    monkeypatch.setattr(bench, "run_measured", call)
+    # WHEN one path and size is measured
+    result = bench.call_preprocess({"input": {}}, 1, None)
+    # THEN the highest peak counts, every call's peak is kept, and each call after the first started from the input
+    # alone (what the last one staged was deleted, the input kept)
+    assert result["peak_rss_mb"] == 452.0 and result["peaks_mb"] == [410.0, 452.0, 431.0]
+    assert seen_before_call == [["inputs"], ["inputs"], ["inputs"]]
+    # AND the section shows each call's peak and says how the highest is judged
+    rows = [
+        {**peak("preprocess", "csv", 200_000, 452.0), "peaks_mb": [410.0, 452.0, 431.0]},
+        {**peak("preprocess", "csv", 2_000_000, 500.0), "peaks_mb": [470.0, 480.0, 500.0]},
+    ]
+    section = memory_section(rows, 60.0, FULL.per_job)
+    assert section.rows[0][2:4] == ["452 MB (calls 410, 452, 431)", "500 MB (1.11x; calls 470, 480, 500)"]
+    assert any("called 3 times" in note for note in section.notes)
+
+
+def test_a_call_that_loses_rows_fails_the_measurement_whatever_the_others_did(tmp_path, monkeypatch) -> None:
+    # GIVEN three calls of which the second reads one row fewer than the input has
+    from bench.memory import Bench
+
+    bench = Bench(tmp_path, FULL, repeat=3)
+    bench.reset()
+    answers = iter([{"peak_rss_mb": 400.0, "total_records": 10}, {"peak_rss_mb": 300.0, "total_records": 9}])
+    monkeypatch.setattr(bench, "run_measured", lambda *args, **kwargs: next(answers))
+    # WHEN the path and size is measured
+    result = bench.call_preprocess({"input": {}}, 10, None)
+    # THEN it is a failure naming the rows read, with no peak
+    assert result == {"error": "read 9 rows, not 10"}
 
 
 def test_image_env_reads_every_env_of_a_dockerfile_with_continuation_lines(tmp_path) -> None:
