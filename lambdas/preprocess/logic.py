@@ -25,12 +25,12 @@ import contextlib
 import json
 import math
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from queue import Empty, Queue
+from queue import Queue
 from typing import Any
 
 import numpy as np
@@ -354,36 +354,45 @@ class _Background:
             self._pool.shutdown(wait=True)
 
 
-def prefetched(batches: Iterator[pa.RecordBatch], depth: int = 1) -> Iterator[pa.RecordBatch]:
-    """Read the next batch on a worker thread while the caller processes this one (bounded: ``depth`` ahead)."""
-    queue: Queue[tuple[str, Any]] = Queue(maxsize=depth)
+def prefetched(batches: Iterator[pa.RecordBatch], depth: int = 1) -> Generator[pa.RecordBatch, None, None]:
+    """Read the next batch on a worker thread while the caller processes this one. Bounded by slots, not by the
+    queue: a batch is pulled from ``batches`` only once one of ``depth`` slots is free, and a slot frees when the
+    caller takes a batch, so at most ``depth`` batches are read and not yet taken, the one being read included. A
+    queue of ``depth`` alone let the reader hold one more, read and waiting to be put: with the caller's batch and
+    the one being written, four whole-row batches of up to 16 MB where three do (docs/memory.md)."""
+    ready: Queue[tuple[str, Any]] = Queue()  # never holds more than ``depth``: each put takes a slot
+    slots = threading.Semaphore(depth)
     stop = threading.Event()
 
     def produce() -> None:
         try:
-            for batch in batches:
+            iterator = iter(batches)
+            while True:
+                slots.acquire()
                 if stop.is_set():
                     return
-                queue.put(("batch", batch))
-            queue.put(("end", None))
+                batch = next(iterator, None)
+                ready.put(("end", None) if batch is None else ("batch", batch))
+                if batch is None:
+                    return
+                del batch  # the caller's now: not kept alive here while the reader waits for a slot
         except BaseException as exc:  # handed to the consumer, raised there
-            queue.put(("error", exc))
+            ready.put(("error", exc))
 
     worker = threading.Thread(target=produce, name="preprocess-reader", daemon=True)
     worker.start()
     try:
         while True:
-            kind, item = queue.get()
+            kind, item = ready.get()
             if kind == "end":
                 return
             if kind == "error":
                 raise item
+            slots.release()  # taken: the reader may read the next one
             yield item
     finally:
         stop.set()
-        while worker.is_alive():  # unblock a producer waiting on a full queue
-            with contextlib.suppress(Empty):
-                queue.get(timeout=0.05)
+        slots.release()  # unblock a reader waiting for a slot: it sees ``stop`` and ends
         worker.join()
 
 
@@ -446,8 +455,9 @@ def stage(
     """One streaming pass: check each batch, number its rows, append it to ``records.parquet`` (unless the source
     file can serve as the records as it is), a local file or the ``records`` upload (encoded as
     ``records_compression`` says, see ``RECORDS_ENCODINGS``), and its JSONL lines to one local file, or to the jobs'
-    ``uploads`` (planned, or cut greedily), with no local copy. Memory holds two batches at a time, whatever the row
-    count: the line offsets go to a local file (see ``LineEnds``), 8 bytes a row."""
+    ``uploads`` (planned, or cut greedily), with no local copy. Memory holds three batches at a time, whatever the
+    row count (the one being written, the one whose lines are built, the one read ahead: ``prefetched``): the line
+    offsets go to a local file (see ``LineEnds``), 8 bytes a row."""
     records_path, lines_path = workdir / "records.parquet", workdir / "records.jsonl"
     ends_path = workdir / "line_ends.int64"
     writer: pq.ParquetWriter | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -169,3 +170,63 @@ def test_arrow_pool_keeps_the_pool_where_pyarrow_lacks_the_backend(monkeypatch):
     # WHEN the block runs THEN it runs on the pool there was, and says so
     with arrow_pool("mimalloc") as backend:
         assert backend == pa.default_memory_pool().backend_name == before
+
+
+class Pulls:
+    """Batches counted as the reader pulls them; each pull records how many batches the caller had asked for then."""
+
+    def __init__(self, count: int) -> None:
+        self.count, self.asked = count, 0
+        self.seen: list[int] = []  # seen[j]: how many batches the caller had asked for when batch j was pulled
+        self.pulled_past_slot = threading.Event()
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        for index in range(self.count):
+            self.seen.append(self.asked)
+            if index > self.asked:  # a batch more than the caller asked for: the read-ahead's one slot
+                self.pulled_past_slot.set()
+            yield pa.record_batch({"n": [index]})
+
+
+def test_the_read_ahead_holds_one_batch_the_caller_has_not_taken_the_one_being_read_included():
+    # GIVEN 6 batches read ahead with one slot, and a caller that holds each batch a while (as staging does)
+    source = Pulls(6)
+    batches = logic.prefetched(iter(source), depth=1)
+    got = []
+    # WHEN the caller asks for every batch, one at a time
+    for _ in range(6):
+        source.asked += 1
+        got.append(next(batches)["n"][0].as_py())
+        source.pulled_past_slot.wait(0.2)  # time for a reader without slots to run ahead (it is never needed)
+    # THEN every batch came once, in order
+    assert got == [0, 1, 2, 3, 4, 5]
+    # AND batch j was pulled only once the caller had taken batch j - 1: one ahead at most, never two
+    assert all(asked >= index for index, asked in enumerate(source.seen))
+    assert not source.pulled_past_slot.is_set()
+
+
+def test_a_caller_that_stops_early_ends_the_reader_without_reading_on():
+    # GIVEN 100 batches read ahead with one slot
+    source = Pulls(100)
+    batches = logic.prefetched(iter(source), depth=1)
+    # WHEN the caller takes one batch and stops
+    source.asked += 1
+    assert next(batches)["n"][0].as_py() == 0
+    batches.close()
+    # THEN the reader thread has ended, having pulled at most the batch after the one taken
+    assert not any(thread.name == "preprocess-reader" for thread in threading.enumerate())
+    assert len(source.seen) <= 2
+
+
+def test_an_error_of_the_source_is_raised_to_the_caller():
+    # GIVEN a source that fails after its first batch
+    def failing() -> Iterator[pa.RecordBatch]:
+        yield pa.record_batch({"n": [0]})
+        raise ValueError("broken block")
+
+    # WHEN the caller reads it ahead
+    batches = logic.prefetched(failing())
+    # THEN the first batch arrives, then the source's own error
+    assert next(batches)["n"][0].as_py() == 0
+    with pytest.raises(ValueError, match="broken block"):
+        next(batches)
