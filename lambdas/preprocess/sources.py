@@ -40,10 +40,10 @@ READ_BUFFER_BYTES = 8 << 20  # bytes per read (a ranged GET from S3) while decod
 # blocks into batches (logic.rebatched). A read restarts with blocks 8x bigger for a longer row ...
 CSV_BLOCK_BYTES = 2 << 20
 MAX_BLOCK_BYTES = 1 << 30  # ... up to 1 GiB (Bedrock's input file limit is 1 GB: no valid record is longer)
-# bytes read at a time from the one streamed GET that copies a hub file as the run's records (HubParquetFile.copy_to),
-# each held on its way into the records' upload. Ranged reads held more: each 8 MiB response was read whole, joined
-# from the chunks it arrived in (16 MiB reads peaked 60 MB higher than 8 MiB ones in bench.memory, docs/memory.md)
-COPY_BYTES = 1 << 20
+# bytes per ranged read while a hub file is copied as the run's records (HubParquetFile.copy_to), each held in memory
+# on its way into the records' upload: 16 MiB reads peaked 60 MB higher (403-408 MB at 2M rows in bench.memory, against
+# 338-347 MB), their bodies and the chunks they were joined from staying in the heaps between reads
+COPY_BYTES = 8 << 20
 SUPPORTED_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 _UTF8_HINT = "; if the file is not UTF-8, convert it first (e.g. iconv -f latin1 -t utf-8)"
 
@@ -280,16 +280,6 @@ def hub_file(path: str) -> Any:
     return HfFileSystem().open(path, "rb", cache_type="none")
 
 
-def hub_stream(path: str) -> Any:
-    """A hub file (``hf://`` path) read front to back from one streamed GET (``block_size=0``: huggingface_hub's
-    streaming file, which resumes once from where it stopped if the connection breaks). A read returns the bytes
-    asked from the chunks as they arrive: it never holds a whole ranged response, as a ranged read does (the
-    response read whole, then copied out of the chunks it arrived in)."""
-    from huggingface_hub import HfFileSystem
-
-    return HfFileSystem().open(path, "rb", block_size=0)
-
-
 @dataclass
 class HuggingFaceSource:
     """A hub dataset's split. A split of Parquet files (most hub datasets, and every one the hub converted) is read
@@ -471,9 +461,8 @@ class HubParquetFile:
         return self.rows
 
     def copy_to(self, sink: Any, stop: threading.Event) -> None:
-        """The file's bytes, in order, into ``sink``: one GET of the whole file, streamed and read COPY_BYTES at a
-        time (``hub_stream``)."""
-        with hub_stream(self.path) as file:
+        """The file's bytes, in order, into ``sink``: ranged reads of COPY_BYTES."""
+        with hub_file(self.path) as file:
             while not stop.is_set():
                 chunk = file.read(COPY_BYTES)
                 if not chunk:

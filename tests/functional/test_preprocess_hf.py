@@ -118,9 +118,9 @@ def test_a_parquet_split_is_read_by_row_group_with_its_jobs_planned_first(s3, la
         requests = list(hub.requests)
     # THEN the jobs were planned from the file's footer and streamed (the planned path took the run)
     assert planned == [{"jobs": 2}]
-    # AND the rows were read in ranges; the one GET without a range is the records' copy, streamed
+    # AND the file was read in ranges, never whole
     reads = [r for r in requests if r.method == "GET" and r.path.endswith(TRAIN_FILE)]
-    assert [r for r in reads if r.range] and len([r for r in reads if not r.range]) == 1
+    assert reads and all(r.range for r in reads)
     # AND every row is a record, in order, with its prompt; records.parquet holds the rows as they are
     lines = [line for i in range(2) for line in read_jsonl(s3, f"runs/hf-run/jobs/{i:04d}.jsonl")]
     assert [line["recordId"] for line in lines] == [f"{i:011d}" for i in range(250)]
@@ -204,10 +204,9 @@ def test_a_split_of_one_parquet_file_is_copied_as_the_records(s3, lambda_context
     assert [line["recordId"] for line in lines] == [f"{i:011d}" for i in range(250)]
     prompts = [line["modelInput"]["messages"][0]["content"][0]["text"] for line in lines]
     assert prompts == [QA_PREFIX + source for source in TRAIN.column("source").to_pylist()]
-    # AND the rows were read in ranges, and the file's bytes copied from one streamed GET (no range): no ranged
-    # response is held whole on its way into the records
+    # AND the file was only ever read in ranges
     reads = [r for r in requests if r.method == "GET" and r.path.endswith(TRAIN_FILE)]
-    assert [r for r in reads if r.range] and len([r for r in reads if not r.range]) == 1
+    assert reads and all(r.range for r in reads)
 
 
 def test_a_copied_split_whose_jobs_are_staged_again_still_gets_its_records(s3, lambda_context, tmp_path, monkeypatch):

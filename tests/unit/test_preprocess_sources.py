@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 from typing import Any
 
 import pyarrow as pa
@@ -93,36 +92,3 @@ def test_parquet_batches_stay_near_batch_bytes_whatever_the_row_group_size(tmp_p
     assert len(every) >= 5 and max(batch.nbytes for batch in every) <= 1.1 * (1 << 20)
     # AND the id column alone is small: its rows come BATCH_ROWS at a time (here the whole group), as before
     assert [batch.num_rows for batch in ids] == [5000]
-
-
-class Stream(io.BytesIO):
-    """A hub file read from one streamed GET: records the size of every read."""
-
-    def __init__(self, body: bytes) -> None:
-        super().__init__(body)
-        self.asked: list[int] = []
-
-    def read(self, size: int | None = -1) -> bytes:
-        self.asked.append(-1 if size is None else size)
-        return super().read(size)
-
-
-def test_a_hub_file_is_copied_from_one_stream_a_bounded_read_at_a_time(monkeypatch):
-    # GIVEN a hub file of 2.5 reads' worth of bytes, opened as one stream
-    body = bytes(range(256)) * (sources.COPY_BYTES * 5 // 2 // 256)
-    streams: list[Stream] = []
-
-    def opened(path: str) -> Stream:
-        streams.append(Stream(body))
-        return streams[-1]
-
-    monkeypatch.setattr(sources, "hub_stream", opened)
-    hub = sources.HuggingFaceSource("org/data", "train", description="hf:org/data[train]")
-    file = sources.HubParquetFile(hub, "hf://datasets/org/data/train.parquet", hub.description, pa.schema([]), 0)
-    sink = io.BytesIO()
-    # WHEN it is copied into the records' upload
-    file.copy_to(sink, threading.Event())
-    # THEN every byte arrived, in order, from the one stream
-    assert sink.getvalue() == body and len(streams) == 1
-    # AND no read asked more than COPY_BYTES (1 MiB): that is all the copy holds beside the upload's parts
-    assert streams[0].asked and max(streams[0].asked) == sources.COPY_BYTES == 1 << 20
