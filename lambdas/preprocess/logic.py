@@ -455,8 +455,9 @@ def stage(
     """One streaming pass: check each batch, number its rows, append it to ``records.parquet`` (unless the source
     file can serve as the records as it is), a local file or the ``records`` upload (encoded as
     ``records_compression`` says, see ``RECORDS_ENCODINGS``), and its JSONL lines to one local file, or to the jobs'
-    ``uploads`` (planned, or cut greedily), with no local copy. Memory holds two batches at a time, whatever the row
-    count: the line offsets go to a local file (see ``LineEnds``), 8 bytes a row."""
+    ``uploads`` (planned, or cut greedily), with no local copy. Memory holds three batches at a time, whatever the
+    row count (the one being written, the one whose lines are built, the one read ahead: ``prefetched``): the line
+    offsets go to a local file (see ``LineEnds``), 8 bytes a row."""
     records_path, lines_path = workdir / "records.parquet", workdir / "records.jsonl"
     ends_path = workdir / "line_ends.int64"
     writer: pq.ParquetWriter | None = None
