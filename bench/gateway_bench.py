@@ -242,6 +242,14 @@ def core_busy_seconds(cores: Iterable[int], stat: str | None = None) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def io_calls(pid: int, io: str | None = None) -> tuple[int, int]:
+    """The read and write system calls ``pid`` made so far (/proc/<pid>/io ``syscr``, ``syscw``: read(2), write(2)
+    and their vector forms, sockets included, which is how libuv reads and writes a TCP stream). ``io``: that file's
+    text (read now if None)."""
+    fields = dict(line.split(": ", 1) for line in (io or Path(f"/proc/{pid}/io").read_text()).splitlines() if line)
+    return int(fields["syscr"]), int(fields["syscw"])
+
+
 def _cores(value: str) -> frozenset[int]:
     return frozenset(int(core) for core in value.split(","))
 
@@ -414,6 +422,10 @@ class Server:
     def gateway_cpu_seconds(self) -> float:
         """User + system CPU of the gateway's process so far (the last child: the gateway, or the shared one)."""
         return _cpu_seconds(self.processes[-1].pid)
+
+    def gateway_io_calls(self) -> tuple[int, int]:
+        """Read and write system calls of the gateway's process so far (``io_calls``)."""
+        return io_calls(self.processes[-1].pid)
 
     def emulator_cpu_seconds(self) -> float | None:
         """User + system CPU of the emulator's own process so far; None when it shares the gateway's."""
@@ -632,7 +644,7 @@ async def latency(
                 await load(client.stream, concurrency, concurrency)
                 runs = []
                 for _ in range(repeat):
-                    cpu_before = server.gateway_cpu_seconds()
+                    cpu_before, io_before = server.gateway_cpu_seconds(), server.gateway_io_calls()
                     pinned = server.cores.gateway
                     core_before = None if pinned is None else core_busy_seconds(pinned)
                     emulator_before, generator_before = server.emulator_cpu_seconds(), time.process_time()
@@ -640,6 +652,12 @@ async def latency(
                     cpu_ms = (server.gateway_cpu_seconds() - cpu_before) * 1000
                     run["gateway_cpu_ms_per_answer"] = cpu_ms / max(1, run["answers"])
                     run["gateway_cpu_us_per_frame"] = cpu_ms * 1000 / max(1, run["frames"])
+                    # the gateway's read and write system calls a text frame: what read pacing groups, whatever the
+                    # machine's load (over TLS the socket's reads, which pausing the SSL transport alone left as many)
+                    io_after = server.gateway_io_calls()
+                    reads, writes = io_after[0] - io_before[0], io_after[1] - io_before[1]
+                    run["gateway_reads_per_frame"] = reads / max(1, run["frames"])
+                    run["gateway_writes_per_frame"] = writes / max(1, run["frames"])
                     # the cores each process kept busy over the run: three processes share this machine's cores, and
                     # a run whose emulator and load generator need most of them measures a starved gateway
                     emulator_cpu = server.emulator_cpu_seconds()
@@ -846,7 +864,9 @@ def print_report(results: dict[str, Any]) -> None:
             f"{gateway.get('open_at_start_mean', 0):.0f} streams open on average, "
             f"{gateway.get('frames_per_answer', nan):.0f} frames an answer; gateway CPU "
             f"{gateway['gateway_cpu_ms_per_answer']:.2f} ms an answer, "
-            f"{gateway.get('gateway_cpu_us_per_frame', nan):.1f} us a frame"
+            f"{gateway.get('gateway_cpu_us_per_frame', nan):.1f} us a frame, "
+            f"{gateway.get('gateway_reads_per_frame', nan):.2f} read and "
+            f"{gateway.get('gateway_writes_per_frame', nan):.2f} write system calls a frame"
         )
         for variant in ("direct", "gateway"):
             busy = pair[variant].get("cores_busy")
