@@ -7,7 +7,7 @@ answer's first text delta has been handed on (its time to first token is never t
 reading the answer's connection (``transport.pause_reading()``) after each read; ``ReadPacer`` resumes every paused
 connection about ``interval`` seconds after its pause, with one timer for all of them that ticks ``SLOTS`` times an
 interval, each tick resuming the connections paused one interval before it (spread, not all at once).
-Meanwhile the kernel (or, over TLS, the SSL protocol's incoming buffer) keeps what arrives, so the next read takes
+Meanwhile the kernel keeps what arrives (over TLS too: see below), so the next read takes
 several events at once: one read, one parse, one write for all of them. Nothing is dropped or reordered (the bytes
 are the same, read in fewer pieces), and no event waits longer than one interval, the answer's end included.
 
