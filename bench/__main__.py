@@ -367,6 +367,10 @@ def gateway_section(results: dict) -> Section:
         "times the answers a second, not held to the target); gateway CPU: user + system time of the gateway's "
         "process over a case's run, per answer and per text frame it streamed; see bench/gateway_bench.py"
     ]
+    if "tls" in results:
+        notes.append(
+            "emulator over HTTPS, as Bedrock" if results["tls"] else "emulator over plain HTTP (BENCH_GATEWAY_TLS=0)"
+        )
     shared = "all three share them"
     if "placement" in results:
         notes.append(f"cores: {results['placement']['note']}")

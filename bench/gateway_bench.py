@@ -58,6 +58,12 @@ short measurement; a case not run is "not measured" in the report), GATEWAY_STRE
 pacing, ``lambdas.gateway.pacing``; default: the Fargate task's, ``gatewayStreamIntervalMs``'s default, as every case
 is one process serving many streams, a task's shape; ``0`` to compare with pacing off).
 
+TLS (BENCH_GATEWAY_TLS, default ``1``): the emulator serves HTTPS, as Bedrock does, on a throwaway self-signed
+certificate made at the bench's start (``local.emulator.tls``); the gateway's process trusts it through
+``AWS_CA_BUNDLE`` (what botocore and aiobotocore read for ``verify``), the direct baseline's client through
+``verify=``, with certificate checks on, so both sides of the comparison read and decrypt TLS records as they would
+from Bedrock. ``0``: plain HTTP (what the bench measured before; the report says which).
+
 Besides TTFT and total time, each case reports the gaps between the pieces of text a client receives (p50 and p99
 over every gap of the measured answers; text within ``ARRIVAL`` of the text before it came in the same read and makes
 no gap): read pacing trades them (fewer, longer gaps) for CPU.
@@ -236,6 +242,14 @@ def core_busy_seconds(cores: Iterable[int], stat: str | None = None) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def io_calls(pid: int, io: str | None = None) -> tuple[int, int]:
+    """The read and write system calls ``pid`` made so far (/proc/<pid>/io ``syscr``, ``syscw``: read(2), write(2)
+    and their vector forms, sockets included, which is how libuv reads and writes a TCP stream). ``io``: that file's
+    text (read now if None)."""
+    fields = dict(line.split(": ", 1) for line in (io or Path(f"/proc/{pid}/io").read_text()).splitlines() if line)
+    return int(fields["syscr"]), int(fields["syscw"])
+
+
 def _cores(value: str) -> frozenset[int]:
     return frozenset(int(core) for core in value.split(","))
 
@@ -259,6 +273,7 @@ def serve(role: str, emulator_url: str = "") -> None:
     the emulator, the test double, stays quiet (WARNING, metrics off). BENCH_GATEWAY_CORES (set by ``Server``
     from the ``Placement``): the cores this process runs on, set before it starts any thread."""
     cores = os.environ.get("BENCH_GATEWAY_CORES")
+    tls_files = os.environ.get("BENCH_GATEWAY_TLS_FILES")  # "cert,key": the emulator serves HTTPS on them
     if cores:
         pin(os.getpid(), _cores(cores))
     nice = int(os.environ.get("BENCH_GATEWAY_NICE", "0"))
@@ -289,6 +304,10 @@ def serve(role: str, emulator_url: str = "") -> None:
 
     @contextmanager
     def capturing(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        if tls_files:
+            from local.emulator.tls import server_context
+
+            kwargs["tls"] = server_context(*map(Path, tls_files.split(",")))
         with original(*args, **kwargs) as emulator:
             emulators.append(emulator)
             yield emulator
@@ -360,17 +379,24 @@ class Server:
     in one (the emulator then competes with the gateway for its GIL)."""
 
     def __init__(
-        self, topology: str, environment: dict[str, str], output: Path, cores: Placement | None = None
+        self,
+        topology: str,
+        environment: dict[str, str],
+        output: Path,
+        cores: Placement | None = None,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         """``environment``: the deployed function's variables, for the gateway's process; ``output``: the file that
         process prints to (logs, EMF); ``cores``: where the gateway's and the emulator's processes run (default:
-        anywhere)."""
+        anywhere); ``tls``: the emulator's certificate and key (HTTPS), which the gateway trusts (``AWS_CA_BUNDLE``)."""
         cores = cores or Placement(None, None, "not pinned")
         self.processes: list[subprocess.Popen[str]] = []
         self.output = output
-        gateway_env = environment | {"BENCH_GATEWAY_OUTPUT": str(output)} | _cores_env(cores.gateway)
+        self.ca_bundle = None if tls is None else tls[0]
+        tls_env = {} if tls is None else {"BENCH_GATEWAY_TLS_FILES": f"{tls[0]},{tls[1]}", "AWS_CA_BUNDLE": str(tls[0])}
+        gateway_env = environment | {"BENCH_GATEWAY_OUTPUT": str(output)} | _cores_env(cores.gateway) | tls_env
         if topology == "split":
-            emulator, info = _child("emulator", env=_cores_env(cores.others))
+            emulator, info = _child("emulator", env=_cores_env(cores.others) | tls_env)
             self.processes.append(emulator)
             gateway, gateway_info = _child("gateway", info["emulator"], env=gateway_env)
             self.processes.append(gateway)
@@ -396,6 +422,10 @@ class Server:
     def gateway_cpu_seconds(self) -> float:
         """User + system CPU of the gateway's process so far (the last child: the gateway, or the shared one)."""
         return _cpu_seconds(self.processes[-1].pid)
+
+    def gateway_io_calls(self) -> tuple[int, int]:
+        """Read and write system calls of the gateway's process so far (``io_calls``)."""
+        return io_calls(self.processes[-1].pid)
 
     def emulator_cpu_seconds(self) -> float | None:
         """User + system CPU of the emulator's own process so far; None when it shares the gateway's."""
@@ -428,8 +458,8 @@ class Direct:
     machines, and the baseline should not wait on its own load generator more than the gateway's aiohttp client
     does."""
 
-    def __init__(self, endpoint: str, connections: int) -> None:
-        self.endpoint, self.connections = endpoint, connections
+    def __init__(self, endpoint: str, connections: int, ca_bundle: Path | None = None) -> None:
+        self.endpoint, self.connections, self.ca_bundle = endpoint, connections, ca_bundle
         self.client: Any = None
 
     async def __aenter__(self) -> Direct:
@@ -444,6 +474,7 @@ class Direct:
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
             config=config,
+            verify=None if self.ca_bundle is None else str(self.ca_bundle),  # the emulator's certificate over TLS
         )
         self.client = await self._context.__aenter__()
         return self
@@ -599,7 +630,7 @@ async def latency(
     repeat = max(1, int(os.environ.get("BENCH_REPEAT", "2")))
     out: dict[str, dict[str, Any]] = {}
     variants: dict[str, Callable[[], Direct | Gateway]] = {
-        "direct": lambda: Direct(server.emulator, concurrency),
+        "direct": lambda: Direct(server.emulator, concurrency, server.ca_bundle),
         "gateway": lambda: Gateway(server.url, server.key, concurrency),
     }
     server.delay(pace)
@@ -613,7 +644,7 @@ async def latency(
                 await load(client.stream, concurrency, concurrency)
                 runs = []
                 for _ in range(repeat):
-                    cpu_before = server.gateway_cpu_seconds()
+                    cpu_before, io_before = server.gateway_cpu_seconds(), server.gateway_io_calls()
                     pinned = server.cores.gateway
                     core_before = None if pinned is None else core_busy_seconds(pinned)
                     emulator_before, generator_before = server.emulator_cpu_seconds(), time.process_time()
@@ -621,6 +652,12 @@ async def latency(
                     cpu_ms = (server.gateway_cpu_seconds() - cpu_before) * 1000
                     run["gateway_cpu_ms_per_answer"] = cpu_ms / max(1, run["answers"])
                     run["gateway_cpu_us_per_frame"] = cpu_ms * 1000 / max(1, run["frames"])
+                    # the gateway's read and write system calls a text frame: what read pacing groups, whatever the
+                    # machine's load (over TLS the socket's reads, which pausing the SSL transport alone left as many)
+                    io_after = server.gateway_io_calls()
+                    reads, writes = io_after[0] - io_before[0], io_after[1] - io_before[1]
+                    run["gateway_reads_per_frame"] = reads / max(1, run["frames"])
+                    run["gateway_writes_per_frame"] = writes / max(1, run["frames"])
                     # the cores each process kept busy over the run: three processes share this machine's cores, and
                     # a run whose emulator and load generator need most of them measures a starved gateway
                     emulator_cpu = server.emulator_cpu_seconds()
@@ -769,6 +806,9 @@ def print_report(results: dict[str, Any]) -> None:
     )
     if "placement" in results:
         print(f"   (cores: {results['placement']['note']})")
+    if "tls" in results:
+        how = "HTTPS, as to Bedrock" if results["tls"] else "plain HTTP (BENCH_GATEWAY_TLS=0)"
+        print(f"   (the gateway and the direct client talk to the emulator over {how})")
     print(
         f"{'case':<28} {'TTFT p50':>9} {'TTFT p99':>9} {'total p50':>10} {'total p99':>10} {'errors':>7} "
         f"{'gw/direct p50 TTFT':>19} {'open':>5} {'frames':>7} {'gw CPU/answer':>14} {'gw CPU/frame':>13} "
@@ -824,7 +864,9 @@ def print_report(results: dict[str, Any]) -> None:
             f"{gateway.get('open_at_start_mean', 0):.0f} streams open on average, "
             f"{gateway.get('frames_per_answer', nan):.0f} frames an answer; gateway CPU "
             f"{gateway['gateway_cpu_ms_per_answer']:.2f} ms an answer, "
-            f"{gateway.get('gateway_cpu_us_per_frame', nan):.1f} us a frame"
+            f"{gateway.get('gateway_cpu_us_per_frame', nan):.1f} us a frame, "
+            f"{gateway.get('gateway_reads_per_frame', nan):.2f} read and "
+            f"{gateway.get('gateway_writes_per_frame', nan):.2f} write system calls a frame"
         )
         for variant in ("direct", "gateway"):
             busy = pair[variant].get("cores_busy")
@@ -912,9 +954,17 @@ def gateway_bench() -> dict[str, Any]:
     }
     results["gateway_environment"] = environment
     scratch = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
-    server = Server(topology, environment, scratch / "gateway-output.log", cores)
+    # BENCH_GATEWAY_TLS (default 1): the emulator over HTTPS, as Bedrock, on a certificate made now for this run
+    tls = None
+    if os.environ.get("BENCH_GATEWAY_TLS", "1") != "0":
+        from local.emulator.tls import certificate
+
+        tls = certificate(scratch)
+    results["tls"] = tls is not None
+    server = Server(topology, environment, scratch / "gateway-output.log", cores, tls)
     print(f"gateway process: pid {server.gateway_pid} (profile it with: py-spy record --pid {server.gateway_pid})")
     print(f"cores: {results['placement']['note']}", flush=True)
+    print(f"emulator: {server.emulator} ({'HTTPS' if tls else 'plain HTTP: BENCH_GATEWAY_TLS=0'})", flush=True)
     stream_s = len(PROMPT.split()) * pace  # one paced answer's length: the starts spread over it
     long_s = len(LONG_PROMPT.split()) * pace
     cases: dict[str, Callable[[], Coroutine[Any, Any, dict[str, dict[str, Any]]]]] = {
@@ -944,6 +994,8 @@ def gateway_bench() -> dict[str, Any]:
                 Path("/proc/self/autogroup").write_text(str(usual_group))
         results["gateway_output"] = server.output_counts() | {"answers": Gateway.answers}
         server.output.unlink(missing_ok=True)
+        for made in tls or ():
+            made.unlink()
         scratch.rmdir()
     results["import_s"] = import_time()
     results["zip"] = zip_size()

@@ -21,7 +21,7 @@ from typing import Any
 
 from botocore.eventstream import EventStreamBuffer, EventStreamMessage, MessagePrelude
 
-from lambdas.gateway.pacing import ReadPacer
+from lambdas.gateway.pacing import ReadPacer, socket_transport
 
 TEXT_DELTA = "contentBlockDelta"
 _PRELUDE_LENGTH = 12  # total length, headers length, prelude CRC: 4 bytes each
@@ -144,8 +144,9 @@ async def converse_events(stream: Any, pacer: ReadPacer | None = None) -> AsyncG
     A stream without aiobotocore's raw response (a test double) is iterated as it is.
 
     ``pacer`` (``lambdas.gateway.pacing``): once a text delta has been yielded, the connection is paused after each
-    read until the pacer's next round, and each read then takes everything buffered since (``readany``); the same
-    bytes in fewer pieces. Without it the body is read as aiobotocore reads it, an HTTP chunk at a time."""
+    read until the pacer's next round (over TLS the socket's transport too), and each read then takes everything
+    buffered since (``readany``); the same bytes in fewer pieces. Without it the body is read as aiobotocore reads
+    it, an HTTP chunk at a time."""
     raw: Any = getattr(stream, "_raw_stream", None)
     parse = getattr(stream, "_parse_event", None)
     content = getattr(raw, "content", None)
@@ -155,6 +156,7 @@ async def converse_events(stream: Any, pacer: ReadPacer | None = None) -> AsyncG
         return
     buffer = MessageBuffer()
     paused: Any = None  # the transport the pacer holds for this answer, released when the answer ends in any way
+    underneath: Any = None  # over TLS, the transport reading the socket under it (``pacing.socket_transport``)
     texting = False  # a text delta has been yielded: reads may be paced from now on
     try:
         # unpaced: as AioEventStream._create_raw_event_generator reads it (an HTTP chunk at a time)
@@ -182,8 +184,10 @@ async def converse_events(stream: Any, pacer: ReadPacer | None = None) -> AsyncG
             if texting and pacer is not None and not content.is_eof():
                 connection = raw.connection  # None once aiohttp released it (the response is complete)
                 if connection is not None:
-                    paused = connection.transport
-                    pacer.pause(paused, connection.protocol)
+                    transport = connection.transport  # None once the connection closed
+                    if transport is not None and transport is not paused:  # the first pause: over TLS, the
+                        paused, underneath = transport, socket_transport(transport)  # socket's transport too
+                    pacer.pause(transport, connection.protocol, underneath)
     finally:
         if paused is not None and pacer is not None:
             pacer.release(paused)

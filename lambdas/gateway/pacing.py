@@ -7,7 +7,7 @@ answer's first text delta has been handed on (its time to first token is never t
 reading the answer's connection (``transport.pause_reading()``) after each read; ``ReadPacer`` resumes every paused
 connection about ``interval`` seconds after its pause, with one timer for all of them that ticks ``SLOTS`` times an
 interval, each tick resuming the connections paused one interval before it (spread, not all at once).
-Meanwhile the kernel (or, over TLS, the SSL protocol's incoming buffer) keeps what arrives, so the next read takes
+Meanwhile the kernel keeps what arrives (over TLS too: see below), so the next read takes
 several events at once: one read, one parse, one write for all of them. Nothing is dropped or reordered (the bytes
 are the same, read in fewer pieces), and no event waits longer than one interval, the answer's end included.
 
@@ -18,9 +18,13 @@ early. A connection is resumed at once when its answer ends for any reason (``re
 client leaving), so no paused transport outlives its answer or goes back to the connection pool paused.
 
 Over TLS (``uvloop``'s and asyncio's SSL transports) ``pause_reading`` stops the decrypted data reaching aiohttp but
-not the socket's reads into the SSL protocol's buffer (up to its high-water mark): the socket's wake-up and read stay
-per event, and the decryption, aiohttp's Python, the gateway's generators and the write to the client are paid once
-per interval.
+not the socket's reads into the SSL protocol's buffer: alone, it would leave the socket's wake-up, read and
+decryption per event. So the transport under the SSL one, which reads the socket (``socket_transport``), is paused
+too: the kernel keeps the encrypted records, and a resumed connection reads and decrypts several at once. The SSL
+protocol pauses that transport itself when its incoming buffer is over its high-water mark (``_control_ssl_reading``
+in both loops, resuming it under the low-water mark); the pacer pauses it only while it reads, so never one the SSL
+protocol holds, and while it is paused here nothing reaches that buffer, so the SSL protocol cannot come to hold it
+meanwhile and a resume here undoes no pause of its own.
 
 ``interval`` 0 turns pacing off (the Lambda option: one stream per execution environment, nothing to group).
 """
@@ -28,6 +32,7 @@ per interval.
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any, Protocol
 
 
@@ -53,7 +58,8 @@ class ReadPacer:
         self.interval = interval
         self._loop = loop
         self._tick = interval / slots
-        self._slots: list[dict[Any, Any]] = [{} for _ in range(slots)]  # per slot: transport -> its aiohttp protocol
+        # per slot: transport -> (its aiohttp protocol, the transport under it that this pacer paused too, or None)
+        self._slots: list[dict[Any, tuple[Any, Any]]] = [{} for _ in range(slots)]
         self._slot = 0  # where pauses go now; resumed when the ticks come round to it again
         self._armed = False
 
@@ -61,9 +67,10 @@ class ReadPacer:
         """Connections paused here now."""
         return sum(map(len, self._slots))
 
-    def pause(self, transport: Any, protocol: Any) -> None:
+    def pause(self, transport: Any, protocol: Any, underneath: Any = None) -> None:
         """Stop reading ``transport`` until about one interval from now, unless it is closing, already not reading,
-        or aiohttp's flow control holds it (``protocol``'s flags)."""
+        or aiohttp's flow control holds it (``protocol``'s flags). ``underneath``: the transport reading the socket
+        under an SSL ``transport`` (``socket_transport``), paused too unless its SSL protocol holds it already."""
         if (
             transport is None
             or transport.is_closing()
@@ -73,7 +80,11 @@ class ReadPacer:
         ):
             return
         transport.pause_reading()
-        self._slots[self._slot][transport] = protocol
+        if underneath is not None and not underneath.is_closing() and underneath.is_reading():
+            underneath.pause_reading()
+        else:  # none, or the SSL protocol's own flow control holds it (its buffer over the high-water mark)
+            underneath = None
+        self._slots[self._slot][transport] = (protocol, underneath)
         if not self._armed:
             self._armed = True
             loop = self._loop or asyncio.get_running_loop()
@@ -82,29 +93,50 @@ class ReadPacer:
     def release(self, transport: Any) -> None:
         """Resume ``transport`` now if it is paused here (its answer ended, failed or was left)."""
         for slot in self._slots:
-            protocol = slot.pop(transport, _NONE)
-            if protocol is not _NONE:
-                _resume(transport, protocol)
+            held = slot.pop(transport, None)
+            if held is not None:
+                _resume(transport, *held)
                 return
 
     def _round(self) -> None:
         """One tick: the next slot's connections (paused one interval ago) read again; new pauses go there."""
         self._slot = (self._slot + 1) % len(self._slots)
         due, self._slots[self._slot] = self._slots[self._slot], {}
-        for transport, protocol in due.items():
-            _resume(transport, protocol)
+        for transport, (protocol, underneath) in due.items():
+            _resume(transport, protocol, underneath)
         self._armed = any(self._slots)
         if self._armed:
             loop = self._loop or asyncio.get_running_loop()
             loop.call_later(self._tick, self._round)
 
 
-_NONE = object()
+def socket_transport(transport: Any) -> Any:
+    """The transport reading the socket under ``transport`` when that is an SSL transport (asyncio's or uvloop's),
+    else None: the one whose protocol is the SSL protocol. Neither loop exposes it: asyncio keeps it in private
+    attributes (``_SSLProtocolTransport._ssl_protocol._transport``); uvloop gives its SSL protocol for the extra-info
+    key ``"uvloop.sslproto"``, whose transport is a C field, found among the objects it refers to. Found once per
+    answer. None, pacing as without this, if a loop's version no longer has them
+    (``tests/unit/gateway/test_pacing_tls.py`` fails loudly then, on each loop)."""
+    if transport is None or transport.is_closing() or transport.get_extra_info("ssl_object") is None:
+        return None
+    ssl_protocol = transport.get_extra_info("uvloop.sslproto") or getattr(transport, "_ssl_protocol", None)
+    if ssl_protocol is None:
+        return None
+    underneath = getattr(ssl_protocol, "_transport", None)  # asyncio; uvloop's is a C field: among the referents
+    candidates = [underneath] if underneath is not None else gc.get_referents(ssl_protocol)
+    for candidate in candidates:
+        get_protocol = getattr(candidate, "get_protocol", None)
+        if candidate is not transport and get_protocol is not None and get_protocol() is ssl_protocol:
+            return candidate
+    return None
 
 
-def _resume(transport: Any, protocol: Any) -> None:
+def _resume(transport: Any, protocol: Any, underneath: Any = None) -> None:
     """Resume a transport paused here, unless it closed or aiohttp's flow control paused it meanwhile (aiohttp then
-    resumes it itself when its buffer drains)."""
+    resumes it itself when its buffer drains). ``underneath``, the socket's transport this pacer paused, is resumed
+    whatever aiohttp does: from then on the SSL protocol's own flow control governs it."""
+    if underneath is not None and not underneath.is_closing():
+        underneath.resume_reading()
     if (
         transport.is_closing()
         or getattr(protocol, "_reading_paused", False)

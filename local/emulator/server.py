@@ -18,13 +18,18 @@ A response body is sent whole (bytes), chunk by chunk from the request's thread 
 every paced stream, producing each chunk when its wait is over, while the request's thread waits for the stream's
 end. A thread per stream that sleeps between frames costs a wake-up and a GIL hand-off per frame: at 500 streams of
 50 frames a second that kept a whole core busy.
+
+``tls`` (an ``ssl.SSLContext``, see ``local.emulator.tls``): HTTPS instead of HTTP, as Bedrock's endpoints; each
+connection's handshake runs in its request's thread, not in the one accepting connections.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
+import ssl
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -66,6 +71,11 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as botocore's connection pool expects
     disable_nagle_algorithm = True  # headers and body are separate writes: avoid the 40 ms delayed-ACK stall
     server: _Server
+
+    def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.do_handshake()  # here, in this connection's thread (see _Server.get_request)
+        super().setup()
 
     def _handle(self) -> None:
         url = urlsplit(self.path)
@@ -127,13 +137,17 @@ class _Pacer:
     @staticmethod
     async def _send(connection: socket.socket, body: PacedBody) -> None:
         loop = asyncio.get_running_loop()
+        if isinstance(connection, ssl.SSLSocket):  # HTTPS: asyncio's sock_sendall refuses an SSLSocket
+            sendall = functools.partial(_send_tls, connection)
+        else:
+            sendall = functools.partial(loop.sock_sendall, connection)
         try:
             for wait, chunk in body.chunks:
                 if wait > 0:
                     await asyncio.sleep(wait)
                 if chunk:
-                    await loop.sock_sendall(connection, _chunk(chunk))
-            await loop.sock_sendall(connection, LAST_CHUNK)
+                    await sendall(_chunk(chunk))
+            await sendall(LAST_CHUNK)
         finally:
             close = getattr(body.chunks, "close", None)
             if close is not None:  # a generator cut short runs its cleanup now, as in the request's thread
@@ -169,13 +183,52 @@ class _Pacer:
         loop.close()
 
 
+async def _send_tls(connection: ssl.SSLSocket, data: bytes) -> None:
+    """``loop.sock_sendall`` for a non-blocking TLS socket (asyncio refuses an ``SSLSocket``): one TLS write, retried
+    with the same bytes when the socket's buffer is full (OpenSSL's rule for a write that wants to wait)."""
+    loop = asyncio.get_running_loop()
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[connection.send(view) :]
+        except (ssl.SSLWantWriteError, BlockingIOError):
+            await _ready(loop, connection, write=True)
+        except ssl.SSLWantReadError:
+            await _ready(loop, connection, write=False)
+
+
+async def _ready(loop: asyncio.AbstractEventLoop, connection: socket.socket, *, write: bool) -> None:
+    """Until ``connection`` can be written (``write``) or read."""
+    ready = loop.create_future()
+
+    def done() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    add, remove = (loop.add_writer, loop.remove_writer) if write else (loop.add_reader, loop.remove_reader)
+    add(connection.fileno(), done)
+    try:
+        await ready
+    finally:
+        remove(connection.fileno())
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], routes: RouteTable) -> None:
+    def __init__(self, address: tuple[str, int], routes: RouteTable, tls: ssl.SSLContext | None = None) -> None:
         super().__init__(address, _Handler)
         self.routes = routes
         self.pacer = _Pacer()
+        self.tls = tls
+
+    def get_request(self) -> tuple[Any, Any]:
+        """An accepted connection, wrapped in TLS when the emulator serves HTTPS; its handshake is left to the
+        request's thread (``_Handler.setup``), so that one slow client does not hold the accepting thread."""
+        connection, address = super().get_request()
+        if self.tls is None:
+            return connection, address
+        return self.tls.wrap_socket(connection, server_side=True, do_handshake_on_connect=False), address
 
     def server_close(self) -> None:
         super().server_close()
@@ -185,16 +238,19 @@ class _Server(ThreadingHTTPServer):
         """A client that hung up before its answer was written (a cancelled run, a timed-out read: BrokenPipe,
         ConnectionReset) is logged at debug level; the stdlib printed a traceback on stderr for each, which a local
         run showed its user. Any other error keeps the stdlib's traceback."""
-        if isinstance(sys.exc_info()[1], ConnectionError):
+        if isinstance(sys.exc_info()[1], ConnectionError | ssl.SSLError):
             logger.debug("client %s hung up before its answer was written", client_address)
             return
         super().handle_error(request, client_address)
 
 
 class BedrockEmulator:
-    """Serves ``state`` over HTTP on ``host:port`` (port 0: any free port) from a background thread."""
+    """Serves ``state`` over HTTP on ``host:port`` (port 0: any free port) from a background thread; over HTTPS with
+    ``tls`` (see ``local.emulator.tls``)."""
 
-    def __init__(self, state: EmulatorState, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, state: EmulatorState, *, host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.state = state
         self.runtime = RuntimeState(state)
         self.routes = control_plane_routes(state)
@@ -203,13 +259,14 @@ class BedrockEmulator:
         self.service_quotas = ServiceQuotas(state)
         self.routes.add_json_service("service-quotas", self.service_quotas.handlers())
         self._address = (host, port)
+        self._tls = tls
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> BedrockEmulator:
         if self._server is not None:
             raise RuntimeError("the emulator is already running")
-        self._server = _Server(self._address, self.routes)
+        self._server = _Server(self._address, self.routes, self._tls)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="bedrock-emulator", daemon=True
         )
@@ -235,7 +292,8 @@ class BedrockEmulator:
     def endpoint_url(self) -> str:
         if self._server is None:
             raise RuntimeError("start() the emulator first")
-        return f"http://{self._address[0]}:{self._server.server_port}"
+        scheme = "http" if self._tls is None else "https"
+        return f"{scheme}://{self._address[0]}:{self._server.server_port}"
 
     # Hooks for tests and progress displays.
 

@@ -7,6 +7,7 @@ context manager, for code and tests that need the endpoints.
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -44,10 +45,12 @@ def standalone(
     region: str = "us-east-1",
     step_seconds: float = 5.0,
     faults: dict[str, Any] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> Iterator[BedrockEmulator]:
     """A running emulator whose S3 is a moto server on ``s3_port`` (0: any free port), or ``s3_endpoint_url``.
 
     The S3 endpoint in use is ``emulator.state.s3.meta.endpoint_url``. ``faults``: see ``local.emulator.faults``.
+    ``tls``: serve the emulator over HTTPS (``local.emulator.tls``; S3 stays plain HTTP).
     """
     with ExitStack() as stack:
         endpoint = s3_endpoint_url or _start_moto_s3(stack, host, s3_port)
@@ -59,7 +62,7 @@ def standalone(
             **FAKE_CREDENTIALS,
         )
         state = EmulatorState(s3=s3, region=region, step_seconds=step_seconds, faults=faults)
-        yield stack.enter_context(BedrockEmulator(state, host=host, port=port))
+        yield stack.enter_context(BedrockEmulator(state, host=host, port=port, tls=tls))
 
 
 def serve(port: int = 8090, **options: Any) -> None:

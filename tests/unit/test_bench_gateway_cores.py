@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.gateway_bench import autogroup_nice, core_busy_seconds, pin, placement, set_nice
+from bench.gateway_bench import autogroup_nice, core_busy_seconds, io_calls, pin, placement, set_nice
 
 
 def test_the_gateway_gets_one_core_and_the_others_the_rest() -> None:
@@ -99,3 +99,13 @@ def test_a_cores_busy_time_is_everything_but_idle_and_iowait() -> None:
     # THEN it sums user to steal less idle and iowait (guest time is already in user), in seconds
     assert core_busy_seconds({1}, stat) == 500 / ticks
     assert core_busy_seconds({0, 1}, stat) == (710 + 500) / ticks
+
+
+def test_a_processs_read_and_write_system_calls_come_from_its_io_counters() -> None:
+    # GIVEN /proc/<pid>/io's text
+    io = "rchar: 6976\nwchar: 120\nsyscr: 10\nsyscw: 3\nread_bytes: 0\nwrite_bytes: 0\ncancelled_write_bytes: 0\n"
+    # WHEN its system calls are read THEN they are syscr and syscw
+    assert io_calls(0, io) == (10, 3)
+    # AND this process's own counters are read from /proc when no text is given
+    reads, writes = io_calls(os.getpid())
+    assert reads > 0 and writes >= 0

@@ -44,6 +44,9 @@ class Transport:
     def is_closing(self) -> bool:
         return self.closing
 
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default  # a plain TCP transport: no "ssl_object"
+
     def pause_reading(self) -> None:
         self.reading = False
         self.log.append("pause")
@@ -279,3 +282,69 @@ def test_an_upstream_error_while_paced_leaves_no_paused_connection() -> None:
     # THEN the error reaches the reader, and the connection it broke while paused is resumed at once, before any round
     assert log[-2:] == ["pause", "resume"] and "round" not in log
     assert transport.reading and len(pacer) == 0
+
+
+def test_over_tls_the_sockets_transport_is_paused_and_resumed_with_the_ssl_one() -> None:
+    # GIVEN an SSL transport and the transport reading the socket under it (both reading)
+    loop = FakeLoop()
+    pacer = ReadPacer(0.05, loop)
+    ssl_log: list[str] = []
+    socket_log: list[str] = []
+    ssl_transport, underneath = Transport(ssl_log), Transport(socket_log)
+    # WHEN the pacer pauses the connection, then its interval's rounds come
+    pacer.pause(ssl_transport, Protocol(), underneath)
+    paused_both = not ssl_transport.reading and not underneath.reading
+    loop.fire(SLOTS)
+    # THEN both were paused (the kernel keeps the encrypted records) and both read again after one interval
+    assert paused_both and ssl_log == socket_log == ["pause", "resume"] and len(pacer) == 0
+
+
+def test_the_ssl_protocols_own_pause_of_the_socket_is_neither_taken_over_nor_undone() -> None:
+    # GIVEN an SSL transport whose socket's transport its SSL protocol has paused (its buffer over its high-water mark)
+    loop = FakeLoop()
+    pacer = ReadPacer(0.05, loop)
+    ssl_log: list[str] = []
+    socket_log: list[str] = []
+    ssl_transport, underneath = Transport(ssl_log), Transport(socket_log)
+    underneath.reading = False
+    # WHEN the pacer pauses the connection and its rounds come, and then again with an answer that ends (release)
+    pacer.pause(ssl_transport, Protocol(), underneath)
+    loop.fire(SLOTS)
+    pacer.pause(ssl_transport, Protocol(), underneath)
+    pacer.release(ssl_transport)
+    # THEN the SSL transport was paced as usual, and the socket's transport left to the SSL protocol: never resumed
+    assert ssl_log == ["pause", "resume"] * 2 and socket_log == [] and not underneath.reading
+
+
+def test_the_sockets_transport_is_resumed_even_when_aiohttp_holds_the_ssl_one() -> None:
+    # GIVEN a TLS connection the pacer paused, whose SSL transport aiohttp's flow control then holds
+    loop = FakeLoop()
+    pacer = ReadPacer(0.05, loop)
+    ssl_log: list[str] = []
+    socket_log: list[str] = []
+    ssl_transport, underneath, protocol = Transport(ssl_log), Transport(socket_log), Protocol()
+    pacer.pause(ssl_transport, protocol, underneath)
+    protocol._reading_paused = True
+    # WHEN its interval's rounds come
+    loop.fire(SLOTS)
+    # THEN the SSL transport stays aiohttp's to resume, and the socket's transport reads again (the SSL protocol's
+    # own flow control governs it from now on)
+    assert ssl_log == ["pause"] and socket_log == ["pause", "resume"] and underneath.reading
+
+
+def test_a_client_that_leaves_resumes_the_sockets_transport_too() -> None:
+    # GIVEN a TLS connection the pacer paused, and a socket's transport that closes while paused
+    loop = FakeLoop()
+    pacer = ReadPacer(0.05, loop)
+    log: list[str] = []
+    ssl_transport, underneath = Transport(log), Transport(log)
+    pacer.pause(ssl_transport, Protocol(), underneath)
+    closed_ssl, closed_underneath = Transport([]), Transport([])
+    pacer.pause(closed_ssl, Protocol(), closed_underneath)
+    closed_underneath.closing = True
+    # WHEN both answers end (the client left) before any round
+    pacer.release(ssl_transport)
+    pacer.release(closed_ssl)
+    # THEN the open one's transports both read again at once, the closed socket's transport is left alone
+    assert log == ["pause", "pause", "resume", "resume"] and ssl_transport.reading and underneath.reading
+    assert not closed_underneath.reading and len(pacer) == 0
