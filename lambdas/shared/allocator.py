@@ -26,9 +26,10 @@ Arrow's bundled mimalloc (the pool preprocess parses, checks and writes ``record
 reads ``MIMALLOC_*`` variables at start-up too. Its version (3.x) waits 1,000 ms before it purges freed memory
 (``purge_delay``): at the rate a CSV pass frees Arrow buffers, that second of freed pages was the largest swing of
 preprocess's memory (sampled at 20M CSV rows: mimalloc's mappings 64-146 MB resident while Arrow held 0-92 MB),
-larger than glibc's free memory, which a trim can give back. At 100 ms (``MIMALLOC_PURGE_DELAY``) the swing is about
-a third lower for about twice the page faults of mimalloc's pages and no CPU we could measure; 10 ms and 0 lowered
-it further at 20-35% more CPU (docs/memory.md, "A trim by budget, and mimalloc's purge delay").
+larger than glibc's free memory, which a trim can give back. At 100 ms (``MIMALLOC_PURGE_DELAY``) mimalloc's resident
+memory over that pass was about 30% lower (median 83 against 117 MB), for 1.4-2x the page faults and no CPU we
+could tell from the machine's noise; 10 ms and 0 lowered it further at 20-40% more CPU (docs/memory.md, "A trim by
+budget, and mimalloc's purge delay").
 """
 
 from __future__ import annotations
