@@ -39,6 +39,10 @@ READ_BUFFER_BYTES = 8 << 20  # bytes per read (a ranged GET from S3) while decod
 # 512 MB of raw input. 2 MB blocks keep it at 64 MB and parse faster than 16 MB ones; the stage joins the small
 # blocks into batches (logic.rebatched). A read restarts with blocks 8x bigger for a longer row ...
 CSV_BLOCK_BYTES = 2 << 20
+# ... and the reads themselves are held back (GatedBody): at most BLOCKS_AHEAD blocks read and not yet made into a
+# batch the stage took, while the stage works; Arrow's own queue of 32 filled with the length of the pass (20 blocks
+# of 2 MB queued at 200k CSV rows, 34 at 2M), which the peak followed
+BLOCKS_AHEAD = 8
 MAX_BLOCK_BYTES = 1 << 30  # ... up to 1 GiB (Bedrock's input file limit is 1 GB: no valid record is longer)
 # bytes per ranged read while a hub file is copied as the run's records (HubParquetFile.copy_to), each held in memory
 # on its way into the records' upload: 16 MiB reads peaked 60 MB higher (403-408 MB at 2M rows in bench.memory, against
@@ -152,6 +156,71 @@ JSONL = TextFormat(
 )
 
 
+class GatedBody:
+    """An S3 body whose reads stay at most ``ahead`` blocks ahead of the batches the stage has taken from the reader
+    over it (``batches``): Arrow's streaming CSV and JSON readers read blocks on their own thread into a queue of up
+    to 32, which filled over a long pass (its raw blocks are the memory that grew from 200k to 2M CSV rows) and not
+    over a short one. Arrow makes a batch of each block (the next one read too, for the row that straddles them), so
+    the bound never holds back what the next batch needs; should a reader ever need more, a read held while the
+    stage waits for a batch (or for the reader to open) is let through after ``grace`` seconds in which nothing was
+    taken (slower, never stuck).
+    Closing it lets a held read return as at the end of the body."""
+
+    def __init__(self, body: Any, ahead: int = BLOCKS_AHEAD, grace: float = 0.05) -> None:
+        self._body, self._ahead, self._grace = body, ahead, grace
+        self._cond = threading.Condition()
+        self._reads = self._taken = 0
+        self._closed = False
+        self._wanted = True  # the stage waits from the start: opening the reader reads its first blocks
+        self.held = threading.Event()  # set whenever a read is held (tests observe the bound with it)
+
+    def __getattr__(self, name: str) -> Any:  # anything else Arrow asks of a file (closed, readable, ...)
+        return getattr(self._body, name)
+
+    def read(self, size: int = -1) -> bytes:
+        with self._cond:
+            while not self._closed and self._reads - self._taken >= self._ahead:
+                self.held.set()
+                if not self._cond.wait(self._grace if self._wanted else None) and self._wanted:
+                    break  # the stage waits and nothing was taken meanwhile: its batch needs this block
+            if self._closed:
+                return b""
+            self._reads += 1
+        data: bytes = self._body.read(size)
+        return data
+
+    def batches(self, reader: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        """``reader``'s batches, each one counted as taken when it is handed on. However it ends (the last batch, an
+        error of the reader, the caller stopping), held reads are let go first, as at the end of the body: Arrow's
+        reader waits for its reading thread when it is destroyed, and that thread must not be held then."""
+        try:
+            while True:
+                with self._cond:
+                    self._wanted = True
+                    self._cond.notify_all()
+                try:
+                    batch = next(reader, None)
+                finally:
+                    with self._cond:
+                        self._wanted = False
+                        self._taken += 1
+                        self._cond.notify_all()
+                if batch is None:
+                    return
+                yield batch
+        finally:
+            self._stop()
+
+    def _stop(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        self._stop()
+        self._body.close()
+
+
 @dataclass
 class TextSource:
     """A CSV or JSONL object streamed from S3 in blocks of CSV_BLOCK_BYTES (bigger only for a longer row)."""
@@ -168,9 +237,9 @@ class TextSource:
         block_size, schema, delivered = CSV_BLOCK_BYTES, None, 0
         while True:
             skip = delivered  # a restart reads the rows already delivered again: they are skipped
-            body = self.s3.get_object(Bucket=self.bucket, Key=self.key)["Body"]
+            body = GatedBody(self.s3.get_object(Bucket=self.bucket, Key=self.key)["Body"])
             try:
-                for batch in self.format.open(body, block_size, schema):
+                for batch in body.batches(iter(self.format.open(body, block_size, schema))):
                     if skip >= batch.num_rows:
                         skip -= batch.num_rows
                         continue

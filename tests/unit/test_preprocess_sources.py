@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -92,3 +93,59 @@ def test_parquet_batches_stay_near_batch_bytes_whatever_the_row_group_size(tmp_p
     assert len(every) >= 5 and max(batch.nbytes for batch in every) <= 1.1 * (1 << 20)
     # AND the id column alone is small: its rows come BATCH_ROWS at a time (here the whole group), as before
     assert [batch.num_rows for batch in ids] == [5000]
+
+
+class CountingBody(io.BytesIO):
+    """An S3 body in memory that counts the reads Arrow makes of it."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.reads = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        self.reads += 1
+        return super().read(size)
+
+
+def test_arrows_reads_stay_a_few_blocks_ahead_of_the_batches_taken() -> None:
+    # GIVEN a CSV of 400 blocks of 1 KiB behind a gate of 4 blocks ahead, opened with Arrow's streaming CSV reader
+    # (which reads up to 32 blocks ahead on its own thread)
+    body = CountingBody(as_csv([{"id": i, "text": "y" * 100} for i in range(4000)]))
+    gated = sources.GatedBody(body, ahead=4, grace=30.0)
+    batches = gated.batches(iter(sources.CSV.open(gated, 1024, None)))
+    try:
+        # WHEN the stage has taken no batch yet
+        assert gated.held.wait(timeout=30), "Arrow's reader never met the gate"
+        # THEN Arrow's reader is held at 4 blocks read, not 32
+        assert body.reads == 4
+        # AND once the stage takes batches, every row arrives, in order
+        assert [i for b in batches for i in b.column("id").to_pylist()] == list(range(4000))
+    finally:
+        gated.close()
+
+
+def test_a_batch_that_needs_more_blocks_than_the_gate_allows_is_still_read() -> None:
+    # GIVEN a gate of 1 block ahead over 12 blocks, and a reader that needs 3 blocks for each batch
+    gated = sources.GatedBody(io.BytesIO(b"x" * 12), ahead=1, grace=0.01)
+
+    def reader() -> Iterator[pa.RecordBatch]:
+        while chunk := gated.read(1) + gated.read(1) + gated.read(1):
+            yield pa.record_batch({"chunk": [chunk.decode()]})
+
+    # WHEN the stage takes every batch
+    taken = [b.column("chunk")[0].as_py() for b in gated.batches(reader())]
+    # THEN every block arrives: a read held while the stage waits is let through once nothing moves
+    assert taken == ["xxx"] * 4
+
+
+def test_closing_the_body_lets_a_held_read_return_as_at_the_end() -> None:
+    # GIVEN a gate of 2 blocks whose reader is held (a batch taken, none asked for)
+    body = CountingBody(as_csv([{"id": i, "text": "w" * 100} for i in range(2000)]))
+    gated = sources.GatedBody(body, ahead=2, grace=30.0)
+    batches = gated.batches(iter(sources.CSV.open(gated, 1024, None)))
+    next(batches)
+    assert gated.held.wait(timeout=30)
+    # WHEN the source closes it (the pass stopped early)
+    gated.close()
+    # THEN a read returns what is left as nothing, and the body is closed
+    assert gated.read(1024) == b"" and body.closed
