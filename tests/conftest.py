@@ -56,6 +56,20 @@ def load_event(name: str) -> dict[str, Any]:
     return json.loads((EVENTS / name).read_text())
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _synth_cache(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One CDK synth per context for the whole run: every local runtime (in this process or a CLI child it starts)
+    reads its template from a directory of this run (``local.runner.SYNTH_CACHE_VARIABLE``); under xdist the workers
+    share it. The synth itself is tested afresh in ``tests/infra/test_local_synth.py``."""
+    from local.runner import SYNTH_CACHE_VARIABLE
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    os.environ[SYNTH_CACHE_VARIABLE] = str(shared / "synth-cache")
+    yield
+    os.environ.pop(SYNTH_CACHE_VARIABLE, None)
+
+
 @pytest.fixture(autouse=True)
 def _reset_metrics() -> Any:
     from lambdas.shared.observability import metrics
