@@ -11,6 +11,7 @@ one function's definition lacks fails locally as it would on AWS.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import logging
@@ -22,6 +23,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lambdas.shared.allocator import release_free_memory
@@ -452,13 +454,33 @@ def _data_bucket(functions: list[LocalFunction]) -> str:
     return buckets.pop()
 
 
+# A directory where synth_template keeps each context's template, for runs that synthesize the same app many times
+# (the test suite sets it for its session); unset, every runtime synthesizes afresh. Nothing invalidates an entry:
+# the directory must not outlive the sources it was synthesized from.
+SYNTH_CACHE_VARIABLE = "LOCAL_RUNTIME_SYNTH_CACHE"
+
+
 def synth_template(options: RuntimeOptions) -> dict[str, Any]:
     """Synthesize the batch stack (bundling skipped) with the local runtime's context overrides, in a child process
-    whose CDK node process exits with it (``local.synth_process``)."""
+    whose CDK node process exits with it (``local.synth_process``); or read it from ``SYNTH_CACHE_VARIABLE``'s
+    directory when that holds this context's template."""
     context: dict[str, Any] = {"pollIntervalSeconds": options.poll_interval_seconds}
     if options.max_concurrent_jobs is not None:
         context["maxConcurrentJobs"] = options.max_concurrent_jobs
-    return synth_in_child(context)
+    cache = os.environ.get(SYNTH_CACHE_VARIABLE)
+    if not cache:
+        return synth_in_child(context)
+    key = json.dumps(context, sort_keys=True)
+    path = Path(cache) / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    if path.exists():
+        cached: dict[str, Any] = json.loads(path.read_text())
+        return cached
+    template = synth_in_child(context)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+    scratch.write_text(json.dumps(template))
+    scratch.replace(path)  # atomic: a concurrent reader sees the whole template or none
+    return template
 
 
 def _quiet_function_logs() -> Callable[[], None]:

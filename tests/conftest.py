@@ -56,6 +56,42 @@ def load_event(name: str) -> dict[str, Any]:
     return json.loads((EVENTS / name).read_text())
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Under xdist's --dist loadfile, keep the file order of pytest_collection_modifyitems below: xdist's default
+    # reorder (files with the most tests first) would leave the few-test, minute-long end-to-end files to the end,
+    # two of them on one worker while the other idles.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On xdist workers, the files with a slow test first (the end-to-end runs, up to a minute a file), so the two
+    workers start on the long files and finish together on the quick ones; the files keep their order within each
+    group, and a file's tests theirs. A single-process run keeps pytest's order."""
+    if not hasattr(config, "workerinput"):
+        return
+
+    def file_of(item: pytest.Item) -> str:
+        return item.nodeid.split("::")[0]
+
+    slow_files = {file_of(item) for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: file_of(item) not in slow_files)  # stable: False (slow) first
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _synth_cache(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One CDK synth per context for the whole run: every local runtime (in this process or a CLI child it starts)
+    reads its template from a directory of this run (``local.runner.SYNTH_CACHE_VARIABLE``); under xdist the workers
+    share it. The synth itself is tested afresh in ``tests/infra/test_local_synth.py``."""
+    from local.runner import SYNTH_CACHE_VARIABLE
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    os.environ[SYNTH_CACHE_VARIABLE] = str(shared / "synth-cache")
+    yield
+    os.environ.pop(SYNTH_CACHE_VARIABLE, None)
+
+
 @pytest.fixture(autouse=True)
 def _reset_metrics() -> Any:
     from lambdas.shared.observability import metrics

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,8 @@ from pathlib import Path
 import pytest
 from aws_cdk.assertions import Template
 
-from local.runner import _functions
+from local import runner
+from local.runner import SYNTH_CACHE_VARIABLE, RuntimeOptions, _functions, synth_template
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,10 +41,11 @@ print(json.dumps({"children": children, "jsii_loaded": "jsii" in sys.modules, "m
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc (Linux)")
 def test_synth_leaves_no_process_behind_and_returns_the_template_with_the_overrides() -> None:
-    # GIVEN a fresh Python process
+    # GIVEN a fresh Python process, without the test run's synth cache (it synthesizes for real)
+    env = {name: value for name, value in os.environ.items() if name != SYNTH_CACHE_VARIABLE}
     # WHEN the local runtime synthesizes its template there (maxConcurrentJobs overridden to 3)
     done = subprocess.run(
-        [sys.executable, "-c", _SCRIPT], cwd=ROOT, capture_output=True, text=True, check=True, timeout=600
+        [sys.executable, "-c", _SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=600
     )
     report = json.loads(done.stdout.strip().splitlines()[-1])
     # THEN no child process (the CDK's node kernel) is left, the CDK was never loaded in it,
@@ -61,3 +64,43 @@ def test_the_local_runtime_bounds_the_image_packaged_functions_as_the_data_plane
     data_plane = {f.handler.split(".")[1] for f in functions if f.data_plane}
     assert data_plane == {"preprocess", "postprocess", "resubmit", "finalize"}
     assert {f.handler.split(".")[1] for f in functions} - data_plane == {"submit_job", "poll_job", "on_demand"}  # zips
+
+
+def test_the_synth_cache_synthesizes_each_context_once_and_a_new_context_afresh(tmp_path: Path, monkeypatch) -> None:
+    # GIVEN a synth cache directory, and a synth that counts its calls and returns a template naming its context
+    contexts: list[dict] = []
+
+    def synth(context: dict) -> dict:
+        contexts.append(context)
+        return {"Resources": {}, "Context": context}
+
+    monkeypatch.setattr(runner, "synth_in_child", synth)
+    monkeypatch.setenv(SYNTH_CACHE_VARIABLE, str(tmp_path / "cache"))
+    # WHEN the same options synthesize twice, then other options once
+    first = synth_template(RuntimeOptions(max_concurrent_jobs=3))
+    again = synth_template(RuntimeOptions(max_concurrent_jobs=3))
+    other = synth_template(RuntimeOptions(max_concurrent_jobs=4))
+    # THEN the first context was synthesized once and read back whole, and the other context synthesized afresh
+    assert contexts == [
+        {"pollIntervalSeconds": 1, "maxConcurrentJobs": 3},
+        {"pollIntervalSeconds": 1, "maxConcurrentJobs": 4},
+    ]
+    assert again == first == {"Resources": {}, "Context": contexts[0]}
+    assert other["Context"] == contexts[1]
+
+
+def test_without_the_synth_cache_every_runtime_synthesizes_afresh(monkeypatch) -> None:
+    # GIVEN no synth cache directory, and a synth that counts its calls
+    contexts: list[dict] = []
+
+    def synth(context: dict) -> dict:
+        contexts.append(context)
+        return {"Resources": {}}
+
+    monkeypatch.setattr(runner, "synth_in_child", synth)
+    monkeypatch.delenv(SYNTH_CACHE_VARIABLE, raising=False)
+    # WHEN the same options synthesize twice
+    synth_template(RuntimeOptions())
+    synth_template(RuntimeOptions())
+    # THEN both synthesized
+    assert contexts == [{"pollIntervalSeconds": 1}, {"pollIntervalSeconds": 1}]
