@@ -75,7 +75,7 @@ def release_free_memory() -> bool:
 def anonymous_resident_bytes() -> int | None:
     """The bytes of this process's memory that are resident and not backed by a file (``RssAnon``): the heaps', the
     pools' and the stacks', not the mapped libraries'. Read from ``/proc/self/statm`` (resident minus shared pages:
-    one small read, about 20 microseconds on a loaded machine); None where there is no such file (not Linux)."""
+    one small read, a few microseconds); None where there is no such file (not Linux)."""
     try:
         fields = Path("/proc/self/statm").read_bytes().split()
     except OSError:
