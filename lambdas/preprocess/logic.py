@@ -52,7 +52,7 @@ from lambdas.preprocess.sources import (
 )
 from lambdas.preprocess.uploads import PARTS_IN_FLIGHT, JobUploads, ObjectUpload, PartBuffers
 from lambdas.shared import layout
-from lambdas.shared.allocator import FreeMemoryBudget, arrow_pool, release_free_memory
+from lambdas.shared.allocator import arrow_pool, release_free_memory
 from lambdas.shared.errors import InputValidationError
 from lambdas.shared.model_families import InferenceSettings, ModelFamilyError, ResolvedModel, resolve
 from lambdas.shared.models import ExecutionInput, JobSpec, RunContext
@@ -77,7 +77,7 @@ RECORDS_ENCODINGS: dict[str, dict[str, Any]] = {
 ONE_PASS_RECORDS = "none"
 RECORDS_POOL = "mimalloc"  # Arrow's memory pool for a run whose records.parquet preprocess writes (arrow_pool)
 COPY_PARTS_IN_FLIGHT = 1  # parts of a copied file's records sent at once (see _Copying)
-TRIM_BUDGET_BYTES = 32 << 20  # resident growth between two release_free_memory() calls (FreeMemoryBudget)
+TRIM_EVERY_BATCHES = 8  # batches (of up to 65,536 rows) between two release_free_memory() calls
 
 
 def record_id(row: int) -> str:
@@ -510,8 +510,7 @@ def checked(source: Source, plan: Plan, *, text_only: bool = False) -> Iterator[
     else:
         batches = source.batches()
     schema: pa.Schema | None = None
-    rows = 0
-    trim = FreeMemoryBudget(TRIM_BUDGET_BYTES, release=lambda: release_free_memory())
+    rows = batches_read = 0
     for batch in prefetched(rebatched(batches)):
         if schema is None:
             check_schema(batch.schema, plan, source.description)
@@ -525,8 +524,10 @@ def checked(source: Source, plan: Plan, *, text_only: bool = False) -> Iterator[
             continue
         check_nulls(batch, plan.text_columns, rows, source.description)
         rows += batch.num_rows
+        batches_read += 1
         yield batch
-        trim.check()  # memory flat in the row count: see lambdas/shared/allocator.py
+        if batches_read % TRIM_EVERY_BATCHES == 0:
+            release_free_memory()  # memory flat in the row count: see lambdas/shared/allocator.py
 
 
 def convert(source: Source, plan: Plan, workdir: Path, *, upload: ObjectUpload | None = None) -> LocalParquet:

@@ -19,17 +19,15 @@ tens of MB freed and allocated again for every batch, so at 128 KiB each batch's
 was faulted in again. With 256 MiB (64 MiB kept too little: 424k faults against 435k, the blocks freed together at
 a heap's top are larger): 2.24M CSV rows, minor faults 435k to 290-350k, about 0.5 s less CPU (system time; a
 loaded machine, docs/preprocess-performance.md). Its memory stays flat with the row count all the same: the
-``malloc_trim`` that ``FreeMemoryBudget`` calls gives back the free memory of every heap whatever this threshold
-is, once the resident memory has grown by its budget.
+periodic ``malloc_trim`` (``release_free_memory``) gives back the free memory of every heap whatever this threshold
+is, and the memory kept at a heap's top is what the next batch takes again (``bench.memory``: CSV and JSONL at 200k
+and 2M rows, the same peaks within the runs' noise).
 
-Arrow's bundled mimalloc (the pool preprocess parses, checks and writes ``records.parquet`` from, ``arrow_pool``)
-reads ``MIMALLOC_*`` variables at start-up too. Its version (3.x) waits 1,000 ms before it purges freed memory
-(``purge_delay``): at the rate a CSV pass frees Arrow buffers, that second of freed pages was the largest swing of
-preprocess's memory (sampled at 20M CSV rows: mimalloc's mappings 64-146 MB resident while Arrow held 0-92 MB),
-larger than glibc's free memory, which a trim can give back. At 100 ms (``MIMALLOC_PURGE_DELAY``) mimalloc's resident
-memory over that pass was about 30% lower (median 83 against 117 MB), for 1.4-2x the page faults and no CPU we
-could tell from the machine's noise; 10 ms and 0 lowered it further at 20-40% more CPU (docs/memory.md, "A trim by
-budget, and mimalloc's purge delay").
+Arrow's bundled mimalloc (the pool preprocess writes ``records.parquet`` from) reads ``MIMALLOC_*`` variables too:
+its version (3.x) waits 1,000 ms before it purges freed memory (``purge_delay``). 100 ms lowered preprocess's peaks
+(mimalloc's resident memory about 30% lower over a CSV pass) at 1.4-2x the page faults; with the trim by budget it
+was measured with (docs/memory.md, "A trim by budget, and mimalloc's purge delay"), make bench's preprocess took
+2.74x the floor's time on Parquet and 2.07x on CSV (targets <= 2x), so neither is kept: no setting of it is added.
 """
 
 from __future__ import annotations
@@ -37,13 +35,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
-import os
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 FUNCTION_ENVIRONMENT: dict[str, dict[str, str]] = {
     "postprocess": {"MALLOC_TRIM_THRESHOLD_": str(64 << 20)},
-    "preprocess": {"MALLOC_TRIM_THRESHOLD_": str(256 << 20), "MIMALLOC_PURGE_DELAY": "100"},
+    "preprocess": {"MALLOC_TRIM_THRESHOLD_": str(256 << 20)},
 }
 
 
@@ -61,65 +57,16 @@ def glibc() -> ctypes.CDLL | None:
 
 def release_free_memory() -> bool:
     """glibc's ``malloc_trim(0)``: give the free pages inside every heap back to the system, not only those at a
-    heap's top (malloc_trim(3)). The holes preprocess's batches leave in the heaps add up over a long input (from
-    500k to 2.24M CSV rows the peak grew 1.31x without a trim, 1.20x with one every 8 batches; docs/memory.md), so it
-    calls this whenever its resident memory has grown by a budget (``FreeMemoryBudget``), finalize after each file
-    and the local runtime after each data-plane handler. True when glibc took the call."""
+    heap's top (malloc_trim(3)). Preprocess calls it every ``TRIM_EVERY_BATCHES`` batches: the holes its batches
+    leave in the heaps add up over a long input (from 500k to 2.24M CSV rows the peak grew 1.31x without the trim,
+    1.20x with it; JSONL 1.23x and 1.03x; docs/memory.md), and at that pace (about one trim every half million rows)
+    it costs no measurable CPU, where one every two batches did (the pages are faulted in again). The local runtime
+    calls it after each data-plane handler. True when glibc took the call."""
     libc = glibc()
     if libc is None:
         return False
     libc.malloc_trim(0)
     return True
-
-
-def anonymous_resident_bytes() -> int | None:
-    """The bytes of this process's memory that are resident and not backed by a file (``RssAnon``): the heaps', the
-    pools' and the stacks', not the mapped libraries'. Read from ``/proc/self/statm`` (resident minus shared pages:
-    one small read, a few microseconds); None where there is no such file (not Linux)."""
-    try:
-        fields = Path("/proc/self/statm").read_bytes().split()
-    except OSError:
-        return None
-    return (int(fields[1]) - int(fields[2])) * os.sysconf("SC_PAGE_SIZE")
-
-
-class FreeMemoryBudget:
-    """Calls ``release`` (``release_free_memory``) whenever the process's anonymous resident memory has grown by
-    more than ``budget`` bytes over the lowest it was since the last call: what is freed between two trims stays
-    resident only up to the budget, whatever the run's length.
-
-    Why the growth of the resident memory and not glibc's free bytes (``mallinfo2``'s ``fordblks``): after a trim the
-    free blocks stay free, only their pages leave, so ``fordblks`` stays as high as before the trim (a trim at 200k
-    CSV rows: 80 MB free before, 75 MB after, 75 MB fewer resident); a heap whose free blocks are taken and freed
-    again shows the same free bytes, now resident. The resident memory is what grows when they are, and what Lambda
-    counts. A growth that is live data (a pipeline filling) costs one trim and raises the floor with it: the next
-    trim waits for another budget of growth. ``check`` is called once a batch (of up to 65,536 rows)."""
-
-    def __init__(
-        self,
-        budget: int,
-        *,
-        resident: Callable[[], int | None] = anonymous_resident_bytes,
-        release: Callable[[], bool] = lambda: release_free_memory(),
-    ) -> None:
-        self._budget, self._resident, self._release = budget, resident, release
-        self._floor: int | None = None
-        self.releases = 0
-
-    def check(self) -> bool:
-        """Release the free memory if the resident memory is more than the budget over its floor; True if it did."""
-        now = self._resident()
-        if now is None:
-            return False
-        if self._floor is None or now < self._floor:
-            self._floor = now
-            return False
-        if now - self._floor <= self._budget:
-            return False
-        self._release()
-        self.releases += 1
-        self._floor = self._resident()
-        return True
 
 
 @contextlib.contextmanager
