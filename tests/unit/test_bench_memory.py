@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -352,3 +353,25 @@ def test_the_hub_serves_a_memory_mapped_file_with_the_hashes_of_its_bytes(tmp_pa
     whole = RepoFile("data/train.parquet", path.read_bytes())
     assert (served.oid, served.sha256, len(served.data)) == (whole.oid, whole.sha256, len(whole.data))
     assert served.data[1000:1010] == whole.data[1000:1010]
+
+
+def test_a_part_that_misses_a_target_does_not_skip_the_parts_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN make bench's four parts, of which the first and the third miss a target (exit code 1)
+    import bench.__main__ as entry
+
+    called: list[str] = []
+
+    def part_exiting(part: str, code: int) -> Callable[[], int]:
+        def run() -> int:
+            called.append(part)
+            return code
+
+        return run
+
+    for part, code in (("batch", 1), ("memory", 0), ("gateway", 1), ("keys", 0)):
+        monkeypatch.setattr(entry, part, part_exiting(part, code))
+    monkeypatch.delenv("BENCH_ONLY", raising=False)
+    # WHEN make bench runs
+    code = main()
+    # THEN every part ran, in order, and the run still exits non-zero
+    assert called == ["batch", "memory", "gateway", "keys"] and code == 1
