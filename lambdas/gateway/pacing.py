@@ -86,9 +86,7 @@ class ReadPacer:
             underneath = None
         self._slots[self._slot][transport] = (protocol, underneath)
         if not self._armed:
-            self._armed = True
-            loop = self._loop or asyncio.get_running_loop()
-            loop.call_later(self._tick, self._round)
+            self._arm()
 
     def release(self, transport: Any) -> None:
         """Resume ``transport`` now if it is paused here (its answer ended, failed or was left)."""
@@ -104,10 +102,14 @@ class ReadPacer:
         due, self._slots[self._slot] = self._slots[self._slot], {}
         for transport, (protocol, underneath) in due.items():
             _resume(transport, protocol, underneath)
-        self._armed = any(self._slots)
-        if self._armed:
-            loop = self._loop or asyncio.get_running_loop()
-            loop.call_later(self._tick, self._round)
+        self._armed = False
+        if any(self._slots):
+            self._arm()
+
+    def _arm(self) -> None:
+        """The next tick, one ``interval / slots`` from now."""
+        self._armed = True
+        (self._loop or asyncio.get_running_loop()).call_later(self._tick, self._round)
 
 
 def socket_transport(transport: Any) -> Any:
