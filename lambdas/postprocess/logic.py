@@ -1,6 +1,7 @@
 """Postprocess one job: join Bedrock's output on record id with the job's input rows, keeping every row.
 
-Left join by construction: the job's rows are read from ``records.parquet``; each output line fills the slot of its
+Left join by construction: the job's rows are read from the run's records (``records.parquet``, or the
+files ``records.json`` lists: ``run_files.iter_run_rows``); each output line fills the slot of its
 record (record ids are row numbers), so output order does not matter. Rows without a result get an error code: the
 record's own ``error``, or a job-level code when the job failed, expired, was stopped or never started. A line that is
 not valid JSON but whose ``recordId`` can still be read at its start gives its record ``UNPARSABLE_OUTPUT`` (the
@@ -42,7 +43,7 @@ from lambdas.shared.run_files import (
     ERROR_MESSAGE,
     MODEL_OUTPUT,
     ROW,
-    iter_row_range,
+    iter_run_rows,
     read_row_numbers,
     value_column,
     value_kind,
@@ -527,7 +528,7 @@ def postprocess(state: JobState, *, s3: Any, workdir: Path) -> JobResult:
         records: Iterator[pa.RecordBatch] = iter(pa.table({ROW: pa.array(rows, pa.int64())}).to_batches())
         joined = JoinedOutput.for_rows(rows, kind=kind)
     else:
-        records = iter_row_range(s3, run.bucket, run.records_key, job.first_row, job.record_count)
+        records = iter_run_rows(s3, run.bucket, run.records_key, job.first_row, job.record_count)
         joined = JoinedOutput(first_row=job.first_row, count=job.record_count, kind=kind)
     tokens = {"inputTokenCount": 0, "outputTokenCount": 0}
     if state.job_arn or job.on_demand:

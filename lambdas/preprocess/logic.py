@@ -44,6 +44,7 @@ from lambdas.preprocess.sources import (
     BATCH_BYTES,
     BATCH_ROWS,
     Copied,
+    CopiedFiles,
     Counted,
     LocalParquet,
     Projected,
@@ -55,10 +56,10 @@ from lambdas.shared import layout
 from lambdas.shared.allocator import arrow_pool, release_free_memory
 from lambdas.shared.errors import InputValidationError
 from lambdas.shared.model_families import InferenceSettings, ModelFamilyError, ResolvedModel, resolve
-from lambdas.shared.models import ExecutionInput, JobSpec, RunContext
+from lambdas.shared.models import ExecutionInput, JobSpec, RecordsFile, RecordsIndex, RunContext
 from lambdas.shared.observability import logger
 from lambdas.shared.quotas import BatchQuotas
-from lambdas.shared.s3io import FileRange
+from lambdas.shared.s3io import FileRange, put_json
 from lambdas.shared.settings import Settings
 from prompt_templates import PromptTemplate, TemplateError, get_template
 
@@ -77,6 +78,7 @@ RECORDS_ENCODINGS: dict[str, dict[str, Any]] = {
 ONE_PASS_RECORDS = "none"
 RECORDS_POOL = "mimalloc"  # Arrow's memory pool for a run whose records.parquet preprocess writes (arrow_pool)
 COPY_PARTS_IN_FLIGHT = 1  # parts of a copied file's records sent at once (see _Copying)
+FILE_COPIES_AT_ONCE = 4  # a prefix's files copied server-side at once as the run's records (copy_records_files)
 TRIM_EVERY_BATCHES = 8  # batches (of up to 65,536 rows) between two release_free_memory() calls
 
 
@@ -619,6 +621,28 @@ def copy_records(source: Copied, s3: Any, bucket: str, run_id: str) -> None:
         records.complete()
 
 
+def copy_records_files(files: list[tuple[str, str, int]], s3: Any, bucket: str, run_id: str) -> str:
+    """The run's records as the input's files themselves (a prefix of Parquet files with one schema), once the run is
+    validated: each (bucket, key, rows) copied server-side to ``records/<NNNN>.parquet`` in order
+    (``FILE_COPIES_AT_ONCE`` at a time; boto3's managed copy makes a multipart copy of a file over its threshold, so
+    no byte passes through the function), then the index listing them with their row counts (``records.json``),
+    written last: a reader never finds an index whose files are not all there. Returns the index's key."""
+    listed = [
+        RecordsFile(key=layout.records_file_key(run_id, position), rows=rows, source=f"s3://{source_bucket}/{key}")
+        for position, (source_bucket, key, rows) in enumerate(files)
+    ]
+
+    def copy(entry: RecordsFile, file: tuple[str, str, int]) -> None:
+        s3.copy({"Bucket": file[0], "Key": file[1]}, bucket, entry.key)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(FILE_COPIES_AT_ONCE, len(listed)))) as pool:
+        for _ in pool.map(copy, listed, files):  # raises the first copy's error, in order
+            pass
+    index_key = layout.records_index_key(run_id)
+    put_json(s3, bucket, index_key, RecordsIndex(files=listed).model_dump(mode="json"))
+    return index_key
+
+
 def stage_planned(
     source: Source,
     plan: Plan,
@@ -924,7 +948,9 @@ def preprocess(
     source: Source = open_source(inp, s3, settings.data_bucket)
     copy_from = source.records_object  # a Parquet input is already the records (ids are row numbers)
     copied = source if isinstance(source, Copied) else None  # ... and so is a hub split of one Parquet file
-    write_records, rows = copy_from is None and copied is None, known_rows(source)
+    files = source.records_files() if isinstance(source, CopiedFiles) else None  # ... and a prefix's Parquet files
+    write_records, rows = copy_from is None and copied is None and files is None, known_rows(source)
+    records_key = layout.records_key(run_id)
     inference = inp.inference_params.settings()
     with contextlib.ExitStack() as stack:
         if write_records:  # a pass writes records.parquet: memory flat in the row count only on mimalloc (arrow_pool)
@@ -981,6 +1007,8 @@ def preprocess(
         if copy_from is not None:  # server-side copy: no re-encoding, the run keeps its own if the input changes later
             source_bucket, source_key = copy_from
             s3.copy({"Bucket": source_bucket, "Key": source_key}, settings.data_bucket, layout.records_key(run_id))
+        elif files is not None:  # each file copied server-side, as one Parquet object is, and listed in an index
+            records_key = copy_records_files(files, s3, settings.data_bucket, run_id)
         elif streamed is not None:
             streamed.complete()
         elif copied is not None:
@@ -988,7 +1016,17 @@ def preprocess(
                 copy_records(copied, s3, settings.data_bucket, run_id)
         elif planned is None or not write_records:  # else: streamed with the job files (stage_planned)
             s3.upload_file(str(staged.records_path), settings.data_bucket, layout.records_key(run_id))
-    return _finish((staged, jobs), inp, plan, run_id, quotas, s3=s3, settings=settings, execution_arn=execution_arn)
+    return _finish(
+        (staged, jobs),
+        inp,
+        plan,
+        run_id,
+        quotas,
+        s3=s3,
+        settings=settings,
+        execution_arn=execution_arn,
+        records_key=records_key,
+    )
 
 
 def _finish(
@@ -1001,8 +1039,10 @@ def _finish(
     s3: Any,
     settings: Settings,
     execution_arn: str | None,
+    records_key: str | None = None,
 ) -> RunContext:
-    """The job manifest, written once the job files and records are in S3, and the run context."""
+    """The job manifest, written once the job files and records are in S3, and the run context (``records_key``:
+    the records' index where they are a list of files; else ``records.parquet``)."""
     staged, jobs = planned
     total = staged.rows
     manifest = [job.model_dump() for job in jobs]
@@ -1022,7 +1062,7 @@ def _finish(
         job_name_prefix=inp.job_name_prefix,
         total_records=total,
         num_jobs=len(jobs),
-        records_key=layout.records_key(run_id),
+        records_key=records_key or layout.records_key(run_id),
         manifest_key=layout.manifest_key(run_id),
         execution_arn=execution_arn,
         quotas=quotas,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -48,6 +49,7 @@ MAX_BLOCK_BYTES = 1 << 30  # ... up to 1 GiB (Bedrock's input file limit is 1 GB
 # on its way into the records' upload: 16 MiB reads peaked 60 MB higher (403-408 MB at 2M rows in bench.memory, against
 # 338-347 MB), their bodies and the chunks they were joined from staying in the heaps between reads
 COPY_BYTES = 8 << 20
+FOOTER_READS_AT_ONCE = 8  # Parquet footers of a prefix's files read at once (two ranged GETs each)
 SUPPORTED_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 _UTF8_HINT = "; if the file is not UTF-8, convert it first (e.g. iconv -f latin1 -t utf-8)"
 
@@ -114,6 +116,14 @@ class Copied(Protocol):
     S3 is copied server-side instead (``records_object``)."""
 
     def copy_to(self, sink: Any, stop: threading.Event) -> None: ...
+
+
+@runtime_checkable
+class CopiedFiles(Protocol):
+    """A source whose files serve as the run's records as they are, one after the other (a prefix of Parquet
+    objects that share one schema): (bucket, key, rows) of each, in row order, each copied server-side."""
+
+    def records_files(self) -> list[tuple[str, str, int]]: ...
 
 
 @dataclass(frozen=True)
@@ -314,6 +324,56 @@ class ParquetSource:
     def known_rows(self) -> int:
         """The row count in the file's footer (two ranged GETs: its length, then the footer)."""
         return int(self._open().metadata.num_rows)
+
+
+@dataclass
+class ParquetFiles:
+    """Parquet objects under one S3 prefix whose Arrow schemas agree (the same columns, types and order, as the
+    pass compares them: schema metadata aside), read one after the other. Like one Parquet object, they serve as the
+    run's records as they are (``records_files``: each copied server-side, listed in ``records.json``), and the
+    JSONL lines need only the template's columns (``column_batches``): no whole row is decoded, none is encoded.
+    The footers are read once (``read``), ``FOOTER_READS_AT_ONCE`` at a time."""
+
+    parts: list[ParquetSource]
+    rows: list[int]
+    arrow_schema: pa.Schema
+    description: str
+
+    records_object = None
+
+    @classmethod
+    def read(cls, parts: list[ParquetSource], description: str) -> ParquetFiles | MultiSource:
+        """The files as ``ParquetFiles`` when their schemas agree; else as a ``MultiSource``, read whole as before
+        (its pass refuses a file whose rows change the columns or types)."""
+
+        def footer(part: ParquetSource) -> tuple[pa.Schema, int]:
+            parquet = part._open()
+            return parquet.schema_arrow, int(parquet.metadata.num_rows)
+
+        with ThreadPoolExecutor(max_workers=max(1, min(FOOTER_READS_AT_ONCE, len(parts)))) as pool:
+            footers = list(pool.map(footer, parts))
+        schema = footers[0][0]
+        if any(not other.equals(schema) for other, _rows in footers[1:]):
+            whole: list[Source] = list(parts)
+            return MultiSource(whole, description)
+        return cls(parts, [rows for _schema, rows in footers], schema, description)
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        for part in self.parts:
+            yield from part.batches()
+
+    def column_batches(self, columns: Sequence[str]) -> Iterator[pa.RecordBatch]:
+        for part in self.parts:
+            yield from part.column_batches(columns)
+
+    def schema(self) -> pa.Schema:
+        return self.arrow_schema
+
+    def known_rows(self) -> int:
+        return sum(self.rows)
+
+    def records_files(self) -> list[tuple[str, str, int]]:
+        return [(part.bucket, part.key, rows) for part, rows in zip(self.parts, self.rows, strict=True)]
 
 
 @dataclass
@@ -598,4 +658,7 @@ def _prefix_source(s3: Any, bucket: str, prefix: str, uri: str) -> Source:
         raise InputValidationError(f"s3_uri '{uri}' mixes file formats {sorted(kinds)}; put one format under a prefix")
     (kind,) = kinds
     parts = [_file_source(s3, bucket, key, kind, size, f"s3://{bucket}/{key}") for key, size in sorted(files)]
-    return MultiSource(parts, description=f"{uri} ({len(parts)} files)")
+    description = f"{uri} ({len(parts)} files)"
+    if kind == "parquet":
+        return ParquetFiles.read([part for part in parts if isinstance(part, ParquetSource)], description)
+    return MultiSource(parts, description=description)

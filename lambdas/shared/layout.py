@@ -31,7 +31,23 @@ def _jobs_root(run_id: str, resubmission: bool) -> str:
 
 
 def records_key(run_id: str) -> str:
+    """The run's records as one Parquet object (every input but a prefix of Parquet files with one schema)."""
     return f"runs/{run_id}/records.parquet"
+
+
+def records_index_key(run_id: str) -> str:
+    """The run's records as a list of Parquet files (a prefix of Parquet files with one schema, each copied as it
+    is): the ordered list of ``records_file_key`` keys with each file's row count (``models.RecordsIndex``)."""
+    return f"runs/{run_id}/records.json"
+
+
+def records_file_key(run_id: str, index: int) -> str:
+    return f"runs/{run_id}/records/{index:04d}.parquet"
+
+
+def is_records_index(key: str) -> bool:
+    """Whether a run's ``records_key`` names a list of files (``records_index_key``), not one Parquet object."""
+    return key.endswith(".json")
 
 
 def job_input_key(run_id: str, index: int, *, resubmission: bool = False) -> str:

@@ -319,6 +319,8 @@ class RunContext(BaseModel):
     job_name_prefix: str
     total_records: int
     num_jobs: int
+    # The run's records: one Parquet object (layout.records_key), or an index of Parquet files (layout.
+    # records_index_key, a RecordsIndex); run_files.iter_run_rows reads a row range of either.
     records_key: str
     manifest_key: str
     # The Step Functions execution ARN ($$.Execution.Id): every function logs it as its correlation id.
@@ -358,6 +360,26 @@ class RunContext(BaseModel):
         if name not in self.models:
             raise ValueError(f"job names model {name!r}, not one of run {self.run_id}'s models {sorted(self.models)}")
         return self.models[name]
+
+
+class RecordsFile(BaseModel):
+    """One file of a run's records given as a list of files: its key in the data bucket, its row count (from its
+    footer) and the input file it is a copy of."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    rows: int = Field(ge=0)
+    source: str
+
+
+class RecordsIndex(BaseModel):
+    """A run's records as Parquet files, in row order (``runs/<run>/records.json``): the record ids number the rows
+    of the first file, then of the next, and so on."""
+
+    model_config = ConfigDict(frozen=True)
+
+    files: list[RecordsFile]
 
 
 class JobSpec(BaseModel):

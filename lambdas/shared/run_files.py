@@ -8,7 +8,7 @@ files are a contract (docs/batch/running.md, Outputs): the input columns, then `
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lambdas.shared import layout
-from lambdas.shared.models import JobResult, JobSpec, RunContext
+from lambdas.shared.models import JobResult, JobSpec, RecordsIndex, RunContext
 from lambdas.shared.s3io import S3RangeReader, get_json, list_keys
 
 ROW = "row"
@@ -100,3 +100,41 @@ def iter_row_range(
         group_start = group_end
         if group_start >= end:
             return
+
+
+def iter_run_rows(
+    s3: Any, bucket: str, records_key: str, first_row: int, count: int, *, batch_rows: int = SLICE_BATCH_ROWS
+) -> Iterator[pa.RecordBatch]:
+    """Rows [first_row, first_row + count) of a run's records (``RunContext.records_key``), whatever their shape:
+    one Parquet object (``iter_row_range``), or an index of Parquet files (``layout.records_index_key``), whose
+    part of the range each file holds is read in turn with ``iter_row_range``: the same bounded batches, in row
+    order. Raises when the records hold fewer rows than the range asks for."""
+    if not layout.is_records_index(records_key):
+        yield from iter_row_range(s3, bucket, records_key, first_row, count, batch_rows=batch_rows)
+        return
+    index = RecordsIndex.model_validate(get_json(s3, bucket, records_key))
+    parts = file_ranges([file.rows for file in index.files], first_row, count)
+    if sum(rows for _file, _first, rows in parts) != count:
+        raise RuntimeError(
+            f"rows [{first_row}, {first_row + count}) asked of {records_key}, whose files hold "
+            f"{sum(file.rows for file in index.files)} rows"
+        )
+    for file, first, rows in parts:
+        yield from iter_row_range(s3, bucket, index.files[file].key, first, rows, batch_rows=batch_rows)
+
+
+def file_ranges(file_rows: Sequence[int], first_row: int, count: int) -> list[tuple[int, int, int]]:
+    """The files a row range [first_row, first_row + count) overlaps, given each file's row count in order: (the
+    file's position in the list, the range's first row within that file, the range's rows in that file) for each,
+    in order. Files without rows in the range (empty ones included) are left out; a range past the last file's
+    rows gets only the rows there are (the caller compares the sum)."""
+    parts: list[tuple[int, int, int]] = []
+    end, start = first_row + count, 0
+    for position, rows in enumerate(file_rows):
+        lo, hi = max(first_row, start), min(end, start + rows)
+        if hi > lo:
+            parts.append((position, lo - start, hi - lo))
+        start += rows
+        if start >= end:
+            break
+    return parts

@@ -75,6 +75,8 @@ MANIFEST_KEYS = f"{RUNS_PREFIX}*/jobs.json"
 # A run's cancel marker (lambdas/shared/cancel.py): found by listing its key (its presence is the request), never read,
 # so the functions that only look for it get no object or key access.
 CANCEL_KEYS = f"{RUNS_PREFIX}*/cancel.json"
+# A run's records: one Parquet object, or the Parquet files an index lists (records.json, records/<NNNN>.parquet).
+RECORDS_KEYS = [f"{RUNS_PREFIX}*/records.parquet", f"{RUNS_PREFIX}*/records.json", f"{RUNS_PREFIX}*/records/*"]
 # A prepared run's input as the gateway stores an OpenAI batch (input_format "prepared"; docs/batch/running.md).
 PREPARED_INPUTS = "openai/batches/*/prepared.jsonl"
 # Who may touch which keys of the data bucket (S3 key patterns of lambdas/shared/layout.py; list_prefixes limit
@@ -95,12 +97,12 @@ DATA_ACCESS: dict[str, dict[str, list[str]]] = {
     # and writes the run's records, job files and manifest.
     "preprocess": {
         "read": [f"{INPUTS_PREFIX}*", f"{RUNS_PREFIX}*", PREPARED_INPUTS],
-        "write": [f"{RUNS_PREFIX}*/records.parquet", f"{RUNS_PREFIX}*/jobs/*", MANIFEST_KEYS],
+        "write": [*RECORDS_KEYS, f"{RUNS_PREFIX}*/jobs/*", MANIFEST_KEYS],
         "list_prefixes": [INPUTS_PREFIX, RUNS_PREFIX],
     },
     # Reads the job's rows (records, or a resubmission job's row numbers) and what Bedrock wrote for the job.
     "postprocess": {
-        "read": [f"{RUNS_PREFIX}*/records.parquet", f"{RUNS_PREFIX}*/retry/rows/*", f"{RUNS_PREFIX}*/bedrock-output/*"],
+        "read": [*RECORDS_KEYS, f"{RUNS_PREFIX}*/retry/rows/*", f"{RUNS_PREFIX}*/bedrock-output/*"],
         "write": [f"{RUNS_PREFIX}*/output/*", f"{RUNS_PREFIX}*/results/*"],
         "list_prefixes": [f"{RUNS_PREFIX}*/bedrock-output/"],
     },

@@ -144,11 +144,13 @@ def test_jobs_the_byte_quota_splits_further_are_staged_again(s3, emulator, lambd
 
 
 def test_records_of_a_prefix_of_parquet_files_are_streamed_with_the_jobs(s3, lambda_context, monkeypatch):
-    # GIVEN a prefix of two Parquet files (planned from their footers; their rows written to records.parquet), and
-    # the local upload of a records file watched
+    # GIVEN a prefix of two Parquet files (planned from their footers; their rows written to records.parquet: a third
+    # file, without rows, has another schema, so the files cannot be the records as they are), and the local upload
+    # of a records file watched
     first, second = long_topics(300, width=10), long_topics(200, width=10)
     put(s3, "inputs/two/a.parquet", first, row_group_size=100)
     put(s3, "inputs/two/b.parquet", second, row_group_size=100)
+    put(s3, "inputs/two/c.parquet", pa.table({"other": pa.array([], pa.string())}))
     local_uploads: list[str] = []
     monkeypatch.setattr(type(s3), "upload_file", lambda self, name, *args, **kwargs: local_uploads.append(name))
     # WHEN preprocess runs on the prefix
@@ -161,11 +163,13 @@ def test_records_of_a_prefix_of_parquet_files_are_streamed_with_the_jobs(s3, lam
 
 
 def test_a_null_in_a_later_file_aborts_the_streamed_records_too(s3, lambda_context, monkeypatch):
-    # GIVEN a prefix of two Parquet files whose second holds a null topic, each row group of 100 rows staged alone,
-    # and records parts of 1 KiB (so the records upload has parts in S3 before the null is found)
+    # GIVEN a prefix of two Parquet files whose second holds a null topic (and a third without rows of another schema,
+    # so the rows are written to records.parquet), each row group of 100 rows staged alone, and records parts of 1 KiB
+    # (so the records upload has parts in S3 before the null is found)
     monkeypatch.setattr(logic, "rebatched", lambda batches: batches)
     put(s3, "inputs/bad/a.parquet", long_topics(300, width=10), row_group_size=100)
     put(s3, "inputs/bad/b.parquet", pa.table({"id": [1, 2], "topic": ["x", None]}))
+    put(s3, "inputs/bad/c.parquet", pa.table({"other": pa.array([], pa.string())}))
     monkeypatch.setattr(uploads, "PART_BYTES", 1 << 10)
     records_parts = count_records_parts(monkeypatch)
     # WHEN preprocess runs THEN it names the row

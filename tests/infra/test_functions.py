@@ -249,13 +249,25 @@ def _s3_access(synthesized: Synthesized, template: Template, key: str) -> dict[s
         (
             "preprocess",
             ["/inputs/*", "/openai/batches/*/prepared.jsonl", "/runs/*"],
-            ["/runs/*/jobs.json", "/runs/*/jobs/*", "/runs/*/records.parquet"],
+            [
+                "/runs/*/jobs.json",
+                "/runs/*/jobs/*",
+                "/runs/*/records.json",
+                "/runs/*/records.parquet",
+                "/runs/*/records/*",
+            ],
             ["inputs/*", "runs/*"],
         ),
         # the job's rows and what Bedrock wrote for the job -> its output and result
         (
             "postprocess",
-            ["/runs/*/bedrock-output/*", "/runs/*/records.parquet", "/runs/*/retry/rows/*"],
+            [
+                "/runs/*/bedrock-output/*",
+                "/runs/*/records.json",
+                "/runs/*/records.parquet",
+                "/runs/*/records/*",
+                "/runs/*/retry/rows/*",
+            ],
             ["/runs/*/output/*", "/runs/*/results/*"],
             ["runs/*/bedrock-output/*"],
         ),
