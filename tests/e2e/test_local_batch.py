@@ -10,6 +10,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
+from lambdas.shared import layout
+from local.runner import LocalRuntime, RuntimeOptions
 from tests.e2e.local_runs import CLAUDE, assert_every_row_echoes_its_own_prompt, read_results, read_summary, run_batch
 
 pytestmark = pytest.mark.slow
@@ -85,3 +87,37 @@ def test_bad_input_exits_non_zero_with_one_clear_line(tmp_path: Path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and "'topic'" in err[0] and "rename" in err[0]
+
+
+def test_a_prefix_of_parquet_files_runs_with_the_files_as_its_records(tmp_path: Path):
+    # GIVEN 330 rows in three Parquet files under one prefix, sharing one schema (the files are the run's records)
+    table = sample_table(330)
+    parts = [table.slice(0, 100), table.slice(100, 0), table.slice(100, 230)]
+    with LocalRuntime(RuntimeOptions(step_seconds=0.05)) as runtime:
+        for index, part in enumerate(parts):
+            path = tmp_path / f"part-{index}.parquet"
+            pq.write_table(part, path, row_group_size=64)
+            runtime.s3.upload_file(str(path), runtime.bucket, f"inputs/parts/part-{index}.parquet")
+        # WHEN the synthesized state machine runs it with at most 150 records per job (jobs across the files' edges)
+        execution = runtime.start(
+            {
+                "model_id": CLAUDE,
+                "prompt_id": "joke_about_topic",
+                "s3_uri": f"s3://{runtime.bucket}/inputs/parts/",
+                "max_records_per_job": 150,
+            }
+        )
+        outcome = runtime.wait(execution)
+        run_id = runtime.run_id(execution)
+        runtime.download_outputs(run_id, tmp_path / "out")
+        listed = runtime.s3.list_objects_v2(Bucket=runtime.bucket, Prefix=f"runs/{run_id}/records")["Contents"]
+    # THEN it succeeds with every row once, its input columns unchanged and its own prompt echoed
+    assert outcome.status == "SUCCEEDED", outcome.error_message
+    result = read_results(tmp_path / "out")
+    assert result.select(table.column_names).equals(table)
+    assert_every_row_echoes_its_own_prompt(result, table)
+    # AND its records are the three files and their index, not records.parquet
+    assert sorted(obj["Key"] for obj in listed) == [
+        layout.records_index_key(run_id),
+        *(layout.records_file_key(run_id, index) for index in range(3)),
+    ]
