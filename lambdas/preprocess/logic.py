@@ -1,7 +1,8 @@
 """Preprocess: validate everything, number the rows, render model inputs and split them into Bedrock batch jobs.
 
 Streaming passes, so memory stays bounded whatever the input size: each source batch is checked (columns, nulls),
-written to ``records.parquet`` (the input rows as they are; a Parquet input is copied instead) and rendered into
+written to ``records.parquet`` (the input rows as they are; a Parquet object, or a prefix's Parquet files that share
+one schema, is copied instead: ``copy_records_files``) and rendered into
 JSONL lines (vectorized, see ``jsonl.py``). A row's record id is its row number, so postprocess places results without
 a hash join. The job files go to S3 as multipart uploads while the lines are built, completed only once every row is
 validated, and how the rows are split into jobs depends on when the row count is known:

@@ -17,6 +17,7 @@ from lambdas.postprocess import handler as postprocess_handler
 from lambdas.preprocess import handler, logic
 from lambdas.shared import layout
 from lambdas.shared.errors import InputValidationError
+from local.emulator import Quotas
 from tests.functional.conftest import BUCKET
 
 CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -102,6 +103,24 @@ def test_a_prefix_of_parquet_files_with_one_schema_is_copied_as_the_runs_records
     assert pools == []
     # AND the jobs number every row once, across the files, in order
     assert record_ids(s3, run_ctx) == [f"{i:011d}" for i in range(400)]
+
+
+def test_a_prefix_whose_jobs_the_byte_quota_splits_further_still_gets_its_files_as_records(
+    s3, emulator, lambda_context
+):
+    # GIVEN a prefix of two Parquet files with one schema whose 2 planned jobs (by rows) would exceed the model's
+    # input file size quota (the jobs are then staged again from a local file)
+    bodies = [put(s3, "inputs/big/a.parquet", rows(0, 600)), put(s3, "inputs/big/b.parquet", rows(600, 400))]
+    emulator.state.model_quotas[CLAUDE] = Quotas(max_file_bytes=60_000)
+    # WHEN preprocessed with up to 500 records per job
+    run_ctx = run(lambda_context, {**JOKES, "s3_uri": f"s3://{BUCKET}/inputs/big/", "max_records_per_job": 500}, "q")
+    # THEN the jobs were split further, every row numbered once, and the records are still the two files, copied
+    manifest = json.loads(get(s3, run_ctx["manifest_key"]))
+    assert len(manifest) > 2 and all(job["size_bytes"] <= 60_000 for job in manifest)
+    assert record_ids(s3, run_ctx) == [f"{i:011d}" for i in range(1000)]
+    index = json.loads(get(s3, run_ctx["records_key"]))
+    assert [file["rows"] for file in index["files"]] == [600, 400]
+    assert [get(s3, file["key"]) for file in index["files"]] == bodies
 
 
 def test_a_prefix_refused_halfway_leaves_no_records_file(s3, lambda_context, monkeypatch):
