@@ -325,6 +325,11 @@ class ParquetSource:
         """The row count in the file's footer (two ranged GETs: its length, then the footer)."""
         return int(self._open().metadata.num_rows)
 
+    def footer(self) -> tuple[pa.Schema, int]:
+        """The file's Arrow schema and row count, from one read of its footer."""
+        parquet = self._open()
+        return parquet.schema_arrow, int(parquet.metadata.num_rows)
+
 
 @dataclass
 class ParquetFiles:
@@ -345,13 +350,8 @@ class ParquetFiles:
     def read(cls, parts: list[ParquetSource], description: str) -> ParquetFiles | MultiSource:
         """The files as ``ParquetFiles`` when their schemas agree; else as a ``MultiSource``, read whole as before
         (its pass refuses a file whose rows change the columns or types)."""
-
-        def footer(part: ParquetSource) -> tuple[pa.Schema, int]:
-            parquet = part._open()
-            return parquet.schema_arrow, int(parquet.metadata.num_rows)
-
         with ThreadPoolExecutor(max_workers=max(1, min(FOOTER_READS_AT_ONCE, len(parts)))) as pool:
-            footers = list(pool.map(footer, parts))
+            footers = list(pool.map(ParquetSource.footer, parts))
         schema = footers[0][0]
         if any(not other.equals(schema) for other, _rows in footers[1:]):
             whole: list[Source] = list(parts)

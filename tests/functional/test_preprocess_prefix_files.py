@@ -155,6 +155,17 @@ def test_a_prefix_whose_files_change_their_types_is_refused_as_before(s3, lambda
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/")
 
 
+def test_a_file_of_the_prefix_that_is_not_parquet_is_named(s3, lambda_context):
+    # GIVEN a prefix of Parquet files, the second of which is not Parquet (its footers are read several at a time)
+    put(s3, "inputs/broken/a.parquet", rows(0, 200))
+    s3.put_object(Bucket=BUCKET, Key="inputs/broken/b.parquet", Body=b"not a parquet file")
+    put(s3, "inputs/broken/c.parquet", rows(200, 200))
+    # WHEN preprocess runs THEN the error names that file, and no file of the run exists
+    with pytest.raises(InputValidationError, match=r"inputs/broken/b\.parquet' could not be read as Parquet"):
+        run(lambda_context, {**JOKES, "s3_uri": f"s3://{BUCKET}/inputs/broken/"}, "exec-broken")
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/")
+
+
 def test_a_prefix_whose_schemas_differ_only_in_a_file_without_rows_writes_records_parquet(s3, lambda_context, pools):
     # GIVEN a prefix of two Parquet files with one schema and a third, without rows, of another schema (the pass
     # reads no batch of it, so it was accepted; its schema is not the others', so the files cannot be the records)
