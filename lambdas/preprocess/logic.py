@@ -52,7 +52,7 @@ from lambdas.preprocess.sources import (
     Source,
     open_source,
 )
-from lambdas.preprocess.uploads import PARTS_IN_FLIGHT, JobUploads, ObjectUpload, PartBuffers
+from lambdas.preprocess.uploads import JOB_PART_BYTES, PARTS_IN_FLIGHT, JobUploads, ObjectUpload, PartBuffers
 from lambdas.shared import layout
 from lambdas.shared.allocator import arrow_pool, release_free_memory
 from lambdas.shared.errors import InputValidationError
@@ -80,7 +80,11 @@ ONE_PASS_RECORDS = "none"
 RECORDS_POOL = "mimalloc"  # Arrow's memory pool for a run whose records.parquet preprocess writes (arrow_pool)
 COPY_PARTS_IN_FLIGHT = 1  # parts of a copied file's records sent at once (see _Copying)
 FILE_COPIES_AT_ONCE = 4  # a prefix's files copied server-side at once as the run's records (copy_records_files)
-TRIM_EVERY_BATCHES = 8  # batches (of up to 65,536 rows) between two release_free_memory() calls
+TRIM_EVERY_BATCHES = 8  # batches (of up to 65,536 rows, or TEXT_BATCH_ROWS) between two release_free_memory() calls
+# Rows per batch of a pass that reads only the template's columns (the records are copied): nothing but the JSONL
+# lines is built from it, and a batch's lines (two at a time: the one built, the one written) were the largest blocks
+# in glibc's heaps, 20 MB at 65,536 short rows; half that took about 30 MB off the 20M-row peak (docs/memory.md)
+TEXT_BATCH_ROWS = 32_768
 
 
 def record_id(row: int) -> str:
@@ -506,15 +510,17 @@ def checked(source: Source, plan: Plan, *, text_only: bool = False) -> Iterator[
     schema (the first batch's, even an empty one; every later batch must share it) and nulls in the text columns.
     Empty batches are not passed on. ``text_only``: where nothing but the JSONL lines needs the rows (the records are
     written already, or copied), a source whose columns can be read alone (Parquet) is checked against its whole
-    schema first and read for the template's columns only: the others are neither fetched nor decoded."""
+    schema first and read for the template's columns only: the others are neither fetched nor decoded, and the
+    batches are of ``TEXT_BATCH_ROWS`` rows (nothing but their lines is built from them)."""
+    rows_per_batch = BATCH_ROWS
     if text_only and isinstance(source, Projected):
         check_schema(source.schema(), plan, source.description)
-        batches = source.column_batches(plan.text_columns)
+        batches, rows_per_batch = source.column_batches(plan.text_columns), TEXT_BATCH_ROWS
     else:
         batches = source.batches()
     schema: pa.Schema | None = None
     rows = batches_read = 0
-    for batch in prefetched(rebatched(batches)):
+    for batch in prefetched(rebatched(batches, rows_per_batch)):
         if schema is None:
             check_schema(batch.schema, plan, source.description)
             schema = batch.schema
@@ -644,6 +650,17 @@ def copy_records_files(files: list[tuple[str, str, int]], s3: Any, bucket: str, 
     return index_key
 
 
+def part_buffers(*, write_records: bool, copied: bool) -> PartBuffers:
+    """The part buffers of a planned pass's uploads: one bound, whatever the pass's length. The job files alone (the
+    records copied server-side) take parts of S3's minimum, 5 MiB, one being filled and ``PARTS_IN_FLIGHT`` in flight
+    (25 MiB, where 8 MiB parts and a sixth buffer were 48 MiB: part of what the 20M-row pass over a Parquet object
+    held at its peak and the 200k one did not, docs/memory.md). A pool shared with the records' upload keeps 8 MiB
+    parts: records.parquet can be far bigger than a job file (at most 1 GB), and an upload has at most 10,000 parts."""
+    if write_records or copied:
+        return PartBuffers()
+    return PartBuffers(JOB_PART_BYTES, PARTS_IN_FLIGHT + 1)
+
+
 def stage_planned(
     source: Source,
     plan: Plan,
@@ -679,7 +696,7 @@ def stage_planned(
         )
     except InputValidationError:
         return None
-    buffers = PartBuffers()  # the uploads' part buffers: one bound, whatever the pass's length
+    buffers = part_buffers(write_records=write_records, copied=copied is not None)
     with contextlib.ExitStack() as uploading:  # an error of the pass aborts every upload
         uploads = uploading.enter_context(
             JobUploads(s3, bucket, partial(layout.job_input_key, run_id), sizes=sizes, buffers=buffers)

@@ -24,6 +24,9 @@ import numpy as np
 
 # S3's minimum part size is 5 MiB for every part but the last; 8 MiB is boto3's own default part size.
 PART_BYTES = 8 << 20
+# The job files' parts where nothing else shares their pool (a pass that uploads no records): S3's minimum. A job
+# file is at most 1 GB (the model's file quota): at most 191 parts of the 10,000 an upload may have.
+JOB_PART_BYTES = 5 << 20
 # Parts sent at once: one HTTP stream to S3 is slower than preprocess builds lines (boto3's managed uploads send up
 # to 10 parts at once for the same reason); each part in flight holds its buffer, so this bounds that memory too.
 PARTS_IN_FLIGHT = 4

@@ -199,7 +199,7 @@ def test_errors_abort_every_upload(s3, emulator, lambda_context, monkeypatch, bo
     s3.put_object(Bucket=BUCKET, Key="inputs/bad.jsonl", Body=body.encode())
     emulator.state.model_quotas[CLAUDE] = Quotas(max_file_bytes=30_000)
     monkeypatch.setattr(sources, "CSV_BLOCK_BYTES", 2 << 10)
-    monkeypatch.setattr(logic, "rebatched", lambda batches: batches)
+    monkeypatch.setattr(logic, "rebatched", lambda batches, *_: batches)
     monkeypatch.setattr(uploads, "PART_BYTES", 1 << 10)
     sent: list[str] = []
     original = uploads._Parts._upload_part

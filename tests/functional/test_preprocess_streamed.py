@@ -81,7 +81,7 @@ def test_streamed_job_files_of_several_parts_equal_the_staged_ones(s3, lambda_co
     # GIVEN 12,000 rows of ~1 KB as Parquet and as CSV, S3's minimum part size of 5 MiB, and each Parquet row group of
     # 1,000 rows staged alone
     monkeypatch.setattr(uploads, "PART_BYTES", 5 << 20)
-    monkeypatch.setattr(logic, "rebatched", lambda batches: batches)
+    monkeypatch.setattr(logic, "rebatched", lambda batches, *_: batches)
     parquet_uri = put(s3, "inputs/long.parquet", long_topics(12_000))
     csv_uri = put(s3, "inputs/long.csv", long_topics(12_000))
     # WHEN both are preprocessed into jobs of 6,000 records, and the CSV once more with the streamed paths off (its
@@ -109,7 +109,7 @@ def test_streamed_job_files_of_several_parts_equal_the_staged_ones(s3, lambda_co
 
 def test_a_null_found_mid_pass_aborts_every_upload(s3, lambda_context, monkeypatch, sent):
     # GIVEN a Parquet input whose row 2,500 is null, in its third row group of 1,000 rows, each group staged alone
-    monkeypatch.setattr(logic, "rebatched", lambda batches: batches)
+    monkeypatch.setattr(logic, "rebatched", lambda batches, *_: batches)
     table = pa.table({"topic": [f"topic {i}" if i != 2500 else None for i in range(3000)]})
     uri = put(s3, "inputs/late-null.parquet", table)
     # WHEN preprocess runs THEN it names the row
@@ -166,7 +166,7 @@ def test_a_null_in_a_later_file_aborts_the_streamed_records_too(s3, lambda_conte
     # GIVEN a prefix of two Parquet files whose second holds a null topic (and a third without rows of another schema,
     # so the rows are written to records.parquet), each row group of 100 rows staged alone, and records parts of 1 KiB
     # (so the records upload has parts in S3 before the null is found)
-    monkeypatch.setattr(logic, "rebatched", lambda batches: batches)
+    monkeypatch.setattr(logic, "rebatched", lambda batches, *_: batches)
     put(s3, "inputs/bad/a.parquet", long_topics(300, width=10), row_group_size=100)
     put(s3, "inputs/bad/b.parquet", pa.table({"id": [1, 2], "topic": ["x", None]}))
     put(s3, "inputs/bad/c.parquet", pa.table({"other": pa.array([], pa.string())}))

@@ -6,6 +6,7 @@ import platform
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -230,3 +231,47 @@ def test_an_error_of_the_source_is_raised_to_the_caller():
     assert next(batches)["n"][0].as_py() == 0
     with pytest.raises(ValueError, match="broken block"):
         next(batches)
+
+
+@dataclass
+class Columns(Batches):
+    """A source whose columns can be read alone (as a Parquet file's): decoded batches of 65,536 rows."""
+
+    def schema(self) -> pa.Schema:
+        return self.tables[0].schema
+
+    def column_batches(self, columns: Any) -> Iterator[pa.RecordBatch]:
+        for table in self.tables:
+            yield from table.select(list(columns)).to_batches(max_chunksize=65_536)
+
+
+def test_a_pass_that_builds_only_the_lines_takes_batches_of_text_batch_rows():
+    # GIVEN a source whose columns can be read alone, 200,000 rows decoded 65,536 at a time
+    source = Columns([pa.table({"topic": [f"topic {i}" for i in range(200_000)], "other": range(200_000)})])
+    # WHEN it is checked for the lines alone (the records copied), and for the whole rows
+    text_only = list(logic.checked(source, plan(), text_only=True))
+    whole = list(logic.checked(source, plan()))
+    # THEN the lines-only pass never holds more than TEXT_BATCH_ROWS rows a batch, the whole rows up to BATCH_ROWS
+    assert max(batch.num_rows for batch in text_only) == logic.TEXT_BATCH_ROWS < logic.BATCH_ROWS
+    assert max(batch.num_rows for batch in whole) == logic.BATCH_ROWS
+    # AND every row comes once, in order, with the template's column only
+    topics = pa.Table.from_batches(text_only).column("topic").to_pylist()
+    assert topics == [f"topic {i}" for i in range(200_000)] and text_only[0].schema.names == ["topic"]
+
+
+def test_a_pass_that_uploads_only_the_job_files_takes_parts_of_s3s_minimum_from_a_pool_of_five():
+    # GIVEN the three kinds of planned pass: the records copied server-side (a Parquet object), the records written
+    # by the pass, a hub file copied into the records' upload
+    from lambdas.preprocess.uploads import PART_BYTES, PARTS_IN_FLIGHT
+
+    # WHEN each gets the part buffers of its uploads
+    alone = logic.part_buffers(write_records=False, copied=False)
+    with_records = logic.part_buffers(write_records=True, copied=False)
+    with_copy = logic.part_buffers(write_records=False, copied=True)
+    # THEN the job files alone take parts of 5 MiB (S3's smallest but the last), at most one being filled and
+    # PARTS_IN_FLIGHT in flight: 25 MiB of buffers at most, whatever the run's length
+    assert (alone.part_bytes, alone.limit) == (5 << 20, PARTS_IN_FLIGHT + 1)
+    # AND a pool shared with the records' upload keeps 8 MiB parts (records.parquet may need all 10,000 parts) and
+    # one buffer being filled per upload
+    assert (with_records.part_bytes, with_records.limit) == (PART_BYTES, PARTS_IN_FLIGHT + 2)
+    assert (with_copy.part_bytes, with_copy.limit) == (PART_BYTES, PARTS_IN_FLIGHT + 2)
