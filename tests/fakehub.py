@@ -227,7 +227,7 @@ class FakeHub:
         self.port: int = self._server.server_address[1]
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fakehub", daemon=True
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, name="fakehub", daemon=True
         )
 
     def start(self) -> FakeHub:

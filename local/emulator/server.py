@@ -267,8 +267,10 @@ class BedrockEmulator:
         if self._server is not None:
             raise RuntimeError("the emulator is already running")
         self._server = _Server(self._address, self.routes, self._tls)
+        # stop() waits until the serving loop next looks at its shutdown flag, up to one poll interval: 10 ms, not
+        # 50 (the tests start and stop an emulator per test, about a thousand a run; an idle poll costs nothing)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="bedrock-emulator", daemon=True
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, name="bedrock-emulator", daemon=True
         )
         self._thread.start()
         return self

@@ -20,12 +20,14 @@ CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
 
 
 def test_more_concurrent_jobs_than_the_quota_wait_for_a_slot_and_all_finish(tmp_path: Path):
-    # GIVEN 8 jobs, a concurrency cap of 8, but a quota of 3 jobs in flight per model (scaled down from 20), and the
-    # emulator holding its first jobs in Submitted until a submission has met the full quota (on a loaded machine the
-    # first jobs could otherwise end before the later ones are submitted, and the quota would never be met)
+    # GIVEN 8 jobs, cdk.json's concurrency cap (20: the Map may submit all 8 at once), but a quota of 3 jobs in flight
+    # per model (scaled down from 20), and the emulator holding its first jobs in Submitted until a submission has met
+    # the full quota (on a loaded machine the first jobs could otherwise end before the later ones are submitted, and
+    # the quota would never be met); the hold makes the full quota certain, so the jobs need no long statuses. The
+    # default cap keeps the run on the template the other default runs synthesized (one synth fewer per test run).
     path = tmp_path / "topics.csv"
     path.write_text("topic\n" + "".join(f"topic {i}\n" for i in range(800)))
-    options = RuntimeOptions(max_concurrent_jobs=8, step_seconds=0.5, max_active_jobs_per_model=3)
+    options = RuntimeOptions(step_seconds=0.05, max_active_jobs_per_model=3)
     with LocalRuntime(options) as runtime:
         runtime.emulator.hold_new_jobs()
         execution = runtime.start(
@@ -55,7 +57,7 @@ def test_more_concurrent_jobs_than_the_quota_wait_for_a_slot_and_all_finish(tmp_
         files = runtime.download_outputs(runtime.run_id(execution), tmp_path / "out")
     table = pq.read_table([f for f in files if f.suffix == ".parquet"])
     assert table.num_rows == 800 and table.column("error_code").null_count == 800
-    # AND the run capped maxConcurrentJobs (8) at the quota it read from Service Quotas (3)
+    # AND the run capped maxConcurrentJobs (20) at the quota it read from Service Quotas (3)
     quotas = summary(files)["quotas"]
     assert quotas["max_concurrent_jobs_effective"] == 3
     assert quotas["values"]["max_concurrent_jobs"]["value"] == 3

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from bench.__main__ import batch_section
+from bench.data import as_csv, as_jsonl
 from bench.production import BUCKET, PATHS, LocalS3, production_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,13 +41,8 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     parquet = folder / "rows.parquet"
     words = [f'question {i} with a "quote" and a \\ backslash' for i in range(ROWS)]
     pq.write_table(pa.table({"source": words, "rationale": ["why"] * ROWS, "target": ["yes"] * ROWS}), parquet)
-    for kind in ("csv", "jsonl"):
-        done = subprocess.run(
-            [sys.executable, "-m", "bench.data", kind, str(parquet), str(folder / f"rows.{kind}")],
-            cwd=ROOT,
-            check=False,
-        )
-        assert done.returncode == 0
+    as_csv(parquet, folder / "rows.csv")  # what `python -m bench.data csv|jsonl` calls, without a process each
+    as_jsonl(parquet, folder / "rows.jsonl")
     return {"parquet": parquet, "csv": folder / "rows.csv", "jsonl": folder / "rows.jsonl", "hf": parquet}
 
 

@@ -292,6 +292,13 @@ def _nested_members(shape: Any, depth: int = 4) -> set[str]:
 
 def code_actions(module: str) -> dict[str, str]:
     """The IAM actions the code of ``module`` (and what it imports) calls, each with the call that needs it."""
+    return dict(_code_actions(module))
+
+
+@cache
+def _code_actions(module: str) -> dict[str, str]:
+    """``code_actions``, scanned once per module for the run (the source does not change while the tests run; a
+    scan of the gateway's code takes seconds, and each check of each synthesized app asks for every role's)."""
     services, calls = _calls(module_closure(module))
     available = set(botocore.session.get_session().get_available_services())
     unknown = services - available

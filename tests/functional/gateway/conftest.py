@@ -34,10 +34,16 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture(scope="session")
+def unused_s3() -> Any:
+    """The emulator's S3 client, which Converse never calls: one for the run (a client takes milliseconds to create,
+    and most tests here start an emulator)."""
+    return boto3.client("s3", region_name="us-east-1")
+
+
 @pytest.fixture
-def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[BedrockEmulator]:
-    s3 = boto3.client("s3", region_name="us-east-1")
-    with BedrockEmulator(EmulatorState(s3=s3, step_seconds=0)) as server:
+def emulator(unused_s3: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[BedrockEmulator]:
+    with BedrockEmulator(EmulatorState(s3=unused_s3, step_seconds=0)) as server:
         monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", server.endpoint_url)
         yield server
 

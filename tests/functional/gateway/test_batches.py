@@ -77,22 +77,30 @@ def chat_line(custom_id: str, text: str = "hello", model: str = BOT) -> dict[str
     return {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body}
 
 
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    """One moto server for the module: moto servers of one process share their state anyway, so what keeps the tests
+    apart is each one's own bucket and state machine (``batch_aws``); a server per test only added its stop, which
+    waits up to half a second for werkzeug's serving loop."""
+    with moto_server() as endpoint:
+        yield endpoint
+
+
 @pytest.fixture
-def batch_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[BatchAws]:
-    with moto_server() as endpoint:  # a bucket and a state machine of each test's own
-        bucket = f"batch-{uuid.uuid4().hex[:12]}"
-        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
-        monkeypatch.setenv("AWS_ENDPOINT_URL_SFN", endpoint)
-        s3 = boto3.client("s3", region_name=REGION, endpoint_url=endpoint)
-        s3.create_bucket(Bucket=bucket)
-        sfn = boto3.client("stepfunctions", region_name=REGION, endpoint_url=endpoint)
-        definition = json.dumps({"StartAt": "Run", "States": {"Run": {"Type": "Pass", "End": True}}})
-        arn = sfn.create_state_machine(
-            name=f"BatchInference{uuid.uuid4().hex[:8]}",
-            definition=definition,
-            roleArn=f"arn:aws:iam::{ACCOUNT}:role/sfn",
-        )["stateMachineArn"]
-        yield BatchAws(endpoint, bucket, s3, sfn, arn)
+def batch_aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> BatchAws:
+    endpoint, bucket = moto_endpoint, f"batch-{uuid.uuid4().hex[:12]}"  # a bucket and a state machine of its own
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SFN", endpoint)
+    s3 = boto3.client("s3", region_name=REGION, endpoint_url=endpoint)
+    s3.create_bucket(Bucket=bucket)
+    sfn = boto3.client("stepfunctions", region_name=REGION, endpoint_url=endpoint)
+    definition = json.dumps({"StartAt": "Run", "States": {"Run": {"Type": "Pass", "End": True}}})
+    arn = sfn.create_state_machine(
+        name=f"BatchInference{uuid.uuid4().hex[:8]}",
+        definition=definition,
+        roleArn=f"arn:aws:iam::{ACCOUNT}:role/sfn",
+    )["stateMachineArn"]
+    return BatchAws(endpoint, bucket, s3, sfn, arn)
 
 
 @pytest.fixture
