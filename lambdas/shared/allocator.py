@@ -79,12 +79,12 @@ def arrow_pool(name: str) -> Iterator[str]:
     Preprocess runs on mimalloc whenever it writes ``records.parquet`` itself (every input but one Parquet object or
     a prefix of Parquet files with one schema, which are copied): the passes that parse a CSV or JSONL input's 2 MB
     blocks, or decode the row groups of a prefix of Parquet files of several schemas or a hub dataset, join them into
-    batches, check them and write them as Parquet. On glibc's heaps
-    (the image's ``ARROW_DEFAULT_MEMORY_POOL=system``) the holes these buffers of every size leave added up with the
-    input, even with the periodic ``malloc_trim``: the CSV pass alone, 6M rows against 600k, 469 against 358 MB; the
-    function from 200k to 20M rows, CSV 1.61x, JSONL 1.37x, a prefix of 20 Parquet files 1.79x. On mimalloc the CSV
-    pass is flat (335, 339, 351 MB at 200k, 2M, 6M rows), with no more CPU in our runs. A run over one Parquet
-    object (or a prefix copied so) keeps the image's system pool: it is flat there, and mimalloc's own floor is higher (docs/memory.md)."""
+    batches, check them and write them as Parquet. On glibc's heaps (the image's ``ARROW_DEFAULT_MEMORY_POOL=system``)
+    the holes these buffers of every size leave added up with the input, even with the periodic ``malloc_trim``: the
+    CSV pass alone, 6M rows against 600k, 469 against 358 MB; the function from 200k to 20M rows, CSV 1.61x, JSONL
+    1.37x, a prefix of 20 Parquet files 1.79x. On mimalloc the CSV pass is flat (335, 339, 351 MB at 200k, 2M, 6M
+    rows), with no more CPU in our runs. A run over one Parquet object (or a prefix copied so) keeps the image's
+    system pool: it is flat there, and mimalloc's own floor is higher (docs/memory.md)."""
     import pyarrow as pa  # here: the control-plane functions import this module without pyarrow
 
     before = pa.default_memory_pool()
