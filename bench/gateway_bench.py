@@ -448,15 +448,15 @@ class Server:
         self.knobs.stdin.flush()
         self.knobs.stdout.readline()
 
-    def phases(self) -> list[dict[str, float]]:
-        """The gateway process's TTFT steps since the last call (``bench.gateway_phases``; none unless
-        BENCH_GATEWAY_PHASES=1)."""
+    def phases(self) -> dict[str, Any]:
+        """The gateway process's TTFT steps (``records``) and its event loop's lateness samples (``lags``) since the
+        last call (``bench.gateway_phases``; none unless BENCH_GATEWAY_PHASES=1)."""
         gateway = self.processes[-1]
         assert gateway.stdin is not None and gateway.stdout is not None
         gateway.stdin.write("phases\n")
         gateway.stdin.flush()
-        records: list[dict[str, float]] = json.loads(gateway.stdout.readline())
-        return records
+        taken: dict[str, Any] = json.loads(gateway.stdout.readline())
+        return taken
 
     def close(self) -> None:
         for process in reversed(self.processes):
@@ -686,7 +686,8 @@ async def latency(
                                 call = {"p50_ms": percentile(calls, 50), "p99_ms": percentile(calls, 99)}
                                 run["phases"] = {"answers": len(calls), "converse_stream": call}
                         else:
-                            run["phases"] = gateway_phases.summary(server.phases(), since=steady)
+                            taken = server.phases()
+                            run["phases"] = gateway_phases.summary(taken["records"], steady, taken["lags"])
                     cpu_ms = (server.gateway_cpu_seconds() - cpu_before) * 1000
                     run["gateway_cpu_ms_per_answer"] = cpu_ms / max(1, run["answers"])
                     run["gateway_cpu_us_per_frame"] = cpu_ms * 1000 / max(1, run["frames"])
@@ -931,6 +932,12 @@ def print_report(results: dict[str, Any]) -> None:
             if name in gateway_phases_:
                 step = gateway_phases_[name]
                 print(f"      {name}: {step['p50_ms']:.2f} / {step['p99_ms']:.2f} ms")
+        lateness = gateway_phases_.get(gateway_phases.LATENESS)
+        if lateness:
+            print(
+                f"      {gateway_phases.LATENESS} (a 1-5 ms sleep's, over the run), p50 / p90 / p99: "
+                f"{lateness['p50_ms']:.2f} / {lateness['p90_ms']:.2f} / {lateness['p99_ms']:.2f} ms"
+            )
         if direct_phases:
             step = direct_phases["converse_stream"]
             print(f"      the direct client's converse_stream: {step['p50_ms']:.2f} / {step['p99_ms']:.2f} ms)")

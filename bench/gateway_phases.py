@@ -13,6 +13,11 @@ CLOCK_MONOTONIC on Linux, so the load generator's and the gateway's processes re
 - ``first_write``: the first body bytes holding text go to the server's ``send`` (the first token, framed; an OpenAI
   chunk with a non-empty ``content``, as the load generator counts it; the role chunk before it is not the token).
 
+Beside them, the event loop's lateness: a task in the gateway's loop sleeps 1 to 5 ms at random, again and again,
+and records how much later than asked it ran (``LAGS``): what any event (a request's read, a response's, a timer)
+waits there behind the other streams' work, and for the core itself when other processes hold it. uvloop's timers
+count whole milliseconds, so a lateness under ~1 ms reads as 0 to 1 ms.
+
 Each interval holds the gateway's own work for that step and its wait behind the other streams' work on the event
 loop; ``headers`` - ``calling`` also holds the emulator's time to answer, which the direct client pays as well
 (its ``converse_stream`` is timed in the load generator, ``Direct.stream``). Installed in the gateway's process by
@@ -22,7 +27,9 @@ loop; ``headers`` - ``calling`` also holds the emulator's time to answer, which 
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import random
 import re
 import time
 from collections.abc import Iterable
@@ -41,8 +48,10 @@ INTERVALS = (
     ("the gateway's part: the app to the first write", "entered", "first_write"),
 )
 
+LATENESS = "the event loop's lateness"
 _TEXT = re.compile(rb'"content": "[^"]')  # an OpenAI chunk with text (the gateway's chunks: json.dumps spacing)
 RECORDS: list[dict[str, float]] = []  # one per streamed answer, in the gateway's process
+LAGS: list[float] = []  # the event loop's lateness, seconds, one a sample
 _CURRENT: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar("bench_phase", default=None)
 
 
@@ -52,11 +61,14 @@ class PhaseProbe:
 
     def __init__(self, app: Any) -> None:
         self.app = app
+        self._lag: asyncio.Task[None] | None = None
 
     def __getattr__(self, name: str) -> Any:  # uvicorn and the bench read the app's attributes (state, ...)
         return getattr(self.app, name)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if self._lag is None and scope["type"] == "http":  # the server's loop: its lateness sampled from now on
+            self._lag = asyncio.get_running_loop().create_task(_sample_lateness())
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -77,6 +89,16 @@ class PhaseProbe:
         await self.app(scope, receive, first_write)
         if "first_write" in record and "headers" in record:
             RECORDS.append(record)
+
+
+async def _sample_lateness() -> None:
+    """Forever: sleep 1-5 ms (whole milliseconds, uvloop's timer unit), record how late the sleep ended."""
+    rng = random.Random(11)
+    while True:
+        delay = rng.randint(1, 5) / 1000
+        asked = time.perf_counter()
+        await asyncio.sleep(delay)
+        LAGS.append(time.perf_counter() - asked - delay)
 
 
 def _mark(step: str) -> None:
@@ -118,19 +140,23 @@ def install() -> None:
     factory.converse_events = marked_events
 
 
-def take() -> list[dict[str, float]]:
-    """The records so far, and none kept."""
-    taken = RECORDS[:]
+def take() -> dict[str, Any]:
+    """The records and the lateness samples so far, and none kept."""
+    taken = {"records": RECORDS[:], "lags": LAGS[:]}
     RECORDS.clear()
+    LAGS.clear()
     return taken
 
 
-def summary(records: Iterable[dict[str, float]], since: float = 0.0) -> dict[str, Any]:
-    """p50 and p99 (ms) of each interval over the answers sent at or after ``since``."""
+def summary(records: Iterable[dict[str, float]], since: float = 0.0, lags: Iterable[float] = ()) -> dict[str, Any]:
+    """p50 and p99 (ms) of each interval over the answers sent at or after ``since``, and of the loop's lateness."""
     from bench.gateway_bench import percentile
 
     chosen = [r for r in records if r["sent"] >= since and all(step in r for step in STEPS)]
     out: dict[str, Any] = {"answers": len(chosen)}
+    late = [lag * 1000 for lag in lags]
+    if late:
+        out[LATENESS] = {"p50_ms": percentile(late, 50), "p90_ms": percentile(late, 90), "p99_ms": percentile(late, 99)}
     for name, start, end in INTERVALS:
         values = [(r[end] - r[start]) * 1000 for r in chosen]
         if values:

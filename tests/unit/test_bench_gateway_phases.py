@@ -52,7 +52,7 @@ def test_a_request_carrying_its_send_time_gets_every_step_the_first_write_being_
     # THEN every message reached the server unchanged, and the record has each step in order: the first write is
     # the chunk with text (the fourth reading), not the role chunk before it
     assert [m.get("body") for m in sent][2] == b'data: {"delta": {"content": "Hi"}}\n\n' and len(sent) == 4
-    assert gateway_phases.take() == [
+    assert gateway_phases.take()["records"] == [
         {"sent": 99.5, "received": 99.8, "entered": 100.0, "calling": 101.0, "headers": 102.0, "first_write": 103.0}
     ]
 
@@ -63,7 +63,7 @@ def test_a_request_without_the_header_is_not_recorded() -> None:
     # WHEN a request without x-bench-sent comes in (the warm-up's health checks, another client)
     sent = _serve(probe, _request([(b"content-type", b"application/json")]))
     # THEN it is served as without the probe, and no record is kept
-    assert len(sent) == 4 and gateway_phases.take() == []
+    assert len(sent) == 4 and gateway_phases.take()["records"] == []
 
 
 def test_the_summary_takes_the_answers_sent_since_the_steady_state_and_gives_each_steps_p50_and_p99() -> None:
@@ -101,3 +101,14 @@ def test_the_summary_takes_the_answers_sent_since_the_steady_state_and_gives_eac
         "headers to the first token's write": (1.0, 2.0),
         "the gateway's part: the app to the first write": (10.0, 19.0),
     }
+
+
+def test_the_summary_gives_the_event_loops_lateness_in_ms() -> None:
+    # GIVEN lateness samples of the gateway's loop (seconds), one answer's steps aside
+    lags = [0.0002, 0.0011, 0.0009, 0.004, 0.0005]
+    # WHEN they are summarised
+    summary = gateway_phases.summary([], lags=lags)
+    # THEN the lateness is reported in ms at p50, p90 and p99, with no answer counted
+    lateness = summary[gateway_phases.LATENESS]
+    assert summary["answers"] == 0
+    assert (round(lateness["p50_ms"], 6), round(lateness["p90_ms"], 6), round(lateness["p99_ms"], 6)) == (0.9, 4.0, 4.0)
