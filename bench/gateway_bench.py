@@ -90,6 +90,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import gateway_phases
+from bench.timing import percentile
 from lambdas.gateway.eventstream import converse_events
 from stacks.config.fargate import STREAM_INTERVAL
 
@@ -293,8 +294,6 @@ def serve(role: str, emulator_url: str = "") -> None:
         os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     elif os.environ.get("BENCH_GATEWAY_PHASES") == "1":
-        from bench import gateway_phases
-
         gateway_phases.install()  # the TTFT's steps timed in this process (bench.gateway_phases)
     from cli.gateway import FAKE_AWS_ENV, local_gateway
 
@@ -339,8 +338,6 @@ def serve(role: str, emulator_url: str = "") -> None:
             if command == "delay" and emulators:
                 emulators[0].runtime.stream_delay_seconds = float(value)
             if command == "phases":  # the TTFT steps recorded since the last ask (BENCH_GATEWAY_PHASES=1)
-                from bench import gateway_phases
-
                 print(json.dumps(gateway_phases.take()), file=control, flush=True)
                 continue
             print("ok", file=control, flush=True)
@@ -574,12 +571,6 @@ class Gateway:
 
 
 # ------------------------------------------------------------------ measurements
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 async def load(

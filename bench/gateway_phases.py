@@ -35,6 +35,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from bench.timing import percentile
+
 SENT_HEADER = b"x-bench-sent"
 STEPS = ("sent", "received", "entered", "calling", "headers", "first_write")
 RECEIVED = "bench.received"  # the scope key uvicorn's protocol is made to set (``install``)
@@ -150,8 +152,6 @@ def take() -> dict[str, Any]:
 
 def summary(records: Iterable[dict[str, float]], since: float = 0.0, lags: Iterable[float] = ()) -> dict[str, Any]:
     """p50 and p99 (ms) of each interval over the answers sent at or after ``since``, and of the loop's lateness."""
-    from bench.gateway_bench import percentile
-
     chosen = [r for r in records if r["sent"] >= since and all(step in r for step in STEPS)]
     out: dict[str, Any] = {"answers": len(chosen)}
     late = [lag * 1000 for lag in lags]
