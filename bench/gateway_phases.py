@@ -9,6 +9,8 @@ CLOCK_MONOTONIC on Linux, so the load generator's and the gateway's processes re
 - ``entered``: the request reaches the app (its task, started by uvicorn, ran);
 - ``calling``: the route has parsed, authorized and built the Converse request (``with_guardrail``, the last step
   before aiobotocore's ``converse_stream``);
+- ``http_send`` and ``http_done``: aiobotocore hands the signed request to its HTTP session, and gets the response
+  back with its headers read (``AioEndpoint._send``; the first attempt's, should botocore retry);
 - ``headers``: ``converse_stream`` returned (the request built, signed and sent, Bedrock's response headers read);
 - ``first_write``: the first body bytes holding text go to the server's ``send`` (the first token, framed; an OpenAI
   chunk with a non-empty ``content``, as the load generator counts it; the role chunk before it is not the token).
@@ -38,7 +40,7 @@ from typing import Any
 from bench.timing import percentile
 
 SENT_HEADER = b"x-bench-sent"
-STEPS = ("sent", "received", "entered", "calling", "headers", "first_write")
+STEPS = ("sent", "received", "entered", "calling", "http_send", "http_done", "headers", "first_write")
 RECEIVED = "bench.received"  # the scope key uvicorn's protocol is made to set (``install``)
 # the intervals reported, each (name, from, to)
 INTERVALS = (
@@ -46,6 +48,9 @@ INTERVALS = (
     ("read to the app: uvicorn's parse, the request's task started", "received", "entered"),
     ("route: parse, key, bot, request built", "entered", "calling"),
     ("converse_stream: built, signed, sent, headers read", "calling", "headers"),
+    ("  of which botocore before the HTTP send", "calling", "http_send"),
+    ("  of which the HTTP exchange to the response's headers", "http_send", "http_done"),
+    ("  of which botocore after them", "http_done", "headers"),
     ("headers to the first token's write", "headers", "first_write"),
     ("the gateway's part: the app to the first write", "entered", "first_write"),
 )
@@ -137,6 +142,17 @@ def install() -> None:
         _mark("headers")
         return converse_events(*args, **kwargs)
 
+    from aiobotocore.endpoint import AioEndpoint
+
+    http_send = AioEndpoint._send
+
+    async def marked_send(self: Any, request: Any) -> Any:
+        _mark("http_send")
+        response = await http_send(self, request)
+        _mark("http_done")
+        return response
+
+    AioEndpoint._send = marked_send
     app_module.create_app = probed_app
     factory.with_guardrail = marked_guardrail
     factory.converse_events = marked_events

@@ -21,8 +21,8 @@ def _request(headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
 
 async def _answer(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """An app streaming an answer as the gateway does: the route's marks, the role chunk, then text."""
-    gateway_phases._mark("calling")
-    gateway_phases._mark("headers")
+    for step in ("calling", "http_send", "http_done", "headers"):
+        gateway_phases._mark(step)
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b'data: {"delta": {"role": "assistant", "content": ""}}\n\n'})
     await send({"type": "http.response.body", "body": b'data: {"delta": {"content": "Hi"}}\n\n', "more_body": True})
@@ -50,10 +50,19 @@ def test_a_request_carrying_its_send_time_gets_every_step_the_first_write_being_
     # WHEN a request sent at 99.5 s comes in
     sent = _serve(probe, _request([(gateway_phases.SENT_HEADER, b"99.5")]) | {gateway_phases.RECEIVED: 99.8})
     # THEN every message reached the server unchanged, and the record has each step in order: the first write is
-    # the chunk with text (the fourth reading), not the role chunk before it
+    # the chunk with text (the sixth reading), not the role chunk before it
     assert [m.get("body") for m in sent][2] == b'data: {"delta": {"content": "Hi"}}\n\n' and len(sent) == 4
     assert gateway_phases.take()["records"] == [
-        {"sent": 99.5, "received": 99.8, "entered": 100.0, "calling": 101.0, "headers": 102.0, "first_write": 103.0}
+        {
+            "sent": 99.5,
+            "received": 99.8,
+            "entered": 100.0,
+            "calling": 101.0,
+            "http_send": 102.0,
+            "http_done": 103.0,
+            "headers": 104.0,
+            "first_write": 105.0,
+        }
     ]
 
 
@@ -69,12 +78,15 @@ def test_a_request_without_the_header_is_not_recorded() -> None:
 def test_the_summary_takes_the_answers_sent_since_the_steady_state_and_gives_each_steps_p50_and_p99() -> None:
     # GIVEN two answers sent after 10 s, one before (the ramp), one without a first write (an error)
     records = [
-        {"sent": 9.0, "received": 9.05, "entered": 9.1, "calling": 9.2, "headers": 9.3, "first_write": 9.4},
+        {"sent": 9.0, "received": 9.05, "entered": 9.1, "calling": 9.2, "http_send": 9.25, "http_done": 9.28}
+        | {"headers": 9.3, "first_write": 9.4},
         {
             "sent": 10.0,
             "received": 10.0005,
             "entered": 10.001,
             "calling": 10.002,
+            "http_send": 10.003,
+            "http_done": 10.009,
             "headers": 10.010,
             "first_write": 10.011,
         },
@@ -83,6 +95,8 @@ def test_the_summary_takes_the_answers_sent_since_the_steady_state_and_gives_eac
             "received": 11.002,
             "entered": 11.003,
             "calling": 11.004,
+            "http_send": 11.006,
+            "http_done": 11.019,
             "headers": 11.020,
             "first_write": 11.022,
         },
@@ -98,6 +112,9 @@ def test_the_summary_takes_the_answers_sent_since_the_steady_state_and_gives_eac
         "read to the app: uvicorn's parse, the request's task started": (0.5, 1.0),
         "route: parse, key, bot, request built": (1.0, 1.0),
         "converse_stream: built, signed, sent, headers read": (8.0, 16.0),
+        "  of which botocore before the HTTP send": (1.0, 2.0),
+        "  of which the HTTP exchange to the response's headers": (6.0, 13.0),
+        "  of which botocore after them": (1.0, 1.0),
         "headers to the first token's write": (1.0, 2.0),
         "the gateway's part: the app to the first write": (10.0, 19.0),
     }
