@@ -56,7 +56,8 @@ gateway's core too; negative values need root; default: unchanged), BENCH_GATEWA
 (comma-separated case names of ``CASES`` and ``ramp``, e.g. ``500 x 20 s,500 x 2 s (stress)``: run only those, for a
 short measurement; a case not run is "not measured" in the report), GATEWAY_STREAM_INTERVAL_MS (the gateway's read
 pacing, ``lambdas.gateway.pacing``; default: the Fargate task's, ``gatewayStreamIntervalMs``'s default, as every case
-is one process serving many streams, a task's shape; ``0`` to compare with pacing off).
+is one process serving many streams, a task's shape; ``0`` to compare with pacing off), BENCH_GATEWAY_PHASES (``1``:
+the gateway's time to first token split into steps, timed in its process, ``bench.gateway_phases``; default off).
 
 TLS (BENCH_GATEWAY_TLS, default ``1``): the emulator serves HTTPS, as Bedrock does, on a throwaway self-signed
 certificate made at the bench's start (``local.emulator.tls``); the gateway's process trusts it through
@@ -88,6 +89,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import gateway_phases
+from bench.timing import percentile
 from lambdas.gateway.eventstream import converse_events
 from stacks.config.fargate import STREAM_INTERVAL
 
@@ -290,6 +293,8 @@ def serve(role: str, emulator_url: str = "") -> None:
     if role == "emulator":
         os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    elif os.environ.get("BENCH_GATEWAY_PHASES") == "1":
+        gateway_phases.install()  # the TTFT's steps timed in this process (bench.gateway_phases)
     from cli.gateway import FAKE_AWS_ENV, local_gateway
 
     for name, value in FAKE_AWS_ENV.items():
@@ -332,6 +337,9 @@ def serve(role: str, emulator_url: str = "") -> None:
             command, _, value = line.strip().partition(" ")
             if command == "delay" and emulators:
                 emulators[0].runtime.stream_delay_seconds = float(value)
+            if command == "phases":  # the TTFT steps recorded since the last ask (BENCH_GATEWAY_PHASES=1)
+                print(json.dumps(gateway_phases.take()), file=control, flush=True)
+                continue
             print("ok", file=control, flush=True)
 
 
@@ -437,6 +445,16 @@ class Server:
         self.knobs.stdin.flush()
         self.knobs.stdout.readline()
 
+    def phases(self) -> dict[str, Any]:
+        """The gateway process's TTFT steps (``records``) and its event loop's lateness samples (``lags``) since the
+        last call (``bench.gateway_phases``; none unless BENCH_GATEWAY_PHASES=1)."""
+        gateway = self.processes[-1]
+        assert gateway.stdin is not None and gateway.stdout is not None
+        gateway.stdin.write("phases\n")
+        gateway.stdin.flush()
+        taken: dict[str, Any] = json.loads(gateway.stdout.readline())
+        return taken
+
     def close(self) -> None:
         for process in reversed(self.processes):
             assert process.stdin is not None
@@ -461,6 +479,7 @@ class Direct:
     def __init__(self, endpoint: str, connections: int, ca_bundle: Path | None = None) -> None:
         self.endpoint, self.connections, self.ca_bundle = endpoint, connections, ca_bundle
         self.client: Any = None
+        self.calls: list[tuple[float, float]] = []  # (sent, converse_stream returned): its time, for the phases
 
     async def __aenter__(self) -> Direct:
         from aiobotocore.config import AioConfig
@@ -487,6 +506,7 @@ class Direct:
         response = await self.client.converse_stream(
             modelId=MODEL_ID, messages=[{"role": "user", "content": [{"text": prompt}]}]
         )
+        self.calls.append((arrivals.started, time.perf_counter()))
         async for event in converse_events(response["stream"]):
             if event.get("contentBlockDelta", {}).get("delta", {}).get("text"):
                 arrivals.text()
@@ -524,7 +544,8 @@ class Gateway:
     async def stream(self, prompt: str = PROMPT) -> Timing:
         body = {"model": BOT, "stream": True, "messages": [{"role": "user", "content": prompt}]}
         arrivals, done = Arrivals(time.perf_counter()), False
-        async with self.session.post("/v1/chat/completions", json=body) as response:
+        sent = {"x-bench-sent": repr(arrivals.started)}  # the gateway's process times its steps from it (phases)
+        async with self.session.post("/v1/chat/completions", json=body, headers=sent) as response:
             if response.status != 200:
                 raise RuntimeError(f"HTTP {response.status}: {(await response.read())[:200]!r}")
             async for raw in response.content:
@@ -550,12 +571,6 @@ class Gateway:
 
 
 # ------------------------------------------------------------------ measurements
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 async def load(
@@ -628,6 +643,7 @@ async def latency(
     the emulator's text frames and ``prompt`` echoed one word a frame. Also the CPU the gateway process spent per
     streamed answer and per text frame (its user + system time over the run, over every answer and frame of it)."""
     repeat = max(1, int(os.environ.get("BENCH_REPEAT", "2")))
+    phased = os.environ.get("BENCH_GATEWAY_PHASES") == "1"
     out: dict[str, dict[str, Any]] = {}
     variants: dict[str, Callable[[], Direct | Gateway]] = {
         "direct": lambda: Direct(server.emulator, concurrency, server.ca_bundle),
@@ -648,7 +664,21 @@ async def latency(
                     pinned = server.cores.gateway
                     core_before = None if pinned is None else core_busy_seconds(pinned)
                     emulator_before, generator_before = server.emulator_cpu_seconds(), time.process_time()
+                    if phased:
+                        server.phases()  # the warm-up's and earlier runs' records dropped
+                        if isinstance(client, Direct):
+                            client.calls.clear()
+                    steady = time.perf_counter() + stagger  # the answers ``load`` measures start from here
                     run = await load(functools.partial(client.stream, prompt), requests, concurrency, stagger)
+                    if phased:  # the TTFT's steps (bench.gateway_phases), over the measured answers
+                        if isinstance(client, Direct):
+                            calls = [(end - sent) * 1000 for sent, end in client.calls if sent >= steady]
+                            if calls:
+                                call = {"p50_ms": percentile(calls, 50), "p99_ms": percentile(calls, 99)}
+                                run["phases"] = {"answers": len(calls), "converse_stream": call}
+                        else:
+                            taken = server.phases()
+                            run["phases"] = gateway_phases.summary(taken["records"], steady, taken["lags"])
                     cpu_ms = (server.gateway_cpu_seconds() - cpu_before) * 1000
                     run["gateway_cpu_ms_per_answer"] = cpu_ms / max(1, run["answers"])
                     run["gateway_cpu_us_per_frame"] = cpu_ms * 1000 / max(1, run["frames"])
@@ -884,6 +914,24 @@ def print_report(results: dict[str, Any]) -> None:
                     )
                     + ")"
                 )
+    for level, pair in results["latency"].items():
+        direct_phases, gateway_phases_ = pair["direct"].get("phases"), pair["gateway"].get("phases")
+        if not gateway_phases_:
+            continue
+        print(f"   (@{level}, the gateway's TTFT in steps, p50 / p99 over {gateway_phases_['answers']} answers:")
+        for name, _, _ in gateway_phases.INTERVALS:
+            if name in gateway_phases_:
+                step = gateway_phases_[name]
+                print(f"      {name}: {step['p50_ms']:.2f} / {step['p99_ms']:.2f} ms")
+        lateness = gateway_phases_.get(gateway_phases.LATENESS)
+        if lateness:
+            print(
+                f"      {gateway_phases.LATENESS} (a 1-5 ms sleep's, over the run), p50 / p90 / p99: "
+                f"{lateness['p50_ms']:.2f} / {lateness['p90_ms']:.2f} / {lateness['p99_ms']:.2f} ms"
+            )
+        if direct_phases:
+            step = direct_phases["converse_stream"]
+            print(f"      the direct client's converse_stream: {step['p50_ms']:.2f} / {step['p99_ms']:.2f} ms)")
     ramp_result = results.get("max_streams")
     if ramp_result is None:
         print("=> max concurrent streams: not measured (BENCH_GATEWAY_CASES)")

@@ -11,6 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile of ``values``: the nearest rank, no interpolation."""
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
 def _cpu_seconds() -> float:
     """CPU time of this process, every thread (user + system): less sensitive than wall time to a busy machine."""
     usage = resource.getrusage(resource.RUSAGE_SELF)

@@ -9,7 +9,8 @@ connection about ``interval`` seconds after its pause, with one timer for all of
 interval, each tick resuming the connections paused one interval before it (spread, not all at once).
 Meanwhile the kernel keeps what arrives (over TLS too: see below), so the next read takes
 several events at once: one read, one parse, one write for all of them. Nothing is dropped or reordered (the bytes
-are the same, read in fewer pieces), and no event waits longer than one interval, the answer's end included.
+are the same, read in fewer pieces), and no event waits more than about one interval (more when the event loop runs
+late: see ``ReadPacer``), the answer's end included.
 
 aiohttp pauses the same transport for its own flow control (``BaseProtocol._reading_paused`` when its buffer is full,
 ``_buffer_paused``): a connection aiohttp holds is neither paused nor resumed here, so a resume here never undoes
@@ -47,7 +48,10 @@ class ReadPacer:
     """Connections paused after a read, each resumed about ``interval`` seconds later by one timer for all of them.
 
     The timer ticks every ``interval / slots`` while anything is paused; a connection paused between two ticks is
-    resumed ``slots`` ticks after the first of them, so it waits a little less than ``interval``, never more. One
+    resumed ``slots`` ticks after the first of them, so it waits a little less than ``interval`` on an idle loop.
+    Each tick is scheduled when the one before it runs, so a loop running its timer late lengthens every pause by
+    ``slots`` times that lateness (at 500 streams on a loaded machine, "50 ms" paused ~60 ms: a loaded process reads
+    less often; docs/gateway-streaming-cpu.md has the runs, and why ticks on a grid were not kept). One
     round for every connection at once (``slots=1``) would make the process's work come in bursts: at 500 streams
     every round resumed ~500 connections, whose reads and writes then ran back to back (~20 ms of CPU), and a new
     request or a first token that arrived meanwhile waited for the whole burst (the bench's added time to first
