@@ -58,6 +58,25 @@ _LOCAL_ENV = {
 
 # What the process environment keeps over a function's own value: the local runtime logs quietly.
 _LOCAL_OVERRIDES = ("POWERTOOLS_LOG_LEVEL",)
+# moto's Step Functions interpreter logs at ERROR every exception raised while it evaluates a state, among them the
+# NoSuchJsonPathError it raises and handles itself when a Choice's IsPresent looks for a path that is not there (the
+# state machine's "on demand?" choice asks it of every job): a line of noise on the user's console, not a failure. A
+# path a state really needs and does not find still fails the execution, which the runtime reports from its history.
+MOTO_STATE_LOGGER = "moto.stepfunctions.parser.asl.component.eval_component"
+
+
+class AbsentPathNoise(logging.Filter):
+    """Drops moto's log record of a JSON path found absent (see ``MOTO_STATE_LOGGER``); every other record passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Exception=NoSuchJsonPathError")
+
+
+def quiet_absent_path_noise() -> None:
+    """Installs ``AbsentPathNoise`` on moto's state logger, once however many runtimes start."""
+    state_logger = logging.getLogger(MOTO_STATE_LOGGER)
+    if not any(isinstance(existing, AbsentPathNoise) for existing in state_logger.filters):
+        state_logger.addFilter(AbsentPathNoise())
 
 
 @dataclass(frozen=True)
@@ -352,6 +371,7 @@ class LocalRuntime(StateMachineRuns):
 
         for noisy in ("moto", "botocore.credentials", "werkzeug"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
+        quiet_absent_path_noise()
         mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}})
         mock.start()
         self._exit.callback(mock.stop)
