@@ -657,8 +657,9 @@ def _prefix_source(s3: Any, bucket: str, prefix: str, uri: str) -> Source:
     if len(kinds) > 1:
         raise InputValidationError(f"s3_uri '{uri}' mixes file formats {sorted(kinds)}; put one format under a prefix")
     (kind,) = kinds
+    description = f"{uri} ({len(files)} files)"
+    if kind == "parquet":  # every file a ParquetSource: none may be left out of the records
+        parquet = [ParquetSource(s3, bucket, key, size, f"s3://{bucket}/{key}") for key, size in sorted(files)]
+        return ParquetFiles.read(parquet, description)
     parts = [_file_source(s3, bucket, key, kind, size, f"s3://{bucket}/{key}") for key, size in sorted(files)]
-    description = f"{uri} ({len(parts)} files)"
-    if kind == "parquet":
-        return ParquetFiles.read([part for part in parts if isinstance(part, ParquetSource)], description)
     return MultiSource(parts, description=description)
